@@ -1,0 +1,114 @@
+# longview build. Plain make; see README.md and docs/building.md.
+#
+#   make                 release build in build/release (library, longview CLI, lv_test)
+#   make BUILD=asan      the same with AddressSanitizer + UndefinedBehaviorSanitizer in build/asan
+#   make test            release tests, then the whole suite again under ASan+UBSan
+#   make fuzz            libFuzzer targets (clang) in build/fuzz
+#   make demo            generate a small random-weight model and run it (the README's main job)
+#
+# The library is compiled for baseline x86-64 (or whatever the compiler targets): SIMD kernels
+# live in files named *_avx2.c / *_avx512.c that get their own -m flags and are chosen at run
+# time from the CPU's features, so one binary runs everywhere.
+
+BUILD ?= release
+O := build/$(BUILD)
+CC ?= cc
+PKG_CONFIG ?= pkg-config
+
+# System libraries found with pkg-config (Debian -dev packages; see docs/dependencies.md).
+PKGS ?=
+
+WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter \
+        -Wformat=2 -Wno-format-truncation -Wvla -Werror=implicit-function-declaration -Werror=incompatible-pointer-types
+BASE_CFLAGS := -std=c11 $(WARN) -Iinclude -Isrc -pthread -D_FILE_OFFSET_BITS=64 -MMD -MP
+
+ifeq ($(BUILD),release)
+  MODE_CFLAGS := -O2 -g
+  MODE_LDFLAGS :=
+else ifeq ($(BUILD),asan)
+  MODE_CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+  MODE_LDFLAGS := -fsanitize=address,undefined
+else ifeq ($(BUILD),fuzz)
+  CC := clang
+  MODE_CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
+  MODE_LDFLAGS := -fsanitize=address,undefined
+else ifeq ($(BUILD),debug)
+  MODE_CFLAGS := -O0 -g
+  MODE_LDFLAGS :=
+else
+  $(error unknown BUILD=$(BUILD): use release, asan or debug)
+endif
+
+ifneq ($(strip $(PKGS)),)
+  PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS))
+  PKG_LIBS := $(shell $(PKG_CONFIG) --libs $(PKGS))
+endif
+
+CFLAGS_ALL := $(BASE_CFLAGS) $(MODE_CFLAGS) $(PKG_CFLAGS) $(CFLAGS)
+LDLIBS_ALL := $(PKG_LIBS) -lm -pthread $(LDLIBS)
+LDFLAGS_ALL := $(MODE_LDFLAGS) $(LDFLAGS)
+
+LIB_SRC := $(sort $(wildcard src/*.c src/*/*.c))
+TOOL_SRC := $(sort $(wildcard tools/*.c))
+TEST_SRC := $(sort $(wildcard tests/*.c))
+
+LIB_OBJ := $(LIB_SRC:%.c=$(O)/%.o)
+TOOL_OBJ := $(TOOL_SRC:%.c=$(O)/%.o)
+TEST_OBJ := $(TEST_SRC:%.c=$(O)/%.o)
+
+# per-file SIMD flags
+AVX2_FLAGS := -mavx2 -mfma -mf16c -mbmi2
+AVX512_FLAGS := $(AVX2_FLAGS) -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx512vnni -mavx512bf16
+
+.PHONY: all test check fuzz fuzz-bins demo clean
+all: $(O)/liblongview.a $(O)/longview $(O)/lv_test
+
+$(O)/%_avx2.o: %_avx2.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(AVX2_FLAGS) -c $< -o $@
+
+$(O)/%_avx512.o: %_avx512.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(AVX512_FLAGS) -c $< -o $@
+
+$(O)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(O)/liblongview.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(O)/longview: $(TOOL_OBJ) $(O)/liblongview.a
+	$(CC) $(LDFLAGS_ALL) -o $@ $(TOOL_OBJ) $(O)/liblongview.a $(LDLIBS_ALL)
+
+$(O)/lv_test: $(TEST_OBJ) $(O)/liblongview.a
+	$(CC) $(LDFLAGS_ALL) -o $@ $(TEST_OBJ) $(O)/liblongview.a $(LDLIBS_ALL)
+
+# Run the unit tests and the command-line tests of this build.
+check: all
+	LV_TEST_TMPDIR=$(O)/tmp $(O)/lv_test
+	LV_TEST_TMPDIR=$(O)/tmp tests/cli_test.sh $(O)/longview
+
+# The whole suite: release, then everything again under ASan+UBSan (LV_TEST_QUICK shrinks the
+# few long cases there; every test still runs).
+test:
+	$(MAKE) BUILD=release check
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  LV_TEST_QUICK=1 $(MAKE) BUILD=asan check
+
+FUZZ_SRC := $(sort $(wildcard fuzz/fuzz_*.c))
+FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=build/fuzz/%)
+fuzz:
+	$(MAKE) BUILD=fuzz fuzz-bins
+fuzz-bins: $(FUZZ_BIN)
+build/fuzz/fuzz_%: build/fuzz/fuzz/fuzz_%.o build/fuzz/liblongview.a
+	clang $(MODE_LDFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS_ALL)
+
+demo: all
+	scripts/demo.sh $(O)/longview
+
+clean:
+	rm -rf build
+
+-include $(LIB_OBJ:.o=.d) $(TOOL_OBJ:.o=.d) $(TEST_OBJ:.o=.d)

@@ -1,0 +1,275 @@
+/*
+ * longview.h: the public C API of longview, a long-context / long-video LLM engine.
+ *
+ * Conventions (see docs/architecture.md):
+ *  - Handles are opaque. Options are passed in params structs that start from
+ *    lv_*_default_params().
+ *  - Every fallible function returns an lv_status (LV_OK == 0). On failure a human-readable
+ *    message naming the offending input is available from lv_last_error() on the same thread.
+ *  - Free functions accept NULL.
+ *  - The library never exits the process and never writes to stdout. Diagnostics go to the
+ *    log callback (default: warnings and errors to stderr).
+ *  - Sizes, counts and offsets are 64-bit; token ids, positions and sequence ids are int32.
+ *
+ * Thread safety: a lv_model is immutable after load and may be shared by many contexts and
+ * threads. A lv_context is used by one thread at a time. lv_last_error() is per thread.
+ */
+#ifndef LONGVIEW_H
+#define LONGVIEW_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define LV_VERSION_STRING "0.1.0"
+
+typedef int32_t lv_token;
+typedef int32_t lv_pos;
+typedef int32_t lv_seq_id;
+
+/* ---- status, errors, logging ------------------------------------------------------------ */
+
+typedef enum lv_status {
+    LV_OK                = 0,
+    LV_ERR_INVALID_ARG   = -1, /* a parameter or an input (token id, batch, request) is invalid */
+    LV_ERR_IO            = -2, /* open/read/write/mmap failed */
+    LV_ERR_FORMAT        = -3, /* a file is malformed, truncated or hostile */
+    LV_ERR_UNSUPPORTED   = -4, /* well-formed but not supported (architecture, tensor type) */
+    LV_ERR_NOMEM         = -5, /* allocation failed */
+    LV_ERR_CONTEXT_FULL  = -6, /* the KV cache has no room for this batch; nothing was changed */
+    LV_ERR_ABORTED       = -7, /* the abort callback asked to stop */
+    LV_ERR_INTERNAL      = -8, /* a broken invariant (a bug) */
+} lv_status;
+
+/* A static string naming the status ("invalid argument", ...). Never NULL. */
+const char *lv_status_str(lv_status st);
+
+/* The detailed message of the last failure on this thread ("" if none). The pointer stays valid
+ * until the next failing call on this thread. */
+const char *lv_last_error(void);
+
+typedef enum lv_log_level {
+    LV_LOG_DEBUG = 0,
+    LV_LOG_INFO  = 1,
+    LV_LOG_WARN  = 2,
+    LV_LOG_ERROR = 3,
+} lv_log_level;
+
+typedef void (*lv_log_fn)(lv_log_level level, const char *msg, void *user);
+
+/* Route library diagnostics to fn (NULL restores the default stderr logger). Messages below
+ * min_level are dropped before formatting. Not thread-safe with concurrent logging: call at startup. */
+void lv_log_set(lv_log_fn fn, void *user, lv_log_level min_level);
+
+/* ---- thread pool ------------------------------------------------------------------------ */
+
+/* One pool per process is the intended use: model, video and server share it. Workers spin
+ * briefly after each job and then sleep, so an idle pool burns no CPU. */
+typedef struct lv_threadpool lv_threadpool;
+
+/* n_threads <= 0 means one per online core. The calling thread of lv_threadpool_run counts as
+ * one of the n_threads. Returns NULL (and sets lv_last_error) on failure. */
+lv_threadpool *lv_threadpool_create(int n_threads);
+void           lv_threadpool_free(lv_threadpool *tp);
+int            lv_threadpool_n_threads(const lv_threadpool *tp);
+/* Number of online cores (at least 1). */
+int            lv_n_cores(void);
+
+/* ---- models ----------------------------------------------------------------------------- */
+
+typedef struct lv_model lv_model;
+
+typedef struct lv_model_params {
+    bool vocab_only;  /* load only the tokenizer (a vocab GGUF has no tensors) */
+    bool use_mmap;    /* map the file (default); false reads tensors into memory */
+} lv_model_params;
+
+lv_model_params lv_model_default_params(void);
+
+/* Load a GGUF model. On failure *out is NULL and lv_last_error() says which key, tensor or
+ * offset was wrong. */
+lv_status lv_model_load(const char *path, lv_model_params params, lv_model **out);
+void      lv_model_free(lv_model *model);
+
+int32_t lv_model_n_vocab(const lv_model *model);
+int32_t lv_model_n_ctx_train(const lv_model *model);
+int32_t lv_model_n_embd(const lv_model *model);
+int32_t lv_model_n_layer(const lv_model *model);
+int32_t lv_model_n_head(const lv_model *model);
+int32_t lv_model_n_head_kv(const lv_model *model);
+/* "llama" or "qwen2" */
+const char *lv_model_arch(const lv_model *model);
+
+/* Write a human-readable description of the model (architecture, hyper-parameters, tensors,
+ * types, sizes, what longview supports) into buf. Returns the length it needs (excluding the
+ * terminating NUL), like snprintf. */
+int64_t lv_model_describe(const lv_model *model, char *buf, size_t buf_size);
+
+/* ---- contexts, batches, decoding --------------------------------------------------------- */
+
+typedef enum lv_kv_type {
+    LV_KV_F32 = 0,
+    LV_KV_F16 = 1,
+} lv_kv_type;
+
+typedef struct lv_context lv_context;
+
+typedef bool (*lv_abort_fn)(void *user);
+
+typedef struct lv_context_params {
+    uint32_t n_ctx;        /* KV capacity in tokens, all sequences together; 0 = the model's training context */
+    uint32_t n_batch;      /* max tokens in one lv_decode call */
+    uint32_t n_ubatch;     /* tokens computed at once inside lv_decode (scratch is sized by it) */
+    uint32_t n_seq_max;    /* number of distinct sequence ids (0 .. n_seq_max-1) */
+    uint32_t kv_page_size; /* token slots per KV page */
+    lv_kv_type kv_type;    /* element type of the KV cache */
+    int32_t  n_threads;    /* used only when threadpool is NULL: a private pool of this many threads (<= 0: cores) */
+    lv_threadpool *threadpool; /* shared pool (not owned); NULL = create a private one */
+    lv_abort_fn abort_fn;  /* polled between layers; returning true aborts lv_decode */
+    void    *abort_user;
+} lv_context_params;
+
+lv_context_params lv_context_default_params(void);
+
+lv_status lv_context_create(lv_model *model, lv_context_params params, lv_context **out);
+void      lv_context_free(lv_context *ctx);
+uint32_t  lv_context_n_ctx(const lv_context *ctx);
+uint32_t  lv_context_n_batch(const lv_context *ctx);
+
+/* A batch of tokens, each with its own position and sequence id (as llama.cpp's llama_batch).
+ * A token attends to the cached tokens of its own sequence whose position is <= its own
+ * (and to the earlier tokens of the same batch in that sequence). Within a batch the positions
+ * of one sequence must be strictly increasing and greater than every position already cached for
+ * that sequence. logits[i] != 0 asks for the logits of token i. */
+typedef struct lv_batch {
+    int32_t    n_tokens;
+    lv_token  *token;   /* (n_tokens) */
+    lv_pos    *pos;     /* (n_tokens) */
+    lv_seq_id *seq_id;  /* (n_tokens) */
+    int8_t    *logits;  /* (n_tokens) */
+} lv_batch;
+
+/* Allocate a batch with room for n_tokens_max tokens (n_tokens = 0). */
+lv_batch lv_batch_init(int32_t n_tokens_max);
+void     lv_batch_free(lv_batch *batch);
+
+/* Run the forward pass over a batch and append its keys and values to the KV cache.
+ * Returns:
+ *   LV_OK
+ *   LV_ERR_INVALID_ARG   bad token id, sequence id, position order or batch size; nothing changed
+ *   LV_ERR_CONTEXT_FULL  the cache cannot hold the batch; nothing changed
+ *   LV_ERR_ABORTED       the abort callback fired; the cache is restored to its state before the call
+ * On every failure the KV cache is exactly as it was before the call (the append is transactional). */
+lv_status lv_decode(lv_context *ctx, const lv_batch *batch);
+
+/* Logits (n_vocab floats) of token i of the last successful lv_decode, or NULL if i is out of
+ * range or its logits were not requested. i = -1 is the last token that asked for logits. */
+const float *lv_get_logits_ith(lv_context *ctx, int32_t i);
+
+/* Remove the tokens of sequence seq with positions in [p0, p1) (p1 < 0: to the end).
+ * seq < 0: every sequence. Only suffix removal is supported in this version: the removed range
+ * must extend to the newest token of the sequence. */
+lv_status lv_kv_seq_rm(lv_context *ctx, lv_seq_id seq, lv_pos p0, lv_pos p1);
+/* Number of tokens cached for a sequence; -1 if seq is out of range. */
+int64_t   lv_kv_seq_n_tokens(const lv_context *ctx, lv_seq_id seq);
+/* Bytes the KV cache holds for its current contents, and its capacity in bytes. */
+int64_t   lv_kv_used_bytes(const lv_context *ctx);
+int64_t   lv_kv_capacity_bytes(const lv_context *ctx);
+
+/* ---- sampling --------------------------------------------------------------------------- */
+
+typedef struct lv_sampler lv_sampler;
+
+/* Applied in llama.cpp's default order: top-k, top-p, min-p, temperature, then a draw.
+ * temp <= 0 is greedy (argmax; ties go to the lowest id). top_k <= 0, top_p >= 1 and
+ * min_p <= 0 disable their filter. */
+typedef struct lv_sampler_params {
+    float    temp;
+    int32_t  top_k;
+    float    top_p;
+    float    min_p;
+    uint64_t seed;
+} lv_sampler_params;
+
+lv_sampler_params lv_sampler_default_params(void);
+lv_status lv_sampler_create(lv_sampler_params params, int32_t n_vocab, lv_sampler **out);
+void      lv_sampler_free(lv_sampler *smp);
+/* Pick a token from n_vocab logits. Allocation-free. */
+lv_token  lv_sampler_sample(lv_sampler *smp, const float *logits);
+
+/* ---- tokenizer -------------------------------------------------------------------------- */
+
+/* Tokenize text (len bytes, need not be NUL-terminated). add_special adds BOS/EOS as the
+ * vocabulary asks; parse_special turns special-token text into special tokens.
+ * Returns the number of tokens written, or, if n_tokens_max is too small, the negated number
+ * of tokens needed (nothing useful is written). Returns INT32_MIN on failure (lv_last_error). */
+int32_t lv_tokenize(const lv_model *model, const char *text, int64_t len,
+                    lv_token *tokens, int32_t n_tokens_max, bool add_special, bool parse_special);
+
+/* The bytes of one token's piece (SentencePiece spaces and byte tokens resolved; special tokens
+ * rendered only if render_special). Returns the length, or the negated needed size if buf is too
+ * small, or INT32_MIN for an invalid token. Not NUL-terminated. */
+int32_t lv_token_to_piece(const lv_model *model, lv_token token, char *buf, int32_t buf_size,
+                          bool render_special);
+
+/* Decode a whole sequence of tokens to text (with the leading-space rule of SentencePiece
+ * vocabularies applied to the first token unless remove_leading_space is false). Same return
+ * convention as lv_token_to_piece. */
+int64_t lv_detokenize(const lv_model *model, const lv_token *tokens, int32_t n_tokens,
+                      char *buf, int64_t buf_size, bool remove_leading_space, bool render_special);
+
+lv_token lv_token_bos(const lv_model *model); /* -1 if none */
+lv_token lv_token_eos(const lv_model *model); /* -1 if none */
+lv_token lv_token_eot(const lv_model *model); /* -1 if none */
+bool     lv_token_is_eog(const lv_model *model, lv_token token); /* end of generation */
+
+/* Streaming detokenizer: feeds token pieces and hands back only complete UTF-8 characters, so a
+ * caller printing as it goes never prints half a character (and never loses one). */
+typedef struct lv_detok_stream lv_detok_stream;
+lv_status lv_detok_stream_create(const lv_model *model, lv_detok_stream **out);
+void      lv_detok_stream_free(lv_detok_stream *ds);
+/* Append a token; writes the newly complete text to *out / *out_len (valid until the next call). */
+lv_status lv_detok_stream_push(lv_detok_stream *ds, lv_token token, const char **out, int64_t *out_len);
+/* Flush what remains (an incomplete trailing sequence is emitted as U+FFFD). */
+lv_status lv_detok_stream_flush(lv_detok_stream *ds, const char **out, int64_t *out_len);
+
+/* ---- random-weight model generation (gen-model) ----------------------------------------- */
+
+typedef enum lv_ftype {
+    LV_FTYPE_F32  = 0,
+    LV_FTYPE_F16  = 1,
+    LV_FTYPE_BF16 = 2,
+    LV_FTYPE_Q8_0 = 3,
+    LV_FTYPE_Q4_0 = 4,
+} lv_ftype;
+
+typedef struct lv_genmodel_params {
+    const char *arch;       /* "llama" or "qwen2" */
+    const char *preset;     /* "tiny", "smollm2-135m", "qwen2.5-0.5b", "llama3.2-1b", or NULL for explicit shape */
+    int32_t n_embd, n_layer, n_head, n_head_kv, n_ff; /* explicit shape (used when preset is NULL; 0 = keep preset's) */
+    int32_t n_ctx_train;    /* 0 = the preset's */
+    float   rope_freq_base; /* 0 = the preset's */
+    bool    tied_output;    /* token_embd doubles as the output matrix */
+    bool    llama3_rope;    /* write a rope_freqs tensor with Llama 3.1 scaling (factor 32, 8192) */
+    const char *vocab_path; /* GGUF whose tokenizer.* metadata is copied; its token count is n_vocab */
+    lv_ftype ftype;         /* type of the 2-D weight matrices; norms and biases stay F32 */
+    uint64_t seed;
+    float    std;           /* standard deviation of the weights (default 0.02) */
+    void   (*progress)(double fraction, void *user);
+    void    *progress_user;
+} lv_genmodel_params;
+
+lv_genmodel_params lv_genmodel_default_params(void);
+/* Write a valid GGUF v3 file with random weights. Deterministic for a given seed and shape.
+ * preset/arch/shape errors are LV_ERR_INVALID_ARG with a message. */
+lv_status lv_genmodel_write(const lv_genmodel_params *params, const char *out_path);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* LONGVIEW_H */

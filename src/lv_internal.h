@@ -1,0 +1,103 @@
+/*
+ * lv_internal.h: what every library file shares: error reporting, logging, checked
+ * allocation (with a fault-injection hook for tests), always-on assertions and small helpers.
+ *
+ * Two failure classes are kept apart (docs/architecture.md):
+ *  - bad input (a hostile file, an invalid token id) -> return an lv_status and set the message
+ *    with lv_error(); never assert.
+ *  - a broken internal invariant (a bug) -> LV_ASSERT, always on, aborts with file and line.
+ */
+#ifndef LV_INTERNAL_H
+#define LV_INTERNAL_H
+
+#include "longview.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(__GNUC__) || defined(__clang__)
+#define LV_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#define LV_LIKELY(x)    __builtin_expect(!!(x), 1)
+#define LV_UNLIKELY(x)  __builtin_expect(!!(x), 0)
+#define LV_NORETURN     __attribute__((noreturn))
+#else
+#define LV_PRINTF(a, b)
+#define LV_LIKELY(x)   (x)
+#define LV_UNLIKELY(x) (x)
+#define LV_NORETURN
+#endif
+
+#define LV_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define LV_MAX(a, b) ((a) > (b) ? (a) : (b))
+#define LV_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define LV_CACHE_LINE 64
+
+/* ---- errors ---- */
+
+/* Record the detailed message of a failure for lv_last_error() and return st, so that
+ * `return lv_error(LV_ERR_FORMAT, "%s: ...", __func__, ...)` reads naturally. */
+lv_status lv_error(lv_status st, const char *fmt, ...) LV_PRINTF(2, 3);
+/* Prefix the current thread's error message with more context ("loading x.gguf: ..."). */
+void lv_error_prefix(const char *fmt, ...) LV_PRINTF(1, 2);
+void lv_error_clear(void);
+
+/* ---- logging ---- */
+
+void lv_log(lv_log_level level, const char *fmt, ...) LV_PRINTF(2, 3);
+#define LV_LOG_W(...) lv_log(LV_LOG_WARN, __VA_ARGS__)
+#define LV_LOG_I(...) lv_log(LV_LOG_INFO, __VA_ARGS__)
+#define LV_LOG_D(...) lv_log(LV_LOG_DEBUG, __VA_ARGS__)
+
+/* ---- invariants ---- */
+
+LV_NORETURN void lv_abort(const char *file, int line, const char *fmt, ...) LV_PRINTF(3, 4);
+#define LV_ASSERT(x) \
+    do { if (LV_UNLIKELY(!(x))) lv_abort(__FILE__, __LINE__, "assertion failed: %s", #x); } while (0)
+
+/* ---- allocation ----
+ * Every library allocation goes through these. They return NULL on failure (never abort) and
+ * record LV_ERR_NOMEM with lv_error(). lv_calloc and lv_mallocn check n*size for overflow.
+ * Tests use lv_test_alloc_fail_after() to make the N-th allocation from now fail. */
+void *lv_malloc(size_t size);
+void *lv_calloc(size_t n, size_t size);
+void *lv_mallocn(size_t n, size_t size);
+void *lv_realloc(void *p, size_t size);
+void *lv_aligned_alloc(size_t align, size_t size); /* zero-filled, freed with lv_aligned_free */
+void  lv_free(void *p);
+void  lv_aligned_free(void *p);
+char *lv_strdup(const char *s);
+/* n < 0 disables injection; n == 0 fails the next allocation. */
+void  lv_test_alloc_fail_after(int64_t n);
+
+/* Overflow-checked arithmetic on sizes: return false if the result does not fit. */
+static inline int lv_mul_ovf_i64(int64_t a, int64_t b, int64_t *out) {
+    return __builtin_mul_overflow(a, b, out);
+}
+static inline int lv_add_ovf_i64(int64_t a, int64_t b, int64_t *out) {
+    return __builtin_add_overflow(a, b, out);
+}
+
+/* ---- time ---- */
+double lv_time_s(void); /* monotonic seconds */
+
+/* ---- thread pool internals (threadpool.c) ----
+ * lv_threadpool_run executes fn(arg, ith, nth) on nth = n_threads threads (the caller is
+ * ith 0) and returns when all have returned. Calls from different threads are serialized.
+ * Inside fn, lv_threadpool_barrier() waits for all nth threads of the job. */
+typedef void (*lv_task_fn)(void *arg, int ith, int nth);
+void lv_threadpool_run(lv_threadpool *tp, lv_task_fn fn, void *arg);
+void lv_threadpool_barrier(lv_threadpool *tp);
+
+/* Split n items among nth threads: thread ith gets [*lo, *hi). */
+static inline void lv_split_range(int64_t n, int ith, int nth, int64_t *lo, int64_t *hi) {
+    int64_t per = (n + nth - 1) / nth;
+    int64_t a = per * ith;
+    int64_t b = a + per;
+    if (a > n) a = n;
+    if (b > n) b = n;
+    *lo = a;
+    *hi = b;
+}
+
+#endif /* LV_INTERNAL_H */

@@ -1,0 +1,201 @@
+/*
+ * threadpool.c: one persistent pool of worker threads shared by every kernel.
+ *
+ * DESIGN
+ *  - lv_threadpool_run(fn, arg) runs fn(arg, ith, nth) on all nth threads; the caller is ith 0,
+ *    so a 1-thread pool has no workers and no synchronisation at all.
+ *  - A job is published by bumping an atomic generation counter. Workers that finished the
+ *    previous job spin on that counter for a short while (a decode step issues hundreds of small
+ *    jobs back to back, and waking a sleeping thread costs tens of microseconds), then go to
+ *    sleep on a condition variable, so an idle pool burns no CPU (unlike an OpenMP build whose
+ *    workers spin forever unless told OMP_WAIT_POLICY=passive).
+ *  - Lost wake-ups are impossible: the publisher stores the generation and then reads the
+ *    sleeper count; a worker increments the sleeper count and then re-reads the generation under
+ *    the mutex. Both are sequentially consistent, so one of them sees the other.
+ *  - lv_threadpool_barrier() is a spinning sense barrier for use inside a job.
+ *  - Calls to lv_threadpool_run from different threads are serialized by a mutex.
+ */
+#define _GNU_SOURCE
+#include "lv_internal.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define lv_cpu_relax() _mm_pause()
+#else
+#define lv_cpu_relax() ((void)0)
+#endif
+
+/* How long an idle worker spins before sleeping, in seconds. */
+#define LV_TP_SPIN_S 0.0005
+
+typedef struct worker {
+    lv_threadpool *tp;
+    int ith;
+    pthread_t thread;
+} worker;
+
+struct lv_threadpool {
+    int n_threads;
+    worker *workers; /* (n_threads - 1) */
+
+    pthread_mutex_t run_lock; /* serializes lv_threadpool_run callers */
+
+    /* the current job */
+    lv_task_fn fn;
+    void *arg;
+    _Atomic uint64_t generation;
+    _Atomic int n_done;
+    _Atomic int stop;
+
+    /* sleeping */
+    pthread_mutex_t mutex;
+    pthread_cond_t cond_job;
+    pthread_cond_t cond_done;
+    _Atomic int n_sleeping;
+    _Atomic int main_sleeping;
+
+    /* barrier */
+    _Atomic int bar_count;
+    _Atomic int bar_phase;
+};
+
+static void *worker_main(void *p) {
+    worker *w = p;
+    lv_threadpool *tp = w->tp;
+    uint64_t seen = 0;
+    for (;;) {
+        /* wait for a new generation: spin, then sleep */
+        uint64_t gen = atomic_load(&tp->generation);
+        if (gen == seen) {
+            double t0 = lv_time_s();
+            for (int i = 0;; i++) {
+                lv_cpu_relax();
+                gen = atomic_load(&tp->generation);
+                if (gen != seen || atomic_load(&tp->stop)) break;
+                if ((i & 255) == 255 && lv_time_s() - t0 > LV_TP_SPIN_S) break;
+            }
+        }
+        if (gen == seen && !atomic_load(&tp->stop)) {
+            pthread_mutex_lock(&tp->mutex);
+            atomic_fetch_add(&tp->n_sleeping, 1);
+            while ((gen = atomic_load(&tp->generation)) == seen && !atomic_load(&tp->stop))
+                pthread_cond_wait(&tp->cond_job, &tp->mutex);
+            atomic_fetch_sub(&tp->n_sleeping, 1);
+            pthread_mutex_unlock(&tp->mutex);
+        }
+        if (atomic_load(&tp->stop)) break;
+        seen = gen;
+
+        tp->fn(tp->arg, w->ith, tp->n_threads);
+
+        if (atomic_fetch_add(&tp->n_done, 1) + 1 == tp->n_threads - 1 && atomic_load(&tp->main_sleeping)) {
+            pthread_mutex_lock(&tp->mutex);
+            pthread_cond_signal(&tp->cond_done);
+            pthread_mutex_unlock(&tp->mutex);
+        }
+    }
+    return NULL;
+}
+
+lv_threadpool *lv_threadpool_create(int n_threads) {
+    if (n_threads <= 0) n_threads = lv_n_cores();
+    if (n_threads > 512) {
+        lv_error(LV_ERR_INVALID_ARG, "thread pool: %d threads is more than the limit of 512", n_threads);
+        return NULL;
+    }
+    lv_threadpool *tp = lv_calloc(1, sizeof(*tp));
+    if (!tp) return NULL;
+    tp->n_threads = n_threads;
+    pthread_mutex_init(&tp->run_lock, NULL);
+    pthread_mutex_init(&tp->mutex, NULL);
+    pthread_cond_init(&tp->cond_job, NULL);
+    pthread_cond_init(&tp->cond_done, NULL);
+    if (n_threads > 1) {
+        tp->workers = lv_calloc((size_t)n_threads - 1, sizeof(worker));
+        if (!tp->workers) {
+            tp->n_threads = 1;
+            lv_threadpool_free(tp);
+            return NULL;
+        }
+        for (int i = 0; i < n_threads - 1; i++) {
+            tp->workers[i].tp = tp;
+            tp->workers[i].ith = i + 1;
+            if (pthread_create(&tp->workers[i].thread, NULL, worker_main, &tp->workers[i]) != 0) {
+                lv_error(LV_ERR_NOMEM, "thread pool: cannot start thread %d of %d", i + 1, n_threads);
+                tp->n_threads = i + 1; /* only i workers to join */
+                lv_threadpool_free(tp);
+                return NULL;
+            }
+        }
+    }
+    return tp;
+}
+
+void lv_threadpool_free(lv_threadpool *tp) {
+    if (!tp) return;
+    if (tp->workers) {
+        pthread_mutex_lock(&tp->mutex);
+        atomic_store(&tp->stop, 1);
+        pthread_cond_broadcast(&tp->cond_job);
+        pthread_mutex_unlock(&tp->mutex);
+        for (int i = 0; i < tp->n_threads - 1; i++) pthread_join(tp->workers[i].thread, NULL);
+        lv_free(tp->workers);
+    }
+    pthread_mutex_destroy(&tp->run_lock);
+    pthread_mutex_destroy(&tp->mutex);
+    pthread_cond_destroy(&tp->cond_job);
+    pthread_cond_destroy(&tp->cond_done);
+    lv_free(tp);
+}
+
+int lv_threadpool_n_threads(const lv_threadpool *tp) { return tp ? tp->n_threads : 1; }
+
+void lv_threadpool_run(lv_threadpool *tp, lv_task_fn fn, void *arg) {
+    if (!tp || tp->n_threads == 1) {
+        fn(arg, 0, 1);
+        return;
+    }
+    pthread_mutex_lock(&tp->run_lock);
+    tp->fn = fn;
+    tp->arg = arg;
+    atomic_store(&tp->n_done, 0);
+    atomic_store(&tp->bar_count, 0);
+    atomic_fetch_add(&tp->generation, 1);
+    if (atomic_load(&tp->n_sleeping) > 0) {
+        pthread_mutex_lock(&tp->mutex);
+        pthread_cond_broadcast(&tp->cond_job);
+        pthread_mutex_unlock(&tp->mutex);
+    }
+
+    fn(arg, 0, tp->n_threads);
+
+    /* wait for the workers: spin, then sleep */
+    const int want = tp->n_threads - 1;
+    double t0 = lv_time_s();
+    for (int i = 0; atomic_load(&tp->n_done) < want; i++) {
+        lv_cpu_relax();
+        if ((i & 255) == 255 && lv_time_s() - t0 > LV_TP_SPIN_S) {
+            pthread_mutex_lock(&tp->mutex);
+            atomic_store(&tp->main_sleeping, 1);
+            while (atomic_load(&tp->n_done) < want) pthread_cond_wait(&tp->cond_done, &tp->mutex);
+            atomic_store(&tp->main_sleeping, 0);
+            pthread_mutex_unlock(&tp->mutex);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&tp->run_lock);
+}
+
+void lv_threadpool_barrier(lv_threadpool *tp) {
+    if (!tp || tp->n_threads == 1) return;
+    int phase = atomic_load(&tp->bar_phase);
+    if (atomic_fetch_add(&tp->bar_count, 1) == tp->n_threads - 1) {
+        atomic_store(&tp->bar_count, 0);
+        atomic_fetch_add(&tp->bar_phase, 1);
+    } else {
+        while (atomic_load(&tp->bar_phase) == phase) lv_cpu_relax();
+    }
+}
