@@ -18,7 +18,7 @@ PKG_CONFIG ?= pkg-config
 # System libraries found with pkg-config (Debian -dev packages; see docs/dependencies.md).
 PKGS ?=
 
-WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter \
+WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter -Wno-missing-field-initializers \
         -Wformat=2 -Wno-format-truncation -Wvla -Werror=implicit-function-declaration -Werror=incompatible-pointer-types
 BASE_CFLAGS := -std=c11 $(WARN) -Iinclude -Isrc -pthread -D_FILE_OFFSET_BITS=64 -MMD -MP
 

@@ -1,1 +1,36 @@
-int main(void) { return 0; }
+/*
+ * longview.c: the command line tool's entry point: dispatches `longview <command> [options]`.
+ * Each command's options and --help live in its own tools/cmd_*.c file.
+ */
+#include "cli.h"
+#include "commands.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const cli_command g_commands[] = {
+    {"info", cmd_info, "describe a GGUF model: architecture, shapes, tensor types, support"},
+};
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: longview <command> [options]   (longview <command> --help for its options)\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof(g_commands) / sizeof(g_commands[0]); i++)
+        fprintf(f, "  %-14s %s\n", g_commands[i].name, g_commands[i].summary);
+    fprintf(f, "  %-14s %s\n", "version", "print the version");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
+        printf("longview %s\n", LV_VERSION_STRING);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof(g_commands) / sizeof(g_commands[0]); i++)
+        if (strcmp(argv[1], g_commands[i].name) == 0) return g_commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "longview: error: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

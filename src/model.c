@@ -1,0 +1,518 @@
+/*
+ * model.c: loading a GGUF model: architecture, hyper-parameters (read exactly as llama.cpp's
+ * llama_model::load_hparams reads them) and weight binding with shape and type checks.
+ *
+ * Supported architectures: `llama` (Llama 2/3, Mistral, SmolLM: GQA, RMSNorm, SwiGLU, tied or
+ * untied output, llama3 `rope_freqs`) and `qwen2` (q/k/v biases, NEOX rope). Both share one
+ * tensor layout; the differences are a table below.
+ */
+#define _GNU_SOURCE
+#include "model.h"
+
+#include "lv_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+const char *lv_arch_name(lv_arch a) {
+    switch (a) {
+    case LV_ARCH_LLAMA: return "llama";
+    case LV_ARCH_QWEN2: return "qwen2";
+    }
+    return "?";
+}
+
+typedef struct arch_info {
+    const char *name;
+    lv_arch arch;
+    lv_rope_type rope_type;
+    bool qkv_bias_required;
+} arch_info;
+
+static const arch_info g_archs[] = {
+    {"llama", LV_ARCH_LLAMA, LV_ROPE_NORM, false},
+    {"qwen2", LV_ARCH_QWEN2, LV_ROPE_NEOX, true},
+};
+
+/* -------------------------------------------------------------------------------------------
+ * metadata helpers
+ * ----------------------------------------------------------------------------------------- */
+
+typedef struct kv_reader {
+    const lv_gguf *g;
+    const char *arch;
+} kv_reader;
+
+static void arch_key(const kv_reader *r, const char *suffix, char *buf, size_t n) {
+    snprintf(buf, n, "%s.%s", r->arch, suffix);
+}
+
+/* An unsigned integer key, or (for llama.cpp's get_key_or_arr) an array whose elements are all
+ * equal. required: missing is an error. Range [lo, hi]. */
+static lv_status get_int(const kv_reader *r, const char *suffix, bool required, int64_t lo, int64_t hi, int64_t *out) {
+    char key[256];
+    arch_key(r, suffix, key, sizeof(key));
+    int64_t i = lv_gguf_find_key(r->g, key);
+    if (i < 0) {
+        if (required) return lv_error(LV_ERR_FORMAT, "required key '%s' is missing", key);
+        return LV_OK;
+    }
+    int64_t v;
+    if (lv_gguf_kv_type(r->g, i) == LV_GGUF_ARRAY) {
+        uint64_t n = lv_gguf_arr_n(r->g, i);
+        if (n == 0 || !lv_gguf_arr_get_i64(r->g, i, 0, &v))
+            return lv_error(LV_ERR_FORMAT, "key '%s' is an empty or non-integer array", key);
+        for (uint64_t j = 1; j < n; j++) {
+            int64_t w;
+            if (!lv_gguf_arr_get_i64(r->g, i, j, &w) || w != v)
+                return lv_error(LV_ERR_UNSUPPORTED, "key '%s' varies per layer; only uniform layers are supported", key);
+        }
+    } else if (!lv_gguf_get_i64(r->g, i, &v)) {
+        return lv_error(LV_ERR_FORMAT, "key '%s' must be an integer but is %s", key, lv_gguf_type_name(lv_gguf_kv_type(r->g, i)));
+    }
+    if (v < lo || v > hi)
+        return lv_error(LV_ERR_FORMAT, "key '%s' = %lld is outside [%lld, %lld]", key, (long long)v, (long long)lo, (long long)hi);
+    *out = v;
+    return LV_OK;
+}
+
+static lv_status get_float(const kv_reader *r, const char *suffix, bool required, float *out, bool *found) {
+    char key[256];
+    arch_key(r, suffix, key, sizeof(key));
+    int64_t i = lv_gguf_find_key(r->g, key);
+    if (found) *found = i >= 0;
+    if (i < 0) {
+        if (required) return lv_error(LV_ERR_FORMAT, "required key '%s' is missing", key);
+        return LV_OK;
+    }
+    double v;
+    if (!lv_gguf_get_f64(r->g, i, &v))
+        return lv_error(LV_ERR_FORMAT, "key '%s' must be a number but is %s", key, lv_gguf_type_name(lv_gguf_kv_type(r->g, i)));
+    if (!isfinite(v)) return lv_error(LV_ERR_FORMAT, "key '%s' is not finite", key);
+    *out = (float)v;
+    return LV_OK;
+}
+
+static lv_status read_hparams(lv_model *m, const arch_info *ai) {
+    kv_reader r = {m->gguf, ai->name};
+    lv_hparams *hp = &m->hp;
+    lv_status st;
+    const int64_t BIG = (int64_t)1 << 31;
+    int64_t n_expert = 0;
+    if ((st = get_int(&r, "expert_count", false, 0, BIG, &n_expert)) != LV_OK) return st;
+    if (n_expert > 0) return lv_error(LV_ERR_UNSUPPORTED, "mixture-of-experts models (%s.expert_count = %lld) are not supported", ai->name, (long long)n_expert);
+    if ((st = get_int(&r, "context_length", true, 1, BIG, &hp->n_ctx_train)) != LV_OK) return st;
+    if ((st = get_int(&r, "embedding_length", true, 1, 1 << 20, &hp->n_embd)) != LV_OK) return st;
+    if ((st = get_int(&r, "block_count", true, 1, 4096, &hp->n_layer)) != LV_OK) return st;
+    if ((st = get_int(&r, "feed_forward_length", true, 1, 1 << 22, &hp->n_ff)) != LV_OK) return st;
+    if ((st = get_int(&r, "attention.head_count", true, 1, 1 << 16, &hp->n_head)) != LV_OK) return st;
+    hp->n_head_kv = hp->n_head;
+    if ((st = get_int(&r, "attention.head_count_kv", false, 1, 1 << 16, &hp->n_head_kv)) != LV_OK) return st;
+    if (hp->n_head % hp->n_head_kv != 0)
+        return lv_error(LV_ERR_FORMAT, "attention.head_count %lld is not a multiple of head_count_kv %lld", (long long)hp->n_head, (long long)hp->n_head_kv);
+
+    hp->n_ctx_orig = hp->n_ctx_train;
+    if ((st = get_int(&r, "rope.scaling.original_context_length", false, 1, BIG, &hp->n_ctx_orig)) != LV_OK) return st;
+    hp->rope_freq_base = 10000.0f;
+    if ((st = get_float(&r, "rope.freq_base", false, &hp->rope_freq_base, NULL)) != LV_OK) return st;
+    if (!(hp->rope_freq_base > 0)) return lv_error(LV_ERR_FORMAT, "%s.rope.freq_base must be positive", ai->name);
+
+    hp->rope_scaling = LV_ROPE_SCALING_LINEAR; /* llama.cpp's default */
+    {
+        char key[256];
+        arch_key(&r, "rope.scaling.type", key, sizeof(key));
+        int64_t i = lv_gguf_find_key(m->gguf, key);
+        if (i >= 0) {
+            if (lv_gguf_kv_type(m->gguf, i) != LV_GGUF_STRING) return lv_error(LV_ERR_FORMAT, "key '%s' must be a string", key);
+            lv_gguf_str s = lv_gguf_get_str(m->gguf, i);
+            if (s.len == 4 && memcmp(s.ptr, "none", 4) == 0) hp->rope_scaling = LV_ROPE_SCALING_NONE;
+            else if (s.len == 6 && memcmp(s.ptr, "linear", 6) == 0) hp->rope_scaling = LV_ROPE_SCALING_LINEAR;
+            else if (s.len == 4 && memcmp(s.ptr, "yarn", 4) == 0) hp->rope_scaling = LV_ROPE_SCALING_YARN;
+            else return lv_error(LV_ERR_UNSUPPORTED, "rope scaling type '%.*s' is not supported (none, linear, yarn are)", (int)LV_MIN(s.len, 64), s.ptr);
+        }
+    }
+    float ropescale = 0.0f;
+    bool found = false;
+    if ((st = get_float(&r, "rope.scaling.factor", false, &ropescale, &found)) != LV_OK) return st;
+    if (!found && (st = get_float(&r, "rope.scale_linear", false, &ropescale, NULL)) != LV_OK) return st;
+    if (ropescale < 0) return lv_error(LV_ERR_FORMAT, "rope scaling factor %g is negative", (double)ropescale);
+    hp->rope_freq_scale = ropescale == 0.0f ? 1.0f : 1.0f / ropescale;
+    if (hp->rope_scaling == LV_ROPE_SCALING_NONE) hp->rope_freq_scale = 1.0f;
+    float rope_attn_factor = 1.0f;
+    if ((st = get_float(&r, "rope.scaling.attn_factor", false, &rope_attn_factor, NULL)) != LV_OK) return st;
+    hp->yarn_beta_fast = 32.0f;
+    hp->yarn_beta_slow = 1.0f;
+    hp->yarn_ext_factor = hp->rope_scaling == LV_ROPE_SCALING_YARN ? 1.0f : 0.0f;
+    hp->yarn_attn_factor = 1.0f;
+    if (hp->yarn_ext_factor != 0.0f) {
+        /* as llama_context: mscale(factor) cancelled by the 1 + 0.1 ln(factor) that rope_yarn applies */
+        const float factor = 1.0f / hp->rope_freq_scale;
+        const float mscale = factor <= 1.0f ? 1.0f : 0.1f * logf(factor) + 1.0f;
+        hp->yarn_attn_factor = mscale * (1.0f / (1.0f + 0.1f * logf(factor)));
+    }
+    hp->yarn_attn_factor *= rope_attn_factor;
+
+    hp->n_embd_head_k = hp->n_embd / hp->n_head;
+    hp->n_embd_head_v = hp->n_embd / hp->n_head;
+    if ((st = get_int(&r, "attention.key_length", false, 1, 1 << 16, &hp->n_embd_head_k)) != LV_OK) return st;
+    if ((st = get_int(&r, "attention.value_length", false, 1, 1 << 16, &hp->n_embd_head_v)) != LV_OK) return st;
+    hp->n_rot = hp->n_embd_head_k;
+    if ((st = get_int(&r, "rope.dimension_count", false, 0, 1 << 16, &hp->n_rot)) != LV_OK) return st;
+    if (ai->arch == LV_ARCH_LLAMA && hp->n_rot != hp->n_embd_head_k)
+        return lv_error(LV_ERR_FORMAT, "invalid rope.dimension_count %lld, expected %lld", (long long)hp->n_rot, (long long)hp->n_embd_head_k);
+    if (hp->n_rot > hp->n_embd_head_k || hp->n_rot % 2 != 0)
+        return lv_error(LV_ERR_FORMAT, "rope.dimension_count %lld must be even and at most the head size %lld", (long long)hp->n_rot, (long long)hp->n_embd_head_k);
+    if ((st = get_float(&r, "attention.layer_norm_rms_epsilon", true, &hp->norm_rms_eps, NULL)) != LV_OK) return st;
+    if (!(hp->norm_rms_eps >= 0)) return lv_error(LV_ERR_FORMAT, "%s.attention.layer_norm_rms_epsilon is negative", ai->name);
+    hp->rope_type = ai->rope_type;
+    return LV_OK;
+}
+
+/* -------------------------------------------------------------------------------------------
+ * tensor binding
+ * ----------------------------------------------------------------------------------------- */
+
+typedef struct binder {
+    lv_model *m;
+    uint8_t *used; /* (n_tensors) */
+} binder;
+
+/* Bind a tensor by name with an expected shape (ne1 = 0 for 1-D). A 2-D weight must have a type
+ * longview computes with; a 1-D tensor must be F32. */
+static lv_status bind(binder *b, lv_tensor *t, const char *name, int64_t ne0, int64_t ne1, bool required) {
+    memset(t, 0, sizeof(*t));
+    int64_t i = lv_gguf_find_tensor(b->m->gguf, name);
+    if (i < 0) {
+        if (required) return lv_error(LV_ERR_FORMAT, "tensor '%s' is missing", name);
+        return LV_OK;
+    }
+    const lv_gguf_tensor *gt = lv_gguf_tensor_at(b->m->gguf, i);
+    b->used[i] = 1;
+    int want_dims = ne1 ? 2 : 1;
+    if (gt->n_dims != want_dims || gt->ne[0] != ne0 || (ne1 && gt->ne[1] != ne1)) {
+        if (ne1)
+            return lv_error(LV_ERR_FORMAT, "tensor '%s' has shape [%lld, %lld, %lld, %lld], expected [%lld, %lld]", name,
+                            (long long)gt->ne[0], (long long)gt->ne[1], (long long)gt->ne[2], (long long)gt->ne[3],
+                            (long long)ne0, (long long)ne1);
+        return lv_error(LV_ERR_FORMAT, "tensor '%s' has shape [%lld, %lld, %lld, %lld], expected [%lld]", name,
+                        (long long)gt->ne[0], (long long)gt->ne[1], (long long)gt->ne[2], (long long)gt->ne[3], (long long)ne0);
+    }
+    const lv_type_traits *tt = lv_type_get(gt->type);
+    if (want_dims == 1 && gt->type != LV_TYPE_F32)
+        return lv_error(LV_ERR_UNSUPPORTED, "tensor '%s' has type %s; 1-D tensors must be f32", name, tt->name);
+    if (!tt->computable)
+        return lv_error(LV_ERR_UNSUPPORTED, "tensor '%s' has type %s, which longview does not support yet (supported: f32, f16, bf16, q8_0, q4_0)",
+                        name, tt->name);
+    t->name = gt->name;
+    t->type = (lv_type)gt->type;
+    for (int d = 0; d < 4; d++) t->ne[d] = gt->ne[d];
+    t->row_bytes = lv_row_bytes(t->type, t->ne[0]);
+    t->data = gt->data;
+    return LV_OK;
+}
+
+static lv_status bind_tensors(lv_model *m, const arch_info *ai) {
+    const lv_hparams *hp = &m->hp;
+    const int64_t n_tensors = lv_gguf_n_tensors(m->gguf);
+    binder b = {m, lv_calloc((size_t)(n_tensors ? n_tensors : 1), 1)};
+    if (!b.used) return LV_ERR_NOMEM;
+    lv_status st;
+    const int64_t E = hp->n_embd, V = hp->n_vocab;
+    const int64_t q_dim = hp->n_head * hp->n_embd_head_k;
+    const int64_t k_dim = hp->n_head_kv * hp->n_embd_head_k;
+    const int64_t v_dim = hp->n_head_kv * hp->n_embd_head_v;
+    const int64_t o_dim = hp->n_head * hp->n_embd_head_v;
+    char name[LV_GGUF_MAX_NAME + 16];
+
+    if ((st = bind(&b, &m->tok_embd, "token_embd.weight", E, V, true)) != LV_OK) goto end;
+    if ((st = bind(&b, &m->output_norm, "output_norm.weight", E, 0, true)) != LV_OK) goto end;
+    if ((st = bind(&b, &m->output, "output.weight", E, V, false)) != LV_OK) goto end;
+    if (!m->output.data) {
+        m->output = m->tok_embd;
+        m->tied_output = true;
+    }
+    if ((st = bind(&b, &m->rope_freqs, "rope_freqs.weight", hp->n_rot / 2, 0, false)) != LV_OK) goto end;
+
+    m->layers = lv_calloc((size_t)hp->n_layer, sizeof(lv_layer));
+    if (!m->layers) {
+        st = LV_ERR_NOMEM;
+        goto end;
+    }
+    for (int64_t il = 0; il < hp->n_layer; il++) {
+        lv_layer *L = &m->layers[il];
+#define BIND(field, suffix, a, c, req)                                                  \
+    do {                                                                                \
+        snprintf(name, sizeof(name), "blk.%lld." suffix, (long long)il);                \
+        if ((st = bind(&b, &L->field, name, a, c, req)) != LV_OK) goto end;             \
+    } while (0)
+        BIND(attn_norm, "attn_norm.weight", E, 0, true);
+        BIND(wq, "attn_q.weight", E, q_dim, true);
+        BIND(wk, "attn_k.weight", E, k_dim, true);
+        BIND(wv, "attn_v.weight", E, v_dim, true);
+        BIND(wo, "attn_output.weight", o_dim, E, true);
+        BIND(bq, "attn_q.bias", q_dim, 0, ai->qkv_bias_required);
+        BIND(bk, "attn_k.bias", k_dim, 0, ai->qkv_bias_required);
+        BIND(bv, "attn_v.bias", v_dim, 0, ai->qkv_bias_required);
+        BIND(bo, "attn_output.bias", E, 0, false);
+        BIND(ffn_norm, "ffn_norm.weight", E, 0, true);
+        BIND(ffn_gate, "ffn_gate.weight", E, hp->n_ff, true);
+        BIND(ffn_up, "ffn_up.weight", E, hp->n_ff, true);
+        BIND(ffn_down, "ffn_down.weight", hp->n_ff, E, true);
+#undef BIND
+    }
+    for (int64_t i = 0; i < n_tensors; i++) {
+        if (!b.used[i]) {
+            st = lv_error(LV_ERR_UNSUPPORTED, "tensor '%s' is not used by the %s architecture (%lld unexpected tensors): "
+                          "a different model variant?", lv_gguf_tensor_at(m->gguf, i)->name, ai->name,
+                          (long long)(n_tensors - i));
+            goto end;
+        }
+    }
+    st = LV_OK;
+end:
+    lv_free(b.used);
+    return st;
+}
+
+/* -------------------------------------------------------------------------------------------
+ * load
+ * ----------------------------------------------------------------------------------------- */
+
+lv_model_params lv_model_default_params(void) {
+    lv_model_params p;
+    memset(&p, 0, sizeof(p));
+    p.use_mmap = true;
+    return p;
+}
+
+static lv_status read_whole_file(const char *path, void **out, uint64_t *size) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return lv_error(LV_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        close(fd);
+        return lv_error(LV_ERR_IO, "'%s' is not a readable regular file", path);
+    }
+    uint64_t n = (uint64_t)sb.st_size;
+    uint8_t *buf = lv_aligned_alloc(64, (size_t)(n ? n : 1));
+    if (!buf) {
+        close(fd);
+        return LV_ERR_NOMEM;
+    }
+    uint64_t got = 0;
+    while (got < n) {
+        ssize_t r = read(fd, buf + got, (size_t)LV_MIN(n - got, (uint64_t)1 << 30));
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) {
+            int e = errno;
+            close(fd);
+            lv_aligned_free(buf);
+            return lv_error(LV_ERR_IO, "reading '%s': %s", path, r < 0 ? strerror(e) : "unexpected end of file");
+        }
+        got += (uint64_t)r;
+    }
+    close(fd);
+    *out = buf;
+    *size = n;
+    return LV_OK;
+}
+
+lv_status lv_model_load(const char *path, lv_model_params params, lv_model **out) {
+    *out = NULL;
+    lv_model *m = lv_calloc(1, sizeof(*m));
+    if (!m) return LV_ERR_NOMEM;
+    lv_status st;
+    m->path = lv_strdup(path);
+    m->vocab_only = params.vocab_only;
+    if (!m->path) {
+        st = LV_ERR_NOMEM;
+        goto fail;
+    }
+    if (params.use_mmap) {
+        st = lv_gguf_open(path, &m->gguf);
+    } else {
+        uint64_t size = 0;
+        st = read_whole_file(path, &m->file_copy, &size);
+        if (st == LV_OK) {
+            st = lv_gguf_open_memory(m->file_copy, size, &m->gguf);
+            if (st != LV_OK) lv_error_prefix("%s", path);
+        }
+    }
+    if (st != LV_OK) goto fail;
+
+    /* architecture */
+    const arch_info *ai = NULL;
+    {
+        int64_t i = lv_gguf_find_key(m->gguf, "general.architecture");
+        if (i < 0 || lv_gguf_kv_type(m->gguf, i) != LV_GGUF_STRING) {
+            if (!params.vocab_only) {
+                st = lv_error(LV_ERR_FORMAT, "%s: key 'general.architecture' is missing or not a string", path);
+                goto fail;
+            }
+        } else {
+            lv_gguf_str s = lv_gguf_get_str(m->gguf, i);
+            for (size_t k = 0; k < LV_ARRAY_LEN(g_archs); k++)
+                if (strlen(g_archs[k].name) == s.len && memcmp(g_archs[k].name, s.ptr, s.len) == 0) ai = &g_archs[k];
+            if (!ai && !params.vocab_only) {
+                st = lv_error(LV_ERR_UNSUPPORTED, "%s: architecture '%.*s' is not supported (llama and qwen2 are)", path,
+                              (int)LV_MIN(s.len, 64), s.ptr);
+                goto fail;
+            }
+        }
+    }
+    if (ai) m->arch = ai->arch;
+
+    /* vocabulary */
+    if ((st = lv_vocab_load(m->gguf, &m->vocab)) != LV_OK) {
+        if (!params.vocab_only && st == LV_ERR_FORMAT && lv_gguf_find_key(m->gguf, "tokenizer.ggml.model") < 0) {
+            /* no tokenizer at all: allowed for a weights-only model (token ids in, logits out) */
+            m->vocab = NULL;
+            lv_error_clear();
+        } else {
+            lv_error_prefix("%s: tokenizer", path);
+            goto fail;
+        }
+    }
+    if (params.vocab_only) {
+        *out = m;
+        return LV_OK;
+    }
+
+    if ((st = read_hparams(m, ai)) != LV_OK) {
+        lv_error_prefix("%s", path);
+        goto fail;
+    }
+    /* n_vocab: the tokenizer's size, else token_embd's rows */
+    {
+        int64_t ti = lv_gguf_find_tensor(m->gguf, "token_embd.weight");
+        if (ti < 0) {
+            st = lv_error(LV_ERR_FORMAT, "%s: tensor 'token_embd.weight' is missing", path);
+            goto fail;
+        }
+        m->hp.n_vocab = m->vocab ? lv_vocab_n_tokens(m->vocab) : lv_gguf_tensor_at(m->gguf, ti)->ne[1];
+        if (m->hp.n_vocab <= 0 || m->hp.n_vocab > INT32_MAX) {
+            st = lv_error(LV_ERR_FORMAT, "%s: vocabulary size %lld is invalid", path, (long long)m->hp.n_vocab);
+            goto fail;
+        }
+    }
+    if ((st = bind_tensors(m, ai)) != LV_OK) {
+        lv_error_prefix("%s", path);
+        goto fail;
+    }
+    *out = m;
+    return LV_OK;
+
+fail:
+    lv_model_free(m);
+    return st;
+}
+
+void lv_model_free(lv_model *m) {
+    if (!m) return;
+    lv_vocab_free(m->vocab);
+    lv_free(m->layers);
+    lv_gguf_close(m->gguf);
+    lv_aligned_free(m->file_copy);
+    lv_free(m->path);
+    lv_free(m);
+}
+
+const lv_vocab *lv_model_vocab(const lv_model *model) { return model->vocab; }
+
+int32_t lv_model_n_vocab(const lv_model *m) {
+    if (m->vocab_only) return m->vocab ? lv_vocab_n_tokens(m->vocab) : 0;
+    return (int32_t)m->hp.n_vocab;
+}
+int32_t lv_model_n_ctx_train(const lv_model *m) { return (int32_t)LV_MIN(m->hp.n_ctx_train, INT32_MAX); }
+int32_t lv_model_n_embd(const lv_model *m) { return (int32_t)m->hp.n_embd; }
+int32_t lv_model_n_layer(const lv_model *m) { return (int32_t)m->hp.n_layer; }
+int32_t lv_model_n_head(const lv_model *m) { return (int32_t)m->hp.n_head; }
+int32_t lv_model_n_head_kv(const lv_model *m) { return (int32_t)m->hp.n_head_kv; }
+const char *lv_model_arch(const lv_model *m) { return lv_arch_name(m->arch); }
+
+/* -------------------------------------------------------------------------------------------
+ * describe
+ * ----------------------------------------------------------------------------------------- */
+
+typedef struct sbuf {
+    char *buf;
+    size_t cap;
+    int64_t len;
+} sbuf;
+
+static void LV_PRINTF(2, 3) sb_printf(sbuf *s, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    size_t avail = (size_t)s->len < s->cap ? s->cap - (size_t)s->len : 0;
+    int n = vsnprintf(avail ? s->buf + s->len : NULL, avail, fmt, ap);
+    va_end(ap);
+    if (n > 0) s->len += n;
+}
+
+int64_t lv_model_describe(const lv_model *m, char *buf, size_t buf_size) {
+    sbuf s = {buf, buf_size, 0};
+    if (buf_size) buf[0] = '\0';
+    const lv_gguf *g = m->gguf;
+    sb_printf(&s, "file:          %s (%.1f MiB, GGUF v%u, %lld tensors, %lld metadata keys)\n", m->path,
+              (double)lv_gguf_file_size(g) / (1024.0 * 1024.0), lv_gguf_version(g), (long long)lv_gguf_n_tensors(g),
+              (long long)lv_gguf_n_kv(g));
+    int64_t ni = lv_gguf_find_key(g, "general.name");
+    if (ni >= 0 && lv_gguf_kv_type(g, ni) == LV_GGUF_STRING) {
+        lv_gguf_str n = lv_gguf_get_str(g, ni);
+        sb_printf(&s, "name:          %.*s\n", (int)LV_MIN(n.len, 200), n.ptr);
+    }
+    if (m->vocab) {
+        char vd[256];
+        lv_vocab_describe(m->vocab, vd, sizeof(vd));
+        sb_printf(&s, "tokenizer:     %s\n", vd);
+    } else {
+        sb_printf(&s, "tokenizer:     none (token ids only)\n");
+    }
+    if (m->vocab_only) {
+        sb_printf(&s, "weights:       none (vocabulary-only file)\n");
+        return s.len;
+    }
+    const lv_hparams *hp = &m->hp;
+    sb_printf(&s, "architecture:  %s\n", lv_arch_name(m->arch));
+    sb_printf(&s, "n_vocab:       %lld\n", (long long)hp->n_vocab);
+    sb_printf(&s, "n_ctx_train:   %lld\n", (long long)hp->n_ctx_train);
+    sb_printf(&s, "n_embd:        %lld\n", (long long)hp->n_embd);
+    sb_printf(&s, "n_layer:       %lld\n", (long long)hp->n_layer);
+    sb_printf(&s, "n_head:        %lld (kv heads %lld, GQA group %lld)\n", (long long)hp->n_head, (long long)hp->n_head_kv,
+              (long long)(hp->n_head / hp->n_head_kv));
+    sb_printf(&s, "head dim:      k %lld, v %lld, rotary %lld\n", (long long)hp->n_embd_head_k, (long long)hp->n_embd_head_v,
+              (long long)hp->n_rot);
+    sb_printf(&s, "n_ff:          %lld\n", (long long)hp->n_ff);
+    sb_printf(&s, "rms_norm_eps:  %g\n", (double)hp->norm_rms_eps);
+    static const char *scal[] = {"none", "linear", "yarn"};
+    sb_printf(&s, "rope:          %s, base %g, scaling %s (freq scale %g, original context %lld)%s\n",
+              hp->rope_type == LV_ROPE_NEOX ? "neox" : "normal", (double)hp->rope_freq_base, scal[hp->rope_scaling],
+              (double)hp->rope_freq_scale, (long long)hp->n_ctx_orig, m->rope_freqs.data ? ", rope_freqs factors" : "");
+    sb_printf(&s, "output:        %s\n", m->tied_output ? "tied to token_embd" : "separate output.weight");
+    /* parameter and byte counts per type */
+    int64_t n_params = 0, n_bytes = 0;
+    int64_t per_type_n[LV_TYPE_COUNT] = {0}, per_type_b[LV_TYPE_COUNT] = {0};
+    for (int64_t i = 0; i < lv_gguf_n_tensors(g); i++) {
+        const lv_gguf_tensor *t = lv_gguf_tensor_at(g, i);
+        int64_t ne = t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3];
+        n_params += ne;
+        n_bytes += (int64_t)t->nbytes;
+        per_type_n[t->type]++;
+        per_type_b[t->type] += (int64_t)t->nbytes;
+    }
+    sb_printf(&s, "parameters:    %.2f M, %.1f MiB of weights (%.2f bits per weight)\n", (double)n_params / 1e6,
+              (double)n_bytes / (1024.0 * 1024.0), n_params ? 8.0 * (double)n_bytes / (double)n_params : 0.0);
+    sb_printf(&s, "tensor types: ");
+    for (int t = 0; t < LV_TYPE_COUNT; t++)
+        if (per_type_n[t]) sb_printf(&s, " %s x%lld (%.1f MiB)", lv_type_name((uint32_t)t), (long long)per_type_n[t], (double)per_type_b[t] / (1024.0 * 1024.0));
+    sb_printf(&s, "\n");
+    const int64_t kv_per_tok = 2 * hp->n_layer * hp->n_head_kv * (hp->n_embd_head_k + hp->n_embd_head_v) / 2;
+    sb_printf(&s, "KV per token:  %lld bytes (f16), %lld bytes (f32)\n", (long long)(kv_per_tok * 2), (long long)(kv_per_tok * 4));
+    sb_printf(&s, "supported:     yes (all tensors bound; computed with the reference kernels)\n");
+    return s.len;
+}

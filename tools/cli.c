@@ -1,0 +1,267 @@
+/*
+ * cli.c: option parsing, errors and progress for the `longview` tool (see cli.h).
+ */
+#define _GNU_SOURCE
+#include "cli.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+void cli_error(const char *fmt, ...) {
+    va_list ap;
+    fputs("longview: error: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+int cli_fail(const char *what, lv_status st) {
+    const char *msg = lv_last_error();
+    if (msg && msg[0])
+        cli_error("%s: %s", what, msg);
+    else
+        cli_error("%s: %s", what, lv_status_str(st));
+    return 1;
+}
+
+static bool opt_matches(const cli_opt *o, const char *arg, const char **inline_val) {
+    *inline_val = NULL;
+    if (o->short_name && strcmp(arg, o->short_name) == 0) return true;
+    if (o->long_name) {
+        size_t n = strlen(o->long_name);
+        if (strncmp(arg, o->long_name, n) == 0) {
+            if (arg[n] == '\0') return true;
+            if (arg[n] == '=' && o->kind != CLI_FLAG) {
+                *inline_val = arg + n + 1;
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
+static const char *opt_display(const cli_opt *o) { return o->long_name ? o->long_name : o->short_name; }
+
+static void print_help(const cli_opt *opts, int n_opts, const char *usage, const char *description) {
+    printf("usage: %s\n", usage);
+    if (description) printf("\n%s\n", description);
+    printf("\noptions:\n");
+    for (int i = 0; i < n_opts; i++) {
+        const cli_opt *o = &opts[i];
+        char left[96];
+        snprintf(left, sizeof(left), "%s%s%s%s%s", o->short_name ? o->short_name : "", o->short_name && o->long_name ? ", " : "",
+                 o->long_name ? o->long_name : "", o->metavar ? " " : "", o->metavar ? o->metavar : "");
+        printf("  %-30s %s%s\n", left, o->help, o->required ? " (required)" : "");
+    }
+    printf("  %-30s %s\n", "-h, --help", "show this help and exit");
+}
+
+int cli_parse(int argc, char **argv, cli_opt *opts, int n_opts, const char *usage, const char *description,
+              const char **positional, int max_positional, int *n_positional) {
+    int npos = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            print_help(opts, n_opts, usage, description);
+            return 1;
+        }
+        if (a[0] != '-' || strcmp(a, "-") == 0) {
+            if (!positional || npos >= max_positional) {
+                cli_error("unexpected argument '%s' (see --help)", a);
+                return -1;
+            }
+            positional[npos++] = a;
+            continue;
+        }
+        cli_opt *o = NULL;
+        const char *val = NULL;
+        for (int k = 0; k < n_opts; k++) {
+            if (opt_matches(&opts[k], a, &val)) {
+                o = &opts[k];
+                break;
+            }
+        }
+        if (!o) {
+            cli_error("unknown option '%s' (see --help)", a);
+            return -1;
+        }
+        o->seen = true;
+        if (o->kind == CLI_FLAG) {
+            *(bool *)o->dst = true;
+            continue;
+        }
+        if (!val) {
+            if (i + 1 >= argc) {
+                cli_error("option %s needs a value (%s)", a, o->metavar ? o->metavar : "value");
+                return -1;
+            }
+            val = argv[++i];
+        }
+        switch (o->kind) {
+        case CLI_STR:
+        case CLI_LIST: *(const char **)o->dst = val; break;
+        case CLI_INT: {
+            char *end;
+            errno = 0;
+            long long v = strtoll(val, &end, 0);
+            if (errno || end == val || *end || v < o->lo || v > o->hi) {
+                cli_error("%s: '%s' is not an integer in [%lld, %lld]", opt_display(o), val, (long long)o->lo, (long long)o->hi);
+                return -1;
+            }
+            *(int64_t *)o->dst = v;
+            break;
+        }
+        case CLI_FLOAT: {
+            char *end;
+            errno = 0;
+            double v = strtod(val, &end);
+            if (errno || end == val || *end || !isfinite(v) || v < o->flo || v > o->fhi) {
+                cli_error("%s: '%s' is not a number in [%g, %g]", opt_display(o), val, o->flo, o->fhi);
+                return -1;
+            }
+            *(double *)o->dst = v;
+            break;
+        }
+        default: break;
+        }
+    }
+    for (int k = 0; k < n_opts; k++) {
+        if (opts[k].required && !opts[k].seen) {
+            cli_error("option %s is required (see --help)", opt_display(&opts[k]));
+            return -1;
+        }
+    }
+    if (n_positional) *n_positional = npos;
+    return 0;
+}
+
+bool cli_seen(const cli_opt *opts, int n_opts, const char *name) {
+    for (int k = 0; k < n_opts; k++) {
+        if ((opts[k].long_name && strcmp(opts[k].long_name, name) == 0) ||
+            (opts[k].short_name && strcmp(opts[k].short_name, name) == 0))
+            return opts[k].seen;
+    }
+    return false;
+}
+
+char *cli_read_file(const char *path, int64_t *len) {
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    if (!f) {
+        cli_error("cannot open '%s': %s", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    for (;;) {
+        if (!buf) break;
+        if (n + 1 >= cap) {
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        size_t r = fread(buf + n, 1, cap - n - 1, f);
+        n += r;
+        if (r == 0) break;
+    }
+    int err = ferror(f);
+    if (f != stdin) fclose(f);
+    if (!buf || err) {
+        cli_error("cannot read '%s'", path);
+        free(buf);
+        return NULL;
+    }
+    buf[n] = '\0';
+    if (len) *len = (int64_t)n;
+    return buf;
+}
+
+lv_token *cli_parse_tokens(const char *s, int32_t *n, const char *what) {
+    size_t cap = 64;
+    int32_t cnt = 0;
+    lv_token *out = malloc(cap * sizeof(lv_token));
+    const char *p = s;
+    while (out) {
+        while (*p == ',' || *p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') p++;
+        if (!*p) break;
+        char *end;
+        errno = 0;
+        long long v = strtoll(p, &end, 10);
+        if (end == p || errno || v < INT32_MIN || v > INT32_MAX) {
+            cli_error("%s: '%.20s' is not a token id", what, p);
+            free(out);
+            return NULL;
+        }
+        if ((size_t)cnt == cap) {
+            lv_token *no = realloc(out, 2 * cap * sizeof(lv_token));
+            if (!no) {
+                free(out);
+                out = NULL;
+                break;
+            }
+            out = no;
+            cap *= 2;
+        }
+        out[cnt++] = (lv_token)v;
+        p = end;
+    }
+    if (!out) {
+        cli_error("out of memory");
+        return NULL;
+    }
+    *n = cnt;
+    return out;
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+void cli_progress_start(cli_progress *p, const char *label) {
+    p->label = label;
+    p->t0 = p->last = now_s();
+    p->tty = isatty(STDERR_FILENO);
+    p->active = true;
+    if (!p->tty) fprintf(stderr, "%s ...\n", label);
+}
+
+void cli_progress_update(cli_progress *p, double fraction, const char *detail) {
+    if (!p->active || !p->tty) return;
+    double t = now_s();
+    if (t - p->last < 0.1 && fraction < 1.0) return;
+    p->last = t;
+    double el = t - p->t0;
+    double eta = fraction > 0.001 ? el * (1.0 - fraction) / fraction : 0.0;
+    int width = 30, fill = (int)(fraction * width + 0.5);
+    if (fill > width) fill = width;
+    if (fill < 0) fill = 0;
+    fprintf(stderr, "\r%s [%.*s%*s] %5.1f%% %6.1fs ETA %5.1fs %s\033[K", p->label, fill, "##############################",
+            width - fill, "", 100.0 * fraction, el, eta, detail ? detail : "");
+    fflush(stderr);
+}
+
+void cli_progress_done(cli_progress *p, const char *detail) {
+    if (!p->active) return;
+    double el = now_s() - p->t0;
+    if (p->tty) fprintf(stderr, "\r\033[K");
+    fprintf(stderr, "%s: done in %.2f s%s%s\n", p->label, el, detail ? ", " : "", detail ? detail : "");
+    p->active = false;
+}
+
+void cli_set_verbosity(int64_t v) {
+    lv_log_set(NULL, NULL, v >= 2 ? LV_LOG_DEBUG : v == 1 ? LV_LOG_INFO : LV_LOG_WARN);
+}

@@ -1,0 +1,79 @@
+/*
+ * cli.h: what the `longview` subcommands share: a declarative option parser whose --help is
+ * generated from the same table it parses (so the help cannot drift from the code), error
+ * reporting, and a progress line on stderr.
+ *
+ * Tools may print to stdout and exit; the library may not.
+ */
+#ifndef LV_CLI_H
+#define LV_CLI_H
+
+#include "longview.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef enum cli_opt_kind {
+    CLI_STR,   /* const char ** */
+    CLI_INT,   /* int64_t *, range [lo, hi] */
+    CLI_FLOAT, /* double *, range [flo, fhi] */
+    CLI_FLAG,  /* bool * set to true */
+    CLI_LIST,  /* const char ** (repeatable: the last wins is NOT used; each occurrence is passed to cb) */
+} cli_opt_kind;
+
+typedef struct cli_opt {
+    const char *short_name; /* "-m" or NULL */
+    const char *long_name;  /* "--model" or NULL */
+    cli_opt_kind kind;
+    void *dst;
+    const char *metavar;    /* "FILE", "N" ... */
+    const char *help;       /* one line; the default is appended by the caller in the text */
+    int64_t lo, hi;
+    double flo, fhi;
+    bool required;
+    bool seen;              /* set by the parser */
+} cli_opt;
+
+typedef struct cli_command {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *summary;
+} cli_command;
+
+/* Parse argv[1..] against opts (terminated by an entry with kind 0 and no names... use n_opts).
+ * Positional arguments are rejected unless positional != NULL, which then receives them
+ * (up to max_positional). On --help prints usage + options to stdout and returns 1 (caller exits
+ * 0). On an error prints it to stderr and returns -1 (caller exits 2). Returns 0 on success. */
+int cli_parse(int argc, char **argv, cli_opt *opts, int n_opts, const char *usage, const char *description,
+              const char **positional, int max_positional, int *n_positional);
+
+/* Whether option with this long (or short) name was given. */
+bool cli_seen(const cli_opt *opts, int n_opts, const char *name);
+
+/* "longview: error: ..." on stderr. */
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Report a failed library call: the status and lv_last_error(). Returns 1. */
+int cli_fail(const char *what, lv_status st);
+
+/* Read a whole file (or "-" for stdin) into a NUL-terminated buffer. NULL + error on failure. */
+char *cli_read_file(const char *path, int64_t *len);
+
+/* Parse "1,2,3" or whitespace-separated ids into a new array. */
+lv_token *cli_parse_tokens(const char *s, int32_t *n, const char *what);
+
+/* A progress line on stderr, redrawn at most every 100 ms, only when stderr is a terminal
+ * (otherwise one line at start and at the end). */
+typedef struct cli_progress {
+    const char *label;
+    double t0, last;
+    bool tty;
+    bool active;
+} cli_progress;
+void cli_progress_start(cli_progress *p, const char *label);
+void cli_progress_update(cli_progress *p, double fraction, const char *detail);
+void cli_progress_done(cli_progress *p, const char *detail);
+
+/* Configure library logging from -v/--verbose counts: 0 warnings, 1 info, 2 debug. */
+void cli_set_verbosity(int64_t v);
+
+#endif

@@ -1,0 +1,13 @@
+/*
+ * commands.h: the `longview` subcommands. Each lives in tools/cmd_<name>.c and is listed in the
+ * table in tools/longview.c.
+ */
+#ifndef LV_COMMANDS_H
+#define LV_COMMANDS_H
+
+int cmd_run(int argc, char **argv);
+int cmd_logits(int argc, char **argv);
+int cmd_gen_model(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+
+#endif
