@@ -1,0 +1,16 @@
+# Helpers for tests/cli/*.sh (sourced; files starting with _ are not tests). $LV is the binary, $T the scratch directory.
+LV=${1:?binary}; T=${2:?tmpdir}
+SHARED=${LV_SHARED_DATA:-../shared/data}
+fail() { echo "FAIL: $*" >&2; exit 1; }
+# expect_fail "description" cmd... : the command must exit non-zero and print an error on stderr
+expect_fail() {
+  local what=$1; shift
+  if "$@" >"$T/out" 2>"$T/err"; then fail "$what: expected failure, got success"; fi
+  grep -qi "error" "$T/err" || fail "$what: no error message on stderr: $(cat "$T/err")"
+  echo "ok: $what -> $(head -c 200 "$T/err" | tr '\n' ' ')"
+}
+expect_ok() {
+  local what=$1; shift
+  "$@" >"$T/out" 2>"$T/err" || fail "$what: exit $?: $(cat "$T/err")"
+  echo "ok: $what"
+}
