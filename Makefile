@@ -63,17 +63,29 @@ AVX512_FLAGS := $(AVX2_FLAGS) -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx51
 .PHONY: all test check fuzz fuzz-bins demo clean
 all: $(O)/liblongview.a $(O)/longview $(O)/lv_test
 
+# V=1 shows the full commands
+ifeq ($(V),1)
+  Q :=
+  say = @true
+else
+  Q := @
+  say = @echo "  $(1) $(2)"
+endif
+
 $(O)/%_avx2.o: %_avx2.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) $(AVX2_FLAGS) -c $< -o $@
+	$(call say,CC,$<)
+	$(Q)$(CC) $(CFLAGS_ALL) $(AVX2_FLAGS) -c $< -o $@
 
 $(O)/%_avx512.o: %_avx512.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) $(AVX512_FLAGS) -c $< -o $@
+	$(call say,CC,$<)
+	$(Q)$(CC) $(CFLAGS_ALL) $(AVX512_FLAGS) -c $< -o $@
 
 $(O)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -c $< -o $@
+	$(call say,CC,$<)
+	$(Q)$(CC) $(CFLAGS_ALL) -c $< -o $@
 
 $(O)/liblongview.a: $(LIB_OBJ)
 	@rm -f $@

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -159,6 +160,16 @@ void *lv_aligned_alloc(size_t align, size_t size) {
 
 void lv_free(void *p) { free(p); }
 void lv_aligned_free(void *p) { free(p); }
+
+void *lv_big_alloc(size_t size) {
+    if (alloc_injected_failure()) return nomem(size);
+    void *p = mmap(NULL, size ? size : 1, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? nomem(size) : p;
+}
+
+void lv_big_free(void *p, size_t size) {
+    if (p) munmap(p, size ? size : 1);
+}
 
 char *lv_strdup(const char *s) {
     size_t n = strlen(s) + 1;

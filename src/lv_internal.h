@@ -32,6 +32,7 @@
 #define LV_MAX(a, b) ((a) > (b) ? (a) : (b))
 #define LV_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define LV_CACHE_LINE 64
+#define LV_PI 3.14159265358979323846
 
 /* ---- errors ---- */
 
@@ -67,6 +68,10 @@ void *lv_aligned_alloc(size_t align, size_t size); /* zero-filled, freed with lv
 void  lv_free(void *p);
 void  lv_aligned_free(void *p);
 char *lv_strdup(const char *s);
+/* Large zero-filled allocations (KV pools): anonymous mappings, committed lazily by the OS, so a
+ * capacity that is never used costs no memory. Freed with lv_big_free(p, size). */
+void *lv_big_alloc(size_t size);
+void  lv_big_free(void *p, size_t size);
 /* n < 0 disables injection; n == 0 fails the next allocation. */
 void  lv_test_alloc_fail_after(int64_t n);
 
@@ -88,6 +93,10 @@ double lv_time_s(void); /* monotonic seconds */
 typedef void (*lv_task_fn)(void *arg, int ith, int nth);
 void lv_threadpool_run(lv_threadpool *tp, lv_task_fn fn, void *arg);
 void lv_threadpool_barrier(lv_threadpool *tp);
+
+/* Run fn(arg, lo, hi) over [0, n) split in contiguous ranges, one per thread. */
+typedef void (*lv_range_fn)(void *arg, int64_t lo, int64_t hi, int ith);
+void lv_parallel_for(lv_threadpool *tp, int64_t n, lv_range_fn fn, void *arg);
 
 /* Split n items among nth threads: thread ith gets [*lo, *hi). */
 static inline void lv_split_range(int64_t n, int ith, int nth, int64_t *lo, int64_t *hi) {

@@ -199,3 +199,26 @@ void lv_threadpool_barrier(lv_threadpool *tp) {
         while (atomic_load(&tp->bar_phase) == phase) lv_cpu_relax();
     }
 }
+
+typedef struct pfor_task {
+    int64_t n;
+    lv_range_fn fn;
+    void *arg;
+} pfor_task;
+
+static void pfor_worker(void *arg, int ith, int nth) {
+    pfor_task *t = arg;
+    int64_t lo, hi;
+    lv_split_range(t->n, ith, nth, &lo, &hi);
+    if (lo < hi) t->fn(t->arg, lo, hi, ith);
+}
+
+void lv_parallel_for(lv_threadpool *tp, int64_t n, lv_range_fn fn, void *arg) {
+    if (n <= 0) return;
+    pfor_task t = {n, fn, arg};
+    if (!tp || tp->n_threads == 1 || n == 1) {
+        fn(arg, 0, n, 0);
+        return;
+    }
+    lv_threadpool_run(tp, pfor_worker, &t);
+}

@@ -8,13 +8,24 @@
 
 #include <limits.h>
 
+struct lv_vocab {
+    int32_t n_tokens;
+};
+
+/* Only the token count is read, so that models load; tokenizing reports "not implemented". */
 lv_status lv_vocab_load(const lv_gguf *g, lv_vocab **out) {
-    (void)g;
     *out = NULL;
-    return lv_error(LV_ERR_FORMAT, "tokenizer not implemented yet");
+    int64_t i = lv_gguf_find_key(g, "tokenizer.ggml.tokens");
+    if (i < 0 || lv_gguf_kv_type(g, i) != LV_GGUF_ARRAY || lv_gguf_arr_n(g, i) > INT32_MAX)
+        return lv_error(LV_ERR_FORMAT, "key 'tokenizer.ggml.tokens' is missing");
+    lv_vocab *v = lv_calloc(1, sizeof(*v));
+    if (!v) return LV_ERR_NOMEM;
+    v->n_tokens = (int32_t)lv_gguf_arr_n(g, i);
+    *out = v;
+    return LV_OK;
 }
-void lv_vocab_free(lv_vocab *v) { (void)v; }
-int32_t lv_vocab_n_tokens(const lv_vocab *v) { (void)v; return 0; }
+void lv_vocab_free(lv_vocab *v) { lv_free(v); }
+int32_t lv_vocab_n_tokens(const lv_vocab *v) { return v->n_tokens; }
 void lv_vocab_describe(const lv_vocab *v, char *buf, size_t n) { (void)v; if (n) buf[0] = 0; }
 lv_status lv_vocab_json_to_gguf(const char *p, lv_gguf_writer *w, int64_t *n) {
     (void)p; (void)w; (void)n;

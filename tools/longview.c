@@ -9,7 +9,10 @@
 #include <string.h>
 
 static const cli_command g_commands[] = {
+    {"run", cmd_run, "generate a completion for a prompt"},
+    {"logits", cmd_logits, "write the logits of a token sequence as float32"},
     {"info", cmd_info, "describe a GGUF model: architecture, shapes, tensor types, support"},
+    {"gen-model", cmd_gen_model, "write a GGUF model with random weights (for tests and benchmarks)"},
 };
 
 static void usage(FILE *f) {

@@ -1,0 +1,275 @@
+/*
+ * context.c: contexts, batches and lv_decode: validation of a batch, the KV transaction around
+ * it, splitting into micro-batches, and the outputs.
+ */
+#include "context.h"
+
+#include <string.h>
+
+lv_context_params lv_context_default_params(void) {
+    lv_context_params p;
+    memset(&p, 0, sizeof(p));
+    p.n_ctx = 4096;
+    p.n_batch = 2048;
+    p.n_ubatch = 512;
+    p.n_seq_max = 1;
+    p.kv_page_size = 64;
+    p.kv_type = LV_KV_F16;
+    p.n_threads = 0;
+    return p;
+}
+
+static float *alloc_f(size_t n) { return lv_calloc(n ? n : 1, sizeof(float)); }
+
+lv_status lv_context_create(lv_model *model, lv_context_params p, lv_context **out) {
+    *out = NULL;
+    if (!model || model->vocab_only) return lv_error(LV_ERR_INVALID_ARG, "a context needs a model with weights (this one is vocabulary-only)");
+    const lv_hparams *hp = &model->hp;
+    if (p.n_ctx == 0) p.n_ctx = (uint32_t)LV_MIN(hp->n_ctx_train, UINT32_MAX);
+    if (p.n_ubatch == 0) p.n_ubatch = 512;
+    if (p.n_batch == 0) p.n_batch = p.n_ubatch;
+    if (p.n_ubatch > p.n_batch) p.n_ubatch = p.n_batch;
+    if (p.n_seq_max == 0) p.n_seq_max = 1;
+    if (p.kv_page_size == 0) p.kv_page_size = 64;
+    if (p.kv_type != LV_KV_F32 && p.kv_type != LV_KV_F16) return lv_error(LV_ERR_INVALID_ARG, "unknown KV type %d", (int)p.kv_type);
+    if (p.n_ctx > (1u << 30) || p.n_batch > (1u << 20) || p.n_seq_max > 4096 || p.kv_page_size > 65536)
+        return lv_error(LV_ERR_INVALID_ARG, "context parameters out of range (n_ctx %u, n_batch %u, n_seq_max %u, page %u)", p.n_ctx,
+                        p.n_batch, p.n_seq_max, p.kv_page_size);
+    if (hp->n_embd_head_k > 1024) return lv_error(LV_ERR_UNSUPPORTED, "head size %lld > 1024 is not supported", (long long)hp->n_embd_head_k);
+
+    lv_context *ctx = lv_calloc(1, sizeof(*ctx));
+    if (!ctx) return LV_ERR_NOMEM;
+    lv_status st = LV_ERR_NOMEM;
+    ctx->model = model;
+    ctx->p = p;
+    if (p.threadpool) {
+        ctx->tp = p.threadpool;
+    } else {
+        ctx->tp = lv_threadpool_create(p.n_threads);
+        if (!ctx->tp) goto fail;
+        ctx->own_tp = true;
+    }
+    ctx->n_threads = lv_threadpool_n_threads(ctx->tp);
+    ctx->rope = lv_rope_params_from(model);
+
+    lv_kv_params kp = {
+        .n_layer = hp->n_layer, .n_head_kv = hp->n_head_kv, .head_dim_k = hp->n_embd_head_k, .head_dim_v = hp->n_embd_head_v,
+        .page_size = p.kv_page_size, .n_ctx = p.n_ctx, .n_seq_max = p.n_seq_max, .type = p.kv_type,
+    };
+    if ((st = lv_kv_create(&kp, &ctx->kv)) != LV_OK) goto fail;
+    st = LV_ERR_NOMEM;
+
+    const size_t T = p.n_ubatch, B = p.n_batch, E = (size_t)hp->n_embd, F = (size_t)hp->n_ff;
+    const size_t Qd = (size_t)(hp->n_head * hp->n_embd_head_k), Kd = (size_t)(hp->n_head_kv * hp->n_embd_head_k);
+    const size_t Vd = (size_t)(hp->n_head_kv * hp->n_embd_head_v), Od = (size_t)(hp->n_head * hp->n_embd_head_v);
+    ctx->x = alloc_f(T * E);
+    ctx->xn = alloc_f(T * E);
+    ctx->tmp = alloc_f(T * E);
+    ctx->q = alloc_f(T * Qd);
+    ctx->k = alloc_f(T * Kd);
+    ctx->v = alloc_f(T * Vd);
+    ctx->attn = alloc_f(T * Od);
+    ctx->gate = alloc_f(T * F);
+    ctx->up = alloc_f(T * F);
+    ctx->rope_cache = alloc_f(T * (size_t)hp->n_rot);
+    /* activation scratch: the largest input of any matmul, 4 bytes per element covers every vec-dot type */
+    ctx->xq = lv_calloc(T * LV_MAX(LV_MAX(E, F), Od) + 64, 4);
+    ctx->max_spans = lv_kv_max_spans(ctx->kv);
+    ctx->scores_len = (int64_t)p.n_ctx + (int64_t)p.kv_page_size * p.n_seq_max;
+    ctx->att_scores = lv_calloc((size_t)ctx->n_threads * (size_t)ctx->scores_len, sizeof(float));
+    ctx->att_spans = lv_calloc((size_t)ctx->n_threads * (size_t)ctx->max_spans, sizeof(lv_attn_span));
+    ctx->slot = lv_calloc(B, sizeof(int64_t));
+    ctx->n_vis = lv_calloc(B, sizeof(int64_t));
+    ctx->out_row = lv_calloc(B, sizeof(int32_t));
+    ctx->logit_row = lv_calloc(B, sizeof(int32_t));
+    ctx->seq_count = lv_calloc(p.n_seq_max, sizeof(int64_t));
+    ctx->seq_new = lv_calloc(p.n_seq_max, sizeof(int64_t));
+    ctx->seq_last = lv_calloc(p.n_seq_max, sizeof(int32_t));
+    ctx->logits_size = B * (size_t)hp->n_vocab * sizeof(float);
+    ctx->logits = lv_big_alloc(ctx->logits_size);
+    if (!ctx->x || !ctx->xn || !ctx->tmp || !ctx->q || !ctx->k || !ctx->v || !ctx->attn || !ctx->gate || !ctx->up || !ctx->rope_cache ||
+        !ctx->xq || !ctx->att_scores || !ctx->att_spans || !ctx->slot || !ctx->n_vis || !ctx->out_row || !ctx->logit_row ||
+        !ctx->seq_count || !ctx->seq_new || !ctx->seq_last || !ctx->logits)
+        goto fail;
+    ctx->last_out = -1;
+    *out = ctx;
+    return LV_OK;
+fail:
+    lv_context_free(ctx);
+    return st;
+}
+
+void lv_context_free(lv_context *ctx) {
+    if (!ctx) return;
+    lv_kv_free(ctx->kv);
+    if (ctx->own_tp) lv_threadpool_free(ctx->tp);
+    lv_free(ctx->x);
+    lv_free(ctx->xn);
+    lv_free(ctx->tmp);
+    lv_free(ctx->q);
+    lv_free(ctx->k);
+    lv_free(ctx->v);
+    lv_free(ctx->attn);
+    lv_free(ctx->gate);
+    lv_free(ctx->up);
+    lv_free(ctx->rope_cache);
+    lv_free(ctx->xq);
+    lv_free(ctx->att_scores);
+    lv_free(ctx->att_spans);
+    lv_free(ctx->slot);
+    lv_free(ctx->n_vis);
+    lv_free(ctx->out_row);
+    lv_free(ctx->logit_row);
+    lv_free(ctx->seq_count);
+    lv_free(ctx->seq_new);
+    lv_free(ctx->seq_last);
+    lv_big_free(ctx->logits, ctx->logits_size);
+    lv_free(ctx);
+}
+
+uint32_t lv_context_n_ctx(const lv_context *ctx) { return ctx->p.n_ctx; }
+uint32_t lv_context_n_batch(const lv_context *ctx) { return ctx->p.n_batch; }
+
+/* -------------------------------------------------------------------------------------------
+ * batches
+ * ----------------------------------------------------------------------------------------- */
+
+lv_batch lv_batch_init(int32_t n_tokens_max) {
+    lv_batch b;
+    memset(&b, 0, sizeof(b));
+    if (n_tokens_max <= 0) return b;
+    b.token = lv_calloc((size_t)n_tokens_max, sizeof(lv_token));
+    b.pos = lv_calloc((size_t)n_tokens_max, sizeof(lv_pos));
+    b.seq_id = lv_calloc((size_t)n_tokens_max, sizeof(lv_seq_id));
+    b.logits = lv_calloc((size_t)n_tokens_max, sizeof(int8_t));
+    if (!b.token || !b.pos || !b.seq_id || !b.logits) {
+        lv_batch_free(&b);
+        memset(&b, 0, sizeof(b));
+    }
+    return b;
+}
+
+void lv_batch_free(lv_batch *b) {
+    if (!b) return;
+    lv_free(b->token);
+    lv_free(b->pos);
+    lv_free(b->seq_id);
+    lv_free(b->logits);
+    b->token = NULL;
+    b->pos = NULL;
+    b->seq_id = NULL;
+    b->logits = NULL;
+    b->n_tokens = 0;
+}
+
+/* -------------------------------------------------------------------------------------------
+ * decode
+ * ----------------------------------------------------------------------------------------- */
+
+static lv_status validate(lv_context *ctx, const lv_batch *b) {
+    const int64_t n_vocab = ctx->model->hp.n_vocab;
+    if (!b || b->n_tokens <= 0 || !b->token || !b->pos || !b->seq_id)
+        return lv_error(LV_ERR_INVALID_ARG, "empty or incomplete batch");
+    if ((uint32_t)b->n_tokens > ctx->p.n_batch)
+        return lv_error(LV_ERR_INVALID_ARG, "batch of %d tokens is larger than the context's n_batch %u", b->n_tokens, ctx->p.n_batch);
+    for (uint32_t s = 0; s < ctx->p.n_seq_max; s++) {
+        ctx->seq_last[s] = lv_kv_seq_max_pos(ctx->kv, s);
+        ctx->seq_new[s] = 0;
+    }
+    for (int32_t i = 0; i < b->n_tokens; i++) {
+        if (b->token[i] < 0 || b->token[i] >= n_vocab)
+            return lv_error(LV_ERR_INVALID_ARG, "token %d of the batch has id %d, outside the vocabulary [0, %lld)", i, b->token[i],
+                            (long long)n_vocab);
+        const lv_seq_id s = b->seq_id[i];
+        if (s < 0 || (uint32_t)s >= ctx->p.n_seq_max)
+            return lv_error(LV_ERR_INVALID_ARG, "token %d of the batch has sequence id %d, outside [0, %u)", i, s, ctx->p.n_seq_max);
+        if (b->pos[i] < 0) return lv_error(LV_ERR_INVALID_ARG, "token %d of the batch has negative position %d", i, b->pos[i]);
+        if (b->pos[i] <= ctx->seq_last[s])
+            return lv_error(LV_ERR_INVALID_ARG,
+                            "token %d of the batch has position %d in sequence %d, but the sequence already reaches position %d "
+                            "(positions must increase; remove tokens with lv_kv_seq_rm first)",
+                            i, b->pos[i], s, ctx->seq_last[s]);
+        ctx->seq_last[s] = b->pos[i];
+        ctx->seq_new[s]++;
+    }
+    return LV_OK;
+}
+
+lv_status lv_decode(lv_context *ctx, const lv_batch *b) {
+    lv_status st = validate(ctx, b);
+    if (st != LV_OK) return st;
+    if ((st = lv_kv_reserve(ctx->kv, ctx->seq_new, ctx->seq_last)) != LV_OK) return st;
+
+    /* slots and output rows for the whole batch */
+    for (uint32_t s = 0; s < ctx->p.n_seq_max; s++) ctx->seq_count[s] = lv_kv_seq_len(ctx->kv, s);
+    int32_t n_out = 0;
+    for (int32_t i = 0; i < b->n_tokens; i++) {
+        ctx->slot[i] = ctx->seq_count[b->seq_id[i]]++;
+        const bool want = b->logits ? b->logits[i] != 0 : i == b->n_tokens - 1;
+        ctx->out_row[i] = want ? n_out++ : -1;
+    }
+    /* micro-batches */
+    for (uint32_t s = 0; s < ctx->p.n_seq_max; s++) ctx->seq_count[s] = lv_kv_seq_len(ctx->kv, s);
+    const int64_t U = ctx->p.n_ubatch;
+    for (int64_t i0 = 0; i0 < b->n_tokens; i0 += U) {
+        const int64_t T = LV_MIN(U, b->n_tokens - i0);
+        /* the stream length each token sees: its sequence's tokens up to the end of this micro-batch */
+        for (int64_t i = i0; i < i0 + T; i++) ctx->seq_count[b->seq_id[i]]++;
+        int64_t n_out_ub = 0;
+        for (int64_t i = i0; i < i0 + T; i++) {
+            ctx->n_vis[i] = ctx->seq_count[b->seq_id[i]];
+            n_out_ub += ctx->out_row[i] >= 0;
+        }
+        lv_ubatch ub = {
+            .T = T, .token = b->token + i0, .pos = b->pos + i0, .seq = b->seq_id + i0, .slot = ctx->slot + i0,
+            .n_vis = ctx->n_vis + i0, .out_row = ctx->out_row + i0, .n_out = n_out_ub,
+        };
+        st = lv_forward_llama(ctx, &ub);
+        if (st != LV_OK) {
+            lv_kv_rollback(ctx->kv);
+            ctx->n_batch_last = 0;
+            ctx->last_out = -1;
+            return st;
+        }
+    }
+    lv_kv_commit(ctx->kv);
+    ctx->n_batch_last = b->n_tokens;
+    ctx->last_out = -1;
+    for (int32_t i = 0; i < b->n_tokens; i++) {
+        ctx->logit_row[i] = ctx->out_row[i];
+        if (ctx->out_row[i] >= 0) ctx->last_out = i;
+    }
+    return LV_OK;
+}
+
+const float *lv_get_logits_ith(lv_context *ctx, int32_t i) {
+    if (i == -1) i = ctx->last_out;
+    if (i < 0 || i >= ctx->n_batch_last || ctx->logit_row[i] < 0) return NULL;
+    return ctx->logits + (size_t)ctx->logit_row[i] * (size_t)ctx->model->hp.n_vocab;
+}
+
+/* -------------------------------------------------------------------------------------------
+ * KV queries
+ * ----------------------------------------------------------------------------------------- */
+
+lv_status lv_kv_seq_rm(lv_context *ctx, lv_seq_id seq, lv_pos p0, lv_pos p1) {
+    if (seq >= 0 && (uint32_t)seq >= ctx->p.n_seq_max) return lv_error(LV_ERR_INVALID_ARG, "sequence id %d out of range", seq);
+    if (p0 < 0) p0 = 0;
+    for (uint32_t s = 0; s < ctx->p.n_seq_max; s++) {
+        if (seq >= 0 && (lv_seq_id)s != seq) continue;
+        if (p1 >= 0 && p1 <= lv_kv_seq_max_pos(ctx->kv, s) && p0 < p1)
+            return lv_error(LV_ERR_UNSUPPORTED, "lv_kv_seq_rm: only removing a suffix is supported ([%d, %d) leaves position %d)", p0, p1,
+                            lv_kv_seq_max_pos(ctx->kv, s));
+        lv_status st = lv_kv_seq_truncate(ctx->kv, s, p0);
+        if (st != LV_OK) return st;
+    }
+    return LV_OK;
+}
+
+int64_t lv_kv_seq_n_tokens(const lv_context *ctx, lv_seq_id seq) {
+    if (seq < 0 || (uint32_t)seq >= ctx->p.n_seq_max) return -1;
+    return lv_kv_seq_len(ctx->kv, seq);
+}
+
+int64_t lv_kv_used_bytes(const lv_context *ctx) { return lv_kv_used_bytes_(ctx->kv); }
+int64_t lv_kv_capacity_bytes(const lv_context *ctx) { return lv_kv_capacity_bytes_(ctx->kv); }

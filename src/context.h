@@ -1,0 +1,71 @@
+/*
+ * context.h: a context = a model + a KV cache + the scratch of one forward pass + the outputs
+ * of the last lv_decode. Everything is sized at creation; decoding allocates nothing.
+ */
+#ifndef LV_CONTEXT_H
+#define LV_CONTEXT_H
+
+#include "kernels.h"
+#include "kv.h"
+#include "model.h"
+
+/* One micro-batch as the forward pass sees it (arrays of T). */
+typedef struct lv_ubatch {
+    int64_t T;
+    const lv_token *token;
+    const lv_pos *pos;
+    const lv_seq_id *seq;
+    const int64_t *slot;    /* stream slot each token writes */
+    const int64_t *n_vis;   /* stream length visible to each token (its sequence's tokens written so far) */
+    const int32_t *out_row; /* row in ctx->logits, or -1 for no logits */
+    int64_t n_out;          /* tokens with out_row >= 0 */
+} lv_ubatch;
+
+struct lv_context {
+    lv_model *model;
+    lv_context_params p;
+    lv_threadpool *tp;
+    bool own_tp;
+    int n_threads;
+    lv_kv *kv;
+    lv_rope_params rope;
+
+    /* forward scratch, (n_ubatch, ...) */
+    float *x;      /* (T, E) residual stream */
+    float *xn;     /* (T, E) normed */
+    float *tmp;    /* (T, E) */
+    float *q;      /* (T, n_head * Dk) */
+    float *k;      /* (T, n_head_kv * Dk) */
+    float *v;      /* (T, n_head_kv * Dv) */
+    float *attn;   /* (T, n_head * Dv) */
+    float *gate;   /* (T, n_ff) */
+    float *up;     /* (T, n_ff) */
+    void *xq;      /* activations converted for a matmul */
+    float *rope_cache;     /* (T, n_rot) */
+    float *att_scores;     /* (n_threads, n_ctx) */
+    lv_attn_span *att_spans; /* (n_threads, max_spans) */
+    int64_t max_spans;
+    int64_t scores_len;
+
+    /* per-decode bookkeeping, (n_batch) and (n_seq_max) */
+    int64_t *slot;
+    int64_t *n_vis;
+    int32_t *out_row;
+    int64_t *seq_count;
+    int64_t *seq_new;
+    int32_t *seq_last;
+
+    /* outputs of the last lv_decode */
+    float *logits;      /* (n_batch, n_vocab), big allocation */
+    size_t logits_size;
+    int32_t *logit_row; /* (n_batch): batch index -> row, or -1 */
+    int32_t n_batch_last;
+    int32_t last_out;   /* batch index of the last token with logits, -1 */
+};
+
+/* The forward pass of the llama family (llama, qwen2) over one micro-batch. Writes K/V of the
+ * micro-batch into the reserved slots and the logits of its output tokens. Returns
+ * LV_ERR_ABORTED if the abort callback fired (the caller rolls the cache back). */
+lv_status lv_forward_llama(lv_context *ctx, const lv_ubatch *ub);
+
+#endif

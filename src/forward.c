@@ -1,0 +1,173 @@
+/*
+ * forward.c: the forward pass of the llama family (llama: Llama 2/3, Mistral, SmolLM; qwen2)
+ * over one micro-batch of tokens, each with its own position and sequence:
+ *
+ *   x = embed(token)
+ *   per layer:  h = rmsnorm(x) * attn_norm
+ *               q, k, v = h Wq (+bq), h Wk (+bk), h Wv (+bv);  rope(q), rope(k) at pos
+ *               append (k, v) to the sequence's KV streams
+ *               x += attention(q, plan) Wo (+bo)
+ *               h = rmsnorm(x) * ffn_norm;  x += (silu(h Wgate) * h Wup) Wdown
+ *   logits = (rmsnorm(x) * output_norm) Woutput      (only for tokens that ask)
+ *
+ * The order of floating-point operations follows llama.cpp's graph (llm_build_llama /
+ * llm_build_qwen2) so that logits agree closely: biases added after the product, the norm
+ * weight applied after normalising, RoPE with the cached cos/sin of ggml.
+ * Attention reads the dense plan: every page of the token's own sequence, masked by stored
+ * position (causal). Sparse plans are a later issue; they replace lv_kv_dense_spans only.
+ */
+#include "context.h"
+
+#include "quant.h"
+
+#include <math.h>
+#include <string.h>
+
+typedef struct fw_task {
+    lv_context *ctx;
+    const lv_ubatch *ub;
+    const lv_layer *L;
+    int64_t il;
+    const float *norm_w;
+    const float *src;
+    float *dst;
+} fw_task;
+
+/* ---- embeddings ---- */
+static void embed_range(void *arg, int64_t lo, int64_t hi, int ith) {
+    fw_task *t = arg;
+    const lv_model *m = t->ctx->model;
+    const int64_t E = m->hp.n_embd;
+    for (int64_t i = lo; i < hi; i++) {
+        const uint8_t *row = (const uint8_t *)m->tok_embd.data + (int64_t)t->ub->token[i] * m->tok_embd.row_bytes;
+        lv_to_float_row(m->tok_embd.type, row, t->ctx->x + i * E, E);
+    }
+}
+
+/* ---- rmsnorm of rows ---- */
+static void norm_range(void *arg, int64_t lo, int64_t hi, int ith) {
+    fw_task *t = arg;
+    const lv_hparams *hp = &t->ctx->model->hp;
+    for (int64_t i = lo; i < hi; i++) lv_rmsnorm_ref(t->src + i * hp->n_embd, t->norm_w, t->dst + i * hp->n_embd, hp->n_embd, hp->norm_rms_eps);
+}
+
+/* ---- rope + KV append ---- */
+static void rope_store_range(void *arg, int64_t lo, int64_t hi, int ith) {
+    fw_task *t = arg;
+    lv_context *ctx = t->ctx;
+    const lv_hparams *hp = &ctx->model->hp;
+    const int64_t Hq = hp->n_head, Hk = hp->n_head_kv, Dk = hp->n_embd_head_k, Dv = hp->n_embd_head_v;
+    for (int64_t i = lo; i < hi; i++) {
+        float *cache = ctx->rope_cache + i * hp->n_rot;
+        lv_rope_cache(&ctx->rope, t->ub->pos[i], cache);
+        float *q = ctx->q + i * Hq * Dk;
+        float *k = ctx->k + i * Hk * Dk;
+        const float *v = ctx->v + i * Hk * Dv;
+        for (int64_t h = 0; h < Hq; h++) lv_rope_apply(&ctx->rope, cache, q + h * Dk);
+        for (int64_t h = 0; h < Hk; h++) {
+            lv_rope_apply(&ctx->rope, cache, k + h * Dk);
+            lv_kv_write(ctx->kv, t->ub->seq[i], t->il, h, t->ub->slot[i], k + h * Dk, v + h * Dv, t->ub->pos[i]);
+        }
+    }
+}
+
+/* ---- attention: one item per (token, query head) ---- */
+static void attn_range(void *arg, int64_t lo, int64_t hi, int ith) {
+    fw_task *t = arg;
+    lv_context *ctx = t->ctx;
+    const lv_hparams *hp = &ctx->model->hp;
+    const int64_t Hq = hp->n_head, G = hp->n_head / hp->n_head_kv, Dk = hp->n_embd_head_k, Dv = hp->n_embd_head_v;
+    const float scale = 1.0f / sqrtf((float)Dk);
+    lv_attn_span *spans = ctx->att_spans + (int64_t)ith * ctx->max_spans;
+    float *scores = ctx->att_scores + (int64_t)ith * ctx->scores_len;
+    int64_t cur_tok = -1, cur_g = -1;
+    int n_spans = 0;
+    for (int64_t item = lo; item < hi; item++) {
+        const int64_t i = item / Hq, h = item % Hq, g = h / G;
+        if (i != cur_tok || g != cur_g) {
+            n_spans = lv_kv_dense_spans(ctx->kv, t->ub->seq[i], t->il, g, t->ub->n_vis[i], spans);
+            cur_tok = i;
+            cur_g = g;
+        }
+        lv_attn_ref(ctx->q + (i * Hq + h) * Dk, spans, n_spans, t->ub->pos[i], scale, ctx->p.kv_type, (int)Dk, (int)Dv, scores,
+                    ctx->attn + (i * Hq + h) * Dv);
+    }
+}
+
+/* ---- residual add, swiglu ---- */
+static void add_range(void *arg, int64_t lo, int64_t hi, int ith) {
+    fw_task *t = arg;
+    const int64_t E = t->ctx->model->hp.n_embd;
+    for (int64_t i = lo * E; i < hi * E; i++) t->dst[i] += t->src[i];
+}
+
+static void swiglu_range(void *arg, int64_t lo, int64_t hi, int ith) {
+    fw_task *t = arg;
+    const int64_t F = t->ctx->model->hp.n_ff;
+    lv_swiglu_ref(t->ctx->gate + lo * F, t->ctx->up + lo * F, t->ctx->gate + lo * F, (hi - lo) * F);
+}
+
+static const float *bias_of(const lv_tensor *b) { return b->data ? (const float *)b->data : NULL; }
+
+lv_status lv_forward_llama(lv_context *ctx, const lv_ubatch *ub) {
+    const lv_model *m = ctx->model;
+    const lv_hparams *hp = &m->hp;
+    const int64_t T = ub->T, E = hp->n_embd;
+    lv_threadpool *tp = ctx->tp;
+    fw_task t = {.ctx = ctx, .ub = ub};
+
+    lv_parallel_for(tp, T, embed_range, &t);
+
+    for (int64_t il = 0; il < hp->n_layer; il++) {
+        const lv_layer *L = &m->layers[il];
+        t.L = L;
+        t.il = il;
+
+        /* attention block */
+        t.src = ctx->x;
+        t.dst = ctx->xn;
+        t.norm_w = L->attn_norm.data;
+        lv_parallel_for(tp, T, norm_range, &t);
+        lv_matmul(tp, &L->wq, ctx->xn, T, ctx->q, ctx->xq, bias_of(&L->bq));
+        lv_matmul(tp, &L->wk, ctx->xn, T, ctx->k, ctx->xq, bias_of(&L->bk));
+        lv_matmul(tp, &L->wv, ctx->xn, T, ctx->v, ctx->xq, bias_of(&L->bv));
+        lv_parallel_for(tp, T, rope_store_range, &t);
+        lv_parallel_for(tp, T * hp->n_head, attn_range, &t);
+        lv_matmul(tp, &L->wo, ctx->attn, T, ctx->tmp, ctx->xq, bias_of(&L->bo));
+        t.src = ctx->tmp;
+        t.dst = ctx->x;
+        lv_parallel_for(tp, T, add_range, &t);
+
+        /* feed-forward block */
+        t.src = ctx->x;
+        t.dst = ctx->xn;
+        t.norm_w = L->ffn_norm.data;
+        lv_parallel_for(tp, T, norm_range, &t);
+        lv_matmul(tp, &L->ffn_gate, ctx->xn, T, ctx->gate, ctx->xq, NULL);
+        lv_matmul(tp, &L->ffn_up, ctx->xn, T, ctx->up, ctx->xq, NULL);
+        lv_parallel_for(tp, T, swiglu_range, &t);
+        lv_matmul(tp, &L->ffn_down, ctx->gate, T, ctx->tmp, ctx->xq, NULL);
+        t.src = ctx->tmp;
+        t.dst = ctx->x;
+        lv_parallel_for(tp, T, add_range, &t);
+
+        if (ctx->p.abort_fn && ctx->p.abort_fn(ctx->p.abort_user)) return lv_error(LV_ERR_ABORTED, "decode aborted by the caller");
+    }
+
+    if (ub->n_out == 0) return LV_OK;
+    /* gather the rows that want logits (out_row is increasing in batch order), norm, project */
+    int64_t n = 0, first_row = -1;
+    for (int64_t i = 0; i < T; i++) {
+        if (ub->out_row[i] < 0) continue;
+        if (first_row < 0) first_row = ub->out_row[i];
+        LV_ASSERT(ub->out_row[i] == first_row + n);
+        if (n != i) memcpy(ctx->x + n * E, ctx->x + i * E, (size_t)E * sizeof(float));
+        n++;
+    }
+    t.src = ctx->x;
+    t.dst = ctx->xn;
+    t.norm_w = m->output_norm.data;
+    lv_parallel_for(tp, n, norm_range, &t);
+    lv_matmul(tp, &m->output, ctx->xn, n, ctx->logits + first_row * hp->n_vocab, ctx->xq, NULL);
+    return LV_OK;
+}

@@ -1,0 +1,215 @@
+/*
+ * kernels.c: reference kernels (scalar, portable). Their arithmetic follows ggml's CPU backend
+ * where that matters for agreeing with llama.cpp's logits: activations are converted to the
+ * weight's vec-dot type before a matrix product (f16 for f16 weights, q8_0 for q8_0/q4_0),
+ * RMSNorm sums in double, RoPE angles come from repeated float multiplication.
+ */
+#include "kernels.h"
+
+#include "quant.h"
+
+#include <math.h>
+#include <string.h>
+
+/* -------------------------------------------------------------------------------------------
+ * matmul
+ * ----------------------------------------------------------------------------------------- */
+
+size_t lv_matmul_scratch_bytes(lv_type wtype, int64_t T, int64_t K) {
+    lv_type vt = lv_vec_dot_type(wtype);
+    return (size_t)(T * lv_row_bytes(vt, K));
+}
+
+typedef struct matmul_task {
+    const lv_tensor *W;
+    const float *x;
+    int64_t T;
+    float *y;
+    uint8_t *xq;
+    const float *bias;
+    lv_type vt;
+    int64_t xq_row;
+    lv_threadpool *tp;
+} matmul_task;
+
+static void matmul_worker(void *arg, int ith, int nth) {
+    matmul_task *mt = arg;
+    const lv_tensor *W = mt->W;
+    const int64_t K = W->ne[0], N = W->ne[1], T = mt->T;
+    int64_t lo, hi;
+    /* 1. convert the activations once */
+    lv_split_range(T, ith, nth, &lo, &hi);
+    for (int64_t t = lo; t < hi; t++) lv_from_float_row(mt->vt, mt->x + t * K, mt->xq + t * mt->xq_row, K);
+    lv_threadpool_barrier(mt->tp);
+    /* 2. rows of W split among threads; each row is read once and dotted with every token */
+    lv_split_range(N, ith, nth, &lo, &hi);
+    const uint8_t *wd = W->data;
+    for (int64_t r = lo; r < hi; r++) {
+        const void *wr = wd + r * W->row_bytes;
+        const float b = mt->bias ? mt->bias[r] : 0.0f;
+        for (int64_t t = 0; t < T; t++) mt->y[t * N + r] = lv_vec_dot_ref(W->type, K, wr, mt->xq + t * mt->xq_row) + b;
+    }
+}
+
+void lv_matmul(lv_threadpool *tp, const lv_tensor *W, const float *x, int64_t T, float *y, void *xq, const float *bias) {
+    matmul_task mt = {W, x, T, y, xq, bias, lv_vec_dot_type(W->type), 0, tp};
+    LV_ASSERT(mt.vt != LV_TYPE_COUNT);
+    mt.xq_row = lv_row_bytes(mt.vt, W->ne[0]);
+    lv_threadpool_run(tp, matmul_worker, &mt);
+}
+
+/* -------------------------------------------------------------------------------------------
+ * norms, activations
+ * ----------------------------------------------------------------------------------------- */
+
+void lv_rmsnorm_ref(const float *x, const float *w, float *y, int64_t n, float eps) {
+    double sum = 0.0;
+    for (int64_t i = 0; i < n; i++) sum += (double)(x[i] * x[i]);
+    const float mean = (float)(sum / (double)n);
+    const float scale = 1.0f / sqrtf(mean + eps);
+    for (int64_t i = 0; i < n; i++) y[i] = (x[i] * scale) * w[i];
+}
+
+void lv_swiglu_ref(const float *gate, const float *up, float *out, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        const float g = gate[i];
+        out[i] = (g / (1.0f + expf(-g))) * up[i];
+    }
+}
+
+/* -------------------------------------------------------------------------------------------
+ * rope
+ * ----------------------------------------------------------------------------------------- */
+
+lv_rope_params lv_rope_params_from(const lv_model *m) {
+    const lv_hparams *hp = &m->hp;
+    lv_rope_params rp = {
+        .n_rot = (int)hp->n_rot,
+        .type = hp->rope_type,
+        .freq_base = hp->rope_freq_base,
+        .freq_scale = hp->rope_freq_scale,
+        .ext_factor = hp->yarn_ext_factor,
+        .attn_factor = hp->yarn_attn_factor,
+        .beta_fast = hp->yarn_beta_fast,
+        .beta_slow = hp->yarn_beta_slow,
+        .n_ctx_orig = (int)LV_MIN(hp->n_ctx_orig, INT32_MAX),
+        .freq_factors = m->rope_freqs.data,
+    };
+    return rp;
+}
+
+static float yarn_corr_dim(int n_dims, int n_ctx_orig, float n_rot, float base) {
+    return n_dims * logf(n_ctx_orig / (n_rot * 2 * (float)LV_PI)) / (2 * logf(base));
+}
+
+static float yarn_ramp(float low, float high, int i0) {
+    const float y = (i0 / 2 - low) / LV_MAX(0.001f, high - low);
+    return 1 - LV_MIN(1, LV_MAX(0, y));
+}
+
+void lv_rope_cache(const lv_rope_params *rp, int32_t pos, float *cache) {
+    const int n = rp->n_rot;
+    const float theta_scale = powf(rp->freq_base, -2.0f / n);
+    float corr[2] = {0, 0};
+    if (rp->ext_factor != 0.0f) {
+        float start = floorf(yarn_corr_dim(n, rp->n_ctx_orig, rp->beta_fast, rp->freq_base));
+        float end = ceilf(yarn_corr_dim(n, rp->n_ctx_orig, rp->beta_slow, rp->freq_base));
+        corr[0] = LV_MAX(0, start);
+        corr[1] = LV_MIN(n - 1, end);
+    }
+    float theta = (float)pos;
+    for (int i0 = 0; i0 < n; i0 += 2) {
+        /* freq_factors hold plain f32 values; read them with memcpy (the mapping may be unaligned
+         * only in a malformed file, which the loader rejects, but stay safe) */
+        float ff = 1.0f;
+        if (rp->freq_factors) memcpy(&ff, (const char *)rp->freq_factors + (size_t)(i0 / 2) * 4, 4);
+        const float theta_extrap = theta / ff;
+        const float theta_interp = rp->freq_scale * theta_extrap;
+        float th = theta_interp;
+        float mscale = rp->attn_factor;
+        if (rp->ext_factor != 0.0f) {
+            const float ramp_mix = yarn_ramp(corr[0], corr[1], i0) * rp->ext_factor;
+            th = theta_interp * (1 - ramp_mix) + theta_extrap * ramp_mix;
+            mscale *= 1.0f + 0.1f * logf(1.0f / rp->freq_scale);
+        }
+        cache[i0 + 0] = cosf(th) * mscale;
+        cache[i0 + 1] = sinf(th) * mscale;
+        theta *= theta_scale;
+    }
+}
+
+void lv_rope_apply(const lv_rope_params *rp, const float *cache, float *x) {
+    const int n = rp->n_rot;
+    if (rp->type == LV_ROPE_NORM) {
+        for (int i0 = 0; i0 < n; i0 += 2) {
+            const float c = cache[i0], s = cache[i0 + 1];
+            const float x0 = x[i0], x1 = x[i0 + 1];
+            x[i0] = x0 * c - x1 * s;
+            x[i0 + 1] = x0 * s + x1 * c;
+        }
+    } else {
+        const int half = n / 2;
+        for (int i0 = 0; i0 < n; i0 += 2) {
+            const float c = cache[i0], s = cache[i0 + 1];
+            const int ic = i0 / 2;
+            const float x0 = x[ic], x1 = x[ic + half];
+            x[ic] = x0 * c - x1 * s;
+            x[ic + half] = x0 * s + x1 * c;
+        }
+    }
+}
+
+/* -------------------------------------------------------------------------------------------
+ * attention
+ * ----------------------------------------------------------------------------------------- */
+
+static inline float kv_get(lv_kv_type t, const void *base, int64_t i) {
+    if (t == LV_KV_F32) return ((const float *)base)[i];
+    return lv_fp16_to_fp32(((const uint16_t *)base)[i]);
+}
+
+int64_t lv_attn_ref(const float *q, const lv_attn_span *spans, int n_spans, int32_t q_pos, float scale,
+                    lv_kv_type kv_type, int Dk, int Dv, float *scores, float *out) {
+    float qr[1024];
+    LV_ASSERT(Dk <= 1024);
+    for (int d = 0; d < Dk; d++) qr[d] = kv_type == LV_KV_F16 ? lv_fp16_to_fp32(lv_fp32_to_fp16(q[d])) : q[d];
+
+    /* pass 1: scores and max */
+    float mx = -INFINITY;
+    int64_t j = 0, n_att = 0;
+    for (int s = 0; s < n_spans; s++) {
+        const lv_attn_span *sp = &spans[s];
+        for (int32_t i = 0; i < sp->n; i++, j++) {
+            if (sp->pos[i] > q_pos) {
+                scores[j] = -INFINITY;
+                continue;
+            }
+            double dot = 0;
+            for (int d = 0; d < Dk; d++) dot += (double)qr[d] * (double)kv_get(kv_type, sp->k, (int64_t)i * Dk + d);
+            scores[j] = (float)dot * scale;
+            if (scores[j] > mx) mx = scores[j];
+            n_att++;
+        }
+    }
+    for (int d = 0; d < Dv; d++) out[d] = 0.0f;
+    if (n_att == 0) return 0;
+    /* pass 2: softmax weights (sum in double, as ggml's soft_max) */
+    double sum = 0;
+    for (int64_t i = 0; i < j; i++) {
+        const float e = scores[i] == -INFINITY ? 0.0f : expf(scores[i] - mx);
+        scores[i] = e;
+        sum += e;
+    }
+    const float inv = (float)(1.0 / sum);
+    /* pass 3: weighted sum of values */
+    j = 0;
+    for (int s = 0; s < n_spans; s++) {
+        const lv_attn_span *sp = &spans[s];
+        for (int32_t i = 0; i < sp->n; i++, j++) {
+            const float p = scores[j] * inv;
+            if (p == 0.0f) continue;
+            for (int d = 0; d < Dv; d++) out[d] += p * kv_get(kv_type, sp->v, (int64_t)i * Dv + d);
+        }
+    }
+    return n_att;
+}

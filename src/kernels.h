@@ -1,0 +1,66 @@
+/*
+ * kernels.h: the compute kernels of the forward pass: matrix multiplication per weight type,
+ * RMSNorm, RoPE, SwiGLU, and attention over a list of KV spans. Each has a scalar reference;
+ * SIMD variants (a later issue) share the signatures and are tested against it.
+ *
+ * Kernels never allocate and never decide which tokens to attend: callers pass scratch and an
+ * attention plan (spans).
+ *
+ * Legend: T = tokens in the micro-batch, E = n_embd, K = input features of a matrix, N = its
+ * output features (rows), D = head dim.
+ */
+#ifndef LV_KERNELS_H
+#define LV_KERNELS_H
+
+#include "lv_internal.h"
+#include "model.h"
+
+/* y (T, N) = x (T, K) @ W^T, W a bound weight of shape (K, N) (N rows of K elements), run on
+ * the pool. xq is scratch for x converted to W's vec-dot type: at least
+ * lv_matmul_scratch_bytes(W->type, T, K) bytes. If bias is non-NULL (N floats) it is added. */
+void   lv_matmul(lv_threadpool *tp, const lv_tensor *W, const float *x, int64_t T, float *y, void *xq, const float *bias);
+size_t lv_matmul_scratch_bytes(lv_type wtype, int64_t T, int64_t K);
+
+/* y (n) = rmsnorm(x) * w, with ggml's arithmetic: mean of squares accumulated in double,
+ * scale = 1/sqrtf(mean + eps), y = (x * scale) * w. */
+void lv_rmsnorm_ref(const float *x, const float *w, float *y, int64_t n, float eps);
+
+/* RoPE: cos/sin table for one position (n_rot/2 pairs), computed as ggml's rope_yarn cache:
+ * theta_i = pos * base^(-2i/n_rot) by repeated float multiplication, divided by
+ * freq_factors[i] (llama3 rope_freqs) when given, then YaRN/linear scaling. */
+typedef struct lv_rope_params {
+    int n_rot;
+    lv_rope_type type;
+    float freq_base, freq_scale, ext_factor, attn_factor, beta_fast, beta_slow;
+    int n_ctx_orig;
+    const float *freq_factors; /* (n_rot/2) or NULL */
+} lv_rope_params;
+
+lv_rope_params lv_rope_params_from(const lv_model *m);
+/* cache: (n_rot) floats: cos, sin interleaved per pair */
+void lv_rope_cache(const lv_rope_params *rp, int32_t pos, float *cache);
+/* Rotate the first n_rot dims of one head vector x (head_dim floats) in place. */
+void lv_rope_apply(const lv_rope_params *rp, const float *cache, float *x);
+
+/* out[i] = silu(gate[i]) * up[i], silu(x) = x / (1 + expf(-x)) */
+void lv_swiglu_ref(const float *gate, const float *up, float *out, int64_t n);
+
+/* ---- attention over a plan ----
+ * A span is a run of cached tokens (keys, values and their stored positions) a query reads;
+ * the dense plan is all pages of the sequence, sparse plans (later issues) are subsets. Keys
+ * with pos > q_pos are masked (causal by stored position). */
+typedef struct lv_attn_span {
+    const void *k;      /* (n, Dk) elements of kv_type */
+    const void *v;      /* (n, Dv) */
+    const int32_t *pos; /* (n) */
+    int32_t n;
+} lv_attn_span;
+
+/* out (Dv) = softmax(scale * q.k_j over unmasked j) . v_j.
+ * scores: scratch of at least the total span length. With LV_KV_F16 the query is rounded to
+ * f16 before the dot products, as llama.cpp does for an f16 cache. Returns the number of keys
+ * attended (0: out is zero). */
+int64_t lv_attn_ref(const float *q, const lv_attn_span *spans, int n_spans, int32_t q_pos, float scale,
+                    lv_kv_type kv_type, int Dk, int Dv, float *scores, float *out);
+
+#endif

@@ -1,0 +1,217 @@
+/*
+ * cmd_run.c: `longview run`: prefill a prompt (in chunks of -b tokens) and generate up to -n
+ * tokens, printing the completion to stdout as it is produced (never half a UTF-8 character);
+ * progress and timings go to stderr.
+ */
+#include "cli.h"
+#include "commands.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+int cmd_run(int argc, char **argv) {
+    const char *model_path = NULL, *prompt = NULL, *prompt_file = NULL, *tokens_arg = NULL, *kv = "f16";
+    int64_t n_predict = 64, n_ctx = 4096, n_batch = 512, n_threads = 0, seed = 0x5eed, top_k = 40, verbose = 0;
+    double temp = 0.8, top_p = 0.95, min_p = 0.05;
+    bool print_ids = false, ignore_eos = false, no_bos = false;
+    cli_opt opts[] = {
+        {"-m", "--model", CLI_STR, &model_path, "FILE", "GGUF model", .required = true},
+        {"-p", "--prompt", CLI_STR, &prompt, "TEXT", "prompt text"},
+        {"-f", "--file", CLI_STR, &prompt_file, "FILE", "read the prompt from a file ('-' for stdin)"},
+        {NULL, "--tokens", CLI_STR, &tokens_arg, "1,2,3", "prompt as token ids instead of text"},
+        {NULL, "--no-bos", CLI_FLAG, &no_bos, NULL, "do not add BOS/EOS to a text prompt"},
+        {"-n", "--n-predict", CLI_INT, &n_predict, "N", "tokens to generate (default 64)", .lo = 0, .hi = 1 << 30},
+        {"-c", "--ctx-size", CLI_INT, &n_ctx, "N", "context size in tokens (default 4096; 0 = the model's)", .lo = 0, .hi = 1 << 30},
+        {"-b", "--batch", CLI_INT, &n_batch, "N", "prefill chunk in tokens (default 512)", .lo = 1, .hi = 1 << 20},
+        {"-t", "--threads", CLI_INT, &n_threads, "N", "threads (default: all cores)", .lo = 0, .hi = 512},
+        {NULL, "--temp", CLI_FLOAT, &temp, "T", "temperature; 0 = greedy (default 0.8)", .flo = 0, .fhi = 100},
+        {NULL, "--top-k", CLI_INT, &top_k, "N", "top-k, 0 = off (default 40)", .lo = 0, .hi = INT32_MAX},
+        {NULL, "--top-p", CLI_FLOAT, &top_p, "P", "top-p, 1 = off (default 0.95)", .flo = 0, .fhi = 1},
+        {NULL, "--min-p", CLI_FLOAT, &min_p, "P", "min-p, 0 = off (default 0.05)", .flo = 0, .fhi = 1},
+        {NULL, "--seed", CLI_INT, &seed, "N", "sampling seed", .lo = 0, .hi = INT64_MAX},
+        {NULL, "--kv-type", CLI_STR, &kv, "T", "KV cache type: f16 (default) or f32"},
+        {NULL, "--ids", CLI_FLAG, &print_ids, NULL, "print generated token ids (space separated) instead of text"},
+        {NULL, "--ignore-eos", CLI_FLAG, &ignore_eos, NULL, "keep generating after an end-of-generation token"},
+        {"-v", "--verbose", CLI_INT, &verbose, "N", "log level: 0 warnings, 1 info, 2 debug", .lo = 0, .hi = 2},
+    };
+    int r = cli_parse(argc, argv, opts, (int)(sizeof(opts) / sizeof(opts[0])),
+                      "longview run -m MODEL (-p TEXT | -f FILE | --tokens IDS) [-n N] [-c CTX] [-b N] [-t THREADS] [--temp T] [--seed S]",
+                      "Generate a completion. The completion goes to stdout; progress and timings to stderr.", NULL, 0, NULL);
+    if (r) return r > 0 ? 0 : 2;
+    cli_set_verbosity(verbose);
+    if (!!prompt + !!prompt_file + !!tokens_arg != 1) {
+        cli_error("give exactly one of -p, -f, --tokens");
+        return 2;
+    }
+    lv_kv_type kvt = LV_KV_F16;
+    if (strcmp(kv, "f32") == 0) kvt = LV_KV_F32;
+    else if (strcmp(kv, "f16") != 0) {
+        cli_error("--kv-type: '%s' is not f32 or f16", kv);
+        return 2;
+    }
+
+    int rc = 1;
+    lv_model *model = NULL;
+    lv_context *ctx = NULL;
+    lv_sampler *smp = NULL;
+    lv_detok_stream *ds = NULL;
+    lv_token *toks = NULL;
+    char *text = NULL;
+    int32_t n_toks = 0;
+    lv_batch batch = {0};
+    double t0 = now_s();
+    lv_status st = lv_model_load(model_path, lv_model_default_params(), &model);
+    if (st != LV_OK) {
+        cli_fail("loading the model", st);
+        goto end;
+    }
+    double t_load = now_s() - t0;
+    if (tokens_arg) {
+        if (!(toks = cli_parse_tokens(tokens_arg, &n_toks, "--tokens"))) goto end;
+    } else {
+        int64_t len = 0;
+        if (prompt_file) {
+            if (!(text = cli_read_file(prompt_file, &len))) goto end;
+        } else {
+            len = (int64_t)strlen(prompt);
+        }
+        const char *src = text ? text : prompt;
+        int32_t n = lv_tokenize(model, src, len, NULL, 0, !no_bos, false);
+        if (n == INT32_MIN) {
+            cli_fail("tokenizing the prompt", LV_ERR_UNSUPPORTED);
+            goto end;
+        }
+        n_toks = n < 0 ? -n : n;
+        toks = malloc(((size_t)n_toks + 1) * sizeof(lv_token));
+        if (!toks || lv_tokenize(model, src, len, toks, n_toks, !no_bos, false) != n_toks) {
+            cli_error("tokenizing the prompt failed");
+            goto end;
+        }
+    }
+    if (n_toks == 0) {
+        cli_error("the prompt is empty");
+        goto end;
+    }
+    lv_context_params cp = lv_context_default_params();
+    cp.n_ctx = (uint32_t)n_ctx;
+    cp.n_batch = (uint32_t)n_batch;
+    cp.n_ubatch = (uint32_t)n_batch;
+    cp.n_threads = (int32_t)n_threads;
+    cp.kv_type = kvt;
+    if ((st = lv_context_create(model, cp, &ctx)) != LV_OK) {
+        cli_fail("creating the context", st);
+        goto end;
+    }
+    if ((int64_t)n_toks + n_predict > (int64_t)lv_context_n_ctx(ctx)) {
+        cli_error("the prompt (%d tokens) plus -n %lld does not fit the context of %u tokens (raise -c)", n_toks, (long long)n_predict,
+                  lv_context_n_ctx(ctx));
+        goto end;
+    }
+    lv_sampler_params sp = lv_sampler_default_params();
+    sp.temp = (float)temp;
+    sp.top_k = (int32_t)top_k;
+    sp.top_p = (float)top_p;
+    sp.min_p = (float)min_p;
+    sp.seed = (uint64_t)seed;
+    if ((st = lv_sampler_create(sp, lv_model_n_vocab(model), &smp)) != LV_OK) {
+        cli_fail("sampler", st);
+        goto end;
+    }
+    if (!print_ids && lv_detok_stream_create(model, &ds) != LV_OK) {
+        cli_fail("this model has no usable tokenizer; use --ids", LV_ERR_UNSUPPORTED);
+        goto end;
+    }
+    batch = lv_batch_init((int32_t)n_batch);
+    if (!batch.token) {
+        cli_error("out of memory");
+        goto end;
+    }
+
+    /* prefill */
+    cli_progress prog;
+    cli_progress_start(&prog, "prefill");
+    double t1 = now_s();
+    for (int32_t i0 = 0; i0 < n_toks; i0 += (int32_t)n_batch) {
+        const int32_t n = (int32_t)(n_toks - i0 < n_batch ? n_toks - i0 : n_batch);
+        batch.n_tokens = n;
+        for (int32_t i = 0; i < n; i++) {
+            batch.token[i] = toks[i0 + i];
+            batch.pos[i] = i0 + i;
+            batch.seq_id[i] = 0;
+            batch.logits[i] = i0 + i == n_toks - 1;
+        }
+        if ((st = lv_decode(ctx, &batch)) != LV_OK) {
+            cli_progress_done(&prog, "failed");
+            cli_fail("prefill", st);
+            goto end;
+        }
+        cli_progress_update(&prog, (double)(i0 + n) / n_toks, NULL);
+    }
+    double t_prefill = now_s() - t1;
+    char detail[128];
+    snprintf(detail, sizeof(detail), "%d tokens, %.1f tokens/s", n_toks, n_toks / (t_prefill > 0 ? t_prefill : 1e-9));
+    cli_progress_done(&prog, detail);
+
+    /* generate */
+    double t2 = now_s();
+    int64_t n_gen = 0;
+    lv_pos pos = n_toks;
+    for (; n_gen < n_predict; n_gen++) {
+        const float *lg = lv_get_logits_ith(ctx, -1);
+        lv_token tok = lv_sampler_sample(smp, lg);
+        if (print_ids) {
+            printf("%s%d", n_gen ? " " : "", tok);
+        } else {
+            const char *piece;
+            int64_t plen;
+            if (lv_detok_stream_push(ds, tok, &piece, &plen) == LV_OK && plen > 0) fwrite(piece, 1, (size_t)plen, stdout);
+        }
+        fflush(stdout);
+        if (!ignore_eos && lv_token_is_eog(model, tok)) {
+            n_gen++;
+            break;
+        }
+        if (n_gen + 1 == n_predict) {
+            n_gen++;
+            break;
+        }
+        batch.n_tokens = 1;
+        batch.token[0] = tok;
+        batch.pos[0] = pos++;
+        batch.seq_id[0] = 0;
+        batch.logits[0] = 1;
+        if ((st = lv_decode(ctx, &batch)) != LV_OK) {
+            printf("\n");
+            cli_fail("decode", st);
+            goto end;
+        }
+    }
+    if (ds) {
+        const char *piece;
+        int64_t plen;
+        if (lv_detok_stream_flush(ds, &piece, &plen) == LV_OK && plen > 0) fwrite(piece, 1, (size_t)plen, stdout);
+    }
+    printf("\n");
+    double t_gen = now_s() - t2;
+    fprintf(stderr, "load: %.2f s | prompt: %d tokens, %.2f s, %.1f tokens/s | generation: %lld tokens, %.2f s, %.1f tokens/s | KV %.1f MiB\n",
+            t_load, n_toks, t_prefill, n_toks / (t_prefill > 0 ? t_prefill : 1e-9), (long long)n_gen, t_gen,
+            n_gen / (t_gen > 0 ? t_gen : 1e-9), (double)lv_kv_used_bytes(ctx) / (1024.0 * 1024.0));
+    rc = 0;
+end:
+    lv_batch_free(&batch);
+    lv_detok_stream_free(ds);
+    lv_sampler_free(smp);
+    free(toks);
+    free(text);
+    lv_context_free(ctx);
+    lv_model_free(model);
+    return rc;
+}
