@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Regenerates the golden logits in tests/golden/*.lvg with llama.cpp as the oracle.
+#
+#   scripts/gen-golden.sh            # all cases
+#   scripts/gen-golden.sh llama-f32  # one case
+#
+# For each case: `longview gen-model` writes a small random-weight model (deterministic from its
+# seed), llama.cpp (through oracle/lv_oracle.c, built by scripts/oracle-setup.sh) runs a fixed
+# token sequence through it, and the result is written as a golden file: a text header (the
+# gen-model parameters, the model's SHA-256, the llama.cpp settings) and a binary body (format:
+# tests/golden/README.md). The tests regenerate the same model, check its SHA-256, and compare
+# longview's logits and greedy tokens with the golden ones, offline.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SHARED=${LV_SHARED_DATA:-../shared/data}
+[ -d "$SHARED/vocab" ] || { echo "gen-golden: $SHARED/vocab not found (set LV_SHARED_DATA)" >&2; exit 1; }
+make -j"$(nproc)" build/release/longview >/dev/null
+LV=build/release/longview
+ORACLE=$(scripts/oracle-setup.sh | head -1)
+. .oracle/env
+export LV_ORACLE_LIBDIR OMP_WAIT_POLICY=passive
+WORK=build/golden-work
+mkdir -p "$WORK" tests/golden
+
+N_TOKENS=512
+N_SAMPLE=32
+N_GEN=64
+GEN_PROMPT=16
+
+# name | arch | dim layers heads kv_heads ffn | vocab | type | seed | extra gen-model flags | kv | fa
+CASES=(
+  "llama-f32|llama|128 2 4 2 384|vocab/ggml-vocab-llama-spm.gguf|f32|1||f32|off"
+  "llama-f16|llama|128 2 4 2 384|vocab/ggml-vocab-llama-spm.gguf|f16|2||f32|off"
+  "llama-bf16|llama|128 2 4 2 384|vocab/ggml-vocab-llama-spm.gguf|bf16|3||f32|off"
+  "llama-q8_0|llama|128 2 4 2 384|vocab/ggml-vocab-llama-spm.gguf|q8_0|4||f32|off"
+  "llama-q4_0|llama|128 2 4 2 384|vocab/ggml-vocab-llama-spm.gguf|q4_0|5||f32|off"
+  "llama3rope-f32|llama|128 2 4 2 384|vocab/ggml-vocab-llama-spm.gguf|f32|6|--tied --llama3-rope --rope-base 500000|f32|off"
+  "llama-mha-f32|llama|96 3 3 3 256|vocab/ggml-vocab-llama-spm.gguf|f32|7||f32|off"
+  "qwen2-f32|qwen2|128 2 4 2 384|vocab/ggml-vocab-gpt-2.gguf|f32|11|--rope-base 1000000|f32|off"
+  "qwen2-f16|qwen2|128 2 4 2 384|vocab/ggml-vocab-gpt-2.gguf|f16|12|--tied|f32|off"
+  "qwen2-q8_0|qwen2|128 2 4 2 384|vocab/ggml-vocab-gpt-2.gguf|q8_0|13||f32|off"
+  "qwen2-q4_0|qwen2|128 2 4 2 384|vocab/ggml-vocab-gpt-2.gguf|q4_0|14||f32|off"
+  "llama-f16-kvf16|llama|128 2 4 2 384|vocab/ggml-vocab-llama-spm.gguf|f16|21||f16|auto"
+  "qwen2-q8_0-kvf16|qwen2|128 2 4 2 384|vocab/ggml-vocab-gpt-2.gguf|q8_0|22||f16|auto"
+)
+
+for c in "${CASES[@]}"; do
+  IFS='|' read -r name arch shape vocab type seed extra kv fa <<<"$c"
+  [ $# -eq 0 ] || [[ " $* " == *" $name "* ]] || continue
+  read -r dim layers heads kvh ffn <<<"$shape"
+  model="$WORK/$name.gguf"
+  # shellcheck disable=SC2086
+  $LV gen-model --arch "$arch" --dim "$dim" --layers "$layers" --heads "$heads" --kv-heads "$kvh" --ffn "$ffn" \
+      --vocab "$SHARED/$vocab" --type "$type" --seed "$seed" $extra -o "$model" 2>/dev/null
+  n_vocab=$($LV info -m "$model" | awk '/^n_vocab:/ {print $2}')
+  # a fixed pseudo-random token sequence over the whole vocabulary (BOS-free: ids only)
+  awk -v n="$N_TOKENS" -v v="$n_vocab" -v s="$seed" 'BEGIN { x = s * 7919 + 1; for (i = 0; i < n; i++) { x = (x * 16807) % 2147483647; printf "%d%s", x % v, (i + 1 < n ? "," : "\n") } }' > "$WORK/$name.tokens"
+  "$ORACLE" "$model" "$WORK/$name.tokens" "$WORK/$name.body" --kv "$kv" --fa "$fa" --n-sample $N_SAMPLE --n-gen $N_GEN --gen-prompt $GEN_PROMPT --threads 2
+  sha=$(sha256sum "$model" | cut -d' ' -f1)
+  {
+    echo "LVG1"
+    echo "name $name"
+    echo "arch $arch"
+    echo "dim $dim"
+    echo "layers $layers"
+    echo "heads $heads"
+    echo "kv_heads $kvh"
+    echo "ffn $ffn"
+    echo "vocab $vocab"
+    echo "type $type"
+    echo "seed $seed"
+    echo "extra $extra"
+    echo "model_sha256 $sha"
+    echo "kv $kv"
+    echo "fa $fa"
+    echo "n_vocab $n_vocab"
+    echo "n_tokens $N_TOKENS"
+    echo "n_sample $N_SAMPLE"
+    echo "n_gen $N_GEN"
+    echo "gen_prompt $GEN_PROMPT"
+    echo "oracle llama.cpp v0.4.0 (node-llama-cpp 3.21.1), lv_oracle"
+    echo "end"
+    cat "$WORK/$name.body"
+  } > "tests/golden/$name.lvg"
+  echo "gen-golden: tests/golden/$name.lvg ($(stat -c %s "tests/golden/$name.lvg") bytes)"
+done
