@@ -171,3 +171,51 @@ TEST(tokenizer_vectors_phi3) { NEED_SHARED(); vectors_for("phi-3"); }
 TEST(tokenizer_vectors_gpt2) { NEED_SHARED(); vectors_for("gpt-2"); }
 TEST(tokenizer_vectors_llama_bpe) { NEED_SHARED(); vectors_for("llama-bpe"); }
 TEST(tokenizer_vectors_qwen2) { NEED_SHARED(); vectors_for("qwen2"); }
+
+/* ---- tokenizer.json import ---- */
+
+/* Convert shared/data/vocab/<stem>.tokenizer.json into a vocab-only GGUF in the tmpdir. */
+static lv_model *load_json_vocab(const char *stem, char *gguf_path, size_t n) {
+    char json[4096];
+    snprintf(json, sizeof(json), "%s/vocab/%s.tokenizer.json", lv_test_shared_data(), stem);
+    snprintf(gguf_path, n, "%s/%s-from-json.gguf", lv_test_tmpdir(), stem);
+    lv_gguf_writer *w = lv_gguf_writer_create();
+    int64_t n_vocab = 0;
+    lv_status st = lv_vocab_json_to_gguf(json, w, &n_vocab);
+    if (st != LV_OK) {
+        fprintf(stderr, "  lv_vocab_json_to_gguf(%s): %s\n", json, lv_last_error());
+        lv_gguf_writer_free(w);
+        return NULL;
+    }
+    FILE *f = fopen(gguf_path, "wb");
+    st = f ? lv_gguf_writer_write_header(w, f) : LV_ERR_IO;
+    if (f) fclose(f);
+    lv_gguf_writer_free(w);
+    if (st != LV_OK) return NULL;
+    return load_vocab_file(gguf_path);
+}
+
+TEST(tokenizer_json_llama3) {
+    NEED_SHARED();
+    char path[4096];
+    lv_model *m = load_json_vocab("llama3", path, sizeof(path));
+    REQUIRE(m, "llama3 tokenizer.json did not convert and load: %s", lv_last_error());
+    CHECK(lv_model_n_vocab(m) == 128256, "n_vocab %d", lv_model_n_vocab(m));
+    CHECK(lv_token_bos(m) == 128000, "bos %d", lv_token_bos(m));
+    CHECK(lv_token_eot(m) == 128009, "eot %d", lv_token_eot(m));
+    CHECK(lv_tokenizer_add_bos(m), "llama-bpe adds BOS");
+    check_vectors(m, "llama-bpe", "llama3 tokenizer.json");
+    lv_model_free(m);
+}
+
+TEST(tokenizer_json_qwen3) {
+    NEED_SHARED();
+    char path[4096];
+    lv_model *m = load_json_vocab("qwen3", path, sizeof(path));
+    REQUIRE(m, "qwen3 tokenizer.json did not convert and load: %s", lv_last_error());
+    CHECK(lv_token_eos(m) == 151645, "eos %d", lv_token_eos(m));
+    CHECK(lv_token_pad(m) == 151643, "pad %d", lv_token_pad(m));
+    CHECK(!lv_tokenizer_add_bos(m), "qwen adds no BOS");
+    check_vectors(m, "qwen2", "qwen3 tokenizer.json");
+    lv_model_free(m);
+}
