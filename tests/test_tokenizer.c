@@ -18,6 +18,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define GOLDEN_DIR "tests/golden/tokenizer"
 
@@ -73,13 +74,6 @@ static lv_token *tok(const lv_model *m, const char *s, size_t n, int32_t *n_out,
     return ids;
 }
 
-static char *detok(const lv_model *m, const lv_token *ids, int32_t n, int64_t *len, bool special) {
-    int64_t k = lv_detokenize(m, ids, n, NULL, 0, false, special);
-    int64_t cap = k < 0 ? -k : 0;
-    char *buf = malloc((size_t)cap + 1);
-    *len = k < 0 ? lv_detokenize(m, ids, n, buf, cap, false, special) : 0;
-    return buf;
-}
 
 /* the strings of a .inp file (separated by "\n__ggml_vocab_test__\n") */
 typedef struct vectors {
@@ -187,6 +181,9 @@ static lv_model *load_json_vocab(const char *stem, char *gguf_path, size_t n) {
         lv_gguf_writer_free(w);
         return NULL;
     }
+    /* llama.cpp wants an architecture even for a vocabulary-only file (the golden script loads
+     * this file in llama.cpp too) */
+    lv_gguf_writer_set_str(w, "general.architecture", "llama");
     FILE *f = fopen(gguf_path, "wb");
     st = f ? lv_gguf_writer_write_header(w, f) : LV_ERR_IO;
     if (f) fclose(f);
@@ -219,3 +216,159 @@ TEST(tokenizer_json_qwen3) {
     check_vectors(m, "qwen2", "qwen3 tokenizer.json");
     lv_model_free(m);
 }
+
+/* ---- round trips against llama.cpp's answers (tests/golden/tokenizer) ---- */
+
+static uint64_t fnv64(const void *p, size_t n) {
+    const unsigned char *s = p;
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; i++) {
+        h ^= s[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+static int hexval(char c) { return c <= '9' ? c - '0' : (c | 32) - 'a' + 10; }
+
+/* decode a hex line ("-" is empty) into buf; returns the length */
+static size_t unhex(const char *h, size_t hl, char *buf) {
+    if (hl == 1 && h[0] == '-') return 0;
+    for (size_t i = 0; i + 1 < hl; i += 2) buf[i / 2] = (char)(hexval(h[i]) * 16 + hexval(h[i + 1]));
+    return hl / 2;
+}
+
+static lv_model *golden_model(const char *name, char *tmp, size_t n) {
+    if (strcmp(name, "llama3-json") == 0) return load_json_vocab("llama3", tmp, n);
+    if (strcmp(name, "qwen3-json") == 0) return load_json_vocab("qwen3", tmp, n);
+    return load_vocab(name);
+}
+
+/* golden: which golden file a vocabulary is compared with */
+static void roundtrip_golden(const char *name, const char *golden) {
+    char path[4096];
+    snprintf(path, sizeof(path), GOLDEN_DIR "/inputs.txt");
+    char *inputs = slurp(path, NULL);
+    snprintf(path, sizeof(path), GOLDEN_DIR "/roundtrip-%s.txt", golden);
+    char *gold = slurp(path, NULL);
+    REQUIRE(inputs && gold, "cannot read %s (run from the project root)", path);
+    char tmp[4096];
+    lv_model *m = golden_model(name, tmp, sizeof(tmp));
+    if (!m) {
+        free(inputs);
+        free(gold);
+        REQUIRE(0, "cannot load %s", name);
+    }
+    char *in_line = inputs, *g_line = gold;
+    int n = 0, ok_ids = 0, ok_text = 0;
+    char *buf = malloc(1 << 20), *want = malloc(1 << 20);
+    while (*in_line && *g_line) {
+        char *in_end = strchr(in_line, '\n'), *g_end = strchr(g_line, '\n');
+        if (!in_end || !g_end) break;
+        size_t len = unhex(in_line, (size_t)(in_end - in_line), buf);
+        int32_t nt;
+        lv_token *ids = tok(m, buf, len, &nt, false, false);
+        /* golden: "<n> <ids...> | <hex>" */
+        char *p = g_line;
+        long gn = strtol(p, &p, 10);
+        bool same = nt == gn;
+        for (long k = 0; k < gn; k++) {
+            long id = strtol(p, &p, 10);
+            if (same && ids[k] != id) same = false;
+        }
+        CHECK(same, "%s input %d (%zu bytes): ids differ from llama.cpp (%d vs %ld tokens)", name, n, len, nt, gn);
+        ok_ids += same;
+        p += 3; /* " | " */
+        size_t wl = unhex(p, (size_t)(g_end - p), want);
+        int64_t dl = lv_detokenize(m, ids, nt, NULL, 0, true, false);
+        char *dec = malloc((size_t)(dl < 0 ? -dl : 0) + 1);
+        dl = lv_detokenize(m, ids, nt, dec, dl < 0 ? -dl : 0, true, false);
+        bool tsame = dl == (int64_t)wl && memcmp(dec, want, wl) == 0;
+        CHECK(tsame, "%s input %d: decode(encode(x)) differs from llama.cpp's (%lld vs %zu bytes)", name, n, (long long)dl, wl);
+        ok_text += tsame;
+        free(dec);
+        free(ids);
+        n++;
+        in_line = in_end + 1;
+        g_line = g_end + 1;
+    }
+    CHECK(n > 300, "only %d round-trip inputs", n);
+    fprintf(stderr, "  %s: %d/%d ids and %d/%d decoded texts match llama.cpp\n", name, ok_ids, n, ok_text, n);
+    free(buf);
+    free(want);
+    free(inputs);
+    free(gold);
+    lv_model_free(m);
+}
+
+TEST(tokenizer_roundtrip_llama_spm) { NEED_SHARED(); roundtrip_golden("llama-spm", "llama-spm"); }
+TEST(tokenizer_roundtrip_phi3) { NEED_SHARED(); roundtrip_golden("phi-3", "phi-3"); }
+TEST(tokenizer_roundtrip_gpt2) { NEED_SHARED(); roundtrip_golden("gpt-2", "gpt-2"); }
+TEST(tokenizer_roundtrip_llama_bpe) { NEED_SHARED(); roundtrip_golden("llama-bpe", "llama-bpe"); }
+TEST(tokenizer_roundtrip_qwen2) { NEED_SHARED(); roundtrip_golden("qwen2", "qwen2"); }
+TEST(tokenizer_roundtrip_llama3_json) { NEED_SHARED(); roundtrip_golden("llama3-json", "llama-bpe"); }
+TEST(tokenizer_roundtrip_qwen3_json) { NEED_SHARED(); roundtrip_golden("qwen3-json", "qwen2"); }
+
+/* every essay of the haystack: token count, ids and decoded text as llama.cpp gives them */
+static void haystack_golden(const char *name, const char *golden) {
+    char path[4096];
+    snprintf(path, sizeof(path), GOLDEN_DIR "/haystack-%s.txt", golden);
+    char *gold = slurp(path, NULL);
+    REQUIRE(gold, "cannot read %s", path);
+    char tmp[4096];
+    lv_model *m = golden_model(name, tmp, sizeof(tmp));
+    if (!m) {
+        free(gold);
+        REQUIRE(0, "cannot load %s", name);
+    }
+    int n = 0, ok = 0, max_files = lv_test_quick() ? 4 : 1000;
+    int64_t total_tokens = 0;
+    double t = 0;
+    for (char *line = gold; *line && n < max_files;) {
+        char *end = strchr(line, '\n');
+        if (!end) break;
+        *end = 0;
+        char file[256];
+        int gn, gsame;
+        unsigned long long gh_ids, gh_text;
+        if (sscanf(line, "%255s %d %llx %llx %d", file, &gn, &gh_ids, &gh_text, &gsame) != 5) break;
+        snprintf(path, sizeof(path), "%s/haystack/paul-graham-essays/%s", lv_test_shared_data(), file);
+        size_t len;
+        char *text = slurp(path, &len);
+        if (!text) {
+            CHECK(0, "cannot read %s", path);
+            break;
+        }
+        double t0 = (double)clock() / CLOCKS_PER_SEC;
+        int32_t nt;
+        lv_token *ids = tok(m, text, len, &nt, false, false);
+        t += (double)clock() / CLOCKS_PER_SEC - t0;
+        total_tokens += nt;
+        int64_t cap = (int64_t)len * 4 + 64;
+        char *dec = malloc((size_t)cap);
+        int64_t dl = lv_detokenize(m, ids, nt, dec, cap, true, false);
+        bool same_ids = nt == gn && fnv64(ids, sizeof(lv_token) * (size_t)nt) == gh_ids;
+        bool same_text = dl >= 0 && fnv64(dec, (size_t)dl) == gh_text;
+        bool back = dl == (int64_t)len && memcmp(dec, text, len) == 0;
+        CHECK(same_ids, "%s: %s: ids differ from llama.cpp (%d vs %d tokens)", name, file, nt, gn);
+        CHECK(same_text && back == (gsame != 0), "%s: %s: decoded text differs from llama.cpp's", name, file);
+        ok += same_ids && same_text;
+        free(dec);
+        free(ids);
+        free(text);
+        n++;
+        line = end + 1;
+    }
+    fprintf(stderr, "  %s: %d/%d essays (%lld tokens) match llama.cpp; tokenize %.3f s\n", name, ok, n,
+            (long long)total_tokens, t);
+    CHECK(n > 0, "no essays");
+    free(gold);
+    lv_model_free(m);
+}
+
+TEST(tokenizer_haystack_llama_spm) { NEED_SHARED(); haystack_golden("llama-spm", "llama-spm"); }
+TEST(tokenizer_haystack_phi3) { NEED_SHARED(); haystack_golden("phi-3", "phi-3"); }
+TEST(tokenizer_haystack_gpt2) { NEED_SHARED(); haystack_golden("gpt-2", "gpt-2"); }
+TEST(tokenizer_haystack_llama_bpe) { NEED_SHARED(); haystack_golden("llama-bpe", "llama-bpe"); }
+TEST(tokenizer_haystack_qwen2) { NEED_SHARED(); haystack_golden("qwen2", "qwen2"); }
+TEST(tokenizer_haystack_qwen3_json) { NEED_SHARED(); haystack_golden("qwen3-json", "qwen2"); }

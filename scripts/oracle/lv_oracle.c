@@ -14,6 +14,9 @@
  *       for every id: "<id> <attr> <hex of token_to_piece(special=1)> <hex of special=0>"
  *   lv_oracle info VOCAB.gguf
  *       bos eos eot eom pad sep nl add_bos add_eos and the eog ids
+ *   lv_oracle digest VOCAB.gguf FILE...
+ *       per file: "<basename> <n_ids> <fnv64 of the ids (int32 LE)> <fnv64 of detokenize> <1 if
+ *       detokenize gives the file back, else 0>" (add_special=0, parse_special=0)
  *   lv_oracle bench VOCAB.gguf FILE REPS
  *       times llama_tokenize over FILE REPS times; prints best and median seconds and n_tokens
  *   lv_oracle unicode
@@ -83,6 +86,16 @@ static int cmp_d(const void *a, const void *b) {
 static void put_hex(const char *s, int n) {
     if (n == 0) putchar('-');
     for (int i = 0; i < n; i++) printf("%02x", (unsigned char)s[i]);
+}
+
+static uint64_t fnv64(const void *p, size_t n) {
+    const unsigned char *s = p;
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; i++) {
+        h ^= s[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
 }
 
 uint16_t _Z26unicode_cpt_flags_from_cptj(uint32_t cpt); /* unicode_cpt_flags_from_cpt(uint32_t) */
@@ -160,6 +173,23 @@ int main(int argc, char **argv) {
         for (int i = 0; i < llama_vocab_n_tokens(v); i++)
             if (llama_vocab_is_eog(v, i)) printf(" %d", i);
         printf("\n");
+    } else if (strcmp(cmd, "digest") == 0) {
+        for (int a = 3; a < argc; a++) {
+            size_t len;
+            char *text = read_file(argv[a], &len);
+            int nt;
+            llama_token *ids = tokenize(v, text, len, &nt, false, false);
+            int cap = 4 * (int)len + 64;
+            char *out = malloc((size_t)cap);
+            int r = llama_detokenize(v, ids, nt, out, cap, false, false);
+            const char *base = strrchr(argv[a], '/');
+            base = base ? base + 1 : argv[a];
+            printf("%s %d %016llx %016llx %d\n", base, nt, (unsigned long long)fnv64(ids, sizeof(*ids) * (size_t)nt),
+                   (unsigned long long)fnv64(out, (size_t)r), r == (int)len && memcmp(out, text, len) == 0);
+            free(out);
+            free(ids);
+            free(text);
+        }
     } else if (strcmp(cmd, "bench") == 0 && argc >= 5) {
         size_t len;
         char *text = read_file(argv[3], &len);
