@@ -372,3 +372,66 @@ TEST(tokenizer_haystack_gpt2) { NEED_SHARED(); haystack_golden("gpt-2", "gpt-2")
 TEST(tokenizer_haystack_llama_bpe) { NEED_SHARED(); haystack_golden("llama-bpe", "llama-bpe"); }
 TEST(tokenizer_haystack_qwen2) { NEED_SHARED(); haystack_golden("qwen2", "qwen2"); }
 TEST(tokenizer_haystack_qwen3_json) { NEED_SHARED(); haystack_golden("qwen3-json", "qwen2"); }
+
+/* ---- chat templates ---- */
+
+static char *apply(const lv_model *m, const char *tmpl, const lv_chat_message *msgs, size_t n, bool add) {
+    int64_t k = lv_chat_apply_template(m, tmpl, msgs, n, add, NULL, 0);
+    if (k == INT32_MIN) return NULL;
+    char *buf = malloc((size_t)-k);
+    lv_chat_apply_template(m, tmpl, msgs, n, add, buf, -k);
+    return buf;
+}
+
+TEST(tokenizer_chat_templates) {
+    const lv_chat_message msgs[] = {{"system", "You are helpful."}, {"user", " Hi "}, {"assistant", "Hello!"}, {"user", "Why?"}};
+    char *s = apply(NULL, "chatml", msgs, 4, true);
+    REQUIRE(s, "chatml: %s", lv_last_error());
+    CHECK(strcmp(s, "<|im_start|>system\nYou are helpful.<|im_end|>\n<|im_start|>user\n Hi <|im_end|>\n<|im_start|>assistant\n"
+                    "Hello!<|im_end|>\n<|im_start|>user\nWhy?<|im_end|>\n<|im_start|>assistant\n") == 0, "chatml: %s", s);
+    free(s);
+    s = apply(NULL, "llama3", msgs, 2, true);
+    REQUIRE(s, "llama3");
+    CHECK(strcmp(s, "<|start_header_id|>system<|end_header_id|>\n\nYou are helpful.<|eot_id|><|start_header_id|>user<|end_header_id|>"
+                    "\n\nHi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n") == 0, "llama3: %s", s);
+    free(s);
+    s = apply(NULL, "mistral-v7", msgs, 3, false);
+    REQUIRE(s, "mistral-v7");
+    CHECK(strcmp(s, "[SYSTEM_PROMPT] You are helpful.[/SYSTEM_PROMPT][INST]  Hi [/INST] Hello!</s>") == 0, "mistral-v7: %s", s);
+    free(s);
+    /* unknown template: a clear error naming the way out */
+    CHECK(lv_chat_apply_template(NULL, "{{ weird }}", msgs, 1, true, NULL, 0) == INT32_MIN, "unknown template accepted");
+    CHECK(strstr(lv_last_error(), "--chat-template NAME") != NULL, "error does not name the way out: %s", lv_last_error());
+    /* detection of the stored templates */
+    CHECK(lv_chat_template_detect("{% for m in messages %}<|im_start|>{{ m.role }}") &&
+              strcmp(lv_chat_template_detect("<|im_start|>"), "chatml") == 0, "chatml detection");
+    CHECK(strcmp(lv_chat_template_detect("<|start_header_id|>x<|end_header_id|>"), "llama3") == 0, "llama3 detection");
+    CHECK(strcmp(lv_chat_template_detect("{{ bos_token }}{% for m %}[INST] {{ m }} [/INST]"), "llama2") == 0, "llama2");
+    CHECK(lv_chat_template_detect("<|assistant|><|user|>") == NULL, "falcon3 must not be claimed");
+    /* the size-query convention */
+    CHECK(lv_chat_apply_template(NULL, "chatml", msgs, 1, false, NULL, 0) < 0, "size query");
+}
+
+TEST(tokenizer_chat_template_from_models) {
+    NEED_SHARED();
+    const lv_chat_message msgs[] = {{"user", "Hello"}};
+    struct { const char *json; const char *family; } cases[] = {{"llama3", "llama3"}, {"qwen3", "chatml"}};
+    for (size_t i = 0; i < 2; i++) {
+        char path[4096];
+        lv_model *m = load_json_vocab(cases[i].json, path, sizeof(path));
+        REQUIRE(m, "load %s", cases[i].json);
+        char *s = apply(m, NULL, msgs, 1, true);
+        char *w = apply(NULL, cases[i].family, msgs, 1, true);
+        CHECK(s && w && strcmp(s, w) == 0, "%s: the stored template is not rendered as %s: %s", cases[i].json, cases[i].family,
+              s ? s : lv_last_error());
+        free(s);
+        free(w);
+        lv_model_free(m);
+    }
+    lv_model *m = load_vocab("phi-3");
+    REQUIRE(m, "phi-3");
+    char *s = apply(m, NULL, msgs, 1, true);
+    CHECK(s && strcmp(s, "<|user|>\nHello<|end|>\n<|assistant|>\n") == 0, "phi-3: %s", s ? s : lv_last_error());
+    free(s);
+    lv_model_free(m);
+}
