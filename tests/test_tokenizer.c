@@ -14,6 +14,7 @@
 #include "longview.h"
 
 #include "../src/gguf.h"
+#include "../src/lv_internal.h"
 #include "../src/vocab.h"
 
 #include <stdlib.h>
@@ -434,4 +435,176 @@ TEST(tokenizer_chat_template_from_models) {
     CHECK(s && strcmp(s, "<|user|>\nHello<|end|>\n<|assistant|>\n") == 0, "phi-3: %s", s ? s : lv_last_error());
     free(s);
     lv_model_free(m);
+}
+
+/* ---- special tokens, buffer conventions, streaming ---- */
+
+TEST(tokenizer_special_tokens) {
+    NEED_SHARED();
+    lv_model *m = load_vocab("phi-3");
+    REQUIRE(m, "phi-3");
+    /* llama.cpp: bos 1, eos 32000, eot 32007, eog {2, 32000, 32007} */
+    CHECK(lv_token_bos(m) == 1 && lv_token_eos(m) == 32000 && lv_token_eot(m) == 32007, "phi-3 ids %d %d %d",
+          lv_token_bos(m), lv_token_eos(m), lv_token_eot(m));
+    CHECK(lv_token_is_eog(m, 2) && lv_token_is_eog(m, 32000) && lv_token_is_eog(m, 32007) && !lv_token_is_eog(m, 1),
+          "phi-3 eog set");
+    int32_t n;
+    lv_token *ids = tok(m, "Hi", 2, &n, true, false);
+    CHECK(n >= 2 && ids[0] == 1, "add_special adds BOS");
+    free(ids);
+    /* phi-3's special tokens strip the spaces right of them (RSTRIP), as llama.cpp sets */
+    lv_token *a = tok(m, "<|user|> Hi", 11, &n, false, true);
+    int32_t n2;
+    lv_token *b = tok(m, "<|user|>Hi", 10, &n2, false, true);
+    CHECK(n == n2 && n > 0 && memcmp(a, b, sizeof(lv_token) * (size_t)n) == 0 && a[0] == 32010, "rstrip after <|user|>");
+    free(a);
+    free(b);
+    char buf[64];
+    CHECK(lv_token_to_piece(m, 32000, buf, sizeof(buf), false) == 0, "control token rendered without render_special");
+    CHECK(lv_token_to_piece(m, 32000, buf, sizeof(buf), true) == 13, "<|endoftext|> rendered");
+    CHECK(lv_token_to_piece(m, 1000000, buf, sizeof(buf), true) == INT32_MIN, "bad id accepted");
+    CHECK(lv_token_to_piece(m, 32000, buf, 3, true) == -13, "size query of a piece");
+    CHECK(lv_tokenize(m, "Hello world", 11, buf[0] ? NULL : NULL, 0, false, false) == -2, "size query of tokenize");
+    lv_model_free(m);
+
+    m = load_vocab("qwen2");
+    REQUIRE(m, "qwen2");
+    CHECK(lv_token_eot(m) == 151645 && lv_token_eos(m) == 151643 && lv_token_nl(m) == 198, "qwen2 eot %d eos %d nl %d",
+          lv_token_eot(m), lv_token_eos(m), lv_token_nl(m));
+    CHECK(lv_token_is_eog(m, 128247), "qwen2's '</s>' ends generation in llama.cpp too");
+    ids = tok(m, "<|im_start|>user", 16, &n, true, true);
+    CHECK(n == 2 && ids[0] == 151644, "parse_special: %d tokens, first %d", n, n > 0 ? ids[0] : -1);
+    free(ids);
+    ids = tok(m, "<|im_start|>", 12, &n, false, false);
+    CHECK(n > 1, "special text must stay text without parse_special");
+    free(ids);
+    lv_model_free(m);
+}
+
+/* is s[0..n) valid UTF-8 with no partial character? */
+static bool valid_utf8(const char *s, int64_t n) {
+    const unsigned char *p = (const unsigned char *)s;
+    for (int64_t i = 0; i < n;) {
+        int k = p[i] < 0x80 ? 1 : p[i] >= 0xC2 && p[i] < 0xE0 ? 2 : p[i] >= 0xE0 && p[i] < 0xF0 ? 3 : p[i] >= 0xF0 && p[i] < 0xF5 ? 4 : 0;
+        if (!k || i + k > n) return false;
+        for (int j = 1; j < k; j++)
+            if ((p[i + j] & 0xC0) != 0x80) return false;
+        i += k;
+    }
+    return true;
+}
+
+TEST(tokenizer_stream) {
+    NEED_SHARED();
+    const char *names[] = {"gpt-2", "llama-spm"};
+    const char *text = "caf\xc3\xa9 \xf0\x9f\xa6\x99\xf0\x9f\xa6\x99 \xe4\xbd\xa0\xe5\xa5\xbd \xe2\x9c\x85 end";
+    for (int v = 0; v < 2; v++) {
+        lv_model *m = load_vocab(names[v]);
+        REQUIRE(m, "%s", names[v]);
+        int32_t n;
+        lv_token *ids = tok(m, text, strlen(text), &n, false, false);
+        lv_detok_stream *ds = NULL;
+        REQUIRE(lv_detok_stream_create(m, &ds) == LV_OK, "stream create");
+        char out[1024];
+        int64_t o = 0;
+        bool all_valid = true;
+        for (int32_t i = 0; i < n; i++) {
+            const char *p;
+            int64_t len;
+            CHECK(lv_detok_stream_push(ds, ids[i], &p, &len) == LV_OK, "push");
+            all_valid &= valid_utf8(p, len);
+            memcpy(out + o, p, (size_t)len);
+            o += len;
+        }
+        const char *p;
+        int64_t len;
+        CHECK(lv_detok_stream_flush(ds, &p, &len) == LV_OK && len == 0, "nothing left over");
+        CHECK(all_valid, "%s: a chunk held half a character", names[v]);
+        /* SentencePiece pieces keep their leading space: compare from the text's start */
+        const char *got = out;
+        if (v == 1 && o > 0 && out[0] == ' ') {
+            got++;
+            o--;
+        }
+        CHECK(o == (int64_t)strlen(text) && memcmp(got, text, (size_t)o) == 0, "%s: stream gave '%.*s'", names[v], (int)o, got);
+        /* an incomplete character at the end is flushed as U+FFFD */
+        lv_token bt = -1;
+        if (v == 0) { /* the byte token of 0xF0, the lead byte of a 4-byte character */
+            for (lv_token t = 0; t < lv_model_n_vocab(m) && bt < 0; t++) {
+                char pc[8];
+                if (lv_token_to_piece(m, t, pc, sizeof(pc), false) == 1 && (unsigned char)pc[0] == 0xF0) bt = t;
+            }
+            CHECK(bt >= 0, "no byte token for 0xF0");
+        }
+        if (bt >= 0) {
+            lv_detok_stream_push(ds, bt, &p, &len);
+            CHECK(len == 0, "half a character was emitted");
+            lv_detok_stream_flush(ds, &p, &len);
+            CHECK(len == 3 && memcmp(p, "\xef\xbf\xbd", 3) == 0, "flush of an incomplete character");
+        }
+        lv_detok_stream_free(ds);
+        free(ids);
+        lv_model_free(m);
+    }
+}
+
+TEST(tokenizer_bad_input) {
+    lv_model_params mp = lv_model_default_params();
+    mp.vocab_only = true;
+    lv_model *m = NULL;
+    /* a GGUF without tokenizer metadata */
+    lv_gguf_writer *w = lv_gguf_writer_create();
+    lv_gguf_writer_set_str(w, "general.architecture", "llama");
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/no-tokenizer.gguf", lv_test_tmpdir());
+    FILE *f = fopen(path, "wb");
+    REQUIRE(f, "tmp");
+    lv_gguf_writer_write_header(w, f);
+    fclose(f);
+    lv_gguf_writer_free(w);
+    CHECK(lv_model_load(path, mp, &m) != LV_OK && strstr(lv_last_error(), "tokenizer.ggml.model"), "missing key not named: %s",
+          lv_last_error());
+    /* an unknown tokenizer model and a pre-tokenizer we do not know */
+    const char *models[][2] = {{"bert", NULL}, {"gpt2", "no-such-pre"}};
+    for (int k = 0; k < 2; k++) {
+        w = lv_gguf_writer_create();
+        const char *toks[] = {"a", "b", "ab"}, *merges[] = {"a b"};
+        lv_gguf_writer_set_str(w, "tokenizer.ggml.model", models[k][0]);
+        if (models[k][1]) lv_gguf_writer_set_str(w, "tokenizer.ggml.pre", models[k][1]);
+        lv_gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", toks, 3);
+        lv_gguf_writer_set_arr_str(w, "tokenizer.ggml.merges", merges, 1);
+        f = fopen(path, "wb");
+        lv_gguf_writer_write_header(w, f);
+        fclose(f);
+        lv_gguf_writer_free(w);
+        CHECK(lv_model_load(path, mp, &m) == LV_ERR_UNSUPPORTED, "%s/%s accepted", models[k][0], models[k][1] ? models[k][1] : "");
+    }
+    /* a tiny BPE vocabulary built here: merges, and allocation failures during load */
+    w = lv_gguf_writer_create();
+    const char *toks[] = {"a", "b", "ab", "c", "abc"}, *merges[] = {"a b", "ab c"};
+    lv_gguf_writer_set_str(w, "tokenizer.ggml.model", "gpt2");
+    lv_gguf_writer_set_str(w, "tokenizer.ggml.pre", "gpt-2");
+    lv_gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", toks, 5);
+    lv_gguf_writer_set_arr_str(w, "tokenizer.ggml.merges", merges, 2);
+    f = fopen(path, "wb");
+    lv_gguf_writer_write_header(w, f);
+    fclose(f);
+    lv_gguf_writer_free(w);
+    REQUIRE(lv_model_load(path, mp, &m) == LV_OK, "tiny vocab: %s", lv_last_error());
+    lv_token ids[8];
+    CHECK(lv_tokenize(m, "abcab", 5, ids, 8, false, false) == 2 && ids[0] == 4 && ids[1] == 2, "tiny merges");
+    lv_model_free(m);
+    int fails = 0;
+    for (int64_t k = 0; k < 200; k++) {
+        lv_test_alloc_fail_after(k);
+        lv_status st = lv_model_load(path, mp, &m);
+        lv_test_alloc_fail_after(-1);
+        if (st == LV_OK) {
+            lv_model_free(m);
+            break;
+        }
+        CHECK(m == NULL, "failed load left a model");
+        fails++;
+    }
+    CHECK(fails > 5, "allocation-failure walk did not reach the vocabulary (%d)", fails);
 }
