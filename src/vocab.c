@@ -1207,7 +1207,7 @@ static lv_status stream_drain(lv_detok_stream *ds, bool flush, const char **out,
             break; /* incomplete: wait for more bytes */
         }
     }
-    memmove(ds->pend, ds->pend + i, ds->n_pend - i);
+    if (i < ds->n_pend) memmove(ds->pend, ds->pend + i, ds->n_pend - i);
     ds->n_pend -= i;
     *out = ds->out;
     *out_len = (int64_t)o;
