@@ -16,7 +16,7 @@ CC ?= cc
 PKG_CONFIG ?= pkg-config
 
 # System libraries found with pkg-config (Debian -dev packages; see docs/dependencies.md).
-PKGS ?= libavformat libavcodec libswscale libavutil libpcre2-8 jansson
+PKGS ?= libavformat libavcodec libswscale libavutil libpcre2-8 libpcre2-32 jansson
 
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter -Wno-missing-field-initializers \
         -Wformat=2 -Wno-format-truncation -Wvla -Werror=implicit-function-declaration -Werror=incompatible-pointer-types

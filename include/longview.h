@@ -237,6 +237,38 @@ lv_status lv_detok_stream_push(lv_detok_stream *ds, lv_token token, const char *
 /* Flush what remains (an incomplete trailing sequence is emitted as U+FFFD). */
 lv_status lv_detok_stream_flush(lv_detok_stream *ds, const char **out, int64_t *out_len);
 
+/* More special tokens and flags (-1 / false when the vocabulary has none). */
+lv_token lv_token_pad(const lv_model *model);
+lv_token lv_token_nl(const lv_model *model);  /* the token of "\n" */
+bool     lv_token_is_control(const lv_model *model, lv_token token);
+bool     lv_tokenizer_add_bos(const lv_model *model); /* add_special adds BOS */
+bool     lv_tokenizer_add_eos(const lv_model *model); /* add_special adds EOS */
+/* The raw vocabulary text of a token (not NUL-terminated; *len receives its length), or NULL
+ * for an invalid id. Valid while the model is. */
+const char *lv_token_text(const lv_model *model, lv_token token, int32_t *len);
+
+/* ---- chat templates ----
+ * The template stored in tokenizer.chat_template is recognised by its text, as llama.cpp does
+ * (llama_chat_apply_template), and rendered by a built-in formatter for its family. Families:
+ * "llama3", "chatml" (Qwen2, SmolLM, ...), "mistral-v1", "mistral-v3", "mistral-v3-tekken",
+ * "mistral-v7", "llama2", "llama2-sys", "phi3", "zephyr", "gemma". */
+typedef struct lv_chat_message {
+    const char *role;    /* "system", "user", "assistant" */
+    const char *content;
+} lv_chat_message;
+
+/* Render messages with a template. tmpl: a family name (above) or a template text to recognise;
+ * NULL uses the model's tokenizer.chat_template. add_assistant appends the assistant prefix.
+ * Returns the length of the text (excluding the NUL, which is written when it fits), or, when
+ * buf_size is too small, the negated length needed; INT32_MIN when the template is not
+ * recognised (lv_last_error says so and names --chat-template NAME as the way out). */
+int64_t lv_chat_apply_template(const lv_model *model, const char *tmpl, const lv_chat_message *msgs, size_t n_msgs,
+                               bool add_assistant, char *buf, int64_t buf_size);
+/* The family a template text belongs to ("llama3", "chatml", ...), or NULL if unknown. */
+const char *lv_chat_template_detect(const char *tmpl);
+/* The built-in family names, NULL-terminated. */
+const char *const *lv_chat_template_names(void);
+
 /* ---- random-weight model generation (gen-model) ----------------------------------------- */
 
 typedef enum lv_ftype {

@@ -29,4 +29,15 @@ const lv_vocab *lv_model_vocab(const lv_model *model);
  * convert_hf_to_gguf.py would. *n_vocab receives the number of tokens. */
 lv_status lv_vocab_json_to_gguf(const char *tokenizer_json_path, lv_gguf_writer *w, int64_t *n_vocab);
 
+/* The same as lv_tokenize / lv_token_to_piece / lv_detokenize, on a vocabulary directly. */
+int32_t lv_vocab_tokenize(const lv_vocab *v, const char *text, int64_t len, lv_token *tokens, int32_t n_tokens_max,
+                          bool add_special, bool parse_special);
+int32_t lv_vocab_token_to_piece(const lv_vocab *v, lv_token token, char *buf, int32_t buf_size, bool render_special);
+int64_t lv_vocab_detokenize(const lv_vocab *v, const lv_token *tokens, int32_t n_tokens, char *buf, int64_t buf_size,
+                            bool remove_leading_space, bool render_special);
+/* BPE merge rank of (left, right), or -1. */
+int32_t lv_bpe_rank(const lv_vocab *v, const char *l, size_t ll, const char *r, size_t rl);
+/* The tokenizer.chat_template string (NUL-terminated) or NULL. */
+const char *lv_vocab_chat_template(const lv_vocab *v);
+
 #endif
