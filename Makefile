@@ -23,7 +23,7 @@ WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unu
 BASE_CFLAGS := -std=c11 $(WARN) -Iinclude -Isrc -pthread -D_FILE_OFFSET_BITS=64 -MMD -MP
 
 ifeq ($(BUILD),release)
-  MODE_CFLAGS := -O2 -g
+  MODE_CFLAGS := -O3 -g
   MODE_LDFLAGS :=
 else ifeq ($(BUILD),asan)
   MODE_CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all

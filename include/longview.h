@@ -144,7 +144,8 @@ uint32_t  lv_context_n_batch(const lv_context *ctx);
  * A token attends to the cached tokens of its own sequence whose position is <= its own
  * (and to the earlier tokens of the same batch in that sequence). Within a batch the positions
  * of one sequence must be strictly increasing and greater than every position already cached for
- * that sequence. logits[i] != 0 asks for the logits of token i. */
+ * that sequence. logits[i] != 0 asks for the logits of token i (logits == NULL: only the last
+ * token's). */
 typedef struct lv_batch {
     int32_t    n_tokens;
     lv_token  *token;   /* (n_tokens) */
@@ -163,7 +164,8 @@ void     lv_batch_free(lv_batch *batch);
  *   LV_ERR_INVALID_ARG   bad token id, sequence id, position order or batch size; nothing changed
  *   LV_ERR_CONTEXT_FULL  the cache cannot hold the batch; nothing changed
  *   LV_ERR_ABORTED       the abort callback fired; the cache is restored to its state before the call
- * On every failure the KV cache is exactly as it was before the call (the append is transactional). */
+ * On every failure the KV cache is exactly as it was before the call (the append is transactional)
+ * and no logits are available until the next successful call. */
 lv_status lv_decode(lv_context *ctx, const lv_batch *batch);
 
 /* Logits (n_vocab floats) of token i of the last successful lv_decode, or NULL if i is out of

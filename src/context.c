@@ -74,6 +74,7 @@ lv_status lv_context_create(lv_model *model, lv_context_params p, lv_context **o
     ctx->rope_cache = alloc_f(T * (size_t)hp->n_rot);
     /* activation scratch: the largest input of any matmul, 4 bytes per element covers every vec-dot type */
     ctx->xq = lv_calloc(T * LV_MAX(LV_MAX(E, F), Od) + 64, 4);
+    ctx->wrow = alloc_f((size_t)ctx->n_threads * LV_MAX(LV_MAX(E, F), Od));
     ctx->max_spans = lv_kv_max_spans(ctx->kv);
     ctx->scores_len = (int64_t)p.n_ctx + (int64_t)p.kv_page_size * p.n_seq_max;
     ctx->att_scores = lv_calloc((size_t)ctx->n_threads * (size_t)ctx->scores_len, sizeof(float));
@@ -88,7 +89,7 @@ lv_status lv_context_create(lv_model *model, lv_context_params p, lv_context **o
     ctx->logits_size = B * (size_t)hp->n_vocab * sizeof(float);
     ctx->logits = lv_big_alloc(ctx->logits_size);
     if (!ctx->x || !ctx->xn || !ctx->tmp || !ctx->q || !ctx->k || !ctx->v || !ctx->attn || !ctx->gate || !ctx->up || !ctx->rope_cache ||
-        !ctx->xq || !ctx->att_scores || !ctx->att_spans || !ctx->slot || !ctx->n_vis || !ctx->out_row || !ctx->logit_row ||
+        !ctx->xq || !ctx->wrow || !ctx->att_scores || !ctx->att_spans || !ctx->slot || !ctx->n_vis || !ctx->out_row || !ctx->logit_row ||
         !ctx->seq_count || !ctx->seq_new || !ctx->seq_last || !ctx->logits)
         goto fail;
     ctx->last_out = -1;
@@ -114,6 +115,7 @@ void lv_context_free(lv_context *ctx) {
     lv_free(ctx->up);
     lv_free(ctx->rope_cache);
     lv_free(ctx->xq);
+    lv_free(ctx->wrow);
     lv_free(ctx->att_scores);
     lv_free(ctx->att_spans);
     lv_free(ctx->slot);
@@ -196,6 +198,8 @@ static lv_status validate(lv_context *ctx, const lv_batch *b) {
 }
 
 lv_status lv_decode(lv_context *ctx, const lv_batch *b) {
+    ctx->n_batch_last = 0; /* no outputs unless this call succeeds */
+    ctx->last_out = -1;
     lv_status st = validate(ctx, b);
     if (st != LV_OK) return st;
     if ((st = lv_kv_reserve(ctx->kv, ctx->seq_new, ctx->seq_last)) != LV_OK) return st;
@@ -227,8 +231,6 @@ lv_status lv_decode(lv_context *ctx, const lv_batch *b) {
         st = lv_forward_llama(ctx, &ub);
         if (st != LV_OK) {
             lv_kv_rollback(ctx->kv);
-            ctx->n_batch_last = 0;
-            ctx->last_out = -1;
             return st;
         }
     }

@@ -188,7 +188,7 @@ static lv_status parse(lv_gguf *g) {
     for (uint64_t i = 0; i < hcap; i++) htab[i] = -1;
     for (int64_t i = 0; i < g->n_kv; i++) {
         kv_entry *e = &g->kv[i];
-        uint64_t klen, koff;
+        uint64_t klen = 0, koff = 0;
         if ((st = cur_str(&c, &klen, &koff, "key")) != LV_OK) goto end;
         if (klen == 0) {
             st = lv_error(LV_ERR_FORMAT, "key %lld is empty", (long long)i);
@@ -243,7 +243,7 @@ static lv_status parse(lv_gguf *g) {
                     goto end;
                 }
                 for (uint64_t j = 0; j < n; j++) {
-                    uint64_t len, off;
+                    uint64_t len = 0, off = 0;
                     e->str_offs[j] = c.pos;
                     if ((st = cur_str(&c, &len, &off, "string array element")) != LV_OK) {
                         lv_error_prefix("key '%s' element %llu", e->key, (unsigned long long)j);
@@ -260,7 +260,7 @@ static lv_status parse(lv_gguf *g) {
                 cur_skip(&c, n * es);
             }
         } else if (type == LV_GGUF_STRING) {
-            uint64_t len, off;
+            uint64_t len = 0, off = 0;
             e->val_off = c.pos;
             if ((st = cur_str(&c, &len, &off, "string value")) != LV_OK) {
                 lv_error_prefix("key '%s'", e->key);
@@ -299,7 +299,7 @@ static lv_status parse(lv_gguf *g) {
     for (uint64_t i = 0; i < hcap; i++) htab[i] = -1;
     for (int64_t i = 0; i < g->n_tensors; i++) {
         lv_gguf_tensor *t = &g->tensors[i];
-        uint64_t nlen, noff;
+        uint64_t nlen = 0, noff = 0;
         if ((st = cur_str(&c, &nlen, &noff, "tensor name")) != LV_OK) {
             lv_error_prefix("tensor %lld", (long long)i);
             goto end;

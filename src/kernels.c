@@ -17,6 +17,7 @@
 
 size_t lv_matmul_scratch_bytes(lv_type wtype, int64_t T, int64_t K) {
     lv_type vt = lv_vec_dot_type(wtype);
+    if (vt == LV_TYPE_F16 || vt == LV_TYPE_BF16) vt = LV_TYPE_F32; /* kept as rounded floats */
     return (size_t)(T * lv_row_bytes(vt, K));
 }
 
@@ -26,33 +27,67 @@ typedef struct matmul_task {
     int64_t T;
     float *y;
     uint8_t *xq;
+    float *wrow; /* (nth, K) */
     const float *bias;
     lv_type vt;
     int64_t xq_row;
     lv_threadpool *tp;
 } matmul_task;
 
+/* double-accumulated dot of two float rows, 8 independent accumulators combined pairwise */
+static float dot_f32_double(const float *a, const float *b, int64_t k) {
+    double acc[8] = {0};
+    int64_t i = 0;
+    for (; i + 8 <= k; i += 8)
+        for (int j = 0; j < 8; j++) acc[j] += (double)a[i + j] * (double)b[i + j];
+    for (; i < k; i++) acc[0] += (double)a[i] * (double)b[i];
+    return (float)(((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])));
+}
+
 static void matmul_worker(void *arg, int ith, int nth) {
     matmul_task *mt = arg;
     const lv_tensor *W = mt->W;
     const int64_t K = W->ne[0], N = W->ne[1], T = mt->T;
+    /* float weight types: activations are rounded through the dot type (as ggml converts them)
+     * but kept as floats, weight rows are widened to floats, and the dot runs on floats, which
+     * is the same arithmetic as an f16 x f16 (or bf16) dot with exact products */
+    const bool float_path = mt->vt == LV_TYPE_F32 || mt->vt == LV_TYPE_F16 || mt->vt == LV_TYPE_BF16;
     int64_t lo, hi;
     /* 1. convert the activations once */
     lv_split_range(T, ith, nth, &lo, &hi);
-    for (int64_t t = lo; t < hi; t++) lv_from_float_row(mt->vt, mt->x + t * K, mt->xq + t * mt->xq_row, K);
+    for (int64_t t = lo; t < hi; t++) {
+        const float *xt = mt->x + t * K;
+        if (float_path) {
+            float *o = (float *)mt->xq + t * K;
+            if (mt->vt == LV_TYPE_F16)
+                for (int64_t i = 0; i < K; i++) o[i] = lv_fp16_to_fp32(lv_fp32_to_fp16(xt[i]));
+            else if (mt->vt == LV_TYPE_BF16)
+                for (int64_t i = 0; i < K; i++) o[i] = lv_bf16_to_fp32(lv_fp32_to_bf16(xt[i]));
+            else
+                memcpy(o, xt, (size_t)K * sizeof(float));
+        } else {
+            lv_from_float_row(mt->vt, xt, mt->xq + t * mt->xq_row, K);
+        }
+    }
     lv_threadpool_barrier(mt->tp);
     /* 2. rows of W split among threads; each row is read once and dotted with every token */
     lv_split_range(N, ith, nth, &lo, &hi);
     const uint8_t *wd = W->data;
+    float *wrow = mt->wrow + (int64_t)ith * K;
     for (int64_t r = lo; r < hi; r++) {
         const void *wr = wd + r * W->row_bytes;
         const float b = mt->bias ? mt->bias[r] : 0.0f;
-        for (int64_t t = 0; t < T; t++) mt->y[t * N + r] = lv_vec_dot_ref(W->type, K, wr, mt->xq + t * mt->xq_row) + b;
+        if (float_path) {
+            lv_to_float_row(W->type, wr, wrow, K);
+            for (int64_t t = 0; t < T; t++) mt->y[t * N + r] = dot_f32_double(wrow, (const float *)mt->xq + t * K, K) + b;
+        } else {
+            for (int64_t t = 0; t < T; t++) mt->y[t * N + r] = lv_vec_dot_ref(W->type, K, wr, mt->xq + t * mt->xq_row) + b;
+        }
     }
 }
 
-void lv_matmul(lv_threadpool *tp, const lv_tensor *W, const float *x, int64_t T, float *y, void *xq, const float *bias) {
-    matmul_task mt = {W, x, T, y, xq, bias, lv_vec_dot_type(W->type), 0, tp};
+void lv_matmul(lv_threadpool *tp, const lv_tensor *W, const float *x, int64_t T, float *y, void *xq, float *wrow, const float *bias) {
+    matmul_task mt = {W, x, T, y, xq, wrow, bias, lv_vec_dot_type(W->type), 0, tp};
     LV_ASSERT(mt.vt != LV_TYPE_COUNT);
     mt.xq_row = lv_row_bytes(mt.vt, W->ne[0]);
     lv_threadpool_run(tp, matmul_worker, &mt);
@@ -163,15 +198,20 @@ void lv_rope_apply(const lv_rope_params *rp, const float *cache, float *x) {
  * attention
  * ----------------------------------------------------------------------------------------- */
 
-static inline float kv_get(lv_kv_type t, const void *base, int64_t i) {
-    if (t == LV_KV_F32) return ((const float *)base)[i];
-    return lv_fp16_to_fp32(((const uint16_t *)base)[i]);
+/* one K or V row as floats */
+static inline void kv_row(lv_kv_type t, const void *base, int64_t row, int D, float *out) {
+    if (t == LV_KV_F32) {
+        memcpy(out, (const float *)base + row * D, (size_t)D * sizeof(float));
+    } else {
+        const uint16_t *h = (const uint16_t *)base + row * D;
+        for (int d = 0; d < D; d++) out[d] = lv_fp16_to_fp32(h[d]);
+    }
 }
 
 int64_t lv_attn_ref(const float *q, const lv_attn_span *spans, int n_spans, int32_t q_pos, float scale,
                     lv_kv_type kv_type, int Dk, int Dv, float *scores, float *out) {
-    float qr[1024];
-    LV_ASSERT(Dk <= 1024);
+    float qr[1024], row[1024];
+    LV_ASSERT(Dk <= 1024 && Dv <= 1024);
     for (int d = 0; d < Dk; d++) qr[d] = kv_type == LV_KV_F16 ? lv_fp16_to_fp32(lv_fp32_to_fp16(q[d])) : q[d];
 
     /* pass 1: scores and max */
@@ -184,8 +224,9 @@ int64_t lv_attn_ref(const float *q, const lv_attn_span *spans, int n_spans, int3
                 scores[j] = -INFINITY;
                 continue;
             }
+            kv_row(kv_type, sp->k, i, Dk, row);
             double dot = 0;
-            for (int d = 0; d < Dk; d++) dot += (double)qr[d] * (double)kv_get(kv_type, sp->k, (int64_t)i * Dk + d);
+            for (int d = 0; d < Dk; d++) dot += (double)qr[d] * (double)row[d];
             scores[j] = (float)dot * scale;
             if (scores[j] > mx) mx = scores[j];
             n_att++;
@@ -208,7 +249,8 @@ int64_t lv_attn_ref(const float *q, const lv_attn_span *spans, int n_spans, int3
         for (int32_t i = 0; i < sp->n; i++, j++) {
             const float p = scores[j] * inv;
             if (p == 0.0f) continue;
-            for (int d = 0; d < Dv; d++) out[d] += p * kv_get(kv_type, sp->v, (int64_t)i * Dv + d);
+            kv_row(kv_type, sp->v, i, Dv, row);
+            for (int d = 0; d < Dv; d++) out[d] += p * row[d];
         }
     }
     return n_att;

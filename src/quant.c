@@ -96,7 +96,7 @@ static inline float bits_f32(uint32_t u) {
     return f;
 }
 
-float lv_fp16_to_fp32(uint16_t h) {
+float lv_fp16_to_fp32_slow(uint16_t h) {
     uint32_t sign = (uint32_t)(h & 0x8000) << 16;
     uint32_t exp = (h >> 10) & 0x1f;
     uint32_t man = h & 0x3ff;
@@ -146,8 +146,6 @@ uint16_t lv_fp32_to_fp16(float f) {
     if (rem > 0x1000 || (rem == 0x1000 && (r & 1))) r++;
     return (uint16_t)(sign | r);
 }
-
-float lv_bf16_to_fp32(uint16_t h) { return bits_f32((uint32_t)h << 16); }
 
 uint16_t lv_fp32_to_bf16(float f) {
     uint32_t u = f32_bits(f);
@@ -275,25 +273,32 @@ bool lv_to_float_row(lv_type t, const void *x, float *y, int64_t k) {
  * dot products
  * ----------------------------------------------------------------------------------------- */
 
+/* Sum of products in double with 8 independent accumulators (so the loop is not one long
+ * dependency chain), combined pairwise: deterministic, and more accurate than any float order. */
+#define DOT_DOUBLE(CONV_A, CONV_B)                                                          \
+    do {                                                                                    \
+        double acc[8] = {0};                                                                \
+        int64_t i = 0;                                                                      \
+        for (; i + 8 <= k; i += 8)                                                          \
+            for (int j = 0; j < 8; j++) acc[j] += (double)CONV_A(a[i + j]) * (double)CONV_B(b[i + j]); \
+        for (; i < k; i++) acc[0] += (double)CONV_A(a[i]) * (double)CONV_B(b[i]);          \
+        return (float)(((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))); \
+    } while (0)
+#define IDENT(x) (x)
+
 float lv_vec_dot_ref(lv_type t, int64_t k, const void *w, const void *x) {
     switch (t) {
     case LV_TYPE_F32: {
         const float *a = w, *b = x;
-        double s = 0;
-        for (int64_t i = 0; i < k; i++) s += (double)a[i] * (double)b[i];
-        return (float)s;
+        DOT_DOUBLE(IDENT, IDENT);
     }
     case LV_TYPE_F16: {
         const uint16_t *a = w, *b = x;
-        double s = 0;
-        for (int64_t i = 0; i < k; i++) s += (double)lv_fp16_to_fp32(a[i]) * (double)lv_fp16_to_fp32(b[i]);
-        return (float)s;
+        DOT_DOUBLE(lv_fp16_to_fp32, lv_fp16_to_fp32);
     }
     case LV_TYPE_BF16: {
         const uint16_t *a = w, *b = x;
-        double s = 0;
-        for (int64_t i = 0; i < k; i++) s += (double)lv_bf16_to_fp32(a[i]) * (double)lv_bf16_to_fp32(b[i]);
-        return (float)s;
+        DOT_DOUBLE(lv_bf16_to_fp32, lv_bf16_to_fp32);
     }
     case LV_TYPE_Q8_0: {
         const lv_block_q8_0 *a = w, *b = x;

@@ -87,10 +87,23 @@ _Static_assert(sizeof(lv_block_q4_0) == 18, "q4_0 block layout");
 _Static_assert(sizeof(lv_block_q8_0) == 34, "q8_0 block layout");
 
 /* ---- scalar conversions (bit-exact with ggml: round to nearest even) ---- */
-float    lv_fp16_to_fp32(uint16_t h);
 uint16_t lv_fp32_to_fp16(float f);
-float    lv_bf16_to_fp32(uint16_t h);
 uint16_t lv_fp32_to_bf16(float f);
+float    lv_fp16_to_fp32_slow(uint16_t h); /* subnormals, inf, nan */
+
+static inline float lv_bits_to_f32(uint32_t u) {
+    union { uint32_t u; float f; } v = {u};
+    return v.f;
+}
+
+/* Inline: the hot loops of the reference kernels convert every element. */
+static inline float lv_fp16_to_fp32(uint16_t h) {
+    const uint32_t exp = (h >> 10) & 0x1f;
+    if (exp == 0 || exp == 0x1f) return lv_fp16_to_fp32_slow(h);
+    return lv_bits_to_f32(((uint32_t)(h & 0x8000) << 16) | ((exp + 112) << 23) | ((uint32_t)(h & 0x3ff) << 13));
+}
+
+static inline float lv_bf16_to_fp32(uint16_t h) { return lv_bits_to_f32((uint32_t)h << 16); }
 
 /* ---- reference row routines ----
  * quantize_*_ref: the deterministic rounding llama.cpp uses to write model files

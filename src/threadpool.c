@@ -19,6 +19,7 @@
 #include "lv_internal.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #if defined(__x86_64__) || defined(__i386__)
@@ -196,7 +197,12 @@ void lv_threadpool_barrier(lv_threadpool *tp) {
         atomic_store(&tp->bar_count, 0);
         atomic_fetch_add(&tp->bar_phase, 1);
     } else {
-        while (atomic_load(&tp->bar_phase) == phase) lv_cpu_relax();
+        /* spin briefly, then yield: on an oversubscribed machine the thread we wait for may not
+         * be running, and spinning would only take its core */
+        for (int i = 0; atomic_load(&tp->bar_phase) == phase; i++) {
+            if (i < 4096) lv_cpu_relax();
+            else sched_yield();
+        }
     }
 }
 

@@ -1,0 +1,179 @@
+/*
+ * test_kernels.c: the reference kernels against straightforward double-precision formulas on
+ * fresh random inputs: RMSNorm, RoPE (both pair layouts, frequency factors, linear scaling),
+ * SwiGLU, attention over several spans with a causal mask by stored position, and the matmul
+ * driver (threads, bias, every weight type) against row-by-row dot products.
+ */
+#include "kernels.h"
+#include "lv_test.h"
+#include "quant.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+TEST(rmsnorm_matches_formula) {
+    lv_test_rng r = {lv_test_seed() ^ 10};
+    for (int n = 1; n < 300; n += 37) {
+        float x[300], w[300], y[300];
+        for (int i = 0; i < n; i++) {
+            x[i] = lv_test_rng_f32(&r) * 4;
+            w[i] = 1 + lv_test_rng_f32(&r) * 0.1f;
+        }
+        lv_rmsnorm_ref(x, w, y, n, 1e-5f);
+        double ss = 0;
+        for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+        const double sc = 1.0 / sqrt(ss / n + 1e-5);
+        for (int i = 0; i < n; i++) CHECK(fabs(y[i] - x[i] * sc * w[i]) <= 1e-5 * fabs(x[i] * sc * w[i]) + 1e-7, "n=%d i=%d", n, i);
+    }
+}
+
+TEST(rope_matches_formula) {
+    lv_test_rng r = {lv_test_seed() ^ 11};
+    const int D = 64;
+    float ff[32];
+    for (int i = 0; i < 32; i++) ff[i] = 1 + (float)i / 4;
+    for (int variant = 0; variant < 4; variant++) {
+        lv_rope_params rp = {.n_rot = D, .type = variant & 1 ? LV_ROPE_NEOX : LV_ROPE_NORM, .freq_base = 10000.0f,
+                             .freq_scale = variant == 2 ? 0.25f : 1.0f, .attn_factor = 1.0f, .n_ctx_orig = 4096,
+                             .freq_factors = variant == 3 ? ff : NULL};
+        const int32_t positions[] = {0, 1, 7, 100, 4095, 100000};
+        for (size_t ip = 0; ip < sizeof(positions) / sizeof(positions[0]); ip++) {
+            const int32_t pos = positions[ip];
+            float x[64], y[64], cache[64];
+            for (int i = 0; i < D; i++) x[i] = y[i] = lv_test_rng_f32(&r);
+            lv_rope_cache(&rp, pos, cache);
+            lv_rope_apply(&rp, cache, y);
+            for (int i = 0; i < D / 2; i++) {
+                /* ggml computes theta by repeated float multiplication: allow its rounding (relative
+                 * 1e-6 per step, so ~1e-4 of the angle at i = 31, times the position) */
+                const double theta = pos * pow(10000.0, -2.0 * i / D) / (variant == 3 ? ff[i] : 1.0) * rp.freq_scale;
+                const int a = variant & 1 ? i : 2 * i, b = variant & 1 ? i + D / 2 : 2 * i + 1;
+                const double c = cos(theta), s = sin(theta);
+                const double ya = x[a] * c - x[b] * s, yb = x[a] * s + x[b] * c;
+                const double tol = 1e-5 + 4e-7 * fabs(theta) * 32;
+                CHECK(fabs(y[a] - ya) <= tol && fabs(y[b] - yb) <= tol, "variant %d pos %d pair %d: (%g,%g) vs (%g,%g)", variant, pos, i,
+                      (double)y[a], (double)y[b], ya, yb);
+            }
+        }
+    }
+}
+
+TEST(swiglu_matches_formula) {
+    float g[64], u[64], o[64];
+    lv_test_rng r = {lv_test_seed() ^ 12};
+    for (int i = 0; i < 64; i++) {
+        g[i] = lv_test_rng_f32(&r) * 10;
+        u[i] = lv_test_rng_f32(&r);
+    }
+    lv_swiglu_ref(g, u, o, 64);
+    for (int i = 0; i < 64; i++) CHECK(fabs(o[i] - g[i] / (1 + exp(-(double)g[i])) * u[i]) < 1e-6, "i=%d", i);
+}
+
+/* naive attention in double over one flat array */
+static void attn_naive(const float *q, const float *k, const float *v, const int32_t *pos, int n, int32_t qpos, float scale, int Dk,
+                       int Dv, double *out) {
+    double mx = -INFINITY, w[512];
+    for (int j = 0; j < n; j++) {
+        if (pos[j] > qpos) {
+            w[j] = -INFINITY;
+            continue;
+        }
+        double d = 0;
+        for (int e = 0; e < Dk; e++) d += (double)q[e] * k[j * Dk + e];
+        w[j] = d * scale;
+        mx = fmax(mx, w[j]);
+    }
+    double sum = 0;
+    for (int j = 0; j < n; j++) sum += w[j] == -INFINITY ? 0 : exp(w[j] - mx);
+    for (int e = 0; e < Dv; e++) out[e] = 0;
+    for (int j = 0; j < n; j++) {
+        if (w[j] == -INFINITY) continue;
+        const double p = exp(w[j] - mx) / sum;
+        for (int e = 0; e < Dv; e++) out[e] += p * v[j * Dv + e];
+    }
+}
+
+TEST(attention_over_spans_matches_naive_softmax) {
+    lv_test_rng r = {lv_test_seed() ^ 13};
+    enum { N = 300, DK = 48, DV = 40 };
+    float *k = malloc(sizeof(float) * N * DK), *v = malloc(sizeof(float) * N * DV), q[DK], out[DV], scores[N];
+    uint16_t *kh = malloc(2 * N * DK), *vh = malloc(2 * N * DV);
+    float *kr = malloc(sizeof(float) * N * DK), *vr = malloc(sizeof(float) * N * DV);
+    int32_t pos[N];
+    REQUIRE(k && v && kh && vh && kr && vr, "alloc");
+    for (int rep = 0; rep < 20; rep++) {
+        for (int j = 0; j < N; j++) pos[j] = j * 2 + (int32_t)(lv_test_rng_u64(&r) % 2); /* increasing, with gaps */
+        for (int i = 0; i < N * DK; i++) k[i] = lv_test_rng_f32(&r) * 2;
+        for (int i = 0; i < N * DV; i++) v[i] = lv_test_rng_f32(&r);
+        for (int i = 0; i < DK; i++) q[i] = lv_test_rng_f32(&r) * 2;
+        for (int i = 0; i < N * DK; i++) kr[i] = lv_fp16_to_fp32(kh[i] = lv_fp32_to_fp16(k[i]));
+        for (int i = 0; i < N * DV; i++) vr[i] = lv_fp16_to_fp32(vh[i] = lv_fp32_to_fp16(v[i]));
+        /* split into uneven spans, as pages of a stream */
+        lv_attn_span sp32[8], sp16[8];
+        int cuts[9] = {0, 1, 64, 65, 128, 200, 256, 299, N}, ns = 8;
+        for (int s = 0; s < ns; s++) {
+            sp32[s] = (lv_attn_span){k + cuts[s] * DK, v + cuts[s] * DV, pos + cuts[s], cuts[s + 1] - cuts[s]};
+            sp16[s] = (lv_attn_span){kh + cuts[s] * DK, vh + cuts[s] * DV, pos + cuts[s], cuts[s + 1] - cuts[s]};
+        }
+        const int32_t qpos = (int32_t)(lv_test_rng_u64(&r) % (2 * N + 2)) - 1;
+        const float scale = 1.0f / sqrtf(DK);
+        double want[DV];
+        attn_naive(q, k, v, pos, N, qpos, scale, DK, DV, want);
+        int64_t na = lv_attn_ref(q, sp32, ns, qpos, scale, LV_KV_F32, DK, DV, scores, out);
+        int64_t expect_n = 0;
+        for (int j = 0; j < N; j++) expect_n += pos[j] <= qpos;
+        CHECK(na == expect_n, "attended %lld keys, expected %lld", (long long)na, (long long)expect_n);
+        for (int e = 0; e < DV; e++) CHECK(fabs(out[e] - want[e]) <= 2e-6, "f32 kv: out[%d] %g vs %g (qpos %d)", e, (double)out[e], want[e], qpos);
+        /* f16 cache: the query is rounded to f16 too, as llama.cpp does */
+        float qh[DK];
+        for (int i = 0; i < DK; i++) qh[i] = lv_fp16_to_fp32(lv_fp32_to_fp16(q[i]));
+        attn_naive(qh, kr, vr, pos, N, qpos, scale, DK, DV, want);
+        lv_attn_ref(q, sp16, ns, qpos, scale, LV_KV_F16, DK, DV, scores, out);
+        for (int e = 0; e < DV; e++) CHECK(fabs(out[e] - want[e]) <= 2e-6, "f16 kv: out[%d] %g vs %g", e, (double)out[e], want[e]);
+        if (lv_test_failures) break;
+    }
+    free(k);
+    free(v);
+    free(kh);
+    free(vh);
+    free(kr);
+    free(vr);
+}
+
+TEST(matmul_threads_bias_and_types_match_row_dots) {
+    lv_test_rng r = {lv_test_seed() ^ 14};
+    const int64_t K = 96, N = 37, T = 5;
+    lv_threadpool *tp = lv_threadpool_create(3);
+    REQUIRE(tp, "pool");
+    float *w = malloc(sizeof(float) * K * N), *x = malloc(sizeof(float) * K * T), *y = malloc(sizeof(float) * N * T), bias[37];
+    uint8_t *wq = malloc((size_t)(4 * K * N)), *xq = malloc((size_t)(4 * K * T)), *xv = malloc((size_t)(4 * K));
+    float *wrow = malloc(sizeof(float) * 3 * K);
+    for (int64_t i = 0; i < K * N; i++) w[i] = lv_test_rng_f32(&r) * 0.1f;
+    for (int64_t i = 0; i < K * T; i++) x[i] = lv_test_rng_f32(&r);
+    for (int i = 0; i < N; i++) bias[i] = lv_test_rng_f32(&r);
+    const lv_type types[] = {LV_TYPE_F32, LV_TYPE_F16, LV_TYPE_BF16, LV_TYPE_Q8_0, LV_TYPE_Q4_0};
+    for (size_t t = 0; t < 5; t++) {
+        const int64_t rb = lv_row_bytes(types[t], K);
+        for (int64_t n = 0; n < N; n++) lv_quantize_row_file(types[t], w + n * K, wq + n * rb, K);
+        lv_tensor W = {"w", types[t], {K, N, 1, 1}, rb, wq};
+        lv_matmul(tp, &W, x, T, y, xq, wrow, bias);
+        const lv_type vt = lv_vec_dot_type(types[t]);
+        for (int64_t tt = 0; tt < T; tt++) {
+            lv_from_float_row(vt, x + tt * K, xv, K);
+            for (int64_t n = 0; n < N; n++) {
+                const float want = lv_vec_dot_ref(types[t], K, wq + n * rb, xv) + bias[n];
+                CHECK(fabsf(y[tt * N + n] - want) <= 1e-6f * (1 + fabsf(want)), "%s t=%lld n=%lld: %g vs %g", lv_type_name(types[t]),
+                      (long long)tt, (long long)n, (double)y[tt * N + n], (double)want);
+            }
+        }
+    }
+    lv_threadpool_free(tp);
+    free(w);
+    free(x);
+    free(y);
+    free(wq);
+    free(xq);
+    free(xv);
+    free(wrow);
+}
