@@ -289,7 +289,8 @@ typedef struct lv_genmodel_params {
     float   rope_freq_base; /* 0 = the preset's */
     bool    tied_output;    /* token_embd doubles as the output matrix */
     bool    llama3_rope;    /* write a rope_freqs tensor with Llama 3.1 scaling (factor 32, 8192) */
-    const char *vocab_path; /* GGUF whose tokenizer.* metadata is copied; its token count is n_vocab */
+    const char *vocab_path; /* GGUF whose tokenizer.* metadata is copied (its token count is n_vocab), a
+                               tokenizer.json, or "builtin:bytes": 259 tokens, <unk> <s> </s> and 256 bytes */
     lv_ftype ftype;         /* type of the 2-D weight matrices; norms and biases stay F32 */
     uint64_t seed;
     float    std;           /* standard deviation of the weights (default 0.02) */

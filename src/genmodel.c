@@ -160,7 +160,36 @@ static uint32_t ftype_llama(lv_ftype f) {
     return 0;
 }
 
+/* "builtin:bytes": a SentencePiece-style vocabulary of <unk>, <s>, </s> and the 256 byte tokens
+ * <0x00>..<0xFF>: every text tokenizes (byte fallback), and no file is needed. */
+static lv_status add_builtin_bytes_vocab(lv_gguf_writer *w, int64_t *n_vocab) {
+    enum { N = 3 + 256 };
+    static char names[N][8];
+    const char *ptrs[N];
+    float scores[N];
+    int32_t types[N];
+    snprintf(names[0], sizeof(names[0]), "<unk>");
+    snprintf(names[1], sizeof(names[1]), "<s>");
+    snprintf(names[2], sizeof(names[2]), "</s>");
+    for (int i = 0; i < N; i++) {
+        if (i >= 3) snprintf(names[i], sizeof(names[i]), "<0x%02X>", i - 3);
+        ptrs[i] = names[i];
+        scores[i] = 0.0f;
+        types[i] = i == 0 ? 2 : i < 3 ? 3 : 6; /* unknown, control, byte */
+    }
+    bool ok = lv_gguf_writer_set_str(w, "tokenizer.ggml.model", "llama") && lv_gguf_writer_set_str(w, "tokenizer.ggml.pre", "default") &&
+              lv_gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", ptrs, N) &&
+              lv_gguf_writer_set_arr(w, "tokenizer.ggml.scores", LV_GGUF_FLOAT32, scores, N) &&
+              lv_gguf_writer_set_arr(w, "tokenizer.ggml.token_type", LV_GGUF_INT32, types, N) &&
+              lv_gguf_writer_set_u32(w, "tokenizer.ggml.unknown_token_id", 0) && lv_gguf_writer_set_u32(w, "tokenizer.ggml.bos_token_id", 1) &&
+              lv_gguf_writer_set_u32(w, "tokenizer.ggml.eos_token_id", 2) && lv_gguf_writer_set_bool(w, "tokenizer.ggml.add_bos_token", true) &&
+              lv_gguf_writer_set_bool(w, "tokenizer.ggml.add_eos_token", false);
+    *n_vocab = N;
+    return ok ? LV_OK : LV_ERR_NOMEM;
+}
+
 static lv_status add_vocab(lv_gguf_writer *w, const char *vocab_path, int64_t *n_vocab) {
+    if (strcmp(vocab_path, "builtin:bytes") == 0) return add_builtin_bytes_vocab(w, n_vocab);
     size_t n = strlen(vocab_path);
     if (n >= 5 && strcmp(vocab_path + n - 5, ".json") == 0) return lv_vocab_json_to_gguf(vocab_path, w, n_vocab);
     lv_gguf *vg = NULL;

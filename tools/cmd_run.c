@@ -200,6 +200,7 @@ int cmd_run(int argc, char **argv) {
         if (lv_detok_stream_flush(ds, &piece, &plen) == LV_OK && plen > 0) fwrite(piece, 1, (size_t)plen, stdout);
     }
     printf("\n");
+    fflush(stdout);
     double t_gen = now_s() - t2;
     fprintf(stderr, "load: %.2f s | prompt: %d tokens, %.2f s, %.1f tokens/s | generation: %lld tokens, %.2f s, %.1f tokens/s | KV %.1f MiB\n",
             t_load, n_toks, t_prefill, n_toks / (t_prefill > 0 ? t_prefill : 1e-9), (long long)n_gen, t_gen,
