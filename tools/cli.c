@@ -225,6 +225,23 @@ lv_token *cli_parse_tokens(const char *s, int32_t *n, const char *what) {
     return out;
 }
 
+lv_token *cli_tokenize(const lv_model *model, const char *text, int64_t len, bool add_special, int32_t *n) {
+    int32_t need = lv_tokenize(model, text, len, NULL, 0, add_special, false);
+    if (need == INT32_MIN) {
+        cli_fail("tokenizing", LV_ERR_UNSUPPORTED);
+        return NULL;
+    }
+    need = need < 0 ? -need : need;
+    lv_token *toks = malloc(((size_t)need + 1) * sizeof(lv_token));
+    if (!toks || lv_tokenize(model, text, len, toks, need, add_special, false) != need) {
+        cli_error("tokenizing failed");
+        free(toks);
+        return NULL;
+    }
+    *n = need;
+    return toks;
+}
+
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

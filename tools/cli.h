@@ -61,6 +61,10 @@ char *cli_read_file(const char *path, int64_t *len);
 /* Parse "1,2,3" or whitespace-separated ids into a new array. */
 lv_token *cli_parse_tokens(const char *s, int32_t *n, const char *what);
 
+/* Tokenize len bytes of text with the model's vocabulary (add_special: BOS/EOS as the vocabulary
+ * asks). Returns a malloc'd array and its length, or NULL after printing the error. */
+lv_token *cli_tokenize(const lv_model *model, const char *text, int64_t len, bool add_special, int32_t *n);
+
 /* A progress line on stderr, redrawn at most every 100 ms, only when stderr is a terminal
  * (otherwise one line at start and at the end). */
 typedef struct cli_progress {

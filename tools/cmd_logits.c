@@ -59,17 +59,7 @@ int cmd_logits(int argc, char **argv) {
         goto end;
     }
     if (prompt) {
-        int32_t n = lv_tokenize(model, prompt, (int64_t)strlen(prompt), NULL, 0, !no_bos, false);
-        if (n == INT32_MIN) {
-            cli_fail("tokenizing", LV_ERR_UNSUPPORTED);
-            goto end;
-        }
-        n_toks = n < 0 ? -n : n;
-        toks = malloc(((size_t)n_toks + 1) * sizeof(lv_token));
-        if (!toks || lv_tokenize(model, prompt, (int64_t)strlen(prompt), toks, n_toks, !no_bos, false) != n_toks) {
-            cli_error("tokenizing failed");
-            goto end;
-        }
+        toks = cli_tokenize(model, prompt, (int64_t)strlen(prompt), !no_bos, &n_toks);
     } else if (tokens_arg) {
         toks = cli_parse_tokens(tokens_arg, &n_toks, "--tokens");
     } else {

@@ -83,18 +83,7 @@ int cmd_run(int argc, char **argv) {
         } else {
             len = (int64_t)strlen(prompt);
         }
-        const char *src = text ? text : prompt;
-        int32_t n = lv_tokenize(model, src, len, NULL, 0, !no_bos, false);
-        if (n == INT32_MIN) {
-            cli_fail("tokenizing the prompt", LV_ERR_UNSUPPORTED);
-            goto end;
-        }
-        n_toks = n < 0 ? -n : n;
-        toks = malloc(((size_t)n_toks + 1) * sizeof(lv_token));
-        if (!toks || lv_tokenize(model, src, len, toks, n_toks, !no_bos, false) != n_toks) {
-            cli_error("tokenizing the prompt failed");
-            goto end;
-        }
+        if (!(toks = cli_tokenize(model, text ? text : prompt, len, !no_bos, &n_toks))) goto end;
     }
     if (n_toks == 0) {
         cli_error("the prompt is empty");
