@@ -74,7 +74,6 @@ lv_status lv_context_create(lv_model *model, lv_context_params p, lv_context **o
     ctx->rope_cache = alloc_f(T * (size_t)hp->n_rot);
     /* activation scratch: the largest input of any matmul, 4 bytes per element covers every vec-dot type */
     ctx->xq = lv_calloc(T * LV_MAX(LV_MAX(E, F), Od) + 64, 4);
-    ctx->wrow = alloc_f((size_t)ctx->n_threads * LV_MAX(LV_MAX(E, F), Od));
     ctx->max_spans = lv_kv_max_spans(ctx->kv);
     ctx->scores_len = (int64_t)p.n_ctx + (int64_t)p.kv_page_size * p.n_seq_max;
     ctx->att_scores = lv_calloc((size_t)ctx->n_threads * (size_t)ctx->scores_len, sizeof(float));
@@ -89,7 +88,7 @@ lv_status lv_context_create(lv_model *model, lv_context_params p, lv_context **o
     ctx->logits_size = B * (size_t)hp->n_vocab * sizeof(float);
     ctx->logits = lv_big_alloc(ctx->logits_size);
     if (!ctx->x || !ctx->xn || !ctx->tmp || !ctx->q || !ctx->k || !ctx->v || !ctx->attn || !ctx->gate || !ctx->up || !ctx->rope_cache ||
-        !ctx->xq || !ctx->wrow || !ctx->att_scores || !ctx->att_spans || !ctx->slot || !ctx->n_vis || !ctx->out_row || !ctx->logit_row ||
+        !ctx->xq || !ctx->att_scores || !ctx->att_spans || !ctx->slot || !ctx->n_vis || !ctx->out_row || !ctx->logit_row ||
         !ctx->seq_count || !ctx->seq_new || !ctx->seq_last || !ctx->logits)
         goto fail;
     ctx->last_out = -1;
@@ -115,7 +114,6 @@ void lv_context_free(lv_context *ctx) {
     lv_free(ctx->up);
     lv_free(ctx->rope_cache);
     lv_free(ctx->xq);
-    lv_free(ctx->wrow);
     lv_free(ctx->att_scores);
     lv_free(ctx->att_spans);
     lv_free(ctx->slot);

@@ -41,7 +41,6 @@ struct lv_context {
     float *gate;   /* (T, n_ff) */
     float *up;     /* (T, n_ff) */
     void *xq;      /* activations converted for a matmul */
-    float *wrow;   /* (n_threads, max K) a weight row widened to floats */
     float *rope_cache;     /* (T, n_rot) */
     float *att_scores;     /* (n_threads, n_ctx) */
     lv_attn_span *att_spans; /* (n_threads, max_spans) */

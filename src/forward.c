@@ -128,12 +128,12 @@ lv_status lv_forward_llama(lv_context *ctx, const lv_ubatch *ub) {
         t.dst = ctx->xn;
         t.norm_w = L->attn_norm.data;
         lv_parallel_for(tp, T, norm_range, &t);
-        lv_matmul(tp, &L->wq, ctx->xn, T, ctx->q, ctx->xq, ctx->wrow, bias_of(&L->bq));
-        lv_matmul(tp, &L->wk, ctx->xn, T, ctx->k, ctx->xq, ctx->wrow, bias_of(&L->bk));
-        lv_matmul(tp, &L->wv, ctx->xn, T, ctx->v, ctx->xq, ctx->wrow, bias_of(&L->bv));
+        lv_matmul(tp, &L->wq, ctx->xn, T, ctx->q, ctx->xq, bias_of(&L->bq));
+        lv_matmul(tp, &L->wk, ctx->xn, T, ctx->k, ctx->xq, bias_of(&L->bk));
+        lv_matmul(tp, &L->wv, ctx->xn, T, ctx->v, ctx->xq, bias_of(&L->bv));
         lv_parallel_for(tp, T, rope_store_range, &t);
         lv_parallel_for(tp, T * hp->n_head, attn_range, &t);
-        lv_matmul(tp, &L->wo, ctx->attn, T, ctx->tmp, ctx->xq, ctx->wrow, bias_of(&L->bo));
+        lv_matmul(tp, &L->wo, ctx->attn, T, ctx->tmp, ctx->xq, bias_of(&L->bo));
         t.src = ctx->tmp;
         t.dst = ctx->x;
         lv_parallel_for(tp, T, add_range, &t);
@@ -143,10 +143,10 @@ lv_status lv_forward_llama(lv_context *ctx, const lv_ubatch *ub) {
         t.dst = ctx->xn;
         t.norm_w = L->ffn_norm.data;
         lv_parallel_for(tp, T, norm_range, &t);
-        lv_matmul(tp, &L->ffn_gate, ctx->xn, T, ctx->gate, ctx->xq, ctx->wrow, NULL);
-        lv_matmul(tp, &L->ffn_up, ctx->xn, T, ctx->up, ctx->xq, ctx->wrow, NULL);
+        lv_matmul(tp, &L->ffn_gate, ctx->xn, T, ctx->gate, ctx->xq, NULL);
+        lv_matmul(tp, &L->ffn_up, ctx->xn, T, ctx->up, ctx->xq, NULL);
         lv_parallel_for(tp, T, swiglu_range, &t);
-        lv_matmul(tp, &L->ffn_down, ctx->gate, T, ctx->tmp, ctx->xq, ctx->wrow, NULL);
+        lv_matmul(tp, &L->ffn_down, ctx->gate, T, ctx->tmp, ctx->xq, NULL);
         t.src = ctx->tmp;
         t.dst = ctx->x;
         lv_parallel_for(tp, T, add_range, &t);
@@ -168,6 +168,6 @@ lv_status lv_forward_llama(lv_context *ctx, const lv_ubatch *ub) {
     t.dst = ctx->xn;
     t.norm_w = m->output_norm.data;
     lv_parallel_for(tp, n, norm_range, &t);
-    lv_matmul(tp, &m->output, ctx->xn, n, ctx->logits + first_row * hp->n_vocab, ctx->xq, ctx->wrow, NULL);
+    lv_matmul(tp, &m->output, ctx->xn, n, ctx->logits + first_row * hp->n_vocab, ctx->xq, NULL);
     return LV_OK;
 }

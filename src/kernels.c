@@ -6,6 +6,7 @@
  */
 #include "kernels.h"
 
+#include "qkernels.h"
 #include "quant.h"
 
 #include <math.h>
@@ -16,80 +17,63 @@
  * ----------------------------------------------------------------------------------------- */
 
 size_t lv_matmul_scratch_bytes(lv_type wtype, int64_t T, int64_t K) {
-    lv_type vt = lv_vec_dot_type(wtype);
-    if (vt == LV_TYPE_F16 || vt == LV_TYPE_BF16) vt = LV_TYPE_F32; /* kept as rounded floats */
-    return (size_t)(T * lv_row_bytes(vt, K));
+    return (size_t)(T * lv_row_bytes(lv_vec_dot_type(wtype), K));
 }
 
 typedef struct matmul_task {
     const lv_tensor *W;
+    const lv_qtype_ops *ops;
     const float *x;
     int64_t T;
     float *y;
     uint8_t *xq;
-    float *wrow; /* (nth, K) */
     const float *bias;
-    lv_type vt;
     int64_t xq_row;
     lv_threadpool *tp;
 } matmul_task;
 
-/* double-accumulated dot of two float rows, 8 independent accumulators combined pairwise */
-static float dot_f32_double(const float *a, const float *b, int64_t k) {
-    double acc[8] = {0};
-    int64_t i = 0;
-    for (; i + 8 <= k; i += 8)
-        for (int j = 0; j < 8; j++) acc[j] += (double)a[i + j] * (double)b[i + j];
-    for (; i < k; i++) acc[0] += (double)a[i] * (double)b[i];
-    return (float)(((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])));
-}
-
 static void matmul_worker(void *arg, int ith, int nth) {
     matmul_task *mt = arg;
     const lv_tensor *W = mt->W;
+    const lv_qtype_ops *ops = mt->ops;
     const int64_t K = W->ne[0], N = W->ne[1], T = mt->T;
-    /* float weight types: activations are rounded through the dot type (as ggml converts them)
-     * but kept as floats, weight rows are widened to floats, and the dot runs on floats, which
-     * is the same arithmetic as an f16 x f16 (or bf16) dot with exact products */
-    const bool float_path = mt->vt == LV_TYPE_F32 || mt->vt == LV_TYPE_F16 || mt->vt == LV_TYPE_BF16;
     int64_t lo, hi;
-    /* 1. convert the activations once */
+    /* 1. convert the activations once per row */
     lv_split_range(T, ith, nth, &lo, &hi);
-    for (int64_t t = lo; t < hi; t++) {
-        const float *xt = mt->x + t * K;
-        if (float_path) {
-            float *o = (float *)mt->xq + t * K;
-            if (mt->vt == LV_TYPE_F16)
-                for (int64_t i = 0; i < K; i++) o[i] = lv_fp16_to_fp32(lv_fp32_to_fp16(xt[i]));
-            else if (mt->vt == LV_TYPE_BF16)
-                for (int64_t i = 0; i < K; i++) o[i] = lv_bf16_to_fp32(lv_fp32_to_bf16(xt[i]));
-            else
-                memcpy(o, xt, (size_t)K * sizeof(float));
-        } else {
-            lv_from_float_row(mt->vt, xt, mt->xq + t * mt->xq_row, K);
-        }
-    }
+    for (int64_t t = lo; t < hi; t++) ops->from_float(mt->x + t * K, mt->xq + t * mt->xq_row, K);
     lv_threadpool_barrier(mt->tp);
-    /* 2. rows of W split among threads; each row is read once and dotted with every token */
-    lv_split_range(N, ith, nth, &lo, &hi);
     const uint8_t *wd = W->data;
-    float *wrow = mt->wrow + (int64_t)ith * K;
-    for (int64_t r = lo; r < hi; r++) {
-        const void *wr = wd + r * W->row_bytes;
-        const float b = mt->bias ? mt->bias[r] : 0.0f;
-        if (float_path) {
-            lv_to_float_row(W->type, wr, wrow, K);
-            for (int64_t t = 0; t < T; t++) mt->y[t * N + r] = dot_f32_double(wrow, (const float *)mt->xq + t * K, K) + b;
-        } else {
-            for (int64_t t = 0; t < T; t++) mt->y[t * N + r] = lv_vec_dot_ref(W->type, K, wr, mt->xq + t * mt->xq_row) + b;
+    if (T == 1) {
+        /* 2a. decode: rows split among threads, each weight byte streamed once */
+        lv_split_range(N, ith, nth, &lo, &hi);
+        for (int64_t r = lo; r < hi; r++) mt->y[r] = ops->vec_dot(K, wd + r * W->row_bytes, mt->xq) + (mt->bias ? mt->bias[r] : 0.0f);
+        return;
+    }
+    /* 2b. prefill: blocks of LV_GEMM_MAX_ROWS weight rows split among threads; each block is
+     * combined with every token in tiles of LV_GEMM_MAX_COLS, so a weight row is loaded once
+     * per 4 tokens and the activations are reused from cache across the rows */
+    const int64_t RB = LV_GEMM_MAX_ROWS, CB = LV_GEMM_MAX_COLS;
+    const int64_t n_blocks = (N + RB - 1) / RB;
+    lv_split_range(n_blocks, ith, nth, &lo, &hi);
+    float tile[LV_GEMM_MAX_ROWS * LV_GEMM_MAX_COLS];
+    for (int64_t rb = lo; rb < hi; rb++) {
+        const int64_t r0 = rb * RB;
+        const int nr = (int)LV_MIN(RB, N - r0);
+        for (int64_t c0 = 0; c0 < T; c0 += CB) {
+            const int nc = (int)LV_MIN(CB, T - c0);
+            ops->gemm(K, wd + r0 * W->row_bytes, (size_t)W->row_bytes, mt->xq + c0 * mt->xq_row, (size_t)mt->xq_row, tile, CB, nr, nc);
+            for (int r = 0; r < nr; r++) {
+                const float b = mt->bias ? mt->bias[r0 + r] : 0.0f;
+                for (int c = 0; c < nc; c++) mt->y[(c0 + c) * N + r0 + r] = tile[r * CB + c] + b;
+            }
         }
     }
 }
 
-void lv_matmul(lv_threadpool *tp, const lv_tensor *W, const float *x, int64_t T, float *y, void *xq, float *wrow, const float *bias) {
-    matmul_task mt = {W, x, T, y, xq, wrow, bias, lv_vec_dot_type(W->type), 0, tp};
-    LV_ASSERT(mt.vt != LV_TYPE_COUNT);
-    mt.xq_row = lv_row_bytes(mt.vt, W->ne[0]);
+void lv_matmul(lv_threadpool *tp, const lv_tensor *W, const float *x, int64_t T, float *y, void *xq, const float *bias) {
+    matmul_task mt = {W, lv_qtype_ops_get(W->type, lv_simd_active()), x, T, y, xq, bias, 0, tp};
+    LV_ASSERT(mt.ops);
+    mt.xq_row = lv_row_bytes(mt.ops->vec_dot_type, W->ne[0]);
     lv_threadpool_run(tp, matmul_worker, &mt);
 }
 

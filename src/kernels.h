@@ -16,10 +16,10 @@
 #include "model.h"
 
 /* y (T, N) = x (T, K) @ W^T, W a bound weight of shape (K, N) (N rows of K elements), run on
- * the pool. xq is scratch for x converted to W's vec-dot type: at least
- * lv_matmul_scratch_bytes(W->type, T, K) bytes; wrow is scratch of n_threads * K floats.
+ * the pool with the kernels of the active SIMD level (qkernels.h). xq is scratch for x
+ * converted to W's vec-dot type: at least lv_matmul_scratch_bytes(W->type, T, K) bytes.
  * If bias is non-NULL (N floats) it is added after the product. */
-void   lv_matmul(lv_threadpool *tp, const lv_tensor *W, const float *x, int64_t T, float *y, void *xq, float *wrow, const float *bias);
+void   lv_matmul(lv_threadpool *tp, const lv_tensor *W, const float *x, int64_t T, float *y, void *xq, const float *bias);
 size_t lv_matmul_scratch_bytes(lv_type wtype, int64_t T, int64_t K); /* 4 * T * K covers every type */
 
 /* y (n) = rmsnorm(x) * w, with ggml's arithmetic: mean of squares accumulated in double,

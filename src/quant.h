@@ -96,11 +96,19 @@ static inline float lv_bits_to_f32(uint32_t u) {
     return v.f;
 }
 
-/* Inline: the hot loops of the reference kernels convert every element. */
+static inline uint32_t lv_f32_to_bits(float f) {
+    union { float f; uint32_t u; } v = {f};
+    return v.u;
+}
+
+/* Inline and branch-free, so the reference kernels' loops vectorize: the exponent and mantissa
+ * bits are placed in a float and scaled by 2^112 (exact for normal and subnormal halves alike);
+ * infinities and NaNs get the all-ones exponent. */
 static inline float lv_fp16_to_fp32(uint16_t h) {
-    const uint32_t exp = (h >> 10) & 0x1f;
-    if (exp == 0 || exp == 0x1f) return lv_fp16_to_fp32_slow(h);
-    return lv_bits_to_f32(((uint32_t)(h & 0x8000) << 16) | ((exp + 112) << 23) | ((uint32_t)(h & 0x3ff) << 13));
+    const uint32_t em = (uint32_t)(h & 0x7fff) << 13;
+    uint32_t u = lv_f32_to_bits(lv_bits_to_f32(em) * 0x1p112f);
+    if ((h & 0x7c00) == 0x7c00) u = em | 0x7f800000u;
+    return lv_bits_to_f32(u | ((uint32_t)(h & 0x8000) << 16));
 }
 
 static inline float lv_bf16_to_fp32(uint16_t h) { return lv_bits_to_f32((uint32_t)h << 16); }

@@ -148,7 +148,6 @@ TEST(matmul_threads_bias_and_types_match_row_dots) {
     REQUIRE(tp, "pool");
     float *w = malloc(sizeof(float) * K * N), *x = malloc(sizeof(float) * K * T), *y = malloc(sizeof(float) * N * T), bias[37];
     uint8_t *wq = malloc((size_t)(4 * K * N)), *xq = malloc((size_t)(4 * K * T)), *xv = malloc((size_t)(4 * K));
-    float *wrow = malloc(sizeof(float) * 3 * K);
     for (int64_t i = 0; i < K * N; i++) w[i] = lv_test_rng_f32(&r) * 0.1f;
     for (int64_t i = 0; i < K * T; i++) x[i] = lv_test_rng_f32(&r);
     for (int i = 0; i < N; i++) bias[i] = lv_test_rng_f32(&r);
@@ -157,7 +156,7 @@ TEST(matmul_threads_bias_and_types_match_row_dots) {
         const int64_t rb = lv_row_bytes(types[t], K);
         for (int64_t n = 0; n < N; n++) lv_quantize_row_file(types[t], w + n * K, wq + n * rb, K);
         lv_tensor W = {"w", types[t], {K, N, 1, 1}, rb, wq};
-        lv_matmul(tp, &W, x, T, y, xq, wrow, bias);
+        lv_matmul(tp, &W, x, T, y, xq, bias);
         const lv_type vt = lv_vec_dot_type(types[t]);
         for (int64_t tt = 0; tt < T; tt++) {
             lv_from_float_row(vt, x + tt * K, xv, K);
@@ -175,5 +174,4 @@ TEST(matmul_threads_bias_and_types_match_row_dots) {
     free(wq);
     free(xq);
     free(xv);
-    free(wrow);
 }
