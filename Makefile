@@ -58,7 +58,9 @@ TEST_OBJ := $(TEST_SRC:%.c=$(O)/%.o)
 
 # per-file SIMD flags
 AVX2_FLAGS := -mavx2 -mfma -mf16c -mbmi2
-AVX512_FLAGS := $(AVX2_FLAGS) -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx512vnni -mavx512bf16
+AVX512_FLAGS := $(AVX2_FLAGS) -mavx512f -mavx512bw -mavx512dq -mavx512vl
+# VNNI and BF16 instructions are not implied by the avx512 level: functions that use them carry
+# __attribute__((target("avx512vnni"))) / ("avx512bf16") and are chosen only when the CPU has them.
 
 .PHONY: all test check fuzz fuzz-bins demo clean
 all: $(O)/liblongview.a $(O)/longview $(O)/lv_test
