@@ -523,6 +523,7 @@ lv_status lv_vocab_load(const lv_gguf *g, lv_vocab **out) {
     /* the newline token */
     if (v->type == LV_VOCAB_TYPE_SPM) {
         v->nl = lv_vocab_byte_to_token(v, '\n');
+        v->spm_split_at_space = lv_spm_can_split(v);
     } else {
         lv_tokbuf tb = {0};
         if (tokenize_internal(v, "\n", 1, false, false, &tb) != 0 || tb.oom) {

@@ -105,6 +105,9 @@ struct lv_vocab {
 
     bool add_space_prefix, add_bos, add_eos, ignore_merges, clean_spaces;
     bool remove_extra_whitespaces, escape_whitespaces;
+    /* SPM: no token has U+2581 right after another character, so no merge can cross the point
+     * before a U+2581 that follows a non-U+2581 character (vocab_spm.c splits there) */
+    bool spm_split_at_space;
 
     const char *chat_template; /* tokenizer.chat_template (NUL-terminated copy) or NULL */
 };
@@ -125,6 +128,8 @@ void lv_tokbuf_push(lv_tokbuf *b, lv_token id);
 /* ---- SentencePiece (vocab_spm.c) ---- */
 /* Tokenize one already-escaped text fragment (spaces replaced by U+2581). */
 lv_status lv_spm_tokenize(const lv_vocab *v, const char *text, size_t len, lv_tokbuf *out);
+/* true if no token contains U+2581 right after a different character (see spm_split_at_space) */
+bool lv_spm_can_split(const lv_vocab *v);
 
 /* ---- byte-level BPE (vocab_bpe.c) ---- */
 /* Set up v->pre for tokenizer.ggml.pre = name (NULL or "" = default). Also sets the flags that

@@ -81,7 +81,50 @@ static bool try_add(const lv_vocab *v, const char *text, const spm_sym *syms, in
     return heap_push(q, (spm_bigram){left, right, v->tokens[t].score, size});
 }
 
+static const char k_space[3] = {(char)0xE2, (char)0x96, (char)0x81}; /* U+2581 */
+
+bool lv_spm_can_split(const lv_vocab *v) {
+    for (int32_t i = 0; i < v->n_tokens; i++) {
+        const char *t = v->tokens[i].text;
+        const uint32_t n = v->tokens[i].len;
+        for (uint32_t k = 1; k + 3 <= n; k++) {
+            if (memcmp(t + k, k_space, 3) != 0) continue;
+            /* a U+2581 at byte k: fine only if what precedes it is also U+2581 */
+            if (k < 3 || memcmp(t + k - 3, k_space, 3) != 0) return false;
+        }
+    }
+    return true;
+}
+
+static lv_status spm_tokenize_piece(const lv_vocab *v, const char *text, size_t len, lv_tokbuf *out);
+
+/* Merges only ever produce tokens, and with spm_split_at_space no token can contain the point
+ * before a U+2581 that follows another character, so the text splits there into pieces that
+ * merge independently: the same merges happen in the same order within each piece (the leftmost
+ * tie-break compares positions inside one piece), and the result equals one merge loop over the
+ * whole text, in time proportional to the text instead of text x log(text). */
 lv_status lv_spm_tokenize(const lv_vocab *v, const char *text, size_t len, lv_tokbuf *out) {
+    if (!v->spm_split_at_space) return spm_tokenize_piece(v, text, len, out);
+    /* walk characters exactly as the merge loop cuts them (invalid bytes included), so a split
+     * never falls inside a symbol */
+    size_t start = 0;
+    bool prev_is_space = true; /* never split before the first character */
+    for (size_t off = 0; off < len;) {
+        size_t cl = lv_utf8_len((unsigned char)text[off]);
+        if (cl > len - off) cl = len - off;
+        const bool is_space = cl == 3 && memcmp(text + off, k_space, 3) == 0;
+        if (is_space && !prev_is_space) {
+            lv_status st = spm_tokenize_piece(v, text + start, off - start, out);
+            if (st != LV_OK) return st;
+            start = off;
+        }
+        prev_is_space = is_space;
+        off += cl;
+    }
+    return spm_tokenize_piece(v, text + start, len - start, out);
+}
+
+static lv_status spm_tokenize_piece(const lv_vocab *v, const char *text, size_t len, lv_tokbuf *out) {
     if (len == 0) return LV_OK;
     if (len > INT32_MAX / 2) return lv_error(LV_ERR_INVALID_ARG, "tokenize: a text fragment of %zu bytes is too long", len);
     spm_sym *syms = lv_mallocn(len, sizeof(spm_sym));
