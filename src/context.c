@@ -75,8 +75,11 @@ lv_status lv_context_create(lv_model *model, lv_context_params p, lv_context **o
     /* activation scratch: the largest input of any matmul, 4 bytes per element covers every vec-dot type */
     ctx->xq = lv_calloc(T * LV_MAX(LV_MAX(E, F), Od) + 64, 4);
     ctx->max_spans = lv_kv_max_spans(ctx->kv);
-    ctx->scores_len = (int64_t)p.n_ctx + (int64_t)p.kv_page_size * p.n_seq_max;
-    ctx->att_scores = lv_calloc((size_t)ctx->n_threads * (size_t)ctx->scores_len, sizeof(float));
+    ctx->att_scratch_floats = (int64_t)lv_attn_scratch_floats(
+        (int)(LV_ATTN_RUN * (hp->n_head / hp->n_head_kv)), (int)hp->n_embd_head_k, (int)hp->n_embd_head_v);
+    ctx->att_scratch = alloc_f((size_t)ctx->n_threads * (size_t)ctx->att_scratch_floats);
+    ctx->run_start = lv_calloc(T, sizeof(int64_t));
+    ctx->run_len = lv_calloc(T, sizeof(int64_t));
     ctx->att_spans = lv_calloc((size_t)ctx->n_threads * (size_t)ctx->max_spans, sizeof(lv_attn_span));
     ctx->slot = lv_calloc(B, sizeof(int64_t));
     ctx->n_vis = lv_calloc(B, sizeof(int64_t));
@@ -88,7 +91,7 @@ lv_status lv_context_create(lv_model *model, lv_context_params p, lv_context **o
     ctx->logits_size = B * (size_t)hp->n_vocab * sizeof(float);
     ctx->logits = lv_big_alloc(ctx->logits_size);
     if (!ctx->x || !ctx->xn || !ctx->tmp || !ctx->q || !ctx->k || !ctx->v || !ctx->attn || !ctx->gate || !ctx->up || !ctx->rope_cache ||
-        !ctx->xq || !ctx->att_scores || !ctx->att_spans || !ctx->slot || !ctx->n_vis || !ctx->out_row || !ctx->logit_row ||
+        !ctx->xq || !ctx->att_scratch || !ctx->run_start || !ctx->run_len || !ctx->att_spans || !ctx->slot || !ctx->n_vis || !ctx->out_row || !ctx->logit_row ||
         !ctx->seq_count || !ctx->seq_new || !ctx->seq_last || !ctx->logits)
         goto fail;
     ctx->last_out = -1;
@@ -114,7 +117,9 @@ void lv_context_free(lv_context *ctx) {
     lv_free(ctx->up);
     lv_free(ctx->rope_cache);
     lv_free(ctx->xq);
-    lv_free(ctx->att_scores);
+    lv_free(ctx->att_scratch);
+    lv_free(ctx->run_start);
+    lv_free(ctx->run_len);
     lv_free(ctx->att_spans);
     lv_free(ctx->slot);
     lv_free(ctx->n_vis);

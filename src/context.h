@@ -9,6 +9,9 @@
 #include "kv.h"
 #include "model.h"
 
+/* tokens of one sequence that share an attention job */
+#define LV_ATTN_RUN 16
+
 /* One micro-batch as the forward pass sees it (arrays of T). */
 typedef struct lv_ubatch {
     int64_t T;
@@ -42,10 +45,12 @@ struct lv_context {
     float *up;     /* (T, n_ff) */
     void *xq;      /* activations converted for a matmul */
     float *rope_cache;     /* (T, n_rot) */
-    float *att_scores;     /* (n_threads, n_ctx) */
     lv_attn_span *att_spans; /* (n_threads, max_spans) */
     int64_t max_spans;
-    int64_t scores_len;
+    float *att_scratch;      /* (n_threads, att_scratch_floats) */
+    int64_t att_scratch_floats;
+    int64_t *run_start, *run_len; /* (n_ubatch) runs of one sequence's tokens in the micro-batch */
+    int64_t n_runs;
 
     /* per-decode bookkeeping, (n_batch) and (n_seq_max) */
     int64_t *slot;

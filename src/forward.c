@@ -71,26 +71,46 @@ static void rope_store_range(void *arg, int64_t lo, int64_t hi, int ith) {
     }
 }
 
-/* ---- attention: one item per (token, query head) ---- */
-static void attn_range(void *arg, int64_t lo, int64_t hi, int ith) {
+/* ---- attention: one job per (run of consecutive tokens of one sequence, KV head) ----
+ * The G query heads of a KV head and up to LV_ATTN_RUN tokens read the KV stream together, so
+ * each cached key and value is loaded once per job. Jobs are dealt round robin: their cost grows
+ * with the token's position, so contiguous ranges would leave one thread the long ones. */
+static void attn_worker(void *arg, int ith, int nth) {
     fw_task *t = arg;
     lv_context *ctx = t->ctx;
     const lv_hparams *hp = &ctx->model->hp;
-    const int64_t Hq = hp->n_head, G = hp->n_head / hp->n_head_kv, Dk = hp->n_embd_head_k, Dv = hp->n_embd_head_v;
-    const float scale = 1.0f / sqrtf((float)Dk);
+    const int64_t Hq = hp->n_head, Hk = hp->n_head_kv, G = Hq / Hk, Dk = hp->n_embd_head_k, Dv = hp->n_embd_head_v;
     lv_attn_span *spans = ctx->att_spans + (int64_t)ith * ctx->max_spans;
-    float *scores = ctx->att_scores + (int64_t)ith * ctx->scores_len;
-    int64_t cur_tok = -1, cur_g = -1;
-    int n_spans = 0;
-    for (int64_t item = lo; item < hi; item++) {
-        const int64_t i = item / Hq, h = item % Hq, g = h / G;
-        if (i != cur_tok || g != cur_g) {
-            n_spans = lv_kv_dense_spans(ctx->kv, t->ub->seq[i], t->il, g, t->ub->n_vis[i], spans);
-            cur_tok = i;
-            cur_g = g;
+    float *scratch = ctx->att_scratch + (int64_t)ith * ctx->att_scratch_floats;
+    const int64_t n_items = ctx->n_runs * Hk;
+    for (int64_t item = ith; item < n_items; item += nth) {
+        const int64_t run = item / Hk, g = item % Hk;
+        const int64_t i0 = ctx->run_start[run], nt = ctx->run_len[run];
+        const int64_t last = i0 + nt - 1;
+        lv_attn_job job = {
+            .q = ctx->q + (i0 * Hq + g * G) * Dk, .q_tok_stride = Hq * Dk, .q_head_stride = Dk,
+            .out = ctx->attn + (i0 * Hq + g * G) * Dv, .out_tok_stride = Hq * Dv, .out_head_stride = Dv,
+            .pos = t->ub->pos + i0, .n_tok = (int)nt, .n_head = (int)G,
+            .scale = 1.0f / sqrtf((float)Dk), .kv_type = ctx->p.kv_type, .Dk = (int)Dk, .Dv = (int)Dv,
+        };
+        /* the tokens of a run see the stream up to its last token (masking handles the rest) */
+        job.n_spans = lv_kv_dense_spans(ctx->kv, t->ub->seq[last], t->il, g, t->ub->n_vis[last], spans);
+        job.spans = spans;
+        lv_attn(&job, scratch);
+    }
+}
+
+/* runs of consecutive tokens of the same sequence, at most LV_ATTN_RUN long */
+static void find_runs(lv_context *ctx, const lv_ubatch *ub) {
+    ctx->n_runs = 0;
+    for (int64_t i = 0; i < ub->T; i++) {
+        if (i > 0 && ub->seq[i] == ub->seq[i - 1] && ctx->run_len[ctx->n_runs - 1] < LV_ATTN_RUN) {
+            ctx->run_len[ctx->n_runs - 1]++;
+        } else {
+            ctx->run_start[ctx->n_runs] = i;
+            ctx->run_len[ctx->n_runs] = 1;
+            ctx->n_runs++;
         }
-        lv_attn_ref(ctx->q + (i * Hq + h) * Dk, spans, n_spans, t->ub->pos[i], scale, ctx->p.kv_type, (int)Dk, (int)Dv, scores,
-                    ctx->attn + (i * Hq + h) * Dv);
     }
 }
 
@@ -117,6 +137,7 @@ lv_status lv_forward_llama(lv_context *ctx, const lv_ubatch *ub) {
     fw_task t = {.ctx = ctx, .ub = ub};
 
     lv_parallel_for(tp, T, embed_range, &t);
+    find_runs(ctx, ub);
 
     for (int64_t il = 0; il < hp->n_layer; il++) {
         const lv_layer *L = &m->layers[il];
@@ -132,7 +153,7 @@ lv_status lv_forward_llama(lv_context *ctx, const lv_ubatch *ub) {
         lv_matmul(tp, &L->wk, ctx->xn, T, ctx->k, ctx->xq, bias_of(&L->bk));
         lv_matmul(tp, &L->wv, ctx->xn, T, ctx->v, ctx->xq, bias_of(&L->bv));
         lv_parallel_for(tp, T, rope_store_range, &t);
-        lv_parallel_for(tp, T * hp->n_head, attn_range, &t);
+        lv_threadpool_run(tp, attn_worker, &t);
         lv_matmul(tp, &L->wo, ctx->attn, T, ctx->tmp, ctx->xq, bias_of(&L->bo));
         t.src = ctx->tmp;
         t.dst = ctx->x;

@@ -239,3 +239,19 @@ int64_t lv_attn_ref(const float *q, const lv_attn_span *spans, int n_spans, int3
     }
     return n_att;
 }
+
+/* -------------------------------------------------------------------------------------------
+ * tiled attention dispatch
+ * ----------------------------------------------------------------------------------------- */
+
+size_t lv_attn_scratch_floats(int nq, int Dk, int Dv) {
+    return (size_t)nq * (size_t)Dk + 64 * (size_t)(Dk + Dv) + (size_t)nq * 64 + 2 * (size_t)nq;
+}
+
+void lv_attn(const lv_attn_job *job, float *scratch) {
+    switch (lv_simd_active()) {
+    case LV_SIMD_AVX512: lv_attn_tiled_avx512(job, scratch); break;
+    case LV_SIMD_AVX2: lv_attn_tiled_avx2(job, scratch); break;
+    default: lv_attn_tiled_scalar(job, scratch); break;
+    }
+}

@@ -64,4 +64,30 @@ typedef struct lv_attn_span {
 int64_t lv_attn_ref(const float *q, const lv_attn_span *spans, int n_spans, int32_t q_pos, float scale,
                     lv_kv_type kv_type, int Dk, int Dv, float *scores, float *out);
 
+/* ---- tiled attention (attn_impl.h), the fast path ----
+ * A job: n_tok tokens of one sequence x n_head query heads that share one KV stream; query row
+ * (t, h) is q + t * q_tok_stride + h * q_head_stride, its output likewise, its position pos[t]. */
+typedef struct lv_attn_job {
+    const float *q;
+    int64_t q_tok_stride, q_head_stride;
+    float *out;
+    int64_t out_tok_stride, out_head_stride;
+    const int32_t *pos; /* (n_tok) */
+    int n_tok, n_head;
+    const lv_attn_span *spans;
+    int n_spans;
+    float scale;
+    lv_kv_type kv_type;
+    int Dk, Dv;
+} lv_attn_job;
+
+/* floats of scratch a job of nq = n_tok * n_head query rows needs */
+size_t lv_attn_scratch_floats(int nq, int Dk, int Dv);
+/* Run a job with the kernel of the active SIMD level. */
+void lv_attn(const lv_attn_job *job, float *scratch);
+/* the per-level kernels (attn_scalar.c, attn_avx2.c, attn_avx512.c) */
+void lv_attn_tiled_scalar(const lv_attn_job *job, float *scratch);
+void lv_attn_tiled_avx2(const lv_attn_job *job, float *scratch);
+void lv_attn_tiled_avx512(const lv_attn_job *job, float *scratch);
+
 #endif

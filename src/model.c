@@ -516,3 +516,40 @@ int64_t lv_model_describe(const lv_model *m, char *buf, size_t buf_size) {
     sb_printf(&s, "supported:     yes (all tensors bound; computed with the reference kernels)\n");
     return s.len;
 }
+
+void lv_model_get_stats(const lv_model *m, lv_model_stats *st) {
+    memset(st, 0, sizeof(*st));
+    const lv_gguf *g = m->gguf;
+    int64_t per_type[LV_TYPE_COUNT] = {0};
+    for (int64_t i = 0; i < lv_gguf_n_tensors(g); i++) {
+        const lv_gguf_tensor *t = lv_gguf_tensor_at(g, i);
+        const int64_t ne = t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3];
+        st->n_params += ne;
+        st->n_bytes += (int64_t)t->nbytes;
+        if (t->n_dims >= 2) per_type[t->type] += ne;
+    }
+    int best = 0;
+    for (int t = 1; t < LV_TYPE_COUNT; t++)
+        if (per_type[t] > per_type[best]) best = t;
+    snprintf(st->ftype, sizeof(st->ftype), "%s", lv_type_name((uint32_t)best));
+    if (m->vocab_only) return;
+    const lv_hparams *hp = &m->hp;
+    for (int64_t il = 0; il < hp->n_layer; il++) {
+        const lv_layer *L = &m->layers[il];
+        const lv_tensor *lm[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->ffn_gate, &L->ffn_up, &L->ffn_down};
+        for (int k = 0; k < 7; k++) {
+            st->n_params_matmul += lm[k]->ne[0] * lm[k]->ne[1];
+            st->n_bytes_matmul += lm[k]->row_bytes * lm[k]->ne[1];
+        }
+    }
+    st->n_params_matmul += m->output.ne[0] * m->output.ne[1];
+    st->n_bytes_matmul += m->output.row_bytes * m->output.ne[1];
+    st->n_layer = (int32_t)hp->n_layer;
+    st->n_head = (int32_t)hp->n_head;
+    st->n_head_kv = (int32_t)hp->n_head_kv;
+    st->head_dim_k = (int32_t)hp->n_embd_head_k;
+    st->head_dim_v = (int32_t)hp->n_embd_head_v;
+    st->n_embd = (int32_t)hp->n_embd;
+    st->n_ff = (int32_t)hp->n_ff;
+    st->n_vocab = (int32_t)hp->n_vocab;
+}

@@ -6,6 +6,7 @@
  */
 #include "kernels.h"
 #include "lv_test.h"
+#include "qkernels.h"
 #include "quant.h"
 
 #include <math.h>
@@ -174,4 +175,56 @@ TEST(matmul_threads_bias_and_types_match_row_dots) {
     free(wq);
     free(xq);
     free(xv);
+}
+
+TEST(tiled_attention_equals_reference_at_every_level) {
+    lv_test_rng r = {lv_test_seed() ^ 15};
+    enum { N = 333, DK = 64, DV = 48, NT = 5, NH = 3 };
+    float *k = malloc(sizeof(float) * N * DK), *v = malloc(sizeof(float) * N * DV);
+    uint16_t *kh = malloc(2 * N * DK), *vh = malloc(2 * N * DV);
+    float q[NT * NH * DK], out[NT * NH * DV], want[DV], scores[N];
+    int32_t pos[N], qpos[NT];
+    float *scratch = malloc(sizeof(float) * lv_attn_scratch_floats(NT * NH, DK, DV));
+    REQUIRE(k && v && kh && vh && scratch, "alloc");
+    const lv_simd saved = lv_simd_active();
+    for (int level = 0; level <= (int)lv_simd_detect(); level++) {
+        lv_simd_set_max((lv_simd)level);
+        for (int rep = 0; rep < 10; rep++) {
+            for (int j = 0; j < N; j++) pos[j] = j * 3 + (int32_t)(lv_test_rng_u64(&r) % 3);
+            for (int i = 0; i < N * DK; i++) kh[i] = lv_fp32_to_fp16(k[i] = lv_test_rng_f32(&r) * 2);
+            for (int i = 0; i < N * DV; i++) vh[i] = lv_fp32_to_fp16(v[i] = lv_test_rng_f32(&r));
+            for (int i = 0; i < NT * NH * DK; i++) q[i] = lv_test_rng_f32(&r) * 2;
+            /* queries: one before every key (nothing to attend), some in the middle, one after all */
+            qpos[0] = -1;
+            for (int t = 1; t < NT; t++) qpos[t] = (int32_t)(lv_test_rng_u64(&r) % (3 * N + 3));
+            const int cuts[] = {0, 5, 64, 100, 128, 129, 256, N};
+            const int ns = 7;
+            for (int f16 = 0; f16 < 2; f16++) {
+                lv_attn_span sp[7];
+                for (int s = 0; s < ns; s++)
+                    sp[s] = (lv_attn_span){f16 ? (const void *)(kh + cuts[s] * DK) : (const void *)(k + cuts[s] * DK),
+                                           f16 ? (const void *)(vh + cuts[s] * DV) : (const void *)(v + cuts[s] * DV), pos + cuts[s],
+                                           cuts[s + 1] - cuts[s]};
+                lv_attn_job job = {.q = q, .q_tok_stride = NH * DK, .q_head_stride = DK, .out = out, .out_tok_stride = NH * DV,
+                                   .out_head_stride = DV, .pos = qpos, .n_tok = NT, .n_head = NH, .spans = sp, .n_spans = ns,
+                                   .scale = 0.125f, .kv_type = f16 ? LV_KV_F16 : LV_KV_F32, .Dk = DK, .Dv = DV};
+                lv_attn(&job, scratch);
+                for (int t = 0; t < NT; t++)
+                    for (int h = 0; h < NH; h++) {
+                        lv_attn_ref(q + (t * NH + h) * DK, sp, ns, qpos[t], 0.125f, job.kv_type, DK, DV, scores, want);
+                        for (int d = 0; d < DV; d++)
+                            CHECK(fabsf(out[(t * NH + h) * DV + d] - want[d]) <= 2e-6f, "%s %s t%d h%d d%d: %g vs %g", lv_simd_name((lv_simd)level),
+                                  f16 ? "f16" : "f32", t, h, d, (double)out[(t * NH + h) * DV + d], (double)want[d]);
+                        if (lv_test_failures) goto done;
+                    }
+            }
+        }
+    }
+done:
+    lv_simd_set_max(saved);
+    free(k);
+    free(v);
+    free(kh);
+    free(vh);
+    free(scratch);
 }

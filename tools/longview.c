@@ -11,6 +11,7 @@
 static const cli_command g_commands[] = {
     {"run", cmd_run, "generate a completion for a prompt"},
     {"logits", cmd_logits, "write the logits of a token sequence as float32"},
+    {"bench", cmd_bench, "measure prompt processing and generation speed (llama-bench compatible output)"},
     {"info", cmd_info, "describe a GGUF model: architecture, shapes, tensor types, support"},
     {"gen-model", cmd_gen_model, "write a GGUF model with random weights (for tests and benchmarks)"},
     {"tokenize", cmd_tokenize, "print the token ids (and pieces) of a text"},
