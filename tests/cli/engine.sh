@@ -40,3 +40,11 @@ head -c 1000 "$M" > "$T/trunc.gguf"
 expect_fail "truncated model" "$LV" run -m "$T/trunc.gguf" -p hi
 expect_ok "help of every command" "$LV" run --help
 grep -q -- "--temp" "$T/out" || fail "run --help lists --temp"
+
+# bench: llama-bench field names in JSON lines, one per test
+expect_ok "bench json" "$LV" bench -m "$M" -p 16 -n 4 -r 2 -t 1,2 --no-limits -o json
+[ "$(grep -c '"n_prompt"' "$T/out")" -eq 4 ] || fail "4 JSON lines (pp and tg at 2 thread counts): $(cat "$T/out")"
+for f in '"avg_ts"' '"stddev_ts"' '"samples_ts"' '"n_gen":4' '"n_threads":2' '"lv_gbs"'; do grep -q "$f" "$T/out" || fail "field $f missing"; done
+expect_ok "bench markdown with depth" "$LV" bench -m "$M" -p 8 -n 2 -d 0,16 -r 1 --no-limits
+grep -q "tg2 @ d16" "$T/out" || fail "depth test row"
+expect_fail "bench bad list" "$LV" bench -m "$M" -p 8,x
