@@ -104,6 +104,19 @@ int32_t lv_model_n_head_kv(const lv_model *model);
 /* "llama" or "qwen2" */
 const char *lv_model_arch(const lv_model *model);
 
+/* Sizes of a model, for reports and benchmarks. */
+typedef struct lv_model_stats {
+    int64_t n_params;         /* all tensor elements */
+    int64_t n_bytes;          /* all tensor bytes */
+    int64_t n_params_matmul;  /* elements of the weight matrices used per token (excluding the embedding table
+                                 unless it is also the output matrix) */
+    int64_t n_bytes_matmul;   /* their bytes: what a decode step must read */
+    int32_t n_layer, n_head, n_head_kv, head_dim_k, head_dim_v, n_embd, n_ff, n_vocab;
+    char    ftype[16];        /* the most common 2-D weight type, e.g. "q8_0" */
+} lv_model_stats;
+
+void lv_model_get_stats(const lv_model *model, lv_model_stats *out);
+
 /* Write a human-readable description of the model (architecture, hyper-parameters, tensors,
  * types, sizes, what longview supports) into buf. Returns the length it needs (excluding the
  * terminating NUL), like snprintf. */
