@@ -671,6 +671,17 @@ void lv_gguf_writer_free(lv_gguf_writer *w) {
     lv_free(w);
 }
 
+/* The layout follows `general.alignment` only when it is a valid one (a u32 power of two); any
+ * other value is still written as given (tests use that to produce files a reader must reject)
+ * and the data is laid out with the default alignment. */
+static void w_update_alignment(lv_gguf_writer *w, const char *key, const uint8_t *raw, uint64_t raw_size) {
+    if (strcmp(key, "general.alignment") != 0) return;
+    uint32_t type = 0, v = 0;
+    memcpy(&type, raw, 4);
+    if (raw_size == 8 && type == LV_GGUF_UINT32) memcpy(&v, raw + 4, 4);
+    w->alignment = v != 0 && (v & (v - 1)) == 0 ? v : LV_GGUF_DEFAULT_ALIGNMENT;
+}
+
 /* take ownership of raw */
 static bool w_put(lv_gguf_writer *w, const char *key, uint8_t *raw, uint64_t raw_size) {
     if (!raw) return false;
@@ -679,6 +690,7 @@ static bool w_put(lv_gguf_writer *w, const char *key, uint8_t *raw, uint64_t raw
             lv_free(w->kv[i].raw);
             w->kv[i].raw = raw;
             w->kv[i].raw_size = raw_size;
+            w_update_alignment(w, key, raw, raw_size);
             return true;
         }
     }
@@ -701,11 +713,12 @@ static bool w_put(lv_gguf_writer *w, const char *key, uint8_t *raw, uint64_t raw
     w->kv[w->n_kv].raw = raw;
     w->kv[w->n_kv].raw_size = raw_size;
     w->n_kv++;
-    if (strcmp(key, "general.alignment") == 0 && raw_size == 8) memcpy(&w->alignment, raw + 4, 4);
+    w_update_alignment(w, key, raw, raw_size);
     return true;
 }
 
 static bool w_scalar(lv_gguf_writer *w, const char *key, lv_gguf_type t, const void *v) {
+    LV_ASSERT((unsigned)t < LV_GGUF_TYPE_COUNT && g_gguf_type_size[t] != 0);
     size_t sz = g_gguf_type_size[t];
     uint8_t *raw = lv_malloc(4 + sz);
     if (!raw) return false;
@@ -719,6 +732,9 @@ bool lv_gguf_writer_set_u32(lv_gguf_writer *w, const char *key, uint32_t v) { re
 bool lv_gguf_writer_set_i32(lv_gguf_writer *w, const char *key, int32_t v) { return w_scalar(w, key, LV_GGUF_INT32, &v); }
 bool lv_gguf_writer_set_u64(lv_gguf_writer *w, const char *key, uint64_t v) { return w_scalar(w, key, LV_GGUF_UINT64, &v); }
 bool lv_gguf_writer_set_f32(lv_gguf_writer *w, const char *key, float v) { return w_scalar(w, key, LV_GGUF_FLOAT32, &v); }
+bool lv_gguf_writer_set_scalar(lv_gguf_writer *w, const char *key, lv_gguf_type type, const void *v) {
+    return w_scalar(w, key, type, v);
+}
 bool lv_gguf_writer_set_bool(lv_gguf_writer *w, const char *key, bool v) {
     uint8_t b = v ? 1 : 0;
     return w_scalar(w, key, LV_GGUF_BOOL, &b);
@@ -779,7 +795,12 @@ bool lv_gguf_writer_copy_kv(lv_gguf_writer *w, const lv_gguf *src, int64_t i) {
 
 bool lv_gguf_writer_add_tensor(lv_gguf_writer *w, const char *name, lv_type type, int n_dims, const int64_t *ne) {
     const lv_type_traits *tt = lv_type_get(type);
-    if (!tt || n_dims < 1 || n_dims > LV_GGUF_MAX_DIMS || strlen(name) >= LV_GGUF_MAX_NAME || ne[0] % tt->blck_size != 0) {
+    bool ok = tt && n_dims >= 1 && n_dims <= LV_GGUF_MAX_DIMS && name[0] && strlen(name) < LV_GGUF_MAX_NAME &&
+              ne[0] % tt->blck_size == 0;
+    int64_t nel = 1, nb = 0;
+    for (int d = 0; ok && d < n_dims; d++) ok = ne[d] >= 0 && !lv_mul_ovf_i64(nel, ne[d], &nel);
+    ok = ok && !lv_mul_ovf_i64(nel / tt->blck_size, tt->type_size, &nb);
+    if (!ok) {
         lv_error(LV_ERR_INVALID_ARG, "gguf writer: bad tensor '%s' (type %s, %d dims)", name, lv_type_name(type), n_dims);
         return false;
     }
@@ -795,12 +816,8 @@ bool lv_gguf_writer_add_tensor(lv_gguf_writer *w, const char *name, lv_type type
     snprintf(t->name, sizeof(t->name), "%s", name);
     t->type = type;
     t->n_dims = n_dims;
-    int64_t nel = 1;
-    for (int d = 0; d < LV_GGUF_MAX_DIMS; d++) {
-        t->ne[d] = d < n_dims ? ne[d] : 1;
-        nel *= t->ne[d];
-    }
-    t->nbytes = (uint64_t)(nel / tt->blck_size * tt->type_size);
+    for (int d = 0; d < LV_GGUF_MAX_DIMS; d++) t->ne[d] = d < n_dims ? ne[d] : 1;
+    t->nbytes = (uint64_t)nb;
     w->n_t++;
     return true;
 }

@@ -121,6 +121,9 @@ bool lv_gguf_writer_set_i32(lv_gguf_writer *w, const char *key, int32_t v);
 bool lv_gguf_writer_set_u64(lv_gguf_writer *w, const char *key, uint64_t v);
 bool lv_gguf_writer_set_f32(lv_gguf_writer *w, const char *key, float v);
 bool lv_gguf_writer_set_bool(lv_gguf_writer *w, const char *key, bool v);
+/* Any fixed-size scalar type (not string or array); v points to a value of that type (a bool is
+ * one byte, 0 or 1). */
+bool lv_gguf_writer_set_scalar(lv_gguf_writer *w, const char *key, lv_gguf_type type, const void *v);
 bool lv_gguf_writer_set_str(lv_gguf_writer *w, const char *key, const char *v);
 bool lv_gguf_writer_set_arr(lv_gguf_writer *w, const char *key, lv_gguf_type elem_type,
                             const void *elems, uint64_t n);
