@@ -47,7 +47,7 @@ struct lv_gguf {
     kv_entry *kv;
     int64_t n_tensors;
     lv_gguf_tensor *tensors;
-    char *names;     /* arena for key and tensor name strings */
+    struct name_chunk *names; /* key and tensor name strings */
 };
 
 /* -------------------------------------------------------------------------------------------
@@ -101,20 +101,47 @@ static lv_status cur_str(cursor *c, uint64_t *len, uint64_t *off, const char *wh
     return LV_OK;
 }
 
-/* A small bump arena for NUL-terminated copies of keys and names; its total is bounded by the
- * file size, which has been checked when each string was read. */
-typedef struct arena {
-    char *buf;
+/* NUL-terminated copies of keys and tensor names live in a list of chunks, allocated as the
+ * strings are read: their total is bounded by the header, not by the file (a model file may be
+ * far larger than memory). A string longer than a chunk gets a chunk of its own. */
+typedef struct name_chunk {
+    struct name_chunk *next;
     uint64_t used, cap;
-} arena;
+    char buf[];
+} name_chunk;
 
-static const char *arena_str(arena *a, const uint8_t *src, uint64_t len) {
-    LV_ASSERT(a->used + len + 1 <= a->cap);
-    char *d = a->buf + a->used;
+#define NAME_CHUNK_SIZE 16384
+
+static const char *names_add(name_chunk **head, const uint8_t *src, uint64_t len) {
+    name_chunk *c = *head;
+    if (!c || c->cap - c->used < len + 1) {
+        uint64_t cap = LV_MAX(len + 1, (uint64_t)NAME_CHUNK_SIZE);
+        name_chunk *n = lv_malloc(sizeof(name_chunk) + (size_t)cap);
+        if (!n) return NULL;
+        n->used = 0;
+        n->cap = cap;
+        if (c && cap > NAME_CHUNK_SIZE) { /* a big string: keep the current chunk in front */
+            n->next = c->next;
+            c->next = n;
+        } else {
+            n->next = c;
+            *head = n;
+        }
+        c = n;
+    }
+    char *d = c->buf + c->used;
     memcpy(d, src, (size_t)len);
     d[len] = '\0';
-    a->used += len + 1;
+    c->used += len + 1;
     return d;
+}
+
+static void names_free(name_chunk *c) {
+    while (c) {
+        name_chunk *next = c->next;
+        lv_free(c);
+        c = next;
+    }
 }
 
 /* hash set of strings for duplicate detection */
@@ -169,17 +196,11 @@ static lv_status parse(lv_gguf *g) {
 
     g->kv = lv_calloc((size_t)n_kv ? (size_t)n_kv : 1, sizeof(kv_entry));
     g->tensors = lv_calloc((size_t)n_tensors ? (size_t)n_tensors : 1, sizeof(lv_gguf_tensor));
-    /* names: every key and tensor name is a string read from the file, so their total length plus
-     * one NUL each is bounded by the file size plus the count */
-    arena ar = {0};
-    ar.cap = g->size + (uint64_t)n_kv + (uint64_t)n_tensors + 1;
-    ar.buf = lv_malloc((size_t)ar.cap);
-    g->names = ar.buf;
     uint64_t hcap = 16;
     while (hcap < 2 * (n_kv > n_tensors ? n_kv : n_tensors) + 2) hcap <<= 1;
     int64_t *htab = lv_mallocn((size_t)hcap, sizeof(int64_t));
     const char **name_list = lv_calloc((size_t)(n_kv > n_tensors ? n_kv : n_tensors) + 1, sizeof(char *));
-    if (!g->kv || !g->tensors || !ar.buf || !htab || !name_list) {
+    if (!g->kv || !g->tensors || !htab || !name_list) {
         st = LV_ERR_NOMEM;
         goto end;
     }
@@ -194,7 +215,11 @@ static lv_status parse(lv_gguf *g) {
             st = lv_error(LV_ERR_FORMAT, "key %lld is empty", (long long)i);
             goto end;
         }
-        e->key = arena_str(&ar, c.p + koff, klen);
+        e->key = names_add(&g->names, c.p + koff, klen);
+        if (!e->key) {
+            st = LV_ERR_NOMEM;
+            goto end;
+        }
         if (strlen(e->key) != klen) {
             st = lv_error(LV_ERR_FORMAT, "key %lld contains a NUL byte", (long long)i);
             goto end;
@@ -309,7 +334,11 @@ static lv_status parse(lv_gguf *g) {
                           (unsigned long long)nlen, LV_GGUF_MAX_NAME - 1);
             goto end;
         }
-        t->name = arena_str(&ar, c.p + noff, nlen);
+        t->name = names_add(&g->names, c.p + noff, nlen);
+        if (!t->name) {
+            st = LV_ERR_NOMEM;
+            goto end;
+        }
         if (strlen(t->name) != nlen || nlen == 0) {
             st = lv_error(LV_ERR_FORMAT, "tensor %lld: name is empty or contains a NUL byte", (long long)i);
             goto end;
@@ -479,7 +508,7 @@ void lv_gguf_close(lv_gguf *g) {
         for (int64_t i = 0; i < g->n_kv; i++) lv_free(g->kv[i].str_offs);
     lv_free(g->kv);
     lv_free(g->tensors);
-    lv_free(g->names);
+    names_free(g->names);
     if (g->map) munmap(g->map, (size_t)g->size);
     if (g->fd >= 0) close(g->fd);
     lv_free(g);

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* -------------------------------------------------------------------------------------------
  * helpers
@@ -1135,4 +1136,93 @@ TEST(gguf_survives_random_mutations) {
     CHECK(rejected > iters / 4, "only %d of %d mutants rejected", rejected, iters);
     CHECK(accepted > 0, "no mutant accepted (the walker never ran)");
     gb_free(&base);
+}
+
+/* -------------------------------------------------------------------------------------------
+ * regressions
+ * ----------------------------------------------------------------------------------------- */
+
+/* The reader used to allocate its key/name arena at the size of the whole file, so opening a
+ * model bigger than RAM failed with "out of memory" (and ASan aborted on the 1 TiB request).
+ * A sparse file of 1 TiB: only the header is ever read. */
+TEST(gguf_open_huge_sparse_file) {
+    const uint64_t tib = (uint64_t)1 << 40;
+    gb_buf b = {0};
+    uint64_t ne[2] = {(uint64_t)1 << 28, 1024}; /* 2^38 f32 = 1 TiB */
+    gb_header(&b, 3, 1, 1);
+    gb_str(&b, "general.name");
+    gb_u32(&b, LV_GGUF_STRING);
+    gb_str(&b, "sparse");
+    gb_tensor_info(&b, "huge", 2, ne, LV_TYPE_F32, 0);
+    gb_pad(&b, 32);
+    const size_t header = b.n;
+    const char *path = gb_tmp_path("sparse-1tib.gguf");
+    REQUIRE(gb_write_file(path, b.p, b.n), "writing %s", path);
+    gb_free(&b);
+    if (truncate(path, (off_t)(header + tib)) != 0) {
+        unlink(path);
+        SKIP("the scratch file system cannot hold a sparse 1 TiB file");
+    }
+    lv_gguf *g = NULL;
+    lv_status st = lv_gguf_open(path, &g);
+    CHECK(st == LV_OK, "opening a 1 TiB file: %s", lv_last_error());
+    if (g) {
+        const lv_gguf_tensor *t = lv_gguf_tensor_at(g, 0);
+        CHECK(lv_gguf_file_size(g) == header + tib, "file size");
+        CHECK(t->nbytes == tib && lv_gguf_data_offset(g) == header, "tensor of 1 TiB at %llu", (unsigned long long)lv_gguf_data_offset(g));
+        CHECK(strcmp(lv_gguf_key(g, 0), "general.name") == 0 && strcmp(t->name, "huge") == 0, "names");
+    }
+    lv_gguf_close(g);
+    unlink(path);
+}
+
+/* Keys and names spread over many name chunks, and a key longer than a chunk. */
+TEST(gguf_many_and_long_names) {
+    lv_gguf_writer *w = lv_gguf_writer_create();
+    REQUIRE(w, "create");
+    enum { N = 3000 };
+    char key[64];
+    for (int i = 0; i < N; i++) {
+        snprintf(key, sizeof(key), "many.keys.number.%05d", i);
+        REQUIRE(lv_gguf_writer_set_u32(w, key, (uint32_t)i), "set %s", key);
+    }
+    static char long_key[40001];
+    memset(long_key, 'k', sizeof(long_key) - 1);
+    REQUIRE(lv_gguf_writer_set_u32(w, long_key, 42), "set the long key");
+    REQUIRE(lv_gguf_writer_set_u32(w, "after.the.long.key", 43), "set");
+    char name[64];
+    int64_t ne[1] = {1};
+    for (int i = 0; i < 200; i++) {
+        snprintf(name, sizeof(name), "tensor.%03d.with.a.rather.long.name.to.fill.chunks.%d", i, i);
+        REQUIRE(lv_gguf_writer_add_tensor(w, name, LV_TYPE_F32, 1, ne), "add %s", name);
+    }
+    float one = 1.0f;
+    const void *data[200];
+    for (int i = 0; i < 200; i++) data[i] = &one;
+    gb_buf b = {0};
+    REQUIRE(gb_write_mem(w, data, &b), "write");
+    lv_gguf_writer_free(w);
+    gb_guard gd;
+    lv_gguf *g = OPEN_OK(&gd, &b);
+    REQUIRE(g, "open");
+    CHECK(lv_gguf_n_kv(g) == N + 2 && lv_gguf_n_tensors(g) == 200, "counts");
+    int wrong = 0;
+    for (int i = 0; i < N; i++) {
+        snprintf(key, sizeof(key), "many.keys.number.%05d", i);
+        int64_t k = lv_gguf_find_key(g, key), v = -1;
+        if (k != i || !lv_gguf_get_i64(g, k, &v) || v != i) wrong++;
+    }
+    CHECK(wrong == 0, "%d keys wrong", wrong);
+    int64_t k = lv_gguf_find_key(g, long_key), v = 0;
+    CHECK(k == N && strlen(lv_gguf_key(g, k)) == sizeof(long_key) - 1 && lv_gguf_get_i64(g, k, &v) && v == 42, "the long key");
+    k = lv_gguf_find_key(g, "after.the.long.key");
+    CHECK(k == N + 1 && lv_gguf_get_i64(g, k, &v) && v == 43, "the key after the long one");
+    for (int i = 0; i < 200; i++) {
+        snprintf(name, sizeof(name), "tensor.%03d.with.a.rather.long.name.to.fill.chunks.%d", i, i);
+        if (lv_gguf_find_tensor(g, name) != i) wrong++;
+    }
+    CHECK(wrong == 0, "%d tensor names wrong", wrong);
+    lv_gguf_close(g);
+    gb_guard_free(&gd);
+    gb_free(&b);
 }
