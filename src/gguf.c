@@ -407,6 +407,11 @@ static lv_status parse(lv_gguf *g) {
         uint64_t off = c.pos;
         uint64_t pad = (g->alignment - off % g->alignment) % g->alignment;
         g->data_off = off + pad;
+        if (g->n_tensors > 0 && g->data_off > g->size) {
+            st = lv_error(LV_ERR_FORMAT, "the data section would start at byte %llu (after padding to %u), past the end of the %llu-byte file (truncated file?)",
+                          (unsigned long long)g->data_off, g->alignment, (unsigned long long)g->size);
+            goto end;
+        }
         uint64_t data_size = g->data_off <= g->size ? g->size - g->data_off : 0;
         uint64_t expect = 0;
         for (int64_t i = 0; i < g->n_tensors; i++) {

@@ -1226,3 +1226,41 @@ TEST(gguf_many_and_long_names) {
     gb_guard_free(&gd);
     gb_free(&b);
 }
+
+/* A file whose tensors all have zero bytes but which ends inside the padding before the data
+ * section used to be accepted with tensor data pointers past the end of the image. */
+TEST(gguf_rejects_missing_data_section) {
+    gb_buf b = {0};
+    uint64_t ne[2] = {0, 4};
+    gb_header(&b, 3, 1, 0);
+    gb_tensor_info(&b, "empty", 2, ne, LV_TYPE_F32, 0);
+    CHECK(b.n % 32 != 0, "the header ends unaligned (%zu)", b.n);
+    const size_t unpadded = b.n;
+    EXPECT_BAD(&b, LV_ERR_FORMAT, "data section");
+    gb_pad(&b, 32);
+    for (size_t n = unpadded; n <= b.n; n++) {
+        gb_guard gd;
+        lv_gguf *g = NULL;
+        lv_status st = gb_open_guarded(&gd, b.p, n, &g);
+        CHECK((st == LV_OK) == (n == b.n), "header of %zu bytes padded to %zu: %s", n, b.n, lv_last_error());
+        if (g) {
+            int bad = 0;
+            gguf_walk(g, gd.data, gd.n, &bad);
+            CHECK(bad == 0 && lv_gguf_tensor_at(g, 0)->data == gd.data + gd.n, "empty tensor data at the end of the image");
+        }
+        lv_gguf_close(g);
+        gb_guard_free(&gd);
+    }
+    gb_free(&b);
+    /* without tensors there is no data section and no padding is needed */
+    gb_header(&b, 3, 0, 1);
+    gb_str(&b, "k");
+    gb_u32(&b, LV_GGUF_UINT8);
+    gb_u8(&b, 1);
+    gb_guard gd;
+    lv_gguf *g = OPEN_OK(&gd, &b);
+    CHECK(g != NULL, "no tensors, no padding");
+    lv_gguf_close(g);
+    gb_guard_free(&gd);
+    gb_free(&b);
+}
