@@ -8,6 +8,9 @@
  * tensor names shorter than 64 bytes, 1..4 dims, element counts fitting in int64, known tensor
  * types whose rows are whole blocks, tensors stored back to back at aligned offsets in the
  * order of their infos, and every tensor's bytes inside the file.
+ * We are stricter in three places: a bool (scalar or array element) must be 0 or 1 (llama.cpp
+ * reads any non-zero byte as true), a tensor needs at least one dimension, and keys and tensor
+ * names may not contain NUL bytes (they are handed out as C strings).
  */
 #define _GNU_SOURCE
 #include "gguf.h"
@@ -281,6 +284,15 @@ static lv_status parse(lv_gguf *g) {
                     st = lv_error(LV_ERR_FORMAT, "key '%s' claims %llu elements of %s, more than the %llu bytes left",
                                   e->key, (unsigned long long)n, lv_gguf_type_name(e->arr_type), (unsigned long long)cur_left(&c));
                     goto end;
+                }
+                if (at == LV_GGUF_BOOL) {
+                    for (uint64_t j = 0; j < n; j++) {
+                        if (c.p[c.pos + j] > 1) {
+                            st = lv_error(LV_ERR_FORMAT, "key '%s' element %llu is a bool with value %u", e->key,
+                                          (unsigned long long)j, c.p[c.pos + j]);
+                            goto end;
+                        }
+                    }
                 }
                 cur_skip(&c, n * es);
             }

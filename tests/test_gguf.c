@@ -1264,3 +1264,24 @@ TEST(gguf_rejects_missing_data_section) {
     gb_guard_free(&gd);
     gb_free(&b);
 }
+
+/* A bool scalar other than 0/1 was rejected but the same byte inside a bool array was not. */
+TEST(gguf_rejects_bad_bool_array_element) {
+    gb_buf b = {0};
+    gb_header(&b, 3, 0, 1);
+    gb_str(&b, "flags");
+    gb_u32(&b, LV_GGUF_ARRAY);
+    gb_u32(&b, LV_GGUF_BOOL);
+    gb_u64(&b, 4);
+    gb_bytes(&b, "\1\0\2\1", 4);
+    EXPECT_BAD(&b, LV_ERR_FORMAT, "key 'flags' element 2 is a bool with value 2");
+    b.p[b.n - 2] = 0xff;
+    EXPECT_BAD(&b, LV_ERR_FORMAT, "element 2 is a bool with value 255");
+    b.p[b.n - 2] = 1;
+    gb_guard gd;
+    lv_gguf *g = OPEN_OK(&gd, &b);
+    CHECK(g && lv_gguf_arr_n(g, 0) == 4 && memcmp(lv_gguf_arr_data(g, 0), "\1\0\1\1", 4) == 0, "valid bool array");
+    lv_gguf_close(g);
+    gb_guard_free(&gd);
+    gb_free(&b);
+}
