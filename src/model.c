@@ -322,6 +322,61 @@ static lv_status read_whole_file(const char *path, void **out, uint64_t *size) {
     return LV_OK;
 }
 
+/* Everything after the GGUF is open: architecture, vocabulary, hyper-parameters, weights.
+ * Messages are prefixed with m->path. */
+static lv_status model_init(lv_model *m, lv_model_params params) {
+    const char *path = m->path;
+    lv_status st;
+    /* architecture */
+    const arch_info *ai = NULL;
+    {
+        int64_t i = lv_gguf_find_key(m->gguf, "general.architecture");
+        if (i < 0 || lv_gguf_kv_type(m->gguf, i) != LV_GGUF_STRING) {
+            if (!params.vocab_only)
+                return lv_error(LV_ERR_FORMAT, "%s: key 'general.architecture' is missing or not a string", path);
+        } else {
+            lv_gguf_str s = lv_gguf_get_str(m->gguf, i);
+            for (size_t k = 0; k < LV_ARRAY_LEN(g_archs); k++)
+                if (strlen(g_archs[k].name) == s.len && memcmp(g_archs[k].name, s.ptr, s.len) == 0) ai = &g_archs[k];
+            if (!ai && !params.vocab_only)
+                return lv_error(LV_ERR_UNSUPPORTED, "%s: architecture '%.*s' is not supported (llama and qwen2 are)", path,
+                                (int)LV_MIN(s.len, 64), s.ptr);
+        }
+    }
+    if (ai) m->arch = ai->arch;
+
+    /* vocabulary */
+    if ((st = lv_vocab_load(m->gguf, &m->vocab)) != LV_OK) {
+        if (!params.vocab_only && st == LV_ERR_FORMAT && lv_gguf_find_key(m->gguf, "tokenizer.ggml.model") < 0) {
+            /* no tokenizer at all: allowed for a weights-only model (token ids in, logits out) */
+            m->vocab = NULL;
+            lv_error_clear();
+        } else {
+            lv_error_prefix("%s: tokenizer", path);
+            return st;
+        }
+    }
+    if (params.vocab_only) return LV_OK;
+
+    if ((st = read_hparams(m, ai)) != LV_OK) {
+        lv_error_prefix("%s", path);
+        return st;
+    }
+    /* n_vocab: the tokenizer's size, else token_embd's rows */
+    {
+        int64_t ti = lv_gguf_find_tensor(m->gguf, "token_embd.weight");
+        if (ti < 0) return lv_error(LV_ERR_FORMAT, "%s: tensor 'token_embd.weight' is missing", path);
+        m->hp.n_vocab = m->vocab ? lv_vocab_n_tokens(m->vocab) : lv_gguf_tensor_at(m->gguf, ti)->ne[1];
+        if (m->hp.n_vocab <= 0 || m->hp.n_vocab > INT32_MAX)
+            return lv_error(LV_ERR_FORMAT, "%s: vocabulary size %lld is invalid", path, (long long)m->hp.n_vocab);
+    }
+    if ((st = bind_tensors(m, ai)) != LV_OK) {
+        lv_error_prefix("%s", path);
+        return st;
+    }
+    return LV_OK;
+}
+
 lv_status lv_model_load(const char *path, lv_model_params params, lv_model **out) {
     *out = NULL;
     lv_model *m = lv_calloc(1, sizeof(*m));
@@ -343,67 +398,31 @@ lv_status lv_model_load(const char *path, lv_model_params params, lv_model **out
             if (st != LV_OK) lv_error_prefix("%s", path);
         }
     }
-    if (st != LV_OK) goto fail;
+    if (st != LV_OK || (st = model_init(m, params)) != LV_OK) goto fail;
+    *out = m;
+    return LV_OK;
 
-    /* architecture */
-    const arch_info *ai = NULL;
-    {
-        int64_t i = lv_gguf_find_key(m->gguf, "general.architecture");
-        if (i < 0 || lv_gguf_kv_type(m->gguf, i) != LV_GGUF_STRING) {
-            if (!params.vocab_only) {
-                st = lv_error(LV_ERR_FORMAT, "%s: key 'general.architecture' is missing or not a string", path);
-                goto fail;
-            }
-        } else {
-            lv_gguf_str s = lv_gguf_get_str(m->gguf, i);
-            for (size_t k = 0; k < LV_ARRAY_LEN(g_archs); k++)
-                if (strlen(g_archs[k].name) == s.len && memcmp(g_archs[k].name, s.ptr, s.len) == 0) ai = &g_archs[k];
-            if (!ai && !params.vocab_only) {
-                st = lv_error(LV_ERR_UNSUPPORTED, "%s: architecture '%.*s' is not supported (llama and qwen2 are)", path,
-                              (int)LV_MIN(s.len, 64), s.ptr);
-                goto fail;
-            }
-        }
-    }
-    if (ai) m->arch = ai->arch;
+fail:
+    lv_model_free(m);
+    return st;
+}
 
-    /* vocabulary */
-    if ((st = lv_vocab_load(m->gguf, &m->vocab)) != LV_OK) {
-        if (!params.vocab_only && st == LV_ERR_FORMAT && lv_gguf_find_key(m->gguf, "tokenizer.ggml.model") < 0) {
-            /* no tokenizer at all: allowed for a weights-only model (token ids in, logits out) */
-            m->vocab = NULL;
-            lv_error_clear();
-        } else {
-            lv_error_prefix("%s: tokenizer", path);
-            goto fail;
-        }
-    }
-    if (params.vocab_only) {
-        *out = m;
-        return LV_OK;
-    }
-
-    if ((st = read_hparams(m, ai)) != LV_OK) {
-        lv_error_prefix("%s", path);
+lv_status lv_model_load_memory(const void *data, uint64_t size, lv_model_params params, lv_model **out) {
+    *out = NULL;
+    lv_model *m = lv_calloc(1, sizeof(*m));
+    if (!m) return LV_ERR_NOMEM;
+    lv_status st;
+    m->path = lv_strdup("<memory>");
+    m->vocab_only = params.vocab_only;
+    if (!m->path) {
+        st = LV_ERR_NOMEM;
         goto fail;
     }
-    /* n_vocab: the tokenizer's size, else token_embd's rows */
-    {
-        int64_t ti = lv_gguf_find_tensor(m->gguf, "token_embd.weight");
-        if (ti < 0) {
-            st = lv_error(LV_ERR_FORMAT, "%s: tensor 'token_embd.weight' is missing", path);
-            goto fail;
-        }
-        m->hp.n_vocab = m->vocab ? lv_vocab_n_tokens(m->vocab) : lv_gguf_tensor_at(m->gguf, ti)->ne[1];
-        if (m->hp.n_vocab <= 0 || m->hp.n_vocab > INT32_MAX) {
-            st = lv_error(LV_ERR_FORMAT, "%s: vocabulary size %lld is invalid", path, (long long)m->hp.n_vocab);
-            goto fail;
-        }
-    }
-    if ((st = bind_tensors(m, ai)) != LV_OK) {
-        lv_error_prefix("%s", path);
+    if ((st = lv_gguf_open_memory(data, size, &m->gguf)) != LV_OK) {
+        lv_error_prefix("%s", m->path);
         goto fail;
     }
+    if ((st = model_init(m, params)) != LV_OK) goto fail;
     *out = m;
     return LV_OK;
 

@@ -130,6 +130,36 @@ const char *gb_tmp_path(const char *name) {
 }
 
 /* -------------------------------------------------------------------------------------------
+ * a small valid file
+ * ----------------------------------------------------------------------------------------- */
+
+void gb_small_file(gb_buf *out, uint64_t seed) {
+    lv_test_rng r = {seed};
+    lv_gguf_writer *w = lv_gguf_writer_create();
+    if (!w) abort();
+    const char *strs[] = {"", "a", "bc", "def"};
+    uint16_t u16s[3] = {1, 2, 65535};
+    float f32s[2] = {0.5f, -2.0f};
+    uint8_t bools[3] = {1, 0, 1};
+    bool ok = lv_gguf_writer_set_str(w, "general.architecture", "llama") && lv_gguf_writer_set_u32(w, "general.alignment", 64) &&
+              lv_gguf_writer_set_u32(w, "u32", 7) && lv_gguf_writer_set_i32(w, "i32", -7) && lv_gguf_writer_set_u64(w, "u64", UINT64_MAX) &&
+              lv_gguf_writer_set_f32(w, "f32", 1.5f) && lv_gguf_writer_set_bool(w, "bool", true) &&
+              lv_gguf_writer_set_arr(w, "arr.u16", LV_GGUF_UINT16, u16s, 3) && lv_gguf_writer_set_arr(w, "arr.f32", LV_GGUF_FLOAT32, f32s, 2) &&
+              lv_gguf_writer_set_arr(w, "arr.bool", LV_GGUF_BOOL, bools, 3) && lv_gguf_writer_set_arr(w, "arr.empty", LV_GGUF_INT64, NULL, 0) &&
+              lv_gguf_writer_set_arr_str(w, "arr.str", strs, 4);
+    int64_t ne_a[2] = {3, 2}, ne_b[1] = {32}, ne_c[3] = {2, 1, 2};
+    ok = ok && lv_gguf_writer_add_tensor(w, "a", LV_TYPE_F32, 2, ne_a) && lv_gguf_writer_add_tensor(w, "b", LV_TYPE_Q8_0, 1, ne_b) &&
+         lv_gguf_writer_add_tensor(w, "c", LV_TYPE_F16, 3, ne_c);
+    uint8_t data[3][64];
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 64; j++) data[i][j] = (uint8_t)lv_test_rng_u64(&r);
+    const void *d[3] = {data[0], data[1], data[2]};
+    ok = ok && gb_write_mem(w, d, out);
+    lv_gguf_writer_free(w);
+    if (!ok) abort();
+}
+
+/* -------------------------------------------------------------------------------------------
  * tiny models
  * ----------------------------------------------------------------------------------------- */
 
@@ -175,6 +205,12 @@ void gb_model_init(gb_model *m, const char *arch, bool untied, uint64_t seed) {
     m->n_head_kv = 1;
     m->rms_eps = 1e-5f;
     m->seed = seed;
+    gb_model_layout(m, untied);
+}
+
+void gb_model_layout(gb_model *m, bool untied) {
+    const char *arch = m->arch;
+    m->n_t = 0;
     const int64_t E = m->n_embd, hd = m->n_embd / m->n_head;
     const int64_t q = m->n_head * hd, kv = m->n_head_kv * hd;
     const bool bias = strcmp(arch, "qwen2") == 0;

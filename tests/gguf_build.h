@@ -56,6 +56,10 @@ bool gb_write_file(const char *path, const void *p, size_t n);
 /* build/<mode>/tmp/<name> (static buffer, rotated over 4 slots) */
 const char *gb_tmp_path(const char *name);
 
+/* A small valid file with a bit of everything (~700 bytes): scalars of several types, arrays
+ * (u16, f32, bool, empty, strings), general.alignment 64, three tensors (f32, q8_0, f16). */
+void gb_small_file(gb_buf *out, uint64_t seed);
+
 /* ---- tiny models ---- */
 #define GB_MAX_TENSORS 64
 #define GB_MAX_OMIT 4
@@ -84,6 +88,8 @@ typedef struct gb_model {
 /* A valid model: `arch` "llama" (untied output when untied) or "qwen2" (q/k/v biases).
  * Shapes: n_embd 8, 1 layer, n_ff 16, n_vocab 16, 2 heads, 1 kv head, all f32. */
 void gb_model_init(gb_model *m, const char *arch, bool untied, uint64_t seed);
+/* Rebuild the tensor list (all f32) from the model's sizes, after a test changed them. */
+void gb_model_layout(gb_model *m, bool untied);
 gb_tensor *gb_model_find(gb_model *m, const char *name);
 void gb_model_remove(gb_model *m, const char *name);
 gb_tensor *gb_model_add(gb_model *m, const char *name, uint32_t type, int n_dims, int64_t ne0, int64_t ne1);

@@ -995,36 +995,9 @@ TEST(gguf_rejects_bad_tensor_data) {
  * every prefix, random mutations
  * ----------------------------------------------------------------------------------------- */
 
-/* a small file with a bit of everything: several value kinds and tensors */
-static void small_valid_file(gb_buf *out, uint64_t seed) {
-    lv_test_rng r = {seed};
-    lv_gguf_writer *w = lv_gguf_writer_create();
-    if (!w) abort();
-    const char *strs[] = {"", "a", "bc", "def"};
-    uint16_t u16s[3] = {1, 2, 65535};
-    float f32s[2] = {0.5f, -2.0f};
-    uint8_t bools[3] = {1, 0, 1};
-    bool ok = lv_gguf_writer_set_str(w, "general.architecture", "llama") && lv_gguf_writer_set_u32(w, "general.alignment", 64) &&
-              lv_gguf_writer_set_u32(w, "u32", 7) && lv_gguf_writer_set_i32(w, "i32", -7) && lv_gguf_writer_set_u64(w, "u64", UINT64_MAX) &&
-              lv_gguf_writer_set_f32(w, "f32", 1.5f) && lv_gguf_writer_set_bool(w, "bool", true) &&
-              lv_gguf_writer_set_arr(w, "arr.u16", LV_GGUF_UINT16, u16s, 3) && lv_gguf_writer_set_arr(w, "arr.f32", LV_GGUF_FLOAT32, f32s, 2) &&
-              lv_gguf_writer_set_arr(w, "arr.bool", LV_GGUF_BOOL, bools, 3) && lv_gguf_writer_set_arr(w, "arr.empty", LV_GGUF_INT64, NULL, 0) &&
-              lv_gguf_writer_set_arr_str(w, "arr.str", strs, 4);
-    int64_t ne_a[2] = {3, 2}, ne_b[1] = {32}, ne_c[3] = {2, 1, 2};
-    ok = ok && lv_gguf_writer_add_tensor(w, "a", LV_TYPE_F32, 2, ne_a) && lv_gguf_writer_add_tensor(w, "b", LV_TYPE_Q8_0, 1, ne_b) &&
-         lv_gguf_writer_add_tensor(w, "c", LV_TYPE_F16, 3, ne_c);
-    uint8_t data[3][64];
-    for (int i = 0; i < 3; i++)
-        for (int j = 0; j < 64; j++) data[i][j] = (uint8_t)lv_test_rng_u64(&r);
-    const void *d[3] = {data[0], data[1], data[2]};
-    ok = ok && gb_write_mem(w, d, out);
-    lv_gguf_writer_free(w);
-    if (!ok) abort();
-}
-
 TEST(gguf_rejects_every_truncation) {
     gb_buf b = {0};
-    small_valid_file(&b, lv_test_seed());
+    gb_small_file(&b, lv_test_seed());
     gb_guard gd;
     lv_gguf *g = OPEN_OK(&gd, &b);
     REQUIRE(g, "the full file parses");
@@ -1069,7 +1042,7 @@ TEST(gguf_open_file_errors) {
     CHECK(st == LV_ERR_IO && g == NULL && strstr(lv_last_error(), "not a regular file"), "directory: %s", lv_last_error());
     /* a truncated file on disk: the message names the file */
     gb_buf b = {0};
-    small_valid_file(&b, 1);
+    gb_small_file(&b, 1);
     path = gb_tmp_path("truncated.gguf");
     REQUIRE(gb_write_file(path, b.p, b.n / 2), "writing %s", path);
     st = lv_gguf_open(path, &g);
@@ -1106,7 +1079,7 @@ static void mutate(lv_test_rng *r, gb_buf *b) {
 TEST(gguf_survives_random_mutations) {
     lv_test_rng r = {lv_test_seed() ^ 0x6d757461746521ull};
     gb_buf base = {0};
-    small_valid_file(&base, lv_test_seed());
+    gb_small_file(&base, lv_test_seed());
     const int iters = lv_test_quick() ? 5000 : 20000;
     int accepted = 0, rejected = 0, silent = 0, violations = 0;
     for (int it = 0; it < iters; it++) {
