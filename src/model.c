@@ -73,6 +73,9 @@ static lv_status get_int(const kv_reader *r, const char *suffix, bool required, 
                 return lv_error(LV_ERR_UNSUPPORTED, "key '%s' varies per layer; only uniform layers are supported", key);
         }
     } else if (!lv_gguf_get_i64(r->g, i, &v)) {
+        uint64_t u;
+        if (lv_gguf_get_u64(r->g, i, &u)) /* a u64 beyond INT64_MAX */
+            return lv_error(LV_ERR_FORMAT, "key '%s' = %llu is outside [%lld, %lld]", key, (unsigned long long)u, (long long)lo, (long long)hi);
         return lv_error(LV_ERR_FORMAT, "key '%s' must be an integer but is %s", key, lv_gguf_type_name(lv_gguf_kv_type(r->g, i)));
     }
     if (v < lo || v > hi)

@@ -305,6 +305,7 @@ TEST(model_rejects_bad_hparam_values) {
     const uint8_t yes = 1;
     const uint32_t zero = 0, big_layers = 5000, three = 3, u32_8 = 8;
     const int32_t minus = -4;
+    const uint64_t u64_huge = UINT64_MAX;
     const char *strs[] = {"8"};
     const uint32_t per_layer_same[2] = {1, 1}, per_layer_diff[2] = {1, 2};
     const double f64_eps = 1e-6;
@@ -335,6 +336,8 @@ TEST(model_rejects_bad_hparam_values) {
                     "key 'llama.block_count' = 5000 is outside [1, 4096]");
     EXPECT_EDIT_BAD("llama", ((key_edit){"embedding_length", LV_GGUF_INT32, 0, &minus, 0, NULL}), LV_ERR_FORMAT,
                     "key 'llama.embedding_length' = -4 is outside");
+    EXPECT_EDIT_BAD("llama", ((key_edit){"context_length", LV_GGUF_UINT64, 0, &u64_huge, 0, NULL}), LV_ERR_FORMAT,
+                    "key 'llama.context_length' = 18446744073709551615 is outside");
     EXPECT_EDIT_BAD("llama", ((key_edit){"attention.head_count_kv", LV_GGUF_UINT32, 0, &zero, 0, NULL}), LV_ERR_FORMAT,
                     "key 'llama.attention.head_count_kv' = 0 is outside");
     EXPECT_EDIT_BAD("llama", ((key_edit){"attention.layer_norm_rms_epsilon", LV_GGUF_FLOAT32, 0, &nan, 0, NULL}), LV_ERR_FORMAT,
