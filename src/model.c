@@ -164,6 +164,10 @@ static lv_status read_hparams(lv_model *m, const arch_info *ai) {
     hp->n_embd_head_v = hp->n_embd / hp->n_head;
     if ((st = get_int(&r, "attention.key_length", false, 1, 1 << 16, &hp->n_embd_head_k)) != LV_OK) return st;
     if ((st = get_int(&r, "attention.value_length", false, 1, 1 << 16, &hp->n_embd_head_v)) != LV_OK) return st;
+    if (hp->n_embd_head_k < 1 || hp->n_embd_head_v < 1)
+        return lv_error(LV_ERR_FORMAT, "head size %lld/%lld is invalid (%s.embedding_length %lld / attention.head_count %lld, "
+                        "no attention.key_length/value_length)", (long long)hp->n_embd_head_k, (long long)hp->n_embd_head_v,
+                        ai->name, (long long)hp->n_embd, (long long)hp->n_head);
     hp->n_rot = hp->n_embd_head_k;
     if ((st = get_int(&r, "rope.dimension_count", false, 0, 1 << 16, &hp->n_rot)) != LV_OK) return st;
     if (ai->arch == LV_ARCH_LLAMA && hp->n_rot != hp->n_embd_head_k)
@@ -185,9 +189,10 @@ typedef struct binder {
     uint8_t *used; /* (n_tensors) */
 } binder;
 
-/* Bind a tensor by name with an expected shape (ne1 = 0 for 1-D). A 2-D weight must have a type
- * longview computes with; a 1-D tensor must be F32. */
-static lv_status bind(binder *b, lv_tensor *t, const char *name, int64_t ne0, int64_t ne1, bool required) {
+/* Bind a tensor by name with an expected shape: n_dims 1 (ne0) or 2 (ne0, ne1). A 2-D weight
+ * must have a type longview computes with; a 1-D tensor must be F32. */
+static lv_status bind(binder *b, lv_tensor *t, const char *name, int want_dims, int64_t ne0, int64_t ne1, bool required) {
+    LV_ASSERT(want_dims == 1 || want_dims == 2);
     memset(t, 0, sizeof(*t));
     int64_t i = lv_gguf_find_tensor(b->m->gguf, name);
     if (i < 0) {
@@ -196,9 +201,8 @@ static lv_status bind(binder *b, lv_tensor *t, const char *name, int64_t ne0, in
     }
     const lv_gguf_tensor *gt = lv_gguf_tensor_at(b->m->gguf, i);
     b->used[i] = 1;
-    int want_dims = ne1 ? 2 : 1;
-    if (gt->n_dims != want_dims || gt->ne[0] != ne0 || (ne1 && gt->ne[1] != ne1)) {
-        if (ne1)
+    if (gt->n_dims != want_dims || gt->ne[0] != ne0 || (want_dims == 2 && gt->ne[1] != ne1)) {
+        if (want_dims == 2)
             return lv_error(LV_ERR_FORMAT, "tensor '%s' has shape [%lld, %lld, %lld, %lld], expected [%lld, %lld]", name,
                             (long long)gt->ne[0], (long long)gt->ne[1], (long long)gt->ne[2], (long long)gt->ne[3],
                             (long long)ne0, (long long)ne1);
@@ -232,14 +236,14 @@ static lv_status bind_tensors(lv_model *m, const arch_info *ai) {
     const int64_t o_dim = hp->n_head * hp->n_embd_head_v;
     char name[LV_GGUF_MAX_NAME + 16];
 
-    if ((st = bind(&b, &m->tok_embd, "token_embd.weight", E, V, true)) != LV_OK) goto end;
-    if ((st = bind(&b, &m->output_norm, "output_norm.weight", E, 0, true)) != LV_OK) goto end;
-    if ((st = bind(&b, &m->output, "output.weight", E, V, false)) != LV_OK) goto end;
+    if ((st = bind(&b, &m->tok_embd, "token_embd.weight", 2, E, V, true)) != LV_OK) goto end;
+    if ((st = bind(&b, &m->output_norm, "output_norm.weight", 1, E, 0, true)) != LV_OK) goto end;
+    if ((st = bind(&b, &m->output, "output.weight", 2, E, V, false)) != LV_OK) goto end;
     if (!m->output.data) {
         m->output = m->tok_embd;
         m->tied_output = true;
     }
-    if ((st = bind(&b, &m->rope_freqs, "rope_freqs.weight", hp->n_rot / 2, 0, false)) != LV_OK) goto end;
+    if ((st = bind(&b, &m->rope_freqs, "rope_freqs.weight", 1, hp->n_rot / 2, 0, false)) != LV_OK) goto end;
 
     m->layers = lv_calloc((size_t)hp->n_layer, sizeof(lv_layer));
     if (!m->layers) {
@@ -248,24 +252,24 @@ static lv_status bind_tensors(lv_model *m, const arch_info *ai) {
     }
     for (int64_t il = 0; il < hp->n_layer; il++) {
         lv_layer *L = &m->layers[il];
-#define BIND(field, suffix, a, c, req)                                                  \
+#define BIND(field, suffix, nd, a, c, req)                                              \
     do {                                                                                \
         snprintf(name, sizeof(name), "blk.%lld." suffix, (long long)il);                \
-        if ((st = bind(&b, &L->field, name, a, c, req)) != LV_OK) goto end;             \
+        if ((st = bind(&b, &L->field, name, nd, a, c, req)) != LV_OK) goto end;         \
     } while (0)
-        BIND(attn_norm, "attn_norm.weight", E, 0, true);
-        BIND(wq, "attn_q.weight", E, q_dim, true);
-        BIND(wk, "attn_k.weight", E, k_dim, true);
-        BIND(wv, "attn_v.weight", E, v_dim, true);
-        BIND(wo, "attn_output.weight", o_dim, E, true);
-        BIND(bq, "attn_q.bias", q_dim, 0, ai->qkv_bias_required);
-        BIND(bk, "attn_k.bias", k_dim, 0, ai->qkv_bias_required);
-        BIND(bv, "attn_v.bias", v_dim, 0, ai->qkv_bias_required);
-        BIND(bo, "attn_output.bias", E, 0, false);
-        BIND(ffn_norm, "ffn_norm.weight", E, 0, true);
-        BIND(ffn_gate, "ffn_gate.weight", E, hp->n_ff, true);
-        BIND(ffn_up, "ffn_up.weight", E, hp->n_ff, true);
-        BIND(ffn_down, "ffn_down.weight", hp->n_ff, E, true);
+        BIND(attn_norm, "attn_norm.weight", 1, E, 0, true);
+        BIND(wq, "attn_q.weight", 2, E, q_dim, true);
+        BIND(wk, "attn_k.weight", 2, E, k_dim, true);
+        BIND(wv, "attn_v.weight", 2, E, v_dim, true);
+        BIND(wo, "attn_output.weight", 2, o_dim, E, true);
+        BIND(bq, "attn_q.bias", 1, q_dim, 0, ai->qkv_bias_required);
+        BIND(bk, "attn_k.bias", 1, k_dim, 0, ai->qkv_bias_required);
+        BIND(bv, "attn_v.bias", 1, v_dim, 0, ai->qkv_bias_required);
+        BIND(bo, "attn_output.bias", 1, E, 0, false);
+        BIND(ffn_norm, "ffn_norm.weight", 1, E, 0, true);
+        BIND(ffn_gate, "ffn_gate.weight", 2, E, hp->n_ff, true);
+        BIND(ffn_up, "ffn_up.weight", 2, E, hp->n_ff, true);
+        BIND(ffn_down, "ffn_down.weight", 2, hp->n_ff, E, true);
 #undef BIND
     }
     for (int64_t i = 0; i < n_tensors; i++) {

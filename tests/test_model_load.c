@@ -381,13 +381,32 @@ TEST(model_rejects_bad_hparam_values) {
 }
 
 TEST(model_rejects_bad_head_counts) {
-    const uint32_t three = 3;
+    const uint32_t three = 3, u32_16 = 16;
     /* 2 heads, 3 kv heads */
     EXPECT_EDIT_BAD("llama", ((key_edit){"attention.head_count_kv", LV_GGUF_UINT32, 0, &three, 0, NULL}), LV_ERR_FORMAT,
                     "attention.head_count 2 is not a multiple of head_count_kv 3");
+    /* 16 heads of an 8-wide embedding: a head size of 0 */
+    EXPECT_EDIT_BAD("llama", ((key_edit){"attention.head_count", LV_GGUF_UINT32, 0, &u32_16, 0, NULL}), LV_ERR_FORMAT,
+                    "head size 0/0 is invalid (llama.embedding_length 8 / attention.head_count 16");
+    /* The same with tensors shaped to match a head size of 0 (q/k/v 1-D, as the loader used to
+     * expect when a zero width made it take a 2-D weight for a 1-D one): it used to load. */
+    gb_model m;
+    gb_model_init(&m, "llama", false, 1);
+    m.n_head = 16;
+    gb_model_layout(&m, false);
+    for (int il = 0; il < 2; il++) {
+        static const char *qkv[] = {"attn_q.weight", "attn_k.weight", "attn_v.weight"};
+        for (int k = 0; k < 3; k++) {
+            char name[64];
+            snprintf(name, sizeof(name), "blk.%d.%s", il, qkv[k]);
+            gb_tensor *t = gb_model_find(&m, name);
+            t->n_dims = 1;
+            t->ne[1] = 1;
+        }
+    }
+    EXPECT_MODEL_BAD(&m, LV_ERR_FORMAT, "head size 0/0 is invalid");
     /* an explicit key_length makes the head size independent of embedding_length */
     const uint32_t four = 4;
-    gb_model m;
     gb_model_init(&m, "llama", false, 1);
     key_edit e = {"attention.key_length", LV_GGUF_UINT32, 0, &four, 0, NULL};
     m.edit = apply_edit;
