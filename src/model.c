@@ -272,13 +272,18 @@ static lv_status bind_tensors(lv_model *m, const arch_info *ai) {
         BIND(ffn_down, "ffn_down.weight", 2, hp->n_ff, E, true);
 #undef BIND
     }
+    int64_t n_unused = 0, first_unused = -1;
     for (int64_t i = 0; i < n_tensors; i++) {
         if (!b.used[i]) {
-            st = lv_error(LV_ERR_UNSUPPORTED, "tensor '%s' is not used by the %s architecture (%lld unexpected tensors): "
-                          "a different model variant?", lv_gguf_tensor_at(m->gguf, i)->name, ai->name,
-                          (long long)(n_tensors - i));
-            goto end;
+            if (first_unused < 0) first_unused = i;
+            n_unused++;
         }
+    }
+    if (n_unused > 0) {
+        st = lv_error(LV_ERR_UNSUPPORTED, "tensor '%s' is not used by the %s architecture (%lld unexpected tensor%s): "
+                      "a different model variant?", lv_gguf_tensor_at(m->gguf, first_unused)->name, ai->name,
+                      (long long)n_unused, n_unused == 1 ? "" : "s");
+        goto end;
     }
     st = LV_OK;
 end:

@@ -508,6 +508,13 @@ TEST(model_rejects_unexpected_tensors) {
     gb_model_add(&m, "blk.2.attn_norm.weight", LV_TYPE_F32, 1, 8, 0); /* a layer past block_count */
     gb_model_add(&m, "blk.2.ffn_norm.weight", LV_TYPE_F32, 1, 8, 0);
     EXPECT_MODEL_BAD(&m, LV_ERR_UNSUPPORTED, "tensor 'blk.2.attn_norm.weight' is not used by the llama architecture (2 unexpected tensors)");
+    /* an unexpected tensor first in the file: the count is of unexpected tensors only */
+    gb_model_init(&m, "qwen2", false, 1);
+    gb_model_add(&m, "pos_embd.weight", LV_TYPE_F32, 2, 8, 16);
+    gb_tensor extra = m.t[m.n_t - 1];
+    memmove(&m.t[1], &m.t[0], (size_t)(m.n_t - 1) * sizeof(m.t[0]));
+    m.t[0] = extra;
+    EXPECT_MODEL_BAD(&m, LV_ERR_UNSUPPORTED, "tensor 'pos_embd.weight' is not used by the qwen2 architecture (1 unexpected tensor)");
 }
 
 /* files that are not models at all */
