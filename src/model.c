@@ -97,6 +97,8 @@ static lv_status get_float(const kv_reader *r, const char *suffix, bool required
     if (!lv_gguf_get_f64(r->g, i, &v))
         return lv_error(LV_ERR_FORMAT, "key '%s' must be a number but is %s", key, lv_gguf_type_name(lv_gguf_kv_type(r->g, i)));
     if (!isfinite(v)) return lv_error(LV_ERR_FORMAT, "key '%s' is not finite", key);
+    /* an f64 (or an integer) beyond FLT_MAX would become inf as a float */
+    if (!isfinite((float)v)) return lv_error(LV_ERR_FORMAT, "key '%s' = %g is out of range for a 32-bit float", key, v);
     *out = (float)v;
     return LV_OK;
 }

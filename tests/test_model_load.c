@@ -308,7 +308,7 @@ TEST(model_rejects_bad_hparam_values) {
     const uint64_t u64_huge = UINT64_MAX;
     const char *strs[] = {"8"};
     const uint32_t per_layer_same[2] = {1, 1}, per_layer_diff[2] = {1, 2};
-    const double f64_eps = 1e-6;
+    const double f64_eps = 1e-6, f64_huge = 1e300;
 
     /* wrong types */
     EXPECT_EDIT_BAD("llama", ((key_edit){"context_length", LV_GGUF_STRING, 0, NULL, 0, "128"}), LV_ERR_FORMAT,
@@ -346,6 +346,9 @@ TEST(model_rejects_bad_hparam_values) {
                     "is not finite");
     EXPECT_EDIT_BAD("llama", ((key_edit){"attention.layer_norm_rms_epsilon", LV_GGUF_FLOAT32, 0, &neg, 0, NULL}), LV_ERR_FORMAT,
                     "llama.attention.layer_norm_rms_epsilon is negative");
+    /* finite as a double, infinite as the float it is stored in: used to pass as eps = inf */
+    EXPECT_EDIT_BAD("llama", ((key_edit){"attention.layer_norm_rms_epsilon", LV_GGUF_FLOAT64, 0, &f64_huge, 0, NULL}), LV_ERR_FORMAT,
+                    "key 'llama.attention.layer_norm_rms_epsilon' = 1e+300 is out of range for a 32-bit float");
     EXPECT_EDIT_BAD("llama", ((key_edit){"rope.freq_base", LV_GGUF_FLOAT32, 0, &neg, 0, NULL}), LV_ERR_FORMAT,
                     "llama.rope.freq_base must be positive");
     EXPECT_EDIT_BAD("llama", ((key_edit){"rope.scaling.type", LV_GGUF_STRING, 0, NULL, 0, "longrope"}), LV_ERR_UNSUPPORTED,
