@@ -597,7 +597,11 @@ static bool num_at(lv_gguf_type t, const uint8_t *p, double *f, int64_t *iv, boo
     case LV_GGUF_INT32: *iv = v.i32; break;
     case LV_GGUF_INT64: *iv = v.i64; break;
     case LV_GGUF_UINT64:
-        if (v.u64 > (uint64_t)INT64_MAX) return false;
+        if (v.u64 > (uint64_t)INT64_MAX) { /* a number, but not an int64 */
+            *f = (double)v.u64;
+            *is_int = false;
+            return true;
+        }
         *iv = (int64_t)v.u64;
         break;
     case LV_GGUF_FLOAT32: *f = v.f32; *is_int = false; return true;

@@ -116,7 +116,15 @@ static expect_num decode_num(lv_gguf_type t, const void *p) {
     case LV_GGUF_UINT32: e.i = v.u32; break;
     case LV_GGUF_INT32: e.i = v.i32; break;
     case LV_GGUF_INT64: e.i = v.i64; break;
-    case LV_GGUF_UINT64: e.i64_ok = v.u64 <= (uint64_t)INT64_MAX; e.i = (int64_t)v.u64; break;
+    case LV_GGUF_UINT64:
+        if (v.u64 > (uint64_t)INT64_MAX) { /* not an int64, but still a number */
+            e.is_int = e.i64_ok = false;
+            e.is_float = true;
+            e.f = (double)v.u64;
+            return e;
+        }
+        e.i = (int64_t)v.u64;
+        break;
     case LV_GGUF_FLOAT32: e.is_int = e.i64_ok = false; e.is_float = true; e.f = v.f32; return e;
     case LV_GGUF_FLOAT64: e.is_int = e.i64_ok = false; e.is_float = true; e.f = v.f64; return e;
     default: e.is_int = e.i64_ok = false; return e;
@@ -1254,6 +1262,33 @@ TEST(gguf_rejects_bad_bool_array_element) {
     gb_guard gd;
     lv_gguf *g = OPEN_OK(&gd, &b);
     CHECK(g && lv_gguf_arr_n(g, 0) == 4 && memcmp(lv_gguf_arr_data(g, 0), "\1\0\1\1", 4) == 0, "valid bool array");
+    lv_gguf_close(g);
+    gb_guard_free(&gd);
+    gb_free(&b);
+}
+
+/* lv_gguf_get_f64 / arr_get_f64 of a u64 above INT64_MAX used to fail ("not a number") although
+ * the contract converts integers to floats; get_i64 must still refuse it. */
+TEST(gguf_u64_above_int64_max_is_a_number) {
+    lv_gguf_writer *w = lv_gguf_writer_create();
+    REQUIRE(w, "create");
+    const uint64_t vals[2] = {UINT64_MAX, (uint64_t)INT64_MAX};
+    CHECK(lv_gguf_writer_set_u64(w, "big", UINT64_MAX) && lv_gguf_writer_set_arr(w, "bigs", LV_GGUF_UINT64, vals, 2), "set");
+    gb_buf b = {0};
+    REQUIRE(gb_write_mem(w, NULL, &b), "write");
+    lv_gguf_writer_free(w);
+    gb_guard gd;
+    lv_gguf *g = OPEN_OK(&gd, &b);
+    REQUIRE(g, "open");
+    double f = 0;
+    int64_t i = 0;
+    uint64_t u = 0;
+    CHECK(lv_gguf_get_f64(g, 0, &f) && f == 18446744073709551615.0, "get_f64: %g", f);
+    CHECK(!lv_gguf_get_i64(g, 0, &i), "get_i64 of 2^64-1");
+    CHECK(lv_gguf_get_u64(g, 0, &u) && u == UINT64_MAX, "get_u64");
+    CHECK(lv_gguf_arr_get_f64(g, 1, 0, &f) && f == 18446744073709551615.0, "arr_get_f64[0]");
+    CHECK(!lv_gguf_arr_get_i64(g, 1, 0, &i), "arr_get_i64[0]");
+    CHECK(lv_gguf_arr_get_i64(g, 1, 1, &i) && i == INT64_MAX, "arr_get_i64[1]");
     lv_gguf_close(g);
     gb_guard_free(&gd);
     gb_free(&b);

@@ -373,6 +373,13 @@ TEST(model_rejects_bad_hparam_values) {
         CHECK(model && model->hp.n_head_kv == 1, "a uniform per-layer array");
         lv_model_free(model);
         gb_guard_free(&gd);
+        /* a u64 beyond INT64_MAX is still a number (it used to read as "not a number") */
+        key_edit e3 = {"rope.freq_base", LV_GGUF_UINT64, 0, &u64_huge, 0, NULL};
+        m.edit_user = &e3;
+        model = LOAD_OK(&m, &gd);
+        CHECK(model && model->hp.rope_freq_base == (float)UINT64_MAX, "u64 freq_base");
+        lv_model_free(model);
+        gb_guard_free(&gd);
         /* an f64 epsilon is a number too */
         key_edit e2 = {"attention.layer_norm_rms_epsilon", LV_GGUF_FLOAT64, 0, &f64_eps, 0, NULL};
         m.edit_user = &e2;
