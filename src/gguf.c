@@ -540,6 +540,12 @@ uint64_t lv_gguf_data_offset(const lv_gguf *g) { return g->data_off; }
  * accessors
  * ----------------------------------------------------------------------------------------- */
 
+/* An index from the caller: out of range is a bug in the caller, not bad input. */
+static const kv_entry *kv_at(const lv_gguf *g, int64_t i) {
+    LV_ASSERT(i >= 0 && i < g->n_kv);
+    return &g->kv[i];
+}
+
 int64_t lv_gguf_n_kv(const lv_gguf *g) { return g->n_kv; }
 
 int64_t lv_gguf_find_key(const lv_gguf *g, const char *key) {
@@ -548,13 +554,16 @@ int64_t lv_gguf_find_key(const lv_gguf *g, const char *key) {
     return -1;
 }
 
-const char *lv_gguf_key(const lv_gguf *g, int64_t i) { return g->kv[i].key; }
-lv_gguf_type lv_gguf_kv_type(const lv_gguf *g, int64_t i) { return g->kv[i].type; }
-lv_gguf_type lv_gguf_arr_type(const lv_gguf *g, int64_t i) { return g->kv[i].arr_type; }
-uint64_t lv_gguf_arr_n(const lv_gguf *g, int64_t i) { return g->kv[i].type == LV_GGUF_ARRAY ? g->kv[i].n : 0; }
+const char *lv_gguf_key(const lv_gguf *g, int64_t i) { return kv_at(g, i)->key; }
+lv_gguf_type lv_gguf_kv_type(const lv_gguf *g, int64_t i) { return kv_at(g, i)->type; }
+lv_gguf_type lv_gguf_arr_type(const lv_gguf *g, int64_t i) { return kv_at(g, i)->arr_type; }
+uint64_t lv_gguf_arr_n(const lv_gguf *g, int64_t i) {
+    const kv_entry *e = kv_at(g, i);
+    return e->type == LV_GGUF_ARRAY ? e->n : 0;
+}
 
 const void *lv_gguf_arr_data(const lv_gguf *g, int64_t i) {
-    const kv_entry *e = &g->kv[i];
+    const kv_entry *e = kv_at(g, i);
     if (e->type != LV_GGUF_ARRAY || e->arr_type == LV_GGUF_STRING) return NULL;
     return g->base + e->val_off;
 }
@@ -567,13 +576,13 @@ static lv_gguf_str str_at(const lv_gguf *g, uint64_t off) {
 }
 
 lv_gguf_str lv_gguf_arr_str(const lv_gguf *g, int64_t i, uint64_t j) {
-    const kv_entry *e = &g->kv[i];
+    const kv_entry *e = kv_at(g, i);
     if (e->type != LV_GGUF_ARRAY || e->arr_type != LV_GGUF_STRING || j >= e->n) return (lv_gguf_str){"", 0};
     return str_at(g, e->str_offs[j]);
 }
 
 lv_gguf_str lv_gguf_get_str(const lv_gguf *g, int64_t i) {
-    const kv_entry *e = &g->kv[i];
+    const kv_entry *e = kv_at(g, i);
     if (e->type != LV_GGUF_STRING) return (lv_gguf_str){"", 0};
     return str_at(g, e->val_off);
 }
@@ -615,13 +624,15 @@ static bool num_at(lv_gguf_type t, const uint8_t *p, double *f, int64_t *iv, boo
 bool lv_gguf_get_i64(const lv_gguf *g, int64_t i, int64_t *out) {
     double f;
     bool is_int;
-    if (!num_at(g->kv[i].type, g->base + g->kv[i].val_off, &f, out, &is_int)) return false;
+    const kv_entry *e = kv_at(g, i);
+    if (!num_at(e->type, g->base + e->val_off, &f, out, &is_int)) return false;
     return is_int;
 }
 
 bool lv_gguf_get_u64(const lv_gguf *g, int64_t i, uint64_t *out) {
-    if (g->kv[i].type == LV_GGUF_UINT64) {
-        memcpy(out, g->base + g->kv[i].val_off, 8);
+    const kv_entry *e = kv_at(g, i);
+    if (e->type == LV_GGUF_UINT64) {
+        memcpy(out, g->base + e->val_off, 8);
         return true;
     }
     int64_t v;
@@ -633,17 +644,19 @@ bool lv_gguf_get_u64(const lv_gguf *g, int64_t i, uint64_t *out) {
 bool lv_gguf_get_f64(const lv_gguf *g, int64_t i, double *out) {
     int64_t iv;
     bool is_int;
-    return num_at(g->kv[i].type, g->base + g->kv[i].val_off, out, &iv, &is_int);
+    const kv_entry *e = kv_at(g, i);
+    return num_at(e->type, g->base + e->val_off, out, &iv, &is_int);
 }
 
 bool lv_gguf_get_bool(const lv_gguf *g, int64_t i, bool *out) {
-    if (g->kv[i].type != LV_GGUF_BOOL) return false;
-    *out = g->base[g->kv[i].val_off] != 0;
+    const kv_entry *e = kv_at(g, i);
+    if (e->type != LV_GGUF_BOOL) return false;
+    *out = g->base[e->val_off] != 0;
     return true;
 }
 
 bool lv_gguf_arr_get_f64(const lv_gguf *g, int64_t i, uint64_t j, double *out) {
-    const kv_entry *e = &g->kv[i];
+    const kv_entry *e = kv_at(g, i);
     if (e->type != LV_GGUF_ARRAY || j >= e->n || e->arr_type == LV_GGUF_STRING) return false;
     int64_t iv;
     bool is_int;
@@ -651,7 +664,7 @@ bool lv_gguf_arr_get_f64(const lv_gguf *g, int64_t i, uint64_t j, double *out) {
 }
 
 bool lv_gguf_arr_get_i64(const lv_gguf *g, int64_t i, uint64_t j, int64_t *out) {
-    const kv_entry *e = &g->kv[i];
+    const kv_entry *e = kv_at(g, i);
     if (e->type != LV_GGUF_ARRAY || j >= e->n || e->arr_type == LV_GGUF_STRING) return false;
     double f;
     bool is_int;
@@ -660,8 +673,9 @@ bool lv_gguf_arr_get_i64(const lv_gguf *g, int64_t i, uint64_t j, int64_t *out) 
 }
 
 void lv_gguf_kv_raw(const lv_gguf *g, int64_t i, const void **data, uint64_t *size) {
-    *data = g->base + g->kv[i].raw_off;
-    *size = g->kv[i].raw_size;
+    const kv_entry *e = kv_at(g, i);
+    *data = g->base + e->raw_off;
+    *size = e->raw_size;
 }
 
 int64_t lv_gguf_n_tensors(const lv_gguf *g) { return g->n_tensors; }

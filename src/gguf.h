@@ -76,7 +76,9 @@ uint32_t lv_gguf_alignment(const lv_gguf *g);
 uint64_t lv_gguf_file_size(const lv_gguf *g);
 uint64_t lv_gguf_data_offset(const lv_gguf *g); /* where the data section starts in the file */
 
-/* ---- key/value metadata ---- */
+/* ---- key/value metadata ----
+ * Index arguments come from lv_gguf_find_key or a loop below lv_gguf_n_kv: an index out of
+ * range is a bug in the caller and aborts (LV_ASSERT). */
 int64_t      lv_gguf_n_kv(const lv_gguf *g);
 int64_t      lv_gguf_find_key(const lv_gguf *g, const char *key); /* -1 if absent */
 const char  *lv_gguf_key(const lv_gguf *g, int64_t i);

@@ -16,10 +16,13 @@
 #include "lv_internal.h"
 #include "lv_test.h"
 
+#include <fcntl.h>
 #include <math.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* -------------------------------------------------------------------------------------------
@@ -1291,5 +1294,40 @@ TEST(gguf_u64_above_int64_max_is_a_number) {
     CHECK(lv_gguf_arr_get_i64(g, 1, 1, &i) && i == INT64_MAX, "arr_get_i64[1]");
     lv_gguf_close(g);
     gb_guard_free(&gd);
+    gb_free(&b);
+}
+
+/* An out-of-range key index is a caller bug: it aborts (always-on assert) instead of reading
+ * outside the reader's tables. Run in a child process. */
+static bool aborts_in_child(const lv_gguf *g, int which, int64_t i) {
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int null_fd = open("/dev/null", O_WRONLY);
+        if (null_fd >= 0) dup2(null_fd, 2);
+        double f;
+        switch (which) {
+        case 0: (void)lv_gguf_key(g, i); break;
+        case 1: (void)lv_gguf_get_f64(g, i, &f); break;
+        default: (void)lv_gguf_arr_str(g, i, 0); break;
+        }
+        _exit(0);
+    }
+    int status = 0;
+    if (pid < 0 || waitpid(pid, &status, 0) != pid) return false;
+    return WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT;
+}
+
+TEST(gguf_key_index_out_of_range_aborts) {
+    gb_buf b = {0};
+    gb_small_file(&b, 5);
+    lv_gguf *g = NULL;
+    REQUIRE(lv_gguf_open_memory(b.p, b.n, &g) == LV_OK, "open");
+    const int64_t n = lv_gguf_n_kv(g);
+    CHECK(aborts_in_child(g, 0, n), "lv_gguf_key(n_kv)");
+    CHECK(aborts_in_child(g, 1, -1), "lv_gguf_get_f64(-1)");
+    CHECK(aborts_in_child(g, 2, INT64_MAX), "lv_gguf_arr_str(INT64_MAX)");
+    CHECK(!aborts_in_child(g, 0, n - 1), "the last valid index");
+    lv_gguf_close(g);
     gb_free(&b);
 }
