@@ -1149,6 +1149,10 @@ TEST(gguf_open_huge_sparse_file) {
     }
     lv_gguf *g = NULL;
     lv_status st = lv_gguf_open(path, &g);
+    if (st == LV_ERR_IO && strstr(lv_last_error(), "cannot map")) {
+        unlink(path);
+        SKIP("no room for a 1 TiB mapping here (ulimit -v?): %s", lv_last_error());
+    }
     CHECK(st == LV_OK, "opening a 1 TiB file: %s", lv_last_error());
     if (g) {
         const lv_gguf_tensor *t = lv_gguf_tensor_at(g, 0);
