@@ -721,26 +721,61 @@ TEST(gguf_open_allocation_failures) {
  * the fuzzer's seeds
  * ----------------------------------------------------------------------------------------- */
 
+/* the optional hyper-parameters a fuzzer would not invent: YaRN scaling, head sizes, a
+ * per-layer array */
+static void edit_rich(lv_gguf_writer *w, const char *arch, void *user) {
+    (void)user;
+    char key[128];
+    const uint32_t kv_heads[1] = {1};
+    bool ok = true;
+#define K(suffix) (snprintf(key, sizeof(key), "%s.%s", arch, suffix), key)
+    ok = ok && lv_gguf_writer_set_str(w, K("rope.scaling.type"), "yarn");
+    ok = ok && lv_gguf_writer_set_f32(w, K("rope.scaling.factor"), 4.0f);
+    ok = ok && lv_gguf_writer_set_u32(w, K("rope.scaling.original_context_length"), 32);
+    ok = ok && lv_gguf_writer_set_f32(w, K("rope.scaling.attn_factor"), 1.0f);
+    ok = ok && lv_gguf_writer_set_f32(w, K("rope.freq_base"), 500000.0f);
+    ok = ok && lv_gguf_writer_set_u32(w, K("attention.key_length"), 4);
+    ok = ok && lv_gguf_writer_set_u32(w, K("attention.value_length"), 4);
+    ok = ok && lv_gguf_writer_set_u32(w, K("rope.dimension_count"), 4);
+    ok = ok && lv_gguf_writer_set_u32(w, K("expert_count"), 0);
+    ok = ok && lv_gguf_writer_set_arr(w, K("attention.head_count_kv"), LV_GGUF_UINT32, kv_heads, 1);
+#undef K
+    if (!ok) abort();
+}
+
 /* Writes the seed corpus to $LV_WRITE_FUZZ_CORPUS when set (see fuzz/fuzz_gguf.c), checks
  * that every seed parses and that the model seeds load, and that the committed corpus in
  * fuzz/corpus/gguf (when run from the repository root) still parses. */
 TEST(gguf_fuzz_seeds) {
     const char *out_dir = getenv("LV_WRITE_FUZZ_CORPUS");
-    static const struct { const char *file; const char *arch; bool untied; } models[] = {
-        {"tiny-llama.gguf", "llama", false},
-        {"tiny-llama-untied.gguf", "llama", true},
-        {"tiny-qwen2.gguf", "qwen2", false},
+    static const struct { const char *file; const char *arch; bool untied, rich; } models[] = {
+        {"tiny-llama.gguf", "llama", false, false},
+        {"tiny-llama-untied.gguf", "llama", true, false},
+        {"tiny-qwen2.gguf", "qwen2", false, false},
+        {"tiny-llama-yarn.gguf", "llama", false, true},
     };
     for (size_t i = 0; i < LV_ARRAY_LEN(models); i++) {
         gb_model m;
         gb_model_init(&m, models[i].arch, models[i].untied, 1000 + i);
         m.n_layer = 1; /* small seeds fuzz faster */
         gb_model_layout(&m, models[i].untied);
+        if (models[i].rich) {
+            m.edit = edit_rich;
+            gb_model_add(&m, "rope_freqs.weight", LV_TYPE_F32, 1, 2, 0);
+            gb_model_find(&m, "token_embd.weight")->type = LV_TYPE_F16;
+            gb_model_find(&m, "blk.0.ffn_up.weight")->type = LV_TYPE_BF16;
+        }
         gb_buf b = {0};
         REQUIRE(gb_model_build(&m, &b), "build");
         CHECK(b.n < 8192, "%s is %zu bytes", models[i].file, b.n);
         lv_model *model = NULL;
         CHECK(lv_model_load_memory(b.p, b.n, lv_model_default_params(), &model) == LV_OK, "%s: %s", models[i].file, lv_last_error());
+        if (model && models[i].rich) {
+            const lv_hparams *hp = &model->hp;
+            CHECK(hp->rope_scaling == LV_ROPE_SCALING_YARN && hp->rope_freq_scale == 0.25f && hp->n_ctx_orig == 32 &&
+                      hp->rope_freq_base == 500000.0f && hp->yarn_ext_factor == 1.0f && model->rope_freqs.data != NULL,
+                  "%s: rope settings", models[i].file);
+        }
         lv_model_free(model);
         if (out_dir) {
             char path[4096];
