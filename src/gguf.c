@@ -8,6 +8,9 @@
  * tensor names shorter than 64 bytes, 1..4 dims, element counts fitting in int64, known tensor
  * types whose rows are whole blocks, tensors stored back to back at aligned offsets in the
  * order of their infos, and every tensor's bytes inside the file.
+ * We are stricter in three places: a bool (scalar or array element) must be 0 or 1 (llama.cpp
+ * reads any non-zero byte as true), a tensor needs at least one dimension, and keys and tensor
+ * names may not contain NUL bytes (they are handed out as C strings).
  */
 #define _GNU_SOURCE
 #include "gguf.h"
@@ -47,7 +50,7 @@ struct lv_gguf {
     kv_entry *kv;
     int64_t n_tensors;
     lv_gguf_tensor *tensors;
-    char *names;     /* arena for key and tensor name strings */
+    struct name_chunk *names; /* key and tensor name strings */
 };
 
 /* -------------------------------------------------------------------------------------------
@@ -101,20 +104,47 @@ static lv_status cur_str(cursor *c, uint64_t *len, uint64_t *off, const char *wh
     return LV_OK;
 }
 
-/* A small bump arena for NUL-terminated copies of keys and names; its total is bounded by the
- * file size, which has been checked when each string was read. */
-typedef struct arena {
-    char *buf;
+/* NUL-terminated copies of keys and tensor names live in a list of chunks, allocated as the
+ * strings are read: their total is bounded by the header, not by the file (a model file may be
+ * far larger than memory). A string longer than a chunk gets a chunk of its own. */
+typedef struct name_chunk {
+    struct name_chunk *next;
     uint64_t used, cap;
-} arena;
+    char buf[];
+} name_chunk;
 
-static const char *arena_str(arena *a, const uint8_t *src, uint64_t len) {
-    LV_ASSERT(a->used + len + 1 <= a->cap);
-    char *d = a->buf + a->used;
+#define NAME_CHUNK_SIZE 16384
+
+static const char *names_add(name_chunk **head, const uint8_t *src, uint64_t len) {
+    name_chunk *c = *head;
+    if (!c || c->cap - c->used < len + 1) {
+        uint64_t cap = LV_MAX(len + 1, (uint64_t)NAME_CHUNK_SIZE);
+        name_chunk *n = lv_malloc(sizeof(name_chunk) + (size_t)cap);
+        if (!n) return NULL;
+        n->used = 0;
+        n->cap = cap;
+        if (c && cap > NAME_CHUNK_SIZE) { /* a big string: keep the current chunk in front */
+            n->next = c->next;
+            c->next = n;
+        } else {
+            n->next = c;
+            *head = n;
+        }
+        c = n;
+    }
+    char *d = c->buf + c->used;
     memcpy(d, src, (size_t)len);
     d[len] = '\0';
-    a->used += len + 1;
+    c->used += len + 1;
     return d;
+}
+
+static void names_free(name_chunk *c) {
+    while (c) {
+        name_chunk *next = c->next;
+        lv_free(c);
+        c = next;
+    }
 }
 
 /* hash set of strings for duplicate detection */
@@ -169,17 +199,11 @@ static lv_status parse(lv_gguf *g) {
 
     g->kv = lv_calloc((size_t)n_kv ? (size_t)n_kv : 1, sizeof(kv_entry));
     g->tensors = lv_calloc((size_t)n_tensors ? (size_t)n_tensors : 1, sizeof(lv_gguf_tensor));
-    /* names: every key and tensor name is a string read from the file, so their total length plus
-     * one NUL each is bounded by the file size plus the count */
-    arena ar = {0};
-    ar.cap = g->size + (uint64_t)n_kv + (uint64_t)n_tensors + 1;
-    ar.buf = lv_malloc((size_t)ar.cap);
-    g->names = ar.buf;
     uint64_t hcap = 16;
     while (hcap < 2 * (n_kv > n_tensors ? n_kv : n_tensors) + 2) hcap <<= 1;
     int64_t *htab = lv_mallocn((size_t)hcap, sizeof(int64_t));
     const char **name_list = lv_calloc((size_t)(n_kv > n_tensors ? n_kv : n_tensors) + 1, sizeof(char *));
-    if (!g->kv || !g->tensors || !ar.buf || !htab || !name_list) {
+    if (!g->kv || !g->tensors || !htab || !name_list) {
         st = LV_ERR_NOMEM;
         goto end;
     }
@@ -194,7 +218,11 @@ static lv_status parse(lv_gguf *g) {
             st = lv_error(LV_ERR_FORMAT, "key %lld is empty", (long long)i);
             goto end;
         }
-        e->key = arena_str(&ar, c.p + koff, klen);
+        e->key = names_add(&g->names, c.p + koff, klen);
+        if (!e->key) {
+            st = LV_ERR_NOMEM;
+            goto end;
+        }
         if (strlen(e->key) != klen) {
             st = lv_error(LV_ERR_FORMAT, "key %lld contains a NUL byte", (long long)i);
             goto end;
@@ -257,6 +285,15 @@ static lv_status parse(lv_gguf *g) {
                                   e->key, (unsigned long long)n, lv_gguf_type_name(e->arr_type), (unsigned long long)cur_left(&c));
                     goto end;
                 }
+                if (at == LV_GGUF_BOOL) {
+                    for (uint64_t j = 0; j < n; j++) {
+                        if (c.p[c.pos + j] > 1) {
+                            st = lv_error(LV_ERR_FORMAT, "key '%s' element %llu is a bool with value %u", e->key,
+                                          (unsigned long long)j, c.p[c.pos + j]);
+                            goto end;
+                        }
+                    }
+                }
                 cur_skip(&c, n * es);
             }
         } else if (type == LV_GGUF_STRING) {
@@ -309,7 +346,11 @@ static lv_status parse(lv_gguf *g) {
                           (unsigned long long)nlen, LV_GGUF_MAX_NAME - 1);
             goto end;
         }
-        t->name = arena_str(&ar, c.p + noff, nlen);
+        t->name = names_add(&g->names, c.p + noff, nlen);
+        if (!t->name) {
+            st = LV_ERR_NOMEM;
+            goto end;
+        }
         if (strlen(t->name) != nlen || nlen == 0) {
             st = lv_error(LV_ERR_FORMAT, "tensor %lld: name is empty or contains a NUL byte", (long long)i);
             goto end;
@@ -378,6 +419,11 @@ static lv_status parse(lv_gguf *g) {
         uint64_t off = c.pos;
         uint64_t pad = (g->alignment - off % g->alignment) % g->alignment;
         g->data_off = off + pad;
+        if (g->n_tensors > 0 && g->data_off > g->size) {
+            st = lv_error(LV_ERR_FORMAT, "the data section would start at byte %llu (after padding to %u), past the end of the %llu-byte file (truncated file?)",
+                          (unsigned long long)g->data_off, g->alignment, (unsigned long long)g->size);
+            goto end;
+        }
         uint64_t data_size = g->data_off <= g->size ? g->size - g->data_off : 0;
         uint64_t expect = 0;
         for (int64_t i = 0; i < g->n_tensors; i++) {
@@ -479,7 +525,7 @@ void lv_gguf_close(lv_gguf *g) {
         for (int64_t i = 0; i < g->n_kv; i++) lv_free(g->kv[i].str_offs);
     lv_free(g->kv);
     lv_free(g->tensors);
-    lv_free(g->names);
+    names_free(g->names);
     if (g->map) munmap(g->map, (size_t)g->size);
     if (g->fd >= 0) close(g->fd);
     lv_free(g);
@@ -494,6 +540,12 @@ uint64_t lv_gguf_data_offset(const lv_gguf *g) { return g->data_off; }
  * accessors
  * ----------------------------------------------------------------------------------------- */
 
+/* An index from the caller: out of range is a bug in the caller, not bad input. */
+static const kv_entry *kv_at(const lv_gguf *g, int64_t i) {
+    LV_ASSERT(i >= 0 && i < g->n_kv);
+    return &g->kv[i];
+}
+
 int64_t lv_gguf_n_kv(const lv_gguf *g) { return g->n_kv; }
 
 int64_t lv_gguf_find_key(const lv_gguf *g, const char *key) {
@@ -502,13 +554,16 @@ int64_t lv_gguf_find_key(const lv_gguf *g, const char *key) {
     return -1;
 }
 
-const char *lv_gguf_key(const lv_gguf *g, int64_t i) { return g->kv[i].key; }
-lv_gguf_type lv_gguf_kv_type(const lv_gguf *g, int64_t i) { return g->kv[i].type; }
-lv_gguf_type lv_gguf_arr_type(const lv_gguf *g, int64_t i) { return g->kv[i].arr_type; }
-uint64_t lv_gguf_arr_n(const lv_gguf *g, int64_t i) { return g->kv[i].type == LV_GGUF_ARRAY ? g->kv[i].n : 0; }
+const char *lv_gguf_key(const lv_gguf *g, int64_t i) { return kv_at(g, i)->key; }
+lv_gguf_type lv_gguf_kv_type(const lv_gguf *g, int64_t i) { return kv_at(g, i)->type; }
+lv_gguf_type lv_gguf_arr_type(const lv_gguf *g, int64_t i) { return kv_at(g, i)->arr_type; }
+uint64_t lv_gguf_arr_n(const lv_gguf *g, int64_t i) {
+    const kv_entry *e = kv_at(g, i);
+    return e->type == LV_GGUF_ARRAY ? e->n : 0;
+}
 
 const void *lv_gguf_arr_data(const lv_gguf *g, int64_t i) {
-    const kv_entry *e = &g->kv[i];
+    const kv_entry *e = kv_at(g, i);
     if (e->type != LV_GGUF_ARRAY || e->arr_type == LV_GGUF_STRING) return NULL;
     return g->base + e->val_off;
 }
@@ -521,13 +576,13 @@ static lv_gguf_str str_at(const lv_gguf *g, uint64_t off) {
 }
 
 lv_gguf_str lv_gguf_arr_str(const lv_gguf *g, int64_t i, uint64_t j) {
-    const kv_entry *e = &g->kv[i];
+    const kv_entry *e = kv_at(g, i);
     if (e->type != LV_GGUF_ARRAY || e->arr_type != LV_GGUF_STRING || j >= e->n) return (lv_gguf_str){"", 0};
     return str_at(g, e->str_offs[j]);
 }
 
 lv_gguf_str lv_gguf_get_str(const lv_gguf *g, int64_t i) {
-    const kv_entry *e = &g->kv[i];
+    const kv_entry *e = kv_at(g, i);
     if (e->type != LV_GGUF_STRING) return (lv_gguf_str){"", 0};
     return str_at(g, e->val_off);
 }
@@ -551,7 +606,11 @@ static bool num_at(lv_gguf_type t, const uint8_t *p, double *f, int64_t *iv, boo
     case LV_GGUF_INT32: *iv = v.i32; break;
     case LV_GGUF_INT64: *iv = v.i64; break;
     case LV_GGUF_UINT64:
-        if (v.u64 > (uint64_t)INT64_MAX) return false;
+        if (v.u64 > (uint64_t)INT64_MAX) { /* a number, but not an int64 */
+            *f = (double)v.u64;
+            *is_int = false;
+            return true;
+        }
         *iv = (int64_t)v.u64;
         break;
     case LV_GGUF_FLOAT32: *f = v.f32; *is_int = false; return true;
@@ -565,13 +624,15 @@ static bool num_at(lv_gguf_type t, const uint8_t *p, double *f, int64_t *iv, boo
 bool lv_gguf_get_i64(const lv_gguf *g, int64_t i, int64_t *out) {
     double f;
     bool is_int;
-    if (!num_at(g->kv[i].type, g->base + g->kv[i].val_off, &f, out, &is_int)) return false;
+    const kv_entry *e = kv_at(g, i);
+    if (!num_at(e->type, g->base + e->val_off, &f, out, &is_int)) return false;
     return is_int;
 }
 
 bool lv_gguf_get_u64(const lv_gguf *g, int64_t i, uint64_t *out) {
-    if (g->kv[i].type == LV_GGUF_UINT64) {
-        memcpy(out, g->base + g->kv[i].val_off, 8);
+    const kv_entry *e = kv_at(g, i);
+    if (e->type == LV_GGUF_UINT64) {
+        memcpy(out, g->base + e->val_off, 8);
         return true;
     }
     int64_t v;
@@ -583,17 +644,19 @@ bool lv_gguf_get_u64(const lv_gguf *g, int64_t i, uint64_t *out) {
 bool lv_gguf_get_f64(const lv_gguf *g, int64_t i, double *out) {
     int64_t iv;
     bool is_int;
-    return num_at(g->kv[i].type, g->base + g->kv[i].val_off, out, &iv, &is_int);
+    const kv_entry *e = kv_at(g, i);
+    return num_at(e->type, g->base + e->val_off, out, &iv, &is_int);
 }
 
 bool lv_gguf_get_bool(const lv_gguf *g, int64_t i, bool *out) {
-    if (g->kv[i].type != LV_GGUF_BOOL) return false;
-    *out = g->base[g->kv[i].val_off] != 0;
+    const kv_entry *e = kv_at(g, i);
+    if (e->type != LV_GGUF_BOOL) return false;
+    *out = g->base[e->val_off] != 0;
     return true;
 }
 
 bool lv_gguf_arr_get_f64(const lv_gguf *g, int64_t i, uint64_t j, double *out) {
-    const kv_entry *e = &g->kv[i];
+    const kv_entry *e = kv_at(g, i);
     if (e->type != LV_GGUF_ARRAY || j >= e->n || e->arr_type == LV_GGUF_STRING) return false;
     int64_t iv;
     bool is_int;
@@ -601,7 +664,7 @@ bool lv_gguf_arr_get_f64(const lv_gguf *g, int64_t i, uint64_t j, double *out) {
 }
 
 bool lv_gguf_arr_get_i64(const lv_gguf *g, int64_t i, uint64_t j, int64_t *out) {
-    const kv_entry *e = &g->kv[i];
+    const kv_entry *e = kv_at(g, i);
     if (e->type != LV_GGUF_ARRAY || j >= e->n || e->arr_type == LV_GGUF_STRING) return false;
     double f;
     bool is_int;
@@ -610,8 +673,9 @@ bool lv_gguf_arr_get_i64(const lv_gguf *g, int64_t i, uint64_t j, int64_t *out) 
 }
 
 void lv_gguf_kv_raw(const lv_gguf *g, int64_t i, const void **data, uint64_t *size) {
-    *data = g->base + g->kv[i].raw_off;
-    *size = g->kv[i].raw_size;
+    const kv_entry *e = kv_at(g, i);
+    *data = g->base + e->raw_off;
+    *size = e->raw_size;
 }
 
 int64_t lv_gguf_n_tensors(const lv_gguf *g) { return g->n_tensors; }
@@ -671,6 +735,17 @@ void lv_gguf_writer_free(lv_gguf_writer *w) {
     lv_free(w);
 }
 
+/* The layout follows `general.alignment` only when it is a valid one (a u32 power of two); any
+ * other value is still written as given (tests use that to produce files a reader must reject)
+ * and the data is laid out with the default alignment. */
+static void w_update_alignment(lv_gguf_writer *w, const char *key, const uint8_t *raw, uint64_t raw_size) {
+    if (strcmp(key, "general.alignment") != 0) return;
+    uint32_t type = 0, v = 0;
+    memcpy(&type, raw, 4);
+    if (raw_size == 8 && type == LV_GGUF_UINT32) memcpy(&v, raw + 4, 4);
+    w->alignment = v != 0 && (v & (v - 1)) == 0 ? v : LV_GGUF_DEFAULT_ALIGNMENT;
+}
+
 /* take ownership of raw */
 static bool w_put(lv_gguf_writer *w, const char *key, uint8_t *raw, uint64_t raw_size) {
     if (!raw) return false;
@@ -679,6 +754,7 @@ static bool w_put(lv_gguf_writer *w, const char *key, uint8_t *raw, uint64_t raw
             lv_free(w->kv[i].raw);
             w->kv[i].raw = raw;
             w->kv[i].raw_size = raw_size;
+            w_update_alignment(w, key, raw, raw_size);
             return true;
         }
     }
@@ -701,11 +777,12 @@ static bool w_put(lv_gguf_writer *w, const char *key, uint8_t *raw, uint64_t raw
     w->kv[w->n_kv].raw = raw;
     w->kv[w->n_kv].raw_size = raw_size;
     w->n_kv++;
-    if (strcmp(key, "general.alignment") == 0 && raw_size == 8) memcpy(&w->alignment, raw + 4, 4);
+    w_update_alignment(w, key, raw, raw_size);
     return true;
 }
 
 static bool w_scalar(lv_gguf_writer *w, const char *key, lv_gguf_type t, const void *v) {
+    LV_ASSERT((unsigned)t < LV_GGUF_TYPE_COUNT && g_gguf_type_size[t] != 0);
     size_t sz = g_gguf_type_size[t];
     uint8_t *raw = lv_malloc(4 + sz);
     if (!raw) return false;
@@ -719,6 +796,9 @@ bool lv_gguf_writer_set_u32(lv_gguf_writer *w, const char *key, uint32_t v) { re
 bool lv_gguf_writer_set_i32(lv_gguf_writer *w, const char *key, int32_t v) { return w_scalar(w, key, LV_GGUF_INT32, &v); }
 bool lv_gguf_writer_set_u64(lv_gguf_writer *w, const char *key, uint64_t v) { return w_scalar(w, key, LV_GGUF_UINT64, &v); }
 bool lv_gguf_writer_set_f32(lv_gguf_writer *w, const char *key, float v) { return w_scalar(w, key, LV_GGUF_FLOAT32, &v); }
+bool lv_gguf_writer_set_scalar(lv_gguf_writer *w, const char *key, lv_gguf_type type, const void *v) {
+    return w_scalar(w, key, type, v);
+}
 bool lv_gguf_writer_set_bool(lv_gguf_writer *w, const char *key, bool v) {
     uint8_t b = v ? 1 : 0;
     return w_scalar(w, key, LV_GGUF_BOOL, &b);
@@ -779,7 +859,12 @@ bool lv_gguf_writer_copy_kv(lv_gguf_writer *w, const lv_gguf *src, int64_t i) {
 
 bool lv_gguf_writer_add_tensor(lv_gguf_writer *w, const char *name, lv_type type, int n_dims, const int64_t *ne) {
     const lv_type_traits *tt = lv_type_get(type);
-    if (!tt || n_dims < 1 || n_dims > LV_GGUF_MAX_DIMS || strlen(name) >= LV_GGUF_MAX_NAME || ne[0] % tt->blck_size != 0) {
+    bool ok = tt && n_dims >= 1 && n_dims <= LV_GGUF_MAX_DIMS && name[0] && strlen(name) < LV_GGUF_MAX_NAME &&
+              ne[0] % tt->blck_size == 0;
+    int64_t nel = 1, nb = 0;
+    for (int d = 0; ok && d < n_dims; d++) ok = ne[d] >= 0 && !lv_mul_ovf_i64(nel, ne[d], &nel);
+    ok = ok && !lv_mul_ovf_i64(nel / tt->blck_size, tt->type_size, &nb);
+    if (!ok) {
         lv_error(LV_ERR_INVALID_ARG, "gguf writer: bad tensor '%s' (type %s, %d dims)", name, lv_type_name(type), n_dims);
         return false;
     }
@@ -795,12 +880,8 @@ bool lv_gguf_writer_add_tensor(lv_gguf_writer *w, const char *name, lv_type type
     snprintf(t->name, sizeof(t->name), "%s", name);
     t->type = type;
     t->n_dims = n_dims;
-    int64_t nel = 1;
-    for (int d = 0; d < LV_GGUF_MAX_DIMS; d++) {
-        t->ne[d] = d < n_dims ? ne[d] : 1;
-        nel *= t->ne[d];
-    }
-    t->nbytes = (uint64_t)(nel / tt->blck_size * tt->type_size);
+    for (int d = 0; d < LV_GGUF_MAX_DIMS; d++) t->ne[d] = d < n_dims ? ne[d] : 1;
+    t->nbytes = (uint64_t)nb;
     w->n_t++;
     return true;
 }

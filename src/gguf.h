@@ -76,7 +76,9 @@ uint32_t lv_gguf_alignment(const lv_gguf *g);
 uint64_t lv_gguf_file_size(const lv_gguf *g);
 uint64_t lv_gguf_data_offset(const lv_gguf *g); /* where the data section starts in the file */
 
-/* ---- key/value metadata ---- */
+/* ---- key/value metadata ----
+ * Index arguments come from lv_gguf_find_key or a loop below lv_gguf_n_kv: an index out of
+ * range is a bug in the caller and aborts (LV_ASSERT). */
 int64_t      lv_gguf_n_kv(const lv_gguf *g);
 int64_t      lv_gguf_find_key(const lv_gguf *g, const char *key); /* -1 if absent */
 const char  *lv_gguf_key(const lv_gguf *g, int64_t i);
@@ -121,6 +123,9 @@ bool lv_gguf_writer_set_i32(lv_gguf_writer *w, const char *key, int32_t v);
 bool lv_gguf_writer_set_u64(lv_gguf_writer *w, const char *key, uint64_t v);
 bool lv_gguf_writer_set_f32(lv_gguf_writer *w, const char *key, float v);
 bool lv_gguf_writer_set_bool(lv_gguf_writer *w, const char *key, bool v);
+/* Any fixed-size scalar type (not string or array); v points to a value of that type (a bool is
+ * one byte, 0 or 1). */
+bool lv_gguf_writer_set_scalar(lv_gguf_writer *w, const char *key, lv_gguf_type type, const void *v);
 bool lv_gguf_writer_set_str(lv_gguf_writer *w, const char *key, const char *v);
 bool lv_gguf_writer_set_arr(lv_gguf_writer *w, const char *key, lv_gguf_type elem_type,
                             const void *elems, uint64_t n);

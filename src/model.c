@@ -73,6 +73,9 @@ static lv_status get_int(const kv_reader *r, const char *suffix, bool required, 
                 return lv_error(LV_ERR_UNSUPPORTED, "key '%s' varies per layer; only uniform layers are supported", key);
         }
     } else if (!lv_gguf_get_i64(r->g, i, &v)) {
+        uint64_t u;
+        if (lv_gguf_get_u64(r->g, i, &u)) /* a u64 beyond INT64_MAX */
+            return lv_error(LV_ERR_FORMAT, "key '%s' = %llu is outside [%lld, %lld]", key, (unsigned long long)u, (long long)lo, (long long)hi);
         return lv_error(LV_ERR_FORMAT, "key '%s' must be an integer but is %s", key, lv_gguf_type_name(lv_gguf_kv_type(r->g, i)));
     }
     if (v < lo || v > hi)
@@ -94,6 +97,8 @@ static lv_status get_float(const kv_reader *r, const char *suffix, bool required
     if (!lv_gguf_get_f64(r->g, i, &v))
         return lv_error(LV_ERR_FORMAT, "key '%s' must be a number but is %s", key, lv_gguf_type_name(lv_gguf_kv_type(r->g, i)));
     if (!isfinite(v)) return lv_error(LV_ERR_FORMAT, "key '%s' is not finite", key);
+    /* an f64 (or an integer) beyond FLT_MAX would become inf as a float */
+    if (!isfinite((float)v)) return lv_error(LV_ERR_FORMAT, "key '%s' = %g is out of range for a 32-bit float", key, v);
     *out = (float)v;
     return LV_OK;
 }
@@ -161,6 +166,10 @@ static lv_status read_hparams(lv_model *m, const arch_info *ai) {
     hp->n_embd_head_v = hp->n_embd / hp->n_head;
     if ((st = get_int(&r, "attention.key_length", false, 1, 1 << 16, &hp->n_embd_head_k)) != LV_OK) return st;
     if ((st = get_int(&r, "attention.value_length", false, 1, 1 << 16, &hp->n_embd_head_v)) != LV_OK) return st;
+    if (hp->n_embd_head_k < 1 || hp->n_embd_head_v < 1)
+        return lv_error(LV_ERR_FORMAT, "head size %lld/%lld is invalid (%s.embedding_length %lld / attention.head_count %lld, "
+                        "no attention.key_length/value_length)", (long long)hp->n_embd_head_k, (long long)hp->n_embd_head_v,
+                        ai->name, (long long)hp->n_embd, (long long)hp->n_head);
     hp->n_rot = hp->n_embd_head_k;
     if ((st = get_int(&r, "rope.dimension_count", false, 0, 1 << 16, &hp->n_rot)) != LV_OK) return st;
     if (ai->arch == LV_ARCH_LLAMA && hp->n_rot != hp->n_embd_head_k)
@@ -182,9 +191,10 @@ typedef struct binder {
     uint8_t *used; /* (n_tensors) */
 } binder;
 
-/* Bind a tensor by name with an expected shape (ne1 = 0 for 1-D). A 2-D weight must have a type
- * longview computes with; a 1-D tensor must be F32. */
-static lv_status bind(binder *b, lv_tensor *t, const char *name, int64_t ne0, int64_t ne1, bool required) {
+/* Bind a tensor by name with an expected shape: n_dims 1 (ne0) or 2 (ne0, ne1). A 2-D weight
+ * must have a type longview computes with; a 1-D tensor must be F32. */
+static lv_status bind(binder *b, lv_tensor *t, const char *name, int want_dims, int64_t ne0, int64_t ne1, bool required) {
+    LV_ASSERT(want_dims == 1 || want_dims == 2);
     memset(t, 0, sizeof(*t));
     int64_t i = lv_gguf_find_tensor(b->m->gguf, name);
     if (i < 0) {
@@ -193,9 +203,8 @@ static lv_status bind(binder *b, lv_tensor *t, const char *name, int64_t ne0, in
     }
     const lv_gguf_tensor *gt = lv_gguf_tensor_at(b->m->gguf, i);
     b->used[i] = 1;
-    int want_dims = ne1 ? 2 : 1;
-    if (gt->n_dims != want_dims || gt->ne[0] != ne0 || (ne1 && gt->ne[1] != ne1)) {
-        if (ne1)
+    if (gt->n_dims != want_dims || gt->ne[0] != ne0 || (want_dims == 2 && gt->ne[1] != ne1)) {
+        if (want_dims == 2)
             return lv_error(LV_ERR_FORMAT, "tensor '%s' has shape [%lld, %lld, %lld, %lld], expected [%lld, %lld]", name,
                             (long long)gt->ne[0], (long long)gt->ne[1], (long long)gt->ne[2], (long long)gt->ne[3],
                             (long long)ne0, (long long)ne1);
@@ -229,14 +238,14 @@ static lv_status bind_tensors(lv_model *m, const arch_info *ai) {
     const int64_t o_dim = hp->n_head * hp->n_embd_head_v;
     char name[LV_GGUF_MAX_NAME + 16];
 
-    if ((st = bind(&b, &m->tok_embd, "token_embd.weight", E, V, true)) != LV_OK) goto end;
-    if ((st = bind(&b, &m->output_norm, "output_norm.weight", E, 0, true)) != LV_OK) goto end;
-    if ((st = bind(&b, &m->output, "output.weight", E, V, false)) != LV_OK) goto end;
+    if ((st = bind(&b, &m->tok_embd, "token_embd.weight", 2, E, V, true)) != LV_OK) goto end;
+    if ((st = bind(&b, &m->output_norm, "output_norm.weight", 1, E, 0, true)) != LV_OK) goto end;
+    if ((st = bind(&b, &m->output, "output.weight", 2, E, V, false)) != LV_OK) goto end;
     if (!m->output.data) {
         m->output = m->tok_embd;
         m->tied_output = true;
     }
-    if ((st = bind(&b, &m->rope_freqs, "rope_freqs.weight", hp->n_rot / 2, 0, false)) != LV_OK) goto end;
+    if ((st = bind(&b, &m->rope_freqs, "rope_freqs.weight", 1, hp->n_rot / 2, 0, false)) != LV_OK) goto end;
 
     m->layers = lv_calloc((size_t)hp->n_layer, sizeof(lv_layer));
     if (!m->layers) {
@@ -245,33 +254,38 @@ static lv_status bind_tensors(lv_model *m, const arch_info *ai) {
     }
     for (int64_t il = 0; il < hp->n_layer; il++) {
         lv_layer *L = &m->layers[il];
-#define BIND(field, suffix, a, c, req)                                                  \
+#define BIND(field, suffix, nd, a, c, req)                                              \
     do {                                                                                \
         snprintf(name, sizeof(name), "blk.%lld." suffix, (long long)il);                \
-        if ((st = bind(&b, &L->field, name, a, c, req)) != LV_OK) goto end;             \
+        if ((st = bind(&b, &L->field, name, nd, a, c, req)) != LV_OK) goto end;         \
     } while (0)
-        BIND(attn_norm, "attn_norm.weight", E, 0, true);
-        BIND(wq, "attn_q.weight", E, q_dim, true);
-        BIND(wk, "attn_k.weight", E, k_dim, true);
-        BIND(wv, "attn_v.weight", E, v_dim, true);
-        BIND(wo, "attn_output.weight", o_dim, E, true);
-        BIND(bq, "attn_q.bias", q_dim, 0, ai->qkv_bias_required);
-        BIND(bk, "attn_k.bias", k_dim, 0, ai->qkv_bias_required);
-        BIND(bv, "attn_v.bias", v_dim, 0, ai->qkv_bias_required);
-        BIND(bo, "attn_output.bias", E, 0, false);
-        BIND(ffn_norm, "ffn_norm.weight", E, 0, true);
-        BIND(ffn_gate, "ffn_gate.weight", E, hp->n_ff, true);
-        BIND(ffn_up, "ffn_up.weight", E, hp->n_ff, true);
-        BIND(ffn_down, "ffn_down.weight", hp->n_ff, E, true);
+        BIND(attn_norm, "attn_norm.weight", 1, E, 0, true);
+        BIND(wq, "attn_q.weight", 2, E, q_dim, true);
+        BIND(wk, "attn_k.weight", 2, E, k_dim, true);
+        BIND(wv, "attn_v.weight", 2, E, v_dim, true);
+        BIND(wo, "attn_output.weight", 2, o_dim, E, true);
+        BIND(bq, "attn_q.bias", 1, q_dim, 0, ai->qkv_bias_required);
+        BIND(bk, "attn_k.bias", 1, k_dim, 0, ai->qkv_bias_required);
+        BIND(bv, "attn_v.bias", 1, v_dim, 0, ai->qkv_bias_required);
+        BIND(bo, "attn_output.bias", 1, E, 0, false);
+        BIND(ffn_norm, "ffn_norm.weight", 1, E, 0, true);
+        BIND(ffn_gate, "ffn_gate.weight", 2, E, hp->n_ff, true);
+        BIND(ffn_up, "ffn_up.weight", 2, E, hp->n_ff, true);
+        BIND(ffn_down, "ffn_down.weight", 2, hp->n_ff, E, true);
 #undef BIND
     }
+    int64_t n_unused = 0, first_unused = -1;
     for (int64_t i = 0; i < n_tensors; i++) {
         if (!b.used[i]) {
-            st = lv_error(LV_ERR_UNSUPPORTED, "tensor '%s' is not used by the %s architecture (%lld unexpected tensors): "
-                          "a different model variant?", lv_gguf_tensor_at(m->gguf, i)->name, ai->name,
-                          (long long)(n_tensors - i));
-            goto end;
+            if (first_unused < 0) first_unused = i;
+            n_unused++;
         }
+    }
+    if (n_unused > 0) {
+        st = lv_error(LV_ERR_UNSUPPORTED, "tensor '%s' is not used by the %s architecture (%lld unexpected tensor%s): "
+                      "a different model variant?", lv_gguf_tensor_at(m->gguf, first_unused)->name, ai->name,
+                      (long long)n_unused, n_unused == 1 ? "" : "s");
+        goto end;
     }
     st = LV_OK;
 end:
@@ -322,6 +336,61 @@ static lv_status read_whole_file(const char *path, void **out, uint64_t *size) {
     return LV_OK;
 }
 
+/* Everything after the GGUF is open: architecture, vocabulary, hyper-parameters, weights.
+ * Messages are prefixed with m->path. */
+static lv_status model_init(lv_model *m, lv_model_params params) {
+    const char *path = m->path;
+    lv_status st;
+    /* architecture */
+    const arch_info *ai = NULL;
+    {
+        int64_t i = lv_gguf_find_key(m->gguf, "general.architecture");
+        if (i < 0 || lv_gguf_kv_type(m->gguf, i) != LV_GGUF_STRING) {
+            if (!params.vocab_only)
+                return lv_error(LV_ERR_FORMAT, "%s: key 'general.architecture' is missing or not a string", path);
+        } else {
+            lv_gguf_str s = lv_gguf_get_str(m->gguf, i);
+            for (size_t k = 0; k < LV_ARRAY_LEN(g_archs); k++)
+                if (strlen(g_archs[k].name) == s.len && memcmp(g_archs[k].name, s.ptr, s.len) == 0) ai = &g_archs[k];
+            if (!ai && !params.vocab_only)
+                return lv_error(LV_ERR_UNSUPPORTED, "%s: architecture '%.*s' is not supported (llama and qwen2 are)", path,
+                                (int)LV_MIN(s.len, 64), s.ptr);
+        }
+    }
+    if (ai) m->arch = ai->arch;
+
+    /* vocabulary */
+    if ((st = lv_vocab_load(m->gguf, &m->vocab)) != LV_OK) {
+        if (!params.vocab_only && st == LV_ERR_FORMAT && lv_gguf_find_key(m->gguf, "tokenizer.ggml.model") < 0) {
+            /* no tokenizer at all: allowed for a weights-only model (token ids in, logits out) */
+            m->vocab = NULL;
+            lv_error_clear();
+        } else {
+            lv_error_prefix("%s: tokenizer", path);
+            return st;
+        }
+    }
+    if (params.vocab_only) return LV_OK;
+
+    if ((st = read_hparams(m, ai)) != LV_OK) {
+        lv_error_prefix("%s", path);
+        return st;
+    }
+    /* n_vocab: the tokenizer's size, else token_embd's rows */
+    {
+        int64_t ti = lv_gguf_find_tensor(m->gguf, "token_embd.weight");
+        if (ti < 0) return lv_error(LV_ERR_FORMAT, "%s: tensor 'token_embd.weight' is missing", path);
+        m->hp.n_vocab = m->vocab ? lv_vocab_n_tokens(m->vocab) : lv_gguf_tensor_at(m->gguf, ti)->ne[1];
+        if (m->hp.n_vocab <= 0 || m->hp.n_vocab > INT32_MAX)
+            return lv_error(LV_ERR_FORMAT, "%s: vocabulary size %lld is invalid", path, (long long)m->hp.n_vocab);
+    }
+    if ((st = bind_tensors(m, ai)) != LV_OK) {
+        lv_error_prefix("%s", path);
+        return st;
+    }
+    return LV_OK;
+}
+
 lv_status lv_model_load(const char *path, lv_model_params params, lv_model **out) {
     *out = NULL;
     lv_model *m = lv_calloc(1, sizeof(*m));
@@ -343,67 +412,31 @@ lv_status lv_model_load(const char *path, lv_model_params params, lv_model **out
             if (st != LV_OK) lv_error_prefix("%s", path);
         }
     }
-    if (st != LV_OK) goto fail;
+    if (st != LV_OK || (st = model_init(m, params)) != LV_OK) goto fail;
+    *out = m;
+    return LV_OK;
 
-    /* architecture */
-    const arch_info *ai = NULL;
-    {
-        int64_t i = lv_gguf_find_key(m->gguf, "general.architecture");
-        if (i < 0 || lv_gguf_kv_type(m->gguf, i) != LV_GGUF_STRING) {
-            if (!params.vocab_only) {
-                st = lv_error(LV_ERR_FORMAT, "%s: key 'general.architecture' is missing or not a string", path);
-                goto fail;
-            }
-        } else {
-            lv_gguf_str s = lv_gguf_get_str(m->gguf, i);
-            for (size_t k = 0; k < LV_ARRAY_LEN(g_archs); k++)
-                if (strlen(g_archs[k].name) == s.len && memcmp(g_archs[k].name, s.ptr, s.len) == 0) ai = &g_archs[k];
-            if (!ai && !params.vocab_only) {
-                st = lv_error(LV_ERR_UNSUPPORTED, "%s: architecture '%.*s' is not supported (llama and qwen2 are)", path,
-                              (int)LV_MIN(s.len, 64), s.ptr);
-                goto fail;
-            }
-        }
-    }
-    if (ai) m->arch = ai->arch;
+fail:
+    lv_model_free(m);
+    return st;
+}
 
-    /* vocabulary */
-    if ((st = lv_vocab_load(m->gguf, &m->vocab)) != LV_OK) {
-        if (!params.vocab_only && st == LV_ERR_FORMAT && lv_gguf_find_key(m->gguf, "tokenizer.ggml.model") < 0) {
-            /* no tokenizer at all: allowed for a weights-only model (token ids in, logits out) */
-            m->vocab = NULL;
-            lv_error_clear();
-        } else {
-            lv_error_prefix("%s: tokenizer", path);
-            goto fail;
-        }
-    }
-    if (params.vocab_only) {
-        *out = m;
-        return LV_OK;
-    }
-
-    if ((st = read_hparams(m, ai)) != LV_OK) {
-        lv_error_prefix("%s", path);
+lv_status lv_model_load_memory(const void *data, uint64_t size, lv_model_params params, lv_model **out) {
+    *out = NULL;
+    lv_model *m = lv_calloc(1, sizeof(*m));
+    if (!m) return LV_ERR_NOMEM;
+    lv_status st;
+    m->path = lv_strdup("<memory>");
+    m->vocab_only = params.vocab_only;
+    if (!m->path) {
+        st = LV_ERR_NOMEM;
         goto fail;
     }
-    /* n_vocab: the tokenizer's size, else token_embd's rows */
-    {
-        int64_t ti = lv_gguf_find_tensor(m->gguf, "token_embd.weight");
-        if (ti < 0) {
-            st = lv_error(LV_ERR_FORMAT, "%s: tensor 'token_embd.weight' is missing", path);
-            goto fail;
-        }
-        m->hp.n_vocab = m->vocab ? lv_vocab_n_tokens(m->vocab) : lv_gguf_tensor_at(m->gguf, ti)->ne[1];
-        if (m->hp.n_vocab <= 0 || m->hp.n_vocab > INT32_MAX) {
-            st = lv_error(LV_ERR_FORMAT, "%s: vocabulary size %lld is invalid", path, (long long)m->hp.n_vocab);
-            goto fail;
-        }
-    }
-    if ((st = bind_tensors(m, ai)) != LV_OK) {
-        lv_error_prefix("%s", path);
+    if ((st = lv_gguf_open_memory(data, size, &m->gguf)) != LV_OK) {
+        lv_error_prefix("%s", m->path);
         goto fail;
     }
+    if ((st = model_init(m, params)) != LV_OK) goto fail;
     *out = m;
     return LV_OK;
 

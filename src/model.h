@@ -96,4 +96,8 @@ struct lv_model {
 
 const char *lv_arch_name(lv_arch a);
 
+/* lv_model_load over a GGUF image in memory (not copied: it must outlive the model); messages
+ * name the file "<memory>". params.use_mmap is ignored. For tests and the fuzzer. */
+lv_status lv_model_load_memory(const void *data, uint64_t size, lv_model_params params, lv_model **out);
+
 #endif
