@@ -30,7 +30,7 @@ else ifeq ($(BUILD),asan)
   MODE_LDFLAGS := -fsanitize=address,undefined
 else ifeq ($(BUILD),fuzz)
   CC := clang
-  MODE_CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
+  MODE_CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -Wno-unknown-warning-option
   MODE_LDFLAGS := -fsanitize=address,undefined
 else ifeq ($(BUILD),debug)
   MODE_CFLAGS := -O0 -g

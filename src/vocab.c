@@ -164,17 +164,17 @@ static void detect_by_text(lv_vocab *v, lv_token *id, const char *const *cands, 
 
 static const char *const k_eot_texts[] = {"<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>",
                                           "<|end_of_text|>", "<EOT>", "_<EOT>", "[EOT]",
-                                          "<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>",
+                                          ("<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>"),
                                           "<end_of_utterance>"};
 static const char *const k_eom_texts[] = {"<|eom_id|>"};
 static const char *const k_fim_pre_texts[] = {"<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>",
-                                              "<\xef\xbd\x9c" "fim\xe2\x96\x81" "begin\xef\xbd\x9c>", "<PRE>",
+                                              ("<\xef\xbd\x9c" "fim\xe2\x96\x81" "begin\xef\xbd\x9c>"), "<PRE>",
                                               "\xe2\x96\x81<PRE>", "<|code_prefix|>", "<|prefix|>"};
 static const char *const k_fim_suf_texts[] = {"<|fim_suffix|>", "<fim-suffix>", "<fim_suffix>",
-                                              "<\xef\xbd\x9c" "fim\xe2\x96\x81hole\xef\xbd\x9c>", "<SUF>",
+                                              ("<\xef\xbd\x9c" "fim\xe2\x96\x81hole\xef\xbd\x9c>"), "<SUF>",
                                               "\xe2\x96\x81<SUF>", "<|code_suffix|>", "<|suffix|>"};
 static const char *const k_fim_mid_texts[] = {"<|fim_middle|>", "<fim-middle>", "<fim_middle>",
-                                              "<\xef\xbd\x9c" "fim\xe2\x96\x81" "end\xef\xbd\x9c>", "<MID>",
+                                              ("<\xef\xbd\x9c" "fim\xe2\x96\x81" "end\xef\xbd\x9c>"), "<MID>",
                                               "\xe2\x96\x81<MID>", "<|code_middle|>", "<|middle|>"};
 static const char *const k_fim_pad_texts[] = {"<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]"};
 static const char *const k_fim_rep_texts[] = {"<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>", "<reponame>"};
@@ -184,7 +184,7 @@ static const char *const k_eog_texts[] = {"<|eot_id|>", "<|im_end|>", "<|end|>",
                                           "<|calls|>", "<end_of_turn>", "<|endoftext|>", "</s>", "<|eom_id|>", "<EOT>",
                                           "_<EOT>", "[EOT]", "[EOS]", "<|end_of_text|>", "<end_of_utterance>", "<eos>",
                                           "<turn|>", "<|tool_response>",
-                                          "<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>", "[e~["};
+                                          ("<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>"), "[e~["};
 
 static int cmp_tok(const void *a, const void *b) {
     lv_token x = *(const lv_token *)a, y = *(const lv_token *)b;

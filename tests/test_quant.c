@@ -13,7 +13,11 @@
 #include <immintrin.h>
 __attribute__((target("f16c"))) static uint16_t hw_f2h(float f) { return (uint16_t)_cvtss_sh(f, 0); }
 __attribute__((target("f16c"))) static float hw_h2f(uint16_t h) { return _cvtsh_ss(h); }
-static int have_f16c(void) { return __builtin_cpu_supports("f16c"); }
+#include <cpuid.h>
+static int have_f16c(void) {
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+}
 #else
 static uint16_t hw_f2h(float f) { return 0; }
 static float hw_h2f(uint16_t h) { return 0; }
