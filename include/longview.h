@@ -133,6 +133,47 @@ typedef struct lv_context lv_context;
 
 typedef bool (*lv_abort_fn)(void *user);
 
+/* ---- long-context attention: DuoAttention heads, LServe page selection, LongGen layers ----
+ * Every (layer, KV head) gets a policy: full (retrieval) heads keep every token; streaming heads
+ * and sink+window layers keep the first `sink` tokens and the last `window` (token-granular
+ * Lambda mask, in prefill as in decode, constant memory); block-strided layers keep the blocks a
+ * future query can still see. At decode, retrieval heads may read only the pages LServe's
+ * selector picks. docs/long-context.md has the rules and the defaults' sources. */
+
+/* A DuoAttention head pattern: one trained gate per (layer, KV head), as in the published
+ * full_attention_heads.tsv files (rows = layers, tab-separated columns = KV heads). */
+typedef struct lv_head_pattern lv_head_pattern;
+
+lv_status lv_head_pattern_load(const char *path, lv_head_pattern **out);
+void      lv_head_pattern_free(lv_head_pattern *p);
+int32_t   lv_head_pattern_n_layer(const lv_head_pattern *p);
+int32_t   lv_head_pattern_n_head_kv(const lv_head_pattern *p);
+float     lv_head_pattern_gate(const lv_head_pattern *p, int32_t layer, int32_t head);
+/* DuoAttention's binarization: clip gates to [0, 1], add uniform noise in [0, 1e-6) from seed,
+ * threshold at the global quantile `sparsity` of all layers x heads: a head is retrieval iff its
+ * value >= the threshold. sparsity <= 0: every head retrieval; >= 1: every head streaming.
+ * is_retrieval receives n_layer * n_head_kv flags (layer-major). Returns the retrieval count. */
+int64_t   lv_head_pattern_binarize(const lv_head_pattern *p, float sparsity, uint64_t seed, uint8_t *is_retrieval);
+
+typedef struct lv_attention_params {
+    const lv_head_pattern *heads; /* DuoAttention pattern (not owned; may be freed after lv_context_create); NULL: none */
+    float    sparsity;            /* fraction of KV heads made streaming (default 0.5) */
+    uint64_t pattern_seed;        /* seed of the tie-breaking noise (default 42) */
+    int32_t  sink;                /* tokens kept at the start by streaming heads / sink+window layers (default 64) */
+    int32_t  window;              /* most recent tokens they keep (default 256) */
+    bool     select;              /* LServe: retrieval heads read only selected pages at decode */
+    int32_t  kv_budget;           /* tokens of selected pages per query head (default 4096; a multiple of the page size) */
+    int32_t  select_every;        /* selection recomputed every N decode steps (default 4) */
+    const char *layer_plan;       /* LongGen: NULL = the model's metadata, else all full; "longgen" = layer l full iff
+                                     l % 3 == 1, the others sink+window; or one word per layer, comma separated:
+                                     full | sw (sink+window) | bs (block-strided) */
+    int32_t  block_size;          /* block-strided layers: block size (default 64) */
+    int32_t  local_blocks;        /* ... local blocks (default 16) */
+    int32_t  vert_stride;         /* ... vertical stride (default 8) */
+} lv_attention_params;
+
+lv_attention_params lv_attention_default_params(void);
+
 typedef struct lv_context_params {
     uint32_t n_ctx;        /* KV capacity in tokens, all sequences together; 0 = the model's training context */
     uint32_t n_batch;      /* max tokens in one lv_decode call */
@@ -144,6 +185,7 @@ typedef struct lv_context_params {
     lv_threadpool *threadpool; /* shared pool (not owned); NULL = create a private one */
     lv_abort_fn abort_fn;  /* polled between layers; returning true aborts lv_decode */
     void    *abort_user;
+    lv_attention_params attention; /* long-context attention; the default is dense everywhere */
 } lv_context_params;
 
 lv_context_params lv_context_default_params(void);
@@ -151,6 +193,9 @@ lv_context_params lv_context_default_params(void);
 lv_status lv_context_create(lv_model *model, lv_context_params params, lv_context **out);
 void      lv_context_free(lv_context *ctx);
 uint32_t  lv_context_n_ctx(const lv_context *ctx);
+/* The attention plan in words: per layer the policy and retrieval-head count, KV bytes per token
+ * in this mode and dense. Same return convention as snprintf. */
+int64_t   lv_context_describe_plan(const lv_context *ctx, char *buf, size_t buf_size);
 uint32_t  lv_context_n_batch(const lv_context *ctx);
 
 /* A batch of tokens, each with its own position and sequence id (as llama.cpp's llama_batch).

@@ -16,6 +16,7 @@ lv_context_params lv_context_default_params(void) {
     p.kv_page_size = 64;
     p.kv_type = LV_KV_F16;
     p.n_threads = 0;
+    p.attention = lv_attention_default_params();
     return p;
 }
 
