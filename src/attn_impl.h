@@ -81,7 +81,12 @@ void ATTN_FN(const lv_attn_job *job, float *scratch) {
                 const int32_t qp = QPOS(r);
                 const float *qr = q + (size_t)r * Dk;
                 float *sr = sc + (size_t)r * ATTN_KB;
-                for (int j = 0; j < nk; j++) sr[j] = sp->pos[j0 + j] <= qp ? attn_dot(qr, kb + (size_t)j * Dk, Dk) * job->scale : -INFINITY;
+                if (job->mask.kind == LV_MASK_CAUSAL) {
+                    for (int j = 0; j < nk; j++) sr[j] = sp->pos[j0 + j] <= qp ? attn_dot(qr, kb + (size_t)j * Dk, Dk) * job->scale : -INFINITY;
+                } else {
+                    for (int j = 0; j < nk; j++)
+                        sr[j] = lv_attn_visible(&job->mask, sp->pos[j0 + j], qp) ? attn_dot(qr, kb + (size_t)j * Dk, Dk) * job->scale : -INFINITY;
+                }
             }
             attn_widen(job->kv_type, sp->v, j0, nk, Dv, vb);
             /* online softmax update */

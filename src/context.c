@@ -4,6 +4,8 @@
  */
 #include "context.h"
 
+#include <stdio.h>
+
 #include <string.h>
 
 lv_context_params lv_context_default_params(void) {
@@ -21,6 +23,120 @@ lv_context_params lv_context_default_params(void) {
 }
 
 static float *alloc_f(size_t n) { return lv_calloc(n ? n : 1, sizeof(float)); }
+
+/* -------------------------------------------------------------------------------------------
+ * the attention plan: a KV policy per (layer, KV head)
+ * ----------------------------------------------------------------------------------------- */
+
+/* LongGen layer plan: NULL/"" all full; "longgen": full iff l % 3 == 1, else sink+window; or one
+ * word per layer. kinds receives n_layer lv_attn_mask_kind values. */
+static lv_status parse_layer_plan(const char *plan, int64_t n_layer, uint8_t *kinds) {
+    memset(kinds, LV_MASK_CAUSAL, (size_t)n_layer);
+    if (!plan || !plan[0] || strcmp(plan, "full") == 0) return LV_OK;
+    if (strcmp(plan, "longgen") == 0) {
+        for (int64_t l = 0; l < n_layer; l++) kinds[l] = l % 3 == 1 ? LV_MASK_CAUSAL : LV_MASK_SINK_WINDOW;
+        return LV_OK;
+    }
+    int64_t l = 0;
+    const char *p = plan;
+    while (*p) {
+        const char *e = p;
+        while (*e && *e != ',') e++;
+        const size_t n = (size_t)(e - p);
+        uint8_t k;
+        if (n == 4 && memcmp(p, "full", 4) == 0) k = LV_MASK_CAUSAL;
+        else if (n == 2 && memcmp(p, "sw", 2) == 0) k = LV_MASK_SINK_WINDOW;
+        else if (n == 2 && memcmp(p, "bs", 2) == 0) k = LV_MASK_BLOCK_STRIDED;
+        else return lv_error(LV_ERR_INVALID_ARG, "layer plan: '%.*s' is not full, sw or bs (layer %lld)", (int)LV_MIN(n, 32), p, (long long)l);
+        if (l >= n_layer) return lv_error(LV_ERR_INVALID_ARG, "layer plan names more than the model's %lld layers", (long long)n_layer);
+        kinds[l++] = k;
+        p = *e ? e + 1 : e;
+    }
+    if (l != n_layer) return lv_error(LV_ERR_INVALID_ARG, "layer plan names %lld layers, the model has %lld", (long long)l, (long long)n_layer);
+    return LV_OK;
+}
+
+/* Model metadata (docs/long-context.md): longview.attention.layer_plan (string, as the flag) and
+ * longview.attention.{sink,window,block_size,local_blocks,vert_stride} (integers) override the
+ * defaults when the caller gives no plan of its own. */
+static void plan_from_metadata(const lv_model *m, lv_attention_params *a, const char **plan) {
+    const lv_gguf *g = m->gguf;
+    int64_t i = lv_gguf_find_key(g, "longview.attention.layer_plan");
+    if (i >= 0 && lv_gguf_kv_type(g, i) == LV_GGUF_STRING) {
+        lv_gguf_str str = lv_gguf_get_str(g, i);
+        static _Thread_local char buf[4096];
+        snprintf(buf, sizeof(buf), "%.*s", (int)LV_MIN(str.len, sizeof(buf) - 1), str.ptr);
+        *plan = buf;
+    }
+    struct { const char *key; int32_t *dst; } ints[] = {
+        {"longview.attention.sink", &a->sink}, {"longview.attention.window", &a->window}, {"longview.attention.block_size", &a->block_size},
+        {"longview.attention.local_blocks", &a->local_blocks}, {"longview.attention.vert_stride", &a->vert_stride},
+    };
+    for (size_t k = 0; k < LV_ARRAY_LEN(ints); k++) {
+        int64_t v;
+        i = lv_gguf_find_key(g, ints[k].key);
+        if (i >= 0 && lv_gguf_get_i64(g, i, &v) && v >= 0 && v <= INT32_MAX) *ints[k].dst = (int32_t)v;
+    }
+}
+
+static lv_status build_policies(lv_context *ctx) {
+    const lv_hparams *hp = &ctx->model->hp;
+    lv_attention_params a = ctx->p.attention;
+    const int64_t L = hp->n_layer, H = hp->n_head_kv;
+    lv_status st = LV_OK;
+    const char *plan = a.layer_plan;
+    if (!plan) plan_from_metadata(ctx->model, &a, &plan);
+    ctx->p.attention = a;
+    ctx->policies = lv_calloc((size_t)(L * H), sizeof(lv_kv_head_policy));
+    ctx->retrieval = lv_calloc((size_t)(L * H), 1);
+    uint8_t *kinds = lv_calloc((size_t)L, 1);
+    if (!ctx->policies || !ctx->retrieval || !kinds) {
+        lv_free(kinds);
+        return LV_ERR_NOMEM;
+    }
+    if ((st = parse_layer_plan(plan, L, kinds)) != LV_OK) goto end;
+    memset(ctx->retrieval, 1, (size_t)(L * H));
+    if (a.heads) {
+        if (lv_head_pattern_n_layer(a.heads) != L || lv_head_pattern_n_head_kv(a.heads) != H) {
+            st = lv_error(LV_ERR_INVALID_ARG, "the head pattern has %d layers x %d KV heads, the model %lld x %lld",
+                          lv_head_pattern_n_layer(a.heads), lv_head_pattern_n_head_kv(a.heads), (long long)L, (long long)H);
+            goto end;
+        }
+        if (lv_head_pattern_binarize(a.heads, a.sparsity, a.pattern_seed, ctx->retrieval) < 0) {
+            st = LV_ERR_NOMEM;
+            goto end;
+        }
+    }
+    if (a.sink < 0 || a.window < 1 || (a.select && (a.kv_budget < (int32_t)ctx->p.kv_page_size || a.kv_budget % (int32_t)ctx->p.kv_page_size != 0)) ||
+        (a.select && a.select_every < 1)) {
+        st = lv_error(LV_ERR_INVALID_ARG, "attention parameters: sink %d >= 0, window %d >= 1, kv budget %d a positive multiple of the page size %u, "
+                      "select every %d >= 1", a.sink, a.window, a.kv_budget, ctx->p.kv_page_size, a.select_every);
+        goto end;
+    }
+    for (int64_t l = 0; l < L; l++) {
+        for (int64_t h = 0; h < H; h++) {
+            lv_kv_head_policy *pol = &ctx->policies[l * H + h];
+            pol->sink = a.sink;
+            pol->window = a.window;
+            pol->block = a.block_size;
+            pol->local_blocks = a.local_blocks;
+            pol->vert_stride = a.vert_stride;
+            if (kinds[l] != LV_MASK_CAUSAL) {
+                pol->kind = kinds[l];
+                ctx->retrieval[l * H + h] = 0;
+            } else if (!ctx->retrieval[l * H + h]) {
+                pol->kind = LV_MASK_SINK_WINDOW; /* a DuoAttention streaming head */
+            } else {
+                pol->kind = LV_MASK_CAUSAL;
+                pol->stats = a.select;
+            }
+        }
+    }
+    ctx->select = a.select;
+end:
+    lv_free(kinds);
+    return st;
+}
 
 lv_status lv_context_create(lv_model *model, lv_context_params p, lv_context **out) {
     *out = NULL;
@@ -53,12 +169,24 @@ lv_status lv_context_create(lv_model *model, lv_context_params p, lv_context **o
     ctx->n_threads = lv_threadpool_n_threads(ctx->tp);
     ctx->rope = lv_rope_params_from(model);
 
+    if ((st = build_policies(ctx)) != LV_OK) goto fail;
     lv_kv_params kp = {
         .n_layer = hp->n_layer, .n_head_kv = hp->n_head_kv, .head_dim_k = hp->n_embd_head_k, .head_dim_v = hp->n_embd_head_v,
-        .page_size = p.kv_page_size, .n_ctx = p.n_ctx, .n_seq_max = p.n_seq_max, .type = p.kv_type,
+        .page_size = p.kv_page_size, .n_ctx = p.n_ctx, .n_seq_max = p.n_seq_max, .n_batch = p.n_batch, .type = p.kv_type,
+        .policies = ctx->policies,
     };
     if ((st = lv_kv_create(&kp, &ctx->kv)) != LV_OK) goto fail;
     st = LV_ERR_NOMEM;
+    /* LServe: pages selected per (sequence, layer, query head), reused for select_every steps */
+    if (ctx->select) {
+        const size_t n_sel = (size_t)p.n_seq_max * (size_t)hp->n_layer * (size_t)hp->n_head;
+        ctx->sel_k = LV_MAX(3, p.attention.kv_budget / (int32_t)p.kv_page_size);
+        ctx->sel_pages = lv_calloc(n_sel * (size_t)(ctx->sel_k + 1), sizeof(int32_t));
+        ctx->sel_n = lv_calloc(n_sel, sizeof(int32_t));
+        ctx->sel_scratch = lv_calloc((size_t)ctx->n_threads * (size_t)lv_kv_max_spans(ctx->kv), 8);
+        ctx->sel_tmp = lv_calloc((size_t)ctx->n_threads * (size_t)(lv_kv_max_spans(ctx->kv) + 1), sizeof(int32_t));
+        if (!ctx->sel_pages || !ctx->sel_n || !ctx->sel_scratch || !ctx->sel_tmp) goto fail;
+    }
 
     const size_t T = p.n_ubatch, B = p.n_batch, E = (size_t)hp->n_embd, F = (size_t)hp->n_ff;
     const size_t Qd = (size_t)(hp->n_head * hp->n_embd_head_k), Kd = (size_t)(hp->n_head_kv * hp->n_embd_head_k);
@@ -105,6 +233,12 @@ fail:
 
 void lv_context_free(lv_context *ctx) {
     if (!ctx) return;
+    lv_free(ctx->policies);
+    lv_free(ctx->retrieval);
+    lv_free(ctx->sel_pages);
+    lv_free(ctx->sel_n);
+    lv_free(ctx->sel_scratch);
+    lv_free(ctx->sel_tmp);
     lv_kv_free(ctx->kv);
     if (ctx->own_tp) lv_threadpool_free(ctx->tp);
     lv_free(ctx->x);
@@ -209,15 +343,24 @@ lv_status lv_decode(lv_context *ctx, const lv_batch *b) {
     if ((st = lv_kv_reserve(ctx->kv, ctx->seq_new, ctx->seq_last)) != LV_OK) return st;
 
     /* slots and output rows for the whole batch */
-    for (uint32_t s = 0; s < ctx->p.n_seq_max; s++) ctx->seq_count[s] = lv_kv_seq_len(ctx->kv, s);
+    /* a prefill (several tokens of one sequence in a step) resets that sequence's page selections */
+    if (ctx->select)
+        for (uint32_t s = 0; s < ctx->p.n_seq_max; s++)
+            if (ctx->seq_new[s] > 1) {
+                const size_t per_seq = (size_t)ctx->model->hp.n_layer * (size_t)ctx->model->hp.n_head;
+                memset(ctx->sel_n + s * per_seq, 0, per_seq * sizeof(int32_t));
+            }
+    /* slot[i]: the index of token i among the tokens its sequence appends in this step */
+    for (uint32_t s = 0; s < ctx->p.n_seq_max; s++) ctx->seq_count[s] = 0;
     int32_t n_out = 0;
     for (int32_t i = 0; i < b->n_tokens; i++) {
         ctx->slot[i] = ctx->seq_count[b->seq_id[i]]++;
         const bool want = b->logits ? b->logits[i] != 0 : i == b->n_tokens - 1;
         ctx->out_row[i] = want ? n_out++ : -1;
     }
-    /* micro-batches */
-    for (uint32_t s = 0; s < ctx->p.n_seq_max; s++) ctx->seq_count[s] = lv_kv_seq_len(ctx->kv, s);
+    /* micro-batches; n_vis[i]: how many of its sequence's new tokens are written when token i's
+     * micro-batch attends (its own and the earlier ones; masking by position does the rest) */
+    for (uint32_t s = 0; s < ctx->p.n_seq_max; s++) ctx->seq_count[s] = 0;
     const int64_t U = ctx->p.n_ubatch;
     for (int64_t i0 = 0; i0 < b->n_tokens; i0 += U) {
         const int64_t T = LV_MIN(U, b->n_tokens - i0);
@@ -279,3 +422,54 @@ int64_t lv_kv_seq_n_tokens(const lv_context *ctx, lv_seq_id seq) {
 
 int64_t lv_kv_used_bytes(const lv_context *ctx) { return lv_kv_used_bytes_(ctx->kv); }
 int64_t lv_kv_capacity_bytes(const lv_context *ctx) { return lv_kv_capacity_bytes_(ctx->kv); }
+
+/* -------------------------------------------------------------------------------------------
+ * describing the plan
+ * ----------------------------------------------------------------------------------------- */
+
+int64_t lv_context_describe_plan(const lv_context *ctx, char *buf, size_t buf_size) {
+    const lv_hparams *hp = &ctx->model->hp;
+    const int64_t L = hp->n_layer, H = hp->n_head_kv;
+    const int64_t elt = ctx->p.kv_type == LV_KV_F32 ? 4 : 2;
+    const int64_t tok_bytes = (hp->n_embd_head_k + hp->n_embd_head_v) * elt; /* one token of one (layer, KV head) */
+    int64_t len = 0;
+#define OUT(...)                                                                                    \
+    do {                                                                                            \
+        size_t avail = (size_t)len < buf_size ? buf_size - (size_t)len : 0;                        \
+        int w = snprintf(avail ? buf + len : NULL, avail, __VA_ARGS__);                             \
+        if (w > 0) len += w;                                                                        \
+    } while (0)
+    const lv_attention_params *a = &ctx->p.attention;
+    int64_t n_full = 0, n_sw = 0, n_bs = 0;
+    for (int64_t i = 0; i < L * H; i++) {
+        const uint8_t k = ctx->policies[i].kind;
+        n_full += k == LV_MASK_CAUSAL;
+        n_sw += k == LV_MASK_SINK_WINDOW;
+        n_bs += k == LV_MASK_BLOCK_STRIDED;
+    }
+    OUT("attention plan: %lld layers x %lld KV heads: %lld full (retrieval), %lld sink+window, %lld block-strided%s\n", (long long)L,
+        (long long)H, (long long)n_full, (long long)n_sw, (long long)n_bs, ctx->select ? "; LServe page selection at decode" : "");
+    if (n_sw) OUT("  sink+window heads keep %d sink + %d recent tokens (Lambda mask in prefill and decode)\n", a->sink, a->window);
+    if (n_bs) OUT("  block-strided layers: block %d, local blocks %d, vertical stride %d\n", a->block_size, a->local_blocks, a->vert_stride);
+    if (ctx->select)
+        OUT("  selection: %d pages of %u tokens (budget %d) per query head, recomputed every %d steps\n", ctx->sel_k, ctx->p.kv_page_size,
+            a->kv_budget, a->select_every);
+    for (int64_t l = 0; l < L; l++) {
+        OUT("  layer %3lld: ", (long long)l);
+        int64_t r = 0;
+        for (int64_t h = 0; h < H; h++) {
+            const uint8_t k = ctx->policies[l * H + h].kind;
+            OUT("%c", k == LV_MASK_CAUSAL ? 'R' : k == LV_MASK_SINK_WINDOW ? 's' : 'b');
+            r += k == LV_MASK_CAUSAL;
+        }
+        OUT("  (%lld/%lld full)\n", (long long)r, (long long)H);
+    }
+    const int64_t sw_tokens = a->sink + a->window;
+    OUT("KV bytes per token (%s cache): dense %lld; this plan %lld per token for the full heads", ctx->p.kv_type == LV_KV_F32 ? "f32" : "f16",
+        (long long)(L * H * tok_bytes), (long long)(n_full * tok_bytes));
+    if (n_sw) OUT(" + %lld bytes constant for the sink+window heads (%lld tokens each)", (long long)(n_sw * tok_bytes * sw_tokens), (long long)sw_tokens);
+    if (n_bs) OUT(" + about %lld per token for the block-strided heads (1/%d of the blocks)", (long long)(n_bs * tok_bytes / LV_MAX(1, a->vert_stride)), a->vert_stride);
+    OUT("\n");
+#undef OUT
+    return len;
+}

@@ -18,8 +18,8 @@ typedef struct lv_ubatch {
     const lv_token *token;
     const lv_pos *pos;
     const lv_seq_id *seq;
-    const int64_t *slot;    /* stream slot each token writes */
-    const int64_t *n_vis;   /* stream length visible to each token (its sequence's tokens written so far) */
+    const int64_t *slot;    /* index of each token among the tokens its sequence appends in this step */
+    const int64_t *n_vis;   /* how many of those are written when the token attends */
     const int32_t *out_row; /* row in ctx->logits, or -1 for no logits */
     int64_t n_out;          /* tokens with out_row >= 0 */
 } lv_ubatch;
@@ -32,6 +32,16 @@ struct lv_context {
     int n_threads;
     lv_kv *kv;
     lv_rope_params rope;
+
+    /* the attention plan */
+    lv_kv_head_policy *policies; /* (n_layer, n_head_kv) */
+    uint8_t *retrieval;          /* (n_layer, n_head_kv) 1 = full attention head */
+    bool select;                 /* LServe page selection at decode */
+    int32_t sel_k;               /* pages per selection: max(3, kv_budget / page) */
+    int32_t *sel_pages;          /* (n_seq, n_layer, n_head, sel_k + 1) the last selection */
+    int32_t *sel_n;              /* (n_seq, n_layer, n_head) its length, 0 = none */
+    void *sel_scratch;           /* (n_threads, max_spans) page scores */
+    int32_t *sel_tmp;            /* (n_threads, max_spans + 1) pages of the current query */
 
     /* forward scratch, (n_ubatch, ...) */
     float *x;      /* (T, E) residual stream */

@@ -13,8 +13,9 @@
  * The order of floating-point operations follows llama.cpp's graph (llm_build_llama /
  * llm_build_qwen2) so that logits agree closely: biases added after the product, the norm
  * weight applied after normalising, RoPE with the cached cos/sin of ggml.
- * Attention reads the dense plan: every page of the token's own sequence, masked by stored
- * position (causal). Sparse plans are a later issue; they replace lv_kv_dense_spans only.
+ * Attention reads the plan of each (layer, KV head): the pages its stream keeps under its policy
+ * (full, sink + window, block-strided) with the policy's mask, or at decode on a retrieval head
+ * with LServe selection, the pages selected for each query head.
  */
 #include "context.h"
 
@@ -75,6 +76,28 @@ static void rope_store_range(void *arg, int64_t lo, int64_t hi, int ith) {
  * The G query heads of a KV head and up to LV_ATTN_RUN tokens read the KV stream together, so
  * each cached key and value is loaded once per job. Jobs are dealt round robin: their cost grows
  * with the token's position, so contiguous ranges would leave one thread the long ones. */
+/* LServe at decode: the pages query head h reads in stream (seq, layer, g): a fresh selection
+ * every select_every steps (timestep = tokens before this one), else the last one plus the
+ * newest page. Returns the page count written to pages. */
+static int decode_pages(lv_context *ctx, const fw_task *t, int64_t i, int64_t h, int64_t g, int ith, int32_t *pages) {
+    const lv_hparams *hp = &ctx->model->hp;
+    const int64_t seq = t->ub->seq[i];
+    const int64_t idx = (seq * hp->n_layer + t->il) * hp->n_head + h;
+    int32_t *cached = ctx->sel_pages + idx * (ctx->sel_k + 1);
+    const int64_t timestep = lv_kv_seq_len(ctx->kv, seq) + t->ub->slot[i];
+    const int64_t n_pages = lv_kv_n_pages(ctx->kv, seq, t->il, g, t->ub->n_vis[i]);
+    if (ctx->sel_n[idx] == 0 || timestep % ctx->p.attention.select_every == 0) {
+        void *scratch = (uint8_t *)ctx->sel_scratch + (size_t)ith * (size_t)ctx->max_spans * 8;
+        const float *q = ctx->q + (i * hp->n_head + h) * hp->n_embd_head_k;
+        ctx->sel_n[idx] = lv_kv_select_pages(ctx->kv, seq, t->il, g, t->ub->n_vis[i], q, ctx->sel_k, cached, scratch);
+    }
+    int n = ctx->sel_n[idx];
+    memcpy(pages, cached, (size_t)n * sizeof(int32_t));
+    /* the newest page is always read: pages appended since the selection replace nothing */
+    if (pages[n - 1] != (int32_t)(n_pages - 1)) pages[n++] = (int32_t)(n_pages - 1);
+    return n;
+}
+
 static void attn_worker(void *arg, int ith, int nth) {
     fw_task *t = arg;
     lv_context *ctx = t->ctx;
@@ -86,7 +109,7 @@ static void attn_worker(void *arg, int ith, int nth) {
     for (int64_t item = ith; item < n_items; item += nth) {
         const int64_t run = item / Hk, g = item % Hk;
         const int64_t i0 = ctx->run_start[run], nt = ctx->run_len[run];
-        const int64_t last = i0 + nt - 1;
+        const int64_t last = i0 + nt - 1, seq = t->ub->seq[last];
         lv_attn_job job = {
             .q = ctx->q + (i0 * Hq + g * G) * Dk, .q_tok_stride = Hq * Dk, .q_head_stride = Dk,
             .out = ctx->attn + (i0 * Hq + g * G) * Dv, .out_tok_stride = Hq * Dv, .out_head_stride = Dv,
@@ -94,9 +117,24 @@ static void attn_worker(void *arg, int ith, int nth) {
             .scale = 1.0f / sqrtf((float)Dk), .kv_type = ctx->p.kv_type, .Dk = (int)Dk, .Dv = (int)Dv,
         };
         /* the tokens of a run see the stream up to its last token (masking handles the rest) */
-        job.n_spans = lv_kv_dense_spans(ctx->kv, t->ub->seq[last], t->il, g, t->ub->n_vis[last], spans);
+        job.n_spans = lv_kv_spans(ctx->kv, seq, t->il, g, t->ub->n_vis[last], spans, &job.mask);
         job.spans = spans;
-        lv_attn(&job, scratch);
+        const lv_kv_head_policy *pol = lv_kv_policy(ctx->kv, t->il, g);
+        if (!(ctx->select && pol->stats && nt == 1 && job.n_spans > ctx->sel_k)) {
+            lv_attn(&job, scratch);
+            continue;
+        }
+        /* a decode step on a retrieval head: each query head reads its own selected pages */
+        int32_t *pages = ctx->sel_tmp + (int64_t)ith * (ctx->max_spans + 1);
+        for (int64_t hh = 0; hh < G; hh++) {
+            const int np = decode_pages(ctx, t, last, g * G + hh, g, ith, pages);
+            lv_attn_job one = job;
+            one.q = job.q + hh * Dk;
+            one.out = job.out + hh * Dv;
+            one.n_head = 1;
+            one.n_spans = lv_kv_spans_of_pages(ctx->kv, seq, t->il, g, t->ub->n_vis[last], pages, np, spans);
+            lv_attn(&one, scratch);
+        }
     }
 }
 

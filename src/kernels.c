@@ -192,7 +192,7 @@ static inline void kv_row(lv_kv_type t, const void *base, int64_t row, int D, fl
     }
 }
 
-int64_t lv_attn_ref(const float *q, const lv_attn_span *spans, int n_spans, int32_t q_pos, float scale,
+int64_t lv_attn_ref(const float *q, const lv_attn_span *spans, int n_spans, int32_t q_pos, const lv_attn_mask *mask, float scale,
                     lv_kv_type kv_type, int Dk, int Dv, float *scores, float *out) {
     float qr[1024], row[1024];
     LV_ASSERT(Dk <= 1024 && Dv <= 1024);
@@ -204,7 +204,7 @@ int64_t lv_attn_ref(const float *q, const lv_attn_span *spans, int n_spans, int3
     for (int s = 0; s < n_spans; s++) {
         const lv_attn_span *sp = &spans[s];
         for (int32_t i = 0; i < sp->n; i++, j++) {
-            if (sp->pos[i] > q_pos) {
+            if (!lv_attn_visible(mask, sp->pos[i], q_pos)) {
                 scores[j] = -INFINITY;
                 continue;
             }

@@ -46,10 +46,33 @@ void lv_rope_apply(const lv_rope_params *rp, const float *cache, float *x);
 /* out[i] = silu(gate[i]) * up[i], silu(x) = x / (1 + expf(-x)) */
 void lv_swiglu_ref(const float *gate, const float *up, float *out, int64_t n);
 
+/* ---- attention masks ----
+ * Which cached keys a query sees, by stored position (kernels never see evicted tokens, so a
+ * mask only has to exclude what a policy keeps but a given query must not see). */
+typedef enum lv_attn_mask_kind {
+    LV_MASK_CAUSAL = 0,        /* key position <= query position */
+    LV_MASK_SINK_WINDOW = 1,   /* ... and (a sink, pos < sink_end, or q - k < window): the Lambda mask */
+    LV_MASK_BLOCK_STRIDED = 2, /* ... and, with qb = q / block, kb = k / block: qb - kb < local_blocks or (kb + 1) % vert_stride == 0 */
+} lv_attn_mask_kind;
+
+typedef struct lv_attn_mask {
+    uint8_t kind;
+    int32_t sink_end, window;
+    int32_t block, local_blocks, vert_stride;
+} lv_attn_mask;
+
+static inline bool lv_attn_visible(const lv_attn_mask *m, int32_t kpos, int32_t qpos) {
+    if (kpos > qpos) return false;
+    if (!m || m->kind == LV_MASK_CAUSAL) return true;
+    if (m->kind == LV_MASK_SINK_WINDOW) return kpos < m->sink_end || qpos - kpos < m->window;
+    const int32_t qb = qpos / m->block, kb = kpos / m->block;
+    return qb - kb < m->local_blocks || (kb + 1) % m->vert_stride == 0;
+}
+
 /* ---- attention over a plan ----
  * A span is a run of cached tokens (keys, values and their stored positions) a query reads;
- * the dense plan is all pages of the sequence, sparse plans (later issues) are subsets. Keys
- * with pos > q_pos are masked (causal by stored position). */
+ * the dense plan is all pages of the sequence, sparse plans are subsets. Keys the mask hides
+ * (mask NULL: causal) are skipped. */
 typedef struct lv_attn_span {
     const void *k;      /* (n, Dk) elements of kv_type */
     const void *v;      /* (n, Dv) */
@@ -61,7 +84,7 @@ typedef struct lv_attn_span {
  * scores: scratch of at least the total span length. With LV_KV_F16 the query is rounded to
  * f16 before the dot products, as llama.cpp does for an f16 cache. Returns the number of keys
  * attended (0: out is zero). */
-int64_t lv_attn_ref(const float *q, const lv_attn_span *spans, int n_spans, int32_t q_pos, float scale,
+int64_t lv_attn_ref(const float *q, const lv_attn_span *spans, int n_spans, int32_t q_pos, const lv_attn_mask *mask, float scale,
                     lv_kv_type kv_type, int Dk, int Dv, float *scores, float *out);
 
 /* ---- tiled attention (attn_impl.h), the fast path ----
@@ -76,6 +99,7 @@ typedef struct lv_attn_job {
     int n_tok, n_head;
     const lv_attn_span *spans;
     int n_spans;
+    lv_attn_mask mask;
     float scale;
     lv_kv_type kv_type;
     int Dk, Dv;

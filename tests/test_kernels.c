@@ -121,7 +121,7 @@ TEST(attention_over_spans_matches_naive_softmax) {
         const float scale = 1.0f / sqrtf(DK);
         double want[DV];
         attn_naive(q, k, v, pos, N, qpos, scale, DK, DV, want);
-        int64_t na = lv_attn_ref(q, sp32, ns, qpos, scale, LV_KV_F32, DK, DV, scores, out);
+        int64_t na = lv_attn_ref(q, sp32, ns, qpos, NULL, scale, LV_KV_F32, DK, DV, scores, out);
         int64_t expect_n = 0;
         for (int j = 0; j < N; j++) expect_n += pos[j] <= qpos;
         CHECK(na == expect_n, "attended %lld keys, expected %lld", (long long)na, (long long)expect_n);
@@ -130,7 +130,7 @@ TEST(attention_over_spans_matches_naive_softmax) {
         float qh[DK];
         for (int i = 0; i < DK; i++) qh[i] = lv_fp16_to_fp32(lv_fp32_to_fp16(q[i]));
         attn_naive(qh, kr, vr, pos, N, qpos, scale, DK, DV, want);
-        lv_attn_ref(q, sp16, ns, qpos, scale, LV_KV_F16, DK, DV, scores, out);
+        lv_attn_ref(q, sp16, ns, qpos, NULL, scale, LV_KV_F16, DK, DV, scores, out);
         for (int e = 0; e < DV; e++) CHECK(fabs(out[e] - want[e]) <= 2e-6, "f16 kv: out[%d] %g vs %g", e, (double)out[e], want[e]);
         if (lv_test_failures) break;
     }
@@ -211,7 +211,7 @@ TEST(tiled_attention_equals_reference_at_every_level) {
                 lv_attn(&job, scratch);
                 for (int t = 0; t < NT; t++)
                     for (int h = 0; h < NH; h++) {
-                        lv_attn_ref(q + (t * NH + h) * DK, sp, ns, qpos[t], 0.125f, job.kv_type, DK, DV, scores, want);
+                        lv_attn_ref(q + (t * NH + h) * DK, sp, ns, qpos[t], NULL, 0.125f, job.kv_type, DK, DV, scores, want);
                         for (int d = 0; d < DV; d++)
                             CHECK(fabsf(out[(t * NH + h) * DV + d] - want[d]) <= 2e-6f, "%s %s t%d h%d d%d: %g vs %g", lv_simd_name((lv_simd)level),
                                   f16 ? "f16" : "f32", t, h, d, (double)out[(t * NH + h) * DV + d], (double)want[d]);

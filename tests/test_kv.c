@@ -23,7 +23,6 @@ static lv_status append(lv_kv *kv, int64_t n_seq, int64_t seq, int64_t n, int32_
     last[seq] = p0 + (int32_t)n - 1;
     lv_status st = lv_kv_reserve(kv, n_new, last);
     if (st != LV_OK) return st;
-    const int64_t base = lv_kv_seq_len(kv, seq);
     for (int64_t i = 0; i < n; i++)
         for (int64_t l = 0; l < 2; l++)
             for (int64_t h = 0; h < 3; h++) {
@@ -33,7 +32,7 @@ static lv_status append(lv_kv *kv, int64_t n_seq, int64_t seq, int64_t n, int32_
                 k[0] = (float)((p0 + i) * 2 + l);
                 k[1] = (float)(seq * 4 + h);
                 for (int d = 0; d < 4; d++) v[d] = -(float)(p0 + i) - d;
-                lv_kv_write(kv, seq, l, h, base + i, k, v, p0 + (int32_t)i);
+                lv_kv_write(kv, seq, l, h, i, k, v, p0 + (int32_t)i);
             }
     if (commit) lv_kv_commit(kv);
     else lv_kv_rollback(kv);
@@ -47,7 +46,7 @@ static int check_stream(lv_kv *kv, int64_t seq, int32_t first_pos) {
     for (int64_t l = 0; l < 2; l++)
         for (int64_t h = 0; h < 3; h++) {
             const int64_t n = lv_kv_seq_len(kv, seq);
-            int ns = lv_kv_dense_spans(kv, seq, l, h, n, spans);
+            int ns = lv_kv_spans(kv, seq, l, h, 0, spans, NULL);
             int64_t t = 0;
             for (int s = 0; s < ns; s++)
                 for (int32_t i = 0; i < spans[s].n; i++, t++) {

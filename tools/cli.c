@@ -282,3 +282,59 @@ void cli_progress_done(cli_progress *p, const char *detail) {
 void cli_set_verbosity(int64_t v) {
     lv_log_set(NULL, NULL, v >= 2 ? LV_LOG_DEBUG : v == 1 ? LV_LOG_INFO : LV_LOG_WARN);
 }
+
+int cli_attention_opts(cli_attention *a, cli_opt *o) {
+    const lv_attention_params d = lv_attention_default_params();
+    memset(a, 0, sizeof(*a));
+    a->sparsity = d.sparsity;
+    a->sink = d.sink;
+    a->window = d.window;
+    a->kv_budget = d.kv_budget;
+    a->select_every = d.select_every;
+    a->block_size = d.block_size;
+    a->local_blocks = d.local_blocks;
+    a->vert_stride = d.vert_stride;
+    const cli_opt opts[CLI_ATTENTION_N_OPTS] = {
+        {NULL, "--heads", CLI_STR, &a->heads, "FILE.tsv", "DuoAttention pattern (full_attention_heads.tsv): streaming heads keep sink + window"},
+        {NULL, "--sparsity", CLI_FLOAT, &a->sparsity, "S", "fraction of KV heads made streaming, global quantile (default 0.5)", .flo = 0, .fhi = 1},
+        {NULL, "--sink", CLI_INT, &a->sink, "N", "sink tokens of streaming heads / sink+window layers (default 64)", .lo = 0, .hi = 1 << 20},
+        {NULL, "--window", CLI_INT, &a->window, "N", "recent tokens of streaming heads / sink+window layers (default 256)", .lo = 1, .hi = 1 << 30},
+        {NULL, "--lserve", CLI_FLAG, &a->lserve, NULL, "LServe: retrieval heads read only selected KV pages at decode"},
+        {NULL, "--kv-budget", CLI_INT, &a->kv_budget, "N", "tokens of selected pages per query head (default 4096)", .lo = 1, .hi = 1 << 30},
+        {NULL, "--select-every", CLI_INT, &a->select_every, "N", "recompute the selection every N decode steps (default 4)", .lo = 1, .hi = 1 << 20},
+        {NULL, "--layer-plan", CLI_STR, &a->layer_plan, "PLAN", "LongGen layers: longgen (full iff l%3==1, else sink+window) or full|sw|bs per layer, comma separated"},
+        {NULL, "--block-size", CLI_INT, &a->block_size, "N", "block-strided layers: block size (default 64)", .lo = 1, .hi = 1 << 20},
+        {NULL, "--local-blocks", CLI_INT, &a->local_blocks, "N", "block-strided layers: local blocks (default 16)", .lo = 1, .hi = 1 << 20},
+        {NULL, "--vert-stride", CLI_INT, &a->vert_stride, "N", "block-strided layers: vertical stride (default 8)", .lo = 1, .hi = 1 << 20},
+    };
+    memcpy(o, opts, sizeof(opts));
+    return CLI_ATTENTION_N_OPTS;
+}
+
+int cli_attention_params(cli_attention *a, lv_attention_params *p) {
+    *p = lv_attention_default_params();
+    if (a->heads) {
+        lv_status st = lv_head_pattern_load(a->heads, &a->pattern);
+        if (st != LV_OK) {
+            cli_fail("--heads", st);
+            return -1;
+        }
+        p->heads = a->pattern;
+    }
+    p->sparsity = (float)a->sparsity;
+    p->sink = (int32_t)a->sink;
+    p->window = (int32_t)a->window;
+    p->select = a->lserve;
+    p->kv_budget = (int32_t)a->kv_budget;
+    p->select_every = (int32_t)a->select_every;
+    p->layer_plan = a->layer_plan;
+    p->block_size = (int32_t)a->block_size;
+    p->local_blocks = (int32_t)a->local_blocks;
+    p->vert_stride = (int32_t)a->vert_stride;
+    return 0;
+}
+
+void cli_attention_free(cli_attention *a) {
+    lv_head_pattern_free(a->pattern);
+    a->pattern = NULL;
+}

@@ -77,6 +77,23 @@ void cli_progress_start(cli_progress *p, const char *label);
 void cli_progress_update(cli_progress *p, double fraction, const char *detail);
 void cli_progress_done(cli_progress *p, const char *detail);
 
+/* The long-context attention flags shared by run, bench, logits, info: --heads, --sparsity, --sink,
+ * --window, --lserve, --kv-budget, --select-every, --layer-plan, --block-size, --local-blocks,
+ * --vert-stride. Usage: declare a cli_attention, append its options to a command's table with
+ * cli_attention_opts (returns how many it added), parse, then cli_attention_params. */
+typedef struct cli_attention {
+    const char *heads, *layer_plan;
+    double sparsity;
+    int64_t sink, window, kv_budget, select_every, block_size, local_blocks, vert_stride;
+    bool lserve;
+    lv_head_pattern *pattern; /* loaded by cli_attention_params; free with cli_attention_free */
+} cli_attention;
+#define CLI_ATTENTION_N_OPTS 11
+int  cli_attention_opts(cli_attention *a, cli_opt *opts);
+/* Fill p from the parsed flags (loading the pattern file). Returns 0, or prints the error and returns -1. */
+int  cli_attention_params(cli_attention *a, lv_attention_params *p);
+void cli_attention_free(cli_attention *a);
+
 /* Configure library logging from -v/--verbose counts: 0 warnings, 1 info, 2 debug. */
 void cli_set_verbosity(int64_t v);
 

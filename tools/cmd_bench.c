@@ -100,7 +100,8 @@ int cmd_bench(int argc, char **argv) {
     const char *model_path = NULL, *p_list = "512", *n_list = "128", *d_list = "0", *t_list = NULL, *out_fmt = "md", *kv = "f16";
     int64_t reps = 5, n_batch = 512, verbose = 0;
     bool no_limits = false;
-    cli_opt opts[] = {
+    cli_attention att;
+    cli_opt base[] = {
         {"-m", "--model", CLI_STR, &model_path, "FILE", "GGUF model", .required = true},
         {"-p", "--n-prompt", CLI_STR, &p_list, "N[,N]", "prompt tokens per pp test (default 512; 0 = none)"},
         {"-n", "--n-gen", CLI_STR, &n_list, "N[,N]", "generated tokens per tg test (default 128; 0 = none)"},
@@ -113,7 +114,11 @@ int cmd_bench(int argc, char **argv) {
         {NULL, "--no-limits", CLI_FLAG, &no_limits, NULL, "skip measuring the machine's bandwidth and FMA limits"},
         {"-v", "--verbose", CLI_INT, &verbose, "N", "log level: 0 warnings, 1 info, 2 debug", .lo = 0, .hi = 2},
     };
-    int r = cli_parse(argc, argv, opts, (int)(sizeof(opts) / sizeof(opts[0])),
+    const int nb = (int)(sizeof(base) / sizeof(base[0]));
+    cli_opt opts[sizeof(base) / sizeof(base[0]) + CLI_ATTENTION_N_OPTS];
+    memcpy(opts, base, sizeof(base));
+    const int n_opts = nb + cli_attention_opts(&att, opts + nb);
+    int r = cli_parse(argc, argv, opts, n_opts,
                       "longview bench -m MODEL [-p 512] [-n 128] [-d 0,4096] [-t 1,2] [-r 5] [-o md|json]",
                       "Measure prompt processing (pp) and generation (tg) speed like llama-bench, with the memory\n"
                       "bandwidth and FLOP rate each test reached against this machine's measured limits.\n"
@@ -139,9 +144,14 @@ int cmd_bench(int argc, char **argv) {
     int nd = parse_list("-d", d_list, 0, 1 << 30, ds, 16), nt = parse_list("-t", t_list ? t_list : tdef, 1, 512, ts, 16);
     if (np < 0 || nn < 0 || nd < 0 || nt < 0) return 2;
 
+    lv_attention_params attp;
+    if (cli_attention_params(&att, &attp) != 0) return 2;
     lv_model *model = NULL;
     lv_status st = lv_model_load(model_path, lv_model_default_params(), &model);
-    if (st != LV_OK) return cli_fail("loading the model", st);
+    if (st != LV_OK) {
+        cli_attention_free(&att);
+        return cli_fail("loading the model", st);
+    }
     lv_model_stats ms;
     lv_model_get_stats(model, &ms);
     const double kv_bytes_tok = (double)ms.n_layer * ms.n_head_kv * (ms.head_dim_k + ms.head_dim_v) * (kvt == LV_KV_F16 ? 2 : 4);
@@ -177,6 +187,7 @@ int cmd_bench(int argc, char **argv) {
                     cp.n_batch = cp.n_ubatch = (uint32_t)n_batch;
                     cp.kv_type = kvt;
                     cp.threadpool = tp;
+                    cp.attention = attp;
                     if ((st = lv_context_create(model, cp, &b.ctx)) != LV_OK) {
                         rc = cli_fail("creating the context", st);
                         break;
@@ -297,5 +308,6 @@ int cmd_bench(int argc, char **argv) {
         lv_threadpool_free(tp);
     }
     lv_model_free(model);
+    cli_attention_free(&att);
     return rc;
 }

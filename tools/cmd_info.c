@@ -7,19 +7,26 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 int cmd_info(int argc, char **argv) {
     const char *model_path = NULL;
     bool vocab_only = false;
     int64_t verbose = 0;
-    cli_opt opts[] = {
+    cli_attention att;
+    cli_opt base[] = {
         {"-m", "--model", CLI_STR, &model_path, "FILE", "GGUF model file", .required = true},
         {NULL, "--vocab-only", CLI_FLAG, &vocab_only, NULL, "read only the tokenizer (vocabulary GGUF files)"},
         {"-v", "--verbose", CLI_INT, &verbose, "N", "log level: 0 warnings, 1 info, 2 debug", .lo = 0, .hi = 2},
     };
-    int r = cli_parse(argc, argv, opts, (int)(sizeof(opts) / sizeof(opts[0])), "longview info -m MODEL [--vocab-only]",
+    const int nb = (int)(sizeof(base) / sizeof(base[0]));
+    cli_opt opts[sizeof(base) / sizeof(base[0]) + CLI_ATTENTION_N_OPTS];
+    memcpy(opts, base, sizeof(base));
+    const int n_opts = nb + cli_attention_opts(&att, opts + nb);
+    int r = cli_parse(argc, argv, opts, n_opts, "longview info -m MODEL [--vocab-only] [--heads FILE.tsv --sparsity S | --layer-plan PLAN ...]",
                       "Describe a GGUF model: architecture, hyper-parameters, tensor types and sizes, and whether\n"
-                      "longview can run it (an unsupported file gets the reason, naming the key or tensor).",
+                      "longview can run it (an unsupported file gets the reason, naming the key or tensor), and the\n"
+                      "attention plan the long-context flags give (heads per layer, KV bytes per token).",
                       NULL, 0, NULL);
     if (r) return r > 0 ? 0 : 2;
     cli_set_verbosity(verbose);
@@ -41,6 +48,30 @@ int cmd_info(int argc, char **argv) {
     lv_model_describe(model, buf, (size_t)need + 1);
     fputs(buf, stdout);
     free(buf);
+    int rc = 0;
+    if (!vocab_only) {
+        /* the attention plan these flags give (a small context is enough to build it) */
+        lv_context_params cp = lv_context_default_params();
+        cp.n_ctx = 256;
+        cp.n_batch = cp.n_ubatch = 16;
+        cp.n_threads = 1;
+        lv_context *ctx = NULL;
+        if (cli_attention_params(&att, &cp.attention) != 0) {
+            rc = 1;
+        } else if ((st = lv_context_create(model, cp, &ctx)) != LV_OK) {
+            rc = cli_fail("attention plan", st);
+        } else {
+            need = lv_context_describe_plan(ctx, NULL, 0);
+            buf = malloc((size_t)need + 1);
+            if (buf) {
+                lv_context_describe_plan(ctx, buf, (size_t)need + 1);
+                fputs(buf, stdout);
+                free(buf);
+            }
+        }
+        lv_context_free(ctx);
+    }
+    cli_attention_free(&att);
     lv_model_free(model);
-    return 0;
+    return rc;
 }

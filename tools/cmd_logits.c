@@ -15,7 +15,8 @@ int cmd_logits(int argc, char **argv) {
     const char *model_path = NULL, *tokens_arg = NULL, *tokens_file = NULL, *prompt = NULL, *out = NULL, *kv = "f32";
     int64_t n_ctx = 0, n_batch = 512, n_threads = 0, verbose = 0;
     bool all = false, no_bos = false;
-    cli_opt opts[] = {
+    cli_attention att;
+    cli_opt base[] = {
         {"-m", "--model", CLI_STR, &model_path, "FILE", "GGUF model", .required = true},
         {NULL, "--tokens", CLI_STR, &tokens_arg, "1,2,3", "token ids, comma or space separated"},
         {NULL, "--tokens-file", CLI_STR, &tokens_file, "FILE", "token ids in a text file (comma or whitespace separated)"},
@@ -29,7 +30,11 @@ int cmd_logits(int argc, char **argv) {
         {NULL, "--kv-type", CLI_STR, &kv, "T", "KV cache type: f32 (default here: exact) or f16"},
         {"-v", "--verbose", CLI_INT, &verbose, "N", "log level: 0 warnings, 1 info, 2 debug", .lo = 0, .hi = 2},
     };
-    int r = cli_parse(argc, argv, opts, (int)(sizeof(opts) / sizeof(opts[0])),
+    const int nb = (int)(sizeof(base) / sizeof(base[0]));
+    cli_opt opts[sizeof(base) / sizeof(base[0]) + CLI_ATTENTION_N_OPTS];
+    memcpy(opts, base, sizeof(base));
+    const int n_opts = nb + cli_attention_opts(&att, opts + nb);
+    int r = cli_parse(argc, argv, opts, n_opts,
                       "longview logits -m MODEL (--tokens 1,2,3 | --tokens-file F | -p TEXT) [--all] -o OUT.f32",
                       "Run a token sequence through the model in chunks of -b tokens and write its logits.", NULL, 0, NULL);
     if (r) return r > 0 ? 0 : 2;
@@ -78,6 +83,7 @@ int cmd_logits(int argc, char **argv) {
     cp.n_ubatch = (uint32_t)n_batch;
     cp.n_threads = (int32_t)n_threads;
     cp.kv_type = kvt;
+    if (cli_attention_params(&att, &cp.attention) != 0) goto end;
     if ((st = lv_context_create(model, cp, &ctx)) != LV_OK) {
         cli_fail("creating the context", st);
         goto end;
@@ -133,5 +139,6 @@ end:
     free(toks);
     lv_context_free(ctx);
     lv_model_free(model);
+    cli_attention_free(&att);
     return rc;
 }

@@ -22,7 +22,8 @@ int cmd_run(int argc, char **argv) {
     int64_t n_predict = 64, n_ctx = 4096, n_batch = 512, n_threads = 0, seed = 0x5eed, top_k = 40, verbose = 0;
     double temp = 0.8, top_p = 0.95, min_p = 0.05;
     bool print_ids = false, ignore_eos = false, no_bos = false;
-    cli_opt opts[] = {
+    cli_attention att;
+    cli_opt base[] = {
         {"-m", "--model", CLI_STR, &model_path, "FILE", "GGUF model", .required = true},
         {"-p", "--prompt", CLI_STR, &prompt, "TEXT", "prompt text"},
         {"-f", "--file", CLI_STR, &prompt_file, "FILE", "read the prompt from a file ('-' for stdin)"},
@@ -42,9 +43,14 @@ int cmd_run(int argc, char **argv) {
         {NULL, "--ignore-eos", CLI_FLAG, &ignore_eos, NULL, "keep generating after an end-of-generation token"},
         {"-v", "--verbose", CLI_INT, &verbose, "N", "log level: 0 warnings, 1 info, 2 debug", .lo = 0, .hi = 2},
     };
-    int r = cli_parse(argc, argv, opts, (int)(sizeof(opts) / sizeof(opts[0])),
+    const int nb = (int)(sizeof(base) / sizeof(base[0]));
+    cli_opt opts[sizeof(base) / sizeof(base[0]) + CLI_ATTENTION_N_OPTS];
+    memcpy(opts, base, sizeof(base));
+    const int n_opts = nb + cli_attention_opts(&att, opts + nb);
+    int r = cli_parse(argc, argv, opts, n_opts,
                       "longview run -m MODEL (-p TEXT | -f FILE | --tokens IDS) [-n N] [-c CTX] [-b N] [-t THREADS] [--temp T] [--seed S]",
-                      "Generate a completion. The completion goes to stdout; progress and timings to stderr.", NULL, 0, NULL);
+                      "Generate a completion. The completion goes to stdout; progress and timings to stderr.\n"
+                      "Long-context attention (DuoAttention heads, LServe selection, LongGen layers): see docs/long-context.md.", NULL, 0, NULL);
     if (r) return r > 0 ? 0 : 2;
     cli_set_verbosity(verbose);
     if (!!prompt + !!prompt_file + !!tokens_arg != 1) {
@@ -95,6 +101,7 @@ int cmd_run(int argc, char **argv) {
     cp.n_ubatch = (uint32_t)n_batch;
     cp.n_threads = (int32_t)n_threads;
     cp.kv_type = kvt;
+    if (cli_attention_params(&att, &cp.attention) != 0) goto end;
     if ((st = lv_context_create(model, cp, &ctx)) != LV_OK) {
         cli_fail("creating the context", st);
         goto end;
@@ -203,5 +210,6 @@ end:
     free(text);
     lv_context_free(ctx);
     lv_model_free(model);
+    cli_attention_free(&att);
     return rc;
 }
