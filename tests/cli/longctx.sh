@@ -1,0 +1,19 @@
+# long-context flags on run, logits, info, bench
+. "$(dirname "$0")/_lib.sh"
+M="$T/m.gguf"
+expect_ok "gen-model" "$LV" gen-model --arch llama --dim 64 --layers 3 --heads 4 --kv-heads 2 --ffn 96 --vocab builtin:bytes -o "$M"
+printf '0.9\t0.1\n0.2\t0.8\n1.0\t-0.0001\n' > "$T/p.tsv"
+expect_ok "info with a pattern" "$LV" info -m "$M" --heads "$T/p.tsv" --sparsity 0.5
+grep -q "3 full (retrieval), 3 sink+window" "$T/out" || fail "plan counts: $(cat "$T/out")"
+expect_ok "info with a LongGen plan" "$LV" info -m "$M" --layer-plan full,sw,bs --block-size 64
+grep -q "block-strided layers: block 64" "$T/out" || fail "block-strided described"
+expect_ok "run duo + lserve" "$LV" run -m "$M" -p "hello there, general kenobi" -n 8 --temp 0 --heads "$T/p.tsv" --sink 4 --window 8 --lserve --kv-budget 64 -b 5
+expect_ok "logits longgen" "$LV" logits -m "$M" -p "abc" --layer-plan longgen -o "$T/l.f32"
+expect_ok "bench duo" "$LV" bench -m "$M" -p 16 -n 4 -r 1 --no-limits --heads "$T/p.tsv" --window 8
+printf '0.9\t0.1\t0.3\n' > "$T/bad.tsv"
+expect_fail "pattern of another shape" "$LV" run -m "$M" -p hi -n 2 --heads "$T/bad.tsv"
+grep -q "1 layers x 3 KV heads" "$T/err" || fail "both shapes named"
+printf '0.9\tx\n' > "$T/bad2.tsv"
+expect_fail "malformed pattern" "$LV" info -m "$M" --heads "$T/bad2.tsv"
+expect_fail "bad layer plan" "$LV" run -m "$M" -p hi -n 2 --layer-plan full,full
+expect_fail "budget not a multiple of the page" "$LV" run -m "$M" -p hi -n 2 --lserve --kv-budget 100
