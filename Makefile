@@ -62,7 +62,7 @@ AVX512_FLAGS := $(AVX2_FLAGS) -mavx512f -mavx512bw -mavx512dq -mavx512vl
 # VNNI and BF16 instructions are not implied by the avx512 level: functions that use them carry
 # __attribute__((target("avx512vnni"))) / ("avx512bf16") and are chosen only when the CPU has them.
 
-.PHONY: all test check fuzz fuzz-bins demo clean
+.PHONY: all test check fuzz fuzz-bins demo clean bench-attn
 all: $(O)/liblongview.a $(O)/longview $(O)/lv_test
 
 # V=1 shows the full commands
@@ -118,6 +118,11 @@ fuzz:
 fuzz-bins: $(FUZZ_BIN)
 build/fuzz/fuzz_%: build/fuzz/fuzz/fuzz_%.o build/fuzz/liblongview.a
 	clang $(MODE_LDFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS_ALL)
+
+# micro-benchmark of the attention kernel (not part of the tests)
+bench-attn: $(O)/attn_bench
+$(O)/attn_bench: bench/attn/attn_bench.c $(O)/liblongview.a
+	$(CC) $(CFLAGS_ALL) -o $@ $< $(O)/liblongview.a $(LDLIBS_ALL)
 
 demo: all
 	scripts/demo.sh $(O)/longview

@@ -1,0 +1,57 @@
+/*
+ * attn_bench.c: the attention kernel alone, at decode (one token, G query heads) and prefill
+ * (16 tokens x G heads) shapes, over n cached tokens, f16 cache. Reports keys/s and GB/s of KV
+ * read, for comparing kernel changes (`perf stat -e instructions` makes it repeatable on a
+ * busy machine).  Build: make bench-attn; run: build/release/attn_bench [n] [reps]
+ */
+#include "kernels.h"
+#include "qkernels.h"
+#include "quant.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+int main(int argc, char **argv) {
+    const int n = argc > 1 ? atoi(argv[1]) : 4096, reps = argc > 2 ? atoi(argv[2]) : 200;
+    enum { D = 64, G = 3, P = 64 };
+    uint16_t *k = malloc(sizeof(uint16_t) * (size_t)n * D), *v = malloc(sizeof(uint16_t) * (size_t)n * D);
+    int32_t *pos = malloc(sizeof(int32_t) * (size_t)n);
+    for (int i = 0; i < n * D; i++) {
+        k[i] = lv_fp32_to_fp16((float)((i * 7919) % 1000) / 1000.0f - 0.5f);
+        v[i] = lv_fp32_to_fp16((float)((i * 104729) % 1000) / 1000.0f - 0.5f);
+    }
+    for (int i = 0; i < n; i++) pos[i] = i;
+    lv_attn_span *spans = malloc(sizeof(lv_attn_span) * (size_t)(n / P + 1));
+    int ns = 0;
+    for (int i = 0; i < n; i += P) spans[ns++] = (lv_attn_span){k + (size_t)i * D, v + (size_t)i * D, pos + i, n - i < P ? n - i : P};
+    float q[16 * G * D], out[16 * G * D];
+    for (int i = 0; i < 16 * G * D; i++) q[i] = (float)(i % 17) / 17.0f - 0.5f;
+    float *scratch = malloc(sizeof(float) * lv_attn_scratch_floats(16 * G, D, D));
+    int32_t qpos[16];
+    for (int t = 0; t < 16; t++) qpos[t] = n - 16 + t;
+    for (int shape = 0; shape < 2; shape++) {
+        const int nt = shape ? 16 : 1;
+        lv_attn_job job = {.q = q, .q_tok_stride = G * D, .q_head_stride = D, .out = out, .out_tok_stride = G * D, .out_head_stride = D,
+                           .pos = shape ? qpos : &qpos[15], .n_tok = nt, .n_head = G, .spans = spans, .n_spans = ns, .scale = 0.125f,
+                           .kv_type = LV_KV_F16, .Dk = D, .Dv = D};
+        lv_attn(&job, scratch);
+        const double t0 = now_s();
+        for (int r = 0; r < reps; r++) lv_attn(&job, scratch);
+        const double dt = (now_s() - t0) / reps;
+        printf("%s (%s): %d tokens x %d heads over %d keys: %.3f ms, %.1f Mkeys/s per query row, KV %.2f GB/s\n", shape ? "prefill" : "decode ",
+               lv_simd_name(lv_simd_active()), nt, G, n, dt * 1e3, (double)n * nt * G / dt / 1e6, (double)n * 2 * D * 2 / dt / 1e9);
+    }
+    free(k);
+    free(v);
+    free(pos);
+    free(spans);
+    free(scratch);
+    return 0;
+}
