@@ -24,8 +24,8 @@ int main(int argc, char **argv) {
     uint16_t *k = malloc(sizeof(uint16_t) * (size_t)n * D), *v = malloc(sizeof(uint16_t) * (size_t)n * D);
     int32_t *pos = malloc(sizeof(int32_t) * (size_t)n);
     for (int i = 0; i < n * D; i++) {
-        k[i] = lv_fp32_to_fp16((float)((i * 7919) % 1000) / 1000.0f - 0.5f);
-        v[i] = lv_fp32_to_fp16((float)((i * 104729) % 1000) / 1000.0f - 0.5f);
+        k[i] = lv_fp32_to_fp16((float)(((unsigned)i * 7919u) % 1000) / 1000.0f - 0.5f);
+        v[i] = lv_fp32_to_fp16((float)(((unsigned)i * 104729u) % 1000) / 1000.0f - 0.5f);
     }
     for (int i = 0; i < n; i++) pos[i] = i;
     lv_attn_span *spans = malloc(sizeof(lv_attn_span) * (size_t)(n / P + 1));
