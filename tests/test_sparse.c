@@ -7,7 +7,9 @@
  * (sink + window, block-strided, or full with LServe statistics). After each step, queries at
  * the step's positions attend (a) through the sparse cache's own spans and mask with the tiled
  * kernel and (b) through the full cache with lv_attn_ref and the explicit mask. They must agree
- * to float rounding; and the sparse cache must hold no more than its policy allows.
+ * within 1e-5 (outputs are averages of values in [-1, 1]; the fast kernels accumulate up to 1500
+ * keys in float and use a polynomial exp, the reference uses double dot products: typical
+ * differences are 1e-6); and the sparse cache must hold no more than its policy allows.
  */
 #include "kv.h"
 #include "lv_test.h"
@@ -116,7 +118,7 @@ static void run_policy(lv_kv_head_policy pol, const char *name, int64_t max_stor
             const int64_t stored = lv_kv_used_bytes_(p.sparse) / ((DK + DV) * (kt == LV_KV_F32 ? 4 : 2));
             max_stored = stored > max_stored ? stored : max_stored;
         }
-        CHECK(worst <= 2e-6, "%s (%s cache): sparse vs dense with the explicit mask differ by %g", name, t ? "f16" : "f32", worst);
+        CHECK(worst <= 1e-5, "%s (%s cache): sparse vs dense with the explicit mask differ by %g", name, t ? "f16" : "f32", worst);
         if (max_stored_extra >= 0)
             CHECK(max_stored <= max_stored_extra, "%s: kept %lld tokens, the policy allows %lld", name, (long long)max_stored,
                   (long long)max_stored_extra);
@@ -208,7 +210,7 @@ TEST(lserve_selection_picks_the_best_pages_and_equals_dense_when_the_budget_cove
                            .scale = 0.17f, .kv_type = LV_KV_F32, .Dk = DK, .Dv = DV};
         lv_attn(&job, scratch_f);
         lv_attn_ref(q, spans, ns, qpos, NULL, 0.17f, LV_KV_F32, DK, DV, scores, out_r);
-        for (int e = 0; e < DV; e++) CHECK(fabsf(out_s[e] - out_r[e]) <= 2e-6f, "selected-page attention");
+        for (int e = 0; e < DV; e++) CHECK(fabsf(out_s[e] - out_r[e]) <= 1e-5f, "selected-page attention");
         /* a budget covering every page selects every page: exactly the dense plan */
         n = lv_kv_select_pages(p.sparse, 0, 0, 0, 0, q, n_pages + rep, sel, scratch);
         int nd = lv_kv_spans(p.sparse, 0, 0, 0, 0, spans_all, NULL);
