@@ -361,6 +361,17 @@ lv_genmodel_params lv_genmodel_default_params(void);
  * preset/arch/shape errors are LV_ERR_INVALID_ARG with a message. */
 lv_status lv_genmodel_write(const lv_genmodel_params *params, const char *out_path);
 
+/* ---- evaluation -------------------------------------------------------------------------
+ * Needle-in-a-haystack (NIAH) and passkey-retrieval prompts of a chosen token length with the
+ * needle at a chosen depth, the answer rule, and the head-pattern threshold that `longview heads`
+ * prints. `longview eval` runs them in every attention mode; docs/eval.md has the formats. */
+
+/* The threshold lv_head_pattern_binarize compares the noised, clipped gates with (a head is
+ * retrieval iff its value >= it): -inf when sparsity <= 0, +inf when sparsity >= 1, NaN (and
+ * lv_last_error) for a NaN sparsity or out of memory. lv_head_pattern_binarize returns -1 in the
+ * same cases. */
+double lv_head_pattern_threshold(const lv_head_pattern *p, float sparsity, uint64_t seed);
+
 #ifdef __cplusplus
 }
 #endif
