@@ -580,6 +580,17 @@ static lv_status count_prefix_(const lv_eval *ev, const layout_ *L, int64_t c, i
     return st;
 }
 
+static bool blank_token_(const lv_eval *ev, lv_token t) {
+    char buf[64];
+    const int32_t n = lv_token_to_piece(ev->model, t, buf, (int32_t)sizeof(buf), true);
+    if (n <= 0) return n == 0;
+    for (int32_t i = 0; i < n; i++)
+        if (!is_space_(buf[i])) return false;
+    return true;
+}
+
+/* Token offsets of the filler and the needle: through the pieces of the final tokens, or (when the
+ * pieces do not add up to the text) by tokenizing prefixes of the text. */
 static lv_status locate_(const lv_eval *ev, const layout_ *L, const lv_token *t, int32_t n, bool bos_prepended, lv_eval_prompt *p) {
     const int32_t skip = bos_prepended ? 1 : 0;
     int64_t *off = lv_mallocn((size_t)(n - skip) + 1, sizeof(int64_t));
@@ -596,8 +607,11 @@ static lv_status locate_(const lv_eval *ev, const layout_ *L, const lv_token *t,
         if ((st = count_prefix_(ev, L, L->ctx_begin, &cb)) != LV_OK || (st = count_prefix_(ev, L, L->needle_begin, &nb)) != LV_OK ||
             (st = count_prefix_(ev, L, L->needle_end, &ne)) != LV_OK || (st = count_prefix_(ev, L, L->ctx_end, &ce)) != LV_OK)
             goto end;
+        /* a prefix cut before a merge ("\n\n" + "The") counts one token too few: skip whitespace tokens */
+        nb = LV_MIN(nb, n - 1);
+        while (nb < ne - 1 && nb < n - 1 && blank_token_(ev, t[nb])) nb++;
         p->context_begin = cb;
-        p->needle_pos = LV_MIN(nb, n - 1);
+        p->needle_pos = nb;
         p->needle_len = LV_MAX(ne - nb, 1);
         p->context_end = LV_MIN(ce, n);
     }

@@ -110,6 +110,23 @@ static void check_prompt(const lv_model *m, const char *what, const lv_eval_prom
         CHECK(strcmp(tail, "What is the pass key? The pass key is") == 0, "%s: ends with the question: '%s'", what, tail);
         CHECK(strstr(all, "The grass is green. The sky is blue.") != NULL, "%s: filler", what);
     }
+    /* the needle's token range is tight: its first token starts the needle, its last ends it */
+    char *first = decode(m, p, p->needle_pos, p->needle_pos + 1);
+    char *before = decode(m, p, p->needle_pos - 1, p->needle_pos);
+    char *shorter = decode(m, p, p->needle_pos, p->needle_pos + p->needle_len - 1);
+    if (first && before && shorter) {
+        const char *f = first;
+        while (*f == ' ' || *f == '\n') f++;
+        CHECK(*f && (strncmp("The ", f, strlen(f) < 4 ? strlen(f) : 4) == 0), "%s: the first needle token is '%s'", what, first);
+        CHECK(strstr(before, "The") == NULL, "%s: the token before the needle is '%s'", what, before);
+        const char *end = task == LV_EVAL_NIAH ? "sunny day." : "is the pass key.";
+        CHECK(strstr(shorter, end) == NULL, "%s: the needle's last token is needed ('%s')", what, shorter);
+    } else {
+        CHECK(0, "decode");
+    }
+    free(first);
+    free(before);
+    free(shorter);
     /* the text is what was tokenized */
     CHECK(strstr(p->text, p->needle) != NULL, "%s: text holds the needle", what);
     free(nd);
@@ -139,7 +156,7 @@ static void run_sweep(lv_model *m, const char *vocab, lv_eval_task task, const i
 
 TEST(eval_prompts_real_vocabularies) {
     if (!lv_test_shared_data()) SKIP("../shared/data not found (vocabularies and the haystack)");
-    const char *vocabs[] = {"ggml-vocab-llama-spm.gguf", "ggml-vocab-llama-bpe.gguf", "ggml-vocab-gpt-2.gguf", "ggml-vocab-qwen2.gguf"};
+    const char *vocabs[] = {"ggml-vocab-llama-spm.gguf", "ggml-vocab-llama-bpe.gguf", "ggml-vocab-gpt-2.gguf", "ggml-vocab-qwen2.gguf", "ggml-vocab-phi-3.gguf"};
     const int32_t lens[] = {300, 1000, 4096};
     for (size_t v = 0; v < LV_ARRAY_LEN(vocabs); v++) {
         lv_model *m = load_vocab(vocabs[v]);
