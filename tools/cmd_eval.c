@@ -130,7 +130,6 @@ typedef struct mode_result {
     double prefill_tokens, prefill_s, decode_tokens, decode_s;
     double len_prefill_tokens[MAX_LENGTHS], len_prefill_s[MAX_LENGTHS], len_decode_tokens[MAX_LENGTHS], len_decode_s[MAX_LENGTHS];
     int64_t len_kv_bytes[MAX_LENGTHS]; /* the most in use at the end of a sample of that length */
-    int64_t len_tokens[MAX_LENGTHS];   /* the prompt length actually built */
 } mode_result;
 
 /* A response, shortened to one line for the progress lines. */
@@ -431,7 +430,6 @@ int cmd_eval(int argc, char **argv) {
                         cli_fail("building a prompt", st);
                         goto end;
                     }
-                    mr->len_tokens[li] = p->n_tokens;
                     if (dump_dir && m == 0) {
                         char fn[4096];
                         snprintf(fn, sizeof(fn), "%s/%s-%lld-%.2f-%llu.txt", dump_dir, niah ? "niah" : "passkey", (long long)lengths[li], depths[di],

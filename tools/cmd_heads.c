@@ -202,8 +202,13 @@ int cmd_heads(int argc, char **argv) {
 
     /* map: one row per layer */
     printf("map ('#' retrieval, '.' streaming)\n");
+    if (nh > 10) { /* tens digits above the units */
+        printf("       ");
+        for (int h = 0; h < nh; h++) putchar(h % 10 ? ' ' : (char)('0' + (h / 10) % 10));
+        printf("\n");
+    }
     printf("layer  ");
-    for (int h = 0; h < nh; h++) putchar(nh > 10 && h % 10 ? ' ' : '0' + h % 10);
+    for (int h = 0; h < nh; h++) putchar((char)('0' + h % 10));
     printf("  retrieval\n");
     int empty_layers = 0, full_layers = 0;
     for (int l = 0; l < nl; l++) {
