@@ -361,6 +361,76 @@ lv_genmodel_params lv_genmodel_default_params(void);
  * preset/arch/shape errors are LV_ERR_INVALID_ARG with a message. */
 lv_status lv_genmodel_write(const lv_genmodel_params *params, const char *out_path);
 
+/* ---- evaluation -------------------------------------------------------------------------
+ * Needle-in-a-haystack (NIAH) and passkey-retrieval prompts of a chosen token length with the
+ * needle at a chosen depth, the answer rule, and the head-pattern threshold that `longview heads`
+ * prints. `longview eval` runs them in every attention mode; docs/eval.md has the formats. */
+
+/* The threshold lv_head_pattern_binarize compares the noised, clipped gates with (a head is
+ * retrieval iff its value >= it): -inf when sparsity <= 0, +inf when sparsity >= 1, NaN (and
+ * lv_last_error) for a NaN sparsity or out of memory. lv_head_pattern_binarize returns -1 in the
+ * same cases. */
+double lv_head_pattern_threshold(const lv_head_pattern *p, float sparsity, uint64_t seed);
+
+typedef enum lv_eval_task {
+    LV_EVAL_NIAH    = 0, /* a needle sentence hidden in essays (haystack_dir) */
+    LV_EVAL_PASSKEY = 1, /* "The pass key is NNNNN. ..." hidden in repeated filler sentences */
+} lv_eval_task;
+
+typedef struct lv_eval_params {
+    lv_eval_task task;
+    const char *haystack_dir;  /* NIAH: directory whose *.txt files, in name order, are the haystack (repeated as needed) */
+    const char *needle;        /* NIAH: NULL = the standard needle (San Francisco, Dolores Park) */
+    const char *keywords;      /* NIAH: '|'-separated phrases a correct answer contains; NULL = "sandwich|Dolores Park"
+                                  (required with a custom needle) */
+    const char *question;      /* NULL = the task's standard question */
+    const char *answer_prefix; /* the start of the answer, written after the question; NULL = the task's; "" = none */
+    bool chat;                 /* wrap in a chat template: the document and question are the user turn, answer_prefix
+                                  follows the assistant prefix */
+    const char *chat_template; /* with chat: a family name or a template text; NULL = the model's */
+} lv_eval_params;
+
+lv_eval_params lv_eval_default_params(void);
+
+/* A prompt builder: holds the model's tokenizer and the filler, read and tokenized once. */
+typedef struct lv_eval lv_eval;
+
+/* Errors: a missing or empty haystack directory, a custom needle without keywords, a chat
+ * template the model lacks or that is unknown (LV_ERR_INVALID_ARG / LV_ERR_IO). The model must
+ * have a tokenizer and outlive the builder. */
+lv_status lv_eval_create(const lv_model *model, const lv_eval_params *params, lv_eval **out);
+void      lv_eval_free(lv_eval *ev);
+
+typedef struct lv_eval_prompt {
+    lv_token *tokens;        /* (n_tokens) the prompt, starting with BOS when the vocabulary adds one */
+    int32_t   n_tokens;      /* <= the requested length, normally equal */
+    char     *text;          /* the prompt text that was tokenized (BOS not included) */
+    char     *answer;        /* what a correct answer contains: '|'-separated keywords (passkey: the digits) */
+    char     *needle;        /* the needle as inserted */
+    int32_t   needle_pos;    /* token offset of the needle's first token (its first non-space character) */
+    int32_t   needle_len;    /* tokens of the needle */
+    int32_t   context_begin; /* token range of the filler, needle included */
+    int32_t   context_end;
+    double    depth;         /* the needle's actual depth in the filler: (needle_pos - context_begin) /
+                                (context_end - context_begin - needle_len), in [0, 1] */
+    uint64_t  seed;
+} lv_eval_prompt;
+
+/* Build a prompt of n_tokens tokens with the needle at `depth` (0 = the start of the filler,
+ * 1 = its end), at the sentence boundary nearest to that depth. seed picks the pass key (5 digits)
+ * and, for NIAH, the essay the haystack starts with (seed mod the number of essays; 0 = the
+ * first, the standard haystack). Errors: n_tokens too small for the question, needle and
+ * template (the message says the minimum), depth outside [0, 1]. Free with lv_eval_prompt_free. */
+lv_status lv_eval_build(lv_eval *ev, int32_t n_tokens, double depth, uint64_t seed, lv_eval_prompt **out);
+void      lv_eval_prompt_free(lv_eval_prompt *p);
+
+/* The answer rule: both texts are reduced to lower-case words (runs of ASCII letters and digits
+ * and of non-ASCII bytes; everything else separates words), and a keyword is found when its
+ * words occur consecutively in the answer's words. Correct iff every '|'-separated keyword is
+ * found. Returns true when correct; *score (may be NULL) receives the fraction found. An answer
+ * with no keywords is never correct. */
+bool lv_eval_check_answer(const char *keywords, const char *text, int64_t len, double *score);
+
 #ifdef __cplusplus
 }
 #endif

@@ -11,5 +11,7 @@ int cmd_gen_model(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
+int cmd_heads(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
 
 #endif

@@ -15,6 +15,8 @@ static const cli_command g_commands[] = {
     {"info", cmd_info, "describe a GGUF model: architecture, shapes, tensor types, support"},
     {"gen-model", cmd_gen_model, "write a GGUF model with random weights (for tests and benchmarks)"},
     {"tokenize", cmd_tokenize, "print the token ids (and pieces) of a text"},
+    {"eval", cmd_eval, "needle-in-a-haystack / passkey retrieval accuracy and speed per attention mode"},
+    {"heads", cmd_heads, "show a DuoAttention head pattern: threshold, retrieval/streaming map, SVG heat map"},
 };
 
 static void usage(FILE *f) {

@@ -1,0 +1,31 @@
+/*
+ * svg.h: a few helpers for the hand-written SVG heat maps of `longview heads` and `longview eval`
+ * (no plotting dependency): a document, rectangles, escaped text and two colour maps.
+ */
+#ifndef LV_SVG_H
+#define LV_SVG_H
+
+#include <stdio.h>
+
+/* Open path for writing and write the SVG header for a w x h canvas (white background).
+ * NULL after printing the error. */
+FILE *svg_begin(const char *path, double w, double h);
+/* Write the closing tag and close the file; returns 0, or 1 after printing a write error. */
+int svg_end(FILE *f, const char *path);
+
+/* fill: "#rrggbb" or "none"; stroke NULL for none. */
+void svg_rect(FILE *f, double x, double y, double w, double h, const char *fill, const char *stroke, double stroke_w, const char *tooltip);
+/* anchor: "start", "middle" or "end"; the text is XML-escaped. */
+void svg_text(FILE *f, double x, double y, double size, const char *anchor, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+/* Text rotated by -90 degrees around (x, y). */
+void svg_text_vertical(FILE *f, double x, double y, double size, const char *text);
+void svg_line(FILE *f, double x1, double y1, double x2, double y2, const char *stroke, double w);
+
+/* Colour maps on t in [0, 1] (clamped; NaN gives grey), written as "#rrggbb" into out[8]. */
+void svg_viridis(double t, char out[8]);
+/* red -> amber -> green, the colours of the NIAH plots */
+void svg_red_green(double t, char out[8]);
+/* black or white, whichever reads better on a background colour "#rrggbb" */
+const char *svg_ink_on(const char *bg);
+
+#endif
