@@ -536,6 +536,25 @@ lv_status lv_kv_seq_truncate(lv_kv *kv, int64_t seq, int32_t p0) {
     LV_ASSERT(!kv->in_txn);
     const int64_t P = kv->p.page_size;
     if (p0 > kv->seq_max_pos[seq]) return LV_OK; /* nothing to remove */
+    /* removing the whole sequence is always possible */
+    bool all = true;
+    for (int64_t ip = 0; ip < kv->n_pools && all; ip++) {
+        const kv_stream *st = &kv->streams[seq * kv->n_pools + ip];
+        all = st->n_stored == 0 || stored_pos(kv, &kv->pools[ip], st, 0) >= p0;
+    }
+    if (all) {
+        for (int64_t ip = 0; ip < kv->n_pools; ip++) {
+            kv_stream *st = &kv->streams[seq * kv->n_pools + ip];
+            kv_pool *pl = &kv->pools[ip];
+            while (st->n_pages > 0) pl->free_ids[pl->n_free++] = st->pages[--st->n_pages];
+            st->n_stored = 0;
+            st->bs_cursor = 0;
+        }
+        kv->total_tokens -= kv->seq_len[seq];
+        kv->seq_len[seq] = 0;
+        kv->seq_max_pos[seq] = -1;
+        return LV_OK;
+    }
     /* a stream that evicted tokens no longer holds the window the tokens after the cut need */
     for (int64_t ip = 0; ip < kv->n_pools; ip++) {
         const kv_stream *st = &kv->streams[seq * kv->n_pools + ip];

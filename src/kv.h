@@ -99,8 +99,9 @@ int lv_kv_select_pages(const lv_kv *kv, int64_t seq, int64_t layer, int64_t head
 int lv_kv_spans_of_pages(const lv_kv *kv, int64_t seq, int64_t layer, int64_t head, int64_t n_new_visible, const int32_t *pages,
                          int n_pages, lv_attn_span *spans);
 
-/* Remove the tokens of seq with position >= p0 (a suffix). LV_ERR_UNSUPPORTED, changing nothing,
- * if a streaming or block-strided stream of the sequence already evicted tokens. */
+/* Remove the tokens of seq with position >= p0 (a suffix). Removing the whole sequence always
+ * works; removing part of it returns LV_ERR_UNSUPPORTED, changing nothing, if a streaming or
+ * block-strided stream of the sequence already evicted tokens. */
 lv_status lv_kv_seq_truncate(lv_kv *kv, int64_t seq, int32_t p0);
 void      lv_kv_clear(lv_kv *kv);
 

@@ -235,3 +235,32 @@ TEST(streaming_memory_is_constant_and_patterns_must_fit) {
     CHECK(strstr(desc, "2 full (retrieval), 4 sink+window") != NULL, "describe: %s", desc);
     lv_context_free(ctx);
 }
+
+TEST(clearing_a_streaming_sequence_and_partial_removal) {
+    lv_model *m = plan_model();
+    REQUIRE(m, "model");
+    lv_context_params cp = lv_context_default_params();
+    cp.n_ctx = 256;
+    cp.n_batch = cp.n_ubatch = 64;
+    cp.kv_page_size = 16;
+    cp.attention.layer_plan = "longgen";
+    cp.attention.sink = 4;
+    cp.attention.window = 16;
+    lv_context *ctx = NULL;
+    REQUIRE(lv_context_create(m, cp, &ctx) == LV_OK, "ctx");
+    lv_batch b = lv_batch_init(64);
+    for (int i = 0; i < 64; i++) {
+        b.token[i] = 3 + i;
+        b.pos[i] = i;
+        b.seq_id[i] = 0;
+        b.logits[i] = i == 63;
+    }
+    b.n_tokens = 64;
+    REQUIRE(lv_decode(ctx, &b) == LV_OK, "decode");
+    CHECK(lv_kv_seq_rm(ctx, 0, 40, -1) == LV_ERR_UNSUPPORTED && lv_kv_seq_n_tokens(ctx, 0) == 64,
+          "partial removal after eviction refused, nothing changed: %s", lv_last_error());
+    CHECK(lv_kv_seq_rm(ctx, 0, 0, -1) == LV_OK && lv_kv_seq_n_tokens(ctx, 0) == 0 && lv_kv_used_bytes(ctx) == 0, "clearing works");
+    CHECK(lv_decode(ctx, &b) == LV_OK, "decode again after clearing");
+    lv_batch_free(&b);
+    lv_context_free(ctx);
+}
