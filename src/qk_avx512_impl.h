@@ -1,0 +1,580 @@
+/*
+ * qk_avx512_impl.h: the AVX-512 kernels, included twice by qk_avx512.c: once plain (QK_VNNI = 0,
+ * QK_BF16 = 0) and once with the VNNI / BF16 instructions (QK_ATTR_I, QK_ATTR_B carry the target
+ * attributes). Names get QK_SUFFIX. The helpers and activation converters that need no extension
+ * are defined once (QK_AVX512_SHARED).
+ *
+ * Every kernel is a tile function tile_T(R, C, ...) over R weight rows x C activation rows; R and
+ * C are compile-time constants after inlining (gemm instantiates 4xC and 1xC, vec_dot is 1x1),
+ * so the per-pair instruction sequence is the same in every tile shape.
+ */
+
+/* ============================================================================================
+ * shared: loads, scales, activation conversions (no VNNI / BF16)
+ * ========================================================================================== */
+#ifndef QK_AVX512_SHARED
+#define QK_AVX512_SHARED
+
+#define QK_INLINE static inline __attribute__((always_inline))
+
+QK_INLINE uint16_t ld16(const uint8_t *p) {
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return v;
+}
+QK_INLINE uint32_t ld32(const uint8_t *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+QK_INLINE float ldf32(const uint8_t *p) {
+    float v;
+    memcpy(&v, p, 4);
+    return v;
+}
+QK_INLINE float h2f(uint16_t h) { return _cvtsh_ss(h); }
+
+/* [f(h0) x 8 | f(h1) x 8] from two fp16 bit patterns */
+QK_INLINE __m512 scales2(uint16_t h0, uint16_t h1) {
+    const __m128 f = _mm_cvtph_ps(_mm_cvtsi32_si128((int)((uint32_t)h0 | ((uint32_t)h1 << 16))));
+    return _mm512_permutexvar_ps(_mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0), _mm512_castps128_ps512(f));
+}
+
+/* [f(h0), 0 x 7 | f(h1), 0 x 7]: a per-block float term that is counted once per block */
+QK_INLINE __m512 scales2_once(uint16_t h0, uint16_t h1) {
+    const __m128 f = _mm_cvtph_ps(_mm_cvtsi32_si128((int)((uint32_t)h0 | ((uint32_t)h1 << 16))));
+    return _mm512_maskz_permutexvar_ps(0x0101, _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0), _mm512_castps128_ps512(f));
+}
+
+/* 32 bytes at p0 in the low half, 32 bytes at p1 (or zeros) in the high half */
+QK_INLINE __m512i load_2x32(const uint8_t *p0, const uint8_t *p1, const int two) {
+    const __m256i a = _mm256_loadu_si256((const __m256i *)p0);
+    const __m256i b = two ? _mm256_loadu_si256((const __m256i *)p1) : _mm256_setzero_si256();
+    return _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1);
+}
+
+/* The 4-bit levels of two 32-element blocks whose 16 nibble bytes are at q0 and q1 (q1 absent:
+ * zeros): [lo(q0) hi(q0) lo(q1) hi(q1)], element j of a block in the low nibble of byte j, j+16 in
+ * the high one. */
+QK_INLINE __m512i nibbles_2x16(const uint8_t *q0, const uint8_t *q1, const int two) {
+    const __m128i a = _mm_loadu_si128((const __m128i *)q0);
+    const __m128i b = two ? _mm_loadu_si128((const __m128i *)q1) : _mm_setzero_si128();
+    const __m512i ab = _mm512_castsi256_si512(_mm256_inserti128_si256(_mm256_castsi128_si256(a), b, 1));
+    const __m512i aabb = _mm512_permutexvar_epi64(_mm512_set_epi64(3, 2, 3, 2, 1, 0, 1, 0), ab);
+    const __m512i sh = _mm512_set_epi64(0x0004000400040004ll, 0x0004000400040004ll, 0, 0, 0x0004000400040004ll, 0x0004000400040004ll, 0, 0);
+    return _mm512_and_si512(_mm512_srlv_epi16(aabb, sh), _mm512_set1_epi8(0x0f));
+}
+
+/* bit 4 of each level of two blocks from their 32-bit qh words */
+QK_INLINE __m512i add_high_bits(__m512i q, uint32_t qh0, uint32_t qh1) {
+    const __mmask64 m = _cvtu64_mask64((uint64_t)qh0 | ((uint64_t)qh1 << 32));
+    return _mm512_mask_add_epi8(q, m, q, _mm512_set1_epi8(16));
+}
+
+/* ---- activation conversions: bit-identical to quant.c's (tests/test_qkernels.c) ---- */
+
+static void ff_f32(const float *x, void *y, int64_t k) { memcpy(y, x, (size_t)k * sizeof(float)); }
+
+static void ff_f16(const float *x, void *vy, int64_t k) {
+    uint16_t *y = vy;
+    int64_t i = 0;
+    for (; i + 16 <= k; i += 16) _mm256_storeu_si256((__m256i *)(y + i), _mm512_cvtps_ph(_mm512_loadu_ps(x + i), 0));
+    if (i < k) {
+        const __mmask16 m = (__mmask16)((1u << (k - i)) - 1);
+        _mm256_mask_storeu_epi16(y + i, m, _mm512_cvtps_ph(_mm512_maskz_loadu_ps(m, x + i), 0));
+    }
+}
+
+/* round to nearest even on the bits, NaN -> quiet NaN: lv_fp32_to_bf16 on 16 lanes */
+QK_INLINE __m256i bf16_round16(__m512 v) {
+    const __m512i u = _mm512_castps_si512(v);
+    const __m512i hi = _mm512_srli_epi32(u, 16);
+    const __m512i r = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), _mm512_and_si512(hi, _mm512_set1_epi32(1)))), 16);
+    const __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)), _mm512_set1_epi32(0x7f800000));
+    return _mm512_cvtepi32_epi16(_mm512_mask_mov_epi32(r, nan, _mm512_or_si512(hi, _mm512_set1_epi32(64))));
+}
+
+static void ff_bf16(const float *x, void *vy, int64_t k) {
+    uint16_t *y = vy;
+    int64_t i = 0;
+    for (; i + 16 <= k; i += 16) _mm256_storeu_si256((__m256i *)(y + i), bf16_round16(_mm512_loadu_ps(x + i)));
+    if (i < k) {
+        const __mmask16 m = (__mmask16)((1u << (k - i)) - 1);
+        _mm256_mask_storeu_epi16(y + i, m, bf16_round16(_mm512_maskz_loadu_ps(m, x + i)));
+    }
+}
+
+/* max |x| of 32 floats */
+QK_INLINE float amax32(__m512 a, __m512 b) { return _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(a), _mm512_abs_ps(b))); }
+
+/* round half to even and saturate to int8 (cvtps2dq gives 0x80000000 for NaN / out of range,
+ * which the signed saturation turns into -128: quant.c's round_sat_i8) */
+QK_INLINE __m128i q8_round16(__m512 v) { return _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(v)); }
+
+static void ff_q8_0(const float *x, void *vy, int64_t k) {
+    uint8_t *y = vy;
+    for (int64_t i = 0; i < k / 32; i++, x += 32, y += 34) {
+        const __m512 a = _mm512_loadu_ps(x), b = _mm512_loadu_ps(x + 16);
+        const float amax = amax32(a, b);
+        const float d = amax / 127.0f, id = amax != 0.0f ? 127.0f / amax : 0.0f;
+        const uint16_t dh = (uint16_t)_cvtss_sh(d, 0);
+        memcpy(y, &dh, 2);
+        const __m512 vid = _mm512_set1_ps(id);
+        _mm_storeu_si128((__m128i *)(y + 2), q8_round16(_mm512_mul_ps(a, vid)));
+        _mm_storeu_si128((__m128i *)(y + 18), q8_round16(_mm512_mul_ps(b, vid)));
+    }
+}
+
+static void ff_q8_1(const float *x, void *vy, int64_t k) {
+    uint8_t *y = vy;
+    for (int64_t i = 0; i < k / 32; i++, x += 32, y += 36) {
+        const __m512 a = _mm512_loadu_ps(x), b = _mm512_loadu_ps(x + 16);
+        const float amax = amax32(a, b);
+        const float d = amax / 127.0f, id = amax != 0.0f ? 127.0f / amax : 0.0f;
+        const __m512 vid = _mm512_set1_ps(id);
+        const __m128i qa = q8_round16(_mm512_mul_ps(a, vid)), qb = q8_round16(_mm512_mul_ps(b, vid));
+        const int sum = _mm512_reduce_add_epi32(_mm512_add_epi32(_mm512_cvtepi8_epi32(qa), _mm512_cvtepi8_epi32(qb)));
+        const uint16_t dh = (uint16_t)_cvtss_sh(d, 0), sh = (uint16_t)_cvtss_sh(d * (float)sum, 0);
+        memcpy(y, &dh, 2);
+        memcpy(y + 2, &sh, 2);
+        _mm_storeu_si128((__m128i *)(y + 4), qa);
+        _mm_storeu_si128((__m128i *)(y + 20), qb);
+    }
+}
+
+static void ff_q8_K(const float *x, void *vy, int64_t k) {
+    uint8_t *y = vy;
+    for (int64_t i = 0; i < k / 256; i++, x += 256, y += 292) {
+        __m512 mx = _mm512_setzero_ps();
+        for (int j = 0; j < 16; j++) mx = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x + 16 * j)), mx);
+        const float amax = _mm512_reduce_max_ps(mx);
+        if (amax == 0.0f) {
+            memset(y, 0, 292);
+            continue;
+        }
+        /* the first element of largest magnitude sets the sign, as in the reference */
+        float max = amax;
+        for (int j = 0; j < 16; j++) {
+            const __mmask16 m = _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_loadu_ps(x + 16 * j)), _mm512_set1_ps(amax), _CMP_EQ_OQ);
+            if (m) {
+                max = x[16 * j + __builtin_ctz(m)];
+                break;
+            }
+        }
+        const float iscale = -127.0f / max;
+        const __m512 vis = _mm512_set1_ps(iscale);
+        for (int j = 0; j < 16; j++) {
+            const __m128i q = q8_round16(_mm512_mul_ps(_mm512_loadu_ps(x + 16 * j), vis));
+            _mm_storeu_si128((__m128i *)(y + 4 + 16 * j), q);
+            const int16_t bs = (int16_t)_mm512_reduce_add_epi32(_mm512_cvtepi8_epi32(q));
+            memcpy(y + 260 + 2 * j, &bs, 2);
+        }
+        const float d = 1.0f / iscale;
+        memcpy(y, &d, 4);
+    }
+}
+
+/* the int8 dot product the integer kernels build on, without VNNI: vpmaddubsw (u8 x s8 -> s16
+ * pairs; the callers keep |u * s| pairs below 2^15) then vpmaddwd with ones */
+QK_INLINE __m512i dot_u8s8_base(__m512i acc, __m512i u, __m512i s) {
+    return _mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_maddubs_epi16(u, s), _mm512_set1_epi16(1)));
+}
+
+/* q4_K / q5_K: the eight 6-bit scales and mins of a super-block (lv_get_scale_min_k4) as int16:
+ * scales in lanes 0..7 of *sc, each min twice (lanes 2j, 2j+1) in *mn, to meet q8_K's bsums */
+QK_INLINE void k4_scales(const uint8_t *sc12, __m512i *sc, __m256i *mn) {
+    uint32_t u[3];
+    memcpy(u, sc12, 12);
+    const uint32_t s_lo = u[0] & 0x3f3f3f3fu, m_lo = u[1] & 0x3f3f3f3fu;
+    const uint32_t s_hi = (u[2] & 0x0f0f0f0fu) | (((u[0] >> 6) & 0x03030303u) << 4);
+    const uint32_t m_hi = ((u[2] >> 4) & 0x0f0f0f0fu) | (((u[1] >> 6) & 0x03030303u) << 4);
+    const __m128i s8 = _mm_cvtsi64_si128((long long)((uint64_t)s_lo | ((uint64_t)s_hi << 32)));
+    const __m128i m8 = _mm_cvtsi64_si128((long long)((uint64_t)m_lo | ((uint64_t)m_hi << 32)));
+    *sc = _mm512_castsi128_si512(_mm_cvtepu8_epi16(s8));
+    *mn = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8));
+}
+
+/* int16 lane p of the vpmaddubsw result of 64-element sub-step s belongs to sub-block:
+ * q4_K/q5_K (32 elements): 2s + p/16; q6_K (16 elements): 4s + p/8 */
+QK_INLINE __m512i k4_scale_idx(int s) {
+    return _mm512_add_epi16(_mm512_set1_epi16((short)(2 * s)), _mm512_set_epi16(1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0,
+                                                                              0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0));
+}
+QK_INLINE __m512i k6_scale_idx(int s) {
+    return _mm512_add_epi16(_mm512_set1_epi16((short)(4 * s)), _mm512_set_epi16(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2, 1, 1, 1,
+                                                                              1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0));
+}
+
+/* the levels of 64-element sub-step s of a super-block */
+QK_INLINE __m512i k4_levels(const uint8_t *qs, int s) {
+    const __m512i q = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(qs + 32 * s)));
+    const __m512i sh = _mm512_set_epi64(0x0004000400040004ll, 0x0004000400040004ll, 0x0004000400040004ll, 0x0004000400040004ll, 0, 0, 0, 0);
+    return _mm512_and_si512(_mm512_srlv_epi16(q, sh), _mm512_set1_epi8(0x0f));
+}
+QK_INLINE __m512i k5_levels(const uint8_t *qs, const uint8_t *qh, int s) {
+    const __m512i q = k4_levels(qs, s);
+    const __m512i h = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)qh));
+    const __m512i bits = _mm512_inserti64x4(_mm512_set1_epi8((char)(1 << (2 * s))), _mm256_set1_epi8((char)(1 << (2 * s + 1))), 1);
+    return _mm512_mask_add_epi8(q, _mm512_test_epi8_mask(h, bits), q, _mm512_set1_epi8(16));
+}
+QK_INLINE __m512i k6_levels(const uint8_t *ql, const uint8_t *qh, int s) {
+    const __m512i l = _mm512_loadu_si512((const void *)(ql + 64 * (s >> 1)));
+    const __m512i lo = _mm512_and_si512((s & 1) ? _mm512_srli_epi16(l, 4) : l, _mm512_set1_epi8(0x0f));
+    const __m512i h = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(qh + 32 * (s >> 1))));
+    /* quarters 0,1 take bits 0-1 and 2-3 of qh (shift left 4 and 2), quarters 2,3 bits 4-5 and 6-7
+     * (shift right 0 and 2); within 16-bit lanes the 0x30 mask keeps each byte's own bits */
+    const __m512i hi = (s & 1) ? _mm512_srlv_epi16(h, _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1))
+                               : _mm512_sllv_epi16(h, _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1));
+    return _mm512_or_si512(lo, _mm512_and_si512(hi, _mm512_set1_epi8(0x30)));
+}
+
+/* activation blocks ib, ib+1 of a q8_0 (bs = 34, qs at 2) or q8_1 (bs = 36, qs at 4) row */
+QK_INLINE void ld_x(const uint8_t *x, int64_t ib, const int bs, const int two, __m512i *q, __m512 *d) {
+    const uint8_t *p = x + ib * bs;
+    *q = load_2x32(p + bs - 32, p + 2 * bs - 32, two);
+    *d = scales2(ld16(p), two ? ld16(p + bs) : 0);
+}
+
+/* weight blocks ib, ib+1: levels as bytes (q8_0: signed; others unsigned), d and (q4_1/q5_1) m */
+QK_INLINE void ld_w(const lv_type T, const uint8_t *w, int64_t ib, const int two, __m512i *q, __m512 *d, __m512 *m) {
+    switch (T) {
+    case LV_TYPE_Q8_0: {
+        const uint8_t *p = w + ib * 34;
+        *q = load_2x32(p + 2, p + 36, two);
+        *d = scales2(ld16(p), two ? ld16(p + 34) : 0);
+        break;
+    }
+    case LV_TYPE_Q4_0: {
+        const uint8_t *p = w + ib * 18;
+        *q = nibbles_2x16(p + 2, p + 20, two);
+        *d = scales2(ld16(p), two ? ld16(p + 18) : 0);
+        break;
+    }
+    case LV_TYPE_Q5_0: {
+        const uint8_t *p = w + ib * 22;
+        *q = add_high_bits(nibbles_2x16(p + 6, p + 28, two), ld32(p + 2), two ? ld32(p + 24) : 0);
+        *d = scales2(ld16(p), two ? ld16(p + 22) : 0);
+        break;
+    }
+    case LV_TYPE_Q4_1: {
+        const uint8_t *p = w + ib * 20;
+        *q = nibbles_2x16(p + 4, p + 24, two);
+        *d = scales2(ld16(p), two ? ld16(p + 20) : 0);
+        *m = scales2_once(ld16(p + 2), two ? ld16(p + 22) : 0);
+        break;
+    }
+    default: { /* q5_1 */
+        const uint8_t *p = w + ib * 24;
+        *q = add_high_bits(nibbles_2x16(p + 8, p + 32, two), ld32(p + 4), two ? ld32(p + 28) : 0);
+        *d = scales2(ld16(p), two ? ld16(p + 24) : 0);
+        *m = scales2_once(ld16(p + 2), two ? ld16(p + 26) : 0);
+        break;
+    }
+    }
+}
+
+#endif /* QK_AVX512_SHARED */
+
+/* ============================================================================================
+ * per variant
+ * ========================================================================================== */
+
+#define S_(name) QK_SUFFIX(name)
+
+#if QK_VNNI
+#define DOT_U8S8(acc, u, s) _mm512_dpbusd_epi32((acc), (u), (s))
+#define DOT_S16(acc, a, b) _mm512_dpwssd_epi32((acc), (a), (b))
+#else
+#define DOT_U8S8(acc, u, s) dot_u8s8_base((acc), (u), (s))
+#define DOT_S16(acc, a, b) _mm512_add_epi32((acc), _mm512_madd_epi16((a), (b)))
+#endif
+
+/* gemm over tiles of the tile function and vec_dot as its 1x1 tile */
+#define QK_DEFINE_GEMM(NAME, ATTR)                                                                                              \
+    ATTR static void S_(gemm_##NAME)(int64_t k, const void *w, size_t ws, const void *x, size_t xs, float *s, size_t ss, int nr, \
+                                     int nc) {                                                                                  \
+        const uint8_t *W = w, *X = x;                                                                                           \
+        if (nr == 4) {                                                                                                          \
+            switch (nc) {                                                                                                       \
+            case 1: S_(tile_##NAME)(4, 1, k, W, ws, X, xs, s, ss); break;                                                       \
+            case 2: S_(tile_##NAME)(4, 2, k, W, ws, X, xs, s, ss); break;                                                       \
+            case 3: S_(tile_##NAME)(4, 3, k, W, ws, X, xs, s, ss); break;                                                       \
+            default: S_(tile_##NAME)(4, 4, k, W, ws, X, xs, s, ss); break;                                                      \
+            }                                                                                                                   \
+            return;                                                                                                             \
+        }                                                                                                                       \
+        for (int r = 0; r < nr; r++) {                                                                                          \
+            const uint8_t *Wr = W + (size_t)r * ws;                                                                             \
+            float *sr = s + (size_t)r * ss;                                                                                     \
+            switch (nc) {                                                                                                       \
+            case 1: S_(tile_##NAME)(1, 1, k, Wr, ws, X, xs, sr, ss); break;                                                     \
+            case 2: S_(tile_##NAME)(1, 2, k, Wr, ws, X, xs, sr, ss); break;                                                     \
+            case 3: S_(tile_##NAME)(1, 3, k, Wr, ws, X, xs, sr, ss); break;                                                     \
+            default: S_(tile_##NAME)(1, 4, k, Wr, ws, X, xs, sr, ss); break;                                                    \
+            }                                                                                                                   \
+        }                                                                                                                       \
+    }                                                                                                                           \
+    ATTR static float S_(vec_dot_##NAME)(int64_t k, const void *w, const void *x) {                                           \
+        float s;                                                                                                                \
+        S_(tile_##NAME)(1, 1, k, (const uint8_t *)w, 0, (const uint8_t *)x, 0, &s, 1);                                          \
+        return s;                                                                                                               \
+    }
+
+/* ---- float weights: one fma per 16 elements and pair ---- */
+
+/* LOAD(p, i, m): 16 floats of a row at element i (m: lanes present, all for a full step) */
+#define QK_FLOAT_TILE(NAME, ATTR, ESIZE, LOAD_FULL, LOAD_MASKED)                                                                 \
+    ATTR QK_INLINE void S_(tile_##NAME)(const int R, const int C, int64_t k, const uint8_t *w, size_t ws, const uint8_t *x, size_t xs, \
+                                        float *s, size_t ss) {                                                                  \
+        __m512 acc[4][4];                                                                                                       \
+        for (int r = 0; r < R; r++)                                                                                             \
+            for (int c = 0; c < C; c++) acc[r][c] = _mm512_setzero_ps();                                                        \
+        int64_t i = 0;                                                                                                          \
+        for (; i + 16 <= k; i += 16) {                                                                                          \
+            __m512 wv[4];                                                                                                       \
+            for (int r = 0; r < R; r++) wv[r] = LOAD_FULL(w + (size_t)r * ws + (size_t)i * ESIZE);                              \
+            for (int c = 0; c < C; c++) {                                                                                       \
+                const __m512 xv = LOAD_FULL(x + (size_t)c * xs + (size_t)i * ESIZE);                                            \
+                for (int r = 0; r < R; r++) acc[r][c] = _mm512_fmadd_ps(wv[r], xv, acc[r][c]);                                   \
+            }                                                                                                                   \
+        }                                                                                                                       \
+        if (i < k) {                                                                                                            \
+            const __mmask16 m = (__mmask16)((1u << (k - i)) - 1);                                                               \
+            __m512 wv[4];                                                                                                       \
+            for (int r = 0; r < R; r++) wv[r] = LOAD_MASKED(m, w + (size_t)r * ws + (size_t)i * ESIZE);                         \
+            for (int c = 0; c < C; c++) {                                                                                       \
+                const __m512 xv = LOAD_MASKED(m, x + (size_t)c * xs + (size_t)i * ESIZE);                                       \
+                for (int r = 0; r < R; r++) acc[r][c] = _mm512_fmadd_ps(wv[r], xv, acc[r][c]);                                   \
+            }                                                                                                                   \
+        }                                                                                                                       \
+        for (int r = 0; r < R; r++)                                                                                             \
+            for (int c = 0; c < C; c++) s[(size_t)r * ss + (size_t)c] = _mm512_reduce_add_ps(acc[r][c]);                       \
+    }
+
+#ifndef QK_FLOAT_LOADS
+#define QK_FLOAT_LOADS
+#define LD_F32(p) _mm512_loadu_ps((const void *)(p))
+#define LDM_F32(m, p) _mm512_maskz_loadu_ps((m), (const void *)(p))
+#define LD_F16(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p)))
+#define LDM_F16(m, p) _mm512_cvtph_ps(_mm256_maskz_loadu_epi16((m), (const void *)(p)))
+#define LD_BF16(p) _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(p))), 16))
+#define LDM_BF16(m, p) _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16((m), (const void *)(p))), 16))
+#endif
+
+QK_FLOAT_TILE(f32, , 4, LD_F32, LDM_F32)
+QK_DEFINE_GEMM(f32, )
+QK_FLOAT_TILE(f16, , 2, LD_F16, LDM_F16)
+QK_DEFINE_GEMM(f16, )
+
+#if QK_BF16
+/* bf16 with vdpbf16ps: 32 elements (16 pairs) per instruction and pair of rows */
+QK_ATTR_B QK_INLINE void S_(tile_bf16)(const int R, const int C, int64_t k, const uint8_t *w, size_t ws, const uint8_t *x, size_t xs,
+                                       float *s, size_t ss) {
+    __m512 acc[4][4];
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++) acc[r][c] = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= k; i += 32) {
+        __m512i wv[4];
+        for (int r = 0; r < R; r++) wv[r] = _mm512_loadu_si512((const void *)(w + (size_t)r * ws + (size_t)i * 2));
+        for (int c = 0; c < C; c++) {
+            const __m512i xv = _mm512_loadu_si512((const void *)(x + (size_t)c * xs + (size_t)i * 2));
+            for (int r = 0; r < R; r++) acc[r][c] = _mm512_dpbf16_ps(acc[r][c], (__m512bh)wv[r], (__m512bh)xv);
+        }
+    }
+    if (i < k) {
+        const __mmask32 m = (__mmask32)((1ull << (k - i)) - 1);
+        __m512i wv[4];
+        for (int r = 0; r < R; r++) wv[r] = _mm512_maskz_loadu_epi16(m, (const void *)(w + (size_t)r * ws + (size_t)i * 2));
+        for (int c = 0; c < C; c++) {
+            const __m512i xv = _mm512_maskz_loadu_epi16(m, (const void *)(x + (size_t)c * xs + (size_t)i * 2));
+            for (int r = 0; r < R; r++) acc[r][c] = _mm512_dpbf16_ps(acc[r][c], (__m512bh)wv[r], (__m512bh)xv);
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++) s[(size_t)r * ss + (size_t)c] = _mm512_reduce_add_ps(acc[r][c]);
+}
+QK_DEFINE_GEMM(bf16, QK_ATTR_B)
+#else
+QK_FLOAT_TILE(bf16, , 2, LD_BF16, LDM_BF16)
+QK_DEFINE_GEMM(bf16, )
+#endif
+
+/* ---- the 32-element types: two blocks per step ----
+ * Per pair and step: the exact integer sums of both blocks in 16 int32 lanes (8 per block), then
+ * acc += float(sums) * (d_w * d_x); for q4_1/q5_1 also acc += m_w * s_x (lanes 0 and 8). */
+
+QK_ATTR_I QK_INLINE void S_(step_b32)(const lv_type T, const int R, const int C, const uint8_t *w, size_t ws, const uint8_t *x, size_t xs,
+                                      int64_t ib, const int two, __m512 acc[4][4]) {
+    const int xbs = (T == LV_TYPE_Q4_1 || T == LV_TYPE_Q5_1) ? 36 : 34;
+    __m512i xq[4], xc[4];
+    __m512 xd[4], xsum[4];
+    for (int c = 0; c < C; c++) {
+        ld_x(x + (size_t)c * xs, ib, xbs, two, &xq[c], &xd[c]);
+        if (T == LV_TYPE_Q4_0 || T == LV_TYPE_Q5_0) {
+            /* levels are stored with an offset (8, 16): start each block's sum at -offset * sum(x) */
+            const __m512i off = _mm512_set1_epi8(T == LV_TYPE_Q4_0 ? 8 : 16);
+            xc[c] = _mm512_sub_epi32(_mm512_setzero_si512(), DOT_U8S8(_mm512_setzero_si512(), off, xq[c]));
+        } else if (T == LV_TYPE_Q8_0 && QK_VNNI) {
+            xc[c] = _mm512_xor_si512(xq[c], _mm512_set1_epi8((char)0x80)); /* x + 128 as unsigned bytes */
+        } else if (T == LV_TYPE_Q4_1 || T == LV_TYPE_Q5_1) {
+            const uint8_t *p = x + (size_t)c * xs + ib * 36;
+            xsum[c] = scales2(ld16(p + 2), two ? ld16(p + 38) : 0);
+        }
+    }
+    for (int r = 0; r < R; r++) {
+        __m512i wq;
+        __m512 wd, wm = _mm512_setzero_ps();
+        ld_w(T, w + (size_t)r * ws, ib, two, &wq, &wd, &wm);
+        __m512i wc = _mm512_setzero_si512();
+        __mmask64 wneg = 0;
+        if (T == LV_TYPE_Q8_0) {
+            if (QK_VNNI) /* sum((x + 128) * w) - 128 * sum(w) */
+                wc = _mm512_sub_epi32(_mm512_setzero_si512(), DOT_U8S8(_mm512_setzero_si512(), _mm512_set1_epi8((char)0x80), wq));
+            else { /* |w| * (x with w's sign) */
+                wneg = _mm512_movepi8_mask(wq);
+                wc = _mm512_abs_epi8(wq);
+            }
+        }
+        for (int c = 0; c < C; c++) {
+            __m512i isum;
+            if (T == LV_TYPE_Q8_0) {
+                if (QK_VNNI) isum = DOT_U8S8(wc, xc[c], wq);
+                else isum = DOT_U8S8(_mm512_setzero_si512(), wc, _mm512_mask_sub_epi8(xq[c], wneg, _mm512_setzero_si512(), xq[c]));
+            } else if (T == LV_TYPE_Q4_0 || T == LV_TYPE_Q5_0) {
+                isum = DOT_U8S8(xc[c], wq, xq[c]);
+            } else {
+                isum = DOT_U8S8(_mm512_setzero_si512(), wq, xq[c]);
+            }
+            acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(wd, xd[c]), acc[r][c]);
+            if (T == LV_TYPE_Q4_1 || T == LV_TYPE_Q5_1) acc[r][c] = _mm512_fmadd_ps(wm, xsum[c], acc[r][c]);
+        }
+    }
+}
+
+QK_ATTR_I QK_INLINE void S_(tile_b32)(const lv_type T, const int R, const int C, int64_t k, const uint8_t *w, size_t ws, const uint8_t *x,
+                                      size_t xs, float *s, size_t ss) {
+    __m512 acc[4][4];
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++) acc[r][c] = _mm512_setzero_ps();
+    const int64_t nb = k / 32;
+    int64_t ib = 0;
+    for (; ib + 2 <= nb; ib += 2) S_(step_b32)(T, R, C, w, ws, x, xs, ib, 1, acc);
+    if (ib < nb) S_(step_b32)(T, R, C, w, ws, x, xs, ib, 0, acc);
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++) s[(size_t)r * ss + (size_t)c] = _mm512_reduce_add_ps(acc[r][c]);
+}
+
+#define QK_B32_TYPE(NAME, T)                                                                                                  \
+    QK_ATTR_I QK_INLINE void S_(tile_##NAME)(const int R, const int C, int64_t k, const uint8_t *w, size_t ws, const uint8_t *x, \
+                                             size_t xs, float *s, size_t ss) {                                                 \
+        S_(tile_b32)(T, R, C, k, w, ws, x, xs, s, ss);                                                                        \
+    }                                                                                                                         \
+    QK_DEFINE_GEMM(NAME, QK_ATTR_I)
+
+QK_B32_TYPE(q8_0, LV_TYPE_Q8_0)
+QK_B32_TYPE(q4_0, LV_TYPE_Q4_0)
+QK_B32_TYPE(q5_0, LV_TYPE_Q5_0)
+QK_B32_TYPE(q4_1, LV_TYPE_Q4_1)
+QK_B32_TYPE(q5_1, LV_TYPE_Q5_1)
+
+/* ---- the K types: super-blocks of 256 against q8_K ----
+ * Per pair and super-block: four 64-element sub-steps of vpmaddubsw (levels x activations ->
+ * int16 pairs) and vpdpwssd with the sub-block scales (-> int32 lanes), all exact; the mins
+ * (q4_K, q5_K) or the -32 offset (q6_K) through q8_K's bsums; then one conversion to float and
+ * acc += float(isum) * (d_w * d_x) (- float(msum) * (dmin_w * d_x)). */
+
+QK_ATTR_I QK_INLINE void S_(tile_kq)(const lv_type T, const int R, const int C, int64_t k, const uint8_t *w, size_t ws, const uint8_t *x,
+                                     size_t xs, float *s, size_t ss) {
+    const int wbs = T == LV_TYPE_Q4_K ? 144 : T == LV_TYPE_Q5_K ? 176 : 210;
+    __m512 acc[4][4];
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++) acc[r][c] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < k / 256; i++) {
+        __m512i sc[4], isum[4][4];
+        __m256i mn[4];
+        float dw[4], dminw[4], dx[4];
+        for (int c = 0; c < C; c++) dx[c] = ldf32(x + (size_t)c * xs + (size_t)i * 292);
+        for (int r = 0; r < R; r++) {
+            const uint8_t *b = w + (size_t)r * ws + (size_t)i * wbs;
+            if (T == LV_TYPE_Q6_K) {
+                dw[r] = h2f(ld16(b + 208));
+                sc[r] = _mm512_castsi256_si512(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(b + 192))));
+            } else {
+                dw[r] = h2f(ld16(b));
+                dminw[r] = h2f(ld16(b + 2));
+                k4_scales(b + 4, &sc[r], &mn[r]);
+            }
+            for (int c = 0; c < C; c++) isum[r][c] = _mm512_setzero_si512();
+        }
+        for (int st = 0; st < 4; st++) {
+            __m512i xq[4];
+            for (int c = 0; c < C; c++) xq[c] = _mm512_loadu_si512((const void *)(x + (size_t)c * xs + (size_t)i * 292 + 4 + 64 * st));
+            for (int r = 0; r < R; r++) {
+                const uint8_t *b = w + (size_t)r * ws + (size_t)i * wbs;
+                __m512i wq, scv;
+                if (T == LV_TYPE_Q4_K) wq = k4_levels(b + 16, st);
+                else if (T == LV_TYPE_Q5_K) wq = k5_levels(b + 48, b + 16, st);
+                else wq = k6_levels(b, b + 128, st);
+                scv = _mm512_permutexvar_epi16(T == LV_TYPE_Q6_K ? k6_scale_idx(st) : k4_scale_idx(st), sc[r]);
+                for (int c = 0; c < C; c++) isum[r][c] = DOT_S16(isum[r][c], _mm512_maddubs_epi16(wq, xq[c]), scv);
+            }
+        }
+        for (int c = 0; c < C; c++) {
+            const __m256i bsums = _mm256_loadu_si256((const __m256i *)(x + (size_t)c * xs + (size_t)i * 292 + 260));
+            for (int r = 0; r < R; r++) {
+                if (T == LV_TYPE_Q6_K) {
+                    const __m256i corr = _mm256_slli_epi32(_mm256_madd_epi16(bsums, _mm512_castsi512_si256(sc[r])), 5);
+                    const __m512i is = _mm512_sub_epi32(isum[r][c], _mm512_castsi256_si512(corr));
+                    acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is), _mm512_set1_ps(dw[r] * dx[c]), acc[r][c]);
+                } else {
+                    const __m256i ms = _mm256_madd_epi16(bsums, mn[r]);
+                    acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[r][c]), _mm512_set1_ps(dw[r] * dx[c]), acc[r][c]);
+                    acc[r][c] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(_mm512_zextsi256_si512(ms)), _mm512_set1_ps(dminw[r] * dx[c]), acc[r][c]);
+                }
+            }
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++) s[(size_t)r * ss + (size_t)c] = _mm512_reduce_add_ps(acc[r][c]);
+}
+
+#define QK_K_TYPE(NAME, T)                                                                                                    \
+    QK_ATTR_I QK_INLINE void S_(tile_##NAME)(const int R, const int C, int64_t k, const uint8_t *w, size_t ws, const uint8_t *x, \
+                                             size_t xs, float *s, size_t ss) {                                                 \
+        S_(tile_kq)(T, R, C, k, w, ws, x, xs, s, ss);                                                                         \
+    }                                                                                                                         \
+    QK_DEFINE_GEMM(NAME, QK_ATTR_I)
+
+QK_K_TYPE(q4_K, LV_TYPE_Q4_K)
+QK_K_TYPE(q5_K, LV_TYPE_Q5_K)
+QK_K_TYPE(q6_K, LV_TYPE_Q6_K)
+
+/* ---- the table ---- */
+
+static const lv_qtype_ops *QK_SUFFIX(qk_ops)(lv_type t) {
+    static const lv_qtype_ops ops[] = {
+        {LV_TYPE_F32, LV_TYPE_F32, ff_f32, S_(vec_dot_f32), S_(gemm_f32)},
+        {LV_TYPE_F16, LV_TYPE_F16, ff_f16, S_(vec_dot_f16), S_(gemm_f16)},
+        {LV_TYPE_BF16, LV_TYPE_BF16, ff_bf16, S_(vec_dot_bf16), S_(gemm_bf16)},
+        {LV_TYPE_Q8_0, LV_TYPE_Q8_0, ff_q8_0, S_(vec_dot_q8_0), S_(gemm_q8_0)},
+        {LV_TYPE_Q4_0, LV_TYPE_Q8_0, ff_q8_0, S_(vec_dot_q4_0), S_(gemm_q4_0)},
+        {LV_TYPE_Q5_0, LV_TYPE_Q8_0, ff_q8_0, S_(vec_dot_q5_0), S_(gemm_q5_0)},
+        {LV_TYPE_Q4_1, LV_TYPE_Q8_1, ff_q8_1, S_(vec_dot_q4_1), S_(gemm_q4_1)},
+        {LV_TYPE_Q5_1, LV_TYPE_Q8_1, ff_q8_1, S_(vec_dot_q5_1), S_(gemm_q5_1)},
+        {LV_TYPE_Q4_K, LV_TYPE_Q8_K, ff_q8_K, S_(vec_dot_q4_K), S_(gemm_q4_K)},
+        {LV_TYPE_Q5_K, LV_TYPE_Q8_K, ff_q8_K, S_(vec_dot_q5_K), S_(gemm_q5_K)},
+        {LV_TYPE_Q6_K, LV_TYPE_Q8_K, ff_q8_K, S_(vec_dot_q6_K), S_(gemm_q6_K)},
+    };
+    for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
+        if (ops[i].type == t) return &ops[i];
+    return NULL;
+}
+
+#undef S_
+#undef DOT_U8S8
+#undef DOT_S16
+#undef QK_DEFINE_GEMM
+#undef QK_FLOAT_TILE
+#undef QK_B32_TYPE
+#undef QK_K_TYPE
