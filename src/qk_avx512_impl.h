@@ -34,18 +34,6 @@ QK_INLINE float ldf32(const uint8_t *p) {
 }
 QK_INLINE float h2f(uint16_t h) { return _cvtsh_ss(h); }
 
-/* [f(h0) x 8 | f(h1) x 8] from two fp16 bit patterns */
-QK_INLINE __m512 scales2(uint16_t h0, uint16_t h1) {
-    const __m128 f = _mm_cvtph_ps(_mm_cvtsi32_si128((int)((uint32_t)h0 | ((uint32_t)h1 << 16))));
-    return _mm512_permutexvar_ps(_mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0), _mm512_castps128_ps512(f));
-}
-
-/* [f(h0), 0 x 7 | f(h1), 0 x 7]: a per-block float term that is counted once per block */
-QK_INLINE __m512 scales2_once(uint16_t h0, uint16_t h1) {
-    const __m128 f = _mm_cvtph_ps(_mm_cvtsi32_si128((int)((uint32_t)h0 | ((uint32_t)h1 << 16))));
-    return _mm512_maskz_permutexvar_ps(0x0101, _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0), _mm512_castps128_ps512(f));
-}
-
 /* 32 bytes at p0 in the low half, 32 bytes at p1 (or zeros) in the high half */
 QK_INLINE __m512i load_2x32(const uint8_t *p0, const uint8_t *p1, const int two) {
     const __m256i a = _mm256_loadu_si256((const __m256i *)p0);
@@ -228,47 +216,48 @@ QK_INLINE __m512i k6_levels(const uint8_t *ql, const uint8_t *qh, int s) {
     return _mm512_or_si512(lo, _mm512_and_si512(hi, _mm512_set1_epi8(0x30)));
 }
 
-/* activation blocks ib, ib+1 of a q8_0 (bs = 34, qs at 2) or q8_1 (bs = 36, qs at 4) row */
-QK_INLINE void ld_x(const uint8_t *x, int64_t ib, const int bs, const int two, __m512i *q, __m512 *d) {
-    const uint8_t *p = x + ib * bs;
-    *q = load_2x32(p + bs - 32, p + 2 * bs - 32, two);
-    *d = scales2(ld16(p), two ? ld16(p + bs) : 0);
+/* four fp16 values at p, p + stride, ... packed into 64 bits (scalar loads and shifts) */
+QK_INLINE uint64_t pack4_fp16(const uint8_t *p, const int stride) {
+    return (uint64_t)ld16(p) | ((uint64_t)ld16(p + stride) << 16) | ((uint64_t)ld16(p + 2 * stride) << 32) | ((uint64_t)ld16(p + 3 * stride) << 48);
 }
 
-/* weight blocks ib, ib+1: levels as bytes (q8_0: signed; others unsigned), d and (q4_1/q5_1) m */
-QK_INLINE void ld_w(const lv_type T, const uint8_t *w, int64_t ib, const int two, __m512i *q, __m512 *d, __m512 *m) {
+/* 16 fp16 values, one per block: at base + i * stride for blocks i < n (the others 0), as floats.
+ * Built in general registers and moved over 64 bits at a time: vpgatherdd, or 16 narrow stores
+ * read back by one wide load (a store-forwarding stall), cost several times more (bench/NOTES.md). */
+QK_INLINE __m512 fp16_gather16(const uint8_t *base, const int stride, int n) {
+    if (n >= 16) {
+        const __m128i a = _mm_set_epi64x((long long)pack4_fp16(base + 4 * stride, stride), (long long)pack4_fp16(base, stride));
+        const __m128i b = _mm_set_epi64x((long long)pack4_fp16(base + 12 * stride, stride), (long long)pack4_fp16(base + 8 * stride, stride));
+        return _mm512_cvtph_ps(_mm256_inserti128_si256(_mm256_castsi128_si256(a), b, 1));
+    }
+    uint64_t q[4] = {0, 0, 0, 0};
+    for (int i = 0; i < n; i++) q[i / 4] |= (uint64_t)ld16(base + i * stride) << (16 * (i % 4));
+    const __m128i a = _mm_set_epi64x((long long)q[1], (long long)q[0]), b = _mm_set_epi64x((long long)q[3], (long long)q[2]);
+    return _mm512_cvtph_ps(_mm256_inserti128_si256(_mm256_castsi128_si256(a), b, 1));
+}
+
+/* the levels of weight blocks ib, ib+1 (q8_0: signed; the others unsigned) */
+QK_INLINE __m512i ld_levels(const lv_type T, const uint8_t *w, int64_t ib, const int two) {
     switch (T) {
     case LV_TYPE_Q8_0: {
         const uint8_t *p = w + ib * 34;
-        *q = load_2x32(p + 2, p + 36, two);
-        *d = scales2(ld16(p), two ? ld16(p + 34) : 0);
-        break;
+        return load_2x32(p + 2, p + 36, two);
     }
     case LV_TYPE_Q4_0: {
         const uint8_t *p = w + ib * 18;
-        *q = nibbles_2x16(p + 2, p + 20, two);
-        *d = scales2(ld16(p), two ? ld16(p + 18) : 0);
-        break;
+        return nibbles_2x16(p + 2, p + 20, two);
     }
     case LV_TYPE_Q5_0: {
         const uint8_t *p = w + ib * 22;
-        *q = add_high_bits(nibbles_2x16(p + 6, p + 28, two), ld32(p + 2), two ? ld32(p + 24) : 0);
-        *d = scales2(ld16(p), two ? ld16(p + 22) : 0);
-        break;
+        return add_high_bits(nibbles_2x16(p + 6, p + 28, two), ld32(p + 2), two ? ld32(p + 24) : 0);
     }
     case LV_TYPE_Q4_1: {
         const uint8_t *p = w + ib * 20;
-        *q = nibbles_2x16(p + 4, p + 24, two);
-        *d = scales2(ld16(p), two ? ld16(p + 20) : 0);
-        *m = scales2_once(ld16(p + 2), two ? ld16(p + 22) : 0);
-        break;
+        return nibbles_2x16(p + 4, p + 24, two);
     }
     default: { /* q5_1 */
         const uint8_t *p = w + ib * 24;
-        *q = add_high_bits(nibbles_2x16(p + 8, p + 32, two), ld32(p + 4), two ? ld32(p + 28) : 0);
-        *d = scales2(ld16(p), two ? ld16(p + 24) : 0);
-        *m = scales2_once(ld16(p + 2), two ? ld16(p + 26) : 0);
-        break;
+        return add_high_bits(nibbles_2x16(p + 8, p + 32, two), ld32(p + 4), two ? ld32(p + 28) : 0);
     }
     }
 }
@@ -311,6 +300,38 @@ QK_INLINE void ld_w(const lv_type T, const uint8_t *w, int64_t ib, const int two
             case 2: S_(tile_##NAME)(1, 2, k, Wr, ws, X, xs, sr, ss); break;                                                     \
             case 3: S_(tile_##NAME)(1, 3, k, Wr, ws, X, xs, sr, ss); break;                                                     \
             default: S_(tile_##NAME)(1, 4, k, Wr, ws, X, xs, sr, ss); break;                                                    \
+            }                                                                                                                   \
+        }                                                                                                                       \
+    }                                                                                                                           \
+    ATTR static float S_(vec_dot_##NAME)(int64_t k, const void *w, const void *x) {                                           \
+        float s;                                                                                                                \
+        S_(tile_##NAME)(1, 1, k, (const uint8_t *)w, 0, (const uint8_t *)x, 0, &s, 1);                                          \
+        return s;                                                                                                               \
+    }
+
+/* the same from tiles of at most 2 rows (the integer types: their accumulators, scale products
+ * and sub-block sums of 2 x 4 pairs fill the 32 registers) */
+#define QK_DEFINE_GEMM2(NAME, ATTR)                                                                                             \
+    ATTR static void S_(gemm_##NAME)(int64_t k, const void *w, size_t ws, const void *x, size_t xs, float *s, size_t ss, int nr, \
+                                     int nc) {                                                                                  \
+        const uint8_t *X = x;                                                                                                   \
+        for (int r = 0; r < nr; r += 2) {                                                                                       \
+            const uint8_t *W = (const uint8_t *)w + (size_t)r * ws;                                                             \
+            float *sr = s + (size_t)r * ss;                                                                                     \
+            if (nr - r >= 2) {                                                                                                  \
+                switch (nc) {                                                                                                   \
+                case 1: S_(tile_##NAME)(2, 1, k, W, ws, X, xs, sr, ss); break;                                                  \
+                case 2: S_(tile_##NAME)(2, 2, k, W, ws, X, xs, sr, ss); break;                                                  \
+                case 3: S_(tile_##NAME)(2, 3, k, W, ws, X, xs, sr, ss); break;                                                  \
+                default: S_(tile_##NAME)(2, 4, k, W, ws, X, xs, sr, ss); break;                                                 \
+                }                                                                                                               \
+            } else {                                                                                                            \
+                switch (nc) {                                                                                                   \
+                case 1: S_(tile_##NAME)(1, 1, k, W, ws, X, xs, sr, ss); break;                                                  \
+                case 2: S_(tile_##NAME)(1, 2, k, W, ws, X, xs, sr, ss); break;                                                  \
+                case 3: S_(tile_##NAME)(1, 3, k, W, ws, X, xs, sr, ss); break;                                                  \
+                default: S_(tile_##NAME)(1, 4, k, W, ws, X, xs, sr, ss); break;                                                 \
+                }                                                                                                               \
             }                                                                                                                   \
         }                                                                                                                       \
     }                                                                                                                           \
@@ -404,28 +425,25 @@ QK_DEFINE_GEMM(bf16, )
  * Per pair and step: the exact integer sums of both blocks in 16 int32 lanes (8 per block), then
  * acc += float(sums) * (d_w * d_x); for q4_1/q5_1 also acc += m_w * s_x (lanes 0 and 8). */
 
+/* one step: blocks ib, ib+1 (two = 0: ib alone, the row's last block) of every pair; prod holds
+ * the 16 scale products d_w * d_x of each pair's current chunk, idx picks this step's two */
 QK_ATTR_I QK_INLINE void S_(step_b32)(const lv_type T, const int R, const int C, const uint8_t *w, size_t ws, const uint8_t *x, size_t xs,
-                                      int64_t ib, const int two, __m512 acc[4][4]) {
+                                      int64_t ib, const int two, const __m512 prod[2][4], __m512i idx, __m512 acc[2][4]) {
     const int xbs = (T == LV_TYPE_Q4_1 || T == LV_TYPE_Q5_1) ? 36 : 34;
     __m512i xq[4], xc[4];
-    __m512 xd[4], xsum[4];
     for (int c = 0; c < C; c++) {
-        ld_x(x + (size_t)c * xs, ib, xbs, two, &xq[c], &xd[c]);
+        const uint8_t *p = x + (size_t)c * xs + (size_t)ib * xbs;
+        xq[c] = load_2x32(p + xbs - 32, p + 2 * xbs - 32, two);
         if (T == LV_TYPE_Q4_0 || T == LV_TYPE_Q5_0) {
             /* levels are stored with an offset (8, 16): start each block's sum at -offset * sum(x) */
             const __m512i off = _mm512_set1_epi8(T == LV_TYPE_Q4_0 ? 8 : 16);
             xc[c] = _mm512_sub_epi32(_mm512_setzero_si512(), DOT_U8S8(_mm512_setzero_si512(), off, xq[c]));
         } else if (T == LV_TYPE_Q8_0 && QK_VNNI) {
             xc[c] = _mm512_xor_si512(xq[c], _mm512_set1_epi8((char)0x80)); /* x + 128 as unsigned bytes */
-        } else if (T == LV_TYPE_Q4_1 || T == LV_TYPE_Q5_1) {
-            const uint8_t *p = x + (size_t)c * xs + ib * 36;
-            xsum[c] = scales2(ld16(p + 2), two ? ld16(p + 38) : 0);
         }
     }
     for (int r = 0; r < R; r++) {
-        __m512i wq;
-        __m512 wd, wm = _mm512_setzero_ps();
-        ld_w(T, w + (size_t)r * ws, ib, two, &wq, &wd, &wm);
+        const __m512i wq = ld_levels(T, w + (size_t)r * ws, ib, two);
         __m512i wc = _mm512_setzero_si512();
         __mmask64 wneg = 0;
         if (T == LV_TYPE_Q8_0) {
@@ -446,21 +464,44 @@ QK_ATTR_I QK_INLINE void S_(step_b32)(const lv_type T, const int R, const int C,
             } else {
                 isum = DOT_U8S8(_mm512_setzero_si512(), wq, xq[c]);
             }
-            acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(wd, xd[c]), acc[r][c]);
-            if (T == LV_TYPE_Q4_1 || T == LV_TYPE_Q5_1) acc[r][c] = _mm512_fmadd_ps(wm, xsum[c], acc[r][c]);
+            acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_permutexvar_ps(idx, prod[r][c]), acc[r][c]);
         }
     }
 }
 
+/* Rows in chunks of 16 blocks: the chunk's scales of each row and column are loaded and converted
+ * once, their products formed once per pair (kept in registers) and q4_1/q5_1's m_w * s_x added
+ * into the accumulator's 16 lanes (one block per lane); then two blocks per step. */
 QK_ATTR_I QK_INLINE void S_(tile_b32)(const lv_type T, const int R, const int C, int64_t k, const uint8_t *w, size_t ws, const uint8_t *x,
                                       size_t xs, float *s, size_t ss) {
-    __m512 acc[4][4];
+    const int with_min = T == LV_TYPE_Q4_1 || T == LV_TYPE_Q5_1;
+    const int wbs = T == LV_TYPE_Q8_0 ? 34 : T == LV_TYPE_Q4_0 ? 18 : T == LV_TYPE_Q5_0 ? 22 : T == LV_TYPE_Q4_1 ? 20 : 24;
+    const int xbs = with_min ? 36 : 34;
+    __m512 acc[2][4], prod[2][4];
     for (int r = 0; r < R; r++)
         for (int c = 0; c < C; c++) acc[r][c] = _mm512_setzero_ps();
     const int64_t nb = k / 32;
-    int64_t ib = 0;
-    for (; ib + 2 <= nb; ib += 2) S_(step_b32)(T, R, C, w, ws, x, xs, ib, 1, acc);
-    if (ib < nb) S_(step_b32)(T, R, C, w, ws, x, xs, ib, 0, acc);
+    for (int64_t b0 = 0; b0 < nb; b0 += 16) {
+        const int n = (int)(nb - b0 < 16 ? nb - b0 : 16);
+        __m512 wsc[2], xsc[4];
+        for (int r = 0; r < R; r++) wsc[r] = fp16_gather16(w + (size_t)r * ws + (size_t)b0 * wbs, wbs, n);
+        for (int c = 0; c < C; c++) xsc[c] = fp16_gather16(x + (size_t)c * xs + (size_t)b0 * xbs, xbs, n);
+        for (int r = 0; r < R; r++)
+            for (int c = 0; c < C; c++) prod[r][c] = _mm512_mul_ps(wsc[r], xsc[c]);
+        if (with_min) {
+            for (int r = 0; r < R; r++) wsc[r] = fp16_gather16(w + (size_t)r * ws + (size_t)b0 * wbs + 2, wbs, n);
+            for (int c = 0; c < C; c++) xsc[c] = fp16_gather16(x + (size_t)c * xs + (size_t)b0 * xbs + 2, xbs, n);
+            for (int r = 0; r < R; r++)
+                for (int c = 0; c < C; c++) acc[r][c] = _mm512_fmadd_ps(wsc[r], xsc[c], acc[r][c]);
+        }
+        __m512i idx = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+        int j = 0;
+        for (; j + 2 <= n; j += 2) {
+            S_(step_b32)(T, R, C, w, ws, x, xs, b0 + j, 1, prod, idx, acc);
+            idx = _mm512_add_epi32(idx, _mm512_set1_epi32(2));
+        }
+        if (j < n) S_(step_b32)(T, R, C, w, ws, x, xs, b0 + j, 0, prod, idx, acc);
+    }
     for (int r = 0; r < R; r++)
         for (int c = 0; c < C; c++) s[(size_t)r * ss + (size_t)c] = _mm512_reduce_add_ps(acc[r][c]);
 }
@@ -470,7 +511,7 @@ QK_ATTR_I QK_INLINE void S_(tile_b32)(const lv_type T, const int R, const int C,
                                              size_t xs, float *s, size_t ss) {                                                 \
         S_(tile_b32)(T, R, C, k, w, ws, x, xs, s, ss);                                                                        \
     }                                                                                                                         \
-    QK_DEFINE_GEMM(NAME, QK_ATTR_I)
+    QK_DEFINE_GEMM2(NAME, QK_ATTR_I)
 
 QK_B32_TYPE(q8_0, LV_TYPE_Q8_0)
 QK_B32_TYPE(q4_0, LV_TYPE_Q4_0)
@@ -487,13 +528,13 @@ QK_B32_TYPE(q5_1, LV_TYPE_Q5_1)
 QK_ATTR_I QK_INLINE void S_(tile_kq)(const lv_type T, const int R, const int C, int64_t k, const uint8_t *w, size_t ws, const uint8_t *x,
                                      size_t xs, float *s, size_t ss) {
     const int wbs = T == LV_TYPE_Q4_K ? 144 : T == LV_TYPE_Q5_K ? 176 : 210;
-    __m512 acc[4][4];
+    __m512 acc[2][4];
     for (int r = 0; r < R; r++)
         for (int c = 0; c < C; c++) acc[r][c] = _mm512_setzero_ps();
     for (int64_t i = 0; i < k / 256; i++) {
-        __m512i sc[4], isum[4][4];
-        __m256i mn[4];
-        float dw[4], dminw[4], dx[4];
+        __m512i sc[2], isum[2][4];
+        __m256i mn[2];
+        float dw[2], dminw[2], dx[4];
         for (int c = 0; c < C; c++) dx[c] = ldf32(x + (size_t)c * xs + (size_t)i * 292);
         for (int r = 0; r < R; r++) {
             const uint8_t *b = w + (size_t)r * ws + (size_t)i * wbs;
@@ -544,7 +585,7 @@ QK_ATTR_I QK_INLINE void S_(tile_kq)(const lv_type T, const int R, const int C, 
                                              size_t xs, float *s, size_t ss) {                                                 \
         S_(tile_kq)(T, R, C, k, w, ws, x, xs, s, ss);                                                                         \
     }                                                                                                                         \
-    QK_DEFINE_GEMM(NAME, QK_ATTR_I)
+    QK_DEFINE_GEMM2(NAME, QK_ATTR_I)
 
 QK_K_TYPE(q4_K, LV_TYPE_Q4_K)
 QK_K_TYPE(q5_K, LV_TYPE_Q5_K)
@@ -575,6 +616,7 @@ static const lv_qtype_ops *QK_SUFFIX(qk_ops)(lv_type t) {
 #undef DOT_U8S8
 #undef DOT_S16
 #undef QK_DEFINE_GEMM
+#undef QK_DEFINE_GEMM2
 #undef QK_FLOAT_TILE
 #undef QK_B32_TYPE
 #undef QK_K_TYPE
