@@ -346,12 +346,15 @@ static inline int clamp_round(float v, int lo, int hi) {
 
 /* Fit x[0..n) by a * l + b with integers l in [0, nmax] and b <= 0, minimising the squared error:
  * for 21 trial step sizes around (max - min) / nmax, round to the grid, then solve the 2x2 least
- * squares for (a, b) (b clamped to 0: then a alone). Returns a, stores -b in *m and the levels in L. */
+ * squares for (a, b) (b clamped to 0: then a alone), the error from the sums in closed form.
+ * Returns a, stores -b in *m and the levels of the best trial in L. */
 static float fit_scale_min(const float *x, int n, int nmax, uint8_t *L, float *m) {
-    float lo = x[0], hi = x[0];
-    for (int i = 1; i < n; i++) {
+    float lo = x[0], hi = x[0], sx = 0, sx2 = 0;
+    for (int i = 0; i < n; i++) {
         lo = LV_MIN(lo, x[i]);
         hi = LV_MAX(hi, x[i]);
+        sx += x[i];
+        sx2 += x[i] * x[i];
     }
     if (lo > 0) lo = 0;
     memset(L, 0, (size_t)n);
@@ -359,38 +362,35 @@ static float fit_scale_min(const float *x, int n, int nmax, uint8_t *L, float *m
         *m = -lo;
         return 0.0f;
     }
-    float best_a = (hi - lo) / (float)nmax, best_b = lo, best_err = INFINITY;
-    uint8_t Lt[32];
+    double best_err = INFINITY;
+    float best_a = (hi - lo) / (float)nmax, best_b = lo, best_iscale = (float)nmax / (hi - lo);
     for (int is = -10; is <= 10; is++) {
         const float iscale = ((float)nmax + 0.1f * (float)is) / (hi - lo);
-        double sl = 0, sl2 = 0, sx = 0, sxl = 0;
+        float sl = 0, sl2 = 0, sxl = 0;
         for (int i = 0; i < n; i++) {
-            Lt[i] = (uint8_t)clamp_round(iscale * (x[i] - lo), 0, nmax);
-            sl += Lt[i];
-            sl2 += (double)Lt[i] * Lt[i];
-            sx += x[i];
-            sxl += (double)x[i] * Lt[i];
+            const float l = fminf(fmaxf(nearbyintf(iscale * (x[i] - lo)), 0.0f), (float)nmax);
+            sl += l;
+            sl2 += l * l;
+            sxl += x[i] * l;
         }
-        const double D = n * sl2 - sl * sl;
+        const double D = (double)n * sl2 - (double)sl * sl;
         if (!(D > 0)) continue;
-        double a = (n * sxl - sl * sx) / D, b = (sl2 * sx - sl * sxl) / D;
+        double a = ((double)n * sxl - (double)sl * sx) / D, b = ((double)sl2 * sx - (double)sl * sxl) / D;
         if (b > 0) {
             b = 0;
-            a = sxl / sl2;
+            a = sxl / (double)sl2;
         }
         if (!(a > 0)) continue;
-        double err = 0;
-        for (int i = 0; i < n; i++) {
-            const double e = a * Lt[i] + b - x[i];
-            err += e * e;
-        }
+        /* sum (a l + b - x)^2 expanded */
+        const double err = a * a * sl2 + 2 * a * b * sl + n * b * b - 2 * a * sxl - 2 * b * sx + sx2;
         if (err < best_err) {
-            best_err = (float)err;
+            best_err = err;
             best_a = (float)a;
             best_b = (float)b;
-            memcpy(L, Lt, (size_t)n);
+            best_iscale = iscale;
         }
     }
+    for (int i = 0; i < n; i++) L[i] = (uint8_t)clamp_round(best_iscale * (x[i] - lo), 0, nmax);
     *m = -best_b;
     return best_a;
 }
@@ -476,16 +476,16 @@ void lv_quantize_q6_K_file(const float *x, lv_block_q6_K *y, int64_t k) {
             double best = -1;
             for (int is = -10; is <= 10; is++) {
                 const float iscale = -(32.0f + 0.1f * (float)is) / max;
-                double sxl = 0, sl2 = 0;
+                float sxl = 0, sl2 = 0;
                 for (int l = 0; l < 16; l++) {
-                    const int q = clamp_round(iscale * xb[l], -32, 31);
-                    sxl += (double)xb[l] * q;
-                    sl2 += (double)q * q;
+                    const float q = fminf(fmaxf(nearbyintf(iscale * xb[l]), -32.0f), 31.0f);
+                    sxl += xb[l] * q;
+                    sl2 += q * q;
                 }
                 /* the least-squares scale sxl/sl2 leaves an error of sum(x^2) - sxl^2/sl2 */
-                if (sl2 > 0 && sxl * sxl / sl2 > best) {
-                    best = sxl * sxl / sl2;
-                    sc[j] = (float)(sxl / sl2);
+                if (sl2 > 0 && (double)sxl * sxl / sl2 > best) {
+                    best = (double)sxl * sxl / sl2;
+                    sc[j] = sxl / sl2;
                 }
             }
             if (fabsf(sc[j]) > max_abs_scale) {
@@ -708,19 +708,44 @@ bool lv_to_float_row(lv_type t, const void *x, float *y, int64_t k) {
     } while (0)
 #define IDENT(x) (x)
 
-/* The signed 5-bit (or 4-bit) level of element j of a 32-element block */
-static inline int q4_level(const uint8_t *qs, int j) { return j < 16 ? qs[j] & 0x0f : qs[j - 16] >> 4; }
-static inline int q5_level(const uint8_t *qs, uint32_t qh, int j) { return q4_level(qs, j) | (int)(((qh >> j) & 1) << 4); }
-
-/* sum over the 32 elements of sub-block j of a q4_K/q5_K super-block of level * activation */
-static inline int32_t k4_sub_dot(const uint8_t *qs, const uint8_t *qh, int j, const int8_t *y) {
-    const uint8_t *q = qs + 32 * (j / 2);
-    int32_t s = 0;
-    for (int l = 0; l < 32; l++) {
-        int v = (j & 1) ? q[l] >> 4 : q[l] & 0xF;
-        if (qh) v |= ((qh[l] >> j) & 1) << 4;
-        s += v * y[32 * j + l];
+/* The levels of one weight block as plain integers (element order), then integer dot products
+ * over them: exact, and simple loops the compiler vectorizes (the golden test runs the scalar
+ * level too). */
+static inline void levels_q4(const uint8_t *qs, int off, int8_t *q) {
+    for (int j = 0; j < 16; j++) {
+        q[j] = (int8_t)((qs[j] & 0x0f) - off);
+        q[j + 16] = (int8_t)((qs[j] >> 4) - off);
     }
+}
+static inline void levels_q5(const uint8_t *qs, const uint8_t *qh4, int off, int8_t *q) {
+    uint32_t qh;
+    memcpy(&qh, qh4, 4);
+    for (int j = 0; j < 16; j++) {
+        q[j] = (int8_t)(((qs[j] & 0x0f) | (((qh >> j) & 1) << 4)) - off);
+        q[j + 16] = (int8_t)(((qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4)) - off);
+    }
+}
+/* q4_K / q5_K: element 32j + l of sub-block j (qh: NULL for q4_K) */
+static inline void levels_k4(const uint8_t *qs, const uint8_t *qh, int8_t *q) {
+    for (int j = 0; j < 8; j++)
+        for (int l = 0; l < 32; l++) {
+            const uint8_t b = qs[32 * (j / 2) + l];
+            q[32 * j + l] = (int8_t)(((j & 1) ? b >> 4 : b & 0xF) | (qh ? ((qh[l] >> j) & 1) << 4 : 0));
+        }
+}
+/* q6_K: element 128h + 32g + l, minus 32 */
+static inline void levels_k6(const uint8_t *ql, const uint8_t *qh, int8_t *q) {
+    for (int h = 0; h < 2; h++)
+        for (int g = 0; g < 4; g++)
+            for (int l = 0; l < 32; l++) {
+                const uint8_t b = ql[64 * h + l + 32 * (g & 1)];
+                const int lo = g < 2 ? b & 0xF : b >> 4, hi = (qh[32 * h + l] >> (2 * g)) & 3;
+                q[128 * h + 32 * g + l] = (int8_t)((lo | (hi << 4)) - 32);
+            }
+}
+static inline int32_t dot_i8(const int8_t *a, const int8_t *b, int n) {
+    int32_t s = 0;
+    for (int i = 0; i < n; i++) s += a[i] * b[i];
     return s;
 }
 
@@ -752,10 +777,10 @@ float lv_vec_dot_ref(lv_type t, int64_t k, const void *w, const void *x) {
         const lv_block_q4_0 *a = w;
         const lv_block_q8_0 *b = x;
         float s = 0;
+        int8_t q[32];
         for (int64_t i = 0; i < k / LV_QK4_0; i++) {
-            int32_t si = 0;
-            for (int j = 0; j < LV_QK4_0; j++) si += (q4_level(a[i].qs, j) - 8) * b[i].qs[j];
-            s += (float)si * (lv_fp16_to_fp32(a[i].d) * lv_fp16_to_fp32(b[i].d));
+            levels_q4(a[i].qs, 8, q);
+            s += (float)dot_i8(q, b[i].qs, 32) * (lv_fp16_to_fp32(a[i].d) * lv_fp16_to_fp32(b[i].d));
         }
         return s;
     }
@@ -763,12 +788,10 @@ float lv_vec_dot_ref(lv_type t, int64_t k, const void *w, const void *x) {
         const lv_block_q5_0 *a = w;
         const lv_block_q8_0 *b = x;
         float s = 0;
+        int8_t q[32];
         for (int64_t i = 0; i < k / LV_QK5_0; i++) {
-            uint32_t qh;
-            memcpy(&qh, a[i].qh, 4);
-            int32_t si = 0;
-            for (int j = 0; j < LV_QK5_0; j++) si += (q5_level(a[i].qs, qh, j) - 16) * b[i].qs[j];
-            s += (float)si * (lv_fp16_to_fp32(a[i].d) * lv_fp16_to_fp32(b[i].d));
+            levels_q5(a[i].qs, a[i].qh, 16, q);
+            s += (float)dot_i8(q, b[i].qs, 32) * (lv_fp16_to_fp32(a[i].d) * lv_fp16_to_fp32(b[i].d));
         }
         return s;
     }
@@ -776,10 +799,10 @@ float lv_vec_dot_ref(lv_type t, int64_t k, const void *w, const void *x) {
         const lv_block_q4_1 *a = w;
         const lv_block_q8_1 *b = x;
         float s = 0;
+        int8_t q[32];
         for (int64_t i = 0; i < k / LV_QK4_1; i++) {
-            int32_t si = 0;
-            for (int j = 0; j < LV_QK4_1; j++) si += q4_level(a[i].qs, j) * b[i].qs[j];
-            s += (lv_fp16_to_fp32(a[i].d) * lv_fp16_to_fp32(b[i].d)) * (float)si + lv_fp16_to_fp32(a[i].m) * lv_fp16_to_fp32(b[i].s);
+            levels_q4(a[i].qs, 0, q);
+            s += (lv_fp16_to_fp32(a[i].d) * lv_fp16_to_fp32(b[i].d)) * (float)dot_i8(q, b[i].qs, 32) + lv_fp16_to_fp32(a[i].m) * lv_fp16_to_fp32(b[i].s);
         }
         return s;
     }
@@ -787,12 +810,10 @@ float lv_vec_dot_ref(lv_type t, int64_t k, const void *w, const void *x) {
         const lv_block_q5_1 *a = w;
         const lv_block_q8_1 *b = x;
         float s = 0;
+        int8_t q[32];
         for (int64_t i = 0; i < k / LV_QK5_1; i++) {
-            uint32_t qh;
-            memcpy(&qh, a[i].qh, 4);
-            int32_t si = 0;
-            for (int j = 0; j < LV_QK5_1; j++) si += q5_level(a[i].qs, qh, j) * b[i].qs[j];
-            s += (lv_fp16_to_fp32(a[i].d) * lv_fp16_to_fp32(b[i].d)) * (float)si + lv_fp16_to_fp32(a[i].m) * lv_fp16_to_fp32(b[i].s);
+            levels_q5(a[i].qs, a[i].qh, 0, q);
+            s += (lv_fp16_to_fp32(a[i].d) * lv_fp16_to_fp32(b[i].d)) * (float)dot_i8(q, b[i].qs, 32) + lv_fp16_to_fp32(a[i].m) * lv_fp16_to_fp32(b[i].s);
         }
         return s;
     }
@@ -801,22 +822,25 @@ float lv_vec_dot_ref(lv_type t, int64_t k, const void *w, const void *x) {
         const lv_block_q8_K *b = x;
         const size_t bs = t == LV_TYPE_Q4_K ? sizeof(lv_block_q4_K) : sizeof(lv_block_q5_K);
         float s = 0;
+        int8_t q[LV_QK_K];
         for (int64_t i = 0; i < k / LV_QK_K; i++) {
             const uint8_t *blk = (const uint8_t *)w + (size_t)i * bs;
             uint16_t dh, dminh;
-            const uint8_t *scales, *qs, *qh = NULL;
+            const uint8_t *scales;
             if (t == LV_TYPE_Q4_K) {
                 const lv_block_q4_K *a = (const lv_block_q4_K *)blk;
-                dh = a->d, dminh = a->dmin, scales = a->scales, qs = a->qs;
+                dh = a->d, dminh = a->dmin, scales = a->scales;
+                levels_k4(a->qs, NULL, q);
             } else {
                 const lv_block_q5_K *a = (const lv_block_q5_K *)blk;
-                dh = a->d, dminh = a->dmin, scales = a->scales, qs = a->qs, qh = a->qh;
+                dh = a->d, dminh = a->dmin, scales = a->scales;
+                levels_k4(a->qs, a->qh, q);
             }
             int32_t isum = 0, msum = 0;
             for (int j = 0; j < 8; j++) {
                 uint8_t sc, m;
                 lv_get_scale_min_k4(j, scales, &sc, &m);
-                isum += sc * k4_sub_dot(qs, qh, j, b[i].qs);
+                isum += sc * dot_i8(q + 32 * j, b[i].qs + 32 * j, 32);
                 msum += m * (b[i].bsums[2 * j] + b[i].bsums[2 * j + 1]);
             }
             const float d = lv_fp16_to_fp32(dh) * b[i].d, dmin = lv_fp16_to_fp32(dminh) * b[i].d;
@@ -828,19 +852,11 @@ float lv_vec_dot_ref(lv_type t, int64_t k, const void *w, const void *x) {
         const lv_block_q6_K *a = w;
         const lv_block_q8_K *b = x;
         float s = 0;
+        int8_t q[LV_QK_K];
         for (int64_t i = 0; i < k / LV_QK_K; i++) {
+            levels_k6(a[i].ql, a[i].qh, q);
             int32_t isum = 0;
-            for (int j = 0; j < 16; j++) {
-                int32_t sub = 0;
-                for (int l = 0; l < 16; l++) {
-                    const int e = 16 * j + l, h = e / 128, quarter = (e % 128) / 32, ll = e % 32;
-                    const uint8_t ql = a[i].ql[64 * h + ll + 32 * (quarter & 1)];
-                    const int lo = quarter < 2 ? ql & 0xF : ql >> 4;
-                    const int hi = (a[i].qh[32 * h + ll] >> (2 * quarter)) & 3;
-                    sub += ((lo | (hi << 4)) - 32) * b[i].qs[e];
-                }
-                isum += a[i].scales[j] * sub;
-            }
+            for (int j = 0; j < 16; j++) isum += a[i].scales[j] * dot_i8(q + 16 * j, b[i].qs + 16 * j, 16);
             s += (lv_fp16_to_fp32(a[i].d) * b[i].d) * (float)isum;
         }
         return s;

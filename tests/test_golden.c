@@ -10,10 +10,15 @@
  * ids and of llama.cpp's top 4, the mean and RMS of the whole row, the whole last row, and 64
  * greedy tokens.
  *
+ * All of it runs at every SIMD level the CPU has, up to the LV_SIMD cap (lv_simd_set_max): the
+ * scalar reference kernels, AVX2, AVX-512. The scalar level, several times slower, compares the
+ * first 96 positions and 16 greedy tokens (32 and 8 under LV_TEST_QUICK); the SIMD levels compare
+ * all 512 positions and 64 tokens (96 and 16 under LV_TEST_QUICK).
+ *
  * Tolerances (max |delta logit|, logits have an RMS of ~0.3 here) are per weight type and KV
- * type; docs/testing.md explains each. The three ways of running must agree with each other
- * exactly: the reference kernels compute each token's row independently of how the batch is
- * split.
+ * type; docs/testing.md explains each. At every level the three ways of running must agree with
+ * each other exactly: each token's row is computed independently of how the batch is split (the
+ * gemm tiles of prefill compute each pair exactly as the vec_dot of decode does).
  */
 #define _GNU_SOURCE
 #include "lv_test.h"
@@ -225,6 +230,13 @@ static void parse_extra(const char *extra, lv_genmodel_params *gp) {
     }
 }
 
+/* Threads for a run of micro-batches of n_ubatch tokens: two, except for token-by-token runs at
+ * the SIMD levels, which take one: a decode step is ~20 matrix products with a barrier each, and
+ * on a shared 2-core machine every barrier can wait a scheduler time slice (measured: 3x the
+ * test's time under load). Logits do not depend on the thread count (test_context.c asserts it),
+ * the prefill runs and the scalar level keep two threads. */
+static int decode_threads(lv_simd level, int32_t n_ubatch) { return level != LV_SIMD_SCALAR && n_ubatch == 1 ? 1 : 2; }
+
 /* The golden comparisons at one SIMD level (the caller has capped the level with lv_simd_set_max). */
 static void check_level(const golden *g, lv_model *model, lv_simd level) {
     /* rows compared and greedy tokens: all at the SIMD levels; the scalar level (the reference,
@@ -242,7 +254,7 @@ static void check_level(const golden *g, lv_model *model, lv_simd level) {
         lv_context_params cp = lv_context_default_params();
         cp.n_ctx = (uint32_t)(g->n_tokens + g->n_gen + 16);
         cp.n_batch = cp.n_ubatch = (uint32_t)chunks[m];
-        cp.n_threads = 2;
+        cp.n_threads = decode_threads(level, chunks[m]);
         cp.kv_type = !strcmp(g->kv, "f16") ? LV_KV_F16 : LV_KV_F32;
         lv_context *ctx = NULL;
         st = lv_context_create(model, cp, &ctx);
@@ -273,7 +285,7 @@ static void check_level(const golden *g, lv_model *model, lv_simd level) {
     {
         lv_context_params cp = lv_context_default_params();
         cp.n_ctx = (uint32_t)(g->gen_prompt + g->n_gen + 16);
-        cp.n_threads = 2;
+        cp.n_threads = decode_threads(level, 1);
         cp.kv_type = !strcmp(g->kv, "f16") ? LV_KV_F16 : LV_KV_F32;
         lv_context *ctx = NULL;
         lv_sampler *smp = NULL;
