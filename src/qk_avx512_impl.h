@@ -216,24 +216,46 @@ QK_INLINE __m512i k6_levels(const uint8_t *ql, const uint8_t *qh, int s) {
     return _mm512_or_si512(lo, _mm512_and_si512(hi, _mm512_set1_epi8(0x30)));
 }
 
-/* four fp16 values at p, p + stride, ... packed into 64 bits (scalar loads and shifts) */
-QK_INLINE uint64_t pack4_fp16(const uint8_t *p, const int stride) {
-    return (uint64_t)ld16(p) | ((uint64_t)ld16(p + stride) << 16) | ((uint64_t)ld16(p + 2 * stride) << 32) | ((uint64_t)ld16(p + 3 * stride) << 48);
+/* 16 fp16 values, one per block: at byte `off` of blocks of `stride` bytes starting at base, for
+ * blocks i < n (the others 0), as floats. A full chunk (n = 16) loads the chunk in 128-byte windows
+ * (masked at its end, so nothing past the chunk is read) and picks the values with vpermt2w: about
+ * one instruction per block and row, where building the vector from scalar loads cost several
+ * (and vpgatherdd more still: bench/NOTES.md). */
+QK_INLINE __m512i load64_upto(const uint8_t *p, int avail) {
+    if (avail >= 64) return _mm512_loadu_si512((const void *)p);
+    if (avail <= 0) return _mm512_setzero_si512();
+    return _mm512_maskz_loadu_epi8((__mmask64)(~0ull >> (64 - avail)), (const void *)p);
 }
-
-/* 16 fp16 values, one per block: at base + i * stride for blocks i < n (the others 0), as floats.
- * Built in general registers and moved over 64 bits at a time: vpgatherdd, or 16 narrow stores
- * read back by one wide load (a store-forwarding stall), cost several times more (bench/NOTES.md). */
-QK_INLINE __m512 fp16_gather16(const uint8_t *base, const int stride, int n) {
+QK_INLINE __m512 fp16_gather16(const uint8_t *base, const int stride, int n, const int off) {
+    __m256i h = _mm256_setzero_si256();
     if (n >= 16) {
-        const __m128i a = _mm_set_epi64x((long long)pack4_fp16(base + 4 * stride, stride), (long long)pack4_fp16(base, stride));
-        const __m128i b = _mm_set_epi64x((long long)pack4_fp16(base + 12 * stride, stride), (long long)pack4_fp16(base + 8 * stride, stride));
-        return _mm512_cvtph_ps(_mm256_inserti128_si256(_mm256_castsi128_si256(a), b, 1));
+        const int region = 16 * stride, last = (15 * stride + off) / 2;
+        for (int win = 0; win * 64 <= last; win++) {
+            const __m512i a = load64_upto(base + 128 * win, region - 128 * win);
+            const __m512i b = load64_upto(base + 128 * win + 64, region - 128 * win - 64);
+            /* lane i takes word (stride * i + off) / 2 - 64 * win of the window [a b] */
+            const __m512i idx = _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                                 (short)(((15 * stride + off) / 2 - 64 * win) & 127), (short)(((14 * stride + off) / 2 - 64 * win) & 127),
+                                                 (short)(((13 * stride + off) / 2 - 64 * win) & 127), (short)(((12 * stride + off) / 2 - 64 * win) & 127),
+                                                 (short)(((11 * stride + off) / 2 - 64 * win) & 127), (short)(((10 * stride + off) / 2 - 64 * win) & 127),
+                                                 (short)(((9 * stride + off) / 2 - 64 * win) & 127), (short)(((8 * stride + off) / 2 - 64 * win) & 127),
+                                                 (short)(((7 * stride + off) / 2 - 64 * win) & 127), (short)(((6 * stride + off) / 2 - 64 * win) & 127),
+                                                 (short)(((5 * stride + off) / 2 - 64 * win) & 127), (short)(((4 * stride + off) / 2 - 64 * win) & 127),
+                                                 (short)(((3 * stride + off) / 2 - 64 * win) & 127), (short)(((2 * stride + off) / 2 - 64 * win) & 127),
+                                                 (short)(((1 * stride + off) / 2 - 64 * win) & 127), (short)(((0 * stride + off) / 2 - 64 * win) & 127));
+            __mmask16 k = 0;
+            for (int i = 0; i < 16; i++) {
+                const int wd = (stride * i + off) / 2 - 64 * win;
+                if (wd >= 0 && wd < 64) k |= (__mmask16)(1u << i);
+            }
+            h = _mm256_mask_mov_epi16(h, k, _mm512_castsi512_si256(_mm512_permutex2var_epi16(a, idx, b)));
+        }
+    } else {
+        uint16_t t[16] = {0};
+        for (int i = 0; i < n; i++) t[i] = ld16(base + i * stride + off);
+        h = _mm256_loadu_si256((const __m256i *)t);
     }
-    uint64_t q[4] = {0, 0, 0, 0};
-    for (int i = 0; i < n; i++) q[i / 4] |= (uint64_t)ld16(base + i * stride) << (16 * (i % 4));
-    const __m128i a = _mm_set_epi64x((long long)q[1], (long long)q[0]), b = _mm_set_epi64x((long long)q[3], (long long)q[2]);
-    return _mm512_cvtph_ps(_mm256_inserti128_si256(_mm256_castsi128_si256(a), b, 1));
+    return _mm512_cvtph_ps(h);
 }
 
 /* the levels of weight blocks ib, ib+1 (q8_0: signed; the others unsigned) */
@@ -260,6 +282,13 @@ QK_INLINE __m512i ld_levels(const lv_type T, const uint8_t *w, int64_t ib, const
         return add_high_bits(nibbles_2x16(p + 8, p + 32, two), ld32(p + 4), two ? ld32(p + 28) : 0);
     }
     }
+}
+
+/* sum of 8 floats, one fixed order (the K types' results: lanes 0-7 or 8-15 of an accumulator) */
+QK_INLINE float hsum8_ps(__m256 v) {
+    const __m128 a = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    const __m128 b = _mm_add_ps(a, _mm_movehl_ps(a, a));
+    return _mm_cvtss_f32(_mm_add_ss(b, _mm_movehdup_ps(b)));
 }
 
 #endif /* QK_AVX512_SHARED */
@@ -484,13 +513,13 @@ QK_ATTR_I QK_INLINE void S_(tile_b32)(const lv_type T, const int R, const int C,
     for (int64_t b0 = 0; b0 < nb; b0 += 16) {
         const int n = (int)(nb - b0 < 16 ? nb - b0 : 16);
         __m512 wsc[2], xsc[4];
-        for (int r = 0; r < R; r++) wsc[r] = fp16_gather16(w + (size_t)r * ws + (size_t)b0 * wbs, wbs, n);
-        for (int c = 0; c < C; c++) xsc[c] = fp16_gather16(x + (size_t)c * xs + (size_t)b0 * xbs, xbs, n);
+        for (int r = 0; r < R; r++) wsc[r] = fp16_gather16(w + (size_t)r * ws + (size_t)b0 * wbs, wbs, n, 0);
+        for (int c = 0; c < C; c++) xsc[c] = fp16_gather16(x + (size_t)c * xs + (size_t)b0 * xbs, xbs, n, 0);
         for (int r = 0; r < R; r++)
             for (int c = 0; c < C; c++) prod[r][c] = _mm512_mul_ps(wsc[r], xsc[c]);
         if (with_min) {
-            for (int r = 0; r < R; r++) wsc[r] = fp16_gather16(w + (size_t)r * ws + (size_t)b0 * wbs + 2, wbs, n);
-            for (int c = 0; c < C; c++) xsc[c] = fp16_gather16(x + (size_t)c * xs + (size_t)b0 * xbs + 2, xbs, n);
+            for (int r = 0; r < R; r++) wsc[r] = fp16_gather16(w + (size_t)r * ws + (size_t)b0 * wbs, wbs, n, 2);
+            for (int c = 0; c < C; c++) xsc[c] = fp16_gather16(x + (size_t)c * xs + (size_t)b0 * xbs, xbs, n, 2);
             for (int r = 0; r < R; r++)
                 for (int c = 0; c < C; c++) acc[r][c] = _mm512_fmadd_ps(wsc[r], xsc[c], acc[r][c]);
         }
@@ -525,25 +554,33 @@ QK_B32_TYPE(q5_1, LV_TYPE_Q5_1)
  * (q4_K, q5_K) or the -32 offset (q6_K) through q8_K's bsums; then one conversion to float and
  * acc += float(isum) * (d_w * d_x) (- float(msum) * (dmin_w * d_x)). */
 
+/* Per super-block and pair: four 64-element sub-steps of vpmaddubsw + vpdpwssd into 16 int32
+ * lanes; then the pairs of two activation rows (a "couple": columns cA, cB) share one float
+ * register: each pair's 16 lanes folded to 8 (lane j + lane j+8: exact integers), cA in lanes 0-7,
+ * cB in lanes 8-15, so the float work (conversion, scales, mins through q8_K's bsums) is done
+ * once for two pairs. vec_dot runs the same code with cB = cA and reads lanes 0-7; every lane's
+ * operations depend only on its own pair, so the results are identical. */
 QK_ATTR_I QK_INLINE void S_(tile_kq)(const lv_type T, const int R, const int C, int64_t k, const uint8_t *w, size_t ws, const uint8_t *x,
                                      size_t xs, float *s, size_t ss) {
     const int wbs = T == LV_TYPE_Q4_K ? 144 : T == LV_TYPE_Q5_K ? 176 : 210;
-    __m512 acc[2][4];
+    const int NC2 = (C + 1) / 2;
+    __m512 acc[2][2];
     for (int r = 0; r < R; r++)
-        for (int c = 0; c < C; c++) acc[r][c] = _mm512_setzero_ps();
+        for (int h = 0; h < NC2; h++) acc[r][h] = _mm512_setzero_ps();
+    const __m512i fold_lo = _mm512_set_epi32(23, 22, 21, 20, 19, 18, 17, 16, 7, 6, 5, 4, 3, 2, 1, 0);
+    const __m512i fold_hi = _mm512_set_epi32(31, 30, 29, 28, 27, 26, 25, 24, 15, 14, 13, 12, 11, 10, 9, 8);
     for (int64_t i = 0; i < k / 256; i++) {
         __m512i sc[2], isum[2][4];
         __m256i mn[2];
-        float dw[2], dminw[2], dx[4];
-        for (int c = 0; c < C; c++) dx[c] = ldf32(x + (size_t)c * xs + (size_t)i * 292);
+        __m512 dw[2], dminw[2];
         for (int r = 0; r < R; r++) {
             const uint8_t *b = w + (size_t)r * ws + (size_t)i * wbs;
             if (T == LV_TYPE_Q6_K) {
-                dw[r] = h2f(ld16(b + 208));
+                dw[r] = _mm512_set1_ps(h2f(ld16(b + 208)));
                 sc[r] = _mm512_castsi256_si512(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(b + 192))));
             } else {
-                dw[r] = h2f(ld16(b));
-                dminw[r] = h2f(ld16(b + 2));
+                dw[r] = _mm512_set1_ps(h2f(ld16(b)));
+                dminw[r] = _mm512_set1_ps(h2f(ld16(b + 2)));
                 k4_scales(b + 4, &sc[r], &mn[r]);
             }
             for (int c = 0; c < C; c++) isum[r][c] = _mm512_setzero_si512();
@@ -561,23 +598,35 @@ QK_ATTR_I QK_INLINE void S_(tile_kq)(const lv_type T, const int R, const int C, 
                 for (int c = 0; c < C; c++) isum[r][c] = DOT_S16(isum[r][c], _mm512_maddubs_epi16(wq, xq[c]), scv);
             }
         }
-        for (int c = 0; c < C; c++) {
-            const __m256i bsums = _mm256_loadu_si256((const __m256i *)(x + (size_t)c * xs + (size_t)i * 292 + 260));
+        /* acc += d_x * (d_w * isum - dmin_w * msum), or for q6_K acc += d_x * d_w * (isum - 32 * sum(sc * bsums)) */
+        for (int h = 0; h < NC2; h++) {
+            const int ca = 2 * h, cb = 2 * h + 1 < C ? 2 * h + 1 : 2 * h;
+            const uint8_t *xa = x + (size_t)ca * xs + (size_t)i * 292, *xb = x + (size_t)cb * xs + (size_t)i * 292;
+            const __m512i bsums = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(xa + 260))),
+                                                     _mm256_loadu_si256((const __m256i *)(xb + 260)), 1);
+            const __m512 dx = _mm512_insertf32x8(_mm512_set1_ps(ldf32(xa)), _mm256_set1_ps(ldf32(xb)), 1);
             for (int r = 0; r < R; r++) {
+                const __m512i ia = isum[r][ca], ib = isum[r][cb];
+                __m512i is = _mm512_add_epi32(_mm512_permutex2var_epi32(ia, fold_lo, ib), _mm512_permutex2var_epi32(ia, fold_hi, ib));
+                __m512 t;
                 if (T == LV_TYPE_Q6_K) {
-                    const __m256i corr = _mm256_slli_epi32(_mm256_madd_epi16(bsums, _mm512_castsi512_si256(sc[r])), 5);
-                    const __m512i is = _mm512_sub_epi32(isum[r][c], _mm512_castsi256_si512(corr));
-                    acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is), _mm512_set1_ps(dw[r] * dx[c]), acc[r][c]);
+                    const __m512i corr = _mm512_madd_epi16(bsums, _mm512_broadcast_i64x4(_mm512_castsi512_si256(sc[r])));
+                    is = _mm512_sub_epi32(is, _mm512_slli_epi32(corr, 5));
+                    t = _mm512_mul_ps(_mm512_cvtepi32_ps(is), dw[r]);
                 } else {
-                    const __m256i ms = _mm256_madd_epi16(bsums, mn[r]);
-                    acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[r][c]), _mm512_set1_ps(dw[r] * dx[c]), acc[r][c]);
-                    acc[r][c] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(_mm512_zextsi256_si512(ms)), _mm512_set1_ps(dminw[r] * dx[c]), acc[r][c]);
+                    const __m512i ms = _mm512_madd_epi16(bsums, _mm512_broadcast_i64x4(mn[r]));
+                    t = _mm512_mul_ps(_mm512_cvtepi32_ps(is), dw[r]);
+                    t = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(ms), dminw[r], t);
                 }
+                acc[r][h] = _mm512_fmadd_ps(t, dx, acc[r][h]);
             }
         }
     }
     for (int r = 0; r < R; r++)
-        for (int c = 0; c < C; c++) s[(size_t)r * ss + (size_t)c] = _mm512_reduce_add_ps(acc[r][c]);
+        for (int c = 0; c < C; c++) {
+            const __m512 a = acc[r][c / 2];
+            s[(size_t)r * ss + (size_t)c] = hsum8_ps((c & 1) ? _mm512_extractf32x8_ps(a, 1) : _mm512_castps512_ps256(a));
+        }
 }
 
 #define QK_K_TYPE(NAME, T)                                                                                                    \
