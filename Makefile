@@ -123,9 +123,11 @@ build/fuzz/fuzz_%: build/fuzz/fuzz/fuzz_%.o build/fuzz/liblongview.a
 demo: all
 	scripts/demo.sh $(O)/longview
 
-bench-kernels: $(O)/bench_kernels
+bench-kernels: $(O)/bench_kernels $(O)/repack_experiment
 $(O)/bench_kernels: bench/kernels/bench_kernels.c $(O)/liblongview.a
 	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $< $(O)/liblongview.a $(LDLIBS_ALL)
+$(O)/repack_experiment: bench/kernels/repack_experiment.c
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $< -lm
 
 clean:
 	rm -rf build

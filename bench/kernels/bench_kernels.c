@@ -75,6 +75,69 @@ static void *xmalloc(size_t n) {
     return p;
 }
 
+/* ---- probes of this machine's state in the same run (the cores are shared) ---- */
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+__attribute__((target("avx512f"))) static double probe_read_gbs(const uint8_t *p, size_t n) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    const double t0 = lv_time_s();
+    for (size_t i = 0; i + 256 <= n; i += 256) {
+        a0 = _mm512_add_ps(a0, _mm512_loadu_ps((const float *)(p + i)));
+        a1 = _mm512_add_ps(a1, _mm512_loadu_ps((const float *)(p + i + 64)));
+        a2 = _mm512_add_ps(a2, _mm512_loadu_ps((const float *)(p + i + 128)));
+        a3 = _mm512_add_ps(a3, _mm512_loadu_ps((const float *)(p + i + 192)));
+    }
+    const double dt = lv_time_s() - t0;
+    volatile float sink = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+    (void)sink;
+    return (double)n / dt / 1e9;
+}
+/* 12 independent vfmadd231ps (zmm) per iteration: GFLOP/s */
+__attribute__((target("avx512f"))) static double probe_fma_gflops(void) {
+    __m512 a[12], b = _mm512_set1_ps(0.999f), c = _mm512_set1_ps(1e-7f);
+    for (int j = 0; j < 12; j++) a[j] = _mm512_set1_ps((float)j);
+    const long n = 20000000;
+    const double t0 = lv_time_s();
+    for (long i = 0; i < n; i++)
+        for (int j = 0; j < 12; j++) a[j] = _mm512_fmadd_ps(a[j], b, c);
+    const double dt = lv_time_s() - t0;
+    __m512 s = a[0];
+    for (int j = 1; j < 12; j++) s = _mm512_add_ps(s, a[j]);
+    volatile float sink = _mm512_reduce_add_ps(s);
+    (void)sink;
+    return 12.0 * n * 32 / dt / 1e9;
+}
+/* 12 independent vpdpbusd (zmm) per iteration: int8 GOP/s (2 per multiply-add) */
+__attribute__((target("avx512f,avx512vnni"))) static double probe_vnni_gops(void) {
+    __m512i a[12];
+    const __m512i u = _mm512_set1_epi8(3), v = _mm512_set1_epi8(2);
+    for (int j = 0; j < 12; j++) a[j] = _mm512_set1_epi32(j);
+    const long n = 20000000;
+    const double t0 = lv_time_s();
+    for (long i = 0; i < n; i++)
+        for (int j = 0; j < 12; j++) a[j] = _mm512_dpbusd_epi32(a[j], u, v);
+    const double dt = lv_time_s() - t0;
+    __m512i s = a[0];
+    for (int j = 1; j < 12; j++) s = _mm512_add_epi32(s, a[j]);
+    volatile int sink = _mm512_reduce_add_epi32(s);
+    (void)sink;
+    return 12.0 * n * 128 / dt / 1e9;
+}
+static void probes(const uint8_t *buf, size_t n) {
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("avx512f")) return;
+    printf("# probes now: 1-stream read %.1f GB/s, FMA %.0f GFLOP/s", probe_read_gbs(buf, n), probe_fma_gflops());
+    if (__builtin_cpu_supports("avx512vnni")) printf(", VNNI int8 %.0f GOP/s", probe_vnni_gops());
+    printf(" (idle machine: 41, 282, 1130)\n");
+}
+#else
+static void probes(const uint8_t *buf, size_t n) {
+    (void)buf;
+    (void)n;
+}
+#endif
+
 int main(int argc, char **argv) {
     const char *types = NULL, *levels = NULL;
     int64_t N = 2048, K = 8192, T = 512;
@@ -111,6 +174,13 @@ int main(int argc, char **argv) {
     printf("# bench_kernels: N=%lld K=%lld (weight matrix N x K), prefill T=%lld on %d thread(s), decode on 1 thread over >= %.0f MB; "
            "median of %d [min-max]\n",
            (long long)N, (long long)K, (long long)T, threads, ring_mb, reps);
+    {
+        const size_t pn = (size_t)(ring_mb * 1048576.0);
+        uint8_t *pb = xmalloc(pn);
+        memset(pb, 1, pn);
+        probes(pb, pn);
+        free(pb);
+    }
     printf("| type | level | decode vec_dot GB/s | decode gemm 4x1 GB/s | best of 41 GB/s | prefill GOP/s | of peak (peak) | vec_dot in cache GB/s | 4x4 gemm in cache GOP/s |\n"
            "|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
     fflush(stdout);
@@ -208,6 +278,13 @@ int main(int argc, char **argv) {
             (void)sink;
         }
         free(w);
+    }
+    {
+        const size_t pn = (size_t)(ring_mb * 1048576.0);
+        uint8_t *pb = xmalloc(pn);
+        memset(pb, 1, pn);
+        probes(pb, pn);
+        free(pb);
     }
     lv_simd_set_max(lv_simd_detect());
     free(xf);
