@@ -5,6 +5,8 @@
 #   make test            release tests, then the whole suite again under ASan+UBSan
 #   make fuzz            libFuzzer targets (clang) in build/fuzz
 #   make demo            generate a small random-weight model and run it (the README's main job)
+#   make bench-kernels   the per-type kernel benchmark (bench/kernels/RESULTS.md), not part of make test
+#   make bench-attn      the attention kernel micro-benchmark (bench/attn), not part of make test
 #
 # The library is compiled for baseline x86-64 (or whatever the compiler targets): SIMD kernels
 # live in files named *_avx2.c / *_avx512.c that get their own -m flags and are chosen at run
@@ -62,7 +64,7 @@ AVX512_FLAGS := $(AVX2_FLAGS) -mavx512f -mavx512bw -mavx512dq -mavx512vl
 # VNNI and BF16 instructions are not implied by the avx512 level: functions that use them carry
 # __attribute__((target("avx512vnni"))) / ("avx512bf16") and are chosen only when the CPU has them.
 
-.PHONY: all test check fuzz fuzz-bins demo clean bench-attn
+.PHONY: all test check fuzz fuzz-bins demo clean bench-attn bench-kernels
 all: $(O)/liblongview.a $(O)/longview $(O)/lv_test
 
 # V=1 shows the full commands
@@ -126,6 +128,12 @@ $(O)/attn_bench: bench/attn/attn_bench.c $(O)/liblongview.a
 
 demo: all
 	scripts/demo.sh $(O)/longview
+
+bench-kernels: $(O)/bench_kernels $(O)/repack_experiment
+$(O)/bench_kernels: bench/kernels/bench_kernels.c $(O)/liblongview.a
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $< $(O)/liblongview.a $(LDLIBS_ALL)
+$(O)/repack_experiment: bench/kernels/repack_experiment.c
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $< -lm
 
 clean:
 	rm -rf build

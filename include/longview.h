@@ -337,6 +337,14 @@ typedef enum lv_ftype {
     LV_FTYPE_BF16 = 2,
     LV_FTYPE_Q8_0 = 3,
     LV_FTYPE_Q4_0 = 4,
+    LV_FTYPE_Q4_1 = 5,
+    LV_FTYPE_Q5_0 = 6,
+    LV_FTYPE_Q5_1 = 7,
+    LV_FTYPE_Q4_K = 8,   /* every matrix q4_K (rows not a multiple of 256: q5_0, as llama-quantize) */
+    LV_FTYPE_Q5_K = 9,   /* ... q5_K (fallback q5_1) */
+    LV_FTYPE_Q6_K = 10,  /* ... q6_K (fallback q8_0) */
+    LV_FTYPE_Q4_K_M = 11, /* llama-quantize's Q4_K_M mixture: q4_K, with q6_K for the output matrix and
+                             for attn_v / ffn_down of the layers llama.cpp gives more bits */
 } lv_ftype;
 
 typedef struct lv_genmodel_params {
@@ -349,7 +357,7 @@ typedef struct lv_genmodel_params {
     bool    llama3_rope;    /* write a rope_freqs tensor with Llama 3.1 scaling (factor 32, 8192) */
     const char *vocab_path; /* GGUF whose tokenizer.* metadata is copied (its token count is n_vocab), a
                                tokenizer.json, or "builtin:bytes": 259 tokens, <unk> <s> </s> and 256 bytes */
-    lv_ftype ftype;         /* type of the 2-D weight matrices; norms and biases stay F32 */
+    lv_ftype ftype;         /* type of the 2-D weight matrices (a mixture for Q4_K_M); norms and biases stay F32 */
     uint64_t seed;
     float    std;           /* standard deviation of the weights (default 0.02) */
     void   (*progress)(double fraction, void *user);

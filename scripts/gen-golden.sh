@@ -42,6 +42,14 @@ CASES=(
   "qwen2-q4_0|qwen2|128 2 4 2 384|vocab/ggml-vocab-gpt-2.gguf|q4_0|14||f32|off"
   "llama-f16-kvf16|llama|128 2 4 2 384|vocab/ggml-vocab-llama-spm.gguf|f16|21||f16|auto"
   "qwen2-q8_0-kvf16|qwen2|128 2 4 2 384|vocab/ggml-vocab-gpt-2.gguf|q8_0|22||f16|auto"
+  "llama-q4_1|llama|128 2 4 2 384|vocab/ggml-vocab-llama-spm.gguf|q4_1|31||f32|off"
+  "llama-q5_0|llama|128 2 4 2 384|vocab/ggml-vocab-llama-spm.gguf|q5_0|32||f32|off"
+  "qwen2-q5_1|qwen2|128 2 4 2 384|vocab/ggml-vocab-gpt-2.gguf|q5_1|33||f32|off"
+  "llama-q4_k|llama|256 2 4 2 768|vocab/ggml-vocab-llama-spm.gguf|q4_k|34||f32|off"
+  "qwen2-q5_k|qwen2|256 2 4 2 768|vocab/ggml-vocab-gpt-2.gguf|q5_k|35||f32|off"
+  "llama-q6_k|llama|256 2 4 2 768|vocab/ggml-vocab-llama-spm.gguf|q6_k|36||f32|off"
+  "llama-q4_k_m|llama|256 4 4 2 768|vocab/ggml-vocab-llama-spm.gguf|q4_k_m|37|--tied|f32|off"
+  "qwen2-q4_k_m-fallback|qwen2|128 2 4 2 384|vocab/ggml-vocab-gpt-2.gguf|q4_k_m|38||f32|off"
 )
 
 for c in "${CASES[@]}"; do

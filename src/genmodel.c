@@ -84,6 +84,7 @@ typedef enum init_kind { INIT_NORMAL, INIT_NORM_WEIGHT, INIT_ROPE_FREQS } init_k
 typedef struct tplan {
     char name[LV_GGUF_MAX_NAME];
     lv_type type;
+    lv_type want; /* the type chosen before llama-quantize's fallback (2-D only) */
     int n_dims;
     int64_t ne[2];
     init_kind init;
@@ -144,20 +145,60 @@ static lv_type ftype_type(lv_ftype f) {
     case LV_FTYPE_BF16: return LV_TYPE_BF16;
     case LV_FTYPE_Q8_0: return LV_TYPE_Q8_0;
     case LV_FTYPE_Q4_0: return LV_TYPE_Q4_0;
+    case LV_FTYPE_Q4_1: return LV_TYPE_Q4_1;
+    case LV_FTYPE_Q5_0: return LV_TYPE_Q5_0;
+    case LV_FTYPE_Q5_1: return LV_TYPE_Q5_1;
+    case LV_FTYPE_Q4_K:
+    case LV_FTYPE_Q4_K_M: return LV_TYPE_Q4_K;
+    case LV_FTYPE_Q5_K: return LV_TYPE_Q5_K;
+    case LV_FTYPE_Q6_K: return LV_TYPE_Q6_K;
     }
     return LV_TYPE_COUNT;
 }
 
-/* llama.cpp's llama_ftype values for general.file_type */
+/* llama.cpp's llama_ftype values for general.file_type (a pure K type is written as its _S mixture's id) */
 static uint32_t ftype_llama(lv_ftype f) {
     switch (f) {
     case LV_FTYPE_F32: return 0;
     case LV_FTYPE_F16: return 1;
     case LV_FTYPE_Q4_0: return 2;
+    case LV_FTYPE_Q4_1: return 3;
     case LV_FTYPE_Q8_0: return 7;
+    case LV_FTYPE_Q5_0: return 8;
+    case LV_FTYPE_Q5_1: return 9;
+    case LV_FTYPE_Q4_K: return 14;
+    case LV_FTYPE_Q4_K_M: return 15;
+    case LV_FTYPE_Q5_K: return 16;
+    case LV_FTYPE_Q6_K: return 18;
     case LV_FTYPE_BF16: return 32;
     }
     return 0;
+}
+
+/* what a matrix is to llama-quantize's type choice */
+typedef enum mat_role { ROLE_OTHER, ROLE_OUTPUT, ROLE_ATTN_V, ROLE_FFN_DOWN } mat_role;
+
+/* llama-quantize's use_more_bits: the first and last eighth of the layers and every third one between */
+static bool use_more_bits(int i, int n) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; }
+
+/* The type llama-quantize chooses for one matrix: the requested type, or for Q4_K_M its mixture
+ * (output and a tied token_embd in q6_K, or q8_0 if their rows are not a multiple of 256; attn_v
+ * and ffn_down of the use_more_bits layers in q6_K). */
+static lv_type matrix_type(lv_ftype f, mat_role role, int il, int n_layer, int64_t ncols) {
+    lv_type t = ftype_type(f);
+    if (f == LV_FTYPE_Q4_K_M) {
+        if (role == ROLE_OUTPUT) t = ncols % LV_QK_K == 0 ? LV_TYPE_Q6_K : LV_TYPE_Q8_0;
+        else if ((role == ROLE_ATTN_V || role == ROLE_FFN_DOWN) && use_more_bits(il, n_layer)) t = LV_TYPE_Q6_K;
+    }
+    return t;
+}
+
+/* llama-quantize's fallback when the row length ncols is not a multiple of t's block:
+ * q4_K -> q5_0, q5_K -> q5_1, q6_K -> q8_0, and f16 if even that does not divide. */
+static lv_type fallback_type(lv_type t, int64_t ncols) {
+    if (ncols % lv_type_get(t)->blck_size == 0) return t;
+    lv_type fb = t == LV_TYPE_Q4_K ? LV_TYPE_Q5_0 : t == LV_TYPE_Q5_K ? LV_TYPE_Q5_1 : t == LV_TYPE_Q6_K ? LV_TYPE_Q8_0 : t;
+    return ncols % lv_type_get(fb)->blck_size == 0 ? fb : LV_TYPE_F16;
 }
 
 /* "builtin:bytes": a SentencePiece-style vocabulary of <unk>, <s>, </s> and the 256 byte tokens
@@ -245,7 +286,8 @@ lv_status lv_genmodel_write(const lv_genmodel_params *gp, const char *out_path) 
     if (head_dim % 2 != 0 || head_dim > 1024) return lv_error(LV_ERR_INVALID_ARG, "head size %d must be even and at most 1024", head_dim);
     const lv_type wtype = ftype_type(gp->ftype);
     if (wtype == LV_TYPE_COUNT) return lv_error(LV_ERR_INVALID_ARG, "unknown weight type %d", (int)gp->ftype);
-    const int64_t blk = lv_type_get(wtype)->blck_size;
+    /* the K types fall back to 32-element types for other row lengths, as llama-quantize does */
+    const int64_t blk = LV_MIN(lv_type_get(wtype)->blck_size, 32);
     if (sh.n_embd % blk || sh.n_ff % blk || (int64_t)sh.n_head * head_dim % blk)
         return lv_error(LV_ERR_INVALID_ARG, "for %s weights --dim (%d) and --ffn (%d) must be multiples of %lld", lv_type_name(wtype),
                         sh.n_embd, sh.n_ff, (long long)blk);
@@ -267,7 +309,7 @@ lv_status lv_genmodel_write(const lv_genmodel_params *gp, const char *out_path) 
     char key[128], name[128];
 #define K(suffix) (snprintf(key, sizeof(key), "%s.%s", sh.arch, suffix), key)
     bool ok = lv_gguf_writer_set_str(w, "general.architecture", sh.arch);
-    snprintf(name, sizeof(name), "longview random-weight %s (%s)", sh.name, lv_type_name(wtype));
+    snprintf(name, sizeof(name), "longview random-weight %s (%s)", sh.name, gp->ftype == LV_FTYPE_Q4_K_M ? "q4_K_M" : lv_type_name(wtype));
     ok = ok && lv_gguf_writer_set_str(w, "general.name", name);
     ok = ok && lv_gguf_writer_set_u32(w, "general.file_type", ftype_llama(gp->ftype));
     ok = ok && lv_gguf_writer_set_u32(w, "general.quantization_version", 2);
@@ -299,11 +341,13 @@ lv_status lv_genmodel_write(const lv_genmodel_params *gp, const char *out_path) 
     plan = lv_calloc((size_t)max_tensors, sizeof(tplan));
     if (!plan) goto end;
     int64_t nt = 0;
-#define T2(nm, a, b) (snprintf(plan[nt].name, LV_GGUF_MAX_NAME, "%s", nm), plan[nt].type = wtype, plan[nt].n_dims = 2, \
+#define T2R(nm, a, b, role, il) (snprintf(plan[nt].name, LV_GGUF_MAX_NAME, "%s", nm), plan[nt].n_dims = 2, \
+                      plan[nt].want = matrix_type(gp->ftype, role, il, sh.n_layer, a), plan[nt].type = fallback_type(plan[nt].want, a), \
                       plan[nt].ne[0] = (a), plan[nt].ne[1] = (b), plan[nt].init = INIT_NORMAL, nt++)
+#define T2(nm, a, b) T2R(nm, a, b, ROLE_OTHER, il)
 #define T1(nm, a, kind) (snprintf(plan[nt].name, LV_GGUF_MAX_NAME, "%s", nm), plan[nt].type = LV_TYPE_F32, plan[nt].n_dims = 1, \
                          plan[nt].ne[0] = (a), plan[nt].ne[1] = 1, plan[nt].init = (kind), nt++)
-    T2("token_embd.weight", E, n_vocab);
+    T2R("token_embd.weight", E, n_vocab, sh.tied ? ROLE_OUTPUT : ROLE_OTHER, 0);
     if (sh.llama3_rope) T1("rope_freqs.weight", head_dim / 2, INIT_ROPE_FREQS);
     for (int32_t il = 0; il < sh.n_layer; il++) {
         char nm[LV_GGUF_MAX_NAME];
@@ -311,7 +355,7 @@ lv_status lv_genmodel_write(const lv_genmodel_params *gp, const char *out_path) 
         T1(BLK("attn_norm.weight"), E, INIT_NORM_WEIGHT);
         T2(BLK("attn_q.weight"), E, Q);
         T2(BLK("attn_k.weight"), E, KV);
-        T2(BLK("attn_v.weight"), E, KV);
+        T2R(BLK("attn_v.weight"), E, KV, ROLE_ATTN_V, il);
         if (qwen) {
             T1(BLK("attn_q.bias"), Q, INIT_NORMAL);
             T1(BLK("attn_k.bias"), KV, INIT_NORMAL);
@@ -321,13 +365,29 @@ lv_status lv_genmodel_write(const lv_genmodel_params *gp, const char *out_path) 
         T1(BLK("ffn_norm.weight"), E, INIT_NORM_WEIGHT);
         T2(BLK("ffn_gate.weight"), E, F);
         T2(BLK("ffn_up.weight"), E, F);
-        T2(BLK("ffn_down.weight"), F, E);
+        T2R(BLK("ffn_down.weight"), F, E, ROLE_FFN_DOWN, il);
 #undef BLK
     }
     T1("output_norm.weight", E, INIT_NORM_WEIGHT);
-    if (!sh.tied) T2("output.weight", E, n_vocab);
+    if (!sh.tied) T2R("output.weight", E, n_vocab, ROLE_OUTPUT, 0);
 #undef T1
 #undef T2
+#undef T2R
+    /* say which matrices fell back to another type, as llama-quantize does */
+    for (int64_t i = 0; i < nt; i++) {
+        const tplan *t = &plan[i];
+        if (t->n_dims != 2 || t->type == t->want) continue;
+        bool first = true;
+        for (int64_t j = 0; j < i; j++)
+            if (plan[j].n_dims == 2 && plan[j].want == t->want && plan[j].type == t->type && plan[j].ne[0] == t->ne[0]) first = false;
+        if (!first) continue;
+        int64_t n = 0;
+        for (int64_t j = 0; j < nt; j++)
+            if (plan[j].n_dims == 2 && plan[j].want == t->want && plan[j].type == t->type && plan[j].ne[0] == t->ne[0]) n++;
+        LV_LOG_W("gen-model: %lld %s (e.g. %s) %s rows of %lld elements, not a multiple of %lld: written as %s instead of %s, "
+                 "as llama-quantize falls back", (long long)n, n == 1 ? "matrix" : "matrices", t->name, n == 1 ? "has" : "have", (long long)t->ne[0], (long long)lv_type_get(t->want)->blck_size,
+                 lv_type_name(t->type), lv_type_name(t->want));
+    }
     for (int64_t i = 0; i < nt; i++)
         if (!lv_gguf_writer_add_tensor(w, plan[i].name, plan[i].type, plan[i].n_dims, plan[i].ne)) goto end;
 

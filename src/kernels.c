@@ -20,6 +20,9 @@ size_t lv_matmul_scratch_bytes(lv_type wtype, int64_t T, int64_t K) {
     return (size_t)(T * lv_row_bytes(lv_vec_dot_type(wtype), K));
 }
 
+/* bytes of converted activations a prefill chunk may take (about half of a 2 MB L2) */
+#define LV_MATMUL_CHUNK_BYTES ((size_t)1 << 20)
+
 typedef struct matmul_task {
     const lv_tensor *W;
     const lv_qtype_ops *ops;
@@ -49,22 +52,31 @@ static void matmul_worker(void *arg, int ith, int nth) {
         for (int64_t r = lo; r < hi; r++) mt->y[r] = ops->vec_dot(K, wd + r * W->row_bytes, mt->xq) + (mt->bias ? mt->bias[r] : 0.0f);
         return;
     }
-    /* 2b. prefill: blocks of LV_GEMM_MAX_ROWS weight rows split among threads; each block is
-     * combined with every token in tiles of LV_GEMM_MAX_COLS, so a weight row is loaded once
-     * per 4 tokens and the activations are reused from cache across the rows */
+    /* 2b. prefill: blocks of LV_GEMM_MAX_ROWS weight rows split among threads. The tokens are taken
+     * in chunks whose converted activations fit in about half of L2 (LV_MATMUL_CHUNK_BYTES): for
+     * each chunk, every row block of this thread is combined with the chunk's tokens in tiles of
+     * LV_GEMM_MAX_COLS, so a block of weight rows is read from memory once per chunk and then reused
+     * from L1 for every tile, and the chunk's activations are reused from L2 across the row blocks
+     * (without chunks, a 512-token batch with K = 8192 re-read 4 MB of activations from L3 for every
+     * 4 weight rows: bench/NOTES.md). Each tile computes exactly what vec_dot computes for each of
+     * its pairs, so the result does not depend on the chunking. */
     const int64_t RB = LV_GEMM_MAX_ROWS, CB = LV_GEMM_MAX_COLS;
     const int64_t n_blocks = (N + RB - 1) / RB;
     lv_split_range(n_blocks, ith, nth, &lo, &hi);
+    const int64_t chunk = LV_MAX(CB, (int64_t)(LV_MATMUL_CHUNK_BYTES / (size_t)mt->xq_row) / CB * CB);
     float tile[LV_GEMM_MAX_ROWS * LV_GEMM_MAX_COLS];
-    for (int64_t rb = lo; rb < hi; rb++) {
-        const int64_t r0 = rb * RB;
-        const int nr = (int)LV_MIN(RB, N - r0);
-        for (int64_t c0 = 0; c0 < T; c0 += CB) {
-            const int nc = (int)LV_MIN(CB, T - c0);
-            ops->gemm(K, wd + r0 * W->row_bytes, (size_t)W->row_bytes, mt->xq + c0 * mt->xq_row, (size_t)mt->xq_row, tile, CB, nr, nc);
-            for (int r = 0; r < nr; r++) {
-                const float b = mt->bias ? mt->bias[r0 + r] : 0.0f;
-                for (int c = 0; c < nc; c++) mt->y[(c0 + c) * N + r0 + r] = tile[r * CB + c] + b;
+    for (int64_t t0 = 0; t0 < T; t0 += chunk) {
+        const int64_t t1 = LV_MIN(T, t0 + chunk);
+        for (int64_t rb = lo; rb < hi; rb++) {
+            const int64_t r0 = rb * RB;
+            const int nr = (int)LV_MIN(RB, N - r0);
+            for (int64_t c0 = t0; c0 < t1; c0 += CB) {
+                const int nc = (int)LV_MIN(CB, t1 - c0);
+                ops->gemm(K, wd + r0 * W->row_bytes, (size_t)W->row_bytes, mt->xq + c0 * mt->xq_row, (size_t)mt->xq_row, tile, CB, nr, nc);
+                for (int r = 0; r < nr; r++) {
+                    const float b = mt->bias ? mt->bias[r0 + r] : 0.0f;
+                    for (int c = 0; c < nc; c++) mt->y[(c0 + c) * N + r0 + r] = tile[r * CB + c] + b;
+                }
             }
         }
     }

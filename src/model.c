@@ -10,6 +10,7 @@
 #include "model.h"
 
 #include "lv_internal.h"
+#include "qkernels.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -215,7 +216,7 @@ static lv_status bind(binder *b, lv_tensor *t, const char *name, int want_dims, 
     if (want_dims == 1 && gt->type != LV_TYPE_F32)
         return lv_error(LV_ERR_UNSUPPORTED, "tensor '%s' has type %s; 1-D tensors must be f32", name, tt->name);
     if (!tt->computable)
-        return lv_error(LV_ERR_UNSUPPORTED, "tensor '%s' has type %s, which longview does not support yet (supported: f32, f16, bf16, q8_0, q4_0)",
+        return lv_error(LV_ERR_UNSUPPORTED, "tensor '%s' has type %s, which longview does not support yet (supported: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_K, q5_K, q6_K)",
                         name, tt->name);
     t->name = gt->name;
     t->type = (lv_type)gt->type;
@@ -546,7 +547,7 @@ int64_t lv_model_describe(const lv_model *m, char *buf, size_t buf_size) {
     sb_printf(&s, "\n");
     const int64_t kv_per_tok = 2 * hp->n_layer * hp->n_head_kv * (hp->n_embd_head_k + hp->n_embd_head_v) / 2;
     sb_printf(&s, "KV per token:  %lld bytes (f16), %lld bytes (f32)\n", (long long)(kv_per_tok * 2), (long long)(kv_per_tok * 4));
-    sb_printf(&s, "supported:     yes (all tensors bound; computed with the reference kernels)\n");
+    sb_printf(&s, "supported:     yes (all tensors bound; kernels: %s level, LV_SIMD caps it)\n", lv_simd_name(lv_simd_active()));
     return s.len;
 }
 

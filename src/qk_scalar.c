@@ -26,6 +26,12 @@ SCALAR_TYPE(f16, LV_TYPE_F16, LV_TYPE_F16)
 SCALAR_TYPE(bf16, LV_TYPE_BF16, LV_TYPE_BF16)
 SCALAR_TYPE(q8_0, LV_TYPE_Q8_0, LV_TYPE_Q8_0)
 SCALAR_TYPE(q4_0, LV_TYPE_Q4_0, LV_TYPE_Q8_0)
+SCALAR_TYPE(q4_1, LV_TYPE_Q4_1, LV_TYPE_Q8_1)
+SCALAR_TYPE(q5_0, LV_TYPE_Q5_0, LV_TYPE_Q8_0)
+SCALAR_TYPE(q5_1, LV_TYPE_Q5_1, LV_TYPE_Q8_1)
+SCALAR_TYPE(q4_K, LV_TYPE_Q4_K, LV_TYPE_Q8_K)
+SCALAR_TYPE(q5_K, LV_TYPE_Q5_K, LV_TYPE_Q8_K)
+SCALAR_TYPE(q6_K, LV_TYPE_Q6_K, LV_TYPE_Q8_K)
 
 const lv_qtype_ops *lv_qk_scalar_ops(lv_type t) {
     switch (t) {
@@ -34,6 +40,12 @@ const lv_qtype_ops *lv_qk_scalar_ops(lv_type t) {
     case LV_TYPE_BF16: return &ops_bf16;
     case LV_TYPE_Q8_0: return &ops_q8_0;
     case LV_TYPE_Q4_0: return &ops_q4_0;
+    case LV_TYPE_Q4_1: return &ops_q4_1;
+    case LV_TYPE_Q5_0: return &ops_q5_0;
+    case LV_TYPE_Q5_1: return &ops_q5_1;
+    case LV_TYPE_Q4_K: return &ops_q4_K;
+    case LV_TYPE_Q5_K: return &ops_q5_K;
+    case LV_TYPE_Q6_K: return &ops_q6_K;
     default: return NULL;
     }
 }

@@ -64,5 +64,8 @@ int     lv_simd_parse(const char *s);
 const lv_qtype_ops *lv_qk_scalar_ops(lv_type t);
 const lv_qtype_ops *lv_qk_avx2_ops(lv_type t);
 const lv_qtype_ops *lv_qk_avx512_ops(lv_type t);
+/* The AVX-512 kernels with (ext = 1) or without (ext = 0) the VNNI / BF16 extensions the type can
+ * use; NULL where the CPU or the build lacks them. lv_qk_avx512_ops picks the best; tests run both. */
+const lv_qtype_ops *lv_qk_avx512_ops_variant(lv_type t, int ext);
 
 #endif

@@ -66,25 +66,118 @@ const char *lv_type_name(uint32_t type);
 /* Bytes of a row of ne0 elements; ne0 must be a multiple of the block size. */
 int64_t lv_row_bytes(lv_type type, int64_t ne0);
 /* The type activations are converted to before a dot product with weights of type t
- * (as ggml's vec_dot_type): F32->F32, F16->F16, BF16->BF16, Q8_0 and Q4_0 -> Q8_0. */
+ * (as ggml's vec_dot_type): F32->F32, F16->F16, BF16->BF16, Q8_0/Q4_0/Q5_0 -> Q8_0,
+ * Q4_1/Q5_1 -> Q8_1, Q4_K/Q5_K/Q6_K -> Q8_K. LV_TYPE_COUNT for a type longview cannot compute. */
 lv_type lv_vec_dot_type(lv_type t);
 
-/* ---- blocks ---- */
+/* ---- blocks ----
+ * Bit-compatible with ggml-common.h. "d" fields are fp16 bit patterns (except q8_K's float d).
+ * Rows are arrays of blocks; a row of the 32-element types is k/32 blocks, of the K types
+ * (super-blocks of 256 elements) k/256 blocks. */
 #define LV_QK4_0 32
+#define LV_QK4_1 32
+#define LV_QK5_0 32
+#define LV_QK5_1 32
 #define LV_QK8_0 32
+#define LV_QK8_1 32
+#define LV_QK_K 256
+#define LV_K_SCALE_SIZE 12
 
+/* q4_0: x = d * (q - 8), q in 0..15 */
 typedef struct {
     uint16_t d;                /* fp16 scale */
     uint8_t qs[LV_QK4_0 / 2];  /* element j in the low nibble of qs[j], j+16 in the high nibble */
 } lv_block_q4_0;
 
+/* q4_1: x = d * q + m, q in 0..15 (nibbles as q4_0) */
+typedef struct {
+    uint16_t d, m;             /* fp16 scale and minimum */
+    uint8_t qs[LV_QK4_1 / 2];
+} lv_block_q4_1;
+
+/* q5_0: x = d * (q - 16), q in 0..31: low 4 bits as q4_0, bit 4 of element j in bit j of qh
+ * (a little-endian uint32) */
+typedef struct {
+    uint16_t d;
+    uint8_t qh[4];
+    uint8_t qs[LV_QK5_0 / 2];
+} lv_block_q5_0;
+
+/* q5_1: x = d * q + m, q in 0..31 (bits as q5_0) */
+typedef struct {
+    uint16_t d, m;
+    uint8_t qh[4];
+    uint8_t qs[LV_QK5_1 / 2];
+} lv_block_q5_1;
+
+/* q8_0: x = d * q */
 typedef struct {
     uint16_t d;           /* fp16 scale */
     int8_t qs[LV_QK8_0];
 } lv_block_q8_0;
 
+/* q8_1 (activations for q4_1/q5_1): x = d * q, s = fp16(d * sum(q)) */
+typedef struct {
+    uint16_t d, s;
+    int8_t qs[LV_QK8_1];
+} lv_block_q8_1;
+
+/* q4_K: 8 sub-blocks of 32; x = d * sc[j] * q - dmin * m[j], q in 0..15, sc and m 6-bit,
+ * packed in scales[12] (lv_get_scale_min_k4). Sub-blocks 2i and 2i+1 share qs[32i .. 32i+31]:
+ * 2i in the low nibbles, 2i+1 in the high nibbles. */
+typedef struct {
+    uint16_t d, dmin;
+    uint8_t scales[LV_K_SCALE_SIZE];
+    uint8_t qs[LV_QK_K / 2];
+} lv_block_q4_K;
+
+/* q5_K: as q4_K with q in 0..31; bit 4 of element l of sub-block j is bit j of qh[l] (l < 32) */
+typedef struct {
+    uint16_t d, dmin;
+    uint8_t scales[LV_K_SCALE_SIZE];
+    uint8_t qh[LV_QK_K / 8];
+    uint8_t qs[LV_QK_K / 2];
+} lv_block_q5_K;
+
+/* q6_K: 16 sub-blocks of 16; x = d * scales[j] * (q - 32), q in 0..63. In each half of 128
+ * elements (ql += 64, qh += 32 per half), element l (l < 32) of the four quarters is:
+ * quarter 0: ql[l] & 15, quarter 1: ql[l + 32] & 15, quarter 2: ql[l] >> 4, quarter 3: ql[l + 32] >> 4,
+ * with high bits (qh[l] >> 2*quarter) & 3. */
+typedef struct {
+    uint8_t ql[LV_QK_K / 2];
+    uint8_t qh[LV_QK_K / 4];
+    int8_t scales[LV_QK_K / 16];
+    uint16_t d;
+} lv_block_q6_K;
+
+/* q8_K (activations for the K types): x = d * q, bsums[i] = sum of q[16i .. 16i+15] */
+typedef struct {
+    float d;
+    int8_t qs[LV_QK_K];
+    int16_t bsums[LV_QK_K / 16];
+} lv_block_q8_K;
+
 _Static_assert(sizeof(lv_block_q4_0) == 18, "q4_0 block layout");
+_Static_assert(sizeof(lv_block_q4_1) == 20, "q4_1 block layout");
+_Static_assert(sizeof(lv_block_q5_0) == 22, "q5_0 block layout");
+_Static_assert(sizeof(lv_block_q5_1) == 24, "q5_1 block layout");
 _Static_assert(sizeof(lv_block_q8_0) == 34, "q8_0 block layout");
+_Static_assert(sizeof(lv_block_q8_1) == 36, "q8_1 block layout");
+_Static_assert(sizeof(lv_block_q4_K) == 144, "q4_K block layout");
+_Static_assert(sizeof(lv_block_q5_K) == 176, "q5_K block layout");
+_Static_assert(sizeof(lv_block_q6_K) == 210, "q6_K block layout");
+_Static_assert(sizeof(lv_block_q8_K) == 292, "q8_K block layout");
+
+/* The 6-bit scale and min of sub-block j (0..7) of a q4_K/q5_K block. */
+static inline void lv_get_scale_min_k4(int j, const uint8_t *q, uint8_t *sc, uint8_t *m) {
+    if (j < 4) {
+        *sc = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *sc = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+        *m = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+    }
+}
 
 /* ---- scalar conversions (bit-exact with ggml: round to nearest even) ---- */
 uint16_t lv_fp32_to_fp16(float f);
@@ -115,24 +208,44 @@ static inline float lv_bf16_to_fp32(uint16_t h) { return lv_bits_to_f32((uint32_
 
 /* ---- reference row routines ----
  * quantize_*_ref: the deterministic rounding llama.cpp uses to write model files
- * (roundf; Q4_0 with the signed max / -8 scale).
- * quantize_q8_0_act: the rounding llama.cpp's x86 build uses for activations before a dot
- * product (round half to even), so our logits follow the same arithmetic. */
+ * (roundf or truncation of x + 0.5 as ggml-quants.c; Q4_0/Q5_0 with the signed max / -8 or -16).
+ * quantize_*_file for the K types: longview's own deterministic quantizer (a least-squares search
+ * for each sub-block's scale and minimum, then 6-bit or 8-bit sub-block scales); it is not
+ * llama-quantize's search, but reads back with ggml's layout and arithmetic.
+ * quantize_*_act: the rounding llama.cpp's x86 build uses for activations before a dot product
+ * (q8_0/q8_1: round half to even, q8_1's s = fp16(d * sum); q8_K: ggml's reference, scale
+ * -127/max of the element with the largest magnitude), so our logits follow the same arithmetic. */
 void lv_quantize_q8_0_ref(const float *x, lv_block_q8_0 *y, int64_t k);
 void lv_quantize_q4_0_ref(const float *x, lv_block_q4_0 *y, int64_t k);
+void lv_quantize_q4_1_ref(const float *x, lv_block_q4_1 *y, int64_t k);
+void lv_quantize_q5_0_ref(const float *x, lv_block_q5_0 *y, int64_t k);
+void lv_quantize_q5_1_ref(const float *x, lv_block_q5_1 *y, int64_t k);
+void lv_quantize_q4_K_file(const float *x, lv_block_q4_K *y, int64_t k);
+void lv_quantize_q5_K_file(const float *x, lv_block_q5_K *y, int64_t k);
+void lv_quantize_q6_K_file(const float *x, lv_block_q6_K *y, int64_t k);
 void lv_quantize_q8_0_act(const float *x, lv_block_q8_0 *y, int64_t k);
+void lv_quantize_q8_1_act(const float *x, lv_block_q8_1 *y, int64_t k);
+void lv_quantize_q8_K_act(const float *x, lv_block_q8_K *y, int64_t k);
 
-/* Convert a row of k floats to type t (F32, F16, BF16, Q8_0 with activation rounding,
- * Q4_0 with file rounding). Returns false for a type it cannot produce. */
+/* Convert a row of k floats to type t: F32, F16, BF16; the activation types Q8_0, Q8_1, Q8_K
+ * with the activation rounding above; the weight types with their file quantizers.
+ * Returns false for a type it cannot produce. */
 bool lv_from_float_row(lv_type t, const float *x, void *y, int64_t k);
 /* Write a row of k floats as type t the way a model file is written (Q8_0 with roundf). */
 bool lv_quantize_row_file(lv_type t, const float *x, void *y, int64_t k);
-/* Dequantize a row of k elements of type t. Returns false for a type it cannot read. */
+/* Dequantize a row of k elements of type t (every computable type and Q8_1, Q8_K).
+ * Returns false for a type it cannot read. */
 bool lv_to_float_row(lv_type t, const void *x, float *y, int64_t k);
 
 /* Reference dot products of one weight row (type t) with one activation row already in
  * lv_vec_dot_type(t). Accumulation in double for the float types (the exact answer up to one
- * rounding); per-block integer sums scaled in float for the quantized types, as in ggml. */
+ * rounding); for the quantized types exact integer sums per block (per super-block for the K
+ * types, sub-block scales applied in integers), scaled and accumulated in float as in ggml:
+ *   q8_0, q4_0, q5_0:  s += (d_w * d_x) * isum
+ *   q4_1, q5_1:        s += (d_w * d_x) * isum + m_w * s_x
+ *   q4_K, q5_K:        s += (d_w * d_x) * isum - (dmin_w * d_x) * msum   (msum = sum m[j] * bsum_j)
+ *   q6_K:              s += (d_w * d_x) * isum                          (isum over q - 32)
+ * The SIMD kernels compute the same integer sums exactly; only the float order differs. */
 float lv_vec_dot_ref(lv_type t, int64_t k, const void *w, const void *x);
 
 #endif

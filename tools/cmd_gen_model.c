@@ -6,6 +6,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 static void on_progress(double frac, void *user) { cli_progress_update(user, frac, NULL); }
 
@@ -27,7 +28,7 @@ int cmd_gen_model(int argc, char **argv) {
         {NULL, "--tied", CLI_FLAG, &tied, NULL, "no output.weight: token_embd is the output matrix"},
         {NULL, "--llama3-rope", CLI_FLAG, &llama3_rope, NULL, "write a Llama 3.1 rope_freqs tensor (factor 32, original context 8192)"},
         {NULL, "--vocab", CLI_STR, &vocab, "FILE", "vocabulary GGUF (tokenizer.* keys are copied), tokenizer.json, or builtin:bytes (259 byte tokens)", .required = true},
-        {NULL, "--type", CLI_STR, &type, "T", "weight type: f32 | f16 | bf16 | q8_0 | q4_0 (default f32)"},
+        {NULL, "--type", CLI_STR, &type, "T", "weight type: f32 | f16 | bf16 | q8_0 | q4_0 | q4_1 | q5_0 | q5_1 | q4_k | q5_k | q6_k | q4_k_m (default f32)"},
         {NULL, "--seed", CLI_INT, &seed, "N", "random seed (default 42)", .lo = 0, .hi = INT64_MAX},
         {NULL, "--std", CLI_FLOAT, &std, "F", "standard deviation of the weights (default 0.02)", .flo = 1e-6, .fhi = 10},
         {"-o", "--output", CLI_STR, &out, "FILE", "output GGUF file", .required = true},
@@ -35,21 +36,26 @@ int cmd_gen_model(int argc, char **argv) {
     int r = cli_parse(argc, argv, opts, (int)(sizeof(opts) / sizeof(opts[0])),
                       "longview gen-model (--preset NAME | --arch A --dim N --layers N --heads N [--kv-heads N] --ffn N) --vocab FILE [--type T] [--seed S] -o OUT.gguf",
                       "Write a valid GGUF v3 model with RANDOM weights (N(0, std); norm weights near 1) and the tokenizer\n"
-                      "metadata of a vocabulary file. Useful for tests and speed measurements; its output is noise.",
+                      "metadata of a vocabulary file. Useful for tests and speed measurements; its output is noise.\n"
+                      "With the K types (q4_k, q5_k, q6_k), matrices whose rows are not a multiple of 256 are written as\n"
+                      "q5_0, q5_1, q8_0 instead, as llama-quantize does (a warning names them); q4_k_m is llama-quantize's\n"
+                      "Q4_K_M mixture (q4_K, with q6_K for the output matrix and for attn_v / ffn_down of some layers).",
                       NULL, 0, NULL);
     if (r) return r > 0 ? 0 : 2;
     lv_genmodel_params gp = lv_genmodel_default_params();
     static const struct { const char *name; lv_ftype f; } types[] = {
-        {"f32", LV_FTYPE_F32}, {"f16", LV_FTYPE_F16}, {"bf16", LV_FTYPE_BF16}, {"q8_0", LV_FTYPE_Q8_0}, {"q4_0", LV_FTYPE_Q4_0},
+        {"f32", LV_FTYPE_F32},   {"f16", LV_FTYPE_F16},   {"bf16", LV_FTYPE_BF16}, {"q8_0", LV_FTYPE_Q8_0},
+        {"q4_0", LV_FTYPE_Q4_0}, {"q4_1", LV_FTYPE_Q4_1}, {"q5_0", LV_FTYPE_Q5_0}, {"q5_1", LV_FTYPE_Q5_1},
+        {"q4_k", LV_FTYPE_Q4_K}, {"q5_k", LV_FTYPE_Q5_K}, {"q6_k", LV_FTYPE_Q6_K}, {"q4_k_m", LV_FTYPE_Q4_K_M},
     };
     bool found = false;
     for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
-        if (strcmp(type, types[i].name) == 0) {
+        if (strcasecmp(type, types[i].name) == 0) {
             gp.ftype = types[i].f;
             found = true;
         }
     if (!found) {
-        cli_error("--type: unknown type '%s' (f32, f16, bf16, q8_0, q4_0)", type);
+        cli_error("--type: unknown type '%s' (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k, q4_k_m)", type);
         return 2;
     }
     gp.arch = arch;
