@@ -9,5 +9,7 @@ int cmd_run(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
 int cmd_gen_model(int argc, char **argv);
 int cmd_info(int argc, char **argv);
+int cmd_video_info(int argc, char **argv);
+int cmd_video_frames(int argc, char **argv);
 
 #endif

@@ -10,6 +10,8 @@
 
 static const cli_command g_commands[] = {
     {"info", cmd_info, "describe a GGUF model: architecture, shapes, tensor types, support"},
+    {"video-info", cmd_video_info, "describe a video: streams, duration, keyframes, GOP structure"},
+    {"video-frames", cmd_video_frames, "sampled video frames (fps / count / times), resized, as RGB24 or PNG"},
 };
 
 static void usage(FILE *f) {
