@@ -71,6 +71,9 @@ typedef struct vworker {
 
     int64_t n_decoded, n_seeks, n_decode_errors, n_unexpected, n_damage;
     double busy_s;
+    /* damaged data seen since the last report: packets the decoder rejected, frames it flagged */
+    int64_t n_bad_data;
+    double bad_t0, bad_t1;
 } vworker;
 
 struct lv_video_reader {
@@ -408,6 +411,22 @@ static lv_status handle_frame_planned(vworker *w, AVFrame *frame) {
     return fill_slots(r, s0, s1, b);
 }
 
+static void note_bad_data(vworker *w, int64_t pts) {
+    lv_video *v = w->r->v;
+    double t = pts == AV_NOPTS_VALUE ? NAN : (double)(pts + v->ts_offset) * av_q2d(v->tb);
+    if (w->n_bad_data == 0 || t < w->bad_t0) w->bad_t0 = t;
+    if (w->n_bad_data == 0 || t > w->bad_t1) w->bad_t1 = t;
+    w->n_bad_data++;
+}
+
+static void report_bad_data(vworker *w) {
+    if (w->n_bad_data && !atomic_load(&w->r->stop))
+        LV_LOG_W("%s: %lld packets or frames between %.3f s and %.3f s did not decode cleanly (damaged data): frames "
+                 "there may be missing or show artifacts",
+                 lv_video_name_(w->r->v), (long long)w->n_bad_data, w->bad_t0, w->bad_t1);
+    w->n_bad_data = 0;
+}
+
 /* Send one packet (NULL: drain) and take every frame that comes out. */
 static lv_status decode_packet(vworker *w, AVPacket *pkt, lv_status (*on_frame)(vworker *, AVFrame *)) {
     char eb[64];
@@ -416,6 +435,7 @@ static lv_status decode_packet(vworker *w, AVPacket *pkt, lv_status (*on_frame)(
         if (ret == AVERROR(ENOMEM))
             return lv_error(LV_ERR_NOMEM, "%s: decoder out of memory", lv_video_name_(w->r->v));
         w->n_decode_errors++;
+        if (pkt) note_bad_data(w, pkt->pts);
         LV_LOG_D("%s: decoding packet at pts %lld: %s", lv_video_name_(w->r->v), pkt ? (long long)pkt->pts : -1LL,
                  lv_av_err_(ret, eb));
     }
@@ -430,6 +450,8 @@ static lv_status decode_packet(vworker *w, AVPacket *pkt, lv_status (*on_frame)(
             errors++;
             continue;
         }
+        if (w->frame->decode_error_flags || (w->frame->flags & AV_FRAME_FLAG_CORRUPT))
+            note_bad_data(w, w->frame->pts != AV_NOPTS_VALUE ? w->frame->pts : w->frame->best_effort_timestamp);
         lv_status st = on_frame(w, w->frame);
         av_frame_unref(w->frame);
         if (st != LV_OK) return st;
@@ -512,8 +534,8 @@ static void finish_interval(lv_video_reader *r, int64_t iv) {
     pthread_cond_broadcast(&r->cv_ready);
     pthread_mutex_unlock(&r->mu);
     if (lost && !atomic_load(&r->stop))
-        LV_LOG_W("%s: %lld of %lld sampled frames between %.3f s and %.3f s could not be decoded (damaged or missing "
-                 "packets); they are left out",
+        LV_LOG_W("%s: %lld of %lld sampled frames between %.3f s and %.3f s could not be decoded (damaged data or "
+                 "missing packets); they are left out",
                  lv_video_name_(r->v), (long long)lost, (long long)(in->sample_end - in->sample_first),
                  r->plan.samples[in->sample_first].time_s, r->plan.samples[in->sample_end - 1].time_s);
 }
@@ -542,6 +564,7 @@ static lv_status run_intervals(vworker *w) {
             st = decode_run(w, &r->plan.runs[in->run_first + k]);
         w->busy_s += lv_time_s() - t0;
         if (st != LV_OK) return st;
+        report_bad_data(w);
         finish_interval(r, iv);
     }
     return LV_OK;
@@ -708,6 +731,7 @@ static lv_status run_sequential(vworker *w) {
         }
     }
     w->busy_s += lv_time_s() - t0;
+    report_bad_data(w);
 done:
     av_frame_free(&s.held);
     lv_free(s.count_idx);

@@ -169,11 +169,12 @@ lv_status lv_plan_samples_(const lv_video *v, const lv_video_read_params *p, lv_
         for (int64_t j = 0; j < p->n_times && st == LV_OK; j++) {
             double t = p->times[j];
             if (!isfinite(t) || t < 0)
-                return lv_error(LV_ERR_INVALID_ARG, "%s: time %g is not a time in seconds >= 0", name, t);
-            if (j > 0 && t < p->times[j - 1])
-                return lv_error(LV_ERR_INVALID_ARG, "%s: times must not decrease (%g after %g)", name, t, p->times[j - 1]);
-            if (t >= end_s)
-                return lv_error(LV_ERR_INVALID_ARG, "%s: time %g s is past the end of the video (%.3f s)", name, t, end_s);
+                st = lv_error(LV_ERR_INVALID_ARG, "%s: time %g is not a time in seconds >= 0", name, t);
+            else if (j > 0 && t < p->times[j - 1])
+                st = lv_error(LV_ERR_INVALID_ARG, "%s: times must not decrease (%g after %g)", name, t, p->times[j - 1]);
+            else if (t >= end_s)
+                st = lv_error(LV_ERR_INVALID_ARG, "%s: time %g s is past the end of the video (%.3f s)", name, t, end_s);
+            if (st != LV_OK) break;
             /* the last frame whose time is <= t (the first frame for times before it); a
              * nanosecond of slack so that a time printed from a frame's timestamp finds it */
             while (f + 1 < v->n_frames && frame_time(v, f + 1) <= t + 1e-9) f++;

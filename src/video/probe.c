@@ -143,7 +143,7 @@ static lv_status open_demuxer(const char *path, const uint8_t *mem, int64_t mem_
         }
         if (ret == AVERROR(ENOENT) || ret == AVERROR(EACCES) || ret == AVERROR(EISDIR))
             return lv_error(LV_ERR_IO, "cannot open %s: %s", name, lv_av_err_(ret, eb));
-        return lv_error(LV_ERR_FORMAT, "%s is not a video file longview can read: %s", name, lv_av_err_(ret, eb));
+        return lv_error(LV_ERR_FORMAT, "%s is not a video file longview can read (or it is truncated): %s", name, lv_av_err_(ret, eb));
     }
     if (find_info) {
         ret = avformat_find_stream_info(fmt, NULL);
@@ -489,8 +489,19 @@ static lv_status build_index(lv_video *v) {
             if (d > dmax) dmax = d;
         }
         in->vfr = v->n_frames > 2 && dmax > dmin + dmin / 100;
+        /* a hole: no frame for more than a second and 10 typical frame durations (damaged data, or
+         * a stream that pauses); the fps rule repeats the frame before it */
+        double typical = in->duration_s > 0 ? in->duration_s / (double)v->n_frames : 0;
+        for (int64_t i = 1; i < v->n_frames; i++) {
+            double d = (double)(pk[v->frames[i]].pts - pk[v->frames[i - 1]].pts) * av_q2d(v->tb);
+            if (d > 1.0 && d > 10 * typical) {
+                LV_LOG_W("%s: no frame between %.3f s and %.3f s (damaged data, or the stream pauses)", name,
+                         (double)(pk[v->frames[i - 1]].pts + v->ts_offset) * av_q2d(v->tb),
+                         (double)(pk[v->frames[i]].pts + v->ts_offset) * av_q2d(v->tb));
+                break;
+            }
+        }
     }
-    (void)name;
     return LV_OK;
 }
 
