@@ -1038,7 +1038,7 @@ lv_status lv_video_read_all(lv_video *v, const lv_video_read_params *p, void **f
 
 void lv_video_frames_free(void *frames) { lv_free(frames); }
 
-static void libav_log_cb(void *avcl, int level, const char *fmt, va_list vl) {
+LV_PRINTF(3, 0) static void libav_log_cb(void *avcl, int level, const char *fmt, va_list vl) {
     (void)avcl;
     if (level > AV_LOG_WARNING) return;
     char msg[1024];
