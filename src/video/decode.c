@@ -382,7 +382,9 @@ static void mark_bad_from(lv_video_reader *r, int64_t p) {
     int64_t g = lv_video_gop_of_(v, p);
     int64_t b = g + 1 < v->n_gops ? v->gops[g + 1] : v->n_pkts;
     for (int64_t q = p; q < b; q++) r->bad[q] = 1;
-    if (g + 1 < v->n_gops) {
+    /* the next GOP's leading frames, when this thread decodes it too (warm); another interval
+     * starts that GOP cold and never uses its leading frames (and owns its bytes of bad[]) */
+    if (g + 1 < v->n_gops && r->plan.gop_interval[g + 1] == r->plan.gop_interval[g]) {
         int64_t c = g + 2 < v->n_gops ? v->gops[g + 2] : v->n_pkts;
         for (int64_t q = b; q < c; q++)
             if (v->pkts[q].flags & LV_PKT_LEADING) r->bad[q] = 1;
@@ -401,8 +403,8 @@ static lv_status handle_frame_planned(vworker *w, AVFrame *frame) {
     int64_t s0 = r->plan.frame_sample[f];
     if (s0 < 0) return LV_OK;
     int64_t p = v->frames[f];
+    if (r->plan.gop_interval[lv_video_gop_of_(v, p)] != w->interval) return LV_OK; /* another interval's */
     if (r->bad[p]) return LV_OK;
-    if (r->plan.gop_interval[lv_video_gop_of_(v, p)] != w->interval) return LV_OK;
     int64_t s1 = s0 + 1;
     while (s1 < r->plan.n_samples && r->plan.samples[s1].frame == f) s1++;
     uint8_t *b;
