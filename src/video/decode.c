@@ -565,6 +565,9 @@ static lv_status run_intervals(vworker *w) {
         for (int64_t k = 0; k < in->run_count && st == LV_OK && !should_stop(r); k++)
             st = decode_run(w, &r->plan.runs[in->run_first + k]);
         w->busy_s += lv_time_s() - t0;
+        LV_LOG_D("%s: thread %d: interval %lld (%lld runs, samples %lld..%lld, cost %.3g) in %.3f s",
+                 lv_video_name_(r->v), w->id, (long long)iv, (long long)in->run_count, (long long)in->sample_first,
+                 (long long)in->sample_end, in->cost, lv_time_s() - t0);
         if (st != LV_OK) return st;
         report_bad_data(w);
         finish_interval(r, iv);
@@ -851,6 +854,11 @@ lv_status lv_video_read_start(lv_video *v, const lv_video_read_params *pp, lv_vi
             r->slots[k].pts = v->pkts[v->frames[samples[k].frame]].pts;
             r->slots[k].time_s = samples[k].time_s;
         }
+        LV_LOG_D("%s: plan: %lld samples, %lld of %lld packets to decode (%lld non-reference and %lld tail packets "
+                 "skipped, %lld GOPs skipped), %lld runs, %lld intervals", name, (long long)n_samples,
+                 (long long)r->plan.n_feed, (long long)v->n_pkts, (long long)r->plan.n_skip_nonref,
+                 (long long)r->plan.n_skip_tail, (long long)r->plan.n_gops_skipped, (long long)r->plan.n_runs,
+                 (long long)r->plan.n_intervals);
         if (n_threads > r->plan.n_intervals) n_threads = (int)LV_MAX(1, r->plan.n_intervals);
         if (r->plan.n_intervals == 0) n_threads = 0;
     }

@@ -19,9 +19,11 @@
  *    - a needed open-GOP leading frame needs the previous GOP decoded to its end, without a
  *      flush in between ("warm"); every other GOP is exact from a cold start at its keyframe.
  *    A run is a stretch of packets decoded without a flush; it starts at a GOP start.
- * 3. Intervals: consecutive GOPs grouped so that each costs about the same (packet bytes plus a
- *    per-frame constant), cut only where a cold start is exact (a GOP that is not warm). Decode
- *    threads take intervals in order; an interval's samples are a contiguous range.
+ * 3. Intervals: consecutive GOPs grouped by cost (packet bytes plus a per-frame constant) with
+ *    guided sizes (about remaining / (2 threads), at least total / (16 threads): large first,
+ *    small last, so that the threads finish together), cut only where a cold start is exact (a
+ *    GOP that is not warm). Decode threads take intervals in order; an interval's samples are a
+ *    contiguous range.
  */
 #include "video.h"
 
@@ -294,8 +296,8 @@ lv_status lv_plan_build_(const lv_video *v, lv_vsample *samples, int64_t n_sampl
         st = LV_ERR_NOMEM;
         goto done;
     }
-    /* interval sizing: several intervals per thread (load balance, early first frames), bounded
-     * samples per interval (memory) */
+    /* interval sizing: several intervals per thread (load balance), bounded samples per interval
+     * (memory) */
     double total_cost = 0;
     int64_t n_decoded = 0;
     for (int64_t g = 0; g < G; g++)
@@ -303,9 +305,11 @@ lv_status lv_plan_build_(const lv_video *v, lv_vsample *samples, int64_t n_sampl
             total_cost += gop_cost[g];
             n_decoded++;
         }
-    int64_t want = LV_MAX(1, 4 * (int64_t)n_threads);
-    if (max_samples_per_interval > 0) want = LV_MAX(want, (n_samples + max_samples_per_interval - 1) / max_samples_per_interval);
-    double target = total_cost / (double)want;
+    /* guided sizes: each interval takes about remaining / (2 threads) of the work, but not less
+     * than total / (16 threads): big intervals first (few cold starts), small ones last (threads
+     * finish together) */
+    double remaining = total_cost;
+    double min_cost = total_cost / (16.0 * n_threads);
 
     /* samples per GOP, to bound samples per interval */
     for (int64_t k = n_samples - 1; k >= 0; k--) {
@@ -332,10 +336,13 @@ lv_status lv_plan_build_(const lv_video *v, lv_vsample *samples, int64_t n_sampl
             while (k < n_samples && lv_video_gop_of_(v, v->frames[samples[k].frame]) == g) k++;
             g_samples = k - gop_sample_first[g];
         }
+        double target = LV_MAX(min_cost, remaining / (2.0 * n_threads));
+        /* cut before this GOP when that lands closer to the target than cutting after it */
         bool cut = cur_iv < 0 ||
-                   (!warm && (iv_cost >= target ||
+                   (!warm && (iv_cost + 0.5 * gop_cost[g] >= target ||
                               (max_samples_per_interval > 0 && iv_samples > 0 && iv_samples + g_samples > max_samples_per_interval)));
         if (cut) {
+            if (cur_iv >= 0) remaining -= iv_cost;
             cur_iv++;
             pl->intervals[cur_iv].run_first = pl->n_runs;
             pl->intervals[cur_iv].run_count = 0;
