@@ -8,8 +8,9 @@
 # 2. Exactness: longview -j1 and -j2 output compared byte for byte with `ffmpeg -threads 1`.
 # 3. Timing: REPS rounds (default 3); each round runs the four jobs once, interleaved, in an order
 #    that rotates every round (ffmpeg -threads 1, longview -j 1, ffmpeg -threads 2, longview -j 2),
-#    output to /dev/null. Wall-clock seconds; the medians, the spread and the ratios go to
-#    build/bench/video/results.tsv and bench/video/RESULTS.md.
+#    output to /dev/null. Wall-clock seconds and CPU seconds (user + sys, which a busy shared
+#    machine disturbs much less); medians, spread and ratios go to build/bench/video/results.tsv
+#    and bench/video/RESULTS.md.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 reps=${1:-3}
@@ -51,11 +52,12 @@ for name in "${clips[@]}"; do
     for ((k = 0; k < 4; k++)); do
       job=${jobs[$(((k + r) % 4))]}
       t0=$(now)
-      $job /dev/null
+      /usr/bin/time -f '%U %S' -o "$B/cpu.txt" bash -c "$(declare -f ff lv); clip='$clip' VF='$VF' FPS=$FPS W=$W H=$H LV='$LV' $job /dev/null"
       t1=$(now)
       dt=$(echo "$t1 - $t0" | bc -l)
-      printf '%s\ttime\t%s\t%.3f\n' "$name" "${job/ /-t}" "$dt" >> "$tsv"
-      printf '   round %d %-6s %7.2f s   (load %s)\n' "$r" "${job/ /-t}" "$dt" "$(cut -d' ' -f1 /proc/loadavg)"
+      cpu=$(awk '{print $1 + $2}' "$B/cpu.txt")
+      printf '%s\ttime\t%s\t%.3f\t%.3f\n' "$name" "${job/ /-t}" "$dt" "$cpu" >> "$tsv"
+      printf '   round %d %-6s %7.2f s wall %7.2f s cpu  (load %s)\n' "$r" "${job/ /-t}" "$dt" "$cpu" "$(cut -d' ' -f1 /proc/loadavg)"
     done
   done
 done

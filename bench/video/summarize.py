@@ -8,11 +8,13 @@ import sys
 import time
 
 tsv, reps = sys.argv[1], sys.argv[2]
-times, exact = {}, {}
+times, cpus, exact = {}, {}, {}
 for line in open(tsv):
     f = line.rstrip("\n").split("\t")
     if f[1] == "time":
         times.setdefault((f[0], f[2]), []).append(float(f[3]))
+        if len(f) > 4:
+            cpus.setdefault((f[0], f[2]), []).append(float(f[4]))
     else:
         exact[(f[0], f[2])] = f[3]
 
@@ -53,6 +55,21 @@ print("Targets (issue 6): at least 1.4x against `ffmpeg -threads 1` on one threa
       "`ffmpeg -threads 2` on two threads, with identical frames. Own scaling (longview -j1 / -j2): " +
       ", ".join(f"{c.split('.')[0]} {med(c, 'lv-t1') / med(c, 'lv-t2'):.2f}x" for c in clips) + ".")
 print()
+if cpus:
+    print("CPU seconds (user + sys, median): the work each job does, which a busy machine disturbs much less "
+          "than the wall clock. The ratio is the work longview saves; `-threads 2` shows ffmpeg's threading overhead.")
+    print()
+    print("| clip | ffmpeg -threads 1 | longview -j 1 | work ratio | ffmpeg -threads 2 | longview -j 2 | work ratio |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for c in clips:
+        m = {j: statistics.median(cpus[(c, j)]) for j in ("ff-t1", "lv-t1", "ff-t2", "lv-t2")}
+        print(f"| {c} | {m['ff-t1']:.2f} | {m['lv-t1']:.2f} | {m['ff-t1'] / m['lv-t1']:.2f}x | {m['ff-t2']:.2f} "
+              f"| {m['lv-t2']:.2f} | {m['ff-t2'] / m['lv-t2']:.2f}x |")
+    print()
+    print("Parallel efficiency (CPU seconds / wall seconds with 2 threads): " + ", ".join(
+        f"{c.split('.')[0]} ffmpeg {statistics.median(cpus[(c, 'ff-t2')]) / med(c, 'ff-t2'):.2f}, "
+        f"longview {statistics.median(cpus[(c, 'lv-t2')]) / med(c, 'lv-t2'):.2f}" for c in clips) + " (2.00 is perfect).")
+    print()
 print("Commands (from the repository root; `bench/video/run.sh` runs all of this):")
 print()
 print("```")
