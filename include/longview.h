@@ -439,6 +439,170 @@ void      lv_eval_prompt_free(lv_eval_prompt *p);
  * with no keywords is never correct. */
 bool lv_eval_check_answer(const char *keywords, const char *text, int64_t len, double *score);
 
+/* ---- video ------------------------------------------------------------------------------ */
+
+/* Sampled video frames for a vision model (docs/video.md): open and probe a file, choose which
+ * frames to keep (1 per second, N spread evenly, explicit times, or all), decode them in parallel
+ * intervals split at keyframes, resize to the model's input and hand them over in order as they
+ * become ready, with bounded memory. Built on FFmpeg's libavformat/libavcodec/libswscale.
+ *
+ * Exactness: the frames are exactly those a sequential decode of every frame returns, and with
+ * LV_VIDEO_SAMPLE_FPS they are byte-identical to
+ *   ffmpeg -i VIDEO -vf fps=F,scale=W:H -pix_fmt rgb24 -f rawvideo OUT
+ * (ffmpeg 5.1) under the conditions listed in docs/video.md.
+ *
+ * Thread safety: a lv_video is immutable after lv_video_open and may be shared by several readers
+ * and threads; it must outlive them. A lv_video_reader is used by one thread at a time (its decode
+ * threads are internal). */
+
+typedef struct lv_video lv_video;
+typedef struct lv_video_reader lv_video_reader;
+
+typedef struct lv_video_open_params {
+    int32_t stream;      /* container stream index to use; -1 = the best video stream, chosen as the
+                            ffmpeg CLI chooses it (largest width*height, default disposition first) */
+    int64_t max_pixels;  /* refuse larger frames (width * height); default 1 << 26 (8192 x 8192) */
+    int64_t max_packets; /* refuse streams with more packets; default 1 << 24 (7.7 days at 25 fps) */
+} lv_video_open_params;
+
+lv_video_open_params lv_video_default_open_params(void);
+
+/* Open and probe a video: streams, and for the chosen stream a pass over every packet (demuxing,
+ * no decoding) that indexes timestamps, keyframes and which frames nothing references.
+ * Returns LV_ERR_IO (cannot open), LV_ERR_FORMAT (not a video container, truncated before the
+ * first frame, absurd dimensions), LV_ERR_UNSUPPORTED (no decoder for the codec, no video stream)
+ * or LV_ERR_INVALID_ARG (stream index). Damage after the first frames is not an error: the
+ * packets that could be read are kept and a warning is logged. On failure *out is NULL. */
+lv_status lv_video_open(const char *path, lv_video_open_params params, lv_video **out);
+/* The same over a memory buffer (size bytes), which must stay valid until lv_video_free and the
+ * end of every reader. */
+lv_status lv_video_open_memory(const void *data, int64_t size, lv_video_open_params params, lv_video **out);
+void      lv_video_free(lv_video *video);
+
+typedef struct lv_video_info {
+    int32_t stream;        /* index of the chosen stream in the container */
+    int32_t n_streams;     /* streams of every type in the container */
+    char    codec[32];     /* "h264", "hevc", ... */
+    char    pix_fmt[32];   /* the decoder's output format, e.g. "yuv420p" */
+    int32_t width, height;
+    int32_t tb_num, tb_den;/* the stream's time base */
+    int64_t n_packets;     /* packets of the stream */
+    int64_t n_frames;      /* frames it presents (packets an edit list does not cut) */
+    int64_t n_keyframes;   /* GOPs */
+    int64_t n_nonref;      /* frames nothing references (H.264/HEVC; 0 when unknown) */
+    int64_t n_leading;     /* open-GOP leading frames (decoded after their keyframe, shown before it) */
+    int32_t max_reorder;   /* deepest B-frame reordering seen */
+    int32_t max_gop;       /* longest GOP, in packets */
+    double  start_s;       /* presentation time of the first frame, as in the container */
+    double  duration_s;    /* from the first frame to the end of the last one */
+    double  avg_fps;       /* n_frames / duration_s */
+    bool    vfr;           /* frame durations vary */
+    bool    split_ok;      /* the index-planned parallel path is used; false: the sequential path */
+} lv_video_info;
+
+void lv_video_get_info(const lv_video *video, lv_video_info *info);
+
+/* A human-readable description (what `longview video-info` prints): container and streams,
+ * duration, keyframes, GOP structure, what the decoder can skip. max_keyframes limits the
+ * keyframe list (-1: all). Returns the length it needs (excluding the NUL), like snprintf. */
+int64_t lv_video_describe(const lv_video *video, int64_t max_keyframes, char *buf, size_t buf_size);
+
+/* Keyframe i's presentation time in seconds, i in [0, n_keyframes); NaN when out of range. */
+double lv_video_keyframe_time(const lv_video *video, int64_t i);
+
+typedef enum lv_video_sample {
+    LV_VIDEO_SAMPLE_FPS   = 0, /* fps frames per second: the rule of ffmpeg's fps filter (docs/video.md) */
+    LV_VIDEO_SAMPLE_COUNT = 1, /* n_frames spread evenly: frame round(i * (N-1) / (n-1)), half to even */
+    LV_VIDEO_SAMPLE_TIMES = 2, /* times[] in seconds: the frame shown at each time */
+    LV_VIDEO_SAMPLE_ALL   = 3, /* every frame, in presentation order */
+} lv_video_sample;
+
+typedef enum lv_video_format {
+    LV_VIDEO_RGB24   = 0, /* uint8 (height, width, 3) */
+    LV_VIDEO_F32_CHW = 1, /* float (3, height, width): (value / 255 - mean[c]) / std[c] */
+} lv_video_format;
+
+typedef struct lv_video_read_params {
+    lv_video_sample sample;
+    double   fps;            /* SAMPLE_FPS: frames per second (> 0) */
+    int64_t  n_frames;       /* SAMPLE_COUNT: how many (> 0) */
+    const double *times;     /* SAMPLE_TIMES: seconds from the start of the file (as ffmpeg counts it) */
+    int64_t  n_times;
+    int32_t  width, height;  /* output size; 0 = the stream's own */
+    lv_video_format format;
+    float    mean[3], std[3];/* F32_CHW normalisation (default 0 and 1: plain value / 255) */
+    int32_t  n_threads;      /* decode threads; <= 0: one per core */
+    int64_t  max_buffered_bytes; /* decoded frames held ahead of the consumer, about (bounded memory);
+                                    0 = 256 MiB. A slow consumer makes the decode threads wait. */
+    int64_t  max_samples;    /* refuse plans with more samples; default 1 << 22 */
+    bool     sequential;     /* the slow reference: decode every frame on one thread, sample online */
+    bool     no_skip;        /* decode every frame of the decoded GOPs (ablation; same output) */
+    lv_abort_fn abort_fn;    /* polled by the decode threads; true stops the reader (LV_ERR_ABORTED) */
+    void    *abort_user;
+} lv_video_read_params;
+
+lv_video_read_params lv_video_default_read_params(void);
+
+/* Plan the samples and start the decode threads. Frames are then taken with
+ * lv_video_reader_next. LV_ERR_INVALID_ARG for a bad rule (fps <= 0, a time past the end, ...). */
+lv_status lv_video_read_start(lv_video *video, const lv_video_read_params *params, lv_video_reader **out);
+/* Stops the decode threads (abandoning frames not taken yet) and frees everything. */
+void      lv_video_reader_free(lv_video_reader *reader);
+
+/* Number of samples the plan holds (-1 for the sequential path, which learns it at the end). */
+int64_t lv_video_reader_n_planned(const lv_video_reader *reader);
+
+typedef struct lv_video_frame {
+    int64_t index;        /* sample number in the plan (frames lost to damage leave gaps) */
+    int64_t source_frame; /* the source frame's index in presentation order */
+    int64_t pts;          /* its timestamp in the stream time base */
+    double  time_s;       /* the sample's time: tick / fps for SAMPLE_FPS, else the frame's time */
+    int32_t width, height;
+    lv_video_format format;
+    const void *data;     /* RGB24: height*width*3 bytes; F32_CHW: 3*height*width floats. NULL at the end */
+    int64_t size;         /* bytes at data */
+} lv_video_frame;
+
+/* The next frame in order, waiting until it is decoded. data stays valid until the next call or
+ * lv_video_reader_free. At the end returns LV_OK with frame->data == NULL. Returns an error if
+ * the decode failed as a whole (the message names the file and the frame) or was aborted.
+ * Samples whose frame could not be decoded (damaged packets) are skipped with a warning saying
+ * which times were lost; lv_video_reader_stats counts them. */
+lv_status lv_video_reader_next(lv_video_reader *reader, lv_video_frame *frame);
+
+typedef struct lv_video_stats {
+    int64_t n_planned;       /* samples in the plan */
+    int64_t n_delivered;     /* frames handed out so far */
+    int64_t n_lost;          /* samples whose frame could not be decoded */
+    int64_t n_packets;       /* packets of the stream */
+    int64_t n_decoded;       /* packets fed to a decoder (all threads, overlaps included) */
+    int64_t n_skipped_nonref;/* non-reference packets skipped inside decoded GOPs */
+    int64_t n_skipped_tail;  /* packets after the last needed one of a GOP, skipped */
+    int64_t n_gops_skipped;  /* whole GOPs with nothing needed (seeked over or read past) */
+    int64_t n_seeks;
+    int64_t n_intervals;
+    int32_t n_threads;
+    int64_t max_held;        /* most decoded frames held ahead of the consumer at once */
+    double  decode_s;        /* summed over the decode threads */
+} lv_video_stats;
+
+void lv_video_reader_stats(const lv_video_reader *reader, lv_video_stats *stats);
+
+/* Convenience: run a reader to the end and return every frame in one array (n * frame size bytes,
+ * free with lv_video_frames_free). For callers that do want all frames in memory. */
+lv_status lv_video_read_all(lv_video *video, const lv_video_read_params *params, void **frames,
+                            int64_t *n_frames, int64_t *frame_size);
+void      lv_video_frames_free(void *frames);
+
+/* Write an RGB24 image (rows packed) as a PNG file. */
+lv_status lv_video_write_png(const char *path, const uint8_t *rgb, int32_t width, int32_t height);
+
+/* Route FFmpeg's own log messages (libavformat, libavcodec) through the longview log callback:
+ * libav errors and warnings become LV_LOG_DEBUG messages prefixed "libav:", so that a decoder's
+ * complaints about a damaged packet do not flood stderr (the video module reports what was lost
+ * itself). Process-global, like lv_log_set: call at startup. */
+void lv_video_route_libav_log(void);
+
 #ifdef __cplusplus
 }
 #endif
