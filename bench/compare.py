@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Ratio table longview / llama.cpp from compare.sh's JSON lines (standard library only).
 
-Usage: bench/compare.py RESULTS.jsonl [--svg OUT.svg]
+Usage: bench/compare.py RESULTS.jsonl[:THREADS] ... [--svg OUT.svg]
+Several files are merged; FILE:1,2 keeps only those thread counts from FILE (for combining a run's
+one-thread columns with another run's two-thread ones when one of them was disturbed).
 For every model and test (pp512, tg128, ...) and thread count: the median tokens/s of each engine
 over all rounds, and the ratio. Then longview at 2 threads against llama.cpp's best of 1 and 2
 threads, and decode as a fraction of the measured bandwidth limit.
@@ -10,15 +12,29 @@ import json, os, statistics, sys
 from collections import defaultdict
 
 def main():
-    path = sys.argv[1]
-    svg = sys.argv[sys.argv.index('--svg') + 1] if '--svg' in sys.argv else os.path.splitext(path)[0] + '.svg'
+    args = sys.argv[1:]
+    svg = None
+    if '--svg' in args:
+        i = args.index('--svg')
+        svg = args[i + 1]
+        del args[i:i + 2]
+    specs = []
+    for a in args:
+        path, _, th = a.partition(':')
+        specs.append((path, {int(t) for t in th.split(',')} if th else None))
+    if svg is None:
+        svg = os.path.splitext(specs[0][0])[0] + '.svg'
     runs = defaultdict(list)   # (model, test, threads, engine) -> [t/s]
     bw = {}
-    for line in open(path):
-        line = line.strip()
-        if not line.startswith('{'):
-            continue
-        r = json.loads(line)
+    lines = []
+    for path, keep in specs:
+        for line in open(path):
+            line = line.strip()
+            if line.startswith('{'):
+                r = json.loads(line)
+                if keep is None or r['n_threads'] in keep:
+                    lines.append(r)
+    for r in lines:
         model = os.path.basename(r['model_filename']).replace('.gguf', '')
         test = ('pp%d' % r['n_prompt']) if r['n_prompt'] else ('tg%d' % r['n_gen'])
         if r.get('n_depth'):
