@@ -6,7 +6,9 @@
  */
 #include "train.h"
 
+#include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #define NORM_BLOCK 65536
@@ -97,4 +99,92 @@ float lv_adamw_step(lv_threadpool *tp, lv_adamw *o, float *params, float *grads,
     t.bc2 = 1.0f - powf(beta2, (float)o->t);
     lv_parallel_for(tp, o->n, update_range, &t);
     return norm;
+}
+
+/* -------------------------------------------------------------------------------------------
+ * optimizer state files: "LVADAMW1", then little-endian u64 n, i64 t, i64 step, u64 seed,
+ * i64 total_steps, f32 m[n], f32 v[n], and a u64 FNV-1a hash of everything before it.
+ * ----------------------------------------------------------------------------------------- */
+
+static const char k_magic[8] = {'L', 'V', 'A', 'D', 'A', 'M', 'W', '1'};
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n) {
+    const uint8_t *b = p;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ull;
+    return h;
+}
+
+static bool put(FILE *f, uint64_t *h, const void *p, size_t n) {
+    *h = fnv(*h, p, n);
+    return fwrite(p, 1, n, f) == n;
+}
+
+static bool get(FILE *f, uint64_t *h, void *p, size_t n) {
+    if (fread(p, 1, n, f) != n) return false;
+    *h = fnv(*h, p, n);
+    return true;
+}
+
+lv_status lv_adamw_save(const lv_adamw *o, const lv_tr_ckpt_info *info, const char *path) {
+    size_t pl = strlen(path) + 5;
+    char *tmp = lv_malloc(pl);
+    if (!tmp) return LV_ERR_NOMEM;
+    snprintf(tmp, pl, "%s.tmp", path);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) {
+        lv_status st = lv_error(LV_ERR_IO, "cannot create '%s': %s", tmp, strerror(errno));
+        lv_free(tmp);
+        return st;
+    }
+    uint64_t h = 0xcbf29ce484222325ull, n = (uint64_t)o->n, seed = info->seed;
+    int64_t t = o->t, step = info->step, total = info->total_steps;
+    bool ok = put(f, &h, k_magic, 8) && put(f, &h, &n, 8) && put(f, &h, &t, 8) && put(f, &h, &step, 8) && put(f, &h, &seed, 8) &&
+              put(f, &h, &total, 8) && put(f, &h, o->m, (size_t)o->n * sizeof(float)) && put(f, &h, o->v, (size_t)o->n * sizeof(float));
+    ok = ok && fwrite(&h, 1, 8, f) == 8;
+    ok = fflush(f) == 0 && ok;
+    ok = fclose(f) == 0 && ok;
+    lv_status st = LV_OK;
+    if (!ok) st = lv_error(LV_ERR_IO, "writing '%s': %s", tmp, strerror(errno));
+    else if (rename(tmp, path) != 0) st = lv_error(LV_ERR_IO, "cannot rename '%s' to '%s': %s", tmp, path, strerror(errno));
+    if (st != LV_OK) remove(tmp);
+    lv_free(tmp);
+    return st;
+}
+
+lv_status lv_adamw_load(lv_adamw *o, lv_tr_ckpt_info *info, const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return lv_error(LV_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
+    uint64_t h = 0xcbf29ce484222325ull, n = 0, seed = 0, stored = 0;
+    int64_t t = 0, step = 0, total = 0;
+    char magic[8];
+    lv_status st = LV_OK;
+    if (!get(f, &h, magic, 8) || memcmp(magic, k_magic, 8) != 0) {
+        st = lv_error(LV_ERR_FORMAT, "%s: not a longview optimizer state file", path);
+    } else if (!get(f, &h, &n, 8) || !get(f, &h, &t, 8) || !get(f, &h, &step, 8) || !get(f, &h, &seed, 8) || !get(f, &h, &total, 8)) {
+        st = lv_error(LV_ERR_FORMAT, "%s: truncated header", path);
+    } else if (n != (uint64_t)o->n) {
+        st = lv_error(LV_ERR_INVALID_ARG, "%s: state for %llu parameters, the model has %lld", path, (unsigned long long)n, (long long)o->n);
+    } else if (t < 0 || step < 0 || total < 0) {
+        st = lv_error(LV_ERR_FORMAT, "%s: negative step counts", path);
+    } else if (!get(f, &h, o->m, (size_t)n * sizeof(float)) || !get(f, &h, o->v, (size_t)n * sizeof(float)) || fread(&stored, 1, 8, f) != 8) {
+        st = lv_error(LV_ERR_FORMAT, "%s: truncated", path);
+    } else if (stored != h) {
+        st = lv_error(LV_ERR_FORMAT, "%s: checksum mismatch (corrupt file)", path);
+    }
+    fclose(f);
+    if (st != LV_OK) return st;
+    o->t = t;
+    info->step = step;
+    info->seed = seed;
+    info->total_steps = total;
+    return LV_OK;
+}
+
+float lv_lr_schedule(int64_t step, int64_t total, int64_t warmup, float lr, float min_lr) {
+    if (step < warmup) return lr * (float)(step + 1) / (float)warmup;
+    const int64_t span = total - warmup;
+    if (span <= 0) return lr;
+    double p = (double)(step - warmup) / (double)span;
+    if (p > 1) p = 1;
+    return min_lr + (float)(0.5 * (1.0 + cos(LV_PI * p))) * (lr - min_lr);
 }

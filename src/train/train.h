@@ -249,4 +249,18 @@ void lv_adamw_free(lv_adamw *o);
 float lv_adamw_step(lv_threadpool *tp, lv_adamw *o, float *params, float *grads, float lr, float beta1, float beta2, float eps, float wd,
                     float clip);
 
+/* What a checkpoint's optimizer file records besides the moments. */
+typedef struct lv_tr_ckpt_info {
+    int64_t step;        /* steps completed */
+    int64_t total_steps; /* the run's planned length (the schedule depends on it) */
+    uint64_t seed;       /* the data seed */
+} lv_tr_ckpt_info;
+/* Save / load the moments and step count (o must be initialised for the same model: the
+ * parameter count is checked). Checksummed; written to PATH.tmp then renamed. */
+lv_status lv_adamw_save(const lv_adamw *o, const lv_tr_ckpt_info *info, const char *path);
+lv_status lv_adamw_load(lv_adamw *o, lv_tr_ckpt_info *info, const char *path);
+/* The learning rate at step (0-based): linear warmup over `warmup` steps to lr, then cosine decay
+ * to min_lr at step total. */
+float lv_lr_schedule(int64_t step, int64_t total, int64_t warmup, float lr, float min_lr);
+
 #endif
