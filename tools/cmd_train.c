@@ -10,6 +10,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "cli.h"
 #include "commands.h"
+#include "train_data.h"
 #include "train/train.h"
 
 #include <dirent.h>
@@ -19,18 +20,6 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-
-static uint64_t mix64(uint64_t z) {
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-typedef struct rng {
-    uint64_t s;
-} rng;
-static uint64_t rng_next(rng *r) { return mix64(r->s += 0x9e3779b97f4a7c15ull); }
-static double rng_unit(rng *r) { return (double)(rng_next(r) >> 11) * (1.0 / 9007199254740992.0); }
 
 static double now_s(void) {
     struct timespec ts;
@@ -44,181 +33,6 @@ static void fmt_dur(double s, char *buf, size_t n) {
     if (t >= 3600) snprintf(buf, n, "%ldh%02ldm", t / 3600, (t / 60) % 60);
     else if (t >= 60) snprintf(buf, n, "%ldm%02lds", t / 60, t % 60);
     else snprintf(buf, n, "%lds", t);
-}
-
-/* ---------------------------------------------------------------------------------------------
- * data
- * ------------------------------------------------------------------------------------------- */
-
-typedef struct data {
-    const lv_model *vocab; /* tokenizer */
-    lv_eval *ev;           /* passkey prompt builder */
-    lv_token *hay;         /* the haystack essays, tokenized */
-    int64_t n_hay;
-    int32_t seq_len, pk_min, pk_max;
-    double pk_frac, answer_weight, lm_weight;
-    uint64_t seed;
-} data;
-
-typedef struct sample {
-    int32_t *tok, *pos, *tgt;
-    float *w;
-    int64_t T;
-    int64_t ans0, ans1; /* positions whose targets are the answer: [ans0, ans1) (empty for LM samples) */
-} sample;
-
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
-/* the *.txt files of dir in name order, concatenated, tokenized (no BOS) */
-static int load_haystack(data *d, const char *dir) {
-    DIR *dp = opendir(dir);
-    if (!dp) {
-        cli_error("--haystack: cannot open directory '%s'", dir);
-        return -1;
-    }
-    char **names = NULL;
-    size_t n = 0, cap = 0;
-    struct dirent *e;
-    while ((e = readdir(dp))) {
-        size_t l = strlen(e->d_name);
-        if (l < 5 || strcmp(e->d_name + l - 4, ".txt") != 0) continue;
-        if (n == cap) {
-            cap = cap ? 2 * cap : 64;
-            char **nn = realloc(names, cap * sizeof(*names));
-            if (!nn) break;
-            names = nn;
-        }
-        names[n++] = strdup(e->d_name);
-    }
-    closedir(dp);
-    if (n == 0) {
-        cli_error("--haystack: no .txt files in '%s'", dir);
-        free(names);
-        return -1;
-    }
-    qsort(names, n, sizeof(*names), cmp_str);
-    char *text = NULL;
-    int64_t len = 0;
-    int rc = 0;
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        char path[4096];
-        snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
-        int64_t fl = 0;
-        char *ft = cli_read_file(path, &fl);
-        if (!ft) {
-            rc = -1;
-            break;
-        }
-        char *nt = realloc(text, (size_t)(len + fl + 2));
-        if (!nt) {
-            free(ft);
-            cli_error("out of memory reading the haystack");
-            rc = -1;
-            break;
-        }
-        text = nt;
-        memcpy(text + len, ft, (size_t)fl);
-        len += fl;
-        text[len++] = '\n';
-        text[len] = 0;
-        free(ft);
-    }
-    for (size_t i = 0; i < n; i++) free(names[i]);
-    free(names);
-    if (rc == 0) {
-        int32_t nt = 0;
-        d->hay = cli_tokenize(d->vocab, text, len, false, &nt);
-        d->n_hay = nt;
-        if (!d->hay) rc = -1;
-        else if (d->n_hay < d->seq_len + 1) {
-            cli_error("--haystack: %lld tokens, fewer than --seq-len + 1", (long long)d->n_hay);
-            rc = -1;
-        }
-    }
-    free(text);
-    return rc;
-}
-
-/* A passkey prompt (the eval builder's) followed by " KEY." with the answer tokens weighted. */
-static int make_passkey(const data *d, rng *r, sample *s) {
-    const int32_t n = d->pk_min + (int32_t)(rng_next(r) % (uint64_t)(d->pk_max - d->pk_min + 1));
-    const double depth = rng_unit(r);
-    const uint64_t key_seed = rng_next(r) & 0xffffffffull;
-    lv_eval_prompt *p = NULL;
-    lv_status st = lv_eval_build(d->ev, n, depth, key_seed, &p);
-    if (st != LV_OK) return cli_fail("building a passkey prompt", st), -1;
-    const size_t tl = strlen(p->text), al = strlen(p->answer);
-    char *full = malloc(tl + al + 3);
-    if (!full) {
-        lv_eval_prompt_free(p);
-        cli_error("out of memory");
-        return -1;
-    }
-    memcpy(full, p->text, tl);
-    full[tl] = ' ';
-    memcpy(full + tl + 1, p->answer, al);
-    full[tl + 1 + al] = '.';
-    full[tl + 2 + al] = 0;
-    int32_t nt = 0;
-    lv_token *toks = cli_tokenize(d->vocab, full, (int64_t)(tl + al + 2), true, &nt);
-    free(full);
-    int rc = 0;
-    if (!toks) rc = -1;
-    else if (nt <= p->n_tokens || memcmp(toks, p->tokens, (size_t)p->n_tokens * sizeof(lv_token)) != 0) {
-        cli_error("the tokenization of prompt + answer does not start with the prompt's tokens (this vocabulary merges across the boundary)");
-        rc = -1;
-    } else if (nt > d->seq_len + 1) {
-        cli_error("a passkey sample of %d tokens does not fit --seq-len %d", nt, d->seq_len);
-        rc = -1;
-    } else {
-        s->T = nt - 1;
-        for (int64_t i = 0; i < s->T; i++) {
-            s->tok[i] = toks[i];
-            s->pos[i] = (int32_t)i;
-            s->tgt[i] = toks[i + 1];
-            s->w[i] = (float)d->lm_weight;
-        }
-        s->ans0 = p->n_tokens - 1;
-        s->ans1 = s->T;
-        for (int64_t i = s->ans0; i < s->ans1; i++) s->w[i] = (float)d->answer_weight;
-    }
-    free(toks);
-    lv_eval_prompt_free(p);
-    return rc;
-}
-
-static void make_lm(const data *d, rng *r, sample *s) {
-    const int64_t T = d->seq_len;
-    const int64_t off = (int64_t)(rng_next(r) % (uint64_t)(d->n_hay - T));
-    s->T = T;
-    for (int64_t i = 0; i < T; i++) {
-        s->tok[i] = d->hay[off + i];
-        s->pos[i] = (int32_t)i;
-        s->tgt[i] = d->hay[off + i + 1];
-        s->w[i] = 1.0f;
-    }
-    s->ans0 = s->ans1 = 0;
-}
-
-/* sample b of step `step`: a function of (seed, step, b) only */
-static int make_sample(const data *d, int64_t step, int b, bool eval, sample *s) {
-    rng r = {mix64(d->seed ^ mix64((uint64_t)step * 1000003ull + (uint64_t)b + (eval ? 0x8000000000000000ull : 0)))};
-    if (eval || !d->hay || rng_unit(&r) < d->pk_frac) return make_passkey(d, &r, s);
-    make_lm(d, &r, s);
-    return 0;
-}
-
-/* ---------------------------------------------------------------------------------------------
- * the command
- * ------------------------------------------------------------------------------------------- */
-
-static const char *default_haystack(void) {
-    static const char *const cand[] = {"../shared/data/haystack/paul-graham-essays", "../../shared/data/haystack/paul-graham-essays"};
-    const char *env = getenv("LV_HAYSTACK");
-    if (env && *env) return env;
-    for (size_t i = 0; i < sizeof(cand) / sizeof(cand[0]); i++)
-        if (access(cand[i], R_OK) == 0) return cand[i];
-    return NULL;
 }
 
 typedef struct preset {
@@ -245,11 +59,11 @@ static int save_ckpt(const lv_tmodel *m, const lv_adamw *opt, const lv_tr_ckpt_i
 
 /* fraction of eval prompts whose every answer token is the argmax (teacher forcing: exactly the
  * prompts greedy decoding answers with the key) */
-static double eval_passkey(lv_threadpool *tp, lv_tmodel *m, lv_tr_state *st, const data *d, sample *s, int n, float *logits) {
+static double eval_passkey(lv_threadpool *tp, lv_tmodel *m, lv_tr_state *st, const td_data *d, td_sample *s, int n, float *logits) {
     int ok = 0;
     const int64_t V = m->c.n_vocab;
     for (int i = 0; i < n; i++) {
-        if (make_sample(d, i, 0, true, s) != 0) return -1;
+        if (td_make_sample(d, i, 0, true, s) != 0) return -1;
         lv_tr_seq seq = {s->T, s->tok, s->pos, NULL, NULL};
         if (lv_tr_forward(tp, m, st, &seq, NULL) != LV_OK) return -1;
         bool good = true;
@@ -358,8 +172,8 @@ int cmd_train(int argc, char **argv) {
     lv_tmodel *m = NULL;
     lv_adamw opt = {0};
     lv_tr_state st = {0};
-    data d = {0};
-    sample *smp = NULL;
+    td_data d = {0};
+    td_sample *smp = NULL;
     float *logits = NULL, *ce = NULL;
     FILE *logf = NULL;
     lv_tr_ckpt_info info = {.step = 0, .total_steps = steps, .seed = (uint64_t)seed};
@@ -434,55 +248,22 @@ int cmd_train(int argc, char **argv) {
     d.answer_weight = answer_weight;
     d.lm_weight = lm_weight;
     d.seed = (uint64_t)seed;
-    {
-        lv_eval_params ep = lv_eval_default_params();
-        ep.task = LV_EVAL_PASSKEY;
-        if ((s = lv_eval_create(vm, &ep, &d.ev)) != LV_OK) {
-            rc = cli_fail("creating the passkey builder", s);
-            goto end;
-        }
-        /* the shortest prompt the format allows: ask the builder (its error names the minimum) */
-        lv_eval_prompt *p = NULL;
-        int32_t lo = 1, hi = (int32_t)seq_len;
-        while (lo < hi) { /* smallest n that builds */
-            const int32_t mid = lo + (hi - lo) / 2;
-            if (lv_eval_build(d.ev, mid, 0.5, 0, &p) == LV_OK) {
-                lv_eval_prompt_free(p);
-                p = NULL;
-                hi = mid;
-            } else {
-                lo = mid + 1;
-            }
-        }
-        if (lv_eval_build(d.ev, lo, 0.5, 0, &p) != LV_OK) {
-            cli_error("--seq-len %lld is too short for a passkey prompt (%s)", (long long)seq_len, lv_last_error());
-            rc = 2;
-            goto end;
-        }
-        lv_eval_prompt_free(p);
-        d.pk_max = (int32_t)seq_len - 16; /* room for the answer */
-        d.pk_min = pk_min ? (int32_t)pk_min : lo;
-        if (d.pk_min < lo) d.pk_min = lo;
-        if (d.pk_max < d.pk_min) {
-            cli_error("--seq-len %lld leaves no room for a passkey prompt (at least %d tokens plus the answer)", (long long)seq_len, d.pk_min);
-            rc = 2;
-            goto end;
-        }
-    }
+    if ((rc = td_init_passkey(&d, vm, (int32_t)pk_min)) != 0) goto end;
+    rc = 1;
     if (!no_haystack && pk_frac < 1) {
-        if (!haystack) haystack = default_haystack();
+        if (!haystack) haystack = td_default_haystack();
         if (!haystack) {
             cli_error("no haystack text found: --haystack DIR, or --no-haystack / --passkey-frac 1");
             rc = 2;
             goto end;
         }
-        if (load_haystack(&d, haystack) != 0) {
+        if (td_load_haystack(&d, haystack) != 0) {
             rc = 2;
             goto end;
         }
     }
 
-    smp = calloc((size_t)batch, sizeof(sample));
+    smp = calloc((size_t)batch, sizeof(td_sample));
     logits = malloc(sizeof(float) * (size_t)m->c.n_vocab);
     ce = malloc(sizeof(float) * (size_t)(seq_len + 1));
     if (!smp || !logits || !ce) goto nomem;
@@ -521,13 +302,13 @@ int cmd_train(int argc, char **argv) {
     for (int64_t step = first; step < last; step++) {
         double wsum = 0;
         for (int64_t b = 0; b < batch; b++) {
-            if (make_sample(&d, step, (int)b, false, &smp[b]) != 0) goto end;
+            if (td_make_sample(&d, step, (int)b, false, &smp[b]) != 0) goto end;
             for (int64_t i = 0; i < smp[b].T; i++) wsum += smp[b].w[i];
         }
         memset(m->grads, 0, sizeof(float) * (size_t)m->n_params);
         double loss = 0, ans_loss = 0, ans_n = 0;
         for (int64_t b = 0; b < batch; b++) {
-            sample *sp = &smp[b];
+            td_sample *sp = &smp[b];
             lv_tr_seq seq = {sp->T, sp->tok, sp->pos, sp->tgt, sp->w};
             if ((s = lv_tr_forward(tp, m, &st, &seq, NULL)) != LV_OK) {
                 rc = cli_fail("forward", s);

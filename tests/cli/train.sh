@@ -38,3 +38,16 @@ expect_ok "help" "$LV" train --help
 for f in --preset --steps --batch --seq-len --lr --warmup --resume --save-every --passkey-frac --haystack -t; do
   grep -q -- "$f" "$T/out" || fail "help lists $f"
 done
+
+# longview identify: gates for the trained llama and for a random qwen2 model; DuoAttention's TSV
+# format (one line per layer, one value in [0, 1] per KV head) that `longview heads` accepts
+expect_ok "identify (llama)" "$LV" identify -m "$T/full.gguf" -o "$T/gates.tsv" --plot "$T/gates.svg" --steps 5 --seq-len 400 --sink 8 --window 32 -t 2
+[ "$(wc -l < "$T/gates.tsv")" = 1 ] || fail "nano: 1 layer"
+awk -F'\t' '{ if (NF != 1) exit 1; for (i = 1; i <= NF; i++) if ($i < 0 || $i > 1) exit 1 }' "$T/gates.tsv" || fail "gate values: $(cat "$T/gates.tsv")"
+grep -q "<svg" "$T/gates.svg" || fail "svg written"
+expect_ok "heads reads it" "$LV" heads "$T/gates.tsv" -m "$T/full.gguf"
+expect_ok "gen-model qwen2" "$LV" gen-model --arch qwen2 --dim 32 --layers 3 --heads 4 --kv-heads 2 --ffn 32 --vocab builtin:bytes -o "$T/q.gguf"
+expect_ok "identify (qwen2)" "$LV" identify -m "$T/q.gguf" -o "$T/q.tsv" --steps 3 --seq-len 400 --sink 8 --window 32
+[ "$(wc -l < "$T/q.tsv")" = 3 ] && awk -F'\t' 'NF != 2 { exit 1 }' "$T/q.tsv" || fail "qwen2: 3 x 2 gates: $(cat "$T/q.tsv")"
+expect_fail "identify without a model" "$LV" identify -o "$T/x.tsv"
+expect_fail "identify on a missing file" "$LV" identify -m "$T/nope.gguf"
