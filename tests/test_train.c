@@ -600,3 +600,58 @@ TEST(train_export_vocab_mismatch) {
           "mismatch: %s", lv_last_error());
     lv_tmodel_free(m);
 }
+
+/* the schedule: linear warmup to lr, cosine to min_lr at total, min_lr after */
+TEST(train_lr_schedule) {
+    CHECK(fabsf(lv_lr_schedule(0, 100, 10, 1.0f, 0.1f) - 0.1f) < 1e-6f, "first warmup step");
+    CHECK(fabsf(lv_lr_schedule(9, 100, 10, 1.0f, 0.1f) - 1.0f) < 1e-6f, "end of warmup");
+    CHECK(fabsf(lv_lr_schedule(10, 100, 10, 1.0f, 0.1f) - 1.0f) < 1e-6f, "peak");
+    CHECK(fabsf(lv_lr_schedule(55, 100, 10, 1.0f, 0.1f) - 0.55f) < 1e-6f, "half way: (lr + min_lr) / 2");
+    CHECK(fabsf(lv_lr_schedule(100, 100, 10, 1.0f, 0.1f) - 0.1f) < 1e-6f && fabsf(lv_lr_schedule(500, 100, 10, 1.0f, 0.1f) - 0.1f) < 1e-6f, "end");
+    float prev = 2;
+    bool mono = true;
+    for (int s = 10; s <= 100; s++) {
+        const float v = lv_lr_schedule(s, 100, 10, 1.0f, 0.1f);
+        mono = mono && v <= prev;
+        prev = v;
+    }
+    CHECK(mono, "decay is monotone");
+}
+
+/* optimizer state: save, load into a fresh optimizer, identical; corrupt files are refused */
+TEST(train_adamw_state_roundtrip) {
+    lv_test_rng r = {lv_test_seed()};
+    lv_tr_config c = tiny_config(LV_ARCH_LLAMA, true);
+    lv_tmodel *m = NULL;
+    REQUIRE(lv_tmodel_create(&c, true, &m) == LV_OK, "model");
+    lv_adamw a = {0}, b = {0};
+    REQUIRE(lv_adamw_init(&a, m) == LV_OK && lv_adamw_init(&b, m) == LV_OK, "init");
+    fill(&r, a.m, a.n, 1), fill(&r, a.v, a.n, 1);
+    a.t = 17;
+    char path[512];
+    snprintf(path, sizeof(path), "%s/train-optim.bin", lv_test_tmpdir());
+    lv_tr_ckpt_info info = {.step = 17, .total_steps = 100, .seed = 9}, got = {0};
+    REQUIRE(lv_adamw_save(&a, &info, path) == LV_OK, "save: %s", lv_last_error());
+    CHECK(lv_adamw_load(&b, &got, path) == LV_OK && b.t == 17 && got.step == 17 && got.total_steps == 100 && got.seed == 9 &&
+              memcmp(a.m, b.m, sizeof(float) * (size_t)a.n) == 0 && memcmp(a.v, b.v, sizeof(float) * (size_t)a.n) == 0,
+          "round trip: %s", lv_last_error());
+    /* flip one byte of the moments: the checksum catches it */
+    FILE *f = fopen(path, "r+b");
+    REQUIRE(f, "reopen");
+    fseek(f, 100, SEEK_SET);
+    int ch = fgetc(f);
+    fseek(f, 100, SEEK_SET);
+    fputc(ch ^ 1, f);
+    fclose(f);
+    CHECK(lv_adamw_load(&b, &got, path) == LV_ERR_FORMAT && strstr(lv_last_error(), "checksum"), "corruption: %s", lv_last_error());
+    /* a model of another size */
+    c.n_embd = 32;
+    lv_tmodel *m2 = NULL;
+    lv_adamw c2 = {0};
+    REQUIRE(lv_tmodel_create(&c, true, &m2) == LV_OK && lv_adamw_init(&c2, m2) == LV_OK, "second model");
+    REQUIRE(lv_adamw_save(&a, &info, path) == LV_OK, "save again");
+    CHECK(lv_adamw_load(&c2, &got, path) == LV_ERR_INVALID_ARG, "size mismatch refused: %s", lv_last_error());
+    remove(path);
+    lv_adamw_free(&a), lv_adamw_free(&b), lv_adamw_free(&c2);
+    lv_tmodel_free(m), lv_tmodel_free(m2);
+}
