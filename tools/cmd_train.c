@@ -80,7 +80,7 @@ static double eval_passkey(lv_threadpool *tp, lv_tmodel *m, lv_tr_state *st, con
 }
 
 int cmd_train(int argc, char **argv) {
-    const char *out = NULL, *preset_name = NULL, *vocab = "builtin:bytes", *resume = NULL, *haystack = NULL, *log_path = NULL, *arch = "llama";
+    const char *out = NULL, *preset_name = NULL, *vocab = "builtin:bytes", *resume = NULL, *init = NULL, *haystack = NULL, *log_path = NULL, *arch = "llama";
     int64_t dim = 0, layers = 0, heads = 0, kv_heads = 0, ffn = 0, steps = 200, batch = 8, seq_len = 512, warmup = -1, threads = 0, seed = 1;
     int64_t save_every = 0, stop_at = 0, eval_every = 0, eval_samples = 32, pk_min = 0, log_every = 10, ctx_train = 0;
     double lr = 1e-3, min_lr = -1, wd = 0.1, clip = 1.0, beta1 = 0.9, beta2 = 0.95, pk_frac = 0.5, answer_weight = 10, lm_weight = 1,
@@ -121,6 +121,7 @@ int cmd_train(int argc, char **argv) {
         {NULL, "--save-every", CLI_INT, &save_every, "N", "write a checkpoint every N steps (default: only at the end)", .lo = 1, .hi = INT32_MAX},
         {NULL, "--stop-at", CLI_INT, &stop_at, "N", "stop after step N with a checkpoint, as if interrupted (resume with --resume)", .lo = 1, .hi = INT32_MAX},
         {NULL, "--resume", CLI_STR, &resume, "FILE", "continue from a checkpoint FILE (+ FILE.optim); pass the same flags as the first run"},
+        {NULL, "--init", CLI_STR, &init, "FILE", "start from this GGUF's weights (and vocabulary) with a fresh optimizer; shape flags are ignored"},
         {NULL, "--eval-every", CLI_INT, &eval_every, "N", "every N steps (and at the end) measure held-out passkey accuracy", .lo = 1, .hi = INT32_MAX},
         {NULL, "--eval-samples", CLI_INT, &eval_samples, "N", "held-out passkey prompts per evaluation (default 32)", .lo = 1, .hi = 100000},
         {NULL, "--log", CLI_STR, &log_path, "FILE", "append one tab-separated line per step (step, loss, answer loss, lr, grad norm, tokens, seconds)"},
@@ -165,6 +166,10 @@ int cmd_train(int argc, char **argv) {
     if (warmup < 0) warmup = steps / 20;
     if (min_lr < 0) min_lr = lr / 10;
     if (stop_at && stop_at >= steps) stop_at = 0;
+    if (resume && init) {
+        cli_error("--resume and --init exclude each other");
+        return 2;
+    }
 
     int rc = 1;
     lv_threadpool *tp = NULL;
@@ -206,6 +211,19 @@ int cmd_train(int argc, char **argv) {
             goto end;
         }
         fprintf(stderr, "train: resuming %s at step %lld of %lld\n", resume, (long long)info.step, (long long)steps);
+    } else if (init) {
+        lv_model_params mp = lv_model_default_params();
+        mp.use_mmap = false;
+        if ((s = lv_model_load(init, mp, &vm)) != LV_OK) {
+            rc = cli_fail("loading --init", s);
+            goto end;
+        }
+        if ((s = lv_tmodel_from_model(vm, true, &m)) != LV_OK) {
+            rc = cli_fail("converting --init", s);
+            goto end;
+        }
+        if ((s = lv_adamw_init(&opt, m)) != LV_OK) goto fail;
+        fprintf(stderr, "train: starting from the weights of %s (fresh optimizer and schedule)\n", init);
     } else {
         /* the vocabulary: written once with the initial weights, then loaded for its tokenizer */
         lv_tr_config c = {
@@ -294,7 +312,7 @@ int cmd_train(int argc, char **argv) {
     }
 
     /* the tokenizer written with every save: the original --vocab, or the checkpoint's own */
-    const char *save_vocab = resume ? resume : vocab;
+    const char *save_vocab = resume ? resume : init ? init : vocab;
     const bool tty = isatty(2);
     const double t0 = now_s();
     double tokens = 0, last_print = 0;
