@@ -51,3 +51,10 @@ expect_ok "identify (qwen2)" "$LV" identify -m "$T/q.gguf" -o "$T/q.tsv" --steps
 [ "$(wc -l < "$T/q.tsv")" = 3 ] && awk -F'\t' 'NF != 2 { exit 1 }' "$T/q.tsv" || fail "qwen2: 3 x 2 gates: $(cat "$T/q.tsv")"
 expect_fail "identify without a model" "$LV" identify -o "$T/x.tsv"
 expect_fail "identify on a missing file" "$LV" identify -m "$T/nope.gguf"
+
+# the shipped model (bench/train/RESULTS.md) still retrieves: 5 depths x 2 seeds at 512 tokens, dense
+M=models/passkey-small-bytes.gguf
+if [ -f "$M" ]; then
+  expect_ok "eval the shipped passkey model" "$LV" eval passkey -m "$M" --lengths 512 --samples 2 -n 10 -q
+  grep -Eq "^ +512 +1\.00 +1\.00 +1\.00 +1\.00 +1\.00 +\| +1\.00" "$T/out" || fail "shipped model below 100% at 512 tokens: $(cat "$T/out")"
+fi
