@@ -7,6 +7,7 @@
 #   make demo            generate a small random-weight model and run it (the README's main job)
 #   make bench-kernels   the per-type kernel benchmark (bench/kernels/RESULTS.md), not part of make test
 #   make bench-attn      the attention kernel micro-benchmark (bench/attn), not part of make test
+#   make bench-kv        KV cache memory per attention mode at 32k and 128k tokens (bench/kv)
 #
 # The library is compiled for baseline x86-64 (or whatever the compiler targets): SIMD kernels
 # live in files named *_avx2.c / *_avx512.c that get their own -m flags and are chosen at run
@@ -64,7 +65,7 @@ AVX512_FLAGS := $(AVX2_FLAGS) -mavx512f -mavx512bw -mavx512dq -mavx512vl
 # VNNI and BF16 instructions are not implied by the avx512 level: functions that use them carry
 # __attribute__((target("avx512vnni"))) / ("avx512bf16") and are chosen only when the CPU has them.
 
-.PHONY: all test check fuzz fuzz-bins demo clean bench-attn bench-kernels
+.PHONY: all test check fuzz fuzz-bins demo clean bench-attn bench-kernels bench-kv
 all: $(O)/liblongview.a $(O)/longview $(O)/lv_test
 
 # V=1 shows the full commands
@@ -122,6 +123,11 @@ build/fuzz/fuzz_%: build/fuzz/fuzz/fuzz_%.o build/fuzz/liblongview.a
 	clang $(MODE_LDFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS_ALL)
 
 # micro-benchmark of the attention kernel (not part of the tests)
+# KV cache memory at 32k / 128k tokens per attention mode (bench/kv)
+bench-kv: $(O)/kv_memory
+$(O)/kv_memory: bench/kv/kv_memory.c $(O)/liblongview.a
+	$(CC) $(CFLAGS_ALL) -o $@ $< $(O)/liblongview.a $(LDLIBS_ALL)
+
 bench-attn: $(O)/attn_bench
 $(O)/attn_bench: bench/attn/attn_bench.c $(O)/liblongview.a
 	$(CC) $(CFLAGS_ALL) -o $@ $< $(O)/liblongview.a $(LDLIBS_ALL)

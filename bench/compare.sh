@@ -18,7 +18,7 @@ while getopts "p:n:t:r:R:" o; do
   case $o in p) P=$OPTARG ;; n) N=$OPTARG ;; t) T=$OPTARG ;; r) R=$OPTARG ;; R) ROUNDS=$OPTARG ;; *) exit 2 ;; esac
 done
 shift $((OPTIND - 1))
-: "${LLAMA_BENCH:?set LLAMA_BENCH to the path of llama.cpp's llama-bench}"
+: "${LLAMA_BENCH:?set LLAMA_BENCH to the path of the llama-bench of llama.cpp}"
 make -j"$(nproc)" build/release/longview >/dev/null
 LV=build/release/longview
 SHARED=${LV_SHARED_DATA:-../shared/data}

@@ -594,6 +594,17 @@ int64_t lv_kv_used_bytes_(const lv_kv *kv) {
     return total;
 }
 
+int64_t lv_kv_pages_in_use_bytes_(const lv_kv *kv) {
+    const int64_t P = kv->p.page_size, Dk = kv->p.head_dim_k, Dv = kv->p.head_dim_v;
+    int64_t total = 0;
+    for (int64_t i = 0; i < kv->n_pools; i++) {
+        const kv_pool *pl = &kv->pools[i];
+        const int64_t page_bytes = P * ((Dk + Dv) * (int64_t)kv->elt + 4) + (pl->pol.stats ? (P / LV_KV_LOGICAL_PAGE + 1) * 2 * Dk * 4 : 0);
+        total += (pl->n_pages - pl->n_free) * page_bytes;
+    }
+    return total;
+}
+
 int64_t lv_kv_capacity_bytes_(const lv_kv *kv) {
     int64_t total = 0;
     for (int64_t i = 0; i < kv->n_pools; i++)

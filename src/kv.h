@@ -109,6 +109,8 @@ lv_kv_type lv_kv_type_of(const lv_kv *kv);
 int64_t    lv_kv_page_size(const lv_kv *kv);
 int64_t    lv_kv_used_bytes_(const lv_kv *kv);
 int64_t    lv_kv_capacity_bytes_(const lv_kv *kv);
+/* Bytes of the pages taken from the pools (K, V, positions and key statistics), reserved or stored. */
+int64_t    lv_kv_pages_in_use_bytes_(const lv_kv *kv);
 int64_t    lv_kv_n_ctx(const lv_kv *kv);
 
 #endif

@@ -12,7 +12,14 @@
  *  - Lost wake-ups are impossible: the publisher stores the generation and then reads the
  *    sleeper count; a worker increments the sleeper count and then re-reads the generation under
  *    the mutex. Both are sequentially consistent, so one of them sees the other.
- *  - lv_threadpool_barrier() is a spinning sense barrier for use inside a job.
+ *  - lv_threadpool_barrier() is a sense barrier for use inside a job: spin, then sleep.
+ *  - Oversubscription: when another process takes one of our cores, a thread we spin for may be
+ *    waiting for its time slice, and a spinning (or sched_yield-ing) waiter keeps its own core
+ *    busy, so the scheduler never moves the starved thread there: every job and barrier then
+ *    costs a time slice (a 2-thread decode fell from 150 to 2 tokens/s beside one busy process).
+ *    Each thread therefore checks its involuntary context switches every LV_TP_CHECK_EVERY jobs;
+ *    when any thread was preempted, the whole pool spins only LV_TP_SPIN_SHORT_S before sleeping,
+ *    for the next LV_TP_CONTENDED_HOLD_S seconds (renewed while preemption goes on).
  *  - Calls to lv_threadpool_run from different threads are serialized by a mutex.
  */
 #define _GNU_SOURCE
@@ -20,6 +27,7 @@
 
 #include <pthread.h>
 #include <sched.h>
+#include <sys/resource.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #if defined(__x86_64__) || defined(__i386__)
@@ -29,8 +37,12 @@
 #define lv_cpu_relax() ((void)0)
 #endif
 
-/* How long an idle worker spins before sleeping, in seconds. */
+/* How long an idle worker spins before sleeping, in seconds; the same when the pool sees
+ * preemption (see DESIGN), how often a thread looks, and how long the short spin lasts. */
 #define LV_TP_SPIN_S 0.0005
+#define LV_TP_SPIN_SHORT_S 0.00002
+#define LV_TP_CHECK_EVERY 32
+#define LV_TP_CONTENDED_HOLD_S 0.25
 
 typedef struct worker {
     lv_threadpool *tp;
@@ -61,22 +73,49 @@ struct lv_threadpool {
     /* barrier */
     _Atomic int bar_count;
     _Atomic int bar_phase;
+    _Atomic int bar_sleeping;
+    pthread_cond_t cond_bar;
+
+    /* oversubscription: until when (lv_time_s) to spin only briefly; 0 = not seen */
+    _Atomic double contended_until;
 };
+
+/* Per-thread preemption check, every LV_TP_CHECK_EVERY calls. */
+typedef struct preempt_check {
+    int calls;
+    long nivcsw;
+} preempt_check;
+
+static void check_preemption(lv_threadpool *tp, preempt_check *pc) {
+    if (++pc->calls < LV_TP_CHECK_EVERY) return;
+    pc->calls = 0;
+    struct rusage ru;
+    if (getrusage(RUSAGE_THREAD, &ru) != 0) return;
+    if (ru.ru_nivcsw != pc->nivcsw) {
+        if (pc->nivcsw != 0 || ru.ru_nivcsw > 8) atomic_store(&tp->contended_until, lv_time_s() + LV_TP_CONTENDED_HOLD_S);
+        pc->nivcsw = ru.ru_nivcsw;
+    }
+}
+
+static double spin_budget(lv_threadpool *tp, double now) {
+    return now < atomic_load(&tp->contended_until) ? LV_TP_SPIN_SHORT_S : LV_TP_SPIN_S;
+}
 
 static void *worker_main(void *p) {
     worker *w = p;
     lv_threadpool *tp = w->tp;
     uint64_t seen = 0;
+    preempt_check pc = {0, 0};
     for (;;) {
         /* wait for a new generation: spin, then sleep */
         uint64_t gen = atomic_load(&tp->generation);
         if (gen == seen) {
-            double t0 = lv_time_s();
+            double t0 = lv_time_s(), budget = spin_budget(tp, t0);
             for (int i = 0;; i++) {
                 lv_cpu_relax();
                 gen = atomic_load(&tp->generation);
                 if (gen != seen || atomic_load(&tp->stop)) break;
-                if ((i & 255) == 255 && lv_time_s() - t0 > LV_TP_SPIN_S) break;
+                if ((i & 63) == 63 && lv_time_s() - t0 > budget) break;
             }
         }
         if (gen == seen && !atomic_load(&tp->stop)) {
@@ -91,6 +130,7 @@ static void *worker_main(void *p) {
         seen = gen;
 
         tp->fn(tp->arg, w->ith, tp->n_threads);
+        check_preemption(tp, &pc);
 
         if (atomic_fetch_add(&tp->n_done, 1) + 1 == tp->n_threads - 1 && atomic_load(&tp->main_sleeping)) {
             pthread_mutex_lock(&tp->mutex);
@@ -114,6 +154,7 @@ lv_threadpool *lv_threadpool_create(int n_threads) {
     pthread_mutex_init(&tp->mutex, NULL);
     pthread_cond_init(&tp->cond_job, NULL);
     pthread_cond_init(&tp->cond_done, NULL);
+    pthread_cond_init(&tp->cond_bar, NULL);
     if (n_threads > 1) {
         tp->workers = lv_calloc((size_t)n_threads - 1, sizeof(worker));
         if (!tp->workers) {
@@ -149,6 +190,7 @@ void lv_threadpool_free(lv_threadpool *tp) {
     pthread_mutex_destroy(&tp->mutex);
     pthread_cond_destroy(&tp->cond_job);
     pthread_cond_destroy(&tp->cond_done);
+    pthread_cond_destroy(&tp->cond_bar);
     lv_free(tp);
 }
 
@@ -172,13 +214,15 @@ void lv_threadpool_run(lv_threadpool *tp, lv_task_fn fn, void *arg) {
     }
 
     fn(arg, 0, tp->n_threads);
+    static _Thread_local preempt_check pc;
+    check_preemption(tp, &pc);
 
     /* wait for the workers: spin, then sleep */
     const int want = tp->n_threads - 1;
-    double t0 = lv_time_s();
+    double t0 = lv_time_s(), budget = spin_budget(tp, t0);
     for (int i = 0; atomic_load(&tp->n_done) < want; i++) {
         lv_cpu_relax();
-        if ((i & 255) == 255 && lv_time_s() - t0 > LV_TP_SPIN_S) {
+        if ((i & 63) == 63 && lv_time_s() - t0 > budget) {
             pthread_mutex_lock(&tp->mutex);
             atomic_store(&tp->main_sleeping, 1);
             while (atomic_load(&tp->n_done) < want) pthread_cond_wait(&tp->cond_done, &tp->mutex);
@@ -196,12 +240,27 @@ void lv_threadpool_barrier(lv_threadpool *tp) {
     if (atomic_fetch_add(&tp->bar_count, 1) == tp->n_threads - 1) {
         atomic_store(&tp->bar_count, 0);
         atomic_fetch_add(&tp->bar_phase, 1);
-    } else {
-        /* spin briefly, then yield: on an oversubscribed machine the thread we wait for may not
-         * be running, and spinning would only take its core */
-        for (int i = 0; atomic_load(&tp->bar_phase) == phase; i++) {
-            if (i < 4096) lv_cpu_relax();
-            else sched_yield();
+        /* the same store-then-load protocol as job wake-ups: a waiter that has not yet counted
+         * itself as sleeping will see the new phase under the mutex */
+        if (atomic_load(&tp->bar_sleeping) > 0) {
+            pthread_mutex_lock(&tp->mutex);
+            pthread_cond_broadcast(&tp->cond_bar);
+            pthread_mutex_unlock(&tp->mutex);
+        }
+        return;
+    }
+    /* spin, then sleep: never sched_yield, which keeps this core busy while the thread we wait
+     * for may be queued behind another process on the other one */
+    double t0 = lv_time_s(), budget = spin_budget(tp, t0);
+    for (int i = 0; atomic_load(&tp->bar_phase) == phase; i++) {
+        lv_cpu_relax();
+        if ((i & 63) == 63 && lv_time_s() - t0 > budget) {
+            pthread_mutex_lock(&tp->mutex);
+            atomic_fetch_add(&tp->bar_sleeping, 1);
+            while (atomic_load(&tp->bar_phase) == phase) pthread_cond_wait(&tp->cond_bar, &tp->mutex);
+            atomic_fetch_sub(&tp->bar_sleeping, 1);
+            pthread_mutex_unlock(&tp->mutex);
+            break;
         }
     }
 }

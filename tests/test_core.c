@@ -6,6 +6,7 @@
 
 #include <stdatomic.h>
 #include <string.h>
+#include <time.h>
 
 typedef struct tp_job {
     lv_threadpool *tp;
@@ -13,6 +14,7 @@ typedef struct tp_job {
     _Atomic int hits[64];
     int64_t phase_ok;
     _Atomic int phase_count[8];
+    int slow; /* the last thread sleeps before some barriers, so the others go to sleep in them */
 } tp_job;
 
 static void tp_fn(void *arg, int ith, int nth) {
@@ -21,6 +23,10 @@ static void tp_fn(void *arg, int ith, int nth) {
     atomic_fetch_add(&j->hits[ith], 1);
     /* barriers: every thread must see all nth increments of phase p before any enters p + 1 */
     for (int p = 0; p < 8; p++) {
+        if (j->slow && ith == nth - 1 && p % 3 == 0) {
+            struct timespec ts = {0, 2000000}; /* 2 ms: longer than any spin budget */
+            nanosleep(&ts, NULL);
+        }
         atomic_fetch_add(&j->phase_count[p], 1);
         lv_threadpool_barrier(j->tp);
         if (atomic_load(&j->phase_count[p]) != nth) j->phase_ok = 0;
@@ -29,7 +35,7 @@ static void tp_fn(void *arg, int ith, int nth) {
 }
 
 TEST(threadpool_runs_every_thread_once_with_barriers) {
-    const int sizes[] = {1, 2, 3, 5};
+    const int sizes[] = {1, 2, 3, 5, 8}; /* 8 oversubscribes a small machine: the sleeping paths */
     for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
         int n = sizes[s];
         lv_threadpool *tp = lv_threadpool_create(n);
@@ -40,6 +46,7 @@ TEST(threadpool_runs_every_thread_once_with_barriers) {
             memset(&j, 0, sizeof(j));
             j.tp = tp;
             j.phase_ok = 1;
+            j.slow = rep % 20 == 7;
             lv_threadpool_run(tp, tp_fn, &j);
             CHECK(atomic_load(&j.sum) == (int64_t)n * (n + 1) / 2, "sum with %d threads: %lld", n, (long long)atomic_load(&j.sum));
             for (int i = 0; i < n; i++) CHECK(atomic_load(&j.hits[i]) == 1, "thread %d ran %d times", i, atomic_load(&j.hits[i]));

@@ -6,7 +6,8 @@
  *  - pp N at depth d: the cache is first filled with d tokens (not timed), then N tokens are
  *    decoded in batches of -b (timed); tokens/s = N / time.
  *  - tg N at depth d: after the fill, N tokens are decoded one per step (timed).
- *  - every test runs -r times after one warm-up run; mean and standard deviation of tokens/s.
+ *  - every test runs -r times after one warm-up run (none with --no-warmup); mean and standard
+ *    deviation of tokens/s.
  * Token ids are random, as in llama-bench. `-o json` writes one JSON object per test and line,
  * with llama-bench's field names plus ours (prefixed lv_).
  */
@@ -93,13 +94,14 @@ typedef struct result {
     double samples_ns[64];
     double avg_ts, stddev_ts, avg_ns, stddev_ns;
     double gbs, gflops;    /* achieved */
+    int64_t kv_bytes;      /* KV cache bytes held at the end of the last run */
     double bw_frac, flop_frac;
 } result;
 
 int cmd_bench(int argc, char **argv) {
     const char *model_path = NULL, *p_list = "512", *n_list = "128", *d_list = "0", *t_list = NULL, *out_fmt = "md", *kv = "f16";
     int64_t reps = 5, n_batch = 512, verbose = 0;
-    bool no_limits = false;
+    bool no_limits = false, no_warmup = false;
     cli_attention att;
     cli_opt base[] = {
         {"-m", "--model", CLI_STR, &model_path, "FILE", "GGUF model", .required = true},
@@ -112,6 +114,7 @@ int cmd_bench(int argc, char **argv) {
         {NULL, "--kv-type", CLI_STR, &kv, "T", "KV cache type: f16 (default) or f32"},
         {"-o", "--output", CLI_STR, &out_fmt, "md|json", "markdown table (default) or one JSON object per line"},
         {NULL, "--no-limits", CLI_FLAG, &no_limits, NULL, "skip measuring the machine's bandwidth and FMA limits"},
+        {NULL, "--no-warmup", CLI_FLAG, &no_warmup, NULL, "skip the warm-up run before each test (as llama-bench's flag)"},
         {"-v", "--verbose", CLI_INT, &verbose, "N", "log level: 0 warnings, 1 info, 2 debug", .lo = 0, .hi = 2},
     };
     const int nb = (int)(sizeof(base) / sizeof(base[0]));
@@ -195,7 +198,7 @@ int cmd_bench(int argc, char **argv) {
                     b.batch = lv_batch_init((int32_t)n_batch);
                     result res = {.test = kind == 0 ? "pp" : "tg", .n_prompt = kind == 0 ? n : 0, .n_gen = kind == 1 ? n : 0,
                                   .n_depth = d, .n_threads = ts[it], .reps = (int)reps};
-                    for (int rep = -1; rep < reps && rc == 0; rep++) { /* rep -1: warm-up */
+                    for (int rep = no_warmup ? 0 : -1; rep < reps && rc == 0; rep++) { /* rep -1: warm-up */
                         lv_kv_seq_rm(b.ctx, -1, 0, -1);
                         if (d > 0 && (st = feed(&b, 0, d, n_batch)) != LV_OK) {
                             rc = cli_fail("filling the cache", st);
@@ -210,6 +213,7 @@ int cmd_bench(int argc, char **argv) {
                         }
                         if (rep >= 0) res.samples_ns[rep] = dt * 1e9;
                     }
+                    res.kv_bytes = lv_kv_used_bytes(b.ctx);
                     lv_batch_free(&b.batch);
                     lv_context_free(b.ctx);
                     if (rc) break;
@@ -292,6 +296,7 @@ int cmd_bench(int argc, char **argv) {
                         json_object_set_new(o, "lv_limit_read_gbs", json_real(lim.read_gbs));
                         json_object_set_new(o, "lv_limit_fma_gflops", json_real(lim.fma_gflops));
                         json_object_set_new(o, "lv_bw_fraction", json_real(res.bw_frac));
+                        json_object_set_new(o, "lv_kv_bytes", json_integer(res.kv_bytes));
                         json_object_set_new(o, "lv_flop_fraction", json_real(res.flop_frac));
                         char *txt = json_dumps(o, JSON_COMPACT);
                         if (txt) printf("%s\n", txt);

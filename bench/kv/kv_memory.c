@@ -1,0 +1,110 @@
+/*
+ * kv_memory.c: KV cache memory at long contexts, measured, in each attention mode, against the
+ * formula (issue 5). Fills the cache of a model shape with N tokens in steps of n_batch, as a
+ * prefill does, without computing attention (memory does not depend on the values), and reports:
+ *   formula   what the policies should keep (docs/long-context.md): per (layer, KV head) pool,
+ *             full heads ceil(N / page) pages, sink+window heads ceil(sink / page) +
+ *             ceil(window / page) + 1 pages, times the page's bytes (K, V, positions, LServe stats);
+ *   in use    the pages the cache's pools have handed out (its own accounting);
+ *   peak RSS  growth of the process's resident memory over the fill (the OS's count: the cache's
+ *             storage is one lazily committed mapping, so untouched capacity costs nothing).
+ * Build: make bench-kv; run: build/release/kv_memory [N ...]   (default 32768 131072)
+ */
+#include "kv.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int64_t rss_bytes(void) {
+    long pages = 0, resident = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f) return -1;
+    if (fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = -1;
+    fclose(f);
+    return (int64_t)resident * sysconf(_SC_PAGESIZE);
+}
+
+typedef struct shape { const char *name; int64_t n_layer, n_head_kv, head_dim; } shape;
+enum { MODE_DENSE, MODE_DUO, MODE_DUO_LSERVE, MODE_LONGGEN, N_MODES };
+static const char *mode_name[N_MODES] = {"dense", "duo 0.5", "duo 0.5 + lserve", "longgen 1/3 full"};
+
+int main(int argc, char **argv) {
+    const shape shapes[] = {
+        {"smollm2-135m", 30, 3, 64},
+        {"qwen2.5-0.5b", 24, 2, 64},
+        {"llama3.2-1b", 16, 8, 64},
+    };
+    int64_t lens[8] = {32768, 131072};
+    int n_lens = 2;
+    if (argc > 1) {
+        n_lens = 0;
+        for (int i = 1; i < argc && n_lens < 8; i++) lens[n_lens++] = atoll(argv[i]);
+    }
+    const int64_t P = 64, n_batch = 512, sink = 64, window = 256;
+    float *k = calloc((size_t)64, sizeof(float)), *v = calloc((size_t)64, sizeof(float));
+    printf("| model | tokens | mode | formula MiB | in use MiB | peak RSS growth MiB | dense / mode |\n");
+    printf("| --- | ---: | --- | ---: | ---: | ---: | ---: |\n");
+    for (size_t si = 0; si < sizeof(shapes) / sizeof(shapes[0]); si++) {
+        const shape *sh = &shapes[si];
+        const int64_t n_pools = sh->n_layer * sh->n_head_kv;
+        for (int li = 0; li < n_lens; li++) {
+            const int64_t N = lens[li];
+            double dense_mib = 0;
+            for (int mode = 0; mode < N_MODES; mode++) {
+                lv_kv_head_policy *pol = calloc((size_t)n_pools, sizeof(*pol));
+                double formula = 0;
+                for (int64_t l = 0; l < sh->n_layer; l++)
+                    for (int64_t h = 0; h < sh->n_head_kv; h++) {
+                        lv_kv_head_policy *p = &pol[l * sh->n_head_kv + h];
+                        bool streaming = false;
+                        if (mode == MODE_DUO || mode == MODE_DUO_LSERVE) streaming = (l * sh->n_head_kv + h) % 2 == 1; /* half of the heads */
+                        if (mode == MODE_LONGGEN) streaming = !(l >= sh->n_layer / 3 && l < 2 * sh->n_layer / 3); /* middle third full */
+                        p->kind = streaming ? LV_MASK_SINK_WINDOW : LV_MASK_CAUSAL;
+                        p->sink = (int32_t)sink;
+                        p->window = (int32_t)window;
+                        p->stats = !streaming && mode == MODE_DUO_LSERVE;
+                        const int64_t pages = streaming ? (sink + P - 1) / P + (window + P - 1) / P + 1 : (N + P - 1) / P;
+                        formula += (double)pages * (double)(P * (2 * sh->head_dim * 2 + 4) + (p->stats ? (P / 16 + 1) * 2 * sh->head_dim * 4 : 0));
+                    }
+                lv_kv_params kp = {.n_layer = sh->n_layer, .n_head_kv = sh->n_head_kv, .head_dim_k = sh->head_dim, .head_dim_v = sh->head_dim,
+                                   .page_size = P, .n_ctx = N, .n_seq_max = 1, .n_batch = n_batch, .type = LV_KV_F16, .policies = pol};
+                const int64_t rss0 = rss_bytes();
+                lv_kv *kv = NULL;
+                if (lv_kv_create(&kp, &kv) != LV_OK) {
+                    fprintf(stderr, "kv_memory: %s\n", lv_last_error());
+                    return 1;
+                }
+                int64_t peak = 0;
+                for (int64_t t = 0; t < N; t += n_batch) {
+                    const int64_t n = N - t < n_batch ? N - t : n_batch;
+                    const int32_t last = (int32_t)(t + n - 1);
+                    if (lv_kv_reserve(kv, &n, &last) != LV_OK) {
+                        fprintf(stderr, "kv_memory: %s\n", lv_last_error());
+                        return 1;
+                    }
+                    for (int64_t l = 0; l < sh->n_layer; l++)
+                        for (int64_t h = 0; h < sh->n_head_kv; h++)
+                            for (int64_t j = 0; j < n; j++) {
+                                k[0] = (float)(t + j); /* something that is not all zero */
+                                lv_kv_write(kv, 0, l, h, j, k, v, (int32_t)(t + j));
+                            }
+                    lv_kv_commit(kv);
+                    const int64_t r = rss_bytes() - rss0;
+                    if (r > peak) peak = r;
+                }
+                const double mib = 1.0 / (1 << 20), in_use = (double)lv_kv_pages_in_use_bytes_(kv) * mib;
+                if (mode == MODE_DENSE) dense_mib = in_use;
+                printf("| %s | %lld | %s | %.1f | %.1f | %.1f | %.1fx |\n", sh->name, (long long)N, mode_name[mode], formula * mib, in_use,
+                       (double)peak * mib, dense_mib / in_use);
+                fflush(stdout);
+                lv_kv_free(kv);
+                free(pol);
+            }
+        }
+    }
+    free(k);
+    free(v);
+    return 0;
+}
