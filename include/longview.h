@@ -433,7 +433,7 @@ lv_status lv_eval_build(lv_eval *ev, int32_t n_tokens, double depth, uint64_t se
 void      lv_eval_prompt_free(lv_eval_prompt *p);
 
 /* The answer rule: both texts are reduced to lower-case words (runs of ASCII letters and digits
- * and of non-ASCII bytes; everything else separates words), and a keyword is found when its
+ * and of non-ASCII bytes; everything else, and U+2581 '▁', separates words), and a keyword is found when its
  * words occur consecutively in the answer's words. Correct iff every '|'-separated keyword is
  * found. Returns true when correct; *score (may be NULL) receives the fraction found. An answer
  * with no keywords is never correct. */

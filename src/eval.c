@@ -731,7 +731,9 @@ fail:
 
 static bool word_byte_(unsigned char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c >= 0x80; }
 
-/* " w1 w2 ... " in lower case: words are runs of ASCII letters and digits and non-ASCII bytes. */
+/* " w1 w2 ... " in lower case: words are runs of ASCII letters and digits and non-ASCII bytes.
+ * U+2581 (SentencePiece's space marker, which byte-level vocabularies such as builtin:bytes emit
+ * as raw bytes) separates words like a space. */
 static char *normalize_(const char *s, int64_t len) {
     char *o = lv_malloc((size_t)len + 3);
     if (!o) return NULL;
@@ -739,7 +741,10 @@ static char *normalize_(const char *s, int64_t len) {
     o[n++] = ' ';
     for (int64_t i = 0; i < len; i++) {
         const unsigned char c = (unsigned char)s[i];
-        if (word_byte_(c)) o[n++] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+        if (c == 0xE2 && i + 2 < len && (unsigned char)s[i + 1] == 0x96 && (unsigned char)s[i + 2] == 0x81) {
+            if (o[n - 1] != ' ') o[n++] = ' ';
+            i += 2;
+        } else if (word_byte_(c)) o[n++] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
         else if (o[n - 1] != ' ') o[n++] = ' ';
     }
     if (o[n - 1] != ' ') o[n++] = ' ';

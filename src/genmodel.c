@@ -229,7 +229,7 @@ static lv_status add_builtin_bytes_vocab(lv_gguf_writer *w, int64_t *n_vocab) {
     return ok ? LV_OK : LV_ERR_NOMEM;
 }
 
-static lv_status add_vocab(lv_gguf_writer *w, const char *vocab_path, int64_t *n_vocab) {
+lv_status lv_genmodel_add_vocab(lv_gguf_writer *w, const char *vocab_path, int64_t *n_vocab) {
     if (strcmp(vocab_path, "builtin:bytes") == 0) return add_builtin_bytes_vocab(w, n_vocab);
     size_t n = strlen(vocab_path);
     if (n >= 5 && strcmp(vocab_path + n - 5, ".json") == 0) return lv_vocab_json_to_gguf(vocab_path, w, n_vocab);
@@ -323,7 +323,7 @@ lv_status lv_genmodel_write(const lv_genmodel_params *gp, const char *out_path) 
     ok = ok && lv_gguf_writer_set_f32(w, K("attention.layer_norm_rms_epsilon"), sh.eps);
     if (!qwen) ok = ok && lv_gguf_writer_set_u32(w, K("rope.dimension_count"), (uint32_t)head_dim);
     if (!ok) goto end;
-    if ((st = add_vocab(w, gp->vocab_path, &n_vocab)) != LV_OK) {
+    if ((st = lv_genmodel_add_vocab(w, gp->vocab_path, &n_vocab)) != LV_OK) {
         lv_error_prefix("--vocab %s", gp->vocab_path);
         goto end;
     }

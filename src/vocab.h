@@ -28,6 +28,9 @@ const lv_vocab *lv_model_vocab(const lv_model *model);
  * tokenizer metadata on w (`tokenizer.ggml.*`, `tokenizer.chat_template`), as llama.cpp's
  * convert_hf_to_gguf.py would. *n_vocab receives the number of tokens. */
 lv_status lv_vocab_json_to_gguf(const char *tokenizer_json_path, lv_gguf_writer *w, int64_t *n_vocab);
+/* genmodel.c: write the tokenizer.* keys of vocab_path (a vocabulary GGUF, a tokenizer.json, or
+ * "builtin:bytes") into w; *n_vocab receives its token count. Used by gen-model and the trainer. */
+lv_status lv_genmodel_add_vocab(lv_gguf_writer *w, const char *vocab_path, int64_t *n_vocab);
 
 /* The same as lv_tokenize / lv_token_to_piece / lv_detokenize, on a vocabulary directly. */
 int32_t lv_vocab_tokenize(const lv_vocab *v, const char *text, int64_t len, lv_token *tokens, int32_t n_tokens_max,

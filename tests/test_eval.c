@@ -392,6 +392,9 @@ TEST(eval_answer_rule) {
         {"48213", "48 213", false, 0},
         {"48213", "4821", false, 0},
         {"48213", "key:48213,", true, 1},
+        {"48213", "\xe2\x96\x81" "48213." "\xe2\x96\x81", true, 1}, /* U+2581, the SentencePiece space a byte vocabulary emits raw */
+        {"48213", "\xe2\x96" "48213", false, 0},                   /* a truncated marker is not a space */
+        {"Dolores Park", "Dolores" "\xe2\x96\x81" "Park", true, 1},
         {"", "anything", false, 0},
         {"|", "anything", false, 0},
         {"a||b", "b a", true, 1},

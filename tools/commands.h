@@ -13,6 +13,8 @@ int cmd_bench(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_heads(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_identify(int argc, char **argv);
 int cmd_video_info(int argc, char **argv);
 int cmd_video_frames(int argc, char **argv);
 

@@ -1,0 +1,60 @@
+# longview train: a few steps on a tiny model lower the loss; a run stopped at a checkpoint and
+# resumed gives the same model and optimizer state, bit for bit, as an uninterrupted run (with a
+# different thread count); the output loads in `longview run`; bad flags and checkpoints fail clearly
+. "$(dirname "$0")/_lib.sh"
+rm -f "$T/full.log" "$T"/*.gguf "$T"/*.optim
+A="--preset nano --steps 30 --batch 2 --seq-len 400 --lr 3e-3 --seed 5 --log-every 100"
+expect_ok "train 30 steps" "$LV" train -o "$T/full.gguf" $A -t 2 --log "$T/full.log"
+grep -q "^step 30/30 | loss" "$T/err" || fail "progress line: $(cat "$T/err")"
+grep -q "tok/s" "$T/err" && grep -q "ETA" "$T/err" || fail "progress shows tok/s and ETA"
+[ "$(grep -vc '^#' "$T/full.log")" = 30 ] || fail "one log line per step"
+# the mean loss of the last 5 steps is below that of the first 5 by at least 0.3 nats
+awk -F'\t' '!/^#/ { l[$1] = $2 } END { a = 0; b = 0; for (i = 1; i <= 5; i++) { a += l[i]; b += l[25 + i] }
+  a /= 5; b /= 5; printf "first5 %.3f last5 %.3f\n", a, b; exit !(b < a - 0.3) }' "$T/full.log" || fail "loss did not fall"
+
+expect_ok "train, stopped at step 12" "$LV" train -o "$T/part.gguf" $A -t 1 --stop-at 12
+grep -q "step 12 of 30; resume" "$T/err" || fail "says where it stopped: $(cat "$T/err")"
+[ -f "$T/part.gguf.optim" ] || fail "optimizer state written"
+expect_ok "resume" "$LV" train -o "$T/part.gguf" $A -t 2 --resume "$T/part.gguf"
+grep -q "resuming .* at step 12 of 30" "$T/err" || fail "resume message"
+cmp "$T/full.gguf" "$T/part.gguf" || fail "resumed model differs from the uninterrupted one"
+cmp "$T/full.gguf.optim" "$T/part.gguf.optim" || fail "resumed optimizer state differs"
+echo "ok: resumed run is bit-identical"
+
+expect_ok "run loads it" "$LV" run -m "$T/full.gguf" -p "The pass key is" -n 4
+expect_ok "info loads it" "$LV" info -m "$T/full.gguf"
+
+# errors
+expect_fail "resume with other --steps" "$LV" train -o "$T/x.gguf" --preset nano --steps 31 --seed 5 --seq-len 400 --resume "$T/full.gguf"
+grep -q "same flags" "$T/err" || fail "explains"
+head -c 100 "$T/full.gguf.optim" > "$T/bad.gguf.optim"; cp "$T/full.gguf" "$T/bad.gguf"
+expect_fail "truncated optimizer state" "$LV" train -o "$T/x.gguf" $A --resume "$T/bad.gguf"
+expect_fail "missing checkpoint" "$LV" train -o "$T/x.gguf" $A --resume "$T/nope.gguf"
+expect_fail "bad dims" "$LV" train -o "$T/x.gguf" --dim 30 --heads 4
+expect_fail "seq-len too short for passkey" "$LV" train -o "$T/x.gguf" --preset nano --seq-len 100 --steps 1
+expect_fail "unknown preset" "$LV" train -o "$T/x.gguf" --preset huge
+expect_fail "no output" "$LV" train --preset nano
+expect_ok "help" "$LV" train --help
+for f in --preset --steps --batch --seq-len --lr --warmup --resume --save-every --passkey-frac --haystack -t; do
+  grep -q -- "$f" "$T/out" || fail "help lists $f"
+done
+
+# longview identify: gates for the trained llama and for a random qwen2 model; DuoAttention's TSV
+# format (one line per layer, one value in [0, 1] per KV head) that `longview heads` accepts
+expect_ok "identify (llama)" "$LV" identify -m "$T/full.gguf" -o "$T/gates.tsv" --plot "$T/gates.svg" --steps 5 --seq-len 400 --sink 8 --window 32 -t 2
+[ "$(wc -l < "$T/gates.tsv")" = 1 ] || fail "nano: 1 layer"
+awk -F'\t' '{ if (NF != 1) exit 1; for (i = 1; i <= NF; i++) if ($i < 0 || $i > 1) exit 1 }' "$T/gates.tsv" || fail "gate values: $(cat "$T/gates.tsv")"
+grep -q "<svg" "$T/gates.svg" || fail "svg written"
+expect_ok "heads reads it" "$LV" heads "$T/gates.tsv" -m "$T/full.gguf"
+expect_ok "gen-model qwen2" "$LV" gen-model --arch qwen2 --dim 32 --layers 3 --heads 4 --kv-heads 2 --ffn 32 --vocab builtin:bytes -o "$T/q.gguf"
+expect_ok "identify (qwen2)" "$LV" identify -m "$T/q.gguf" -o "$T/q.tsv" --steps 3 --seq-len 400 --sink 8 --window 32
+[ "$(wc -l < "$T/q.tsv")" = 3 ] && awk -F'\t' 'NF != 2 { exit 1 }' "$T/q.tsv" || fail "qwen2: 3 x 2 gates: $(cat "$T/q.tsv")"
+expect_fail "identify without a model" "$LV" identify -o "$T/x.tsv"
+expect_fail "identify on a missing file" "$LV" identify -m "$T/nope.gguf"
+
+# the shipped model (bench/train/RESULTS.md) still retrieves: 5 depths x 2 seeds at 512 tokens, dense
+M=models/passkey-small-bytes.gguf
+if [ -f "$M" ]; then
+  expect_ok "eval the shipped passkey model" "$LV" eval passkey -m "$M" --lengths 512 --samples 2 -n 10 -q
+  grep -Eq "^ +512 +1\.00 +1\.00 +1\.00 +1\.00 +1\.00 +\| +1\.00" "$T/out" || fail "shipped model below 100% at 512 tokens: $(cat "$T/out")"
+fi

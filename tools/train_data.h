@@ -1,0 +1,50 @@
+/*
+ * train_data.h: the synthetic data of `longview train` and `longview identify`: passkey prompts
+ * from the lv_eval builder followed by their answer, and windows of the haystack essays.
+ */
+#ifndef LV_TRAIN_DATA_H
+#define LV_TRAIN_DATA_H
+
+#include "longview.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct td_rng {
+    uint64_t s;
+} td_rng;
+uint64_t td_mix64(uint64_t z);
+uint64_t td_rng_next(td_rng *r);
+double td_rng_unit(td_rng *r);
+
+typedef struct td_data {
+    const lv_model *vocab; /* tokenizer */
+    lv_eval *ev;           /* passkey prompt builder */
+    lv_token *hay;         /* the haystack essays, tokenized */
+    int64_t n_hay;
+    int32_t seq_len, pk_min, pk_max;
+    double pk_frac, answer_weight, lm_weight;
+    uint64_t seed;
+} td_data;
+
+typedef struct td_sample {
+    int32_t *tok, *pos, *tgt;
+    float *w;
+    int64_t T;
+    int64_t ans0, ans1; /* positions whose targets are the answer: [ans0, ans1) (empty for LM samples) */
+} td_sample;
+
+/* d->seq_len set: create the passkey builder over vocab's tokenizer and set pk_min (at least the
+ * shortest prompt the format allows) and pk_max. 0, or 1 / 2 (runtime / usage error) after printing it. */
+int td_init_passkey(td_data *d, const lv_model *vocab, int32_t pk_min);
+/* $LV_HAYSTACK or ../shared/data/haystack/paul-graham-essays when readable, else NULL */
+const char *td_default_haystack(void);
+/* tokenize the *.txt files of dir (name order, concatenated); 0, or -1 after printing the error */
+int td_load_haystack(td_data *d, const char *dir);
+/* a passkey prompt of pk_min..pk_max tokens at a random depth, then " KEY."; the answer's targets
+ * are [ans0, ans1). 0, or -1 after printing the error. */
+int td_make_passkey(const td_data *d, td_rng *r, td_sample *s);
+/* sample b of step `step` (eval: held-out, always passkey): a function of (seed, step, b) only */
+int td_make_sample(const td_data *d, int64_t step, int b, bool eval, td_sample *s);
+
+#endif
