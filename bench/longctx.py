@@ -2,7 +2,7 @@
 """Tables from bench/longctx.sh's JSON lines (standard library only). Prefill tokens/s of a
 DEPTH-token prompt = DEPTH / (the run's wall-clock time - n_gen / decode tokens/s).
 
-Usage: bench/longctx.py RESULTS.jsonl
+Usage: bench/longctx.py RESULTS.jsonl ...   (several runs are merged)
 Per model and depth: prefill tokens/s of a depth-token prompt and decode tokens/s at that depth,
 llama.cpp (its best thread count for decode) and longview in each mode, with the ratio
 longview / llama.cpp; then KV MiB at that depth when longview reported it.
@@ -13,7 +13,7 @@ from collections import defaultdict
 def main():
     runs = defaultdict(list)  # (model, kind, depth, engine, mode, threads) -> [t/s]
     kv = {}
-    for line in open(sys.argv[1]):
+    for line in (l for path in sys.argv[1:] for l in open(path)):
         line = line.strip()
         if not line.startswith('{'):
             continue

@@ -18,8 +18,11 @@
  *    busy, so the scheduler never moves the starved thread there: every job and barrier then
  *    costs a time slice (a 2-thread decode fell from 150 to 2 tokens/s beside one busy process).
  *    Each thread therefore checks its involuntary context switches every LV_TP_CHECK_EVERY jobs;
- *    when any thread was preempted, the whole pool spins only LV_TP_SPIN_SHORT_S before sleeping,
- *    for the next LV_TP_CONTENDED_HOLD_S seconds (renewed while preemption goes on).
+ *    when the pool's threads were preempted LV_TP_PREEMPT_MIN times within LV_TP_WINDOW_S, the
+ *    whole pool spins only LV_TP_SPIN_SHORT_S before sleeping, for the next
+ *    LV_TP_CONTENDED_HOLD_S seconds (renewed while preemption goes on). A niced background job
+ *    preempts rarely and leaves the long spins in place (short spins beside it made 2 threads
+ *    slower than 1).
  *  - Calls to lv_threadpool_run from different threads are serialized by a mutex.
  */
 #define _GNU_SOURCE
@@ -43,6 +46,11 @@
 #define LV_TP_SPIN_SHORT_S 0.00002
 #define LV_TP_CHECK_EVERY 32
 #define LV_TP_CONTENDED_HOLD_S 0.25
+/* Preemptions (all threads together) within LV_TP_WINDOW_S that mean "oversubscribed": a process
+ * of the same priority on our cores preempts a running thread every few milliseconds (tens per
+ * window); a nice-19 one, which the scheduler gives ~1.5% of a core, a couple of times. */
+#define LV_TP_WINDOW_S 0.1
+#define LV_TP_PREEMPT_MIN 8
 
 typedef struct worker {
     lv_threadpool *tp;
@@ -78,6 +86,8 @@ struct lv_threadpool {
 
     /* oversubscription: until when (lv_time_s) to spin only briefly; 0 = not seen */
     _Atomic double contended_until;
+    _Atomic double win_start; /* the current counting window */
+    _Atomic int win_count;    /* preemptions seen in it */
 };
 
 /* Per-thread preemption check, every LV_TP_CHECK_EVERY calls. */
@@ -91,10 +101,18 @@ static void check_preemption(lv_threadpool *tp, preempt_check *pc) {
     pc->calls = 0;
     struct rusage ru;
     if (getrusage(RUSAGE_THREAD, &ru) != 0) return;
-    if (ru.ru_nivcsw != pc->nivcsw) {
-        if (pc->nivcsw != 0 || ru.ru_nivcsw > 8) atomic_store(&tp->contended_until, lv_time_s() + LV_TP_CONTENDED_HOLD_S);
-        pc->nivcsw = ru.ru_nivcsw;
+    const long delta = ru.ru_nivcsw - pc->nivcsw;
+    const bool first = pc->nivcsw == 0;
+    pc->nivcsw = ru.ru_nivcsw;
+    if (delta <= 0 || first) return;
+    /* races between threads only blur the window's edges */
+    const double now = lv_time_s();
+    if (now - atomic_load(&tp->win_start) > LV_TP_WINDOW_S) {
+        atomic_store(&tp->win_start, now);
+        atomic_store(&tp->win_count, 0);
     }
+    if (atomic_fetch_add(&tp->win_count, (int)delta) + (int)delta >= LV_TP_PREEMPT_MIN)
+        atomic_store(&tp->contended_until, now + LV_TP_CONTENDED_HOLD_S);
 }
 
 static double spin_budget(lv_threadpool *tp, double now) {
