@@ -19,23 +19,11 @@ void lv_attn_tiled_avx512_generic(const lv_attn_job *job, float *scratch);
 
 #include <immintrin.h>
 
+#include "exp512.h"
+
 #define KB 64
 #define MAX_DV_REGS 16 /* Dv up to 256 */
 
-static inline __m512 exp512(__m512 x) {
-    x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
-    const __m512 t = _mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f));
-    const __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
-    const __m512 f = _mm512_sub_ps(t, n);
-    __m512 p = _mm512_set1_ps(1.5353362e-4f);
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.3398874e-3f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.6184373e-3f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.5503324e-2f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022648e-1f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.9314718e-1f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
-    return _mm512_scalef_ps(p, n);
-}
 
 /* the sums of the 16 lanes of a, b, c, d as one 4-vector */
 static inline __m128 hsum4(__m512 a, __m512 b, __m512 c, __m512 d) {
@@ -143,7 +131,7 @@ void lv_attn_tiled_avx512(const lv_attn_job *job, float *scratch) {
                 for (int j = 0; j < nk16; j += 16) {
                     const __m512 sv = _mm512_loadu_ps(sr + j);
                     const __mmask16 live = _mm512_cmp_ps_mask(sv, vninf, _CMP_NEQ_OQ);
-                    const __m512 p = _mm512_maskz_mov_ps(live, exp512(_mm512_sub_ps(sv, vnm)));
+                    const __m512 p = _mm512_maskz_mov_ps(live, lv_exp512(_mm512_sub_ps(sv, vnm)));
                     _mm512_storeu_ps(sr + j, p);
                     vsum = _mm512_add_ps(vsum, p);
                 }
