@@ -68,6 +68,11 @@ static int64_t pool_pages(const lv_kv_params *p, const lv_kv_head_policy *pol) {
     return n < full ? n : full;
 }
 
+/* Bytes of one page of a pool: K and V rows, positions, and LServe statistics when kept. */
+static int64_t page_bytes_of(int64_t P, int64_t Dk, int64_t Dv, size_t elt, bool stats) {
+    return P * ((Dk + Dv) * (int64_t)elt + 4) + (stats ? (P / LV_KV_LOGICAL_PAGE + 1) * 2 * Dk * 4 : 0);
+}
+
 lv_status lv_kv_create(const lv_kv_params *p, lv_kv **out) {
     *out = NULL;
     if (p->n_layer <= 0 || p->n_head_kv <= 0 || p->head_dim_k <= 0 || p->head_dim_v <= 0 || p->page_size <= 0 || p->n_ctx <= 0 ||
@@ -119,7 +124,7 @@ lv_status lv_kv_create(const lv_kv_params *p, lv_kv **out) {
         if (pol.kind != LV_MASK_CAUSAL) pol.stats = false;
         pl->pol = pol;
         pl->n_pages = pool_pages(p, &pol);
-        int64_t page_bytes = P * ((Dk + Dv) * (int64_t)kv->elt + 4) + (pol.stats ? (P / LV_KV_LOGICAL_PAGE + 1) * 2 * Dk * 4 : 0);
+        const int64_t page_bytes = page_bytes_of(P, Dk, Dv, kv->elt, pol.stats);
         int64_t bytes;
         if (lv_mul_ovf_i64(page_bytes, pl->n_pages, &bytes) || lv_add_ovf_i64(total, bytes, &total) || (uint64_t)total > SIZE_MAX / 2) {
             st = lv_error(LV_ERR_INVALID_ARG, "kv cache: %lld tokens x %lld layers x %lld heads does not fit in memory", (long long)p->n_ctx,
@@ -599,8 +604,7 @@ int64_t lv_kv_pages_in_use_bytes_(const lv_kv *kv) {
     int64_t total = 0;
     for (int64_t i = 0; i < kv->n_pools; i++) {
         const kv_pool *pl = &kv->pools[i];
-        const int64_t page_bytes = P * ((Dk + Dv) * (int64_t)kv->elt + 4) + (pl->pol.stats ? (P / LV_KV_LOGICAL_PAGE + 1) * 2 * Dk * 4 : 0);
-        total += (pl->n_pages - pl->n_free) * page_bytes;
+        total += (pl->n_pages - pl->n_free) * page_bytes_of(P, Dk, Dv, kv->elt, pl->pol.stats);
     }
     return total;
 }
