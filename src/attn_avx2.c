@@ -89,7 +89,9 @@ void lv_attn_tiled_avx2(const lv_attn_job *job, float *scratch) {
             widen_block(job->kv_type, sp->k, j0, nk, Dk, kb);
             widen_block(job->kv_type, sp->v, j0, nk, Dv, vb);
             if (nk4 > nk) memset(kb + (size_t)nk * Dk, 0, (size_t)(nk4 - nk) * Dk * sizeof(float));
+            const uint32_t heads = job->span_heads ? job->span_heads[s] : UINT32_MAX;
             for (int r = 0; r < nq; r++) {
+                if (!((heads >> (r % job->n_head)) & 1u)) continue; /* this head did not choose the span */
                 const float *qr = q + (size_t)r * Dk;
                 float *sr = sc + (size_t)r * KB;
                 for (int j = 0; j < nk4; j += 4) {

@@ -77,11 +77,14 @@ void ATTN_FN(const lv_attn_job *job, float *scratch) {
             if (sp->pos[j0] > max_qpos) break;
             attn_widen(job->kv_type, sp->k, j0, nk, Dk, kb);
             /* scores tile */
+            const uint32_t heads = job->span_heads ? job->span_heads[s] : UINT32_MAX;
             for (int r = 0; r < nq; r++) {
                 const int32_t qp = QPOS(r);
                 const float *qr = q + (size_t)r * Dk;
                 float *sr = sc + (size_t)r * ATTN_KB;
-                if (job->mask.kind == LV_MASK_CAUSAL) {
+                if (!((heads >> (r % job->n_head)) & 1u)) {
+                    for (int j = 0; j < nk; j++) sr[j] = -INFINITY; /* this head did not choose the span */
+                } else if (job->mask.kind == LV_MASK_CAUSAL) {
                     for (int j = 0; j < nk; j++) sr[j] = sp->pos[j0 + j] <= qp ? attn_dot(qr, kb + (size_t)j * Dk, Dk) * job->scale : -INFINITY;
                 } else {
                     for (int j = 0; j < nk; j++)

@@ -178,14 +178,21 @@ lv_status lv_context_create(lv_model *model, lv_context_params p, lv_context **o
     if ((st = lv_kv_create(&kp, &ctx->kv)) != LV_OK) goto fail;
     st = LV_ERR_NOMEM;
     /* LServe: pages selected per (sequence, layer, query head), reused for select_every steps */
+    if (ctx->select && hp->n_head / hp->n_head_kv > 32) {
+        st = lv_error(LV_ERR_INVALID_ARG, "LServe selection supports at most 32 query heads per KV head (this model has %lld)",
+                      (long long)(hp->n_head / hp->n_head_kv));
+        goto fail;
+    }
     if (ctx->select) {
         const size_t n_sel = (size_t)p.n_seq_max * (size_t)hp->n_layer * (size_t)hp->n_head;
         ctx->sel_k = LV_MAX(3, p.attention.kv_budget / (int32_t)p.kv_page_size);
         ctx->sel_pages = lv_calloc(n_sel * (size_t)(ctx->sel_k + 1), sizeof(int32_t));
         ctx->sel_n = lv_calloc(n_sel, sizeof(int32_t));
         ctx->sel_scratch = lv_calloc((size_t)ctx->n_threads * (size_t)lv_kv_max_spans(ctx->kv), 8);
-        ctx->sel_tmp = lv_calloc((size_t)ctx->n_threads * (size_t)(lv_kv_max_spans(ctx->kv) + 1), sizeof(int32_t));
-        if (!ctx->sel_pages || !ctx->sel_n || !ctx->sel_scratch || !ctx->sel_tmp) goto fail;
+        const size_t G = (size_t)(hp->n_head / hp->n_head_kv), stride = (size_t)lv_kv_max_spans(ctx->kv) + 1;
+        ctx->sel_tmp = lv_calloc((size_t)ctx->n_threads * (G + 1) * stride, sizeof(int32_t));
+        ctx->sel_heads = lv_calloc((size_t)ctx->n_threads * stride, sizeof(uint32_t));
+        if (!ctx->sel_pages || !ctx->sel_n || !ctx->sel_scratch || !ctx->sel_tmp || !ctx->sel_heads) goto fail;
     }
 
     const size_t T = p.n_ubatch, B = p.n_batch, E = (size_t)hp->n_embd, F = (size_t)hp->n_ff;
@@ -239,6 +246,7 @@ void lv_context_free(lv_context *ctx) {
     lv_free(ctx->sel_n);
     lv_free(ctx->sel_scratch);
     lv_free(ctx->sel_tmp);
+    lv_free(ctx->sel_heads);
     lv_kv_free(ctx->kv);
     if (ctx->own_tp) lv_threadpool_free(ctx->tp);
     lv_free(ctx->x);

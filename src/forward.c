@@ -124,17 +124,36 @@ static void attn_worker(void *arg, int ith, int nth) {
             lv_attn(&job, scratch);
             continue;
         }
-        /* a decode step on a retrieval head: each query head reads its own selected pages */
-        int32_t *pages = ctx->sel_tmp + (int64_t)ith * (ctx->max_spans + 1);
+        /* a decode step on a retrieval head: each query head reads its own selected pages. The
+         * G selections (each sorted) are merged into one list of pages with a bit per head that
+         * chose it, so a page several heads chose is loaded once; each head still attends over
+         * exactly its own pages (the kernel skips the spans a head did not choose). */
+        const int64_t stride = ctx->max_spans + 1;
+        int32_t *sel = ctx->sel_tmp + (int64_t)ith * (G + 1) * stride, *uni = sel + G * stride;
+        uint32_t *heads = ctx->sel_heads + (int64_t)ith * stride;
+        int np[32], at[32];
         for (int64_t hh = 0; hh < G; hh++) {
-            const int np = decode_pages(ctx, t, last, g * G + hh, g, ith, pages);
-            lv_attn_job one = job;
-            one.q = job.q + hh * Dk;
-            one.out = job.out + hh * Dv;
-            one.n_head = 1;
-            one.n_spans = lv_kv_spans_of_pages(ctx->kv, seq, t->il, g, t->ub->n_vis[last], pages, np, spans);
-            lv_attn(&one, scratch);
+            np[hh] = decode_pages(ctx, t, last, g * G + hh, g, ith, sel + hh * stride);
+            at[hh] = 0;
         }
+        int nu = 0;
+        for (;;) {
+            int32_t next = INT32_MAX;
+            for (int64_t hh = 0; hh < G; hh++)
+                if (at[hh] < np[hh] && sel[hh * stride + at[hh]] < next) next = sel[hh * stride + at[hh]];
+            if (next == INT32_MAX) break;
+            uint32_t bits = 0;
+            for (int64_t hh = 0; hh < G; hh++)
+                if (at[hh] < np[hh] && sel[hh * stride + at[hh]] == next) {
+                    bits |= 1u << hh;
+                    at[hh]++;
+                }
+            uni[nu] = next;
+            heads[nu++] = bits;
+        }
+        job.n_spans = lv_kv_spans_of_pages(ctx->kv, seq, t->il, g, t->ub->n_vis[last], uni, nu, spans);
+        job.span_heads = heads;
+        lv_attn(&job, scratch);
     }
 }
 

@@ -99,6 +99,10 @@ typedef struct lv_attn_job {
     int n_tok, n_head;
     const lv_attn_span *spans;
     int n_spans;
+    /* (n_spans) or NULL: bit h set when query head h reads span s (for every token of the job);
+     * NULL: every head reads every span. LServe's decode gives the G heads of a KV head the union
+     * of their selected pages, so a page two heads chose is loaded once. */
+    const uint32_t *span_heads;
     lv_attn_mask mask;
     float scale;
     lv_kv_type kv_type;

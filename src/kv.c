@@ -497,6 +497,25 @@ static int cmp_i32(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+/* sum_d max(q_d kmax_d, q_d kmin_d) with 16 independent partial sums, so the compiler
+ * vectorizes it (a single running sum is a chain of dependent adds: 8x slower at Dk 64) */
+static float quest_bound(const float *q, const float *mn, const float *mx, int64_t Dk) {
+    float acc[16] = {0};
+    int64_t d = 0;
+    for (; d + 16 <= Dk; d += 16)
+        for (int j = 0; j < 16; j++) {
+            const float a = q[d + j] * mx[d + j], b = q[d + j] * mn[d + j];
+            acc[j] += a > b ? a : b;
+        }
+    float s = 0;
+    for (; d < Dk; d++) {
+        const float a = q[d] * mx[d], b = q[d] * mn[d];
+        s += a > b ? a : b;
+    }
+    for (int j = 0; j < 16; j++) s += acc[j];
+    return s;
+}
+
 int lv_kv_select_pages(const lv_kv *kv, int64_t seq, int64_t layer, int64_t head, int64_t n_new_visible, const float *q,
                        int64_t k_pages, int32_t *pages_out, void *scratch) {
     const kv_stream *st = stream_at(kv, seq, layer, head);
@@ -516,11 +535,7 @@ int lv_kv_select_pages(const lv_kv *kv, int64_t seq, int64_t layer, int64_t head
         float best = -INFINITY;
         for (int64_t lp = 0; lp < P / LV_KV_LOGICAL_PAGE; lp++) {
             const float *mn = stats_at(kv, pl, st->pages[i], lp), *mx = mn + Dk;
-            float s = 0;
-            for (int64_t d = 0; d < Dk; d++) {
-                const float a = q[d] * mx[d], b = q[d] * mn[d];
-                s += a > b ? a : b;
-            }
+            const float s = quest_bound(q, mn, mx, Dk);
             best = s > best ? s : best;
         }
         ps[i] = (page_score){best, (int32_t)i};

@@ -222,6 +222,69 @@ TEST(lserve_selection_picks_the_best_pages_and_equals_dense_when_the_budget_cove
     free(v_all);
 }
 
+/* LServe decode reads the union of the G query heads' selections once, each head attending only
+ * over the pages it chose (lv_attn_job.span_heads): the result must equal each head's own job
+ * bit for bit (same pages in the same order, same blocks), at every SIMD level, for head dims
+ * the intrinsics kernels take (64) and ones they leave to the portable kernel (DK, DV). */
+TEST(lserve_union_of_head_selections_equals_each_head_alone) {
+    lv_test_rng r = {lv_test_seed() ^ 4242};
+    enum { G = 3, NP = 40, P = 64, MAXD = 64 };
+    const int dims[2][2] = {{64, 64}, {DK, DV}};
+    static uint16_t kh[NP * P * MAXD], vh[NP * P * MAXD];
+    static int32_t pos[NP * P];
+    for (int i = 0; i < NP * P * MAXD; i++) {
+        kh[i] = lv_fp32_to_fp16(lv_test_rng_f32(&r) * 2);
+        vh[i] = lv_fp32_to_fp16(lv_test_rng_f32(&r));
+    }
+    for (int i = 0; i < NP * P; i++) pos[i] = i;
+    static float scratch[40000], scores[NP * P];
+    const lv_simd saved = lv_simd_active();
+    for (int level = 0; level <= (int)lv_simd_detect(); level++) {
+        lv_simd_set_max((lv_simd)level);
+        for (int di = 0; di < 2; di++) {
+            const int Dk = dims[di][0], Dv = dims[di][1];
+            for (int rep = 0; rep < 10; rep++) {
+                float q[G * MAXD], out_u[G * MAXD], out_1[MAXD], out_r[MAXD];
+                for (int i = 0; i < G * Dk; i++) q[i] = lv_test_rng_f32(&r) * 2;
+                /* each head chooses a random sorted subset of pages, always with the newest */
+                bool chose[G][NP];
+                for (int h = 0; h < G; h++)
+                    for (int pg = 0; pg < NP; pg++) chose[h][pg] = pg == NP - 1 || lv_test_rng_f32(&r) < (rep % 3 == 0 ? 0.0f : 0.3f);
+                lv_attn_span uspans[NP], hspans[NP];
+                uint32_t heads[NP];
+                int nu = 0;
+                for (int pg = 0; pg < NP; pg++) {
+                    uint32_t bits = 0;
+                    for (int h = 0; h < G; h++) bits |= chose[h][pg] ? 1u << h : 0u;
+                    if (!bits) continue;
+                    uspans[nu] = (lv_attn_span){kh + (size_t)pg * P * Dk, vh + (size_t)pg * P * Dv, pos + pg * P, P};
+                    heads[nu++] = bits;
+                }
+                const int32_t qpos = NP * P - 1 - rep; /* the newest page partly in the future */
+                lv_attn_job job = {.q = q, .q_tok_stride = G * Dk, .q_head_stride = Dk, .out = out_u, .out_tok_stride = G * Dv,
+                                   .out_head_stride = Dv, .pos = &qpos, .n_tok = 1, .n_head = G, .spans = uspans, .n_spans = nu,
+                                   .span_heads = heads, .scale = 0.125f, .kv_type = LV_KV_F16, .Dk = Dk, .Dv = Dv};
+                lv_attn(&job, scratch);
+                for (int h = 0; h < G; h++) {
+                    int nh = 0;
+                    for (int pg = 0; pg < NP; pg++)
+                        if (chose[h][pg]) hspans[nh++] = (lv_attn_span){kh + (size_t)pg * P * Dk, vh + (size_t)pg * P * Dv, pos + pg * P, P};
+                    lv_attn_job one = {.q = q + h * Dk, .out = out_1, .pos = &qpos, .n_tok = 1, .n_head = 1, .spans = hspans,
+                                       .n_spans = nh, .scale = 0.125f, .kv_type = LV_KV_F16, .Dk = Dk, .Dv = Dv};
+                    lv_attn(&one, scratch);
+                    CHECK(memcmp(out_1, out_u + h * Dv, sizeof(float) * (size_t)Dv) == 0, "%s D%d rep %d head %d: union != alone",
+                          lv_simd_name((lv_simd)level), Dk, rep, h);
+                    lv_attn_ref(q + h * Dk, hspans, nh, qpos, NULL, 0.125f, LV_KV_F16, Dk, Dv, scores, out_r);
+                    for (int e = 0; e < Dv; e++)
+                        CHECK(fabsf(out_u[h * Dv + e] - out_r[e]) <= 1e-5f, "%s D%d head %d: %g vs reference %g", lv_simd_name((lv_simd)level), Dk, h,
+                              out_u[h * Dv + e], out_r[e]);
+                }
+            }
+        }
+    }
+    lv_simd_set_max(saved);
+}
+
 TEST(key_statistics_survive_rollback_and_truncation) {
     lv_test_rng r = {lv_test_seed() ^ 5};
     lv_kv_head_policy pol = {.kind = LV_MASK_CAUSAL, .stats = true};
