@@ -147,6 +147,13 @@ void lv_attn_tiled_avx2(const lv_attn_job *job, float *scratch) {
             }
         }
     }
+    if (job->m_out && job->l_out) {
+        for (int r = 0; r < nq; r++) {
+            job->m_out[r] = m[r];
+            job->l_out[r] = l[r];
+        }
+        return;
+    }
     for (int r = 0; r < nq; r++) {
         if (l[r] == 0.0f) continue;
         const __m256 inv = _mm256_set1_ps(1.0f / l[r]);

@@ -120,6 +120,13 @@ void ATTN_FN(const lv_attn_job *job, float *scratch) {
             }
         }
     }
+    if (job->m_out && job->l_out) {
+        for (int r = 0; r < nq; r++) {
+            job->m_out[r] = m[r];
+            job->l_out[r] = l[r];
+        }
+        return;
+    }
     for (int r = 0; r < nq; r++) {
         if (l[r] == 0.0f) continue; /* nothing attended: output stays zero */
         const float inv = 1.0f / l[r];

@@ -214,6 +214,14 @@ lv_status lv_context_create(lv_model *model, lv_context_params p, lv_context **o
     ctx->att_scratch_floats = (int64_t)lv_attn_scratch_floats(
         (int)(LV_ATTN_RUN * (hp->n_head / hp->n_head_kv)), (int)hp->n_embd_head_k, (int)hp->n_embd_head_v);
     ctx->att_scratch = alloc_f((size_t)ctx->n_threads * (size_t)ctx->att_scratch_floats);
+    {
+        const int64_t G = hp->n_head / hp->n_head_kv, nq = LV_ATTN_RUN * G;
+        ctx->att_part_floats = nq * (hp->n_embd_head_v + 4);
+        ctx->att_part = alloc_f((size_t)ctx->n_threads * (size_t)ctx->att_part_floats);
+        ctx->dec_max_chunks = ctx->max_spans / LV_ATTN_CHUNK + 1;
+        ctx->dec_part = alloc_f((size_t)(hp->n_head_kv * ctx->dec_max_chunks * G * (hp->n_embd_head_v + 2)));
+        ctx->dec_chunks = lv_calloc((size_t)hp->n_head_kv, sizeof(int));
+    }
     ctx->run_start = lv_calloc(T, sizeof(int64_t));
     ctx->run_len = lv_calloc(T, sizeof(int64_t));
     ctx->att_spans = lv_calloc((size_t)ctx->n_threads * (size_t)ctx->max_spans, sizeof(lv_attn_span));
@@ -227,7 +235,7 @@ lv_status lv_context_create(lv_model *model, lv_context_params p, lv_context **o
     ctx->logits_size = B * (size_t)hp->n_vocab * sizeof(float);
     ctx->logits = lv_big_alloc(ctx->logits_size);
     if (!ctx->x || !ctx->xn || !ctx->tmp || !ctx->q || !ctx->k || !ctx->v || !ctx->attn || !ctx->gate || !ctx->up || !ctx->rope_cache ||
-        !ctx->xq || !ctx->att_scratch || !ctx->run_start || !ctx->run_len || !ctx->att_spans || !ctx->slot || !ctx->n_vis || !ctx->out_row || !ctx->logit_row ||
+        !ctx->xq || !ctx->att_scratch || !ctx->att_part || !ctx->dec_part || !ctx->dec_chunks || !ctx->run_start || !ctx->run_len || !ctx->att_spans || !ctx->slot || !ctx->n_vis || !ctx->out_row || !ctx->logit_row ||
         !ctx->seq_count || !ctx->seq_new || !ctx->seq_last || !ctx->logits)
         goto fail;
     ctx->last_out = -1;
@@ -261,6 +269,9 @@ void lv_context_free(lv_context *ctx) {
     lv_free(ctx->rope_cache);
     lv_free(ctx->xq);
     lv_free(ctx->att_scratch);
+    lv_free(ctx->att_part);
+    lv_free(ctx->dec_part);
+    lv_free(ctx->dec_chunks);
     lv_free(ctx->run_start);
     lv_free(ctx->run_len);
     lv_free(ctx->att_spans);

@@ -11,6 +11,7 @@
 
 /* tokens of one sequence that share an attention job */
 #define LV_ATTN_RUN 16
+#define LV_ATTN_CHUNK 16 /* split-K: spans (pages) per chunk of a full head's job, forward.c */
 
 /* One micro-batch as the forward pass sees it (arrays of T). */
 typedef struct lv_ubatch {
@@ -60,6 +61,11 @@ struct lv_context {
     int64_t max_spans;
     float *att_scratch;      /* (n_threads, att_scratch_floats) */
     int64_t att_scratch_floats;
+    float *att_part;         /* (n_threads, att_part_floats): a chunk's partial outputs */
+    int64_t att_part_floats;
+    float *dec_part;         /* (n_head_kv, dec_max_chunks, G, Dv + 2): a decode step's chunk outputs, m, l */
+    int64_t dec_max_chunks;
+    int *dec_chunks;         /* (n_head_kv) chunks of each KV head's decode job */
     int64_t *run_start, *run_len; /* (n_ubatch) runs of one sequence's tokens in the micro-batch */
     int64_t n_runs;
 

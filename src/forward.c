@@ -75,85 +75,218 @@ static void rope_store_range(void *arg, int64_t lo, int64_t hi, int ith) {
 /* ---- attention: one job per (run of consecutive tokens of one sequence, KV head) ----
  * The G query heads of a KV head and up to LV_ATTN_RUN tokens read the KV stream together, so
  * each cached key and value is loaded once per job. Jobs are dealt round robin: their cost grows
- * with the token's position, so contiguous ranges would leave one thread the long ones. */
-/* LServe at decode: the pages query head h reads in stream (seq, layer, g): a fresh selection
- * every select_every steps (timestep = tokens before this one), else the last one plus the
- * newest page. Returns the page count written to pages. */
-static int decode_pages(lv_context *ctx, const fw_task *t, int64_t i, int64_t h, int64_t g, int ith, int32_t *pages) {
+ * with the token's position, so contiguous ranges would leave one thread the long ones.
+ *
+ * Split-K: on a full head (no eviction) whose job reads more than LV_ATTN_CHUNK spans, the spans
+ * are taken in chunks of LV_ATTN_CHUNK; each chunk gives unnormalised partial outputs that are
+ * folded in chunk order (lv_attn_fold). The chunks of a prefill job run one after the other;
+ * at a single-token decode step they run on different threads and are folded afterwards, with
+ * the same operations in the same order, so decode still equals prefill bit for bit and the
+ * result does not depend on the thread count. */
+
+/* LServe at decode: reselect the pages of query head h in stream (seq, layer, g) when due:
+ * every select_every steps (timestep = tokens before this one) or when there is none yet. */
+static void refresh_selection(lv_context *ctx, const fw_task *t, int64_t i, int64_t h, int64_t g, int ith) {
     const lv_hparams *hp = &ctx->model->hp;
     const int64_t seq = t->ub->seq[i];
     const int64_t idx = (seq * hp->n_layer + t->il) * hp->n_head + h;
-    int32_t *cached = ctx->sel_pages + idx * (ctx->sel_k + 1);
     const int64_t timestep = lv_kv_seq_len(ctx->kv, seq) + t->ub->slot[i];
-    const int64_t n_pages = lv_kv_n_pages(ctx->kv, seq, t->il, g, t->ub->n_vis[i]);
     if (ctx->sel_n[idx] == 0 || timestep % ctx->p.attention.select_every == 0) {
         void *scratch = (uint8_t *)ctx->sel_scratch + (size_t)ith * (size_t)ctx->max_spans * 8;
         const float *q = ctx->q + (i * hp->n_head + h) * hp->n_embd_head_k;
-        ctx->sel_n[idx] = lv_kv_select_pages(ctx->kv, seq, t->il, g, t->ub->n_vis[i], q, ctx->sel_k, cached, scratch);
+        ctx->sel_n[idx] = lv_kv_select_pages(ctx->kv, seq, t->il, g, t->ub->n_vis[i], q, ctx->sel_k,
+                                             ctx->sel_pages + idx * (ctx->sel_k + 1), scratch);
     }
+}
+
+/* the pages query head h reads: its last selection plus the newest page (pages appended since
+ * the selection replace nothing); sorted. Returns the count written to pages. */
+static int selected_pages(lv_context *ctx, const fw_task *t, int64_t i, int64_t h, int64_t g, int32_t *pages) {
+    const lv_hparams *hp = &ctx->model->hp;
+    const int64_t seq = t->ub->seq[i];
+    const int64_t idx = (seq * hp->n_layer + t->il) * hp->n_head + h;
+    const int64_t n_pages = lv_kv_n_pages(ctx->kv, seq, t->il, g, t->ub->n_vis[i]);
     int n = ctx->sel_n[idx];
-    memcpy(pages, cached, (size_t)n * sizeof(int32_t));
-    /* the newest page is always read: pages appended since the selection replace nothing */
+    memcpy(pages, ctx->sel_pages + idx * (ctx->sel_k + 1), (size_t)n * sizeof(int32_t));
     if (pages[n - 1] != (int32_t)(n_pages - 1)) pages[n++] = (int32_t)(n_pages - 1);
     return n;
+}
+
+/* does the job of (run, g) use LServe selection (a decode token on a retrieval head whose
+ * stream holds more pages than a selection)? */
+static bool selects(const lv_context *ctx, const fw_task *t, int64_t run, int64_t g) {
+    const int64_t last = ctx->run_start[run] + ctx->run_len[run] - 1;
+    return ctx->select && ctx->run_len[run] == 1 && lv_kv_policy(ctx->kv, t->il, g)->stats &&
+           lv_kv_n_pages(ctx->kv, t->ub->seq[last], t->il, g, t->ub->n_vis[last]) > ctx->sel_k;
+}
+
+/* The job of (run, g), its spans written to spans (and for LServe the heads of each span to
+ * heads). With selection, each query head reads its own selected pages: the G selections (each
+ * sorted) are merged into one list with a bit per head that chose the page, so a page several
+ * heads chose is loaded once and each head still attends over exactly its own pages. */
+static lv_attn_job plan_job(lv_context *ctx, const fw_task *t, int64_t run, int64_t g, int ith, lv_attn_span *spans, uint32_t *heads) {
+    const lv_hparams *hp = &ctx->model->hp;
+    const int64_t Hq = hp->n_head, Hk = hp->n_head_kv, G = Hq / Hk, Dk = hp->n_embd_head_k, Dv = hp->n_embd_head_v;
+    const int64_t i0 = ctx->run_start[run], nt = ctx->run_len[run];
+    const int64_t last = i0 + nt - 1, seq = t->ub->seq[last];
+    lv_attn_job job = {
+        .q = ctx->q + (i0 * Hq + g * G) * Dk, .q_tok_stride = Hq * Dk, .q_head_stride = Dk,
+        .out = ctx->attn + (i0 * Hq + g * G) * Dv, .out_tok_stride = Hq * Dv, .out_head_stride = Dv,
+        .pos = t->ub->pos + i0, .n_tok = (int)nt, .n_head = (int)G, .spans = spans,
+        .scale = 1.0f / sqrtf((float)Dk), .kv_type = ctx->p.kv_type, .Dk = (int)Dk, .Dv = (int)Dv,
+    };
+    /* the tokens of a run see the stream up to its last token (masking handles the rest) */
+    job.n_spans = lv_kv_spans(ctx->kv, seq, t->il, g, t->ub->n_vis[last], spans, &job.mask);
+    if (!selects(ctx, t, run, g)) return job;
+    const int64_t stride = ctx->max_spans + 1;
+    int32_t *sel = ctx->sel_tmp + (int64_t)ith * (G + 1) * stride, *uni = sel + G * stride;
+    int np[32], at[32];
+    for (int64_t hh = 0; hh < G; hh++) {
+        np[hh] = selected_pages(ctx, t, last, g * G + hh, g, sel + hh * stride);
+        at[hh] = 0;
+    }
+    int nu = 0;
+    for (;;) {
+        int32_t next = INT32_MAX;
+        for (int64_t hh = 0; hh < G; hh++)
+            if (at[hh] < np[hh] && sel[hh * stride + at[hh]] < next) next = sel[hh * stride + at[hh]];
+        if (next == INT32_MAX) break;
+        uint32_t bits = 0;
+        for (int64_t hh = 0; hh < G; hh++)
+            if (at[hh] < np[hh] && sel[hh * stride + at[hh]] == next) {
+                bits |= 1u << hh;
+                at[hh]++;
+            }
+        uni[nu] = next;
+        heads[nu++] = bits;
+    }
+    job.n_spans = lv_kv_spans_of_pages(ctx->kv, seq, t->il, g, t->ub->n_vis[last], uni, nu, spans);
+    job.span_heads = heads;
+    return job;
+}
+
+/* chunks of a job (1: run it whole); only full heads are split, whose spans are the same pages
+ * in prefill and decode (streaming heads' spans shift as pages are evicted) */
+static int n_chunks(const lv_attn_job *job) {
+    return job->mask.kind == LV_MASK_CAUSAL && job->n_spans > LV_ATTN_CHUNK ? (job->n_spans + LV_ATTN_CHUNK - 1) / LV_ATTN_CHUNK : 1;
+}
+
+/* chunk c of a job, its partial outputs to o (nq, Dv), m and l (nq) */
+static lv_attn_job chunk_job(const lv_attn_job *job, int c, float *o, float *m, float *l) {
+    lv_attn_job sub = *job;
+    sub.spans = job->spans + (int64_t)c * LV_ATTN_CHUNK;
+    sub.n_spans = job->n_spans - c * LV_ATTN_CHUNK < LV_ATTN_CHUNK ? job->n_spans - c * LV_ATTN_CHUNK : LV_ATTN_CHUNK;
+    sub.span_heads = job->span_heads ? job->span_heads + (int64_t)c * LV_ATTN_CHUNK : NULL;
+    sub.out = o;
+    sub.out_tok_stride = (int64_t)job->n_head * job->Dv;
+    sub.out_head_stride = job->Dv;
+    sub.m_out = m;
+    sub.l_out = l;
+    return sub;
+}
+
+static inline float *out_row(const lv_attn_job *job, int r) {
+    return job->out + (r / job->n_head) * job->out_tok_stride + (r % job->n_head) * job->out_head_stride;
+}
+
+/* a job, its chunks one after the other (part: (nq, Dv + 4) floats of scratch) */
+static void run_job(const lv_attn_job *job, float *scratch, float *part) {
+    const int nc = n_chunks(job);
+    if (nc == 1) {
+        lv_attn(job, scratch);
+        return;
+    }
+    const int nq = job->n_tok * job->n_head, Dv = job->Dv;
+    float *o = part, *m = o + (size_t)nq * Dv, *l = m + nq, *M = l + nq, *L = M + nq;
+    for (int r = 0; r < nq; r++) {
+        M[r] = -INFINITY;
+        L[r] = 0.0f;
+    }
+    for (int c = 0; c < nc; c++) {
+        const lv_attn_job sub = chunk_job(job, c, o, m, l);
+        lv_attn(&sub, scratch);
+        for (int r = 0; r < nq; r++) lv_attn_fold(out_row(job, r), &M[r], &L[r], o + (size_t)r * Dv, m[r], l[r], Dv);
+    }
+    for (int r = 0; r < nq; r++) lv_attn_finish(out_row(job, r), L[r], Dv);
 }
 
 static void attn_worker(void *arg, int ith, int nth) {
     fw_task *t = arg;
     lv_context *ctx = t->ctx;
     const lv_hparams *hp = &ctx->model->hp;
-    const int64_t Hq = hp->n_head, Hk = hp->n_head_kv, G = Hq / Hk, Dk = hp->n_embd_head_k, Dv = hp->n_embd_head_v;
+    const int64_t Hk = hp->n_head_kv, G = hp->n_head / Hk;
     lv_attn_span *spans = ctx->att_spans + (int64_t)ith * ctx->max_spans;
+    uint32_t *heads = ctx->sel_heads + (int64_t)ith * (ctx->max_spans + 1);
     float *scratch = ctx->att_scratch + (int64_t)ith * ctx->att_scratch_floats;
+    float *part = ctx->att_part + (int64_t)ith * ctx->att_part_floats;
     const int64_t n_items = ctx->n_runs * Hk;
     for (int64_t item = ith; item < n_items; item += nth) {
         const int64_t run = item / Hk, g = item % Hk;
-        const int64_t i0 = ctx->run_start[run], nt = ctx->run_len[run];
-        const int64_t last = i0 + nt - 1, seq = t->ub->seq[last];
-        lv_attn_job job = {
-            .q = ctx->q + (i0 * Hq + g * G) * Dk, .q_tok_stride = Hq * Dk, .q_head_stride = Dk,
-            .out = ctx->attn + (i0 * Hq + g * G) * Dv, .out_tok_stride = Hq * Dv, .out_head_stride = Dv,
-            .pos = t->ub->pos + i0, .n_tok = (int)nt, .n_head = (int)G,
-            .scale = 1.0f / sqrtf((float)Dk), .kv_type = ctx->p.kv_type, .Dk = (int)Dk, .Dv = (int)Dv,
-        };
-        /* the tokens of a run see the stream up to its last token (masking handles the rest) */
-        job.n_spans = lv_kv_spans(ctx->kv, seq, t->il, g, t->ub->n_vis[last], spans, &job.mask);
-        job.spans = spans;
-        const lv_kv_head_policy *pol = lv_kv_policy(ctx->kv, t->il, g);
-        if (!(ctx->select && pol->stats && nt == 1 && job.n_spans > ctx->sel_k)) {
-            lv_attn(&job, scratch);
-            continue;
+        if (selects(ctx, t, run, g)) {
+            const int64_t last = ctx->run_start[run];
+            for (int64_t hh = 0; hh < G; hh++) refresh_selection(ctx, t, last, g * G + hh, g, ith);
         }
-        /* a decode step on a retrieval head: each query head reads its own selected pages. The
-         * G selections (each sorted) are merged into one list of pages with a bit per head that
-         * chose it, so a page several heads chose is loaded once; each head still attends over
-         * exactly its own pages (the kernel skips the spans a head did not choose). */
-        const int64_t stride = ctx->max_spans + 1;
-        int32_t *sel = ctx->sel_tmp + (int64_t)ith * (G + 1) * stride, *uni = sel + G * stride;
-        uint32_t *heads = ctx->sel_heads + (int64_t)ith * stride;
-        int np[32], at[32];
-        for (int64_t hh = 0; hh < G; hh++) {
-            np[hh] = decode_pages(ctx, t, last, g * G + hh, g, ith, sel + hh * stride);
-            at[hh] = 0;
+        const lv_attn_job job = plan_job(ctx, t, run, g, ith, spans, heads);
+        run_job(&job, scratch, part);
+    }
+}
+
+/* ---- a single-token decode step on several threads: the chunks of every KV head's job are
+ * dealt across the threads (3 KV heads on 2 threads would otherwise leave one idle a third of
+ * the time), then folded per query row. Three passes: selections (one per query head), chunks,
+ * folds. */
+static void decode_select_worker(void *arg, int ith, int nth) {
+    fw_task *t = arg;
+    lv_context *ctx = t->ctx;
+    const lv_hparams *hp = &ctx->model->hp;
+    const int64_t G = hp->n_head / hp->n_head_kv;
+    for (int64_t h = ith; h < hp->n_head; h += nth)
+        if (selects(ctx, t, 0, h / G)) refresh_selection(ctx, t, 0, h, h / G, ith);
+}
+
+static void decode_chunk_worker(void *arg, int ith, int nth) {
+    fw_task *t = arg;
+    lv_context *ctx = t->ctx;
+    const lv_hparams *hp = &ctx->model->hp;
+    const int64_t Hk = hp->n_head_kv, G = hp->n_head / Hk, Dv = hp->n_embd_head_v;
+    lv_attn_span *spans = ctx->att_spans + (int64_t)ith * ctx->max_spans;
+    uint32_t *heads = ctx->sel_heads + (int64_t)ith * (ctx->max_spans + 1);
+    float *scratch = ctx->att_scratch + (int64_t)ith * ctx->att_scratch_floats;
+    /* every thread plans every KV head (a few hundred pages: cheap next to reading them), so all
+     * number the chunks alike; chunk items are dealt round robin over all heads */
+    int64_t item = 0;
+    for (int64_t g = 0; g < Hk; g++) {
+        const lv_attn_job job = plan_job(ctx, t, 0, g, ith, spans, heads);
+        const int nc = n_chunks(&job);
+        if (ith == 0) ctx->dec_chunks[g] = nc;
+        for (int c = 0; c < nc; c++, item++) {
+            if (item % nth != ith) continue;
+            if (nc == 1) {
+                lv_attn(&job, scratch);
+            } else {
+                float *o = ctx->dec_part + (g * ctx->dec_max_chunks + c) * G * (Dv + 2), *m = o + G * Dv, *l = m + G;
+                const lv_attn_job sub = chunk_job(&job, c, o, m, l);
+                lv_attn(&sub, scratch);
+            }
         }
-        int nu = 0;
-        for (;;) {
-            int32_t next = INT32_MAX;
-            for (int64_t hh = 0; hh < G; hh++)
-                if (at[hh] < np[hh] && sel[hh * stride + at[hh]] < next) next = sel[hh * stride + at[hh]];
-            if (next == INT32_MAX) break;
-            uint32_t bits = 0;
-            for (int64_t hh = 0; hh < G; hh++)
-                if (at[hh] < np[hh] && sel[hh * stride + at[hh]] == next) {
-                    bits |= 1u << hh;
-                    at[hh]++;
-                }
-            uni[nu] = next;
-            heads[nu++] = bits;
+    }
+}
+
+static void decode_fold_worker(void *arg, int ith, int nth) {
+    fw_task *t = arg;
+    lv_context *ctx = t->ctx;
+    const lv_hparams *hp = &ctx->model->hp;
+    const int64_t Hq = hp->n_head, G = Hq / hp->n_head_kv, Dv = hp->n_embd_head_v;
+    for (int64_t h = ith; h < Hq; h += nth) {
+        const int64_t g = h / G, hh = h % G;
+        const int nc = ctx->dec_chunks[g];
+        if (nc == 1) continue;
+        float *out = ctx->attn + h * Dv, M = -INFINITY, L = 0.0f;
+        for (int c = 0; c < nc; c++) {
+            const float *o = ctx->dec_part + (g * ctx->dec_max_chunks + c) * G * (Dv + 2), *m = o + G * Dv, *l = m + G;
+            lv_attn_fold(out, &M, &L, o + hh * Dv, m[hh], l[hh], (int)Dv);
         }
-        job.n_spans = lv_kv_spans_of_pages(ctx->kv, seq, t->il, g, t->ub->n_vis[last], uni, nu, spans);
-        job.span_heads = heads;
-        lv_attn(&job, scratch);
+        lv_attn_finish(out, L, (int)Dv);
     }
 }
 
@@ -210,7 +343,13 @@ lv_status lv_forward_llama(lv_context *ctx, const lv_ubatch *ub) {
         lv_matmul(tp, &L->wk, ctx->xn, T, ctx->k, ctx->xq, bias_of(&L->bk));
         lv_matmul(tp, &L->wv, ctx->xn, T, ctx->v, ctx->xq, bias_of(&L->bv));
         lv_parallel_for(tp, T, rope_store_range, &t);
-        lv_threadpool_run(tp, attn_worker, &t);
+        if (T == 1 && ctx->n_threads > 1) {
+            if (ctx->select) lv_threadpool_run(tp, decode_select_worker, &t);
+            lv_threadpool_run(tp, decode_chunk_worker, &t);
+            lv_threadpool_run(tp, decode_fold_worker, &t);
+        } else {
+            lv_threadpool_run(tp, attn_worker, &t);
+        }
         lv_matmul(tp, &L->wo, ctx->attn, T, ctx->tmp, ctx->xq, bias_of(&L->bo));
         t.src = ctx->tmp;
         t.dst = ctx->x;

@@ -14,6 +14,7 @@
 
 #include "lv_internal.h"
 #include "model.h"
+#include <math.h>
 
 /* y (T, N) = x (T, K) @ W^T, W a bound weight of shape (K, N) (N rows of K elements), run on
  * the pool with the kernels of the active SIMD level (qkernels.h). xq is scratch for x
@@ -103,11 +104,38 @@ typedef struct lv_attn_job {
      * NULL: every head reads every span. LServe's decode gives the G heads of a KV head the union
      * of their selected pages, so a page two heads chose is loaded once. */
     const uint32_t *span_heads;
+    /* split-K: when both are set, each output row is left unnormalised (sum of exp(s - m) v) and
+     * its running max and sum of weights go to m_out[r], l_out[r] (row r = t * n_head + h; m
+     * -INFINITY, l 0 and a zero row when nothing was attended); lv_attn_merge combines parts. */
+    float *m_out, *l_out;
     lv_attn_mask mask;
     float scale;
     lv_kv_type kv_type;
     int Dk, Dv;
 } lv_attn_job;
+
+/* split-K: fold one part of a query row's keys (o unnormalised, its max m and weight sum l, as
+ * a job with m_out/l_out leaves them) into a running (O, *M, *L), parts taken in key order; a
+ * part that attended nothing (l 0) changes nothing. Start from *M = -INFINITY, *L = 0. */
+static inline void lv_attn_fold(float *O, float *M, float *L, const float *o, float m, float l, int Dv) {
+    if (l == 0.0f) return;
+    if (*L == 0.0f) {
+        for (int d = 0; d < Dv; d++) O[d] = o[d];
+        *M = m;
+        *L = l;
+        return;
+    }
+    const float mx = m > *M ? m : *M, a = expf(*M - mx), b = expf(m - mx);
+    for (int d = 0; d < Dv; d++) O[d] = O[d] * a + o[d] * b;
+    *L = *L * a + l * b;
+    *M = mx;
+}
+
+/* the folded row divided by its weight sum (zero when nothing was attended) */
+static inline void lv_attn_finish(float *O, float L, int Dv) {
+    const float inv = L == 0.0f ? 0.0f : 1.0f / L;
+    for (int d = 0; d < Dv; d++) O[d] *= inv;
+}
 
 /* floats of scratch a job of nq = n_tok * n_head query rows needs */
 size_t lv_attn_scratch_floats(int nq, int Dk, int Dv);

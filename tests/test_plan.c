@@ -51,13 +51,15 @@ static const char *write_pattern(const char *name, int layers, int heads, const 
 }
 
 /* all logits of tokens[0..n) fed in chunks of `chunk`, into out (n, V) */
+static int g_threads = 2, g_page = 16; /* threads and KV page size of run()'s contexts */
+
 static lv_status run(lv_model *m, lv_attention_params a, int32_t n, int32_t chunk, float *out, int64_t *kv_used) {
     lv_context_params cp = lv_context_default_params();
     cp.n_ctx = (uint32_t)n + 8;
     cp.n_batch = cp.n_ubatch = (uint32_t)chunk;
-    cp.kv_page_size = 16;
+    cp.kv_page_size = (uint32_t)g_page;
     cp.kv_type = LV_KV_F32;
-    cp.n_threads = 2;
+    cp.n_threads = g_threads;
     cp.attention = a;
     lv_context *ctx = NULL;
     lv_status st = lv_context_create(m, cp, &ctx);
@@ -181,6 +183,54 @@ TEST(sparse_plans_give_the_same_logits_in_any_chunking) {
     lv_head_pattern_free(pat);
     free(dense);
     for (int i = 0; i < 3; i++) free(r[i]);
+}
+
+/* Full heads whose job reads more than LV_ATTN_CHUNK pages are split into chunks folded in order;
+ * a decode step on several threads runs the chunks in parallel. With 16-token pages, 600 tokens
+ * are 38 pages (3 chunks): one prefill, chunks of 7 and token by token must still agree bit for
+ * bit, on 1, 2 and 3 threads; so must LServe decode (a union of selections over 16 pages). */
+TEST(split_k_attention_equals_prefill_on_any_thread_count) {
+    lv_model *m = plan_model();
+    REQUIRE(m, "model: %s", lv_last_error());
+    const int32_t n = 600, V = lv_model_n_vocab(m);
+    float gates[6] = {0.9f, 0.1f, 0.3f, 0.8f, -0.0001f, 1.0f};
+    lv_head_pattern *pat = NULL;
+    REQUIRE(lv_head_pattern_load(write_pattern("plan-3x2c", 3, 2, gates), &pat) == LV_OK, "pattern");
+    float *ref = malloc(sizeof(float) * (size_t)n * V), *got = malloc(sizeof(float) * (size_t)n * V);
+    lv_attention_params lserve = lv_attention_default_params();
+    lserve.heads = pat;
+    lserve.sparsity = 0.5f;
+    lserve.sink = 8;
+    lserve.window = 24;
+    lserve.select = true;
+    lserve.kv_budget = 16 * 12;
+    lserve.select_every = 3;
+    const int32_t chunks[3] = {64, 7, 1};
+    for (int mode = 0; mode < 2; mode++) {
+        const lv_attention_params a = mode ? lserve : lv_attention_default_params();
+        bool have_ref = false;
+        for (int th = 1; th <= 3; th++)
+            for (int c = 0; c < 3; c++) {
+                if (mode == 1 && c != 2) continue; /* selection happens at decode only */
+                g_threads = th;
+                REQUIRE(run(m, a, n, chunks[c], have_ref ? got : ref, NULL) == LV_OK, "run: %s", lv_last_error());
+                if (have_ref)
+                    CHECK(maxdiff(got, ref, (size_t)n * V) == 0, "%s, %d threads, chunks of %d: differs by %g", mode ? "duo + LServe" : "dense", th,
+                          chunks[c], maxdiff(got, ref, (size_t)n * V));
+                have_ref = true;
+            }
+    }
+    /* and the folded chunks are the attention: against 256-token pages (3 spans, one chunk) */
+    g_threads = 2;
+    REQUIRE(run(m, lv_attention_default_params(), n, 64, ref, NULL) == LV_OK, "run");
+    g_page = 256;
+    REQUIRE(run(m, lv_attention_default_params(), n, 64, got, NULL) == LV_OK, "run");
+    g_page = 16;
+    printf("  dense, 38 pages in 3 chunks vs 3 pages unsplit: max |dlogit| %.3g\n", maxdiff(got, ref, (size_t)n * V));
+    CHECK(maxdiff(got, ref, (size_t)n * V) <= 1e-4, "split-K vs unsplit: %g", maxdiff(got, ref, (size_t)n * V));
+    lv_head_pattern_free(pat);
+    free(ref);
+    free(got);
 }
 
 TEST(streaming_memory_is_constant_and_patterns_must_fit) {
