@@ -82,7 +82,7 @@ static double eval_passkey(lv_threadpool *tp, lv_tmodel *m, lv_tr_state *st, con
 int cmd_train(int argc, char **argv) {
     const char *out = NULL, *preset_name = NULL, *vocab = "builtin:bytes", *resume = NULL, *init = NULL, *haystack = NULL, *log_path = NULL, *arch = "llama";
     int64_t dim = 0, layers = 0, heads = 0, kv_heads = 0, ffn = 0, steps = 200, batch = 8, seq_len = 512, warmup = -1, threads = 0, seed = 1;
-    int64_t save_every = 0, stop_at = 0, eval_every = 0, eval_samples = 32, pk_min = 0, log_every = 10, ctx_train = 0;
+    int64_t save_every = 0, stop_at = 0, pos_max = 0, eval_every = 0, eval_samples = 32, pk_min = 0, log_every = 10, ctx_train = 0;
     double lr = 1e-3, min_lr = -1, wd = 0.1, clip = 1.0, beta1 = 0.9, beta2 = 0.95, pk_frac = 0.5, answer_weight = 10, lm_weight = 1,
            init_std = 0.02, rope_base = 10000;
     bool untied = false, no_haystack = false;
@@ -97,12 +97,13 @@ int cmd_train(int argc, char **argv) {
         {NULL, "--ffn", CLI_INT, &ffn, "N", "feed-forward size", .lo = 1, .hi = 65536},
         {NULL, "--untied", CLI_FLAG, &untied, NULL, "a separate output matrix (default: tied to the token embedding)"},
         {NULL, "--rope-base", CLI_FLOAT, &rope_base, "F", "RoPE frequency base (default 10000)", .flo = 2, .fhi = 1e9},
-        {NULL, "--ctx-train", CLI_INT, &ctx_train, "N", "context_length written to the GGUF (default: --seq-len)", .lo = 1, .hi = 1 << 24},
+        {NULL, "--ctx-train", CLI_INT, &ctx_train, "N", "context_length written to the GGUF (default: --seq-len, or --init's)", .lo = 1, .hi = 1 << 24},
         {NULL, "--vocab", CLI_STR, &vocab, "FILE", "vocabulary GGUF, tokenizer.json, or builtin:bytes (default)"},
         {NULL, "--init-std", CLI_FLOAT, &init_std, "F", "standard deviation of the initial weights (default 0.02)", .flo = 1e-6, .fhi = 1},
         {NULL, "--steps", CLI_INT, &steps, "N", "optimizer steps (default 200)", .lo = 1, .hi = INT32_MAX},
         {NULL, "--batch", CLI_INT, &batch, "N", "sequences per step (default 8)", .lo = 1, .hi = 4096},
         {NULL, "--seq-len", CLI_INT, &seq_len, "N", "tokens per sequence: LM windows and the longest passkey sample (default 512)", .lo = 8, .hi = 1 << 20},
+        {NULL, "--pos-max", CLI_INT, &pos_max, "N", "PoSE: training samples jump once to positions up to N, for contexts past --seq-len (default off)", .lo = 0, .hi = 1 << 24},
         {NULL, "--passkey-min", CLI_INT, &pk_min, "N", "shortest passkey prompt (default: the shortest the format allows)", .lo = 1, .hi = 1 << 20},
         {NULL, "--passkey-frac", CLI_FLOAT, &pk_frac, "F", "fraction of passkey samples; the rest is LM on the haystack (default 0.5)", .flo = 0, .fhi = 1},
         {NULL, "--answer-weight", CLI_FLOAT, &answer_weight, "F", "loss weight of the answer tokens of passkey samples (default 10)", .flo = 0, .fhi = 1e6},
@@ -224,6 +225,7 @@ int cmd_train(int argc, char **argv) {
         }
         if ((s = lv_adamw_init(&opt, m)) != LV_OK) goto fail;
         fprintf(stderr, "train: starting from the weights of %s (fresh optimizer and schedule)\n", init);
+        if (ctx_train) m->c.n_ctx_train = (int32_t)ctx_train; /* the loaded file's value otherwise */
     } else {
         /* the vocabulary: written once with the initial weights, then loaded for its tokenizer */
         lv_tr_config c = {
@@ -263,6 +265,7 @@ int cmd_train(int argc, char **argv) {
     d.vocab = vm;
     d.seq_len = (int32_t)seq_len;
     d.pk_frac = pk_frac;
+    d.pos_max = (int32_t)pos_max;
     d.answer_weight = answer_weight;
     d.lm_weight = lm_weight;
     d.seed = (uint64_t)seed;

@@ -161,8 +161,16 @@ static void make_lm(const td_data *d, td_rng *r, td_sample *s) {
 /* sample b of step `step`: a function of (seed, step, b) only */
 int td_make_sample(const td_data *d, int64_t step, int b, bool eval, td_sample *s) {
     td_rng r = {td_mix64(d->seed ^ td_mix64((uint64_t)step * 1000003ull + (uint64_t)b + (eval ? 0x8000000000000000ull : 0)))};
-    if (eval || !d->hay || td_rng_unit(&r) < d->pk_frac) return td_make_passkey(d, &r, s);
-    make_lm(d, &r, s);
+    if (eval || !d->hay || td_rng_unit(&r) < d->pk_frac) {
+        if (td_make_passkey(d, &r, s) != 0) return -1;
+    } else {
+        make_lm(d, &r, s);
+    }
+    if (!eval && d->pos_max > s->T && s->T > 1) {
+        const int64_t c = 1 + (int64_t)(td_rng_next(&r) % (uint64_t)(s->T - 1));
+        const int64_t u = (int64_t)(td_rng_next(&r) % (uint64_t)(d->pos_max - s->T + 1));
+        for (int64_t i = c; i < s->T; i++) s->pos[i] = (int32_t)(i + u);
+    }
     return 0;
 }
 

@@ -23,6 +23,7 @@ typedef struct td_data {
     lv_token *hay;         /* the haystack essays, tokenized */
     int64_t n_hay;
     int32_t seq_len, pk_min, pk_max;
+    int32_t pos_max; /* > seq_len: PoSE position skips in training samples up to this position (0: off) */
     double pk_frac, answer_weight, lm_weight;
     uint64_t seed;
 } td_data;
@@ -44,7 +45,10 @@ int td_load_haystack(td_data *d, const char *dir);
 /* a passkey prompt of pk_min..pk_max tokens at a random depth, then " KEY."; the answer's targets
  * are [ans0, ans1). 0, or -1 after printing the error. */
 int td_make_passkey(const td_data *d, td_rng *r, td_sample *s);
-/* sample b of step `step` (eval: held-out, always passkey): a function of (seed, step, b) only */
+/* sample b of step `step` (eval: held-out, always passkey, plain positions): a function of (seed,
+ * step, b) only. With pos_max, a training sample's positions jump once: a random split point c and a
+ * skip u in [0, pos_max - T] give pos[i] = i + (i >= c ? u : 0) (PoSE, arXiv 2309.10400), so relative
+ * distances up to pos_max are seen on sequences of seq_len tokens. */
 int td_make_sample(const td_data *d, int64_t step, int b, bool eval, td_sample *s);
 
 #endif
