@@ -226,6 +226,14 @@ void     lv_batch_free(lv_batch *batch);
  * and no logits are available until the next successful call. */
 lv_status lv_decode(lv_context *ctx, const lv_batch *batch);
 
+/* For benchmarks: append n_tokens positions to sequence seq's cache, after its last one, with
+ * pseudo-random keys and values (a function of seed) instead of running the model, so a decode
+ * step at a depth of 128k tokens can be timed without a 128k-token prefill. Every plan applies as
+ * to real tokens (streaming heads evict, LServe statistics are kept). Decode speed does not depend
+ * on the values, only on how many are read. LV_ERR_CONTEXT_FULL if they do not fit (what fitted
+ * stays). */
+lv_status lv_context_fill_synthetic(lv_context *ctx, lv_seq_id seq, int32_t n_tokens, uint64_t seed);
+
 /* Logits (n_vocab floats) of token i of the last successful lv_decode, or NULL if i is out of
  * range or its logits were not requested. i = -1 is the last token that asked for logits. */
 const float *lv_get_logits_ith(lv_context *ctx, int32_t i);

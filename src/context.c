@@ -410,6 +410,45 @@ lv_status lv_decode(lv_context *ctx, const lv_batch *b) {
     return LV_OK;
 }
 
+lv_status lv_context_fill_synthetic(lv_context *ctx, lv_seq_id seq, int32_t n_tokens, uint64_t seed) {
+    if (!ctx || seq < 0 || (uint32_t)seq >= ctx->p.n_seq_max || n_tokens < 0)
+        return lv_error(LV_ERR_INVALID_ARG, "fill: bad sequence %d or token count %d", seq, n_tokens);
+    const lv_hparams *hp = &ctx->model->hp;
+    const int64_t Hk = hp->n_head_kv, Dk = hp->n_embd_head_k, Dv = hp->n_embd_head_v;
+    float *k = ctx->k, *v = ctx->v; /* (n_ubatch, Hk * D) scratch: one token's keys and values fit */
+    uint64_t r = seed * 0x9e3779b97f4a7c15ull + 1;
+    for (int32_t done = 0; done < n_tokens;) {
+        for (uint32_t s = 0; s < ctx->p.n_seq_max; s++) {
+            ctx->seq_last[s] = lv_kv_seq_max_pos(ctx->kv, s);
+            ctx->seq_new[s] = 0;
+        }
+        const int32_t n = (int32_t)LV_MIN((int64_t)ctx->p.n_batch, (int64_t)(n_tokens - done));
+        const int32_t first = ctx->seq_last[seq] + 1;
+        ctx->seq_new[seq] = n;
+        ctx->seq_last[seq] = first + n - 1;
+        lv_status st = lv_kv_reserve(ctx->kv, ctx->seq_new, ctx->seq_last);
+        if (st != LV_OK) return st;
+        if (ctx->select) {
+            const size_t per_seq = (size_t)hp->n_layer * (size_t)hp->n_head;
+            memset(ctx->sel_n + seq * per_seq, 0, per_seq * sizeof(int32_t));
+        }
+        for (int32_t j = 0; j < n; j++)
+            for (int64_t il = 0; il < hp->n_layer; il++) {
+                /* xorshift values in [-1, 1): keys of the size post-RoPE keys have */
+                for (int64_t e = 0; e < Hk * LV_MAX(Dk, Dv); e++) {
+                    r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+                    const float x = (float)(r >> 40) / (float)(1ull << 23) - 1.0f;
+                    if (e < Hk * Dk) k[e] = 2.0f * x;
+                    if (e < Hk * Dv) v[e] = x;
+                }
+                for (int64_t h = 0; h < Hk; h++) lv_kv_write(ctx->kv, seq, il, h, j, k + h * Dk, v + h * Dv, first + j);
+            }
+        lv_kv_commit(ctx->kv);
+        done += n;
+    }
+    return LV_OK;
+}
+
 const float *lv_get_logits_ith(lv_context *ctx, int32_t i) {
     if (i == -1) i = ctx->last_out;
     if (i < 0 || i >= ctx->n_batch_last || ctx->logit_row[i] < 0) return NULL;

@@ -233,6 +233,53 @@ TEST(split_k_attention_equals_prefill_on_any_thread_count) {
     free(got);
 }
 
+/* lv_context_fill_synthetic (benchmarks' depth without a prefill): the cache holds the tokens at
+ * the next positions, plans apply (streaming heads stay bounded), decoding continues after them,
+ * and a fill past the capacity is refused. */
+TEST(synthetic_fill_appends_positions_and_keeps_plans) {
+    lv_model *m = plan_model();
+    REQUIRE(m, "model: %s", lv_last_error());
+    float gates[6] = {0, 0, 0, 0, 0, 0};
+    lv_head_pattern *pat = NULL;
+    REQUIRE(lv_head_pattern_load(write_pattern("plan-fill", 3, 2, gates), &pat) == LV_OK, "pattern");
+    for (int mode = 0; mode < 2; mode++) {
+        lv_context_params cp = lv_context_default_params();
+        cp.n_ctx = 700;
+        cp.n_batch = cp.n_ubatch = 64;
+        cp.kv_page_size = 16;
+        cp.n_threads = 2;
+        if (mode) {
+            cp.attention.heads = pat;
+            cp.attention.sparsity = 1.0f;
+            cp.attention.sink = 16;
+            cp.attention.window = 32;
+        }
+        lv_context *ctx = NULL;
+        REQUIRE(lv_context_create(m, cp, &ctx) == LV_OK, "context: %s", lv_last_error());
+        CHECK(lv_context_fill_synthetic(ctx, 0, 300, 1) == LV_OK, "fill: %s", lv_last_error());
+        if (!mode) CHECK(lv_kv_seq_n_tokens(ctx, 0) == 300, "after 300 synthetic tokens the sequence holds %lld", (long long)lv_kv_seq_n_tokens(ctx, 0));
+        const int64_t after300 = lv_kv_used_bytes(ctx);
+        CHECK(lv_context_fill_synthetic(ctx, 0, 300, 2) == LV_OK, "fill 2");
+        /* streaming: constant up to the page being filled (one 16-token page of 16 + 16 f32 per stream, 6 streams) */
+        if (mode) CHECK(lv_kv_used_bytes(ctx) <= after300 + 6 * 16 * 32 * 4, "streaming heads grew: %lld -> %lld", (long long)after300, (long long)lv_kv_used_bytes(ctx));
+        else CHECK(lv_kv_used_bytes(ctx) > after300, "dense cache did not grow");
+        lv_batch b = lv_batch_init(1);
+        b.n_tokens = 1;
+        b.token[0] = 5;
+        b.pos[0] = 600;
+        b.seq_id[0] = 0;
+        b.logits[0] = 1;
+        CHECK(lv_decode(ctx, &b) == LV_OK && lv_get_logits_ith(ctx, 0) != NULL, "decode after the fill: %s", lv_last_error());
+        b.pos[0] = 599;
+        CHECK(lv_decode(ctx, &b) == LV_ERR_INVALID_ARG, "a position inside the fill is refused");
+        if (!mode) CHECK(lv_context_fill_synthetic(ctx, 0, 200, 3) == LV_ERR_CONTEXT_FULL, "a fill past n_ctx is refused");
+        CHECK(lv_context_fill_synthetic(ctx, 5, 10, 3) == LV_ERR_INVALID_ARG, "bad sequence refused");
+        lv_batch_free(&b);
+        lv_context_free(ctx);
+    }
+    lv_head_pattern_free(pat);
+}
+
 TEST(streaming_memory_is_constant_and_patterns_must_fit) {
     lv_model *m = plan_model();
     REQUIRE(m, "model: %s", lv_last_error());

@@ -510,10 +510,12 @@ int cmd_eval(int argc, char **argv) {
                     if (!quiet) {
                         char shown[128];
                         one_line(resp, shown, sizeof(shown));
-                        fprintf(stderr, "[%s] %d tokens, depth %.2f (needle at %d, %.2f), seed %llu: %s  \"%s\"  | %.0f + %.1f tokens/s\n",
+                        fprintf(stderr,
+                                "[%s] %d tokens, depth %.2f (needle at %d, %.2f), seed %llu: %s  \"%s\"  | prefill %.2f s, %.0f tokens/s;"
+                                " decode %.0f tokens/s; KV %.2f MiB\n",
                                 k_mode_names[modes[m]], p->n_tokens, depths[di], p->needle_pos, p->depth, (unsigned long long)pseed,
-                                ok ? "correct" : "wrong  ", shown, p->n_tokens / (t_prefill > 0 ? t_prefill : 1e-9),
-                                n_dec / (t_decode > 0 ? t_decode : 1e-9));
+                                ok ? "correct" : "wrong  ", shown, t_prefill, p->n_tokens / (t_prefill > 0 ? t_prefill : 1e-9),
+                                n_dec / (t_decode > 0 ? t_decode : 1e-9), (double)kv_bytes / (1024.0 * 1024.0));
                     }
                     if (jf) {
                         json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:f, s:f, s:I, s:I, s:I, s:s, s:s, s:b, s:f, s:I, s:f, s:f, s:I, s:I, s:f, s:f, s:I}",

@@ -10,6 +10,9 @@ grep -q "block-strided layers: block 64" "$T/out" || fail "block-strided describ
 expect_ok "run duo + lserve" "$LV" run -m "$M" -p "hello there, general kenobi" -n 8 --temp 0 --heads "$T/p.tsv" --sink 4 --window 8 --lserve --kv-budget 64 -b 5
 expect_ok "logits longgen" "$LV" logits -m "$M" -p "abc" --layer-plan longgen -o "$T/l.f32"
 expect_ok "bench duo" "$LV" bench -m "$M" -p 16 -n 4 -r 1 --no-limits --heads "$T/p.tsv" --window 8
+expect_ok "bench synthetic depth" "$LV" bench -m "$M" -p 0 -n 4 -d 3000 -r 1 --no-limits --fill synthetic --heads "$T/p.tsv" --lserve --kv-budget 256 -o json
+grep -q '"n_depth": *3000' "$T/out" && grep -q '"lv_fill": *"synthetic"' "$T/out" || fail "synthetic fill reported: $(cat "$T/out")"
+expect_fail "bench bad fill" "$LV" bench -m "$M" -p 0 -n 4 -d 16 --fill magic
 printf '0.9\t0.1\t0.3\n' > "$T/bad.tsv"
 expect_fail "pattern of another shape" "$LV" run -m "$M" -p hi -n 2 --heads "$T/bad.tsv"
 grep -q "1 layers x 3 KV heads" "$T/err" || fail "both shapes named"
