@@ -2,7 +2,11 @@
 """Tables from bench/longctx.sh's JSON lines (standard library only). Prefill tokens/s of a
 DEPTH-token prompt = DEPTH / (the run's wall-clock time - n_gen / decode tokens/s).
 
-Usage: bench/longctx.py RESULTS.jsonl ...   (several runs are merged)
+Usage: bench/longctx.py [--fit] RESULTS.jsonl ...   (several runs are merged)
+Runs whose depth was filled synthetically (longview bench --fill synthetic) give decode only.
+--fit: at depths llama.cpp did not run, its decode speed from a least-squares line through its
+measured time per token against depth (decode reads the whole cache: time = a + b * depth),
+marked "fit" in the table.
 Per model and depth: prefill tokens/s of a depth-token prompt and decode tokens/s at that depth,
 llama.cpp (its best thread count for decode) and longview in each mode, with the ratio
 longview / llama.cpp; then KV MiB at that depth when longview reported it.
@@ -13,7 +17,10 @@ from collections import defaultdict
 def main():
     runs = defaultdict(list)  # (model, kind, depth, engine, mode, threads) -> [t/s]
     kv = {}
-    for line in (l for path in sys.argv[1:] for l in open(path)):
+    args = sys.argv[1:]
+    fit = '--fit' in args
+    args = [a for a in args if a != '--fit']
+    for line in (l for path in args for l in open(path)):
         line = line.strip()
         if not line.startswith('{'):
             continue
@@ -24,7 +31,7 @@ def main():
         key = (model, depth, r['engine'], r.get('mode', 'dense'), r['n_threads'])
         runs[('decode',) + key].append(tg)
         fill_s = r['wall_s'] - r['n_gen'] / tg
-        if depth and fill_s > 0:
+        if depth and fill_s > 0 and r.get('lv_fill', 'prefill') == 'prefill':
             runs[('prefill',) + key].append(depth / fill_s)
         kind = 'decode'
         if r['engine'] == 'longview' and kind == 'decode' and 'lv_kv_bytes' in r:
@@ -36,6 +43,19 @@ def main():
         k = (model, kind, depth, eng, mode)
         if m > best[k]:
             best[k], thr[k] = m, t
+    fitted = {}  # (model, depth) -> llama.cpp decode t/s from the line
+    if fit:
+        for model in {k[0] for k in best}:
+            pts = [(k[2], 1.0 / v) for k, v in best.items() if k[0] == model and k[1] == 'decode' and k[3] == 'llama.cpp' and k[2] > 0]
+            if len(pts) < 2:
+                continue
+            n = len(pts)
+            mx, my = sum(p[0] for p in pts) / n, sum(p[1] for p in pts) / n
+            b = sum((p[0] - mx) * (p[1] - my) for p in pts) / sum((p[0] - mx) ** 2 for p in pts)
+            a = my - b * mx
+            for k in list(best):
+                if k[0] == model and k[1] == 'decode' and (model, 'decode', k[2], 'llama.cpp', 'dense') not in best:
+                    fitted[(model, k[2])] = 1.0 / (a + b * k[2])
     modes = ['dense', 'duo', 'duo+lserve']
     models = sorted({k[0] for k in best})
     for model in models:
@@ -46,7 +66,14 @@ def main():
             print('| ---: | ---: | ' + ' | '.join('---: | ---:' for _ in modes) + (' | ---: |' if kind == 'decode' else ' |'))
             for d in depths:
                 ll = best.get((model, kind, d, 'llama.cpp', 'dense'), 0)
-                row = '| %d | %s | ' % (d, ('%.1f (%d)' % (ll, thr[(model, kind, d, 'llama.cpp', 'dense')])) if ll else '-')
+                if ll:
+                    shown = '%.1f (%d)' % (ll, thr[(model, kind, d, 'llama.cpp', 'dense')])
+                elif kind == 'decode' and (model, d) in fitted:
+                    ll = fitted[(model, d)]
+                    shown = '%.1f (fit)' % ll
+                else:
+                    shown = '-'
+                row = '| %d | %s | ' % (d, shown)
                 cells = []
                 for m in modes:
                     v = best.get((model, kind, d, 'longview', m), 0)

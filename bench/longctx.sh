@@ -3,8 +3,11 @@
 # DuoAttention + LServe selection, against llama.cpp on the same GGUF (issue 5). Interleaved per
 # depth (llama.cpp, then each longview mode), one JSON line per test, then a table (longctx.py).
 #
-#   LLAMA_BENCH=/path/to/llama-bench bench/longctx.sh [-d 4096,16384,32768] [-t 2] [-T 1,2] [-n 32] [MODEL.gguf ...]
+#   LLAMA_BENCH=/path/to/llama-bench bench/longctx.sh [-d 4096,16384,32768] [-t 2] [-T 1,2] [-n 32] [-S] [MODEL.gguf ...]
 #
+# -S: longview fills the depth with synthetic keys and values (bench --fill synthetic: seconds
+# instead of the minutes of a prefill at 64k-128k), so only its decode is measured; -T 0 runs no
+# llama.cpp (bench/longctx.py --fit then extends llama.cpp's decode line from the depths it ran).
 # -t: longview's threads; -T: llama.cpp's thread counts (its best is reported). Default model: the smollm2-135m preset in q8_0 (random weights: speed
 # does not depend on them). The DuoAttention pattern is random (seeded), shaped to the model, at
 # sparsity 0.5 with sink 64 + window 256; LServe keeps a 4096-token budget, reselected every 4 steps.
@@ -16,12 +19,13 @@
 # a second against minutes at 16k and more).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-D=4096,16384,32768 T=2 LT=1,2 N=32
-while getopts "d:t:T:n:" o; do
-  case $o in d) D=$OPTARG ;; t) T=$OPTARG ;; T) LT=$OPTARG ;; n) N=$OPTARG ;; *) exit 2 ;; esac
+D=4096,16384,32768 T=2 LT=1,2 N=32 FILL=prefill
+while getopts "d:t:T:n:S" o; do
+  case $o in d) D=$OPTARG ;; t) T=$OPTARG ;; T) LT=$OPTARG ;; n) N=$OPTARG ;; S) FILL=synthetic ;; *) exit 2 ;; esac
 done
 shift $((OPTIND - 1))
-: "${LLAMA_BENCH:?set LLAMA_BENCH to the path of the llama-bench of llama.cpp}"
+[ "$LT" = 0 ] && LT=
+[ -z "$LT" ] || : "${LLAMA_BENCH:?set LLAMA_BENCH to the path of the llama-bench of llama.cpp}"
 make -j"$(nproc)" build/release/longview >/dev/null
 LV=build/release/longview
 SHARED=${LV_SHARED_DATA:-../shared/data}
@@ -55,7 +59,7 @@ for m in "${models[@]}"; do
         duo) flags=(--heads "$pat" --sparsity 0.5) ;;
         duo+lserve) flags=(--heads "$pat" --sparsity 0.5 --lserve --kv-budget 4096 --select-every 4) ;;
       esac
-      timed longview "$mode" "$LV" bench -m "$m" -p 0 -n "$N" -d "$d" -t "$T" -r 1 --no-warmup --no-limits -o json "${flags[@]}"
+      timed longview "$mode" "$LV" bench -m "$m" -p 0 -n "$N" -d "$d" -t "$T" -r 1 --no-warmup --no-limits --fill "$FILL" -o json "${flags[@]}"
     done
   done
 done
