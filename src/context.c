@@ -188,7 +188,7 @@ lv_status lv_context_create(lv_model *model, lv_context_params p, lv_context **o
         ctx->sel_k = LV_MAX(3, p.attention.kv_budget / (int32_t)p.kv_page_size);
         ctx->sel_pages = lv_calloc(n_sel * (size_t)(ctx->sel_k + 1), sizeof(int32_t));
         ctx->sel_n = lv_calloc(n_sel, sizeof(int32_t));
-        ctx->sel_scratch = lv_calloc((size_t)ctx->n_threads * (size_t)lv_kv_max_spans(ctx->kv), 8);
+        ctx->sel_scratch = lv_calloc((size_t)ctx->n_threads * (size_t)(hp->n_head / hp->n_head_kv) * (size_t)lv_kv_max_spans(ctx->kv), 8);
         const size_t G = (size_t)(hp->n_head / hp->n_head_kv), stride = (size_t)lv_kv_max_spans(ctx->kv) + 1;
         ctx->sel_tmp = lv_calloc((size_t)ctx->n_threads * (G + 1) * stride, sizeof(int32_t));
         ctx->sel_heads = lv_calloc((size_t)ctx->n_threads * stride, sizeof(uint32_t));

@@ -84,18 +84,20 @@ static void rope_store_range(void *arg, int64_t lo, int64_t hi, int ith) {
  * the same operations in the same order, so decode still equals prefill bit for bit and the
  * result does not depend on the thread count. */
 
-/* LServe at decode: reselect the pages of query head h in stream (seq, layer, g) when due:
- * every select_every steps (timestep = tokens before this one) or when there is none yet. */
-static void refresh_selection(lv_context *ctx, const fw_task *t, int64_t i, int64_t h, int64_t g, int ith) {
+/* LServe at decode: reselect the pages of the G query heads of stream (seq, layer, g) when due:
+ * every select_every steps (timestep = tokens before this one) or when there is none yet. The
+ * heads are scored together so the key statistics are read once. */
+static void refresh_selection(lv_context *ctx, const fw_task *t, int64_t i, int64_t g, int ith) {
     const lv_hparams *hp = &ctx->model->hp;
-    const int64_t seq = t->ub->seq[i];
-    const int64_t idx = (seq * hp->n_layer + t->il) * hp->n_head + h;
+    const int64_t seq = t->ub->seq[i], G = hp->n_head / hp->n_head_kv;
+    const int64_t idx = (seq * hp->n_layer + t->il) * hp->n_head + g * G;
     const int64_t timestep = lv_kv_seq_len(ctx->kv, seq) + t->ub->slot[i];
     if (ctx->sel_n[idx] == 0 || timestep % ctx->p.attention.select_every == 0) {
-        void *scratch = (uint8_t *)ctx->sel_scratch + (size_t)ith * (size_t)ctx->max_spans * 8;
-        const float *q = ctx->q + (i * hp->n_head + h) * hp->n_embd_head_k;
-        ctx->sel_n[idx] = lv_kv_select_pages(ctx->kv, seq, t->il, g, t->ub->n_vis[i], q, ctx->sel_k,
-                                             ctx->sel_pages + idx * (ctx->sel_k + 1), scratch);
+        void *scratch = (uint8_t *)ctx->sel_scratch + (size_t)ith * (size_t)G * (size_t)ctx->max_spans * 8;
+        const int n = lv_kv_select_pages_multi(ctx->kv, seq, t->il, g, t->ub->n_vis[i], ctx->q + (i * hp->n_head + g * G) * hp->n_embd_head_k,
+                                               hp->n_embd_head_k, (int)G, ctx->sel_k, ctx->sel_pages + idx * (ctx->sel_k + 1), ctx->sel_k + 1,
+                                               scratch);
+        for (int64_t h = 0; h < G; h++) ctx->sel_n[idx + h] = n;
     }
 }
 
@@ -214,7 +216,7 @@ static void attn_worker(void *arg, int ith, int nth) {
     fw_task *t = arg;
     lv_context *ctx = t->ctx;
     const lv_hparams *hp = &ctx->model->hp;
-    const int64_t Hk = hp->n_head_kv, G = hp->n_head / Hk;
+    const int64_t Hk = hp->n_head_kv;
     lv_attn_span *spans = ctx->att_spans + (int64_t)ith * ctx->max_spans;
     uint32_t *heads = ctx->sel_heads + (int64_t)ith * (ctx->max_spans + 1);
     float *scratch = ctx->att_scratch + (int64_t)ith * ctx->att_scratch_floats;
@@ -222,10 +224,7 @@ static void attn_worker(void *arg, int ith, int nth) {
     const int64_t n_items = ctx->n_runs * Hk;
     for (int64_t item = ith; item < n_items; item += nth) {
         const int64_t run = item / Hk, g = item % Hk;
-        if (selects(ctx, t, run, g)) {
-            const int64_t last = ctx->run_start[run];
-            for (int64_t hh = 0; hh < G; hh++) refresh_selection(ctx, t, last, g * G + hh, g, ith);
-        }
+        if (selects(ctx, t, run, g)) refresh_selection(ctx, t, ctx->run_start[run], g, ith);
         const lv_attn_job job = plan_job(ctx, t, run, g, ith, spans, heads);
         run_job(&job, scratch, part);
     }
@@ -233,15 +232,14 @@ static void attn_worker(void *arg, int ith, int nth) {
 
 /* ---- a single-token decode step on several threads: the chunks of every KV head's job are
  * dealt across the threads (3 KV heads on 2 threads would otherwise leave one idle a third of
- * the time), then folded per query row. Three passes: selections (one per query head), chunks,
+ * the time), then folded per query row. Three passes: selections (one per KV head), chunks,
  * folds. */
 static void decode_select_worker(void *arg, int ith, int nth) {
     fw_task *t = arg;
     lv_context *ctx = t->ctx;
     const lv_hparams *hp = &ctx->model->hp;
-    const int64_t G = hp->n_head / hp->n_head_kv;
-    for (int64_t h = ith; h < hp->n_head; h += nth)
-        if (selects(ctx, t, 0, h / G)) refresh_selection(ctx, t, 0, h, h / G, ith);
+    for (int64_t g = ith; g < hp->n_head_kv; g += nth)
+        if (selects(ctx, t, 0, g)) refresh_selection(ctx, t, 0, g, ith);
 }
 
 static void decode_chunk_worker(void *arg, int ith, int nth) {

@@ -516,8 +516,8 @@ static float quest_bound(const float *q, const float *mn, const float *mx, int64
     return s;
 }
 
-int lv_kv_select_pages(const lv_kv *kv, int64_t seq, int64_t layer, int64_t head, int64_t n_new_visible, const float *q,
-                       int64_t k_pages, int32_t *pages_out, void *scratch) {
+int lv_kv_select_pages_multi(const lv_kv *kv, int64_t seq, int64_t layer, int64_t head, int64_t n_new_visible, const float *q,
+                             int64_t q_stride, int n_q, int64_t k_pages, int32_t *pages_out, int64_t out_stride, void *scratch) {
     const kv_stream *st = stream_at(kv, seq, layer, head);
     const kv_pool *pl = pool_at(kv, layer, head);
     const int64_t P = kv->p.page_size, Dk = kv->p.head_dim_k;
@@ -525,27 +525,39 @@ int lv_kv_select_pages(const lv_kv *kv, int64_t seq, int64_t layer, int64_t head
     const int64_t n_pages = cdiv(n, P);
     if (k_pages < 1) k_pages = 1;
     if (n_pages <= k_pages || !pl->stats) {
-        for (int64_t i = 0; i < n_pages; i++) pages_out[i] = (int32_t)i;
+        for (int h = 0; h < n_q; h++)
+            for (int64_t i = 0; i < n_pages; i++) pages_out[h * out_stride + i] = (int32_t)i;
         return (int)n_pages;
     }
-    /* score every page but the newest: the max over its logical pages of the Quest bound
-     * sum_d max(q_d kmax_d, q_d kmin_d) */
+    /* score every page but the newest for every query: the max over its logical pages of the
+     * Quest bound sum_d max(q_d kmax_d, q_d kmin_d); the statistics are read once for all queries */
     page_score *ps = scratch;
     for (int64_t i = 0; i < n_pages - 1; i++) {
-        float best = -INFINITY;
+        for (int h = 0; h < n_q; h++) ps[h * (n_pages - 1) + i] = (page_score){-INFINITY, (int32_t)i};
         for (int64_t lp = 0; lp < P / LV_KV_LOGICAL_PAGE; lp++) {
             const float *mn = stats_at(kv, pl, st->pages[i], lp), *mx = mn + Dk;
-            const float s = quest_bound(q, mn, mx, Dk);
-            best = s > best ? s : best;
+            for (int h = 0; h < n_q; h++) {
+                const float s = quest_bound(q + h * q_stride, mn, mx, Dk);
+                page_score *p = &ps[h * (n_pages - 1) + i];
+                p->score = s > p->score ? s : p->score;
+            }
         }
-        ps[i] = (page_score){best, (int32_t)i};
     }
-    /* the best k - 1, then the newest page; in increasing order so the spans follow the tokens */
-    ps_select(ps, n_pages - 1, k_pages - 1);
-    for (int64_t i = 0; i < k_pages - 1; i++) pages_out[i] = ps[i].page;
-    pages_out[k_pages - 1] = (int32_t)(n_pages - 1);
-    qsort(pages_out, (size_t)(k_pages - 1), sizeof(int32_t), cmp_i32);
+    /* per query the best k - 1, then the newest page; in increasing order so the spans follow the tokens */
+    for (int h = 0; h < n_q; h++) {
+        page_score *v = ps + h * (n_pages - 1);
+        int32_t *out = pages_out + h * out_stride;
+        ps_select(v, n_pages - 1, k_pages - 1);
+        for (int64_t i = 0; i < k_pages - 1; i++) out[i] = v[i].page;
+        out[k_pages - 1] = (int32_t)(n_pages - 1);
+        qsort(out, (size_t)(k_pages - 1), sizeof(int32_t), cmp_i32);
+    }
     return (int)k_pages;
+}
+
+int lv_kv_select_pages(const lv_kv *kv, int64_t seq, int64_t layer, int64_t head, int64_t n_new_visible, const float *q,
+                       int64_t k_pages, int32_t *pages_out, void *scratch) {
+    return lv_kv_select_pages_multi(kv, seq, layer, head, n_new_visible, q, 0, 1, k_pages, pages_out, 0, scratch);
 }
 
 /* -------------------------------------------------------------------------------------------

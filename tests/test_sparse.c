@@ -211,6 +211,18 @@ TEST(lserve_selection_picks_the_best_pages_and_equals_dense_when_the_budget_cove
         lv_attn(&job, scratch_f);
         lv_attn_ref(q, spans, ns, qpos, NULL, 0.17f, LV_KV_F32, DK, DV, scores, out_r);
         for (int e = 0; e < DV; e++) CHECK(fabsf(out_s[e] - out_r[e]) <= 1e-5f, "selected-page attention");
+        /* several queries scored in one pass (the query heads of a KV head) choose as one at a time */
+        {
+            float qq[3 * DK];
+            int32_t multi[3 * 130], one[130];
+            static uint8_t mscratch[3 * 128 * 8];
+            for (int i = 0; i < 3 * DK; i++) qq[i] = i < DK ? q[i] : lv_test_rng_f32(&r) * 2;
+            const int nm = lv_kv_select_pages_multi(p.sparse, 0, 0, 0, 0, qq, DK, 3, k, multi, 130, mscratch);
+            for (int h = 0; h < 3; h++) {
+                const int n1 = lv_kv_select_pages(p.sparse, 0, 0, 0, 0, qq + h * DK, k, one, scratch);
+                CHECK(nm == n1 && memcmp(one, multi + h * 130, sizeof(int32_t) * (size_t)n1) == 0, "query %d: multi-query selection differs", h);
+            }
+        }
         /* a budget covering every page selects every page: exactly the dense plan */
         n = lv_kv_select_pages(p.sparse, 0, 0, 0, 0, q, n_pages + rep, sel, scratch);
         int nd = lv_kv_spans(p.sparse, 0, 0, 0, 0, spans_all, NULL);
