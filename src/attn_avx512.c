@@ -172,3 +172,24 @@ void lv_attn_tiled_avx512(const lv_attn_job *job, float *scratch) {
 #undef OROW
 #undef QPOS
 }
+
+void lv_quest_page_avx512(const float *q, int64_t q_stride, int n_q, const float *stats, int n_lp, int Dk, float *best) {
+    if (Dk % 16 != 0) {
+        lv_quest_page_ref(q, q_stride, n_q, stats, n_lp, Dk, best);
+        return;
+    }
+    for (int h = 0; h < n_q; h++) best[h] = -INFINITY;
+    for (int lp = 0; lp < n_lp; lp++) {
+        const float *mn = stats + (size_t)lp * 2 * (size_t)Dk, *mx = mn + Dk;
+        for (int h = 0; h < n_q; h++) {
+            const float *qh = q + h * q_stride;
+            __m512 acc = _mm512_setzero_ps();
+            for (int d = 0; d < Dk; d += 16) {
+                const __m512 qv = _mm512_loadu_ps(qh + d);
+                acc = _mm512_add_ps(acc, _mm512_max_ps(_mm512_mul_ps(qv, _mm512_loadu_ps(mx + d)), _mm512_mul_ps(qv, _mm512_loadu_ps(mn + d))));
+            }
+            const float sum = _mm512_reduce_add_ps(acc);
+            best[h] = sum > best[h] ? sum : best[h];
+        }
+    }
+}

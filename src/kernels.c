@@ -260,6 +260,38 @@ size_t lv_attn_scratch_floats(int nq, int Dk, int Dv) {
     return (size_t)nq * (size_t)Dk + 64 * (size_t)(Dk + Dv) + (size_t)nq * 64 + 2 * (size_t)nq;
 }
 
+void lv_quest_page_ref(const float *q, int64_t q_stride, int n_q, const float *stats, int n_lp, int Dk, float *best) {
+    for (int h = 0; h < n_q; h++) best[h] = -INFINITY;
+    for (int lp = 0; lp < n_lp; lp++) {
+        const float *mn = stats + (size_t)lp * 2 * (size_t)Dk, *mx = mn + Dk;
+        for (int h = 0; h < n_q; h++) {
+            const float *qh = q + h * q_stride;
+            float acc[16] = {0};
+            int d = 0;
+            for (; d + 16 <= Dk; d += 16)
+                for (int j = 0; j < 16; j++) {
+                    const float a = qh[d + j] * mx[d + j], b = qh[d + j] * mn[d + j];
+                    acc[j] += a > b ? a : b;
+                }
+            float sum = 0;
+            for (; d < Dk; d++) {
+                const float a = qh[d] * mx[d], b = qh[d] * mn[d];
+                sum += a > b ? a : b;
+            }
+            for (int j = 0; j < 16; j++) sum += acc[j];
+            best[h] = sum > best[h] ? sum : best[h];
+        }
+    }
+}
+
+void lv_quest_page(const float *q, int64_t q_stride, int n_q, const float *stats, int n_lp, int Dk, float *best) {
+    switch (lv_simd_active()) {
+    case LV_SIMD_AVX512: lv_quest_page_avx512(q, q_stride, n_q, stats, n_lp, Dk, best); break;
+    case LV_SIMD_AVX2: lv_quest_page_avx2(q, q_stride, n_q, stats, n_lp, Dk, best); break;
+    default: lv_quest_page_ref(q, q_stride, n_q, stats, n_lp, Dk, best); break;
+    }
+}
+
 void lv_attn(const lv_attn_job *job, float *scratch) {
     switch (lv_simd_active()) {
     case LV_SIMD_AVX512: lv_attn_tiled_avx512(job, scratch); break;

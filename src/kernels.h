@@ -137,6 +137,15 @@ static inline void lv_attn_finish(float *O, float L, int Dv) {
     for (int d = 0; d < Dv; d++) O[d] *= inv;
 }
 
+/* LServe's page score for n_q queries (query h at q + h * q_stride): best[h] = the max over the
+ * n_lp logical pages of one physical page (stats: per logical page Dk minima then Dk maxima) of
+ * the Quest bound sum_d max(q_d kmax_d, q_d kmin_d). The kernel of the active SIMD level;
+ * lv_quest_page_ref is the portable one (16 partial sums), the tests compare the levels. */
+void lv_quest_page(const float *q, int64_t q_stride, int n_q, const float *stats, int n_lp, int Dk, float *best);
+void lv_quest_page_ref(const float *q, int64_t q_stride, int n_q, const float *stats, int n_lp, int Dk, float *best);
+void lv_quest_page_avx2(const float *q, int64_t q_stride, int n_q, const float *stats, int n_lp, int Dk, float *best);
+void lv_quest_page_avx512(const float *q, int64_t q_stride, int n_q, const float *stats, int n_lp, int Dk, float *best);
+
 /* floats of scratch a job of nq = n_tok * n_head query rows needs */
 size_t lv_attn_scratch_floats(int nq, int Dk, int Dv);
 /* Run a job with the kernel of the active SIMD level. */

@@ -2,6 +2,7 @@
  * kv.c: the paged KV cache with per-(layer, KV head) policies (design in kv.h).
  */
 #include "kv.h"
+#include "kernels.h"
 
 #include "quant.h"
 
@@ -497,25 +498,6 @@ static int cmp_i32(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* sum_d max(q_d kmax_d, q_d kmin_d) with 16 independent partial sums, so the compiler
- * vectorizes it (a single running sum is a chain of dependent adds: 8x slower at Dk 64) */
-static float quest_bound(const float *q, const float *mn, const float *mx, int64_t Dk) {
-    float acc[16] = {0};
-    int64_t d = 0;
-    for (; d + 16 <= Dk; d += 16)
-        for (int j = 0; j < 16; j++) {
-            const float a = q[d + j] * mx[d + j], b = q[d + j] * mn[d + j];
-            acc[j] += a > b ? a : b;
-        }
-    float s = 0;
-    for (; d < Dk; d++) {
-        const float a = q[d] * mx[d], b = q[d] * mn[d];
-        s += a > b ? a : b;
-    }
-    for (int j = 0; j < 16; j++) s += acc[j];
-    return s;
-}
-
 int lv_kv_select_pages_multi(const lv_kv *kv, int64_t seq, int64_t layer, int64_t head, int64_t n_new_visible, const float *q,
                              int64_t q_stride, int n_q, int64_t k_pages, int32_t *pages_out, int64_t out_stride, void *scratch) {
     const kv_stream *st = stream_at(kv, seq, layer, head);
@@ -532,15 +514,12 @@ int lv_kv_select_pages_multi(const lv_kv *kv, int64_t seq, int64_t layer, int64_
     /* score every page but the newest for every query: the max over its logical pages of the
      * Quest bound sum_d max(q_d kmax_d, q_d kmin_d); the statistics are read once for all queries */
     page_score *ps = scratch;
-    for (int64_t i = 0; i < n_pages - 1; i++) {
-        for (int h = 0; h < n_q; h++) ps[h * (n_pages - 1) + i] = (page_score){-INFINITY, (int32_t)i};
-        for (int64_t lp = 0; lp < P / LV_KV_LOGICAL_PAGE; lp++) {
-            const float *mn = stats_at(kv, pl, st->pages[i], lp), *mx = mn + Dk;
-            for (int h = 0; h < n_q; h++) {
-                const float s = quest_bound(q + h * q_stride, mn, mx, Dk);
-                page_score *p = &ps[h * (n_pages - 1) + i];
-                p->score = s > p->score ? s : p->score;
-            }
+    float best[64];
+    for (int h0 = 0; h0 < n_q; h0 += 64) {
+        const int nh = n_q - h0 < 64 ? n_q - h0 : 64;
+        for (int64_t i = 0; i < n_pages - 1; i++) {
+            lv_quest_page(q + h0 * q_stride, q_stride, nh, stats_at(kv, pl, st->pages[i], 0), (int)(P / LV_KV_LOGICAL_PAGE), (int)Dk, best);
+            for (int h = 0; h < nh; h++) ps[(h0 + h) * (n_pages - 1) + i] = (page_score){best[h], (int32_t)i};
         }
     }
     /* per query the best k - 1, then the newest page; in increasing order so the spans follow the tokens */

@@ -233,3 +233,49 @@ done:
     free(vh);
     free(scratch);
 }
+
+/* LServe's page score (Quest bound, max over logical pages) at every SIMD level against the
+ * portable reference, for head sizes the vector kernels take and odd ones they hand back:
+ * equal within float rounding of a 64-term sum (relative 1e-5 of the sum of |terms|). */
+TEST(quest_page_scores_equal_reference_at_every_level) {
+    lv_test_rng r = {lv_test_seed() ^ 0x9e57};
+    const int dims[] = {64, 128, 32, 24, 13};
+    static float q[5 * 128], stats[4 * 2 * 128];
+    float want[5], got[5];
+    const lv_simd saved = lv_simd_active();
+    for (size_t di = 0; di < sizeof(dims) / sizeof(dims[0]); di++) {
+        const int Dk = dims[di];
+        for (int rep = 0; rep < 50; rep++) {
+            for (int i = 0; i < 5 * Dk; i++) q[i] = lv_test_rng_f32(&r) * 3;
+            for (int lp = 0; lp < 4; lp++)
+                for (int d = 0; d < Dk; d++) {
+                    const float a = lv_test_rng_f32(&r) * 2, b = lv_test_rng_f32(&r) * 2;
+                    stats[lp * 2 * Dk + d] = fminf(a, b);
+                    stats[lp * 2 * Dk + Dk + d] = fmaxf(a, b);
+                }
+            lv_quest_page_ref(q, Dk, 5, stats, 4, Dk, want);
+            /* the reference itself against a double-precision sum */
+            for (int h = 0; h < 5; h++) {
+                double best = -INFINITY, mag = 0;
+                for (int lp = 0; lp < 4; lp++) {
+                    double s = 0;
+                    for (int d = 0; d < Dk; d++) {
+                        const double x = q[h * Dk + d], t = fmax(x * stats[lp * 2 * Dk + Dk + d], x * stats[lp * 2 * Dk + d]);
+                        s += t;
+                        mag += fabs(t);
+                    }
+                    best = fmax(best, s);
+                }
+                CHECK(fabs(want[h] - best) <= 1e-5 * mag + 1e-6, "reference D%d: %g vs %g", Dk, want[h], best);
+                for (int level = 1; level <= (int)lv_simd_detect(); level++) {
+                    lv_simd_set_max((lv_simd)level);
+                    lv_quest_page(q, Dk, 5, stats, 4, Dk, got);
+                    CHECK(fabs(got[h] - want[h]) <= 1e-5 * mag + 1e-6, "%s D%d query %d: %g vs %g", lv_simd_name((lv_simd)level), Dk, h, got[h],
+                          want[h]);
+                }
+                lv_simd_set_max(saved);
+            }
+        }
+    }
+    lv_simd_set_max(saved);
+}
