@@ -2,9 +2,10 @@
 """Tables from bench/longctx.sh's JSON lines (standard library only). Prefill tokens/s of a
 DEPTH-token prompt = DEPTH / (the run's wall-clock time - n_gen / decode tokens/s).
 
-Usage: bench/longctx.py [--fit] RESULTS.jsonl ...   (several runs are merged)
+Usage: bench/longctx.py [--fit] [--synthetic | --prefill] RESULTS.jsonl ...   (several runs are merged)
+--synthetic / --prefill: only longview's runs whose depth was filled that way.
 Runs whose depth was filled synthetically (longview bench --fill synthetic) give decode only.
---fit: at depths llama.cpp did not run, its decode speed from a least-squares line through its
+--fit: at depths beyond those llama.cpp ran, its decode speed from a least-squares line through its
 measured time per token against depth (decode reads the whole cache: time = a + b * depth),
 marked "fit" in the table.
 Per model and depth: prefill tokens/s of a depth-token prompt and decode tokens/s at that depth,
@@ -19,12 +20,19 @@ def main():
     kv = {}
     args = sys.argv[1:]
     fit = '--fit' in args
-    args = [a for a in args if a != '--fit']
+    only = None  # --synthetic / --prefill: longview rows of that fill only (llama.cpp rows always)
+    if '--synthetic' in args:
+        only = 'synthetic'
+    if '--prefill' in args:
+        only = 'prefill'
+    args = [a for a in args if a not in ('--fit', '--synthetic', '--prefill')]
     for line in (l for path in args for l in open(path)):
         line = line.strip()
         if not line.startswith('{'):
             continue
         r = json.loads(line)
+        if only and r['engine'] == 'longview' and r.get('lv_fill', 'prefill') != only:
+            continue
         model = os.path.basename(r['model_filename']).replace('.gguf', '')
         depth = r.get('n_depth', 0)
         tg = statistics.median(r['samples_ts'])
@@ -53,8 +61,9 @@ def main():
             mx, my = sum(p[0] for p in pts) / n, sum(p[1] for p in pts) / n
             b = sum((p[0] - mx) * (p[1] - my) for p in pts) / sum((p[0] - mx) ** 2 for p in pts)
             a = my - b * mx
+            dmax = max(p[0] for p in pts)
             for k in list(best):
-                if k[0] == model and k[1] == 'decode' and (model, 'decode', k[2], 'llama.cpp', 'dense') not in best:
+                if k[0] == model and k[1] == 'decode' and k[2] > dmax:
                     fitted[(model, k[2])] = 1.0 / (a + b * k[2])
     modes = ['dense', 'duo', 'duo+lserve']
     models = sorted({k[0] for k in best})
