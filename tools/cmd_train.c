@@ -96,7 +96,7 @@ int cmd_train(int argc, char **argv) {
         {NULL, "--kv-heads", CLI_INT, &kv_heads, "N", "KV heads (GQA)", .lo = 1, .hi = 256},
         {NULL, "--ffn", CLI_INT, &ffn, "N", "feed-forward size", .lo = 1, .hi = 65536},
         {NULL, "--untied", CLI_FLAG, &untied, NULL, "a separate output matrix (default: tied to the token embedding)"},
-        {NULL, "--rope-base", CLI_FLOAT, &rope_base, "F", "RoPE frequency base (default 10000)", .flo = 2, .fhi = 1e9},
+        {NULL, "--rope-base", CLI_FLOAT, &rope_base, "F", "RoPE frequency base (default 10000; with --init: change the loaded model's)", .flo = 2, .fhi = 1e9},
         {NULL, "--ctx-train", CLI_INT, &ctx_train, "N", "context_length written to the GGUF (default: --seq-len, or --init's)", .lo = 1, .hi = 1 << 24},
         {NULL, "--vocab", CLI_STR, &vocab, "FILE", "vocabulary GGUF, tokenizer.json, or builtin:bytes (default)"},
         {NULL, "--init-std", CLI_FLOAT, &init_std, "F", "standard deviation of the initial weights (default 0.02)", .flo = 1e-6, .fhi = 1},
@@ -226,6 +226,10 @@ int cmd_train(int argc, char **argv) {
         if ((s = lv_adamw_init(&opt, m)) != LV_OK) goto fail;
         fprintf(stderr, "train: starting from the weights of %s (fresh optimizer and schedule)\n", init);
         if (ctx_train) m->c.n_ctx_train = (int32_t)ctx_train; /* the loaded file's value otherwise */
+        if (cli_seen(opts, n_opts, "--rope-base")) { /* fine-tune to another RoPE base (e.g. for longer reach) */
+            m->c.rope_base = (float)rope_base;
+            m->rope.freq_base = (float)rope_base;
+        }
     } else {
         /* the vocabulary: written once with the initial weights, then loaded for its tokenizer */
         lv_tr_config c = {
