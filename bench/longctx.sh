@@ -10,7 +10,9 @@
 # llama.cpp (bench/longctx.py --fit then extends llama.cpp's decode line from the depths it ran).
 # -t: longview's threads; -T: llama.cpp's thread counts (its best is reported). Default model: the smollm2-135m preset in q8_0 (random weights: speed
 # does not depend on them). The DuoAttention pattern is random (seeded), shaped to the model, at
-# sparsity 0.5 with sink 64 + window 256; LServe keeps a 4096-token budget, reselected every 4 steps.
+# sparsity 0.5 with sink 64 + window 256; LServe keeps a 4096-token budget, reselected every 4 steps
+# (LServe's rule: --select-drift 0; the default drift guard would reselect at nearly every step on
+# random weights, whose consecutive queries are unrelated: docs/long-context.md).
 # Each (engine, mode, threads, depth) is ONE run of the bench with -d D -n N, no warm-up: it fills
 # the cache with D tokens (a D-token prefill, in batches of 512), then decodes N tokens (timed by
 # the bench). A 32k prefill takes minutes on 2 cores, so the fill is not repeated to time the
@@ -57,7 +59,7 @@ for m in "${models[@]}"; do
       case $mode in
         dense) flags=() ;;
         duo) flags=(--heads "$pat" --sparsity 0.5) ;;
-        duo+lserve) flags=(--heads "$pat" --sparsity 0.5 --lserve --kv-budget 4096 --select-every 4) ;;
+        duo+lserve) flags=(--heads "$pat" --sparsity 0.5 --lserve --kv-budget 4096 --select-every 4 --select-drift 0) ;;
       esac
       timed longview "$mode" "$LV" bench -m "$m" -p 0 -n "$N" -d "$d" -t "$T" -r 1 --no-warmup --no-limits --fill "$FILL" -o json "${flags[@]}"
     done

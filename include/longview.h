@@ -164,6 +164,8 @@ typedef struct lv_attention_params {
     bool     select;              /* LServe: retrieval heads read only selected pages at decode */
     int32_t  kv_budget;           /* tokens of selected pages per query head (default 4096; a multiple of the page size) */
     int32_t  select_every;        /* selection recomputed every N decode steps (default 4) */
+    float    select_drift;        /* ... and sooner when a query head's cosine with the query that made the selection
+                                     falls below this (default 0.5; 0: never sooner, LServe's rule) */
     const char *layer_plan;       /* LongGen: NULL = the model's metadata, else all full; "longgen" = layer l full iff
                                      l % 3 == 1, the others sink+window; or one word per layer, comma separated:
                                      full | sw (sink+window) | bs (block-strided) */

@@ -108,9 +108,10 @@ static lv_status build_policies(lv_context *ctx) {
         }
     }
     if (a.sink < 0 || a.window < 1 || (a.select && (a.kv_budget < (int32_t)ctx->p.kv_page_size || a.kv_budget % (int32_t)ctx->p.kv_page_size != 0)) ||
-        (a.select && a.select_every < 1)) {
+        (a.select && (a.select_every < 1 || !(a.select_drift >= 0.0f && a.select_drift <= 1.0f)))) {
         st = lv_error(LV_ERR_INVALID_ARG, "attention parameters: sink %d >= 0, window %d >= 1, kv budget %d a positive multiple of the page size %u, "
-                      "select every %d >= 1", a.sink, a.window, a.kv_budget, ctx->p.kv_page_size, a.select_every);
+                      "select every %d >= 1, select drift %g in [0, 1]", a.sink, a.window, a.kv_budget, ctx->p.kv_page_size, a.select_every,
+                      (double)a.select_drift);
         goto end;
     }
     for (int64_t l = 0; l < L; l++) {
@@ -188,11 +189,12 @@ lv_status lv_context_create(lv_model *model, lv_context_params p, lv_context **o
         ctx->sel_k = LV_MAX(3, p.attention.kv_budget / (int32_t)p.kv_page_size);
         ctx->sel_pages = lv_calloc(n_sel * (size_t)(ctx->sel_k + 1), sizeof(int32_t));
         ctx->sel_n = lv_calloc(n_sel, sizeof(int32_t));
+        ctx->sel_q = lv_calloc(n_sel * (size_t)hp->n_embd_head_k, sizeof(float));
         ctx->sel_scratch = lv_calloc((size_t)ctx->n_threads * (size_t)(hp->n_head / hp->n_head_kv) * (size_t)lv_kv_max_spans(ctx->kv), 8);
         const size_t G = (size_t)(hp->n_head / hp->n_head_kv), stride = (size_t)lv_kv_max_spans(ctx->kv) + 1;
         ctx->sel_tmp = lv_calloc((size_t)ctx->n_threads * (G + 1) * stride, sizeof(int32_t));
         ctx->sel_heads = lv_calloc((size_t)ctx->n_threads * stride, sizeof(uint32_t));
-        if (!ctx->sel_pages || !ctx->sel_n || !ctx->sel_scratch || !ctx->sel_tmp || !ctx->sel_heads) goto fail;
+        if (!ctx->sel_pages || !ctx->sel_n || !ctx->sel_q || !ctx->sel_scratch || !ctx->sel_tmp || !ctx->sel_heads) goto fail;
     }
 
     const size_t T = p.n_ubatch, B = p.n_batch, E = (size_t)hp->n_embd, F = (size_t)hp->n_ff;
@@ -252,6 +254,7 @@ void lv_context_free(lv_context *ctx) {
     lv_free(ctx->retrieval);
     lv_free(ctx->sel_pages);
     lv_free(ctx->sel_n);
+    lv_free(ctx->sel_q);
     lv_free(ctx->sel_scratch);
     lv_free(ctx->sel_tmp);
     lv_free(ctx->sel_heads);
@@ -510,8 +513,8 @@ int64_t lv_context_describe_plan(const lv_context *ctx, char *buf, size_t buf_si
     if (n_sw) OUT("  sink+window heads keep %d sink + %d recent tokens (Lambda mask in prefill and decode)\n", a->sink, a->window);
     if (n_bs) OUT("  block-strided layers: block %d, local blocks %d, vertical stride %d\n", a->block_size, a->local_blocks, a->vert_stride);
     if (ctx->select)
-        OUT("  selection: %d pages of %u tokens (budget %d) per query head, recomputed every %d steps\n", ctx->sel_k, ctx->p.kv_page_size,
-            a->kv_budget, a->select_every);
+        OUT("  selection: %d pages of %u tokens (budget %d) per query head, recomputed every %d steps or when a query's cosine with the "
+            "selecting one < %g\n", ctx->sel_k, ctx->p.kv_page_size, a->kv_budget, a->select_every, (double)a->select_drift);
     for (int64_t l = 0; l < L; l++) {
         OUT("  layer %3lld: ", (long long)l);
         int64_t r = 0;

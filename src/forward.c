@@ -84,20 +84,41 @@ static void rope_store_range(void *arg, int64_t lo, int64_t hi, int ith) {
  * the same operations in the same order, so decode still equals prefill bit for bit and the
  * result does not depend on the thread count. */
 
+/* has a query head of the group drifted from the query that made its selection: cosine below
+ * the threshold? (A zero vector has cosine 0 with anything.) */
+static bool query_drifted(const float *q, const float *q_sel, int64_t G, int64_t D, float threshold) {
+    for (int64_t h = 0; h < G; h++) {
+        double dot = 0, nq = 0, ns = 0;
+        for (int64_t d = 0; d < D; d++) {
+            dot += (double)q[h * D + d] * q_sel[h * D + d];
+            nq += (double)q[h * D + d] * q[h * D + d];
+            ns += (double)q_sel[h * D + d] * q_sel[h * D + d];
+        }
+        const double c = nq > 0 && ns > 0 ? dot / sqrt(nq * ns) : 0.0;
+        if (c < (double)threshold) return true;
+    }
+    return false;
+}
+
 /* LServe at decode: reselect the pages of the G query heads of stream (seq, layer, g) when due:
- * every select_every steps (timestep = tokens before this one) or when there is none yet. The
- * heads are scored together so the key statistics are read once. */
+ * every select_every steps (timestep = tokens before this one), when there is none yet, or when
+ * a query head's cosine with the query that made the selection fell below select_drift (LServe
+ * reuses a selection because consecutive queries are alike; this checks it instead of assuming
+ * it). The heads are scored together so the key statistics are read once. */
 static void refresh_selection(lv_context *ctx, const fw_task *t, int64_t i, int64_t g, int ith) {
     const lv_hparams *hp = &ctx->model->hp;
-    const int64_t seq = t->ub->seq[i], G = hp->n_head / hp->n_head_kv;
+    const int64_t seq = t->ub->seq[i], G = hp->n_head / hp->n_head_kv, D = hp->n_embd_head_k;
     const int64_t idx = (seq * hp->n_layer + t->il) * hp->n_head + g * G;
     const int64_t timestep = lv_kv_seq_len(ctx->kv, seq) + t->ub->slot[i];
-    if (ctx->sel_n[idx] == 0 || timestep % ctx->p.attention.select_every == 0) {
+    const float *q = ctx->q + (i * hp->n_head + g * G) * D;
+    const float drift = ctx->p.attention.select_drift;
+    if (ctx->sel_n[idx] == 0 || timestep % ctx->p.attention.select_every == 0 ||
+        (drift > 0.0f && query_drifted(q, ctx->sel_q + idx * D, G, D, drift))) {
         void *scratch = (uint8_t *)ctx->sel_scratch + (size_t)ith * (size_t)G * (size_t)ctx->max_spans * 8;
-        const int n = lv_kv_select_pages_multi(ctx->kv, seq, t->il, g, t->ub->n_vis[i], ctx->q + (i * hp->n_head + g * G) * hp->n_embd_head_k,
-                                               hp->n_embd_head_k, (int)G, ctx->sel_k, ctx->sel_pages + idx * (ctx->sel_k + 1), ctx->sel_k + 1,
-                                               scratch);
+        const int n = lv_kv_select_pages_multi(ctx->kv, seq, t->il, g, t->ub->n_vis[i], q, D, (int)G, ctx->sel_k,
+                                               ctx->sel_pages + idx * (ctx->sel_k + 1), ctx->sel_k + 1, scratch);
         for (int64_t h = 0; h < G; h++) ctx->sel_n[idx + h] = n;
+        memcpy(ctx->sel_q + idx * D, q, (size_t)(G * D) * sizeof(float));
     }
 }
 

@@ -41,6 +41,7 @@ lv_attention_params lv_attention_default_params(void) {
     p.window = 256;
     p.kv_budget = 4096;
     p.select_every = 4;
+    p.select_drift = 0.5f;
     p.block_size = 64;
     p.local_blocks = 16;
     p.vert_stride = 8;

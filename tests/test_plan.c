@@ -158,6 +158,7 @@ TEST(sparse_plans_give_the_same_logits_in_any_chunking) {
     modes[1].select = true;
     modes[1].kv_budget = 32;
     modes[1].select_every = 3;
+    modes[1].select_drift = 0; /* reuse by the interval alone */
     modes[2].layer_plan = "sw,full,bs";
     modes[2].block_size = 16;
     modes[2].local_blocks = 2;
@@ -206,6 +207,7 @@ TEST(split_k_attention_equals_prefill_on_any_thread_count) {
     lserve.select = true;
     lserve.kv_budget = 16 * 12;
     lserve.select_every = 3;
+    lserve.select_drift = 0;
     const int32_t chunks[3] = {64, 7, 1};
     for (int mode = 0; mode < 2; mode++) {
         const lv_attention_params a = mode ? lserve : lv_attention_default_params();
@@ -232,6 +234,47 @@ TEST(split_k_attention_equals_prefill_on_any_thread_count) {
     lv_head_pattern_free(pat);
     free(ref);
     free(got);
+}
+
+/* LServe's selection reuse is guarded by the query's drift: a selection is recomputed when a
+ * query head's cosine with the query that made it falls below select_drift. At threshold 1 every
+ * changed query reselects, so a selection never reused by the interval must equal selecting at
+ * every step, bit for bit; without the guard the same run keeps its first selection and differs
+ * (which shows the comparison can fail). */
+TEST(lserve_reselects_when_the_query_drifts) {
+    lv_model *m = plan_model();
+    REQUIRE(m, "model: %s", lv_last_error());
+    const int32_t n = lv_test_quick() ? 160 : 240, V = lv_model_n_vocab(m);
+    float gates[6] = {0.9f, 0.1f, 0.3f, 0.8f, -0.0001f, 1.0f};
+    lv_head_pattern *pat = NULL;
+    REQUIRE(lv_head_pattern_load(write_pattern("plan-3x2d", 3, 2, gates), &pat) == LV_OK, "pattern");
+    float *every = malloc(sizeof(float) * (size_t)n * V), *guard = malloc(sizeof(float) * (size_t)n * V);
+    float *stale = malloc(sizeof(float) * (size_t)n * V);
+    lv_attention_params a = lv_attention_default_params();
+    a.heads = pat;
+    a.sink = 8;
+    a.window = 24;
+    a.select = true;
+    a.kv_budget = 48; /* 3 of up to 15 pages */
+    a.select_every = 1;
+    a.select_drift = 0;
+    REQUIRE(run(m, a, n, 1, every, NULL) == LV_OK, "every step: %s", lv_last_error());
+    a.select_every = 1 << 20;
+    a.select_drift = 1.0f;
+    REQUIRE(run(m, a, n, 1, guard, NULL) == LV_OK, "guarded: %s", lv_last_error());
+    a.select_drift = 0;
+    REQUIRE(run(m, a, n, 1, stale, NULL) == LV_OK, "stale: %s", lv_last_error());
+    const double d_guard = maxdiff(guard, every, (size_t)n * V), d_stale = maxdiff(stale, every, (size_t)n * V);
+    printf("  reuse until the query drifts (threshold 1) vs select every step: %g; never reselect: %g\n", d_guard, d_stale);
+    CHECK(d_guard == 0, "the drift guard did not reselect: %g", d_guard);
+    CHECK(d_stale > 1e-4, "a stale selection changes nothing (%g): the test cannot see the guard", d_stale);
+    /* a threshold outside [0, 1] is refused */
+    a.select_drift = 1.5f;
+    CHECK(run(m, a, n, 1, stale, NULL) == LV_ERR_INVALID_ARG, "select_drift 1.5 accepted");
+    lv_head_pattern_free(pat);
+    free(every);
+    free(guard);
+    free(stale);
 }
 
 /* lv_context_fill_synthetic (benchmarks' depth without a prefill): the cache holds the tokens at

@@ -291,6 +291,7 @@ int cli_attention_opts(cli_attention *a, cli_opt *o) {
     a->window = d.window;
     a->kv_budget = d.kv_budget;
     a->select_every = d.select_every;
+    a->select_drift = d.select_drift;
     a->block_size = d.block_size;
     a->local_blocks = d.local_blocks;
     a->vert_stride = d.vert_stride;
@@ -302,6 +303,8 @@ int cli_attention_opts(cli_attention *a, cli_opt *o) {
         {NULL, "--lserve", CLI_FLAG, &a->lserve, NULL, "LServe: retrieval heads read only selected KV pages at decode"},
         {NULL, "--kv-budget", CLI_INT, &a->kv_budget, "N", "tokens of selected pages per query head (default 4096)", .lo = 1, .hi = 1 << 30},
         {NULL, "--select-every", CLI_INT, &a->select_every, "N", "recompute the selection every N decode steps (default 4)", .lo = 1, .hi = 1 << 20},
+        {NULL, "--select-drift", CLI_FLOAT, &a->select_drift, "C",
+         "... and sooner when a query's cosine with the selecting query falls below C (default 0.5; 0: only every N)", .flo = 0, .fhi = 1},
         {NULL, "--layer-plan", CLI_STR, &a->layer_plan, "PLAN", "LongGen layers: longgen (full iff l%3==1, else sink+window) or full|sw|bs per layer, comma separated"},
         {NULL, "--block-size", CLI_INT, &a->block_size, "N", "block-strided layers: block size (default 64)", .lo = 1, .hi = 1 << 20},
         {NULL, "--local-blocks", CLI_INT, &a->local_blocks, "N", "block-strided layers: local blocks (default 16)", .lo = 1, .hi = 1 << 20},
@@ -327,6 +330,7 @@ int cli_attention_params(cli_attention *a, lv_attention_params *p) {
     p->select = a->lserve;
     p->kv_budget = (int32_t)a->kv_budget;
     p->select_every = (int32_t)a->select_every;
+    p->select_drift = (float)a->select_drift;
     p->layer_plan = a->layer_plan;
     p->block_size = (int32_t)a->block_size;
     p->local_blocks = (int32_t)a->local_blocks;

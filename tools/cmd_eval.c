@@ -20,6 +20,7 @@
 #include "commands.h"
 #include "svg.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -212,7 +213,7 @@ int cmd_eval(int argc, char **argv) {
     const char *chat_template = NULL, *dump_dir = NULL, *kv = "f16";
     int64_t samples = 1, n_predict = 32, sink = 64, window = 256, kv_budget = 4096, select_every = 4, n_ctx = 0, n_batch = 512, n_threads = 0;
     int64_t seed = 0, head_seed = 42, verbose = 0;
-    double sparsity = 0.5;
+    double sparsity = 0.5, select_drift = lv_attention_default_params().select_drift;
     bool chat = false, quiet = false;
     cli_opt opts[] = {
         {"-m", "--model", CLI_STR, &model_path, "FILE", "GGUF model", .required = true},
@@ -228,6 +229,8 @@ int cmd_eval(int argc, char **argv) {
         {NULL, "--window", CLI_INT, &window, "N", "recent tokens they keep (default 256)", .lo = 1, .hi = 1 << 30},
         {NULL, "--kv-budget", CLI_INT, &kv_budget, "N", "duo+lserve: tokens of selected pages per head (default 4096)", .lo = 1, .hi = 1 << 30},
         {NULL, "--select-every", CLI_INT, &select_every, "N", "duo+lserve: re-select pages every N decode steps (default 4)", .lo = 1, .hi = 1 << 20},
+        {NULL, "--select-drift", CLI_FLOAT, &select_drift, "C",
+         "duo+lserve: ... and sooner when a query's cosine with the selecting query falls below C (default 0.5; 0: only every N)", .flo = 0, .fhi = 1},
         {"-c", "--ctx-size", CLI_INT, &n_ctx, "N", "KV capacity (default: the longest prompt plus -n)", .lo = 0, .hi = 1 << 30},
         {"-b", "--batch", CLI_INT, &n_batch, "N", "prefill chunk in tokens (default 512)", .lo = 1, .hi = 1 << 20},
         {"-t", "--threads", CLI_INT, &n_threads, "N", "threads (default: all cores)", .lo = 0, .hi = 512},
@@ -242,7 +245,7 @@ int cmd_eval(int argc, char **argv) {
         {NULL, "--chat-template", CLI_STR, &chat_template, "NAME", "wrap it in this template family (chatml, llama3, mistral-v3, ...)"},
         {"-o", "--output", CLI_STR, &out_path, "FILE", "write every sample as a JSON line"},
         {NULL, "--plot", CLI_STR, &plot_path, "OUT.svg", "write an SVG heat map (length x depth, colour = accuracy), one panel per mode"},
-        {NULL, "--dump-prompts", CLI_STR, &dump_dir, "DIR", "write each prompt's text to DIR/<task>-<length>-<depth>-<seed>.txt"},
+        {NULL, "--dump-prompts", CLI_STR, &dump_dir, "DIR", "write each prompt's text to DIR/<task>-<length>-<depth>-<seed>.txt (DIR is created)"},
         {"-q", "--quiet", CLI_FLAG, &quiet, NULL, "no per-sample lines on stderr"},
         {"-v", "--verbose", CLI_INT, &verbose, "N", "log level: 0 warnings, 1 info, 2 debug", .lo = 0, .hi = 2},
     };
@@ -250,7 +253,8 @@ int cmd_eval(int argc, char **argv) {
     int npos = 0;
     int r = cli_parse(argc, argv, opts, (int)(sizeof(opts) / sizeof(opts[0])),
                       "longview eval niah|passkey -m MODEL [--lengths 1024,4k] [--depths 0,0.5,1] [--samples N] [-n N] [--mode dense,duo]\n"
-                      "       [--heads FILE.tsv] [--sparsity S] [--sink N] [--window N] [--kv-budget N] [--select-every N] [-c CTX] [-b N] [-t N]\n"
+                      "       [--heads FILE.tsv] [--sparsity S] [--sink N] [--window N] [--kv-budget N] [--select-every N]\n"
+                      "       [--select-drift C] [-c CTX] [-b N] [-t N]\n"
                       "       [-o results.jsonl] [--plot heat.svg]",
                       "Long-context retrieval: a needle (NIAH: the San Francisco sentence in Paul Graham's essays; passkey: a\n"
                       "5-digit key in repeated filler) at each depth of prompts of each length; greedy generation; the answer\n"
@@ -277,6 +281,10 @@ int cmd_eval(int argc, char **argv) {
         return 2;
     }
     if (heads_path && !need_heads) fprintf(stderr, "longview: warning: --heads is used only by the duo and duo+lserve modes\n");
+    if (dump_dir && mkdir(dump_dir, 0777) != 0 && errno != EEXIST) {
+        cli_error("--dump-prompts: cannot create directory '%s': %s", dump_dir, strerror(errno));
+        return 2;
+    }
     if (!niah && (needle || keywords || haystack)) {
         cli_error("--needle, --keywords and --haystack are NIAH options");
         return 2;
@@ -399,6 +407,7 @@ int cmd_eval(int argc, char **argv) {
             ap->select = true;
             ap->kv_budget = (int32_t)kv_budget;
             ap->select_every = (int32_t)select_every;
+            ap->select_drift = (float)select_drift;
         }
         if (modes[m] == MODE_LONGGEN) ap->layer_plan = "longgen";
         if ((st = lv_context_create(model, cp, &ctx)) != LV_OK) {
@@ -417,7 +426,8 @@ int cmd_eval(int argc, char **argv) {
                 fprintf(stderr, " heads %s at sparsity %g: %lld of %lld retrieval; streaming heads keep sink %d + window %d;", heads_path, sparsity,
                         (long long)nr, (long long)nh, ap->sink, ap->window);
             }
-            if (ap->select) fprintf(stderr, " LServe page selection: budget %d tokens, every %d steps;", ap->kv_budget, ap->select_every);
+            if (ap->select) fprintf(stderr, " LServe page selection: budget %d tokens, every %d steps or at query drift (cosine < %g);", ap->kv_budget,
+                                      ap->select_every, (double)ap->select_drift);
             if (ap->layer_plan) fprintf(stderr, " layer plan %s (sink %d + window %d);", ap->layer_plan, ap->sink, ap->window);
             fprintf(stderr, " KV capacity %lld tokens, %.1f MiB\n", (long long)n_ctx, (double)lv_kv_capacity_bytes(ctx) / (1024.0 * 1024.0));
         }
