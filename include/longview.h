@@ -393,6 +393,9 @@ double lv_head_pattern_threshold(const lv_head_pattern *p, float sparsity, uint6
 typedef enum lv_eval_task {
     LV_EVAL_NIAH    = 0, /* a needle sentence hidden in essays (haystack_dir) */
     LV_EVAL_PASSKEY = 1, /* "The pass key is NNNNN. ..." hidden in repeated filler sentences */
+    LV_EVAL_MULTIKEY = 2,   /* n_needles pass keys in the passkey filler, named by their order ("the third pass
+                               key"); the question asks for one of them (the one placed at the depth) */
+    LV_EVAL_MULTIVALUE = 3, /* n_needles pass keys in the passkey filler; the question asks for all of them */
 } lv_eval_task;
 
 typedef struct lv_eval_params {
@@ -406,6 +409,7 @@ typedef struct lv_eval_params {
     bool chat;                 /* wrap in a chat template: the document and question are the user turn, answer_prefix
                                   follows the assistant prefix */
     const char *chat_template; /* with chat: a family name or a template text; NULL = the model's */
+    int32_t n_needles;         /* multikey / multivalue: needles per prompt, 2..10 (0 = 4) */
 } lv_eval_params;
 
 lv_eval_params lv_eval_default_params(void);
@@ -421,11 +425,16 @@ void      lv_eval_free(lv_eval *ev);
 
 typedef struct lv_eval_prompt {
     lv_token *tokens;        /* (n_tokens) the prompt, starting with BOS when the vocabulary adds one */
-    int32_t   n_tokens;      /* <= the requested length, normally equal */
+    int32_t   n_tokens;      /* <= the requested length, normally equal (a few short with many needles) */
     char     *text;          /* the prompt text that was tokenized (BOS not included) */
-    char     *answer;        /* what a correct answer contains: '|'-separated keywords (passkey: the digits) */
+    char     *answer;        /* what a correct answer contains: '|'-separated keywords (passkey: the digits;
+                                multivalue: every key) */
+    char     *answer_text;   /* the answer as written after the answer prefix: the key (passkey, multikey),
+                                "K1, K2 and K3" in order of appearance (multivalue), for NIAH the needle's
+                                text after the answer prefix when the needle contains it, else the keywords */
     char     *needle;        /* the needle as inserted */
-    int32_t   needle_pos;    /* token offset of the needle's first token (its first non-space character) */
+    int32_t   needle_pos;    /* token offset of the needle's first token (its first non-space character); with
+                                several needles, of the one placed at the depth (multikey: the one asked for) */
     int32_t   needle_len;    /* tokens of the needle */
     int32_t   context_begin; /* token range of the filler, needle included */
     int32_t   context_end;
@@ -437,9 +446,14 @@ typedef struct lv_eval_prompt {
 /* Build a prompt of n_tokens tokens with the needle at `depth` (0 = the start of the filler,
  * 1 = its end), at the sentence boundary nearest to that depth. seed picks the pass key (5 digits)
  * and, for NIAH, the essay the haystack starts with (seed mod the number of essays; 0 = the
- * first, the standard haystack). Errors: n_tokens too small for the question, needle and
+ * first, the standard haystack); for multikey / multivalue also the other needles' keys and
+ * depths (uniform in [0, 1]) and, for multikey, which order the asked needle gets. Errors: n_tokens too small for the question, needle and
  * template (the message says the minimum), depth outside [0, 1]. Free with lv_eval_prompt_free. */
 lv_status lv_eval_build(lv_eval *ev, int32_t n_tokens, double depth, uint64_t seed, lv_eval_prompt **out);
+/* NIAH: replace the needle, its keywords, the question and the answer prefix for the builds that
+ * follow (NULL question / answer_prefix: keep the current ones). The needle must contain its
+ * keywords. For training data with varied needles without re-reading the haystack. */
+lv_status lv_eval_set_needle(lv_eval *ev, const char *needle, const char *keywords, const char *question, const char *answer_prefix);
 void      lv_eval_prompt_free(lv_eval_prompt *p);
 
 /* The answer rule: both texts are reduced to lower-case words (runs of ASCII letters and digits

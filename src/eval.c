@@ -58,6 +58,12 @@ static const char k_pk_answer_prefix[] = "The pass key is";
 static const char k_pk_close[] = "\n";
 static const char k_pk_answer_lead[] = "";
 #define PK_UNIT_REPEAT 64 /* filler sentences per tokenized unit */
+#define EVAL_MAX_NEEDLES 10
+
+static const char *const k_ordinals[EVAL_MAX_NEEDLES] = {"first", "second", "third", "fourth", "fifth",
+                                                         "sixth", "seventh", "eighth", "ninth", "tenth"};
+static const char k_mv_question[] = "What are all the pass keys?";
+static const char k_mv_answer_prefix[] = "The pass keys are";
 
 /* ---- a growable string -------------------------------------------------------------------- */
 
@@ -100,6 +106,7 @@ typedef struct essay_ {
 struct lv_eval {
     const lv_model *model;
     lv_eval_task task;
+    int32_t n_needles;
     char *needle, *keywords, *question, *answer_prefix;
     const char *intro, *close, *answer_lead;
     bool parse_special;
@@ -422,10 +429,14 @@ lv_status lv_eval_create(const lv_model *model, const lv_eval_params *pp, lv_eva
     *out = NULL;
     if (!model || !pp) return lv_error(LV_ERR_INVALID_ARG, "lv_eval_create: model or params is NULL");
     if (!lv_model_vocab(model)) return lv_error(LV_ERR_INVALID_ARG, "the model has no tokenizer: prompts cannot be built");
-    if (pp->task != LV_EVAL_NIAH && pp->task != LV_EVAL_PASSKEY) return lv_error(LV_ERR_INVALID_ARG, "unknown evaluation task %d", (int)pp->task);
-    const bool niah = pp->task == LV_EVAL_NIAH;
+    if (pp->task != LV_EVAL_NIAH && pp->task != LV_EVAL_PASSKEY && pp->task != LV_EVAL_MULTIKEY && pp->task != LV_EVAL_MULTIVALUE)
+        return lv_error(LV_ERR_INVALID_ARG, "unknown evaluation task %d", (int)pp->task);
+    const bool niah = pp->task == LV_EVAL_NIAH, multi = pp->task == LV_EVAL_MULTIKEY || pp->task == LV_EVAL_MULTIVALUE;
     if (!niah && (pp->needle || pp->keywords || pp->haystack_dir))
         return lv_error(LV_ERR_INVALID_ARG, "passkey prompts take no needle, keywords or haystack (they are NIAH settings)");
+    if (multi && pp->n_needles != 0 && (pp->n_needles < 2 || pp->n_needles > EVAL_MAX_NEEDLES))
+        return lv_error(LV_ERR_INVALID_ARG, "%d needles: multikey and multivalue prompts take 2 to %d", pp->n_needles, EVAL_MAX_NEEDLES);
+    if (!multi && pp->n_needles > 1) return lv_error(LV_ERR_INVALID_ARG, "only multikey and multivalue prompts have several needles");
     if (niah && !pp->haystack_dir) return lv_error(LV_ERR_INVALID_ARG, "NIAH needs a haystack directory (of .txt files)");
     if (niah && pp->needle && !pp->keywords)
         return lv_error(LV_ERR_INVALID_ARG, "a custom needle needs its answer keywords ('|'-separated phrases a correct answer contains)");
@@ -434,14 +445,21 @@ lv_status lv_eval_create(const lv_model *model, const lv_eval_params *pp, lv_eva
     if (!ev) return LV_ERR_NOMEM;
     ev->model = model;
     ev->task = pp->task;
+    ev->n_needles = multi ? (pp->n_needles ? pp->n_needles : 4) : 1;
     ev->bos = lv_token_bos(model);
     ev->add_bos = lv_tokenizer_add_bos(model) && ev->bos >= 0;
     ev->intro = niah ? k_niah_intro : k_pk_intro;
     ev->close = niah ? k_niah_close : k_pk_close;
     ev->answer_lead = niah ? k_niah_answer_lead : k_pk_answer_lead;
     lv_status st;
-    if ((st = set_str_(&ev->question, pp->question ? pp->question : niah ? k_niah_question : k_pk_question)) != LV_OK ||
-        (st = set_str_(&ev->answer_prefix, pp->answer_prefix ? pp->answer_prefix : niah ? k_niah_answer_prefix : k_pk_answer_prefix)) != LV_OK)
+    const bool mv = pp->task == LV_EVAL_MULTIVALUE;
+    /* multikey's question names the asked key's order: built per prompt (a custom one is refused) */
+    if (pp->task == LV_EVAL_MULTIKEY && (pp->question || pp->answer_prefix)) {
+        st = lv_error(LV_ERR_INVALID_ARG, "multikey prompts build their own question (it names the key asked for)");
+        goto fail;
+    }
+    if ((st = set_str_(&ev->question, pp->question ? pp->question : niah ? k_niah_question : mv ? k_mv_question : k_pk_question)) != LV_OK ||
+        (st = set_str_(&ev->answer_prefix, pp->answer_prefix ? pp->answer_prefix : niah ? k_niah_answer_prefix : mv ? k_mv_answer_prefix : k_pk_answer_prefix)) != LV_OK)
         goto fail;
     if (niah && ((st = set_str_(&ev->needle, pp->needle ? pp->needle : k_niah_needle)) != LV_OK ||
                  (st = set_str_(&ev->keywords, pp->keywords ? pp->keywords : k_niah_keywords)) != LV_OK))
@@ -487,16 +505,31 @@ typedef struct layout_ {
     int64_t needle_begin, needle_end; /* byte range of the needle without its surrounding spaces */
 } layout_;
 
-static lv_status assemble_(lv_eval *ev, int32_t rot, const char *needle, int64_t k, double depth, layout_ *L) {
-    int64_t fb = 0, at = 0;
+/* A needle to insert: its text and depth; needles are passed sorted by depth (the order in the text). */
+typedef struct needle_ {
+    const char *text;
+    double depth;
+} needle_;
+
+/* The prompt text for k filler tokens, the needles nd[0..nn) (sorted by depth) inserted at the
+ * sentence boundaries nearest their depths; L's needle range is that of nd[main]. */
+static lv_status assemble_(lv_eval *ev, int32_t rot, const needle_ *nd, int nn, int main_needle, const char *question, const char *answer_prefix,
+                           int64_t k, layout_ *L) {
+    int64_t fb = 0, at[EVAL_MAX_NEEDLES];
     lv_status st = filler_bytes_(ev, rot, k, &fb);
-    if (st == LV_OK && depth > 0.0 && depth < 1.0) st = filler_bytes_(ev, rot, (int64_t)llround(depth * (double)k), &at);
+    for (int j = 0; j < nn && st == LV_OK; j++) {
+        at[j] = 0;
+        if (nd[j].depth > 0.0 && nd[j].depth < 1.0) st = filler_bytes_(ev, rot, (int64_t)llround(nd[j].depth * (double)k), &at[j]);
+    }
     if (st != LV_OK) return st;
-    if (depth >= 1.0) at = fb;
     filler_text_(ev, rot, fb);
     if (ev->fill.oom) return LV_ERR_NOMEM;
     const char *f = ev->fill.p ? ev->fill.p : "";
-    at = nearest_boundary_(f, at, fb);
+    for (int j = 0; j < nn; j++) {
+        if (nd[j].depth >= 1.0) at[j] = fb;
+        at[j] = nearest_boundary_(f, at[j], fb);
+        if (j > 0 && at[j] < at[j - 1]) at[j] = at[j - 1]; /* keep the order of the depths */
+    }
 
     sbuf_ *b = &L->text;
     b->n = 0;
@@ -504,28 +537,32 @@ static lv_status assemble_(lv_eval *ev, int32_t rot, const char *needle, int64_t
     if (ev->chat_pre) sb_puts(b, ev->chat_pre);
     sb_puts(b, ev->intro);
     L->ctx_begin = b->n;
-    sb_put(b, f, at);
-    const int64_t nl = (int64_t)strlen(needle);
-    int64_t lead = 0, trail = 0;
-    while (lead < nl && is_space_(needle[lead])) lead++;
-    while (trail < nl - lead && is_space_(needle[nl - 1 - trail])) trail++;
-    L->needle_begin = b->n + lead;
-    sb_put(b, needle, nl);
-    L->needle_end = b->n - trail;
-    /* the needle's own trailing space replaces the space after the sentence */
-    const int64_t from = trail > 0 && at < fb && f[at] == ' ' ? at + 1 : at;
+    int64_t from = 0;
+    for (int j = 0; j < nn; j++) {
+        if (at[j] > from) sb_put(b, f + from, at[j] - from);
+        const int64_t nl = (int64_t)strlen(nd[j].text);
+        int64_t lead = 0, trail = 0;
+        while (lead < nl && is_space_(nd[j].text[lead])) lead++;
+        while (trail < nl - lead && is_space_(nd[j].text[nl - 1 - trail])) trail++;
+        if (j == main_needle) L->needle_begin = b->n + lead;
+        sb_put(b, nd[j].text, nl);
+        if (j == main_needle) L->needle_end = b->n - trail;
+        /* the needle's own trailing space replaces the space after the sentence */
+        const int64_t next = trail > 0 && at[j] < fb && f[at[j]] == ' ' ? at[j] + 1 : at[j];
+        if (next > from) from = next;
+    }
     sb_put(b, f + from, fb - from);
     L->ctx_end = b->n;
     sb_puts(b, ev->close);
-    sb_puts(b, ev->question);
+    sb_puts(b, question);
     if (ev->chat_post) {
         sb_puts(b, ev->chat_post);
-        sb_puts(b, ev->answer_prefix);
+        sb_puts(b, answer_prefix);
     } else {
         sb_puts(b, ev->answer_lead);
-        if (ev->answer_prefix[0]) {
+        if (answer_prefix[0]) {
             if (b->n > 0 && !is_space_(b->p[b->n - 1])) sb_puts(b, " ");
-            sb_puts(b, ev->answer_prefix);
+            sb_puts(b, answer_prefix);
         }
     }
     return b->oom ? LV_ERR_NOMEM : LV_OK;
@@ -635,6 +672,7 @@ void lv_eval_prompt_free(lv_eval_prompt *p) {
     lv_free(p->tokens);
     lv_free(p->text);
     lv_free(p->answer);
+    lv_free(p->answer_text);
     lv_free(p->needle);
     lv_free(p);
 }
@@ -648,13 +686,65 @@ lv_status lv_eval_build(lv_eval *ev, int32_t n_tokens, double depth, uint64_t se
     const int32_t rot = (int32_t)(seed % (uint64_t)ev->n_essays);
     lv_status st;
 
-    char needle_buf[128], key[16] = "";
-    const char *needle = ev->needle;
-    if (ev->task == LV_EVAL_PASSKEY) {
-        const unsigned k = 10000u + (unsigned)(splitmix_(seed) % 90000u);
-        snprintf(key, sizeof(key), "%u", k);
-        snprintf(needle_buf, sizeof(needle_buf), "\nThe pass key is %s. Remember it. %s is the pass key.\n", key, key);
-        needle = needle_buf;
+    /* the needles: nd[] sorted by depth; needle 0 of the draw sits at `depth` (multikey: the asked one) */
+    const int nn = ev->n_needles;
+    char needle_buf[EVAL_MAX_NEEDLES][128], question_buf[96], prefix_buf[64];
+    char answer_buf[EVAL_MAX_NEEDLES * 8], text_buf[EVAL_MAX_NEEDLES * 8 + 16];
+    unsigned keys[EVAL_MAX_NEEDLES];
+    double dep[EVAL_MAX_NEEDLES];
+    int order[EVAL_MAX_NEEDLES], main_needle = 0;
+    needle_ nd[EVAL_MAX_NEEDLES];
+    const char *question = ev->question, *answer_prefix = ev->answer_prefix, *answer = ev->keywords, *answer_text = NULL;
+    nd[0] = (needle_){ev->needle, depth};
+    if (ev->task != LV_EVAL_NIAH) {
+        for (int j = 0; j < nn; j++) {
+            uint64_t h = splitmix_(seed + (uint64_t)j * 0x632be59bd9b4e019ull);
+            for (bool dup = true; dup;) { /* distinct keys */
+                keys[j] = 10000u + (unsigned)(h % 90000u);
+                dup = false;
+                for (int i = 0; i < j; i++) dup |= keys[i] == keys[j];
+                h = splitmix_(h);
+            }
+            dep[j] = j == 0 ? depth : (double)(splitmix_(h ^ 0xd1b54a32d192ed03ull) >> 11) * (1.0 / 9007199254740992.0);
+            order[j] = j;
+        }
+        for (int a = 1; a < nn; a++) /* insertion sort by depth; ties keep the draw order */
+            for (int b = a; b > 0 && dep[order[b]] < dep[order[b - 1]]; b--) {
+                const int tmp = order[b];
+                order[b] = order[b - 1];
+                order[b - 1] = tmp;
+            }
+        answer_buf[0] = text_buf[0] = '\0';
+        for (int r = 0; r < nn; r++) {
+            const int j = order[r];
+            const unsigned key = keys[j];
+            if (ev->task == LV_EVAL_PASSKEY)
+                snprintf(needle_buf[r], sizeof(needle_buf[r]), "\nThe pass key is %u. Remember it. %u is the pass key.\n", key, key);
+            else if (ev->task == LV_EVAL_MULTIKEY)
+                snprintf(needle_buf[r], sizeof(needle_buf[r]), "\nThe %s pass key is %u. Remember it. %u is the %s pass key.\n", k_ordinals[r], key,
+                         key, k_ordinals[r]);
+            else
+                snprintf(needle_buf[r], sizeof(needle_buf[r]), "\nOne of the pass keys is %u. Remember it.\n", key);
+            nd[r] = (needle_){needle_buf[r], dep[j]};
+            if (j == 0) main_needle = r;
+            if (ev->task == LV_EVAL_MULTIVALUE) {
+                const size_t al = strlen(answer_buf), tl = strlen(text_buf);
+                snprintf(answer_buf + al, sizeof(answer_buf) - al, "%s%u", r ? "|" : "", key);
+                snprintf(text_buf + tl, sizeof(text_buf) - tl, "%s%u", r == 0 ? "" : r == nn - 1 ? " and " : ", ", key);
+            }
+        }
+        if (ev->task != LV_EVAL_MULTIVALUE) {
+            snprintf(answer_buf, sizeof(answer_buf), "%u", keys[0]);
+            snprintf(text_buf, sizeof(text_buf), "%u", keys[0]);
+        }
+        if (ev->task == LV_EVAL_MULTIKEY) {
+            snprintf(question_buf, sizeof(question_buf), "What is the %s pass key?", k_ordinals[main_needle]);
+            snprintf(prefix_buf, sizeof(prefix_buf), "The %s pass key is", k_ordinals[main_needle]);
+            question = question_buf;
+            answer_prefix = prefix_buf;
+        }
+        answer = answer_buf;
+        answer_text = text_buf;
     }
 
     lv_eval_prompt *p = lv_calloc(1, sizeof(*p));
@@ -665,14 +755,15 @@ lv_status lv_eval_build(lv_eval *ev, int32_t n_tokens, double depth, uint64_t se
     p->seed = seed;
 
     /* the fixed part: the prompt with no filler */
-    if ((st = assemble_(ev, rot, needle, 0, depth, &L)) != LV_OK) goto fail;
+    if ((st = assemble_(ev, rot, nd, nn, main_needle, question, answer_prefix, 0, &L)) != LV_OK) goto fail;
     if ((st = tokenize_prompt_(ev, &L, &t, &n, NULL)) != LV_OK) goto fail;
     const int32_t fixed = n, min_len = fixed + 16;
     lv_free(t);
     t = NULL;
     if (n_tokens < min_len) {
-        st = lv_error(LV_ERR_INVALID_ARG, "a %s prompt of %d tokens is too short: the question, needle and template alone take %d (at least %d)",
-                      ev->task == LV_EVAL_NIAH ? "NIAH" : "passkey", n_tokens, fixed, min_len);
+        static const char *const names[] = {"NIAH", "passkey", "multikey", "multivalue"};
+        st = lv_error(LV_ERR_INVALID_ARG, "a %s prompt of %d tokens is too short: the question, needles and template alone take %d (at least %d)",
+                      names[ev->task], n_tokens, fixed, min_len);
         goto fail;
     }
     /* find K filler tokens giving n_tokens (or the longest prompt below it) */
@@ -681,7 +772,7 @@ lv_status lv_eval_build(lv_eval *ev, int32_t n_tokens, double depth, uint64_t se
     int64_t k = n_tokens - fixed, best_k = -1;
     int32_t best_n = -1;
     for (int it = 0; it < EVAL_MAX_ITERS; it++) {
-        if ((st = assemble_(ev, rot, needle, k, depth, &L)) != LV_OK) goto fail;
+        if ((st = assemble_(ev, rot, nd, nn, main_needle, question, answer_prefix, k, &L)) != LV_OK) goto fail;
         if ((st = tokenize_prompt_(ev, &L, &t, &n, NULL)) != LV_OK) goto fail;
         lv_free(t);
         t = NULL;
@@ -703,7 +794,7 @@ lv_status lv_eval_build(lv_eval *ev, int32_t n_tokens, double depth, uint64_t se
         st = lv_error(LV_ERR_INTERNAL, "no filler length gives a prompt of at most %d tokens", n_tokens);
         goto fail;
     }
-    if ((st = assemble_(ev, rot, needle, best_k, depth, &L)) != LV_OK) goto fail;
+    if ((st = assemble_(ev, rot, nd, nn, main_needle, question, answer_prefix, best_k, &L)) != LV_OK) goto fail;
     bool prepended = false;
     if ((st = tokenize_prompt_(ev, &L, &t, &n, &prepended)) != LV_OK) goto fail;
     if ((st = locate_(ev, &L, t, n, prepended, p)) != LV_OK) goto fail;
@@ -712,9 +803,26 @@ lv_status lv_eval_build(lv_eval *ev, int32_t n_tokens, double depth, uint64_t se
     t = NULL;
     p->text = L.text.p;
     L.text.p = NULL;
-    p->answer = lv_strdup(ev->task == LV_EVAL_PASSKEY ? key : ev->keywords);
-    p->needle = lv_strdup(needle);
-    if (!p->answer || !p->needle) {
+    p->answer = lv_strdup(answer);
+    p->needle = lv_strdup(nd[main_needle].text);
+    if (!answer_text) { /* NIAH: the needle after the answer prefix, else the keywords */
+        const char *after = answer_prefix[0] ? strstr(ev->needle, answer_prefix) : NULL;
+        if (after) {
+            after += strlen(answer_prefix);
+            while (is_space_(*after)) after++;
+            int64_t l = (int64_t)strlen(after);
+            while (l > 0 && (is_space_(after[l - 1]) || after[l - 1] == '.')) l--;
+            if ((p->answer_text = lv_malloc((size_t)l + 1)) != NULL) {
+                memcpy(p->answer_text, after, (size_t)l);
+                p->answer_text[l] = '\0';
+            }
+        } else {
+            p->answer_text = lv_strdup(ev->keywords);
+        }
+    } else {
+        p->answer_text = lv_strdup(answer_text);
+    }
+    if (!p->answer || !p->needle || !p->answer_text) {
         st = LV_ERR_NOMEM;
         goto fail;
     }
@@ -725,6 +833,38 @@ fail:
     lv_free(L.text.p);
     lv_eval_prompt_free(p);
     return st;
+}
+
+lv_status lv_eval_set_needle(lv_eval *ev, const char *needle, const char *keywords, const char *question, const char *answer_prefix) {
+    if (!ev || !needle || !keywords) return lv_error(LV_ERR_INVALID_ARG, "lv_eval_set_needle: the builder, needle or keywords is NULL");
+    if (ev->task != LV_EVAL_NIAH) return lv_error(LV_ERR_INVALID_ARG, "only NIAH prompts take a custom needle");
+    if (!needle[0]) return lv_error(LV_ERR_INVALID_ARG, "the needle is empty");
+    double score = 0;
+    if (!lv_eval_check_answer(keywords, needle, (int64_t)strlen(needle), &score))
+        return lv_error(LV_ERR_INVALID_ARG, "the needle does not contain its keywords '%s' (found %.0f%%): no answer could be right", keywords,
+                        100 * score);
+    char *n = lv_strdup(needle), *k = lv_strdup(keywords);
+    char *q = question ? lv_strdup(question) : NULL, *a = answer_prefix ? lv_strdup(answer_prefix) : NULL;
+    if (!n || !k || (question && !q) || (answer_prefix && !a)) {
+        lv_free(n);
+        lv_free(k);
+        lv_free(q);
+        lv_free(a);
+        return LV_ERR_NOMEM;
+    }
+    lv_free(ev->needle);
+    lv_free(ev->keywords);
+    ev->needle = n;
+    ev->keywords = k;
+    if (q) {
+        lv_free(ev->question);
+        ev->question = q;
+    }
+    if (a) {
+        lv_free(ev->answer_prefix);
+        ev->answer_prefix = a;
+    }
+    return LV_OK;
 }
 
 /* ---- the answer rule ---------------------------------------------------------------------- */

@@ -225,6 +225,140 @@ TEST(eval_passkey_from_the_seed) {
     lv_eval_free(ev);
 }
 
+/* Multikey and multivalue prompts: the requested length; every needle in the text, in the order
+ * of their depths, named first, second, ... (multikey) in that order; the needle at the depth is the
+ * one asked for (multikey: the question names its order) and is where needle_pos says; distinct
+ * keys; the answer text passes the answer rule and lists every key in order (multivalue). */
+TEST(eval_multikey_and_multivalue_prompts) {
+    lv_model *m = bytes_model();
+    REQUIRE(m, "model: %s", lv_last_error());
+    static const char *const ord[] = {"first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth"};
+    for (int task = LV_EVAL_MULTIKEY; task <= LV_EVAL_MULTIVALUE; task++) {
+        const int counts[2] = {3, 10};
+        for (int ci = 0; ci < 2; ci++) {
+            lv_eval_params ep = lv_eval_default_params();
+            ep.task = (lv_eval_task)task;
+            ep.n_needles = counts[ci];
+            lv_eval *ev = NULL;
+            REQUIRE(lv_eval_create(m, &ep, &ev) == LV_OK, "create: %s", lv_last_error());
+            const double depths[] = {0, 0.3, 0.77, 1};
+            for (int di = 0; di < 4; di++)
+                for (uint64_t seed = 0; seed < 3; seed++) {
+                    const int32_t len = ci ? 2600 : 1200;
+                    lv_eval_prompt *p = NULL;
+                    REQUIRE(lv_eval_build(ev, len, depths[di], seed, &p) == LV_OK, "build: %s", lv_last_error());
+                    /* byte tokens: a space is 3 tokens, and each needle replaces one, so a few lengths cannot be hit */
+                    CHECK(p->n_tokens <= len && p->n_tokens >= len - (counts[ci] > 3 ? 6 : 2), "%d tokens of %d", p->n_tokens, len);
+                    /* the needles in text order */
+                    const char *at = p->text, *prev = NULL;
+                    unsigned keys[10];
+                    int found = 0, main_rank = -1;
+                    for (int r = 0; r < counts[ci]; r++) {
+                        char head[64];
+                        if (task == LV_EVAL_MULTIKEY) snprintf(head, sizeof(head), "The %s pass key is ", ord[r]);
+                        else snprintf(head, sizeof(head), "One of the pass keys is ");
+                        const char *h = strstr(at, head);
+                        if (!h) break;
+                        keys[r] = (unsigned)strtoul(h + strlen(head), NULL, 10);
+                        if (strncmp(h - 1, p->needle, strlen(p->needle)) == 0 || strncmp(h, p->needle + 1, strlen(p->needle) - 2) == 0)
+                            main_rank = r;
+                        prev = h;
+                        at = h + strlen(head);
+                        found++;
+                    }
+                    (void)prev;
+                    CHECK(found == counts[ci], "%d of %d needles found in order", found, counts[ci]);
+                    CHECK(main_rank >= 0, "the needle at the depth is in the text");
+                    for (int a = 0; a < found; a++)
+                        for (int b = 0; b < a; b++) CHECK(keys[a] != keys[b], "keys %d and %d are equal (%u)", a, b, keys[a]);
+                    /* needle_pos: the main needle's tokens decode to its text */
+                    char *nt = decode(m, p, p->needle_pos, p->needle_pos + p->needle_len);
+                    CHECK(nt && strncmp(nt, p->needle + 1, strlen(p->needle) - 2) == 0, "needle_pos/len: '%s' vs '%s'", nt ? nt : "", p->needle);
+                    free(nt);
+                    CHECK(lv_eval_check_answer(p->answer, p->answer_text, (int64_t)strlen(p->answer_text), NULL), "answer text '%s' for '%s'",
+                          p->answer_text, p->answer);
+                    if (task == LV_EVAL_MULTIKEY && found == counts[ci] && main_rank >= 0) {
+                        char q[64];
+                        snprintf(q, sizeof(q), "What is the %s pass key? The %s pass key is", ord[main_rank], ord[main_rank]);
+                        CHECK(strstr(p->text, q) != NULL, "the question asks for the needle at the depth (%s)", ord[main_rank]);
+                        CHECK((unsigned)strtoul(p->answer, NULL, 10) == keys[main_rank], "answer %s is the %s key %u", p->answer, ord[main_rank],
+                              keys[main_rank]);
+                        /* depth 0 / 1: the asked needle is the first / last */
+                        if (depths[di] == 0) CHECK(main_rank == 0, "depth 0 asks the first (%d)", main_rank);
+                        if (depths[di] == 1) CHECK(main_rank == counts[ci] - 1, "depth 1 asks the last (%d)", main_rank);
+                    }
+                    if (task == LV_EVAL_MULTIVALUE && found == counts[ci]) {
+                        char want[128] = "", text[128] = "";
+                        for (int r = 0; r < found; r++) {
+                            snprintf(want + strlen(want), sizeof(want) - strlen(want), "%s%u", r ? "|" : "", keys[r]);
+                            snprintf(text + strlen(text), sizeof(text) - strlen(text), "%s%u", r == 0 ? "" : r == found - 1 ? " and " : ", ", keys[r]);
+                        }
+                        CHECK(strcmp(p->answer, want) == 0 && strcmp(p->answer_text, text) == 0, "answer '%s' / '%s', want '%s' / '%s'", p->answer,
+                              p->answer_text, want, text);
+                        CHECK(strstr(p->text, "What are all the pass keys? The pass keys are") != NULL, "the multivalue question");
+                        /* all keys but one is not an answer */
+                        char *bar = strrchr(want, '|');
+                        *bar = '\0';
+                        CHECK(!lv_eval_check_answer(p->answer, want, (int64_t)strlen(want), NULL), "a partial answer is wrong");
+                    }
+                    lv_eval_prompt_free(p);
+                }
+            lv_eval_free(ev);
+        }
+    }
+    /* errors */
+    lv_eval_params ep = lv_eval_default_params();
+    lv_eval *ev = NULL;
+    ep.task = LV_EVAL_MULTIKEY;
+    ep.n_needles = 1;
+    CHECK(lv_eval_create(m, &ep, &ev) == LV_ERR_INVALID_ARG && !ev, "one needle for multikey");
+    ep.n_needles = 11;
+    CHECK(lv_eval_create(m, &ep, &ev) == LV_ERR_INVALID_ARG && !ev, "11 needles");
+    ep.n_needles = 0;
+    ep.question = "What?";
+    CHECK(lv_eval_create(m, &ep, &ev) == LV_ERR_INVALID_ARG && !ev, "multikey with a custom question");
+    ep.question = NULL;
+    ep.task = LV_EVAL_PASSKEY;
+    ep.n_needles = 3;
+    CHECK(lv_eval_create(m, &ep, &ev) == LV_ERR_INVALID_ARG && !ev, "passkey with 3 needles");
+}
+
+/* lv_eval_set_needle: later NIAH builds use the new needle, question and answer prefix; the answer
+ * text is the needle after the prefix; a needle without its keywords, and a passkey builder, are refused. */
+TEST(eval_set_needle) {
+    if (!haystack_dir()) SKIP("../shared/data not found (the haystack)");
+    lv_model *m = bytes_model();
+    REQUIRE(m, "model: %s", lv_last_error());
+    lv_eval_params ep = lv_eval_default_params();
+    ep.haystack_dir = haystack_dir();
+    lv_eval *ev = NULL;
+    REQUIRE(lv_eval_create(m, &ep, &ev) == LV_OK, "create: %s", lv_last_error());
+    lv_eval_prompt *p = NULL;
+    REQUIRE(lv_eval_build(ev, 1500, 0.5, 0, &p) == LV_OK, "build: %s", lv_last_error());
+    CHECK(strcmp(p->answer_text, "eat a sandwich and sit in Dolores Park on a sunny day") == 0, "standard answer text '%s'", p->answer_text);
+    lv_eval_prompt_free(p);
+    CHECK(lv_eval_set_needle(ev, "\nThe best thing to do in Oslo is swim in the fjord.\n", "swim in the fjord", "What is the best thing to do in Oslo?",
+                             "The best thing to do in Oslo is") == LV_OK,
+          "set: %s", lv_last_error());
+    REQUIRE(lv_eval_build(ev, 1500, 0.25, 0, &p) == LV_OK, "build: %s", lv_last_error());
+    CHECK(strstr(p->text, "The best thing to do in Oslo is swim in the fjord.") && strstr(p->text, "What is the best thing to do in Oslo?") &&
+              !strstr(p->text, "San Francisco"),
+          "the new needle and question are used");
+    CHECK(strcmp(p->answer, "swim in the fjord") == 0 && strcmp(p->answer_text, "swim in the fjord") == 0, "answer '%s' / '%s'", p->answer,
+          p->answer_text);
+    CHECK(p->n_tokens == 1500, "length %d", p->n_tokens);
+    lv_eval_prompt_free(p);
+    CHECK(lv_eval_set_needle(ev, "\nThe best thing is tea.\n", "coffee", NULL, NULL) == LV_ERR_INVALID_ARG, "keywords not in the needle");
+    CHECK(lv_eval_set_needle(ev, "", "x", NULL, NULL) == LV_ERR_INVALID_ARG && lv_eval_set_needle(NULL, "a", "a", NULL, NULL) == LV_ERR_INVALID_ARG,
+          "empty needle / NULL builder");
+    lv_eval_free(ev);
+    ep = lv_eval_default_params();
+    ep.task = LV_EVAL_PASSKEY;
+    REQUIRE(lv_eval_create(m, &ep, &ev) == LV_OK, "passkey: %s", lv_last_error());
+    CHECK(lv_eval_set_needle(ev, "\nA b.\n", "b", NULL, NULL) == LV_ERR_INVALID_ARG, "a passkey builder refuses a needle");
+    lv_eval_free(ev);
+}
+
 TEST(eval_niah_seed_rotates_the_haystack) {
     if (!lv_test_shared_data()) SKIP("../shared/data not found (the haystack)");
     lv_model *m = load_vocab("ggml-vocab-llama-spm.gguf");

@@ -1,5 +1,5 @@
 /*
- * cmd_eval.c: `longview eval niah|passkey`: long-context retrieval accuracy and speed in each
+ * cmd_eval.c: `longview eval niah|passkey|multikey|multivalue`: long-context retrieval accuracy and speed in each
  * attention mode. For every (length, depth, sample) it builds a prompt with the library's builder
  * (lv_eval_build: exact token length, needle at the depth), prefills it in chunks of -b, generates
  * greedily up to -n tokens (stopping at end-of-generation), applies the answer rule
@@ -212,7 +212,7 @@ int cmd_eval(int argc, char **argv) {
     const char *heads_path = NULL, *out_path = NULL, *plot_path = NULL, *haystack = NULL, *needle = NULL, *keywords = NULL, *question = NULL;
     const char *chat_template = NULL, *dump_dir = NULL, *kv = "f16";
     int64_t samples = 1, n_predict = 32, sink = 64, window = 256, kv_budget = 4096, select_every = 4, n_ctx = 0, n_batch = 512, n_threads = 0;
-    int64_t seed = 0, head_seed = 42, verbose = 0;
+    int64_t seed = 0, head_seed = 42, verbose = 0, n_needles = 0;
     double sparsity = 0.5, select_drift = lv_attention_default_params().select_drift;
     bool chat = false, quiet = false;
     cli_opt opts[] = {
@@ -237,6 +237,7 @@ int cmd_eval(int argc, char **argv) {
         {NULL, "--kv-type", CLI_STR, &kv, "T", "KV cache type: f16 (default) or f32"},
         {NULL, "--seed", CLI_INT, &seed, "N", "first prompt seed: the pass key; for NIAH the essay the haystack starts with (default 0)",
          .lo = 0, .hi = INT64_MAX},
+        {NULL, "--needles", CLI_INT, &n_needles, "N", "multikey / multivalue: needles per prompt, 2..10 (default 4)", .lo = 2, .hi = 10},
         {NULL, "--haystack", CLI_STR, &haystack, "DIR", "NIAH: directory of .txt essays (default $LV_HAYSTACK or ../shared/data/haystack/paul-graham-essays)"},
         {NULL, "--needle", CLI_STR, &needle, "TEXT", "NIAH: a custom needle (needs --keywords)"},
         {NULL, "--keywords", CLI_STR, &keywords, "K[|K]", "NIAH: phrases a correct answer contains (default sandwich|Dolores Park)"},
@@ -252,7 +253,7 @@ int cmd_eval(int argc, char **argv) {
     const char *pos[1] = {NULL};
     int npos = 0;
     int r = cli_parse(argc, argv, opts, (int)(sizeof(opts) / sizeof(opts[0])),
-                      "longview eval niah|passkey -m MODEL [--lengths 1024,4k] [--depths 0,0.5,1] [--samples N] [-n N] [--mode dense,duo]\n"
+                      "longview eval niah|passkey|multikey|multivalue -m MODEL [--lengths 1024,4k] [--depths 0,0.5,1] [--samples N] [-n N] [--mode dense,duo]\n"
                       "       [--heads FILE.tsv] [--sparsity S] [--sink N] [--window N] [--kv-budget N] [--select-every N]\n"
                       "       [--select-drift C] [-c CTX] [-b N] [-t N]\n"
                       "       [-o results.jsonl] [--plot heat.svg]",
@@ -262,11 +263,19 @@ int cmd_eval(int argc, char **argv) {
                       pos, 1, &npos);
     if (r) return r > 0 ? 0 : 2;
     cli_set_verbosity(verbose);
-    if (npos != 1 || (strcmp(pos[0], "niah") != 0 && strcmp(pos[0], "passkey") != 0)) {
-        cli_error("give the task: niah or passkey (see --help)");
+    static const char *const task_names[] = {"niah", "passkey", "multikey", "multivalue"};
+    int task = -1;
+    for (int i = 0; npos == 1 && i < 4; i++)
+        if (strcmp(pos[0], task_names[i]) == 0) task = i;
+    if (task < 0) {
+        cli_error("give the task: niah, passkey, multikey or multivalue (see --help)");
         return 2;
     }
-    const bool niah = strcmp(pos[0], "niah") == 0;
+    const bool niah = task == LV_EVAL_NIAH;
+    if (n_needles && task != LV_EVAL_MULTIKEY && task != LV_EVAL_MULTIVALUE) {
+        cli_error("--needles is for multikey and multivalue");
+        return 2;
+    }
     int64_t lengths[MAX_LENGTHS];
     double depths[MAX_DEPTHS];
     eval_mode modes[MAX_MODES];
@@ -334,7 +343,8 @@ int cmd_eval(int argc, char **argv) {
         }
     }
     lv_eval_params ep = lv_eval_default_params();
-    ep.task = niah ? LV_EVAL_NIAH : LV_EVAL_PASSKEY;
+    ep.task = (lv_eval_task)task;
+    ep.n_needles = (int32_t)n_needles;
     ep.haystack_dir = niah ? haystack : NULL;
     ep.needle = needle;
     ep.keywords = keywords;
@@ -442,7 +452,7 @@ int cmd_eval(int argc, char **argv) {
                     }
                     if (dump_dir && m == 0) {
                         char fn[4096];
-                        snprintf(fn, sizeof(fn), "%s/%s-%lld-%.2f-%llu.txt", dump_dir, niah ? "niah" : "passkey", (long long)lengths[li], depths[di],
+                        snprintf(fn, sizeof(fn), "%s/%s-%lld-%.2f-%llu.txt", dump_dir, task_names[task], (long long)lengths[li], depths[di],
                                  (unsigned long long)pseed);
                         FILE *df = fopen(fn, "w");
                         if (!df) {
@@ -529,7 +539,7 @@ int cmd_eval(int argc, char **argv) {
                     }
                     if (jf) {
                         json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:f, s:f, s:I, s:I, s:I, s:s, s:s, s:b, s:f, s:I, s:f, s:f, s:I, s:I, s:f, s:f, s:I}",
-                                              "task", niah ? "niah" : "passkey", "mode", k_mode_names[modes[m]], "model", model_base, "length",
+                                              "task", task_names[task], "mode", k_mode_names[modes[m]], "model", model_base, "length",
                                               (json_int_t)lengths[li], "n_tokens", (json_int_t)p->n_tokens, "depth", depths[di], "needle_depth",
                                               p->depth, "needle_pos", (json_int_t)p->needle_pos, "sample", (json_int_t)s, "seed", (json_int_t)pseed,
                                               "answer", p->answer, "response", resp, "correct", ok, "score", score, "prefill_tokens",
@@ -541,7 +551,7 @@ int cmd_eval(int argc, char **argv) {
                             /* json_pack refuses invalid UTF-8 (a response cut inside a character): keep the line, hex-free */
                             for (int64_t i = 0; i < rl; i++)
                                 if ((unsigned char)resp[i] >= 0x80) resp[i] = '?';
-                            o = json_pack("{s:s, s:s, s:I, s:f, s:I, s:s, s:b}", "task", niah ? "niah" : "passkey", "mode", k_mode_names[modes[m]],
+                            o = json_pack("{s:s, s:s, s:I, s:f, s:I, s:s, s:b}", "task", task_names[task], "mode", k_mode_names[modes[m]],
                                           "length", (json_int_t)lengths[li], "depth", depths[di], "seed", (json_int_t)pseed, "response", resp,
                                           "correct", ok);
                         }
@@ -560,7 +570,7 @@ int cmd_eval(int argc, char **argv) {
     /* tables */
     for (int m = 0; m < n_modes; m++) {
         const mode_result *mr = &res[m];
-        printf("%s%s | mode %s | %s | %lld sample%s per cell, greedy, -n %lld\n", m ? "\n" : "", niah ? "niah" : "passkey", k_mode_names[mr->mode],
+        printf("%s%s | mode %s | %s | %lld sample%s per cell, greedy, -n %lld\n", m ? "\n" : "", task_names[task], k_mode_names[mr->mode],
                model_base, (long long)samples, samples == 1 ? "" : "s", (long long)n_predict);
         printf("%8s", "length");
         for (int d = 0; d < n_dep; d++) printf(" %6.2f", depths[d]);
@@ -608,7 +618,7 @@ int cmd_eval(int argc, char **argv) {
     fflush(stdout);
     if (plot_path) {
         char title[512];
-        snprintf(title, sizeof(title), "%s retrieval: %s, %lld sample%s per cell", niah ? "needle-in-a-haystack" : "passkey", model_base,
+        snprintf(title, sizeof(title), "%s retrieval: %s, %lld sample%s per cell", niah ? "needle-in-a-haystack" : task_names[task], model_base,
                  (long long)samples, samples == 1 ? "" : "s");
         if (write_plot(plot_path, title, res, n_modes, lengths, n_len, depths, n_dep) != 0) goto end;
         if (!quiet) fprintf(stderr, "wrote %s\n", plot_path);

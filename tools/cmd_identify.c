@@ -66,7 +66,7 @@ static int write_map(const char *path, const float *a, int L, int H, const char 
 }
 
 int cmd_identify(int argc, char **argv) {
-    const char *model_path = NULL, *out = "full_attention_heads.tsv", *plot = NULL;
+    const char *model_path = NULL, *out = "full_attention_heads.tsv", *plot = NULL, *tasks = "passkey=1", *haystack = NULL;
     int64_t steps = 200, seq_len = 1024, sink = 64, window = 256, threads = 0, seed = 42, pk_min = 0;
     double lr = 0.02, reg = 0.05;
     cli_opt opts[] = {
@@ -80,6 +80,8 @@ int cmd_identify(int argc, char **argv) {
         {NULL, "--window", CLI_INT, &window, "N", "... and the N most recent (default 256)", .lo = 1, .hi = 1 << 20},
         {NULL, "--seq-len", CLI_INT, &seq_len, "N", "longest passkey sample in tokens (default 1024)", .lo = 8, .hi = 1 << 20},
         {NULL, "--passkey-min", CLI_INT, &pk_min, "N", "shortest passkey prompt (default: the shortest the format allows)", .lo = 1, .hi = 1 << 20},
+        {NULL, "--tasks", CLI_STR, &tasks, "LIST", "prompts: passkey=W,multikey=W,multivalue=W,niah=W (default passkey=1; multivalue asks 4 keys at once)"},
+        {NULL, "--haystack", CLI_STR, &haystack, "DIR", "essays for the niah task (default $LV_HAYSTACK or ../shared/data/haystack/paul-graham-essays)"},
         {NULL, "--seed", CLI_INT, &seed, "N", "data seed (default 42)", .lo = 0, .hi = INT64_MAX},
         {"-t", "--threads", CLI_INT, &threads, "N", "threads (default: all cores)", .lo = 1, .hi = 1024},
     };
@@ -113,7 +115,9 @@ int cmd_identify(int argc, char **argv) {
     }
     d.seq_len = (int32_t)seq_len;
     d.seed = (uint64_t)seed;
-    if ((rc = td_init_passkey(&d, vm, (int32_t)pk_min)) != 0) goto end;
+    if ((rc = td_parse_tasks(tasks, d.task_w)) != 0) goto end;
+    if (d.task_w[TD_NIAH] > 0 && !haystack) haystack = td_default_haystack();
+    if ((rc = td_init_tasks(&d, vm, (int32_t)pk_min, haystack)) != 0) goto end;
     rc = 1;
     const int L = m->c.n_layer, H = m->c.n_head_kv, n = L * H;
     const int64_t E = m->c.n_embd;
@@ -130,8 +134,8 @@ int cmd_identify(int argc, char **argv) {
         goto end;
     }
     for (int i = 0; i < n; i++) alpha[i] = 1.0f;
-    fprintf(stderr, "identify: %s, %d layers x %d KV heads; sink %lld, window %lld; %lld steps, passkey prompts of %d..%d tokens\n", model_path, L, H,
-            (long long)sink, (long long)window, (long long)steps, d.pk_min, d.pk_max);
+    fprintf(stderr, "identify: %s, %d layers x %d KV heads; sink %lld, window %lld; %lld steps, prompts (%s) of %d..%d tokens\n", model_path, L, H,
+            (long long)sink, (long long)window, (long long)steps, tasks, d.pk_min, d.pk_max);
     cli_progress prog;
     cli_progress_start(&prog, "identify");
     const float b1 = 0.9f, b2 = 0.999f;
@@ -195,7 +199,7 @@ int cmd_identify(int argc, char **argv) {
 end:
     free(alpha), free(dalpha), free(mo), free(vo);
     free(smp.tok), free(smp.pos), free(smp.tgt), free(smp.w);
-    lv_eval_free(d.ev);
+    td_free(&d);
     lv_tr_state_free(&teacher);
     lv_tr_state_free(&student);
     lv_tmodel_free(m);

@@ -81,6 +81,7 @@ static double eval_passkey(lv_threadpool *tp, lv_tmodel *m, lv_tr_state *st, con
 
 int cmd_train(int argc, char **argv) {
     const char *out = NULL, *preset_name = NULL, *vocab = "builtin:bytes", *resume = NULL, *init = NULL, *haystack = NULL, *log_path = NULL, *arch = "llama";
+    const char *tasks = "passkey=1";
     int64_t dim = 0, layers = 0, heads = 0, kv_heads = 0, ffn = 0, steps = 200, batch = 8, seq_len = 512, warmup = -1, threads = 0, seed = 1;
     int64_t save_every = 0, stop_at = 0, pos_max = 0, eval_every = 0, eval_samples = 32, pk_min = 0, log_every = 10, ctx_train = 0;
     double lr = 1e-3, min_lr = -1, wd = 0.1, clip = 1.0, beta1 = 0.9, beta2 = 0.95, pk_frac = 0.5, answer_weight = 10, lm_weight = 1,
@@ -105,11 +106,12 @@ int cmd_train(int argc, char **argv) {
         {NULL, "--seq-len", CLI_INT, &seq_len, "N", "tokens per sequence: LM windows and the longest passkey sample (default 512)", .lo = 8, .hi = 1 << 20},
         {NULL, "--pos-max", CLI_INT, &pos_max, "N", "PoSE: training samples jump once to positions up to N, for contexts past --seq-len (default off)", .lo = 0, .hi = 1 << 24},
         {NULL, "--passkey-min", CLI_INT, &pk_min, "N", "shortest passkey prompt (default: the shortest the format allows)", .lo = 1, .hi = 1 << 20},
-        {NULL, "--passkey-frac", CLI_FLOAT, &pk_frac, "F", "fraction of passkey samples; the rest is LM on the haystack (default 0.5)", .flo = 0, .fhi = 1},
+        {NULL, "--passkey-frac", CLI_FLOAT, &pk_frac, "F", "fraction of retrieval samples (--tasks); the rest is LM on the haystack (default 0.5)", .flo = 0, .fhi = 1},
+        {NULL, "--tasks", CLI_STR, &tasks, "LIST", "retrieval tasks and their weights: passkey=W,multikey=W,multivalue=W,niah=W (default passkey=1)"},
         {NULL, "--answer-weight", CLI_FLOAT, &answer_weight, "F", "loss weight of the answer tokens of passkey samples (default 10)", .flo = 0, .fhi = 1e6},
         {NULL, "--lm-weight", CLI_FLOAT, &lm_weight, "F", "loss weight of the prompt tokens of passkey samples (default 1)", .flo = 0, .fhi = 1e6},
         {NULL, "--haystack", CLI_STR, &haystack, "DIR", "LM text: *.txt files (default $LV_HAYSTACK or ../shared/data/haystack/paul-graham-essays)"},
-        {NULL, "--no-haystack", CLI_FLAG, &no_haystack, NULL, "passkey samples only"},
+        {NULL, "--no-haystack", CLI_FLAG, &no_haystack, NULL, "retrieval samples only (not with the niah task)"},
         {NULL, "--lr", CLI_FLOAT, &lr, "F", "peak learning rate (default 1e-3)", .flo = 0, .fhi = 10},
         {NULL, "--min-lr", CLI_FLOAT, &min_lr, "F", "learning rate at the end of the cosine decay (default lr / 10)", .flo = 0, .fhi = 10},
         {NULL, "--warmup", CLI_INT, &warmup, "N", "linear warmup steps (default steps / 20)", .lo = 0, .hi = INT32_MAX},
@@ -131,9 +133,9 @@ int cmd_train(int argc, char **argv) {
     const int n_opts = (int)(sizeof(opts) / sizeof(opts[0]));
     int r = cli_parse(argc, argv, opts, n_opts, "longview train -o OUT.gguf [--preset NAME | --dim N --layers N --heads N ...] [--steps N] [--resume OUT.gguf]",
                       "Train a llama-architecture model from scratch on the CPU (f32, AdamW with linear warmup and cosine decay,\n"
-                      "gradient-norm clipping). Data is generated on the fly: passkey-retrieval prompts from the builder that\n"
-                      "`longview eval passkey` uses, each followed by its answer, mixed with language modelling on windows of the\n"
-                      "haystack text. Every sample is a function of (--seed, step), so --resume continues bit for bit. The output is\n"
+                      "gradient-norm clipping). Data is generated on the fly: retrieval prompts (passkey, multikey, multivalue,\n"
+                      "NIAH with random needles: --tasks) from the builders `longview eval` uses, each followed by its answer,\n"
+                      "mixed with language modelling on windows of the haystack text. Every sample is a function of (--seed, step), so --resume continues bit for bit. The output is\n"
                       "a standard GGUF (f32) that `longview run` and `longview eval` load. See docs/train.md.",
                       NULL, 0, NULL);
     if (r) return r > 0 ? 0 : 2;
@@ -273,19 +275,25 @@ int cmd_train(int argc, char **argv) {
     d.answer_weight = answer_weight;
     d.lm_weight = lm_weight;
     d.seed = (uint64_t)seed;
-    if ((rc = td_init_passkey(&d, vm, (int32_t)pk_min)) != 0) goto end;
-    rc = 1;
-    if (!no_haystack && pk_frac < 1) {
+    if ((rc = td_parse_tasks(tasks, d.task_w)) != 0) goto end;
+    if (no_haystack && d.task_w[TD_NIAH] > 0) {
+        cli_error("--no-haystack: the niah task needs the haystack essays");
+        rc = 2;
+        goto end;
+    }
+    if (!no_haystack && (pk_frac < 1 || d.task_w[TD_NIAH] > 0)) {
         if (!haystack) haystack = td_default_haystack();
         if (!haystack) {
             cli_error("no haystack text found: --haystack DIR, or --no-haystack / --passkey-frac 1");
             rc = 2;
             goto end;
         }
-        if (td_load_haystack(&d, haystack) != 0) {
-            rc = 2;
-            goto end;
-        }
+    }
+    if ((rc = td_init_tasks(&d, vm, (int32_t)pk_min, haystack)) != 0) goto end;
+    rc = 1;
+    if (!no_haystack && pk_frac < 1 && td_load_haystack(&d, haystack) != 0) {
+        rc = 2;
+        goto end;
     }
 
     smp = calloc((size_t)batch, sizeof(td_sample));
@@ -313,8 +321,8 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "train: %s %d layers, dim %d, %d heads (%d KV), ffn %d, vocab %d, %s: %.2fM parameters; %d threads\n",
                 c->arch == LV_ARCH_QWEN2 ? "qwen2" : "llama", c->n_layer, c->n_embd, c->n_head, c->n_head_kv, c->n_ff, c->n_vocab,
                 c->tied ? "tied" : "untied", (double)m->n_params / 1e6, lv_threadpool_n_threads(tp));
-        fprintf(stderr, "train: %lld steps x %lld sequences of <= %lld tokens; passkey %.0f%% (prompts %d..%d tokens), LM %.0f%%%s%s\n",
-                (long long)steps, (long long)batch, (long long)seq_len, 100 * (d.hay ? pk_frac : 1.0), d.pk_min, d.pk_max,
+        fprintf(stderr, "train: %lld steps x %lld sequences of <= %lld tokens; retrieval %.0f%% (%s; prompts %d..%d tokens), LM %.0f%%%s%s\n",
+                (long long)steps, (long long)batch, (long long)seq_len, 100 * (d.hay ? pk_frac : 1.0), tasks, d.pk_min, d.pk_max,
                 100 * (d.hay ? 1 - pk_frac : 0.0), d.hay ? " on " : "", d.hay ? haystack : "");
     }
 
@@ -363,7 +371,7 @@ int cmd_train(int argc, char **argv) {
         if (eval_every && ((step + 1) % eval_every == 0 || at_end)) {
             acc = eval_passkey(tp, m, &st, &d, &smp[0], (int)eval_samples, logits);
             if (acc < 0) goto end;
-            if (logf) fprintf(logf, "# step %lld passkey accuracy %.4f (%lld held-out prompts, argmax of every answer token)\n", (long long)step + 1,
+            if (logf) fprintf(logf, "# step %lld retrieval accuracy %.4f (%lld held-out prompts, argmax of every answer token)\n", (long long)step + 1,
                               acc, (long long)eval_samples);
         }
         if (tty ? el - last_print >= 0.2 || at_end : (step + 1) % log_every == 0 || at_end || acc >= 0) {
@@ -371,7 +379,7 @@ int cmd_train(int argc, char **argv) {
             if (ans_n) snprintf(ans, sizeof(ans), "%.4f", ans_loss / ans_n);
             fmt_dur(el / (double)(step + 1 - first) * (double)(last - step - 1), eta, sizeof(eta));
             fmt_dur(el, ela, sizeof(ela));
-            if (acc >= 0) snprintf(accs, sizeof(accs), " | passkey acc %.3f", acc);
+            if (acc >= 0) snprintf(accs, sizeof(accs), " | retrieval acc %.3f", acc);
             fprintf(stderr, "%sstep %lld/%lld | loss %.4f | answer %s | lr %.2e | |g| %.3f | %.0f tok/s | %s elapsed, ETA %s%s%s", tty ? "\r\033[K" : "",
                     (long long)step + 1, (long long)steps, loss, ans, (double)lr_t, (double)gnorm, tokens / el, ela, eta,
                     accs, tty && !at_end && acc < 0 ? "" : "\n");
@@ -398,7 +406,7 @@ end:
     free(logits);
     free(ce);
     free(d.hay);
-    lv_eval_free(d.ev);
+    td_free(&d);
     lv_tr_state_free(&st);
     lv_adamw_free(&opt);
     lv_tmodel_free(m);

@@ -97,15 +97,41 @@ int td_load_haystack(td_data *d, const char *dir) {
     return rc;
 }
 
-/* A passkey prompt (the eval builder's) followed by " KEY." with the answer tokens weighted. */
-int td_make_passkey(const td_data *d, td_rng *r, td_sample *s) {
-    const int32_t n = d->pk_min + (int32_t)(td_rng_next(r) % (uint64_t)(d->pk_max - d->pk_min + 1));
+const char *const td_task_names[TD_N_TASKS] = {"passkey", "multikey", "multivalue", "niah"};
+
+/* NIAH training needles: "The best thing to do in CITY is ACTIVITY." (the evaluation's San
+ * Francisco needle and its answer are not among them) */
+static const char *const k_cities[] = {"Oslo", "Lisbon", "Kyoto", "Nairobi", "Lima", "Toronto", "Hanoi", "Prague", "Dublin", "Cairo",
+                                       "Seoul", "Denver", "Havana", "Vienna", "Sydney", "Reykjavik", "Mumbai", "Boston", "Tallinn", "Quito",
+                                       "Marrakesh", "Helsinki", "Austin", "Porto", "Jakarta", "Bergen", "Montreal", "Naples", "Santiago", "Zurich"};
+static const char *const k_activities[] = {
+    "swim in the harbor at dawn",     "ride a bicycle along the river", "climb the old clock tower",      "buy bread at the night market",
+    "watch the boats from the pier",  "walk through the botanical garden", "drink tea in a quiet courtyard", "visit the museum of maps",
+    "listen to jazz in a cellar bar", "take the ferry to the islands",  "hike up the hill behind the port", "read a book in the public library",
+    "eat dumplings by the canal",     "paint the sunset from the bridge", "row a small boat on the lake",   "dance in the main square",
+    "sing with the street musicians", "fly a kite on the beach",        "play chess in the park",         "count the pigeons at the station",
+};
+
+/* A prompt of the task (the eval builders') followed by " ANSWER." with the answer tokens weighted. */
+int td_make_retrieval(const td_data *d, int task, td_rng *r, td_sample *s) {
+    const int32_t lo = d->task_min[task];
+    const int32_t n = lo + (int32_t)(td_rng_next(r) % (uint64_t)(d->pk_max - lo + 1));
     const double depth = td_rng_unit(r);
     const uint64_t key_seed = td_rng_next(r) & 0xffffffffull;
+    if (task == TD_NIAH) {
+        const char *city = k_cities[td_rng_next(r) % (sizeof(k_cities) / sizeof(k_cities[0]))];
+        const char *act = k_activities[td_rng_next(r) % (sizeof(k_activities) / sizeof(k_activities[0]))];
+        char needle[256], question[128], prefix[128];
+        snprintf(needle, sizeof(needle), "\nThe best thing to do in %s is %s.\n", city, act);
+        snprintf(question, sizeof(question), "What is the best thing to do in %s?", city);
+        snprintf(prefix, sizeof(prefix), "The best thing to do in %s is", city);
+        lv_status st = lv_eval_set_needle(d->ev[TD_NIAH], needle, act, question, prefix);
+        if (st != LV_OK) return cli_fail("setting a NIAH needle", st), -1;
+    }
     lv_eval_prompt *p = NULL;
-    lv_status st = lv_eval_build(d->ev, n, depth, key_seed, &p);
-    if (st != LV_OK) return cli_fail("building a passkey prompt", st), -1;
-    const size_t tl = strlen(p->text), al = strlen(p->answer);
+    lv_status st = lv_eval_build(d->ev[task], n, depth, key_seed, &p);
+    if (st != LV_OK) return cli_fail("building a training prompt", st), -1;
+    const size_t tl = strlen(p->text), al = strlen(p->answer_text);
     char *full = malloc(tl + al + 3);
     if (!full) {
         lv_eval_prompt_free(p);
@@ -114,7 +140,7 @@ int td_make_passkey(const td_data *d, td_rng *r, td_sample *s) {
     }
     memcpy(full, p->text, tl);
     full[tl] = ' ';
-    memcpy(full + tl + 1, p->answer, al);
+    memcpy(full + tl + 1, p->answer_text, al);
     full[tl + 1 + al] = '.';
     full[tl + 2 + al] = 0;
     int32_t nt = 0;
@@ -126,7 +152,7 @@ int td_make_passkey(const td_data *d, td_rng *r, td_sample *s) {
         cli_error("the tokenization of prompt + answer does not start with the prompt's tokens (this vocabulary merges across the boundary)");
         rc = -1;
     } else if (nt > d->seq_len + 1) {
-        cli_error("a passkey sample of %d tokens does not fit --seq-len %d", nt, d->seq_len);
+        cli_error("a %s sample of %d tokens does not fit --seq-len %d", td_task_names[task], nt, d->seq_len);
         rc = -1;
     } else {
         s->T = nt - 1;
@@ -143,6 +169,26 @@ int td_make_passkey(const td_data *d, td_rng *r, td_sample *s) {
     free(toks);
     lv_eval_prompt_free(p);
     return rc;
+}
+
+int td_make_passkey(const td_data *d, td_rng *r, td_sample *s) {
+    double total = 0;
+    int last = TD_PASSKEY, used = 0;
+    for (int t = 0; t < TD_N_TASKS; t++)
+        if (d->task_w[t] > 0) total += d->task_w[t], last = t, used++;
+    int task = last;
+    if (used > 1) { /* one task: no draw, so the samples stay those of passkey-only runs */
+        double u = td_rng_unit(r) * total;
+        for (int t = 0; t < TD_N_TASKS; t++)
+            if (d->task_w[t] > 0) {
+                if (u < d->task_w[t]) {
+                    task = t;
+                    break;
+                }
+                u -= d->task_w[t];
+            }
+    }
+    return td_make_retrieval(d, task, r, s);
 }
 
 static void make_lm(const td_data *d, td_rng *r, td_sample *s) {
@@ -174,37 +220,100 @@ int td_make_sample(const td_data *d, int64_t step, int b, bool eval, td_sample *
     return 0;
 }
 
-int td_init_passkey(td_data *d, const lv_model *vocab, int32_t pk_min) {
-    d->vocab = vocab;
-    lv_eval_params ep = lv_eval_default_params();
-    ep.task = LV_EVAL_PASSKEY;
-    lv_status st = lv_eval_create(vocab, &ep, &d->ev);
-    if (st != LV_OK) return cli_fail("creating the passkey builder", st), 1;
-    /* the shortest prompt the format allows: the smallest length that builds */
-    lv_eval_prompt *p = NULL;
-    int32_t lo = 1, hi = d->seq_len;
-    while (lo < hi) {
-        const int32_t mid = lo + (hi - lo) / 2;
-        if (lv_eval_build(d->ev, mid, 0.5, 0, &p) == LV_OK) {
-            lv_eval_prompt_free(p);
-            p = NULL;
-            hi = mid;
-        } else {
-            lo = mid + 1;
+int td_parse_tasks(const char *spec, double w[TD_N_TASKS]) {
+    for (int t = 0; t < TD_N_TASKS; t++) w[t] = 0;
+    const char *p = spec;
+    double total = 0;
+    while (*p) {
+        const char *eq = strchr(p, '=');
+        const char *end = strchr(p, ',');
+        if (!end) end = p + strlen(p);
+        if (!eq || eq > end) {
+            cli_error("--tasks: '%.*s' is not NAME=WEIGHT (names: passkey, multikey, multivalue, niah)", (int)(end - p), p);
+            return 2;
         }
+        int t = -1;
+        for (int k = 0; k < TD_N_TASKS; k++)
+            if ((size_t)(eq - p) == strlen(td_task_names[k]) && strncmp(p, td_task_names[k], (size_t)(eq - p)) == 0) t = k;
+        char *e = NULL;
+        const double v = strtod(eq + 1, &e);
+        if (t < 0 || e != end || !(v >= 0 && v <= 1e6)) {
+            cli_error("--tasks: '%.*s': unknown task or bad weight (names: passkey, multikey, multivalue, niah; weights >= 0)", (int)(end - p), p);
+            return 2;
+        }
+        w[t] = v;
+        total += v;
+        p = *end ? end + 1 : end;
     }
-    if (lv_eval_build(d->ev, lo, 0.5, 0, &p) != LV_OK) {
-        cli_error("--seq-len %d is too short for a passkey prompt (%s)", d->seq_len, lv_last_error());
-        return 2;
-    }
-    lv_eval_prompt_free(p);
-    d->pk_max = d->seq_len - 16; /* room for the answer */
-    d->pk_min = pk_min > lo ? pk_min : lo;
-    if (d->pk_max < d->pk_min) {
-        cli_error("--seq-len %d leaves no room for a passkey prompt (at least %d tokens plus the answer)", d->seq_len, d->pk_min);
+    if (!(total > 0)) {
+        cli_error("--tasks '%s': no task has a positive weight", spec);
         return 2;
     }
     return 0;
+}
+
+int td_init_tasks(td_data *d, const lv_model *vocab, int32_t pk_min, const char *haystack_dir) {
+    d->vocab = vocab;
+    bool any = false;
+    for (int t = 0; t < TD_N_TASKS; t++) any |= d->task_w[t] > 0;
+    if (!any) d->task_w[TD_PASSKEY] = 1;
+    if (d->task_w[TD_NIAH] > 0 && !haystack_dir) {
+        cli_error("NIAH training samples need the haystack essays: --haystack DIR");
+        return 2;
+    }
+    /* room for the answer: a key and '.' (16), or 4 keys / an activity (64) */
+    d->pk_max = d->seq_len - (d->task_w[TD_MULTIVALUE] > 0 || d->task_w[TD_NIAH] > 0 ? 64 : 16);
+    if (d->pk_max < 1) {
+        cli_error("--seq-len %d is too short for a retrieval prompt", d->seq_len);
+        return 2;
+    }
+    for (int t = 0; t < TD_N_TASKS; t++) {
+        if (!(d->task_w[t] > 0)) continue;
+        lv_eval_params ep = lv_eval_default_params();
+        ep.task = t == TD_PASSKEY ? LV_EVAL_PASSKEY : t == TD_MULTIKEY ? LV_EVAL_MULTIKEY : t == TD_MULTIVALUE ? LV_EVAL_MULTIVALUE : LV_EVAL_NIAH;
+        if (t == TD_NIAH) ep.haystack_dir = haystack_dir;
+        lv_status st = lv_eval_create(vocab, &ep, &d->ev[t]);
+        if (st != LV_OK) {
+            char what[64];
+            snprintf(what, sizeof(what), "creating the %s prompt builder", td_task_names[t]);
+            return cli_fail(what, st), 1;
+        }
+        /* the shortest prompt the format allows: the smallest length that builds */
+        lv_eval_prompt *p = NULL;
+        int32_t lo = 1, hi = d->pk_max;
+        while (lo < hi) {
+            const int32_t mid = lo + (hi - lo) / 2;
+            if (lv_eval_build(d->ev[t], mid, 0.5, 0, &p) == LV_OK) {
+                lv_eval_prompt_free(p);
+                p = NULL;
+                hi = mid;
+            } else {
+                lo = mid + 1;
+            }
+        }
+        if (lv_eval_build(d->ev[t], lo, 0.5, 0, &p) != LV_OK) {
+            cli_error("--seq-len %d is too short for a %s prompt (%s)", d->seq_len, td_task_names[t], lv_last_error());
+            return 2;
+        }
+        lv_eval_prompt_free(p);
+        d->task_min[t] = pk_min > lo ? pk_min : lo;
+        if (d->pk_max < d->task_min[t]) {
+            cli_error("--seq-len %d leaves no room for a %s prompt (at least %d tokens plus the answer)", d->seq_len, td_task_names[t],
+                      d->task_min[t]);
+            return 2;
+        }
+    }
+    d->pk_min = d->task_min[TD_PASSKEY];
+    for (int t = 0; t < TD_N_TASKS; t++)
+        if (d->task_w[t] > 0 && (d->pk_min == 0 || d->task_min[t] < d->pk_min)) d->pk_min = d->task_min[t];
+    return 0;
+}
+
+void td_free(td_data *d) {
+    for (int t = 0; t < TD_N_TASKS; t++) {
+        lv_eval_free(d->ev[t]);
+        d->ev[t] = NULL;
+    }
 }
 
 const char *td_default_haystack(void) {

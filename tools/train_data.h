@@ -1,6 +1,7 @@
 /*
- * train_data.h: the synthetic data of `longview train` and `longview identify`: passkey prompts
- * from the lv_eval builder followed by their answer, and windows of the haystack essays.
+ * train_data.h: the synthetic data of `longview train` and `longview identify`: retrieval prompts
+ * from the lv_eval builders (passkey, multikey, multivalue, and NIAH with needles drawn at random)
+ * followed by their answer, and windows of the haystack essays.
  */
 #ifndef LV_TRAIN_DATA_H
 #define LV_TRAIN_DATA_H
@@ -17,9 +18,15 @@ uint64_t td_mix64(uint64_t z);
 uint64_t td_rng_next(td_rng *r);
 double td_rng_unit(td_rng *r);
 
+/* the retrieval tasks of training samples */
+enum { TD_PASSKEY, TD_MULTIKEY, TD_MULTIVALUE, TD_NIAH, TD_N_TASKS };
+extern const char *const td_task_names[TD_N_TASKS];
+
 typedef struct td_data {
-    const lv_model *vocab; /* tokenizer */
-    lv_eval *ev;           /* passkey prompt builder */
+    const lv_model *vocab;       /* tokenizer */
+    lv_eval *ev[TD_N_TASKS];     /* prompt builders of the tasks in use (NULL: weight 0) */
+    double task_w[TD_N_TASKS];   /* relative weights of the tasks among retrieval samples */
+    int32_t task_min[TD_N_TASKS]; /* shortest prompt of each task */
     lv_token *hay;         /* the haystack essays, tokenized */
     int64_t n_hay;
     int32_t seq_len, pk_min, pk_max;
@@ -35,17 +42,26 @@ typedef struct td_sample {
     int64_t ans0, ans1; /* positions whose targets are the answer: [ans0, ans1) (empty for LM samples) */
 } td_sample;
 
-/* d->seq_len set: create the passkey builder over vocab's tokenizer and set pk_min (at least the
- * shortest prompt the format allows) and pk_max. 0, or 1 / 2 (runtime / usage error) after printing it. */
-int td_init_passkey(td_data *d, const lv_model *vocab, int32_t pk_min);
+/* "passkey=0.4,multikey=0.2,niah=0.4" (names of td_task_names, weights >= 0, at least one > 0) into
+ * w; 0, or 2 after printing the error */
+int td_parse_tasks(const char *spec, double w[TD_N_TASKS]);
+/* d->seq_len and d->task_w set (all 0: passkey only): create the builders of the tasks in use over
+ * vocab's tokenizer (NIAH reads the essays of haystack_dir), set each task's shortest prompt (at
+ * least pk_min and what its format allows) and pk_max. 0, or 1 / 2 (runtime / usage error) after
+ * printing it. */
+int td_init_tasks(td_data *d, const lv_model *vocab, int32_t pk_min, const char *haystack_dir);
+void td_free(td_data *d);
 /* $LV_HAYSTACK or ../shared/data/haystack/paul-graham-essays when readable, else NULL */
 const char *td_default_haystack(void);
 /* tokenize the *.txt files of dir (name order, concatenated); 0, or -1 after printing the error */
 int td_load_haystack(td_data *d, const char *dir);
-/* a passkey prompt of pk_min..pk_max tokens at a random depth, then " KEY."; the answer's targets
- * are [ans0, ans1). 0, or -1 after printing the error. */
+/* a prompt of the task, task_min..pk_max tokens, needle at a random depth, then " ANSWER."; the
+ * answer's targets are [ans0, ans1). NIAH needles are "The best thing to do in CITY is ACTIVITY."
+ * from fixed lists (San Francisco and its answer are not among them). 0, or -1 after printing the error. */
+int td_make_retrieval(const td_data *d, int task, td_rng *r, td_sample *s);
+/* td_make_retrieval with the task drawn by the weights */
 int td_make_passkey(const td_data *d, td_rng *r, td_sample *s);
-/* sample b of step `step` (eval: held-out, always passkey, plain positions): a function of (seed,
+/* sample b of step `step` (eval: held-out, always a retrieval task, plain positions): a function of (seed,
  * step, b) only. With pos_max, a training sample's positions jump once: a random split point c and a
  * skip u in [0, pos_max - T] give pos[i] = i + (i >= c ? u : 0) (PoSE, arXiv 2309.10400), so relative
  * distances up to pos_max are seen on sequences of seq_len tokens. */

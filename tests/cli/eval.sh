@@ -75,3 +75,16 @@ expect_fail "missing model" "$LV" eval passkey -m "$T/nope.gguf"
 expect_fail "unwritable output" "$LV" eval passkey -m "$M" --lengths ${lens%,*} -n 1 --depths 0 -t 1 -o "$T/no/dir/x.jsonl"
 expect_ok "help" "$LV" eval --help
 grep -q -- "--kv-budget" "$T/out" && grep -q -- "--select-every" "$T/out" || fail "help lists the LServe options"
+grep -q -- "--select-drift" "$T/out" && grep -q "multikey|multivalue" "$T/out" && grep -q -- "--needles" "$T/out" || fail "help lists drift, tasks, --needles"
+
+# multikey / multivalue on the shipped long passkey model: the answer rule applies, JSON names the task
+PK=models/passkey-long-bytes.gguf
+if [ -f "$PK" ]; then
+  expect_ok "eval multikey" "$LV" eval multikey -m "$PK" --lengths 1500 --depths 0,1 -n 12 -q -t 2 -o "$T/mk.jsonl"
+  grep -q '"task":"multikey"' "$T/mk.jsonl" || fail "multikey JSON lines: $(head -c 300 "$T/mk.jsonl")"
+  grep -q "^multikey | mode dense" "$T/out" || fail "multikey table: $(cat "$T/out")"
+  expect_ok "eval multivalue, 3 needles" "$LV" eval multivalue -m "$PK" --lengths 1500 --depths 0.5 --needles 3 -n 30 -q -t 2
+  grep -q "^multivalue | mode dense" "$T/out" || fail "multivalue table"
+fi
+expect_fail "--needles on passkey" "$LV" eval passkey -m "$M" --needles 3
+expect_fail "--needles 11" "$LV" eval multikey -m "$M" --needles 11
