@@ -159,8 +159,11 @@ static lv_attn_job plan_job(lv_context *ctx, const fw_task *t, int64_t run, int6
         .scale = 1.0f / sqrtf((float)Dk), .kv_type = ctx->p.kv_type, .Dk = (int)Dk, .Dv = (int)Dv,
     };
     /* the tokens of a run see the stream up to its last token (masking handles the rest) */
-    job.n_spans = lv_kv_spans(ctx->kv, seq, t->il, g, t->ub->n_vis[last], spans, &job.mask);
-    if (!selects(ctx, t, run, g)) return job;
+    if (!selects(ctx, t, run, g)) {
+        job.n_spans = lv_kv_spans(ctx->kv, seq, t->il, g, t->ub->n_vis[last], spans, &job.mask);
+        return job;
+    }
+    lv_kv_spans(ctx->kv, seq, t->il, g, t->ub->n_vis[last], NULL, &job.mask); /* the mask only: the spans are the selection's */
     const int64_t stride = ctx->max_spans + 1;
     int32_t *sel = ctx->sel_tmp + (int64_t)ith * (G + 1) * stride, *uni = sel + G * stride;
     int np[32], at[32];

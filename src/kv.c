@@ -436,7 +436,8 @@ int lv_kv_spans(const lv_kv *kv, int64_t seq, int64_t layer, int64_t head, int64
     const int64_t n = st->n_stored + n_new_visible;
     LV_ASSERT(n <= st->n_pages * kv->p.page_size);
     int ns = 0;
-    for (int64_t i = 0; i * kv->p.page_size < n; i++) span_of_page(kv, pl, st, i, n, &spans[ns++]);
+    if (spans)
+        for (int64_t i = 0; i * kv->p.page_size < n; i++) span_of_page(kv, pl, st, i, n, &spans[ns++]);
     if (mask) {
         memset(mask, 0, sizeof(*mask));
         mask->kind = pl->pol.kind;

@@ -82,7 +82,8 @@ void lv_kv_write(lv_kv *kv, int64_t seq, int64_t layer, int64_t head, int64_t k_
 
 /* What a query of sequence seq reads in stream (layer, head) once the first n_new_visible tokens
  * of this transaction are written: every stored page as a span (the last one partial), and the
- * mask the policy implies. spans must hold lv_kv_max_spans(kv) entries. Returns the span count. */
+ * mask the policy implies. spans must hold lv_kv_max_spans(kv) entries, or be NULL for the mask
+ * alone (then 0 is returned). Returns the span count. */
 int     lv_kv_spans(const lv_kv *kv, int64_t seq, int64_t layer, int64_t head, int64_t n_new_visible, lv_attn_span *spans,
                     lv_attn_mask *mask);
 int64_t lv_kv_max_spans(const lv_kv *kv);
