@@ -296,6 +296,9 @@ int td_init_tasks(td_data *d, const lv_model *vocab, int32_t pk_min, const char 
             return 2;
         }
         lv_eval_prompt_free(p);
+        /* that was seed 0's prompt; other seeds' needles and questions can be longer (multikey's
+         * order word, NIAH's city and activity): leave them room */
+        if (t != TD_PASSKEY) lo += 64;
         d->task_min[t] = pk_min > lo ? pk_min : lo;
         if (d->pk_max < d->task_min[t]) {
             cli_error("--seq-len %d leaves no room for a %s prompt (at least %d tokens plus the answer)", d->seq_len, td_task_names[t],
