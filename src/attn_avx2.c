@@ -165,6 +165,31 @@ void lv_attn_tiled_avx2(const lv_attn_job *job, float *scratch) {
 #undef QPOS
 }
 
+void lv_quest_page_f16_avx2(const float *q, int64_t q_stride, int n_q, const uint16_t *stats, int n_lp, int Dk, float *best) {
+    if (Dk % 8 != 0) {
+        lv_quest_page_f16_ref(q, q_stride, n_q, stats, n_lp, Dk, best);
+        return;
+    }
+    for (int h = 0; h < n_q; h++) best[h] = -INFINITY;
+    for (int lp = 0; lp < n_lp; lp++) {
+        const uint16_t *mn = stats + (size_t)lp * 2 * (size_t)Dk, *mx = mn + Dk;
+        for (int h = 0; h < n_q; h++) {
+            const float *qh = q + h * q_stride;
+            __m256 acc = _mm256_setzero_ps();
+            for (int d = 0; d < Dk; d += 8) {
+                const __m256 qv = _mm256_loadu_ps(qh + d);
+                const __m256 vmx = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(mx + d)));
+                const __m256 vmn = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(mn + d)));
+                acc = _mm256_add_ps(acc, _mm256_max_ps(_mm256_mul_ps(qv, vmx), _mm256_mul_ps(qv, vmn)));
+            }
+            const __m128 h4 = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+            const __m128 h2 = _mm_add_ps(h4, _mm_movehl_ps(h4, h4));
+            const float sum = _mm_cvtss_f32(_mm_add_ss(h2, _mm_shuffle_ps(h2, h2, 1)));
+            best[h] = sum > best[h] ? sum : best[h];
+        }
+    }
+}
+
 void lv_quest_page_avx2(const float *q, int64_t q_stride, int n_q, const float *stats, int n_lp, int Dk, float *best) {
     if (Dk % 8 != 0) {
         lv_quest_page_ref(q, q_stride, n_q, stats, n_lp, Dk, best);

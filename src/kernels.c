@@ -284,6 +284,29 @@ void lv_quest_page_ref(const float *q, int64_t q_stride, int n_q, const float *s
     }
 }
 
+void lv_quest_page_f16_ref(const float *q, int64_t q_stride, int n_q, const uint16_t *stats, int n_lp, int Dk, float *best) {
+    float s[2 * 1024];
+    LV_ASSERT(Dk <= 1024);
+    for (int h = 0; h < n_q; h++) best[h] = -INFINITY;
+    for (int lp = 0; lp < n_lp; lp++) {
+        float b[64];
+        for (int i = 0; i < 2 * Dk; i++) s[i] = lv_fp16_to_fp32(stats[(size_t)lp * 2 * (size_t)Dk + (size_t)i]);
+        for (int h0 = 0; h0 < n_q; h0 += 64) {
+            const int nh = n_q - h0 < 64 ? n_q - h0 : 64;
+            lv_quest_page_ref(q + h0 * q_stride, q_stride, nh, s, 1, Dk, b);
+            for (int h = 0; h < nh; h++) best[h0 + h] = b[h] > best[h0 + h] ? b[h] : best[h0 + h];
+        }
+    }
+}
+
+void lv_quest_page_f16(const float *q, int64_t q_stride, int n_q, const uint16_t *stats, int n_lp, int Dk, float *best) {
+    switch (lv_simd_active()) {
+    case LV_SIMD_AVX512: lv_quest_page_f16_avx512(q, q_stride, n_q, stats, n_lp, Dk, best); break;
+    case LV_SIMD_AVX2: lv_quest_page_f16_avx2(q, q_stride, n_q, stats, n_lp, Dk, best); break;
+    default: lv_quest_page_f16_ref(q, q_stride, n_q, stats, n_lp, Dk, best); break;
+    }
+}
+
 void lv_quest_page(const float *q, int64_t q_stride, int n_q, const float *stats, int n_lp, int Dk, float *best) {
     switch (lv_simd_active()) {
     case LV_SIMD_AVX512: lv_quest_page_avx512(q, q_stride, n_q, stats, n_lp, Dk, best); break;

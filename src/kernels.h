@@ -145,6 +145,12 @@ void lv_quest_page(const float *q, int64_t q_stride, int n_q, const float *stats
 void lv_quest_page_ref(const float *q, int64_t q_stride, int n_q, const float *stats, int n_lp, int Dk, float *best);
 void lv_quest_page_avx2(const float *q, int64_t q_stride, int n_q, const float *stats, int n_lp, int Dk, float *best);
 void lv_quest_page_avx512(const float *q, int64_t q_stride, int n_q, const float *stats, int n_lp, int Dk, float *best);
+/* the same with f16 statistics (an f16 cache's, as LServe keeps them): each level widens them and
+ * computes exactly what its f32 kernel computes on the widened values (tested) */
+void lv_quest_page_f16(const float *q, int64_t q_stride, int n_q, const uint16_t *stats, int n_lp, int Dk, float *best);
+void lv_quest_page_f16_ref(const float *q, int64_t q_stride, int n_q, const uint16_t *stats, int n_lp, int Dk, float *best);
+void lv_quest_page_f16_avx2(const float *q, int64_t q_stride, int n_q, const uint16_t *stats, int n_lp, int Dk, float *best);
+void lv_quest_page_f16_avx512(const float *q, int64_t q_stride, int n_q, const uint16_t *stats, int n_lp, int Dk, float *best);
 
 /* floats of scratch a job of nq = n_tok * n_head query rows needs */
 size_t lv_attn_scratch_floats(int nq, int Dk, int Dv);

@@ -16,7 +16,8 @@ typedef struct kv_pool {    /* one per (layer, KV head) */
     uint8_t *k;             /* (n_pages, page_size, Dk) elements of the kv type */
     uint8_t *v;             /* (n_pages, page_size, Dv) */
     int32_t *pos;           /* (n_pages, page_size) */
-    float *stats;           /* (n_pages, page_size / 16, 2, Dk): min then max, or NULL */
+    uint8_t *stats;         /* (n_pages, page_size / 16 + 1, 2, Dk) elements of the kv type (f16 as LServe keeps them,
+                               or f32): min then max, or NULL */
     int32_t *free_ids;      /* stack of free page ids */
     int64_t n_free;
 } kv_pool;
@@ -71,7 +72,7 @@ static int64_t pool_pages(const lv_kv_params *p, const lv_kv_head_policy *pol) {
 
 /* Bytes of one page of a pool: K and V rows, positions, and LServe statistics when kept. */
 static int64_t page_bytes_of(int64_t P, int64_t Dk, int64_t Dv, size_t elt, bool stats) {
-    return P * ((Dk + Dv) * (int64_t)elt + 4) + (stats ? (P / LV_KV_LOGICAL_PAGE + 1) * 2 * Dk * 4 : 0);
+    return P * ((Dk + Dv) * (int64_t)elt + 4) + (stats ? (P / LV_KV_LOGICAL_PAGE + 1) * 2 * Dk * (int64_t)elt : 0);
 }
 
 lv_status lv_kv_create(const lv_kv_params *p, lv_kv **out) {
@@ -149,8 +150,8 @@ lv_status lv_kv_create(const lv_kv_params *p, lv_kv **out) {
         pl->pos = (int32_t *)b;
         b += pl->n_pages * P * 4;
         if (pl->pol.stats) {
-            pl->stats = (float *)b;
-            b += pl->n_pages * (P / LV_KV_LOGICAL_PAGE + 1) * 2 * Dk * 4;
+            pl->stats = b;
+            b += pl->n_pages * (P / LV_KV_LOGICAL_PAGE + 1) * 2 * Dk * (int64_t)kv->elt;
         }
         pl->free_ids = ids;
         ids += pl->n_pages;
@@ -342,23 +343,38 @@ const lv_kv_head_policy *lv_kv_policy(const lv_kv *kv, int64_t layer, int64_t he
  * writing, key statistics
  * ----------------------------------------------------------------------------------------- */
 
-static inline float *stats_at(const lv_kv *kv, const kv_pool *pl, int32_t page, int64_t lp) {
+static inline uint8_t *stats_at(const lv_kv *kv, const kv_pool *pl, int32_t page, int64_t lp) {
     const int64_t per_page = kv->p.page_size / LV_KV_LOGICAL_PAGE + 1;
-    return pl->stats + ((int64_t)page * per_page + lp) * 2 * kv->p.head_dim_k;
+    return pl->stats + ((int64_t)page * per_page + lp) * 2 * kv->p.head_dim_k * (int64_t)kv->elt;
 }
 
+/* k: the key as stored (an f16 cache's rounding included), so the f16 statistics of an f16 cache
+ * hold its min and max exactly */
 static void stats_add(const lv_kv *kv, const kv_pool *pl, const kv_stream *st, int64_t slot, const float *k) {
     const int64_t P = kv->p.page_size, Dk = kv->p.head_dim_k;
-    float *mn = stats_at(kv, pl, st->pages[slot / P], (slot % P) / LV_KV_LOGICAL_PAGE), *mx = mn + Dk;
-    if (slot % LV_KV_LOGICAL_PAGE == 0) { /* a fresh logical page starts from its first key */
-        memcpy(mn, k, (size_t)Dk * sizeof(float));
-        memcpy(mx, k, (size_t)Dk * sizeof(float));
+    uint8_t *s = stats_at(kv, pl, st->pages[slot / P], (slot % P) / LV_KV_LOGICAL_PAGE);
+    const bool fresh = slot % LV_KV_LOGICAL_PAGE == 0; /* a fresh logical page starts from its first key */
+    if (kv->p.type == LV_KV_F32) {
+        float *mn = (float *)s, *mx = mn + Dk;
+        for (int64_t d = 0; d < Dk; d++) {
+            mn[d] = fresh || k[d] < mn[d] ? k[d] : mn[d];
+            mx[d] = fresh || k[d] > mx[d] ? k[d] : mx[d];
+        }
         return;
     }
-    for (int64_t d = 0; d < Dk; d++) {
-        mn[d] = k[d] < mn[d] ? k[d] : mn[d];
-        mx[d] = k[d] > mx[d] ? k[d] : mx[d];
+    float m[2 * 1024];
+    LV_ASSERT(Dk <= 1024);
+    if (fresh) {
+        memcpy(m, k, (size_t)Dk * sizeof(float));
+        memcpy(m + Dk, k, (size_t)Dk * sizeof(float));
+    } else {
+        lv_to_float_row(LV_TYPE_F16, s, m, 2 * Dk);
+        for (int64_t d = 0; d < Dk; d++) {
+            m[d] = k[d] < m[d] ? k[d] : m[d];
+            m[Dk + d] = k[d] > m[Dk + d] ? k[d] : m[Dk + d];
+        }
     }
+    lv_from_float_row(LV_TYPE_F16, m, s, 2 * Dk);
 }
 
 /* the key of a stored slot, as the statistics saw it (f32, or f16 widened) */
@@ -519,7 +535,9 @@ int lv_kv_select_pages_multi(const lv_kv *kv, int64_t seq, int64_t layer, int64_
     for (int h0 = 0; h0 < n_q; h0 += 64) {
         const int nh = n_q - h0 < 64 ? n_q - h0 : 64;
         for (int64_t i = 0; i < n_pages - 1; i++) {
-            lv_quest_page(q + h0 * q_stride, q_stride, nh, stats_at(kv, pl, st->pages[i], 0), (int)(P / LV_KV_LOGICAL_PAGE), (int)Dk, best);
+            const uint8_t *s = stats_at(kv, pl, st->pages[i], 0);
+            if (kv->p.type == LV_KV_F32) lv_quest_page(q + h0 * q_stride, q_stride, nh, (const float *)s, (int)(P / LV_KV_LOGICAL_PAGE), (int)Dk, best);
+            else lv_quest_page_f16(q + h0 * q_stride, q_stride, nh, (const uint16_t *)s, (int)(P / LV_KV_LOGICAL_PAGE), (int)Dk, best);
             for (int h = 0; h < nh; h++) ps[(h0 + h) * (n_pages - 1) + i] = (page_score){best[h], (int32_t)i};
         }
     }

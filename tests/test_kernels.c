@@ -275,6 +275,24 @@ TEST(quest_page_scores_equal_reference_at_every_level) {
                 }
                 lv_simd_set_max(saved);
             }
+            /* f16 statistics: at every level the f16 kernel computes exactly what the f32 kernel of
+             * that level computes on the widened values */
+            static uint16_t h16[4 * 2 * 128];
+            static float w32[4 * 2 * 128];
+            for (int i = 0; i < 4 * 2 * Dk; i++) {
+                h16[i] = lv_fp32_to_fp16(stats[i]);
+                w32[i] = lv_fp16_to_fp32(h16[i]);
+            }
+            for (int level = 0; level <= (int)lv_simd_detect(); level++) {
+                lv_simd_set_max((lv_simd)level);
+                float g16[5], g32[5];
+                lv_quest_page_f16(q, Dk, 5, h16, 4, Dk, g16);
+                lv_quest_page(q, Dk, 5, w32, 4, Dk, g32);
+                for (int h = 0; h < 5; h++)
+                    CHECK(g16[h] == g32[h], "%s D%d query %d: f16 statistics %g vs widened f32 %g", lv_simd_name((lv_simd)level), Dk, h, g16[h],
+                          g32[h]);
+            }
+            lv_simd_set_max(saved);
         }
     }
     lv_simd_set_max(saved);

@@ -4,7 +4,7 @@
  * prefill does, without computing attention (memory does not depend on the values), and reports:
  *   formula   what the policies should keep (docs/long-context.md): per (layer, KV head) pool,
  *             full heads ceil(N / page) pages, sink+window heads ceil(sink / page) +
- *             ceil(window / page) + 1 pages, times the page's bytes (K, V, positions, LServe stats);
+ *             ceil(window / page) + 1 pages, times the page's bytes (K, V, positions, LServe stats in f16);
  *   in use    the pages the cache's pools have handed out (its own accounting);
  *   peak RSS  growth of the process's resident memory over the fill (the OS's count: the cache's
  *             storage is one lazily committed mapping, so untouched capacity costs nothing).
@@ -66,7 +66,7 @@ int main(int argc, char **argv) {
                         p->window = (int32_t)window;
                         p->stats = !streaming && mode == MODE_DUO_LSERVE;
                         const int64_t pages = streaming ? (sink + P - 1) / P + (window + P - 1) / P + 1 : (N + P - 1) / P;
-                        formula += (double)pages * (double)(P * (2 * sh->head_dim * 2 + 4) + (p->stats ? (P / 16 + 1) * 2 * sh->head_dim * 4 : 0));
+                        formula += (double)pages * (double)(P * (2 * sh->head_dim * 2 + 4) + (p->stats ? (P / 16 + 1) * 2 * sh->head_dim * 2 : 0));
                     }
                 lv_kv_params kp = {.n_layer = sh->n_layer, .n_head_kv = sh->n_head_kv, .head_dim_k = sh->head_dim, .head_dim_v = sh->head_dim,
                                    .page_size = P, .n_ctx = N, .n_seq_max = 1, .n_batch = n_batch, .type = LV_KV_F16, .policies = pol};
