@@ -166,6 +166,8 @@ typedef struct lv_attention_params {
     int32_t  select_every;        /* selection recomputed every N decode steps (default 4) */
     float    select_drift;        /* ... and sooner when a query head's cosine with the query that made the selection
                                      falls below this (default 0.5; 0: never sooner, LServe's rule) */
+    bool     select_shared;       /* one selection per KV head for all its query heads, a page scoring the max of
+                                     their scores (default false: per query head, LServe's rule) */
     const char *layer_plan;       /* LongGen: NULL = the model's metadata, else all full; "longgen" = layer l full iff
                                      l % 3 == 1, the others sink+window; or one word per layer, comma separated:
                                      full | sw (sink+window) | bs (block-strided) */

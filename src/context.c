@@ -514,7 +514,8 @@ int64_t lv_context_describe_plan(const lv_context *ctx, char *buf, size_t buf_si
     if (n_bs) OUT("  block-strided layers: block %d, local blocks %d, vertical stride %d\n", a->block_size, a->local_blocks, a->vert_stride);
     if (ctx->select)
         OUT("  selection: %d pages of %u tokens (budget %d) per query head, recomputed every %d steps or when a query's cosine with the "
-            "selecting one < %g\n", ctx->sel_k, ctx->p.kv_page_size, a->kv_budget, a->select_every, (double)a->select_drift);
+            "selecting one < %g%s\n", ctx->sel_k, ctx->p.kv_page_size, a->kv_budget, a->select_every, (double)a->select_drift,
+            a->select_shared ? "; one selection per KV head (max over its query heads)" : "");
     for (int64_t l = 0; l < L; l++) {
         OUT("  layer %3lld: ", (long long)l);
         int64_t r = 0;

@@ -115,7 +115,7 @@ static void refresh_selection(lv_context *ctx, const fw_task *t, int64_t i, int6
     if (ctx->sel_n[idx] == 0 || timestep % ctx->p.attention.select_every == 0 ||
         (drift > 0.0f && query_drifted(q, ctx->sel_q + idx * D, G, D, drift))) {
         void *scratch = (uint8_t *)ctx->sel_scratch + (size_t)ith * (size_t)G * (size_t)ctx->max_spans * 8;
-        const int n = lv_kv_select_pages_multi(ctx->kv, seq, t->il, g, t->ub->n_vis[i], q, D, (int)G, ctx->sel_k,
+        const int n = lv_kv_select_pages_multi(ctx->kv, seq, t->il, g, t->ub->n_vis[i], q, D, (int)G, ctx->p.attention.select_shared, ctx->sel_k,
                                                ctx->sel_pages + idx * (ctx->sel_k + 1), ctx->sel_k + 1, scratch);
         for (int64_t h = 0; h < G; h++) ctx->sel_n[idx + h] = n;
         memcpy(ctx->sel_q + idx * D, q, (size_t)(G * D) * sizeof(float));

@@ -516,7 +516,7 @@ static int cmp_i32(const void *a, const void *b) {
 }
 
 int lv_kv_select_pages_multi(const lv_kv *kv, int64_t seq, int64_t layer, int64_t head, int64_t n_new_visible, const float *q,
-                             int64_t q_stride, int n_q, int64_t k_pages, int32_t *pages_out, int64_t out_stride, void *scratch) {
+                             int64_t q_stride, int n_q, bool shared, int64_t k_pages, int32_t *pages_out, int64_t out_stride, void *scratch) {
     const kv_stream *st = stream_at(kv, seq, layer, head);
     const kv_pool *pl = pool_at(kv, layer, head);
     const int64_t P = kv->p.page_size, Dk = kv->p.head_dim_k;
@@ -541,6 +541,17 @@ int lv_kv_select_pages_multi(const lv_kv *kv, int64_t seq, int64_t layer, int64_
             for (int h = 0; h < nh; h++) ps[(h0 + h) * (n_pages - 1) + i] = (page_score){best[h], (int32_t)i};
         }
     }
+    if (shared) { /* one selection: query 0's list takes the max over the queries, then is copied */
+        for (int h = 1; h < n_q; h++)
+            for (int64_t i = 0; i < n_pages - 1; i++)
+                if (ps[h * (n_pages - 1) + i].score > ps[i].score) ps[i].score = ps[h * (n_pages - 1) + i].score;
+        ps_select(ps, n_pages - 1, k_pages - 1);
+        for (int64_t i = 0; i < k_pages - 1; i++) pages_out[i] = ps[i].page;
+        pages_out[k_pages - 1] = (int32_t)(n_pages - 1);
+        qsort(pages_out, (size_t)(k_pages - 1), sizeof(int32_t), cmp_i32);
+        for (int h = 1; h < n_q; h++) memcpy(pages_out + h * out_stride, pages_out, (size_t)k_pages * sizeof(int32_t));
+        return (int)k_pages;
+    }
     /* per query the best k - 1, then the newest page; in increasing order so the spans follow the tokens */
     for (int h = 0; h < n_q; h++) {
         page_score *v = ps + h * (n_pages - 1);
@@ -555,7 +566,7 @@ int lv_kv_select_pages_multi(const lv_kv *kv, int64_t seq, int64_t layer, int64_
 
 int lv_kv_select_pages(const lv_kv *kv, int64_t seq, int64_t layer, int64_t head, int64_t n_new_visible, const float *q,
                        int64_t k_pages, int32_t *pages_out, void *scratch) {
-    return lv_kv_select_pages_multi(kv, seq, layer, head, n_new_visible, q, 0, 1, k_pages, pages_out, 0, scratch);
+    return lv_kv_select_pages_multi(kv, seq, layer, head, n_new_visible, q, 0, 1, false, k_pages, pages_out, 0, scratch);
 }
 
 /* -------------------------------------------------------------------------------------------

@@ -96,9 +96,11 @@ int64_t lv_kv_n_pages(const lv_kv *kv, int64_t seq, int64_t layer, int64_t head,
  * k_pages. Writes the chosen page indices in increasing order; returns how many. */
 /* The same for n_q queries that share the stream (the query heads of a KV head), reading the
  * statistics once: query h is q + h * q_stride, its pages go to pages_out + h * out_stride.
- * scratch: n_q * (pages - 1) * 8 bytes. Every query gets the returned count. */
+ * scratch: n_q * (pages - 1) * 8 bytes. Every query gets the returned count. shared: one selection
+ * for all n_q queries, a page scoring the max of their scores (not LServe's rule: a KV head then
+ * reads k_pages pages however many query heads it serves), written for each query. */
 int lv_kv_select_pages_multi(const lv_kv *kv, int64_t seq, int64_t layer, int64_t head, int64_t n_new_visible, const float *q,
-                             int64_t q_stride, int n_q, int64_t k_pages, int32_t *pages_out, int64_t out_stride, void *scratch);
+                             int64_t q_stride, int n_q, bool shared, int64_t k_pages, int32_t *pages_out, int64_t out_stride, void *scratch);
 int lv_kv_select_pages(const lv_kv *kv, int64_t seq, int64_t layer, int64_t head, int64_t n_new_visible, const float *q,
                        int64_t k_pages, int32_t *pages_out, void *scratch /* 8 bytes per page */);
 /* The spans of the given pages (indices into the stream's page list, increasing). */

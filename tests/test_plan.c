@@ -122,6 +122,9 @@ TEST(plans_reduce_to_dense_when_they_cover_the_context) {
     a.kv_budget = 16 * ((n + 15) / 16 + 1);
     REQUIRE(run(m, a, n, 1, got, NULL) == LV_OK, "run: %s", lv_last_error());
     CHECK(maxdiff(got, dense, (size_t)n * V) == 0, "duo + LServe with a covering budget vs dense: %g", maxdiff(got, dense, (size_t)n * V));
+    a.select_shared = true; /* one selection per KV head */
+    REQUIRE(run(m, a, n, 1, got, NULL) == LV_OK, "run: %s", lv_last_error());
+    CHECK(maxdiff(got, dense, (size_t)n * V) == 0, "duo + shared selection with a covering budget vs dense: %g", maxdiff(got, dense, (size_t)n * V));
     /* LongGen: sink+window layers with a covering window, block-strided layers with covering local blocks */
     a = lv_attention_default_params();
     a.layer_plan = "sw,full,bs";

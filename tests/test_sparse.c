@@ -217,10 +217,39 @@ TEST(lserve_selection_picks_the_best_pages_and_equals_dense_when_the_budget_cove
             int32_t multi[3 * 130], one[130];
             static uint8_t mscratch[3 * 128 * 8];
             for (int i = 0; i < 3 * DK; i++) qq[i] = i < DK ? q[i] : lv_test_rng_f32(&r) * 2;
-            const int nm = lv_kv_select_pages_multi(p.sparse, 0, 0, 0, 0, qq, DK, 3, k, multi, 130, mscratch);
+            const int nm = lv_kv_select_pages_multi(p.sparse, 0, 0, 0, 0, qq, DK, 3, false, k, multi, 130, mscratch);
             for (int h = 0; h < 3; h++) {
                 const int n1 = lv_kv_select_pages(p.sparse, 0, 0, 0, 0, qq + h * DK, k, one, scratch);
                 CHECK(nm == n1 && memcmp(one, multi + h * 130, sizeof(int32_t) * (size_t)n1) == 0, "query %d: multi-query selection differs", h);
+            }
+            /* shared (one selection per KV head): every query gets the same pages, the best k - 1 by
+             * the max over the queries of the brute-force score, plus the newest */
+            const int nsh = lv_kv_select_pages_multi(p.sparse, 0, 0, 0, 0, qq, DK, 3, true, k, multi, 130, mscratch);
+            CHECK(nsh == k, "shared: %d pages of %lld", nsh, (long long)k);
+            for (int h = 1; h < 3; h++) CHECK(memcmp(multi, multi + h * 130, sizeof(int32_t) * (size_t)nsh) == 0, "shared: query %d's pages differ", h);
+            CHECK(multi[nsh - 1] == n_pages - 1, "shared: the newest page is read");
+            double gsc[64];
+            for (int64_t pg = 0; pg < n_pages; pg++) {
+                gsc[pg] = -INFINITY;
+                for (int h = 0; h < 3; h++) {
+                    double s = 0;
+                    for (int d = 0; d < DK; d++) {
+                        float mn = INFINITY, mx = -INFINITY;
+                        for (int64_t t = pg * PAGE; t < (pg + 1) * PAGE && t < N; t++) {
+                            mn = fminf(mn, k_all[t * DK + d]);
+                            mx = fmaxf(mx, k_all[t * DK + d]);
+                        }
+                        s += fmax((double)qq[h * DK + d] * mx, (double)qq[h * DK + d] * mn);
+                    }
+                    gsc[pg] = fmax(gsc[pg], s);
+                }
+            }
+            double gw = INFINITY;
+            for (int i = 0; i < nsh - 1; i++) gw = fmin(gw, gsc[multi[i]]);
+            for (int64_t pg = 0; pg < n_pages - 1; pg++) {
+                bool chosen = false;
+                for (int i = 0; i < nsh; i++) chosen |= multi[i] == pg;
+                if (!chosen) CHECK(gsc[pg] <= gw + 1e-4, "shared: page %lld (%g) beats a selected one (%g)", (long long)pg, gsc[pg], gw);
             }
         }
         /* a budget covering every page selects every page: exactly the dense plan */

@@ -305,6 +305,8 @@ int cli_attention_opts(cli_attention *a, cli_opt *o) {
         {NULL, "--select-every", CLI_INT, &a->select_every, "N", "recompute the selection every N decode steps (default 4)", .lo = 1, .hi = 1 << 20},
         {NULL, "--select-drift", CLI_FLOAT, &a->select_drift, "C",
          "... and sooner when a query's cosine with the selecting query falls below C (default 0.5; 0: only every N)", .flo = 0, .fhi = 1},
+        {NULL, "--select-shared", CLI_FLAG, &a->select_shared, NULL,
+         "one selection per KV head for its query heads (max of their scores; not LServe's per-head rule)"},
         {NULL, "--layer-plan", CLI_STR, &a->layer_plan, "PLAN", "LongGen layers: longgen (full iff l%3==1, else sink+window) or full|sw|bs per layer, comma separated"},
         {NULL, "--block-size", CLI_INT, &a->block_size, "N", "block-strided layers: block size (default 64)", .lo = 1, .hi = 1 << 20},
         {NULL, "--local-blocks", CLI_INT, &a->local_blocks, "N", "block-strided layers: local blocks (default 16)", .lo = 1, .hi = 1 << 20},
@@ -331,6 +333,7 @@ int cli_attention_params(cli_attention *a, lv_attention_params *p) {
     p->kv_budget = (int32_t)a->kv_budget;
     p->select_every = (int32_t)a->select_every;
     p->select_drift = (float)a->select_drift;
+    p->select_shared = a->select_shared;
     p->layer_plan = a->layer_plan;
     p->block_size = (int32_t)a->block_size;
     p->local_blocks = (int32_t)a->local_blocks;
