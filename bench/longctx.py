@@ -65,13 +65,13 @@ def main():
             for k in list(best):
                 if k[0] == model and k[1] == 'decode' and k[2] > dmax:
                     fitted[(model, k[2])] = 1.0 / (a + b * k[2])
-    modes = ['dense', 'duo', 'duo+lserve']
+    modes = [m for m in ['dense', 'duo', 'duo+lserve', 'duo+lserve-shared'] if any(k[3] == 'longview' and k[4] == m for k in best)]
     models = sorted({k[0] for k in best})
     for model in models:
         for kind in ('prefill', 'decode'):
             depths = sorted({k[2] for k in best if k[0] == model and k[1] == kind})
             print('\n%s, %s tokens/s (%s):\n' % (model, kind, 'a prompt of DEPTH tokens' if kind == 'prefill' else 'one token at a time after DEPTH tokens'))
-            print('| depth | llama.cpp (threads) | ' + ' | '.join('longview %s | ratio' % m for m in modes) + (' | KV MiB dense / duo / duo+lserve |' if kind == 'decode' else ' |'))
+            print('| depth | llama.cpp (threads) | ' + ' | '.join('longview %s | ratio' % m for m in modes) + (' | KV MiB %s |' % ' / '.join(modes) if kind == 'decode' else ' |'))
             print('| ---: | ---: | ' + ' | '.join('---: | ---:' for _ in modes) + (' | ---: |' if kind == 'decode' else ' |'))
             for d in depths:
                 ll = best.get((model, kind, d, 'llama.cpp', 'dense'), 0)

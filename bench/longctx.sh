@@ -8,6 +8,8 @@
 # -S: longview fills the depth with synthetic keys and values (bench --fill synthetic: seconds
 # instead of the minutes of a prefill at 64k-128k), so only its decode is measured; -T 0 runs no
 # llama.cpp (bench/longctx.py --fit then extends llama.cpp's decode line from the depths it ran).
+# MODES (environment): longview's modes, default "dense duo duo+lserve"; also duo+lserve-shared
+# (one page selection per KV head, --select-shared: not LServe's per-query-head rule).
 # -t: longview's threads; -T: llama.cpp's thread counts (its best is reported). Default model: the smollm2-135m preset in q8_0 (random weights: speed
 # does not depend on them). The DuoAttention pattern is random (seeded), shaped to the model, at
 # sparsity 0.5 with sink 64 + window 256; LServe keeps a 4096-token budget, reselected every 4 steps
@@ -54,12 +56,14 @@ for m in "${models[@]}"; do
       echo "longctx: $m depth $d: llama.cpp -t $t" >&2
       timed llama.cpp dense env OMP_WAIT_POLICY=passive "$LLAMA_BENCH" -m "$m" -p 0 -n "$N" -d "$d" -t "$t" -r 1 --no-warmup -o jsonl
     done
-    for mode in dense duo duo+lserve; do
+    for mode in ${MODES:-dense duo duo+lserve}; do
       echo "longctx: $m depth $d: longview $mode -t $T" >&2
       case $mode in
         dense) flags=() ;;
         duo) flags=(--heads "$pat" --sparsity 0.5) ;;
         duo+lserve) flags=(--heads "$pat" --sparsity 0.5 --lserve --kv-budget 4096 --select-every 4 --select-drift 0) ;;
+        duo+lserve-shared) flags=(--heads "$pat" --sparsity 0.5 --lserve --kv-budget 4096 --select-every 4 --select-drift 0 --select-shared) ;;
+        *) echo "longctx: unknown mode $mode (MODES: dense duo duo+lserve duo+lserve-shared)" >&2; exit 2 ;;
       esac
       timed longview "$mode" "$LV" bench -m "$m" -p 0 -n "$N" -d "$d" -t "$T" -r 1 --no-warmup --no-limits --fill "$FILL" -o json "${flags[@]}"
     done
