@@ -67,7 +67,7 @@ static int write_map(const char *path, const float *a, int L, int H, const char 
 
 int cmd_identify(int argc, char **argv) {
     const char *model_path = NULL, *out = "full_attention_heads.tsv", *plot = NULL, *tasks = "passkey=1", *haystack = NULL;
-    int64_t steps = 200, seq_len = 1024, sink = 64, window = 256, threads = 0, seed = 42, pk_min = 0;
+    int64_t steps = 200, seq_len = 1024, sink = 64, window = 256, threads = 0, seed = 42, pk_min = 0, n_needles = 0;
     double lr = 0.02, reg = 0.05;
     cli_opt opts[] = {
         {"-m", "--model", CLI_STR, &model_path, "FILE", "GGUF model (llama or qwen2, any weight type; converted to f32)", .required = true},
@@ -81,6 +81,7 @@ int cmd_identify(int argc, char **argv) {
         {NULL, "--seq-len", CLI_INT, &seq_len, "N", "longest passkey sample in tokens (default 1024)", .lo = 8, .hi = 1 << 20},
         {NULL, "--passkey-min", CLI_INT, &pk_min, "N", "shortest passkey prompt (default: the shortest the format allows)", .lo = 1, .hi = 1 << 20},
         {NULL, "--tasks", CLI_STR, &tasks, "LIST", "prompts: passkey=W,multikey=W,multivalue=W,niah=W (default passkey=1; multivalue asks 4 keys at once)"},
+        {NULL, "--needles", CLI_INT, &n_needles, "N", "keys per multikey / multivalue prompt, 2..10 (default 4; the reference asks 10)", .lo = 2, .hi = 10},
         {NULL, "--haystack", CLI_STR, &haystack, "DIR", "essays for the niah task (default $LV_HAYSTACK or ../shared/data/haystack/paul-graham-essays)"},
         {NULL, "--seed", CLI_INT, &seed, "N", "data seed (default 42)", .lo = 0, .hi = INT64_MAX},
         {"-t", "--threads", CLI_INT, &threads, "N", "threads (default: all cores)", .lo = 1, .hi = 1024},
@@ -116,6 +117,7 @@ int cmd_identify(int argc, char **argv) {
     d.seq_len = (int32_t)seq_len;
     d.seed = (uint64_t)seed;
     if ((rc = td_parse_tasks(tasks, d.task_w)) != 0) goto end;
+    d.n_needles = (int32_t)n_needles;
     if (d.task_w[TD_NIAH] > 0 && !haystack) haystack = td_default_haystack();
     if ((rc = td_init_tasks(&d, vm, (int32_t)pk_min, haystack)) != 0) goto end;
     rc = 1;

@@ -83,7 +83,7 @@ int cmd_train(int argc, char **argv) {
     const char *out = NULL, *preset_name = NULL, *vocab = "builtin:bytes", *resume = NULL, *init = NULL, *haystack = NULL, *log_path = NULL, *arch = "llama";
     const char *tasks = "passkey=1";
     int64_t dim = 0, layers = 0, heads = 0, kv_heads = 0, ffn = 0, steps = 200, batch = 8, seq_len = 512, warmup = -1, threads = 0, seed = 1;
-    int64_t save_every = 0, stop_at = 0, pos_max = 0, eval_every = 0, eval_samples = 32, pk_min = 0, log_every = 10, ctx_train = 0;
+    int64_t save_every = 0, stop_at = 0, pos_max = 0, eval_every = 0, eval_samples = 32, pk_min = 0, log_every = 10, ctx_train = 0, n_needles = 0;
     double lr = 1e-3, min_lr = -1, wd = 0.1, clip = 1.0, beta1 = 0.9, beta2 = 0.95, pk_frac = 0.5, answer_weight = 10, lm_weight = 1,
            init_std = 0.02, rope_base = 10000;
     bool untied = false, no_haystack = false;
@@ -107,6 +107,7 @@ int cmd_train(int argc, char **argv) {
         {NULL, "--pos-max", CLI_INT, &pos_max, "N", "PoSE: training samples jump once to positions up to N, for contexts past --seq-len (default off)", .lo = 0, .hi = 1 << 24},
         {NULL, "--passkey-min", CLI_INT, &pk_min, "N", "shortest passkey prompt (default: the shortest the format allows)", .lo = 1, .hi = 1 << 20},
         {NULL, "--passkey-frac", CLI_FLOAT, &pk_frac, "F", "fraction of retrieval samples (--tasks); the rest is LM on the haystack (default 0.5)", .flo = 0, .fhi = 1},
+        {NULL, "--needles", CLI_INT, &n_needles, "N", "keys per multikey / multivalue prompt, 2..10 (default 4)", .lo = 2, .hi = 10},
         {NULL, "--tasks", CLI_STR, &tasks, "LIST", "retrieval tasks and their weights: passkey=W,multikey=W,multivalue=W,niah=W (default passkey=1)"},
         {NULL, "--answer-weight", CLI_FLOAT, &answer_weight, "F", "loss weight of the answer tokens of passkey samples (default 10)", .flo = 0, .fhi = 1e6},
         {NULL, "--lm-weight", CLI_FLOAT, &lm_weight, "F", "loss weight of the prompt tokens of passkey samples (default 1)", .flo = 0, .fhi = 1e6},
@@ -276,6 +277,7 @@ int cmd_train(int argc, char **argv) {
     d.lm_weight = lm_weight;
     d.seed = (uint64_t)seed;
     if ((rc = td_parse_tasks(tasks, d.task_w)) != 0) goto end;
+    d.n_needles = (int32_t)n_needles;
     if (no_haystack && d.task_w[TD_NIAH] > 0) {
         cli_error("--no-haystack: the niah task needs the haystack essays");
         rc = 2;

@@ -262,7 +262,7 @@ int td_init_tasks(td_data *d, const lv_model *vocab, int32_t pk_min, const char 
         return 2;
     }
     /* room for the answer: a key and '.' (16), or 4 keys / an activity (64) */
-    d->pk_max = d->seq_len - (d->task_w[TD_MULTIVALUE] > 0 || d->task_w[TD_NIAH] > 0 ? 64 : 16);
+    d->pk_max = d->seq_len - (d->task_w[TD_MULTIVALUE] > 0 ? 16 + 8 * (d->n_needles ? d->n_needles : 4) + 32 : d->task_w[TD_NIAH] > 0 ? 64 : 16);
     if (d->pk_max < 1) {
         cli_error("--seq-len %d is too short for a retrieval prompt", d->seq_len);
         return 2;
@@ -272,6 +272,7 @@ int td_init_tasks(td_data *d, const lv_model *vocab, int32_t pk_min, const char 
         lv_eval_params ep = lv_eval_default_params();
         ep.task = t == TD_PASSKEY ? LV_EVAL_PASSKEY : t == TD_MULTIKEY ? LV_EVAL_MULTIKEY : t == TD_MULTIVALUE ? LV_EVAL_MULTIVALUE : LV_EVAL_NIAH;
         if (t == TD_NIAH) ep.haystack_dir = haystack_dir;
+        if (t == TD_MULTIKEY || t == TD_MULTIVALUE) ep.n_needles = d->n_needles;
         lv_status st = lv_eval_create(vocab, &ep, &d->ev[t]);
         if (st != LV_OK) {
             char what[64];

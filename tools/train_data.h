@@ -27,6 +27,7 @@ typedef struct td_data {
     lv_eval *ev[TD_N_TASKS];     /* prompt builders of the tasks in use (NULL: weight 0) */
     double task_w[TD_N_TASKS];   /* relative weights of the tasks among retrieval samples */
     int32_t task_min[TD_N_TASKS]; /* shortest prompt of each task */
+    int32_t n_needles;           /* multikey / multivalue: needles per prompt (0: the builder's default, 4) */
     lv_token *hay;         /* the haystack essays, tokenized */
     int64_t n_hay;
     int32_t seq_len, pk_min, pk_max;

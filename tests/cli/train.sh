@@ -43,7 +43,8 @@ if [ -d "$H" ]; then
   grep -q "retrieval acc" "$T/err" || fail "held-out retrieval accuracy reported"
   expect_fail "niah without the essays" "$LV" train -o "$T/x.gguf" --preset nano --steps 1 --seq-len 1500 --tasks niah=1 --no-haystack
 fi
-expect_ok "train on multivalue only" "$LV" train -o "$T/mv.gguf" --preset nano --steps 2 --batch 2 --seq-len 1500 --tasks multivalue=1 --no-haystack -t 1
+expect_ok "train on multivalue only" "$LV" train -o "$T/mv.gguf" --preset nano --steps 2 --batch 2 --seq-len 1500 --tasks multivalue=1 --needles 3 --no-haystack -t 1
+expect_fail "--needles 1" "$LV" train -o "$T/x.gguf" --preset nano --steps 1 --tasks multikey=1 --needles 1 --no-haystack
 expect_fail "unknown task" "$LV" train -o "$T/x.gguf" --preset nano --steps 1 --tasks pass=1 --no-haystack
 expect_fail "no positive weight" "$LV" train -o "$T/x.gguf" --preset nano --steps 1 --tasks passkey=0 --no-haystack
 expect_fail "task without weight" "$LV" train -o "$T/x.gguf" --preset nano --steps 1 --tasks passkey --no-haystack
@@ -64,7 +65,7 @@ expect_ok "heads reads it" "$LV" heads "$T/gates.tsv" -m "$T/full.gguf"
 expect_ok "gen-model qwen2" "$LV" gen-model --arch qwen2 --dim 32 --layers 3 --heads 4 --kv-heads 2 --ffn 32 --vocab builtin:bytes -o "$T/q.gguf"
 expect_ok "identify (qwen2)" "$LV" identify -m "$T/q.gguf" -o "$T/q.tsv" --steps 3 --seq-len 400 --sink 8 --window 32
 [ "$(wc -l < "$T/q.tsv")" = 3 ] && awk -F'\t' 'NF != 2 { exit 1 }' "$T/q.tsv" || fail "qwen2: 3 x 2 gates: $(cat "$T/q.tsv")"
-expect_ok "identify on multivalue prompts" "$LV" identify -m "$T/full.gguf" -o "$T/mvg.tsv" --steps 2 --seq-len 1500 --tasks multivalue=1 -t 2
+expect_ok "identify on multivalue prompts" "$LV" identify -m "$T/full.gguf" -o "$T/mvg.tsv" --steps 2 --seq-len 2000 --tasks multivalue=1 --needles 6 -t 2
 grep -q "prompts (multivalue=1)" "$T/err" || fail "identify reports its prompts: $(cat "$T/err")"
 expect_fail "identify without a model" "$LV" identify -o "$T/x.tsv"
 expect_fail "identify on a missing file" "$LV" identify -m "$T/nope.gguf"
