@@ -165,50 +165,36 @@ void lv_attn_tiled_avx2(const lv_attn_job *job, float *scratch) {
 #undef QPOS
 }
 
-void lv_quest_page_f16_avx2(const float *q, int64_t q_stride, int n_q, const uint16_t *stats, int n_lp, int Dk, float *best) {
-    if (Dk % 8 != 0) {
-        lv_quest_page_f16_ref(q, q_stride, n_q, stats, n_lp, Dk, best);
-        return;
+/* LServe's page score (kernels.h); T and LOAD: the statistics' element type and how 8 of them
+ * are widened to f32, so the f16 and f32 kernels are the same instructions around the load */
+#define QUEST_PAGE_AVX2(NAME, T, LOAD, REF)                                                                                    \
+    void NAME(const float *q, int64_t q_stride, int n_q, const T *stats, int n_lp, int Dk, float *best) {                    \
+        if (Dk % 8 != 0) {                                                                                                     \
+            REF(q, q_stride, n_q, stats, n_lp, Dk, best);                                                                      \
+            return;                                                                                                            \
+        }                                                                                                                      \
+        for (int h = 0; h < n_q; h++) best[h] = -INFINITY;                                                                     \
+        for (int lp = 0; lp < n_lp; lp++) {                                                                                    \
+            const T *mn = stats + (size_t)lp * 2 * (size_t)Dk, *mx = mn + Dk;                                                  \
+            for (int h = 0; h < n_q; h++) {                                                                                    \
+                const float *qh = q + h * q_stride;                                                                            \
+                __m256 acc = _mm256_setzero_ps();                                                                              \
+                for (int d = 0; d < Dk; d += 8) {                                                                              \
+                    const __m256 qv = _mm256_loadu_ps(qh + d);                                                                 \
+                    acc = _mm256_add_ps(acc, _mm256_max_ps(_mm256_mul_ps(qv, LOAD(mx + d)), _mm256_mul_ps(qv, LOAD(mn + d)))); \
+                }                                                                                                              \
+                const __m128 h4 = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));                     \
+                const __m128 h2 = _mm_add_ps(h4, _mm_movehl_ps(h4, h4));                                                       \
+                const float sum = _mm_cvtss_f32(_mm_add_ss(h2, _mm_shuffle_ps(h2, h2, 1)));                                    \
+                best[h] = sum > best[h] ? sum : best[h];                                                                       \
+            }                                                                                                                  \
+        }                                                                                                                      \
     }
-    for (int h = 0; h < n_q; h++) best[h] = -INFINITY;
-    for (int lp = 0; lp < n_lp; lp++) {
-        const uint16_t *mn = stats + (size_t)lp * 2 * (size_t)Dk, *mx = mn + Dk;
-        for (int h = 0; h < n_q; h++) {
-            const float *qh = q + h * q_stride;
-            __m256 acc = _mm256_setzero_ps();
-            for (int d = 0; d < Dk; d += 8) {
-                const __m256 qv = _mm256_loadu_ps(qh + d);
-                const __m256 vmx = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(mx + d)));
-                const __m256 vmn = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(mn + d)));
-                acc = _mm256_add_ps(acc, _mm256_max_ps(_mm256_mul_ps(qv, vmx), _mm256_mul_ps(qv, vmn)));
-            }
-            const __m128 h4 = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-            const __m128 h2 = _mm_add_ps(h4, _mm_movehl_ps(h4, h4));
-            const float sum = _mm_cvtss_f32(_mm_add_ss(h2, _mm_shuffle_ps(h2, h2, 1)));
-            best[h] = sum > best[h] ? sum : best[h];
-        }
-    }
-}
 
-void lv_quest_page_avx2(const float *q, int64_t q_stride, int n_q, const float *stats, int n_lp, int Dk, float *best) {
-    if (Dk % 8 != 0) {
-        lv_quest_page_ref(q, q_stride, n_q, stats, n_lp, Dk, best);
-        return;
-    }
-    for (int h = 0; h < n_q; h++) best[h] = -INFINITY;
-    for (int lp = 0; lp < n_lp; lp++) {
-        const float *mn = stats + (size_t)lp * 2 * (size_t)Dk, *mx = mn + Dk;
-        for (int h = 0; h < n_q; h++) {
-            const float *qh = q + h * q_stride;
-            __m256 acc = _mm256_setzero_ps();
-            for (int d = 0; d < Dk; d += 8) {
-                const __m256 qv = _mm256_loadu_ps(qh + d);
-                acc = _mm256_add_ps(acc, _mm256_max_ps(_mm256_mul_ps(qv, _mm256_loadu_ps(mx + d)), _mm256_mul_ps(qv, _mm256_loadu_ps(mn + d))));
-            }
-            const __m128 h4 = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-            const __m128 h2 = _mm_add_ps(h4, _mm_movehl_ps(h4, h4));
-            const float sum = _mm_cvtss_f32(_mm_add_ss(h2, _mm_shuffle_ps(h2, h2, 1)));
-            best[h] = sum > best[h] ? sum : best[h];
-        }
-    }
-}
+#define LOAD_F32(p) _mm256_loadu_ps(p)
+#define LOAD_F16(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
+QUEST_PAGE_AVX2(lv_quest_page_avx2, float, LOAD_F32, lv_quest_page_ref)
+QUEST_PAGE_AVX2(lv_quest_page_f16_avx2, uint16_t, LOAD_F16, lv_quest_page_f16_ref)
+#undef LOAD_F32
+#undef LOAD_F16
+#undef QUEST_PAGE_AVX2

@@ -173,46 +173,34 @@ void lv_attn_tiled_avx512(const lv_attn_job *job, float *scratch) {
 #undef QPOS
 }
 
-void lv_quest_page_f16_avx512(const float *q, int64_t q_stride, int n_q, const uint16_t *stats, int n_lp, int Dk, float *best) {
-    if (Dk % 16 != 0) {
-        lv_quest_page_f16_ref(q, q_stride, n_q, stats, n_lp, Dk, best);
-        return;
+/* LServe's page score (kernels.h); T and LOAD: the statistics' element type and how 16 of them
+ * are widened to f32, so the f16 and f32 kernels are the same instructions around the load */
+#define QUEST_PAGE_AVX512(NAME, T, LOAD, REF)                                                                                  \
+    void NAME(const float *q, int64_t q_stride, int n_q, const T *stats, int n_lp, int Dk, float *best) {                    \
+        if (Dk % 16 != 0) {                                                                                                    \
+            REF(q, q_stride, n_q, stats, n_lp, Dk, best);                                                                      \
+            return;                                                                                                            \
+        }                                                                                                                      \
+        for (int h = 0; h < n_q; h++) best[h] = -INFINITY;                                                                     \
+        for (int lp = 0; lp < n_lp; lp++) {                                                                                    \
+            const T *mn = stats + (size_t)lp * 2 * (size_t)Dk, *mx = mn + Dk;                                                  \
+            for (int h = 0; h < n_q; h++) {                                                                                    \
+                const float *qh = q + h * q_stride;                                                                            \
+                __m512 acc = _mm512_setzero_ps();                                                                              \
+                for (int d = 0; d < Dk; d += 16) {                                                                             \
+                    const __m512 qv = _mm512_loadu_ps(qh + d);                                                                 \
+                    acc = _mm512_add_ps(acc, _mm512_max_ps(_mm512_mul_ps(qv, LOAD(mx + d)), _mm512_mul_ps(qv, LOAD(mn + d)))); \
+                }                                                                                                              \
+                const float sum = _mm512_reduce_add_ps(acc);                                                                   \
+                best[h] = sum > best[h] ? sum : best[h];                                                                       \
+            }                                                                                                                  \
+        }                                                                                                                      \
     }
-    for (int h = 0; h < n_q; h++) best[h] = -INFINITY;
-    for (int lp = 0; lp < n_lp; lp++) {
-        const uint16_t *mn = stats + (size_t)lp * 2 * (size_t)Dk, *mx = mn + Dk;
-        for (int h = 0; h < n_q; h++) {
-            const float *qh = q + h * q_stride;
-            __m512 acc = _mm512_setzero_ps();
-            for (int d = 0; d < Dk; d += 16) {
-                const __m512 qv = _mm512_loadu_ps(qh + d);
-                const __m512 vmx = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(mx + d)));
-                const __m512 vmn = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(mn + d)));
-                acc = _mm512_add_ps(acc, _mm512_max_ps(_mm512_mul_ps(qv, vmx), _mm512_mul_ps(qv, vmn)));
-            }
-            const float sum = _mm512_reduce_add_ps(acc);
-            best[h] = sum > best[h] ? sum : best[h];
-        }
-    }
-}
 
-void lv_quest_page_avx512(const float *q, int64_t q_stride, int n_q, const float *stats, int n_lp, int Dk, float *best) {
-    if (Dk % 16 != 0) {
-        lv_quest_page_ref(q, q_stride, n_q, stats, n_lp, Dk, best);
-        return;
-    }
-    for (int h = 0; h < n_q; h++) best[h] = -INFINITY;
-    for (int lp = 0; lp < n_lp; lp++) {
-        const float *mn = stats + (size_t)lp * 2 * (size_t)Dk, *mx = mn + Dk;
-        for (int h = 0; h < n_q; h++) {
-            const float *qh = q + h * q_stride;
-            __m512 acc = _mm512_setzero_ps();
-            for (int d = 0; d < Dk; d += 16) {
-                const __m512 qv = _mm512_loadu_ps(qh + d);
-                acc = _mm512_add_ps(acc, _mm512_max_ps(_mm512_mul_ps(qv, _mm512_loadu_ps(mx + d)), _mm512_mul_ps(qv, _mm512_loadu_ps(mn + d))));
-            }
-            const float sum = _mm512_reduce_add_ps(acc);
-            best[h] = sum > best[h] ? sum : best[h];
-        }
-    }
-}
+#define LOAD_F32(p) _mm512_loadu_ps(p)
+#define LOAD_F16(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p)))
+QUEST_PAGE_AVX512(lv_quest_page_avx512, float, LOAD_F32, lv_quest_page_ref)
+QUEST_PAGE_AVX512(lv_quest_page_f16_avx512, uint16_t, LOAD_F16, lv_quest_page_f16_ref)
+#undef LOAD_F32
+#undef LOAD_F16
+#undef QUEST_PAGE_AVX512

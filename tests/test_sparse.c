@@ -153,6 +153,26 @@ TEST(full_plan_with_statistics_equals_dense) {
 }
 
 /* LServe selection: brute force over the full cache */
+/* The Quest score of page pg computed from the keys themselves (k_all: n keys of DK), in double:
+ * the max over its logical pages of sum_d max(q_d kmax_d, q_d kmin_d). */
+static double brute_page_score(const float *k_all, int64_t n, const float *q, int64_t pg) {
+    double best = -INFINITY;
+    for (int64_t lp = 0; lp * LV_KV_LOGICAL_PAGE < PAGE; lp++) {
+        double s = 0;
+        for (int d = 0; d < DK; d++) {
+            float mn = INFINITY, mx = -INFINITY;
+            for (int64_t t = pg * PAGE + lp * LV_KV_LOGICAL_PAGE; t < pg * PAGE + (lp + 1) * LV_KV_LOGICAL_PAGE && t < n; t++) {
+                mn = fminf(mn, k_all[t * DK + d]);
+                mx = fmaxf(mx, k_all[t * DK + d]);
+            }
+            if (mn == INFINITY) continue;
+            s += fmax((double)q[d] * mx, (double)q[d] * mn);
+        }
+        best = fmax(best, s);
+    }
+    return best;
+}
+
 TEST(lserve_selection_picks_the_best_pages_and_equals_dense_when_the_budget_covers_all) {
     lv_test_rng r = {lv_test_seed() ^ 99};
     const int64_t N = 700;
@@ -173,22 +193,7 @@ TEST(lserve_selection_picks_the_best_pages_and_equals_dense_when_the_budget_cove
         for (int d = 0; d < DK; d++) q[d] = lv_test_rng_f32(&r) * 2;
         /* brute-force page scores from the keys themselves */
         double best_score[64];
-        for (int64_t pg = 0; pg < n_pages; pg++) {
-            best_score[pg] = -INFINITY;
-            for (int64_t lp = 0; lp * LV_KV_LOGICAL_PAGE < PAGE; lp++) {
-                double s = 0;
-                for (int d = 0; d < DK; d++) {
-                    float mn = INFINITY, mx = -INFINITY;
-                    for (int64_t t = pg * PAGE + lp * LV_KV_LOGICAL_PAGE; t < pg * PAGE + (lp + 1) * LV_KV_LOGICAL_PAGE && t < N; t++) {
-                        mn = fminf(mn, k_all[t * DK + d]);
-                        mx = fmaxf(mx, k_all[t * DK + d]);
-                    }
-                    if (mn == INFINITY) continue;
-                    s += fmax((double)q[d] * mx, (double)q[d] * mn);
-                }
-                best_score[pg] = fmax(best_score[pg], s);
-            }
-        }
+        for (int64_t pg = 0; pg < n_pages; pg++) best_score[pg] = brute_page_score(k_all, N, q, pg);
         const int64_t k = 3 + rep % 8;
         int n = lv_kv_select_pages(p.sparse, 0, 0, 0, 0, q, k, sel, scratch);
         CHECK(n == k, "selected %d of %lld", n, (long long)k);
@@ -231,18 +236,7 @@ TEST(lserve_selection_picks_the_best_pages_and_equals_dense_when_the_budget_cove
             double gsc[64];
             for (int64_t pg = 0; pg < n_pages; pg++) {
                 gsc[pg] = -INFINITY;
-                for (int h = 0; h < 3; h++) {
-                    double s = 0;
-                    for (int d = 0; d < DK; d++) {
-                        float mn = INFINITY, mx = -INFINITY;
-                        for (int64_t t = pg * PAGE; t < (pg + 1) * PAGE && t < N; t++) {
-                            mn = fminf(mn, k_all[t * DK + d]);
-                            mx = fmaxf(mx, k_all[t * DK + d]);
-                        }
-                        s += fmax((double)qq[h * DK + d] * mx, (double)qq[h * DK + d] * mn);
-                    }
-                    gsc[pg] = fmax(gsc[pg], s);
-                }
+                for (int h = 0; h < 3; h++) gsc[pg] = fmax(gsc[pg], brute_page_score(k_all, N, qq + h * DK, pg));
             }
             double gw = INFINITY;
             for (int i = 0; i < nsh - 1; i++) gw = fmin(gw, gsc[multi[i]]);
