@@ -144,7 +144,7 @@ int cmd_identify(int argc, char **argv) {
     double last_loss = 0;
     for (int64_t step = 0; step < steps; step++) {
         td_rng rg = {td_mix64((uint64_t)seed ^ td_mix64((uint64_t)step + 1))};
-        if (td_make_passkey(&d, &rg, &smp) != 0) goto end;
+        if (td_draw_retrieval(&d, &rg, &smp) != 0) goto end;
         lv_tr_seq seq = {smp.T, smp.tok, smp.pos, NULL, NULL};
         if ((s = lv_tr_forward(tp, m, &teacher, &seq, NULL)) != LV_OK) {
             rc = cli_fail("forward", s);

@@ -171,7 +171,7 @@ int td_make_retrieval(const td_data *d, int task, td_rng *r, td_sample *s) {
     return rc;
 }
 
-int td_make_passkey(const td_data *d, td_rng *r, td_sample *s) {
+int td_draw_retrieval(const td_data *d, td_rng *r, td_sample *s) {
     double total = 0;
     int last = TD_PASSKEY, used = 0;
     for (int t = 0; t < TD_N_TASKS; t++)
@@ -208,7 +208,7 @@ static void make_lm(const td_data *d, td_rng *r, td_sample *s) {
 int td_make_sample(const td_data *d, int64_t step, int b, bool eval, td_sample *s) {
     td_rng r = {td_mix64(d->seed ^ td_mix64((uint64_t)step * 1000003ull + (uint64_t)b + (eval ? 0x8000000000000000ull : 0)))};
     if (eval || !d->hay || td_rng_unit(&r) < d->pk_frac) {
-        if (td_make_passkey(d, &r, s) != 0) return -1;
+        if (td_draw_retrieval(d, &r, s) != 0) return -1;
     } else {
         make_lm(d, &r, s);
     }

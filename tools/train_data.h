@@ -61,7 +61,7 @@ int td_load_haystack(td_data *d, const char *dir);
  * from fixed lists (San Francisco and its answer are not among them). 0, or -1 after printing the error. */
 int td_make_retrieval(const td_data *d, int task, td_rng *r, td_sample *s);
 /* td_make_retrieval with the task drawn by the weights */
-int td_make_passkey(const td_data *d, td_rng *r, td_sample *s);
+int td_draw_retrieval(const td_data *d, td_rng *r, td_sample *s);
 /* sample b of step `step` (eval: held-out, always a retrieval task, plain positions): a function of (seed,
  * step, b) only. With pos_max, a training sample's positions jump once: a random split point c and a
  * skip u in [0, pos_max - T] give pos[i] = i + (i >= c ? u : 0) (PoSE, arXiv 2309.10400), so relative
