@@ -336,7 +336,7 @@ static void add_range(void *arg, int64_t lo, int64_t hi, int ith) {
 static void swiglu_range(void *arg, int64_t lo, int64_t hi, int ith) {
     fw_task *t = arg;
     const int64_t F = t->ctx->model->hp.n_ff;
-    lv_swiglu_ref(t->ctx->gate + lo * F, t->ctx->up + lo * F, t->ctx->gate + lo * F, (hi - lo) * F);
+    lv_swiglu(t->ctx->gate + lo * F, t->ctx->up + lo * F, t->ctx->gate + lo * F, (hi - lo) * F);
 }
 
 static const float *bias_of(const lv_tensor *b) { return b->data ? (const float *)b->data : NULL; }

@@ -519,6 +519,13 @@ lv_status lv_gguf_open(const char *path, lv_gguf **out) {
     return LV_OK;
 }
 
+void lv_gguf_release_pages(const lv_gguf *g, const void *p, uint64_t n) {
+    if (!g->map || n == 0) return;
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), a = (uintptr_t)p, e = a + (uintptr_t)n;
+    const uintptr_t lo = (a + page - 1) / page * page, hi = e / page * page;
+    if (hi > lo) (void)madvise((void *)lo, (size_t)(hi - lo), MADV_DONTNEED);
+}
+
 void lv_gguf_close(lv_gguf *g) {
     if (!g) return;
     if (g->kv)

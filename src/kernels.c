@@ -7,6 +7,7 @@
 #include "kernels.h"
 
 #include "qkernels.h"
+#include "qpack.h"
 #include "quant.h"
 
 #include <math.h>
@@ -17,7 +18,8 @@
  * ----------------------------------------------------------------------------------------- */
 
 size_t lv_matmul_scratch_bytes(lv_type wtype, int64_t T, int64_t K) {
-    return (size_t)(T * lv_row_bytes(lv_vec_dot_type(wtype), K));
+    const size_t plain = (size_t)(T * lv_row_bytes(lv_vec_dot_type(wtype), K));
+    return lv_pack_type_supported(wtype) ? LV_MAX(plain, (size_t)T * lv_packx_row_bytes(K)) : plain;
 }
 
 /* bytes of converted activations a prefill chunk may take (about half of a 2 MB L2) */
@@ -26,6 +28,7 @@ size_t lv_matmul_scratch_bytes(lv_type wtype, int64_t T, int64_t K) {
 typedef struct matmul_task {
     const lv_tensor *W;
     const lv_qtype_ops *ops;
+    const lv_pack_ops *pk; /* packed kernels for W->packed, or NULL: use W->data */
     const float *x;
     int64_t T;
     float *y;
@@ -35,6 +38,33 @@ typedef struct matmul_task {
     lv_threadpool *tp;
 } matmul_task;
 
+/* The product with packed weights (qpack.h): groups of LV_PACK_ROWS rows split among threads;
+ * decode runs each group against the one token, prefill each group against tiles of up to
+ * LV_PACK_MAX_COLS tokens of an L2-sized chunk. The kernel computes every column the same way
+ * whatever the tile, so batch and token-by-token results are identical. */
+static void matmul_packed(matmul_task *mt, int ith, int nth) {
+    const lv_tensor *W = mt->W;
+    const int64_t K = W->ne[0], N = W->ne[1], T = mt->T, G = N / LV_PACK_ROWS;
+    const size_t gbytes = (size_t)W->row_bytes * LV_PACK_ROWS, xs = (size_t)mt->xq_row;
+    const uint8_t *wp = W->packed;
+    int64_t lo, hi;
+    lv_split_range(G, ith, nth, &lo, &hi);
+    const int64_t CB = LV_PACK_MAX_COLS;
+    const int64_t chunk = T == 1 ? 1 : LV_MAX(CB, (int64_t)(LV_MATMUL_CHUNK_BYTES / xs) / CB * CB);
+    for (int64_t t0 = 0; t0 < T; t0 += chunk) {
+        const int64_t t1 = LV_MIN(T, t0 + chunk);
+        for (int64_t g = lo; g < hi; g++)
+            for (int64_t c0 = t0; c0 < t1; c0 += CB) {
+                const int nc = (int)LV_MIN(CB, t1 - c0);
+                float *y = mt->y + c0 * N + g * LV_PACK_ROWS;
+                mt->pk->gemm(K, wp + (size_t)g * gbytes, mt->xq + (size_t)c0 * xs, xs, y, (size_t)N, nc);
+                if (mt->bias)
+                    for (int c = 0; c < nc; c++)
+                        for (int r = 0; r < LV_PACK_ROWS; r++) y[c * N + r] += mt->bias[g * LV_PACK_ROWS + r];
+            }
+    }
+}
+
 static void matmul_worker(void *arg, int ith, int nth) {
     matmul_task *mt = arg;
     const lv_tensor *W = mt->W;
@@ -43,8 +73,15 @@ static void matmul_worker(void *arg, int ith, int nth) {
     int64_t lo, hi;
     /* 1. convert the activations once per row */
     lv_split_range(T, ith, nth, &lo, &hi);
-    for (int64_t t = lo; t < hi; t++) ops->from_float(mt->x + t * K, mt->xq + t * mt->xq_row, K);
+    for (int64_t t = lo; t < hi; t++) {
+        ops->from_float(mt->x + t * K, mt->xq + t * mt->xq_row, K);
+        if (mt->pk) lv_packx_finish(mt->xq + t * mt->xq_row, K);
+    }
     lv_threadpool_barrier(mt->tp);
+    if (mt->pk) {
+        matmul_packed(mt, ith, nth);
+        return;
+    }
     const uint8_t *wd = W->data;
     if (T == 1) {
         /* 2a. decode: rows split among threads, each weight byte streamed once */
@@ -83,9 +120,12 @@ static void matmul_worker(void *arg, int ith, int nth) {
 }
 
 void lv_matmul(lv_threadpool *tp, const lv_tensor *W, const float *x, int64_t T, float *y, void *xq, const float *bias) {
-    matmul_task mt = {W, lv_qtype_ops_get(W->type, lv_simd_active()), x, T, y, xq, bias, 0, tp};
+    const lv_simd level = lv_simd_active();
+    const lv_pack_ops *pk = W->packed ? lv_pack_ops_get(W->type, level) : NULL;
+    matmul_task mt = {W, lv_qtype_ops_get(W->type, level), pk, x, T, y, xq, bias, 0, tp};
     LV_ASSERT(mt.ops);
-    mt.xq_row = lv_row_bytes(mt.ops->vec_dot_type, W->ne[0]);
+    LV_ASSERT(!pk || (mt.ops->vec_dot_type == LV_TYPE_Q8_0 && W->ne[1] % LV_PACK_ROWS == 0));
+    mt.xq_row = pk ? (int64_t)lv_packx_row_bytes(W->ne[0]) : lv_row_bytes(mt.ops->vec_dot_type, W->ne[0]);
     lv_threadpool_run(tp, matmul_worker, &mt);
 }
 
@@ -106,6 +146,11 @@ void lv_swiglu_ref(const float *gate, const float *up, float *out, int64_t n) {
         const float g = gate[i];
         out[i] = (g / (1.0f + expf(-g))) * up[i];
     }
+}
+
+void lv_swiglu(const float *gate, const float *up, float *out, int64_t n) {
+    if (lv_simd_active() >= LV_SIMD_AVX512) lv_swiglu_avx512(gate, up, out, n);
+    else lv_swiglu_ref(gate, up, out, n);
 }
 
 /* -------------------------------------------------------------------------------------------

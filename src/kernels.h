@@ -46,6 +46,10 @@ void lv_rope_apply(const lv_rope_params *rp, const float *cache, float *x);
 
 /* out[i] = silu(gate[i]) * up[i], silu(x) = x / (1 + expf(-x)) */
 void lv_swiglu_ref(const float *gate, const float *up, float *out, int64_t n);
+/* The same with a 16-lane exp (exp512.h): relative error below (8 + |gate|) * 2^-23 */
+void lv_swiglu_avx512(const float *gate, const float *up, float *out, int64_t n);
+/* The active SIMD level's swiglu (out may be gate) */
+void lv_swiglu(const float *gate, const float *up, float *out, int64_t n);
 
 /* ---- attention masks ----
  * Which cached keys a query sees, by stored position (kernels never see evicted tokens, so a

@@ -4,11 +4,16 @@
 #include "kv.h"
 #include "kernels.h"
 
+#include "qkernels.h"
 #include "quant.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* float -> f16 rows with the active level's conversion (F16C where present; bit-identical to
+ * quant.c's reference at every level, tests/test_qkernels.c): the cache is written every token */
+static void to_f16(const float *x, void *y, int64_t n) { lv_qtype_ops_get(LV_TYPE_F16, lv_simd_active())->from_float(x, y, n); }
 
 typedef struct kv_pool {    /* one per (layer, KV head) */
     lv_kv_head_policy pol;
@@ -374,7 +379,7 @@ static void stats_add(const lv_kv *kv, const kv_pool *pl, const kv_stream *st, i
             m[Dk + d] = k[d] > m[Dk + d] ? k[d] : m[Dk + d];
         }
     }
-    lv_from_float_row(LV_TYPE_F16, m, s, 2 * Dk);
+    to_f16(m, s, 2 * Dk);
 }
 
 /* the key of a stored slot, as the statistics saw it (f32, or f16 widened) */
@@ -405,8 +410,8 @@ void lv_kv_write(lv_kv *kv, int64_t seq, int64_t layer, int64_t head, int64_t k_
         memcpy(pl->k + row * Dk * 4, k, (size_t)Dk * 4);
         memcpy(pl->v + row * Dv * 4, v, (size_t)Dv * 4);
     } else {
-        lv_from_float_row(LV_TYPE_F16, k, pl->k + row * Dk * 2, Dk);
-        lv_from_float_row(LV_TYPE_F16, v, pl->v + row * Dv * 2, Dv);
+        to_f16(k, pl->k + row * Dk * 2, Dk);
+        to_f16(v, pl->v + row * Dv * 2, Dv);
     }
     pl->pos[row] = pos;
     if (pl->stats) {

@@ -11,6 +11,7 @@
 
 #include "lv_internal.h"
 #include "qkernels.h"
+#include "qpack.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -339,6 +340,52 @@ static lv_status read_whole_file(const char *path, void **out, uint64_t *size) {
 
 /* Everything after the GGUF is open: architecture, vocabulary, hyper-parameters, weights.
  * Messages are prefixed with m->path. */
+/* Repack the matrix weights this CPU has packed kernels for (qpack.h: q4_0 and q8_0 with
+ * AVX-512 VNNI, rows a multiple of 16) into one buffer, and let the kernel drop the mapped pages
+ * they came from, so resident memory does not grow (a file read into memory, or an image given by
+ * the caller, keeps both). Off with LV_REPACK=0, or when LV_SIMD caps the level below the
+ * kernels'. Running out of memory here is not an error: the weights stay as they are. */
+static void pack_weights(lv_model *m) {
+    if (!lv_pack_enabled()) return;
+    const lv_simd level = lv_simd_active();
+    lv_tensor **list = lv_calloc((size_t)(1 + 7 * m->hp.n_layer), sizeof(*list));
+    int64_t n = 0, kept = 0;
+    if (!list) return;
+    list[n++] = &m->output;
+    for (int64_t il = 0; il < m->hp.n_layer; il++) {
+        lv_layer *L = &m->layers[il];
+        lv_tensor *ts[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->ffn_gate, &L->ffn_up, &L->ffn_down};
+        for (size_t i = 0; i < LV_ARRAY_LEN(ts); i++) list[n++] = ts[i];
+    }
+    size_t total = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const lv_tensor *t = list[i];
+        if (!t->data || !lv_pack_ops_get(t->type, level) || t->ne[1] % LV_PACK_ROWS != 0 || t->ne[2] != 1 || t->ne[3] != 1) continue;
+        list[kept++] = list[i];
+        total += ((size_t)(t->ne[1] * t->row_bytes) + 63) / 64 * 64;
+    }
+    uint8_t *buf = kept ? lv_aligned_alloc(64, total) : NULL;
+    if (kept && !buf) LV_LOG_W("%s: no memory to repack %.1f MiB of weights; using them as stored", m->path, (double)total / 1048576.0);
+    if (!buf) {
+        lv_free(list);
+        return;
+    }
+    size_t off = 0;
+    for (int64_t i = 0; i < kept; i++) {
+        lv_tensor *t = list[i];
+        const size_t gbytes = (size_t)t->row_bytes * LV_PACK_ROWS, bytes = (size_t)(t->ne[1] * t->row_bytes);
+        for (int64_t g = 0; g < t->ne[1] / LV_PACK_ROWS; g++)
+            lv_pack_rows(t->type, t->ne[0], (const uint8_t *)t->data + (size_t)g * gbytes, (size_t)t->row_bytes, buf + off + (size_t)g * gbytes);
+        t->packed = buf + off;
+        lv_gguf_release_pages(m->gguf, t->data, bytes);
+        off += (bytes + 63) / 64 * 64;
+    }
+    lv_free(list);
+    m->packed = buf;
+    m->packed_bytes = total;
+    LV_LOG_D("%s: repacked %lld matrices (%.1f MiB) for the %s kernels", m->path, (long long)kept, (double)total / 1048576.0, lv_simd_name(level));
+}
+
 static lv_status model_init(lv_model *m, lv_model_params params) {
     const char *path = m->path;
     lv_status st;
@@ -389,6 +436,7 @@ static lv_status model_init(lv_model *m, lv_model_params params) {
         lv_error_prefix("%s", path);
         return st;
     }
+    pack_weights(m);
     return LV_OK;
 }
 
@@ -450,6 +498,7 @@ void lv_model_free(lv_model *m) {
     if (!m) return;
     lv_vocab_free(m->vocab);
     lv_free(m->layers);
+    lv_aligned_free(m->packed);
     lv_gguf_close(m->gguf);
     lv_aligned_free(m->file_copy);
     lv_free(m->path);

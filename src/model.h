@@ -63,6 +63,10 @@ typedef struct lv_tensor {
     int64_t ne[4];
     int64_t row_bytes; /* bytes of one row (ne[0] elements) */
     const void *data;
+    /* the same rows repacked for the matrix kernels (qpack.h), or NULL; owned by the model.
+     * data stays valid (lv_tensor users other than lv_matmul, and SIMD levels without packed
+     * kernels, read it) */
+    const void *packed;
 } lv_tensor;
 
 typedef struct lv_layer {
@@ -92,6 +96,8 @@ struct lv_model {
     bool tied_output;
     lv_tensor rope_freqs;  /* (n_rot/2), optional: data == NULL when absent */
     lv_layer *layers;      /* (n_layer) */
+    void *packed;          /* the repacked matrix weights (qpack.h), or NULL */
+    size_t packed_bytes;
 };
 
 const char *lv_arch_name(lv_arch a);

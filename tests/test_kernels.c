@@ -76,6 +76,33 @@ TEST(swiglu_matches_formula) {
     }
 }
 
+/* The AVX-512 swiglu against the reference, n not a multiple of 16 (masked tail), wide inputs up
+ * to |g| = 100 (exp overflows to inf: silu of a large negative g is -0) and the in-place form. */
+TEST(swiglu_avx512_matches_the_reference) {
+    if (lv_simd_detect() < LV_SIMD_AVX512) SKIP("no AVX-512 on this CPU");
+    enum { N = 1000 + 13 };
+    static float g[N], u[N], want[N], got[N];
+    lv_test_rng r = {lv_test_seed() ^ 16};
+    for (int i = 0; i < N; i++) {
+        g[i] = lv_test_rng_f32(&r) * (i < 900 ? 12.0f : 100.0f);
+        u[i] = lv_test_rng_f32(&r) * 4;
+    }
+    g[0] = 0.0f;
+    g[1] = -0.0f;
+    lv_swiglu_ref(g, u, want, N);
+    for (int n = 1; n <= N; n += n < 40 ? 1 : 97) {
+        memcpy(got, g, sizeof(float) * (size_t)n);
+        got[n] = 12345.0f;
+        lv_swiglu_avx512(got, u, got, n); /* in place, as the forward pass calls it */
+        CHECK(got[n] == 12345.0f, "n=%d: wrote past the end", n);
+        for (int i = 0; i < n; i++) {
+            const double tol = (8 + fabs((double)g[i])) * 0x1p-23 * fabs((double)want[i]) + 1e-37;
+            CHECK(fabs((double)got[i] - want[i]) <= tol, "n=%d i=%d g=%g: %.9g vs reference %.9g", n, i, (double)g[i], (double)got[i], (double)want[i]);
+        }
+        if (lv_test_failures) return;
+    }
+}
+
 /* naive attention in double over one flat array */
 static void attn_naive(const float *q, const float *k, const float *v, const int32_t *pos, int n, int32_t qpos, float scale, int Dk,
                        int Dv, double *out) {

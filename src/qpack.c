@@ -1,0 +1,89 @@
+/*
+ * qpack.c: the packed layouts of qpack.h (portable): packing and unpacking, the activation
+ * format's scales and sums, the reference product, and choosing the kernels.
+ */
+#include "qpack.h"
+
+#include "lv_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+bool lv_pack_type_supported(lv_type t) { return t == LV_TYPE_Q4_0 || t == LV_TYPE_Q8_0; }
+
+/* quant bytes per row and block, and the offset stored unsigned bytes carry */
+static int quant_bytes(lv_type t) { return t == LV_TYPE_Q4_0 ? 16 : 32; }
+
+void lv_pack_rows(lv_type t, int64_t k, const void *w, size_t w_stride, void *dst) {
+    LV_ASSERT(lv_pack_type_supported(t));
+    const int64_t nb = k / 32, bs = lv_type_get(t)->type_size, qb = quant_bytes(t);
+    const uint8_t flip = t == LV_TYPE_Q8_0 ? 0x80 : 0x00; /* int8 q + 128 == q ^ 0x80 as a byte */
+    uint8_t *o = dst;
+    for (int64_t b = 0; b < nb; b++) {
+        for (int r = 0; r < LV_PACK_ROWS; r++) memcpy(o + 2 * r, (const uint8_t *)w + r * w_stride + b * bs, 2);
+        uint8_t *q = o + 2 * LV_PACK_ROWS;
+        for (int64_t j = 0; j < qb / 4; j++)
+            for (int r = 0; r < LV_PACK_ROWS; r++) {
+                const uint8_t *src = (const uint8_t *)w + r * w_stride + b * bs + 2 + 4 * j;
+                for (int i = 0; i < 4; i++) q[(j * LV_PACK_ROWS + r) * 4 + i] = src[i] ^ flip;
+            }
+        o += LV_PACK_ROWS * bs;
+    }
+}
+
+void lv_unpack_rows(lv_type t, int64_t k, const void *src, void *w, size_t w_stride) {
+    LV_ASSERT(lv_pack_type_supported(t));
+    const int64_t nb = k / 32, bs = lv_type_get(t)->type_size, qb = quant_bytes(t);
+    const uint8_t flip = t == LV_TYPE_Q8_0 ? 0x80 : 0x00;
+    const uint8_t *o = src;
+    for (int64_t b = 0; b < nb; b++) {
+        for (int r = 0; r < LV_PACK_ROWS; r++) memcpy((uint8_t *)w + r * w_stride + b * bs, o + 2 * r, 2);
+        const uint8_t *q = o + 2 * LV_PACK_ROWS;
+        for (int64_t j = 0; j < qb / 4; j++)
+            for (int r = 0; r < LV_PACK_ROWS; r++) {
+                uint8_t *d = (uint8_t *)w + r * w_stride + b * bs + 2 + 4 * j;
+                for (int i = 0; i < 4; i++) d[i] = q[(j * LV_PACK_ROWS + r) * 4 + i] ^ flip;
+            }
+        o += LV_PACK_ROWS * bs;
+    }
+}
+
+static size_t packx_q_bytes(int64_t k) { return ((size_t)(k / 32) * sizeof(lv_block_q8_0) + 3) & ~(size_t)3; }
+
+size_t lv_packx_row_bytes(int64_t k) { return packx_q_bytes(k) + (size_t)(k / 32) * 8; }
+
+void lv_packx_finish(void *row, int64_t k) {
+    const int64_t nb = k / 32;
+    const lv_block_q8_0 *q = row;
+    float *d = (float *)((uint8_t *)row + packx_q_bytes(k));
+    int32_t *nsum = (int32_t *)(d + nb);
+    for (int64_t b = 0; b < nb; b++) {
+        int32_t s = 0;
+        for (int i = 0; i < 32; i++) s += q[b].qs[i];
+        d[b] = lv_fp16_to_fp32(q[b].d);
+        nsum[b] = -s;
+    }
+}
+
+void lv_pack_gemm_ref(lv_type t, int64_t k, const void *group, const void *x, size_t x_stride, float *y, size_t y_stride, int nc) {
+    const size_t rb = (size_t)lv_row_bytes(t, k);
+    uint8_t *rows = malloc(rb * LV_PACK_ROWS);
+    LV_ASSERT(rows);
+    lv_unpack_rows(t, k, group, rows, rb);
+    for (int c = 0; c < nc; c++)
+        for (int r = 0; r < LV_PACK_ROWS; r++)
+            y[(size_t)c * y_stride + (size_t)r] = lv_vec_dot_ref(t, k, rows + (size_t)r * rb, (const uint8_t *)x + (size_t)c * x_stride);
+    free(rows);
+}
+
+const lv_pack_ops *lv_pack_ops_get(lv_type t, lv_simd level) {
+    if (!lv_pack_type_supported(t)) return NULL;
+    lv_simd det = lv_simd_detect();
+    if ((int)level > (int)det) level = det;
+    return level >= LV_SIMD_AVX512 ? lv_pack_avx512_ops(t) : NULL;
+}
+
+bool lv_pack_enabled(void) {
+    const char *e = getenv("LV_REPACK");
+    return !(e && strcmp(e, "0") == 0);
+}
