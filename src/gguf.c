@@ -523,7 +523,11 @@ void lv_gguf_release_pages(const lv_gguf *g, const void *p, uint64_t n) {
     if (!g->map || n == 0) return;
     const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), a = (uintptr_t)p, e = a + (uintptr_t)n;
     const uintptr_t lo = (a + page - 1) / page * page, hi = e / page * page;
-    if (hi > lo) (void)madvise((void *)lo, (size_t)(hi - lo), MADV_DONTNEED);
+    if (hi <= lo) return;
+    (void)madvise((void *)lo, (size_t)(hi - lo), MADV_DONTNEED);
+    /* what is read again is rows looked up one by one (token embeddings tied to the output):
+     * without this, each lookup would fault in a readahead window around it */
+    (void)madvise((void *)lo, (size_t)(hi - lo), MADV_RANDOM);
 }
 
 void lv_gguf_close(lv_gguf *g) {

@@ -71,7 +71,8 @@ lv_status lv_gguf_open(const char *path, lv_gguf **out);
 lv_status lv_gguf_open_memory(const void *data, uint64_t size, lv_gguf **out);
 void lv_gguf_close(lv_gguf *g);
 /* Let the kernel drop the pages of [p, p + n) (only those wholly inside: MADV_DONTNEED) when the
- * file is mapped; they read back from the file if touched again. No-op for a file in memory. */
+ * file is mapped; they read back from the file if touched again, page by page (MADV_RANDOM).
+ * No-op for a file in memory. */
 void lv_gguf_release_pages(const lv_gguf *g, const void *p, uint64_t n);
 
 uint32_t lv_gguf_version(const lv_gguf *g);
