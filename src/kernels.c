@@ -19,7 +19,7 @@
 
 size_t lv_matmul_scratch_bytes(lv_type wtype, int64_t T, int64_t K) {
     const size_t plain = (size_t)(T * lv_row_bytes(lv_vec_dot_type(wtype), K));
-    return lv_pack_type_supported(wtype) ? LV_MAX(plain, (size_t)T * lv_packx_row_bytes(K)) : plain;
+    return lv_pack_type_supported(wtype) ? LV_MAX(plain, (size_t)T * lv_packx_row_bytes(wtype, K)) : plain;
 }
 
 /* bytes of converted activations a prefill chunk may take (about half of a 2 MB L2) */
@@ -45,7 +45,7 @@ typedef struct matmul_task {
 static void matmul_packed(matmul_task *mt, int ith, int nth) {
     const lv_tensor *W = mt->W;
     const int64_t K = W->ne[0], N = W->ne[1], T = mt->T, G = N / LV_PACK_ROWS;
-    const size_t gbytes = (size_t)W->row_bytes * LV_PACK_ROWS, xs = (size_t)mt->xq_row;
+    const size_t gbytes = lv_pack_group_bytes(W->type, K), xs = (size_t)mt->xq_row;
     const uint8_t *wp = W->packed;
     int64_t lo, hi;
     lv_split_range(G, ith, nth, &lo, &hi);
@@ -75,7 +75,7 @@ static void matmul_worker(void *arg, int ith, int nth) {
     lv_split_range(T, ith, nth, &lo, &hi);
     for (int64_t t = lo; t < hi; t++) {
         ops->from_float(mt->x + t * K, mt->xq + t * mt->xq_row, K);
-        if (mt->pk) lv_packx_finish(mt->xq + t * mt->xq_row, K);
+        if (mt->pk) lv_packx_finish(W->type, mt->xq + t * mt->xq_row, K);
     }
     lv_threadpool_barrier(mt->tp);
     if (mt->pk) {
@@ -124,8 +124,8 @@ void lv_matmul(lv_threadpool *tp, const lv_tensor *W, const float *x, int64_t T,
     const lv_pack_ops *pk = W->packed ? lv_pack_ops_get(W->type, level) : NULL;
     matmul_task mt = {W, lv_qtype_ops_get(W->type, level), pk, x, T, y, xq, bias, 0, tp};
     LV_ASSERT(mt.ops);
-    LV_ASSERT(!pk || (mt.ops->vec_dot_type == LV_TYPE_Q8_0 && W->ne[1] % LV_PACK_ROWS == 0));
-    mt.xq_row = pk ? (int64_t)lv_packx_row_bytes(W->ne[0]) : lv_row_bytes(mt.ops->vec_dot_type, W->ne[0]);
+    LV_ASSERT(!pk || W->ne[1] % LV_PACK_ROWS == 0);
+    mt.xq_row = pk ? (int64_t)lv_packx_row_bytes(W->type, W->ne[0]) : lv_row_bytes(mt.ops->vec_dot_type, W->ne[0]);
     lv_threadpool_run(tp, matmul_worker, &mt);
 }
 

@@ -9,13 +9,67 @@
 #include <stdlib.h>
 #include <string.h>
 
-bool lv_pack_type_supported(lv_type t) { return t == LV_TYPE_Q4_0 || t == LV_TYPE_Q8_0; }
+bool lv_pack_type_supported(lv_type t) { return t == LV_TYPE_Q4_0 || t == LV_TYPE_Q8_0 || t == LV_TYPE_Q4_K; }
+
+/* q4_K block group: d[16], dmin[16], sc[8][16], m[4][16][2], then the quants */
+#define K4_SC 64
+#define K4_M 192
+#define K4_Q 320
+#define K4_GROUP 2368
+
+size_t lv_pack_group_bytes(lv_type t, int64_t k) {
+    LV_ASSERT(lv_pack_type_supported(t));
+    return t == LV_TYPE_Q4_K ? (size_t)(k / 256) * K4_GROUP : (size_t)lv_row_bytes(t, k) * LV_PACK_ROWS;
+}
+
+static void pack_q4_K(int64_t k, const uint8_t *w, size_t w_stride, uint8_t *o) {
+    for (int64_t b = 0; b < k / 256; b++, o += K4_GROUP)
+        for (int r = 0; r < LV_PACK_ROWS; r++) {
+            const lv_block_q4_K *a = (const lv_block_q4_K *)(w + r * w_stride) + b;
+            memcpy(o + 2 * r, &a->d, 2);
+            memcpy(o + 32 + 2 * r, &a->dmin, 2);
+            for (int j = 0; j < 8; j++) {
+                uint8_t sc, m;
+                lv_get_scale_min_k4(j, a->scales, &sc, &m);
+                o[K4_SC + 16 * j + r] = sc;
+                o[K4_M + 32 * (j / 2) + 2 * r + (j & 1)] = m;
+            }
+            for (int i = 0; i < 4; i++)
+                for (int q = 0; q < 8; q++) memcpy(o + K4_Q + 512 * i + 64 * q + 4 * r, a->qs + 32 * i + 4 * q, 4);
+        }
+}
+
+static void unpack_q4_K(int64_t k, const uint8_t *o, uint8_t *w, size_t w_stride) {
+    for (int64_t b = 0; b < k / 256; b++, o += K4_GROUP)
+        for (int r = 0; r < LV_PACK_ROWS; r++) {
+            lv_block_q4_K *a = (lv_block_q4_K *)(w + r * w_stride) + b;
+            uint8_t sc[8], m[8];
+            memcpy(&a->d, o + 2 * r, 2);
+            memcpy(&a->dmin, o + 32 + 2 * r, 2);
+            for (int j = 0; j < 8; j++) {
+                sc[j] = o[K4_SC + 16 * j + r];
+                m[j] = o[K4_M + 32 * (j / 2) + 2 * r + (j & 1)];
+            }
+            /* the 12-byte encoding of lv_get_scale_min_k4, inverted (all 96 bits are used) */
+            for (int j = 0; j < 4; j++) {
+                a->scales[j] = (uint8_t)(sc[j] | ((sc[j + 4] >> 4) << 6));
+                a->scales[j + 4] = (uint8_t)(m[j] | ((m[j + 4] >> 4) << 6));
+                a->scales[j + 8] = (uint8_t)((sc[j + 4] & 0xF) | ((m[j + 4] & 0xF) << 4));
+            }
+            for (int i = 0; i < 4; i++)
+                for (int q = 0; q < 8; q++) memcpy(a->qs + 32 * i + 4 * q, o + K4_Q + 512 * i + 64 * q + 4 * r, 4);
+        }
+}
 
 /* quant bytes per row and block, and the offset stored unsigned bytes carry */
 static int quant_bytes(lv_type t) { return t == LV_TYPE_Q4_0 ? 16 : 32; }
 
 void lv_pack_rows(lv_type t, int64_t k, const void *w, size_t w_stride, void *dst) {
     LV_ASSERT(lv_pack_type_supported(t));
+    if (t == LV_TYPE_Q4_K) {
+        pack_q4_K(k, w, w_stride, dst);
+        return;
+    }
     const int64_t nb = k / 32, bs = lv_type_get(t)->type_size, qb = quant_bytes(t);
     const uint8_t flip = t == LV_TYPE_Q8_0 ? 0x80 : 0x00; /* int8 q + 128 == q ^ 0x80 as a byte */
     uint8_t *o = dst;
@@ -33,6 +87,10 @@ void lv_pack_rows(lv_type t, int64_t k, const void *w, size_t w_stride, void *ds
 
 void lv_unpack_rows(lv_type t, int64_t k, const void *src, void *w, size_t w_stride) {
     LV_ASSERT(lv_pack_type_supported(t));
+    if (t == LV_TYPE_Q4_K) {
+        unpack_q4_K(k, src, w, w_stride);
+        return;
+    }
     const int64_t nb = k / 32, bs = lv_type_get(t)->type_size, qb = quant_bytes(t);
     const uint8_t flip = t == LV_TYPE_Q8_0 ? 0x80 : 0x00;
     const uint8_t *o = src;
@@ -50,9 +108,19 @@ void lv_unpack_rows(lv_type t, int64_t k, const void *src, void *w, size_t w_str
 
 static size_t packx_q_bytes(int64_t k) { return ((size_t)(k / 32) * sizeof(lv_block_q8_0) + 3) & ~(size_t)3; }
 
-size_t lv_packx_row_bytes(int64_t k) { return packx_q_bytes(k) + (size_t)(k / 32) * 8; }
+size_t lv_packx_row_bytes(lv_type t, int64_t k) {
+    if (t == LV_TYPE_Q4_K) return (size_t)(k / 256) * (sizeof(lv_block_q8_K) + 16);
+    return packx_q_bytes(k) + (size_t)(k / 32) * 8;
+}
 
-void lv_packx_finish(void *row, int64_t k) {
+void lv_packx_finish(lv_type t, void *row, int64_t k) {
+    if (t == LV_TYPE_Q4_K) {
+        const lv_block_q8_K *q = row;
+        int16_t *sb = (int16_t *)((uint8_t *)row + (size_t)(k / 256) * sizeof(lv_block_q8_K));
+        for (int64_t b = 0; b < k / 256; b++)
+            for (int j = 0; j < 8; j++) sb[8 * b + j] = (int16_t)(q[b].bsums[2 * j] + q[b].bsums[2 * j + 1]);
+        return;
+    }
     const int64_t nb = k / 32;
     const lv_block_q8_0 *q = row;
     float *d = (float *)((uint8_t *)row + packx_q_bytes(k));

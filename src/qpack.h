@@ -20,10 +20,19 @@
  * so the weights are unsigned bytes (q4_0: 0..15 = value + 8; q8_0: value + 128) and the offset
  * comes back through the activation block's sum (below). Same size as the rows it replaces.
  *
- * Packed activations (one row of k elements): the q8_0 row exactly as the type's from_float makes
- * it (nb blocks of 34 bytes), padded to 4 bytes, then float d[nb] (each block's fp16 scale,
- * widened) and int32 nsum[nb] (minus the sum of the block's 32 quants). With it the exact integer
- * dot product of a block is  sum(u_i * x_i) + nsum * offset  (offset 8 or 128).
+ * q4_K (super-blocks of 256 = 8 sub-blocks of 32, 6-bit scales and mins): super-block group b
+ * (2368 bytes, 16 rows' 2304 plus the unpacked scales) is
+ *     uint16 d[16], dmin[16]
+ *     uint8  sc[8][16]          sub-block j's scale of row r
+ *     uint8  m[4][16][2]        (m of sub-block 2p, m of 2p + 1) of row r: int16 pairs once widened
+ *     uint8  q[4][8][16][4]     q[i][q][r][:] = bytes 32i + 4q .. + 3 of row r's qs: low nibbles
+ *                               are sub-block 2i, high nibbles sub-block 2i + 1
+ *
+ * Packed activations (one row of k elements), q4_0 and q8_0: the q8_0 row exactly as the type's
+ * from_float makes it (nb blocks of 34 bytes), padded to 4 bytes, then float d[nb] (each block's
+ * fp16 scale, widened) and int32 nsum[nb] (minus the sum of the block's 32 quants). With it the
+ * exact integer dot product of a block is  sum(u_i * x_i) + nsum * offset  (offset 8 or 128).
+ * q4_K: the q8_K row, then int16 sb[8 * nb]: the sums of each 32-element sub-block's quants.
  */
 #ifndef LV_QPACK_H
 #define LV_QPACK_H
@@ -38,18 +47,21 @@
 #define LV_PACK_ROWS 16
 #define LV_PACK_MAX_COLS 8
 
-/* q4_0 and q8_0: the types with a packed layout */
+/* q4_0, q8_0 and q4_K: the types with a packed layout */
 bool lv_pack_type_supported(lv_type t);
 
-/* Pack LV_PACK_ROWS rows of k elements (w_stride bytes apart) into dst, and back. Both layouts
- * take 16 * lv_row_bytes(t, k) bytes. */
+/* Bytes of a packed group of LV_PACK_ROWS rows of k elements: 16 * lv_row_bytes(t, k) for q4_0
+ * and q8_0, (k / 256) * 2368 for q4_K. */
+size_t lv_pack_group_bytes(lv_type t, int64_t k);
+
+/* Pack LV_PACK_ROWS rows of k elements (w_stride bytes apart) into dst, and back. */
 void lv_pack_rows(lv_type t, int64_t k, const void *w, size_t w_stride, void *dst);
 void lv_unpack_rows(lv_type t, int64_t k, const void *src, void *w, size_t w_stride);
 
-/* Bytes of one packed activation row of k elements. */
-size_t lv_packx_row_bytes(int64_t k);
-/* Fill the scale and sum arrays of a packed activation row whose q8_0 part is written. */
-void lv_packx_finish(void *row, int64_t k);
+/* Bytes of one packed activation row of k elements for weights of type t. */
+size_t lv_packx_row_bytes(lv_type t, int64_t k);
+/* Fill the arrays after the q8_0 (q8_K) part of a packed activation row once that is written. */
+void lv_packx_finish(lv_type t, void *row, int64_t k);
 
 /* The reference: y[c * y_stride + r] = lv_vec_dot_ref(t, k, row r, activation c) for r < 16,
  * c < nc, on rows unpacked from the group. Slow; for tests. */

@@ -1,5 +1,5 @@
 /*
- * qpack_avx512.c: the AVX-512 VNNI kernels for packed q4_0 and q8_0 weights (layouts in qpack.h).
+ * qpack_avx512.c: the AVX-512 VNNI kernels for packed q4_0, q8_0 and q4_K weights (qpack.h).
  *
  * Per block group (16 rows x 32 elements) and activation column: the block's quants are unsigned
  * bytes, 4 per lane per vector (one lane per row); vpdpbusd against 4 activation bytes broadcast
@@ -66,28 +66,82 @@ INLINE void gemm_tile(const int QB, const int SH, const int nc, int64_t k, const
     for (int c = 0; c < nc; c++) _mm512_storeu_ps(y + (size_t)c * ys, acc[c]);
 }
 
+/* q4_K, per super-block (256 elements) of 16 rows: for each sub-block j, 8 vectors of nibbles
+ * (16 rows x 32 elements) against the column's 32 quants give each row's exact sub-block sum,
+ * scaled in integers by the row's 6-bit scale (vpmulld) into isum; the mins part is
+ * sum_j m_j * sb_j, four vpdpwssd on (m, m) pairs against (sb, sb) pairs. Then, per column,
+ * acc += isum * (d * d_x) and acc -= msum * (dmin * d_x). */
+INLINE void gemm_tile_k4(const int nc, int64_t k, const uint8_t *g, const uint8_t *x, size_t xs, float *y, size_t ys) {
+    const int64_t nb = k / 256;
+    const size_t xoff = (size_t)nb * sizeof(lv_block_q8_K);
+    __m512 acc[LV_PACK_MAX_COLS];
+    for (int c = 0; c < nc; c++) acc[c] = _mm512_setzero_ps();
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    for (int64_t b = 0; b < nb; b++, g += 2368) {
+        __m512i isum[LV_PACK_MAX_COLS];
+        for (int c = 0; c < nc; c++) isum[c] = _mm512_setzero_si512();
+        for (int j = 0; j < 8; j++) {
+            const uint8_t *qv = g + 320 + 512 * (j / 2);
+            __m512i w[8];
+            for (int q = 0; q < 8; q++) {
+                const __m512i v = _mm512_loadu_si512(qv + 64 * q);
+                w[q] = _mm512_and_si512((j & 1) ? _mm512_srli_epi16(v, 4) : v, m4);
+            }
+            const __m512i sc = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(g + 64 + 16 * j)));
+            for (int c = 0; c < nc; c++) {
+                const uint8_t *q = x + (size_t)c * xs + b * (int64_t)sizeof(lv_block_q8_K) + 4 + 32 * j;
+                __m512i s = _mm512_setzero_si512(), t = _mm512_setzero_si512();
+                for (int i = 0; i < 8; i += 2) {
+                    s = _mm512_dpbusd_epi32(s, w[i], bcast32(q + 4 * i));
+                    t = _mm512_dpbusd_epi32(t, w[i + 1], bcast32(q + 4 * i + 4));
+                }
+                isum[c] = _mm512_add_epi32(isum[c], _mm512_mullo_epi32(_mm512_add_epi32(s, t), sc));
+            }
+        }
+        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)g));
+        const __m512 dmw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(g + 32)));
+        __m512i mp[4];
+        for (int p = 0; p < 4; p++) mp[p] = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(g + 192 + 32 * p)));
+        for (int c = 0; c < nc; c++) {
+            const uint8_t *xr = x + (size_t)c * xs;
+            const uint8_t *sb = xr + xoff + (size_t)b * 16;
+            __m512i ms = _mm512_setzero_si512();
+            for (int p = 0; p < 4; p++) ms = _mm512_dpwssd_epi32(ms, mp[p], bcast32(sb + 4 * p));
+            float dx;
+            memcpy(&dx, xr + b * (int64_t)sizeof(lv_block_q8_K), 4);
+            const __m512 vdx = _mm512_set1_ps(dx);
+            acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[c]), _mm512_mul_ps(dw, vdx), acc[c]);
+            acc[c] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(ms), _mm512_mul_ps(dmw, vdx), acc[c]);
+        }
+    }
+    for (int c = 0; c < nc; c++) _mm512_storeu_ps(y + (size_t)c * ys, acc[c]);
+}
+
 /* q4_0's w[] order above pairs w[j] with activation bytes 4j for j < 4 and 16 + 4(j-4) after:
  * the same as 4j for every j, since element 16 + 4(j - 4) = 4j. */
 
-#define DEFINE_GEMM(NAME, QB, SH)                                                                                           \
+/* one function per type, the tile width a compile-time constant in each case */
+#define DEFINE_GEMM(NAME, TILE, ...)                                                                                        \
     ATTR static void NAME(int64_t k, const void *g, const void *x, size_t xs, float *y, size_t ys, int nc) {                \
         switch (nc) {                                                                                                       \
-        case 1: gemm_tile(QB, SH, 1, k, g, x, xs, y, ys); break;                                                           \
-        case 2: gemm_tile(QB, SH, 2, k, g, x, xs, y, ys); break;                                                           \
-        case 3: gemm_tile(QB, SH, 3, k, g, x, xs, y, ys); break;                                                           \
-        case 4: gemm_tile(QB, SH, 4, k, g, x, xs, y, ys); break;                                                           \
-        case 5: gemm_tile(QB, SH, 5, k, g, x, xs, y, ys); break;                                                           \
-        case 6: gemm_tile(QB, SH, 6, k, g, x, xs, y, ys); break;                                                           \
-        case 7: gemm_tile(QB, SH, 7, k, g, x, xs, y, ys); break;                                                           \
-        default: gemm_tile(QB, SH, 8, k, g, x, xs, y, ys); break;                                                          \
+        case 1: TILE(__VA_ARGS__ 1, k, g, x, xs, y, ys); break;                                                            \
+        case 2: TILE(__VA_ARGS__ 2, k, g, x, xs, y, ys); break;                                                            \
+        case 3: TILE(__VA_ARGS__ 3, k, g, x, xs, y, ys); break;                                                            \
+        case 4: TILE(__VA_ARGS__ 4, k, g, x, xs, y, ys); break;                                                            \
+        case 5: TILE(__VA_ARGS__ 5, k, g, x, xs, y, ys); break;                                                            \
+        case 6: TILE(__VA_ARGS__ 6, k, g, x, xs, y, ys); break;                                                            \
+        case 7: TILE(__VA_ARGS__ 7, k, g, x, xs, y, ys); break;                                                            \
+        default: TILE(__VA_ARGS__ 8, k, g, x, xs, y, ys); break;                                                           \
         }                                                                                                                   \
     }
 
-DEFINE_GEMM(gemm_q4_0, 16, 3)
-DEFINE_GEMM(gemm_q8_0, 32, 7)
+DEFINE_GEMM(gemm_q4_0, gemm_tile, 16, 3, )
+DEFINE_GEMM(gemm_q8_0, gemm_tile, 32, 7, )
+DEFINE_GEMM(gemm_q4_K, gemm_tile_k4, )
 
 static const lv_pack_ops ops_q4_0 = {LV_TYPE_Q4_0, gemm_q4_0};
 static const lv_pack_ops ops_q8_0 = {LV_TYPE_Q8_0, gemm_q8_0};
+static const lv_pack_ops ops_q4_K = {LV_TYPE_Q4_K, gemm_q4_K};
 
 const lv_pack_ops *lv_pack_avx512_ops(lv_type t) {
     __builtin_cpu_init();
@@ -95,6 +149,7 @@ const lv_pack_ops *lv_pack_avx512_ops(lv_type t) {
     switch (t) {
     case LV_TYPE_Q4_0: return &ops_q4_0;
     case LV_TYPE_Q8_0: return &ops_q8_0;
+    case LV_TYPE_Q4_K: return &ops_q4_K;
     default: return NULL;
     }
 }
