@@ -9,7 +9,40 @@
 #include <stdlib.h>
 #include <string.h>
 
-bool lv_pack_type_supported(lv_type t) { return t == LV_TYPE_Q4_0 || t == LV_TYPE_Q8_0 || t == LV_TYPE_Q4_K; }
+bool lv_pack_type_supported(lv_type t) { return t == LV_TYPE_Q4_0 || t == LV_TYPE_Q5_0 || t == LV_TYPE_Q8_0 || t == LV_TYPE_Q4_K; }
+
+/* q5_0 block group: d[16], the high bits as 8 64-bit masks, then the nibbles as q4_0's */
+static void pack_q5_0(int64_t k, const uint8_t *w, size_t w_stride, uint8_t *o) {
+    for (int64_t b = 0; b < k / 32; b++, o += 16 * sizeof(lv_block_q5_0)) {
+        uint64_t hm[8] = {0};
+        for (int r = 0; r < LV_PACK_ROWS; r++) {
+            const lv_block_q5_0 *a = (const lv_block_q5_0 *)(w + r * w_stride) + b;
+            uint32_t qh;
+            memcpy(&qh, a->qh, 4);
+            memcpy(o + 2 * r, &a->d, 2);
+            for (int j = 0; j < 8; j++)
+                for (int i = 0; i < 4; i++) hm[j] |= (uint64_t)((qh >> (4 * j + i)) & 1) << (4 * r + i);
+            for (int j = 0; j < 4; j++) memcpy(o + 96 + 64 * j + 4 * r, a->qs + 4 * j, 4);
+        }
+        memcpy(o + 32, hm, 64);
+    }
+}
+
+static void unpack_q5_0(int64_t k, const uint8_t *o, uint8_t *w, size_t w_stride) {
+    for (int64_t b = 0; b < k / 32; b++, o += 16 * sizeof(lv_block_q5_0)) {
+        uint64_t hm[8];
+        memcpy(hm, o + 32, 64);
+        for (int r = 0; r < LV_PACK_ROWS; r++) {
+            lv_block_q5_0 *a = (lv_block_q5_0 *)(w + r * w_stride) + b;
+            uint32_t qh = 0;
+            for (int j = 0; j < 8; j++)
+                for (int i = 0; i < 4; i++) qh |= (uint32_t)((hm[j] >> (4 * r + i)) & 1) << (4 * j + i);
+            memcpy(a->qh, &qh, 4);
+            memcpy(&a->d, o + 2 * r, 2);
+            for (int j = 0; j < 4; j++) memcpy(a->qs + 4 * j, o + 96 + 64 * j + 4 * r, 4);
+        }
+    }
+}
 
 /* q4_K block group: d[16], dmin[16], sc[8][16], m[4][16][2], then the quants */
 #define K4_SC 64
@@ -70,6 +103,10 @@ void lv_pack_rows(lv_type t, int64_t k, const void *w, size_t w_stride, void *ds
         pack_q4_K(k, w, w_stride, dst);
         return;
     }
+    if (t == LV_TYPE_Q5_0) {
+        pack_q5_0(k, w, w_stride, dst);
+        return;
+    }
     const int64_t nb = k / 32, bs = lv_type_get(t)->type_size, qb = quant_bytes(t);
     const uint8_t flip = t == LV_TYPE_Q8_0 ? 0x80 : 0x00; /* int8 q + 128 == q ^ 0x80 as a byte */
     uint8_t *o = dst;
@@ -89,6 +126,10 @@ void lv_unpack_rows(lv_type t, int64_t k, const void *src, void *w, size_t w_str
     LV_ASSERT(lv_pack_type_supported(t));
     if (t == LV_TYPE_Q4_K) {
         unpack_q4_K(k, src, w, w_stride);
+        return;
+    }
+    if (t == LV_TYPE_Q5_0) {
+        unpack_q5_0(k, src, w, w_stride);
         return;
     }
     const int64_t nb = k / 32, bs = lv_type_get(t)->type_size, qb = quant_bytes(t);

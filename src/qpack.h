@@ -17,8 +17,14 @@
  * and for q8_0 (544 bytes = 16 blocks of 34):
  *     uint16 d[16]
  *     uint8  q[8][16][4]    q[j][r][i] = (row r's quant 4j + i) + 128, as an unsigned byte
- * so the weights are unsigned bytes (q4_0: 0..15 = value + 8; q8_0: value + 128) and the offset
- * comes back through the activation block's sum (below). Same size as the rows it replaces.
+ * and for q5_0 (352 bytes = 16 blocks of 22):
+ *     uint16 d[16]
+ *     uint64 h[8]           bit 4r + i of h[j] = bit 4 of row r's element 4j + i (j < 4: the low
+ *                           nibbles' elements 4j.., j >= 4: the high nibbles' 16 + 4(j - 4)..)
+ *     uint8  q[4][16][4]    as q4_0
+ * so the weights are unsigned bytes (q4_0: 0..15 = value + 8; q5_0: 0..31 = value + 16, the high
+ * bit added under the mask; q8_0: value + 128) and the offset comes back through the activation
+ * block's sum (below). Same size as the rows it replaces.
  *
  * q4_K (super-blocks of 256 = 8 sub-blocks of 32, 6-bit scales and mins): super-block group b
  * (2368 bytes, 16 rows' 2304 plus the unpacked scales) is
@@ -28,10 +34,10 @@
  *     uint8  q[4][8][16][4]     q[i][q][r][:] = bytes 32i + 4q .. + 3 of row r's qs: low nibbles
  *                               are sub-block 2i, high nibbles sub-block 2i + 1
  *
- * Packed activations (one row of k elements), q4_0 and q8_0: the q8_0 row exactly as the type's
+ * Packed activations (one row of k elements), q4_0, q5_0 and q8_0: the q8_0 row exactly as the type's
  * from_float makes it (nb blocks of 34 bytes), padded to 4 bytes, then float d[nb] (each block's
  * fp16 scale, widened) and int32 nsum[nb] (minus the sum of the block's 32 quants). With it the
- * exact integer dot product of a block is  sum(u_i * x_i) + nsum * offset  (offset 8 or 128).
+ * exact integer dot product of a block is  sum(u_i * x_i) + nsum * offset  (offset 8, 16 or 128).
  * q4_K: the q8_K row, then int16 sb[8 * nb]: the sums of each 32-element sub-block's quants.
  */
 #ifndef LV_QPACK_H
@@ -47,11 +53,11 @@
 #define LV_PACK_ROWS 16
 #define LV_PACK_MAX_COLS 8
 
-/* q4_0, q8_0 and q4_K: the types with a packed layout */
+/* q4_0, q5_0, q8_0 and q4_K: the types with a packed layout */
 bool lv_pack_type_supported(lv_type t);
 
-/* Bytes of a packed group of LV_PACK_ROWS rows of k elements: 16 * lv_row_bytes(t, k) for q4_0
- * and q8_0, (k / 256) * 2368 for q4_K. */
+/* Bytes of a packed group of LV_PACK_ROWS rows of k elements: 16 * lv_row_bytes(t, k) for q4_0,
+ * q5_0 and q8_0, (k / 256) * 2368 for q4_K. */
 size_t lv_pack_group_bytes(lv_type t, int64_t k);
 
 /* Pack LV_PACK_ROWS rows of k elements (w_stride bytes apart) into dst, and back. */

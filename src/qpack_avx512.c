@@ -1,12 +1,13 @@
 /*
- * qpack_avx512.c: the AVX-512 VNNI kernels for packed q4_0, q8_0 and q4_K weights (qpack.h).
+ * qpack_avx512.c: the AVX-512 VNNI kernels for packed q4_0, q5_0, q8_0 and q4_K weights (qpack.h).
  *
  * Per block group (16 rows x 32 elements) and activation column: the block's quants are unsigned
  * bytes, 4 per lane per vector (one lane per row); vpdpbusd against 4 activation bytes broadcast
  * to every lane accumulates 4 products per row, so 4 (q4_0: low and high nibbles of 4 vectors =
  * 8 steps) or 8 (q8_0) steps give each lane its row's sum over the block. The steps run as two
  * chains added at the end (integer sums are exact in any order), starting from the offset
- * correction nsum * 8 (q4_0) or nsum * 128 (q8_0). Then, for 16 rows at once: convert, scale by
+ * correction nsum * 8 (q4_0), nsum * 16 (q5_0: the nibbles get their bit 4 from a byte mask,
+ * one masked add per vector) or nsum * 128 (q8_0). Then, for 16 rows at once: convert, scale by
  * d_w * d_x, fma into the column's accumulator. Weight unpacking (q4_0 nibbles) and the 16 scales
  * are shared by the columns of a tile; each column's operations are the same whatever the tile
  * width, so a result does not depend on how a batch was split.
@@ -30,10 +31,12 @@ INLINE __m512i bcast32(const uint8_t *p) {
 
 static size_t q_bytes(int64_t k) { return ((size_t)(k / 32) * sizeof(lv_block_q8_0) + 3) & ~(size_t)3; }
 
-/* QB = quant bytes per row and block (16: q4_0, 32: q8_0), SH = log2 of the offset */
-INLINE void gemm_tile(const int QB, const int SH, const int nc, int64_t k, const uint8_t *g, const uint8_t *x, size_t xs, float *y, size_t ys) {
+/* QB = quant bytes per row and block (16: q4_0 and q5_0, 32: q8_0), H5 = q5_0's high-bit masks
+ * follow the scales, SH = log2 of the offset */
+INLINE void gemm_tile(const int QB, const int H5, const int SH, const int nc, int64_t k, const uint8_t *g, const uint8_t *x, size_t xs, float *y,
+                      size_t ys) {
     const int64_t nb = k / 32;
-    const size_t xoff = q_bytes(k), gb = 2 * LV_PACK_ROWS + LV_PACK_ROWS * (size_t)QB;
+    const size_t xoff = q_bytes(k), qoff = 2 * LV_PACK_ROWS + (H5 ? 64 : 0), gb = qoff + LV_PACK_ROWS * (size_t)QB;
     __m512 acc[LV_PACK_MAX_COLS];
     for (int c = 0; c < nc; c++) acc[c] = _mm512_setzero_ps();
     const __m512i m4 = _mm512_set1_epi8(0x0F);
@@ -42,9 +45,17 @@ INLINE void gemm_tile(const int QB, const int SH, const int nc, int64_t k, const
         __m512i w[8]; /* q4_0: w[0..3] low nibbles (elements 4j..4j+3), w[4..7] high (16+4j..) */
         if (QB == 16) {
             for (int j = 0; j < 4; j++) {
-                const __m512i v = _mm512_loadu_si512(g + 32 + 64 * j);
+                const __m512i v = _mm512_loadu_si512(g + qoff + 64 * j);
                 w[j] = _mm512_and_si512(v, m4);
                 w[4 + j] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+            }
+            if (H5) { /* bit 4 of each byte where the mask says */
+                const __m512i b4 = _mm512_set1_epi8(0x10);
+                for (int j = 0; j < 8; j++) {
+                    uint64_t h;
+                    memcpy(&h, g + 32 + 8 * j, 8);
+                    w[j] = _mm512_mask_add_epi8(w[j], _cvtu64_mask64(h), w[j], b4);
+                }
             }
         } else {
             for (int j = 0; j < 8; j++) w[j] = _mm512_loadu_si512(g + 32 + 64 * j);
@@ -117,8 +128,8 @@ INLINE void gemm_tile_k4(const int nc, int64_t k, const uint8_t *g, const uint8_
     for (int c = 0; c < nc; c++) _mm512_storeu_ps(y + (size_t)c * ys, acc[c]);
 }
 
-/* q4_0's w[] order above pairs w[j] with activation bytes 4j for j < 4 and 16 + 4(j-4) after:
- * the same as 4j for every j, since element 16 + 4(j - 4) = 4j. */
+/* q4_0's (q5_0's) w[] order above pairs w[j] with activation bytes 4j for j < 4 and 16 + 4(j-4)
+ * after: the same as 4j for every j, since element 16 + 4(j - 4) = 4j. */
 
 /* one function per type, the tile width a compile-time constant in each case */
 #define DEFINE_GEMM(NAME, TILE, ...)                                                                                        \
@@ -135,11 +146,13 @@ INLINE void gemm_tile_k4(const int nc, int64_t k, const uint8_t *g, const uint8_
         }                                                                                                                   \
     }
 
-DEFINE_GEMM(gemm_q4_0, gemm_tile, 16, 3, )
-DEFINE_GEMM(gemm_q8_0, gemm_tile, 32, 7, )
+DEFINE_GEMM(gemm_q4_0, gemm_tile, 16, 0, 3, )
+DEFINE_GEMM(gemm_q5_0, gemm_tile, 16, 1, 4, )
+DEFINE_GEMM(gemm_q8_0, gemm_tile, 32, 0, 7, )
 DEFINE_GEMM(gemm_q4_K, gemm_tile_k4, )
 
 static const lv_pack_ops ops_q4_0 = {LV_TYPE_Q4_0, gemm_q4_0};
+static const lv_pack_ops ops_q5_0 = {LV_TYPE_Q5_0, gemm_q5_0};
 static const lv_pack_ops ops_q8_0 = {LV_TYPE_Q8_0, gemm_q8_0};
 static const lv_pack_ops ops_q4_K = {LV_TYPE_Q4_K, gemm_q4_K};
 
@@ -148,6 +161,7 @@ const lv_pack_ops *lv_pack_avx512_ops(lv_type t) {
     if (!__builtin_cpu_supports("avx512vnni")) return NULL;
     switch (t) {
     case LV_TYPE_Q4_0: return &ops_q4_0;
+    case LV_TYPE_Q5_0: return &ops_q5_0;
     case LV_TYPE_Q8_0: return &ops_q8_0;
     case LV_TYPE_Q4_K: return &ops_q4_K;
     default: return NULL;

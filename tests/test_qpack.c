@@ -23,8 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const lv_type k_ptypes[] = {LV_TYPE_Q4_0, LV_TYPE_Q8_0, LV_TYPE_Q4_K};
-#define N_PTYPES 3
+static const lv_type k_ptypes[] = {LV_TYPE_Q4_0, LV_TYPE_Q5_0, LV_TYPE_Q8_0, LV_TYPE_Q4_K};
+#define N_PTYPES 4
 
 /* 16 rows of k elements (row stride rs): quantized from random floats, or raw random bytes with
  * sane scales (every quant pattern, q8_0's -128 included), or the extremes (scale 65504). */
@@ -79,8 +79,13 @@ TEST(qpack_round_trip_is_exact) {
                 CHECK(memcmp(back + i * rs, w + i * rs, rb) == 0, "%s k=%lld: row %d differs after a round trip", lv_type_name(t), (long long)K, i);
             /* the layout itself: block 0's scale of row 5, and row 5's first quant byte */
             CHECK(memcmp(p + 10, w + 5 * rs, 2) == 0, "%s: row 5's scale is not at d[5]", lv_type_name(t));
-            const size_t q0 = t == LV_TYPE_Q4_K ? 320 : 32, wq0 = t == LV_TYPE_Q4_K ? 16 : 2;
+            const size_t q0 = t == LV_TYPE_Q4_K ? 320 : t == LV_TYPE_Q5_0 ? 96 : 32, wq0 = t == LV_TYPE_Q4_K ? 16 : t == LV_TYPE_Q5_0 ? 6 : 2;
             CHECK(p[q0 + 5 * 4] == (uint8_t)(w[5 * rs + wq0] ^ (t == LV_TYPE_Q8_0 ? 0x80 : 0)), "%s: row 5's first quant byte is not in lane 5", lv_type_name(t));
+            if (t == LV_TYPE_Q5_0) { /* the high bit of row 5's element 21 (qh bit 21) is bit 4 * 5 + 1 of mask 5 */
+                uint64_t h;
+                memcpy(&h, p + 32 + 8 * 5, 8);
+                CHECK(((h >> 21) & 1) == ((w[5 * rs + 2 + 2] >> 5) & 1), "q5_0: row 5's element 21 high bit is not in mask 5");
+            }
             if (t == LV_TYPE_Q4_K) { /* sub-block 6's scale and min of row 5 */
                 uint8_t sc, m;
                 lv_get_scale_min_k4(6, w + 5 * rs + 4, &sc, &m);
