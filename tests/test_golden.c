@@ -13,7 +13,9 @@
  * All of it runs at every SIMD level the CPU has, up to the LV_SIMD cap (lv_simd_set_max): the
  * scalar reference kernels, AVX2, AVX-512. The scalar level, several times slower, compares the
  * first 96 positions and 16 greedy tokens (32 and 8 under LV_TEST_QUICK); the SIMD levels compare
- * all 512 positions and 64 tokens (96 and 16 under LV_TEST_QUICK).
+ * all 512 positions and 64 tokens (96 and 16 under LV_TEST_QUICK). A model whose matrices are
+ * repacked at load (q4_0, q5_0, q8_0, q4_K with AVX-512 VNNI: src/qpack.h) runs the top level with
+ * the packed kernels, then once more loaded with LV_REPACK=0 (labelled "unpack").
  *
  * Tolerances (max |delta logit|, logits have an RMS of ~0.3 here) are per weight type and KV
  * type; docs/testing.md explains each. At every level the three ways of running must agree with
@@ -23,6 +25,7 @@
 #define _GNU_SOURCE
 #include "lv_test.h"
 #include "longview.h"
+#include "model.h"
 #include "qkernels.h"
 #include "sha256.h"
 
@@ -237,14 +240,14 @@ static void parse_extra(const char *extra, lv_genmodel_params *gp) {
  * the prefill runs and the scalar level keep two threads. */
 static int decode_threads(lv_simd level, int32_t n_ubatch) { return level != LV_SIMD_SCALAR && n_ubatch == 1 ? 1 : 2; }
 
-/* The golden comparisons at one SIMD level (the caller has capped the level with lv_simd_set_max). */
-static void check_level(const golden *g, lv_model *model, lv_simd level) {
+/* The golden comparisons at one SIMD level (the caller has capped the level with lv_simd_set_max);
+ * lname names it in messages. */
+static void check_level(const golden *g, lv_model *model, lv_simd level, const char *lname) {
     /* rows compared and greedy tokens: all at the SIMD levels; the scalar level (the reference,
      * ~10x slower) checks the first 96 rows and 16 greedy tokens, which keeps make test's time in check */
     const bool scalar = level == LV_SIMD_SCALAR;
     const int32_t n = lv_test_quick() ? (scalar ? 32 : 96) : (scalar ? 96 : g->n_tokens);
     const int32_t n_gen = lv_test_quick() ? (scalar ? 8 : 16) : (scalar ? 16 : g->n_gen);
-    const char *lname = lv_simd_name(level);
     lv_status st;
     const float tol = tolerance(g);
     const int32_t chunks[3] = {512, 7, 1};
@@ -382,9 +385,25 @@ static void check_golden(const char *path) {
     const lv_simd top = lv_simd_active();
     for (int l = 0; l <= (int)top; l++) {
         lv_simd_set_max((lv_simd)l);
-        check_level(&g, model, (lv_simd)l);
+        check_level(&g, model, (lv_simd)l, lv_simd_name((lv_simd)l));
     }
     lv_simd_set_max(top);
+    /* a model whose matrices were repacked at load (src/qpack.h) ran the packed kernels at the top
+     * level above: run that level once more on the file's layout (LV_REPACK=0), so the unpacked
+     * kernels of the top level stay checked end to end too */
+    if (model->packed) {
+        lv_model *plain = NULL;
+        const char *old = getenv("LV_REPACK");
+        char *saved = old ? strdup(old) : NULL;
+        setenv("LV_REPACK", "0", 1);
+        st = lv_model_load(model_path, lv_model_default_params(), &plain);
+        if (saved) setenv("LV_REPACK", saved, 1);
+        else unsetenv("LV_REPACK");
+        free(saved);
+        CHECK(st == LV_OK && plain && !plain->packed, "%s: load with LV_REPACK=0: %s", g.name, st == LV_OK ? "still packed" : lv_last_error());
+        if (plain && !plain->packed) check_level(&g, plain, top, "unpack");
+        lv_model_free(plain);
+    }
     lv_model_free(model);
     remove(model_path);
     golden_free(&g);

@@ -128,7 +128,9 @@ int cmd_bench(int argc, char **argv) {
                       "longview bench -m MODEL [-p 512] [-n 128] [-d 0,4096] [-t 1,2] [-r 5] [-o md|json]",
                       "Measure prompt processing (pp) and generation (tg) speed like llama-bench, with the memory\n"
                       "bandwidth and FLOP rate each test reached against this machine's measured limits.\n"
-                      "Set LV_SIMD=scalar|avx2|avx512 to cap the kernels' instruction set.",
+                      "Set LV_SIMD=scalar|avx2|avx512 to cap the kernels' instruction set, and LV_REPACK=0 to keep\n"
+                      "q4_0/q5_0/q8_0/q4_K weights in the file's layout (they are repacked at load for the AVX-512\n"
+                      "VNNI kernels otherwise).",
                       NULL, 0, NULL);
     if (r) return r > 0 ? 0 : 2;
     if (strcmp(fill, "prefill") != 0 && strcmp(fill, "synthetic") != 0) {
