@@ -94,7 +94,7 @@ static void unpack_q4_K(int64_t k, const uint8_t *o, uint8_t *w, size_t w_stride
         }
 }
 
-/* quant bytes per row and block, and the offset stored unsigned bytes carry */
+/* quant bytes per row and block of q4_0 (16) and q8_0 (32) */
 static int quant_bytes(lv_type t) { return t == LV_TYPE_Q4_0 ? 16 : 32; }
 
 void lv_pack_rows(lv_type t, int64_t k, const void *w, size_t w_stride, void *dst) {
