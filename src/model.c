@@ -338,14 +338,16 @@ static lv_status read_whole_file(const char *path, void **out, uint64_t *size) {
     return LV_OK;
 }
 
-/* Everything after the GGUF is open: architecture, vocabulary, hyper-parameters, weights.
- * Messages are prefixed with m->path. */
 /* Repack the matrix weights this CPU has packed kernels for (qpack.h: q4_0, q5_0, q8_0 and q4_K with
  * AVX-512 VNNI, rows a multiple of 16) into one buffer, and let the kernel drop the mapped pages
  * they came from, so resident memory does not grow (q4_K: by 2.8%, its scales unpacked; a file
- * read into memory, or an image given by
- * the caller, keeps both). Off with LV_REPACK=0, or when LV_SIMD caps the level below the
- * kernels'. Running out of memory here is not an error: the weights stay as they are. */
+ * read into memory, or an image given by the caller, keeps both). Off with LV_REPACK=0, or when
+ * LV_SIMD caps the level below the kernels'. Running out of memory here is not an error: the
+ * weights stay as they are. */
+static size_t packed_size(const lv_tensor *t) { /* 64-byte aligned, as laid out in the buffer */
+    return (lv_pack_group_bytes(t->type, t->ne[0]) * (size_t)(t->ne[1] / LV_PACK_ROWS) + 63) / 64 * 64;
+}
+
 static void pack_weights(lv_model *m) {
     if (!lv_pack_enabled()) return;
     const lv_simd level = lv_simd_active();
@@ -363,7 +365,7 @@ static void pack_weights(lv_model *m) {
         const lv_tensor *t = list[i];
         if (!t->data || !lv_pack_ops_get(t->type, level) || t->ne[1] % LV_PACK_ROWS != 0 || t->ne[2] != 1 || t->ne[3] != 1) continue;
         list[kept++] = list[i];
-        total += (lv_pack_group_bytes(t->type, t->ne[0]) * (size_t)(t->ne[1] / LV_PACK_ROWS) + 63) / 64 * 64;
+        total += packed_size(t);
     }
     uint8_t *buf = kept ? lv_aligned_alloc(64, total) : NULL;
     if (kept && !buf) LV_LOG_W("%s: no memory to repack %.1f MiB of weights; using them as stored", m->path, (double)total / 1048576.0);
@@ -380,14 +382,15 @@ static void pack_weights(lv_model *m) {
             lv_pack_rows(t->type, t->ne[0], (const uint8_t *)t->data + (size_t)g * gin, (size_t)t->row_bytes, buf + off + (size_t)g * gout);
         t->packed = buf + off;
         lv_gguf_release_pages(m->gguf, t->data, (uint64_t)(groups * (int64_t)gin));
-        off += (gout * (size_t)groups + 63) / 64 * 64;
+        off += packed_size(t);
     }
     lv_free(list);
     m->packed = buf;
-    m->packed_bytes = total;
     LV_LOG_D("%s: repacked %lld matrices (%.1f MiB) for the %s kernels", m->path, (long long)kept, (double)total / 1048576.0, lv_simd_name(level));
 }
 
+/* Everything after the GGUF is open: architecture, vocabulary, hyper-parameters, weights.
+ * Messages are prefixed with m->path. */
 static lv_status model_init(lv_model *m, lv_model_params params) {
     const char *path = m->path;
     lv_status st;

@@ -97,7 +97,6 @@ struct lv_model {
     lv_tensor rope_freqs;  /* (n_rot/2), optional: data == NULL when absent */
     lv_layer *layers;      /* (n_layer) */
     void *packed;          /* the repacked matrix weights (qpack.h), or NULL */
-    size_t packed_bytes;
 };
 
 const char *lv_arch_name(lv_arch a);

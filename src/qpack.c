@@ -147,24 +147,27 @@ void lv_unpack_rows(lv_type t, int64_t k, const void *src, void *w, size_t w_str
     }
 }
 
-static size_t packx_q_bytes(int64_t k) { return ((size_t)(k / 32) * sizeof(lv_block_q8_0) + 3) & ~(size_t)3; }
+size_t lv_packx_tail(lv_type t, int64_t k) {
+    if (t == LV_TYPE_Q4_K) return (size_t)(k / 256) * sizeof(lv_block_q8_K);
+    return ((size_t)(k / 32) * sizeof(lv_block_q8_0) + 3) & ~(size_t)3; /* 4-byte aligned floats follow */
+}
 
 size_t lv_packx_row_bytes(lv_type t, int64_t k) {
-    if (t == LV_TYPE_Q4_K) return (size_t)(k / 256) * (sizeof(lv_block_q8_K) + 16);
-    return packx_q_bytes(k) + (size_t)(k / 32) * 8;
+    /* q4_K: int16 sums of 8 sub-blocks per super-block; else float d + int32 nsum per block */
+    return lv_packx_tail(t, k) + (t == LV_TYPE_Q4_K ? (size_t)(k / 256) * 16 : (size_t)(k / 32) * 8);
 }
 
 void lv_packx_finish(lv_type t, void *row, int64_t k) {
     if (t == LV_TYPE_Q4_K) {
         const lv_block_q8_K *q = row;
-        int16_t *sb = (int16_t *)((uint8_t *)row + (size_t)(k / 256) * sizeof(lv_block_q8_K));
+        int16_t *sb = (int16_t *)((uint8_t *)row + lv_packx_tail(t, k));
         for (int64_t b = 0; b < k / 256; b++)
             for (int j = 0; j < 8; j++) sb[8 * b + j] = (int16_t)(q[b].bsums[2 * j] + q[b].bsums[2 * j + 1]);
         return;
     }
     const int64_t nb = k / 32;
     const lv_block_q8_0 *q = row;
-    float *d = (float *)((uint8_t *)row + packx_q_bytes(k));
+    float *d = (float *)((uint8_t *)row + lv_packx_tail(t, k));
     int32_t *nsum = (int32_t *)(d + nb);
     for (int64_t b = 0; b < nb; b++) {
         int32_t s = 0;

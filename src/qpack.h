@@ -64,8 +64,10 @@ size_t lv_pack_group_bytes(lv_type t, int64_t k);
 void lv_pack_rows(lv_type t, int64_t k, const void *w, size_t w_stride, void *dst);
 void lv_unpack_rows(lv_type t, int64_t k, const void *src, void *w, size_t w_stride);
 
-/* Bytes of one packed activation row of k elements for weights of type t. */
+/* Bytes of one packed activation row of k elements for weights of type t, and the offset in it of
+ * the arrays that follow the q8_0 (q8_K) part (the kernels read them there). */
 size_t lv_packx_row_bytes(lv_type t, int64_t k);
+size_t lv_packx_tail(lv_type t, int64_t k);
 /* Fill the arrays after the q8_0 (q8_K) part of a packed activation row once that is written. */
 void lv_packx_finish(lv_type t, void *row, int64_t k);
 

@@ -29,14 +29,12 @@ INLINE __m512i bcast32(const uint8_t *p) {
     return _mm512_set1_epi32(v);
 }
 
-static size_t q_bytes(int64_t k) { return ((size_t)(k / 32) * sizeof(lv_block_q8_0) + 3) & ~(size_t)3; }
-
 /* QB = quant bytes per row and block (16: q4_0 and q5_0, 32: q8_0), H5 = q5_0's high-bit masks
  * follow the scales, SH = log2 of the offset */
 INLINE void gemm_tile(const int QB, const int H5, const int SH, const int nc, int64_t k, const uint8_t *g, const uint8_t *x, size_t xs, float *y,
                       size_t ys) {
     const int64_t nb = k / 32;
-    const size_t xoff = q_bytes(k), qoff = 2 * LV_PACK_ROWS + (H5 ? 64 : 0), gb = qoff + LV_PACK_ROWS * (size_t)QB;
+    const size_t xoff = lv_packx_tail(LV_TYPE_Q8_0, k), qoff = 2 * LV_PACK_ROWS + (H5 ? 64 : 0), gb = qoff + LV_PACK_ROWS * (size_t)QB;
     __m512 acc[LV_PACK_MAX_COLS];
     for (int c = 0; c < nc; c++) acc[c] = _mm512_setzero_ps();
     const __m512i m4 = _mm512_set1_epi8(0x0F);
@@ -84,7 +82,7 @@ INLINE void gemm_tile(const int QB, const int H5, const int SH, const int nc, in
  * acc += isum * (d * d_x) and acc -= msum * (dmin * d_x). */
 INLINE void gemm_tile_k4(const int nc, int64_t k, const uint8_t *g, const uint8_t *x, size_t xs, float *y, size_t ys) {
     const int64_t nb = k / 256;
-    const size_t xoff = (size_t)nb * sizeof(lv_block_q8_K);
+    const size_t xoff = lv_packx_tail(LV_TYPE_Q4_K, k);
     __m512 acc[LV_PACK_MAX_COLS];
     for (int c = 0; c < nc; c++) acc[c] = _mm512_setzero_ps();
     const __m512i m4 = _mm512_set1_epi8(0x0F);
