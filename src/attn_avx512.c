@@ -2,14 +2,19 @@
  * attn_avx512.c: the tiled attention kernel with AVX-512 intrinsics (head dims multiples of 16),
  * and the portable one (attn_impl.h) compiled for AVX-512 for other head dims.
  *
- * Same algorithm as attn_impl.h (one pass, online softmax, blocks of 64 keys widened to f32 once
- * per job and block), written so nothing is left to the compiler's auto-vectorizer:
- *  - scores: for each query row, keys 4 at a time: 4 x (Dk/16) FMAs into 4 accumulators, then
- *    one shuffle tree reduces the 4 accumulators to 4 sums (about 2 extra operations per key
- *    instead of a full 16-lane reduction per key);
- *  - softmax: 16 scores at a time with a vector exp (range reduction, degree-6 polynomial,
- *    vscalefps), causal mask by comparing 16 stored positions with the query's;
- *  - values: the output row lives in Dv/16 registers across the block.
+ * Same algorithm as attn_impl.h (one pass, online softmax over blocks of 64 keys), laid out as a
+ * matrix product so that nothing is reduced across lanes per key:
+ *  - per block, the keys are widened to f32 and transposed (kT: Dk rows of 64 keys), the values
+ *    widened (64 rows of Dv); both once per job and block;
+ *  - query rows go in tiles of 4: scores = 4 rows x 64 keys in 16 accumulators, one fma per
+ *    (row, 16 keys, dimension) with the query element broadcast: each score is one fma chain over
+ *    d = 0..Dk-1 in its lane, so a row's result does not depend on the tile it lands in;
+ *  - softmax: scale and causal mask 16 keys at a time, a vector exp (exp512.h);
+ *  - values: the 4 output rows x up to 64 dims in 16 accumulators, each value vector loaded once
+ *    for the 4 rows.
+ * A decode step (one token, G rows) and a prefill tile (many tokens) run the same operations on
+ * every row, so prefill equals token-by-token decode bit for bit (tests/test_plan.c). A tile with
+ * fewer than 4 rows repeats its first row into scratch outputs that are discarded.
  * Its reference is lv_attn_ref; tests/test_kernels.c compares the two at every level.
  */
 #include "kernels.h"
@@ -18,47 +23,103 @@ void lv_attn_tiled_avx512_generic(const lv_attn_job *job, float *scratch);
 #include "attn_impl.h"
 
 #include <immintrin.h>
+#include <stdbool.h>
 
 #include "exp512.h"
 
-#define KB 64
-#define MAX_DV_REGS 16 /* Dv up to 256 */
+#define KB 64 /* keys per block: 4 vectors */
+#define RT 4  /* query rows per tile */
 
-
-/* the sums of the 16 lanes of a, b, c, d as one 4-vector */
-static inline __m128 hsum4(__m512 a, __m512 b, __m512 c, __m512 d) {
-    const __m512 ab = _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b)); /* per 128: a0+a2 a1+a3? (pairs) */
-    const __m512 cd = _mm512_add_ps(_mm512_unpacklo_ps(c, d), _mm512_unpackhi_ps(c, d));
-    const __m512 abcd = _mm512_add_ps(_mm512_shuffle_ps(ab, cd, _MM_SHUFFLE(1, 0, 1, 0)), _mm512_shuffle_ps(ab, cd, _MM_SHUFFLE(3, 2, 3, 2)));
-    /* each 128-bit lane now holds partial sums of a, b, c, d; add the four lanes */
-    const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(abcd), _mm512_extractf32x8_ps(abcd, 1));
-    return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+/* r[i] = column i of the 16 x 16 matrix whose rows were r[0..15] */
+static inline void transpose16(__m512 r[16]) {
+    __m512 t[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    /* per 128-bit lane L: u[4k + e] = element 4L + e of rows 4k..4k+3 */
+    __m512 u[16];
+    for (int i = 0; i < 16; i += 4) {
+        u[i] = _mm512_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        u[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        u[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        u[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    /* column 4L + e: lane L of u[e], u[4 + e], u[8 + e], u[12 + e] */
+    for (int e = 0; e < 4; e++) {
+        const __m512 x0 = _mm512_shuffle_f32x4(u[e], u[4 + e], _MM_SHUFFLE(1, 0, 1, 0));
+        const __m512 x1 = _mm512_shuffle_f32x4(u[e], u[4 + e], _MM_SHUFFLE(3, 2, 3, 2));
+        const __m512 y0 = _mm512_shuffle_f32x4(u[8 + e], u[12 + e], _MM_SHUFFLE(1, 0, 1, 0));
+        const __m512 y1 = _mm512_shuffle_f32x4(u[8 + e], u[12 + e], _MM_SHUFFLE(3, 2, 3, 2));
+        r[e] = _mm512_shuffle_f32x4(x0, y0, _MM_SHUFFLE(2, 0, 2, 0));
+        r[4 + e] = _mm512_shuffle_f32x4(x0, y0, _MM_SHUFFLE(3, 1, 3, 1));
+        r[8 + e] = _mm512_shuffle_f32x4(x1, y1, _MM_SHUFFLE(2, 0, 2, 0));
+        r[12 + e] = _mm512_shuffle_f32x4(x1, y1, _MM_SHUFFLE(3, 1, 3, 1));
+    }
 }
 
-static inline void widen_block(lv_kv_type t, const void *src, int64_t first_row, int rows, int D, float *dst) {
-    const int64_t n = (int64_t)rows * D;
-    if (t == LV_KV_F32) {
-        memcpy(dst, (const float *)src + first_row * D, (size_t)n * sizeof(float));
-    } else {
-        const uint16_t *h = (const uint16_t *)src + first_row * D;
-        for (int64_t i = 0; i < n; i += 16) _mm512_storeu_ps(dst + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(h + i))));
+static inline __m512 load16(lv_kv_type t, const void *src, int64_t off) {
+    return t == LV_KV_F32 ? _mm512_loadu_ps((const float *)src + off)
+                          : _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)src + off)));
+}
+
+/* kT (Dk x KB): key j of the block, dimension d, at kT[d * KB + j]; keys past nk are zero */
+static void widen_keys_t(lv_kv_type t, const void *src, int64_t first_row, int nk, int Dk, float *kT) {
+    for (int j0 = 0; j0 < KB; j0 += 16)
+        for (int d0 = 0; d0 < Dk; d0 += 16) {
+            __m512 r[16];
+            if (j0 >= nk) {
+                for (int i = 0; i < 16; i++) _mm512_storeu_ps(kT + (size_t)(d0 + i) * KB + j0, _mm512_setzero_ps());
+                continue;
+            }
+            for (int i = 0; i < 16; i++) r[i] = j0 + i < nk ? load16(t, src, (first_row + j0 + i) * Dk + d0) : _mm512_setzero_ps();
+            transpose16(r);
+            for (int i = 0; i < 16; i++) _mm512_storeu_ps(kT + (size_t)(d0 + i) * KB + j0, r[i]);
+        }
+}
+
+static void widen_values(lv_kv_type t, const void *src, int64_t first_row, int nk, int Dv, float *vb) {
+    for (int64_t i = 0; i < (int64_t)nk * Dv; i += 16) _mm512_storeu_ps(vb + i, load16(t, src, first_row * Dv + i));
+}
+
+/* o[r] = o[r] * corr[r] + sum_j p[r][j] v[j] for the W vectors of dims from c0 (W constant after
+ * inlining), keys in order */
+static inline __attribute__((always_inline)) void tile_pv(int W, float *const o[RT], const float corr[RT], const float *p, const float *vb,
+                                                          int nk, int Dv, int c0) {
+    __m512 acc[RT][4];
+    for (int r = 0; r < RT; r++) {
+        const __m512 vc = _mm512_set1_ps(corr[r]);
+        for (int c = 0; c < W; c++) acc[r][c] = _mm512_mul_ps(_mm512_loadu_ps(o[r] + c0 + 16 * c), vc);
     }
+    for (int j = 0; j < nk; j++) {
+        __m512 v[4];
+        for (int c = 0; c < W; c++) v[c] = _mm512_loadu_ps(vb + (size_t)j * Dv + c0 + 16 * c);
+        for (int r = 0; r < RT; r++) {
+            const __m512 pb = _mm512_set1_ps(p[r * KB + j]);
+            for (int c = 0; c < W; c++) acc[r][c] = _mm512_fmadd_ps(pb, v[c], acc[r][c]);
+        }
+    }
+    for (int r = 0; r < RT; r++)
+        for (int c = 0; c < W; c++) _mm512_storeu_ps(o[r] + c0 + 16 * c, acc[r][c]);
 }
 
 void lv_attn_tiled_avx512(const lv_attn_job *job, float *scratch) {
     const int Dk = job->Dk, Dv = job->Dv;
-    if (Dk % 16 != 0 || Dv % 16 != 0 || Dv > 16 * MAX_DV_REGS) {
+    if (Dk % 16 != 0 || Dv % 16 != 0) {
         lv_attn_tiled_avx512_generic(job, scratch);
         return;
     }
     const int nq = job->n_tok * job->n_head;
-    /* scratch: q (nq, Dk) | K block (KB, Dk) | V block (KB, Dv) | scores (nq, KB) | m, l (nq) */
+    /* scratch (lv_attn_scratch_floats): q (nq, Dk) | kT (Dk, KB) | V (KB, Dv) | p (RT, KB) |
+     * a discarded output row (Dv) | m, l (nq) */
     float *q = scratch;
-    float *kb = q + (size_t)nq * Dk;
-    float *vb = kb + (size_t)KB * Dk;
-    float *sc = vb + (size_t)KB * Dv;
-    float *m = sc + (size_t)nq * KB;
+    float *kT = q + (size_t)nq * Dk;
+    float *vb = kT + (size_t)KB * Dk;
+    float *pt = vb + (size_t)KB * Dv;
+    float *junk = pt + (size_t)RT * KB;
+    float *m = junk + Dv;
     float *l = m + nq;
+    memset(junk, 0, (size_t)Dv * sizeof(float));
 #define QROW(r) (job->q + (size_t)((r) / job->n_head) * job->q_tok_stride + (size_t)((r) % job->n_head) * job->q_head_stride)
 #define OROW(r) (job->out + (size_t)((r) / job->n_head) * job->out_tok_stride + (size_t)((r) % job->n_head) * job->out_head_stride)
 #define QPOS(r) (job->pos[(r) / job->n_head])
@@ -80,78 +141,109 @@ void lv_attn_tiled_avx512(const lv_attn_job *job, float *scratch) {
 
     for (int s = 0; s < job->n_spans; s++) {
         const lv_attn_span *sp = &job->spans[s];
+        const uint32_t heads = job->span_heads ? job->span_heads[s] : UINT32_MAX;
         for (int32_t j0 = 0; j0 < sp->n; j0 += KB) {
             const int nk = sp->n - j0 < KB ? sp->n - j0 : KB;
-            if (sp->pos[j0] > max_qpos) break;
-            const int nk4 = (nk + 3) & ~3, nk16 = (nk + 15) & ~15;
-            widen_block(job->kv_type, sp->k, j0, nk, Dk, kb);
-            widen_block(job->kv_type, sp->v, j0, nk, Dv, vb);
-            /* pad keys to a multiple of 4 and 16 with zero rows (their scores are masked) */
-            if (nk4 > nk) memset(kb + (size_t)nk * Dk, 0, (size_t)(nk4 - nk) * Dk * sizeof(float));
-            const uint32_t heads = job->span_heads ? job->span_heads[s] : UINT32_MAX;
-            for (int r = 0; r < nq; r++) {
-                if (!((heads >> (r % job->n_head)) & 1u)) continue; /* this head did not choose the span */
-                const float *qr = q + (size_t)r * Dk;
-                float *sr = sc + (size_t)r * KB;
-                for (int j = 0; j < nk4; j += 4) {
-                    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-                    const float *k0 = kb + (size_t)j * Dk;
-                    for (int d = 0; d < Dk; d += 16) {
-                        const __m512 qv = _mm512_loadu_ps(qr + d);
-                        a0 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(k0 + d), a0);
-                        a1 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(k0 + Dk + d), a1);
-                        a2 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(k0 + 2 * Dk + d), a2);
-                        a3 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(k0 + 3 * Dk + d), a3);
-                    }
-                    _mm_storeu_ps(sr + j, hsum4(a0, a1, a2, a3));
-                }
-                /* scale and mask, 16 keys at a time */
-                const int32_t qp = QPOS(r);
-                for (int j = 0; j < nk16; j += 16) {
-                    __mmask16 valid = j + 16 <= nk ? (__mmask16)0xffff : (__mmask16)((1u << (nk - j)) - 1);
-                    __mmask16 vis;
-                    if (job->mask.kind == LV_MASK_CAUSAL) {
-                        const __m512i kp = _mm512_maskz_loadu_epi32(valid, sp->pos + j0 + j);
-                        vis = _mm512_mask_cmple_epi32_mask(valid, kp, _mm512_set1_epi32(qp));
+            if (sp->pos[j0] > max_qpos) break; /* the whole block is in every query's future */
+            widen_keys_t(job->kv_type, sp->k, j0, nk, Dk, kT);
+            widen_values(job->kv_type, sp->v, j0, nk, Dv, vb);
+            /* the block's key positions and which keys exist */
+            __m512i kpos[4];
+            __mmask16 valid[4];
+            for (int c = 0; c < 4; c++) {
+                const int left = nk - 16 * c;
+                valid[c] = left >= 16 ? (__mmask16)0xffff : left <= 0 ? (__mmask16)0 : (__mmask16)((1u << left) - 1);
+                kpos[c] = _mm512_maskz_loadu_epi32(valid[c], sp->pos + j0 + 16 * c);
+            }
+            for (int r0 = 0; r0 < nq; r0 += RT) {
+                /* the tile's rows; past nq, row r0 again into discarded outputs */
+                const float *qr[RT];
+                float *o[RT], *mr[RT], *lr[RT], dm[RT], dl[RT], corr[RT];
+                bool live[RT];
+                int32_t qp[RT];
+                for (int i = 0; i < RT; i++) {
+                    const int r = r0 + i < nq ? r0 + i : r0;
+                    qr[i] = q + (size_t)r * Dk;
+                    qp[i] = QPOS(r);
+                    live[i] = r0 + i < nq && ((heads >> (r % job->n_head)) & 1u);
+                    if (r0 + i < nq) {
+                        o[i] = OROW(r);
+                        mr[i] = m + r;
+                        lr[i] = l + r;
                     } else {
-                        vis = 0;
-                        for (int t = 0; t < 16 && j + t < nk; t++)
-                            if (lv_attn_visible(&job->mask, sp->pos[j0 + j + t], qp)) vis |= (__mmask16)(1u << t);
+                        dm[i] = -INFINITY;
+                        dl[i] = 0.0f;
+                        o[i] = junk;
+                        mr[i] = dm + i;
+                        lr[i] = dl + i;
                     }
-                    const __m512 sv = _mm512_loadu_ps(sr + j);
-                    _mm512_storeu_ps(sr + j, _mm512_mask_mul_ps(vninf, vis, sv, vscale));
                 }
-                /* online softmax update */
-                __m512 vmax = vninf;
-                for (int j = 0; j < nk16; j += 16) vmax = _mm512_max_ps(vmax, _mm512_loadu_ps(sr + j));
-                const float bm = _mm512_reduce_max_ps(vmax);
-                if (bm == -INFINITY) continue;
-                const float nm = bm > m[r] ? bm : m[r];
-                const float corr = m[r] == -INFINITY ? 0.0f : expf(m[r] - nm);
-                const __m512 vnm = _mm512_set1_ps(nm);
-                __m512 vsum = _mm512_setzero_ps();
-                for (int j = 0; j < nk16; j += 16) {
-                    const __m512 sv = _mm512_loadu_ps(sr + j);
-                    const __mmask16 live = _mm512_cmp_ps_mask(sv, vninf, _CMP_NEQ_OQ);
-                    const __m512 p = _mm512_maskz_mov_ps(live, lv_exp512(_mm512_sub_ps(sv, vnm)));
-                    _mm512_storeu_ps(sr + j, p);
-                    vsum = _mm512_add_ps(vsum, p);
+                /* scores: 4 rows x 64 keys */
+                __m512 sc[RT][4];
+                for (int i = 0; i < RT; i++)
+                    for (int c = 0; c < 4; c++) sc[i][c] = _mm512_setzero_ps();
+                for (int d = 0; d < Dk; d++) {
+                    const float *kd = kT + (size_t)d * KB;
+                    const __m512 k0 = _mm512_loadu_ps(kd), k1 = _mm512_loadu_ps(kd + 16), k2 = _mm512_loadu_ps(kd + 32), k3 = _mm512_loadu_ps(kd + 48);
+                    for (int i = 0; i < RT; i++) {
+                        const __m512 qb = _mm512_set1_ps(qr[i][d]);
+                        sc[i][0] = _mm512_fmadd_ps(qb, k0, sc[i][0]);
+                        sc[i][1] = _mm512_fmadd_ps(qb, k1, sc[i][1]);
+                        sc[i][2] = _mm512_fmadd_ps(qb, k2, sc[i][2]);
+                        sc[i][3] = _mm512_fmadd_ps(qb, k3, sc[i][3]);
+                    }
                 }
-                float *o = OROW(r);
-                __m512 acc[MAX_DV_REGS];
-                const int nv = Dv / 16;
-                const __m512 vc = _mm512_set1_ps(corr);
-                for (int c = 0; c < nv; c++) acc[c] = _mm512_mul_ps(_mm512_loadu_ps(o + 16 * c), vc);
-                for (int j = 0; j < nk; j++) {
-                    const float pj = sr[j];
-                    if (pj == 0.0f) continue;
-                    const __m512 pv = _mm512_set1_ps(pj);
-                    const float *vr = vb + (size_t)j * Dv;
-                    for (int c = 0; c < nv; c++) acc[c] = _mm512_fmadd_ps(pv, _mm512_loadu_ps(vr + 16 * c), acc[c]);
+                /* scale, mask, online softmax per row */
+                for (int i = 0; i < RT; i++) {
+                    float *p = pt + (size_t)i * KB;
+                    __m512 vmax = vninf;
+                    for (int c = 0; c < 4; c++) {
+                        __mmask16 vis = 0;
+                        if (!live[i]) {
+                            vis = 0;
+                        } else if (job->mask.kind == LV_MASK_CAUSAL) {
+                            vis = _mm512_mask_cmple_epi32_mask(valid[c], kpos[c], _mm512_set1_epi32(qp[i]));
+                        } else if (job->mask.kind == LV_MASK_SINK_WINDOW) { /* lv_attn_visible's rule, 16 keys at once */
+                            const __m512i vq = _mm512_set1_epi32(qp[i]);
+                            const __mmask16 past = _mm512_mask_cmple_epi32_mask(valid[c], kpos[c], vq);
+                            const __mmask16 sink = _mm512_cmplt_epi32_mask(kpos[c], _mm512_set1_epi32(job->mask.sink_end));
+                            const __mmask16 near = _mm512_cmplt_epi32_mask(_mm512_sub_epi32(vq, kpos[c]), _mm512_set1_epi32(job->mask.window));
+                            vis = past & (sink | near);
+                        } else {
+                            for (int t = 0; t < 16 && 16 * c + t < nk; t++)
+                                if (lv_attn_visible(&job->mask, sp->pos[j0 + 16 * c + t], qp[i])) vis |= (__mmask16)(1u << t);
+                        }
+                        sc[i][c] = _mm512_mask_mul_ps(vninf, vis, sc[i][c], vscale);
+                        vmax = _mm512_max_ps(vmax, sc[i][c]);
+                    }
+                    const float bm = _mm512_reduce_max_ps(vmax);
+                    if (bm == -INFINITY) { /* nothing visible for this row in this block: it stays as it is */
+                        corr[i] = 1.0f;
+                        for (int c = 0; c < 4; c++) _mm512_storeu_ps(p + 16 * c, _mm512_setzero_ps());
+                        continue;
+                    }
+                    const float nm = bm > *mr[i] ? bm : *mr[i];
+                    corr[i] = *mr[i] == -INFINITY ? 0.0f : expf(*mr[i] - nm);
+                    const __m512 vnm = _mm512_set1_ps(nm);
+                    __m512 vsum = _mm512_setzero_ps();
+                    for (int c = 0; c < 4; c++) {
+                        const __mmask16 on = _mm512_cmp_ps_mask(sc[i][c], vninf, _CMP_NEQ_OQ);
+                        const __m512 e = _mm512_maskz_mov_ps(on, lv_exp512(_mm512_sub_ps(sc[i][c], vnm)));
+                        _mm512_storeu_ps(p + 16 * c, e);
+                        vsum = _mm512_add_ps(vsum, e);
+                    }
+                    *lr[i] = *lr[i] * corr[i] + _mm512_reduce_add_ps(vsum);
+                    *mr[i] = nm;
                 }
-                for (int c = 0; c < nv; c++) _mm512_storeu_ps(o + 16 * c, acc[c]);
-                l[r] = l[r] * corr + _mm512_reduce_add_ps(vsum);
-                m[r] = nm;
+                /* values: 64 dims (4 vectors) of the 4 output rows at a time */
+                int c0 = 0;
+                for (; c0 + 64 <= Dv; c0 += 64) tile_pv(4, o, corr, pt, vb, nk, Dv, c0);
+                switch ((Dv - c0) / 16) {
+                case 3: tile_pv(3, o, corr, pt, vb, nk, Dv, c0); break;
+                case 2: tile_pv(2, o, corr, pt, vb, nk, Dv, c0); break;
+                case 1: tile_pv(1, o, corr, pt, vb, nk, Dv, c0); break;
+                default: break;
+                }
             }
         }
     }

@@ -302,7 +302,9 @@ int64_t lv_attn_ref(const float *q, const lv_attn_span *spans, int n_spans, int3
  * ----------------------------------------------------------------------------------------- */
 
 size_t lv_attn_scratch_floats(int nq, int Dk, int Dv) {
-    return (size_t)nq * (size_t)Dk + 64 * (size_t)(Dk + Dv) + (size_t)nq * 64 + 2 * (size_t)nq;
+    /* the largest of the levels' layouts: q | K block | V block | scores (nq x 64, or the AVX-512
+     * kernel's 4 x 64 and a discarded row of Dv) | m, l */
+    return (size_t)nq * (size_t)Dk + 64 * (size_t)(Dk + Dv) + (size_t)nq * 64 + 4 * 64 + (size_t)Dv + 2 * (size_t)nq;
 }
 
 void lv_quest_page_ref(const float *q, int64_t q_stride, int n_q, const float *stats, int n_lp, int Dk, float *best) {

@@ -1,8 +1,9 @@
 /*
  * attn_bench.c: the attention kernel alone, at decode (one token, G query heads) and prefill
- * (16 tokens x G heads) shapes, over n cached tokens, f16 cache. Reports keys/s and GB/s of KV
- * read, for comparing kernel changes (`perf stat -e instructions` makes it repeatable on a
- * busy machine).  Build: make bench-attn; run: build/release/attn_bench [n] [reps]
+ * (T tokens x G heads) shapes, over n cached tokens, f16 cache, head dim 64. Reports keys/s per
+ * query row, GFLOP/s (4 Dk flops per row and key) and GB/s of KV read, for comparing kernel
+ * changes (`perf stat -e instructions` makes it repeatable on a busy machine).
+ * Build: make bench-attn; run: build/release/attn_bench [n] [reps] [G] [T]  (defaults 4096 200 3 16)
  */
 #include "kernels.h"
 #include "qkernels.h"
@@ -20,7 +21,12 @@ static double now_s(void) {
 
 int main(int argc, char **argv) {
     const int n = argc > 1 ? atoi(argv[1]) : 4096, reps = argc > 2 ? atoi(argv[2]) : 200;
-    enum { D = 64, G = 3, P = 64 };
+    const int G = argc > 3 ? atoi(argv[3]) : 3, T = argc > 4 ? atoi(argv[4]) : 16;
+    enum { D = 64, P = 64 };
+    if (n < T || n < 1 || reps < 1 || G < 1 || G > 32 || T < 1 || T > 4096) {
+        fprintf(stderr, "usage: attn_bench [n >= T] [reps] [G 1..32] [T 1..4096]\n");
+        return 2;
+    }
     uint16_t *k = malloc(sizeof(uint16_t) * (size_t)n * D), *v = malloc(sizeof(uint16_t) * (size_t)n * D);
     int32_t *pos = malloc(sizeof(int32_t) * (size_t)n);
     for (int i = 0; i < n * D; i++) {
@@ -31,27 +37,31 @@ int main(int argc, char **argv) {
     lv_attn_span *spans = malloc(sizeof(lv_attn_span) * (size_t)(n / P + 1));
     int ns = 0;
     for (int i = 0; i < n; i += P) spans[ns++] = (lv_attn_span){k + (size_t)i * D, v + (size_t)i * D, pos + i, n - i < P ? n - i : P};
-    float q[16 * G * D], out[16 * G * D];
-    for (int i = 0; i < 16 * G * D; i++) q[i] = (float)(i % 17) / 17.0f - 0.5f;
-    float *scratch = malloc(sizeof(float) * lv_attn_scratch_floats(16 * G, D, D));
-    int32_t qpos[16];
-    for (int t = 0; t < 16; t++) qpos[t] = n - 16 + t;
+    float *q = malloc(sizeof(float) * (size_t)T * G * D), *out = malloc(sizeof(float) * (size_t)T * G * D);
+    for (int i = 0; i < T * G * D; i++) q[i] = (float)(i % 17) / 17.0f - 0.5f;
+    float *scratch = malloc(sizeof(float) * lv_attn_scratch_floats(T * G, D, D));
+    int32_t *qpos = malloc(sizeof(int32_t) * (size_t)T);
+    for (int t = 0; t < T; t++) qpos[t] = n - T + t;
     for (int shape = 0; shape < 2; shape++) {
-        const int nt = shape ? 16 : 1;
+        const int nt = shape ? T : 1;
         lv_attn_job job = {.q = q, .q_tok_stride = G * D, .q_head_stride = D, .out = out, .out_tok_stride = G * D, .out_head_stride = D,
-                           .pos = shape ? qpos : &qpos[15], .n_tok = nt, .n_head = G, .spans = spans, .n_spans = ns, .scale = 0.125f,
+                           .pos = shape ? qpos : &qpos[T - 1], .n_tok = nt, .n_head = G, .spans = spans, .n_spans = ns, .scale = 0.125f,
                            .kv_type = LV_KV_F16, .Dk = D, .Dv = D};
         lv_attn(&job, scratch);
         const double t0 = now_s();
         for (int r = 0; r < reps; r++) lv_attn(&job, scratch);
         const double dt = (now_s() - t0) / reps;
-        printf("%s (%s): %d tokens x %d heads over %d keys: %.3f ms, %.1f Mkeys/s per query row, KV %.2f GB/s\n", shape ? "prefill" : "decode ",
-               lv_simd_name(lv_simd_active()), nt, G, n, dt * 1e3, (double)n * nt * G / dt / 1e6, (double)n * 2 * D * 2 / dt / 1e9);
+        printf("%s (%s): %d tokens x %d heads over %d keys: %.3f ms, %.1f Mkeys/s per query row, %.1f GFLOP/s, KV %.2f GB/s\n",
+               shape ? "prefill" : "decode ", lv_simd_name(lv_simd_active()), nt, G, n, dt * 1e3, (double)n * nt * G / dt / 1e6,
+               4.0 * D * n * nt * G / dt / 1e9, (double)n * 2 * D * 2 / dt / 1e9);
     }
     free(k);
     free(v);
     free(pos);
     free(spans);
     free(scratch);
+    free(q);
+    free(out);
+    free(qpos);
     return 0;
 }
