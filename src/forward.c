@@ -22,6 +22,7 @@
 #include "quant.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <string.h>
 
 typedef struct fw_task {
@@ -32,6 +33,7 @@ typedef struct fw_task {
     const float *norm_w;
     const float *src;
     float *dst;
+    atomic_llong next_job; /* attn_worker: the next (run, KV head) job to take */
 } fw_task;
 
 /* ---- embeddings ---- */
@@ -74,8 +76,11 @@ static void rope_store_range(void *arg, int64_t lo, int64_t hi, int ith) {
 
 /* ---- attention: one job per (run of consecutive tokens of one sequence, KV head) ----
  * The G query heads of a KV head and up to LV_ATTN_RUN tokens read the KV stream together, so
- * each cached key and value is loaded once per job. Jobs are dealt round robin: their cost grows
- * with the token's position, so contiguous ranges would leave one thread the long ones.
+ * each cached key and value is loaded once per job. Threads take jobs one at a time from a shared
+ * counter: a job's cost grows with its tokens' positions and differs by head (a DuoAttention
+ * streaming head reads sink + window, a retrieval head the whole context), so a fixed deal
+ * (round robin gave every KV head to the same thread whenever the thread count divides the KV
+ * heads) would leave threads idle.
  *
  * Split-K: on a full head (no eviction) whose job reads more than LV_ATTN_CHUNK spans, the spans
  * are taken in chunks of LV_ATTN_CHUNK; each chunk gives unnormalised partial outputs that are
@@ -246,7 +251,7 @@ static void attn_worker(void *arg, int ith, int nth) {
     float *scratch = ctx->att_scratch + (int64_t)ith * ctx->att_scratch_floats;
     float *part = ctx->att_part + (int64_t)ith * ctx->att_part_floats;
     const int64_t n_items = ctx->n_runs * Hk;
-    for (int64_t item = ith; item < n_items; item += nth) {
+    for (int64_t item; (item = atomic_fetch_add_explicit(&t->next_job, 1, memory_order_relaxed)) < n_items;) {
         const int64_t run = item / Hk, g = item % Hk;
         if (selects(ctx, t, run, g)) refresh_selection(ctx, t, ctx->run_start[run], g, ith);
         const lv_attn_job job = plan_job(ctx, t, run, g, ith, spans, heads);
@@ -370,6 +375,7 @@ lv_status lv_forward_llama(lv_context *ctx, const lv_ubatch *ub) {
             lv_threadpool_run(tp, decode_chunk_worker, &t);
             lv_threadpool_run(tp, decode_fold_worker, &t);
         } else {
+            atomic_store_explicit(&t.next_job, 0, memory_order_relaxed);
             lv_threadpool_run(tp, attn_worker, &t);
         }
         lv_matmul(tp, &L->wo, ctx->attn, T, ctx->tmp, ctx->xq, bias_of(&L->bo));
