@@ -103,6 +103,26 @@ static inline __attribute__((always_inline)) void tile_pv(int W, float *const o[
         for (int c = 0; c < W; c++) _mm512_storeu_ps(o[r] + c0 + 16 * c, acc[r][c]);
 }
 
+/* prefetcht0 as an asm statement: gcc may delete _mm_prefetch calls as code without effects */
+static inline void prefetch_line(const void *p) { __asm__ volatile("prefetcht0 %0" : : "m"(*(const char *)p)); }
+
+/* the keys and values of the block after (span s, key j0) towards L1: a decode job reads them from
+ * DRAM, in pages of 64 tokens whose addresses the hardware prefetcher cannot guess (bench/NOTES.md) */
+static inline void prefetch_next_block(const lv_attn_job *job, int s, int32_t j0) {
+    const lv_attn_span *sp = &job->spans[s];
+    j0 += KB;
+    if (j0 >= sp->n) {
+        if (s + 1 >= job->n_spans) return;
+        sp++;
+        j0 = 0;
+    }
+    const size_t es = job->kv_type == LV_KV_F32 ? 4 : 2;
+    const int nk = sp->n - j0 < KB ? sp->n - j0 : KB;
+    const char *pk = (const char *)sp->k + (size_t)j0 * (size_t)job->Dk * es, *pv = (const char *)sp->v + (size_t)j0 * (size_t)job->Dv * es;
+    for (size_t b = 0; b < (size_t)nk * (size_t)job->Dk * es; b += 64) prefetch_line(pk + b);
+    for (size_t b = 0; b < (size_t)nk * (size_t)job->Dv * es; b += 64) prefetch_line(pv + b);
+}
+
 void lv_attn_tiled_avx512(const lv_attn_job *job, float *scratch) {
     const int Dk = job->Dk, Dv = job->Dv;
     if (Dk % 16 != 0 || Dv % 16 != 0) {
@@ -145,6 +165,7 @@ void lv_attn_tiled_avx512(const lv_attn_job *job, float *scratch) {
         for (int32_t j0 = 0; j0 < sp->n; j0 += KB) {
             const int nk = sp->n - j0 < KB ? sp->n - j0 : KB;
             if (sp->pos[j0] > max_qpos) break; /* the whole block is in every query's future */
+            prefetch_next_block(job, s, j0);
             widen_keys_t(job->kv_type, sp->k, j0, nk, Dk, kT);
             widen_values(job->kv_type, sp->v, j0, nk, Dv, vb);
             /* the block's key positions and which keys exist */
