@@ -63,9 +63,46 @@ static inline __m512 load16(lv_kv_type t, const void *src, int64_t off) {
                           : _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)src + off)));
 }
 
+/* prefetcht0 as an asm statement: gcc deleted _mm_prefetch calls it judged without effect */
+static inline void prefetch_line(const void *p) { __asm__ volatile("prefetcht0 %0" : : "m"(*(const char *)p)); }
+
+/* The keys (x[0]) and values (x[1]) of the block after the current one, n bytes each (0: none).
+ * A decode job reads them from DRAM, so widening a block prefetches the next one, a quarter at a
+ * time between its own loads: all 256 lines at once stall on the core's miss buffers (decode from
+ * DRAM 7.7 GB/s per thread without prefetch, 9.3 prefetching all at once, 15.7 spread out;
+ * bench/NOTES.md). */
+typedef struct next_block {
+    const char *x[2];
+    size_t n[2];
+} next_block;
+
+static inline next_block find_next_block(const lv_attn_job *job, int s, int32_t j0) {
+    next_block nb = {{NULL, NULL}, {0, 0}};
+    const lv_attn_span *sp = &job->spans[s];
+    j0 += KB;
+    if (j0 >= sp->n) {
+        if (s + 1 >= job->n_spans) return nb;
+        sp++;
+        j0 = 0;
+    }
+    const size_t es = job->kv_type == LV_KV_F32 ? 4 : 2, nk = (size_t)(sp->n - j0 < KB ? sp->n - j0 : KB);
+    nb.x[0] = (const char *)sp->k + (size_t)j0 * (size_t)job->Dk * es;
+    nb.x[1] = (const char *)sp->v + (size_t)j0 * (size_t)job->Dv * es;
+    nb.n[0] = nk * (size_t)job->Dk * es;
+    nb.n[1] = nk * (size_t)job->Dv * es;
+    return nb;
+}
+
+/* quarter q (0..3) of the next block's keys (which 0) or values (1) */
+static inline void prefetch_quarter(const next_block *nb, int which, int q) {
+    const size_t lo = nb->n[which] * (size_t)q / 4 & ~(size_t)63, hi = nb->n[which] * (size_t)(q + 1) / 4;
+    for (size_t b = lo; b < hi; b += 64) prefetch_line(nb->x[which] + b);
+}
+
 /* kT (Dk x KB): key j of the block, dimension d, at kT[d * KB + j]; keys past nk are zero */
-static void widen_keys_t(lv_kv_type t, const void *src, int64_t first_row, int nk, int Dk, float *kT) {
-    for (int j0 = 0; j0 < KB; j0 += 16)
+static void widen_keys_t(lv_kv_type t, const void *src, int64_t first_row, int nk, int Dk, float *kT, const next_block *nb) {
+    for (int j0 = 0; j0 < KB; j0 += 16) {
+        prefetch_quarter(nb, 0, j0 / 16);
         for (int d0 = 0; d0 < Dk; d0 += 16) {
             __m512 r[16];
             if (j0 >= nk) {
@@ -76,10 +113,15 @@ static void widen_keys_t(lv_kv_type t, const void *src, int64_t first_row, int n
             transpose16(r);
             for (int i = 0; i < 16; i++) _mm512_storeu_ps(kT + (size_t)(d0 + i) * KB + j0, r[i]);
         }
+    }
 }
 
-static void widen_values(lv_kv_type t, const void *src, int64_t first_row, int nk, int Dv, float *vb) {
-    for (int64_t i = 0; i < (int64_t)nk * Dv; i += 16) _mm512_storeu_ps(vb + i, load16(t, src, first_row * Dv + i));
+static void widen_values(lv_kv_type t, const void *src, int64_t first_row, int nk, int Dv, float *vb, const next_block *nb) {
+    const int64_t n16 = (int64_t)nk * Dv / 16; /* vectors */
+    for (int q = 0; q < 4; q++) {
+        prefetch_quarter(nb, 1, q);
+        for (int64_t i = n16 * q / 4 * 16; i < n16 * (q + 1) / 4 * 16; i += 16) _mm512_storeu_ps(vb + i, load16(t, src, first_row * Dv + i));
+    }
 }
 
 /* o[r] = o[r] * corr[r] + sum_j p[r][j] v[j] for the W vectors of dims from c0 (W constant after
@@ -101,26 +143,6 @@ static inline __attribute__((always_inline)) void tile_pv(int W, float *const o[
     }
     for (int r = 0; r < RT; r++)
         for (int c = 0; c < W; c++) _mm512_storeu_ps(o[r] + c0 + 16 * c, acc[r][c]);
-}
-
-/* prefetcht0 as an asm statement: gcc may delete _mm_prefetch calls as code without effects */
-static inline void prefetch_line(const void *p) { __asm__ volatile("prefetcht0 %0" : : "m"(*(const char *)p)); }
-
-/* the keys and values of the block after (span s, key j0) towards L1: a decode job reads them from
- * DRAM, in pages of 64 tokens whose addresses the hardware prefetcher cannot guess (bench/NOTES.md) */
-static inline void prefetch_next_block(const lv_attn_job *job, int s, int32_t j0) {
-    const lv_attn_span *sp = &job->spans[s];
-    j0 += KB;
-    if (j0 >= sp->n) {
-        if (s + 1 >= job->n_spans) return;
-        sp++;
-        j0 = 0;
-    }
-    const size_t es = job->kv_type == LV_KV_F32 ? 4 : 2;
-    const int nk = sp->n - j0 < KB ? sp->n - j0 : KB;
-    const char *pk = (const char *)sp->k + (size_t)j0 * (size_t)job->Dk * es, *pv = (const char *)sp->v + (size_t)j0 * (size_t)job->Dv * es;
-    for (size_t b = 0; b < (size_t)nk * (size_t)job->Dk * es; b += 64) prefetch_line(pk + b);
-    for (size_t b = 0; b < (size_t)nk * (size_t)job->Dv * es; b += 64) prefetch_line(pv + b);
 }
 
 void lv_attn_tiled_avx512(const lv_attn_job *job, float *scratch) {
@@ -165,9 +187,9 @@ void lv_attn_tiled_avx512(const lv_attn_job *job, float *scratch) {
         for (int32_t j0 = 0; j0 < sp->n; j0 += KB) {
             const int nk = sp->n - j0 < KB ? sp->n - j0 : KB;
             if (sp->pos[j0] > max_qpos) break; /* the whole block is in every query's future */
-            prefetch_next_block(job, s, j0);
-            widen_keys_t(job->kv_type, sp->k, j0, nk, Dk, kT);
-            widen_values(job->kv_type, sp->v, j0, nk, Dv, vb);
+            const next_block nb = find_next_block(job, s, j0);
+            widen_keys_t(job->kv_type, sp->k, j0, nk, Dk, kT, &nb);
+            widen_values(job->kv_type, sp->v, j0, nk, Dv, vb, &nb);
             /* the block's key positions and which keys exist */
             __m512i kpos[4];
             __mmask16 valid[4];
