@@ -241,18 +241,16 @@ void lv_attn_tiled_avx512(const lv_attn_job *job, float *scratch) {
                     float *p = pt + (size_t)i * KB;
                     __m512 vmax = vninf;
                     for (int c = 0; c < 4; c++) {
-                        __mmask16 vis = 0;
-                        if (!live[i]) {
-                            vis = 0;
-                        } else if (job->mask.kind == LV_MASK_CAUSAL) {
+                        __mmask16 vis = 0; /* a row past nq, or whose head did not choose the span, sees nothing */
+                        if (live[i] && job->mask.kind == LV_MASK_CAUSAL) {
                             vis = _mm512_mask_cmple_epi32_mask(valid[c], kpos[c], _mm512_set1_epi32(qp[i]));
-                        } else if (job->mask.kind == LV_MASK_SINK_WINDOW) { /* lv_attn_visible's rule, 16 keys at once */
+                        } else if (live[i] && job->mask.kind == LV_MASK_SINK_WINDOW) { /* lv_attn_visible's rule, 16 keys at once */
                             const __m512i vq = _mm512_set1_epi32(qp[i]);
                             const __mmask16 past = _mm512_mask_cmple_epi32_mask(valid[c], kpos[c], vq);
                             const __mmask16 sink = _mm512_cmplt_epi32_mask(kpos[c], _mm512_set1_epi32(job->mask.sink_end));
                             const __mmask16 near = _mm512_cmplt_epi32_mask(_mm512_sub_epi32(vq, kpos[c]), _mm512_set1_epi32(job->mask.window));
                             vis = past & (sink | near);
-                        } else {
+                        } else if (live[i]) {
                             for (int t = 0; t < 16 && 16 * c + t < nk; t++)
                                 if (lv_attn_visible(&job->mask, sp->pos[j0 + 16 * c + t], qp[i])) vis |= (__mmask16)(1u << t);
                         }
