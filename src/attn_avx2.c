@@ -1,8 +1,9 @@
 /*
  * attn_avx2.c: the tiled attention kernel with AVX2 + FMA + F16C intrinsics (head dims multiples
  * of 8, Dv up to 256), and the portable one (attn_impl.h) compiled for AVX2 for other head dims.
- * The same structure as attn_avx512.c at 8 lanes: four keys' dot products reduced by one
- * horizontal-add tree, exp 8 lanes at a time, the output row in registers across a block.
+ * The same structure as attn_avx512.c at 8 lanes: a block's keys widened as they are stored
+ * (transposed, lv_attn_span), each score one fma chain over the dimensions in its own lane, 8 keys
+ * per vector; exp 8 lanes at a time, the output row in registers across a block.
  * Its reference is lv_attn_ref; tests/test_kernels.c compares them at every level.
  */
 #include "kernels.h"
@@ -32,11 +33,20 @@ static inline __m256 exp256(__m256 x) {
     return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
 }
 
-/* the sums of the 8 lanes of a, b, c, d */
-static inline __m128 hsum4(__m256 a, __m256 b, __m256 c, __m256 d) {
-    const __m256 ab = _mm256_hadd_ps(a, b), cd = _mm256_hadd_ps(c, d);
-    const __m256 abcd = _mm256_hadd_ps(ab, cd); /* per 128-bit half: a b c d partial sums */
-    return _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1));
+/* kT (Dk x KB): keys j0.. of a span (transposed as stored), key j dimension d at kT[d * KB + j];
+ * keys past nk are zero */
+static void widen_keys_t(lv_kv_type t, const lv_attn_span *sp, int j0, int nk, int Dk, float *kT) {
+    for (int d = 0; d < Dk; d++) {
+        float *dst = kT + (size_t)d * KB;
+        if (nk == KB && t == LV_KV_F16) {
+            const uint16_t *h = (const uint16_t *)sp->k + (size_t)d * (size_t)sp->ldk + j0;
+            for (int j = 0; j < KB; j += 8) _mm256_storeu_ps(dst + j, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + j))));
+        } else if (nk == KB) {
+            memcpy(dst, (const float *)sp->k + (size_t)d * (size_t)sp->ldk + j0, KB * sizeof(float));
+        } else {
+            for (int j = 0; j < KB; j++) dst[j] = j < nk ? lv_attn_key(t, sp, j0 + j, d) : 0.0f;
+        }
+    }
 }
 
 static inline void widen_block(lv_kv_type t, const void *src, int64_t first_row, int rows, int D, float *dst) {
@@ -85,26 +95,27 @@ void lv_attn_tiled_avx2(const lv_attn_job *job, float *scratch) {
         for (int32_t j0 = 0; j0 < sp->n; j0 += KB) {
             const int nk = sp->n - j0 < KB ? sp->n - j0 : KB;
             if (sp->pos[j0] > max_qpos) break;
-            const int nk4 = (nk + 3) & ~3;
-            widen_block(job->kv_type, sp->k, j0, nk, Dk, kb);
+            widen_keys_t(job->kv_type, sp, j0, nk, Dk, kb);
             widen_block(job->kv_type, sp->v, j0, nk, Dv, vb);
-            if (nk4 > nk) memset(kb + (size_t)nk * Dk, 0, (size_t)(nk4 - nk) * Dk * sizeof(float));
             const uint32_t heads = job->span_heads ? job->span_heads[s] : UINT32_MAX;
             for (int r = 0; r < nq; r++) {
                 if (!((heads >> (r % job->n_head)) & 1u)) continue; /* this head did not choose the span */
                 const float *qr = q + (size_t)r * Dk;
                 float *sr = sc + (size_t)r * KB;
-                for (int j = 0; j < nk4; j += 4) {
+                for (int j = 0; j < nk; j += 32) { /* 32 keys (4 vectors) at a time, one fma chain per key */
                     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-                    const float *k0 = kb + (size_t)j * Dk;
-                    for (int d = 0; d < Dk; d += 8) {
-                        const __m256 qv = _mm256_loadu_ps(qr + d);
-                        a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + d), a0);
-                        a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + Dk + d), a1);
-                        a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + 2 * Dk + d), a2);
-                        a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + 3 * Dk + d), a3);
+                    for (int d = 0; d < Dk; d++) {
+                        const __m256 qd = _mm256_set1_ps(qr[d]);
+                        const float *kd = kb + (size_t)d * KB + j;
+                        a0 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(kd), a0);
+                        a1 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(kd + 8), a1);
+                        a2 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(kd + 16), a2);
+                        a3 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(kd + 24), a3);
                     }
-                    _mm_storeu_ps(sr + j, hsum4(a0, a1, a2, a3));
+                    _mm256_storeu_ps(sr + j, a0);
+                    _mm256_storeu_ps(sr + j + 8, a1);
+                    _mm256_storeu_ps(sr + j + 16, a2);
+                    _mm256_storeu_ps(sr + j + 24, a3);
                 }
                 /* scale and mask (scalar: 64 keys, cheap next to the dot products) */
                 const int32_t qp = QPOS(r);

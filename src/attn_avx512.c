@@ -4,8 +4,10 @@
  *
  * Same algorithm as attn_impl.h (one pass, online softmax over blocks of 64 keys), laid out as a
  * matrix product so that nothing is reduced across lanes per key:
- *  - per block, the keys are widened to f32 and transposed (kT: Dk rows of 64 keys), the values
- *    widened (64 rows of Dv); both once per job and block;
+ *  - the keys are stored transposed (lv_attn_span: per dimension, the keys in order), so a block
+ *    of 64 keys is Dk rows of 64 elements: a decode step (one tile) loads them straight from the
+ *    cache, and its values too, converting f16 as it goes; a prefill (many tiles) widens each
+ *    block once to f32 (kT: Dk rows of 64 keys; V: 64 rows of Dv) for all its tiles;
  *  - query rows go in tiles of 4: scores = 4 rows x 64 keys in 16 accumulators, one fma per
  *    (row, 16 keys, dimension) with the query element broadcast: each score is one fma chain over
  *    d = 0..Dk-1 in its lane, so a row's result does not depend on the tile it lands in;
@@ -13,7 +15,9 @@
  *  - values: the 4 output rows x up to 64 dims in 16 accumulators, each value vector loaded once
  *    for the 4 rows.
  * A decode step (one token, G rows) and a prefill tile (many tokens) run the same operations on
- * every row, so prefill equals token-by-token decode bit for bit (tests/test_plan.c). A tile with
+ * the same f32 values for every row, so prefill equals token-by-token decode bit for bit
+ * (tests/test_plan.c; tests/test_kernels.c checks rows in many-tile jobs against the row alone).
+ * A decode step reads its blocks from DRAM: it prefetches ahead between its own loads (next_block). A tile with
  * fewer than 4 rows repeats its first row into scratch outputs that are discarded.
  * Its reference is lv_attn_ref; tests/test_kernels.c compares the two at every level.
  */
@@ -30,112 +34,102 @@ void lv_attn_tiled_avx512_generic(const lv_attn_job *job, float *scratch);
 #define KB 64 /* keys per block: 4 vectors */
 #define RT 4  /* query rows per tile */
 
-/* r[i] = column i of the 16 x 16 matrix whose rows were r[0..15] */
-static inline void transpose16(__m512 r[16]) {
-    __m512 t[16];
-    for (int i = 0; i < 16; i += 2) {
-        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
-    }
-    /* per 128-bit lane L: u[4k + e] = element 4L + e of rows 4k..4k+3 */
-    __m512 u[16];
-    for (int i = 0; i < 16; i += 4) {
-        u[i] = _mm512_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
-        u[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
-        u[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
-        u[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
-    }
-    /* column 4L + e: lane L of u[e], u[4 + e], u[8 + e], u[12 + e] */
-    for (int e = 0; e < 4; e++) {
-        const __m512 x0 = _mm512_shuffle_f32x4(u[e], u[4 + e], _MM_SHUFFLE(1, 0, 1, 0));
-        const __m512 x1 = _mm512_shuffle_f32x4(u[e], u[4 + e], _MM_SHUFFLE(3, 2, 3, 2));
-        const __m512 y0 = _mm512_shuffle_f32x4(u[8 + e], u[12 + e], _MM_SHUFFLE(1, 0, 1, 0));
-        const __m512 y1 = _mm512_shuffle_f32x4(u[8 + e], u[12 + e], _MM_SHUFFLE(3, 2, 3, 2));
-        r[e] = _mm512_shuffle_f32x4(x0, y0, _MM_SHUFFLE(2, 0, 2, 0));
-        r[4 + e] = _mm512_shuffle_f32x4(x0, y0, _MM_SHUFFLE(3, 1, 3, 1));
-        r[8 + e] = _mm512_shuffle_f32x4(x1, y1, _MM_SHUFFLE(2, 0, 2, 0));
-        r[12 + e] = _mm512_shuffle_f32x4(x1, y1, _MM_SHUFFLE(3, 1, 3, 1));
-    }
-}
-
 static inline __m512 load16(lv_kv_type t, const void *src, int64_t off) {
     return t == LV_KV_F32 ? _mm512_loadu_ps((const float *)src + off)
                           : _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)src + off)));
 }
 
+/* 16 consecutive elements as f32; lanes outside the mask read nothing and are 0 */
+static inline __m512 load16_masked(lv_kv_type t, const void *src, size_t off, __mmask16 mask) {
+    return t == LV_KV_F32 ? _mm512_maskz_loadu_ps(mask, (const float *)src + off)
+                          : _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask, (const uint16_t *)src + off));
+}
+
 /* prefetcht0 as an asm statement: gcc deleted _mm_prefetch calls it judged without effect */
 static inline void prefetch_line(const void *p) { __asm__ volatile("prefetcht0 %0" : : "m"(*(const char *)p)); }
 
-/* The keys (x[0]) and values (x[1]) of the block after the current one, n bytes each (0: none).
- * A decode job reads them from DRAM, so widening a block prefetches the next one, a quarter at a
- * time between its own loads: all 256 lines at once stall on the core's miss buffers (decode from
- * DRAM 7.7 GB/s per thread without prefetch, 9.3 prefetching all at once, 15.7 spread out;
- * bench/NOTES.md). */
+/* the lines of n bytes from p */
+static inline void prefetch_bytes(const char *p, size_t n) {
+    const char *l = (const char *)((uintptr_t)p & ~(uintptr_t)63);
+    for (size_t b = 0; b < n + (size_t)(p - l); b += 64) prefetch_line(l + b);
+}
+
+/* The block two blocks ahead of the current one (nk 0: none): a decode job reads its blocks from
+ * DRAM, so each block prefetches a later one's key rows, value rows and positions a few lines at
+ * a time between its own loads (its score loop takes a key row per dimension, its value loop a
+ * value row per key), which keeps the core's miss buffers busy without stalling on them:
+ * issuing a whole block at once stalls (bench/NOTES.md, sessions 12 and 13). */
+#define PF_AHEAD 2
 typedef struct next_block {
-    const char *x[2];
-    size_t n[2];
+    const char *k; /* element (d = 0, j = 0) of its keys */
+    size_t k_row;  /* bytes from one dimension's keys to the next's */
+    size_t k_n;    /* bytes of one dimension's nk keys */
+    const char *v; /* its first value row; rows of v_n bytes */
+    size_t v_n;
+    int nk;
 } next_block;
 
-static inline next_block find_next_block(const lv_attn_job *job, int s, int32_t j0) {
-    next_block nb = {{NULL, NULL}, {0, 0}};
+/* the block `ahead` blocks after block j0 of span s; its positions prefetched */
+static inline next_block find_next_block(const lv_attn_job *job, int s, int32_t j0, int ahead) {
+    next_block nb = {NULL, 0, 0, NULL, 0, 0};
+    if (s >= job->n_spans) return nb;
     const lv_attn_span *sp = &job->spans[s];
-    j0 += KB;
-    if (j0 >= sp->n) {
-        if (s + 1 >= job->n_spans) return nb;
-        sp++;
-        j0 = 0;
+    for (int i = 0; i < ahead; i++) {
+        j0 += KB;
+        if (j0 >= sp->n) {
+            if (s + 1 >= job->n_spans) return nb;
+            s++;
+            sp++;
+            j0 = 0;
+        }
     }
-    const size_t es = job->kv_type == LV_KV_F32 ? 4 : 2, nk = (size_t)(sp->n - j0 < KB ? sp->n - j0 : KB);
-    nb.x[0] = (const char *)sp->k + (size_t)j0 * (size_t)job->Dk * es;
-    nb.x[1] = (const char *)sp->v + (size_t)j0 * (size_t)job->Dv * es;
-    nb.n[0] = nk * (size_t)job->Dk * es;
-    nb.n[1] = nk * (size_t)job->Dv * es;
+    const size_t es = job->kv_type == LV_KV_F32 ? 4 : 2;
+    nb.nk = sp->n - j0 < KB ? sp->n - j0 : KB;
+    nb.k = (const char *)sp->k + (size_t)j0 * es;
+    nb.k_row = (size_t)sp->ldk * es;
+    nb.k_n = (size_t)nb.nk * es;
+    nb.v = (const char *)sp->v + (size_t)j0 * (size_t)job->Dv * es;
+    nb.v_n = (size_t)job->Dv * es;
+    prefetch_bytes((const char *)(sp->pos + j0), (size_t)nb.nk * sizeof(int32_t));
     return nb;
 }
 
-/* quarter q (0..3) of the next block's keys (which 0) or values (1) */
-static inline void prefetch_quarter(const next_block *nb, int which, int q) {
-    const size_t lo = nb->n[which] * (size_t)q / 4 & ~(size_t)63, hi = nb->n[which] * (size_t)(q + 1) / 4;
-    for (size_t b = lo; b < hi; b += 64) prefetch_line(nb->x[which] + b);
+/* all of a block's lines: the first blocks of a job, which no earlier block prefetched */
+static inline void prefetch_block(const next_block *nb, int Dk) {
+    for (int d = 0; d < Dk && nb->nk; d++) prefetch_bytes(nb->k + (size_t)d * nb->k_row, nb->k_n);
+    for (int j = 0; j < nb->nk; j++) prefetch_bytes(nb->v + (size_t)j * nb->v_n, nb->v_n);
 }
 
-/* kT (Dk x KB): key j of the block, dimension d, at kT[d * KB + j]; keys past nk are zero */
-static void widen_keys_t(lv_kv_type t, const void *src, int64_t first_row, int nk, int Dk, float *kT, const next_block *nb) {
-    for (int j0 = 0; j0 < KB; j0 += 16) {
-        prefetch_quarter(nb, 0, j0 / 16);
-        for (int d0 = 0; d0 < Dk; d0 += 16) {
-            __m512 r[16];
-            if (j0 >= nk) {
-                for (int i = 0; i < 16; i++) _mm512_storeu_ps(kT + (size_t)(d0 + i) * KB + j0, _mm512_setzero_ps());
-                continue;
-            }
-            for (int i = 0; i < 16; i++) r[i] = j0 + i < nk ? load16(t, src, (first_row + j0 + i) * Dk + d0) : _mm512_setzero_ps();
-            transpose16(r);
-            for (int i = 0; i < 16; i++) _mm512_storeu_ps(kT + (size_t)(d0 + i) * KB + j0, r[i]);
-        }
+/* kT (Dk x KB): key j of the block, dimension d, at kT[d * KB + j] (the span stores them so:
+ * lv_attn_span); keys past nk are zero */
+static void widen_keys_t(lv_kv_type t, const lv_attn_span *sp, int j0, const __mmask16 valid[4], int Dk, float *kT, const next_block *nb) {
+    for (int d = 0; d < Dk; d++) {
+        if (nb->nk) prefetch_bytes(nb->k + (size_t)d * nb->k_row, nb->k_n);
+        const size_t off = (size_t)d * (size_t)sp->ldk + (size_t)j0;
+        for (int c = 0; c < 4; c++) _mm512_storeu_ps(kT + (size_t)d * KB + 16 * c, load16_masked(t, sp->k, off + 16 * (size_t)c, valid[c]));
     }
 }
 
 static void widen_values(lv_kv_type t, const void *src, int64_t first_row, int nk, int Dv, float *vb, const next_block *nb) {
-    const int64_t n16 = (int64_t)nk * Dv / 16; /* vectors */
-    for (int q = 0; q < 4; q++) {
-        prefetch_quarter(nb, 1, q);
-        for (int64_t i = n16 * q / 4 * 16; i < n16 * (q + 1) / 4 * 16; i += 16) _mm512_storeu_ps(vb + i, load16(t, src, first_row * Dv + i));
+    for (int j = 0; j < nk; j++) {
+        if (j < nb->nk) prefetch_bytes(nb->v + (size_t)j * nb->v_n, nb->v_n);
+        for (int c = 0; c < Dv; c += 16) _mm512_storeu_ps(vb + (size_t)j * Dv + c, load16(t, src, (first_row + j) * Dv + c));
     }
 }
 
 /* o[r] = o[r] * corr[r] + sum_j p[r][j] v[j] for the W vectors of dims from c0 (W constant after
- * inlining), keys in order */
-static inline __attribute__((always_inline)) void tile_pv(int W, float *const o[RT], const float corr[RT], const float *p, const float *vb,
-                                                          int nk, int Dv, int c0) {
+ * inlining), keys in order; value j is row j of vb (elements of type vt) */
+static inline __attribute__((always_inline)) void tile_pv(int W, float *const o[RT], const float corr[RT], const float *p, lv_kv_type vt,
+                                                          const void *vb, int nk, int Dv, int c0, const next_block *pf) {
     __m512 acc[RT][4];
     for (int r = 0; r < RT; r++) {
         const __m512 vc = _mm512_set1_ps(corr[r]);
         for (int c = 0; c < W; c++) acc[r][c] = _mm512_mul_ps(_mm512_loadu_ps(o[r] + c0 + 16 * c), vc);
     }
     for (int j = 0; j < nk; j++) {
+        if (pf && j < pf->nk) prefetch_bytes(pf->v + (size_t)j * pf->v_n, pf->v_n);
         __m512 v[4];
-        for (int c = 0; c < W; c++) v[c] = _mm512_loadu_ps(vb + (size_t)j * Dv + c0 + 16 * c);
+        for (int c = 0; c < W; c++) v[c] = load16(vt, vb, (int64_t)j * Dv + c0 + 16 * c);
         for (int r = 0; r < RT; r++) {
             const __m512 pb = _mm512_set1_ps(p[r * KB + j]);
             for (int c = 0; c < W; c++) acc[r][c] = _mm512_fmadd_ps(pb, v[c], acc[r][c]);
@@ -145,51 +139,32 @@ static inline __attribute__((always_inline)) void tile_pv(int W, float *const o[
         for (int c = 0; c < W; c++) _mm512_storeu_ps(o[r] + c0 + 16 * c, acc[r][c]);
 }
 
-void lv_attn_tiled_avx512(const lv_attn_job *job, float *scratch) {
-    const int Dk = job->Dk, Dv = job->Dv;
-    if (Dk % 16 != 0 || Dv % 16 != 0) {
-        lv_attn_tiled_avx512_generic(job, scratch);
-        return;
-    }
-    const int nq = job->n_tok * job->n_head;
-    /* scratch (lv_attn_scratch_floats): q (nq, Dk) | kT (Dk, KB) | V (KB, Dv) | p (RT, KB) |
-     * a discarded output row (Dv) | m, l (nq) */
-    float *q = scratch;
-    float *kT = q + (size_t)nq * Dk;
-    float *vb = kT + (size_t)KB * Dk;
-    float *pt = vb + (size_t)KB * Dv;
-    float *junk = pt + (size_t)RT * KB;
-    float *m = junk + Dv;
-    float *l = m + nq;
-    memset(junk, 0, (size_t)Dv * sizeof(float));
 #define QROW(r) (job->q + (size_t)((r) / job->n_head) * job->q_tok_stride + (size_t)((r) % job->n_head) * job->q_head_stride)
 #define OROW(r) (job->out + (size_t)((r) / job->n_head) * job->out_tok_stride + (size_t)((r) % job->n_head) * job->out_head_stride)
 #define QPOS(r) (job->pos[(r) / job->n_head])
-    for (int r = 0; r < nq; r++) {
-        const float *src = QROW(r);
-        float *dq = q + (size_t)r * Dk;
-        if (job->kv_type == LV_KV_F16)
-            for (int d = 0; d < Dk; d += 16)
-                _mm512_storeu_ps(dq + d, _mm512_cvtph_ps(_mm512_cvtps_ph(_mm512_loadu_ps(src + d), _MM_FROUND_TO_NEAREST_INT)));
-        else
-            memcpy(dq, src, (size_t)Dk * sizeof(float));
-        m[r] = -INFINITY;
-        l[r] = 0.0f;
-        memset(OROW(r), 0, (size_t)Dv * sizeof(float));
-    }
-    int32_t max_qpos = job->pos[0];
-    for (int t = 1; t < job->n_tok; t++) max_qpos = job->pos[t] > max_qpos ? job->pos[t] : max_qpos;
-    const __m512 vscale = _mm512_set1_ps(job->scale), vninf = _mm512_set1_ps(-INFINITY);
 
+/* The blocks of every span against all query rows. direct (a constant after inlining): one tile
+ * (a decode step) reads each key block once, so its score loop loads the keys from the span as
+ * they are stored and prefetches a later block's key rows and values between its own loads (see
+ * next_block); many tiles (a prefill) widen each block once into kT and V for all of them and
+ * prefetch while widening. Either way each score is the same fma chain over d of the same f32
+ * values, so the two agree bit for bit. */
+static inline __attribute__((always_inline)) void run_blocks(const bool direct, const lv_kv_type kvt, const lv_attn_job *job, const float *q, float *kT, float *vb,
+                                                             float *pt, float *junk, float *m, float *l, int nq, int32_t max_qpos) {
+    const int Dk = job->Dk, Dv = job->Dv;
+    const __m512 vscale = _mm512_set1_ps(job->scale), vninf = _mm512_set1_ps(-INFINITY);
+    if (direct) /* the first blocks, which no earlier block prefetches (a decode job is a few pages) */
+        for (int i = 0; i < PF_AHEAD; i++) {
+            const next_block first = find_next_block(job, 0, 0, i);
+            prefetch_block(&first, Dk);
+        }
     for (int s = 0; s < job->n_spans; s++) {
         const lv_attn_span *sp = &job->spans[s];
         const uint32_t heads = job->span_heads ? job->span_heads[s] : UINT32_MAX;
         for (int32_t j0 = 0; j0 < sp->n; j0 += KB) {
             const int nk = sp->n - j0 < KB ? sp->n - j0 : KB;
             if (sp->pos[j0] > max_qpos) break; /* the whole block is in every query's future */
-            const next_block nb = find_next_block(job, s, j0);
-            widen_keys_t(job->kv_type, sp->k, j0, nk, Dk, kT, &nb);
-            widen_values(job->kv_type, sp->v, j0, nk, Dv, vb, &nb);
+            const next_block nb = find_next_block(job, s, j0, PF_AHEAD);
             /* the block's key positions and which keys exist */
             __m512i kpos[4];
             __mmask16 valid[4];
@@ -198,6 +173,14 @@ void lv_attn_tiled_avx512(const lv_attn_job *job, float *scratch) {
                 valid[c] = left >= 16 ? (__mmask16)0xffff : left <= 0 ? (__mmask16)0 : (__mmask16)((1u << left) - 1);
                 kpos[c] = _mm512_maskz_loadu_epi32(valid[c], sp->pos + j0 + 16 * c);
             }
+            if (!direct) {
+                widen_keys_t(kvt, sp, j0, valid, Dk, kT, &nb);
+                widen_values(kvt, sp->v, j0, nk, Dv, vb, &nb);
+            }
+            /* the values the value loop reads: the span's own (direct) or the widened block */
+            const lv_kv_type vt = direct ? kvt : LV_KV_F32;
+            const void *vsrc = direct ? (const void *)((const char *)sp->v + (size_t)j0 * (size_t)Dv * (kvt == LV_KV_F32 ? 4 : 2))
+                                      : (const void *)vb;
             for (int r0 = 0; r0 < nq; r0 += RT) {
                 /* the tile's rows; past nq, row r0 again into discarded outputs */
                 const float *qr[RT];
@@ -226,8 +209,21 @@ void lv_attn_tiled_avx512(const lv_attn_job *job, float *scratch) {
                 for (int i = 0; i < RT; i++)
                     for (int c = 0; c < 4; c++) sc[i][c] = _mm512_setzero_ps();
                 for (int d = 0; d < Dk; d++) {
-                    const float *kd = kT + (size_t)d * KB;
-                    const __m512 k0 = _mm512_loadu_ps(kd), k1 = _mm512_loadu_ps(kd + 16), k2 = _mm512_loadu_ps(kd + 32), k3 = _mm512_loadu_ps(kd + 48);
+                    __m512 k0, k1, k2, k3;
+                    if (direct) {
+                        if (nb.nk) prefetch_bytes(nb.k + (size_t)d * nb.k_row, nb.k_n);
+                        const size_t off = (size_t)d * (size_t)sp->ldk + (size_t)j0;
+                        k0 = load16_masked(kvt, sp->k, off, valid[0]);
+                        k1 = load16_masked(kvt, sp->k, off + 16, valid[1]);
+                        k2 = load16_masked(kvt, sp->k, off + 32, valid[2]);
+                        k3 = load16_masked(kvt, sp->k, off + 48, valid[3]);
+                    } else {
+                        const float *kd = kT + (size_t)d * KB;
+                        k0 = _mm512_loadu_ps(kd);
+                        k1 = _mm512_loadu_ps(kd + 16);
+                        k2 = _mm512_loadu_ps(kd + 32);
+                        k3 = _mm512_loadu_ps(kd + 48);
+                    }
                     for (int i = 0; i < RT; i++) {
                         const __m512 qb = _mm512_set1_ps(qr[i][d]);
                         sc[i][0] = _mm512_fmadd_ps(qb, k0, sc[i][0]);
@@ -278,16 +274,57 @@ void lv_attn_tiled_avx512(const lv_attn_job *job, float *scratch) {
                 }
                 /* values: 64 dims (4 vectors) of the 4 output rows at a time */
                 int c0 = 0;
-                for (; c0 + 64 <= Dv; c0 += 64) tile_pv(4, o, corr, pt, vb, nk, Dv, c0);
+                const next_block *pf = direct ? &nb : NULL; /* the first pass over the values prefetches */
+                for (; c0 + 64 <= Dv; c0 += 64, pf = NULL) tile_pv(4, o, corr, pt, vt, vsrc, nk, Dv, c0, pf);
                 switch ((Dv - c0) / 16) {
-                case 3: tile_pv(3, o, corr, pt, vb, nk, Dv, c0); break;
-                case 2: tile_pv(2, o, corr, pt, vb, nk, Dv, c0); break;
-                case 1: tile_pv(1, o, corr, pt, vb, nk, Dv, c0); break;
+                case 3: tile_pv(3, o, corr, pt, vt, vsrc, nk, Dv, c0, pf); break;
+                case 2: tile_pv(2, o, corr, pt, vt, vsrc, nk, Dv, c0, pf); break;
+                case 1: tile_pv(1, o, corr, pt, vt, vsrc, nk, Dv, c0, pf); break;
                 default: break;
                 }
             }
         }
     }
+}
+
+void lv_attn_tiled_avx512(const lv_attn_job *job, float *scratch) {
+    const int Dk = job->Dk, Dv = job->Dv;
+    if (Dk % 16 != 0 || Dv % 16 != 0) {
+        lv_attn_tiled_avx512_generic(job, scratch);
+        return;
+    }
+    const int nq = job->n_tok * job->n_head;
+    /* scratch (lv_attn_scratch_floats): q (nq, Dk) | kT (Dk, KB) | V (KB, Dv) | p (RT, KB) |
+     * a discarded output row (Dv) | m, l (nq) */
+    float *q = scratch;
+    float *kT = q + (size_t)nq * Dk;
+    float *vb = kT + (size_t)KB * Dk;
+    float *pt = vb + (size_t)KB * Dv;
+    float *junk = pt + (size_t)RT * KB;
+    float *m = junk + Dv;
+    float *l = m + nq;
+    memset(junk, 0, (size_t)Dv * sizeof(float));
+    for (int r = 0; r < nq; r++) {
+        const float *src = QROW(r);
+        float *dq = q + (size_t)r * Dk;
+        if (job->kv_type == LV_KV_F16)
+            for (int d = 0; d < Dk; d += 16)
+                _mm512_storeu_ps(dq + d, _mm512_cvtph_ps(_mm512_cvtps_ph(_mm512_loadu_ps(src + d), _MM_FROUND_TO_NEAREST_INT)));
+        else
+            memcpy(dq, src, (size_t)Dk * sizeof(float));
+        m[r] = -INFINITY;
+        l[r] = 0.0f;
+        memset(OROW(r), 0, (size_t)Dv * sizeof(float));
+    }
+    int32_t max_qpos = job->pos[0];
+    for (int t = 1; t < job->n_tok; t++) max_qpos = job->pos[t] > max_qpos ? job->pos[t] : max_qpos;
+    /* the kv type a constant too where the keys and values are read in the loops */
+    if (nq <= RT && job->kv_type == LV_KV_F16)
+        run_blocks(true, LV_KV_F16, job, q, kT, vb, pt, junk, m, l, nq, max_qpos);
+    else if (nq <= RT)
+        run_blocks(true, LV_KV_F32, job, q, kT, vb, pt, junk, m, l, nq, max_qpos);
+    else
+        run_blocks(false, job->kv_type, job, q, kT, vb, pt, junk, m, l, nq, max_qpos);
     if (job->m_out && job->l_out) {
         for (int r = 0; r < nq; r++) {
             job->m_out[r] = m[r];

@@ -38,6 +38,12 @@ static inline float attn_dot(const float *a, const float *b, int n) {
     return s;
 }
 
+/* keys first_row.. of a span, row by row (dst: rows x D) */
+static inline void attn_widen_keys(lv_kv_type t, const lv_attn_span *sp, int64_t first_row, int rows, int D, float *dst) {
+    for (int d = 0; d < D; d++)
+        for (int j = 0; j < rows; j++) dst[(size_t)j * D + d] = lv_attn_key(t, sp, first_row + j, d);
+}
+
 static inline void attn_widen(lv_kv_type t, const void *src, int64_t first_row, int rows, int D, float *dst) {
     if (t == LV_KV_F32) {
         memcpy(dst, (const float *)src + first_row * D, (size_t)rows * (size_t)D * sizeof(float));
@@ -75,7 +81,7 @@ void ATTN_FN(const lv_attn_job *job, float *scratch) {
             const int nk = sp->n - j0 < ATTN_KB ? sp->n - j0 : ATTN_KB;
             /* the whole block is in the future of every query: skip it (positions increase along a stream) */
             if (sp->pos[j0] > max_qpos) break;
-            attn_widen(job->kv_type, sp->k, j0, nk, Dk, kb);
+            attn_widen_keys(job->kv_type, sp, j0, nk, Dk, kb);
             /* scores tile */
             const uint32_t heads = job->span_heads ? job->span_heads[s] : UINT32_MAX;
             for (int r = 0; r < nq; r++) {

@@ -239,7 +239,7 @@ void lv_rope_apply(const lv_rope_params *rp, const float *cache, float *x) {
  * attention
  * ----------------------------------------------------------------------------------------- */
 
-/* one K or V row as floats */
+/* one value row as floats */
 static inline void kv_row(lv_kv_type t, const void *base, int64_t row, int D, float *out) {
     if (t == LV_KV_F32) {
         memcpy(out, (const float *)base + row * D, (size_t)D * sizeof(float));
@@ -265,7 +265,7 @@ int64_t lv_attn_ref(const float *q, const lv_attn_span *spans, int n_spans, int3
                 scores[j] = -INFINITY;
                 continue;
             }
-            kv_row(kv_type, sp->k, i, Dk, row);
+            for (int d = 0; d < Dk; d++) row[d] = lv_attn_key(kv_type, sp, i, d);
             double dot = 0;
             for (int d = 0; d < Dk; d++) dot += (double)qr[d] * (double)row[d];
             scores[j] = (float)dot * scale;

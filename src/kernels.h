@@ -79,11 +79,21 @@ static inline bool lv_attn_visible(const lv_attn_mask *m, int32_t kpos, int32_t 
  * the dense plan is all pages of the sequence, sparse plans are subsets. Keys the mask hides
  * (mask NULL: causal) are skipped. */
 typedef struct lv_attn_span {
-    const void *k;      /* (n, Dk) elements of kv_type */
-    const void *v;      /* (n, Dv) */
+    const void *k;      /* keys, transposed: element d of key j at k[d * ldk + j] (elements of kv_type) */
+    const void *v;      /* (n, Dv): value j at v[j * Dv] */
     const int32_t *pos; /* (n) */
     int32_t n;
+    int32_t ldk;        /* >= n: the keys' row stride (a KV cache page: its page size) */
 } lv_attn_span;
+
+/* Keys are stored transposed (the KV cache keeps a page's keys as Dk rows of page-size elements)
+ * so that a block of 64 keys is 64 consecutive elements per dimension: the kernels' score loop
+ * (one fma chain over the dimensions per key, 16 keys per vector) loads them as they are, where a
+ * row-major block had to be transposed in registers first (bench/NOTES.md, session 13). */
+static inline float lv_attn_key(lv_kv_type t, const lv_attn_span *sp, int64_t j, int64_t d) {
+    const int64_t i = d * sp->ldk + j;
+    return t == LV_KV_F32 ? ((const float *)sp->k)[i] : lv_fp16_to_fp32(((const uint16_t *)sp->k)[i]);
+}
 
 /* out (Dv) = softmax(scale * q.k_j over unmasked j) . v_j.
  * scores: scratch of at least the total span length. With LV_KV_F16 the query is rounded to

@@ -18,7 +18,8 @@ static void to_f16(const float *x, void *y, int64_t n) { lv_qtype_ops_get(LV_TYP
 typedef struct kv_pool {    /* one per (layer, KV head) */
     lv_kv_head_policy pol;
     int64_t n_pages;        /* pages in this pool */
-    uint8_t *k;             /* (n_pages, page_size, Dk) elements of the kv type */
+    uint8_t *k;             /* (n_pages, Dk, page_size) elements of the kv type: a page's keys transposed
+                               (lv_attn_span), dimension d of its slot i at d * page_size + i */
     uint8_t *v;             /* (n_pages, page_size, Dv) */
     int32_t *pos;           /* (n_pages, page_size) */
     uint8_t *stats;         /* (n_pages, page_size / 16 + 1, 2, Dk) elements of the kv type (f16 as LServe keeps them,
@@ -385,9 +386,11 @@ static void stats_add(const lv_kv *kv, const kv_pool *pl, const kv_stream *st, i
 /* the key of a stored slot, as the statistics saw it (f32, or f16 widened) */
 static void key_at(const lv_kv *kv, const kv_pool *pl, const kv_stream *st, int64_t slot, float *out) {
     const int64_t P = kv->p.page_size, Dk = kv->p.head_dim_k;
-    const int64_t row = (int64_t)st->pages[slot / P] * P + slot % P;
-    if (kv->p.type == LV_KV_F32) memcpy(out, pl->k + row * Dk * 4, (size_t)Dk * 4);
-    else lv_to_float_row(LV_TYPE_F16, pl->k + row * Dk * 2, out, Dk);
+    const uint8_t *page = pl->k + (int64_t)st->pages[slot / P] * P * Dk * (int64_t)kv->elt;
+    for (int64_t d = 0; d < Dk; d++) {
+        const int64_t i = d * P + slot % P;
+        out[d] = kv->p.type == LV_KV_F32 ? ((const float *)page)[i] : lv_fp16_to_fp32(((const uint16_t *)page)[i]);
+    }
 }
 
 static void restat(const lv_kv *kv, const kv_pool *pl, const kv_stream *st, int64_t from) {
@@ -406,11 +409,15 @@ void lv_kv_write(lv_kv *kv, int64_t seq, int64_t layer, int64_t head, int64_t k_
     const int64_t slot = st->n_stored + k_new;
     LV_ASSERT(k_new >= 0 && slot / P < st->n_pages);
     const int64_t row = (int64_t)st->pages[slot / P] * P + slot % P;
+    uint8_t *page_k = pl->k + (int64_t)st->pages[slot / P] * P * Dk * (int64_t)kv->elt; /* (Dk, P) */
     if (kv->p.type == LV_KV_F32) {
-        memcpy(pl->k + row * Dk * 4, k, (size_t)Dk * 4);
+        for (int64_t d = 0; d < Dk; d++) ((float *)page_k)[d * P + slot % P] = k[d];
         memcpy(pl->v + row * Dv * 4, v, (size_t)Dv * 4);
     } else {
-        to_f16(k, pl->k + row * Dk * 2, Dk);
+        uint16_t kh[1024];
+        LV_ASSERT(Dk <= 1024);
+        to_f16(k, kh, Dk);
+        for (int64_t d = 0; d < Dk; d++) ((uint16_t *)page_k)[d * P + slot % P] = kh[d];
         to_f16(v, pl->v + row * Dv * 2, Dv);
     }
     pl->pos[row] = pos;
@@ -421,7 +428,7 @@ void lv_kv_write(lv_kv *kv, int64_t seq, int64_t layer, int64_t head, int64_t k_
         } else {
             float kr[1024];
             LV_ASSERT(Dk <= 1024);
-            lv_to_float_row(LV_TYPE_F16, pl->k + row * Dk * 2, kr, Dk);
+            key_at(kv, pl, st, slot, kr);
             stats_add(kv, pl, st, slot, kr);
         }
     }
@@ -449,6 +456,7 @@ static void span_of_page(const lv_kv *kv, const kv_pool *pl, const kv_stream *st
     sp->v = pl->v + row * kv->p.head_dim_v * (int64_t)kv->elt;
     sp->pos = pl->pos + row;
     sp->n = (int32_t)LV_MIN(P, n_tokens - i * P);
+    sp->ldk = (int32_t)P;
 }
 
 int lv_kv_spans(const lv_kv *kv, int64_t seq, int64_t layer, int64_t head, int64_t n_new_visible, lv_attn_span *spans, lv_attn_mask *mask) {

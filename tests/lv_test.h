@@ -52,6 +52,9 @@ typedef struct { uint64_t s; } lv_test_rng;
 uint64_t lv_test_rng_u64(lv_test_rng *r);
 float    lv_test_rng_f32(lv_test_rng *r); /* uniform [-1, 1) */
 double   lv_test_rng_unit(lv_test_rng *r); /* uniform [0, 1) */
+/* dst (cols x rows) = the transpose of src (rows x cols), elements of elt bytes: keys in the
+ * layout attention spans read (lv_attn_span: element d of key j at k[d * ldk + j], ldk = rows) */
+void lv_test_transpose(const void *src, void *dst, int64_t rows, int64_t cols, size_t elt);
 /* 1 if LV_TEST_QUICK is set (the sanitizer run uses smaller cases). */
 int lv_test_quick(void);
 

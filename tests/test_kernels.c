@@ -132,9 +132,10 @@ TEST(attention_over_spans_matches_naive_softmax) {
     enum { N = 300, DK = 48, DV = 40 };
     float *k = malloc(sizeof(float) * N * DK), *v = malloc(sizeof(float) * N * DV), q[DK], out[DV], scores[N];
     uint16_t *kh = malloc(2 * N * DK), *vh = malloc(2 * N * DV);
-    float *kr = malloc(sizeof(float) * N * DK), *vr = malloc(sizeof(float) * N * DV);
+    float *kr = malloc(sizeof(float) * N * DK), *vr = malloc(sizeof(float) * N * DV), *kt = malloc(sizeof(float) * N * DK);
+    uint16_t *kht = malloc(2 * N * DK);
     int32_t pos[N];
-    REQUIRE(k && v && kh && vh && kr && vr, "alloc");
+    REQUIRE(k && v && kh && vh && kr && vr && kt && kht, "alloc");
     for (int rep = 0; rep < 20; rep++) {
         for (int j = 0; j < N; j++) pos[j] = j * 2 + (int32_t)(lv_test_rng_u64(&r) % 2); /* increasing, with gaps */
         for (int i = 0; i < N * DK; i++) k[i] = lv_test_rng_f32(&r) * 2;
@@ -142,12 +143,14 @@ TEST(attention_over_spans_matches_naive_softmax) {
         for (int i = 0; i < DK; i++) q[i] = lv_test_rng_f32(&r) * 2;
         for (int i = 0; i < N * DK; i++) kr[i] = lv_fp16_to_fp32(kh[i] = lv_fp32_to_fp16(k[i]));
         for (int i = 0; i < N * DV; i++) vr[i] = lv_fp16_to_fp32(vh[i] = lv_fp32_to_fp16(v[i]));
+        lv_test_transpose(k, kt, N, DK, sizeof(float)); /* the spans' key layout */
+        lv_test_transpose(kh, kht, N, DK, sizeof(uint16_t));
         /* split into uneven spans, as pages of a stream */
         lv_attn_span sp32[8], sp16[8];
         int cuts[9] = {0, 1, 64, 65, 128, 200, 256, 299, N}, ns = 8;
         for (int s = 0; s < ns; s++) {
-            sp32[s] = (lv_attn_span){k + cuts[s] * DK, v + cuts[s] * DV, pos + cuts[s], cuts[s + 1] - cuts[s]};
-            sp16[s] = (lv_attn_span){kh + cuts[s] * DK, vh + cuts[s] * DV, pos + cuts[s], cuts[s + 1] - cuts[s]};
+            sp32[s] = (lv_attn_span){kt + cuts[s], v + cuts[s] * DV, pos + cuts[s], cuts[s + 1] - cuts[s], N};
+            sp16[s] = (lv_attn_span){kht + cuts[s], vh + cuts[s] * DV, pos + cuts[s], cuts[s + 1] - cuts[s], N};
         }
         const int32_t qpos = (int32_t)(lv_test_rng_u64(&r) % (2 * N + 2)) - 1;
         const float scale = 1.0f / sqrtf(DK);
@@ -172,6 +175,8 @@ TEST(attention_over_spans_matches_naive_softmax) {
     free(vh);
     free(kr);
     free(vr);
+    free(kt);
+    free(kht);
 }
 
 TEST(matmul_threads_bias_and_types_match_row_dots) {
@@ -216,8 +221,9 @@ TEST(tiled_attention_equals_reference_at_every_level) {
     uint16_t *kh = malloc(2 * N * DK), *vh = malloc(2 * N * DV);
     float q[NT * NH * DK], out[NT * NH * DV], want[DV], scores[N];
     int32_t pos[N], qpos[NT];
-    float *scratch = malloc(sizeof(float) * lv_attn_scratch_floats(NT * NH, DK, DV));
-    REQUIRE(k && v && kh && vh && scratch, "alloc");
+    float *scratch = malloc(sizeof(float) * lv_attn_scratch_floats(NT * NH, DK, DV)), *kt = malloc(sizeof(float) * N * DK);
+    uint16_t *kht = malloc(2 * N * DK);
+    REQUIRE(k && v && kh && vh && scratch && kt && kht, "alloc");
     const lv_simd saved = lv_simd_active();
     for (int level = 0; level <= (int)lv_simd_detect(); level++) {
         lv_simd_set_max((lv_simd)level);
@@ -226,6 +232,8 @@ TEST(tiled_attention_equals_reference_at_every_level) {
             for (int i = 0; i < N * DK; i++) kh[i] = lv_fp32_to_fp16(k[i] = lv_test_rng_f32(&r) * 2);
             for (int i = 0; i < N * DV; i++) vh[i] = lv_fp32_to_fp16(v[i] = lv_test_rng_f32(&r));
             for (int i = 0; i < NT * NH * DK; i++) q[i] = lv_test_rng_f32(&r) * 2;
+            lv_test_transpose(k, kt, N, DK, sizeof(float));
+            lv_test_transpose(kh, kht, N, DK, sizeof(uint16_t));
             /* queries: one before every key (nothing to attend), some in the middle, one after all */
             qpos[0] = -1;
             for (int t = 1; t < NT; t++) qpos[t] = (int32_t)(lv_test_rng_u64(&r) % (3 * N + 3));
@@ -234,9 +242,9 @@ TEST(tiled_attention_equals_reference_at_every_level) {
             for (int f16 = 0; f16 < 2; f16++) {
                 lv_attn_span sp[7];
                 for (int s = 0; s < ns; s++)
-                    sp[s] = (lv_attn_span){f16 ? (const void *)(kh + cuts[s] * DK) : (const void *)(k + cuts[s] * DK),
+                    sp[s] = (lv_attn_span){f16 ? (const void *)(kht + cuts[s]) : (const void *)(kt + cuts[s]),
                                            f16 ? (const void *)(vh + cuts[s] * DV) : (const void *)(v + cuts[s] * DV), pos + cuts[s],
-                                           cuts[s + 1] - cuts[s]};
+                                           cuts[s + 1] - cuts[s], N};
                 lv_attn_job job = {.q = q, .q_tok_stride = NH * DK, .q_head_stride = DK, .out = out, .out_tok_stride = NH * DV,
                                    .out_head_stride = DV, .pos = qpos, .n_tok = NT, .n_head = NH, .spans = sp, .n_spans = ns,
                                    .scale = 0.125f, .kv_type = f16 ? LV_KV_F16 : LV_KV_F32, .Dk = DK, .Dv = DV};
@@ -259,6 +267,8 @@ done:
     free(kh);
     free(vh);
     free(scratch);
+    free(kt);
+    free(kht);
 }
 
 /* A job's rows come out of the tiled kernel exactly as they would alone: prefill (many tokens x
@@ -276,8 +286,9 @@ TEST(tiled_attention_rows_do_not_depend_on_their_job) {
     float *q = malloc(sizeof(float) * MAXT * MAXH * MAXD), *out = malloc(sizeof(float) * MAXT * MAXH * MAXD);
     float one[MAXD], want[MAXD], scores[MAXN];
     int32_t pos[MAXN], qpos[MAXT];
-    float *scratch = malloc(sizeof(float) * lv_attn_scratch_floats(MAXT * MAXH, MAXD, MAXD));
-    REQUIRE(k && v && kh && vh && q && out && scratch, "alloc");
+    float *scratch = malloc(sizeof(float) * lv_attn_scratch_floats(MAXT * MAXH, MAXD, MAXD)), *kt = malloc(sizeof(float) * MAXN * MAXD);
+    uint16_t *kht = malloc(2 * MAXN * MAXD);
+    REQUIRE(k && v && kh && vh && q && out && scratch && kt && kht, "alloc");
     const lv_simd saved = lv_simd_active();
     const int reps = lv_test_quick() ? 3 : 8;
     for (int level = 0; level <= (int)lv_simd_detect(); level++) {
@@ -292,6 +303,8 @@ TEST(tiled_attention_rows_do_not_depend_on_their_job) {
                 for (int i = 0; i < n * Dv; i++) vh[i] = lv_fp32_to_fp16(v[i] = lv_test_rng_f32(&r));
                 for (int i = 0; i < nt * nh * Dk; i++) q[i] = lv_test_rng_f32(&r) * 2;
                 for (int t = 0; t < nt; t++) qpos[t] = (int32_t)(lv_test_rng_u64(&r) % (2 * (uint64_t)n + 4)) - 2;
+                lv_test_transpose(k, kt, n, Dk, sizeof(float));
+                lv_test_transpose(kh, kht, n, Dk, sizeof(uint16_t));
                 /* spans: random cuts */
                 lv_attn_span sp[MAXS];
                 uint32_t heads[MAXS];
@@ -299,8 +312,8 @@ TEST(tiled_attention_rows_do_not_depend_on_their_job) {
                 for (int at = 0; at < n && ns < MAXS;) {
                     int len = ns == MAXS - 1 ? n - at : 1 + (int)(lv_test_rng_u64(&r) % 150);
                     if (len > n - at) len = n - at;
-                    sp[ns] = (lv_attn_span){f16 ? (const void *)(kh + (size_t)at * Dk) : (const void *)(k + (size_t)at * Dk),
-                                            f16 ? (const void *)(vh + (size_t)at * Dv) : (const void *)(v + (size_t)at * Dv), pos + at, len};
+                    sp[ns] = (lv_attn_span){f16 ? (const void *)(kht + at) : (const void *)(kt + at),
+                                            f16 ? (const void *)(vh + (size_t)at * Dv) : (const void *)(v + (size_t)at * Dv), pos + at, len, n};
                     heads[ns++] = (uint32_t)lv_test_rng_u64(&r);
                     at += len;
                 }
@@ -349,6 +362,8 @@ done:
     free(q);
     free(out);
     free(scratch);
+    free(kt);
+    free(kht);
 }
 
 /* LServe's page score (Quest bound, max over logical pages) at every SIMD level against the

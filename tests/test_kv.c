@@ -50,14 +50,8 @@ static int check_stream(lv_kv *kv, int64_t seq, int32_t first_pos) {
             int64_t t = 0;
             for (int s = 0; s < ns; s++)
                 for (int32_t i = 0; i < spans[s].n; i++, t++) {
-                    float k0, k1;
-                    if (lv_kv_type_of(kv) == LV_KV_F32) {
-                        k0 = ((const float *)spans[s].k)[i * 8];
-                        k1 = ((const float *)spans[s].k)[i * 8 + 1];
-                    } else {
-                        k0 = lv_fp16_to_fp32(((const uint16_t *)spans[s].k)[i * 8]);
-                        k1 = lv_fp16_to_fp32(((const uint16_t *)spans[s].k)[i * 8 + 1]);
-                    }
+                    /* keys are stored transposed: element d of key i at k[d * ldk + i] */
+                    const float k0 = lv_attn_key(lv_kv_type_of(kv), &spans[s], i, 0), k1 = lv_attn_key(lv_kv_type_of(kv), &spans[s], i, 1);
                     const int32_t pos = first_pos + (int32_t)t;
                     if (spans[s].pos[i] != pos) return 0;
                     if (k0 != (float)(pos * 2 + l) || k1 != (float)(seq * 4 + h)) return 0;

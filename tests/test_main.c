@@ -110,6 +110,11 @@ double lv_test_rng_unit(lv_test_rng *r) { return (double)(lv_test_rng_u64(r) >> 
 
 float lv_test_rng_f32(lv_test_rng *r) { return (float)(lv_test_rng_unit(r) * 2.0 - 1.0); }
 
+void lv_test_transpose(const void *src, void *dst, int64_t rows, int64_t cols, size_t elt) {
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t c = 0; c < cols; c++) memcpy((char *)dst + (size_t)(c * rows + i) * elt, (const char *)src + (size_t)(i * cols + c) * elt, elt);
+}
+
 int lv_test_quick(void) { return getenv("LV_TEST_QUICK") != NULL; }
 
 static int matches(const char *name, int argc, char **argv) {

@@ -292,7 +292,7 @@ TEST(lserve_union_of_head_selections_equals_each_head_alone) {
                     uint32_t bits = 0;
                     for (int h = 0; h < G; h++) bits |= chose[h][pg] ? 1u << h : 0u;
                     if (!bits) continue;
-                    uspans[nu] = (lv_attn_span){kh + (size_t)pg * P * Dk, vh + (size_t)pg * P * Dv, pos + pg * P, P};
+                    uspans[nu] = (lv_attn_span){kh + (size_t)pg * P * Dk, vh + (size_t)pg * P * Dv, pos + pg * P, P, P}; /* keys (Dk, P) per page */
                     heads[nu++] = bits;
                 }
                 const int32_t qpos = NP * P - 1 - rep; /* the newest page partly in the future */
@@ -303,7 +303,7 @@ TEST(lserve_union_of_head_selections_equals_each_head_alone) {
                 for (int h = 0; h < G; h++) {
                     int nh = 0;
                     for (int pg = 0; pg < NP; pg++)
-                        if (chose[h][pg]) hspans[nh++] = (lv_attn_span){kh + (size_t)pg * P * Dk, vh + (size_t)pg * P * Dv, pos + pg * P, P};
+                        if (chose[h][pg]) hspans[nh++] = (lv_attn_span){kh + (size_t)pg * P * Dk, vh + (size_t)pg * P * Dv, pos + pg * P, P, P};
                     lv_attn_job one = {.q = q + h * Dk, .out = out_1, .pos = &qpos, .n_tok = 1, .n_head = 1, .spans = hspans,
                                        .n_spans = nh, .scale = 0.125f, .kv_type = LV_KV_F16, .Dk = Dk, .Dv = Dv};
                     lv_attn(&one, scratch);
