@@ -167,6 +167,14 @@ void *lv_big_alloc(size_t size) {
     return p == MAP_FAILED ? nomem(size) : p;
 }
 
+void *lv_big_alloc_huge(size_t size) {
+    void *p = lv_big_alloc(size);
+#ifdef MADV_HUGEPAGE
+    if (p) (void)madvise(p, size ? size : 1, MADV_HUGEPAGE); /* advice: failure changes nothing */
+#endif
+    return p;
+}
+
 void lv_big_free(void *p, size_t size) {
     if (p) munmap(p, size ? size : 1);
 }

@@ -71,6 +71,10 @@ char *lv_strdup(const char *s);
 /* Large zero-filled allocations (KV pools): anonymous mappings, committed lazily by the OS, so a
  * capacity that is never used costs no memory. Freed with lv_big_free(p, size). */
 void *lv_big_alloc(size_t size);
+/* lv_big_alloc asking for transparent huge pages (Linux madvise; ignored elsewhere or when the
+ * system says never): for buffers that are used whole, such as the repacked weights, which a
+ * decode step streams from end to end (a 4 KiB page is a TLB miss every 64 lines). */
+void *lv_big_alloc_huge(size_t size);
 void  lv_big_free(void *p, size_t size);
 /* n < 0 disables injection; n == 0 fails the next allocation. */
 void  lv_test_alloc_fail_after(int64_t n);

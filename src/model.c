@@ -367,7 +367,7 @@ static void pack_weights(lv_model *m) {
         list[kept++] = list[i];
         total += packed_size(t);
     }
-    uint8_t *buf = kept ? lv_aligned_alloc(64, total) : NULL;
+    uint8_t *buf = kept ? lv_big_alloc_huge(total) : NULL;
     if (kept && !buf) LV_LOG_W("%s: no memory to repack %.1f MiB of weights; using them as stored", m->path, (double)total / 1048576.0);
     if (!buf) {
         lv_free(list);
@@ -386,6 +386,7 @@ static void pack_weights(lv_model *m) {
     }
     lv_free(list);
     m->packed = buf;
+    m->packed_size = total;
     LV_LOG_D("%s: repacked %lld matrices (%.1f MiB) for the %s kernels", m->path, (long long)kept, (double)total / 1048576.0, lv_simd_name(level));
 }
 
@@ -503,7 +504,7 @@ void lv_model_free(lv_model *m) {
     if (!m) return;
     lv_vocab_free(m->vocab);
     lv_free(m->layers);
-    lv_aligned_free(m->packed);
+    lv_big_free(m->packed, m->packed_size);
     lv_gguf_close(m->gguf);
     lv_aligned_free(m->file_copy);
     lv_free(m->path);

@@ -96,7 +96,8 @@ struct lv_model {
     bool tied_output;
     lv_tensor rope_freqs;  /* (n_rot/2), optional: data == NULL when absent */
     lv_layer *layers;      /* (n_layer) */
-    void *packed;          /* the repacked matrix weights (qpack.h), or NULL */
+    void *packed;          /* the repacked matrix weights (qpack.h), or NULL: lv_big_alloc_huge */
+    size_t packed_size;
 };
 
 const char *lv_arch_name(lv_arch a);
