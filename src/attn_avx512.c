@@ -17,8 +17,9 @@
  * A decode step (one token, G rows) and a prefill tile (many tokens) run the same operations on
  * the same f32 values for every row, so prefill equals token-by-token decode bit for bit
  * (tests/test_plan.c; tests/test_kernels.c checks rows in many-tile jobs against the row alone).
- * A decode step reads its blocks from DRAM: it prefetches ahead between its own loads (next_block). A tile with
- * fewer than 4 rows repeats its first row into scratch outputs that are discarded.
+ * A decode step reads its blocks from DRAM: it prefetches ahead between its own loads
+ * (next_block). A tile with fewer than 4 rows repeats its first row into scratch outputs that are
+ * discarded.
  * Its reference is lv_attn_ref; tests/test_kernels.c compares the two at every level.
  */
 #include "kernels.h"
@@ -83,7 +84,7 @@ static inline next_block find_next_block(const lv_attn_job *job, int s, int32_t 
             j0 = 0;
         }
     }
-    const size_t es = job->kv_type == LV_KV_F32 ? 4 : 2;
+    const size_t es = lv_kv_elt_size(job->kv_type);
     nb.nk = sp->n - j0 < KB ? sp->n - j0 : KB;
     nb.k = (const char *)sp->k + (size_t)j0 * es;
     nb.k_row = (size_t)sp->ldk * es;
@@ -100,13 +101,20 @@ static inline void prefetch_block(const next_block *nb, int Dk) {
     for (int j = 0; j < nb->nk; j++) prefetch_bytes(nb->v + (size_t)j * nb->v_n, nb->v_n);
 }
 
-/* kT (Dk x KB): key j of the block, dimension d, at kT[d * KB + j] (the span stores them so:
- * lv_attn_span); keys past nk are zero */
+/* dimension d of the block's 64 keys from j0, as stored (lv_attn_span); keys past the block's end 0 */
+static inline __attribute__((always_inline)) void load_key_row(lv_kv_type t, const lv_attn_span *sp, int j0, int d, const __mmask16 valid[4],
+                                                               __m512 k[4]) {
+    const size_t off = (size_t)d * (size_t)sp->ldk + (size_t)j0;
+    for (int c = 0; c < 4; c++) k[c] = load16_masked(t, sp->k, off + 16 * (size_t)c, valid[c]);
+}
+
+/* kT (Dk x KB): key j of the block, dimension d, at kT[d * KB + j]; keys past nk are zero */
 static void widen_keys_t(lv_kv_type t, const lv_attn_span *sp, int j0, const __mmask16 valid[4], int Dk, float *kT, const next_block *nb) {
     for (int d = 0; d < Dk; d++) {
         if (nb->nk) prefetch_bytes(nb->k + (size_t)d * nb->k_row, nb->k_n);
-        const size_t off = (size_t)d * (size_t)sp->ldk + (size_t)j0;
-        for (int c = 0; c < 4; c++) _mm512_storeu_ps(kT + (size_t)d * KB + 16 * c, load16_masked(t, sp->k, off + 16 * (size_t)c, valid[c]));
+        __m512 k[4];
+        load_key_row(t, sp, j0, d, valid, k);
+        for (int c = 0; c < 4; c++) _mm512_storeu_ps(kT + (size_t)d * KB + 16 * c, k[c]);
     }
 }
 
@@ -179,8 +187,7 @@ static inline __attribute__((always_inline)) void run_blocks(const bool direct, 
             }
             /* the values the value loop reads: the span's own (direct) or the widened block */
             const lv_kv_type vt = direct ? kvt : LV_KV_F32;
-            const void *vsrc = direct ? (const void *)((const char *)sp->v + (size_t)j0 * (size_t)Dv * (kvt == LV_KV_F32 ? 4 : 2))
-                                      : (const void *)vb;
+            const void *vsrc = direct ? (const void *)((const char *)sp->v + (size_t)j0 * (size_t)Dv * lv_kv_elt_size(kvt)) : (const void *)vb;
             for (int r0 = 0; r0 < nq; r0 += RT) {
                 /* the tile's rows; past nq, row r0 again into discarded outputs */
                 const float *qr[RT];
@@ -209,27 +216,16 @@ static inline __attribute__((always_inline)) void run_blocks(const bool direct, 
                 for (int i = 0; i < RT; i++)
                     for (int c = 0; c < 4; c++) sc[i][c] = _mm512_setzero_ps();
                 for (int d = 0; d < Dk; d++) {
-                    __m512 k0, k1, k2, k3;
+                    __m512 k[4];
                     if (direct) {
                         if (nb.nk) prefetch_bytes(nb.k + (size_t)d * nb.k_row, nb.k_n);
-                        const size_t off = (size_t)d * (size_t)sp->ldk + (size_t)j0;
-                        k0 = load16_masked(kvt, sp->k, off, valid[0]);
-                        k1 = load16_masked(kvt, sp->k, off + 16, valid[1]);
-                        k2 = load16_masked(kvt, sp->k, off + 32, valid[2]);
-                        k3 = load16_masked(kvt, sp->k, off + 48, valid[3]);
+                        load_key_row(kvt, sp, j0, d, valid, k);
                     } else {
-                        const float *kd = kT + (size_t)d * KB;
-                        k0 = _mm512_loadu_ps(kd);
-                        k1 = _mm512_loadu_ps(kd + 16);
-                        k2 = _mm512_loadu_ps(kd + 32);
-                        k3 = _mm512_loadu_ps(kd + 48);
+                        for (int c = 0; c < 4; c++) k[c] = _mm512_loadu_ps(kT + (size_t)d * KB + 16 * c);
                     }
                     for (int i = 0; i < RT; i++) {
                         const __m512 qb = _mm512_set1_ps(qr[i][d]);
-                        sc[i][0] = _mm512_fmadd_ps(qb, k0, sc[i][0]);
-                        sc[i][1] = _mm512_fmadd_ps(qb, k1, sc[i][1]);
-                        sc[i][2] = _mm512_fmadd_ps(qb, k2, sc[i][2]);
-                        sc[i][3] = _mm512_fmadd_ps(qb, k3, sc[i][3]);
+                        for (int c = 0; c < 4; c++) sc[i][c] = _mm512_fmadd_ps(qb, k[c], sc[i][c]);
                     }
                 }
                 /* scale, mask, online softmax per row */

@@ -491,7 +491,7 @@ int64_t lv_kv_capacity_bytes(const lv_context *ctx) { return lv_kv_capacity_byte
 int64_t lv_context_describe_plan(const lv_context *ctx, char *buf, size_t buf_size) {
     const lv_hparams *hp = &ctx->model->hp;
     const int64_t L = hp->n_layer, H = hp->n_head_kv;
-    const int64_t elt = ctx->p.kv_type == LV_KV_F32 ? 4 : 2;
+    const int64_t elt = (int64_t)lv_kv_elt_size(ctx->p.kv_type);
     const int64_t tok_bytes = (hp->n_embd_head_k + hp->n_embd_head_v) * elt; /* one token of one (layer, KV head) */
     int64_t len = 0;
 #define OUT(...)                                                                                    \

@@ -94,7 +94,7 @@ lv_status lv_kv_create(const lv_kv_params *p, lv_kv **out) {
     kv->p = *p;
     kv->p.policies = NULL;
     if (kv->p.n_batch <= 0 || kv->p.n_batch > kv->p.n_ctx) kv->p.n_batch = kv->p.n_ctx;
-    kv->elt = p->type == LV_KV_F32 ? 4 : 2;
+    kv->elt = lv_kv_elt_size(p->type);
     kv->n_pools = p->n_layer * p->n_head_kv;
     const int64_t n_streams = p->n_seq_max * kv->n_pools;
     const int64_t P = p->page_size, Dk = p->head_dim_k, Dv = p->head_dim_v;
