@@ -410,27 +410,22 @@ void lv_kv_write(lv_kv *kv, int64_t seq, int64_t layer, int64_t head, int64_t k_
     LV_ASSERT(k_new >= 0 && slot / P < st->n_pages);
     const int64_t row = (int64_t)st->pages[slot / P] * P + slot % P;
     uint8_t *page_k = pl->k + (int64_t)st->pages[slot / P] * P * Dk * (int64_t)kv->elt; /* (Dk, P) */
+    pl->pos[row] = pos;
     if (kv->p.type == LV_KV_F32) {
         for (int64_t d = 0; d < Dk; d++) ((float *)page_k)[d * P + slot % P] = k[d];
         memcpy(pl->v + row * Dv * 4, v, (size_t)Dv * 4);
-    } else {
-        uint16_t kh[1024];
-        LV_ASSERT(Dk <= 1024);
-        to_f16(k, kh, Dk);
-        for (int64_t d = 0; d < Dk; d++) ((uint16_t *)page_k)[d * P + slot % P] = kh[d];
-        to_f16(v, pl->v + row * Dv * 2, Dv);
+        if (pl->stats) stats_add(kv, pl, st, slot, k);
+        return;
     }
-    pl->pos[row] = pos;
-    if (pl->stats) {
-        /* statistics of the key as stored (an f16 cache rounds it) */
-        if (kv->p.type == LV_KV_F32) {
-            stats_add(kv, pl, st, slot, k);
-        } else {
-            float kr[1024];
-            LV_ASSERT(Dk <= 1024);
-            key_at(kv, pl, st, slot, kr);
-            stats_add(kv, pl, st, slot, kr);
-        }
+    uint16_t kh[1024];
+    LV_ASSERT(Dk <= 1024);
+    to_f16(k, kh, Dk);
+    for (int64_t d = 0; d < Dk; d++) ((uint16_t *)page_k)[d * P + slot % P] = kh[d];
+    to_f16(v, pl->v + row * Dv * 2, Dv);
+    if (pl->stats) { /* statistics of the key as stored: the f16 cache rounded it */
+        float kr[1024];
+        lv_to_float_row(LV_TYPE_F16, kh, kr, Dk);
+        stats_add(kv, pl, st, slot, kr);
     }
 }
 
