@@ -86,13 +86,13 @@ typedef struct lv_attn_span {
     int32_t ldk;        /* >= n: the keys' row stride (a KV cache page: its page size) */
 } lv_attn_span;
 
+/* bytes of one cached element */
+static inline size_t lv_kv_elt_size(lv_kv_type t) { return t == LV_KV_F32 ? 4 : 2; }
+
 /* Keys are stored transposed (the KV cache keeps a page's keys as Dk rows of page-size elements)
  * so that a block of 64 keys is 64 consecutive elements per dimension: the kernels' score loop
  * (one fma chain over the dimensions per key, 16 keys per vector) loads them as they are, where a
  * row-major block had to be transposed in registers first (bench/NOTES.md, session 13). */
-/* bytes of one cached element */
-static inline size_t lv_kv_elt_size(lv_kv_type t) { return t == LV_KV_F32 ? 4 : 2; }
-
 static inline float lv_attn_key(lv_kv_type t, const lv_attn_span *sp, int64_t j, int64_t d) {
     const int64_t i = d * sp->ldk + j;
     return t == LV_KV_F32 ? ((const float *)sp->k)[i] : lv_fp16_to_fp32(((const uint16_t *)sp->k)[i]);
