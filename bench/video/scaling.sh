@@ -1,46 +1,73 @@
 #!/usr/bin/env bash
 # Scaling with the number of threads: longview -j N against ffmpeg -threads N doing the same job
-# (1 frame per second at 384x384 RGB24), for N = 1, 2, 4, ... up to the core count. Meant for a
-# machine with more cores than the 2 of the benchmark machine (see NOTES.md).
+# (1 frame per second at 384x384 RGB24) on the clips of make_clips.sh, for N = 1, 2, 4, ... up to
+# the core count. Meant for a machine with more cores than the 2 of the benchmark machine
+# (bench/video/NOTES.md has what it measured).
 #
-#   bench/video/scaling.sh [SECONDS] [REPS]
+#   bench/video/scaling.sh [CLIP_NAME[:THREADS,...]]...
+#       e.g. h264_720p_10min.mp4 hevc_720p_3min.mp4:1,16 (default: the three clips, all thread counts)
 #
-# Environment: LV (default build/release/longview) and FFMPEG (default ffmpeg) may be commands with
-# arguments, e.g. a dynamic loader and a library path for a bundle; OUT (default build/bench/scaling)
-# receives the clip and the results.
+# Every longview output is compared with ffmpeg's (same bytes, or DIFFERENT in the table); one
+# run per cell (REPS=n for the best of n). Environment: LV (default build/release/longview) and
+# FFMPEG (default ffmpeg) may be commands with arguments (a dynamic loader and a library path for
+# a bundle); DIR (default build/bench/video) holds the clips (made when missing) and the outputs.
+# Prints a table and appends TSV rows (clip, threads, tool, wall s, user s, sys s, frames) to
+# $DIR/scaling.tsv.
 set -euo pipefail
-secs=${1:-180}
-reps=${2:-1}
 LV=${LV:-build/release/longview}
 FFMPEG=${FFMPEG:-ffmpeg}
-OUT=${OUT:-build/bench/scaling}
-mkdir -p "$OUT"
-clip=$OUT/h264_720p_${secs}s.mp4
-if [ ! -s "$clip" ]; then
-  t0=$(date +%s.%N)
-  $FFMPEG -hide_banner -loglevel error -nostdin -y -f lavfi -i "testsrc2=size=1280x720:rate=25,noise=alls=8:allf=t" \
-    -t "$secs" -c:v libx264 -preset veryfast -crf 23 -g 250 -bf 3 -pix_fmt yuv420p "$clip"
-  echo "clip: $clip ($(stat -c %s "$clip") bytes) in $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}') s"
-fi
+DIR=${DIR:-build/bench/video}
+REPS=${REPS:-1}
+here=$(dirname "$0")
 cores=$(nproc)
-threads=(1)
-for ((n = 2; n <= cores; n *= 2)); do threads+=("$n"); done
-[ "${threads[-1]}" -eq "$cores" ] || threads+=("$cores")
+all=(1)
+for ((n = 2; n <= cores; n *= 2)); do all+=("$n"); done
+[ "${all[-1]}" -eq "$cores" ] || all+=("$cores")
+specs=("$@")
+[ ${#specs[@]} -gt 0 ] || specs=(h264_720p_10min.mp4 h264_1080p_2min.mp4 hevc_720p_3min.mp4)
+mkdir -p "$DIR"
 echo "machine: $cores cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
-$FFMPEG -hide_banner -loglevel error -nostdin -y -threads 1 -i "$clip" -vf fps=1,scale=384:384 -pix_fmt rgb24 -f rawvideo "$OUT/ref.rgb"
-ref=$(md5sum < "$OUT/ref.rgb" | cut -d' ' -f1)
-printf '%-8s %12s %12s %10s  %s\n' threads "ffmpeg (s)" "longview (s)" speed-up frames
-for n in "${threads[@]}"; do
-  best_ff=1e9 best_lv=1e9
-  for ((r = 0; r < reps; r++)); do
-    t0=$(date +%s.%N)
-    $FFMPEG -hide_banner -loglevel error -nostdin -y -threads "$n" -i "$clip" -vf fps=1,scale=384:384 -pix_fmt rgb24 -f rawvideo /dev/null
-    t1=$(date +%s.%N)
-    $LV video-frames -i "$clip" --fps 1 --size 384x384 -j "$n" -q -o "$OUT/lv.rgb"
-    t2=$(date +%s.%N)
-    best_ff=$(awk -v a="$t0" -v b="$t1" -v m="$best_ff" 'BEGIN{d=b-a; print (d<m)?d:m}')
-    best_lv=$(awk -v a="$t1" -v b="$t2" -v m="$best_lv" 'BEGIN{d=b-a; print (d<m)?d:m}')
+TIMEFORMAT='%R %U %S'
+# timed NAME CMD...: runs CMD, sets $wall and $cpu (user + sys) of the best of REPS runs
+timed() {
+  local best=1e9 t
+  wall=0 cpu=0
+  for ((r = 0; r < REPS; r++)); do
+    t=$({ time "$@" >/dev/null 2>&1; } 2>&1 | tail -1)
+    read -r w u s <<<"$t"
+    if awk -v a="$w" -v b="$best" 'BEGIN{exit !(a<b)}'; then
+      best=$w wall=$w cpu=$(awk -v u="$u" -v s="$s" 'BEGIN{printf "%.2f", u+s}')
+    fi
   done
-  same=$([ "$(md5sum < "$OUT/lv.rgb" | cut -d' ' -f1)" = "$ref" ] && echo identical || echo DIFFERENT)
-  printf '%-8s %12.2f %12.2f %9.2fx  %s\n' "$n" "$best_ff" "$best_lv" "$(awk -v a="$best_ff" -v b="$best_lv" 'BEGIN{print a/b}')" "$same"
+}
+for spec in "${specs[@]}"; do
+  name=${spec%%:*}
+  threads=("${all[@]}")
+  [ "$name" = "$spec" ] || IFS=, read -r -a threads <<<"${spec#*:}"
+  clip=$DIR/$name
+  if [ ! -s "$clip" ]; then
+    SECONDS=0
+    FFMPEG="$FFMPEG" "$here/make_clips.sh" "$DIR" "$name" >/dev/null
+    echo "made $name in $SECONDS s"
+  fi
+  echo "== $name"
+  printf '%-8s %10s %10s %10s %10s %9s  %s\n' threads "ffmpeg s" "(cpu s)" "longview s" "(cpu s)" speed-up frames
+  ref=
+  for n in "${threads[@]}"; do
+    timed $FFMPEG -hide_banner -loglevel error -nostdin -y -threads "$n" -i "$clip" \
+      -vf fps=1,scale=384:384 -pix_fmt rgb24 -f rawvideo "$DIR/ff.rgb"
+    ffw=$wall ffc=$cpu
+    sum=$(md5sum < "$DIR/ff.rgb" | cut -d' ' -f1)
+    [ -n "$ref" ] || ref=$sum
+    timed $LV video-frames -i "$clip" --fps 1 --size 384x384 -j "$n" -q -o "$DIR/lv.rgb"
+    lvw=$wall lvc=$cpu
+    same=identical
+    [ "$(md5sum < "$DIR/lv.rgb" | cut -d' ' -f1)" = "$ref" ] || same=DIFFERENT
+    [ "$sum" = "$ref" ] || same="$same (ffmpeg -threads $n differs from its first run)"
+    printf '%-8s %10.2f %10.2f %10.2f %10.2f %8.2fx  %s\n' "$n" "$ffw" "$ffc" "$lvw" "$lvc" \
+      "$(awk -v a="$ffw" -v b="$lvw" 'BEGIN{print a/b}')" "$same"
+    printf '%s\t%s\tffmpeg\t%s\t%s\t%s\n%s\t%s\tlongview\t%s\t%s\t%s\n' "$name" "$n" "$ffw" "$ffc" "$ref" \
+      "$name" "$n" "$lvw" "$lvc" "$same" >>"$DIR/scaling.tsv"
+  done
+  rm -f "$DIR/ff.rgb" "$DIR/lv.rgb"
 done
