@@ -9,8 +9,10 @@
  *    (the vision encoder starting on frame 0 while frame 500 decodes), so the reader keeps
  *    plain pthreads of its own, for its lifetime. Each thread has its own demuxer, decoder
  *    (thread_count 1: the parallelism is across intervals) and scaler.
- *  - Work. Intervals are taken in order from a shared counter, so frames complete roughly in
- *    presentation order and threads balance dynamically.
+ *  - Work. A free thread takes the costliest interval among the next 2 x n_threads not yet
+ *    taken that the memory gate admits: frames still complete roughly in presentation order, threads
+ *    balance dynamically, and an interval much costlier than its neighbours (a long GOP near the
+ *    end) starts early instead of becoming the last thread's tail.
  *  - Slots. Every planned sample has a slot (buffer + state: pending, ready, lost). A thread
  *    writes a frame into its slot and marks it ready; the consumer waits for the next slot in
  *    order. One mutex guards the slot states and the free-buffer list (taken once per frame,
@@ -97,7 +99,9 @@ struct lv_video_reader {
     int64_t max_buffered;
     uint8_t **free_bufs;
     int64_t n_free, cap_free;
-    int64_t next_interval;
+    int64_t next_interval;   /* the first interval not yet taken */
+    uint8_t *taken;          /* (plan.n_intervals) taken by a thread */
+    int64_t window;          /* intervals a free thread chooses among: 2 x threads */
     bool seq_done;
     atomic_bool stop;
     lv_status error;
@@ -549,9 +553,16 @@ static lv_status run_intervals(vworker *w) {
         pthread_mutex_lock(&r->mu);
         int64_t iv = -1;
         while (!atomic_load(&r->stop) && r->next_interval < r->plan.n_intervals) {
-            const lv_vinterval *in = &r->plan.intervals[r->next_interval];
-            if (in->sample_first <= r->consumer || in->sample_end - r->consumer <= r->max_buffered) {
-                iv = r->next_interval++;
+            /* the gate admits a prefix of the untaken intervals (their samples increase) */
+            const int64_t end = LV_MIN(r->plan.n_intervals, r->next_interval + r->window);
+            for (int64_t i = r->next_interval; i < end; i++) {
+                const lv_vinterval *in = &r->plan.intervals[i];
+                if (!(in->sample_first <= r->consumer || in->sample_end - r->consumer <= r->max_buffered)) break;
+                if (!r->taken[i] && (iv < 0 || in->cost > r->plan.intervals[iv].cost)) iv = i;
+            }
+            if (iv >= 0) {
+                r->taken[iv] = 1;
+                while (r->next_interval < r->plan.n_intervals && r->taken[r->next_interval]) r->next_interval++;
                 break;
             }
             pthread_cond_wait(&r->cv_gate, &r->mu);
@@ -845,7 +856,8 @@ lv_status lv_video_read_start(lv_video *v, const lv_video_read_params *pp, lv_vi
         r->n_slots = r->cap_slots = n_samples;
         r->slots = lv_calloc((size_t)LV_MAX(n_samples, 1), sizeof(vslot));
         r->bad = lv_calloc((size_t)v->n_pkts, 1);
-        if (!r->slots || !r->bad) {
+        r->taken = lv_calloc((size_t)LV_MAX(r->plan.n_intervals, 1), 1);
+        if (!r->slots || !r->bad || !r->taken) {
             st = LV_ERR_NOMEM;
             goto fail;
         }
@@ -868,6 +880,7 @@ lv_status lv_video_read_start(lv_video *v, const lv_video_read_params *pp, lv_vi
         goto fail;
     }
     if (n_threads == 0) r->seq_done = true;
+    r->window = 2 * (int64_t)LV_MAX(n_threads, 1);
     for (int i = 0; i < n_threads; i++) {
         vworker *w = &r->workers[i];
         w->r = r;
@@ -990,6 +1003,7 @@ void lv_video_reader_free(lv_video_reader *r) {
     lv_free(r->returned);
     lv_free(r->free_bufs);
     lv_free(r->slots);
+    lv_free(r->taken);
     lv_free(r->bad);
     lv_free(r->times);
     lv_free(r->workers);
