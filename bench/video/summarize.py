@@ -80,3 +80,6 @@ print("```")
 print()
 print("Exactness is checked with OUT = a file (`cmp` against ffmpeg -threads 1); timed runs write to /dev/null. "
       "See NOTES.md for what limits the speed and the scaling.")
+print()
+print("Scaling with more cores (longview -j N and ffmpeg -threads N up to 16, measured on a lent 16-core "
+      "machine): SCALING.md.")
