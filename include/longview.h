@@ -403,7 +403,8 @@ typedef enum lv_eval_task {
 typedef struct lv_eval_params {
     lv_eval_task task;
     const char *haystack_dir;  /* NIAH: directory whose *.txt files, in name order, are the haystack (repeated as needed) */
-    const char *needle;        /* NIAH: NULL = the standard needle (San Francisco, Dolores Park) */
+    const char *needle;        /* NIAH: NULL = the standard needle (San Francisco, Dolores Park); each "{key}" in the
+                                  needle and the keywords becomes the prompt's 5-digit key (from the seed, as passkey's) */
     const char *keywords;      /* NIAH: '|'-separated phrases a correct answer contains; NULL = "sandwich|Dolores Park"
                                   (required with a custom needle) */
     const char *question;      /* NULL = the task's standard question */

@@ -677,6 +677,22 @@ void lv_eval_prompt_free(lv_eval_prompt *p) {
     lv_free(p);
 }
 
+/* src with every "{key}" replaced by key (5 digits); NULL when out of memory */
+static char *subst_key_(const char *src, unsigned key) {
+    char *out = lv_malloc(strlen(src) + 1), *o = out; /* "{key}" (5) -> 5 digits: same length */
+    if (!out) return NULL;
+    for (const char *q = src; *q;) {
+        if (strncmp(q, "{key}", 5) == 0) {
+            o += snprintf(o, 6, "%05u", key);
+            q += 5;
+        } else {
+            *o++ = *q++;
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
 lv_status lv_eval_build(lv_eval *ev, int32_t n_tokens, double depth, uint64_t seed, lv_eval_prompt **out) {
     if (!out) return lv_error(LV_ERR_INVALID_ARG, "lv_eval_build: out is NULL");
     *out = NULL;
@@ -696,6 +712,19 @@ lv_status lv_eval_build(lv_eval *ev, int32_t n_tokens, double depth, uint64_t se
     needle_ nd[EVAL_MAX_NEEDLES];
     const char *question = ev->question, *answer_prefix = ev->answer_prefix, *answer = ev->keywords, *answer_text = NULL;
     nd[0] = (needle_){ev->needle, depth};
+    char *key_needle = NULL, *key_keywords = NULL; /* NIAH with "{key}": the seed's key put in */
+    if (ev->task == LV_EVAL_NIAH && strstr(ev->needle, "{key}")) {
+        const unsigned key = 10000u + (unsigned)(splitmix_(seed) % 90000u); /* passkey's first key */
+        key_needle = subst_key_(ev->needle, key);
+        key_keywords = subst_key_(ev->keywords, key);
+        if (!key_needle || !key_keywords) {
+            lv_free(key_needle);
+            lv_free(key_keywords);
+            return LV_ERR_NOMEM;
+        }
+        nd[0].text = key_needle;
+        answer = key_keywords;
+    }
     if (ev->task != LV_EVAL_NIAH) {
         for (int j = 0; j < nn; j++) {
             uint64_t h = splitmix_(seed + (uint64_t)j * 0x632be59bd9b4e019ull);
@@ -751,7 +780,10 @@ lv_status lv_eval_build(lv_eval *ev, int32_t n_tokens, double depth, uint64_t se
     layout_ L = {0};
     lv_token *t = NULL;
     int32_t n = 0;
-    if (!p) return LV_ERR_NOMEM;
+    if (!p) {
+        st = LV_ERR_NOMEM;
+        goto fail;
+    }
     p->seed = seed;
 
     /* the fixed part: the prompt with no filler */
@@ -806,7 +838,7 @@ lv_status lv_eval_build(lv_eval *ev, int32_t n_tokens, double depth, uint64_t se
     p->answer = lv_strdup(answer);
     p->needle = lv_strdup(nd[main_needle].text);
     if (!answer_text) { /* NIAH: the needle after the answer prefix, else the keywords */
-        const char *after = answer_prefix[0] ? strstr(ev->needle, answer_prefix) : NULL;
+        const char *after = answer_prefix[0] ? strstr(nd[main_needle].text, answer_prefix) : NULL;
         if (after) {
             after += strlen(answer_prefix);
             while (is_space_(*after)) after++;
@@ -817,7 +849,7 @@ lv_status lv_eval_build(lv_eval *ev, int32_t n_tokens, double depth, uint64_t se
                 p->answer_text[l] = '\0';
             }
         } else {
-            p->answer_text = lv_strdup(ev->keywords);
+            p->answer_text = lv_strdup(answer);
         }
     } else {
         p->answer_text = lv_strdup(answer_text);
@@ -826,9 +858,13 @@ lv_status lv_eval_build(lv_eval *ev, int32_t n_tokens, double depth, uint64_t se
         st = LV_ERR_NOMEM;
         goto fail;
     }
+    lv_free(key_needle);
+    lv_free(key_keywords);
     *out = p;
     return LV_OK;
 fail:
+    lv_free(key_needle);
+    lv_free(key_keywords);
     lv_free(t);
     lv_free(L.text.p);
     lv_eval_prompt_free(p);

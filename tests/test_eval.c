@@ -454,6 +454,49 @@ TEST(eval_custom_needle) {
     lv_model_free(m);
 }
 
+/* A NIAH needle with {key}: each prompt gets the seed's 5-digit key (passkey's key for that seed)
+ * in the needle, the keywords and the answer text; two seeds, two keys. */
+TEST(eval_niah_key_needle) {
+    if (!lv_test_shared_data()) SKIP("../shared/data not found (the haystack)");
+    lv_model *m = bytes_model();
+    REQUIRE(m, "model: %s", lv_last_error());
+    lv_eval_params pk = lv_eval_default_params();
+    pk.task = LV_EVAL_PASSKEY;
+    lv_eval_params ep = lv_eval_default_params();
+    ep.haystack_dir = haystack_dir();
+    ep.needle = "\nThe special magic number for San Francisco is {key}.\n";
+    ep.keywords = "{key}";
+    ep.question = "What is the special magic number for San Francisco?";
+    ep.answer_prefix = "The special magic number for San Francisco is";
+    lv_eval *ev = NULL, *pev = NULL;
+    REQUIRE(lv_eval_create(m, &ep, &ev) == LV_OK && lv_eval_create(m, &pk, &pev) == LV_OK, "create: %s", lv_last_error());
+    char first[16] = "";
+    for (uint64_t s = 0; s < 3; s++) {
+        lv_eval_prompt *p = NULL, *q = NULL;
+        REQUIRE(lv_eval_build(ev, 900, 0.4, s * 7 + 1, &p) == LV_OK && lv_eval_build(pev, 600, 0.4, s * 7 + 1, &q) == LV_OK, "build: %s",
+                lv_last_error());
+        CHECK(strlen(p->answer) == 5 && strcmp(p->answer, q->answer) == 0, "seed %llu: key '%s', passkey's '%s'", (unsigned long long)s, p->answer,
+              q->answer);
+        CHECK(strcmp(p->answer_text, p->answer) == 0, "answer text '%s'", p->answer_text);
+        char want[96];
+        snprintf(want, sizeof(want), "magic number for San Francisco is %s.", p->answer);
+        CHECK(strstr(p->needle, want) && !strstr(p->needle, "{key}"), "needle '%s'", p->needle);
+        CHECK(strstr(p->text, want) && !strstr(p->text, "{key}"), "the prompt holds the needle with its key");
+        char *nd = decode(m, p, p->needle_pos, p->needle_pos + p->needle_len);
+        CHECK(nd && strstr(nd, want), "needle tokens: '%s'", nd ? nd : "");
+        free(nd);
+        double score = 0;
+        CHECK(lv_eval_check_answer(p->answer, p->answer_text, (int64_t)strlen(p->answer_text), &score) && score == 1.0, "the answer text passes");
+        if (s == 0) snprintf(first, sizeof(first), "%s", p->answer);
+        else CHECK(strcmp(first, p->answer) != 0, "seeds differ in key: %s, %s", first, p->answer);
+        lv_eval_prompt_free(p);
+        lv_eval_prompt_free(q);
+    }
+    lv_eval_free(ev);
+    lv_eval_free(pev);
+    lv_model_free(m);
+}
+
 TEST(eval_errors) {
     lv_model *m = bytes_model();
     REQUIRE(m, "model: %s", lv_last_error());

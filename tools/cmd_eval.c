@@ -209,7 +209,8 @@ static int write_plot(const char *path, const char *title, const mode_result *re
 
 int cmd_eval(int argc, char **argv) {
     const char *model_path = NULL, *lengths_arg = "1024,2048,4096", *depths_arg = "0,0.25,0.5,0.75,1", *mode_arg = "dense";
-    const char *heads_path = NULL, *out_path = NULL, *plot_path = NULL, *haystack = NULL, *needle = NULL, *keywords = NULL, *question = NULL;
+    const char *heads_path = NULL, *out_path = NULL, *plot_path = NULL, *haystack = NULL, *needle = NULL, *keywords = NULL, *question = NULL,
+               *answer_prefix = NULL;
     const char *chat_template = NULL, *dump_dir = NULL, *kv = "f16";
     int64_t samples = 1, n_predict = 32, sink = 64, window = 256, kv_budget = 4096, select_every = 4, n_ctx = 0, n_batch = 512, n_threads = 0;
     int64_t seed = 0, head_seed = 42, verbose = 0, n_needles = 0;
@@ -240,9 +241,10 @@ int cmd_eval(int argc, char **argv) {
          .lo = 0, .hi = INT64_MAX},
         {NULL, "--needles", CLI_INT, &n_needles, "N", "multikey / multivalue: needles per prompt, 2..10 (default 4)", .lo = 2, .hi = 10},
         {NULL, "--haystack", CLI_STR, &haystack, "DIR", "NIAH: directory of .txt essays (default $LV_HAYSTACK or ../shared/data/haystack/paul-graham-essays)"},
-        {NULL, "--needle", CLI_STR, &needle, "TEXT", "NIAH: a custom needle (needs --keywords)"},
-        {NULL, "--keywords", CLI_STR, &keywords, "K[|K]", "NIAH: phrases a correct answer contains (default sandwich|Dolores Park)"},
+        {NULL, "--needle", CLI_STR, &needle, "TEXT", "NIAH: a custom needle (needs --keywords); {key} becomes each prompt's 5-digit key"},
+        {NULL, "--keywords", CLI_STR, &keywords, "K[|K]", "NIAH: phrases a correct answer contains (default sandwich|Dolores Park; may use {key})"},
         {NULL, "--question", CLI_STR, &question, "TEXT", "a custom question"},
+        {NULL, "--answer-prefix", CLI_STR, &answer_prefix, "TEXT", "the start of the answer written after the question (default: the task's; '' for none)"},
         {NULL, "--chat", CLI_FLAG, &chat, NULL, "wrap the prompt in the model's chat template"},
         {NULL, "--chat-template", CLI_STR, &chat_template, "NAME", "wrap it in this template family (chatml, llama3, mistral-v3, ...)"},
         {"-o", "--output", CLI_STR, &out_path, "FILE", "write every sample as a JSON line"},
@@ -350,6 +352,7 @@ int cmd_eval(int argc, char **argv) {
     ep.needle = needle;
     ep.keywords = keywords;
     ep.question = question;
+    ep.answer_prefix = answer_prefix;
     ep.chat = chat || chat_template;
     ep.chat_template = chat_template;
     if ((st = lv_eval_create(model, &ep, &ev)) != LV_OK) {

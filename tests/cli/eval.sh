@@ -46,6 +46,13 @@ if [ -d "$H" ] && [ -f "$V" ]; then
   expect_ok "niah, custom needle and chat template" "$LV" eval niah -m "$M" --haystack "$H" --lengths 300 --depths 0.5 -n 2 -t 1 \
     --needle "The magic number of the day is 7312." --keywords 7312 --question "What is the magic number?" --chat-template chatml -o "$T/c.jsonl"
   grep -q '"answer":"7312"' "$T/c.jsonl" || fail "custom keywords"
+  expect_ok "niah, keyed needle and answer prefix" "$LV" eval niah -m "$M" --haystack "$H" --lengths 400 --depths 0.5 --samples 2 -n 2 -t 1 \
+    --needle $'\nThe special magic number for Oslo is {key}.\n' --keywords '{key}' --question "What is the special magic number for Oslo?" \
+    --answer-prefix "The special magic number for Oslo is" -o "$T/k.jsonl" --dump-prompts "$T/kdump"
+  k0=$(grep -o '"answer":"[0-9]*"' "$T/k.jsonl" | sort -u | wc -l)
+  [ "$k0" = 2 ] || fail "keyed needle: two seeds, two 5-digit keys: $(cat "$T/k.jsonl")"
+  grep -q "Answer: The special magic number for Oslo is$" "$T/kdump"/niah-400-0.50-0.txt || fail "answer prefix in the prompt"
+  grep -q "{key}" "$T/kdump"/niah-400-0.50-0.txt && fail "the key is substituted in the prompt"
   expect_fail "custom needle without keywords" "$LV" eval niah -m "$M" --haystack "$H" --lengths 300 --needle "A needle."
   expect_fail "keywords not in the needle" "$LV" eval niah -m "$M" --haystack "$H" --lengths 300 --needle "A needle." --keywords hay
   grep -q "does not contain its keywords" "$T/err" || fail "explains"
