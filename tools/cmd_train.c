@@ -87,6 +87,7 @@ int cmd_train(int argc, char **argv) {
     double lr = 1e-3, min_lr = -1, wd = 0.1, clip = 1.0, beta1 = 0.9, beta2 = 0.95, pk_frac = 0.5, answer_weight = 10, lm_weight = 1,
            init_std = 0.02, rope_base = 10000;
     bool untied = false, no_haystack = false;
+    const char *niah_needles = "list";
     cli_opt opts[] = {
         {"-o", "--output", CLI_STR, &out, "FILE", "the trained GGUF; checkpoints are FILE + FILE.optim", .required = true},
         {NULL, "--preset", CLI_STR, &preset_name, "NAME", "shape: nano (32x1) | tiny (64x2, default) | small (128x4); flags below override"},
@@ -107,6 +108,7 @@ int cmd_train(int argc, char **argv) {
         {NULL, "--pos-max", CLI_INT, &pos_max, "N", "PoSE: training samples jump once to positions up to N, for contexts past --seq-len (default off)", .lo = 0, .hi = 1 << 24},
         {NULL, "--passkey-min", CLI_INT, &pk_min, "N", "shortest passkey prompt (default: the shortest the format allows)", .lo = 1, .hi = 1 << 20},
         {NULL, "--passkey-frac", CLI_FLOAT, &pk_frac, "F", "fraction of retrieval samples (--tasks); the rest is LM on the haystack (default 0.5)", .flo = 0, .fhi = 1},
+        {NULL, "--niah-needles", CLI_STR, &niah_needles, "KIND", "NIAH training needles: 'list' (30 cities x 20 activities, the default), 'random' (essay words) or 'number' (magic numbers)"},
         {NULL, "--needles", CLI_INT, &n_needles, "N", "keys per multikey / multivalue prompt, 2..10 (default 4)", .lo = 2, .hi = 10},
         {NULL, "--tasks", CLI_STR, &tasks, "LIST", "retrieval tasks and their weights: passkey=W,multikey=W,multivalue=W,niah=W (default passkey=1)"},
         {NULL, "--answer-weight", CLI_FLOAT, &answer_weight, "F", "loss weight of the answer tokens of passkey samples (default 10)", .flo = 0, .fhi = 1e6},
@@ -278,6 +280,13 @@ int cmd_train(int argc, char **argv) {
     d.seed = (uint64_t)seed;
     if ((rc = td_parse_tasks(tasks, d.task_w)) != 0) goto end;
     d.n_needles = (int32_t)n_needles;
+    if (strcmp(niah_needles, "list") != 0 && strcmp(niah_needles, "random") != 0 && strcmp(niah_needles, "number") != 0) {
+        cli_error("--niah-needles '%s': expected 'list', 'random' or 'number'", niah_needles);
+        rc = 2;
+        goto end;
+    }
+    d.niah_number = strcmp(niah_needles, "number") == 0;
+    d.niah_random = d.niah_number || strcmp(niah_needles, "random") == 0;
     if (no_haystack && d.task_w[TD_NIAH] > 0) {
         cli_error("--no-haystack: the niah task needs the haystack essays");
         rc = 2;

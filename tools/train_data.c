@@ -27,12 +27,12 @@ double td_rng_unit(td_rng *r) { return (double)(td_rng_next(r) >> 11) * (1.0 / 9
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-/* the *.txt files of dir in name order, concatenated, tokenized (no BOS) */
-int td_load_haystack(td_data *d, const char *dir) {
+/* the *.txt files of dir in name order, concatenated ('\n' after each); NULL after printing the error */
+static char *read_dir_text(const char *dir, int64_t *out_len) {
     DIR *dp = opendir(dir);
     if (!dp) {
         cli_error("--haystack: cannot open directory '%s'", dir);
-        return -1;
+        return NULL;
     }
     char **names = NULL;
     size_t n = 0, cap = 0;
@@ -52,7 +52,7 @@ int td_load_haystack(td_data *d, const char *dir) {
     if (n == 0) {
         cli_error("--haystack: no .txt files in '%s'", dir);
         free(names);
-        return -1;
+        return NULL;
     }
     qsort(names, n, sizeof(*names), cmp_str);
     char *text = NULL;
@@ -83,18 +83,80 @@ int td_load_haystack(td_data *d, const char *dir) {
     }
     for (size_t i = 0; i < n; i++) free(names[i]);
     free(names);
-    if (rc == 0) {
-        int32_t nt = 0;
-        d->hay = cli_tokenize(d->vocab, text, len, false, &nt);
-        d->n_hay = nt;
-        if (!d->hay) rc = -1;
-        else if (d->n_hay < d->seq_len + 1) {
-            cli_error("--haystack: %lld tokens, fewer than --seq-len + 1", (long long)d->n_hay);
-            rc = -1;
-        }
+    if (rc != 0) {
+        free(text);
+        return NULL;
+    }
+    *out_len = len;
+    return text;
+}
+
+/* the *.txt files of dir in name order, concatenated, tokenized (no BOS) */
+int td_load_haystack(td_data *d, const char *dir) {
+    int64_t len = 0;
+    char *text = read_dir_text(dir, &len);
+    if (!text) return -1;
+    int rc = 0;
+    int32_t nt = 0;
+    d->hay = cli_tokenize(d->vocab, text, len, false, &nt);
+    d->n_hay = nt;
+    if (!d->hay) rc = -1;
+    else if (d->n_hay < d->seq_len + 1) {
+        cli_error("--haystack: %lld tokens, fewer than --seq-len + 1", (long long)d->n_hay);
+        rc = -1;
     }
     free(text);
     return rc;
+}
+
+/* the distinct words of 3-10 lowercase ASCII letters in the essays (bounded by other characters),
+ * sorted: the vocabulary of random NIAH needles */
+static int load_words(td_data *d, const char *dir) {
+    int64_t len = 0;
+    char *text = read_dir_text(dir, &len);
+    if (!text) return -1;
+    /* words in place: NUL-terminate each kept word, collect pointers, sort, dedupe */
+    const char **w = NULL;
+    int64_t n = 0, cap = 0;
+    for (int64_t i = 0; i < len;) {
+        if (!(text[i] >= 'a' && text[i] <= 'z') || (i > 0 && ((text[i - 1] | 0x20) >= 'a' && (text[i - 1] | 0x20) <= 'z'))) {
+            i++;
+            continue;
+        }
+        int64_t j = i;
+        while (j < len && text[j] >= 'a' && text[j] <= 'z') j++;
+        const bool bounded = j == len || !((text[j] | 0x20) >= 'a' && (text[j] | 0x20) <= 'z');
+        if (bounded && j - i >= 3 && j - i <= 10 && j < len) {
+            if (n == cap) {
+                cap = cap ? 2 * cap : 4096;
+                const char **nw = realloc(w, (size_t)cap * sizeof(*w));
+                if (!nw) {
+                    free(w);
+                    free(text);
+                    cli_error("out of memory collecting the essays' words");
+                    return -1;
+                }
+                w = nw;
+            }
+            text[j] = 0;
+            w[n++] = text + i;
+        }
+        i = j + 1;
+    }
+    qsort(w, (size_t)n, sizeof(*w), cmp_str);
+    int64_t m = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (m == 0 || strcmp(w[m - 1], w[i]) != 0) w[m++] = w[i];
+    if (m < 100) {
+        cli_error("--haystack '%s': %lld distinct words, too few for random NIAH needles", dir, (long long)m);
+        free(w);
+        free(text);
+        return -1;
+    }
+    d->word_buf = text;
+    d->words = w;
+    d->n_words = (int32_t)m;
+    return 0;
 }
 
 const char *const td_task_names[TD_N_TASKS] = {"passkey", "multikey", "multivalue", "niah"};
@@ -121,10 +183,31 @@ int td_make_retrieval(const td_data *d, int task, td_rng *r, td_sample *s) {
     if (task == TD_NIAH) {
         const char *city = k_cities[td_rng_next(r) % (sizeof(k_cities) / sizeof(k_cities[0]))];
         const char *act = k_activities[td_rng_next(r) % (sizeof(k_activities) / sizeof(k_activities[0]))];
+        char rcity[32], ract[128];
+        if (d->niah_random) { /* 1-2 capitalized words, then 4-9 words: at most 2 x 11 and 9 x 11 bytes */
+            const int nc = 1 + (int)(td_rng_next(r) % 2), na = 4 + (int)(td_rng_next(r) % 6);
+            size_t o = 0;
+            for (int k = 0; k < nc; k++) {
+                const char *wd = d->words[td_rng_next(r) % (uint64_t)d->n_words];
+                o += (size_t)snprintf(rcity + o, sizeof(rcity) - o, "%s%c%s", k ? " " : "", wd[0] - 'a' + 'A', wd + 1);
+            }
+            o = 0;
+            for (int k = 0; k < na; k++)
+                o += (size_t)snprintf(ract + o, sizeof(ract) - o, "%s%s", k ? " " : "", d->words[td_rng_next(r) % (uint64_t)d->n_words]);
+            city = rcity;
+            act = ract;
+        }
         char needle[256], question[128], prefix[128];
-        snprintf(needle, sizeof(needle), "\nThe best thing to do in %s is %s.\n", city, act);
-        snprintf(question, sizeof(question), "What is the best thing to do in %s?", city);
-        snprintf(prefix, sizeof(prefix), "The best thing to do in %s is", city);
+        if (d->niah_number) { /* the builder puts the prompt's key for {key} */
+            snprintf(needle, sizeof(needle), "\nThe special magic number for %s is {key}.\n", city);
+            snprintf(question, sizeof(question), "What is the special magic number for %s?", city);
+            snprintf(prefix, sizeof(prefix), "The special magic number for %s is", city);
+            act = "{key}";
+        } else {
+            snprintf(needle, sizeof(needle), "\nThe best thing to do in %s is %s.\n", city, act);
+            snprintf(question, sizeof(question), "What is the best thing to do in %s?", city);
+            snprintf(prefix, sizeof(prefix), "The best thing to do in %s is", city);
+        }
         lv_status st = lv_eval_set_needle(d->ev[TD_NIAH], needle, act, question, prefix);
         if (st != LV_OK) return cli_fail("setting a NIAH needle", st), -1;
     }
@@ -254,6 +337,7 @@ int td_parse_tasks(const char *spec, double w[TD_N_TASKS]) {
 
 int td_init_tasks(td_data *d, const lv_model *vocab, int32_t pk_min, const char *haystack_dir) {
     d->vocab = vocab;
+    if (d->niah_random && d->task_w[TD_NIAH] > 0 && haystack_dir && load_words(d, haystack_dir) != 0) return 1;
     bool any = false;
     for (int t = 0; t < TD_N_TASKS; t++) any |= d->task_w[t] > 0;
     if (!any) d->task_w[TD_PASSKEY] = 1;
@@ -261,8 +345,12 @@ int td_init_tasks(td_data *d, const lv_model *vocab, int32_t pk_min, const char 
         cli_error("NIAH training samples need the haystack essays: --haystack DIR");
         return 2;
     }
-    /* room for the answer: a key and '.' (16), or 4 keys / an activity (64) */
-    d->pk_max = d->seq_len - (d->task_w[TD_MULTIVALUE] > 0 ? 16 + 8 * (d->n_needles ? d->n_needles : 4) + 32 : d->task_w[TD_NIAH] > 0 ? 64 : 16);
+    /* room for the answer: a key and '.' (16), the keys of multivalue, or an activity (64; up to
+     * 99 bytes for random ones) */
+    int32_t room = 16;
+    if (d->task_w[TD_NIAH] > 0) room = d->niah_random ? 112 : 64;
+    if (d->task_w[TD_MULTIVALUE] > 0 && room < 16 + 8 * (d->n_needles ? d->n_needles : 4) + 32) room = 16 + 8 * (d->n_needles ? d->n_needles : 4) + 32;
+    d->pk_max = d->seq_len - room;
     if (d->pk_max < 1) {
         cli_error("--seq-len %d is too short for a retrieval prompt", d->seq_len);
         return 2;
@@ -299,7 +387,7 @@ int td_init_tasks(td_data *d, const lv_model *vocab, int32_t pk_min, const char 
         lv_eval_prompt_free(p);
         /* that was seed 0's prompt; other seeds' needles and questions can be longer (multikey's
          * order word, NIAH's city and activity): leave them room */
-        if (t != TD_PASSKEY) lo += 64;
+        if (t != TD_PASSKEY) lo += d->niah_random && t == TD_NIAH ? 96 : 64; /* random: city x 3 and activity up to 69 bytes more than seed 0's */
         d->task_min[t] = pk_min > lo ? pk_min : lo;
         if (d->pk_max < d->task_min[t]) {
             cli_error("--seq-len %d leaves no room for a %s prompt (at least %d tokens plus the answer)", d->seq_len, td_task_names[t],
@@ -314,6 +402,10 @@ int td_init_tasks(td_data *d, const lv_model *vocab, int32_t pk_min, const char 
 }
 
 void td_free(td_data *d) {
+    free(d->words);
+    free(d->word_buf);
+    d->words = NULL;
+    d->word_buf = NULL;
     for (int t = 0; t < TD_N_TASKS; t++) {
         lv_eval_free(d->ev[t]);
         d->ev[t] = NULL;

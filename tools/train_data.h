@@ -34,6 +34,11 @@ typedef struct td_data {
     int32_t pos_max; /* > seq_len: PoSE position skips in training samples up to this position (0: off) */
     double pk_frac, answer_weight, lm_weight;
     uint64_t seed;
+    bool niah_random;      /* NIAH needles of random essay words instead of the fixed lists */
+    bool niah_number;      /* with niah_random: "The special magic number for CITY is KEY." (5-digit key) */
+    char *word_buf;        /* niah_random: the essays' distinct lowercase words, NUL-separated */
+    const char **words;
+    int32_t n_words;
 } td_data;
 
 typedef struct td_sample {
@@ -58,7 +63,10 @@ const char *td_default_haystack(void);
 int td_load_haystack(td_data *d, const char *dir);
 /* a prompt of the task, task_min..pk_max tokens, needle at a random depth, then " ANSWER."; the
  * answer's targets are [ans0, ans1). NIAH needles are "The best thing to do in CITY is ACTIVITY."
- * from fixed lists (San Francisco and its answer are not among them). 0, or -1 after printing the error. */
+ * from fixed lists (San Francisco and its answer are not among them), or with d->niah_random a
+ * CITY of 1-2 capitalized and an ACTIVITY of 4-9 lowercase words drawn from the essays' words
+ * (nothing to memorize: only copying answers); with d->niah_number too, RULER-style needles
+ * "The special magic number for CITY is KEY." with the prompt's 5-digit key. 0, or -1 after printing the error. */
 int td_make_retrieval(const td_data *d, int task, td_rng *r, td_sample *s);
 /* td_make_retrieval with the task drawn by the weights */
 int td_draw_retrieval(const td_data *d, td_rng *r, td_sample *s);

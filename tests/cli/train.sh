@@ -41,6 +41,11 @@ if [ -d "$H" ]; then
     --tasks passkey=1,multikey=1,multivalue=1,niah=1 --eval-every 2 --eval-samples 8 -t 2
   grep -q "retrieval 50% (passkey=1,multikey=1,multivalue=1,niah=1" "$T/err" || fail "the mix is reported: $(cat "$T/err")"
   grep -q "retrieval acc" "$T/err" || fail "held-out retrieval accuracy reported"
+  expect_ok "train on random and keyed niah needles" "$LV" train -o "$T/nr.gguf" --preset nano --steps 2 --batch 4 --seq-len 1024 --haystack "$H" \
+    --tasks niah=1 --niah-needles random --eval-every 2 --eval-samples 4 -t 2
+  expect_ok "train on keyed niah needles" "$LV" train -o "$T/nn.gguf" --preset nano --steps 2 --batch 4 --seq-len 1024 --haystack "$H" \
+    --tasks niah=1,passkey=1 --niah-needles number -t 2
+  expect_fail "unknown niah needle kind" "$LV" train -o "$T/x.gguf" --preset nano --steps 1 --seq-len 1024 --haystack "$H" --tasks niah=1 --niah-needles words
   expect_fail "niah without the essays" "$LV" train -o "$T/x.gguf" --preset nano --steps 1 --seq-len 1500 --tasks niah=1 --no-haystack
 fi
 expect_ok "train on multivalue only" "$LV" train -o "$T/mv.gguf" --preset nano --steps 2 --batch 2 --seq-len 1500 --tasks multivalue=1 --needles 3 --no-haystack -t 1
