@@ -89,3 +89,14 @@ if [ -f "$M" ]; then
     --heads models/passkey-long-bytes.heads.tsv --sparsity 0.5 --kv-budget 4096
   [ "$(grep -Ec "^ +8192 +1\.00 +1\.00 +1\.00 +1\.00 +1\.00 +\| +1\.00" "$T/out")" = 2 ] || fail "long model below 100% at 8192 tokens: $(cat "$T/out")"
 fi
+# the retrieval model answers the RULER-style needle in the essays at its trained length (8192
+# tokens) at every depth, dense and with DuoAttention + LServe (bench/train/RESULTS.md)
+M=models/retrieval-long-bytes.gguf
+H="$SHARED/haystack/paul-graham-essays"
+if [ -f "$M" ] && [ -d "$H" ]; then
+  expect_ok "eval the retrieval model on keyed needles in the essays" "$LV" eval niah -m "$M" --haystack "$H" --lengths 8192 --samples 1 -n 8 -q \
+    --needle $'\nThe special magic number for San Francisco is {key}.\n' --keywords '{key}' \
+    --question 'What is the special magic number for San Francisco?' --answer-prefix 'The special magic number for San Francisco is' \
+    --mode dense,duo+lserve --heads models/retrieval-long-bytes.heads.tsv --sparsity 0.5 --kv-budget 4096
+  [ "$(grep -Ec "^ +8192 +1\.00 +1\.00 +1\.00 +1\.00 +1\.00 +\| +1\.00" "$T/out")" = 2 ] || fail "retrieval model below 100% at 8192 tokens: $(cat "$T/out")"
+fi
