@@ -493,8 +493,7 @@ TEST(eval_niah_key_needle) {
         lv_eval_prompt_free(q);
     }
     lv_eval_free(ev);
-    lv_eval_free(pev);
-    lv_model_free(m);
+    lv_eval_free(pev); /* m is the file's shared model: not freed */
 }
 
 TEST(eval_errors) {
