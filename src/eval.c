@@ -677,6 +677,9 @@ void lv_eval_prompt_free(lv_eval_prompt *p) {
     lv_free(p);
 }
 
+/* a 5-digit key (10000-99999) from a hash: passkey's keys and keyed NIAH needles */
+static unsigned key_of_(uint64_t h) { return 10000u + (unsigned)(h % 90000u); }
+
 /* src with every "{key}" replaced by key (5 digits); NULL when out of memory */
 static char *subst_key_(const char *src, unsigned key) {
     char *out = lv_malloc(strlen(src) + 1), *o = out; /* "{key}" (5) -> 5 digits: same length */
@@ -714,7 +717,7 @@ lv_status lv_eval_build(lv_eval *ev, int32_t n_tokens, double depth, uint64_t se
     nd[0] = (needle_){ev->needle, depth};
     char *key_needle = NULL, *key_keywords = NULL; /* NIAH with "{key}": the seed's key put in */
     if (ev->task == LV_EVAL_NIAH && strstr(ev->needle, "{key}")) {
-        const unsigned key = 10000u + (unsigned)(splitmix_(seed) % 90000u); /* passkey's first key */
+        const unsigned key = key_of_(splitmix_(seed)); /* passkey's (first) key for this seed */
         key_needle = subst_key_(ev->needle, key);
         key_keywords = subst_key_(ev->keywords, key);
         if (!key_needle || !key_keywords) {
@@ -729,7 +732,7 @@ lv_status lv_eval_build(lv_eval *ev, int32_t n_tokens, double depth, uint64_t se
         for (int j = 0; j < nn; j++) {
             uint64_t h = splitmix_(seed + (uint64_t)j * 0x632be59bd9b4e019ull);
             for (bool dup = true; dup;) { /* distinct keys */
-                keys[j] = 10000u + (unsigned)(h % 90000u);
+                keys[j] = key_of_(h);
                 dup = false;
                 for (int i = 0; i < j; i++) dup |= keys[i] == keys[j];
                 h = splitmix_(h);

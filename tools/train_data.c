@@ -109,6 +109,9 @@ int td_load_haystack(td_data *d, const char *dir) {
     return rc;
 }
 
+static bool is_lower(char c) { return c >= 'a' && c <= 'z'; }
+static bool is_letter(char c) { return is_lower((char)(c | 0x20)); }
+
 /* the distinct words of 3-10 lowercase ASCII letters in the essays (bounded by other characters),
  * sorted: the vocabulary of random NIAH needles */
 static int load_words(td_data *d, const char *dir) {
@@ -119,14 +122,14 @@ static int load_words(td_data *d, const char *dir) {
     const char **w = NULL;
     int64_t n = 0, cap = 0;
     for (int64_t i = 0; i < len;) {
-        if (!(text[i] >= 'a' && text[i] <= 'z') || (i > 0 && ((text[i - 1] | 0x20) >= 'a' && (text[i - 1] | 0x20) <= 'z'))) {
+        if (!is_lower(text[i]) || (i > 0 && is_letter(text[i - 1]))) { /* not a word's start */
             i++;
             continue;
         }
         int64_t j = i;
-        while (j < len && text[j] >= 'a' && text[j] <= 'z') j++;
-        const bool bounded = j == len || !((text[j] | 0x20) >= 'a' && (text[j] | 0x20) <= 'z');
-        if (bounded && j - i >= 3 && j - i <= 10 && j < len) {
+        while (j < len && is_lower(text[j])) j++;
+        /* a whole word (not followed by a capital) of 3-10 letters; text[j] exists to end it */
+        if (j < len && !is_letter(text[j]) && j - i >= 3 && j - i <= 10) {
             if (n == cap) {
                 cap = cap ? 2 * cap : 4096;
                 const char **nw = realloc(w, (size_t)cap * sizeof(*w));
