@@ -352,7 +352,8 @@ int td_init_tasks(td_data *d, const lv_model *vocab, int32_t pk_min, const char 
      * 99 bytes for random ones) */
     int32_t room = 16;
     if (d->task_w[TD_NIAH] > 0) room = d->niah_random ? 112 : 64;
-    if (d->task_w[TD_MULTIVALUE] > 0 && room < 16 + 8 * (d->n_needles ? d->n_needles : 4) + 32) room = 16 + 8 * (d->n_needles ? d->n_needles : 4) + 32;
+    const int32_t mv_room = 16 + 8 * (d->n_needles ? d->n_needles : 4) + 32;
+    if (d->task_w[TD_MULTIVALUE] > 0 && room < mv_room) room = mv_room;
     d->pk_max = d->seq_len - room;
     if (d->pk_max < 1) {
         cli_error("--seq-len %d is too short for a retrieval prompt", d->seq_len);

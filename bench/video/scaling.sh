@@ -11,8 +11,8 @@
 # run per cell (REPS=n for the best of n). Environment: LV (default build/release/longview) and
 # FFMPEG (default ffmpeg) may be commands with arguments (a dynamic loader and a library path for
 # a bundle); DIR (default build/bench/video) holds the clips (made when missing) and the outputs.
-# Prints a table and appends TSV rows (clip, threads, tool, wall s, user s, sys s, frames) to
-# $DIR/scaling.tsv.
+# Prints a table and appends two TSV rows per cell to $DIR/scaling.tsv: clip, threads, tool, wall
+# s, CPU s (user + sys), then ffmpeg's output md5 or longview's comparison with it.
 set -euo pipefail
 LV=${LV:-build/release/longview}
 FFMPEG=${FFMPEG:-ffmpeg}
@@ -28,7 +28,7 @@ specs=("$@")
 mkdir -p "$DIR"
 echo "machine: $cores cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
 TIMEFORMAT='%R %U %S'
-# timed NAME CMD...: runs CMD, sets $wall and $cpu (user + sys) of the best of REPS runs
+# timed CMD...: runs CMD REPS times, sets $wall and $cpu (user + sys) of the fastest run
 timed() {
   local best=1e9 t
   wall=0 cpu=0
