@@ -51,13 +51,17 @@ CFLAGS_ALL := $(BASE_CFLAGS) $(MODE_CFLAGS) $(PKG_CFLAGS) $(CFLAGS)
 LDLIBS_ALL := $(PKG_LIBS) -lm -pthread $(LDLIBS)
 LDFLAGS_ALL := $(MODE_LDFLAGS) $(LDFLAGS)
 
-LIB_SRC := $(sort $(wildcard src/*.c src/*/*.c))
-TOOL_SRC := $(sort $(wildcard tools/*.c))
-TEST_SRC := $(sort $(wildcard tests/*.c))
+# Sources are found by pattern: a new file or folder under src/ (one folder per module,
+# docs/architecture.md), tools/ or tests/ needs no edit here.
+LIB_SRC := $(sort $(wildcard src/*/*.c))
+TOOL_SRC := $(sort $(wildcard tools/*.c tools/*/*.c))
+TEST_SRC := $(sort $(wildcard tests/*.c tests/*/*.c))
 
 LIB_OBJ := $(LIB_SRC:%.c=$(O)/%.o)
 TOOL_OBJ := $(TOOL_SRC:%.c=$(O)/%.o)
 TEST_OBJ := $(TEST_SRC:%.c=$(O)/%.o)
+# library headers are included by module path ("kv/kv.h", -Isrc); the tests' helpers from tests/
+$(TEST_OBJ): CFLAGS_ALL += -Itests
 
 # per-file SIMD flags
 AVX2_FLAGS := -mavx2 -mfma -mf16c -mbmi2

@@ -13,10 +13,10 @@
  * with the shape its hyper-parameters imply. A failure must come with a message. Any violated
  * invariant traps, so libFuzzer reports it like a crash.
  */
-#include "gguf.h"
-#include "lv_internal.h"
-#include "model.h"
-#include "quant.h"
+#include "gguf/gguf.h"
+#include "core/core.h"
+#include "model/model.h"
+#include "gguf/quant.h"
 
 #include "../tests/gguf_walk.h"
 

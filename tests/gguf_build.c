@@ -4,7 +4,7 @@
 #define _GNU_SOURCE
 #include "gguf_build.h"
 
-#include "quant.h"
+#include "gguf/quant.h"
 
 #include <stdio.h>
 #include <stdlib.h>

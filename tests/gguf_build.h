@@ -11,7 +11,7 @@
 #ifndef LV_TEST_GGUF_BUILD_H
 #define LV_TEST_GGUF_BUILD_H
 
-#include "gguf.h"
+#include "gguf/gguf.h"
 #include "lv_test.h"
 
 #include <stdbool.h>

@@ -1,5 +1,5 @@
 /*
- * gguf_walk.h: visit everything a parsed GGUF exposes, for the tests (tests/test_gguf.c) and the
+ * gguf_walk.h: visit everything a parsed GGUF exposes, for the tests (tests/gguf/test_gguf.c) and the
  * fuzzer (fuzz/fuzz_gguf.c). Header-only so that the fuzz target links nothing but the library.
  *
  * gguf_walk calls every accessor on every key, value, array element and tensor, reads every
@@ -14,8 +14,8 @@
 #ifndef LV_TEST_GGUF_WALK_H
 #define LV_TEST_GGUF_WALK_H
 
-#include "gguf.h"
-#include "quant.h"
+#include "gguf/gguf.h"
+#include "gguf/quant.h"
 
 #include <stdint.h>
 #include <string.h>

@@ -40,7 +40,7 @@ void lv_test_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
     do { lv_test_checks++; if (!(cond)) { lv_test_fail(__FILE__, __LINE__, __VA_ARGS__); return; } } while (0)
 #define SKIP(...) do { lv_test_skip(__VA_ARGS__); return; } while (0)
 
-/* Helpers shared by tests (tests/test_util.c). */
+/* Helpers shared by tests (tests/test_main.c). */
 /* Path of ../shared/data (or $LV_SHARED_DATA), or NULL if absent. */
 const char *lv_test_shared_data(void);
 /* A scratch directory for this test run (build/<mode>/tmp), created on demand. */

@@ -12,8 +12,8 @@
  * with llama-bench's field names plus ours (prefixed lv_).
  */
 #define _GNU_SOURCE
-#include "bench_limits.h"
-#include "cli.h"
+#include "common/bench_limits.h"
+#include "common/cli.h"
 #include "commands.h"
 
 #include <jansson.h>

@@ -16,9 +16,9 @@
  *   longgen     LongGen layer plan: layer l full iff l % 3 == 1, the others sink+window
  */
 #define _GNU_SOURCE
-#include "cli.h"
+#include "common/cli.h"
 #include "commands.h"
-#include "svg.h"
+#include "common/svg.h"
 
 #include <errno.h>
 #include <jansson.h>

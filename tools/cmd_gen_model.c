@@ -1,7 +1,7 @@
 /*
  * cmd_gen_model.c: `longview gen-model`: write a GGUF model with random weights.
  */
-#include "cli.h"
+#include "common/cli.h"
 #include "commands.h"
 
 #include <stdio.h>

@@ -5,9 +5,9 @@
  * heat map. The binarization is the library's (lv_head_pattern_binarize), exactly what a context
  * created with these settings uses.
  */
-#include "cli.h"
+#include "common/cli.h"
 #include "commands.h"
-#include "svg.h"
+#include "common/svg.h"
 
 #include <jansson.h>
 #include <math.h>

@@ -9,11 +9,11 @@
  * with DuoAttention's schedule: 20% linear warmup, 20% linear decay, floor 0.1. Writes the gates
  * in DuoAttention's full_attention_heads.tsv format and an SVG map.
  */
-#include "cli.h"
+#include "common/cli.h"
 #include "commands.h"
-#include "svg.h"
+#include "common/svg.h"
 #include "train/train.h"
-#include "train_data.h"
+#include "common/train_data.h"
 
 #include <math.h>
 #include <stdio.h>

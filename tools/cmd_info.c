@@ -2,7 +2,7 @@
  * cmd_info.c: `longview info -m MODEL`: architecture, shapes, tensor types, sizes and what
  * longview supports of it.
  */
-#include "cli.h"
+#include "common/cli.h"
 #include "commands.h"
 
 #include <stdio.h>

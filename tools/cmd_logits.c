@@ -3,7 +3,7 @@
  * little-endian float32 logits, row-major [rows][n_vocab]: the last position, or every position
  * with --all.
  */
-#include "cli.h"
+#include "common/cli.h"
 #include "commands.h"
 
 #include <errno.h>

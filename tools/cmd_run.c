@@ -3,7 +3,7 @@
  * tokens, printing the completion to stdout as it is produced (never half a UTF-8 character);
  * progress and timings go to stderr.
  */
-#include "cli.h"
+#include "common/cli.h"
 #include "commands.h"
 
 #include <stdio.h>

@@ -3,7 +3,7 @@
  * [--parse-special]`: print the tokens of a text, one "id piece" per line, or the ids alone on
  * one line with --ids. Works on vocabulary-only GGUF files.
  */
-#include "cli.h"
+#include "common/cli.h"
 #include "commands.h"
 
 #include <stdio.h>

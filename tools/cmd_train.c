@@ -8,9 +8,9 @@
  * checkpoint (OUT.gguf + OUT.gguf.optim) continues bit for bit as if it had not stopped.
  */
 #define _POSIX_C_SOURCE 200809L
-#include "cli.h"
+#include "common/cli.h"
 #include "commands.h"
-#include "train_data.h"
+#include "common/train_data.h"
 #include "train/train.h"
 
 #include <dirent.h>

@@ -3,7 +3,7 @@
  * `longview video-frames` (sampled frames as raw RGB24, normalised floats, PNGs or hashes).
  * The work is the library's video module (docs/video.md); this file parses options and writes.
  */
-#include "cli.h"
+#include "common/cli.h"
 #include "commands.h"
 
 #include <errno.h>

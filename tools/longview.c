@@ -2,7 +2,7 @@
  * longview.c: the command line tool's entry point: dispatches `longview <command> [options]`.
  * Each command's options and --help live in its own tools/cmd_*.c file.
  */
-#include "cli.h"
+#include "common/cli.h"
 #include "commands.h"
 
 #include <stdio.h>

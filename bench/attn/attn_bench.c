@@ -7,9 +7,9 @@
  * order, as a decode step walks an LServe selection (the rates then count the pages read).
  * Build: make bench-attn; run: build/release/attn_bench [n] [reps] [G] [T] [KEEP]  (defaults 4096 200 3 16 100)
  */
-#include "kernels.h"
-#include "qkernels.h"
-#include "quant.h"
+#include "kernels/kernels.h"
+#include "kernels/qkernels.h"
+#include "gguf/quant.h"
 
 #include <stdio.h>
 #include <stdlib.h>

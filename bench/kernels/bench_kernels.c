@@ -1,5 +1,5 @@
 /*
- * bench_kernels.c: speed of the per-type kernels (src/qkernels.h) at each SIMD level, against
+ * bench_kernels.c: speed of the per-type kernels (src/kernels/qkernels.h) at each SIMD level, against
  * this machine's limits (../shared/BENCHMARKS.md). Not part of make test. Build and run:
  *
  *     make bench-kernels && build/release/bench_kernels [options]
@@ -18,10 +18,10 @@
  *          --threads N (prefill; default 1) --ring-mb MB (decode working set, default 256)
  */
 #define _GNU_SOURCE
-#include "kernels.h"
-#include "lv_internal.h"
-#include "qkernels.h"
-#include "quant.h"
+#include "kernels/kernels.h"
+#include "core/core.h"
+#include "kernels/qkernels.h"
+#include "gguf/quant.h"
 
 #include <math.h>
 #include <stdio.h>

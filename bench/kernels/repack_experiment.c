@@ -1,7 +1,7 @@
 /*
  * repack_experiment.c: would repacking weights at load time pay? The inner loop of the q8_0 x q8_0
  * prefill kernel on two data layouts, all data in L1, same number of multiply-adds, same run:
- *  (a) ggml's layout, as src/qk_avx512_impl.h computes it: 2 weight rows x 4 activation rows, two
+ *  (a) ggml's layout, as src/kernels/qk_avx512_impl.h computes it: 2 weight rows x 4 activation rows, two
  *      34-byte blocks per step, per pair vpdpbusd + vcvtdq2ps + vpermps (block scales) + vfmadd;
  *  (b) weights repacked 8 rows interleaved by 8 bytes per block (as llama.cpp's repack.cpp does
  *      for q4_0/q4_K "8x8"): per block and activation row, 4 vpdpbusd cover 8 rows, then one

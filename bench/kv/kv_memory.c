@@ -10,7 +10,7 @@
  *             storage is one lazily committed mapping, so untouched capacity costs nothing).
  * Build: make bench-kv; run: build/release/kv_memory [N ...]   (default 32768 131072)
  */
-#include "kv.h"
+#include "kv/kv.h"
 
 #include <stdio.h>
 #include <stdlib.h>

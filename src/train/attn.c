@@ -13,11 +13,11 @@
  * does not depend on the thread count. Blocks that the mask hides entirely are skipped.
  *
  * The references (the whole score matrix of a head, double accumulation) are the oracles of
- * tests/test_train.c, and the implementation used under lv_tr_set_reference(true).
+ * tests/train/test_train.c, and the implementation used under lv_tr_set_reference(true).
  */
-#include "train.h"
+#include "train/train.h"
 
-#include "qkernels.h"
+#include "kernels/qkernels.h"
 
 #include <math.h>
 #include <string.h>

@@ -4,7 +4,7 @@
  * callers parallelize over rows. The forward arithmetic is the engine's (kernels.c), so the
  * trainer's logits agree with lv_decode's.
  */
-#include "train.h"
+#include "train/train.h"
 
 #include <math.h>
 

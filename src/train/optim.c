@@ -4,7 +4,7 @@
  * not to norm weights or biases. The gradient norm is summed in fixed blocks in a fixed order, so
  * the update does not depend on the thread count.
  */
-#include "train.h"
+#include "train/train.h"
 
 #include <errno.h>
 #include <math.h>

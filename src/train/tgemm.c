@@ -8,9 +8,9 @@
  * summed in the same order (k blocks of TG_KC in order, k in order inside a block) whichever
  * thread computes it, so results do not depend on the thread count.
  */
-#include "train.h"
+#include "train/train.h"
 
-#include "qkernels.h"
+#include "kernels/qkernels.h"
 
 #include <stdatomic.h>
 #include <string.h>

@@ -1,6 +1,6 @@
 /*
  * tgemm_avx512.c: the trainer's GEMM with AVX-512 intrinsics (chosen at run time when the CPU
- * has AVX-512; the reference and the portable kernel are in tgemm.c, and tests/test_train.c
+ * has AVX-512; the reference and the portable kernel are in tgemm.c, and tests/train/test_train.c
  * compares all three).
  *
  * C (M, N) = op(A) (M, K) . B (K, N) [+ C]: a micro-kernel keeps an 8 x 32 tile of C in 16
@@ -9,11 +9,11 @@
  * in L1), 512 columns (the B block, 512 KB, stays in L2). Column tails use masked loads and
  * stores. Each element of C is accumulated sequentially in k, whatever the blocking of M or N.
  */
-#include "train.h"
+#include "train/train.h"
 
 #include <immintrin.h>
 
-#include "exp512.h"
+#include "kernels/exp512.h"
 
 #define MR 8
 #define KC 256

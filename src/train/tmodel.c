@@ -11,11 +11,11 @@
  *               x' = xmid + hff Wdown^T
  *   xf = rmsnorm(x_L) * output_norm;  logits = xf Woutput^T
  */
-#include "train.h"
+#include "train/train.h"
 
-#include "gguf.h"
-#include "quant.h"
-#include "vocab.h"
+#include "gguf/gguf.h"
+#include "gguf/quant.h"
+#include "tokenizer/tokenizer.h"
 
 #include <errno.h>
 #include <math.h>

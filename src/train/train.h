@@ -14,14 +14,14 @@
  *
  * Determinism: every kernel partitions work so that each output element is computed by one thread
  * in a fixed order. Results therefore do not depend on the number of threads, and a resumed run
- * continues bit for bit (tests/test_train.c checks both).
+ * continues bit for bit (tests/train/test_train.c checks both).
  */
 #ifndef LV_TRAIN_H
 #define LV_TRAIN_H
 
-#include "kernels.h"
-#include "lv_internal.h"
-#include "model.h"
+#include "kernels/kernels.h"
+#include "core/core.h"
+#include "model/model.h"
 
 #include <stdbool.h>
 #include <stdint.h>

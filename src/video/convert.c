@@ -12,7 +12,7 @@
  *   - a frame already in RGB24 at the output size is copied, as the filter passes it through.
  * Float output is a separate step on the RGB24 bytes: (x / 255 - mean) / std.
  */
-#include "video.h"
+#include "video/video.h"
 
 #include <libavutil/imgutils.h>
 #include <libavutil/opt.h>

@@ -31,7 +31,7 @@
  *    thread decodes every packet in file order and applies the sampling rule online to the
  *    frames as they come out, the way the ffmpeg CLI does; it appends slots as it goes.
  */
-#include "video.h"
+#include "video/video.h"
 
 #include <libavutil/mathematics.h>
 #include <math.h>

@@ -10,7 +10,7 @@
  * raw streams). Anything that does not parse is "unknown", which callers treat as a reference
  * frame, so a damaged or exotic packet can only cost speed, never correctness.
  */
-#include "video.h"
+#include "video/video.h"
 
 #include <string.h>
 

@@ -25,7 +25,7 @@
  *    GOP that is not warm). Decode threads take intervals in order; an interval's samples are a
  *    contiguous range.
  */
-#include "video.h"
+#include "video/video.h"
 
 #include <libavutil/mathematics.h>
 #include <math.h>

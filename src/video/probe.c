@@ -19,7 +19,7 @@
  * When a check fails, split_ok is false (with the reason) and the reader takes the sequential
  * path, which does not depend on the index.
  */
-#include "video.h"
+#include "video/video.h"
 
 #include <libavutil/avstring.h>
 #include <libavutil/mathematics.h>

@@ -20,7 +20,7 @@
 #ifndef LV_VIDEO_H
 #define LV_VIDEO_H
 
-#include "lv_internal.h"
+#include "core/core.h"
 
 #include <libavcodec/avcodec.h>
 #include <libavformat/avformat.h>

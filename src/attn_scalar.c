@@ -1,5 +1,0 @@
-/*
- * attn_scalar.c: the tiled attention kernel (attn_impl.h) compiled for the scalar level.
- */
-#define ATTN_FN lv_attn_tiled_scalar
-#include "attn_impl.h"

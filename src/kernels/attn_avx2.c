@@ -1,0 +1,211 @@
+/*
+ * attn_avx2.c: the tiled attention kernel with AVX2 + FMA + F16C intrinsics (head dims multiples
+ * of 8, Dv up to 256), and the portable one (attn_impl.h) compiled for AVX2 for other head dims.
+ * The same structure as attn_avx512.c at 8 lanes: a block's keys widened as they are stored
+ * (transposed, lv_attn_span), each score one fma chain over the dimensions in its own lane, 8 keys
+ * per vector; exp 8 lanes at a time, the output row in registers across a block.
+ * Its reference is lv_attn_ref; tests/kernels/test_kernels.c compares them at every level.
+ */
+#include "kernels/kernels.h"
+void lv_attn_tiled_avx2_generic(const lv_attn_job *job, float *scratch);
+#define ATTN_FN lv_attn_tiled_avx2_generic
+#include "kernels/attn_impl.h"
+
+#include <immintrin.h>
+
+#define KB 64
+#define MAX_DV_REGS 32 /* Dv up to 256 */
+
+static inline __m256 exp256(__m256 x) {
+    x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
+    const __m256 t = _mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f));
+    const __m256 n = _mm256_floor_ps(t);
+    const __m256 f = _mm256_sub_ps(t, n);
+    __m256 p = _mm256_set1_ps(1.5353362e-4f);
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.3398874e-3f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(9.6184373e-3f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(5.5503324e-2f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(2.4022648e-1f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(6.9314718e-1f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f));
+    /* 2^n through the exponent bits (n >= -126 after the clamp) */
+    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+/* kT (Dk x KB): keys j0.. of a span (transposed as stored), key j dimension d at kT[d * KB + j];
+ * keys past nk are zero */
+static void widen_keys_t(lv_kv_type t, const lv_attn_span *sp, int j0, int nk, int Dk, float *kT) {
+    for (int d = 0; d < Dk; d++) {
+        float *dst = kT + (size_t)d * KB;
+        if (nk == KB && t == LV_KV_F16) {
+            const uint16_t *h = (const uint16_t *)sp->k + (size_t)d * (size_t)sp->ldk + j0;
+            for (int j = 0; j < KB; j += 8) _mm256_storeu_ps(dst + j, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + j))));
+        } else if (nk == KB) {
+            memcpy(dst, (const float *)sp->k + (size_t)d * (size_t)sp->ldk + j0, KB * sizeof(float));
+        } else {
+            for (int j = 0; j < KB; j++) dst[j] = j < nk ? lv_attn_key(t, sp, j0 + j, d) : 0.0f;
+        }
+    }
+}
+
+static inline void widen_block(lv_kv_type t, const void *src, int64_t first_row, int rows, int D, float *dst) {
+    const int64_t n = (int64_t)rows * D;
+    if (t == LV_KV_F32) {
+        memcpy(dst, (const float *)src + first_row * D, (size_t)n * sizeof(float));
+    } else {
+        const uint16_t *h = (const uint16_t *)src + first_row * D;
+        for (int64_t i = 0; i < n; i += 8) _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + i))));
+    }
+}
+
+void lv_attn_tiled_avx2(const lv_attn_job *job, float *scratch) {
+    const int Dk = job->Dk, Dv = job->Dv;
+    if (Dk % 8 != 0 || Dv % 8 != 0 || Dv > 8 * MAX_DV_REGS) {
+        lv_attn_tiled_avx2_generic(job, scratch);
+        return;
+    }
+    const int nq = job->n_tok * job->n_head;
+    float *q = scratch;
+    float *kb = q + (size_t)nq * Dk;
+    float *vb = kb + (size_t)KB * Dk;
+    float *sc = vb + (size_t)KB * Dv;
+    float *m = sc + (size_t)nq * KB;
+    float *l = m + nq;
+#define QROW(r) (job->q + (size_t)((r) / job->n_head) * job->q_tok_stride + (size_t)((r) % job->n_head) * job->q_head_stride)
+#define OROW(r) (job->out + (size_t)((r) / job->n_head) * job->out_tok_stride + (size_t)((r) % job->n_head) * job->out_head_stride)
+#define QPOS(r) (job->pos[(r) / job->n_head])
+    for (int r = 0; r < nq; r++) {
+        const float *src = QROW(r);
+        float *dq = q + (size_t)r * Dk;
+        if (job->kv_type == LV_KV_F16)
+            for (int d = 0; d < Dk; d += 8)
+                _mm256_storeu_ps(dq + d, _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_loadu_ps(src + d), _MM_FROUND_TO_NEAREST_INT)));
+        else
+            memcpy(dq, src, (size_t)Dk * sizeof(float));
+        m[r] = -INFINITY;
+        l[r] = 0.0f;
+        memset(OROW(r), 0, (size_t)Dv * sizeof(float));
+    }
+    int32_t max_qpos = job->pos[0];
+    for (int t = 1; t < job->n_tok; t++) max_qpos = job->pos[t] > max_qpos ? job->pos[t] : max_qpos;
+
+    for (int s = 0; s < job->n_spans; s++) {
+        const lv_attn_span *sp = &job->spans[s];
+        for (int32_t j0 = 0; j0 < sp->n; j0 += KB) {
+            const int nk = sp->n - j0 < KB ? sp->n - j0 : KB;
+            if (sp->pos[j0] > max_qpos) break;
+            widen_keys_t(job->kv_type, sp, j0, nk, Dk, kb);
+            widen_block(job->kv_type, sp->v, j0, nk, Dv, vb);
+            const uint32_t heads = job->span_heads ? job->span_heads[s] : UINT32_MAX;
+            for (int r = 0; r < nq; r++) {
+                if (!((heads >> (r % job->n_head)) & 1u)) continue; /* this head did not choose the span */
+                const float *qr = q + (size_t)r * Dk;
+                float *sr = sc + (size_t)r * KB;
+                for (int j = 0; j < nk; j += 32) { /* 32 keys (4 vectors) at a time, one fma chain per key */
+                    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+                    for (int d = 0; d < Dk; d++) {
+                        const __m256 qd = _mm256_set1_ps(qr[d]);
+                        const float *kd = kb + (size_t)d * KB + j;
+                        a0 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(kd), a0);
+                        a1 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(kd + 8), a1);
+                        a2 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(kd + 16), a2);
+                        a3 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(kd + 24), a3);
+                    }
+                    _mm256_storeu_ps(sr + j, a0);
+                    _mm256_storeu_ps(sr + j + 8, a1);
+                    _mm256_storeu_ps(sr + j + 16, a2);
+                    _mm256_storeu_ps(sr + j + 24, a3);
+                }
+                /* scale and mask (scalar: 64 keys, cheap next to the dot products) */
+                const int32_t qp = QPOS(r);
+                float bm = -INFINITY;
+                for (int j = 0; j < nk; j++) {
+                    const bool vis = job->mask.kind == LV_MASK_CAUSAL ? sp->pos[j0 + j] <= qp : lv_attn_visible(&job->mask, sp->pos[j0 + j], qp);
+                    sr[j] = vis ? sr[j] * job->scale : -INFINITY;
+                    bm = sr[j] > bm ? sr[j] : bm;
+                }
+                if (bm == -INFINITY) continue;
+                const float nm = bm > m[r] ? bm : m[r];
+                const float corr = m[r] == -INFINITY ? 0.0f : expf(m[r] - nm);
+                const __m256 vnm = _mm256_set1_ps(nm), vninf = _mm256_set1_ps(-INFINITY);
+                for (int j = nk; j < ((nk + 7) & ~7); j++) sr[j] = -INFINITY;
+                __m256 vsum = _mm256_setzero_ps();
+                for (int j = 0; j < nk; j += 8) {
+                    const __m256 sv = _mm256_loadu_ps(sr + j);
+                    const __m256 live = _mm256_cmp_ps(sv, vninf, _CMP_NEQ_OQ);
+                    const __m256 p = _mm256_and_ps(live, exp256(_mm256_sub_ps(sv, vnm)));
+                    _mm256_storeu_ps(sr + j, p);
+                    vsum = _mm256_add_ps(vsum, p);
+                }
+                float *o = OROW(r);
+                __m256 acc[MAX_DV_REGS];
+                const int nv = Dv / 8;
+                const __m256 vc = _mm256_set1_ps(corr);
+                for (int c = 0; c < nv; c++) acc[c] = _mm256_mul_ps(_mm256_loadu_ps(o + 8 * c), vc);
+                for (int j = 0; j < nk; j++) {
+                    const float pj = sr[j];
+                    if (pj == 0.0f) continue;
+                    const __m256 pv = _mm256_set1_ps(pj);
+                    const float *vr = vb + (size_t)j * Dv;
+                    for (int c = 0; c < nv; c++) acc[c] = _mm256_fmadd_ps(pv, _mm256_loadu_ps(vr + 8 * c), acc[c]);
+                }
+                for (int c = 0; c < nv; c++) _mm256_storeu_ps(o + 8 * c, acc[c]);
+                const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(vsum), _mm256_extractf128_ps(vsum, 1));
+                const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+                l[r] = l[r] * corr + _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2)));
+                m[r] = nm;
+            }
+        }
+    }
+    if (job->m_out && job->l_out) {
+        for (int r = 0; r < nq; r++) {
+            job->m_out[r] = m[r];
+            job->l_out[r] = l[r];
+        }
+        return;
+    }
+    for (int r = 0; r < nq; r++) {
+        if (l[r] == 0.0f) continue;
+        const __m256 inv = _mm256_set1_ps(1.0f / l[r]);
+        float *o = OROW(r);
+        for (int d = 0; d < Dv; d += 8) _mm256_storeu_ps(o + d, _mm256_mul_ps(_mm256_loadu_ps(o + d), inv));
+    }
+#undef QROW
+#undef OROW
+#undef QPOS
+}
+
+/* LServe's page score (kernels.h); T and LOAD: the statistics' element type and how 8 of them
+ * are widened to f32, so the f16 and f32 kernels are the same instructions around the load */
+#define QUEST_PAGE_AVX2(NAME, T, LOAD, REF)                                                                                    \
+    void NAME(const float *q, int64_t q_stride, int n_q, const T *stats, int n_lp, int Dk, float *best) {                    \
+        if (Dk % 8 != 0) {                                                                                                     \
+            REF(q, q_stride, n_q, stats, n_lp, Dk, best);                                                                      \
+            return;                                                                                                            \
+        }                                                                                                                      \
+        for (int h = 0; h < n_q; h++) best[h] = -INFINITY;                                                                     \
+        for (int lp = 0; lp < n_lp; lp++) {                                                                                    \
+            const T *mn = stats + (size_t)lp * 2 * (size_t)Dk, *mx = mn + Dk;                                                  \
+            for (int h = 0; h < n_q; h++) {                                                                                    \
+                const float *qh = q + h * q_stride;                                                                            \
+                __m256 acc = _mm256_setzero_ps();                                                                              \
+                for (int d = 0; d < Dk; d += 8) {                                                                              \
+                    const __m256 qv = _mm256_loadu_ps(qh + d);                                                                 \
+                    acc = _mm256_add_ps(acc, _mm256_max_ps(_mm256_mul_ps(qv, LOAD(mx + d)), _mm256_mul_ps(qv, LOAD(mn + d)))); \
+                }                                                                                                              \
+                const __m128 h4 = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));                     \
+                const __m128 h2 = _mm_add_ps(h4, _mm_movehl_ps(h4, h4));                                                       \
+                const float sum = _mm_cvtss_f32(_mm_add_ss(h2, _mm_shuffle_ps(h2, h2, 1)));                                    \
+                best[h] = sum > best[h] ? sum : best[h];                                                                       \
+            }                                                                                                                  \
+        }                                                                                                                      \
+    }
+
+#define LOAD_F32(p) _mm256_loadu_ps(p)
+#define LOAD_F16(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
+QUEST_PAGE_AVX2(lv_quest_page_avx2, float, LOAD_F32, lv_quest_page_ref)
+QUEST_PAGE_AVX2(lv_quest_page_f16_avx2, uint16_t, LOAD_F16, lv_quest_page_f16_ref)
+#undef LOAD_F32
+#undef LOAD_F16
+#undef QUEST_PAGE_AVX2

@@ -1,0 +1,5 @@
+/*
+ * attn_scalar.c: the tiled attention kernel (attn_impl.h) compiled for the scalar level.
+ */
+#define ATTN_FN lv_attn_tiled_scalar
+#include "kernels/attn_impl.h"

@@ -1,0 +1,371 @@
+/*
+ * kernels.c: reference kernels (scalar, portable). Their arithmetic follows ggml's CPU backend
+ * where that matters for agreeing with llama.cpp's logits: activations are converted to the
+ * weight's vec-dot type before a matrix product (f16 for f16 weights, q8_0 for q8_0/q4_0),
+ * RMSNorm sums in double, RoPE angles come from repeated float multiplication.
+ */
+#include "kernels/kernels.h"
+
+#include "kernels/qkernels.h"
+#include "kernels/qpack.h"
+#include "gguf/quant.h"
+
+#include <math.h>
+#include <string.h>
+
+/* -------------------------------------------------------------------------------------------
+ * matmul
+ * ----------------------------------------------------------------------------------------- */
+
+size_t lv_matmul_scratch_bytes(lv_type wtype, int64_t T, int64_t K) {
+    const size_t plain = (size_t)(T * lv_row_bytes(lv_vec_dot_type(wtype), K));
+    return lv_pack_type_supported(wtype) ? LV_MAX(plain, (size_t)T * lv_packx_row_bytes(wtype, K)) : plain;
+}
+
+/* bytes of converted activations a prefill chunk may take (about half of a 2 MB L2) */
+#define LV_MATMUL_CHUNK_BYTES ((size_t)1 << 20)
+
+typedef struct matmul_task {
+    const lv_tensor *W;
+    const lv_qtype_ops *ops;
+    const lv_pack_ops *pk; /* packed kernels for W->packed, or NULL: use W->data */
+    const float *x;
+    int64_t T;
+    float *y;
+    uint8_t *xq;
+    const float *bias;
+    int64_t xq_row;
+    lv_threadpool *tp;
+} matmul_task;
+
+/* The product with packed weights (qpack.h): groups of LV_PACK_ROWS rows split among threads;
+ * decode runs each group against the one token, prefill each group against tiles of up to
+ * LV_PACK_MAX_COLS tokens of an L2-sized chunk. The kernel computes every column the same way
+ * whatever the tile, so batch and token-by-token results are identical. */
+static void matmul_packed(matmul_task *mt, int ith, int nth) {
+    const lv_tensor *W = mt->W;
+    const int64_t K = W->ne[0], N = W->ne[1], T = mt->T, G = N / LV_PACK_ROWS;
+    const size_t gbytes = lv_pack_group_bytes(W->type, K), xs = (size_t)mt->xq_row;
+    const uint8_t *wp = W->packed;
+    int64_t lo, hi;
+    lv_split_range(G, ith, nth, &lo, &hi);
+    const int64_t CB = LV_PACK_MAX_COLS;
+    const int64_t chunk = T == 1 ? 1 : LV_MAX(CB, (int64_t)(LV_MATMUL_CHUNK_BYTES / xs) / CB * CB);
+    for (int64_t t0 = 0; t0 < T; t0 += chunk) {
+        const int64_t t1 = LV_MIN(T, t0 + chunk);
+        for (int64_t g = lo; g < hi; g++)
+            for (int64_t c0 = t0; c0 < t1; c0 += CB) {
+                const int nc = (int)LV_MIN(CB, t1 - c0);
+                float *y = mt->y + c0 * N + g * LV_PACK_ROWS;
+                mt->pk->gemm(K, wp + (size_t)g * gbytes, mt->xq + (size_t)c0 * xs, xs, y, (size_t)N, nc);
+                if (mt->bias)
+                    for (int c = 0; c < nc; c++)
+                        for (int r = 0; r < LV_PACK_ROWS; r++) y[c * N + r] += mt->bias[g * LV_PACK_ROWS + r];
+            }
+    }
+}
+
+static void matmul_worker(void *arg, int ith, int nth) {
+    matmul_task *mt = arg;
+    const lv_tensor *W = mt->W;
+    const lv_qtype_ops *ops = mt->ops;
+    const int64_t K = W->ne[0], N = W->ne[1], T = mt->T;
+    int64_t lo, hi;
+    /* 1. convert the activations once per row */
+    lv_split_range(T, ith, nth, &lo, &hi);
+    for (int64_t t = lo; t < hi; t++) {
+        ops->from_float(mt->x + t * K, mt->xq + t * mt->xq_row, K);
+        if (mt->pk) lv_packx_finish(W->type, mt->xq + t * mt->xq_row, K);
+    }
+    lv_threadpool_barrier(mt->tp);
+    if (mt->pk) {
+        matmul_packed(mt, ith, nth);
+        return;
+    }
+    const uint8_t *wd = W->data;
+    if (T == 1) {
+        /* 2a. decode: rows split among threads, each weight byte streamed once */
+        lv_split_range(N, ith, nth, &lo, &hi);
+        for (int64_t r = lo; r < hi; r++) mt->y[r] = ops->vec_dot(K, wd + r * W->row_bytes, mt->xq) + (mt->bias ? mt->bias[r] : 0.0f);
+        return;
+    }
+    /* 2b. prefill: blocks of LV_GEMM_MAX_ROWS weight rows split among threads. The tokens are taken
+     * in chunks whose converted activations fit in about half of L2 (LV_MATMUL_CHUNK_BYTES): for
+     * each chunk, every row block of this thread is combined with the chunk's tokens in tiles of
+     * LV_GEMM_MAX_COLS, so a block of weight rows is read from memory once per chunk and then reused
+     * from L1 for every tile, and the chunk's activations are reused from L2 across the row blocks
+     * (without chunks, a 512-token batch with K = 8192 re-read 4 MB of activations from L3 for every
+     * 4 weight rows: bench/NOTES.md). Each tile computes exactly what vec_dot computes for each of
+     * its pairs, so the result does not depend on the chunking. */
+    const int64_t RB = LV_GEMM_MAX_ROWS, CB = LV_GEMM_MAX_COLS;
+    const int64_t n_blocks = (N + RB - 1) / RB;
+    lv_split_range(n_blocks, ith, nth, &lo, &hi);
+    const int64_t chunk = LV_MAX(CB, (int64_t)(LV_MATMUL_CHUNK_BYTES / (size_t)mt->xq_row) / CB * CB);
+    float tile[LV_GEMM_MAX_ROWS * LV_GEMM_MAX_COLS];
+    for (int64_t t0 = 0; t0 < T; t0 += chunk) {
+        const int64_t t1 = LV_MIN(T, t0 + chunk);
+        for (int64_t rb = lo; rb < hi; rb++) {
+            const int64_t r0 = rb * RB;
+            const int nr = (int)LV_MIN(RB, N - r0);
+            for (int64_t c0 = t0; c0 < t1; c0 += CB) {
+                const int nc = (int)LV_MIN(CB, t1 - c0);
+                ops->gemm(K, wd + r0 * W->row_bytes, (size_t)W->row_bytes, mt->xq + c0 * mt->xq_row, (size_t)mt->xq_row, tile, CB, nr, nc);
+                for (int r = 0; r < nr; r++) {
+                    const float b = mt->bias ? mt->bias[r0 + r] : 0.0f;
+                    for (int c = 0; c < nc; c++) mt->y[(c0 + c) * N + r0 + r] = tile[r * CB + c] + b;
+                }
+            }
+        }
+    }
+}
+
+void lv_matmul(lv_threadpool *tp, const lv_tensor *W, const float *x, int64_t T, float *y, void *xq, const float *bias) {
+    const lv_simd level = lv_simd_active();
+    const lv_pack_ops *pk = W->packed ? lv_pack_ops_get(W->type, level) : NULL;
+    matmul_task mt = {W, lv_qtype_ops_get(W->type, level), pk, x, T, y, xq, bias, 0, tp};
+    LV_ASSERT(mt.ops);
+    LV_ASSERT(!pk || W->ne[1] % LV_PACK_ROWS == 0);
+    mt.xq_row = pk ? (int64_t)lv_packx_row_bytes(W->type, W->ne[0]) : lv_row_bytes(mt.ops->vec_dot_type, W->ne[0]);
+    lv_threadpool_run(tp, matmul_worker, &mt);
+}
+
+/* -------------------------------------------------------------------------------------------
+ * norms, activations
+ * ----------------------------------------------------------------------------------------- */
+
+void lv_rmsnorm_ref(const float *x, const float *w, float *y, int64_t n, float eps) {
+    double sum = 0.0;
+    for (int64_t i = 0; i < n; i++) sum += (double)(x[i] * x[i]);
+    const float mean = (float)(sum / (double)n);
+    const float scale = 1.0f / sqrtf(mean + eps);
+    for (int64_t i = 0; i < n; i++) y[i] = (x[i] * scale) * w[i];
+}
+
+void lv_swiglu_ref(const float *gate, const float *up, float *out, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        const float g = gate[i];
+        out[i] = (g / (1.0f + expf(-g))) * up[i];
+    }
+}
+
+void lv_swiglu(const float *gate, const float *up, float *out, int64_t n) {
+    if (lv_simd_active() >= LV_SIMD_AVX512) lv_swiglu_avx512(gate, up, out, n);
+    else lv_swiglu_ref(gate, up, out, n);
+}
+
+/* -------------------------------------------------------------------------------------------
+ * rope
+ * ----------------------------------------------------------------------------------------- */
+
+lv_rope_params lv_rope_params_from(const lv_model *m) {
+    const lv_hparams *hp = &m->hp;
+    lv_rope_params rp = {
+        .n_rot = (int)hp->n_rot,
+        .type = hp->rope_type,
+        .freq_base = hp->rope_freq_base,
+        .freq_scale = hp->rope_freq_scale,
+        .ext_factor = hp->yarn_ext_factor,
+        .attn_factor = hp->yarn_attn_factor,
+        .beta_fast = hp->yarn_beta_fast,
+        .beta_slow = hp->yarn_beta_slow,
+        .n_ctx_orig = (int)LV_MIN(hp->n_ctx_orig, INT32_MAX),
+        .freq_factors = m->rope_freqs.data,
+    };
+    return rp;
+}
+
+static float yarn_corr_dim(int n_dims, int n_ctx_orig, float n_rot, float base) {
+    return n_dims * logf(n_ctx_orig / (n_rot * 2 * (float)LV_PI)) / (2 * logf(base));
+}
+
+static float yarn_ramp(float low, float high, int i0) {
+    const float y = (i0 / 2 - low) / LV_MAX(0.001f, high - low);
+    return 1 - LV_MIN(1, LV_MAX(0, y));
+}
+
+void lv_rope_cache(const lv_rope_params *rp, int32_t pos, float *cache) {
+    const int n = rp->n_rot;
+    const float theta_scale = powf(rp->freq_base, -2.0f / n);
+    float corr[2] = {0, 0};
+    if (rp->ext_factor != 0.0f) {
+        float start = floorf(yarn_corr_dim(n, rp->n_ctx_orig, rp->beta_fast, rp->freq_base));
+        float end = ceilf(yarn_corr_dim(n, rp->n_ctx_orig, rp->beta_slow, rp->freq_base));
+        corr[0] = LV_MAX(0, start);
+        corr[1] = LV_MIN(n - 1, end);
+    }
+    float theta = (float)pos;
+    for (int i0 = 0; i0 < n; i0 += 2) {
+        /* freq_factors hold plain f32 values; read them with memcpy (the mapping may be unaligned
+         * only in a malformed file, which the loader rejects, but stay safe) */
+        float ff = 1.0f;
+        if (rp->freq_factors) memcpy(&ff, (const char *)rp->freq_factors + (size_t)(i0 / 2) * 4, 4);
+        const float theta_extrap = theta / ff;
+        const float theta_interp = rp->freq_scale * theta_extrap;
+        float th = theta_interp;
+        float mscale = rp->attn_factor;
+        if (rp->ext_factor != 0.0f) {
+            const float ramp_mix = yarn_ramp(corr[0], corr[1], i0) * rp->ext_factor;
+            th = theta_interp * (1 - ramp_mix) + theta_extrap * ramp_mix;
+            mscale *= 1.0f + 0.1f * logf(1.0f / rp->freq_scale);
+        }
+        cache[i0 + 0] = cosf(th) * mscale;
+        cache[i0 + 1] = sinf(th) * mscale;
+        theta *= theta_scale;
+    }
+}
+
+void lv_rope_apply(const lv_rope_params *rp, const float *cache, float *x) {
+    const int n = rp->n_rot;
+    if (rp->type == LV_ROPE_NORM) {
+        for (int i0 = 0; i0 < n; i0 += 2) {
+            const float c = cache[i0], s = cache[i0 + 1];
+            const float x0 = x[i0], x1 = x[i0 + 1];
+            x[i0] = x0 * c - x1 * s;
+            x[i0 + 1] = x0 * s + x1 * c;
+        }
+    } else {
+        const int half = n / 2;
+        for (int i0 = 0; i0 < n; i0 += 2) {
+            const float c = cache[i0], s = cache[i0 + 1];
+            const int ic = i0 / 2;
+            const float x0 = x[ic], x1 = x[ic + half];
+            x[ic] = x0 * c - x1 * s;
+            x[ic + half] = x0 * s + x1 * c;
+        }
+    }
+}
+
+/* -------------------------------------------------------------------------------------------
+ * attention
+ * ----------------------------------------------------------------------------------------- */
+
+/* one value row as floats */
+static inline void kv_row(lv_kv_type t, const void *base, int64_t row, int D, float *out) {
+    if (t == LV_KV_F32) {
+        memcpy(out, (const float *)base + row * D, (size_t)D * sizeof(float));
+    } else {
+        const uint16_t *h = (const uint16_t *)base + row * D;
+        for (int d = 0; d < D; d++) out[d] = lv_fp16_to_fp32(h[d]);
+    }
+}
+
+int64_t lv_attn_ref(const float *q, const lv_attn_span *spans, int n_spans, int32_t q_pos, const lv_attn_mask *mask, float scale,
+                    lv_kv_type kv_type, int Dk, int Dv, float *scores, float *out) {
+    float qr[1024], row[1024];
+    LV_ASSERT(Dk <= 1024 && Dv <= 1024);
+    for (int d = 0; d < Dk; d++) qr[d] = kv_type == LV_KV_F16 ? lv_fp16_to_fp32(lv_fp32_to_fp16(q[d])) : q[d];
+
+    /* pass 1: scores and max */
+    float mx = -INFINITY;
+    int64_t j = 0, n_att = 0;
+    for (int s = 0; s < n_spans; s++) {
+        const lv_attn_span *sp = &spans[s];
+        for (int32_t i = 0; i < sp->n; i++, j++) {
+            if (!lv_attn_visible(mask, sp->pos[i], q_pos)) {
+                scores[j] = -INFINITY;
+                continue;
+            }
+            for (int d = 0; d < Dk; d++) row[d] = lv_attn_key(kv_type, sp, i, d);
+            double dot = 0;
+            for (int d = 0; d < Dk; d++) dot += (double)qr[d] * (double)row[d];
+            scores[j] = (float)dot * scale;
+            if (scores[j] > mx) mx = scores[j];
+            n_att++;
+        }
+    }
+    for (int d = 0; d < Dv; d++) out[d] = 0.0f;
+    if (n_att == 0) return 0;
+    /* pass 2: softmax weights (sum in double, as ggml's soft_max) */
+    double sum = 0;
+    for (int64_t i = 0; i < j; i++) {
+        const float e = scores[i] == -INFINITY ? 0.0f : expf(scores[i] - mx);
+        scores[i] = e;
+        sum += e;
+    }
+    const float inv = (float)(1.0 / sum);
+    /* pass 3: weighted sum of values */
+    j = 0;
+    for (int s = 0; s < n_spans; s++) {
+        const lv_attn_span *sp = &spans[s];
+        for (int32_t i = 0; i < sp->n; i++, j++) {
+            const float p = scores[j] * inv;
+            if (p == 0.0f) continue;
+            kv_row(kv_type, sp->v, i, Dv, row);
+            for (int d = 0; d < Dv; d++) out[d] += p * row[d];
+        }
+    }
+    return n_att;
+}
+
+/* -------------------------------------------------------------------------------------------
+ * tiled attention dispatch
+ * ----------------------------------------------------------------------------------------- */
+
+size_t lv_attn_scratch_floats(int nq, int Dk, int Dv) {
+    /* the largest of the levels' layouts: q | K block | V block | scores (nq x 64, or the AVX-512
+     * kernel's 4 x 64 and a discarded row of Dv) | m, l */
+    return (size_t)nq * (size_t)Dk + 64 * (size_t)(Dk + Dv) + (size_t)nq * 64 + 4 * 64 + (size_t)Dv + 2 * (size_t)nq;
+}
+
+void lv_quest_page_ref(const float *q, int64_t q_stride, int n_q, const float *stats, int n_lp, int Dk, float *best) {
+    for (int h = 0; h < n_q; h++) best[h] = -INFINITY;
+    for (int lp = 0; lp < n_lp; lp++) {
+        const float *mn = stats + (size_t)lp * 2 * (size_t)Dk, *mx = mn + Dk;
+        for (int h = 0; h < n_q; h++) {
+            const float *qh = q + h * q_stride;
+            float acc[16] = {0};
+            int d = 0;
+            for (; d + 16 <= Dk; d += 16)
+                for (int j = 0; j < 16; j++) {
+                    const float a = qh[d + j] * mx[d + j], b = qh[d + j] * mn[d + j];
+                    acc[j] += a > b ? a : b;
+                }
+            float sum = 0;
+            for (; d < Dk; d++) {
+                const float a = qh[d] * mx[d], b = qh[d] * mn[d];
+                sum += a > b ? a : b;
+            }
+            for (int j = 0; j < 16; j++) sum += acc[j];
+            best[h] = sum > best[h] ? sum : best[h];
+        }
+    }
+}
+
+void lv_quest_page_f16_ref(const float *q, int64_t q_stride, int n_q, const uint16_t *stats, int n_lp, int Dk, float *best) {
+    float s[2 * 1024];
+    LV_ASSERT(Dk <= 1024);
+    for (int h = 0; h < n_q; h++) best[h] = -INFINITY;
+    for (int lp = 0; lp < n_lp; lp++) {
+        float b[64];
+        for (int i = 0; i < 2 * Dk; i++) s[i] = lv_fp16_to_fp32(stats[(size_t)lp * 2 * (size_t)Dk + (size_t)i]);
+        for (int h0 = 0; h0 < n_q; h0 += 64) {
+            const int nh = n_q - h0 < 64 ? n_q - h0 : 64;
+            lv_quest_page_ref(q + h0 * q_stride, q_stride, nh, s, 1, Dk, b);
+            for (int h = 0; h < nh; h++) best[h0 + h] = b[h] > best[h0 + h] ? b[h] : best[h0 + h];
+        }
+    }
+}
+
+void lv_quest_page_f16(const float *q, int64_t q_stride, int n_q, const uint16_t *stats, int n_lp, int Dk, float *best) {
+    switch (lv_simd_active()) {
+    case LV_SIMD_AVX512: lv_quest_page_f16_avx512(q, q_stride, n_q, stats, n_lp, Dk, best); break;
+    case LV_SIMD_AVX2: lv_quest_page_f16_avx2(q, q_stride, n_q, stats, n_lp, Dk, best); break;
+    default: lv_quest_page_f16_ref(q, q_stride, n_q, stats, n_lp, Dk, best); break;
+    }
+}
+
+void lv_quest_page(const float *q, int64_t q_stride, int n_q, const float *stats, int n_lp, int Dk, float *best) {
+    switch (lv_simd_active()) {
+    case LV_SIMD_AVX512: lv_quest_page_avx512(q, q_stride, n_q, stats, n_lp, Dk, best); break;
+    case LV_SIMD_AVX2: lv_quest_page_avx2(q, q_stride, n_q, stats, n_lp, Dk, best); break;
+    default: lv_quest_page_ref(q, q_stride, n_q, stats, n_lp, Dk, best); break;
+    }
+}
+
+void lv_attn(const lv_attn_job *job, float *scratch) {
+    switch (lv_simd_active()) {
+    case LV_SIMD_AVX512: lv_attn_tiled_avx512(job, scratch); break;
+    case LV_SIMD_AVX2: lv_attn_tiled_avx2(job, scratch); break;
+    default: lv_attn_tiled_scalar(job, scratch); break;
+    }
+}

@@ -1,0 +1,181 @@
+/*
+ * kernels.h: the compute kernels of the forward pass: matrix multiplication per weight type,
+ * RMSNorm, RoPE, SwiGLU, and attention over a list of KV spans. Each has a scalar reference;
+ * SIMD variants (a later issue) share the signatures and are tested against it.
+ *
+ * Kernels never allocate and never decide which tokens to attend: callers pass scratch and an
+ * attention plan (spans).
+ *
+ * Legend: T = tokens in the micro-batch, E = n_embd, K = input features of a matrix, N = its
+ * output features (rows), D = head dim.
+ */
+#ifndef LV_KERNELS_H
+#define LV_KERNELS_H
+
+#include "core/core.h"
+#include "model/model.h"
+#include <math.h>
+
+/* y (T, N) = x (T, K) @ W^T, W a bound weight of shape (K, N) (N rows of K elements), run on
+ * the pool with the kernels of the active SIMD level (qkernels.h). xq is scratch for x
+ * converted to W's vec-dot type: at least lv_matmul_scratch_bytes(W->type, T, K) bytes.
+ * If bias is non-NULL (N floats) it is added after the product. */
+void   lv_matmul(lv_threadpool *tp, const lv_tensor *W, const float *x, int64_t T, float *y, void *xq, const float *bias);
+size_t lv_matmul_scratch_bytes(lv_type wtype, int64_t T, int64_t K); /* 4 * T * K covers every type */
+
+/* y (n) = rmsnorm(x) * w, with ggml's arithmetic: mean of squares accumulated in double,
+ * scale = 1/sqrtf(mean + eps), y = (x * scale) * w. */
+void lv_rmsnorm_ref(const float *x, const float *w, float *y, int64_t n, float eps);
+
+/* RoPE: cos/sin table for one position (n_rot/2 pairs), computed as ggml's rope_yarn cache:
+ * theta_i = pos * base^(-2i/n_rot) by repeated float multiplication, divided by
+ * freq_factors[i] (llama3 rope_freqs) when given, then YaRN/linear scaling. */
+typedef struct lv_rope_params {
+    int n_rot;
+    lv_rope_type type;
+    float freq_base, freq_scale, ext_factor, attn_factor, beta_fast, beta_slow;
+    int n_ctx_orig;
+    const float *freq_factors; /* (n_rot/2) or NULL */
+} lv_rope_params;
+
+lv_rope_params lv_rope_params_from(const lv_model *m);
+/* cache: (n_rot) floats: cos, sin interleaved per pair */
+void lv_rope_cache(const lv_rope_params *rp, int32_t pos, float *cache);
+/* Rotate the first n_rot dims of one head vector x (head_dim floats) in place. */
+void lv_rope_apply(const lv_rope_params *rp, const float *cache, float *x);
+
+/* out[i] = silu(gate[i]) * up[i], silu(x) = x / (1 + expf(-x)) */
+void lv_swiglu_ref(const float *gate, const float *up, float *out, int64_t n);
+/* The same with a 16-lane exp (exp512.h): relative error below (8 + |gate|) * 2^-23 */
+void lv_swiglu_avx512(const float *gate, const float *up, float *out, int64_t n);
+/* The active SIMD level's swiglu (out may be gate) */
+void lv_swiglu(const float *gate, const float *up, float *out, int64_t n);
+
+/* ---- attention masks ----
+ * Which cached keys a query sees, by stored position (kernels never see evicted tokens, so a
+ * mask only has to exclude what a policy keeps but a given query must not see). */
+typedef enum lv_attn_mask_kind {
+    LV_MASK_CAUSAL = 0,        /* key position <= query position */
+    LV_MASK_SINK_WINDOW = 1,   /* ... and (a sink, pos < sink_end, or q - k < window): the Lambda mask */
+    LV_MASK_BLOCK_STRIDED = 2, /* ... and, with qb = q / block, kb = k / block: qb - kb < local_blocks or (kb + 1) % vert_stride == 0 */
+} lv_attn_mask_kind;
+
+typedef struct lv_attn_mask {
+    uint8_t kind;
+    int32_t sink_end, window;
+    int32_t block, local_blocks, vert_stride;
+} lv_attn_mask;
+
+static inline bool lv_attn_visible(const lv_attn_mask *m, int32_t kpos, int32_t qpos) {
+    if (kpos > qpos) return false;
+    if (!m || m->kind == LV_MASK_CAUSAL) return true;
+    if (m->kind == LV_MASK_SINK_WINDOW) return kpos < m->sink_end || qpos - kpos < m->window;
+    const int32_t qb = qpos / m->block, kb = kpos / m->block;
+    return qb - kb < m->local_blocks || (kb + 1) % m->vert_stride == 0;
+}
+
+/* ---- attention over a plan ----
+ * A span is a run of cached tokens (keys, values and their stored positions) a query reads;
+ * the dense plan is all pages of the sequence, sparse plans are subsets. Keys the mask hides
+ * (mask NULL: causal) are skipped. */
+typedef struct lv_attn_span {
+    const void *k;      /* keys, transposed: element d of key j at k[d * ldk + j] (elements of kv_type) */
+    const void *v;      /* (n, Dv): value j at v[j * Dv] */
+    const int32_t *pos; /* (n) */
+    int32_t n;
+    int32_t ldk;        /* >= n: the keys' row stride (a KV cache page: its page size) */
+} lv_attn_span;
+
+/* bytes of one cached element */
+static inline size_t lv_kv_elt_size(lv_kv_type t) { return t == LV_KV_F32 ? 4 : 2; }
+
+/* Keys are stored transposed (the KV cache keeps a page's keys as Dk rows of page-size elements)
+ * so that a block of 64 keys is 64 consecutive elements per dimension: the kernels' score loop
+ * (one fma chain over the dimensions per key, 16 keys per vector) loads them as they are, where a
+ * row-major block had to be transposed in registers first (bench/NOTES.md, session 13). */
+static inline float lv_attn_key(lv_kv_type t, const lv_attn_span *sp, int64_t j, int64_t d) {
+    const int64_t i = d * sp->ldk + j;
+    return t == LV_KV_F32 ? ((const float *)sp->k)[i] : lv_fp16_to_fp32(((const uint16_t *)sp->k)[i]);
+}
+
+/* out (Dv) = softmax(scale * q.k_j over unmasked j) . v_j.
+ * scores: scratch of at least the total span length. With LV_KV_F16 the query is rounded to
+ * f16 before the dot products, as llama.cpp does for an f16 cache. Returns the number of keys
+ * attended (0: out is zero). */
+int64_t lv_attn_ref(const float *q, const lv_attn_span *spans, int n_spans, int32_t q_pos, const lv_attn_mask *mask, float scale,
+                    lv_kv_type kv_type, int Dk, int Dv, float *scores, float *out);
+
+/* ---- tiled attention (attn_impl.h), the fast path ----
+ * A job: n_tok tokens of one sequence x n_head query heads that share one KV stream; query row
+ * (t, h) is q + t * q_tok_stride + h * q_head_stride, its output likewise, its position pos[t]. */
+typedef struct lv_attn_job {
+    const float *q;
+    int64_t q_tok_stride, q_head_stride;
+    float *out;
+    int64_t out_tok_stride, out_head_stride;
+    const int32_t *pos; /* (n_tok) */
+    int n_tok, n_head;
+    const lv_attn_span *spans;
+    int n_spans;
+    /* (n_spans) or NULL: bit h set when query head h reads span s (for every token of the job);
+     * NULL: every head reads every span. LServe's decode gives the G heads of a KV head the union
+     * of their selected pages, so a page two heads chose is loaded once. */
+    const uint32_t *span_heads;
+    /* split-K: when both are set, each output row is left unnormalised (sum of exp(s - m) v) and
+     * its running max and sum of weights go to m_out[r], l_out[r] (row r = t * n_head + h; m
+     * -INFINITY, l 0 and a zero row when nothing was attended); lv_attn_merge combines parts. */
+    float *m_out, *l_out;
+    lv_attn_mask mask;
+    float scale;
+    lv_kv_type kv_type;
+    int Dk, Dv;
+} lv_attn_job;
+
+/* split-K: fold one part of a query row's keys (o unnormalised, its max m and weight sum l, as
+ * a job with m_out/l_out leaves them) into a running (O, *M, *L), parts taken in key order; a
+ * part that attended nothing (l 0) changes nothing. Start from *M = -INFINITY, *L = 0. */
+static inline void lv_attn_fold(float *O, float *M, float *L, const float *o, float m, float l, int Dv) {
+    if (l == 0.0f) return;
+    if (*L == 0.0f) {
+        for (int d = 0; d < Dv; d++) O[d] = o[d];
+        *M = m;
+        *L = l;
+        return;
+    }
+    const float mx = m > *M ? m : *M, a = expf(*M - mx), b = expf(m - mx);
+    for (int d = 0; d < Dv; d++) O[d] = O[d] * a + o[d] * b;
+    *L = *L * a + l * b;
+    *M = mx;
+}
+
+/* the folded row divided by its weight sum (zero when nothing was attended) */
+static inline void lv_attn_finish(float *O, float L, int Dv) {
+    const float inv = L == 0.0f ? 0.0f : 1.0f / L;
+    for (int d = 0; d < Dv; d++) O[d] *= inv;
+}
+
+/* LServe's page score for n_q queries (query h at q + h * q_stride): best[h] = the max over the
+ * n_lp logical pages of one physical page (stats: per logical page Dk minima then Dk maxima) of
+ * the Quest bound sum_d max(q_d kmax_d, q_d kmin_d). The kernel of the active SIMD level;
+ * lv_quest_page_ref is the portable one (16 partial sums), the tests compare the levels. */
+void lv_quest_page(const float *q, int64_t q_stride, int n_q, const float *stats, int n_lp, int Dk, float *best);
+void lv_quest_page_ref(const float *q, int64_t q_stride, int n_q, const float *stats, int n_lp, int Dk, float *best);
+void lv_quest_page_avx2(const float *q, int64_t q_stride, int n_q, const float *stats, int n_lp, int Dk, float *best);
+void lv_quest_page_avx512(const float *q, int64_t q_stride, int n_q, const float *stats, int n_lp, int Dk, float *best);
+/* the same with f16 statistics (an f16 cache's, as LServe keeps them): each level widens them and
+ * computes exactly what its f32 kernel computes on the widened values (tested) */
+void lv_quest_page_f16(const float *q, int64_t q_stride, int n_q, const uint16_t *stats, int n_lp, int Dk, float *best);
+void lv_quest_page_f16_ref(const float *q, int64_t q_stride, int n_q, const uint16_t *stats, int n_lp, int Dk, float *best);
+void lv_quest_page_f16_avx2(const float *q, int64_t q_stride, int n_q, const uint16_t *stats, int n_lp, int Dk, float *best);
+void lv_quest_page_f16_avx512(const float *q, int64_t q_stride, int n_q, const uint16_t *stats, int n_lp, int Dk, float *best);
+
+/* floats of scratch a job of nq = n_tok * n_head query rows needs */
+size_t lv_attn_scratch_floats(int nq, int Dk, int Dv);
+/* Run a job with the kernel of the active SIMD level. */
+void lv_attn(const lv_attn_job *job, float *scratch);
+/* the per-level kernels (attn_scalar.c, attn_avx2.c, attn_avx512.c) */
+void lv_attn_tiled_scalar(const lv_attn_job *job, float *scratch);
+void lv_attn_tiled_avx2(const lv_attn_job *job, float *scratch);
+void lv_attn_tiled_avx512(const lv_attn_job *job, float *scratch);
+
+#endif

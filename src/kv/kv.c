@@ -1,0 +1,661 @@
+/*
+ * kv.c: the paged KV cache with per-(layer, KV head) policies (design in kv.h).
+ */
+#include "kv/kv.h"
+#include "kernels/kernels.h"
+
+#include "kernels/qkernels.h"
+#include "gguf/quant.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* float -> f16 rows with the active level's conversion (F16C where present; bit-identical to
+ * quant.c's reference at every level, tests/kernels/test_qkernels.c): the cache is written every token */
+static void to_f16(const float *x, void *y, int64_t n) { lv_qtype_ops_get(LV_TYPE_F16, lv_simd_active())->from_float(x, y, n); }
+
+typedef struct kv_pool {    /* one per (layer, KV head) */
+    lv_kv_head_policy pol;
+    int64_t n_pages;        /* pages in this pool */
+    uint8_t *k;             /* (n_pages, Dk, page_size) elements of the kv type: a page's keys transposed
+                               (lv_attn_span), dimension d of its slot i at d * page_size + i */
+    uint8_t *v;             /* (n_pages, page_size, Dv) */
+    int32_t *pos;           /* (n_pages, page_size) */
+    uint8_t *stats;         /* (n_pages, page_size / 16 + 1, 2, Dk) elements of the kv type (f16 as LServe keeps them,
+                               or f32): min then max, or NULL */
+    int32_t *free_ids;      /* stack of free page ids */
+    int64_t n_free;
+} kv_pool;
+
+typedef struct kv_stream {  /* one per (sequence, layer, KV head) */
+    int32_t *pages;         /* page ids in token order */
+    int64_t n_pages;        /* pages held (committed + reserved) */
+    int64_t n_stored;       /* committed tokens in those pages */
+    int64_t bs_cursor;      /* BLOCK_STRIDED: pages before this index were kept for good */
+} kv_stream;
+
+struct lv_kv {
+    lv_kv_params p;
+    int64_t n_pools;        /* n_layer * n_head_kv */
+    size_t elt;             /* bytes per element */
+    kv_pool *pools;
+    kv_stream *streams;     /* (n_seq_max, n_pools) */
+    int64_t *seq_len;       /* (n_seq_max) tokens appended (logical length) */
+    int32_t *seq_max_pos;   /* (n_seq_max) */
+    int64_t total_tokens;   /* committed, all sequences (logical) */
+    int32_t *ids;           /* backing store of page tables and free stacks */
+    bool in_txn;
+    int64_t *txn_n_new;     /* (n_seq_max) */
+    int32_t *txn_last_pos;  /* (n_seq_max) */
+    int64_t *txn_old_pages; /* (n_seq_max * n_pools) */
+    uint8_t *big;
+    size_t big_size;
+};
+
+static inline kv_stream *stream_at(const lv_kv *kv, int64_t seq, int64_t layer, int64_t head) {
+    return &kv->streams[seq * kv->n_pools + layer * kv->p.n_head_kv + head];
+}
+static inline kv_pool *pool_at(const lv_kv *kv, int64_t layer, int64_t head) { return &kv->pools[layer * kv->p.n_head_kv + head]; }
+static inline int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+/* pages one pool needs: enough for its policy's worst case over every sequence */
+static int64_t pool_pages(const lv_kv_params *p, const lv_kv_head_policy *pol) {
+    const int64_t P = p->page_size;
+    const int64_t full = cdiv(p->n_ctx, P) + p->n_seq_max - 1;
+    int64_t per_seq;
+    switch (pol->kind) {
+    case LV_MASK_SINK_WINDOW: per_seq = cdiv(pol->sink, P) + cdiv((int64_t)pol->window + p->n_batch, P) + 2; break;
+    case LV_MASK_BLOCK_STRIDED:
+        per_seq = cdiv(p->n_ctx, (int64_t)pol->block * pol->vert_stride) * (pol->block / P) + ((int64_t)pol->local_blocks + 1) * (pol->block / P) +
+                  cdiv(p->n_batch, P) + 2;
+        break;
+    default: return full;
+    }
+    const int64_t n = per_seq * p->n_seq_max;
+    return n < full ? n : full;
+}
+
+/* Bytes of one page of a pool: K and V rows, positions, and LServe statistics when kept. */
+static int64_t page_bytes_of(int64_t P, int64_t Dk, int64_t Dv, size_t elt, bool stats) {
+    return P * ((Dk + Dv) * (int64_t)elt + 4) + (stats ? (P / LV_KV_LOGICAL_PAGE + 1) * 2 * Dk * (int64_t)elt : 0);
+}
+
+lv_status lv_kv_create(const lv_kv_params *p, lv_kv **out) {
+    *out = NULL;
+    if (p->n_layer <= 0 || p->n_head_kv <= 0 || p->head_dim_k <= 0 || p->head_dim_v <= 0 || p->page_size <= 0 || p->n_ctx <= 0 ||
+        p->n_seq_max <= 0)
+        return lv_error(LV_ERR_INVALID_ARG, "kv cache: invalid shape");
+    if (p->page_size > (1 << 20) || p->n_seq_max > (1 << 16) || p->n_layer > (1 << 16) || p->n_head_kv > (1 << 16))
+        return lv_error(LV_ERR_INVALID_ARG, "kv cache: page size %lld, %lld sequences, %lld x %lld heads: too large", (long long)p->page_size,
+                        (long long)p->n_seq_max, (long long)p->n_layer, (long long)p->n_head_kv);
+    lv_kv *kv = lv_calloc(1, sizeof(*kv));
+    if (!kv) return LV_ERR_NOMEM;
+    kv->p = *p;
+    kv->p.policies = NULL;
+    if (kv->p.n_batch <= 0 || kv->p.n_batch > kv->p.n_ctx) kv->p.n_batch = kv->p.n_ctx;
+    kv->elt = lv_kv_elt_size(p->type);
+    kv->n_pools = p->n_layer * p->n_head_kv;
+    const int64_t n_streams = p->n_seq_max * kv->n_pools;
+    const int64_t P = p->page_size, Dk = p->head_dim_k, Dv = p->head_dim_v;
+    lv_status st = LV_ERR_NOMEM;
+    kv->pools = lv_calloc((size_t)kv->n_pools, sizeof(kv_pool));
+    kv->streams = lv_calloc((size_t)n_streams, sizeof(kv_stream));
+    kv->seq_len = lv_calloc((size_t)p->n_seq_max, sizeof(int64_t));
+    kv->seq_max_pos = lv_mallocn((size_t)p->n_seq_max, sizeof(int32_t));
+    kv->txn_n_new = lv_calloc((size_t)p->n_seq_max, sizeof(int64_t));
+    kv->txn_last_pos = lv_calloc((size_t)p->n_seq_max, sizeof(int32_t));
+    kv->txn_old_pages = lv_calloc((size_t)n_streams, sizeof(int64_t));
+    if (!kv->pools || !kv->streams || !kv->seq_len || !kv->seq_max_pos || !kv->txn_n_new || !kv->txn_last_pos || !kv->txn_old_pages)
+        goto fail;
+
+    /* policies and pool sizes */
+    int64_t total = 0, n_ids = 0;
+    for (int64_t i = 0; i < kv->n_pools; i++) {
+        kv_pool *pl = &kv->pools[i];
+        lv_kv_head_policy pol = {0};
+        if (p->policies) pol = p->policies[i];
+        if (pol.kind == LV_MASK_SINK_WINDOW && (pol.sink < 0 || pol.window < 1)) {
+            st = lv_error(LV_ERR_INVALID_ARG, "kv cache: sink %d / window %d invalid (window >= 1)", pol.sink, pol.window);
+            goto fail;
+        }
+        if (pol.kind == LV_MASK_BLOCK_STRIDED &&
+            (pol.block < P || pol.block % P != 0 || pol.local_blocks < 1 || pol.vert_stride < 1)) {
+            st = lv_error(LV_ERR_INVALID_ARG, "kv cache: block-strided layers need a block size that is a multiple of the page size %lld "
+                          "(block %d, local blocks %d, vertical stride %d)", (long long)P, pol.block, pol.local_blocks, pol.vert_stride);
+            goto fail;
+        }
+        if (pol.kind > LV_MASK_BLOCK_STRIDED) {
+            st = lv_error(LV_ERR_INVALID_ARG, "kv cache: unknown policy %d", pol.kind);
+            goto fail;
+        }
+        if (pol.kind != LV_MASK_CAUSAL) pol.stats = false;
+        pl->pol = pol;
+        pl->n_pages = pool_pages(p, &pol);
+        const int64_t page_bytes = page_bytes_of(P, Dk, Dv, kv->elt, pol.stats);
+        int64_t bytes;
+        if (lv_mul_ovf_i64(page_bytes, pl->n_pages, &bytes) || lv_add_ovf_i64(total, bytes, &total) || (uint64_t)total > SIZE_MAX / 2) {
+            st = lv_error(LV_ERR_INVALID_ARG, "kv cache: %lld tokens x %lld layers x %lld heads does not fit in memory", (long long)p->n_ctx,
+                          (long long)p->n_layer, (long long)p->n_head_kv);
+            goto fail;
+        }
+        n_ids += pl->n_pages * (1 + p->n_seq_max); /* free stack + every sequence's page table */
+    }
+    kv->big_size = (size_t)total;
+    kv->big = lv_big_alloc(kv->big_size);
+    kv->ids = lv_mallocn((size_t)n_ids, sizeof(int32_t));
+    if (!kv->big || !kv->ids) goto fail;
+    uint8_t *b = kv->big;
+    int32_t *ids = kv->ids;
+    for (int64_t i = 0; i < kv->n_pools; i++) {
+        kv_pool *pl = &kv->pools[i];
+        pl->k = b;
+        b += pl->n_pages * P * Dk * (int64_t)kv->elt;
+        pl->v = b;
+        b += pl->n_pages * P * Dv * (int64_t)kv->elt;
+        pl->pos = (int32_t *)b;
+        b += pl->n_pages * P * 4;
+        if (pl->pol.stats) {
+            pl->stats = b;
+            b += pl->n_pages * (P / LV_KV_LOGICAL_PAGE + 1) * 2 * Dk * (int64_t)kv->elt;
+        }
+        pl->free_ids = ids;
+        ids += pl->n_pages;
+        for (int64_t s = 0; s < p->n_seq_max; s++) {
+            kv->streams[s * kv->n_pools + i].pages = ids;
+            ids += pl->n_pages;
+        }
+    }
+    lv_kv_clear(kv);
+    *out = kv;
+    return LV_OK;
+fail:
+    lv_kv_free(kv);
+    return st;
+}
+
+void lv_kv_free(lv_kv *kv) {
+    if (!kv) return;
+    lv_big_free(kv->big, kv->big_size);
+    lv_free(kv->pools);
+    lv_free(kv->streams);
+    lv_free(kv->seq_len);
+    lv_free(kv->seq_max_pos);
+    lv_free(kv->ids);
+    lv_free(kv->txn_n_new);
+    lv_free(kv->txn_last_pos);
+    lv_free(kv->txn_old_pages);
+    lv_free(kv);
+}
+
+void lv_kv_clear(lv_kv *kv) {
+    LV_ASSERT(!kv->in_txn);
+    for (int64_t i = 0; i < kv->n_pools; i++) {
+        kv_pool *pl = &kv->pools[i];
+        for (int64_t j = 0; j < pl->n_pages; j++) pl->free_ids[j] = (int32_t)(pl->n_pages - 1 - j); /* pop 0, 1, 2, ... */
+        pl->n_free = pl->n_pages;
+    }
+    for (int64_t i = 0; i < kv->p.n_seq_max * kv->n_pools; i++) {
+        kv->streams[i].n_pages = 0;
+        kv->streams[i].n_stored = 0;
+        kv->streams[i].bs_cursor = 0;
+    }
+    for (int64_t s = 0; s < kv->p.n_seq_max; s++) {
+        kv->seq_len[s] = 0;
+        kv->seq_max_pos[s] = -1;
+    }
+    kv->total_tokens = 0;
+}
+
+/* -------------------------------------------------------------------------------------------
+ * transactions
+ * ----------------------------------------------------------------------------------------- */
+
+lv_status lv_kv_reserve(lv_kv *kv, const int64_t *n_new, const int32_t *last_pos) {
+    LV_ASSERT(!kv->in_txn);
+    const int64_t P = kv->p.page_size;
+    int64_t add = 0;
+    for (int64_t s = 0; s < kv->p.n_seq_max; s++) add += n_new[s];
+    if (kv->total_tokens + add > kv->p.n_ctx) {
+        for (int64_t s = 0; s < kv->p.n_seq_max; s++) {
+            if (n_new[s] > 0)
+                return lv_error(LV_ERR_CONTEXT_FULL,
+                                "context full: sequence %lld needs %lld more tokens, but the context holds %lld tokens and %lld are in use "
+                                "(raise -c/--ctx-size)",
+                                (long long)s, (long long)n_new[s], (long long)kv->p.n_ctx, (long long)kv->total_tokens);
+        }
+    }
+    for (int64_t s = 0; s < kv->p.n_seq_max; s++)
+        if (n_new[s] > kv->p.n_batch)
+            return lv_error(LV_ERR_INVALID_ARG, "kv cache: %lld tokens for sequence %lld in one step, more than n_batch %lld", (long long)n_new[s],
+                            (long long)s, (long long)kv->p.n_batch);
+    for (int64_t ip = 0; ip < kv->n_pools; ip++) {
+        int64_t need = 0;
+        for (int64_t s = 0; s < kv->p.n_seq_max; s++) {
+            if (!n_new[s]) continue;
+            const kv_stream *st = &kv->streams[s * kv->n_pools + ip];
+            need += cdiv(st->n_stored + n_new[s], P) - st->n_pages;
+        }
+        if (need > kv->pools[ip].n_free)
+            return lv_error(LV_ERR_CONTEXT_FULL, "context full: %lld more KV pages needed in layer %lld head %lld, %lld free (raise -c/--ctx-size)",
+                            (long long)need, (long long)(ip / kv->p.n_head_kv), (long long)(ip % kv->p.n_head_kv), (long long)kv->pools[ip].n_free);
+    }
+    for (int64_t s = 0; s < kv->p.n_seq_max; s++) {
+        kv->txn_n_new[s] = n_new[s];
+        kv->txn_last_pos[s] = last_pos ? last_pos[s] : -1;
+        if (!n_new[s]) continue;
+        for (int64_t ip = 0; ip < kv->n_pools; ip++) {
+            kv_stream *st = &kv->streams[s * kv->n_pools + ip];
+            kv_pool *pl = &kv->pools[ip];
+            kv->txn_old_pages[s * kv->n_pools + ip] = st->n_pages;
+            const int64_t want = cdiv(st->n_stored + n_new[s], P);
+            while (st->n_pages < want) {
+                LV_ASSERT(pl->n_free > 0);
+                st->pages[st->n_pages++] = pl->free_ids[--pl->n_free];
+            }
+        }
+    }
+    kv->in_txn = true;
+    return LV_OK;
+}
+
+static inline int32_t stored_pos(const lv_kv *kv, const kv_pool *pl, const kv_stream *st, int64_t slot) {
+    const int64_t P = kv->p.page_size;
+    return pl->pos[(int64_t)st->pages[slot / P] * P + slot % P];
+}
+
+/* remove page index i of a stream (returning it to the pool) */
+static void drop_page(kv_pool *pl, kv_stream *st, int64_t i, int64_t P) {
+    pl->free_ids[pl->n_free++] = st->pages[i];
+    memmove(st->pages + i, st->pages + i + 1, (size_t)(st->n_pages - i - 1) * sizeof(int32_t));
+    st->n_pages--;
+    st->n_stored -= P;
+}
+
+/* After a commit: return the pages no later query of this sequence can see. */
+static void evict(lv_kv *kv, kv_pool *pl, kv_stream *st, int32_t newest) {
+    const int64_t P = kv->p.page_size;
+    const lv_kv_head_policy *pol = &pl->pol;
+    if (pol->kind == LV_MASK_SINK_WINDOW) {
+        /* pages holding a sink token stay; after them, a page is dead once its newest token is
+         * outside the window of the next query (newest + 1): pos <= newest + 1 - window */
+        const int64_t first = cdiv(pol->sink, P);
+        const int64_t limit = (int64_t)newest + 1 - pol->window;
+        while (first < st->n_pages - 1) { /* never the page being filled */
+            const int32_t last_pos = stored_pos(kv, pl, st, first * P + P - 1);
+            if (last_pos > limit) break;
+            drop_page(pl, st, first, P);
+        }
+    } else if (pol->kind == LV_MASK_BLOCK_STRIDED) {
+        /* the next query block is qb = (newest + 1) / block; key block kb stays visible to it and to
+         * every later block iff it is a stride block or qb - kb < local_blocks */
+        const int64_t qb = ((int64_t)newest + 1) / pol->block;
+        while (st->bs_cursor < st->n_pages - 1) {
+            const int64_t i = st->bs_cursor;
+            const int64_t kb_last = stored_pos(kv, pl, st, i * P + P - 1) / pol->block;
+            if (qb - kb_last < pol->local_blocks) break; /* still local: so are the pages after it */
+            bool alive = false;
+            for (int64_t j = 0; j < P && !alive; j++) {
+                const int64_t kb = stored_pos(kv, pl, st, i * P + j) / pol->block;
+                alive = (kb + 1) % pol->vert_stride == 0;
+            }
+            if (alive) st->bs_cursor++;
+            else drop_page(pl, st, i, P);
+        }
+    }
+}
+
+void lv_kv_commit(lv_kv *kv) {
+    LV_ASSERT(kv->in_txn);
+    for (int64_t s = 0; s < kv->p.n_seq_max; s++) {
+        const int64_t n = kv->txn_n_new[s];
+        if (!n) continue;
+        for (int64_t ip = 0; ip < kv->n_pools; ip++) {
+            kv_stream *st = &kv->streams[s * kv->n_pools + ip];
+            st->n_stored += n;
+            evict(kv, &kv->pools[ip], st, kv->txn_last_pos[s]);
+        }
+        kv->seq_len[s] += n;
+        kv->seq_max_pos[s] = kv->txn_last_pos[s];
+        kv->total_tokens += n;
+    }
+    kv->in_txn = false;
+}
+
+/* recompute the key statistics of the logical pages from slot `from` on (after a rollback the
+ * partially filled last logical page must describe only the tokens that stayed) */
+static void restat(const lv_kv *kv, const kv_pool *pl, const kv_stream *st, int64_t from);
+
+void lv_kv_rollback(lv_kv *kv) {
+    LV_ASSERT(kv->in_txn);
+    for (int64_t s = 0; s < kv->p.n_seq_max; s++) {
+        if (!kv->txn_n_new[s]) continue;
+        for (int64_t ip = 0; ip < kv->n_pools; ip++) {
+            kv_stream *st = &kv->streams[s * kv->n_pools + ip];
+            kv_pool *pl = &kv->pools[ip];
+            const int64_t old = kv->txn_old_pages[s * kv->n_pools + ip];
+            while (st->n_pages > old) pl->free_ids[pl->n_free++] = st->pages[--st->n_pages];
+            if (pl->stats) restat(kv, pl, st, st->n_stored / LV_KV_LOGICAL_PAGE * LV_KV_LOGICAL_PAGE);
+        }
+    }
+    kv->in_txn = false;
+}
+
+int64_t lv_kv_seq_len(const lv_kv *kv, int64_t seq) { return kv->seq_len[seq]; }
+int32_t lv_kv_seq_max_pos(const lv_kv *kv, int64_t seq) { return kv->seq_max_pos[seq]; }
+const lv_kv_head_policy *lv_kv_policy(const lv_kv *kv, int64_t layer, int64_t head) { return &pool_at(kv, layer, head)->pol; }
+
+/* -------------------------------------------------------------------------------------------
+ * writing, key statistics
+ * ----------------------------------------------------------------------------------------- */
+
+static inline uint8_t *stats_at(const lv_kv *kv, const kv_pool *pl, int32_t page, int64_t lp) {
+    const int64_t per_page = kv->p.page_size / LV_KV_LOGICAL_PAGE + 1;
+    return pl->stats + ((int64_t)page * per_page + lp) * 2 * kv->p.head_dim_k * (int64_t)kv->elt;
+}
+
+/* k: the key as stored (an f16 cache's rounding included), so the f16 statistics of an f16 cache
+ * hold its min and max exactly */
+static void stats_add(const lv_kv *kv, const kv_pool *pl, const kv_stream *st, int64_t slot, const float *k) {
+    const int64_t P = kv->p.page_size, Dk = kv->p.head_dim_k;
+    uint8_t *s = stats_at(kv, pl, st->pages[slot / P], (slot % P) / LV_KV_LOGICAL_PAGE);
+    const bool fresh = slot % LV_KV_LOGICAL_PAGE == 0; /* a fresh logical page starts from its first key */
+    if (kv->p.type == LV_KV_F32) {
+        float *mn = (float *)s, *mx = mn + Dk;
+        for (int64_t d = 0; d < Dk; d++) {
+            mn[d] = fresh || k[d] < mn[d] ? k[d] : mn[d];
+            mx[d] = fresh || k[d] > mx[d] ? k[d] : mx[d];
+        }
+        return;
+    }
+    float m[2 * 1024];
+    LV_ASSERT(Dk <= 1024);
+    if (fresh) {
+        memcpy(m, k, (size_t)Dk * sizeof(float));
+        memcpy(m + Dk, k, (size_t)Dk * sizeof(float));
+    } else {
+        lv_to_float_row(LV_TYPE_F16, s, m, 2 * Dk);
+        for (int64_t d = 0; d < Dk; d++) {
+            m[d] = k[d] < m[d] ? k[d] : m[d];
+            m[Dk + d] = k[d] > m[Dk + d] ? k[d] : m[Dk + d];
+        }
+    }
+    to_f16(m, s, 2 * Dk);
+}
+
+/* the key of a stored slot, as the statistics saw it (f32, or f16 widened) */
+static void key_at(const lv_kv *kv, const kv_pool *pl, const kv_stream *st, int64_t slot, float *out) {
+    const int64_t P = kv->p.page_size, Dk = kv->p.head_dim_k;
+    const uint8_t *page = pl->k + (int64_t)st->pages[slot / P] * P * Dk * (int64_t)kv->elt;
+    for (int64_t d = 0; d < Dk; d++) {
+        const int64_t i = d * P + slot % P;
+        out[d] = kv->p.type == LV_KV_F32 ? ((const float *)page)[i] : lv_fp16_to_fp32(((const uint16_t *)page)[i]);
+    }
+}
+
+static void restat(const lv_kv *kv, const kv_pool *pl, const kv_stream *st, int64_t from) {
+    float k[1024];
+    LV_ASSERT(kv->p.head_dim_k <= 1024);
+    for (int64_t slot = from; slot < st->n_stored; slot++) {
+        key_at(kv, pl, st, slot, k);
+        stats_add(kv, pl, st, slot, k);
+    }
+}
+
+void lv_kv_write(lv_kv *kv, int64_t seq, int64_t layer, int64_t head, int64_t k_new, const float *k, const float *v, int32_t pos) {
+    const kv_stream *st = stream_at(kv, seq, layer, head);
+    const kv_pool *pl = pool_at(kv, layer, head);
+    const int64_t P = kv->p.page_size, Dk = kv->p.head_dim_k, Dv = kv->p.head_dim_v;
+    const int64_t slot = st->n_stored + k_new;
+    LV_ASSERT(k_new >= 0 && slot / P < st->n_pages);
+    const int64_t row = (int64_t)st->pages[slot / P] * P + slot % P;
+    uint8_t *page_k = pl->k + (int64_t)st->pages[slot / P] * P * Dk * (int64_t)kv->elt; /* (Dk, P) */
+    pl->pos[row] = pos;
+    if (kv->p.type == LV_KV_F32) {
+        for (int64_t d = 0; d < Dk; d++) ((float *)page_k)[d * P + slot % P] = k[d];
+        memcpy(pl->v + row * Dv * 4, v, (size_t)Dv * 4);
+        if (pl->stats) stats_add(kv, pl, st, slot, k);
+        return;
+    }
+    uint16_t kh[1024];
+    LV_ASSERT(Dk <= 1024);
+    to_f16(k, kh, Dk);
+    for (int64_t d = 0; d < Dk; d++) ((uint16_t *)page_k)[d * P + slot % P] = kh[d];
+    to_f16(v, pl->v + row * Dv * 2, Dv);
+    if (pl->stats) { /* statistics of the key as stored: the f16 cache rounded it */
+        float kr[1024];
+        lv_to_float_row(LV_TYPE_F16, kh, kr, Dk);
+        stats_add(kv, pl, st, slot, kr);
+    }
+}
+
+/* -------------------------------------------------------------------------------------------
+ * reading: spans, masks, selection
+ * ----------------------------------------------------------------------------------------- */
+
+int64_t lv_kv_max_spans(const lv_kv *kv) {
+    int64_t m = 0;
+    for (int64_t i = 0; i < kv->n_pools; i++) m = kv->pools[i].n_pages > m ? kv->pools[i].n_pages : m;
+    return m;
+}
+
+int64_t lv_kv_n_pages(const lv_kv *kv, int64_t seq, int64_t layer, int64_t head, int64_t n_new_visible) {
+    const kv_stream *st = stream_at(kv, seq, layer, head);
+    return cdiv(st->n_stored + n_new_visible, kv->p.page_size);
+}
+
+static void span_of_page(const lv_kv *kv, const kv_pool *pl, const kv_stream *st, int64_t i, int64_t n_tokens, lv_attn_span *sp) {
+    const int64_t P = kv->p.page_size;
+    const int64_t row = (int64_t)st->pages[i] * P;
+    sp->k = pl->k + row * kv->p.head_dim_k * (int64_t)kv->elt;
+    sp->v = pl->v + row * kv->p.head_dim_v * (int64_t)kv->elt;
+    sp->pos = pl->pos + row;
+    sp->n = (int32_t)LV_MIN(P, n_tokens - i * P);
+    sp->ldk = (int32_t)P;
+}
+
+int lv_kv_spans(const lv_kv *kv, int64_t seq, int64_t layer, int64_t head, int64_t n_new_visible, lv_attn_span *spans, lv_attn_mask *mask) {
+    const kv_stream *st = stream_at(kv, seq, layer, head);
+    const kv_pool *pl = pool_at(kv, layer, head);
+    const int64_t n = st->n_stored + n_new_visible;
+    LV_ASSERT(n <= st->n_pages * kv->p.page_size);
+    int ns = 0;
+    if (spans)
+        for (int64_t i = 0; i * kv->p.page_size < n; i++) span_of_page(kv, pl, st, i, n, &spans[ns++]);
+    if (mask) {
+        memset(mask, 0, sizeof(*mask));
+        mask->kind = pl->pol.kind;
+        mask->window = pl->pol.window;
+        mask->block = pl->pol.block;
+        mask->local_blocks = pl->pol.local_blocks;
+        mask->vert_stride = pl->pol.vert_stride;
+        /* the first `sink` tokens are never evicted, so the token stored at index `sink` is the first
+         * stored non-sink: every stored key before it is a sink */
+        mask->sink_end = pl->pol.sink < n ? stored_pos(kv, pl, st, pl->pol.sink) : INT32_MAX;
+    }
+    return ns;
+}
+
+int lv_kv_spans_of_pages(const lv_kv *kv, int64_t seq, int64_t layer, int64_t head, int64_t n_new_visible, const int32_t *pages,
+                         int n_pages, lv_attn_span *spans) {
+    const kv_stream *st = stream_at(kv, seq, layer, head);
+    const kv_pool *pl = pool_at(kv, layer, head);
+    const int64_t n = st->n_stored + n_new_visible;
+    for (int i = 0; i < n_pages; i++) span_of_page(kv, pl, st, pages[i], n, &spans[i]);
+    return n_pages;
+}
+
+typedef struct page_score {
+    float score;
+    int32_t page;
+} page_score;
+
+/* a before b: higher score, then the older page */
+static inline bool ps_before(const page_score *a, const page_score *b) {
+    return a->score > b->score || (a->score == b->score && a->page < b->page);
+}
+
+/* move the k best of v[0, n) to the front (any order) */
+static void ps_select(page_score *v, int64_t n, int64_t k) {
+    int64_t lo = 0, hi = n - 1;
+    while (lo < hi) {
+        const page_score pivot = v[(lo + hi) / 2];
+        int64_t i = lo, j = hi;
+        while (i <= j) {
+            while (ps_before(&v[i], &pivot)) i++;
+            while (ps_before(&pivot, &v[j])) j--;
+            if (i <= j) {
+                page_score t = v[i];
+                v[i] = v[j];
+                v[j] = t;
+                i++;
+                j--;
+            }
+        }
+        if (k - 1 <= j) hi = j;
+        else if (k - 1 >= i) lo = i;
+        else break;
+    }
+}
+
+static int cmp_i32(const void *a, const void *b) {
+    const int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
+int lv_kv_select_pages_multi(const lv_kv *kv, int64_t seq, int64_t layer, int64_t head, int64_t n_new_visible, const float *q,
+                             int64_t q_stride, int n_q, bool shared, int64_t k_pages, int32_t *pages_out, int64_t out_stride, void *scratch) {
+    const kv_stream *st = stream_at(kv, seq, layer, head);
+    const kv_pool *pl = pool_at(kv, layer, head);
+    const int64_t P = kv->p.page_size, Dk = kv->p.head_dim_k;
+    const int64_t n = st->n_stored + n_new_visible;
+    const int64_t n_pages = cdiv(n, P);
+    if (k_pages < 1) k_pages = 1;
+    if (n_pages <= k_pages || !pl->stats) {
+        for (int h = 0; h < n_q; h++)
+            for (int64_t i = 0; i < n_pages; i++) pages_out[h * out_stride + i] = (int32_t)i;
+        return (int)n_pages;
+    }
+    /* score every page but the newest for every query: the max over its logical pages of the
+     * Quest bound sum_d max(q_d kmax_d, q_d kmin_d); the statistics are read once for all queries */
+    page_score *ps = scratch;
+    float best[64];
+    for (int h0 = 0; h0 < n_q; h0 += 64) {
+        const int nh = n_q - h0 < 64 ? n_q - h0 : 64;
+        for (int64_t i = 0; i < n_pages - 1; i++) {
+            const uint8_t *s = stats_at(kv, pl, st->pages[i], 0);
+            if (kv->p.type == LV_KV_F32) lv_quest_page(q + h0 * q_stride, q_stride, nh, (const float *)s, (int)(P / LV_KV_LOGICAL_PAGE), (int)Dk, best);
+            else lv_quest_page_f16(q + h0 * q_stride, q_stride, nh, (const uint16_t *)s, (int)(P / LV_KV_LOGICAL_PAGE), (int)Dk, best);
+            for (int h = 0; h < nh; h++) ps[(h0 + h) * (n_pages - 1) + i] = (page_score){best[h], (int32_t)i};
+        }
+    }
+    if (shared) { /* one selection: query 0's list takes the max over the queries, then is copied */
+        for (int h = 1; h < n_q; h++)
+            for (int64_t i = 0; i < n_pages - 1; i++)
+                if (ps[h * (n_pages - 1) + i].score > ps[i].score) ps[i].score = ps[h * (n_pages - 1) + i].score;
+        ps_select(ps, n_pages - 1, k_pages - 1);
+        for (int64_t i = 0; i < k_pages - 1; i++) pages_out[i] = ps[i].page;
+        pages_out[k_pages - 1] = (int32_t)(n_pages - 1);
+        qsort(pages_out, (size_t)(k_pages - 1), sizeof(int32_t), cmp_i32);
+        for (int h = 1; h < n_q; h++) memcpy(pages_out + h * out_stride, pages_out, (size_t)k_pages * sizeof(int32_t));
+        return (int)k_pages;
+    }
+    /* per query the best k - 1, then the newest page; in increasing order so the spans follow the tokens */
+    for (int h = 0; h < n_q; h++) {
+        page_score *v = ps + h * (n_pages - 1);
+        int32_t *out = pages_out + h * out_stride;
+        ps_select(v, n_pages - 1, k_pages - 1);
+        for (int64_t i = 0; i < k_pages - 1; i++) out[i] = v[i].page;
+        out[k_pages - 1] = (int32_t)(n_pages - 1);
+        qsort(out, (size_t)(k_pages - 1), sizeof(int32_t), cmp_i32);
+    }
+    return (int)k_pages;
+}
+
+int lv_kv_select_pages(const lv_kv *kv, int64_t seq, int64_t layer, int64_t head, int64_t n_new_visible, const float *q,
+                       int64_t k_pages, int32_t *pages_out, void *scratch) {
+    return lv_kv_select_pages_multi(kv, seq, layer, head, n_new_visible, q, 0, 1, false, k_pages, pages_out, 0, scratch);
+}
+
+/* -------------------------------------------------------------------------------------------
+ * truncation, sizes
+ * ----------------------------------------------------------------------------------------- */
+
+lv_status lv_kv_seq_truncate(lv_kv *kv, int64_t seq, int32_t p0) {
+    LV_ASSERT(!kv->in_txn);
+    const int64_t P = kv->p.page_size;
+    if (p0 > kv->seq_max_pos[seq]) return LV_OK; /* nothing to remove */
+    /* removing the whole sequence is always possible */
+    bool all = true;
+    for (int64_t ip = 0; ip < kv->n_pools && all; ip++) {
+        const kv_stream *st = &kv->streams[seq * kv->n_pools + ip];
+        all = st->n_stored == 0 || stored_pos(kv, &kv->pools[ip], st, 0) >= p0;
+    }
+    if (all) {
+        for (int64_t ip = 0; ip < kv->n_pools; ip++) {
+            kv_stream *st = &kv->streams[seq * kv->n_pools + ip];
+            kv_pool *pl = &kv->pools[ip];
+            while (st->n_pages > 0) pl->free_ids[pl->n_free++] = st->pages[--st->n_pages];
+            st->n_stored = 0;
+            st->bs_cursor = 0;
+        }
+        kv->total_tokens -= kv->seq_len[seq];
+        kv->seq_len[seq] = 0;
+        kv->seq_max_pos[seq] = -1;
+        return LV_OK;
+    }
+    /* a stream that evicted tokens no longer holds the window the tokens after the cut need */
+    for (int64_t ip = 0; ip < kv->n_pools; ip++) {
+        const kv_stream *st = &kv->streams[seq * kv->n_pools + ip];
+        if (st->n_stored != kv->seq_len[seq])
+            return lv_error(LV_ERR_UNSUPPORTED,
+                            "cannot remove tokens from position %d of sequence %lld: its streaming heads (layer %lld) already evicted "
+                            "part of it",
+                            p0, (long long)seq, (long long)(ip / kv->p.n_head_kv));
+    }
+    int64_t removed = 0;
+    for (int64_t ip = 0; ip < kv->n_pools; ip++) {
+        kv_stream *st = &kv->streams[seq * kv->n_pools + ip];
+        kv_pool *pl = &kv->pools[ip];
+        int64_t keep = st->n_stored;
+        while (keep > 0 && stored_pos(kv, pl, st, keep - 1) >= p0) keep--;
+        removed = st->n_stored - keep;
+        st->n_stored = keep;
+        while (st->n_pages > cdiv(keep, P)) pl->free_ids[pl->n_free++] = st->pages[--st->n_pages];
+        if (st->bs_cursor > st->n_pages) st->bs_cursor = st->n_pages;
+        if (pl->stats) restat(kv, pl, st, keep / LV_KV_LOGICAL_PAGE * LV_KV_LOGICAL_PAGE);
+    }
+    kv->seq_len[seq] -= removed;
+    kv->total_tokens -= removed;
+    const kv_stream *s0 = stream_at(kv, seq, 0, 0);
+    kv->seq_max_pos[seq] = s0->n_stored > 0 ? stored_pos(kv, &kv->pools[0], s0, s0->n_stored - 1) : -1;
+    return LV_OK;
+}
+
+lv_kv_type lv_kv_type_of(const lv_kv *kv) { return kv->p.type; }
+int64_t lv_kv_n_ctx(const lv_kv *kv) { return kv->p.n_ctx; }
+int64_t lv_kv_page_size(const lv_kv *kv) { return kv->p.page_size; }
+
+int64_t lv_kv_used_bytes_(const lv_kv *kv) {
+    const int64_t per_tok = (kv->p.head_dim_k + kv->p.head_dim_v) * (int64_t)kv->elt;
+    int64_t total = 0;
+    for (int64_t i = 0; i < kv->p.n_seq_max * kv->n_pools; i++) total += kv->streams[i].n_stored * per_tok;
+    return total;
+}
+
+int64_t lv_kv_pages_in_use_bytes_(const lv_kv *kv) {
+    const int64_t P = kv->p.page_size, Dk = kv->p.head_dim_k, Dv = kv->p.head_dim_v;
+    int64_t total = 0;
+    for (int64_t i = 0; i < kv->n_pools; i++) {
+        const kv_pool *pl = &kv->pools[i];
+        total += (pl->n_pages - pl->n_free) * page_bytes_of(P, Dk, Dv, kv->elt, pl->pol.stats);
+    }
+    return total;
+}
+
+int64_t lv_kv_capacity_bytes_(const lv_kv *kv) {
+    int64_t total = 0;
+    for (int64_t i = 0; i < kv->n_pools; i++)
+        total += kv->pools[i].n_pages * kv->p.page_size * (kv->p.head_dim_k + kv->p.head_dim_v) * (int64_t)kv->elt;
+    return total;
+}

@@ -1,0 +1,124 @@
+/*
+ * kv.h: the paged KV cache with a policy per (layer, KV head).
+ *
+ * DESIGN
+ *  - Storage is split per (layer, KV head): each has its own pool of fixed-size pages of
+ *    `page_size` token slots (K rows, V rows and the token's stored position). Keys are stored
+ *    after RoPE at the token's original position, so nothing is ever re-rotated.
+ *  - A sequence owns one *stream* per (layer, KV head): a page table (page ids of that pool, in
+ *    token order) and counts. Because the unit is a (layer, KV head), each can follow its own
+ *    policy without the forward pass knowing: the pass only asks a stream for a slot to write
+ *    and for the spans (and mask) its queries read.
+ *  - Policies:
+ *      FULL           every token is kept (DuoAttention retrieval heads, full LongGen layers);
+ *                     optionally with LServe's key statistics: per 16-token logical page, the
+ *                     channel-wise min and max of the keys, updated as tokens are written.
+ *      SINK_WINDOW    the first `sink` tokens and the last `window` (DuoAttention streaming
+ *                     heads, LongGen sink+window layers): a query at position p sees key j iff
+ *                     pos_j <= p and (j is a sink token or p - pos_j < window). After each step
+ *                     the pages holding only tokens no later query can see are returned, so
+ *                     the memory is sink + window + one step's tokens, whatever the context.
+ *      BLOCK_STRIDED  LongGen / Phi-3-small blocks of `block` positions: query block qb sees key
+ *                     block kb <= qb iff qb - kb < local_blocks or (kb + 1) % vert_stride == 0;
+ *                     pages of blocks no later query can see are returned.
+ *  - Appending is transactional. lv_kv_reserve() takes the pages a whole batch needs from every
+ *    pool up front (or fails, changing nothing); the forward pass writes slots past each
+ *    stream's stored tokens; lv_kv_commit() publishes them and evicts what the policies drop;
+ *    lv_kv_rollback() returns the pages and leaves the cache (key statistics included) exactly
+ *    as it was.
+ *  - Memory is reserved at creation (anonymous mappings committed lazily by the OS), sized per
+ *    pool by its policy: no allocation per token.
+ */
+#ifndef LV_KV_H
+#define LV_KV_H
+
+#include "kernels/kernels.h"
+#include "core/core.h"
+
+typedef struct lv_kv lv_kv;
+
+#define LV_KV_LOGICAL_PAGE 16 /* tokens per LServe logical page (key statistics granularity) */
+
+typedef struct lv_kv_head_policy {
+    uint8_t kind;   /* lv_attn_mask_kind: LV_MASK_CAUSAL (full), LV_MASK_SINK_WINDOW, LV_MASK_BLOCK_STRIDED */
+    bool stats;     /* FULL only: keep per-logical-page key min/max for page selection */
+    int32_t sink, window;
+    int32_t block, local_blocks, vert_stride;
+} lv_kv_head_policy;
+
+typedef struct lv_kv_params {
+    int64_t n_layer;
+    int64_t n_head_kv;
+    int64_t head_dim_k;
+    int64_t head_dim_v;
+    int64_t page_size;  /* token slots per page */
+    int64_t n_ctx;      /* tokens of all sequences together (the logical length) */
+    int64_t n_seq_max;
+    int64_t n_batch;    /* at most this many tokens are appended to one sequence in one step */
+    lv_kv_type type;
+    const lv_kv_head_policy *policies; /* (n_layer * n_head_kv), copied; NULL: every head FULL */
+} lv_kv_params;
+
+lv_status lv_kv_create(const lv_kv_params *p, lv_kv **out);
+void      lv_kv_free(lv_kv *kv);
+
+/* ---- transactions ----
+ * n_new: (n_seq_max) tokens each sequence appends in this step (at most n_batch); last_pos:
+ * (n_seq_max) the position of the last of them. LV_ERR_CONTEXT_FULL (with a message) and nothing
+ * changed if they do not fit. */
+lv_status lv_kv_reserve(lv_kv *kv, const int64_t *n_new, const int32_t *last_pos);
+void      lv_kv_commit(lv_kv *kv);
+void      lv_kv_rollback(lv_kv *kv);
+
+/* Tokens a sequence has appended (its logical length), and its largest position (-1 if empty). */
+int64_t lv_kv_seq_len(const lv_kv *kv, int64_t seq);
+int32_t lv_kv_seq_max_pos(const lv_kv *kv, int64_t seq);
+
+const lv_kv_head_policy *lv_kv_policy(const lv_kv *kv, int64_t layer, int64_t head);
+
+/* Write the k_new-th token this transaction appends to sequence seq, in stream (layer, head):
+ * k (Dk floats), v (Dv floats), its position. */
+void lv_kv_write(lv_kv *kv, int64_t seq, int64_t layer, int64_t head, int64_t k_new, const float *k, const float *v, int32_t pos);
+
+/* What a query of sequence seq reads in stream (layer, head) once the first n_new_visible tokens
+ * of this transaction are written: every stored page as a span (the last one partial), and the
+ * mask the policy implies. spans must hold lv_kv_max_spans(kv) entries, or be NULL for the mask
+ * alone (then 0 is returned). Returns the span count. */
+int     lv_kv_spans(const lv_kv *kv, int64_t seq, int64_t layer, int64_t head, int64_t n_new_visible, lv_attn_span *spans,
+                    lv_attn_mask *mask);
+int64_t lv_kv_max_spans(const lv_kv *kv);
+/* Stored pages of the stream (with the transaction's first n_new_visible tokens). */
+int64_t lv_kv_n_pages(const lv_kv *kv, int64_t seq, int64_t layer, int64_t head, int64_t n_new_visible);
+
+/* LServe's query-aware page selection on a stream with key statistics: scores each page by
+ * max over its logical pages of sum_d max(q_d * kmax_d, q_d * kmin_d), keeps the best
+ * (k_pages - 1) pages among all but the newest, plus the newest; every page if there are at most
+ * k_pages. Writes the chosen page indices in increasing order; returns how many. */
+/* The same for n_q queries that share the stream (the query heads of a KV head), reading the
+ * statistics once: query h is q + h * q_stride, its pages go to pages_out + h * out_stride.
+ * scratch: n_q * (pages - 1) * 8 bytes. Every query gets the returned count. shared: one selection
+ * for all n_q queries, a page scoring the max of their scores (not LServe's rule: a KV head then
+ * reads k_pages pages however many query heads it serves), written for each query. */
+int lv_kv_select_pages_multi(const lv_kv *kv, int64_t seq, int64_t layer, int64_t head, int64_t n_new_visible, const float *q,
+                             int64_t q_stride, int n_q, bool shared, int64_t k_pages, int32_t *pages_out, int64_t out_stride, void *scratch);
+int lv_kv_select_pages(const lv_kv *kv, int64_t seq, int64_t layer, int64_t head, int64_t n_new_visible, const float *q,
+                       int64_t k_pages, int32_t *pages_out, void *scratch /* 8 bytes per page */);
+/* The spans of the given pages (indices into the stream's page list, increasing). */
+int lv_kv_spans_of_pages(const lv_kv *kv, int64_t seq, int64_t layer, int64_t head, int64_t n_new_visible, const int32_t *pages,
+                         int n_pages, lv_attn_span *spans);
+
+/* Remove the tokens of seq with position >= p0 (a suffix). Removing the whole sequence always
+ * works; removing part of it returns LV_ERR_UNSUPPORTED, changing nothing, if a streaming or
+ * block-strided stream of the sequence already evicted tokens. */
+lv_status lv_kv_seq_truncate(lv_kv *kv, int64_t seq, int32_t p0);
+void      lv_kv_clear(lv_kv *kv);
+
+lv_kv_type lv_kv_type_of(const lv_kv *kv);
+int64_t    lv_kv_page_size(const lv_kv *kv);
+int64_t    lv_kv_used_bytes_(const lv_kv *kv);
+int64_t    lv_kv_capacity_bytes_(const lv_kv *kv);
+/* Bytes of the pages taken from the pools (K, V, positions and key statistics), reserved or stored. */
+int64_t    lv_kv_pages_in_use_bytes_(const lv_kv *kv);
+int64_t    lv_kv_n_ctx(const lv_kv *kv);
+
+#endif

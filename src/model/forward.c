@@ -1,0 +1,418 @@
+/*
+ * forward.c: the forward pass of the llama family (llama: Llama 2/3, Mistral, SmolLM; qwen2)
+ * over one micro-batch of tokens, each with its own position and sequence:
+ *
+ *   x = embed(token)
+ *   per layer:  h = rmsnorm(x) * attn_norm
+ *               q, k, v = h Wq (+bq), h Wk (+bk), h Wv (+bv);  rope(q), rope(k) at pos
+ *               append (k, v) to the sequence's KV streams
+ *               x += attention(q, plan) Wo (+bo)
+ *               h = rmsnorm(x) * ffn_norm;  x += (silu(h Wgate) * h Wup) Wdown
+ *   logits = (rmsnorm(x) * output_norm) Woutput      (only for tokens that ask)
+ *
+ * The order of floating-point operations follows llama.cpp's graph (llm_build_llama /
+ * llm_build_qwen2) so that logits agree closely: biases added after the product, the norm
+ * weight applied after normalising, RoPE with the cached cos/sin of ggml.
+ * Attention reads the plan of each (layer, KV head): the pages its stream keeps under its policy
+ * (full, sink + window, block-strided) with the policy's mask, or at decode on a retrieval head
+ * with LServe selection, the pages selected for each query head.
+ */
+#include "runtime/runtime.h"
+
+#include "gguf/quant.h"
+
+#include <math.h>
+#include <stdatomic.h>
+#include <string.h>
+
+typedef struct fw_task {
+    lv_context *ctx;
+    const lv_ubatch *ub;
+    const lv_layer *L;
+    int64_t il;
+    const float *norm_w;
+    const float *src;
+    float *dst;
+    atomic_llong next_job; /* attn_worker: the next (run, KV head) job to take */
+} fw_task;
+
+/* ---- embeddings ---- */
+static void embed_range(void *arg, int64_t lo, int64_t hi, int ith) {
+    fw_task *t = arg;
+    const lv_model *m = t->ctx->model;
+    const int64_t E = m->hp.n_embd;
+    for (int64_t i = lo; i < hi; i++) {
+        const uint8_t *row = (const uint8_t *)m->tok_embd.data + (int64_t)t->ub->token[i] * m->tok_embd.row_bytes;
+        lv_to_float_row(m->tok_embd.type, row, t->ctx->x + i * E, E);
+    }
+}
+
+/* ---- rmsnorm of rows ---- */
+static void norm_range(void *arg, int64_t lo, int64_t hi, int ith) {
+    fw_task *t = arg;
+    const lv_hparams *hp = &t->ctx->model->hp;
+    for (int64_t i = lo; i < hi; i++) lv_rmsnorm_ref(t->src + i * hp->n_embd, t->norm_w, t->dst + i * hp->n_embd, hp->n_embd, hp->norm_rms_eps);
+}
+
+/* ---- rope + KV append ---- */
+static void rope_store_range(void *arg, int64_t lo, int64_t hi, int ith) {
+    fw_task *t = arg;
+    lv_context *ctx = t->ctx;
+    const lv_hparams *hp = &ctx->model->hp;
+    const int64_t Hq = hp->n_head, Hk = hp->n_head_kv, Dk = hp->n_embd_head_k, Dv = hp->n_embd_head_v;
+    for (int64_t i = lo; i < hi; i++) {
+        float *cache = ctx->rope_cache + i * hp->n_rot;
+        lv_rope_cache(&ctx->rope, t->ub->pos[i], cache);
+        float *q = ctx->q + i * Hq * Dk;
+        float *k = ctx->k + i * Hk * Dk;
+        const float *v = ctx->v + i * Hk * Dv;
+        for (int64_t h = 0; h < Hq; h++) lv_rope_apply(&ctx->rope, cache, q + h * Dk);
+        for (int64_t h = 0; h < Hk; h++) {
+            lv_rope_apply(&ctx->rope, cache, k + h * Dk);
+            lv_kv_write(ctx->kv, t->ub->seq[i], t->il, h, t->ub->slot[i], k + h * Dk, v + h * Dv, t->ub->pos[i]);
+        }
+    }
+}
+
+/* ---- attention: one job per (run of consecutive tokens of one sequence, KV head) ----
+ * The G query heads of a KV head and up to LV_ATTN_RUN tokens read the KV stream together, so
+ * each cached key and value is loaded once per job. Threads take jobs one at a time from a shared
+ * counter: a job's cost grows with its tokens' positions and differs by head (a DuoAttention
+ * streaming head reads sink + window, a retrieval head the whole context), so a fixed deal
+ * (round robin gave every KV head to the same thread whenever the thread count divides the KV
+ * heads) would leave threads idle.
+ *
+ * Split-K: on a full head (no eviction) whose job reads more than LV_ATTN_CHUNK spans, the spans
+ * are taken in chunks of LV_ATTN_CHUNK; each chunk gives unnormalised partial outputs that are
+ * folded in chunk order (lv_attn_fold). The chunks of a prefill job run one after the other;
+ * at a single-token decode step they run on different threads and are folded afterwards, with
+ * the same operations in the same order, so decode still equals prefill bit for bit and the
+ * result does not depend on the thread count. */
+
+/* has a query head of the group drifted from the query that made its selection: cosine below
+ * the threshold? (A zero vector has cosine 0 with anything.) */
+static bool query_drifted(const float *q, const float *q_sel, int64_t G, int64_t D, float threshold) {
+    for (int64_t h = 0; h < G; h++) {
+        double dot = 0, nq = 0, ns = 0;
+        for (int64_t d = 0; d < D; d++) {
+            dot += (double)q[h * D + d] * q_sel[h * D + d];
+            nq += (double)q[h * D + d] * q[h * D + d];
+            ns += (double)q_sel[h * D + d] * q_sel[h * D + d];
+        }
+        const double c = nq > 0 && ns > 0 ? dot / sqrt(nq * ns) : 0.0;
+        if (c < (double)threshold) return true;
+    }
+    return false;
+}
+
+/* LServe at decode: reselect the pages of the G query heads of stream (seq, layer, g) when due:
+ * every select_every steps (timestep = tokens before this one), when there is none yet, or when
+ * a query head's cosine with the query that made the selection fell below select_drift (LServe
+ * reuses a selection because consecutive queries are alike; this checks it instead of assuming
+ * it). The heads are scored together so the key statistics are read once. */
+static void refresh_selection(lv_context *ctx, const fw_task *t, int64_t i, int64_t g, int ith) {
+    const lv_hparams *hp = &ctx->model->hp;
+    const int64_t seq = t->ub->seq[i], G = hp->n_head / hp->n_head_kv, D = hp->n_embd_head_k;
+    const int64_t idx = (seq * hp->n_layer + t->il) * hp->n_head + g * G;
+    const int64_t timestep = lv_kv_seq_len(ctx->kv, seq) + t->ub->slot[i];
+    const float *q = ctx->q + (i * hp->n_head + g * G) * D;
+    const float drift = ctx->p.attention.select_drift;
+    if (ctx->sel_n[idx] == 0 || timestep % ctx->p.attention.select_every == 0 ||
+        (drift > 0.0f && query_drifted(q, ctx->sel_q + idx * D, G, D, drift))) {
+        void *scratch = (uint8_t *)ctx->sel_scratch + (size_t)ith * (size_t)G * (size_t)ctx->max_spans * 8;
+        const int n = lv_kv_select_pages_multi(ctx->kv, seq, t->il, g, t->ub->n_vis[i], q, D, (int)G, ctx->p.attention.select_shared, ctx->sel_k,
+                                               ctx->sel_pages + idx * (ctx->sel_k + 1), ctx->sel_k + 1, scratch);
+        for (int64_t h = 0; h < G; h++) ctx->sel_n[idx + h] = n;
+        memcpy(ctx->sel_q + idx * D, q, (size_t)(G * D) * sizeof(float));
+    }
+}
+
+/* the pages query head h reads: its last selection plus the newest page (pages appended since
+ * the selection replace nothing); sorted. Returns the count written to pages. */
+static int selected_pages(lv_context *ctx, const fw_task *t, int64_t i, int64_t h, int64_t g, int32_t *pages) {
+    const lv_hparams *hp = &ctx->model->hp;
+    const int64_t seq = t->ub->seq[i];
+    const int64_t idx = (seq * hp->n_layer + t->il) * hp->n_head + h;
+    const int64_t n_pages = lv_kv_n_pages(ctx->kv, seq, t->il, g, t->ub->n_vis[i]);
+    int n = ctx->sel_n[idx];
+    memcpy(pages, ctx->sel_pages + idx * (ctx->sel_k + 1), (size_t)n * sizeof(int32_t));
+    if (pages[n - 1] != (int32_t)(n_pages - 1)) pages[n++] = (int32_t)(n_pages - 1);
+    return n;
+}
+
+/* does the job of (run, g) use LServe selection (a decode token on a retrieval head whose
+ * stream holds more pages than a selection)? */
+static bool selects(const lv_context *ctx, const fw_task *t, int64_t run, int64_t g) {
+    const int64_t last = ctx->run_start[run] + ctx->run_len[run] - 1;
+    return ctx->select && ctx->run_len[run] == 1 && lv_kv_policy(ctx->kv, t->il, g)->stats &&
+           lv_kv_n_pages(ctx->kv, t->ub->seq[last], t->il, g, t->ub->n_vis[last]) > ctx->sel_k;
+}
+
+/* The job of (run, g), its spans written to spans (and for LServe the heads of each span to
+ * heads). With selection, each query head reads its own selected pages: the G selections (each
+ * sorted) are merged into one list with a bit per head that chose the page, so a page several
+ * heads chose is loaded once and each head still attends over exactly its own pages. */
+static lv_attn_job plan_job(lv_context *ctx, const fw_task *t, int64_t run, int64_t g, int ith, lv_attn_span *spans, uint32_t *heads) {
+    const lv_hparams *hp = &ctx->model->hp;
+    const int64_t Hq = hp->n_head, Hk = hp->n_head_kv, G = Hq / Hk, Dk = hp->n_embd_head_k, Dv = hp->n_embd_head_v;
+    const int64_t i0 = ctx->run_start[run], nt = ctx->run_len[run];
+    const int64_t last = i0 + nt - 1, seq = t->ub->seq[last];
+    lv_attn_job job = {
+        .q = ctx->q + (i0 * Hq + g * G) * Dk, .q_tok_stride = Hq * Dk, .q_head_stride = Dk,
+        .out = ctx->attn + (i0 * Hq + g * G) * Dv, .out_tok_stride = Hq * Dv, .out_head_stride = Dv,
+        .pos = t->ub->pos + i0, .n_tok = (int)nt, .n_head = (int)G, .spans = spans,
+        .scale = 1.0f / sqrtf((float)Dk), .kv_type = ctx->p.kv_type, .Dk = (int)Dk, .Dv = (int)Dv,
+    };
+    /* the tokens of a run see the stream up to its last token (masking handles the rest) */
+    if (!selects(ctx, t, run, g)) {
+        job.n_spans = lv_kv_spans(ctx->kv, seq, t->il, g, t->ub->n_vis[last], spans, &job.mask);
+        return job;
+    }
+    lv_kv_spans(ctx->kv, seq, t->il, g, t->ub->n_vis[last], NULL, &job.mask); /* the mask only: the spans are the selection's */
+    const int64_t stride = ctx->max_spans + 1;
+    int32_t *sel = ctx->sel_tmp + (int64_t)ith * (G + 1) * stride, *uni = sel + G * stride;
+    int np[32], at[32];
+    for (int64_t hh = 0; hh < G; hh++) {
+        np[hh] = selected_pages(ctx, t, last, g * G + hh, g, sel + hh * stride);
+        at[hh] = 0;
+    }
+    int nu = 0;
+    for (;;) {
+        int32_t next = INT32_MAX;
+        for (int64_t hh = 0; hh < G; hh++)
+            if (at[hh] < np[hh] && sel[hh * stride + at[hh]] < next) next = sel[hh * stride + at[hh]];
+        if (next == INT32_MAX) break;
+        uint32_t bits = 0;
+        for (int64_t hh = 0; hh < G; hh++)
+            if (at[hh] < np[hh] && sel[hh * stride + at[hh]] == next) {
+                bits |= 1u << hh;
+                at[hh]++;
+            }
+        uni[nu] = next;
+        heads[nu++] = bits;
+    }
+    job.n_spans = lv_kv_spans_of_pages(ctx->kv, seq, t->il, g, t->ub->n_vis[last], uni, nu, spans);
+    job.span_heads = heads;
+    return job;
+}
+
+/* chunks of a job (1: run it whole); only full heads are split, whose spans are the same pages
+ * in prefill and decode (streaming heads' spans shift as pages are evicted) */
+static int n_chunks(const lv_attn_job *job) {
+    return job->mask.kind == LV_MASK_CAUSAL && job->n_spans > LV_ATTN_CHUNK ? (job->n_spans + LV_ATTN_CHUNK - 1) / LV_ATTN_CHUNK : 1;
+}
+
+/* chunk c of a job, its partial outputs to o (nq, Dv), m and l (nq) */
+static lv_attn_job chunk_job(const lv_attn_job *job, int c, float *o, float *m, float *l) {
+    lv_attn_job sub = *job;
+    sub.spans = job->spans + (int64_t)c * LV_ATTN_CHUNK;
+    sub.n_spans = job->n_spans - c * LV_ATTN_CHUNK < LV_ATTN_CHUNK ? job->n_spans - c * LV_ATTN_CHUNK : LV_ATTN_CHUNK;
+    sub.span_heads = job->span_heads ? job->span_heads + (int64_t)c * LV_ATTN_CHUNK : NULL;
+    sub.out = o;
+    sub.out_tok_stride = (int64_t)job->n_head * job->Dv;
+    sub.out_head_stride = job->Dv;
+    sub.m_out = m;
+    sub.l_out = l;
+    return sub;
+}
+
+static inline float *out_row(const lv_attn_job *job, int r) {
+    return job->out + (r / job->n_head) * job->out_tok_stride + (r % job->n_head) * job->out_head_stride;
+}
+
+/* a job, its chunks one after the other (part: (nq, Dv + 4) floats of scratch) */
+static void run_job(const lv_attn_job *job, float *scratch, float *part) {
+    const int nc = n_chunks(job);
+    if (nc == 1) {
+        lv_attn(job, scratch);
+        return;
+    }
+    const int nq = job->n_tok * job->n_head, Dv = job->Dv;
+    float *o = part, *m = o + (size_t)nq * Dv, *l = m + nq, *M = l + nq, *L = M + nq;
+    for (int r = 0; r < nq; r++) {
+        M[r] = -INFINITY;
+        L[r] = 0.0f;
+    }
+    for (int c = 0; c < nc; c++) {
+        const lv_attn_job sub = chunk_job(job, c, o, m, l);
+        lv_attn(&sub, scratch);
+        for (int r = 0; r < nq; r++) lv_attn_fold(out_row(job, r), &M[r], &L[r], o + (size_t)r * Dv, m[r], l[r], Dv);
+    }
+    for (int r = 0; r < nq; r++) lv_attn_finish(out_row(job, r), L[r], Dv);
+}
+
+static void attn_worker(void *arg, int ith, int nth) {
+    fw_task *t = arg;
+    lv_context *ctx = t->ctx;
+    const lv_hparams *hp = &ctx->model->hp;
+    const int64_t Hk = hp->n_head_kv;
+    lv_attn_span *spans = ctx->att_spans + (int64_t)ith * ctx->max_spans;
+    uint32_t *heads = ctx->sel_heads + (int64_t)ith * (ctx->max_spans + 1);
+    float *scratch = ctx->att_scratch + (int64_t)ith * ctx->att_scratch_floats;
+    float *part = ctx->att_part + (int64_t)ith * ctx->att_part_floats;
+    const int64_t n_items = ctx->n_runs * Hk;
+    for (int64_t item; (item = atomic_fetch_add_explicit(&t->next_job, 1, memory_order_relaxed)) < n_items;) {
+        const int64_t run = item / Hk, g = item % Hk;
+        if (selects(ctx, t, run, g)) refresh_selection(ctx, t, ctx->run_start[run], g, ith);
+        const lv_attn_job job = plan_job(ctx, t, run, g, ith, spans, heads);
+        run_job(&job, scratch, part);
+    }
+}
+
+/* ---- a single-token decode step on several threads: the chunks of every KV head's job are
+ * dealt across the threads (3 KV heads on 2 threads would otherwise leave one idle a third of
+ * the time), then folded per query row. Three passes: selections (one per KV head), chunks,
+ * folds. */
+static void decode_select_worker(void *arg, int ith, int nth) {
+    fw_task *t = arg;
+    lv_context *ctx = t->ctx;
+    const lv_hparams *hp = &ctx->model->hp;
+    for (int64_t g = ith; g < hp->n_head_kv; g += nth)
+        if (selects(ctx, t, 0, g)) refresh_selection(ctx, t, 0, g, ith);
+}
+
+static void decode_chunk_worker(void *arg, int ith, int nth) {
+    fw_task *t = arg;
+    lv_context *ctx = t->ctx;
+    const lv_hparams *hp = &ctx->model->hp;
+    const int64_t Hk = hp->n_head_kv, G = hp->n_head / Hk, Dv = hp->n_embd_head_v;
+    lv_attn_span *spans = ctx->att_spans + (int64_t)ith * ctx->max_spans;
+    uint32_t *heads = ctx->sel_heads + (int64_t)ith * (ctx->max_spans + 1);
+    float *scratch = ctx->att_scratch + (int64_t)ith * ctx->att_scratch_floats;
+    /* every thread plans every KV head (a few hundred pages: cheap next to reading them), so all
+     * number the chunks alike; chunk items are dealt round robin over all heads */
+    int64_t item = 0;
+    for (int64_t g = 0; g < Hk; g++) {
+        const lv_attn_job job = plan_job(ctx, t, 0, g, ith, spans, heads);
+        const int nc = n_chunks(&job);
+        if (ith == 0) ctx->dec_chunks[g] = nc;
+        for (int c = 0; c < nc; c++, item++) {
+            if (item % nth != ith) continue;
+            if (nc == 1) {
+                lv_attn(&job, scratch);
+            } else {
+                float *o = ctx->dec_part + (g * ctx->dec_max_chunks + c) * G * (Dv + 2), *m = o + G * Dv, *l = m + G;
+                const lv_attn_job sub = chunk_job(&job, c, o, m, l);
+                lv_attn(&sub, scratch);
+            }
+        }
+    }
+}
+
+static void decode_fold_worker(void *arg, int ith, int nth) {
+    fw_task *t = arg;
+    lv_context *ctx = t->ctx;
+    const lv_hparams *hp = &ctx->model->hp;
+    const int64_t Hq = hp->n_head, G = Hq / hp->n_head_kv, Dv = hp->n_embd_head_v;
+    for (int64_t h = ith; h < Hq; h += nth) {
+        const int64_t g = h / G, hh = h % G;
+        const int nc = ctx->dec_chunks[g];
+        if (nc == 1) continue;
+        float *out = ctx->attn + h * Dv, M = -INFINITY, L = 0.0f;
+        for (int c = 0; c < nc; c++) {
+            const float *o = ctx->dec_part + (g * ctx->dec_max_chunks + c) * G * (Dv + 2), *m = o + G * Dv, *l = m + G;
+            lv_attn_fold(out, &M, &L, o + hh * Dv, m[hh], l[hh], (int)Dv);
+        }
+        lv_attn_finish(out, L, (int)Dv);
+    }
+}
+
+/* runs of consecutive tokens of the same sequence, at most LV_ATTN_RUN long */
+static void find_runs(lv_context *ctx, const lv_ubatch *ub) {
+    ctx->n_runs = 0;
+    for (int64_t i = 0; i < ub->T; i++) {
+        if (i > 0 && ub->seq[i] == ub->seq[i - 1] && ctx->run_len[ctx->n_runs - 1] < LV_ATTN_RUN) {
+            ctx->run_len[ctx->n_runs - 1]++;
+        } else {
+            ctx->run_start[ctx->n_runs] = i;
+            ctx->run_len[ctx->n_runs] = 1;
+            ctx->n_runs++;
+        }
+    }
+}
+
+/* ---- residual add, swiglu ---- */
+static void add_range(void *arg, int64_t lo, int64_t hi, int ith) {
+    fw_task *t = arg;
+    const int64_t E = t->ctx->model->hp.n_embd;
+    for (int64_t i = lo * E; i < hi * E; i++) t->dst[i] += t->src[i];
+}
+
+static void swiglu_range(void *arg, int64_t lo, int64_t hi, int ith) {
+    fw_task *t = arg;
+    const int64_t F = t->ctx->model->hp.n_ff;
+    lv_swiglu(t->ctx->gate + lo * F, t->ctx->up + lo * F, t->ctx->gate + lo * F, (hi - lo) * F);
+}
+
+static const float *bias_of(const lv_tensor *b) { return b->data ? (const float *)b->data : NULL; }
+
+lv_status lv_forward_llama(lv_context *ctx, const lv_ubatch *ub) {
+    const lv_model *m = ctx->model;
+    const lv_hparams *hp = &m->hp;
+    const int64_t T = ub->T, E = hp->n_embd;
+    lv_threadpool *tp = ctx->tp;
+    fw_task t = {.ctx = ctx, .ub = ub};
+
+    lv_parallel_for(tp, T, embed_range, &t);
+    find_runs(ctx, ub);
+
+    for (int64_t il = 0; il < hp->n_layer; il++) {
+        const lv_layer *L = &m->layers[il];
+        t.L = L;
+        t.il = il;
+
+        /* attention block */
+        t.src = ctx->x;
+        t.dst = ctx->xn;
+        t.norm_w = L->attn_norm.data;
+        lv_parallel_for(tp, T, norm_range, &t);
+        lv_matmul(tp, &L->wq, ctx->xn, T, ctx->q, ctx->xq, bias_of(&L->bq));
+        lv_matmul(tp, &L->wk, ctx->xn, T, ctx->k, ctx->xq, bias_of(&L->bk));
+        lv_matmul(tp, &L->wv, ctx->xn, T, ctx->v, ctx->xq, bias_of(&L->bv));
+        lv_parallel_for(tp, T, rope_store_range, &t);
+        if (T == 1 && ctx->n_threads > 1) {
+            if (ctx->select) lv_threadpool_run(tp, decode_select_worker, &t);
+            lv_threadpool_run(tp, decode_chunk_worker, &t);
+            lv_threadpool_run(tp, decode_fold_worker, &t);
+        } else {
+            atomic_store_explicit(&t.next_job, 0, memory_order_relaxed);
+            lv_threadpool_run(tp, attn_worker, &t);
+        }
+        lv_matmul(tp, &L->wo, ctx->attn, T, ctx->tmp, ctx->xq, bias_of(&L->bo));
+        t.src = ctx->tmp;
+        t.dst = ctx->x;
+        lv_parallel_for(tp, T, add_range, &t);
+
+        /* feed-forward block */
+        t.src = ctx->x;
+        t.dst = ctx->xn;
+        t.norm_w = L->ffn_norm.data;
+        lv_parallel_for(tp, T, norm_range, &t);
+        lv_matmul(tp, &L->ffn_gate, ctx->xn, T, ctx->gate, ctx->xq, NULL);
+        lv_matmul(tp, &L->ffn_up, ctx->xn, T, ctx->up, ctx->xq, NULL);
+        lv_parallel_for(tp, T, swiglu_range, &t);
+        lv_matmul(tp, &L->ffn_down, ctx->gate, T, ctx->tmp, ctx->xq, NULL);
+        t.src = ctx->tmp;
+        t.dst = ctx->x;
+        lv_parallel_for(tp, T, add_range, &t);
+
+        if (ctx->p.abort_fn && ctx->p.abort_fn(ctx->p.abort_user)) return lv_error(LV_ERR_ABORTED, "decode aborted by the caller");
+    }
+
+    if (ub->n_out == 0) return LV_OK;
+    /* gather the rows that want logits (out_row is increasing in batch order), norm, project */
+    int64_t n = 0, first_row = -1;
+    for (int64_t i = 0; i < T; i++) {
+        if (ub->out_row[i] < 0) continue;
+        if (first_row < 0) first_row = ub->out_row[i];
+        LV_ASSERT(ub->out_row[i] == first_row + n);
+        if (n != i) memcpy(ctx->x + n * E, ctx->x + i * E, (size_t)E * sizeof(float));
+        n++;
+    }
+    t.src = ctx->x;
+    t.dst = ctx->xn;
+    t.norm_w = m->output_norm.data;
+    lv_parallel_for(tp, n, norm_range, &t);
+    lv_matmul(tp, &m->output, ctx->xn, n, ctx->logits + first_row * hp->n_vocab, ctx->xq, NULL);
+    return LV_OK;
+}

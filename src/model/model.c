@@ -1,0 +1,644 @@
+/*
+ * model.c: loading a GGUF model: architecture, hyper-parameters (read exactly as llama.cpp's
+ * llama_model::load_hparams reads them) and weight binding with shape and type checks.
+ *
+ * Supported architectures: `llama` (Llama 2/3, Mistral, SmolLM: GQA, RMSNorm, SwiGLU, tied or
+ * untied output, llama3 `rope_freqs`) and `qwen2` (q/k/v biases, NEOX rope). Both share one
+ * tensor layout; the differences are a table below.
+ */
+#define _GNU_SOURCE
+#include "model/model.h"
+
+#include "core/core.h"
+#include "kernels/qkernels.h"
+#include "kernels/qpack.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+const char *lv_arch_name(lv_arch a) {
+    switch (a) {
+    case LV_ARCH_LLAMA: return "llama";
+    case LV_ARCH_QWEN2: return "qwen2";
+    }
+    return "?";
+}
+
+typedef struct arch_info {
+    const char *name;
+    lv_arch arch;
+    lv_rope_type rope_type;
+    bool qkv_bias_required;
+} arch_info;
+
+static const arch_info g_archs[] = {
+    {"llama", LV_ARCH_LLAMA, LV_ROPE_NORM, false},
+    {"qwen2", LV_ARCH_QWEN2, LV_ROPE_NEOX, true},
+};
+
+/* -------------------------------------------------------------------------------------------
+ * metadata helpers
+ * ----------------------------------------------------------------------------------------- */
+
+typedef struct kv_reader {
+    const lv_gguf *g;
+    const char *arch;
+} kv_reader;
+
+static void arch_key(const kv_reader *r, const char *suffix, char *buf, size_t n) {
+    snprintf(buf, n, "%s.%s", r->arch, suffix);
+}
+
+/* An unsigned integer key, or (for llama.cpp's get_key_or_arr) an array whose elements are all
+ * equal. required: missing is an error. Range [lo, hi]. */
+static lv_status get_int(const kv_reader *r, const char *suffix, bool required, int64_t lo, int64_t hi, int64_t *out) {
+    char key[256];
+    arch_key(r, suffix, key, sizeof(key));
+    int64_t i = lv_gguf_find_key(r->g, key);
+    if (i < 0) {
+        if (required) return lv_error(LV_ERR_FORMAT, "required key '%s' is missing", key);
+        return LV_OK;
+    }
+    int64_t v;
+    if (lv_gguf_kv_type(r->g, i) == LV_GGUF_ARRAY) {
+        uint64_t n = lv_gguf_arr_n(r->g, i);
+        if (n == 0 || !lv_gguf_arr_get_i64(r->g, i, 0, &v))
+            return lv_error(LV_ERR_FORMAT, "key '%s' is an empty or non-integer array", key);
+        for (uint64_t j = 1; j < n; j++) {
+            int64_t w;
+            if (!lv_gguf_arr_get_i64(r->g, i, j, &w) || w != v)
+                return lv_error(LV_ERR_UNSUPPORTED, "key '%s' varies per layer; only uniform layers are supported", key);
+        }
+    } else if (!lv_gguf_get_i64(r->g, i, &v)) {
+        uint64_t u;
+        if (lv_gguf_get_u64(r->g, i, &u)) /* a u64 beyond INT64_MAX */
+            return lv_error(LV_ERR_FORMAT, "key '%s' = %llu is outside [%lld, %lld]", key, (unsigned long long)u, (long long)lo, (long long)hi);
+        return lv_error(LV_ERR_FORMAT, "key '%s' must be an integer but is %s", key, lv_gguf_type_name(lv_gguf_kv_type(r->g, i)));
+    }
+    if (v < lo || v > hi)
+        return lv_error(LV_ERR_FORMAT, "key '%s' = %lld is outside [%lld, %lld]", key, (long long)v, (long long)lo, (long long)hi);
+    *out = v;
+    return LV_OK;
+}
+
+static lv_status get_float(const kv_reader *r, const char *suffix, bool required, float *out, bool *found) {
+    char key[256];
+    arch_key(r, suffix, key, sizeof(key));
+    int64_t i = lv_gguf_find_key(r->g, key);
+    if (found) *found = i >= 0;
+    if (i < 0) {
+        if (required) return lv_error(LV_ERR_FORMAT, "required key '%s' is missing", key);
+        return LV_OK;
+    }
+    double v;
+    if (!lv_gguf_get_f64(r->g, i, &v))
+        return lv_error(LV_ERR_FORMAT, "key '%s' must be a number but is %s", key, lv_gguf_type_name(lv_gguf_kv_type(r->g, i)));
+    if (!isfinite(v)) return lv_error(LV_ERR_FORMAT, "key '%s' is not finite", key);
+    /* an f64 (or an integer) beyond FLT_MAX would become inf as a float */
+    if (!isfinite((float)v)) return lv_error(LV_ERR_FORMAT, "key '%s' = %g is out of range for a 32-bit float", key, v);
+    *out = (float)v;
+    return LV_OK;
+}
+
+static lv_status read_hparams(lv_model *m, const arch_info *ai) {
+    kv_reader r = {m->gguf, ai->name};
+    lv_hparams *hp = &m->hp;
+    lv_status st;
+    const int64_t BIG = (int64_t)1 << 31;
+    int64_t n_expert = 0;
+    if ((st = get_int(&r, "expert_count", false, 0, BIG, &n_expert)) != LV_OK) return st;
+    if (n_expert > 0) return lv_error(LV_ERR_UNSUPPORTED, "mixture-of-experts models (%s.expert_count = %lld) are not supported", ai->name, (long long)n_expert);
+    if ((st = get_int(&r, "context_length", true, 1, BIG, &hp->n_ctx_train)) != LV_OK) return st;
+    if ((st = get_int(&r, "embedding_length", true, 1, 1 << 20, &hp->n_embd)) != LV_OK) return st;
+    if ((st = get_int(&r, "block_count", true, 1, 4096, &hp->n_layer)) != LV_OK) return st;
+    if ((st = get_int(&r, "feed_forward_length", true, 1, 1 << 22, &hp->n_ff)) != LV_OK) return st;
+    if ((st = get_int(&r, "attention.head_count", true, 1, 1 << 16, &hp->n_head)) != LV_OK) return st;
+    hp->n_head_kv = hp->n_head;
+    if ((st = get_int(&r, "attention.head_count_kv", false, 1, 1 << 16, &hp->n_head_kv)) != LV_OK) return st;
+    if (hp->n_head % hp->n_head_kv != 0)
+        return lv_error(LV_ERR_FORMAT, "attention.head_count %lld is not a multiple of head_count_kv %lld", (long long)hp->n_head, (long long)hp->n_head_kv);
+
+    hp->n_ctx_orig = hp->n_ctx_train;
+    if ((st = get_int(&r, "rope.scaling.original_context_length", false, 1, BIG, &hp->n_ctx_orig)) != LV_OK) return st;
+    hp->rope_freq_base = 10000.0f;
+    if ((st = get_float(&r, "rope.freq_base", false, &hp->rope_freq_base, NULL)) != LV_OK) return st;
+    if (!(hp->rope_freq_base > 0)) return lv_error(LV_ERR_FORMAT, "%s.rope.freq_base must be positive", ai->name);
+
+    hp->rope_scaling = LV_ROPE_SCALING_LINEAR; /* llama.cpp's default */
+    {
+        char key[256];
+        arch_key(&r, "rope.scaling.type", key, sizeof(key));
+        int64_t i = lv_gguf_find_key(m->gguf, key);
+        if (i >= 0) {
+            if (lv_gguf_kv_type(m->gguf, i) != LV_GGUF_STRING) return lv_error(LV_ERR_FORMAT, "key '%s' must be a string", key);
+            lv_gguf_str s = lv_gguf_get_str(m->gguf, i);
+            if (s.len == 4 && memcmp(s.ptr, "none", 4) == 0) hp->rope_scaling = LV_ROPE_SCALING_NONE;
+            else if (s.len == 6 && memcmp(s.ptr, "linear", 6) == 0) hp->rope_scaling = LV_ROPE_SCALING_LINEAR;
+            else if (s.len == 4 && memcmp(s.ptr, "yarn", 4) == 0) hp->rope_scaling = LV_ROPE_SCALING_YARN;
+            else return lv_error(LV_ERR_UNSUPPORTED, "rope scaling type '%.*s' is not supported (none, linear, yarn are)", (int)LV_MIN(s.len, 64), s.ptr);
+        }
+    }
+    float ropescale = 0.0f;
+    bool found = false;
+    if ((st = get_float(&r, "rope.scaling.factor", false, &ropescale, &found)) != LV_OK) return st;
+    if (!found && (st = get_float(&r, "rope.scale_linear", false, &ropescale, NULL)) != LV_OK) return st;
+    if (ropescale < 0) return lv_error(LV_ERR_FORMAT, "rope scaling factor %g is negative", (double)ropescale);
+    hp->rope_freq_scale = ropescale == 0.0f ? 1.0f : 1.0f / ropescale;
+    if (hp->rope_scaling == LV_ROPE_SCALING_NONE) hp->rope_freq_scale = 1.0f;
+    float rope_attn_factor = 1.0f;
+    if ((st = get_float(&r, "rope.scaling.attn_factor", false, &rope_attn_factor, NULL)) != LV_OK) return st;
+    hp->yarn_beta_fast = 32.0f;
+    hp->yarn_beta_slow = 1.0f;
+    hp->yarn_ext_factor = hp->rope_scaling == LV_ROPE_SCALING_YARN ? 1.0f : 0.0f;
+    hp->yarn_attn_factor = 1.0f;
+    if (hp->yarn_ext_factor != 0.0f) {
+        /* as llama_context: mscale(factor) cancelled by the 1 + 0.1 ln(factor) that rope_yarn applies */
+        const float factor = 1.0f / hp->rope_freq_scale;
+        const float mscale = factor <= 1.0f ? 1.0f : 0.1f * logf(factor) + 1.0f;
+        hp->yarn_attn_factor = mscale * (1.0f / (1.0f + 0.1f * logf(factor)));
+    }
+    hp->yarn_attn_factor *= rope_attn_factor;
+
+    hp->n_embd_head_k = hp->n_embd / hp->n_head;
+    hp->n_embd_head_v = hp->n_embd / hp->n_head;
+    if ((st = get_int(&r, "attention.key_length", false, 1, 1 << 16, &hp->n_embd_head_k)) != LV_OK) return st;
+    if ((st = get_int(&r, "attention.value_length", false, 1, 1 << 16, &hp->n_embd_head_v)) != LV_OK) return st;
+    if (hp->n_embd_head_k < 1 || hp->n_embd_head_v < 1)
+        return lv_error(LV_ERR_FORMAT, "head size %lld/%lld is invalid (%s.embedding_length %lld / attention.head_count %lld, "
+                        "no attention.key_length/value_length)", (long long)hp->n_embd_head_k, (long long)hp->n_embd_head_v,
+                        ai->name, (long long)hp->n_embd, (long long)hp->n_head);
+    hp->n_rot = hp->n_embd_head_k;
+    if ((st = get_int(&r, "rope.dimension_count", false, 0, 1 << 16, &hp->n_rot)) != LV_OK) return st;
+    if (ai->arch == LV_ARCH_LLAMA && hp->n_rot != hp->n_embd_head_k)
+        return lv_error(LV_ERR_FORMAT, "invalid rope.dimension_count %lld, expected %lld", (long long)hp->n_rot, (long long)hp->n_embd_head_k);
+    if (hp->n_rot > hp->n_embd_head_k || hp->n_rot % 2 != 0)
+        return lv_error(LV_ERR_FORMAT, "rope.dimension_count %lld must be even and at most the head size %lld", (long long)hp->n_rot, (long long)hp->n_embd_head_k);
+    if ((st = get_float(&r, "attention.layer_norm_rms_epsilon", true, &hp->norm_rms_eps, NULL)) != LV_OK) return st;
+    if (!(hp->norm_rms_eps >= 0)) return lv_error(LV_ERR_FORMAT, "%s.attention.layer_norm_rms_epsilon is negative", ai->name);
+    hp->rope_type = ai->rope_type;
+    return LV_OK;
+}
+
+/* -------------------------------------------------------------------------------------------
+ * tensor binding
+ * ----------------------------------------------------------------------------------------- */
+
+typedef struct binder {
+    lv_model *m;
+    uint8_t *used; /* (n_tensors) */
+} binder;
+
+/* Bind a tensor by name with an expected shape: n_dims 1 (ne0) or 2 (ne0, ne1). A 2-D weight
+ * must have a type longview computes with; a 1-D tensor must be F32. */
+static lv_status bind(binder *b, lv_tensor *t, const char *name, int want_dims, int64_t ne0, int64_t ne1, bool required) {
+    LV_ASSERT(want_dims == 1 || want_dims == 2);
+    memset(t, 0, sizeof(*t));
+    int64_t i = lv_gguf_find_tensor(b->m->gguf, name);
+    if (i < 0) {
+        if (required) return lv_error(LV_ERR_FORMAT, "tensor '%s' is missing", name);
+        return LV_OK;
+    }
+    const lv_gguf_tensor *gt = lv_gguf_tensor_at(b->m->gguf, i);
+    b->used[i] = 1;
+    if (gt->n_dims != want_dims || gt->ne[0] != ne0 || (want_dims == 2 && gt->ne[1] != ne1)) {
+        if (want_dims == 2)
+            return lv_error(LV_ERR_FORMAT, "tensor '%s' has shape [%lld, %lld, %lld, %lld], expected [%lld, %lld]", name,
+                            (long long)gt->ne[0], (long long)gt->ne[1], (long long)gt->ne[2], (long long)gt->ne[3],
+                            (long long)ne0, (long long)ne1);
+        return lv_error(LV_ERR_FORMAT, "tensor '%s' has shape [%lld, %lld, %lld, %lld], expected [%lld]", name,
+                        (long long)gt->ne[0], (long long)gt->ne[1], (long long)gt->ne[2], (long long)gt->ne[3], (long long)ne0);
+    }
+    const lv_type_traits *tt = lv_type_get(gt->type);
+    if (want_dims == 1 && gt->type != LV_TYPE_F32)
+        return lv_error(LV_ERR_UNSUPPORTED, "tensor '%s' has type %s; 1-D tensors must be f32", name, tt->name);
+    if (!tt->computable)
+        return lv_error(LV_ERR_UNSUPPORTED, "tensor '%s' has type %s, which longview does not support yet (supported: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_K, q5_K, q6_K)",
+                        name, tt->name);
+    t->name = gt->name;
+    t->type = (lv_type)gt->type;
+    for (int d = 0; d < 4; d++) t->ne[d] = gt->ne[d];
+    t->row_bytes = lv_row_bytes(t->type, t->ne[0]);
+    t->data = gt->data;
+    return LV_OK;
+}
+
+static lv_status bind_tensors(lv_model *m, const arch_info *ai) {
+    const lv_hparams *hp = &m->hp;
+    const int64_t n_tensors = lv_gguf_n_tensors(m->gguf);
+    binder b = {m, lv_calloc((size_t)(n_tensors ? n_tensors : 1), 1)};
+    if (!b.used) return LV_ERR_NOMEM;
+    lv_status st;
+    const int64_t E = hp->n_embd, V = hp->n_vocab;
+    const int64_t q_dim = hp->n_head * hp->n_embd_head_k;
+    const int64_t k_dim = hp->n_head_kv * hp->n_embd_head_k;
+    const int64_t v_dim = hp->n_head_kv * hp->n_embd_head_v;
+    const int64_t o_dim = hp->n_head * hp->n_embd_head_v;
+    char name[LV_GGUF_MAX_NAME + 16];
+
+    if ((st = bind(&b, &m->tok_embd, "token_embd.weight", 2, E, V, true)) != LV_OK) goto end;
+    if ((st = bind(&b, &m->output_norm, "output_norm.weight", 1, E, 0, true)) != LV_OK) goto end;
+    if ((st = bind(&b, &m->output, "output.weight", 2, E, V, false)) != LV_OK) goto end;
+    if (!m->output.data) {
+        m->output = m->tok_embd;
+        m->tied_output = true;
+    }
+    if ((st = bind(&b, &m->rope_freqs, "rope_freqs.weight", 1, hp->n_rot / 2, 0, false)) != LV_OK) goto end;
+
+    m->layers = lv_calloc((size_t)hp->n_layer, sizeof(lv_layer));
+    if (!m->layers) {
+        st = LV_ERR_NOMEM;
+        goto end;
+    }
+    for (int64_t il = 0; il < hp->n_layer; il++) {
+        lv_layer *L = &m->layers[il];
+#define BIND(field, suffix, nd, a, c, req)                                              \
+    do {                                                                                \
+        snprintf(name, sizeof(name), "blk.%lld." suffix, (long long)il);                \
+        if ((st = bind(&b, &L->field, name, nd, a, c, req)) != LV_OK) goto end;         \
+    } while (0)
+        BIND(attn_norm, "attn_norm.weight", 1, E, 0, true);
+        BIND(wq, "attn_q.weight", 2, E, q_dim, true);
+        BIND(wk, "attn_k.weight", 2, E, k_dim, true);
+        BIND(wv, "attn_v.weight", 2, E, v_dim, true);
+        BIND(wo, "attn_output.weight", 2, o_dim, E, true);
+        BIND(bq, "attn_q.bias", 1, q_dim, 0, ai->qkv_bias_required);
+        BIND(bk, "attn_k.bias", 1, k_dim, 0, ai->qkv_bias_required);
+        BIND(bv, "attn_v.bias", 1, v_dim, 0, ai->qkv_bias_required);
+        BIND(bo, "attn_output.bias", 1, E, 0, false);
+        BIND(ffn_norm, "ffn_norm.weight", 1, E, 0, true);
+        BIND(ffn_gate, "ffn_gate.weight", 2, E, hp->n_ff, true);
+        BIND(ffn_up, "ffn_up.weight", 2, E, hp->n_ff, true);
+        BIND(ffn_down, "ffn_down.weight", 2, hp->n_ff, E, true);
+#undef BIND
+    }
+    int64_t n_unused = 0, first_unused = -1;
+    for (int64_t i = 0; i < n_tensors; i++) {
+        if (!b.used[i]) {
+            if (first_unused < 0) first_unused = i;
+            n_unused++;
+        }
+    }
+    if (n_unused > 0) {
+        st = lv_error(LV_ERR_UNSUPPORTED, "tensor '%s' is not used by the %s architecture (%lld unexpected tensor%s): "
+                      "a different model variant?", lv_gguf_tensor_at(m->gguf, first_unused)->name, ai->name,
+                      (long long)n_unused, n_unused == 1 ? "" : "s");
+        goto end;
+    }
+    st = LV_OK;
+end:
+    lv_free(b.used);
+    return st;
+}
+
+/* -------------------------------------------------------------------------------------------
+ * load
+ * ----------------------------------------------------------------------------------------- */
+
+lv_model_params lv_model_default_params(void) {
+    lv_model_params p;
+    memset(&p, 0, sizeof(p));
+    p.use_mmap = true;
+    return p;
+}
+
+static lv_status read_whole_file(const char *path, void **out, uint64_t *size) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return lv_error(LV_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        close(fd);
+        return lv_error(LV_ERR_IO, "'%s' is not a readable regular file", path);
+    }
+    uint64_t n = (uint64_t)sb.st_size;
+    uint8_t *buf = lv_aligned_alloc(64, (size_t)(n ? n : 1));
+    if (!buf) {
+        close(fd);
+        return LV_ERR_NOMEM;
+    }
+    uint64_t got = 0;
+    while (got < n) {
+        ssize_t r = read(fd, buf + got, (size_t)LV_MIN(n - got, (uint64_t)1 << 30));
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) {
+            int e = errno;
+            close(fd);
+            lv_aligned_free(buf);
+            return lv_error(LV_ERR_IO, "reading '%s': %s", path, r < 0 ? strerror(e) : "unexpected end of file");
+        }
+        got += (uint64_t)r;
+    }
+    close(fd);
+    *out = buf;
+    *size = n;
+    return LV_OK;
+}
+
+/* Repack the matrix weights this CPU has packed kernels for (qpack.h: q4_0, q5_0, q8_0 and q4_K with
+ * AVX-512 VNNI, rows a multiple of 16) into one buffer, and let the kernel drop the mapped pages
+ * they came from, so resident memory does not grow (q4_K: by 2.8%, its scales unpacked; a file
+ * read into memory, or an image given by the caller, keeps both). Off with LV_REPACK=0, or when
+ * LV_SIMD caps the level below the kernels'. Running out of memory here is not an error: the
+ * weights stay as they are. */
+static size_t packed_size(const lv_tensor *t) { /* 64-byte aligned, as laid out in the buffer */
+    return (lv_pack_group_bytes(t->type, t->ne[0]) * (size_t)(t->ne[1] / LV_PACK_ROWS) + 63) / 64 * 64;
+}
+
+static void pack_weights(lv_model *m) {
+    if (!lv_pack_enabled()) return;
+    const lv_simd level = lv_simd_active();
+    lv_tensor **list = lv_calloc((size_t)(1 + 7 * m->hp.n_layer), sizeof(*list));
+    int64_t n = 0, kept = 0;
+    if (!list) return;
+    list[n++] = &m->output;
+    for (int64_t il = 0; il < m->hp.n_layer; il++) {
+        lv_layer *L = &m->layers[il];
+        lv_tensor *ts[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->ffn_gate, &L->ffn_up, &L->ffn_down};
+        for (size_t i = 0; i < LV_ARRAY_LEN(ts); i++) list[n++] = ts[i];
+    }
+    size_t total = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const lv_tensor *t = list[i];
+        if (!t->data || !lv_pack_ops_get(t->type, level) || t->ne[1] % LV_PACK_ROWS != 0 || t->ne[2] != 1 || t->ne[3] != 1) continue;
+        list[kept++] = list[i];
+        total += packed_size(t);
+    }
+    uint8_t *buf = kept ? lv_big_alloc_huge(total) : NULL;
+    if (kept && !buf) LV_LOG_W("%s: no memory to repack %.1f MiB of weights; using them as stored", m->path, (double)total / 1048576.0);
+    if (!buf) {
+        lv_free(list);
+        return;
+    }
+    size_t off = 0;
+    for (int64_t i = 0; i < kept; i++) {
+        lv_tensor *t = list[i];
+        const size_t gin = (size_t)t->row_bytes * LV_PACK_ROWS, gout = lv_pack_group_bytes(t->type, t->ne[0]);
+        const int64_t groups = t->ne[1] / LV_PACK_ROWS;
+        for (int64_t g = 0; g < groups; g++)
+            lv_pack_rows(t->type, t->ne[0], (const uint8_t *)t->data + (size_t)g * gin, (size_t)t->row_bytes, buf + off + (size_t)g * gout);
+        t->packed = buf + off;
+        lv_gguf_release_pages(m->gguf, t->data, (uint64_t)(groups * (int64_t)gin));
+        off += packed_size(t);
+    }
+    lv_free(list);
+    m->packed = buf;
+    m->packed_size = total;
+    LV_LOG_D("%s: repacked %lld matrices (%.1f MiB) for the %s kernels", m->path, (long long)kept, (double)total / 1048576.0, lv_simd_name(level));
+}
+
+/* Everything after the GGUF is open: architecture, vocabulary, hyper-parameters, weights.
+ * Messages are prefixed with m->path. */
+static lv_status model_init(lv_model *m, lv_model_params params) {
+    const char *path = m->path;
+    lv_status st;
+    /* architecture */
+    const arch_info *ai = NULL;
+    {
+        int64_t i = lv_gguf_find_key(m->gguf, "general.architecture");
+        if (i < 0 || lv_gguf_kv_type(m->gguf, i) != LV_GGUF_STRING) {
+            if (!params.vocab_only)
+                return lv_error(LV_ERR_FORMAT, "%s: key 'general.architecture' is missing or not a string", path);
+        } else {
+            lv_gguf_str s = lv_gguf_get_str(m->gguf, i);
+            for (size_t k = 0; k < LV_ARRAY_LEN(g_archs); k++)
+                if (strlen(g_archs[k].name) == s.len && memcmp(g_archs[k].name, s.ptr, s.len) == 0) ai = &g_archs[k];
+            if (!ai && !params.vocab_only)
+                return lv_error(LV_ERR_UNSUPPORTED, "%s: architecture '%.*s' is not supported (llama and qwen2 are)", path,
+                                (int)LV_MIN(s.len, 64), s.ptr);
+        }
+    }
+    if (ai) m->arch = ai->arch;
+
+    /* vocabulary */
+    if ((st = lv_vocab_load(m->gguf, &m->vocab)) != LV_OK) {
+        if (!params.vocab_only && st == LV_ERR_FORMAT && lv_gguf_find_key(m->gguf, "tokenizer.ggml.model") < 0) {
+            /* no tokenizer at all: allowed for a weights-only model (token ids in, logits out) */
+            m->vocab = NULL;
+            lv_error_clear();
+        } else {
+            lv_error_prefix("%s: tokenizer", path);
+            return st;
+        }
+    }
+    if (params.vocab_only) return LV_OK;
+
+    if ((st = read_hparams(m, ai)) != LV_OK) {
+        lv_error_prefix("%s", path);
+        return st;
+    }
+    /* n_vocab: the tokenizer's size, else token_embd's rows */
+    {
+        int64_t ti = lv_gguf_find_tensor(m->gguf, "token_embd.weight");
+        if (ti < 0) return lv_error(LV_ERR_FORMAT, "%s: tensor 'token_embd.weight' is missing", path);
+        m->hp.n_vocab = m->vocab ? lv_vocab_n_tokens(m->vocab) : lv_gguf_tensor_at(m->gguf, ti)->ne[1];
+        if (m->hp.n_vocab <= 0 || m->hp.n_vocab > INT32_MAX)
+            return lv_error(LV_ERR_FORMAT, "%s: vocabulary size %lld is invalid", path, (long long)m->hp.n_vocab);
+    }
+    if ((st = bind_tensors(m, ai)) != LV_OK) {
+        lv_error_prefix("%s", path);
+        return st;
+    }
+    pack_weights(m);
+    return LV_OK;
+}
+
+lv_status lv_model_load(const char *path, lv_model_params params, lv_model **out) {
+    *out = NULL;
+    lv_model *m = lv_calloc(1, sizeof(*m));
+    if (!m) return LV_ERR_NOMEM;
+    lv_status st;
+    m->path = lv_strdup(path);
+    m->vocab_only = params.vocab_only;
+    if (!m->path) {
+        st = LV_ERR_NOMEM;
+        goto fail;
+    }
+    if (params.use_mmap) {
+        st = lv_gguf_open(path, &m->gguf);
+    } else {
+        uint64_t size = 0;
+        st = read_whole_file(path, &m->file_copy, &size);
+        if (st == LV_OK) {
+            st = lv_gguf_open_memory(m->file_copy, size, &m->gguf);
+            if (st != LV_OK) lv_error_prefix("%s", path);
+        }
+    }
+    if (st != LV_OK || (st = model_init(m, params)) != LV_OK) goto fail;
+    *out = m;
+    return LV_OK;
+
+fail:
+    lv_model_free(m);
+    return st;
+}
+
+lv_status lv_model_load_memory(const void *data, uint64_t size, lv_model_params params, lv_model **out) {
+    *out = NULL;
+    lv_model *m = lv_calloc(1, sizeof(*m));
+    if (!m) return LV_ERR_NOMEM;
+    lv_status st;
+    m->path = lv_strdup("<memory>");
+    m->vocab_only = params.vocab_only;
+    if (!m->path) {
+        st = LV_ERR_NOMEM;
+        goto fail;
+    }
+    if ((st = lv_gguf_open_memory(data, size, &m->gguf)) != LV_OK) {
+        lv_error_prefix("%s", m->path);
+        goto fail;
+    }
+    if ((st = model_init(m, params)) != LV_OK) goto fail;
+    *out = m;
+    return LV_OK;
+
+fail:
+    lv_model_free(m);
+    return st;
+}
+
+void lv_model_free(lv_model *m) {
+    if (!m) return;
+    lv_vocab_free(m->vocab);
+    lv_free(m->layers);
+    lv_big_free(m->packed, m->packed_size);
+    lv_gguf_close(m->gguf);
+    lv_aligned_free(m->file_copy);
+    lv_free(m->path);
+    lv_free(m);
+}
+
+const lv_vocab *lv_model_vocab(const lv_model *model) { return model->vocab; }
+
+int32_t lv_model_n_vocab(const lv_model *m) {
+    if (m->vocab_only) return m->vocab ? lv_vocab_n_tokens(m->vocab) : 0;
+    return (int32_t)m->hp.n_vocab;
+}
+int32_t lv_model_n_ctx_train(const lv_model *m) { return (int32_t)LV_MIN(m->hp.n_ctx_train, INT32_MAX); }
+int32_t lv_model_n_embd(const lv_model *m) { return (int32_t)m->hp.n_embd; }
+int32_t lv_model_n_layer(const lv_model *m) { return (int32_t)m->hp.n_layer; }
+int32_t lv_model_n_head(const lv_model *m) { return (int32_t)m->hp.n_head; }
+int32_t lv_model_n_head_kv(const lv_model *m) { return (int32_t)m->hp.n_head_kv; }
+const char *lv_model_arch(const lv_model *m) { return lv_arch_name(m->arch); }
+
+/* -------------------------------------------------------------------------------------------
+ * describe
+ * ----------------------------------------------------------------------------------------- */
+
+typedef struct sbuf {
+    char *buf;
+    size_t cap;
+    int64_t len;
+} sbuf;
+
+static void LV_PRINTF(2, 3) sb_printf(sbuf *s, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    size_t avail = (size_t)s->len < s->cap ? s->cap - (size_t)s->len : 0;
+    int n = vsnprintf(avail ? s->buf + s->len : NULL, avail, fmt, ap);
+    va_end(ap);
+    if (n > 0) s->len += n;
+}
+
+int64_t lv_model_describe(const lv_model *m, char *buf, size_t buf_size) {
+    sbuf s = {buf, buf_size, 0};
+    if (buf_size) buf[0] = '\0';
+    const lv_gguf *g = m->gguf;
+    sb_printf(&s, "file:          %s (%.1f MiB, GGUF v%u, %lld tensors, %lld metadata keys)\n", m->path,
+              (double)lv_gguf_file_size(g) / (1024.0 * 1024.0), lv_gguf_version(g), (long long)lv_gguf_n_tensors(g),
+              (long long)lv_gguf_n_kv(g));
+    int64_t ni = lv_gguf_find_key(g, "general.name");
+    if (ni >= 0 && lv_gguf_kv_type(g, ni) == LV_GGUF_STRING) {
+        lv_gguf_str n = lv_gguf_get_str(g, ni);
+        sb_printf(&s, "name:          %.*s\n", (int)LV_MIN(n.len, 200), n.ptr);
+    }
+    if (m->vocab) {
+        char vd[256];
+        lv_vocab_describe(m->vocab, vd, sizeof(vd));
+        sb_printf(&s, "tokenizer:     %s\n", vd);
+    } else {
+        sb_printf(&s, "tokenizer:     none (token ids only)\n");
+    }
+    if (m->vocab_only) {
+        sb_printf(&s, "weights:       none (vocabulary-only file)\n");
+        return s.len;
+    }
+    const lv_hparams *hp = &m->hp;
+    sb_printf(&s, "architecture:  %s\n", lv_arch_name(m->arch));
+    sb_printf(&s, "n_vocab:       %lld\n", (long long)hp->n_vocab);
+    sb_printf(&s, "n_ctx_train:   %lld\n", (long long)hp->n_ctx_train);
+    sb_printf(&s, "n_embd:        %lld\n", (long long)hp->n_embd);
+    sb_printf(&s, "n_layer:       %lld\n", (long long)hp->n_layer);
+    sb_printf(&s, "n_head:        %lld (kv heads %lld, GQA group %lld)\n", (long long)hp->n_head, (long long)hp->n_head_kv,
+              (long long)(hp->n_head / hp->n_head_kv));
+    sb_printf(&s, "head dim:      k %lld, v %lld, rotary %lld\n", (long long)hp->n_embd_head_k, (long long)hp->n_embd_head_v,
+              (long long)hp->n_rot);
+    sb_printf(&s, "n_ff:          %lld\n", (long long)hp->n_ff);
+    sb_printf(&s, "rms_norm_eps:  %g\n", (double)hp->norm_rms_eps);
+    static const char *scal[] = {"none", "linear", "yarn"};
+    sb_printf(&s, "rope:          %s, base %g, scaling %s (freq scale %g, original context %lld)%s\n",
+              hp->rope_type == LV_ROPE_NEOX ? "neox" : "normal", (double)hp->rope_freq_base, scal[hp->rope_scaling],
+              (double)hp->rope_freq_scale, (long long)hp->n_ctx_orig, m->rope_freqs.data ? ", rope_freqs factors" : "");
+    sb_printf(&s, "output:        %s\n", m->tied_output ? "tied to token_embd" : "separate output.weight");
+    /* parameter and byte counts per type */
+    int64_t n_params = 0, n_bytes = 0;
+    int64_t per_type_n[LV_TYPE_COUNT] = {0}, per_type_b[LV_TYPE_COUNT] = {0};
+    for (int64_t i = 0; i < lv_gguf_n_tensors(g); i++) {
+        const lv_gguf_tensor *t = lv_gguf_tensor_at(g, i);
+        int64_t ne = t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3];
+        n_params += ne;
+        n_bytes += (int64_t)t->nbytes;
+        per_type_n[t->type]++;
+        per_type_b[t->type] += (int64_t)t->nbytes;
+    }
+    sb_printf(&s, "parameters:    %.2f M, %.1f MiB of weights (%.2f bits per weight)\n", (double)n_params / 1e6,
+              (double)n_bytes / (1024.0 * 1024.0), n_params ? 8.0 * (double)n_bytes / (double)n_params : 0.0);
+    sb_printf(&s, "tensor types: ");
+    for (int t = 0; t < LV_TYPE_COUNT; t++)
+        if (per_type_n[t]) sb_printf(&s, " %s x%lld (%.1f MiB)", lv_type_name((uint32_t)t), (long long)per_type_n[t], (double)per_type_b[t] / (1024.0 * 1024.0));
+    sb_printf(&s, "\n");
+    const int64_t kv_per_tok = 2 * hp->n_layer * hp->n_head_kv * (hp->n_embd_head_k + hp->n_embd_head_v) / 2;
+    sb_printf(&s, "KV per token:  %lld bytes (f16), %lld bytes (f32)\n", (long long)(kv_per_tok * 2), (long long)(kv_per_tok * 4));
+    sb_printf(&s, "supported:     yes (all tensors bound; kernels: %s level, LV_SIMD caps it)\n", lv_simd_name(lv_simd_active()));
+    return s.len;
+}
+
+void lv_model_get_stats(const lv_model *m, lv_model_stats *st) {
+    memset(st, 0, sizeof(*st));
+    const lv_gguf *g = m->gguf;
+    int64_t per_type[LV_TYPE_COUNT] = {0};
+    for (int64_t i = 0; i < lv_gguf_n_tensors(g); i++) {
+        const lv_gguf_tensor *t = lv_gguf_tensor_at(g, i);
+        const int64_t ne = t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3];
+        st->n_params += ne;
+        st->n_bytes += (int64_t)t->nbytes;
+        if (t->n_dims >= 2) per_type[t->type] += ne;
+    }
+    int best = 0;
+    for (int t = 1; t < LV_TYPE_COUNT; t++)
+        if (per_type[t] > per_type[best]) best = t;
+    snprintf(st->ftype, sizeof(st->ftype), "%s", lv_type_name((uint32_t)best));
+    if (m->vocab_only) return;
+    const lv_hparams *hp = &m->hp;
+    for (int64_t il = 0; il < hp->n_layer; il++) {
+        const lv_layer *L = &m->layers[il];
+        const lv_tensor *lm[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->ffn_gate, &L->ffn_up, &L->ffn_down};
+        for (int k = 0; k < 7; k++) {
+            st->n_params_matmul += lm[k]->ne[0] * lm[k]->ne[1];
+            st->n_bytes_matmul += lm[k]->row_bytes * lm[k]->ne[1];
+        }
+    }
+    st->n_params_matmul += m->output.ne[0] * m->output.ne[1];
+    st->n_bytes_matmul += m->output.row_bytes * m->output.ne[1];
+    st->n_layer = (int32_t)hp->n_layer;
+    st->n_head = (int32_t)hp->n_head;
+    st->n_head_kv = (int32_t)hp->n_head_kv;
+    st->head_dim_k = (int32_t)hp->n_embd_head_k;
+    st->head_dim_v = (int32_t)hp->n_embd_head_v;
+    st->n_embd = (int32_t)hp->n_embd;
+    st->n_ff = (int32_t)hp->n_ff;
+    st->n_vocab = (int32_t)hp->n_vocab;
+}

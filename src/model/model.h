@@ -1,0 +1,109 @@
+/*
+ * model.h: architectures, hyper-parameters and weight binding.
+ *
+ * A model is a validated view over a GGUF file: hyper-parameters read from the metadata exactly
+ * as llama.cpp reads them, and every weight bound by name with its shape and type checked.
+ * Weights stay in the read-only mapping (or one private copy when mmap is off); nothing here
+ * owns KV memory or computes anything.
+ *
+ * Shapes use ggml's order: ne[0] is the contiguous dimension (a row), so a weight matrix of
+ * shape (ne0 = n_in, ne1 = n_out) has n_out rows of n_in elements and computes y = W x.
+ */
+#ifndef LV_MODEL_H
+#define LV_MODEL_H
+
+#include "gguf/gguf.h"
+#include "longview.h"
+#include "gguf/quant.h"
+#include "tokenizer/tokenizer.h"
+
+typedef enum lv_arch {
+    LV_ARCH_LLAMA = 0,
+    LV_ARCH_QWEN2 = 1,
+} lv_arch;
+
+typedef enum lv_rope_type {
+    LV_ROPE_NORM = 0, /* rotate adjacent pairs (x[2i], x[2i+1]): llama */
+    LV_ROPE_NEOX = 2, /* rotate (x[i], x[i + n_rot/2]): qwen2 */
+} lv_rope_type;
+
+typedef enum lv_rope_scaling {
+    LV_ROPE_SCALING_NONE = 0,
+    LV_ROPE_SCALING_LINEAR = 1,
+    LV_ROPE_SCALING_YARN = 2,
+} lv_rope_scaling;
+
+typedef struct lv_hparams {
+    int64_t n_vocab;
+    int64_t n_ctx_train;
+    int64_t n_embd;
+    int64_t n_layer;
+    int64_t n_ff;
+    int64_t n_head;
+    int64_t n_head_kv;
+    int64_t n_embd_head_k; /* head dim of q and k */
+    int64_t n_embd_head_v; /* head dim of v */
+    int64_t n_rot;         /* rotated dims per head (<= n_embd_head_k) */
+    float norm_rms_eps;
+    lv_rope_type rope_type;
+    lv_rope_scaling rope_scaling;
+    float rope_freq_base;
+    float rope_freq_scale;  /* 1 / scaling factor */
+    int64_t n_ctx_orig;     /* rope.scaling.original_context_length */
+    float yarn_ext_factor;  /* 0 unless YaRN */
+    float yarn_attn_factor;
+    float yarn_beta_fast;
+    float yarn_beta_slow;
+} lv_hparams;
+
+/* A bound weight: a view into the model file. */
+typedef struct lv_tensor {
+    const char *name;
+    lv_type type;
+    int64_t ne[4];
+    int64_t row_bytes; /* bytes of one row (ne[0] elements) */
+    const void *data;
+    /* the same rows repacked for the matrix kernels (qpack.h), or NULL; owned by the model.
+     * data stays valid (lv_tensor users other than lv_matmul, and SIMD levels without packed
+     * kernels, read it) */
+    const void *packed;
+} lv_tensor;
+
+typedef struct lv_layer {
+    lv_tensor attn_norm;           /* (n_embd) */
+    lv_tensor wq;                  /* (n_embd, n_head * n_embd_head_k) */
+    lv_tensor wk;                  /* (n_embd, n_head_kv * n_embd_head_k) */
+    lv_tensor wv;                  /* (n_embd, n_head_kv * n_embd_head_v) */
+    lv_tensor wo;                  /* (n_head * n_embd_head_v, n_embd) */
+    lv_tensor bq, bk, bv, bo;      /* optional biases; data == NULL when absent */
+    lv_tensor ffn_norm;            /* (n_embd) */
+    lv_tensor ffn_gate;            /* (n_embd, n_ff) */
+    lv_tensor ffn_up;              /* (n_embd, n_ff) */
+    lv_tensor ffn_down;            /* (n_ff, n_embd) */
+} lv_layer;
+
+struct lv_model {
+    lv_gguf *gguf;
+    void *file_copy;      /* the whole file, when use_mmap is false */
+    char *path;
+    lv_arch arch;
+    lv_hparams hp;
+    lv_vocab *vocab;
+    bool vocab_only;
+    lv_tensor tok_embd;    /* (n_embd, n_vocab) */
+    lv_tensor output_norm; /* (n_embd) */
+    lv_tensor output;      /* (n_embd, n_vocab): tok_embd when tied */
+    bool tied_output;
+    lv_tensor rope_freqs;  /* (n_rot/2), optional: data == NULL when absent */
+    lv_layer *layers;      /* (n_layer) */
+    void *packed;          /* the repacked matrix weights (qpack.h), or NULL: lv_big_alloc_huge */
+    size_t packed_size;
+};
+
+const char *lv_arch_name(lv_arch a);
+
+/* lv_model_load over a GGUF image in memory (not copied: it must outlive the model); messages
+ * name the file "<memory>". params.use_mmap is ignored. For tests and the fuzzer. */
+lv_status lv_model_load_memory(const void *data, uint64_t size, lv_model_params params, lv_model **out);
+
+#endif

@@ -1,0 +1,537 @@
+/*
+ * context.c: contexts, batches and lv_decode: validation of a batch, the KV transaction around
+ * it, splitting into micro-batches, and the outputs.
+ */
+#include "runtime/runtime.h"
+
+#include <stdio.h>
+
+#include <string.h>
+
+lv_context_params lv_context_default_params(void) {
+    lv_context_params p;
+    memset(&p, 0, sizeof(p));
+    p.n_ctx = 4096;
+    p.n_batch = 2048;
+    p.n_ubatch = 512;
+    p.n_seq_max = 1;
+    p.kv_page_size = 64;
+    p.kv_type = LV_KV_F16;
+    p.n_threads = 0;
+    p.attention = lv_attention_default_params();
+    return p;
+}
+
+static float *alloc_f(size_t n) { return lv_calloc(n ? n : 1, sizeof(float)); }
+
+/* -------------------------------------------------------------------------------------------
+ * the attention plan: a KV policy per (layer, KV head)
+ * ----------------------------------------------------------------------------------------- */
+
+/* LongGen layer plan: NULL/"" all full; "longgen": full iff l % 3 == 1, else sink+window; or one
+ * word per layer. kinds receives n_layer lv_attn_mask_kind values. */
+static lv_status parse_layer_plan(const char *plan, int64_t n_layer, uint8_t *kinds) {
+    memset(kinds, LV_MASK_CAUSAL, (size_t)n_layer);
+    if (!plan || !plan[0] || strcmp(plan, "full") == 0) return LV_OK;
+    if (strcmp(plan, "longgen") == 0) {
+        for (int64_t l = 0; l < n_layer; l++) kinds[l] = l % 3 == 1 ? LV_MASK_CAUSAL : LV_MASK_SINK_WINDOW;
+        return LV_OK;
+    }
+    int64_t l = 0;
+    const char *p = plan;
+    while (*p) {
+        const char *e = p;
+        while (*e && *e != ',') e++;
+        const size_t n = (size_t)(e - p);
+        uint8_t k;
+        if (n == 4 && memcmp(p, "full", 4) == 0) k = LV_MASK_CAUSAL;
+        else if (n == 2 && memcmp(p, "sw", 2) == 0) k = LV_MASK_SINK_WINDOW;
+        else if (n == 2 && memcmp(p, "bs", 2) == 0) k = LV_MASK_BLOCK_STRIDED;
+        else return lv_error(LV_ERR_INVALID_ARG, "layer plan: '%.*s' is not full, sw or bs (layer %lld)", (int)LV_MIN(n, 32), p, (long long)l);
+        if (l >= n_layer) return lv_error(LV_ERR_INVALID_ARG, "layer plan names more than the model's %lld layers", (long long)n_layer);
+        kinds[l++] = k;
+        p = *e ? e + 1 : e;
+    }
+    if (l != n_layer) return lv_error(LV_ERR_INVALID_ARG, "layer plan names %lld layers, the model has %lld", (long long)l, (long long)n_layer);
+    return LV_OK;
+}
+
+/* Model metadata (docs/long-context.md): longview.attention.layer_plan (string, as the flag) and
+ * longview.attention.{sink,window,block_size,local_blocks,vert_stride} (integers) override the
+ * defaults when the caller gives no plan of its own. */
+static void plan_from_metadata(const lv_model *m, lv_attention_params *a, const char **plan) {
+    const lv_gguf *g = m->gguf;
+    int64_t i = lv_gguf_find_key(g, "longview.attention.layer_plan");
+    if (i >= 0 && lv_gguf_kv_type(g, i) == LV_GGUF_STRING) {
+        lv_gguf_str str = lv_gguf_get_str(g, i);
+        static _Thread_local char buf[4096];
+        snprintf(buf, sizeof(buf), "%.*s", (int)LV_MIN(str.len, sizeof(buf) - 1), str.ptr);
+        *plan = buf;
+    }
+    struct { const char *key; int32_t *dst; } ints[] = {
+        {"longview.attention.sink", &a->sink}, {"longview.attention.window", &a->window}, {"longview.attention.block_size", &a->block_size},
+        {"longview.attention.local_blocks", &a->local_blocks}, {"longview.attention.vert_stride", &a->vert_stride},
+    };
+    for (size_t k = 0; k < LV_ARRAY_LEN(ints); k++) {
+        int64_t v;
+        i = lv_gguf_find_key(g, ints[k].key);
+        if (i >= 0 && lv_gguf_get_i64(g, i, &v) && v >= 0 && v <= INT32_MAX) *ints[k].dst = (int32_t)v;
+    }
+}
+
+static lv_status build_policies(lv_context *ctx) {
+    const lv_hparams *hp = &ctx->model->hp;
+    lv_attention_params a = ctx->p.attention;
+    const int64_t L = hp->n_layer, H = hp->n_head_kv;
+    lv_status st = LV_OK;
+    const char *plan = a.layer_plan;
+    if (!plan) plan_from_metadata(ctx->model, &a, &plan);
+    ctx->p.attention = a;
+    ctx->policies = lv_calloc((size_t)(L * H), sizeof(lv_kv_head_policy));
+    ctx->retrieval = lv_calloc((size_t)(L * H), 1);
+    uint8_t *kinds = lv_calloc((size_t)L, 1);
+    if (!ctx->policies || !ctx->retrieval || !kinds) {
+        lv_free(kinds);
+        return LV_ERR_NOMEM;
+    }
+    if ((st = parse_layer_plan(plan, L, kinds)) != LV_OK) goto end;
+    memset(ctx->retrieval, 1, (size_t)(L * H));
+    if (a.heads) {
+        if (lv_head_pattern_n_layer(a.heads) != L || lv_head_pattern_n_head_kv(a.heads) != H) {
+            st = lv_error(LV_ERR_INVALID_ARG, "the head pattern has %d layers x %d KV heads, the model %lld x %lld",
+                          lv_head_pattern_n_layer(a.heads), lv_head_pattern_n_head_kv(a.heads), (long long)L, (long long)H);
+            goto end;
+        }
+        if (lv_head_pattern_binarize(a.heads, a.sparsity, a.pattern_seed, ctx->retrieval) < 0) {
+            st = LV_ERR_NOMEM;
+            goto end;
+        }
+    }
+    if (a.sink < 0 || a.window < 1 || (a.select && (a.kv_budget < (int32_t)ctx->p.kv_page_size || a.kv_budget % (int32_t)ctx->p.kv_page_size != 0)) ||
+        (a.select && (a.select_every < 1 || !(a.select_drift >= 0.0f && a.select_drift <= 1.0f)))) {
+        st = lv_error(LV_ERR_INVALID_ARG, "attention parameters: sink %d >= 0, window %d >= 1, kv budget %d a positive multiple of the page size %u, "
+                      "select every %d >= 1, select drift %g in [0, 1]", a.sink, a.window, a.kv_budget, ctx->p.kv_page_size, a.select_every,
+                      (double)a.select_drift);
+        goto end;
+    }
+    for (int64_t l = 0; l < L; l++) {
+        for (int64_t h = 0; h < H; h++) {
+            lv_kv_head_policy *pol = &ctx->policies[l * H + h];
+            pol->sink = a.sink;
+            pol->window = a.window;
+            pol->block = a.block_size;
+            pol->local_blocks = a.local_blocks;
+            pol->vert_stride = a.vert_stride;
+            if (kinds[l] != LV_MASK_CAUSAL) {
+                pol->kind = kinds[l];
+                ctx->retrieval[l * H + h] = 0;
+            } else if (!ctx->retrieval[l * H + h]) {
+                pol->kind = LV_MASK_SINK_WINDOW; /* a DuoAttention streaming head */
+            } else {
+                pol->kind = LV_MASK_CAUSAL;
+                pol->stats = a.select;
+            }
+        }
+    }
+    ctx->select = a.select;
+end:
+    lv_free(kinds);
+    return st;
+}
+
+lv_status lv_context_create(lv_model *model, lv_context_params p, lv_context **out) {
+    *out = NULL;
+    if (!model || model->vocab_only) return lv_error(LV_ERR_INVALID_ARG, "a context needs a model with weights (this one is vocabulary-only)");
+    const lv_hparams *hp = &model->hp;
+    if (p.n_ctx == 0) p.n_ctx = (uint32_t)LV_MIN(hp->n_ctx_train, UINT32_MAX);
+    if (p.n_ubatch == 0) p.n_ubatch = 512;
+    if (p.n_batch == 0) p.n_batch = p.n_ubatch;
+    if (p.n_ubatch > p.n_batch) p.n_ubatch = p.n_batch;
+    if (p.n_seq_max == 0) p.n_seq_max = 1;
+    if (p.kv_page_size == 0) p.kv_page_size = 64;
+    if (p.kv_type != LV_KV_F32 && p.kv_type != LV_KV_F16) return lv_error(LV_ERR_INVALID_ARG, "unknown KV type %d", (int)p.kv_type);
+    if (p.n_ctx > (1u << 30) || p.n_batch > (1u << 20) || p.n_seq_max > 4096 || p.kv_page_size > 65536)
+        return lv_error(LV_ERR_INVALID_ARG, "context parameters out of range (n_ctx %u, n_batch %u, n_seq_max %u, page %u)", p.n_ctx,
+                        p.n_batch, p.n_seq_max, p.kv_page_size);
+    if (hp->n_embd_head_k > 1024) return lv_error(LV_ERR_UNSUPPORTED, "head size %lld > 1024 is not supported", (long long)hp->n_embd_head_k);
+
+    lv_context *ctx = lv_calloc(1, sizeof(*ctx));
+    if (!ctx) return LV_ERR_NOMEM;
+    lv_status st = LV_ERR_NOMEM;
+    ctx->model = model;
+    ctx->p = p;
+    if (p.threadpool) {
+        ctx->tp = p.threadpool;
+    } else {
+        ctx->tp = lv_threadpool_create(p.n_threads);
+        if (!ctx->tp) goto fail;
+        ctx->own_tp = true;
+    }
+    ctx->n_threads = lv_threadpool_n_threads(ctx->tp);
+    ctx->rope = lv_rope_params_from(model);
+
+    if ((st = build_policies(ctx)) != LV_OK) goto fail;
+    lv_kv_params kp = {
+        .n_layer = hp->n_layer, .n_head_kv = hp->n_head_kv, .head_dim_k = hp->n_embd_head_k, .head_dim_v = hp->n_embd_head_v,
+        .page_size = p.kv_page_size, .n_ctx = p.n_ctx, .n_seq_max = p.n_seq_max, .n_batch = p.n_batch, .type = p.kv_type,
+        .policies = ctx->policies,
+    };
+    if ((st = lv_kv_create(&kp, &ctx->kv)) != LV_OK) goto fail;
+    st = LV_ERR_NOMEM;
+    /* LServe: pages selected per (sequence, layer, query head), reused for select_every steps */
+    if (ctx->select && hp->n_head / hp->n_head_kv > 32) {
+        st = lv_error(LV_ERR_INVALID_ARG, "LServe selection supports at most 32 query heads per KV head (this model has %lld)",
+                      (long long)(hp->n_head / hp->n_head_kv));
+        goto fail;
+    }
+    if (ctx->select) {
+        const size_t n_sel = (size_t)p.n_seq_max * (size_t)hp->n_layer * (size_t)hp->n_head;
+        ctx->sel_k = LV_MAX(3, p.attention.kv_budget / (int32_t)p.kv_page_size);
+        ctx->sel_pages = lv_calloc(n_sel * (size_t)(ctx->sel_k + 1), sizeof(int32_t));
+        ctx->sel_n = lv_calloc(n_sel, sizeof(int32_t));
+        ctx->sel_q = lv_calloc(n_sel * (size_t)hp->n_embd_head_k, sizeof(float));
+        ctx->sel_scratch = lv_calloc((size_t)ctx->n_threads * (size_t)(hp->n_head / hp->n_head_kv) * (size_t)lv_kv_max_spans(ctx->kv), 8);
+        const size_t G = (size_t)(hp->n_head / hp->n_head_kv), stride = (size_t)lv_kv_max_spans(ctx->kv) + 1;
+        ctx->sel_tmp = lv_calloc((size_t)ctx->n_threads * (G + 1) * stride, sizeof(int32_t));
+        ctx->sel_heads = lv_calloc((size_t)ctx->n_threads * stride, sizeof(uint32_t));
+        if (!ctx->sel_pages || !ctx->sel_n || !ctx->sel_q || !ctx->sel_scratch || !ctx->sel_tmp || !ctx->sel_heads) goto fail;
+    }
+
+    const size_t T = p.n_ubatch, B = p.n_batch, E = (size_t)hp->n_embd, F = (size_t)hp->n_ff;
+    const size_t Qd = (size_t)(hp->n_head * hp->n_embd_head_k), Kd = (size_t)(hp->n_head_kv * hp->n_embd_head_k);
+    const size_t Vd = (size_t)(hp->n_head_kv * hp->n_embd_head_v), Od = (size_t)(hp->n_head * hp->n_embd_head_v);
+    ctx->x = alloc_f(T * E);
+    ctx->xn = alloc_f(T * E);
+    ctx->tmp = alloc_f(T * E);
+    ctx->q = alloc_f(T * Qd);
+    ctx->k = alloc_f(T * Kd);
+    ctx->v = alloc_f(T * Vd);
+    ctx->attn = alloc_f(T * Od);
+    ctx->gate = alloc_f(T * F);
+    ctx->up = alloc_f(T * F);
+    ctx->rope_cache = alloc_f(T * (size_t)hp->n_rot);
+    /* activation scratch: the largest input of any matmul, 4 bytes per element covers every vec-dot type */
+    ctx->xq = lv_calloc(T * LV_MAX(LV_MAX(E, F), Od) + 64, 4);
+    ctx->max_spans = lv_kv_max_spans(ctx->kv);
+    ctx->att_scratch_floats = (int64_t)lv_attn_scratch_floats(
+        (int)(LV_ATTN_RUN * (hp->n_head / hp->n_head_kv)), (int)hp->n_embd_head_k, (int)hp->n_embd_head_v);
+    ctx->att_scratch = alloc_f((size_t)ctx->n_threads * (size_t)ctx->att_scratch_floats);
+    {
+        const int64_t G = hp->n_head / hp->n_head_kv, nq = LV_ATTN_RUN * G;
+        ctx->att_part_floats = nq * (hp->n_embd_head_v + 4);
+        ctx->att_part = alloc_f((size_t)ctx->n_threads * (size_t)ctx->att_part_floats);
+        ctx->dec_max_chunks = ctx->max_spans / LV_ATTN_CHUNK + 1;
+        ctx->dec_part = alloc_f((size_t)(hp->n_head_kv * ctx->dec_max_chunks * G * (hp->n_embd_head_v + 2)));
+        ctx->dec_chunks = lv_calloc((size_t)hp->n_head_kv, sizeof(int));
+    }
+    ctx->run_start = lv_calloc(T, sizeof(int64_t));
+    ctx->run_len = lv_calloc(T, sizeof(int64_t));
+    ctx->att_spans = lv_calloc((size_t)ctx->n_threads * (size_t)ctx->max_spans, sizeof(lv_attn_span));
+    ctx->slot = lv_calloc(B, sizeof(int64_t));
+    ctx->n_vis = lv_calloc(B, sizeof(int64_t));
+    ctx->out_row = lv_calloc(B, sizeof(int32_t));
+    ctx->logit_row = lv_calloc(B, sizeof(int32_t));
+    ctx->seq_count = lv_calloc(p.n_seq_max, sizeof(int64_t));
+    ctx->seq_new = lv_calloc(p.n_seq_max, sizeof(int64_t));
+    ctx->seq_last = lv_calloc(p.n_seq_max, sizeof(int32_t));
+    ctx->logits_size = B * (size_t)hp->n_vocab * sizeof(float);
+    ctx->logits = lv_big_alloc(ctx->logits_size);
+    if (!ctx->x || !ctx->xn || !ctx->tmp || !ctx->q || !ctx->k || !ctx->v || !ctx->attn || !ctx->gate || !ctx->up || !ctx->rope_cache ||
+        !ctx->xq || !ctx->att_scratch || !ctx->att_part || !ctx->dec_part || !ctx->dec_chunks || !ctx->run_start || !ctx->run_len || !ctx->att_spans || !ctx->slot || !ctx->n_vis || !ctx->out_row || !ctx->logit_row ||
+        !ctx->seq_count || !ctx->seq_new || !ctx->seq_last || !ctx->logits)
+        goto fail;
+    ctx->last_out = -1;
+    *out = ctx;
+    return LV_OK;
+fail:
+    lv_context_free(ctx);
+    return st;
+}
+
+void lv_context_free(lv_context *ctx) {
+    if (!ctx) return;
+    lv_free(ctx->policies);
+    lv_free(ctx->retrieval);
+    lv_free(ctx->sel_pages);
+    lv_free(ctx->sel_n);
+    lv_free(ctx->sel_q);
+    lv_free(ctx->sel_scratch);
+    lv_free(ctx->sel_tmp);
+    lv_free(ctx->sel_heads);
+    lv_kv_free(ctx->kv);
+    if (ctx->own_tp) lv_threadpool_free(ctx->tp);
+    lv_free(ctx->x);
+    lv_free(ctx->xn);
+    lv_free(ctx->tmp);
+    lv_free(ctx->q);
+    lv_free(ctx->k);
+    lv_free(ctx->v);
+    lv_free(ctx->attn);
+    lv_free(ctx->gate);
+    lv_free(ctx->up);
+    lv_free(ctx->rope_cache);
+    lv_free(ctx->xq);
+    lv_free(ctx->att_scratch);
+    lv_free(ctx->att_part);
+    lv_free(ctx->dec_part);
+    lv_free(ctx->dec_chunks);
+    lv_free(ctx->run_start);
+    lv_free(ctx->run_len);
+    lv_free(ctx->att_spans);
+    lv_free(ctx->slot);
+    lv_free(ctx->n_vis);
+    lv_free(ctx->out_row);
+    lv_free(ctx->logit_row);
+    lv_free(ctx->seq_count);
+    lv_free(ctx->seq_new);
+    lv_free(ctx->seq_last);
+    lv_big_free(ctx->logits, ctx->logits_size);
+    lv_free(ctx);
+}
+
+uint32_t lv_context_n_ctx(const lv_context *ctx) { return ctx->p.n_ctx; }
+uint32_t lv_context_n_batch(const lv_context *ctx) { return ctx->p.n_batch; }
+
+/* -------------------------------------------------------------------------------------------
+ * batches
+ * ----------------------------------------------------------------------------------------- */
+
+lv_batch lv_batch_init(int32_t n_tokens_max) {
+    lv_batch b;
+    memset(&b, 0, sizeof(b));
+    if (n_tokens_max <= 0) return b;
+    b.token = lv_calloc((size_t)n_tokens_max, sizeof(lv_token));
+    b.pos = lv_calloc((size_t)n_tokens_max, sizeof(lv_pos));
+    b.seq_id = lv_calloc((size_t)n_tokens_max, sizeof(lv_seq_id));
+    b.logits = lv_calloc((size_t)n_tokens_max, sizeof(int8_t));
+    if (!b.token || !b.pos || !b.seq_id || !b.logits) {
+        lv_batch_free(&b);
+        memset(&b, 0, sizeof(b));
+    }
+    return b;
+}
+
+void lv_batch_free(lv_batch *b) {
+    if (!b) return;
+    lv_free(b->token);
+    lv_free(b->pos);
+    lv_free(b->seq_id);
+    lv_free(b->logits);
+    b->token = NULL;
+    b->pos = NULL;
+    b->seq_id = NULL;
+    b->logits = NULL;
+    b->n_tokens = 0;
+}
+
+/* -------------------------------------------------------------------------------------------
+ * decode
+ * ----------------------------------------------------------------------------------------- */
+
+static lv_status validate(lv_context *ctx, const lv_batch *b) {
+    const int64_t n_vocab = ctx->model->hp.n_vocab;
+    if (!b || b->n_tokens <= 0 || !b->token || !b->pos || !b->seq_id)
+        return lv_error(LV_ERR_INVALID_ARG, "empty or incomplete batch");
+    if ((uint32_t)b->n_tokens > ctx->p.n_batch)
+        return lv_error(LV_ERR_INVALID_ARG, "batch of %d tokens is larger than the context's n_batch %u", b->n_tokens, ctx->p.n_batch);
+    for (uint32_t s = 0; s < ctx->p.n_seq_max; s++) {
+        ctx->seq_last[s] = lv_kv_seq_max_pos(ctx->kv, s);
+        ctx->seq_new[s] = 0;
+    }
+    for (int32_t i = 0; i < b->n_tokens; i++) {
+        if (b->token[i] < 0 || b->token[i] >= n_vocab)
+            return lv_error(LV_ERR_INVALID_ARG, "token %d of the batch has id %d, outside the vocabulary [0, %lld)", i, b->token[i],
+                            (long long)n_vocab);
+        const lv_seq_id s = b->seq_id[i];
+        if (s < 0 || (uint32_t)s >= ctx->p.n_seq_max)
+            return lv_error(LV_ERR_INVALID_ARG, "token %d of the batch has sequence id %d, outside [0, %u)", i, s, ctx->p.n_seq_max);
+        if (b->pos[i] < 0) return lv_error(LV_ERR_INVALID_ARG, "token %d of the batch has negative position %d", i, b->pos[i]);
+        if (b->pos[i] <= ctx->seq_last[s])
+            return lv_error(LV_ERR_INVALID_ARG,
+                            "token %d of the batch has position %d in sequence %d, but the sequence already reaches position %d "
+                            "(positions must increase; remove tokens with lv_kv_seq_rm first)",
+                            i, b->pos[i], s, ctx->seq_last[s]);
+        ctx->seq_last[s] = b->pos[i];
+        ctx->seq_new[s]++;
+    }
+    return LV_OK;
+}
+
+lv_status lv_decode(lv_context *ctx, const lv_batch *b) {
+    ctx->n_batch_last = 0; /* no outputs unless this call succeeds */
+    ctx->last_out = -1;
+    lv_status st = validate(ctx, b);
+    if (st != LV_OK) return st;
+    if ((st = lv_kv_reserve(ctx->kv, ctx->seq_new, ctx->seq_last)) != LV_OK) return st;
+
+    /* slots and output rows for the whole batch */
+    /* a prefill (several tokens of one sequence in a step) resets that sequence's page selections */
+    if (ctx->select)
+        for (uint32_t s = 0; s < ctx->p.n_seq_max; s++)
+            if (ctx->seq_new[s] > 1) {
+                const size_t per_seq = (size_t)ctx->model->hp.n_layer * (size_t)ctx->model->hp.n_head;
+                memset(ctx->sel_n + s * per_seq, 0, per_seq * sizeof(int32_t));
+            }
+    /* slot[i]: the index of token i among the tokens its sequence appends in this step */
+    for (uint32_t s = 0; s < ctx->p.n_seq_max; s++) ctx->seq_count[s] = 0;
+    int32_t n_out = 0;
+    for (int32_t i = 0; i < b->n_tokens; i++) {
+        ctx->slot[i] = ctx->seq_count[b->seq_id[i]]++;
+        const bool want = b->logits ? b->logits[i] != 0 : i == b->n_tokens - 1;
+        ctx->out_row[i] = want ? n_out++ : -1;
+    }
+    /* micro-batches; n_vis[i]: how many of its sequence's new tokens are written when token i's
+     * micro-batch attends (its own and the earlier ones; masking by position does the rest) */
+    for (uint32_t s = 0; s < ctx->p.n_seq_max; s++) ctx->seq_count[s] = 0;
+    const int64_t U = ctx->p.n_ubatch;
+    for (int64_t i0 = 0; i0 < b->n_tokens; i0 += U) {
+        const int64_t T = LV_MIN(U, b->n_tokens - i0);
+        /* the stream length each token sees: its sequence's tokens up to the end of this micro-batch */
+        for (int64_t i = i0; i < i0 + T; i++) ctx->seq_count[b->seq_id[i]]++;
+        int64_t n_out_ub = 0;
+        for (int64_t i = i0; i < i0 + T; i++) {
+            ctx->n_vis[i] = ctx->seq_count[b->seq_id[i]];
+            n_out_ub += ctx->out_row[i] >= 0;
+        }
+        lv_ubatch ub = {
+            .T = T, .token = b->token + i0, .pos = b->pos + i0, .seq = b->seq_id + i0, .slot = ctx->slot + i0,
+            .n_vis = ctx->n_vis + i0, .out_row = ctx->out_row + i0, .n_out = n_out_ub,
+        };
+        st = lv_forward_llama(ctx, &ub);
+        if (st != LV_OK) {
+            lv_kv_rollback(ctx->kv);
+            return st;
+        }
+    }
+    lv_kv_commit(ctx->kv);
+    ctx->n_batch_last = b->n_tokens;
+    ctx->last_out = -1;
+    for (int32_t i = 0; i < b->n_tokens; i++) {
+        ctx->logit_row[i] = ctx->out_row[i];
+        if (ctx->out_row[i] >= 0) ctx->last_out = i;
+    }
+    return LV_OK;
+}
+
+lv_status lv_context_fill_synthetic(lv_context *ctx, lv_seq_id seq, int32_t n_tokens, uint64_t seed) {
+    if (!ctx || seq < 0 || (uint32_t)seq >= ctx->p.n_seq_max || n_tokens < 0)
+        return lv_error(LV_ERR_INVALID_ARG, "fill: bad sequence %d or token count %d", seq, n_tokens);
+    const lv_hparams *hp = &ctx->model->hp;
+    const int64_t Hk = hp->n_head_kv, Dk = hp->n_embd_head_k, Dv = hp->n_embd_head_v;
+    float *k = ctx->k, *v = ctx->v; /* (n_ubatch, Hk * D) scratch: one token's keys and values fit */
+    uint64_t r = seed * 0x9e3779b97f4a7c15ull + 1;
+    for (int32_t done = 0; done < n_tokens;) {
+        for (uint32_t s = 0; s < ctx->p.n_seq_max; s++) {
+            ctx->seq_last[s] = lv_kv_seq_max_pos(ctx->kv, s);
+            ctx->seq_new[s] = 0;
+        }
+        const int32_t n = (int32_t)LV_MIN((int64_t)ctx->p.n_batch, (int64_t)(n_tokens - done));
+        const int32_t first = ctx->seq_last[seq] + 1;
+        ctx->seq_new[seq] = n;
+        ctx->seq_last[seq] = first + n - 1;
+        lv_status st = lv_kv_reserve(ctx->kv, ctx->seq_new, ctx->seq_last);
+        if (st != LV_OK) return st;
+        if (ctx->select) {
+            const size_t per_seq = (size_t)hp->n_layer * (size_t)hp->n_head;
+            memset(ctx->sel_n + seq * per_seq, 0, per_seq * sizeof(int32_t));
+        }
+        for (int32_t j = 0; j < n; j++)
+            for (int64_t il = 0; il < hp->n_layer; il++) {
+                /* xorshift values in [-1, 1): keys of the size post-RoPE keys have */
+                for (int64_t e = 0; e < Hk * LV_MAX(Dk, Dv); e++) {
+                    r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+                    const float x = (float)(r >> 40) / (float)(1ull << 23) - 1.0f;
+                    if (e < Hk * Dk) k[e] = 2.0f * x;
+                    if (e < Hk * Dv) v[e] = x;
+                }
+                for (int64_t h = 0; h < Hk; h++) lv_kv_write(ctx->kv, seq, il, h, j, k + h * Dk, v + h * Dv, first + j);
+            }
+        lv_kv_commit(ctx->kv);
+        done += n;
+    }
+    return LV_OK;
+}
+
+const float *lv_get_logits_ith(lv_context *ctx, int32_t i) {
+    if (i == -1) i = ctx->last_out;
+    if (i < 0 || i >= ctx->n_batch_last || ctx->logit_row[i] < 0) return NULL;
+    return ctx->logits + (size_t)ctx->logit_row[i] * (size_t)ctx->model->hp.n_vocab;
+}
+
+/* -------------------------------------------------------------------------------------------
+ * KV queries
+ * ----------------------------------------------------------------------------------------- */
+
+lv_status lv_kv_seq_rm(lv_context *ctx, lv_seq_id seq, lv_pos p0, lv_pos p1) {
+    if (seq >= 0 && (uint32_t)seq >= ctx->p.n_seq_max) return lv_error(LV_ERR_INVALID_ARG, "sequence id %d out of range", seq);
+    if (p0 < 0) p0 = 0;
+    for (uint32_t s = 0; s < ctx->p.n_seq_max; s++) {
+        if (seq >= 0 && (lv_seq_id)s != seq) continue;
+        if (p1 >= 0 && p1 <= lv_kv_seq_max_pos(ctx->kv, s) && p0 < p1)
+            return lv_error(LV_ERR_UNSUPPORTED, "lv_kv_seq_rm: only removing a suffix is supported ([%d, %d) leaves position %d)", p0, p1,
+                            lv_kv_seq_max_pos(ctx->kv, s));
+        lv_status st = lv_kv_seq_truncate(ctx->kv, s, p0);
+        if (st != LV_OK) return st;
+    }
+    return LV_OK;
+}
+
+int64_t lv_kv_seq_n_tokens(const lv_context *ctx, lv_seq_id seq) {
+    if (seq < 0 || (uint32_t)seq >= ctx->p.n_seq_max) return -1;
+    return lv_kv_seq_len(ctx->kv, seq);
+}
+
+int64_t lv_kv_used_bytes(const lv_context *ctx) { return lv_kv_used_bytes_(ctx->kv); }
+int64_t lv_kv_capacity_bytes(const lv_context *ctx) { return lv_kv_capacity_bytes_(ctx->kv); }
+
+/* -------------------------------------------------------------------------------------------
+ * describing the plan
+ * ----------------------------------------------------------------------------------------- */
+
+int64_t lv_context_describe_plan(const lv_context *ctx, char *buf, size_t buf_size) {
+    const lv_hparams *hp = &ctx->model->hp;
+    const int64_t L = hp->n_layer, H = hp->n_head_kv;
+    const int64_t elt = (int64_t)lv_kv_elt_size(ctx->p.kv_type);
+    const int64_t tok_bytes = (hp->n_embd_head_k + hp->n_embd_head_v) * elt; /* one token of one (layer, KV head) */
+    int64_t len = 0;
+#define OUT(...)                                                                                    \
+    do {                                                                                            \
+        size_t avail = (size_t)len < buf_size ? buf_size - (size_t)len : 0;                        \
+        int w = snprintf(avail ? buf + len : NULL, avail, __VA_ARGS__);                             \
+        if (w > 0) len += w;                                                                        \
+    } while (0)
+    const lv_attention_params *a = &ctx->p.attention;
+    int64_t n_full = 0, n_sw = 0, n_bs = 0;
+    for (int64_t i = 0; i < L * H; i++) {
+        const uint8_t k = ctx->policies[i].kind;
+        n_full += k == LV_MASK_CAUSAL;
+        n_sw += k == LV_MASK_SINK_WINDOW;
+        n_bs += k == LV_MASK_BLOCK_STRIDED;
+    }
+    OUT("attention plan: %lld layers x %lld KV heads: %lld full (retrieval), %lld sink+window, %lld block-strided%s\n", (long long)L,
+        (long long)H, (long long)n_full, (long long)n_sw, (long long)n_bs, ctx->select ? "; LServe page selection at decode" : "");
+    if (n_sw) OUT("  sink+window heads keep %d sink + %d recent tokens (Lambda mask in prefill and decode)\n", a->sink, a->window);
+    if (n_bs) OUT("  block-strided layers: block %d, local blocks %d, vertical stride %d\n", a->block_size, a->local_blocks, a->vert_stride);
+    if (ctx->select)
+        OUT("  selection: %d pages of %u tokens (budget %d) per query head, recomputed every %d steps or when a query's cosine with the "
+            "selecting one < %g%s\n", ctx->sel_k, ctx->p.kv_page_size, a->kv_budget, a->select_every, (double)a->select_drift,
+            a->select_shared ? "; one selection per KV head (max over its query heads)" : "");
+    for (int64_t l = 0; l < L; l++) {
+        OUT("  layer %3lld: ", (long long)l);
+        int64_t r = 0;
+        for (int64_t h = 0; h < H; h++) {
+            const uint8_t k = ctx->policies[l * H + h].kind;
+            OUT("%c", k == LV_MASK_CAUSAL ? 'R' : k == LV_MASK_SINK_WINDOW ? 's' : 'b');
+            r += k == LV_MASK_CAUSAL;
+        }
+        OUT("  (%lld/%lld full)\n", (long long)r, (long long)H);
+    }
+    const int64_t sw_tokens = a->sink + a->window;
+    OUT("KV bytes per token (%s cache): dense %lld; this plan %lld per token for the full heads", ctx->p.kv_type == LV_KV_F32 ? "f32" : "f16",
+        (long long)(L * H * tok_bytes), (long long)(n_full * tok_bytes));
+    if (n_sw) OUT(" + %lld bytes constant for the sink+window heads (%lld tokens each)", (long long)(n_sw * tok_bytes * sw_tokens), (long long)sw_tokens);
+    if (n_bs) OUT(" + about %lld per token for the block-strided heads (1/%d of the blocks)", (long long)(n_bs * tok_bytes / LV_MAX(1, a->vert_stride)), a->vert_stride);
+    OUT("\n");
+#undef OUT
+    return len;
+}

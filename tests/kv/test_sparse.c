@@ -1,0 +1,362 @@
+/*
+ * test_sparse.c: every sparse attention plan against dense attention with the equivalent
+ * explicit mask, on fresh random keys, values and queries.
+ *
+ * Two caches receive the same tokens step by step (prefill chunks of several sizes, then decode
+ * steps): a FULL one (the reference keeps every token) and one with the policy under test
+ * (sink + window, block-strided, or full with LServe statistics). After each step, queries at
+ * the step's positions attend (a) through the sparse cache's own spans and mask with the tiled
+ * kernel and (b) through the full cache with lv_attn_ref and the explicit mask. They must agree
+ * within 1e-5 (outputs are averages of values in [-1, 1]; the fast kernels accumulate up to 1500
+ * keys in float and use a polynomial exp, the reference uses double dot products: typical
+ * differences are 1e-6); and the sparse cache must hold no more than its policy allows.
+ */
+#include "kv/kv.h"
+#include "lv_test.h"
+#include "kernels/qkernels.h"
+#include "gguf/quant.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { DK = 32, DV = 24, PAGE = 16 };
+
+typedef struct pair {
+    lv_kv *full, *sparse;
+    lv_kv_head_policy pol;
+} pair;
+
+static int make_pair(pair *p, lv_kv_head_policy pol, int64_t n_ctx, int64_t n_batch, lv_kv_type t) {
+    lv_kv_params kp = {.n_layer = 1, .n_head_kv = 1, .head_dim_k = DK, .head_dim_v = DV, .page_size = PAGE, .n_ctx = n_ctx,
+                       .n_seq_max = 1, .n_batch = n_batch, .type = t};
+    p->pol = pol;
+    if (lv_kv_create(&kp, &p->full) != LV_OK) return 0;
+    kp.policies = &p->pol;
+    return lv_kv_create(&kp, &p->sparse) == LV_OK;
+}
+
+static void free_pair(pair *p) {
+    lv_kv_free(p->full);
+    lv_kv_free(p->sparse);
+}
+
+/* append n random tokens at positions pos0.. to both caches; with commit false the transaction
+ * stays open (the step's queries attend before the commit, as in the engine) */
+static void append_open(pair *p, lv_test_rng *r, int64_t n, int32_t pos0, float *k_all, float *v_all, bool commit) {
+    int64_t nn[1] = {n};
+    int32_t last[1] = {pos0 + (int32_t)n - 1};
+    LV_ASSERT(lv_kv_reserve(p->full, nn, last) == LV_OK && lv_kv_reserve(p->sparse, nn, last) == LV_OK);
+    for (int64_t i = 0; i < n; i++) {
+        float *k = k_all + (pos0 + i) * DK, *v = v_all + (pos0 + i) * DV;
+        for (int d = 0; d < DK; d++) k[d] = lv_test_rng_f32(r) * 2;
+        for (int d = 0; d < DV; d++) v[d] = lv_test_rng_f32(r);
+        lv_kv_write(p->full, 0, 0, 0, i, k, v, pos0 + (int32_t)i);
+        lv_kv_write(p->sparse, 0, 0, 0, i, k, v, pos0 + (int32_t)i);
+    }
+    if (commit) {
+        lv_kv_commit(p->full);
+        lv_kv_commit(p->sparse);
+    }
+}
+
+static void append(pair *p, lv_test_rng *r, int64_t n, int32_t pos0, float *k_all, float *v_all) {
+    append_open(p, r, n, pos0, k_all, v_all, true);
+}
+
+/* query at position qpos through both caches; returns max |difference| */
+static double compare_query(pair *p, const float *q, int32_t qpos, int64_t n_vis, lv_kv_type t, int64_t *attended) {
+    static lv_attn_span spans_s[4096], spans_f[4096];
+    static float scores[70000], scratch[20000];
+    float out_s[DV], out_f[DV];
+    lv_attn_mask mask;
+    int ns = lv_kv_spans(p->sparse, 0, 0, 0, n_vis, spans_s, &mask);
+    lv_attn_job job = {.q = q, .out = out_s, .pos = &qpos, .n_tok = 1, .n_head = 1, .spans = spans_s, .n_spans = ns, .mask = mask,
+                       .scale = 0.17f, .kv_type = t, .Dk = DK, .Dv = DV};
+    lv_attn(&job, scratch);
+    /* the explicit mask over every token: positions here are 0, 1, 2, ... so the first `sink`
+     * tokens are exactly those with position < sink */
+    lv_attn_mask explicit_mask = {.kind = p->pol.kind, .sink_end = p->pol.sink, .window = p->pol.window, .block = p->pol.block,
+                                  .local_blocks = p->pol.local_blocks, .vert_stride = p->pol.vert_stride};
+    int nf = lv_kv_spans(p->full, 0, 0, 0, n_vis, spans_f, NULL);
+    *attended = lv_attn_ref(q, spans_f, nf, qpos, &explicit_mask, 0.17f, t, DK, DV, scores, out_f);
+    double d = 0;
+    for (int e = 0; e < DV; e++) d = fmax(d, fabs(out_s[e] - out_f[e]));
+    return d;
+}
+
+static void run_policy(lv_kv_head_policy pol, const char *name, int64_t max_stored_extra) {
+    lv_test_rng r = {lv_test_seed() ^ (uint64_t)pol.kind * 77};
+    const int64_t N = lv_test_quick() ? 600 : 1500;
+    float *k_all = malloc(sizeof(float) * (size_t)N * DK), *v_all = malloc(sizeof(float) * (size_t)N * DV);
+    const int chunks[] = {1, 37, 64, 5, 100, 16, 1, 1, 3, 200}; /* prefill pieces, then decode-like steps */
+    for (int t = 0; t < 2; t++) {
+        const lv_kv_type kt = t ? LV_KV_F16 : LV_KV_F32;
+        pair p;
+        REQUIRE(make_pair(&p, pol, N, 200, kt), "%s: create: %s", name, lv_last_error());
+        int32_t pos = 0;
+        double worst = 0;
+        int64_t max_stored = 0, checks = 0, ci = 0;
+        while (pos < N) {
+            int64_t n = chunks[ci++ % (int)(sizeof(chunks) / sizeof(chunks[0]))];
+            if (pos > N / 2) n = 1 + (int64_t)(lv_test_rng_u64(&r) % 3); /* mostly decode later */
+            if (pos + n > N) n = N - pos;
+            append_open(&p, &r, n, pos, k_all, v_all, false);
+            /* every query of the step, before the commit (bottom-right aligned: query i of the chunk
+             * sees the cache and the chunk up to its own position) */
+            for (int64_t i = 0; i < n; i++) {
+                float q[DK];
+                for (int d = 0; d < DK; d++) q[d] = lv_test_rng_f32(&r) * 2;
+                int64_t att;
+                const double d = compare_query(&p, q, pos + (int32_t)i, n, kt, &att);
+                worst = fmax(worst, d);
+                checks++;
+            }
+            lv_kv_commit(p.full);
+            lv_kv_commit(p.sparse);
+            pos += (int32_t)n;
+            const int64_t stored = lv_kv_used_bytes_(p.sparse) / ((DK + DV) * (kt == LV_KV_F32 ? 4 : 2));
+            max_stored = stored > max_stored ? stored : max_stored;
+        }
+        CHECK(worst <= 1e-5, "%s (%s cache): sparse vs dense with the explicit mask differ by %g", name, t ? "f16" : "f32", worst);
+        if (max_stored_extra >= 0)
+            CHECK(max_stored <= max_stored_extra, "%s: kept %lld tokens, the policy allows %lld", name, (long long)max_stored,
+                  (long long)max_stored_extra);
+        printf("  %-28s %s cache: %lld queries, max diff %.1e, peak tokens kept %lld of %lld\n", name, t ? "f16" : "f32", (long long)checks,
+               worst, (long long)max_stored, (long long)N);
+        free_pair(&p);
+    }
+    free(k_all);
+    free(v_all);
+}
+
+TEST(sink_window_plan_equals_dense_with_lambda_mask) {
+    lv_kv_head_policy pol = {.kind = LV_MASK_SINK_WINDOW, .sink = 20, .window = 50};
+    /* sink pages + window + one step of up to 200 tokens, rounded to pages */
+    run_policy(pol, "sink 20 + window 50", 2 * PAGE + 50 + 200 + 2 * PAGE);
+    lv_kv_head_policy pol2 = {.kind = LV_MASK_SINK_WINDOW, .sink = 0, .window = 1};
+    run_policy(pol2, "window 1 (no sink)", 200 + 2 * PAGE);
+    lv_kv_head_policy pol3 = {.kind = LV_MASK_SINK_WINDOW, .sink = 64, .window = 256};
+    run_policy(pol3, "sink 64 + window 256", -1);
+}
+
+TEST(block_strided_plan_equals_dense_with_block_mask) {
+    lv_kv_head_policy pol = {.kind = LV_MASK_BLOCK_STRIDED, .block = 32, .local_blocks = 3, .vert_stride = 4};
+    run_policy(pol, "block 32, local 3, stride 4", -1);
+    lv_kv_head_policy pol2 = {.kind = LV_MASK_BLOCK_STRIDED, .block = 16, .local_blocks = 1, .vert_stride = 2};
+    run_policy(pol2, "block 16, local 1, stride 2", -1);
+}
+
+TEST(full_plan_with_statistics_equals_dense) {
+    lv_kv_head_policy pol = {.kind = LV_MASK_CAUSAL, .stats = true};
+    run_policy(pol, "full + key statistics", -1);
+}
+
+/* LServe selection: brute force over the full cache */
+/* The Quest score of page pg computed from the keys themselves (k_all: n keys of DK), in double:
+ * the max over its logical pages of sum_d max(q_d kmax_d, q_d kmin_d). */
+static double brute_page_score(const float *k_all, int64_t n, const float *q, int64_t pg) {
+    double best = -INFINITY;
+    for (int64_t lp = 0; lp * LV_KV_LOGICAL_PAGE < PAGE; lp++) {
+        double s = 0;
+        for (int d = 0; d < DK; d++) {
+            float mn = INFINITY, mx = -INFINITY;
+            for (int64_t t = pg * PAGE + lp * LV_KV_LOGICAL_PAGE; t < pg * PAGE + (lp + 1) * LV_KV_LOGICAL_PAGE && t < n; t++) {
+                mn = fminf(mn, k_all[t * DK + d]);
+                mx = fmaxf(mx, k_all[t * DK + d]);
+            }
+            if (mn == INFINITY) continue;
+            s += fmax((double)q[d] * mx, (double)q[d] * mn);
+        }
+        best = fmax(best, s);
+    }
+    return best;
+}
+
+TEST(lserve_selection_picks_the_best_pages_and_equals_dense_when_the_budget_covers_all) {
+    lv_test_rng r = {lv_test_seed() ^ 99};
+    const int64_t N = 700;
+    float *k_all = malloc(sizeof(float) * N * DK), *v_all = malloc(sizeof(float) * N * DV);
+    lv_kv_head_policy pol = {.kind = LV_MASK_CAUSAL, .stats = true};
+    pair p;
+    REQUIRE(make_pair(&p, pol, N, N, LV_KV_F32), "create");
+    append(&p, &r, 400, 0, k_all, v_all);
+    for (int32_t pos = 400; pos < 700; pos += 50) append(&p, &r, 50, pos, k_all, v_all);
+    const int64_t n_pages = lv_kv_n_pages(p.sparse, 0, 0, 0, 0);
+    REQUIRE(n_pages == (N + PAGE - 1) / PAGE, "pages %lld", (long long)n_pages);
+    int32_t sel[128];
+    static uint8_t scratch[128 * 8];
+    static lv_attn_span spans[128], spans_all[128];
+    static float scores[1000];
+    for (int rep = 0; rep < 20; rep++) {
+        float q[DK];
+        for (int d = 0; d < DK; d++) q[d] = lv_test_rng_f32(&r) * 2;
+        /* brute-force page scores from the keys themselves */
+        double best_score[64];
+        for (int64_t pg = 0; pg < n_pages; pg++) best_score[pg] = brute_page_score(k_all, N, q, pg);
+        const int64_t k = 3 + rep % 8;
+        int n = lv_kv_select_pages(p.sparse, 0, 0, 0, 0, q, k, sel, scratch);
+        CHECK(n == k, "selected %d of %lld", n, (long long)k);
+        CHECK(sel[n - 1] == n_pages - 1, "the newest page is always read");
+        for (int i = 1; i < n; i++) CHECK(sel[i - 1] < sel[i], "increasing");
+        /* every unselected page (but the newest) scores no better than the worst selected one */
+        double worst_sel = INFINITY;
+        for (int i = 0; i < n - 1; i++) worst_sel = fmin(worst_sel, best_score[sel[i]]);
+        for (int64_t pg = 0; pg < n_pages - 1; pg++) {
+            bool chosen = false;
+            for (int i = 0; i < n; i++) chosen |= sel[i] == pg;
+            if (!chosen) CHECK(best_score[pg] <= worst_sel + 1e-4, "page %lld (score %g) beats a selected one (%g)", (long long)pg, best_score[pg], worst_sel);
+        }
+        /* attention over the selection == the reference over exactly those pages */
+        float out_s[DV], out_r[DV], scratch_f[20000];
+        int32_t qpos = N - 1;
+        int ns = lv_kv_spans_of_pages(p.sparse, 0, 0, 0, 0, sel, n, spans);
+        lv_attn_job job = {.q = q, .out = out_s, .pos = &qpos, .n_tok = 1, .n_head = 1, .spans = spans, .n_spans = ns,
+                           .scale = 0.17f, .kv_type = LV_KV_F32, .Dk = DK, .Dv = DV};
+        lv_attn(&job, scratch_f);
+        lv_attn_ref(q, spans, ns, qpos, NULL, 0.17f, LV_KV_F32, DK, DV, scores, out_r);
+        for (int e = 0; e < DV; e++) CHECK(fabsf(out_s[e] - out_r[e]) <= 1e-5f, "selected-page attention");
+        /* several queries scored in one pass (the query heads of a KV head) choose as one at a time */
+        {
+            float qq[3 * DK];
+            int32_t multi[3 * 130], one[130];
+            static uint8_t mscratch[3 * 128 * 8];
+            for (int i = 0; i < 3 * DK; i++) qq[i] = i < DK ? q[i] : lv_test_rng_f32(&r) * 2;
+            const int nm = lv_kv_select_pages_multi(p.sparse, 0, 0, 0, 0, qq, DK, 3, false, k, multi, 130, mscratch);
+            for (int h = 0; h < 3; h++) {
+                const int n1 = lv_kv_select_pages(p.sparse, 0, 0, 0, 0, qq + h * DK, k, one, scratch);
+                CHECK(nm == n1 && memcmp(one, multi + h * 130, sizeof(int32_t) * (size_t)n1) == 0, "query %d: multi-query selection differs", h);
+            }
+            /* shared (one selection per KV head): every query gets the same pages, the best k - 1 by
+             * the max over the queries of the brute-force score, plus the newest */
+            const int nsh = lv_kv_select_pages_multi(p.sparse, 0, 0, 0, 0, qq, DK, 3, true, k, multi, 130, mscratch);
+            CHECK(nsh == k, "shared: %d pages of %lld", nsh, (long long)k);
+            for (int h = 1; h < 3; h++) CHECK(memcmp(multi, multi + h * 130, sizeof(int32_t) * (size_t)nsh) == 0, "shared: query %d's pages differ", h);
+            CHECK(multi[nsh - 1] == n_pages - 1, "shared: the newest page is read");
+            double gsc[64];
+            for (int64_t pg = 0; pg < n_pages; pg++) {
+                gsc[pg] = -INFINITY;
+                for (int h = 0; h < 3; h++) gsc[pg] = fmax(gsc[pg], brute_page_score(k_all, N, qq + h * DK, pg));
+            }
+            double gw = INFINITY;
+            for (int i = 0; i < nsh - 1; i++) gw = fmin(gw, gsc[multi[i]]);
+            for (int64_t pg = 0; pg < n_pages - 1; pg++) {
+                bool chosen = false;
+                for (int i = 0; i < nsh; i++) chosen |= multi[i] == pg;
+                if (!chosen) CHECK(gsc[pg] <= gw + 1e-4, "shared: page %lld (%g) beats a selected one (%g)", (long long)pg, gsc[pg], gw);
+            }
+        }
+        /* a budget covering every page selects every page: exactly the dense plan */
+        n = lv_kv_select_pages(p.sparse, 0, 0, 0, 0, q, n_pages + rep, sel, scratch);
+        int nd = lv_kv_spans(p.sparse, 0, 0, 0, 0, spans_all, NULL);
+        CHECK(n == nd, "full budget: %d pages vs %d", n, nd);
+        for (int i = 0; i < n && i < nd; i++) CHECK(sel[i] == i, "full budget selects page %d", i);
+    }
+    free_pair(&p);
+    free(k_all);
+    free(v_all);
+}
+
+/* LServe decode reads the union of the G query heads' selections once, each head attending only
+ * over the pages it chose (lv_attn_job.span_heads): the result must equal each head's own job
+ * bit for bit (same pages in the same order, same blocks), at every SIMD level, for head dims
+ * the intrinsics kernels take (64) and ones they leave to the portable kernel (DK, DV). */
+TEST(lserve_union_of_head_selections_equals_each_head_alone) {
+    lv_test_rng r = {lv_test_seed() ^ 4242};
+    enum { G = 3, NP = 40, P = 64, MAXD = 64 };
+    const int dims[2][2] = {{64, 64}, {DK, DV}};
+    static uint16_t kh[NP * P * MAXD], vh[NP * P * MAXD];
+    static int32_t pos[NP * P];
+    for (int i = 0; i < NP * P * MAXD; i++) {
+        kh[i] = lv_fp32_to_fp16(lv_test_rng_f32(&r) * 2);
+        vh[i] = lv_fp32_to_fp16(lv_test_rng_f32(&r));
+    }
+    for (int i = 0; i < NP * P; i++) pos[i] = i;
+    static float scratch[40000], scores[NP * P];
+    const lv_simd saved = lv_simd_active();
+    for (int level = 0; level <= (int)lv_simd_detect(); level++) {
+        lv_simd_set_max((lv_simd)level);
+        for (int di = 0; di < 2; di++) {
+            const int Dk = dims[di][0], Dv = dims[di][1];
+            for (int rep = 0; rep < 10; rep++) {
+                float q[G * MAXD], out_u[G * MAXD], out_1[MAXD], out_r[MAXD];
+                for (int i = 0; i < G * Dk; i++) q[i] = lv_test_rng_f32(&r) * 2;
+                /* each head chooses a random sorted subset of pages, always with the newest */
+                bool chose[G][NP];
+                for (int h = 0; h < G; h++)
+                    for (int pg = 0; pg < NP; pg++) chose[h][pg] = pg == NP - 1 || lv_test_rng_f32(&r) < (rep % 3 == 0 ? 0.0f : 0.3f);
+                lv_attn_span uspans[NP], hspans[NP];
+                uint32_t heads[NP];
+                int nu = 0;
+                for (int pg = 0; pg < NP; pg++) {
+                    uint32_t bits = 0;
+                    for (int h = 0; h < G; h++) bits |= chose[h][pg] ? 1u << h : 0u;
+                    if (!bits) continue;
+                    uspans[nu] = (lv_attn_span){kh + (size_t)pg * P * Dk, vh + (size_t)pg * P * Dv, pos + pg * P, P, P}; /* keys (Dk, P) per page */
+                    heads[nu++] = bits;
+                }
+                const int32_t qpos = NP * P - 1 - rep; /* the newest page partly in the future */
+                lv_attn_job job = {.q = q, .q_tok_stride = G * Dk, .q_head_stride = Dk, .out = out_u, .out_tok_stride = G * Dv,
+                                   .out_head_stride = Dv, .pos = &qpos, .n_tok = 1, .n_head = G, .spans = uspans, .n_spans = nu,
+                                   .span_heads = heads, .scale = 0.125f, .kv_type = LV_KV_F16, .Dk = Dk, .Dv = Dv};
+                lv_attn(&job, scratch);
+                for (int h = 0; h < G; h++) {
+                    int nh = 0;
+                    for (int pg = 0; pg < NP; pg++)
+                        if (chose[h][pg]) hspans[nh++] = (lv_attn_span){kh + (size_t)pg * P * Dk, vh + (size_t)pg * P * Dv, pos + pg * P, P, P};
+                    lv_attn_job one = {.q = q + h * Dk, .out = out_1, .pos = &qpos, .n_tok = 1, .n_head = 1, .spans = hspans,
+                                       .n_spans = nh, .scale = 0.125f, .kv_type = LV_KV_F16, .Dk = Dk, .Dv = Dv};
+                    lv_attn(&one, scratch);
+                    CHECK(memcmp(out_1, out_u + h * Dv, sizeof(float) * (size_t)Dv) == 0, "%s D%d rep %d head %d: union != alone",
+                          lv_simd_name((lv_simd)level), Dk, rep, h);
+                    lv_attn_ref(q + h * Dk, hspans, nh, qpos, NULL, 0.125f, LV_KV_F16, Dk, Dv, scores, out_r);
+                    for (int e = 0; e < Dv; e++)
+                        CHECK(fabsf(out_u[h * Dv + e] - out_r[e]) <= 1e-5f, "%s D%d head %d: %g vs reference %g", lv_simd_name((lv_simd)level), Dk, h,
+                              out_u[h * Dv + e], out_r[e]);
+                }
+            }
+        }
+    }
+    lv_simd_set_max(saved);
+}
+
+TEST(key_statistics_survive_rollback_and_truncation) {
+    lv_test_rng r = {lv_test_seed() ^ 5};
+    lv_kv_head_policy pol = {.kind = LV_MASK_CAUSAL, .stats = true};
+    pair p, q;
+    REQUIRE(make_pair(&p, pol, 512, 512, LV_KV_F32) && make_pair(&q, pol, 512, 512, LV_KV_F32), "create");
+    float *k_all = malloc(sizeof(float) * 512 * DK), *v_all = malloc(sizeof(float) * 512 * DV);
+    float *k2 = malloc(sizeof(float) * 512 * DK), *v2 = malloc(sizeof(float) * 512 * DV);
+    append(&p, &r, 40, 0, k_all, v_all);
+    /* the same 40 tokens into q, then 30 more rolled back, and a suffix truncated */
+    memcpy(k2, k_all, sizeof(float) * 40 * DK);
+    memcpy(v2, v_all, sizeof(float) * 40 * DV);
+    int64_t nn[1] = {40};
+    int32_t last[1] = {39};
+    REQUIRE(lv_kv_reserve(q.sparse, nn, last) == LV_OK, "reserve");
+    for (int i = 0; i < 40; i++) lv_kv_write(q.sparse, 0, 0, 0, i, k2 + i * DK, v2 + i * DV, i);
+    lv_kv_commit(q.sparse);
+    nn[0] = 30;
+    last[0] = 69;
+    REQUIRE(lv_kv_reserve(q.sparse, nn, last) == LV_OK, "reserve 2");
+    float junk[DK], vj[DV];
+    for (int d = 0; d < DK; d++) junk[d] = 100.0f; /* would widen the statistics */
+    for (int d = 0; d < DV; d++) vj[d] = 0;
+    for (int i = 0; i < 30; i++) lv_kv_write(q.sparse, 0, 0, 0, i, junk, vj, 40 + i);
+    lv_kv_rollback(q.sparse);
+    uint8_t scratch[64 * 8];
+    int32_t s1[8], s2[8];
+    for (int rep = 0; rep < 10; rep++) {
+        float qv[DK];
+        for (int d = 0; d < DK; d++) qv[d] = lv_test_rng_f32(&r);
+        int a = lv_kv_select_pages(p.sparse, 0, 0, 0, 0, qv, 2, s1, scratch);
+        int b = lv_kv_select_pages(q.sparse, 0, 0, 0, 0, qv, 2, s2, scratch);
+        CHECK(a == b && memcmp(s1, s2, sizeof(int32_t) * (size_t)a) == 0, "selection after a rollback equals one without it");
+    }
+    free(k_all);
+    free(v_all);
+    free(k2);
+    free(v2);
+    free_pair(&p);
+    free_pair(&q);
+}
