@@ -106,8 +106,10 @@ $(O)/longview: $(TOOL_OBJ) $(O)/liblongview.a
 $(O)/lv_test: $(TEST_OBJ) $(O)/liblongview.a
 	$(CC) $(LDFLAGS_ALL) -o $@ $(TEST_OBJ) $(O)/liblongview.a $(LDLIBS_ALL)
 
-# Run the unit tests and the command-line tests of this build.
+# Check the source layout (no cycle between folders or files, scripts/check-layout.sh), then run
+# the unit tests and the command-line tests of this build.
 check: all
+	scripts/check-layout.sh $(O)
 	LV_TEST_TMPDIR=$(O)/tmp $(O)/lv_test
 	LV_TEST_TMPDIR=$(O)/tmp tests/cli_test.sh $(O)/longview
 

@@ -1,5 +1,6 @@
 /*
- * lv_oracle.c: our reference-output generator, written against llama.cpp's public llama.h.
+ * lv_oracle.c: our reference-output generator for the golden logits (the tokenizer's is
+ * lv_oracle_tokenizer.c beside it), written against llama.cpp's public llama.h.
  * It loads a GGUF with llama.cpp (the prebuilt libraries of the npm package node-llama-cpp 3.21.1,
  * llama.cpp release v0.4.0), runs a token sequence, and writes the body of a golden file that
  * longview's tests compare against (format: tests/golden/README.md):

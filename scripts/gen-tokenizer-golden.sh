@@ -4,7 +4,7 @@
 #
 #   scripts/gen-tokenizer-golden.sh [--build-only]
 #
-# It builds scripts/oracle/lv_oracle.c (a small program against llama.cpp's public llama.h)
+# It builds oracle/lv_oracle_tokenizer.c (a small program against llama.cpp's public llama.h)
 # against a prebuilt libllama, by default the one node-llama-cpp 3.21.1 bundles (llama.cpp
 # release v0.4.0 there):
 #   mkdir -p /tmp/oracle && cd /tmp/oracle && npm init -y && npm i -E --ignore-scripts node-llama-cpp@3.21.1
@@ -27,10 +27,10 @@ LIB=${LLAMA_LIB_DIR:-/tmp/oracle/node_modules/@node-llama-cpp/linux-x64/bins/lin
 INC=${LLAMA_INCLUDE:-/tmp/llama-src/src}
 SHARED=${LV_SHARED_DATA:-../shared/data}
 mkdir -p build/oracle
-gcc -O2 -o build/oracle/lv_oracle scripts/oracle/lv_oracle.c -I"$INC/include" -I"$INC/ggml/include" \
+gcc -O2 -o build/oracle/lv_oracle_tokenizer oracle/lv_oracle_tokenizer.c -I"$INC/include" -I"$INC/ggml/include" \
     -L"$LIB" -l:libllama.v0.4.0.so -l:libggml.v0.4.0.so -l:libggml-base.so -Wl,-rpath,"$LIB"
 [ "${1:-}" = "--build-only" ] && exit 0
-oracle=build/oracle/lv_oracle
+oracle=build/oracle/lv_oracle_tokenizer
 out=tests/golden/tokenizer
 mkdir -p "$out"
 

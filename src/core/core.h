@@ -1,14 +1,19 @@
 /*
- * lv_internal.h: what every library file shares: error reporting, logging, checked
- * allocation (with a fault-injection hook for tests), always-on assertions and small helpers.
+ * core.h: what every library file shares: error reporting, logging, checked allocation (with a
+ * fault-injection hook for tests), always-on assertions, small helpers and the thread pool.
+ *
+ * The module src/core/ (docs/architecture.md):
+ *   Owns:  errors and logging, checked allocation with fault injection, big lazily committed
+ *          mappings, time, the thread pool.
+ *   Never: knows about files, models or tensors.
  *
  * Two failure classes are kept apart (docs/architecture.md):
  *  - bad input (a hostile file, an invalid token id) -> return an lv_status and set the message
  *    with lv_error(); never assert.
  *  - a broken internal invariant (a bug) -> LV_ASSERT, always on, aborts with file and line.
  */
-#ifndef LV_INTERNAL_H
-#define LV_INTERNAL_H
+#ifndef LV_CORE_H
+#define LV_CORE_H
 
 #include "longview.h"
 
@@ -113,4 +118,4 @@ static inline void lv_split_range(int64_t n, int ith, int nth, int64_t *lo, int6
     *hi = b;
 }
 
-#endif /* LV_INTERNAL_H */
+#endif /* LV_CORE_H */

@@ -23,8 +23,7 @@
  * below is a keyword rule, documented in longview.h).
  */
 #define _GNU_SOURCE
-#include "core/core.h"
-#include "tokenizer/tokenizer.h"
+#include "eval/eval.h"
 
 #include <dirent.h>
 #include <errno.h>

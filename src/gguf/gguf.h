@@ -2,6 +2,13 @@
  * gguf.h: reading and writing GGUF files (llama.cpp's model format), versions 2 and 3,
  * little-endian.
  *
+ * The module src/gguf/ (docs/architecture.md):
+ *   Owns:  the GGUF container (a validating reader over a mapping, a streaming writer) and the
+ *          tensor types of ggml: block layouts, fp16 / bf16, reference quantize / dequantize / dot
+ *          (quant.h).
+ *   Never: interprets an architecture (model/ does), or computes more than one row's reference
+ *          arithmetic.
+ *
  * File layout (all integers little-endian):
  *   u32 magic "GGUF" | u32 version | u64 n_tensors | u64 n_kv
  *   n_kv times:      string key | u32 value_type | value
@@ -15,12 +22,13 @@
  * the bytes left, every string length, element-count products against INT64_MAX, types, dims,
  * duplicate keys and tensor names, power-of-two alignment, and that each tensor's bytes lie
  * inside the data section. After lv_gguf_open succeeds, every accessor is safe.
- * It does not interpret architectures (that is model.c's job).
+ * It does not interpret architectures (that is model/model.c's job).
  */
 #ifndef LV_GGUF_H
 #define LV_GGUF_H
 
 #include "longview.h"
+
 #include "gguf/quant.h"
 
 #include <stdbool.h>

@@ -14,8 +14,8 @@
  * f16 keys and values are widened to f32 one block at a time; with an f16 cache the queries are
  * rounded to f16 first, as llama.cpp does.
  */
-#include "kernels/kernels.h"
 #include "gguf/quant.h"
+#include "kernels/kernels.h"
 
 #include <math.h>
 #include <string.h>

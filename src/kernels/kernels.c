@@ -6,9 +6,9 @@
  */
 #include "kernels/kernels.h"
 
+#include "gguf/quant.h"
 #include "kernels/qkernels.h"
 #include "kernels/qpack.h"
-#include "gguf/quant.h"
 
 #include <math.h>
 #include <string.h>
@@ -157,23 +157,6 @@ void lv_swiglu(const float *gate, const float *up, float *out, int64_t n) {
  * rope
  * ----------------------------------------------------------------------------------------- */
 
-lv_rope_params lv_rope_params_from(const lv_model *m) {
-    const lv_hparams *hp = &m->hp;
-    lv_rope_params rp = {
-        .n_rot = (int)hp->n_rot,
-        .type = hp->rope_type,
-        .freq_base = hp->rope_freq_base,
-        .freq_scale = hp->rope_freq_scale,
-        .ext_factor = hp->yarn_ext_factor,
-        .attn_factor = hp->yarn_attn_factor,
-        .beta_fast = hp->yarn_beta_fast,
-        .beta_slow = hp->yarn_beta_slow,
-        .n_ctx_orig = (int)LV_MIN(hp->n_ctx_orig, INT32_MAX),
-        .freq_factors = m->rope_freqs.data,
-    };
-    return rp;
-}
-
 static float yarn_corr_dim(int n_dims, int n_ctx_orig, float n_rot, float base) {
     return n_dims * logf(n_ctx_orig / (n_rot * 2 * (float)LV_PI)) / (2 * logf(base));
 }
@@ -236,115 +219,8 @@ void lv_rope_apply(const lv_rope_params *rp, const float *cache, float *x) {
 }
 
 /* -------------------------------------------------------------------------------------------
- * attention
+ * attention: the kernel of the active SIMD level (the references are in attn_ref.c)
  * ----------------------------------------------------------------------------------------- */
-
-/* one value row as floats */
-static inline void kv_row(lv_kv_type t, const void *base, int64_t row, int D, float *out) {
-    if (t == LV_KV_F32) {
-        memcpy(out, (const float *)base + row * D, (size_t)D * sizeof(float));
-    } else {
-        const uint16_t *h = (const uint16_t *)base + row * D;
-        for (int d = 0; d < D; d++) out[d] = lv_fp16_to_fp32(h[d]);
-    }
-}
-
-int64_t lv_attn_ref(const float *q, const lv_attn_span *spans, int n_spans, int32_t q_pos, const lv_attn_mask *mask, float scale,
-                    lv_kv_type kv_type, int Dk, int Dv, float *scores, float *out) {
-    float qr[1024], row[1024];
-    LV_ASSERT(Dk <= 1024 && Dv <= 1024);
-    for (int d = 0; d < Dk; d++) qr[d] = kv_type == LV_KV_F16 ? lv_fp16_to_fp32(lv_fp32_to_fp16(q[d])) : q[d];
-
-    /* pass 1: scores and max */
-    float mx = -INFINITY;
-    int64_t j = 0, n_att = 0;
-    for (int s = 0; s < n_spans; s++) {
-        const lv_attn_span *sp = &spans[s];
-        for (int32_t i = 0; i < sp->n; i++, j++) {
-            if (!lv_attn_visible(mask, sp->pos[i], q_pos)) {
-                scores[j] = -INFINITY;
-                continue;
-            }
-            for (int d = 0; d < Dk; d++) row[d] = lv_attn_key(kv_type, sp, i, d);
-            double dot = 0;
-            for (int d = 0; d < Dk; d++) dot += (double)qr[d] * (double)row[d];
-            scores[j] = (float)dot * scale;
-            if (scores[j] > mx) mx = scores[j];
-            n_att++;
-        }
-    }
-    for (int d = 0; d < Dv; d++) out[d] = 0.0f;
-    if (n_att == 0) return 0;
-    /* pass 2: softmax weights (sum in double, as ggml's soft_max) */
-    double sum = 0;
-    for (int64_t i = 0; i < j; i++) {
-        const float e = scores[i] == -INFINITY ? 0.0f : expf(scores[i] - mx);
-        scores[i] = e;
-        sum += e;
-    }
-    const float inv = (float)(1.0 / sum);
-    /* pass 3: weighted sum of values */
-    j = 0;
-    for (int s = 0; s < n_spans; s++) {
-        const lv_attn_span *sp = &spans[s];
-        for (int32_t i = 0; i < sp->n; i++, j++) {
-            const float p = scores[j] * inv;
-            if (p == 0.0f) continue;
-            kv_row(kv_type, sp->v, i, Dv, row);
-            for (int d = 0; d < Dv; d++) out[d] += p * row[d];
-        }
-    }
-    return n_att;
-}
-
-/* -------------------------------------------------------------------------------------------
- * tiled attention dispatch
- * ----------------------------------------------------------------------------------------- */
-
-size_t lv_attn_scratch_floats(int nq, int Dk, int Dv) {
-    /* the largest of the levels' layouts: q | K block | V block | scores (nq x 64, or the AVX-512
-     * kernel's 4 x 64 and a discarded row of Dv) | m, l */
-    return (size_t)nq * (size_t)Dk + 64 * (size_t)(Dk + Dv) + (size_t)nq * 64 + 4 * 64 + (size_t)Dv + 2 * (size_t)nq;
-}
-
-void lv_quest_page_ref(const float *q, int64_t q_stride, int n_q, const float *stats, int n_lp, int Dk, float *best) {
-    for (int h = 0; h < n_q; h++) best[h] = -INFINITY;
-    for (int lp = 0; lp < n_lp; lp++) {
-        const float *mn = stats + (size_t)lp * 2 * (size_t)Dk, *mx = mn + Dk;
-        for (int h = 0; h < n_q; h++) {
-            const float *qh = q + h * q_stride;
-            float acc[16] = {0};
-            int d = 0;
-            for (; d + 16 <= Dk; d += 16)
-                for (int j = 0; j < 16; j++) {
-                    const float a = qh[d + j] * mx[d + j], b = qh[d + j] * mn[d + j];
-                    acc[j] += a > b ? a : b;
-                }
-            float sum = 0;
-            for (; d < Dk; d++) {
-                const float a = qh[d] * mx[d], b = qh[d] * mn[d];
-                sum += a > b ? a : b;
-            }
-            for (int j = 0; j < 16; j++) sum += acc[j];
-            best[h] = sum > best[h] ? sum : best[h];
-        }
-    }
-}
-
-void lv_quest_page_f16_ref(const float *q, int64_t q_stride, int n_q, const uint16_t *stats, int n_lp, int Dk, float *best) {
-    float s[2 * 1024];
-    LV_ASSERT(Dk <= 1024);
-    for (int h = 0; h < n_q; h++) best[h] = -INFINITY;
-    for (int lp = 0; lp < n_lp; lp++) {
-        float b[64];
-        for (int i = 0; i < 2 * Dk; i++) s[i] = lv_fp16_to_fp32(stats[(size_t)lp * 2 * (size_t)Dk + (size_t)i]);
-        for (int h0 = 0; h0 < n_q; h0 += 64) {
-            const int nh = n_q - h0 < 64 ? n_q - h0 : 64;
-            lv_quest_page_ref(q + h0 * q_stride, q_stride, nh, s, 1, Dk, b);
-            for (int h = 0; h < nh; h++) best[h0 + h] = b[h] > best[h0 + h] ? b[h] : best[h0 + h];
-        }
-    }
-}
 
 void lv_quest_page_f16(const float *q, int64_t q_stride, int n_q, const uint16_t *stats, int n_lp, int Dk, float *best) {
     switch (lv_simd_active()) {

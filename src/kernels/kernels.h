@@ -1,7 +1,13 @@
 /*
  * kernels.h: the compute kernels of the forward pass: matrix multiplication per weight type,
  * RMSNorm, RoPE, SwiGLU, and attention over a list of KV spans. Each has a scalar reference;
- * SIMD variants (a later issue) share the signatures and are tested against it.
+ * the SIMD variants share the signatures and are tested against it.
+ *
+ * The module src/kernels/ (docs/architecture.md):
+ *   Owns:  the compute kernels: matrix products per weight type (qkernels.h; repacked weights,
+ *          qpack.h), RMSNorm, RoPE, SwiGLU, attention over spans and LServe's page score; each SIMD
+ *          level beside its scalar reference, chosen at run time.
+ *   Never: allocates, decides which tokens to attend, or knows a model.
  *
  * Kernels never allocate and never decide which tokens to attend: callers pass scratch and an
  * attention plan (spans).
@@ -13,8 +19,21 @@
 #define LV_KERNELS_H
 
 #include "core/core.h"
-#include "model/model.h"
+#include "gguf/quant.h"
 #include <math.h>
+
+/* A weight as the kernels read it: bound by the model (model/) as a view into the model file. */
+typedef struct lv_tensor {
+    const char *name;
+    lv_type type;
+    int64_t ne[4];
+    int64_t row_bytes; /* bytes of one row (ne[0] elements) */
+    const void *data;
+    /* the same rows repacked for the matrix kernels (qpack.h), or NULL; owned by the model.
+     * data stays valid (lv_tensor users other than lv_matmul, and SIMD levels without packed
+     * kernels, read it) */
+    const void *packed;
+} lv_tensor;
 
 /* y (T, N) = x (T, K) @ W^T, W a bound weight of shape (K, N) (N rows of K elements), run on
  * the pool with the kernels of the active SIMD level (qkernels.h). xq is scratch for x
@@ -30,6 +49,11 @@ void lv_rmsnorm_ref(const float *x, const float *w, float *y, int64_t n, float e
 /* RoPE: cos/sin table for one position (n_rot/2 pairs), computed as ggml's rope_yarn cache:
  * theta_i = pos * base^(-2i/n_rot) by repeated float multiplication, divided by
  * freq_factors[i] (llama3 rope_freqs) when given, then YaRN/linear scaling. */
+typedef enum lv_rope_type {
+    LV_ROPE_NORM = 0, /* rotate adjacent pairs (x[2i], x[2i+1]): llama */
+    LV_ROPE_NEOX = 2, /* rotate (x[i], x[i + n_rot/2]): qwen2 */
+} lv_rope_type;
+
 typedef struct lv_rope_params {
     int n_rot;
     lv_rope_type type;
@@ -38,7 +62,6 @@ typedef struct lv_rope_params {
     const float *freq_factors; /* (n_rot/2) or NULL */
 } lv_rope_params;
 
-lv_rope_params lv_rope_params_from(const lv_model *m);
 /* cache: (n_rot) floats: cos, sin interleaved per pair */
 void lv_rope_cache(const lv_rope_params *rp, int32_t pos, float *cache);
 /* Rotate the first n_rot dims of one head vector x (head_dim floats) in place. */

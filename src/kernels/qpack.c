@@ -147,11 +147,6 @@ void lv_unpack_rows(lv_type t, int64_t k, const void *src, void *w, size_t w_str
     }
 }
 
-size_t lv_packx_tail(lv_type t, int64_t k) {
-    if (t == LV_TYPE_Q4_K) return (size_t)(k / 256) * sizeof(lv_block_q8_K);
-    return ((size_t)(k / 32) * sizeof(lv_block_q8_0) + 3) & ~(size_t)3; /* 4-byte aligned floats follow */
-}
-
 size_t lv_packx_row_bytes(lv_type t, int64_t k) {
     /* q4_K: int16 sums of 8 sub-blocks per super-block; else float d + int32 nsum per block */
     return lv_packx_tail(t, k) + (t == LV_TYPE_Q4_K ? (size_t)(k / 256) * 16 : (size_t)(k / 32) * 8);

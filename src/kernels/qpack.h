@@ -43,8 +43,8 @@
 #ifndef LV_QPACK_H
 #define LV_QPACK_H
 
-#include "kernels/qkernels.h"
 #include "gguf/quant.h"
+#include "kernels/qkernels.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -67,7 +67,11 @@ void lv_unpack_rows(lv_type t, int64_t k, const void *src, void *w, size_t w_str
 /* Bytes of one packed activation row of k elements for weights of type t, and the offset in it of
  * the arrays that follow the q8_0 (q8_K) part (the kernels read them there). */
 size_t lv_packx_row_bytes(lv_type t, int64_t k);
-size_t lv_packx_tail(lv_type t, int64_t k);
+/* (inline: the layout is shared by qpack.c and the SIMD kernels, which qpack.c dispatches to) */
+static inline size_t lv_packx_tail(lv_type t, int64_t k) {
+    if (t == LV_TYPE_Q4_K) return (size_t)(k / 256) * sizeof(lv_block_q8_K);
+    return ((size_t)(k / 32) * sizeof(lv_block_q8_0) + 3) & ~(size_t)3; /* 4-byte aligned floats follow */
+}
 /* Fill the arrays after the q8_0 (q8_K) part of a packed activation row once that is written. */
 void lv_packx_finish(lv_type t, void *row, int64_t k);
 

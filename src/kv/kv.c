@@ -2,10 +2,10 @@
  * kv.c: the paged KV cache with per-(layer, KV head) policies (design in kv.h).
  */
 #include "kv/kv.h"
-#include "kernels/kernels.h"
 
-#include "kernels/qkernels.h"
 #include "gguf/quant.h"
+#include "kernels/kernels.h"
+#include "kernels/qkernels.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -1,6 +1,11 @@
 /*
  * kv.h: the paged KV cache with a policy per (layer, KV head).
  *
+ * The module src/kv/ (docs/architecture.md):
+ *   Owns:  the paged KV cache: a pool and a policy per (layer, KV head), streams, LServe key
+ *          statistics and page selection, transactions; DuoAttention head patterns (heads.c).
+ *   Never: computes attention or touches weights.
+ *
  * DESIGN
  *  - Storage is split per (layer, KV head): each has its own pool of fixed-size pages of
  *    `page_size` token slots (K rows, V rows and the token's stored position). Keys are stored
@@ -32,8 +37,8 @@
 #ifndef LV_KV_H
 #define LV_KV_H
 
-#include "kernels/kernels.h"
 #include "core/core.h"
+#include "kernels/kernels.h"
 
 typedef struct lv_kv lv_kv;
 

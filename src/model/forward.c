@@ -17,8 +17,9 @@
  * (full, sink + window, block-strided) with the policy's mask, or at decode on a retrieval head
  * with LServe selection, the pages selected for each query head.
  */
-#include "runtime/runtime.h"
+#include "model/forward.h"
 
+#include "core/core.h"
 #include "gguf/quant.h"
 
 #include <math.h>
@@ -26,7 +27,7 @@
 #include <string.h>
 
 typedef struct fw_task {
-    lv_context *ctx;
+    lv_fwd *f;
     const lv_ubatch *ub;
     const lv_layer *L;
     int64_t il;
@@ -36,40 +37,135 @@ typedef struct fw_task {
     atomic_llong next_job; /* attn_worker: the next (run, KV head) job to take */
 } fw_task;
 
+/* ---- the working state ---- */
+
+static float *alloc_f(size_t n) { return lv_calloc(n ? n : 1, sizeof(float)); }
+
+lv_status lv_fwd_init(lv_fwd *f, const lv_model *m, lv_threadpool *tp, lv_kv *kv, const lv_fwd_params *p) {
+    const lv_hparams *hp = &m->hp;
+    f->model = m;
+    f->tp = tp;
+    f->n_threads = lv_threadpool_n_threads(tp);
+    f->kv = kv;
+    f->rope = lv_rope_params_from(m);
+    f->p = *p;
+    f->max_spans = lv_kv_max_spans(kv);
+    const int64_t G = hp->n_head / hp->n_head_kv;
+    /* LServe: pages selected per (sequence, layer, query head), reused for select_every steps */
+    if (p->select && G > 32)
+        return lv_error(LV_ERR_INVALID_ARG, "LServe selection supports at most 32 query heads per KV head (this model has %lld)", (long long)G);
+    if (p->select) {
+        const size_t n_sel = (size_t)p->n_seq_max * (size_t)hp->n_layer * (size_t)hp->n_head;
+        const size_t stride = (size_t)f->max_spans + 1;
+        f->sel_k = LV_MAX(3, p->kv_budget / p->page_size);
+        f->sel_pages = lv_calloc(n_sel * (size_t)(f->sel_k + 1), sizeof(int32_t));
+        f->sel_n = lv_calloc(n_sel, sizeof(int32_t));
+        f->sel_q = lv_calloc(n_sel * (size_t)hp->n_embd_head_k, sizeof(float));
+        f->sel_scratch = lv_calloc((size_t)f->n_threads * (size_t)G * (size_t)f->max_spans, 8);
+        f->sel_tmp = lv_calloc((size_t)f->n_threads * (size_t)(G + 1) * stride, sizeof(int32_t));
+        f->sel_heads = lv_calloc((size_t)f->n_threads * stride, sizeof(uint32_t));
+        if (!f->sel_pages || !f->sel_n || !f->sel_q || !f->sel_scratch || !f->sel_tmp || !f->sel_heads) return LV_ERR_NOMEM;
+    }
+
+    const size_t T = (size_t)p->n_ubatch, E = (size_t)hp->n_embd, F = (size_t)hp->n_ff;
+    const size_t Qd = (size_t)(hp->n_head * hp->n_embd_head_k), Kd = (size_t)(hp->n_head_kv * hp->n_embd_head_k);
+    const size_t Vd = (size_t)(hp->n_head_kv * hp->n_embd_head_v), Od = (size_t)(hp->n_head * hp->n_embd_head_v);
+    f->x = alloc_f(T * E);
+    f->xn = alloc_f(T * E);
+    f->tmp = alloc_f(T * E);
+    f->q = alloc_f(T * Qd);
+    f->k = alloc_f(T * Kd);
+    f->v = alloc_f(T * Vd);
+    f->attn = alloc_f(T * Od);
+    f->gate = alloc_f(T * F);
+    f->up = alloc_f(T * F);
+    f->rope_cache = alloc_f(T * (size_t)hp->n_rot);
+    /* activation scratch: the largest input of any matmul, 4 bytes per element covers every vec-dot type */
+    f->xq = lv_calloc(T * LV_MAX(LV_MAX(E, F), Od) + 64, 4);
+    f->att_scratch_floats = (int64_t)lv_attn_scratch_floats((int)(LV_ATTN_RUN * G), (int)hp->n_embd_head_k, (int)hp->n_embd_head_v);
+    f->att_scratch = alloc_f((size_t)f->n_threads * (size_t)f->att_scratch_floats);
+    f->att_part_floats = LV_ATTN_RUN * G * (hp->n_embd_head_v + 4);
+    f->att_part = alloc_f((size_t)f->n_threads * (size_t)f->att_part_floats);
+    f->dec_max_chunks = f->max_spans / LV_ATTN_CHUNK + 1;
+    f->dec_part = alloc_f((size_t)(hp->n_head_kv * f->dec_max_chunks * G * (hp->n_embd_head_v + 2)));
+    f->dec_chunks = lv_calloc((size_t)hp->n_head_kv, sizeof(int));
+    f->run_start = lv_calloc(T, sizeof(int64_t));
+    f->run_len = lv_calloc(T, sizeof(int64_t));
+    f->att_spans = lv_calloc((size_t)f->n_threads * (size_t)f->max_spans, sizeof(lv_attn_span));
+    if (!f->x || !f->xn || !f->tmp || !f->q || !f->k || !f->v || !f->attn || !f->gate || !f->up || !f->rope_cache || !f->xq ||
+        !f->att_scratch || !f->att_part || !f->dec_part || !f->dec_chunks || !f->run_start || !f->run_len || !f->att_spans)
+        return LV_ERR_NOMEM;
+    return LV_OK;
+}
+
+void lv_fwd_free(lv_fwd *f) {
+    lv_free(f->sel_pages);
+    lv_free(f->sel_n);
+    lv_free(f->sel_q);
+    lv_free(f->sel_scratch);
+    lv_free(f->sel_tmp);
+    lv_free(f->sel_heads);
+    lv_free(f->x);
+    lv_free(f->xn);
+    lv_free(f->tmp);
+    lv_free(f->q);
+    lv_free(f->k);
+    lv_free(f->v);
+    lv_free(f->attn);
+    lv_free(f->gate);
+    lv_free(f->up);
+    lv_free(f->rope_cache);
+    lv_free(f->xq);
+    lv_free(f->att_scratch);
+    lv_free(f->att_part);
+    lv_free(f->dec_part);
+    lv_free(f->dec_chunks);
+    lv_free(f->run_start);
+    lv_free(f->run_len);
+    lv_free(f->att_spans);
+    memset(f, 0, sizeof(*f));
+}
+
+void lv_fwd_forget_selections(lv_fwd *f, int64_t seq) {
+    if (!f->p.select) return;
+    const size_t per_seq = (size_t)f->model->hp.n_layer * (size_t)f->model->hp.n_head;
+    memset(f->sel_n + (size_t)seq * per_seq, 0, per_seq * sizeof(int32_t));
+}
+
 /* ---- embeddings ---- */
 static void embed_range(void *arg, int64_t lo, int64_t hi, int ith) {
     fw_task *t = arg;
-    const lv_model *m = t->ctx->model;
+    const lv_model *m = t->f->model;
     const int64_t E = m->hp.n_embd;
     for (int64_t i = lo; i < hi; i++) {
         const uint8_t *row = (const uint8_t *)m->tok_embd.data + (int64_t)t->ub->token[i] * m->tok_embd.row_bytes;
-        lv_to_float_row(m->tok_embd.type, row, t->ctx->x + i * E, E);
+        lv_to_float_row(m->tok_embd.type, row, t->f->x + i * E, E);
     }
 }
 
 /* ---- rmsnorm of rows ---- */
 static void norm_range(void *arg, int64_t lo, int64_t hi, int ith) {
     fw_task *t = arg;
-    const lv_hparams *hp = &t->ctx->model->hp;
+    const lv_hparams *hp = &t->f->model->hp;
     for (int64_t i = lo; i < hi; i++) lv_rmsnorm_ref(t->src + i * hp->n_embd, t->norm_w, t->dst + i * hp->n_embd, hp->n_embd, hp->norm_rms_eps);
 }
 
 /* ---- rope + KV append ---- */
 static void rope_store_range(void *arg, int64_t lo, int64_t hi, int ith) {
     fw_task *t = arg;
-    lv_context *ctx = t->ctx;
-    const lv_hparams *hp = &ctx->model->hp;
+    lv_fwd *f = t->f;
+    const lv_hparams *hp = &f->model->hp;
     const int64_t Hq = hp->n_head, Hk = hp->n_head_kv, Dk = hp->n_embd_head_k, Dv = hp->n_embd_head_v;
     for (int64_t i = lo; i < hi; i++) {
-        float *cache = ctx->rope_cache + i * hp->n_rot;
-        lv_rope_cache(&ctx->rope, t->ub->pos[i], cache);
-        float *q = ctx->q + i * Hq * Dk;
-        float *k = ctx->k + i * Hk * Dk;
-        const float *v = ctx->v + i * Hk * Dv;
-        for (int64_t h = 0; h < Hq; h++) lv_rope_apply(&ctx->rope, cache, q + h * Dk);
+        float *cache = f->rope_cache + i * hp->n_rot;
+        lv_rope_cache(&f->rope, t->ub->pos[i], cache);
+        float *q = f->q + i * Hq * Dk;
+        float *k = f->k + i * Hk * Dk;
+        const float *v = f->v + i * Hk * Dv;
+        for (int64_t h = 0; h < Hq; h++) lv_rope_apply(&f->rope, cache, q + h * Dk);
         for (int64_t h = 0; h < Hk; h++) {
-            lv_rope_apply(&ctx->rope, cache, k + h * Dk);
-            lv_kv_write(ctx->kv, t->ub->seq[i], t->il, h, t->ub->slot[i], k + h * Dk, v + h * Dv, t->ub->pos[i]);
+            lv_rope_apply(&f->rope, cache, k + h * Dk);
+            lv_kv_write(f->kv, t->ub->seq[i], t->il, h, t->ub->slot[i], k + h * Dk, v + h * Dv, t->ub->pos[i]);
         }
     }
 }
@@ -110,70 +206,70 @@ static bool query_drifted(const float *q, const float *q_sel, int64_t G, int64_t
  * a query head's cosine with the query that made the selection fell below select_drift (LServe
  * reuses a selection because consecutive queries are alike; this checks it instead of assuming
  * it). The heads are scored together so the key statistics are read once. */
-static void refresh_selection(lv_context *ctx, const fw_task *t, int64_t i, int64_t g, int ith) {
-    const lv_hparams *hp = &ctx->model->hp;
+static void refresh_selection(lv_fwd *f, const fw_task *t, int64_t i, int64_t g, int ith) {
+    const lv_hparams *hp = &f->model->hp;
     const int64_t seq = t->ub->seq[i], G = hp->n_head / hp->n_head_kv, D = hp->n_embd_head_k;
     const int64_t idx = (seq * hp->n_layer + t->il) * hp->n_head + g * G;
-    const int64_t timestep = lv_kv_seq_len(ctx->kv, seq) + t->ub->slot[i];
-    const float *q = ctx->q + (i * hp->n_head + g * G) * D;
-    const float drift = ctx->p.attention.select_drift;
-    if (ctx->sel_n[idx] == 0 || timestep % ctx->p.attention.select_every == 0 ||
-        (drift > 0.0f && query_drifted(q, ctx->sel_q + idx * D, G, D, drift))) {
-        void *scratch = (uint8_t *)ctx->sel_scratch + (size_t)ith * (size_t)G * (size_t)ctx->max_spans * 8;
-        const int n = lv_kv_select_pages_multi(ctx->kv, seq, t->il, g, t->ub->n_vis[i], q, D, (int)G, ctx->p.attention.select_shared, ctx->sel_k,
-                                               ctx->sel_pages + idx * (ctx->sel_k + 1), ctx->sel_k + 1, scratch);
-        for (int64_t h = 0; h < G; h++) ctx->sel_n[idx + h] = n;
-        memcpy(ctx->sel_q + idx * D, q, (size_t)(G * D) * sizeof(float));
+    const int64_t timestep = lv_kv_seq_len(f->kv, seq) + t->ub->slot[i];
+    const float *q = f->q + (i * hp->n_head + g * G) * D;
+    const float drift = f->p.select_drift;
+    if (f->sel_n[idx] == 0 || timestep % f->p.select_every == 0 ||
+        (drift > 0.0f && query_drifted(q, f->sel_q + idx * D, G, D, drift))) {
+        void *scratch = (uint8_t *)f->sel_scratch + (size_t)ith * (size_t)G * (size_t)f->max_spans * 8;
+        const int n = lv_kv_select_pages_multi(f->kv, seq, t->il, g, t->ub->n_vis[i], q, D, (int)G, f->p.select_shared, f->sel_k,
+                                               f->sel_pages + idx * (f->sel_k + 1), f->sel_k + 1, scratch);
+        for (int64_t h = 0; h < G; h++) f->sel_n[idx + h] = n;
+        memcpy(f->sel_q + idx * D, q, (size_t)(G * D) * sizeof(float));
     }
 }
 
 /* the pages query head h reads: its last selection plus the newest page (pages appended since
  * the selection replace nothing); sorted. Returns the count written to pages. */
-static int selected_pages(lv_context *ctx, const fw_task *t, int64_t i, int64_t h, int64_t g, int32_t *pages) {
-    const lv_hparams *hp = &ctx->model->hp;
+static int selected_pages(lv_fwd *f, const fw_task *t, int64_t i, int64_t h, int64_t g, int32_t *pages) {
+    const lv_hparams *hp = &f->model->hp;
     const int64_t seq = t->ub->seq[i];
     const int64_t idx = (seq * hp->n_layer + t->il) * hp->n_head + h;
-    const int64_t n_pages = lv_kv_n_pages(ctx->kv, seq, t->il, g, t->ub->n_vis[i]);
-    int n = ctx->sel_n[idx];
-    memcpy(pages, ctx->sel_pages + idx * (ctx->sel_k + 1), (size_t)n * sizeof(int32_t));
+    const int64_t n_pages = lv_kv_n_pages(f->kv, seq, t->il, g, t->ub->n_vis[i]);
+    int n = f->sel_n[idx];
+    memcpy(pages, f->sel_pages + idx * (f->sel_k + 1), (size_t)n * sizeof(int32_t));
     if (pages[n - 1] != (int32_t)(n_pages - 1)) pages[n++] = (int32_t)(n_pages - 1);
     return n;
 }
 
 /* does the job of (run, g) use LServe selection (a decode token on a retrieval head whose
  * stream holds more pages than a selection)? */
-static bool selects(const lv_context *ctx, const fw_task *t, int64_t run, int64_t g) {
-    const int64_t last = ctx->run_start[run] + ctx->run_len[run] - 1;
-    return ctx->select && ctx->run_len[run] == 1 && lv_kv_policy(ctx->kv, t->il, g)->stats &&
-           lv_kv_n_pages(ctx->kv, t->ub->seq[last], t->il, g, t->ub->n_vis[last]) > ctx->sel_k;
+static bool selects(const lv_fwd *f, const fw_task *t, int64_t run, int64_t g) {
+    const int64_t last = f->run_start[run] + f->run_len[run] - 1;
+    return f->p.select && f->run_len[run] == 1 && lv_kv_policy(f->kv, t->il, g)->stats &&
+           lv_kv_n_pages(f->kv, t->ub->seq[last], t->il, g, t->ub->n_vis[last]) > f->sel_k;
 }
 
 /* The job of (run, g), its spans written to spans (and for LServe the heads of each span to
  * heads). With selection, each query head reads its own selected pages: the G selections (each
  * sorted) are merged into one list with a bit per head that chose the page, so a page several
  * heads chose is loaded once and each head still attends over exactly its own pages. */
-static lv_attn_job plan_job(lv_context *ctx, const fw_task *t, int64_t run, int64_t g, int ith, lv_attn_span *spans, uint32_t *heads) {
-    const lv_hparams *hp = &ctx->model->hp;
+static lv_attn_job plan_job(lv_fwd *f, const fw_task *t, int64_t run, int64_t g, int ith, lv_attn_span *spans, uint32_t *heads) {
+    const lv_hparams *hp = &f->model->hp;
     const int64_t Hq = hp->n_head, Hk = hp->n_head_kv, G = Hq / Hk, Dk = hp->n_embd_head_k, Dv = hp->n_embd_head_v;
-    const int64_t i0 = ctx->run_start[run], nt = ctx->run_len[run];
+    const int64_t i0 = f->run_start[run], nt = f->run_len[run];
     const int64_t last = i0 + nt - 1, seq = t->ub->seq[last];
     lv_attn_job job = {
-        .q = ctx->q + (i0 * Hq + g * G) * Dk, .q_tok_stride = Hq * Dk, .q_head_stride = Dk,
-        .out = ctx->attn + (i0 * Hq + g * G) * Dv, .out_tok_stride = Hq * Dv, .out_head_stride = Dv,
+        .q = f->q + (i0 * Hq + g * G) * Dk, .q_tok_stride = Hq * Dk, .q_head_stride = Dk,
+        .out = f->attn + (i0 * Hq + g * G) * Dv, .out_tok_stride = Hq * Dv, .out_head_stride = Dv,
         .pos = t->ub->pos + i0, .n_tok = (int)nt, .n_head = (int)G, .spans = spans,
-        .scale = 1.0f / sqrtf((float)Dk), .kv_type = ctx->p.kv_type, .Dk = (int)Dk, .Dv = (int)Dv,
+        .scale = 1.0f / sqrtf((float)Dk), .kv_type = f->p.kv_type, .Dk = (int)Dk, .Dv = (int)Dv,
     };
     /* the tokens of a run see the stream up to its last token (masking handles the rest) */
-    if (!selects(ctx, t, run, g)) {
-        job.n_spans = lv_kv_spans(ctx->kv, seq, t->il, g, t->ub->n_vis[last], spans, &job.mask);
+    if (!selects(f, t, run, g)) {
+        job.n_spans = lv_kv_spans(f->kv, seq, t->il, g, t->ub->n_vis[last], spans, &job.mask);
         return job;
     }
-    lv_kv_spans(ctx->kv, seq, t->il, g, t->ub->n_vis[last], NULL, &job.mask); /* the mask only: the spans are the selection's */
-    const int64_t stride = ctx->max_spans + 1;
-    int32_t *sel = ctx->sel_tmp + (int64_t)ith * (G + 1) * stride, *uni = sel + G * stride;
+    lv_kv_spans(f->kv, seq, t->il, g, t->ub->n_vis[last], NULL, &job.mask); /* the mask only: the spans are the selection's */
+    const int64_t stride = f->max_spans + 1;
+    int32_t *sel = f->sel_tmp + (int64_t)ith * (G + 1) * stride, *uni = sel + G * stride;
     int np[32], at[32];
     for (int64_t hh = 0; hh < G; hh++) {
-        np[hh] = selected_pages(ctx, t, last, g * G + hh, g, sel + hh * stride);
+        np[hh] = selected_pages(f, t, last, g * G + hh, g, sel + hh * stride);
         at[hh] = 0;
     }
     int nu = 0;
@@ -191,7 +287,7 @@ static lv_attn_job plan_job(lv_context *ctx, const fw_task *t, int64_t run, int6
         uni[nu] = next;
         heads[nu++] = bits;
     }
-    job.n_spans = lv_kv_spans_of_pages(ctx->kv, seq, t->il, g, t->ub->n_vis[last], uni, nu, spans);
+    job.n_spans = lv_kv_spans_of_pages(f->kv, seq, t->il, g, t->ub->n_vis[last], uni, nu, spans);
     job.span_heads = heads;
     return job;
 }
@@ -243,18 +339,18 @@ static void run_job(const lv_attn_job *job, float *scratch, float *part) {
 
 static void attn_worker(void *arg, int ith, int nth) {
     fw_task *t = arg;
-    lv_context *ctx = t->ctx;
-    const lv_hparams *hp = &ctx->model->hp;
+    lv_fwd *f = t->f;
+    const lv_hparams *hp = &f->model->hp;
     const int64_t Hk = hp->n_head_kv;
-    lv_attn_span *spans = ctx->att_spans + (int64_t)ith * ctx->max_spans;
-    uint32_t *heads = ctx->sel_heads + (int64_t)ith * (ctx->max_spans + 1);
-    float *scratch = ctx->att_scratch + (int64_t)ith * ctx->att_scratch_floats;
-    float *part = ctx->att_part + (int64_t)ith * ctx->att_part_floats;
-    const int64_t n_items = ctx->n_runs * Hk;
+    lv_attn_span *spans = f->att_spans + (int64_t)ith * f->max_spans;
+    uint32_t *heads = f->sel_heads + (int64_t)ith * (f->max_spans + 1);
+    float *scratch = f->att_scratch + (int64_t)ith * f->att_scratch_floats;
+    float *part = f->att_part + (int64_t)ith * f->att_part_floats;
+    const int64_t n_items = f->n_runs * Hk;
     for (int64_t item; (item = atomic_fetch_add_explicit(&t->next_job, 1, memory_order_relaxed)) < n_items;) {
         const int64_t run = item / Hk, g = item % Hk;
-        if (selects(ctx, t, run, g)) refresh_selection(ctx, t, ctx->run_start[run], g, ith);
-        const lv_attn_job job = plan_job(ctx, t, run, g, ith, spans, heads);
+        if (selects(f, t, run, g)) refresh_selection(f, t, f->run_start[run], g, ith);
+        const lv_attn_job job = plan_job(f, t, run, g, ith, spans, heads);
         run_job(&job, scratch, part);
     }
 }
@@ -265,33 +361,33 @@ static void attn_worker(void *arg, int ith, int nth) {
  * folds. */
 static void decode_select_worker(void *arg, int ith, int nth) {
     fw_task *t = arg;
-    lv_context *ctx = t->ctx;
-    const lv_hparams *hp = &ctx->model->hp;
+    lv_fwd *f = t->f;
+    const lv_hparams *hp = &f->model->hp;
     for (int64_t g = ith; g < hp->n_head_kv; g += nth)
-        if (selects(ctx, t, 0, g)) refresh_selection(ctx, t, 0, g, ith);
+        if (selects(f, t, 0, g)) refresh_selection(f, t, 0, g, ith);
 }
 
 static void decode_chunk_worker(void *arg, int ith, int nth) {
     fw_task *t = arg;
-    lv_context *ctx = t->ctx;
-    const lv_hparams *hp = &ctx->model->hp;
+    lv_fwd *f = t->f;
+    const lv_hparams *hp = &f->model->hp;
     const int64_t Hk = hp->n_head_kv, G = hp->n_head / Hk, Dv = hp->n_embd_head_v;
-    lv_attn_span *spans = ctx->att_spans + (int64_t)ith * ctx->max_spans;
-    uint32_t *heads = ctx->sel_heads + (int64_t)ith * (ctx->max_spans + 1);
-    float *scratch = ctx->att_scratch + (int64_t)ith * ctx->att_scratch_floats;
+    lv_attn_span *spans = f->att_spans + (int64_t)ith * f->max_spans;
+    uint32_t *heads = f->sel_heads + (int64_t)ith * (f->max_spans + 1);
+    float *scratch = f->att_scratch + (int64_t)ith * f->att_scratch_floats;
     /* every thread plans every KV head (a few hundred pages: cheap next to reading them), so all
      * number the chunks alike; chunk items are dealt round robin over all heads */
     int64_t item = 0;
     for (int64_t g = 0; g < Hk; g++) {
-        const lv_attn_job job = plan_job(ctx, t, 0, g, ith, spans, heads);
+        const lv_attn_job job = plan_job(f, t, 0, g, ith, spans, heads);
         const int nc = n_chunks(&job);
-        if (ith == 0) ctx->dec_chunks[g] = nc;
+        if (ith == 0) f->dec_chunks[g] = nc;
         for (int c = 0; c < nc; c++, item++) {
             if (item % nth != ith) continue;
             if (nc == 1) {
                 lv_attn(&job, scratch);
             } else {
-                float *o = ctx->dec_part + (g * ctx->dec_max_chunks + c) * G * (Dv + 2), *m = o + G * Dv, *l = m + G;
+                float *o = f->dec_part + (g * f->dec_max_chunks + c) * G * (Dv + 2), *m = o + G * Dv, *l = m + G;
                 const lv_attn_job sub = chunk_job(&job, c, o, m, l);
                 lv_attn(&sub, scratch);
             }
@@ -301,16 +397,16 @@ static void decode_chunk_worker(void *arg, int ith, int nth) {
 
 static void decode_fold_worker(void *arg, int ith, int nth) {
     fw_task *t = arg;
-    lv_context *ctx = t->ctx;
-    const lv_hparams *hp = &ctx->model->hp;
+    lv_fwd *f = t->f;
+    const lv_hparams *hp = &f->model->hp;
     const int64_t Hq = hp->n_head, G = Hq / hp->n_head_kv, Dv = hp->n_embd_head_v;
     for (int64_t h = ith; h < Hq; h += nth) {
         const int64_t g = h / G, hh = h % G;
-        const int nc = ctx->dec_chunks[g];
+        const int nc = f->dec_chunks[g];
         if (nc == 1) continue;
-        float *out = ctx->attn + h * Dv, M = -INFINITY, L = 0.0f;
+        float *out = f->attn + h * Dv, M = -INFINITY, L = 0.0f;
         for (int c = 0; c < nc; c++) {
-            const float *o = ctx->dec_part + (g * ctx->dec_max_chunks + c) * G * (Dv + 2), *m = o + G * Dv, *l = m + G;
+            const float *o = f->dec_part + (g * f->dec_max_chunks + c) * G * (Dv + 2), *m = o + G * Dv, *l = m + G;
             lv_attn_fold(out, &M, &L, o + hh * Dv, m[hh], l[hh], (int)Dv);
         }
         lv_attn_finish(out, L, (int)Dv);
@@ -318,15 +414,15 @@ static void decode_fold_worker(void *arg, int ith, int nth) {
 }
 
 /* runs of consecutive tokens of the same sequence, at most LV_ATTN_RUN long */
-static void find_runs(lv_context *ctx, const lv_ubatch *ub) {
-    ctx->n_runs = 0;
+static void find_runs(lv_fwd *f, const lv_ubatch *ub) {
+    f->n_runs = 0;
     for (int64_t i = 0; i < ub->T; i++) {
-        if (i > 0 && ub->seq[i] == ub->seq[i - 1] && ctx->run_len[ctx->n_runs - 1] < LV_ATTN_RUN) {
-            ctx->run_len[ctx->n_runs - 1]++;
+        if (i > 0 && ub->seq[i] == ub->seq[i - 1] && f->run_len[f->n_runs - 1] < LV_ATTN_RUN) {
+            f->run_len[f->n_runs - 1]++;
         } else {
-            ctx->run_start[ctx->n_runs] = i;
-            ctx->run_len[ctx->n_runs] = 1;
-            ctx->n_runs++;
+            f->run_start[f->n_runs] = i;
+            f->run_len[f->n_runs] = 1;
+            f->n_runs++;
         }
     }
 }
@@ -334,27 +430,27 @@ static void find_runs(lv_context *ctx, const lv_ubatch *ub) {
 /* ---- residual add, swiglu ---- */
 static void add_range(void *arg, int64_t lo, int64_t hi, int ith) {
     fw_task *t = arg;
-    const int64_t E = t->ctx->model->hp.n_embd;
+    const int64_t E = t->f->model->hp.n_embd;
     for (int64_t i = lo * E; i < hi * E; i++) t->dst[i] += t->src[i];
 }
 
 static void swiglu_range(void *arg, int64_t lo, int64_t hi, int ith) {
     fw_task *t = arg;
-    const int64_t F = t->ctx->model->hp.n_ff;
-    lv_swiglu(t->ctx->gate + lo * F, t->ctx->up + lo * F, t->ctx->gate + lo * F, (hi - lo) * F);
+    const int64_t F = t->f->model->hp.n_ff;
+    lv_swiglu(t->f->gate + lo * F, t->f->up + lo * F, t->f->gate + lo * F, (hi - lo) * F);
 }
 
 static const float *bias_of(const lv_tensor *b) { return b->data ? (const float *)b->data : NULL; }
 
-lv_status lv_forward_llama(lv_context *ctx, const lv_ubatch *ub) {
-    const lv_model *m = ctx->model;
+lv_status lv_forward_llama(lv_fwd *f, const lv_ubatch *ub) {
+    const lv_model *m = f->model;
     const lv_hparams *hp = &m->hp;
     const int64_t T = ub->T, E = hp->n_embd;
-    lv_threadpool *tp = ctx->tp;
-    fw_task t = {.ctx = ctx, .ub = ub};
+    lv_threadpool *tp = f->tp;
+    fw_task t = {.f = f, .ub = ub};
 
     lv_parallel_for(tp, T, embed_range, &t);
-    find_runs(ctx, ub);
+    find_runs(f, ub);
 
     for (int64_t il = 0; il < hp->n_layer; il++) {
         const lv_layer *L = &m->layers[il];
@@ -362,41 +458,41 @@ lv_status lv_forward_llama(lv_context *ctx, const lv_ubatch *ub) {
         t.il = il;
 
         /* attention block */
-        t.src = ctx->x;
-        t.dst = ctx->xn;
+        t.src = f->x;
+        t.dst = f->xn;
         t.norm_w = L->attn_norm.data;
         lv_parallel_for(tp, T, norm_range, &t);
-        lv_matmul(tp, &L->wq, ctx->xn, T, ctx->q, ctx->xq, bias_of(&L->bq));
-        lv_matmul(tp, &L->wk, ctx->xn, T, ctx->k, ctx->xq, bias_of(&L->bk));
-        lv_matmul(tp, &L->wv, ctx->xn, T, ctx->v, ctx->xq, bias_of(&L->bv));
+        lv_matmul(tp, &L->wq, f->xn, T, f->q, f->xq, bias_of(&L->bq));
+        lv_matmul(tp, &L->wk, f->xn, T, f->k, f->xq, bias_of(&L->bk));
+        lv_matmul(tp, &L->wv, f->xn, T, f->v, f->xq, bias_of(&L->bv));
         lv_parallel_for(tp, T, rope_store_range, &t);
-        if (T == 1 && ctx->n_threads > 1) {
-            if (ctx->select) lv_threadpool_run(tp, decode_select_worker, &t);
+        if (T == 1 && f->n_threads > 1) {
+            if (f->p.select) lv_threadpool_run(tp, decode_select_worker, &t);
             lv_threadpool_run(tp, decode_chunk_worker, &t);
             lv_threadpool_run(tp, decode_fold_worker, &t);
         } else {
             atomic_store_explicit(&t.next_job, 0, memory_order_relaxed);
             lv_threadpool_run(tp, attn_worker, &t);
         }
-        lv_matmul(tp, &L->wo, ctx->attn, T, ctx->tmp, ctx->xq, bias_of(&L->bo));
-        t.src = ctx->tmp;
-        t.dst = ctx->x;
+        lv_matmul(tp, &L->wo, f->attn, T, f->tmp, f->xq, bias_of(&L->bo));
+        t.src = f->tmp;
+        t.dst = f->x;
         lv_parallel_for(tp, T, add_range, &t);
 
         /* feed-forward block */
-        t.src = ctx->x;
-        t.dst = ctx->xn;
+        t.src = f->x;
+        t.dst = f->xn;
         t.norm_w = L->ffn_norm.data;
         lv_parallel_for(tp, T, norm_range, &t);
-        lv_matmul(tp, &L->ffn_gate, ctx->xn, T, ctx->gate, ctx->xq, NULL);
-        lv_matmul(tp, &L->ffn_up, ctx->xn, T, ctx->up, ctx->xq, NULL);
+        lv_matmul(tp, &L->ffn_gate, f->xn, T, f->gate, f->xq, NULL);
+        lv_matmul(tp, &L->ffn_up, f->xn, T, f->up, f->xq, NULL);
         lv_parallel_for(tp, T, swiglu_range, &t);
-        lv_matmul(tp, &L->ffn_down, ctx->gate, T, ctx->tmp, ctx->xq, NULL);
-        t.src = ctx->tmp;
-        t.dst = ctx->x;
+        lv_matmul(tp, &L->ffn_down, f->gate, T, f->tmp, f->xq, NULL);
+        t.src = f->tmp;
+        t.dst = f->x;
         lv_parallel_for(tp, T, add_range, &t);
 
-        if (ctx->p.abort_fn && ctx->p.abort_fn(ctx->p.abort_user)) return lv_error(LV_ERR_ABORTED, "decode aborted by the caller");
+        if (f->p.abort_fn && f->p.abort_fn(f->p.abort_user)) return lv_error(LV_ERR_ABORTED, "decode aborted by the caller");
     }
 
     if (ub->n_out == 0) return LV_OK;
@@ -406,13 +502,13 @@ lv_status lv_forward_llama(lv_context *ctx, const lv_ubatch *ub) {
         if (ub->out_row[i] < 0) continue;
         if (first_row < 0) first_row = ub->out_row[i];
         LV_ASSERT(ub->out_row[i] == first_row + n);
-        if (n != i) memcpy(ctx->x + n * E, ctx->x + i * E, (size_t)E * sizeof(float));
+        if (n != i) memcpy(f->x + n * E, f->x + i * E, (size_t)E * sizeof(float));
         n++;
     }
-    t.src = ctx->x;
-    t.dst = ctx->xn;
+    t.src = f->x;
+    t.dst = f->xn;
     t.norm_w = m->output_norm.data;
     lv_parallel_for(tp, n, norm_range, &t);
-    lv_matmul(tp, &m->output, ctx->xn, n, ctx->logits + first_row * hp->n_vocab, ctx->xq, NULL);
+    lv_matmul(tp, &m->output, f->xn, n, ub->logits + first_row * hp->n_vocab, f->xq, NULL);
     return LV_OK;
 }

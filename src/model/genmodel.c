@@ -9,8 +9,10 @@
  * (seed, tensor name, row), so the output does not depend on the thread count. The file is
  * written to OUT.tmp and renamed when complete, so a failure never leaves a half-written model.
  */
-#include "gguf/gguf.h"
+#include "model/model.h"
+
 #include "core/core.h"
+#include "gguf/gguf.h"
 #include "gguf/quant.h"
 #include "tokenizer/tokenizer.h"
 

@@ -642,3 +642,24 @@ void lv_model_get_stats(const lv_model *m, lv_model_stats *st) {
     st->n_ff = (int32_t)hp->n_ff;
     st->n_vocab = (int32_t)hp->n_vocab;
 }
+
+/* -------------------------------------------------------------------------------------------
+ * the kernels' view of the hyper-parameters
+ * ----------------------------------------------------------------------------------------- */
+
+lv_rope_params lv_rope_params_from(const lv_model *m) {
+    const lv_hparams *hp = &m->hp;
+    lv_rope_params rp = {
+        .n_rot = (int)hp->n_rot,
+        .type = hp->rope_type,
+        .freq_base = hp->rope_freq_base,
+        .freq_scale = hp->rope_freq_scale,
+        .ext_factor = hp->yarn_ext_factor,
+        .attn_factor = hp->yarn_attn_factor,
+        .beta_fast = hp->yarn_beta_fast,
+        .beta_slow = hp->yarn_beta_slow,
+        .n_ctx_orig = (int)LV_MIN(hp->n_ctx_orig, INT32_MAX),
+        .freq_factors = m->rope_freqs.data,
+    };
+    return rp;
+}

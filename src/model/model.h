@@ -1,6 +1,12 @@
 /*
  * model.h: architectures, hyper-parameters and weight binding.
  *
+ * The module src/model/ (docs/architecture.md):
+ *   Owns:  architectures: hyper-parameters as llama.cpp reads them, weight binding with shape and
+ *          type checks, repacking at load; the forward pass over a micro-batch (forward.h); gen-
+ *          model; the public calls that take a model (tokens.c).
+ *   Never: owns the KV memory, or validates and schedules batches (runtime/ does).
+ *
  * A model is a validated view over a GGUF file: hyper-parameters read from the metadata exactly
  * as llama.cpp reads them, and every weight bound by name with its shape and type checked.
  * Weights stay in the read-only mapping (or one private copy when mmap is off); nothing here
@@ -12,20 +18,17 @@
 #ifndef LV_MODEL_H
 #define LV_MODEL_H
 
-#include "gguf/gguf.h"
 #include "longview.h"
+
+#include "gguf/gguf.h"
 #include "gguf/quant.h"
+#include "kernels/kernels.h"
 #include "tokenizer/tokenizer.h"
 
 typedef enum lv_arch {
     LV_ARCH_LLAMA = 0,
     LV_ARCH_QWEN2 = 1,
 } lv_arch;
-
-typedef enum lv_rope_type {
-    LV_ROPE_NORM = 0, /* rotate adjacent pairs (x[2i], x[2i+1]): llama */
-    LV_ROPE_NEOX = 2, /* rotate (x[i], x[i + n_rot/2]): qwen2 */
-} lv_rope_type;
 
 typedef enum lv_rope_scaling {
     LV_ROPE_SCALING_NONE = 0,
@@ -55,19 +58,6 @@ typedef struct lv_hparams {
     float yarn_beta_fast;
     float yarn_beta_slow;
 } lv_hparams;
-
-/* A bound weight: a view into the model file. */
-typedef struct lv_tensor {
-    const char *name;
-    lv_type type;
-    int64_t ne[4];
-    int64_t row_bytes; /* bytes of one row (ne[0] elements) */
-    const void *data;
-    /* the same rows repacked for the matrix kernels (qpack.h), or NULL; owned by the model.
-     * data stays valid (lv_tensor users other than lv_matmul, and SIMD levels without packed
-     * kernels, read it) */
-    const void *packed;
-} lv_tensor;
 
 typedef struct lv_layer {
     lv_tensor attn_norm;           /* (n_embd) */
@@ -101,6 +91,13 @@ struct lv_model {
 };
 
 const char *lv_arch_name(lv_arch a);
+/* The vocabulary of a loaded model (NULL if it has none). */
+const lv_vocab *lv_model_vocab(const lv_model *model);
+/* genmodel.c: write the tokenizer.* keys of vocab_path (a vocabulary GGUF, a tokenizer.json, or
+ * "builtin:bytes") into w; *n_vocab receives its token count. Used by gen-model and the trainer. */
+lv_status lv_genmodel_add_vocab(lv_gguf_writer *w, const char *vocab_path, int64_t *n_vocab);
+/* the RoPE parameters of the model's hyper-parameters (and rope_freqs), for the kernels */
+lv_rope_params lv_rope_params_from(const lv_model *m);
 
 /* lv_model_load over a GGUF image in memory (not copied: it must outlive the model); messages
  * name the file "<memory>". params.use_mmap is ignored. For tests and the fuzzer. */

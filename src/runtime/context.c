@@ -4,6 +4,9 @@
  */
 #include "runtime/runtime.h"
 
+#include "core/core.h"
+#include "gguf/gguf.h"
+
 #include <stdio.h>
 
 #include <string.h>
@@ -21,8 +24,6 @@ lv_context_params lv_context_default_params(void) {
     p.attention = lv_attention_default_params();
     return p;
 }
-
-static float *alloc_f(size_t n) { return lv_calloc(n ? n : 1, sizeof(float)); }
 
 /* -------------------------------------------------------------------------------------------
  * the attention plan: a KV policy per (layer, KV head)
@@ -133,7 +134,6 @@ static lv_status build_policies(lv_context *ctx) {
             }
         }
     }
-    ctx->select = a.select;
 end:
     lv_free(kinds);
     return st;
@@ -167,8 +167,6 @@ lv_status lv_context_create(lv_model *model, lv_context_params p, lv_context **o
         if (!ctx->tp) goto fail;
         ctx->own_tp = true;
     }
-    ctx->n_threads = lv_threadpool_n_threads(ctx->tp);
-    ctx->rope = lv_rope_params_from(model);
 
     if ((st = build_policies(ctx)) != LV_OK) goto fail;
     lv_kv_params kp = {
@@ -177,56 +175,15 @@ lv_status lv_context_create(lv_model *model, lv_context_params p, lv_context **o
         .policies = ctx->policies,
     };
     if ((st = lv_kv_create(&kp, &ctx->kv)) != LV_OK) goto fail;
+    const lv_attention_params *a = &ctx->p.attention;
+    const lv_fwd_params fp = {
+        .n_ubatch = p.n_ubatch, .n_seq_max = p.n_seq_max, .kv_type = p.kv_type, .select = a->select, .kv_budget = a->kv_budget,
+        .page_size = (int32_t)p.kv_page_size, .select_every = a->select_every, .select_drift = a->select_drift,
+        .select_shared = a->select_shared, .abort_fn = p.abort_fn, .abort_user = p.abort_user,
+    };
+    if ((st = lv_fwd_init(&ctx->fw, model, ctx->tp, ctx->kv, &fp)) != LV_OK) goto fail;
     st = LV_ERR_NOMEM;
-    /* LServe: pages selected per (sequence, layer, query head), reused for select_every steps */
-    if (ctx->select && hp->n_head / hp->n_head_kv > 32) {
-        st = lv_error(LV_ERR_INVALID_ARG, "LServe selection supports at most 32 query heads per KV head (this model has %lld)",
-                      (long long)(hp->n_head / hp->n_head_kv));
-        goto fail;
-    }
-    if (ctx->select) {
-        const size_t n_sel = (size_t)p.n_seq_max * (size_t)hp->n_layer * (size_t)hp->n_head;
-        ctx->sel_k = LV_MAX(3, p.attention.kv_budget / (int32_t)p.kv_page_size);
-        ctx->sel_pages = lv_calloc(n_sel * (size_t)(ctx->sel_k + 1), sizeof(int32_t));
-        ctx->sel_n = lv_calloc(n_sel, sizeof(int32_t));
-        ctx->sel_q = lv_calloc(n_sel * (size_t)hp->n_embd_head_k, sizeof(float));
-        ctx->sel_scratch = lv_calloc((size_t)ctx->n_threads * (size_t)(hp->n_head / hp->n_head_kv) * (size_t)lv_kv_max_spans(ctx->kv), 8);
-        const size_t G = (size_t)(hp->n_head / hp->n_head_kv), stride = (size_t)lv_kv_max_spans(ctx->kv) + 1;
-        ctx->sel_tmp = lv_calloc((size_t)ctx->n_threads * (G + 1) * stride, sizeof(int32_t));
-        ctx->sel_heads = lv_calloc((size_t)ctx->n_threads * stride, sizeof(uint32_t));
-        if (!ctx->sel_pages || !ctx->sel_n || !ctx->sel_q || !ctx->sel_scratch || !ctx->sel_tmp || !ctx->sel_heads) goto fail;
-    }
-
-    const size_t T = p.n_ubatch, B = p.n_batch, E = (size_t)hp->n_embd, F = (size_t)hp->n_ff;
-    const size_t Qd = (size_t)(hp->n_head * hp->n_embd_head_k), Kd = (size_t)(hp->n_head_kv * hp->n_embd_head_k);
-    const size_t Vd = (size_t)(hp->n_head_kv * hp->n_embd_head_v), Od = (size_t)(hp->n_head * hp->n_embd_head_v);
-    ctx->x = alloc_f(T * E);
-    ctx->xn = alloc_f(T * E);
-    ctx->tmp = alloc_f(T * E);
-    ctx->q = alloc_f(T * Qd);
-    ctx->k = alloc_f(T * Kd);
-    ctx->v = alloc_f(T * Vd);
-    ctx->attn = alloc_f(T * Od);
-    ctx->gate = alloc_f(T * F);
-    ctx->up = alloc_f(T * F);
-    ctx->rope_cache = alloc_f(T * (size_t)hp->n_rot);
-    /* activation scratch: the largest input of any matmul, 4 bytes per element covers every vec-dot type */
-    ctx->xq = lv_calloc(T * LV_MAX(LV_MAX(E, F), Od) + 64, 4);
-    ctx->max_spans = lv_kv_max_spans(ctx->kv);
-    ctx->att_scratch_floats = (int64_t)lv_attn_scratch_floats(
-        (int)(LV_ATTN_RUN * (hp->n_head / hp->n_head_kv)), (int)hp->n_embd_head_k, (int)hp->n_embd_head_v);
-    ctx->att_scratch = alloc_f((size_t)ctx->n_threads * (size_t)ctx->att_scratch_floats);
-    {
-        const int64_t G = hp->n_head / hp->n_head_kv, nq = LV_ATTN_RUN * G;
-        ctx->att_part_floats = nq * (hp->n_embd_head_v + 4);
-        ctx->att_part = alloc_f((size_t)ctx->n_threads * (size_t)ctx->att_part_floats);
-        ctx->dec_max_chunks = ctx->max_spans / LV_ATTN_CHUNK + 1;
-        ctx->dec_part = alloc_f((size_t)(hp->n_head_kv * ctx->dec_max_chunks * G * (hp->n_embd_head_v + 2)));
-        ctx->dec_chunks = lv_calloc((size_t)hp->n_head_kv, sizeof(int));
-    }
-    ctx->run_start = lv_calloc(T, sizeof(int64_t));
-    ctx->run_len = lv_calloc(T, sizeof(int64_t));
-    ctx->att_spans = lv_calloc((size_t)ctx->n_threads * (size_t)ctx->max_spans, sizeof(lv_attn_span));
+    const size_t B = p.n_batch;
     ctx->slot = lv_calloc(B, sizeof(int64_t));
     ctx->n_vis = lv_calloc(B, sizeof(int64_t));
     ctx->out_row = lv_calloc(B, sizeof(int32_t));
@@ -236,9 +193,7 @@ lv_status lv_context_create(lv_model *model, lv_context_params p, lv_context **o
     ctx->seq_last = lv_calloc(p.n_seq_max, sizeof(int32_t));
     ctx->logits_size = B * (size_t)hp->n_vocab * sizeof(float);
     ctx->logits = lv_big_alloc(ctx->logits_size);
-    if (!ctx->x || !ctx->xn || !ctx->tmp || !ctx->q || !ctx->k || !ctx->v || !ctx->attn || !ctx->gate || !ctx->up || !ctx->rope_cache ||
-        !ctx->xq || !ctx->att_scratch || !ctx->att_part || !ctx->dec_part || !ctx->dec_chunks || !ctx->run_start || !ctx->run_len || !ctx->att_spans || !ctx->slot || !ctx->n_vis || !ctx->out_row || !ctx->logit_row ||
-        !ctx->seq_count || !ctx->seq_new || !ctx->seq_last || !ctx->logits)
+    if (!ctx->slot || !ctx->n_vis || !ctx->out_row || !ctx->logit_row || !ctx->seq_count || !ctx->seq_new || !ctx->seq_last || !ctx->logits)
         goto fail;
     ctx->last_out = -1;
     *out = ctx;
@@ -252,32 +207,9 @@ void lv_context_free(lv_context *ctx) {
     if (!ctx) return;
     lv_free(ctx->policies);
     lv_free(ctx->retrieval);
-    lv_free(ctx->sel_pages);
-    lv_free(ctx->sel_n);
-    lv_free(ctx->sel_q);
-    lv_free(ctx->sel_scratch);
-    lv_free(ctx->sel_tmp);
-    lv_free(ctx->sel_heads);
+    lv_fwd_free(&ctx->fw);
     lv_kv_free(ctx->kv);
     if (ctx->own_tp) lv_threadpool_free(ctx->tp);
-    lv_free(ctx->x);
-    lv_free(ctx->xn);
-    lv_free(ctx->tmp);
-    lv_free(ctx->q);
-    lv_free(ctx->k);
-    lv_free(ctx->v);
-    lv_free(ctx->attn);
-    lv_free(ctx->gate);
-    lv_free(ctx->up);
-    lv_free(ctx->rope_cache);
-    lv_free(ctx->xq);
-    lv_free(ctx->att_scratch);
-    lv_free(ctx->att_part);
-    lv_free(ctx->dec_part);
-    lv_free(ctx->dec_chunks);
-    lv_free(ctx->run_start);
-    lv_free(ctx->run_len);
-    lv_free(ctx->att_spans);
     lv_free(ctx->slot);
     lv_free(ctx->n_vis);
     lv_free(ctx->out_row);
@@ -366,12 +298,8 @@ lv_status lv_decode(lv_context *ctx, const lv_batch *b) {
 
     /* slots and output rows for the whole batch */
     /* a prefill (several tokens of one sequence in a step) resets that sequence's page selections */
-    if (ctx->select)
-        for (uint32_t s = 0; s < ctx->p.n_seq_max; s++)
-            if (ctx->seq_new[s] > 1) {
-                const size_t per_seq = (size_t)ctx->model->hp.n_layer * (size_t)ctx->model->hp.n_head;
-                memset(ctx->sel_n + s * per_seq, 0, per_seq * sizeof(int32_t));
-            }
+    for (uint32_t s = 0; s < ctx->p.n_seq_max; s++)
+        if (ctx->seq_new[s] > 1) lv_fwd_forget_selections(&ctx->fw, s);
     /* slot[i]: the index of token i among the tokens its sequence appends in this step */
     for (uint32_t s = 0; s < ctx->p.n_seq_max; s++) ctx->seq_count[s] = 0;
     int32_t n_out = 0;
@@ -395,9 +323,9 @@ lv_status lv_decode(lv_context *ctx, const lv_batch *b) {
         }
         lv_ubatch ub = {
             .T = T, .token = b->token + i0, .pos = b->pos + i0, .seq = b->seq_id + i0, .slot = ctx->slot + i0,
-            .n_vis = ctx->n_vis + i0, .out_row = ctx->out_row + i0, .n_out = n_out_ub,
+            .n_vis = ctx->n_vis + i0, .out_row = ctx->out_row + i0, .n_out = n_out_ub, .logits = ctx->logits,
         };
-        st = lv_forward_llama(ctx, &ub);
+        st = lv_forward_llama(&ctx->fw, &ub);
         if (st != LV_OK) {
             lv_kv_rollback(ctx->kv);
             return st;
@@ -418,7 +346,7 @@ lv_status lv_context_fill_synthetic(lv_context *ctx, lv_seq_id seq, int32_t n_to
         return lv_error(LV_ERR_INVALID_ARG, "fill: bad sequence %d or token count %d", seq, n_tokens);
     const lv_hparams *hp = &ctx->model->hp;
     const int64_t Hk = hp->n_head_kv, Dk = hp->n_embd_head_k, Dv = hp->n_embd_head_v;
-    float *k = ctx->k, *v = ctx->v; /* (n_ubatch, Hk * D) scratch: one token's keys and values fit */
+    float *k = ctx->fw.k, *v = ctx->fw.v; /* the forward pass's (n_ubatch, Hk * D) scratch: one token's keys and values fit */
     uint64_t r = seed * 0x9e3779b97f4a7c15ull + 1;
     for (int32_t done = 0; done < n_tokens;) {
         for (uint32_t s = 0; s < ctx->p.n_seq_max; s++) {
@@ -431,10 +359,7 @@ lv_status lv_context_fill_synthetic(lv_context *ctx, lv_seq_id seq, int32_t n_to
         ctx->seq_last[seq] = first + n - 1;
         lv_status st = lv_kv_reserve(ctx->kv, ctx->seq_new, ctx->seq_last);
         if (st != LV_OK) return st;
-        if (ctx->select) {
-            const size_t per_seq = (size_t)hp->n_layer * (size_t)hp->n_head;
-            memset(ctx->sel_n + seq * per_seq, 0, per_seq * sizeof(int32_t));
-        }
+        lv_fwd_forget_selections(&ctx->fw, seq);
         for (int32_t j = 0; j < n; j++)
             for (int64_t il = 0; il < hp->n_layer; il++) {
                 /* xorshift values in [-1, 1): keys of the size post-RoPE keys have */
@@ -509,12 +434,12 @@ int64_t lv_context_describe_plan(const lv_context *ctx, char *buf, size_t buf_si
         n_bs += k == LV_MASK_BLOCK_STRIDED;
     }
     OUT("attention plan: %lld layers x %lld KV heads: %lld full (retrieval), %lld sink+window, %lld block-strided%s\n", (long long)L,
-        (long long)H, (long long)n_full, (long long)n_sw, (long long)n_bs, ctx->select ? "; LServe page selection at decode" : "");
+        (long long)H, (long long)n_full, (long long)n_sw, (long long)n_bs, a->select ? "; LServe page selection at decode" : "");
     if (n_sw) OUT("  sink+window heads keep %d sink + %d recent tokens (Lambda mask in prefill and decode)\n", a->sink, a->window);
     if (n_bs) OUT("  block-strided layers: block %d, local blocks %d, vertical stride %d\n", a->block_size, a->local_blocks, a->vert_stride);
-    if (ctx->select)
+    if (a->select)
         OUT("  selection: %d pages of %u tokens (budget %d) per query head, recomputed every %d steps or when a query's cosine with the "
-            "selecting one < %g%s\n", ctx->sel_k, ctx->p.kv_page_size, a->kv_budget, a->select_every, (double)a->select_drift,
+            "selecting one < %g%s\n", ctx->fw.sel_k, ctx->p.kv_page_size, a->kv_budget, a->select_every, (double)a->select_drift,
             a->select_shared ? "; one selection per KV head (max over its query heads)" : "");
     for (int64_t l = 0; l < L; l++) {
         OUT("  layer %3lld: ", (long long)l);

@@ -273,8 +273,8 @@ static void render(chat_family f, const lv_chat_message *msgs, size_t n, bool ad
     }
 }
 
-int64_t lv_chat_apply_template(const lv_model *model, const char *tmpl, const lv_chat_message *msgs, size_t n_msgs,
-                               bool add_assistant, char *buf, int64_t buf_size) {
+int64_t lv_vocab_chat_apply(const lv_vocab *v, const char *tmpl, const lv_chat_message *msgs, size_t n_msgs, bool add_assistant,
+                            char *buf, int64_t buf_size) {
     if ((n_msgs && !msgs) || buf_size < 0 || (buf_size > 0 && !buf)) {
         lv_error(LV_ERR_INVALID_ARG, "lv_chat_apply_template: invalid arguments");
         return INT32_MIN;
@@ -286,7 +286,6 @@ int64_t lv_chat_apply_template(const lv_model *model, const char *tmpl, const lv
         }
     const char *t = tmpl;
     if (!t) {
-        const lv_vocab *v = model ? lv_model_vocab(model) : NULL;
         t = v ? lv_vocab_chat_template(v) : NULL;
         if (!t) {
             LV_LOG_I("chat: the model has no tokenizer.chat_template; using chatml");

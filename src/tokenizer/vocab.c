@@ -18,7 +18,6 @@
 #include "tokenizer/vocab_impl.h"
 
 #include "core/core.h"
-#include "model/model.h"
 #include "tokenizer/unicode.h"
 
 #include <limits.h>
@@ -26,87 +25,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-/* -------------------------------------------------------------------------------------------
- * hashing and the token map
- * ----------------------------------------------------------------------------------------- */
-
-static uint64_t hash_bytes(const char *s, size_t n) {
-    uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a, then a final mix */
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 0x100000001b3ull;
-    }
-    h ^= h >> 29;
-    h *= 0xbf58476d1ce4e5b9ull;
-    h ^= h >> 32;
-    return h;
-}
-
-static uint64_t pow2_at_least(uint64_t n) {
-    uint64_t c = 16;
-    while (c < n) c <<= 1;
-    return c;
-}
-
-lv_token lv_vocab_find(const lv_vocab *v, const char *text, size_t len) {
-    uint64_t i = hash_bytes(text, len) & v->map.mask;
-    for (;;) {
-        int32_t id = v->map.slots[i];
-        if (id < 0) return -1;
-        const lv_vocab_token *t = &v->tokens[id];
-        if (t->len == len && memcmp(t->text, text, len) == 0) return id;
-        i = (i + 1) & v->map.mask;
-    }
-}
-
-static lv_status map_build(lv_vocab *v) {
-    uint64_t cap = pow2_at_least((uint64_t)v->n_tokens * 2 + 1);
-    v->map.slots = lv_mallocn(cap, sizeof(int32_t));
-    if (!v->map.slots) return LV_ERR_NOMEM;
-    memset(v->map.slots, 0xff, cap * sizeof(int32_t));
-    v->map.mask = cap - 1;
-    for (int32_t id = 0; id < v->n_tokens; id++) {
-        const lv_vocab_token *t = &v->tokens[id];
-        uint64_t i = hash_bytes(t->text, t->len) & v->map.mask;
-        for (;;) {
-            int32_t o = v->map.slots[i];
-            if (o < 0) {
-                v->map.slots[i] = id;
-                break;
-            }
-            if (v->tokens[o].len == t->len && memcmp(v->tokens[o].text, t->text, t->len) == 0)
-                return lv_error(LV_ERR_FORMAT, "tokenizer.ggml.tokens: token %d duplicates token %d ('%.*s')", id, o,
-                                (int)LV_MIN(t->len, 40), t->text);
-            i = (i + 1) & v->map.mask;
-        }
-    }
-    return LV_OK;
-}
-
-lv_token lv_vocab_byte_to_token(const lv_vocab *v, uint8_t byte) {
-    static const char hex[] = "0123456789ABCDEF";
-    char buf[6] = {'<', '0', 'x', hex[byte >> 4], hex[byte & 15], '>'};
-    lv_token t = lv_vocab_find(v, buf, 6);
-    if (t >= 0) return t;
-    char c = (char)byte;
-    return lv_vocab_find(v, &c, 1);
-}
-
-void lv_tokbuf_push(lv_tokbuf *b, lv_token id) {
-    if (b->oom) return;
-    if (b->n == b->cap) {
-        int64_t cap = b->cap ? b->cap * 2 : 256;
-        lv_token *p = lv_realloc(b->ids, (size_t)cap * sizeof(lv_token));
-        if (!p) {
-            b->oom = true;
-            return;
-        }
-        b->ids = p;
-        b->cap = cap;
-    }
-    b->ids[b->n++] = id;
-}
 
 /* -------------------------------------------------------------------------------------------
  * metadata helpers
@@ -403,7 +321,7 @@ static lv_status load_tokens(const lv_gguf *g, lv_vocab *v) {
             }
         }
     }
-    return map_build(v);
+    return lv_vocab_map_build(v);
 }
 
 static lv_status load_merges(const lv_gguf *g, lv_vocab *v) {
@@ -413,53 +331,18 @@ static lv_status load_merges(const lv_gguf *g, lv_vocab *v) {
         return lv_error(LV_ERR_FORMAT, "key 'tokenizer.ggml.merges' must be an array of strings");
     uint64_t n = lv_gguf_arr_n(g, mi);
     if (n > (uint64_t)INT32_MAX / 4) return lv_error(LV_ERR_FORMAT, "tokenizer.ggml.merges has too many entries");
-    lv_merge_map *mm = &v->merges;
-    uint64_t cap = pow2_at_least(n * 2 + 1);
-    mm->merges = lv_mallocn(n ? n : 1, sizeof(lv_merge));
-    mm->slots = lv_mallocn(cap, sizeof(int32_t));
-    if (!mm->merges || !mm->slots) return LV_ERR_NOMEM;
-    memset(mm->slots, 0xff, cap * sizeof(int32_t));
-    mm->mask = cap - 1;
+    if (lv_merge_map_init(&v->merges, n) != LV_OK) return LV_ERR_NOMEM;
     for (uint64_t r = 0; r < n; r++) {
         lv_gguf_str s = lv_gguf_arr_str(g, mi, r);
         /* "left right": the first space at index >= 1 splits (llama.cpp: word.find(' ', 1)) */
         const char *sp = s.len > 1 ? memchr(s.ptr + 1, ' ', s.len - 1) : NULL;
         if (!sp) continue; /* llama.cpp files it under ("", ""), which no lookup can reach */
         lv_merge m = {s.ptr, sp + 1, (uint32_t)(sp - s.ptr), (uint32_t)(s.len - (uint64_t)(sp + 1 - s.ptr)), (int32_t)r};
-        uint64_t h = (hash_bytes(m.left, m.llen) * 31 + hash_bytes(m.right, m.rlen)) & mm->mask;
-        bool dup = false;
-        for (;;) {
-            int32_t o = mm->slots[h];
-            if (o < 0) break;
-            const lv_merge *x = &mm->merges[o];
-            if (x->llen == m.llen && x->rlen == m.rlen && memcmp(x->left, m.left, m.llen) == 0 &&
-                memcmp(x->right, m.right, m.rlen) == 0) {
-                dup = true; /* the first rank wins (std::unordered_map::emplace) */
-                break;
-            }
-            h = (h + 1) & mm->mask;
-        }
-        if (dup) continue;
-        mm->merges[mm->n] = m;
-        mm->slots[h] = (int32_t)mm->n;
-        mm->n++;
+        lv_merge_map_add(&v->merges, m);
     }
     return LV_OK;
 }
 
-
-int32_t lv_bpe_rank(const lv_vocab *v, const char *l, size_t ll, const char *r, size_t rl) {
-    const lv_merge_map *mm = &v->merges;
-    if (!mm->slots) return -1;
-    uint64_t h = (hash_bytes(l, ll) * 31 + hash_bytes(r, rl)) & mm->mask;
-    for (;;) {
-        int32_t o = mm->slots[h];
-        if (o < 0) return -1;
-        const lv_merge *x = &mm->merges[o];
-        if (x->llen == ll && x->rlen == rl && memcmp(x->left, l, ll) == 0 && memcmp(x->right, r, rl) == 0) return x->rank;
-        h = (h + 1) & mm->mask;
-    }
-}
 
 static bool contains(lv_gguf_str hay, const char *needle) {
     size_t n = strlen(needle);
@@ -913,16 +796,6 @@ done:
     return st;
 }
 
-static const lv_vocab *model_vocab(const lv_model *model) {
-    if (!model) {
-        lv_error(LV_ERR_INVALID_ARG, "model is NULL");
-        return NULL;
-    }
-    const lv_vocab *v = lv_model_vocab(model);
-    if (!v) lv_error(LV_ERR_INVALID_ARG, "this model has no tokenizer");
-    return v;
-}
-
 int32_t lv_vocab_tokenize(const lv_vocab *v, const char *text, int64_t len, lv_token *tokens, int32_t n_tokens_max,
                           bool add_special, bool parse_special) {
     if (!v || (len > 0 && !text) || len < 0 || n_tokens_max < 0 || (n_tokens_max > 0 && !tokens)) {
@@ -950,13 +823,6 @@ int32_t lv_vocab_tokenize(const lv_vocab *v, const char *text, int64_t len, lv_t
     return n;
 }
 
-int32_t lv_tokenize(const lv_model *model, const char *text, int64_t len, lv_token *tokens, int32_t n_tokens_max,
-                    bool add_special, bool parse_special) {
-    const lv_vocab *v = model_vocab(model);
-    if (!v) return INT32_MIN;
-    return lv_vocab_tokenize(v, text, len, tokens, n_tokens_max, add_special, parse_special);
-}
-
 /* -------------------------------------------------------------------------------------------
  * pieces and detokenize
  * ----------------------------------------------------------------------------------------- */
@@ -982,12 +848,6 @@ int32_t lv_vocab_token_to_piece(const lv_vocab *v, lv_token token, char *buf, in
     if ((int64_t)n > buf_size) return -(int32_t)n;
     if (n) memcpy(buf, p, n);
     return (int32_t)n;
-}
-
-int32_t lv_token_to_piece(const lv_model *model, lv_token token, char *buf, int32_t buf_size, bool render_special) {
-    const lv_vocab *v = model_vocab(model);
-    if (!v) return INT32_MIN;
-    return lv_vocab_token_to_piece(v, token, buf, buf_size, render_special);
 }
 
 int64_t lv_vocab_detokenize(const lv_vocab *v, const lv_token *tokens, int32_t n_tokens, char *buf, int64_t buf_size,
@@ -1060,57 +920,26 @@ int64_t lv_vocab_detokenize(const lv_vocab *v, const lv_token *tokens, int32_t n
     return total;
 }
 
-int64_t lv_detokenize(const lv_model *model, const lv_token *tokens, int32_t n_tokens, char *buf, int64_t buf_size,
-                      bool remove_leading_space, bool render_special) {
-    const lv_vocab *v = model_vocab(model);
-    if (!v) return INT32_MIN;
-    return lv_vocab_detokenize(v, tokens, n_tokens, buf, buf_size, remove_leading_space, render_special);
-}
-
 /* -------------------------------------------------------------------------------------------
  * special tokens
  * ----------------------------------------------------------------------------------------- */
 
-lv_token lv_token_bos(const lv_model *model) {
-    const lv_vocab *v = model ? lv_model_vocab(model) : NULL;
-    return v ? v->bos : -1;
-}
-lv_token lv_token_eos(const lv_model *model) {
-    const lv_vocab *v = model ? lv_model_vocab(model) : NULL;
-    return v ? v->eos : -1;
-}
-lv_token lv_token_eot(const lv_model *model) {
-    const lv_vocab *v = model ? lv_model_vocab(model) : NULL;
-    return v ? v->eot : -1;
-}
-lv_token lv_token_pad(const lv_model *model) {
-    const lv_vocab *v = model ? lv_model_vocab(model) : NULL;
-    return v ? v->pad : -1;
-}
-lv_token lv_token_nl(const lv_model *model) {
-    const lv_vocab *v = model ? lv_model_vocab(model) : NULL;
-    return v ? v->nl : -1;
-}
-bool lv_token_is_eog(const lv_model *model, lv_token token) {
-    const lv_vocab *v = model ? lv_model_vocab(model) : NULL;
+lv_token lv_vocab_bos(const lv_vocab *v) { return v ? v->bos : -1; }
+lv_token lv_vocab_eos(const lv_vocab *v) { return v ? v->eos : -1; }
+lv_token lv_vocab_eot(const lv_vocab *v) { return v ? v->eot : -1; }
+lv_token lv_vocab_pad(const lv_vocab *v) { return v ? v->pad : -1; }
+lv_token lv_vocab_nl(const lv_vocab *v) { return v ? v->nl : -1; }
+bool lv_vocab_is_eog(const lv_vocab *v, lv_token token) {
     if (!v || token < 0) return false;
     return bsearch(&token, v->eog, (size_t)v->n_eog, sizeof(lv_token), cmp_tok) != NULL;
 }
-bool lv_token_is_control(const lv_model *model, lv_token token) {
-    const lv_vocab *v = model ? lv_model_vocab(model) : NULL;
+bool lv_vocab_is_control(const lv_vocab *v, lv_token token) {
     if (!v || token < 0 || token >= v->n_tokens) return false;
     return (v->tokens[token].attr & LV_ATTR_CONTROL) != 0;
 }
-bool lv_tokenizer_add_bos(const lv_model *model) {
-    const lv_vocab *v = model ? lv_model_vocab(model) : NULL;
-    return v && v->add_bos;
-}
-bool lv_tokenizer_add_eos(const lv_model *model) {
-    const lv_vocab *v = model ? lv_model_vocab(model) : NULL;
-    return v && v->add_eos;
-}
-const char *lv_token_text(const lv_model *model, lv_token token, int32_t *len) {
-    const lv_vocab *v = model ? lv_model_vocab(model) : NULL;
+bool lv_vocab_add_bos(const lv_vocab *v) { return v && v->add_bos; }
+bool lv_vocab_add_eos(const lv_vocab *v) { return v && v->add_eos; }
+const char *lv_vocab_token_text(const lv_vocab *v, lv_token token, int32_t *len) {
     if (!v || token < 0 || token >= v->n_tokens) {
         if (len) *len = 0;
         return NULL;
@@ -1131,11 +960,10 @@ struct lv_detok_stream {
     size_t cap_out;
 };
 
-lv_status lv_detok_stream_create(const lv_model *model, lv_detok_stream **out) {
+lv_status lv_vocab_detok_stream_create(const lv_vocab *v, lv_detok_stream **out) {
     if (!out) return lv_error(LV_ERR_INVALID_ARG, "lv_detok_stream_create: out is NULL");
     *out = NULL;
-    const lv_vocab *v = model_vocab(model);
-    if (!v) return LV_ERR_INVALID_ARG;
+    if (!v) return lv_error(LV_ERR_INVALID_ARG, "lv_detok_stream_create: no vocabulary");
     lv_detok_stream *ds = lv_calloc(1, sizeof(*ds));
     if (!ds) return LV_ERR_NOMEM;
     ds->v = v;

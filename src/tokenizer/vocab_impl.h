@@ -112,8 +112,11 @@ struct lv_vocab {
     const char *chat_template; /* tokenizer.chat_template (NUL-terminated copy) or NULL */
 };
 
-/* ---- shared helpers (vocab.c) ---- */
+/* ---- lookup tables (vocab_map.c), shared by the loader and the tokenizers ---- */
+lv_status lv_vocab_map_build(lv_vocab *v); /* the text -> id map of v->tokens; a duplicate text is an error */
 lv_token lv_vocab_find(const lv_vocab *v, const char *text, size_t len); /* -1 if absent */
+lv_status lv_merge_map_init(lv_merge_map *mm, uint64_t n); /* room for n merges */
+void      lv_merge_map_add(lv_merge_map *mm, lv_merge m);  /* a pair already present keeps its first rank */
 /* SPM byte fallback: "<0xXX>", else the one-byte text; -1 if neither. */
 lv_token lv_vocab_byte_to_token(const lv_vocab *v, uint8_t byte);
 

@@ -15,6 +15,7 @@
 
 #include "gguf/gguf.h"
 #include "gguf/quant.h"
+#include "model/model.h"
 #include "tokenizer/tokenizer.h"
 
 #include <errno.h>

@@ -3,6 +3,11 @@
  * gradients and AdamW state; forward and backward written out op by op, each with a scalar
  * reference beside the fast path; multi-threaded over the library's lv_threadpool.
  *
+ * The module src/train/ (docs/architecture.md):
+ *   Owns:  the trainer: f32 forward and backward of llama / qwen2, AdamW, DuoAttention gate
+ *          optimization (docs/train.md).
+ *   Never: shares state with inference contexts.
+ *
  * The same machinery runs DuoAttention's head identification (identify.c): the model is loaded
  * from a GGUF (llama or qwen2, any weight type, converted to f32), its weights are frozen, and the
  * only parameters are the per-(layer, KV head) gates of the mixed attention.
@@ -19,8 +24,8 @@
 #ifndef LV_TRAIN_H
 #define LV_TRAIN_H
 
-#include "kernels/kernels.h"
 #include "core/core.h"
+#include "kernels/kernels.h"
 #include "model/model.h"
 
 #include <stdbool.h>

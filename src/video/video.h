@@ -2,6 +2,11 @@
  * video.h: what the files of the video module share (internal; the public API is the
  * "video" section of include/longview.h, the design is docs/video.md).
  *
+ * The module src/video/ (docs/architecture.md):
+ *   Owns:  probing, the sampling plan, interval-parallel decoding into ordered slots, conversion,
+ *          on FFmpeg's libav* (docs/video.md).
+ *   Never: decodes a codec itself, prints, or runs a model.
+ *
  *   probe.c    open a file or a memory buffer, choose the stream, demux every packet of it once
  *              (no decoding) into the packet index: timestamps, keyframes, which frames nothing
  *              references, open-GOP leading frames; describe it

@@ -1,25 +1,25 @@
 /*
- * lv_oracle.c: a small program against llama.cpp's public llama.h, used only to produce the
+ * lv_oracle_tokenizer.c: a small program against llama.cpp's public llama.h, used only to produce the
  * golden files under tests/golden/tokenizer/ and the benchmark baseline (bench/tokenizer/).
  * It is built by scripts/gen-tokenizer-golden.sh against a prebuilt libllama; nothing in the
  * longview build or `make test` needs it.
  *
- *   lv_oracle tokenize VOCAB.gguf FILE [add_special parse_special]
+ *   lv_oracle_tokenizer tokenize VOCAB.gguf FILE [add_special parse_special]
  *       raw bytes of FILE -> ids on one line (space separated)
- *   lv_oracle roundtrip VOCAB.gguf FILE
+ *   lv_oracle_tokenizer roundtrip VOCAB.gguf FILE
  *       FILE holds records "u32 length + bytes"; for each, writes a record with the hex of
  *       detokenize(tokenize(x)) (add_special=0, parse_special=0, remove_special=0, unparse=0)
  *       and the ids, one line per record: "<n_ids> <ids...> | <hex>"
- *   lv_oracle pieces VOCAB.gguf
+ *   lv_oracle_tokenizer pieces VOCAB.gguf
  *       for every id: "<id> <attr> <hex of token_to_piece(special=1)> <hex of special=0>"
- *   lv_oracle info VOCAB.gguf
+ *   lv_oracle_tokenizer info VOCAB.gguf
  *       bos eos eot eom pad sep nl add_bos add_eos and the eog ids
- *   lv_oracle digest VOCAB.gguf FILE...
+ *   lv_oracle_tokenizer digest VOCAB.gguf FILE...
  *       per file: "<basename> <n_ids> <fnv64 of the ids (int32 LE)> <fnv64 of detokenize> <1 if
  *       detokenize gives the file back, else 0>" (add_special=0, parse_special=0)
- *   lv_oracle bench VOCAB.gguf FILE REPS
+ *   lv_oracle_tokenizer bench VOCAB.gguf FILE REPS
  *       times llama_tokenize over FILE REPS times; prints best and median seconds and n_tokens
- *   lv_oracle unicode
+ *   lv_oracle_tokenizer unicode
  *       dumps llama.cpp's codepoint flags as ranges (uses the exported C++ helper
  *       unicode_cpt_flags_from_cpt, not part of llama.h): "start flags" per line
  */
@@ -102,7 +102,7 @@ uint16_t _Z26unicode_cpt_flags_from_cptj(uint32_t cpt); /* unicode_cpt_flags_fro
 uint32_t _Z15unicode_tolowerj(uint32_t cpt);            /* unicode_tolower(uint32_t) */
 
 int main(int argc, char **argv) {
-    if (argc < 2) { fprintf(stderr, "usage: see the comment at the top of lv_oracle.c\n"); return 2; }
+    if (argc < 2) { fprintf(stderr, "usage: see the comment at the top of lv_oracle_tokenizer.c\n"); return 2; }
     llama_log_set(quiet_log, NULL);
     llama_backend_init();
     const char *cmd = argv[1];
