@@ -329,8 +329,10 @@ static bool seek_to_gop(vworker *w, int64_t g) {
 
 static lv_status reopen(vworker *w) {
     lv_video *v = w->r->v;
+    /* the packet read ahead belongs to the old demuxer: release it (av_read_frame writes over a
+     * packet without unreferencing it, so clearing `have` alone leaked its buffers) */
+    if (w->have) consume_packet(w);
     lv_video_close_demuxer_(&w->fmt);
-    w->have = false;
     lv_status st = lv_video_open_demuxer_(v, v->path, false, &w->fmt);
     if (st != LV_OK) st = lv_video_open_demuxer_(v, v->path, true, &w->fmt);
     w->n_seeks++;

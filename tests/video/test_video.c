@@ -919,6 +919,62 @@ TEST(video_damaged_input) {
     CHECK(logs.lost > 0, "damage was reported with its times (%d warnings, %d others)", logs.lost, logs.other);
 }
 
+/* LeakSanitizer's check, where the build has it (make BUILD=asan): the leaked blocks so far */
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/lsan_interface.h>
+#define LEAKS_NOW() __lsan_do_recoverable_leak_check()
+#else
+#define LEAKS_NOW() 0
+#endif
+
+/* ../shared/data/fuzz/video-leak-mpegts.bin (found by fuzz_video): an HLS playlist read through
+ * the MPEG-TS demuxer, on which a decode thread reopens its demuxer while holding a packet read
+ * ahead. Reopening dropped that packet without unreferencing it, and the next av_read_frame wrote
+ * over it: its buffers and side data leaked. Read it the three ways the fuzzer does (1 thread,
+ * 2 threads, the sequential path); under ASan nothing may leak, and in every build it ends with a
+ * status, not a crash. */
+TEST(video_reopen_does_not_leak_the_packet_read_ahead) {
+    const char *data = lv_test_shared_data();
+    if (!data) SKIP("../shared/data not found");
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/fuzz/video-leak-mpegts.bin", data);
+    size_t n = 0;
+    uint8_t *buf = read_file(path, &n);
+    if (!buf) SKIP("%s not found", path);
+    quiet_logs();
+    for (int way = 0; way < 3; way++) {
+        lv_video_open_params op = lv_video_default_open_params();
+        op.max_pixels = 1 << 20;
+        op.max_packets = 4096;
+        lv_video *v = NULL;
+        lv_status st = lv_video_open_memory(buf, (int64_t)n, op, &v);
+        CHECK(st == LV_OK, "way %d: the file opens (%s: %s)", way, lv_status_str(st), lv_last_error());
+        if (st != LV_OK) continue;
+        lv_video_read_params p = lv_video_default_read_params();
+        p.sample = LV_VIDEO_SAMPLE_FPS;
+        p.fps = 4.0;
+        p.width = 16;
+        p.height = 16;
+        p.max_samples = 512;
+        p.n_threads = way == 1 ? 2 : 1;
+        p.sequential = way == 2;
+        lv_video_reader *r = NULL;
+        st = lv_video_read_start(v, &p, &r);
+        CHECK(st == LV_OK, "way %d: reading starts (%s)", way, lv_status_str(st));
+        int64_t frames = 0;
+        if (st == LV_OK) {
+            lv_video_frame f;
+            while ((st = lv_video_reader_next(r, &f)) == LV_OK && f.data) frames++;
+            lv_video_reader_free(r);
+        }
+        CHECK(st == LV_OK || st == LV_ERR_FORMAT || st == LV_ERR_IO, "way %d: %lld frames, then %s", way, (long long)frames,
+              lv_status_str(st));
+        lv_video_free(v);
+    }
+    free(buf);
+    CHECK(LEAKS_NOW() == 0, "LeakSanitizer finds blocks leaked by reading the file (see its report above)");
+}
+
 TEST(video_alloc_failures) {
     quiet_logs();
     const char *path = gen("h264_bf.mp4", "-f lavfi -i testsrc2=size=128x96:rate=25 -t 4 -c:v libx264 -g 40 -bf 3 "
