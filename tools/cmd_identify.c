@@ -30,18 +30,12 @@ static double duo_lr_mult(int64_t s, int64_t n) {
 }
 
 static int write_tsv(const char *path, const float *a, int L, int H) {
-    FILE *f = fopen(path, "w");
-    if (!f) {
-        cli_error("cannot create '%s'", path);
-        return -1;
-    }
+    cli_out o;
+    FILE *f = cli_out_open(&o, path, false);
+    if (!f) return -1;
     for (int l = 0; l < L; l++)
         for (int h = 0; h < H; h++) fprintf(f, "%.18e%c", (double)a[l * H + h], h + 1 < H ? '\t' : '\n');
-    if (fclose(f) != 0) {
-        cli_error("writing '%s' failed", path);
-        return -1;
-    }
-    return 0;
+    return cli_out_commit(&o);
 }
 
 static int write_map(const char *path, const float *a, int L, int H, const char *title) {

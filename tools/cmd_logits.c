@@ -57,6 +57,7 @@ int cmd_logits(int argc, char **argv) {
     lv_token *toks = NULL;
     int32_t n_toks = 0;
     FILE *f = NULL;
+    cli_out outf;
     lv_batch batch = {0};
     lv_status st = lv_model_load(model_path, lv_model_default_params(), &model);
     if (st != LV_OK) {
@@ -88,11 +89,7 @@ int cmd_logits(int argc, char **argv) {
         cli_fail("creating the context", st);
         goto end;
     }
-    f = fopen(out, "wb");
-    if (!f) {
-        cli_error("cannot create '%s': %s", out, strerror(errno));
-        goto end;
-    }
+    if (!(f = cli_out_open(&outf, out, true))) goto end;
     batch = lv_batch_init((int32_t)n_batch);
     if (!batch.token) {
         cli_error("out of memory");
@@ -125,16 +122,12 @@ int cmd_logits(int argc, char **argv) {
         }
         cli_progress_update(&prog, (double)(i0 + n) / n_toks, NULL);
     }
-    if (fclose(f) != 0) {
-        f = NULL;
-        cli_error("writing '%s' failed", out);
-        goto end;
-    }
     f = NULL;
+    if (cli_out_commit(&outf) != 0) goto end;
     cli_progress_done(&prog, NULL);
     rc = 0;
 end:
-    if (f) fclose(f);
+    if (f) cli_out_abort(&outf);
     lv_batch_free(&batch);
     free(toks);
     lv_context_free(ctx);

@@ -278,14 +278,11 @@ int cmd_video_frames(int argc, char **argv) {
         return cli_fail("cannot decode", st);
     }
     FILE *out = NULL;
-    if (out_path) {
-        out = strcmp(out_path, "-") == 0 ? stdout : fopen(out_path, "wb");
-        if (!out) {
-            cli_error("cannot create '%s': %s", out_path, strerror(errno));
-            lv_video_reader_free(rd);
-            lv_video_free(v);
-            return 1;
-        }
+    cli_out outf;
+    if (out_path && !(out = cli_out_open(&outf, out_path, true))) {
+        lv_video_reader_free(rd);
+        lv_video_free(v);
+        return 1;
     }
     int64_t planned = lv_video_reader_n_planned(rd);
     cli_progress prog;
@@ -320,11 +317,9 @@ int cmd_video_frames(int argc, char **argv) {
         }
     }
     if (st != LV_OK && rc == 0) rc = cli_fail("decoding failed", st);
-    if (out && out != stdout && fclose(out) != 0 && rc == 0) {
-        cli_error("cannot write '%s': %s", out_path, strerror(errno));
-        rc = 1;
-    }
-    if (out == stdout) fflush(stdout);
+    /* the frames appear at -o only when all of them were written (stdout streams as it goes) */
+    if (out && rc == 0 && cli_out_commit(&outf) != 0) rc = 1;
+    else if (out && rc != 0) cli_out_abort(&outf);
     lv_video_stats s;
     lv_video_reader_stats(rd, &s);
     if (!quiet) {

@@ -12,6 +12,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 typedef enum cli_opt_kind {
     CLI_STR,   /* const char ** */
@@ -57,6 +58,20 @@ int cli_fail(const char *what, lv_status st);
 
 /* Read a whole file (or "-" for stdin) into a NUL-terminated buffer. NULL + error on failure. */
 char *cli_read_file(const char *path, int64_t *len);
+
+/* An output file that appears whole or not at all (output.c): cli_out_open writes to
+ * "PATH.tmp-PID" beside PATH, cli_out_commit flushes it to disk and renames it over PATH,
+ * cli_out_abort (or a failed commit, or SIGINT / SIGTERM / SIGHUP meanwhile) removes it, so a
+ * failed or stopped run leaves whatever was at PATH untouched. PATH "-" is stdout. Both print
+ * their errors; open returns NULL, commit -1. */
+typedef struct cli_out {
+    FILE *f;
+    const char *path;
+    char *tmp; /* NULL for stdout */
+} cli_out;
+FILE *cli_out_open(cli_out *o, const char *path, bool binary);
+int   cli_out_commit(cli_out *o);
+void  cli_out_abort(cli_out *o);
 
 /* Parse "1,2,3" or whitespace-separated ids into a new array. */
 lv_token *cli_parse_tokens(const char *s, int32_t *n, const char *what);

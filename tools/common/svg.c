@@ -11,12 +11,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* the document being written: one at a time, renamed into place by svg_end (cli_out) */
+static cli_out g_doc;
+
 FILE *svg_begin(const char *path, double w, double h) {
-    FILE *f = fopen(path, "w");
-    if (!f) {
-        cli_error("cannot write '%s': %s", path, strerror(errno));
+    if (g_doc.f) {
+        cli_error("internal: an SVG is already being written");
         return NULL;
     }
+    FILE *f = cli_out_open(&g_doc, path, false);
+    if (!f) return NULL;
     fprintf(f,
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
             "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" "
@@ -27,14 +31,13 @@ FILE *svg_begin(const char *path, double w, double h) {
 }
 
 int svg_end(FILE *f, const char *path) {
-    fputs("</svg>\n", f);
-    int bad = ferror(f);
-    if (fclose(f) != 0) bad = 1;
-    if (bad) {
-        cli_error("writing '%s' failed", path);
+    (void)path;
+    if (f != g_doc.f) {
+        cli_error("internal: svg_end on a document svg_begin did not open");
         return 1;
     }
-    return 0;
+    fputs("</svg>\n", f);
+    return cli_out_commit(&g_doc) != 0;
 }
 
 static void put_escaped(FILE *f, const char *s) {

@@ -7,10 +7,11 @@
 
 #include <stdio.h>
 
-/* Open path for writing and write the SVG header for a w x h canvas (white background).
+/* Start the SVG document for path with the header of a w x h canvas (white background); it is
+ * written beside path and renamed into place by svg_end (cli_out). One document at a time.
  * NULL after printing the error. */
 FILE *svg_begin(const char *path, double w, double h);
-/* Write the closing tag and close the file; returns 0, or 1 after printing a write error. */
+/* Write the closing tag and put the file in place; returns 0, or 1 after printing a write error. */
 int svg_end(FILE *f, const char *path);
 
 /* fill: "#rrggbb" or "none"; stroke NULL for none. */
