@@ -5,7 +5,11 @@
  * plain language modelling on windows of the haystack essays. AdamW with warmup and cosine decay.
  *
  * Every sample is a pure function of (--seed, step, index in the batch), so a run resumed from a
- * checkpoint (OUT.gguf + OUT.gguf.optim) continues bit for bit as if it had not stopped.
+ * checkpoint (OUT.ckpt + OUT.ckpt.optim) continues bit for bit as if it had not stopped.
+ *
+ * Nothing is written at OUT before the schedule is complete: checkpoints (--save-every, --stop-at)
+ * go to OUT.ckpt, a GGUF marked as a checkpoint (longview.training.checkpoint, which the loader
+ * warns about), and the finished model replaces OUT in one rename (the trainer writes beside it).
  */
 #define _POSIX_C_SOURCE 200809L
 #include "common/cli.h"
@@ -14,6 +18,7 @@
 #include "train/train.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,15 +51,52 @@ static const preset k_presets[] = {
     {"small", 128, 4, 4, 2, 384},
 };
 
-/* save the model to out and the optimizer to out.optim */
-static int save_ckpt(const lv_tmodel *m, const lv_adamw *opt, const lv_tr_ckpt_info *info, const char *vocab, const char *out) {
-    lv_status st = lv_tmodel_export_gguf(m, vocab, out, false, "longview-train", NULL);
+/* the checkpoint of output out: "out.ckpt" (and its optimizer state "out.ckpt.optim") */
+static void ckpt_path(const char *out, char *buf, size_t n) { snprintf(buf, n, "%s.ckpt", out); }
+
+/* Save the model to path and the optimizer to path.optim (each written beside its target and
+ * renamed into place). A model saved before the end of the schedule is marked as a checkpoint. */
+static int save_state(const lv_tmodel *m, const lv_adamw *opt, const lv_tr_ckpt_info *info, const char *vocab, const char *path) {
+    char mark[64];
+    snprintf(mark, sizeof(mark), "step %lld of %lld", (long long)info->step, (long long)info->total_steps);
+    const char *ckpt_kv[] = {"longview.training.checkpoint", mark, NULL};
+    const bool done = info->step >= info->total_steps;
+    lv_status st = lv_tmodel_export_gguf(m, vocab, path, false, "longview-train", done ? NULL : ckpt_kv);
     if (st != LV_OK) return cli_fail("writing the model", st), -1;
-    char path[4096];
-    snprintf(path, sizeof(path), "%s.optim", out);
-    st = lv_adamw_save(opt, info, path);
+    char opath[4096];
+    snprintf(opath, sizeof(opath), "%s.optim", path);
+    st = lv_adamw_save(opt, info, opath);
     if (st != LV_OK) return cli_fail("writing the optimizer state", st), -1;
     return 0;
+}
+
+/* The vocabulary of the --vocab argument (a vocabulary GGUF, a tokenizer.json or builtin:bytes) as
+ * a vocabulary-only model: gen-model writes its tokenizer keys into a one-layer model in the
+ * temporary directory (never at the output path), read into memory, then removed. Returns 0, or
+ * -1 after printing the error. */
+static int load_vocab(const char *vocab, lv_model **out) {
+    const char *dir = getenv("TMPDIR");
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/longview-vocab-XXXXXX", dir && dir[0] ? dir : "/tmp");
+    const int fd = mkstemp(path);
+    if (fd < 0) {
+        cli_error("reading the vocabulary: cannot create a temporary file in %s: %s", dir && dir[0] ? dir : "/tmp", strerror(errno));
+        return -1;
+    }
+    close(fd);
+    lv_genmodel_params gp = lv_genmodel_default_params();
+    gp.arch = "llama";
+    gp.n_embd = 8, gp.n_layer = 1, gp.n_head = 1, gp.n_head_kv = 1, gp.n_ff = 8;
+    gp.vocab_path = vocab;
+    lv_status s = lv_genmodel_write(&gp, path);
+    if (s == LV_OK) {
+        lv_model_params mp = lv_model_default_params();
+        mp.vocab_only = true;
+        mp.use_mmap = false;
+        s = lv_model_load(path, mp, out);
+    }
+    unlink(path);
+    return s == LV_OK ? 0 : (cli_fail("reading the vocabulary", s), -1);
 }
 
 /* fraction of eval prompts whose every answer token is the argmax (teacher forcing: exactly the
@@ -89,7 +131,7 @@ int cmd_train(int argc, char **argv) {
     bool untied = false, no_haystack = false;
     const char *niah_needles = "list";
     cli_opt opts[] = {
-        {"-o", "--output", CLI_STR, &out, "FILE", "the trained GGUF; checkpoints are FILE + FILE.optim", .required = true},
+        {"-o", "--output", CLI_STR, &out, "FILE", "the trained GGUF, written when the schedule is complete (with FILE.optim); checkpoints go to FILE.ckpt + FILE.ckpt.optim", .required = true},
         {NULL, "--preset", CLI_STR, &preset_name, "NAME", "shape: nano (32x1) | tiny (64x2, default) | small (128x4); flags below override"},
         {NULL, "--arch", CLI_STR, &arch, "NAME", "llama (default) or qwen2 (q/k/v biases, NEOX rope)"},
         {NULL, "--dim", CLI_INT, &dim, "N", "embedding size", .lo = 2, .hi = 8192},
@@ -124,9 +166,9 @@ int cmd_train(int argc, char **argv) {
         {NULL, "--clip", CLI_FLOAT, &clip, "F", "clip the global gradient norm to F (0: off; default 1)", .flo = 0, .fhi = 1e9},
         {NULL, "--seed", CLI_INT, &seed, "N", "seed of the initial weights and of the data (default 1)", .lo = 0, .hi = INT64_MAX},
         {"-t", "--threads", CLI_INT, &threads, "N", "threads (default: all cores)", .lo = 1, .hi = 1024},
-        {NULL, "--save-every", CLI_INT, &save_every, "N", "write a checkpoint every N steps (default: only at the end)", .lo = 1, .hi = INT32_MAX},
-        {NULL, "--stop-at", CLI_INT, &stop_at, "N", "stop after step N with a checkpoint, as if interrupted (resume with --resume)", .lo = 1, .hi = INT32_MAX},
-        {NULL, "--resume", CLI_STR, &resume, "FILE", "continue from a checkpoint FILE (+ FILE.optim); pass the same flags as the first run"},
+        {NULL, "--save-every", CLI_INT, &save_every, "N", "write a checkpoint (OUT.ckpt) every N steps (default: none)", .lo = 1, .hi = INT32_MAX},
+        {NULL, "--stop-at", CLI_INT, &stop_at, "N", "stop after step N with a checkpoint (OUT.ckpt), as if interrupted", .lo = 1, .hi = INT32_MAX},
+        {NULL, "--resume", CLI_STR, &resume, "FILE", "continue from a checkpoint FILE (+ FILE.optim), e.g. OUT.ckpt; pass the same flags as the first run"},
         {NULL, "--init", CLI_STR, &init, "FILE", "start from this GGUF's weights (and vocabulary) with a fresh optimizer; shape flags are ignored"},
         {NULL, "--eval-every", CLI_INT, &eval_every, "N", "every N steps (and at the end) measure held-out passkey accuracy", .lo = 1, .hi = INT32_MAX},
         {NULL, "--eval-samples", CLI_INT, &eval_samples, "N", "held-out passkey prompts per evaluation (default 32)", .lo = 1, .hi = 100000},
@@ -134,7 +176,7 @@ int cmd_train(int argc, char **argv) {
         {NULL, "--log-every", CLI_INT, &log_every, "N", "when stderr is not a terminal, a progress line every N steps (default 10)", .lo = 1, .hi = INT32_MAX},
     };
     const int n_opts = (int)(sizeof(opts) / sizeof(opts[0]));
-    int r = cli_parse(argc, argv, opts, n_opts, "longview train -o OUT.gguf [--preset NAME | --dim N --layers N --heads N ...] [--steps N] [--resume OUT.gguf]",
+    int r = cli_parse(argc, argv, opts, n_opts, "longview train -o OUT.gguf [--preset NAME | --dim N --layers N --heads N ...] [--steps N] [--resume OUT.gguf.ckpt]",
                       "Train a llama-architecture model from scratch on the CPU (f32, AdamW with linear warmup and cosine decay,\n"
                       "gradient-norm clipping). Data is generated on the fly: retrieval prompts (passkey, multikey, multivalue,\n"
                       "NIAH with random needles: --tasks) from the builders `longview eval` uses, each followed by its answer,\n"
@@ -245,22 +287,7 @@ int cmd_train(int argc, char **argv) {
             .n_ctx_train = (int32_t)(ctx_train ? ctx_train : seq_len), .rope_base = (float)rope_base, .norm_eps = 1e-5f, .tied = !untied,
         };
         c.bias_qkv = c.arch == LV_ARCH_QWEN2;
-        /* find the vocabulary size: gen-model's writer through a one-layer placeholder is overkill; export a
-         * 2-token model fails with the size in the message, so ask the loader instead */
-        lv_genmodel_params gp = lv_genmodel_default_params();
-        gp.arch = "llama";
-        gp.n_embd = 8, gp.n_layer = 1, gp.n_head = 1, gp.n_head_kv = 1, gp.n_ff = 8;
-        gp.vocab_path = vocab;
-        if ((s = lv_genmodel_write(&gp, out)) != LV_OK) {
-            rc = cli_fail("reading the vocabulary", s);
-            goto end;
-        }
-        lv_model_params mp = lv_model_default_params();
-        mp.vocab_only = true;
-        if ((s = lv_model_load(out, mp, &vm)) != LV_OK) {
-            rc = cli_fail("loading the vocabulary", s);
-            goto end;
-        }
+        if (load_vocab(vocab, &vm) != 0) goto end;
         c.n_vocab = lv_model_n_vocab(vm);
         if ((s = lv_tmodel_create(&c, true, &m)) != LV_OK) {
             rc = cli_fail("creating the model", s);
@@ -339,6 +366,8 @@ int cmd_train(int argc, char **argv) {
 
     /* the tokenizer written with every save: the original --vocab, or the checkpoint's own */
     const char *save_vocab = resume ? resume : init ? init : vocab;
+    char ckpt[4096];
+    ckpt_path(out, ckpt, sizeof(ckpt));
     const bool tty = isatty(2);
     const double t0 = now_s();
     double tokens = 0, last_print = 0;
@@ -397,11 +426,21 @@ int cmd_train(int argc, char **argv) {
             last_print = el;
         }
         if (save_every && (step + 1) % save_every == 0 && !at_end)
-            if (save_ckpt(m, &opt, &info, save_vocab, out) != 0) goto end;
+            if (save_state(m, &opt, &info, save_vocab, ckpt) != 0) goto end;
     }
-    if (save_ckpt(m, &opt, &info, save_vocab, out) != 0) goto end;
-    fprintf(stderr, "train: wrote %s (step %lld of %lld%s)\n", out, (long long)info.step, (long long)steps,
-            info.step < steps ? "; resume with --resume" : "");
+    if (info.step < steps) { /* --stop-at: a checkpoint, not the model */
+        if (save_state(m, &opt, &info, save_vocab, ckpt) != 0) goto end;
+        fprintf(stderr, "train: wrote the checkpoint %s (step %lld of %lld; resume with --resume %s)\n", ckpt, (long long)info.step,
+                (long long)steps, ckpt);
+    } else {
+        if (save_state(m, &opt, &info, save_vocab, out) != 0) goto end;
+        /* the finished model supersedes this run's checkpoint */
+        char opath[4200];
+        snprintf(opath, sizeof(opath), "%s.optim", ckpt);
+        unlink(ckpt);
+        unlink(opath);
+        fprintf(stderr, "train: wrote %s (step %lld of %lld)\n", out, (long long)info.step, (long long)steps);
+    }
     rc = 0;
     goto end;
 nomem:

@@ -446,6 +446,16 @@ static lv_status model_init(lv_model *m, lv_model_params params) {
     return LV_OK;
 }
 
+/* "step N of M" when the file is a checkpoint `longview train` wrote before the end of its
+ * schedule (key longview.training.checkpoint) */
+static bool checkpoint_of(const lv_model *m, char *buf, size_t size) {
+    const int64_t i = lv_gguf_find_key(m->gguf, "longview.training.checkpoint");
+    if (i < 0 || lv_gguf_kv_type(m->gguf, i) != LV_GGUF_STRING) return false;
+    const lv_gguf_str v = lv_gguf_get_str(m->gguf, i);
+    snprintf(buf, size, "%.*s", (int)LV_MIN(v.len, size - 1), v.ptr);
+    return true;
+}
+
 lv_status lv_model_load(const char *path, lv_model_params params, lv_model **out) {
     *out = NULL;
     lv_model *m = lv_calloc(1, sizeof(*m));
@@ -468,6 +478,9 @@ lv_status lv_model_load(const char *path, lv_model_params params, lv_model **out
         }
     }
     if (st != LV_OK || (st = model_init(m, params)) != LV_OK) goto fail;
+    char ck[64];
+    if (!params.vocab_only && checkpoint_of(m, ck, sizeof(ck)))
+        LV_LOG_W("%s is a training checkpoint (%s), not a finished model: longview train --resume continues it", path, ck);
     *out = m;
     return LV_OK;
 
@@ -555,6 +568,9 @@ int64_t lv_model_describe(const lv_model *m, char *buf, size_t buf_size) {
         lv_gguf_str n = lv_gguf_get_str(g, ni);
         sb_printf(&s, "name:          %.*s\n", (int)LV_MIN(n.len, 200), n.ptr);
     }
+    char ck[64];
+    if (checkpoint_of(m, ck, sizeof(ck)))
+        sb_printf(&s, "checkpoint:    a training checkpoint (%s), not a finished model: longview train --resume continues it\n", ck);
     if (m->vocab) {
         char vd[256];
         lv_vocab_describe(m->vocab, vd, sizeof(vd));

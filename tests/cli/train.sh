@@ -2,7 +2,7 @@
 # resumed gives the same model and optimizer state, bit for bit, as an uninterrupted run (with a
 # different thread count); the output loads in `longview run`; bad flags and checkpoints fail clearly
 . "$(dirname "$0")/_lib.sh"
-rm -f "$T/full.log" "$T"/*.gguf "$T"/*.optim
+rm -f "$T/full.log" "$T"/*.gguf "$T"/*.optim "$T"/*.ckpt
 A="--preset nano --steps 30 --batch 2 --seq-len 400 --lr 3e-3 --seed 5 --log-every 100"
 expect_ok "train 30 steps" "$LV" train -o "$T/full.gguf" $A -t 2 --log "$T/full.log"
 grep -q "^step 30/30 | loss" "$T/err" || fail "progress line: $(cat "$T/err")"
@@ -12,14 +12,36 @@ grep -q "tok/s" "$T/err" && grep -q "ETA" "$T/err" || fail "progress shows tok/s
 awk -F'\t' '!/^#/ { l[$1] = $2 } END { a = 0; b = 0; for (i = 1; i <= 5; i++) { a += l[i]; b += l[25 + i] }
   a /= 5; b /= 5; printf "first5 %.3f last5 %.3f\n", a, b; exit !(b < a - 0.3) }' "$T/full.log" || fail "loss did not fall"
 
+# a run stopped before the end writes a checkpoint beside the output, never the output itself
+printf 'an older model\n' > "$T/part.gguf"
 expect_ok "train, stopped at step 12" "$LV" train -o "$T/part.gguf" $A -t 1 --stop-at 12
-grep -q "step 12 of 30; resume" "$T/err" || fail "says where it stopped: $(cat "$T/err")"
-[ -f "$T/part.gguf.optim" ] || fail "optimizer state written"
-expect_ok "resume" "$LV" train -o "$T/part.gguf" $A -t 2 --resume "$T/part.gguf"
+grep -q "step 12 of 30; resume with --resume $T/part.gguf.ckpt" "$T/err" || fail "says where it stopped: $(cat "$T/err")"
+[ -f "$T/part.gguf.ckpt" ] && [ -f "$T/part.gguf.ckpt.optim" ] || fail "checkpoint and optimizer state written"
+[ "$(cat "$T/part.gguf")" = "an older model" ] || fail "the file at -o was replaced by a checkpoint"
+expect_ok "info on the checkpoint" "$LV" info -m "$T/part.gguf.ckpt"
+grep -q "training checkpoint (step 12 of 30), not a finished model" "$T/out" || fail "info says it is a checkpoint: $(cat "$T/out")"
+expect_ok "run on the checkpoint" "$LV" run -m "$T/part.gguf.ckpt" -p "x" -n 1
+grep -q "is a training checkpoint (step 12 of 30)" "$T/err" || fail "loading a checkpoint warns: $(cat "$T/err")"
+expect_ok "resume" "$LV" train -o "$T/part.gguf" $A -t 2 --resume "$T/part.gguf.ckpt"
 grep -q "resuming .* at step 12 of 30" "$T/err" || fail "resume message"
 cmp "$T/full.gguf" "$T/part.gguf" || fail "resumed model differs from the uninterrupted one"
 cmp "$T/full.gguf.optim" "$T/part.gguf.optim" || fail "resumed optimizer state differs"
+[ ! -e "$T/part.gguf.ckpt" ] && [ ! -e "$T/part.gguf.ckpt.optim" ] || fail "the finished model supersedes the checkpoint"
+"$LV" info -m "$T/full.gguf" | grep -q checkpoint && fail "a finished model is not marked as a checkpoint"
 echo "ok: resumed run is bit-identical"
+
+# stopped from outside early in a long run (SIGTERM: a background job of a script ignores SIGINT): the file at -o is untouched, no temporary left
+printf 'precious\n' > "$T/kill.gguf"
+"$LV" train -o "$T/kill.gguf" --preset nano --steps 100000 --batch 1 --seq-len 400 --no-haystack -t 1 --log-every 1 2>"$T/kill.err" &
+pid=$!
+for _ in $(seq 100); do grep -q "^step 2/" "$T/kill.err" && break; sleep 0.1; done
+grep -q "^step 2/" "$T/kill.err" || fail "the long run started: $(cat "$T/kill.err")"
+kill -TERM $pid; wait $pid && fail "an interrupted run exits non-zero"
+[ "$(cat "$T/kill.gguf")" = precious ] || fail "an interrupted run replaced the file at -o"
+ls "$T" | grep -q "kill.gguf.*tmp" && fail "temporaries left: $(ls "$T" | grep kill)"
+echo "ok: an interrupted run leaves -o as it was"
+expect_fail "a vocabulary that does not exist" "$LV" train -o "$T/novocab.gguf" --preset nano --steps 1 --vocab "$T/nope.gguf" --no-haystack
+[ ! -e "$T/novocab.gguf" ] || fail "a failed start wrote -o"
 
 expect_ok "run loads it" "$LV" run -m "$T/full.gguf" -p "The pass key is" -n 4
 expect_ok "info loads it" "$LV" info -m "$T/full.gguf"
