@@ -10,7 +10,8 @@
 # key in repeated filler sentences). Then the same for a random-weight SmolLM2-135M-shaped model
 # (its text is noise), to show the path on a real model shape and vocabulary.
 #
-# usage: scripts/demo.sh [LONGVIEW] [LENGTH] [DEPTH]
+# usage: scripts/demo.sh [LONGVIEW] [LENGTH] [DEPTH]   (LV_DEMO_CACHE: where the random model is kept,
+#        default build/demo; LV_SHARED_DATA: ../shared/data elsewhere)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LV=${1:-build/release/longview}
@@ -38,9 +39,17 @@ fi
 
 vocab=builtin:bytes
 [ -f "$SHARED/vocab/ggml-vocab-llama-spm.gguf" ] && vocab="$SHARED/vocab/ggml-vocab-llama-spm.gguf"
-mkdir -p build/demo
-rnd=build/demo/smollm2-135m-random-q8_0.gguf
-[ -f "$rnd" ] || "$LV" gen-model --preset smollm2-135m --vocab "$vocab" --type q8_0 --seed 1 -o "$rnd"
+# The random model is cached under a name keyed on everything that makes it: the gen-model flags,
+# the vocabulary's content and the longview binary that writes it (a change of any gives a new
+# file, and the stale ones are removed).
+cache=${LV_DEMO_CACHE:-build/demo}
+mkdir -p "$cache"
+flags=(--preset smollm2-135m --type q8_0 --seed 1)
+key=$( { echo "${flags[*]}"; if [ -f "$vocab" ]; then sha256sum < "$vocab"; else echo "$vocab"; fi; sha256sum < "$(command -v "$LV")"; } |
+  sha256sum | cut -c1-16)
+rnd=$cache/smollm2-135m-random-q8_0-$key.gguf
+for old in "$cache"/smollm2-135m-random-q8_0*.gguf; do [ -e "$old" ] && [ "$old" != "$rnd" ] && rm -f "$old"; done
+[ -f "$rnd" ] || "$LV" gen-model "${flags[@]}" --vocab "$vocab" -o "$rnd"
 echo
 echo "== a SmolLM2-135M-shaped model with RANDOM weights (Q8_0, vocabulary: $vocab): the completion below is noise"
 "$LV" run -m "$rnd" -p "The best thing to do in San Francisco is" -n 32 --temp 0.8 --seed 7
