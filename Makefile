@@ -1,10 +1,12 @@
-# longview build. Plain make; see README.md and docs/building.md.
+# longview build. Plain make; see README.md ("Building") and docs/testing.md.
 #
 #   make                 release build in build/release (library, longview CLI, lv_test)
 #   make BUILD=asan      the same with AddressSanitizer + UndefinedBehaviorSanitizer in build/asan
 #   make test            release tests, then the whole suite again under ASan+UBSan
 #   make fuzz            libFuzzer targets (clang) in build/fuzz
-#   make demo            generate a small random-weight model and run it (the README's main job)
+#   make demo            the README's main job (scripts/demo.sh)
+#   make install         the tool, longview.h, liblongview.a / .so and longview.pc under PREFIX (/usr/local), DESTDIR
+#   make shared          liblongview.so alone
 #   make bench-kernels   the per-type kernel benchmark (bench/kernels/RESULTS.md), not part of make test
 #   make bench-attn      the attention kernel micro-benchmark (bench/attn), not part of make test
 #   make bench-kv        KV cache memory per attention mode at 32k and 128k tokens (bench/kv)
@@ -69,7 +71,7 @@ AVX512_FLAGS := $(AVX2_FLAGS) -mavx512f -mavx512bw -mavx512dq -mavx512vl
 # VNNI and BF16 instructions are not implied by the avx512 level: functions that use them carry
 # __attribute__((target("avx512vnni"))) / ("avx512bf16") and are chosen only when the CPU has them.
 
-.PHONY: all test check fuzz fuzz-bins demo clean bench-attn bench-kernels bench-kv
+.PHONY: all test check fuzz fuzz-bins demo clean bench-attn bench-kernels bench-kv shared install uninstall install-check
 all: $(O)/liblongview.a $(O)/longview $(O)/lv_test
 
 # V=1 shows the full commands
@@ -100,6 +102,76 @@ $(O)/liblongview.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
+# ---- the shared library and installation ----
+# liblongview.so.X.Y.Z (SONAME liblongview.so.X) from position-independent copies of the library's
+# objects in $(O)/pic (the static library and the tools keep their own, so their code is unchanged),
+# exporting exactly the functions include/longview.h declares (a version script made from it).
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+VERSION := $(shell sed -n 's/^\#define LV_VERSION_STRING "\(.*\)"/\1/p' include/longview.h)
+SONAME := liblongview.so.$(firstword $(subst ., ,$(VERSION)))
+SHLIB := $(O)/liblongview.so.$(VERSION)
+PIC_OBJ := $(LIB_SRC:%.c=$(O)/pic/%.o)
+
+$(O)/pic/%_avx2.o: %_avx2.c
+	@mkdir -p $(dir $@)
+	$(call say,CC,$< [pic])
+	$(Q)$(CC) $(CFLAGS_ALL) -fPIC $(AVX2_FLAGS) -c $< -o $@
+
+$(O)/pic/%_avx512.o: %_avx512.c
+	@mkdir -p $(dir $@)
+	$(call say,CC,$< [pic])
+	$(Q)$(CC) $(CFLAGS_ALL) -fPIC $(AVX512_FLAGS) -c $< -o $@
+
+$(O)/pic/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(call say,CC,$< [pic])
+	$(Q)$(CC) $(CFLAGS_ALL) -fPIC -c $< -o $@
+
+$(O)/longview.map: include/longview.h
+	@mkdir -p $(dir $@)
+	{ echo "LONGVIEW_$(firstword $(subst ., ,$(VERSION))) {"; echo "  global:"; \
+	  $(CC) -E -P -Iinclude include/longview.h | grep -oE '\blv_[a-z0-9_]+ *\(' | sed 's/ *(//' | sort -u | sed 's/.*/    &;/'; \
+	  echo "  local: *;"; echo "};"; } > $@
+
+$(SHLIB): $(PIC_OBJ) $(O)/longview.map
+	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=$(O)/longview.map -Wl,--no-undefined $(LDFLAGS_ALL) \
+	  -o $@ $(PIC_OBJ) $(LDLIBS_ALL)
+
+shared: $(SHLIB)
+
+# make install [PREFIX=/usr/local] [DESTDIR=...]: the longview tool, longview.h, liblongview.a,
+# liblongview.so with its SONAME links, and for pkg-config longview.pc (the shared library) and
+# longview-static.pc (liblongview.a, with the libraries it needs linked as shared ones).
+install: $(O)/longview $(O)/liblongview.a $(SHLIB)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PKGCONFIGDIR)
+	install -m 755 $(O)/longview $(DESTDIR)$(BINDIR)/longview
+	install -m 644 include/longview.h $(DESTDIR)$(INCLUDEDIR)/longview.h
+	install -m 644 $(O)/liblongview.a $(DESTDIR)$(LIBDIR)/liblongview.a
+	install -m 755 $(SHLIB) $(DESTDIR)$(LIBDIR)/liblongview.so.$(VERSION)
+	ln -sf liblongview.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/liblongview.so
+	for pc in longview longview-static; do \
+	  sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' \
+	    $$pc.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/$$pc.pc || exit 1; \
+	done
+	@if [ -z "$(DESTDIR)" ] && command -v ldconfig >/dev/null && [ "$$(id -u)" = 0 ]; then ldconfig; fi
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/longview $(DESTDIR)$(INCLUDEDIR)/longview.h $(DESTDIR)$(LIBDIR)/liblongview.a \
+	  $(DESTDIR)$(LIBDIR)/liblongview.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/liblongview.so \
+	  $(DESTDIR)$(PKGCONFIGDIR)/longview.pc $(DESTDIR)$(PKGCONFIGDIR)/longview-static.pc
+
+# Install into a scratch root and build the README's library example against it with pkg-config,
+# shared and static (tests/install_test.sh). Part of make test (release build).
+install-check:
+	rm -rf $(O)/tmp/install
+	$(MAKE) install DESTDIR=$(CURDIR)/$(O)/tmp/install PREFIX=/usr/local
+	tests/install_test.sh $(CURDIR)/$(O)/tmp/install /usr/local $(O)
+
 $(O)/longview: $(TOOL_OBJ) $(O)/liblongview.a
 	$(CC) $(LDFLAGS_ALL) -o $@ $(TOOL_OBJ) $(O)/liblongview.a $(LDLIBS_ALL)
 
@@ -116,7 +188,7 @@ check: all
 # The whole suite: release, then everything again under ASan+UBSan (LV_TEST_QUICK shrinks the
 # few long cases there; every test still runs).
 test:
-	$(MAKE) BUILD=release check
+	$(MAKE) BUILD=release check install-check
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  LV_TEST_QUICK=1 $(MAKE) BUILD=asan check
 
@@ -150,4 +222,4 @@ $(O)/repack_experiment: bench/kernels/repack_experiment.c
 clean:
 	rm -rf build
 
--include $(LIB_OBJ:.o=.d) $(TOOL_OBJ:.o=.d) $(TEST_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(TOOL_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(PIC_OBJ:.o=.d)
