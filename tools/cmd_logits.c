@@ -89,6 +89,7 @@ int cmd_logits(int argc, char **argv) {
         cli_fail("creating the context", st);
         goto end;
     }
+    cli_warn_ctx_train(model, n_toks);
     if (!(f = cli_out_open(&outf, out, true))) goto end;
     batch = lv_batch_init((int32_t)n_batch);
     if (!batch.token) {

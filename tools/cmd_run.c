@@ -19,7 +19,7 @@ static double now_s(void) {
 
 int cmd_run(int argc, char **argv) {
     const char *model_path = NULL, *prompt = NULL, *prompt_file = NULL, *tokens_arg = NULL, *kv = "f16";
-    int64_t n_predict = 64, n_ctx = 4096, n_batch = 512, n_threads = 0, seed = 0x5eed, top_k = 40, verbose = 0;
+    int64_t n_predict = 64, n_ctx = -1, n_batch = 512, n_threads = 0, seed = 0x5eed, top_k = 40, verbose = 0;
     double temp = 0.8, top_p = 0.95, min_p = 0.05;
     bool print_ids = false, ignore_eos = false, no_bos = false;
     cli_attention att;
@@ -30,7 +30,7 @@ int cmd_run(int argc, char **argv) {
         {NULL, "--tokens", CLI_STR, &tokens_arg, "1,2,3", "prompt as token ids instead of text"},
         {NULL, "--no-bos", CLI_FLAG, &no_bos, NULL, "do not add BOS/EOS to a text prompt"},
         {"-n", "--n-predict", CLI_INT, &n_predict, "N", "tokens to generate (default 64)", .lo = 0, .hi = 1 << 30},
-        {"-c", "--ctx-size", CLI_INT, &n_ctx, "N", "context size in tokens (default 4096; 0 = the model's)", .lo = 0, .hi = 1 << 30},
+        {"-c", "--ctx-size", CLI_INT, &n_ctx, "N", "context size in tokens (default: the prompt plus -n, at least 4096; 0 = the model's training context)", .lo = 0, .hi = 1 << 30},
         {"-b", "--batch", CLI_INT, &n_batch, "N", "prefill chunk in tokens (default 512)", .lo = 1, .hi = 1 << 20},
         {"-t", "--threads", CLI_INT, &n_threads, "N", "threads (default: all cores)", .lo = 0, .hi = 512},
         {NULL, "--temp", CLI_FLOAT, &temp, "T", "temperature; 0 = greedy (default 0.8)", .flo = 0, .fhi = 100},
@@ -95,6 +95,11 @@ int cmd_run(int argc, char **argv) {
         cli_error("the prompt is empty");
         goto end;
     }
+    if (n_ctx < 0) n_ctx = (int64_t)n_toks + n_predict > 4096 ? (int64_t)n_toks + n_predict : 4096;
+    if (n_ctx > 1 << 30) {
+        cli_error("the prompt (%d tokens) plus -n %lld is more than the largest context, 2^30 tokens", n_toks, (long long)n_predict);
+        goto end;
+    }
     lv_context_params cp = lv_context_default_params();
     cp.n_ctx = (uint32_t)n_ctx;
     cp.n_batch = (uint32_t)n_batch;
@@ -111,6 +116,7 @@ int cmd_run(int argc, char **argv) {
                   lv_context_n_ctx(ctx));
         goto end;
     }
+    cli_warn_ctx_train(model, (int64_t)n_toks + n_predict);
     lv_sampler_params sp = lv_sampler_default_params();
     sp.temp = (float)temp;
     sp.top_k = (int32_t)top_k;
