@@ -48,3 +48,16 @@ for f in '"avg_ts"' '"stddev_ts"' '"samples_ts"' '"n_gen":4' '"n_threads":2' '"l
 expect_ok "bench markdown with depth" "$LV" bench -m "$M" -p 8 -n 2 -d 0,16 -r 1 --no-limits
 grep -q "tg2 @ d16" "$T/out" || fail "depth test row"
 expect_fail "bench bad list" "$LV" bench -m "$M" -p 8,x
+
+# run sizes its context from the prompt, and says when the prompt runs past the model's training
+# context (passkey-small-bytes was trained on 1024 tokens; 6000 bytes are > 4096 tokens)
+P=models/passkey-small-bytes.gguf
+if [ -f "$P" ]; then
+  head -c 6000 /dev/zero | tr '\0' 'a' > "$T/long.txt"
+  expect_ok "run: -c from a long prompt" "$LV" run -m "$P" -f "$T/long.txt" -n 2
+  grep -q "tokens exceed the model's training context (1024)" "$T/err" || fail "the training context warning: $(cat "$T/err")"
+  expect_ok "run: a short prompt" "$LV" run -m "$P" -p "hello" -n 2
+  grep -q "training context" "$T/err" && fail "no warning inside the training context: $(cat "$T/err")"
+  expect_fail "run: -c given and too small" "$LV" run -m "$P" -f "$T/long.txt" -n 2 -c 4096
+  grep -q "raise -c" "$T/err" || fail "says to raise -c"
+fi
