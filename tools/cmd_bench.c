@@ -131,7 +131,7 @@ int cmd_bench(int argc, char **argv) {
                       "large buffer, and f32 FMA throughput, on the same threads). The FLOP rate counts 2 per weight\n"
                       "and token plus attention, nominally: quantized weights are multiplied with integer dot products\n"
                       "(AVX2 madd, AVX-512 VNNI), which do 2-4 times the multiply-adds of an f32 FMA per instruction, so\n"
-                      "%% FMA can pass 100%% on a quantized prefill without breaking any limit; likewise %% BW passes 100%%\n"
+                      "% FMA can pass 100% on a quantized prefill without breaking any limit; likewise % BW passes 100%\n"
                       "when the weights fit in the caches (a small model).\n"
                       "Results go to stdout as each test ends; progress (which test, fill, run k of N) to stderr.\n"
                       "Set LV_SIMD=scalar|avx2|avx512 to cap the kernels' instruction set, and LV_REPACK=0 to keep\n"

@@ -49,7 +49,7 @@ expect_ok "bench markdown with depth" "$LV" bench -m "$M" -p 8 -n 2 -d 0,16 -r 1
 grep -q "tg2 @ d16" "$T/out" || fail "depth test row"
 grep -q "^bench 1/4: pp8, " "$T/err" && grep -q "^bench 4/4: tg2 @ d16, .*: done in" "$T/err" || fail "progress per test on stderr: $(cat "$T/err")"
 expect_ok "bench --help" "$LV" bench --help
-grep -q "FMA can pass 100%" "$T/out" || fail "--help explains a % FMA over 100"
+grep -q "^% FMA can pass 100% on a quantized" "$T/out" || fail "--help explains a % FMA over 100"
 expect_fail "bench bad list" "$LV" bench -m "$M" -p 8,x
 
 # run sizes its context from the prompt, and says when the prompt runs past the model's training
