@@ -48,7 +48,12 @@ static lv_status conv_setup(lv_vconv *c, const AVFrame *src, int dst_w, int dst_
     c->tmp->format = AV_PIX_FMT_RGB24;
     c->tmp->width = dst_w;
     c->tmp->height = dst_h;
-    if (av_frame_get_buffer(c->tmp, 0) < 0) return lv_error(LV_ERR_NOMEM, "out of memory for a %dx%d frame", dst_w, dst_h);
+    const int ret = av_frame_get_buffer(c->tmp, 0);
+    if (ret == AVERROR(ENOMEM)) return lv_error(LV_ERR_NOMEM, "out of memory for a %dx%d frame", dst_w, dst_h);
+    if (ret < 0) {
+        char eb[64];
+        return lv_error(LV_ERR_INVALID_ARG, "FFmpeg cannot allocate a %dx%d RGB frame: %s", dst_w, dst_h, lv_av_err_(ret, eb));
+    }
     if (src->format == AV_PIX_FMT_RGB24 && src->width == dst_w && src->height == dst_h) return LV_OK; /* copy */
 
     struct SwsContext *s = sws_alloc_context();

@@ -33,6 +33,8 @@
  */
 #include "video/video.h"
 
+#include <libavutil/imgutils.h>
+
 #include <libavutil/mathematics.h>
 #include <math.h>
 #include <stdio.h>
@@ -798,6 +800,12 @@ lv_status lv_video_read_start(lv_video *v, const lv_video_read_params *pp, lv_vi
     if (p.width < 0 || p.height < 0 || ow > 16384 || oh > 16384)
         return lv_error(LV_ERR_INVALID_ARG, "%s: output size %lldx%lld is not in 1..16384", name, (long long)ow,
                         (long long)oh);
+    /* FFmpeg's own bound on an image it allocates (av_image_check_size): (8 W + 1024) (H + 128) < 2^31,
+     * so 16384 x 16384 is refused here rather than as "out of memory" at the first frame */
+    if (av_image_check_size((unsigned)ow, (unsigned)oh, 0, NULL) < 0)
+        return lv_error(LV_ERR_INVALID_ARG, "%s: output size %lldx%lld is larger than FFmpeg's images allow ((8 W + 1024) (H + 128) < 2^31: "
+                        "at width %lld, a height of at most %lld)", name, (long long)ow, (long long)oh, (long long)ow,
+                        (long long)((INT_MAX - 1) / (8 * ow + 1024) - 128));
     if (p.format != LV_VIDEO_RGB24 && p.format != LV_VIDEO_F32_CHW)
         return lv_error(LV_ERR_INVALID_ARG, "%s: unknown output format %d", name, (int)p.format);
     if (p.format == LV_VIDEO_F32_CHW)

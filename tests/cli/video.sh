@@ -53,3 +53,8 @@ expect_fail "no video stream" "$LV" video-info -i "$T/audio.m4a"
 grep -q "no video stream" "$T/err" || fail "no video stream not said"
 head -c 30000 "$V" > "$T/trunc.mp4"
 expect_fail "truncated before the index" "$LV" video-info -i "$T/trunc.mp4"
+# an output size FFmpeg cannot allocate is refused before decoding, naming the real bound
+expect_fail "--size beyond FFmpeg's images" "$LV" video-frames -i "$V" --frames 1 --size 16384x16384 -q -o "$T/big.rgb"
+grep -q "a height of at most 16128" "$T/err" || fail "the bound is named: $(cat "$T/err")"
+grep -q "out of memory\|pts" "$T/err" && fail "refused before the first frame: $(cat "$T/err")"
+[ ! -e "$T/big.rgb" ] || fail "nothing written"
