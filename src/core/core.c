@@ -35,6 +35,57 @@ const char *lv_status_str(lv_status st) {
 #define LV_ERR_MSG_MAX 1024
 static _Thread_local char tl_err[LV_ERR_MSG_MAX];
 
+/* Length of the valid, printable UTF-8 character at s (n bytes left), or 0: a control character
+ * (other than newline and tab), DEL, a C1 control, or bytes that are not UTF-8. */
+static size_t printable_char(const unsigned char *s, size_t n) {
+    const unsigned c = s[0];
+    if (c < 0x80) return (c >= 0x20 && c != 0x7f) || c == '\n' || c == '\t' ? 1 : 0;
+    size_t len;
+    uint32_t cp;
+    if (c >= 0xc2 && c <= 0xdf) len = 2, cp = c & 0x1f;
+    else if (c >= 0xe0 && c <= 0xef) len = 3, cp = c & 0x0f;
+    else if (c >= 0xf0 && c <= 0xf4) len = 4, cp = c & 0x07;
+    else return 0;
+    if (len > n) return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80) return 0;
+        cp = cp << 6 | (s[i] & 0x3f);
+    }
+    if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
+    if (cp >= 0x80 && cp < 0xa0) return 0; /* C1 controls */
+    return len;
+}
+
+/* Rewrite msg (NUL-terminated, in a buffer of cap bytes) so that it is safe to print: bytes of a
+ * file (key names, strings) can carry terminal escapes or invalid UTF-8, so anything but printable
+ * UTF-8, newline and tab becomes \xNN. Truncates at cap. */
+static void make_printable(char *msg, size_t cap) {
+    const size_t n = strlen(msg);
+    size_t i = 0;
+    while (i < n && printable_char((const unsigned char *)msg + i, n - i)) i += printable_char((const unsigned char *)msg + i, n - i);
+    if (i == n) return; /* the usual case: nothing to escape */
+    char out[2 * LV_ERR_MSG_MAX + 64];
+    const size_t lim = LV_MIN(cap, sizeof(out)) - 1;
+    memcpy(out, msg, i);
+    size_t o = i;
+    while (i < n && o < lim) {
+        const size_t l = printable_char((const unsigned char *)msg + i, n - i);
+        if (l) {
+            if (o + l > lim) break;
+            memcpy(out + o, msg + i, l);
+            o += l;
+            i += l;
+        } else {
+            if (o + 4 > lim) break;
+            snprintf(out + o, 5, "\\x%02x", (unsigned char)msg[i]);
+            o += 4;
+            i++;
+        }
+    }
+    out[o] = '\0';
+    memcpy(msg, out, o + 1);
+}
+
 const char *lv_last_error(void) { return tl_err; }
 
 void lv_error_clear(void) { tl_err[0] = '\0'; }
@@ -44,6 +95,7 @@ lv_status lv_error(lv_status st, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(tl_err, sizeof(tl_err), fmt, ap);
     va_end(ap);
+    make_printable(tl_err, sizeof(tl_err));
     lv_log(LV_LOG_DEBUG, "error (%s): %s", lv_status_str(st), tl_err);
     return st;
 }
@@ -57,6 +109,7 @@ void lv_error_prefix(const char *fmt, ...) {
     va_end(ap);
     memcpy(old, tl_err, sizeof(old));
     snprintf(tl_err, sizeof(tl_err), "%s: %s", prefix, old);
+    make_printable(tl_err, sizeof(tl_err));
 }
 
 /* -------------------------------------------------------------------------------------------
@@ -86,6 +139,7 @@ void lv_log(lv_log_level level, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    make_printable(msg, sizeof(msg));
     g_log_fn(level, msg, g_log_user);
 }
 

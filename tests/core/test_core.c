@@ -92,6 +92,39 @@ TEST(errors_and_status_strings) {
     for (int s = -8; s <= 0; s++) CHECK(lv_status_str((lv_status)s)[0] != '\0', "status %d has a name", s);
 }
 
+/* a message that carries bytes of a file (a key name, a string) is safe to print */
+static void capture_log(lv_log_level level, const char *msg, void *user) {
+    (void)level;
+    snprintf((char *)user, 256, "%s", msg);
+}
+
+TEST(error_and_log_messages_escape_what_a_terminal_would_run) {
+    /* ESC [ 2 J clears a terminal; 0xff and a lone continuation byte are not UTF-8; a BEL rings;
+     * an overlong encoding of '/' and a C1 control (U+009B, CSI) are refused too */
+    lv_error(LV_ERR_FORMAT, "key '%s' is bad", "a\x1b[2Jb\xff\x80" "c\x07\xc0\xaf\xc2\x9b");
+    CHECK(strcmp(lv_last_error(), "key 'a\\x1b[2Jb\\xff\\x80c\\x07\\xc0\\xaf\\xc2\\x9b' is bad") == 0, "escaped: %s", lv_last_error());
+    /* printable UTF-8, newlines and tabs stay as they are */
+    lv_error(LV_ERR_FORMAT, "caf\xc3\xa9 \xe2\x96\x81 \xf0\x9f\x98\x80\tline\n2");
+    CHECK(strcmp(lv_last_error(), "caf\xc3\xa9 \xe2\x96\x81 \xf0\x9f\x98\x80\tline\n2") == 0, "kept: %s", lv_last_error());
+    /* the prefix is escaped too, and a long message is cut, never overflowed */
+    lv_error(LV_ERR_FORMAT, "x");
+    lv_error_prefix("%s", "\x1b]0;title\x07");
+    CHECK(strcmp(lv_last_error(), "\\x1b]0;title\\x07: x") == 0, "prefix: %s", lv_last_error());
+    char big[1500];
+    memset(big, 0x1b, sizeof(big) - 1);
+    big[sizeof(big) - 1] = 0;
+    lv_error(LV_ERR_FORMAT, "%s", big);
+    const char *e = lv_last_error();
+    CHECK(strlen(e) < 1024 && strlen(e) % 4 == 0 && strncmp(e, "\\x1b\\x1b", 8) == 0, "cut at whole escapes: %zu", strlen(e));
+    /* warnings through the log callback */
+    char got[256] = "";
+    lv_log_set(capture_log, got, LV_LOG_WARN);
+    lv_log(LV_LOG_WARN, "tensor '%s'", "w\x1b[0m");
+    lv_log_set(NULL, NULL, LV_LOG_WARN);
+    CHECK(strcmp(got, "tensor 'w\\x1b[0m'") == 0, "log escaped: %s", got);
+    lv_error_clear();
+}
+
 TEST(allocation_fault_injection) {
     lv_test_alloc_fail_after(2);
     void *a = lv_malloc(16), *b = lv_calloc(4, 4), *c = lv_malloc(16);
