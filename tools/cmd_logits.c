@@ -89,7 +89,8 @@ int cmd_logits(int argc, char **argv) {
         cli_fail("creating the context", st);
         goto end;
     }
-    cli_warn_ctx_train(model, n_toks);
+    if (n_ctx > 0) cli_warn_ctx_train(model, n_ctx, "-c");
+    else cli_warn_ctx_train(model, n_toks, "the tokens");
     if (!(f = cli_out_open(&outf, out, true))) goto end;
     batch = lv_batch_init((int32_t)n_batch);
     if (!batch.token) {

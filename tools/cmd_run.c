@@ -116,7 +116,8 @@ int cmd_run(int argc, char **argv) {
                   lv_context_n_ctx(ctx));
         goto end;
     }
-    cli_warn_ctx_train(model, (int64_t)n_toks + n_predict);
+    if (cli_seen(opts, n_opts, "--ctx-size") && n_ctx > 0) cli_warn_ctx_train(model, n_ctx, "-c");
+    else cli_warn_ctx_train(model, (int64_t)n_toks + n_predict, "the prompt plus -n");
     lv_sampler_params sp = lv_sampler_default_params();
     sp.temp = (float)temp;
     sp.top_k = (int32_t)top_k;

@@ -58,7 +58,9 @@ P=models/passkey-small-bytes.gguf
 if [ -f "$P" ]; then
   head -c 6000 /dev/zero | tr '\0' 'a' > "$T/long.txt"
   expect_ok "run: -c from a long prompt" "$LV" run -m "$P" -f "$T/long.txt" -n 2
-  grep -q "tokens exceed the model's training context (1024)" "$T/err" || fail "the training context warning: $(cat "$T/err")"
+  grep -q "the prompt plus -n (6006 tokens) exceeds the model's training context (1024)" "$T/err" || fail "the training context warning: $(cat "$T/err")"
+  expect_ok "run: -c beyond the training context" "$LV" run -m "$P" -p "hello" -n 2 -c 8192
+  grep -q "warning: -c (8192 tokens) exceeds the model's training context (1024)" "$T/err" || fail "warns about -c: $(cat "$T/err")"
   expect_ok "run: a short prompt" "$LV" run -m "$P" -p "hello" -n 2
   grep -q "training context" "$T/err" && fail "no warning inside the training context: $(cat "$T/err")"
   expect_fail "run: -c given and too small" "$LV" run -m "$P" -f "$T/long.txt" -n 2 -c 4096

@@ -279,11 +279,13 @@ void cli_progress_done(cli_progress *p, const char *detail) {
     p->active = false;
 }
 
-void cli_warn_ctx_train(const lv_model *model, int64_t n_tokens) {
+void cli_warn_ctx_train(const lv_model *model, int64_t n_tokens, const char *what) {
     const int64_t train = lv_model_n_ctx_train(model);
     if (train > 0 && n_tokens > train)
-        fprintf(stderr, "longview: warning: %lld tokens exceed the model's training context (%lld): past it the model sees positions it was not trained on\n",
-                (long long)n_tokens, (long long)train);
+        fprintf(stderr,
+                "longview: warning: %s (%lld tokens) exceeds the model's training context (%lld): past it the model sees positions "
+                "it was not trained on\n",
+                what, (long long)n_tokens, (long long)train);
 }
 
 void cli_set_verbosity(int64_t v) {

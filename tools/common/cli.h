@@ -110,9 +110,9 @@ int  cli_attention_opts(cli_attention *a, cli_opt *opts);
 int  cli_attention_params(cli_attention *a, lv_attention_params *p);
 void cli_attention_free(cli_attention *a);
 
-/* A warning on stderr when n_tokens (the tokens a run will hold) exceed the model's training
- * context: past it a model meets positions it was not trained on. */
-void cli_warn_ctx_train(const lv_model *model, int64_t n_tokens);
+/* A warning on stderr when n_tokens (what: "-c", "the prompt plus -n", ...) exceed the model's
+ * training context: past it a model meets positions it was not trained on (llama.cpp warns too). */
+void cli_warn_ctx_train(const lv_model *model, int64_t n_tokens, const char *what);
 
 /* Configure library logging from -v/--verbose counts: 0 warnings, 1 info, 2 debug. */
 void cli_set_verbosity(int64_t v);
