@@ -180,10 +180,12 @@ $(O)/lv_test: $(TEST_OBJ) $(O)/liblongview.a
 
 # Check the source layout (no cycle between folders or files, scripts/check-layout.sh), then run
 # the unit tests and the command-line tests of this build.
+# JOBS: tests (and CLI scripts) run at once, one per core by default
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 check: all
 	scripts/check-layout.sh $(O)
-	LV_TEST_TMPDIR=$(O)/tmp $(O)/lv_test
-	LV_TEST_TMPDIR=$(O)/tmp tests/cli_test.sh $(O)/longview
+	LV_TEST_TMPDIR=$(O)/tmp LV_TEST_JOBS=$(JOBS) $(O)/lv_test
+	LV_TEST_TMPDIR=$(O)/tmp LV_TEST_JOBS=$(JOBS) tests/cli_test.sh $(O)/longview
 
 # The whole suite: release, then everything again under ASan+UBSan (LV_TEST_QUICK shrinks the
 # few long cases there; every test still runs).

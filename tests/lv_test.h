@@ -19,6 +19,9 @@
 #include <stdint.h>
 
 void lv_test_register(const char *name, void (*fn)(void));
+/* A test made at start-up from data (one per golden file, say): fn(arg) runs it. name and arg
+ * must live as long as the program. */
+void lv_test_register_arg(const char *name, void (*fn)(const void *arg), const void *arg);
 
 #define TEST(name)                                                                     \
     static void test_##name(void);                                                     \

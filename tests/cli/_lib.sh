@@ -3,14 +3,18 @@ LV=${1:?binary}; T=${2:?tmpdir}
 SHARED=${LV_SHARED_DATA:-../shared/data}
 fail() { echo "FAIL: $*" >&2; exit 1; }
 # expect_fail "description" cmd... : the command must exit non-zero and print an error on stderr
+# seconds since t0 (set by each helper), for the log
+_since() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
 expect_fail() {
-  local what=$1; shift
+  local what=$1 t0; shift
+  t0=$(date +%s.%N)
   if "$@" >"$T/out" 2>"$T/err"; then fail "$what: expected failure, got success"; fi
   grep -qi "error" "$T/err" || fail "$what: no error message on stderr: $(cat "$T/err")"
-  echo "ok: $what -> $(head -c 200 "$T/err" | tr '\n' ' ')"
+  echo "ok: $what ($(_since "$t0") s) -> $(head -c 200 "$T/err" | tr '\n' ' ')"
 }
 expect_ok() {
-  local what=$1; shift
+  local what=$1 t0; shift
+  t0=$(date +%s.%N)
   "$@" >"$T/out" 2>"$T/err" || fail "$what: exit $?: $(cat "$T/err")"
-  echo "ok: $what"
+  echo "ok: $what ($(_since "$t0") s)"
 }

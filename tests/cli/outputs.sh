@@ -24,17 +24,18 @@ no_tmp "identify"
 
 # video-frames stopped in the middle of a long decode (SIGTERM): the target untouched, nothing left
 if command -v ffmpeg >/dev/null; then
-  ffmpeg -hide_banner -loglevel error -nostdin -y -f lavfi -i testsrc2=size=1280x720:rate=25 -t 40 -c:v libx264 -preset ultrafast \
+  ffmpeg -hide_banner -loglevel error -nostdin -y -f lavfi -i testsrc2=size=1280x720:rate=25 -t 60 -c:v libx264 -preset ultrafast \
     -g 250 -pix_fmt yuv420p "$O/long.mp4" || fail "cannot generate a clip"
   printf 'old frames\n' > "$O/f.rgb"
   "$LV" video-frames -i "$O/long.mp4" --fps 25 --size 64x36 -j 1 -o "$O/f.rgb" 2>"$O/v.err" &
   pid=$!
-  for _ in $(seq 200); do
+  for _ in $(seq 2400); do
     t=$(ls "$O" | grep "^f.rgb.tmp-" | head -1)
     [ -n "$t" ] && [ "$(stat -c %s "$O/$t" 2>/dev/null || echo 0)" -gt 100000 ] && break
+    kill -0 $pid 2>/dev/null || break
     sleep 0.05
   done
-  [ -n "$t" ] || fail "the frames go to a temporary beside the target while they are written"
+  [ -n "$t" ] || fail "the frames go to a temporary beside the target while they are written (or the decode ended first: $(cat "$O/v.err"))"
   kill -TERM $pid; wait $pid && fail "a stopped video-frames exits non-zero"
   [ "$(cat "$O/f.rgb")" = "old frames" ] || fail "a stopped video-frames replaced the target"
   no_tmp "stopped video-frames"

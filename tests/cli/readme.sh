@@ -7,7 +7,7 @@ case "$LV" in */asan/*) echo "skip: the README's commands run in the release bui
 [ -d "$SHARED" ] || { echo "skip: $SHARED not found (the README's commands read it)"; exit 0; }
 repo=$PWD
 case "$LV" in /*) ;; *) LV="$repo/$LV" ;; esac
-W="$T/work"
+W="$(cd "$T" && pwd)/work"
 rm -rf "$W"; mkdir -p "$W/checkout"
 ln -s "$(cd "$SHARED/.." && pwd)" "$W/shared"
 ln -s "$repo/models" "$W/checkout/models"

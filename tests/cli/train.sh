@@ -34,7 +34,7 @@ echo "ok: resumed run is bit-identical"
 printf 'precious\n' > "$T/kill.gguf"
 "$LV" train -o "$T/kill.gguf" --preset nano --steps 100000 --batch 1 --seq-len 400 --no-haystack -t 1 --log-every 1 2>"$T/kill.err" &
 pid=$!
-for _ in $(seq 100); do grep -q "^step 2/" "$T/kill.err" && break; sleep 0.1; done
+for _ in $(seq 1200); do grep -q "^step 2/" "$T/kill.err" && break; sleep 0.1; done
 grep -q "^step 2/" "$T/kill.err" || fail "the long run started: $(cat "$T/kill.err")"
 kill -TERM $pid; wait $pid && fail "an interrupted run exits non-zero"
 [ "$(cat "$T/kill.gguf")" = precious ] || fail "an interrupted run replaced the file at -o"
@@ -96,29 +96,3 @@ expect_ok "identify on multivalue prompts" "$LV" identify -m "$T/full.gguf" -o "
 grep -q "prompts (multivalue=1)" "$T/err" || fail "identify reports its prompts: $(cat "$T/err")"
 expect_fail "identify without a model" "$LV" identify -o "$T/x.tsv"
 expect_fail "identify on a missing file" "$LV" identify -m "$T/nope.gguf"
-
-# the shipped model (bench/train/RESULTS.md) still retrieves: 5 depths x 2 seeds at 512 tokens, dense
-M=models/passkey-small-bytes.gguf
-if [ -f "$M" ]; then
-  expect_ok "eval the shipped passkey model" "$LV" eval passkey -m "$M" --lengths 512 --samples 2 -n 10 -q
-  grep -Eq "^ +512 +1\.00 +1\.00 +1\.00 +1\.00 +1\.00 +\| +1\.00" "$T/out" || fail "shipped model below 100% at 512 tokens: $(cat "$T/out")"
-fi
-# the long model retrieves at its trained length (8192 tokens) at every depth, dense and with
-# DuoAttention + LServe at the issue's budget (4096: half the pages read at each decode step)
-M=models/passkey-long-bytes.gguf
-if [ -f "$M" ]; then
-  expect_ok "eval the long passkey model" "$LV" eval passkey -m "$M" --lengths 8192 --samples 1 -n 10 -q --mode dense,duo+lserve \
-    --heads models/passkey-long-bytes.heads.tsv --sparsity 0.5 --kv-budget 4096
-  [ "$(grep -Ec "^ +8192 +1\.00 +1\.00 +1\.00 +1\.00 +1\.00 +\| +1\.00" "$T/out")" = 2 ] || fail "long model below 100% at 8192 tokens: $(cat "$T/out")"
-fi
-# the retrieval model answers the RULER-style needle in the essays at its trained length (8192
-# tokens) at every depth, dense and with DuoAttention + LServe (bench/train/RESULTS.md)
-M=models/retrieval-long-bytes.gguf
-H="$SHARED/haystack/paul-graham-essays"
-if [ -f "$M" ] && [ -d "$H" ]; then
-  expect_ok "eval the retrieval model on keyed needles in the essays" "$LV" eval niah -m "$M" --haystack "$H" --lengths 8192 --samples 1 -n 8 -q \
-    --needle $'\nThe special magic number for San Francisco is {key}.\n' --keywords '{key}' \
-    --question 'What is the special magic number for San Francisco?' --answer-prefix 'The special magic number for San Francisco is' \
-    --mode dense,duo+lserve --heads models/retrieval-long-bytes.heads.tsv --sparsity 0.5 --kv-budget 4096
-  [ "$(grep -Ec "^ +8192 +1\.00 +1\.00 +1\.00 +1\.00 +1\.00 +\| +1\.00" "$T/out")" = 2 ] || fail "retrieval model below 100% at 8192 tokens: $(cat "$T/out")"
-fi

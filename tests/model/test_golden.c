@@ -409,23 +409,31 @@ static void check_golden(const char *path) {
     golden_free(&g);
 }
 
-TEST(golden_logits_match_llama_cpp) {
+/* One test per golden file, golden_NAME (lv_test golden_llama-q4_0 runs one), registered at
+ * start-up from the files in tests/golden: they run in parallel under lv_test -j. */
+static char g_golden_paths[64][256], g_golden_names[64][80];
+static int g_n_golden;
+
+static void golden_test(const void *arg) { check_golden((const char *)arg); }
+
+TEST(golden_files_present) {
+    REQUIRE(g_n_golden >= 10, "expected the golden files in tests/golden (run from the project root), found %d", g_n_golden);
+    CHECK(g_n_golden < 64, "more than 64 golden files: raise the limit in test_golden.c");
+}
+
+__attribute__((constructor)) static void register_golden(void) {
     DIR *d = opendir("tests/golden");
-    REQUIRE(d, "tests/golden not found (run from the project root)");
-    char names[64][256];
-    int n = 0;
+    if (!d) return;
     struct dirent *e;
-    while ((e = readdir(d)) && n < 64) {
-        size_t len = strlen(e->d_name);
-        if (len > 4 && !strcmp(e->d_name + len - 4, ".lvg")) snprintf(names[n++], sizeof(names[0]), "tests/golden/%s", e->d_name);
+    while ((e = readdir(d)) && g_n_golden < 64) {
+        const size_t len = strlen(e->d_name);
+        if (len > 4 && len < 70 && !strcmp(e->d_name + len - 4, ".lvg")) snprintf(g_golden_paths[g_n_golden++], 256, "tests/golden/%s", e->d_name);
     }
     closedir(d);
-    qsort(names, (size_t)n, sizeof(names[0]), (int (*)(const void *, const void *))strcmp);
-    REQUIRE(n >= 10, "expected the golden files in tests/golden, found %d", n);
-    const char *only = getenv("LV_GOLDEN");
-    for (int i = 0; i < n; i++) {
-        if (only && !strstr(names[i], only)) continue;
-        check_golden(names[i]);
-        if (lv_test_skipped) return;
+    qsort(g_golden_paths, (size_t)g_n_golden, sizeof(g_golden_paths[0]), (int (*)(const void *, const void *))strcmp);
+    for (int i = 0; i < g_n_golden; i++) {
+        const char *base = strrchr(g_golden_paths[i], '/') + 1;
+        snprintf(g_golden_names[i], sizeof(g_golden_names[i]), "golden_%.*s", (int)(strlen(base) - 4), base);
+        lv_test_register_arg(g_golden_names[i], golden_test, g_golden_paths[i]);
     }
 }

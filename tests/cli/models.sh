@@ -1,0 +1,36 @@
+# The models in models/ (trained by longview train, bench/train/RESULTS.md) still retrieve: the
+# passkey at 512 and 8192 tokens, the RULER-style needle in the essays at 8192, dense and with
+# DuoAttention + LServe. Under LV_TEST_QUICK (the sanitizer run of make test) one depth instead
+# of five: the model quality is the release run's to check, the memory safety of the path is the
+# same at any depth.
+. "$(dirname "$0")/_lib.sh"
+if [ -n "${LV_TEST_QUICK:-}" ]; then
+  DEPTHS=(--depths 0.5); ROW="^ +%s +1\.00 +\| +1\.00"
+else
+  DEPTHS=(); ROW="^ +%s +1\.00 +1\.00 +1\.00 +1\.00 +1\.00 +\| +1\.00"
+fi
+# the shipped model (bench/train/RESULTS.md) still retrieves: 5 depths x 2 seeds at 512 tokens, dense
+M=models/passkey-small-bytes.gguf
+if [ -f "$M" ]; then
+  expect_ok "eval the shipped passkey model" "$LV" eval passkey -m "$M" --lengths 512 "${DEPTHS[@]}" --samples 2 -n 10 -q
+  grep -Eq "$(printf "$ROW" 512)" "$T/out" || fail "shipped model below 100% at 512 tokens: $(cat "$T/out")"
+fi
+# the long model retrieves at its trained length (8192 tokens) at every depth, dense and with
+# DuoAttention + LServe at the issue's budget (4096: half the pages read at each decode step)
+M=models/passkey-long-bytes.gguf
+if [ -f "$M" ]; then
+  expect_ok "eval the long passkey model" "$LV" eval passkey -m "$M" --lengths 8192 "${DEPTHS[@]}" --samples 1 -n 10 -q --mode dense,duo+lserve \
+    --heads models/passkey-long-bytes.heads.tsv --sparsity 0.5 --kv-budget 4096
+  [ "$(grep -Ec "$(printf "$ROW" 8192)" "$T/out")" = 2 ] || fail "long model below 100% at 8192 tokens: $(cat "$T/out")"
+fi
+# the retrieval model answers the RULER-style needle in the essays at its trained length (8192
+# tokens) at every depth, dense and with DuoAttention + LServe (bench/train/RESULTS.md)
+M=models/retrieval-long-bytes.gguf
+H="$SHARED/haystack/paul-graham-essays"
+if [ -f "$M" ] && [ -d "$H" ]; then
+  expect_ok "eval the retrieval model on keyed needles in the essays" "$LV" eval niah -m "$M" --haystack "$H" --lengths 8192 "${DEPTHS[@]}" --samples 1 -n 8 -q \
+    --needle $'\nThe special magic number for San Francisco is {key}.\n' --keywords '{key}' \
+    --question 'What is the special magic number for San Francisco?' --answer-prefix 'The special magic number for San Francisco is' \
+    --mode dense,duo+lserve --heads models/retrieval-long-bytes.heads.tsv --sparsity 0.5 --kv-budget 4096
+  [ "$(grep -Ec "$(printf "$ROW" 8192)" "$T/out")" = 2 ] || fail "retrieval model below 100% at 8192 tokens: $(cat "$T/out")"
+fi
