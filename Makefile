@@ -189,8 +189,11 @@ check: all
 
 # The whole suite: release, then everything again under ASan+UBSan (LV_TEST_QUICK shrinks the
 # few long cases there; every test still runs).
+# (check and install-check are separate makes, one after the other: under -j one make would run both
+# at once, and install-check would relink the binary the CLI tests are running)
 test:
-	$(MAKE) BUILD=release check install-check
+	$(MAKE) BUILD=release check
+	$(MAKE) BUILD=release install-check
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  LV_TEST_QUICK=1 $(MAKE) BUILD=asan check
 
