@@ -360,8 +360,9 @@ typedef enum lv_ftype {
 } lv_ftype;
 
 typedef struct lv_genmodel_params {
-    const char *arch;       /* "llama" or "qwen2" */
-    const char *preset;     /* "tiny", "smollm2-135m", "qwen2.5-0.5b", "llama3.2-1b", or NULL for explicit shape */
+    const char *arch;       /* "llama", "qwen2", "qwen3", "smollm3" or "gemma3" */
+    const char *preset;     /* "tiny", "smollm2-135m", "qwen2.5-0.5b", "llama3.2-1b", "qwen3-0.6b", "smollm3-3b",
+                               "gemma3-270m", "gemma3-1b", or NULL for explicit shape */
     int32_t n_embd, n_layer, n_head, n_head_kv, n_ff; /* explicit shape (used when preset is NULL; 0 = keep preset's) */
     int32_t n_ctx_train;    /* 0 = the preset's */
     float   rope_freq_base; /* 0 = the preset's */
@@ -374,6 +375,9 @@ typedef struct lv_genmodel_params {
     float    std;           /* standard deviation of the weights (default 0.02) */
     void   (*progress)(double fraction, void *user);
     void    *progress_user;
+    int32_t  head_dim;      /* 0 = the preset's, else n_embd / n_head */
+    int32_t  n_swa;         /* gemma3: the sliding window of its local layers (0 = the preset's; < 0: none, all global) */
+    int32_t  swa_pattern;   /* gemma3: one global layer per this many (0 = the preset's, llama.cpp's default 6) */
 } lv_genmodel_params;
 
 lv_genmodel_params lv_genmodel_default_params(void);

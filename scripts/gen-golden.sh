@@ -50,6 +50,12 @@ CASES=(
   "llama-q6_k|llama|256 2 4 2 768|vocab/ggml-vocab-llama-spm.gguf|q6_k|36||f32|off"
   "llama-q4_k_m|llama|256 4 4 2 768|vocab/ggml-vocab-llama-spm.gguf|q4_k_m|37|--tied|f32|off"
   "qwen2-q4_k_m-fallback|qwen2|128 2 4 2 384|vocab/ggml-vocab-gpt-2.gguf|q4_k_m|38||f32|off"
+  "qwen3-f32|qwen3|128 2 4 2 384|vocab/ggml-vocab-gpt-2.gguf|f32|41|--head-dim 64 --rope-base 1000000|f32|off"
+  "qwen3-q8_0-kvf16|qwen3|128 2 4 2 384|vocab/ggml-vocab-gpt-2.gguf|q8_0|42|--tied --head-dim 64|f16|auto"
+  "smollm3-f32|smollm3|128 4 4 2 384|vocab/ggml-vocab-llama-spm.gguf|f32|43|--rope-base 5000000|f32|off"
+  "smollm3-q4_k_m|smollm3|256 4 4 2 768|vocab/ggml-vocab-llama-spm.gguf|q4_k_m|44|--tied|f32|off"
+  "gemma3-f32|gemma3|128 3 4 1 384|vocab/ggml-vocab-llama-spm.gguf|f32|45|--tied --head-dim 64 --swa 64 --swa-pattern 3 --rope-base 1000000|f32|off"
+  "gemma3-q8_0-kvf16|gemma3|128 3 2 1 384|vocab/ggml-vocab-llama-spm.gguf|q8_0|46|--tied --head-dim 128 --swa 100 --swa-pattern 3|f16|auto"
 )
 
 for c in "${CASES[@]}"; do

@@ -229,6 +229,14 @@ void gb_model_layout(gb_model *m, bool untied) {
         ADD("attn_k.weight", 2, E, kv);
         ADD("attn_v.weight", 2, E, kv);
         ADD("attn_output.weight", 2, q, E);
+        if (!strcmp(arch, "qwen3") || !strcmp(arch, "gemma3")) {
+            ADD("attn_q_norm.weight", 1, hd, 0);
+            ADD("attn_k_norm.weight", 1, hd, 0);
+        }
+        if (!strcmp(arch, "gemma3")) {
+            ADD("post_attention_norm.weight", 1, E, 0);
+            ADD("post_ffw_norm.weight", 1, E, 0);
+        }
         if (bias) {
             ADD("attn_q.bias", 1, q, 0);
             ADD("attn_k.bias", 1, kv, 0);

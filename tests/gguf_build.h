@@ -85,7 +85,8 @@ typedef struct gb_model {
     uint64_t seed;           /* tensor contents */
 } gb_model;
 
-/* A valid model: `arch` "llama" (untied output when untied) or "qwen2" (q/k/v biases).
+/* A valid model: `arch` "llama" (untied output when untied), "qwen2" (q/k/v biases), "qwen3"
+ * (q/k norms), "smollm3", or "gemma3" (q/k norms, post-norms).
  * Shapes: n_embd 8, 1 layer, n_ff 16, n_vocab 16, 2 heads, 1 kv head, all f32. */
 void gb_model_init(gb_model *m, const char *arch, bool untied, uint64_t seed);
 /* Rebuild the tensor list (all f32) from the model's sizes, after a test changed them. */

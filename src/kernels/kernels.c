@@ -11,6 +11,7 @@
 #include "kernels/qpack.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <string.h>
 
 /* -------------------------------------------------------------------------------------------
@@ -151,6 +152,30 @@ void lv_swiglu_ref(const float *gate, const float *up, float *out, int64_t n) {
 void lv_swiglu(const float *gate, const float *up, float *out, int64_t n) {
     if (lv_simd_active() >= LV_SIMD_AVX512) lv_swiglu_avx512(gate, up, out, n);
     else lv_swiglu_ref(gate, up, out, n);
+}
+
+static float gelu_tanh(float x) {
+    const float SQRT_2_OVER_PI = 0.79788456080286535587989211986876f, COEF_A = 0.044715f;
+    return 0.5f * x * (1.0f + tanhf(SQRT_2_OVER_PI * x * (1.0f + COEF_A * x * x)));
+}
+
+void lv_geglu_ref(const float *gate, const float *up, float *out, int64_t n) {
+    for (int64_t i = 0; i < n; i++) out[i] = gelu_tanh(gate[i]) * up[i];
+}
+
+/* GELU of every f16 value, rounded to f16 and widened back: 256 KiB, filled once */
+static float g_gelu_table[65536];
+static pthread_once_t g_gelu_once = PTHREAD_ONCE_INIT;
+static void gelu_table_init(void) {
+    for (uint32_t i = 0; i < 65536; i++) g_gelu_table[i] = lv_fp16_to_fp32(lv_fp32_to_fp16(gelu_tanh(lv_fp16_to_fp32((uint16_t)i))));
+}
+
+void lv_geglu(const float *gate, const float *up, float *out, int64_t n) {
+    pthread_once(&g_gelu_once, gelu_table_init);
+    for (int64_t i = 0; i < n; i++) {
+        const float x = gate[i];
+        out[i] = x <= -10.0f ? 0.0f : x >= 10.0f ? x * up[i] : g_gelu_table[lv_fp32_to_fp16(x)] * up[i];
+    }
 }
 
 /* -------------------------------------------------------------------------------------------

@@ -1,17 +1,22 @@
 /*
- * forward.c: the forward pass of the llama family (llama: Llama 2/3, Mistral, SmolLM; qwen2)
- * over one micro-batch of tokens, each with its own position and sequence:
+ * forward.c: the forward pass of the llama family (llama: Llama 2/3, Mistral, SmolLM; qwen2,
+ * qwen3, smollm3, gemma3) over one micro-batch of tokens, each with its own position and sequence:
  *
- *   x = embed(token)
+ *   x = embed(token) (* sqrt(n_embd): gemma3)
  *   per layer:  h = rmsnorm(x) * attn_norm
- *               q, k, v = h Wq (+bq), h Wk (+bk), h Wv (+bv);  rope(q), rope(k) at pos
+ *               q, k, v = h Wq (+bq), h Wk (+bk), h Wv (+bv)
+ *               q, k = rmsnorm per head * q_norm, k_norm          (qwen3, gemma3)
+ *               rope(q), rope(k) at pos      (not on smollm3's NoPE layers; gemma3's sliding-window
+ *                                             layers with their own base)
  *               append (k, v) to the sequence's KV streams
- *               x += attention(q, plan) Wo (+bo)
- *               h = rmsnorm(x) * ffn_norm;  x += (silu(h Wgate) * h Wup) Wdown
- *   logits = (rmsnorm(x) * output_norm) Woutput      (only for tokens that ask)
+ *               a = attention(q, plan) Wo (+bo);  a = rmsnorm(a) * attn_post_norm   (gemma3)
+ *               x += a
+ *               h = rmsnorm(x) * ffn_norm;  f = (act(h Wgate) * h Wup) Wdown, act = silu or
+ *               gelu (gemma3);  f = rmsnorm(f) * ffn_post_norm (gemma3);  x += f
+ *   logits = (rmsnorm(x) * output_norm) Woutput      (only for tokens that ask; gemma3 may cap them)
  *
  * The order of floating-point operations follows llama.cpp's graph (llm_build_llama /
- * llm_build_qwen2) so that logits agree closely: biases added after the product, the norm
+ * llm_build_qwen2, and src/models/{qwen3,smollm3,gemma3}.cpp) so that logits agree closely: biases added after the product, the norm
  * weight applied after normalising, RoPE with the cached cos/sin of ggml.
  * Attention reads the plan of each (layer, KV head): the pages its stream keeps under its policy
  * (full, sink + window, block-strided) with the policy's mask, or at decode on a retrieval head
@@ -48,6 +53,9 @@ lv_status lv_fwd_init(lv_fwd *f, const lv_model *m, lv_threadpool *tp, lv_kv *kv
     f->n_threads = lv_threadpool_n_threads(tp);
     f->kv = kv;
     f->rope = lv_rope_params_from(m);
+    f->rope_swa = f->rope;
+    for (int64_t il = 0; il < hp->n_layer; il++)
+        if (lv_hp_layer_swa(hp, il)) f->rope_swa = lv_rope_params_layer(m, il);
     f->p = *p;
     f->max_spans = lv_kv_max_spans(kv);
     const int64_t G = hp->n_head / hp->n_head_kv;
@@ -139,7 +147,10 @@ static void embed_range(void *arg, int64_t lo, int64_t hi, int ith) {
     const int64_t E = m->hp.n_embd;
     for (int64_t i = lo; i < hi; i++) {
         const uint8_t *row = (const uint8_t *)m->tok_embd.data + (int64_t)t->ub->token[i] * m->tok_embd.row_bytes;
-        lv_to_float_row(m->tok_embd.type, row, t->f->x + i * E, E);
+        float *x = t->f->x + i * E;
+        lv_to_float_row(m->tok_embd.type, row, x, E);
+        if (m->hp.embd_scale != 1.0f)
+            for (int64_t e = 0; e < E; e++) x[e] *= m->hp.embd_scale;
     }
 }
 
@@ -156,15 +167,25 @@ static void rope_store_range(void *arg, int64_t lo, int64_t hi, int ith) {
     lv_fwd *f = t->f;
     const lv_hparams *hp = &f->model->hp;
     const int64_t Hq = hp->n_head, Hk = hp->n_head_kv, Dk = hp->n_embd_head_k, Dv = hp->n_embd_head_v;
+    const lv_layer *L = t->L;
+    const float *qn = L->q_norm.data, *kn = L->k_norm.data;
+    const bool rope = lv_hp_layer_rope(hp, t->il);
+    const lv_rope_params *rp = lv_hp_layer_swa(hp, t->il) ? &f->rope_swa : &f->rope;
     for (int64_t i = lo; i < hi; i++) {
         float *cache = f->rope_cache + i * hp->n_rot;
-        lv_rope_cache(&f->rope, t->ub->pos[i], cache);
+        if (rope) lv_rope_cache(rp, t->ub->pos[i], cache);
         float *q = f->q + i * Hq * Dk;
         float *k = f->k + i * Hk * Dk;
         const float *v = f->v + i * Hk * Dv;
-        for (int64_t h = 0; h < Hq; h++) lv_rope_apply(&f->rope, cache, q + h * Dk);
+        for (int64_t h = 0; h < Hq; h++) {
+            if (qn) lv_rmsnorm_ref(q + h * Dk, qn, q + h * Dk, Dk, hp->norm_rms_eps);
+            if (rope) lv_rope_apply(rp, cache, q + h * Dk);
+            if (hp->attn_scale_on_q)
+                for (int64_t d = 0; d < Dk; d++) q[h * Dk + d] *= hp->attn_scale;
+        }
         for (int64_t h = 0; h < Hk; h++) {
-            lv_rope_apply(&f->rope, cache, k + h * Dk);
+            if (kn) lv_rmsnorm_ref(k + h * Dk, kn, k + h * Dk, Dk, hp->norm_rms_eps);
+            if (rope) lv_rope_apply(rp, cache, k + h * Dk);
             lv_kv_write(f->kv, t->ub->seq[i], t->il, h, t->ub->slot[i], k + h * Dk, v + h * Dv, t->ub->pos[i]);
         }
     }
@@ -257,7 +278,7 @@ static lv_attn_job plan_job(lv_fwd *f, const fw_task *t, int64_t run, int64_t g,
         .q = f->q + (i0 * Hq + g * G) * Dk, .q_tok_stride = Hq * Dk, .q_head_stride = Dk,
         .out = f->attn + (i0 * Hq + g * G) * Dv, .out_tok_stride = Hq * Dv, .out_head_stride = Dv,
         .pos = t->ub->pos + i0, .n_tok = (int)nt, .n_head = (int)G, .spans = spans,
-        .scale = 1.0f / sqrtf((float)Dk), .kv_type = f->p.kv_type, .Dk = (int)Dk, .Dv = (int)Dv,
+        .scale = hp->attn_scale_on_q ? 1.0f : hp->attn_scale, .kv_type = f->p.kv_type, .Dk = (int)Dk, .Dv = (int)Dv,
     };
     /* the tokens of a run see the stream up to its last token (masking handles the rest) */
     if (!selects(f, t, run, g)) {
@@ -434,10 +455,19 @@ static void add_range(void *arg, int64_t lo, int64_t hi, int ith) {
     for (int64_t i = lo * E; i < hi * E; i++) t->dst[i] += t->src[i];
 }
 
-static void swiglu_range(void *arg, int64_t lo, int64_t hi, int ith) {
+static void glu_range(void *arg, int64_t lo, int64_t hi, int ith) {
     fw_task *t = arg;
     const int64_t F = t->f->model->hp.n_ff;
-    lv_swiglu(t->f->gate + lo * F, t->f->up + lo * F, t->f->gate + lo * F, (hi - lo) * F);
+    if (t->f->model->hp.ffn_act == LV_FFN_GELU) lv_geglu(t->f->gate + lo * F, t->f->up + lo * F, t->f->gate + lo * F, (hi - lo) * F);
+    else lv_swiglu(t->f->gate + lo * F, t->f->up + lo * F, t->f->gate + lo * F, (hi - lo) * F);
+}
+
+/* logits = cap * tanh(logits / cap) */
+static void softcap_range(void *arg, int64_t lo, int64_t hi, int ith) {
+    fw_task *t = arg;
+    const int64_t V = t->f->model->hp.n_vocab;
+    const float cap = t->f->model->hp.final_softcap;
+    for (int64_t i = lo * V; i < hi * V; i++) t->dst[i] = tanhf(t->dst[i] * (1.0f / cap)) * cap;
 }
 
 static const float *bias_of(const lv_tensor *b) { return b->data ? (const float *)b->data : NULL; }
@@ -475,6 +505,11 @@ lv_status lv_forward_llama(lv_fwd *f, const lv_ubatch *ub) {
             lv_threadpool_run(tp, attn_worker, &t);
         }
         lv_matmul(tp, &L->wo, f->attn, T, f->tmp, f->xq, bias_of(&L->bo));
+        if (L->attn_post_norm.data) {
+            t.src = t.dst = f->tmp;
+            t.norm_w = L->attn_post_norm.data;
+            lv_parallel_for(tp, T, norm_range, &t);
+        }
         t.src = f->tmp;
         t.dst = f->x;
         lv_parallel_for(tp, T, add_range, &t);
@@ -486,8 +521,13 @@ lv_status lv_forward_llama(lv_fwd *f, const lv_ubatch *ub) {
         lv_parallel_for(tp, T, norm_range, &t);
         lv_matmul(tp, &L->ffn_gate, f->xn, T, f->gate, f->xq, NULL);
         lv_matmul(tp, &L->ffn_up, f->xn, T, f->up, f->xq, NULL);
-        lv_parallel_for(tp, T, swiglu_range, &t);
+        lv_parallel_for(tp, T, glu_range, &t);
         lv_matmul(tp, &L->ffn_down, f->gate, T, f->tmp, f->xq, NULL);
+        if (L->ffn_post_norm.data) {
+            t.src = t.dst = f->tmp;
+            t.norm_w = L->ffn_post_norm.data;
+            lv_parallel_for(tp, T, norm_range, &t);
+        }
         t.src = f->tmp;
         t.dst = f->x;
         lv_parallel_for(tp, T, add_range, &t);
@@ -510,5 +550,9 @@ lv_status lv_forward_llama(lv_fwd *f, const lv_ubatch *ub) {
     t.norm_w = m->output_norm.data;
     lv_parallel_for(tp, n, norm_range, &t);
     lv_matmul(tp, &m->output, f->xn, n, ub->logits + first_row * hp->n_vocab, f->xq, NULL);
+    if (hp->final_softcap > 0) {
+        t.dst = ub->logits + first_row * hp->n_vocab;
+        lv_parallel_for(tp, n, softcap_range, &t);
+    }
     return LV_OK;
 }

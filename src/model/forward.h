@@ -51,7 +51,8 @@ typedef struct lv_fwd {
     lv_threadpool *tp;
     int n_threads;
     lv_kv *kv;
-    lv_rope_params rope;
+    lv_rope_params rope;     /* the global layers' RoPE */
+    lv_rope_params rope_swa; /* the sliding-window layers' (their own base and scale) */
     lv_fwd_params p;
 
     /* LServe: the pages selected per (sequence, layer, query head), reused for select_every steps */
@@ -95,7 +96,7 @@ void      lv_fwd_free(lv_fwd *f);
 /* Drop sequence seq's page selections (a prefill of it starts them over). */
 void      lv_fwd_forget_selections(lv_fwd *f, int64_t seq);
 
-/* The forward pass of the llama family (llama, qwen2) over one micro-batch. Writes K/V of the
+/* The forward pass of the llama family (llama, qwen2, qwen3, smollm3, gemma3) over one micro-batch. Writes K/V of the
  * micro-batch into the reserved slots and the logits of its output tokens. Returns
  * LV_ERR_ABORTED if the abort callback fired (the caller rolls the cache back). */
 lv_status lv_forward_llama(lv_fwd *f, const lv_ubatch *ub);

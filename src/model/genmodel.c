@@ -27,14 +27,23 @@ typedef struct preset {
     int32_t n_embd, n_layer, n_head, n_head_kv, n_ff, n_ctx;
     float rope_base, eps;
     bool tied, llama3_rope;
+    int32_t head_dim;          /* 0: n_embd / n_head */
+    int32_t n_swa, swa_pattern; /* gemma3 */
 } preset;
 
+/* the shapes of the published models (their config.json) */
 static const preset g_presets[] = {
-    {"tiny", "llama", 256, 4, 8, 4, 768, 4096, 10000.0f, 1e-5f, false, false},
-    {"smollm2-135m", "llama", 576, 30, 9, 3, 1536, 8192, 100000.0f, 1e-5f, true, false},
-    {"qwen2.5-0.5b", "qwen2", 896, 24, 14, 2, 4864, 32768, 1000000.0f, 1e-6f, true, false},
-    {"llama3.2-1b", "llama", 2048, 16, 32, 8, 8192, 131072, 500000.0f, 1e-5f, true, true},
+    {"tiny", "llama", 256, 4, 8, 4, 768, 4096, 10000.0f, 1e-5f, false, false, 0, 0, 0},
+    {"smollm2-135m", "llama", 576, 30, 9, 3, 1536, 8192, 100000.0f, 1e-5f, true, false, 0, 0, 0},
+    {"qwen2.5-0.5b", "qwen2", 896, 24, 14, 2, 4864, 32768, 1000000.0f, 1e-6f, true, false, 0, 0, 0},
+    {"llama3.2-1b", "llama", 2048, 16, 32, 8, 8192, 131072, 500000.0f, 1e-5f, true, true, 0, 0, 0},
+    {"qwen3-0.6b", "qwen3", 1024, 28, 16, 8, 3072, 40960, 1000000.0f, 1e-6f, true, false, 128, 0, 0},
+    {"smollm3-3b", "smollm3", 2048, 36, 16, 4, 11008, 65536, 5000000.0f, 1e-6f, true, false, 0, 0, 0},
+    {"gemma3-270m", "gemma3", 640, 18, 4, 1, 2048, 32768, 1000000.0f, 1e-6f, true, false, 256, 512, 6},
+    {"gemma3-1b", "gemma3", 1152, 26, 4, 1, 6912, 32768, 1000000.0f, 1e-6f, true, false, 256, 512, 6},
 };
+#define PRESET_LIST "tiny, smollm2-135m, qwen2.5-0.5b, llama3.2-1b, qwen3-0.6b, smollm3-3b, gemma3-270m, gemma3-1b"
+#define ARCH_LIST "llama, qwen2, qwen3, smollm3 or gemma3"
 
 lv_genmodel_params lv_genmodel_default_params(void) {
     lv_genmodel_params p;
@@ -256,19 +265,20 @@ lv_status lv_genmodel_add_vocab(lv_gguf_writer *w, const char *vocab_path, int64
 
 lv_status lv_genmodel_write(const lv_genmodel_params *gp, const char *out_path) {
     /* ---- resolve the shape ---- */
-    preset sh = {"custom", gp->arch, 0, 0, 0, 0, 0, 4096, 10000.0f, 1e-5f, false, false};
+    preset sh = {"custom", gp->arch, 0, 0, 0, 0, 0, 4096, 10000.0f, 1e-5f, false, false, 0, 0, 0};
     if (gp->preset) {
         const preset *pr = NULL;
         for (size_t i = 0; i < LV_ARRAY_LEN(g_presets); i++)
             if (strcmp(g_presets[i].name, gp->preset) == 0) pr = &g_presets[i];
-        if (!pr) return lv_error(LV_ERR_INVALID_ARG, "unknown preset '%s' (tiny, smollm2-135m, qwen2.5-0.5b, llama3.2-1b)", gp->preset);
+        if (!pr) return lv_error(LV_ERR_INVALID_ARG, "unknown preset '%s' (" PRESET_LIST ")", gp->preset);
         if (gp->arch && strcmp(gp->arch, pr->arch) != 0)
             return lv_error(LV_ERR_INVALID_ARG, "preset '%s' is a %s model, not %s", pr->name, pr->arch, gp->arch);
         sh = *pr;
     }
-    if (!sh.arch) return lv_error(LV_ERR_INVALID_ARG, "give --arch (llama or qwen2) or a --preset");
-    if (strcmp(sh.arch, "llama") != 0 && strcmp(sh.arch, "qwen2") != 0)
-        return lv_error(LV_ERR_INVALID_ARG, "unknown architecture '%s' (llama or qwen2)", sh.arch);
+    if (!sh.arch) return lv_error(LV_ERR_INVALID_ARG, "give --arch (" ARCH_LIST ") or a --preset");
+    const bool qwen = strcmp(sh.arch, "qwen2") == 0, qwen3 = strcmp(sh.arch, "qwen3") == 0, gemma3 = strcmp(sh.arch, "gemma3") == 0;
+    if (strcmp(sh.arch, "llama") != 0 && !qwen && !qwen3 && strcmp(sh.arch, "smollm3") != 0 && !gemma3)
+        return lv_error(LV_ERR_INVALID_ARG, "unknown architecture '%s' (" ARCH_LIST ")", sh.arch);
     if (gp->n_embd) sh.n_embd = gp->n_embd;
     if (gp->n_layer) sh.n_layer = gp->n_layer;
     if (gp->n_head) sh.n_head = gp->n_head;
@@ -278,13 +288,18 @@ lv_status lv_genmodel_write(const lv_genmodel_params *gp, const char *out_path) 
     if (gp->rope_freq_base > 0) sh.rope_base = gp->rope_freq_base;
     if (gp->tied_output) sh.tied = true;
     if (gp->llama3_rope) sh.llama3_rope = true;
+    if (gp->head_dim) sh.head_dim = gp->head_dim;
+    if (gp->n_swa) sh.n_swa = gp->n_swa < 0 ? 0 : gp->n_swa;
+    if (gp->swa_pattern) sh.swa_pattern = gp->swa_pattern;
+    if ((gp->n_swa > 0 || gp->swa_pattern) && !gemma3)
+        return lv_error(LV_ERR_INVALID_ARG, "a sliding window (--swa, --swa-pattern) is a gemma3 feature, not %s", sh.arch);
     if (sh.n_embd <= 0 || sh.n_layer <= 0 || sh.n_head <= 0 || sh.n_ff <= 0)
         return lv_error(LV_ERR_INVALID_ARG, "the shape needs --dim, --layers, --heads and --ffn (or a --preset)");
     if (sh.n_head_kv <= 0) sh.n_head_kv = sh.n_head;
-    if (sh.n_embd % sh.n_head != 0 || sh.n_head % sh.n_head_kv != 0)
-        return lv_error(LV_ERR_INVALID_ARG, "--dim %d must be a multiple of --heads %d, and --heads of --kv-heads %d", sh.n_embd, sh.n_head,
-                        sh.n_head_kv);
-    const int32_t head_dim = sh.n_embd / sh.n_head;
+    if ((sh.head_dim == 0 && sh.n_embd % sh.n_head != 0) || sh.n_head % sh.n_head_kv != 0)
+        return lv_error(LV_ERR_INVALID_ARG, "--dim %d must be a multiple of --heads %d (or give --head-dim), and --heads of --kv-heads %d", sh.n_embd,
+                        sh.n_head, sh.n_head_kv);
+    const int32_t head_dim = sh.head_dim ? sh.head_dim : sh.n_embd / sh.n_head;
     if (head_dim % 2 != 0 || head_dim > 1024) return lv_error(LV_ERR_INVALID_ARG, "head size %d must be even and at most 1024", head_dim);
     const lv_type wtype = ftype_type(gp->ftype);
     if (wtype == LV_TYPE_COUNT) return lv_error(LV_ERR_INVALID_ARG, "unknown weight type %d", (int)gp->ftype);
@@ -295,7 +310,6 @@ lv_status lv_genmodel_write(const lv_genmodel_params *gp, const char *out_path) 
                         sh.n_embd, sh.n_ff, (long long)blk);
     if (!gp->vocab_path) return lv_error(LV_ERR_INVALID_ARG, "give --vocab VOCAB.gguf (or tokenizer.json)");
     if (!(gp->std > 0 && gp->std < 10)) return lv_error(LV_ERR_INVALID_ARG, "std %g out of range", (double)gp->std);
-    const bool qwen = strcmp(sh.arch, "qwen2") == 0;
 
     /* ---- metadata ---- */
     lv_status st = LV_ERR_NOMEM;
@@ -324,6 +338,15 @@ lv_status lv_genmodel_write(const lv_genmodel_params *gp, const char *out_path) 
     ok = ok && lv_gguf_writer_set_f32(w, K("rope.freq_base"), sh.rope_base);
     ok = ok && lv_gguf_writer_set_f32(w, K("attention.layer_norm_rms_epsilon"), sh.eps);
     if (!qwen) ok = ok && lv_gguf_writer_set_u32(w, K("rope.dimension_count"), (uint32_t)head_dim);
+    if (head_dim * sh.n_head != sh.n_embd || gemma3) {
+        ok = ok && lv_gguf_writer_set_u32(w, K("attention.key_length"), (uint32_t)head_dim);
+        ok = ok && lv_gguf_writer_set_u32(w, K("attention.value_length"), (uint32_t)head_dim);
+    }
+    if (gemma3 && sh.n_swa > 0) {
+        ok = ok && lv_gguf_writer_set_u32(w, K("attention.sliding_window"), (uint32_t)sh.n_swa);
+        if (sh.swa_pattern && sh.swa_pattern != 6)
+            ok = ok && lv_gguf_writer_set_u32(w, K("attention.sliding_window_pattern"), (uint32_t)sh.swa_pattern);
+    }
     if (!ok) goto end;
     if ((st = lv_genmodel_add_vocab(w, gp->vocab_path, &n_vocab)) != LV_OK) {
         lv_error_prefix("--vocab %s", gp->vocab_path);
@@ -363,11 +386,17 @@ lv_status lv_genmodel_write(const lv_genmodel_params *gp, const char *out_path) 
             T1(BLK("attn_k.bias"), KV, INIT_NORMAL);
             T1(BLK("attn_v.bias"), KV, INIT_NORMAL);
         }
+        if (qwen3 || gemma3) {
+            T1(BLK("attn_q_norm.weight"), head_dim, INIT_NORM_WEIGHT);
+            T1(BLK("attn_k_norm.weight"), head_dim, INIT_NORM_WEIGHT);
+        }
         T2(BLK("attn_output.weight"), Q, E);
+        if (gemma3) T1(BLK("post_attention_norm.weight"), E, INIT_NORM_WEIGHT);
         T1(BLK("ffn_norm.weight"), E, INIT_NORM_WEIGHT);
         T2(BLK("ffn_gate.weight"), E, F);
         T2(BLK("ffn_up.weight"), E, F);
         T2R(BLK("ffn_down.weight"), F, E, ROLE_FFN_DOWN, il);
+        if (gemma3) T1(BLK("post_ffw_norm.weight"), E, INIT_NORM_WEIGHT);
 #undef BLK
     }
     T1("output_norm.weight", E, INIT_NORM_WEIGHT);

@@ -2,9 +2,15 @@
  * model.c: loading a GGUF model: architecture, hyper-parameters (read exactly as llama.cpp's
  * llama_model::load_hparams reads them) and weight binding with shape and type checks.
  *
- * Supported architectures: `llama` (Llama 2/3, Mistral, SmolLM: GQA, RMSNorm, SwiGLU, tied or
- * untied output, llama3 `rope_freqs`) and `qwen2` (q/k/v biases, NEOX rope). Both share one
- * tensor layout; the differences are a table below.
+ * Supported architectures share one tensor layout; what differs is the table below:
+ *   llama    Llama 2/3, Mistral, SmolLM/SmolLM2: GQA, RMSNorm, SwiGLU, tied or untied output,
+ *            llama3 `rope_freqs`, optional q/k/v biases
+ *   qwen2    required q/k/v biases, NEOX RoPE
+ *   qwen3    per-head RMSNorm of q and k (attn_q_norm, attn_k_norm) before NEOX RoPE
+ *   smollm3  llama with no RoPE on every fourth layer (NoPE)
+ *   gemma3   q/k norms, RMSNorm of the attention and FFN outputs (attn_post_norm, ffn_post_norm),
+ *            GeGLU (tanh GELU), embeddings scaled by sqrt(n_embd), five sliding-window layers (the
+ *            last `sliding_window` positions, RoPE base `rope.freq_base_swa`, 10000) per global one
  */
 #define _GNU_SOURCE
 #include "model/model.h"
@@ -25,6 +31,9 @@ const char *lv_arch_name(lv_arch a) {
     switch (a) {
     case LV_ARCH_LLAMA: return "llama";
     case LV_ARCH_QWEN2: return "qwen2";
+    case LV_ARCH_QWEN3: return "qwen3";
+    case LV_ARCH_SMOLLM3: return "smollm3";
+    case LV_ARCH_GEMMA3: return "gemma3";
     }
     return "?";
 }
@@ -34,12 +43,18 @@ typedef struct arch_info {
     lv_arch arch;
     lv_rope_type rope_type;
     bool qkv_bias_required;
+    bool qk_norm;    /* attn_q_norm / attn_k_norm required */
+    bool post_norms; /* attn_post_norm / ffn_post_norm required */
 } arch_info;
 
 static const arch_info g_archs[] = {
-    {"llama", LV_ARCH_LLAMA, LV_ROPE_NORM, false},
-    {"qwen2", LV_ARCH_QWEN2, LV_ROPE_NEOX, true},
+    {"llama", LV_ARCH_LLAMA, LV_ROPE_NORM, false, false, false},
+    {"qwen2", LV_ARCH_QWEN2, LV_ROPE_NEOX, true, false, false},
+    {"qwen3", LV_ARCH_QWEN3, LV_ROPE_NEOX, false, true, false},
+    {"smollm3", LV_ARCH_SMOLLM3, LV_ROPE_NORM, false, false, false},
+    {"gemma3", LV_ARCH_GEMMA3, LV_ROPE_NEOX, false, true, true},
 };
+#define LV_ARCH_LIST "llama, qwen2, qwen3, smollm3, gemma3"
 
 /* -------------------------------------------------------------------------------------------
  * metadata helpers
@@ -181,6 +196,41 @@ static lv_status read_hparams(lv_model *m, const arch_info *ai) {
     if ((st = get_float(&r, "attention.layer_norm_rms_epsilon", true, &hp->norm_rms_eps, NULL)) != LV_OK) return st;
     if (!(hp->norm_rms_eps >= 0)) return lv_error(LV_ERR_FORMAT, "%s.attention.layer_norm_rms_epsilon is negative", ai->name);
     hp->rope_type = ai->rope_type;
+
+    /* per-architecture features, as llama.cpp's load_arch_hparams of each reads them */
+    hp->attn_scale = 1.0f / sqrtf((float)hp->n_embd_head_k);
+    hp->embd_scale = 1.0f;
+    hp->ffn_act = LV_FFN_SILU;
+    hp->rope_freq_base_swa = 10000.0f;
+    hp->rope_freq_scale_swa = 1.0f;
+    if (ai->arch == LV_ARCH_QWEN3 || ai->arch == LV_ARCH_SMOLLM3 || ai->arch == LV_ARCH_GEMMA3) {
+        /* their graphs assert one head size and full rotation */
+        if (hp->n_embd_head_k != hp->n_embd_head_v)
+            return lv_error(LV_ERR_FORMAT, "%s.attention.key_length %lld differs from value_length %lld", ai->name, (long long)hp->n_embd_head_k,
+                            (long long)hp->n_embd_head_v);
+        if (hp->n_rot != hp->n_embd_head_k)
+            return lv_error(LV_ERR_FORMAT, "invalid %s.rope.dimension_count %lld, expected the head size %lld", ai->name, (long long)hp->n_rot,
+                            (long long)hp->n_embd_head_k);
+    }
+    if (ai->arch == LV_ARCH_SMOLLM3) hp->nope_step = 4;
+    if (ai->arch == LV_ARCH_GEMMA3) {
+        hp->ffn_act = LV_FFN_GELU;
+        hp->attn_scale_on_q = true;
+        hp->embd_scale = sqrtf((float)hp->n_embd);
+        /* gemma_pytorch's query scale: the head size, except the 27B (62 layers) uses n_embd / n_head */
+        if (hp->n_layer == 62) hp->attn_scale = 1.0f / sqrtf((float)(hp->n_embd / hp->n_head));
+        int64_t n_swa = 0, period = 6;
+        if ((st = get_int(&r, "attention.sliding_window", false, 0, BIG, &n_swa)) != LV_OK) return st;
+        if (n_swa > 0) {
+            if ((st = get_int(&r, "attention.sliding_window_pattern", false, 0, 4096, &period)) != LV_OK) return st;
+            if ((st = get_float(&r, "rope.freq_base_swa", false, &hp->rope_freq_base_swa, NULL)) != LV_OK) return st;
+            if (!(hp->rope_freq_base_swa > 0)) return lv_error(LV_ERR_FORMAT, "%s.rope.freq_base_swa must be positive", ai->name);
+            hp->n_swa = n_swa;
+            hp->swa_period = (int32_t)period;
+        }
+        if ((st = get_float(&r, "final_logit_softcapping", false, &hp->final_softcap, NULL)) != LV_OK) return st;
+        if (hp->final_softcap < 0) return lv_error(LV_ERR_FORMAT, "%s.final_logit_softcapping is negative", ai->name);
+    }
     return LV_OK;
 }
 
@@ -206,12 +256,22 @@ static lv_status bind(binder *b, lv_tensor *t, const char *name, int want_dims, 
     const lv_gguf_tensor *gt = lv_gguf_tensor_at(b->m->gguf, i);
     b->used[i] = 1;
     if (gt->n_dims != want_dims || gt->ne[0] != ne0 || (want_dims == 2 && gt->ne[1] != ne1)) {
+        /* the keys the expected shape comes from, so a file whose keys disagree with its tensors
+         * names them */
+        const char *a = lv_arch_name(b->m->arch);
+        const lv_hparams *hp = &b->m->hp;
+        char keys[512];
+        snprintf(keys, sizeof(keys), "the shape follows the keys %s.embedding_length = %lld, %s.feed_forward_length = %lld, "
+                 "%s.attention.head_count = %lld, %s.attention.head_count_kv = %lld, %s.attention.key_length = %lld, "
+                 "%s.attention.value_length = %lld and the vocabulary's %lld tokens", a, (long long)hp->n_embd, a, (long long)hp->n_ff, a,
+                 (long long)hp->n_head, a, (long long)hp->n_head_kv, a, (long long)hp->n_embd_head_k, a, (long long)hp->n_embd_head_v,
+                 (long long)hp->n_vocab);
         if (want_dims == 2)
-            return lv_error(LV_ERR_FORMAT, "tensor '%s' has shape [%lld, %lld, %lld, %lld], expected [%lld, %lld]", name,
+            return lv_error(LV_ERR_FORMAT, "tensor '%s' has shape [%lld, %lld, %lld, %lld], expected [%lld, %lld]: %s", name,
                             (long long)gt->ne[0], (long long)gt->ne[1], (long long)gt->ne[2], (long long)gt->ne[3],
-                            (long long)ne0, (long long)ne1);
-        return lv_error(LV_ERR_FORMAT, "tensor '%s' has shape [%lld, %lld, %lld, %lld], expected [%lld]", name,
-                        (long long)gt->ne[0], (long long)gt->ne[1], (long long)gt->ne[2], (long long)gt->ne[3], (long long)ne0);
+                            (long long)ne0, (long long)ne1, keys);
+        return lv_error(LV_ERR_FORMAT, "tensor '%s' has shape [%lld, %lld, %lld, %lld], expected [%lld]: %s", name,
+                        (long long)gt->ne[0], (long long)gt->ne[1], (long long)gt->ne[2], (long long)gt->ne[3], (long long)ne0, keys);
     }
     const lv_type_traits *tt = lv_type_get(gt->type);
     if (want_dims == 1 && gt->type != LV_TYPE_F32)
@@ -270,6 +330,14 @@ static lv_status bind_tensors(lv_model *m, const arch_info *ai) {
         BIND(bk, "attn_k.bias", 1, k_dim, 0, ai->qkv_bias_required);
         BIND(bv, "attn_v.bias", 1, v_dim, 0, ai->qkv_bias_required);
         BIND(bo, "attn_output.bias", 1, E, 0, false);
+        if (ai->qk_norm) {
+            BIND(q_norm, "attn_q_norm.weight", 1, hp->n_embd_head_k, 0, true);
+            BIND(k_norm, "attn_k_norm.weight", 1, hp->n_embd_head_k, 0, true);
+        }
+        if (ai->post_norms) {
+            BIND(attn_post_norm, "post_attention_norm.weight", 1, E, 0, true);
+            BIND(ffn_post_norm, "post_ffw_norm.weight", 1, E, 0, true);
+        }
         BIND(ffn_norm, "ffn_norm.weight", 1, E, 0, true);
         BIND(ffn_gate, "ffn_gate.weight", 2, E, hp->n_ff, true);
         BIND(ffn_up, "ffn_up.weight", 2, E, hp->n_ff, true);
@@ -407,7 +475,7 @@ static lv_status model_init(lv_model *m, lv_model_params params) {
             for (size_t k = 0; k < LV_ARRAY_LEN(g_archs); k++)
                 if (strlen(g_archs[k].name) == s.len && memcmp(g_archs[k].name, s.ptr, s.len) == 0) ai = &g_archs[k];
             if (!ai && !params.vocab_only)
-                return lv_error(LV_ERR_UNSUPPORTED, "%s: architecture '%.*s' is not supported (llama and qwen2 are)", path,
+                return lv_error(LV_ERR_UNSUPPORTED, "%s: architecture '%.*s' is not supported (supported: " LV_ARCH_LIST ")", path,
                                 (int)LV_MIN(s.len, 64), s.ptr);
         }
     }
@@ -598,6 +666,20 @@ int64_t lv_model_describe(const lv_model *m, char *buf, size_t buf_size) {
     sb_printf(&s, "rope:          %s, base %g, scaling %s (freq scale %g, original context %lld)%s\n",
               hp->rope_type == LV_ROPE_NEOX ? "neox" : "normal", (double)hp->rope_freq_base, scal[hp->rope_scaling],
               (double)hp->rope_freq_scale, (long long)hp->n_ctx_orig, m->rope_freqs.data ? ", rope_freqs factors" : "");
+    if (hp->nope_step > 0) sb_printf(&s, "NoPE layers:   every %d-th layer applies no RoPE\n", hp->nope_step);
+    if (hp->n_swa > 0) {
+        int64_t n = 0;
+        for (int64_t il = 0; il < hp->n_layer; il++) n += lv_hp_layer_swa(hp, il);
+        sb_printf(&s, "sliding window: %lld of %lld layers see the last %lld positions (pattern %d, RoPE base %g there); "
+                  "the others are global\n", (long long)n, (long long)hp->n_layer, (long long)hp->n_swa, hp->swa_period,
+                  (double)hp->rope_freq_base_swa);
+    }
+    if (m->layers[0].q_norm.data)
+        sb_printf(&s, "layers:        q/k RMSNorm per head%s; FFN %s; attention scale %g%s\n",
+                  m->layers[0].attn_post_norm.data ? ", post-attention and post-FFN norms" : "",
+                  hp->ffn_act == LV_FFN_GELU ? "GeGLU (tanh GELU)" : "SwiGLU", (double)hp->attn_scale,
+                  hp->embd_scale != 1.0f ? ", embeddings scaled by sqrt(n_embd)" : "");
+    if (hp->final_softcap > 0) sb_printf(&s, "logit softcap: %g\n", (double)hp->final_softcap);
     sb_printf(&s, "output:        %s\n", m->tied_output ? "tied to token_embd" : "separate output.weight");
     /* parameter and byte counts per type */
     int64_t n_params = 0, n_bytes = 0;
@@ -677,5 +759,14 @@ lv_rope_params lv_rope_params_from(const lv_model *m) {
         .n_ctx_orig = (int)LV_MIN(hp->n_ctx_orig, INT32_MAX),
         .freq_factors = m->rope_freqs.data,
     };
+    return rp;
+}
+
+lv_rope_params lv_rope_params_layer(const lv_model *m, int64_t il) {
+    lv_rope_params rp = lv_rope_params_from(m);
+    if (lv_hp_layer_swa(&m->hp, il)) {
+        rp.freq_base = m->hp.rope_freq_base_swa;
+        rp.freq_scale = m->hp.rope_freq_scale_swa;
+    }
     return rp;
 }

@@ -28,7 +28,15 @@
 typedef enum lv_arch {
     LV_ARCH_LLAMA = 0,
     LV_ARCH_QWEN2 = 1,
+    LV_ARCH_QWEN3 = 2,   /* per-head RMSNorm of q and k before RoPE */
+    LV_ARCH_SMOLLM3 = 3, /* llama with no RoPE on every fourth layer */
+    LV_ARCH_GEMMA3 = 4,  /* sliding-window and global layers, GeGLU, post-norms, scaled embeddings */
 } lv_arch;
+
+typedef enum lv_ffn_act {
+    LV_FFN_SILU = 0, /* SwiGLU: silu(gate) * up */
+    LV_FFN_GELU = 1, /* GeGLU: gelu_tanh(gate) * up */
+} lv_ffn_act;
 
 typedef enum lv_rope_scaling {
     LV_ROPE_SCALING_NONE = 0,
@@ -57,7 +65,27 @@ typedef struct lv_hparams {
     float yarn_attn_factor;
     float yarn_beta_fast;
     float yarn_beta_slow;
+    /* per-architecture features (all off for llama / qwen2) */
+    float attn_scale;        /* the softmax scale of q.k: 1/sqrt(n_embd_head_k) unless the architecture says otherwise */
+    bool attn_scale_on_q;    /* the scale multiplies q after RoPE, before the cache type's rounding (gemma3, as its graph) */
+    float embd_scale;        /* token embeddings are multiplied by this (gemma3: sqrt(n_embd)), 1 otherwise */
+    lv_ffn_act ffn_act;
+    int32_t nope_step;       /* > 0: layers with (il + 1) % nope_step == 0 apply no RoPE (smollm3: 4) */
+    int64_t n_swa;           /* > 0: the sliding-window layers see the last n_swa positions (gemma3) */
+    int32_t swa_period;      /* with n_swa: layer il is sliding-window iff il % swa_period < swa_period - 1 */
+    float rope_freq_base_swa;  /* the RoPE of sliding-window layers */
+    float rope_freq_scale_swa;
+    float final_softcap;     /* > 0: logits = softcap * tanh(logits / softcap) */
 } lv_hparams;
+
+/* Is layer il one of the model's own sliding-window layers (gemma3's local layers)? */
+static inline bool lv_hp_layer_swa(const lv_hparams *hp, int64_t il) {
+    return hp->n_swa > 0 && (hp->swa_period == 0 || il % hp->swa_period < hp->swa_period - 1);
+}
+/* Does layer il apply RoPE (smollm3's NoPE layers do not)? */
+static inline bool lv_hp_layer_rope(const lv_hparams *hp, int64_t il) {
+    return hp->nope_step <= 0 || (il + 1) % hp->nope_step != 0;
+}
 
 typedef struct lv_layer {
     lv_tensor attn_norm;           /* (n_embd) */
@@ -66,6 +94,9 @@ typedef struct lv_layer {
     lv_tensor wv;                  /* (n_embd, n_head_kv * n_embd_head_v) */
     lv_tensor wo;                  /* (n_head * n_embd_head_v, n_embd) */
     lv_tensor bq, bk, bv, bo;      /* optional biases; data == NULL when absent */
+    lv_tensor q_norm, k_norm;      /* (n_embd_head_k) per-head RMSNorm of q and k before RoPE (qwen3, gemma3), or absent */
+    lv_tensor attn_post_norm;      /* (n_embd) RMSNorm of the attention output before the residual (gemma3), or absent */
+    lv_tensor ffn_post_norm;       /* (n_embd) the same for the FFN output (gemma3), or absent */
     lv_tensor ffn_norm;            /* (n_embd) */
     lv_tensor ffn_gate;            /* (n_embd, n_ff) */
     lv_tensor ffn_up;              /* (n_embd, n_ff) */
@@ -96,8 +127,10 @@ const lv_vocab *lv_model_vocab(const lv_model *model);
 /* genmodel.c: write the tokenizer.* keys of vocab_path (a vocabulary GGUF, a tokenizer.json, or
  * "builtin:bytes") into w; *n_vocab receives its token count. Used by gen-model and the trainer. */
 lv_status lv_genmodel_add_vocab(lv_gguf_writer *w, const char *vocab_path, int64_t *n_vocab);
-/* the RoPE parameters of the model's hyper-parameters (and rope_freqs), for the kernels */
+/* the RoPE parameters of the model's hyper-parameters (and rope_freqs), for the kernels: those of
+ * the global layers, and those of layer il (a sliding-window layer has its own base and scale) */
 lv_rope_params lv_rope_params_from(const lv_model *m);
+lv_rope_params lv_rope_params_layer(const lv_model *m, int64_t il);
 
 /* lv_model_load over a GGUF image in memory (not copied: it must outlive the model); messages
  * name the file "<memory>". params.use_mmap is ignored. For tests and the fuzzer. */

@@ -123,7 +123,14 @@ static lv_status build_policies(lv_context *ctx) {
             pol->block = a.block_size;
             pol->local_blocks = a.local_blocks;
             pol->vert_stride = a.vert_stride;
-            if (kinds[l] != LV_MASK_CAUSAL) {
+            if (lv_hp_layer_swa(hp, l)) {
+                /* the model's own sliding-window layer (gemma3's local layers): the last n_swa
+                 * positions, no sink, whatever the plan or head pattern says for it */
+                pol->kind = LV_MASK_SINK_WINDOW;
+                pol->sink = 0;
+                pol->window = (int32_t)LV_MIN(hp->n_swa, INT32_MAX);
+                ctx->retrieval[l * H + h] = 0;
+            } else if (kinds[l] != LV_MASK_CAUSAL) {
                 pol->kind = kinds[l];
                 ctx->retrieval[l * H + h] = 0;
             } else if (!ctx->retrieval[l * H + h]) {
@@ -426,15 +433,20 @@ int64_t lv_context_describe_plan(const lv_context *ctx, char *buf, size_t buf_si
         if (w > 0) len += w;                                                                        \
     } while (0)
     const lv_attention_params *a = &ctx->p.attention;
-    int64_t n_full = 0, n_sw = 0, n_bs = 0;
+    int64_t n_full = 0, n_sw = 0, n_bs = 0, n_mw = 0; /* n_mw: the model's own sliding-window heads */
     for (int64_t i = 0; i < L * H; i++) {
         const uint8_t k = ctx->policies[i].kind;
+        const bool mw = lv_hp_layer_swa(hp, i / H);
         n_full += k == LV_MASK_CAUSAL;
-        n_sw += k == LV_MASK_SINK_WINDOW;
+        n_sw += k == LV_MASK_SINK_WINDOW && !mw;
+        n_mw += mw;
         n_bs += k == LV_MASK_BLOCK_STRIDED;
     }
-    OUT("attention plan: %lld layers x %lld KV heads: %lld full (retrieval), %lld sink+window, %lld block-strided%s\n", (long long)L,
-        (long long)H, (long long)n_full, (long long)n_sw, (long long)n_bs, a->select ? "; LServe page selection at decode" : "");
+    OUT("attention plan: %lld layers x %lld KV heads: %lld full (retrieval), %lld sink+window, %lld block-strided", (long long)L,
+        (long long)H, (long long)n_full, (long long)n_sw, (long long)n_bs);
+    if (n_mw) OUT(", %lld sliding-window (the model's)", (long long)n_mw);
+    OUT("%s\n", a->select ? "; LServe page selection at decode" : "");
+    if (n_mw) OUT("  the model's sliding-window layers keep the last %lld positions, no sink\n", (long long)hp->n_swa);
     if (n_sw) OUT("  sink+window heads keep %d sink + %d recent tokens (Lambda mask in prefill and decode)\n", a->sink, a->window);
     if (n_bs) OUT("  block-strided layers: block %d, local blocks %d, vertical stride %d\n", a->block_size, a->local_blocks, a->vert_stride);
     if (a->select)
@@ -446,7 +458,7 @@ int64_t lv_context_describe_plan(const lv_context *ctx, char *buf, size_t buf_si
         int64_t r = 0;
         for (int64_t h = 0; h < H; h++) {
             const uint8_t k = ctx->policies[l * H + h].kind;
-            OUT("%c", k == LV_MASK_CAUSAL ? 'R' : k == LV_MASK_SINK_WINDOW ? 's' : 'b');
+            OUT("%c", lv_hp_layer_swa(hp, l) ? 'w' : k == LV_MASK_CAUSAL ? 'R' : k == LV_MASK_SINK_WINDOW ? 's' : 'b');
             r += k == LV_MASK_CAUSAL;
         }
         OUT("  (%lld/%lld full)\n", (long long)r, (long long)H);
@@ -455,6 +467,7 @@ int64_t lv_context_describe_plan(const lv_context *ctx, char *buf, size_t buf_si
     OUT("KV bytes per token (%s cache): dense %lld; this plan %lld per token for the full heads", ctx->p.kv_type == LV_KV_F32 ? "f32" : "f16",
         (long long)(L * H * tok_bytes), (long long)(n_full * tok_bytes));
     if (n_sw) OUT(" + %lld bytes constant for the sink+window heads (%lld tokens each)", (long long)(n_sw * tok_bytes * sw_tokens), (long long)sw_tokens);
+    if (n_mw) OUT(" + %lld bytes constant for the model's sliding-window heads (%lld tokens each)", (long long)(n_mw * tok_bytes * hp->n_swa), (long long)hp->n_swa);
     if (n_bs) OUT(" + about %lld per token for the block-strided heads (1/%d of the blocks)", (long long)(n_bs * tok_bytes / LV_MAX(1, a->vert_stride)), a->vert_stride);
     OUT("\n");
 #undef OUT

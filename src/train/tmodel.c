@@ -584,6 +584,8 @@ lv_status lv_tmodel_from_model(const lv_model *src, bool with_grads, lv_tmodel *
     *out = NULL;
     if (!src || src->vocab_only || !src->layers) return lv_error(LV_ERR_INVALID_ARG, "a model with weights is needed");
     const lv_hparams *hp = &src->hp;
+    if (src->arch != LV_ARCH_LLAMA && src->arch != LV_ARCH_QWEN2)
+        return lv_error(LV_ERR_UNSUPPORTED, "the trainer (train, identify) supports llama and qwen2 models, not %s", lv_arch_name(src->arch));
     if (hp->n_embd_head_k != hp->n_embd_head_v)
         return lv_error(LV_ERR_UNSUPPORTED, "key and value head sizes differ (%lld, %lld)", (long long)hp->n_embd_head_k, (long long)hp->n_embd_head_v);
     lv_tr_config c = {

@@ -103,6 +103,47 @@ TEST(swiglu_avx512_matches_the_reference) {
     }
 }
 
+TEST(geglu_reference_matches_the_tanh_formula) {
+    float g[64], u[64], o[64];
+    lv_test_rng r = {lv_test_seed() ^ 17};
+    for (int i = 0; i < 64; i++) {
+        g[i] = lv_test_rng_f32(&r) * 12;
+        u[i] = lv_test_rng_f32(&r);
+    }
+    lv_geglu_ref(g, u, o, 64);
+    for (int i = 0; i < 64; i++) {
+        const double x = g[i], want = 0.5 * x * (1 + tanh(sqrt(2 / LV_PI) * (x + 0.044715 * x * x * x))) * u[i];
+        CHECK(fabs(o[i] - want) <= 2e-6 * fmax(1.0, fabs(want)), "i=%d x=%g: %.9g vs %.9g", i, x, (double)o[i], want);
+    }
+}
+
+/* The table GeGLU (llama.cpp's: GELU by the f16 value of x, rounded to f16) against the exact
+ * reference: the input's f16 rounding moves GELU by at most max|GELU'| (< 1.13) times |x| 2^-11,
+ * the output's by |GELU| 2^-11, and f16 subnormals near 0 are 2^-24 apart; beyond |x| >= 10 it is
+ * x or 0. In place, n from 1 up, inputs up to |x| = 40. */
+TEST(geglu_table_matches_the_reference) {
+    enum { N = 4096 + 7 };
+    static float g[N], u[N], want[N], got[N];
+    lv_test_rng r = {lv_test_seed() ^ 18};
+    for (int i = 0; i < N; i++) {
+        g[i] = lv_test_rng_f32(&r) * (i < 3000 ? 6.0f : i < 4000 ? 40.0f : 1e-4f);
+        u[i] = lv_test_rng_f32(&r) * 4;
+    }
+    g[0] = 0.0f;
+    g[1] = -0.0f;
+    g[2] = 10.0f;
+    g[3] = -10.0f;
+    lv_geglu_ref(g, u, want, N);
+    memcpy(got, g, sizeof(g));
+    lv_geglu(got, u, got, N);
+    for (int i = 0; i < N; i++) {
+        const double x = fabs((double)g[i]), gl = fabs((double)want[i] / (u[i] != 0 ? u[i] : 1));
+        const double tol = ((1.13 * x + gl) * 0x1p-11 + 0x1p-23) * fabs((double)u[i]) + 1e-30;
+        CHECK(fabs((double)got[i] - want[i]) <= tol, "i=%d x=%g: %.9g vs reference %.9g", i, (double)g[i], (double)got[i], (double)want[i]);
+        if (lv_test_failures) return;
+    }
+}
+
 /* naive attention in double over one flat array */
 static void attn_naive(const float *q, const float *k, const float *v, const int32_t *pos, int n, int32_t qpos, float scale, int Dk,
                        int Dv, double *out) {

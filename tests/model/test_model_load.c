@@ -220,6 +220,17 @@ static void edit_arch_u32(lv_gguf_writer *w, const char *arch, void *user) {
     lv_gguf_writer_set_u32(w, "general.architecture", 1);
 }
 
+static void edit_key_length(lv_gguf_writer *w, const char *arch, void *user) {
+    (void)user;
+    char key[96];
+    snprintf(key, sizeof(key), "%s.attention.key_length", arch);
+    lv_gguf_writer_set_u32(w, key, 8);
+    snprintf(key, sizeof(key), "%s.attention.value_length", arch);
+    lv_gguf_writer_set_u32(w, key, 8);
+    snprintf(key, sizeof(key), "%s.rope.dimension_count", arch);
+    lv_gguf_writer_set_u32(w, key, 8);
+}
+
 TEST(model_rejects_bad_architecture) {
     gb_model m;
     gb_model_init(&m, "llama", false, 1);
@@ -229,7 +240,7 @@ TEST(model_rejects_bad_architecture) {
     m.edit = edit_arch_u32;
     EXPECT_MODEL_BAD(&m, LV_ERR_FORMAT, "key 'general.architecture' is missing or not a string");
     gb_model_init(&m, "gpt2", false, 1);
-    EXPECT_MODEL_BAD(&m, LV_ERR_UNSUPPORTED, "architecture 'gpt2' is not supported (llama and qwen2 are)");
+    EXPECT_MODEL_BAD(&m, LV_ERR_UNSUPPORTED, "architecture 'gpt2' is not supported (supported: llama, qwen2, qwen3, smollm3, gemma3)");
     gb_model_init(&m, "llama3", false, 1);
     EXPECT_MODEL_BAD(&m, LV_ERR_UNSUPPORTED, "architecture 'llama3' is not supported");
     gb_model_init(&m, "", false, 1);
@@ -812,4 +823,40 @@ TEST(gguf_fuzz_seeds) {
     }
     closedir(d);
     CHECK(n_files > 0, "fuzz/corpus/gguf is empty");
+}
+
+/* The newer families load with their extra tensors, and name what is missing or mismatched: a
+ * missing q/k norm or post-norm, and a head size key that disagrees with the tensors (the message
+ * names the key). */
+TEST(model_new_architectures_bind_their_tensors) {
+    static const char *const archs[] = {"qwen3", "smollm3", "gemma3"};
+    for (size_t i = 0; i < sizeof(archs) / sizeof(archs[0]); i++) {
+        gb_model m;
+        gb_model_init(&m, archs[i], false, 7);
+        gb_guard gd;
+        lv_model *model = LOAD_OK(&m, &gd);
+        CHECK(model && !strcmp(lv_model_arch(model), archs[i]), "%s loads", archs[i]);
+        if (model) {
+            const bool norms = i != 1, post = i == 2;
+            CHECK((model->layers[1].q_norm.data != NULL) == norms && (model->layers[1].k_norm.data != NULL) == norms, "%s: q/k norms", archs[i]);
+            CHECK((model->layers[1].attn_post_norm.data != NULL) == post && (model->layers[1].ffn_post_norm.data != NULL) == post, "%s: post-norms",
+                  archs[i]);
+            CHECK(model->hp.nope_step == (i == 1 ? 4 : 0), "%s: NoPE step %d", archs[i], model->hp.nope_step);
+        }
+        lv_model_free(model);
+        gb_guard_free(&gd);
+    }
+    gb_model m;
+    gb_model_init(&m, "qwen3", false, 7);
+    gb_model_remove(&m, "blk.1.attn_k_norm.weight");
+    EXPECT_MODEL_BAD(&m, LV_ERR_FORMAT, "tensor 'blk.1.attn_k_norm.weight' is missing");
+    gb_model_init(&m, "gemma3", false, 7);
+    gb_model_remove(&m, "blk.0.post_ffw_norm.weight");
+    EXPECT_MODEL_BAD(&m, LV_ERR_FORMAT, "tensor 'blk.0.post_ffw_norm.weight' is missing");
+    gb_model_init(&m, "llama", false, 7);
+    snprintf(m.arch, sizeof(m.arch), "qwen3"); /* a llama layout under the qwen3 name: no q/k norms */
+    EXPECT_MODEL_BAD(&m, LV_ERR_FORMAT, "tensor 'blk.0.attn_q_norm.weight' is missing");
+    gb_model_init(&m, "gemma3", false, 7);
+    m.edit = edit_key_length;
+    EXPECT_MODEL_BAD(&m, LV_ERR_FORMAT, "gemma3.attention.key_length = 8");
 }

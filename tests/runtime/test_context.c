@@ -3,6 +3,8 @@
  * full contexts are errors that change nothing; sequences in one batch do not see each other
  * (packed or interleaved, prefill mixed with decode); an aborted step rolls the cache back;
  * removing a suffix and decoding again reproduces the logits; thread counts do not change them.
+ * Each test runs on a tiny model of every architecture (qwen2 with biases, qwen3's q/k norms,
+ * smollm3's NoPE layers, gemma3's sliding-window layer beside a global one).
  */
 #include "lv_test.h"
 #include "longview.h"
@@ -13,34 +15,44 @@
 #include <stdlib.h>
 #include <string.h>
 
-static lv_model *g_model; /* shared by the tests of this file */
+static const char *const g_archs[] = {"qwen2", "qwen3", "smollm3", "gemma3"};
+#define N_ARCH 4
+static lv_model *g_models[N_ARCH]; /* shared by the tests of this file */
 
-static lv_model *tiny_model(void) {
-    if (g_model) return g_model;
+static lv_model *tiny_model(int a) {
+    if (g_models[a]) return g_models[a];
     const char *data = lv_test_shared_data();
     if (!data) return NULL;
     char vocab[1024], path[1024];
     snprintf(vocab, sizeof(vocab), "%s/vocab/ggml-vocab-llama-spm.gguf", data);
-    snprintf(path, sizeof(path), "%s/context-tiny.gguf", lv_test_tmpdir());
+    snprintf(path, sizeof(path), "%s/context-tiny-%s.gguf", lv_test_tmpdir(), g_archs[a]);
     lv_genmodel_params gp = lv_genmodel_default_params();
-    gp.arch = "qwen2"; /* biases too */
+    gp.arch = g_archs[a];
     gp.n_embd = 64;
-    gp.n_layer = 2;
+    gp.n_layer = a == 2 ? 4 : 2; /* smollm3: layer 3 has no RoPE */
     gp.n_head = 4;
     gp.n_head_kv = 2;
     gp.n_ff = 96;
+    if (a == 3) {
+        gp.n_swa = 8; /* layer 0 sees the last 8 positions, layer 1 everything */
+        gp.swa_pattern = 2;
+    }
     gp.vocab_path = vocab;
     gp.ftype = LV_FTYPE_Q8_0;
     gp.seed = 99;
     if (lv_genmodel_write(&gp, path) != LV_OK) return NULL;
-    if (lv_model_load(path, lv_model_default_params(), &g_model) != LV_OK) return NULL;
-    return g_model;
+    if (lv_model_load(path, lv_model_default_params(), &g_models[a]) != LV_OK) return NULL;
+    return g_models[a];
 }
 
+/* the body that follows runs once per architecture, with `model` and `arch` set */
+#define FOR_EACH_ARCH() for (int a_ = 0; a_ < N_ARCH; a_++)
 #define NEED_MODEL()                                                                                  \
-    lv_model *model = tiny_model();                                                                   \
+    const char *arch = g_archs[a_];                                                                   \
+    lv_model *model = tiny_model(a_);                                                                 \
     if (!model && !lv_test_shared_data()) SKIP("../shared/data not found (the test model needs a vocabulary)"); \
-    REQUIRE(model, "test model: %s", lv_last_error())
+    REQUIRE(model, "%s test model: %s", arch, lv_last_error());                                      \
+    printf("  %s\n", arch)
 
 static lv_context *new_ctx(lv_model *m, uint32_t n_ctx, uint32_t n_seq, int threads) {
     lv_context_params cp = lv_context_default_params();
@@ -85,191 +97,239 @@ static double max_diff(const float *a, const float *b, int32_t n) {
 }
 
 TEST(decode_rejects_bad_batches_and_changes_nothing) {
-    NEED_MODEL();
-    lv_context *ctx = new_ctx(model, 64, 2, 2);
-    REQUIRE(ctx, "ctx: %s", lv_last_error());
-    lv_batch b = lv_batch_init(300);
-    REQUIRE(b.token, "batch");
-    for (int i = 0; i < 5; i++) fill(&b, i, 10 + i, i, 0, true);
-    b.n_tokens = 5;
-    REQUIRE(lv_decode(ctx, &b) == LV_OK, "first decode: %s", lv_last_error());
-    const int32_t V = lv_model_n_vocab(model);
+    FOR_EACH_ARCH() {
+        NEED_MODEL();
+        lv_context *ctx = new_ctx(model, 64, 2, 2);
+        REQUIRE(ctx, "ctx: %s", lv_last_error());
+        lv_batch b = lv_batch_init(300);
+        REQUIRE(b.token, "batch");
+        for (int i = 0; i < 5; i++) fill(&b, i, 10 + i, i, 0, true);
+        b.n_tokens = 5;
+        REQUIRE(lv_decode(ctx, &b) == LV_OK, "first decode: %s", lv_last_error());
+        const int32_t V = lv_model_n_vocab(model);
 
-    struct { const char *what; int idx; lv_token tok; lv_pos pos; lv_seq_id seq; int n; } bad[] = {
-        {"token id -1", 0, -1, 5, 0, 1},         {"token id = n_vocab", 0, V, 5, 0, 1}, {"sequence id 2", 0, 1, 5, 2, 1},
-        {"sequence id -1", 0, 1, 5, -1, 1},      {"position 3 <= cached 4", 0, 1, 3, 0, 1}, {"negative position", 0, 1, -2, 1, 1},
-        {"repeated position in batch", 1, 7, 5, 0, 2}, {"more than n_batch", 0, 1, 5, 0, 257},
-    };
-    for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
-        b.n_tokens = bad[k].n;
-        for (int i = 0; i < b.n_tokens; i++) fill(&b, i, 3, 5 + i, 0, true);
-        fill(&b, bad[k].idx, bad[k].tok, bad[k].pos, bad[k].seq, true);
-        lv_status st = lv_decode(ctx, &b);
-        CHECK(st == LV_ERR_INVALID_ARG, "%s: status %d", bad[k].what, st);
-        CHECK(lv_last_error()[0] != '\0', "%s: no message", bad[k].what);
-        CHECK(lv_kv_seq_n_tokens(ctx, 0) == 5 && lv_kv_seq_n_tokens(ctx, 1) == 0, "%s: cache changed", bad[k].what);
+        struct { const char *what; int idx; lv_token tok; lv_pos pos; lv_seq_id seq; int n; } bad[] = {
+            {"token id -1", 0, -1, 5, 0, 1},         {"token id = n_vocab", 0, V, 5, 0, 1}, {"sequence id 2", 0, 1, 5, 2, 1},
+            {"sequence id -1", 0, 1, 5, -1, 1},      {"position 3 <= cached 4", 0, 1, 3, 0, 1}, {"negative position", 0, 1, -2, 1, 1},
+            {"repeated position in batch", 1, 7, 5, 0, 2}, {"more than n_batch", 0, 1, 5, 0, 257},
+        };
+        for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
+            b.n_tokens = bad[k].n;
+            for (int i = 0; i < b.n_tokens; i++) fill(&b, i, 3, 5 + i, 0, true);
+            fill(&b, bad[k].idx, bad[k].tok, bad[k].pos, bad[k].seq, true);
+            lv_status st = lv_decode(ctx, &b);
+            CHECK(st == LV_ERR_INVALID_ARG, "%s: status %d", bad[k].what, st);
+            CHECK(lv_last_error()[0] != '\0', "%s: no message", bad[k].what);
+            CHECK(lv_kv_seq_n_tokens(ctx, 0) == 5 && lv_kv_seq_n_tokens(ctx, 1) == 0, "%s: cache changed", bad[k].what);
+        }
+        CHECK(lv_get_logits_ith(ctx, 0) == NULL && lv_get_logits_ith(ctx, -1) == NULL, "a failed step leaves no logits");
+        b.n_tokens = 0;
+        CHECK(lv_decode(ctx, &b) == LV_ERR_INVALID_ARG, "empty batch");
+        CHECK(lv_decode(ctx, NULL) == LV_ERR_INVALID_ARG, "NULL batch");
+        lv_batch_free(&b);
+        lv_context_free(ctx);
     }
-    CHECK(lv_get_logits_ith(ctx, 0) == NULL && lv_get_logits_ith(ctx, -1) == NULL, "a failed step leaves no logits");
-    b.n_tokens = 0;
-    CHECK(lv_decode(ctx, &b) == LV_ERR_INVALID_ARG, "empty batch");
-    CHECK(lv_decode(ctx, NULL) == LV_ERR_INVALID_ARG, "NULL batch");
-    lv_batch_free(&b);
-    lv_context_free(ctx);
 }
 
 TEST(prompt_longer_than_context_is_an_error) {
-    NEED_MODEL();
-    lv_context *ctx = new_ctx(model, 32, 1, 2);
-    REQUIRE(ctx, "ctx");
-    lv_batch b = lv_batch_init(40);
-    for (int i = 0; i < 40; i++) fill(&b, i, 100 + i, i, 0, i == 39);
-    b.n_tokens = 40;
-    lv_status st = lv_decode(ctx, &b);
-    CHECK(st == LV_ERR_CONTEXT_FULL, "status %d", st);
-    CHECK(strstr(lv_last_error(), "context") != NULL, "message: %s", lv_last_error());
-    CHECK(lv_kv_seq_n_tokens(ctx, 0) == 0, "nothing cached");
-    b.n_tokens = 32;
-    CHECK(lv_decode(ctx, &b) == LV_OK, "32 tokens fit: %s", lv_last_error());
-    b.n_tokens = 1;
-    fill(&b, 0, 5, 32, 0, true);
-    CHECK(lv_decode(ctx, &b) == LV_ERR_CONTEXT_FULL && lv_kv_seq_n_tokens(ctx, 0) == 32, "one more is refused, cache intact");
-    lv_batch_free(&b);
-    lv_context_free(ctx);
+    FOR_EACH_ARCH() {
+        NEED_MODEL();
+        lv_context *ctx = new_ctx(model, 32, 1, 2);
+        REQUIRE(ctx, "ctx");
+        lv_batch b = lv_batch_init(40);
+        for (int i = 0; i < 40; i++) fill(&b, i, 100 + i, i, 0, i == 39);
+        b.n_tokens = 40;
+        lv_status st = lv_decode(ctx, &b);
+        CHECK(st == LV_ERR_CONTEXT_FULL, "status %d", st);
+        CHECK(strstr(lv_last_error(), "context") != NULL, "message: %s", lv_last_error());
+        CHECK(lv_kv_seq_n_tokens(ctx, 0) == 0, "nothing cached");
+        b.n_tokens = 32;
+        CHECK(lv_decode(ctx, &b) == LV_OK, "32 tokens fit: %s", lv_last_error());
+        b.n_tokens = 1;
+        fill(&b, 0, 5, 32, 0, true);
+        CHECK(lv_decode(ctx, &b) == LV_ERR_CONTEXT_FULL && lv_kv_seq_n_tokens(ctx, 0) == 32, "one more is refused, cache intact");
+        lv_batch_free(&b);
+        lv_context_free(ctx);
+    }
 }
 
 TEST(sequences_in_one_batch_do_not_see_each_other) {
-    NEED_MODEL();
-    const int32_t V = lv_model_n_vocab(model);
-    lv_token A[23], B[17];
-    lv_test_rng r = {lv_test_seed() ^ 20};
-    for (int i = 0; i < 23; i++) A[i] = (lv_token)(lv_test_rng_u64(&r) % (uint64_t)V);
-    for (int i = 0; i < 17; i++) B[i] = (lv_token)(lv_test_rng_u64(&r) % (uint64_t)V);
-    float *la = solo_logits(model, A, 23), *lb = solo_logits(model, B, 17);
-    REQUIRE(la && lb, "solo runs");
-    /* interleaved: A and B alternate in one batch (B's positions restart at 0) */
-    lv_context *ctx = new_ctx(model, 128, 2, 2);
-    lv_batch b = lv_batch_init(40);
-    int n = 0, ia = 0, ib = 0;
-    while (ia < 23 || ib < 17) {
-        if (ia < 23) { fill(&b, n++, A[ia], ia, 0, ia == 22); ia++; }
-        if (ib < 17) { fill(&b, n++, B[ib], ib, 1, ib == 16); ib++; }
+    FOR_EACH_ARCH() {
+        NEED_MODEL();
+        const int32_t V = lv_model_n_vocab(model);
+        lv_token A[23], B[17];
+        lv_test_rng r = {lv_test_seed() ^ 20};
+        for (int i = 0; i < 23; i++) A[i] = (lv_token)(lv_test_rng_u64(&r) % (uint64_t)V);
+        for (int i = 0; i < 17; i++) B[i] = (lv_token)(lv_test_rng_u64(&r) % (uint64_t)V);
+        float *la = solo_logits(model, A, 23), *lb = solo_logits(model, B, 17);
+        REQUIRE(la && lb, "solo runs");
+        /* interleaved: A and B alternate in one batch (B's positions restart at 0) */
+        lv_context *ctx = new_ctx(model, 128, 2, 2);
+        lv_batch b = lv_batch_init(40);
+        int n = 0, ia = 0, ib = 0;
+        while (ia < 23 || ib < 17) {
+            if (ia < 23) { fill(&b, n++, A[ia], ia, 0, ia == 22); ia++; }
+            if (ib < 17) { fill(&b, n++, B[ib], ib, 1, ib == 16); ib++; }
+        }
+        b.n_tokens = n;
+        REQUIRE(ctx && lv_decode(ctx, &b) == LV_OK, "packed decode: %s", lv_last_error());
+        int last_a = -1, last_b = -1;
+        for (int i = 0; i < n; i++) {
+            if (b.seq_id[i] == 0 && b.logits[i]) last_a = i;
+            if (b.seq_id[i] == 1 && b.logits[i]) last_b = i;
+        }
+        CHECK(max_diff(lv_get_logits_ith(ctx, last_a), la, V) == 0, "seq 0 packed vs alone: %g", max_diff(lv_get_logits_ith(ctx, last_a), la, V));
+        CHECK(max_diff(lv_get_logits_ith(ctx, last_b), lb, V) == 0, "seq 1 packed vs alone: %g", max_diff(lv_get_logits_ith(ctx, last_b), lb, V));
+        CHECK(lv_kv_seq_n_tokens(ctx, 0) == 23 && lv_kv_seq_n_tokens(ctx, 1) == 17, "per-sequence lengths");
+        /* mixed step: seq 0 decodes one token while seq 1 prefills 5 more */
+        lv_token A2[24], B2[22];
+        memcpy(A2, A, sizeof(A));
+        memcpy(B2, B, sizeof(B));
+        A2[23] = 42;
+        for (int i = 0; i < 5; i++) B2[17 + i] = 1000 + i;
+        float *la2 = solo_logits(model, A2, 24), *lb2 = solo_logits(model, B2, 22);
+        b.n_tokens = 6;
+        fill(&b, 0, 42, 23, 0, true);
+        for (int i = 0; i < 5; i++) fill(&b, 1 + i, 1000 + i, 17 + i, 1, i == 4);
+        REQUIRE(lv_decode(ctx, &b) == LV_OK, "mixed decode: %s", lv_last_error());
+        CHECK(max_diff(lv_get_logits_ith(ctx, 0), la2, V) == 0, "decode row vs alone");
+        CHECK(max_diff(lv_get_logits_ith(ctx, 5), lb2, V) == 0, "prefill row vs alone");
+        CHECK(lv_get_logits_ith(ctx, 1) == NULL && lv_get_logits_ith(ctx, 6) == NULL && lv_get_logits_ith(ctx, -1) == lv_get_logits_ith(ctx, 5),
+              "only requested rows have logits");
+        free(la);
+        free(lb);
+        free(la2);
+        free(lb2);
+        lv_batch_free(&b);
+        lv_context_free(ctx);
     }
-    b.n_tokens = n;
-    REQUIRE(ctx && lv_decode(ctx, &b) == LV_OK, "packed decode: %s", lv_last_error());
-    int last_a = -1, last_b = -1;
-    for (int i = 0; i < n; i++) {
-        if (b.seq_id[i] == 0 && b.logits[i]) last_a = i;
-        if (b.seq_id[i] == 1 && b.logits[i]) last_b = i;
-    }
-    CHECK(max_diff(lv_get_logits_ith(ctx, last_a), la, V) == 0, "seq 0 packed vs alone: %g", max_diff(lv_get_logits_ith(ctx, last_a), la, V));
-    CHECK(max_diff(lv_get_logits_ith(ctx, last_b), lb, V) == 0, "seq 1 packed vs alone: %g", max_diff(lv_get_logits_ith(ctx, last_b), lb, V));
-    CHECK(lv_kv_seq_n_tokens(ctx, 0) == 23 && lv_kv_seq_n_tokens(ctx, 1) == 17, "per-sequence lengths");
-    /* mixed step: seq 0 decodes one token while seq 1 prefills 5 more */
-    lv_token A2[24], B2[22];
-    memcpy(A2, A, sizeof(A));
-    memcpy(B2, B, sizeof(B));
-    A2[23] = 42;
-    for (int i = 0; i < 5; i++) B2[17 + i] = 1000 + i;
-    float *la2 = solo_logits(model, A2, 24), *lb2 = solo_logits(model, B2, 22);
-    b.n_tokens = 6;
-    fill(&b, 0, 42, 23, 0, true);
-    for (int i = 0; i < 5; i++) fill(&b, 1 + i, 1000 + i, 17 + i, 1, i == 4);
-    REQUIRE(lv_decode(ctx, &b) == LV_OK, "mixed decode: %s", lv_last_error());
-    CHECK(max_diff(lv_get_logits_ith(ctx, 0), la2, V) == 0, "decode row vs alone");
-    CHECK(max_diff(lv_get_logits_ith(ctx, 5), lb2, V) == 0, "prefill row vs alone");
-    CHECK(lv_get_logits_ith(ctx, 1) == NULL && lv_get_logits_ith(ctx, 6) == NULL && lv_get_logits_ith(ctx, -1) == lv_get_logits_ith(ctx, 5),
-          "only requested rows have logits");
-    free(la);
-    free(lb);
-    free(la2);
-    free(lb2);
-    lv_batch_free(&b);
-    lv_context_free(ctx);
 }
 
 static bool abort_now(void *user) { return ++*(int *)user >= 2; }
 
 TEST(abort_rolls_back_and_seq_rm_reproduces) {
-    NEED_MODEL();
-    const int32_t V = lv_model_n_vocab(model);
-    lv_token T[30];
-    for (int i = 0; i < 30; i++) T[i] = 50 + 7 * i;
-    float *want = solo_logits(model, T, 30);
-    REQUIRE(want, "solo");
-    int calls = 0;
-    lv_context_params cp = lv_context_default_params();
-    cp.n_ctx = 64;
-    cp.n_threads = 2;
-    cp.kv_type = LV_KV_F32;
-    cp.abort_fn = abort_now;
-    cp.abort_user = &calls;
-    lv_context *ctx = NULL;
-    REQUIRE(lv_context_create(model, cp, &ctx) == LV_OK, "ctx");
-    lv_batch b = lv_batch_init(30);
-    for (int i = 0; i < 20; i++) fill(&b, i, T[i], i, 0, false);
-    b.n_tokens = 20;
-    CHECK(lv_decode(ctx, &b) == LV_ERR_ABORTED, "aborted after layer 2");
-    CHECK(lv_kv_seq_n_tokens(ctx, 0) == 0, "rolled back");
-    calls = -1000; /* no more aborts */
-    CHECK(lv_decode(ctx, &b) == LV_OK, "again: %s", lv_last_error());
-    for (int i = 0; i < 10; i++) fill(&b, i, T[20 + i], 20 + i, 0, i == 9);
-    b.n_tokens = 10;
-    CHECK(lv_decode(ctx, &b) == LV_OK, "rest");
-    CHECK(max_diff(lv_get_logits_ith(ctx, 9), want, V) == 0, "after abort + retry: identical logits");
-    /* drop the last 12 tokens and feed them again */
-    CHECK(lv_kv_seq_rm(ctx, 0, 18, -1) == LV_OK && lv_kv_seq_n_tokens(ctx, 0) == 18, "seq_rm suffix");
-    CHECK(lv_kv_seq_rm(ctx, 0, 2, 5) == LV_ERR_UNSUPPORTED, "removing from the middle is refused");
-    for (int i = 0; i < 12; i++) fill(&b, i, T[18 + i], 18 + i, 0, i == 11);
-    b.n_tokens = 12;
-    CHECK(lv_decode(ctx, &b) == LV_OK, "re-decode");
-    CHECK(max_diff(lv_get_logits_ith(ctx, 11), want, V) == 0, "after seq_rm: identical logits");
-    free(want);
-    lv_batch_free(&b);
-    lv_context_free(ctx);
-}
-
-TEST(thread_count_does_not_change_logits) {
-    NEED_MODEL();
-    const int32_t V = lv_model_n_vocab(model);
-    float *ref = NULL;
-    for (int th = 1; th <= 3; th++) {
-        lv_context *ctx = new_ctx(model, 128, 1, th);
-        lv_batch b = lv_batch_init(100);
-        for (int i = 0; i < 100; i++) fill(&b, i, (i * 131) % V, i, 0, i == 99);
-        b.n_tokens = 100;
-        REQUIRE(ctx && lv_decode(ctx, &b) == LV_OK, "decode with %d threads", th);
-        const float *lg = lv_get_logits_ith(ctx, 99);
-        if (!ref) {
-            ref = malloc(sizeof(float) * (size_t)V);
-            memcpy(ref, lg, sizeof(float) * (size_t)V);
-        } else {
-            CHECK(max_diff(lg, ref, V) == 0, "%d threads differ from 1: %g", th, max_diff(lg, ref, V));
-        }
+    FOR_EACH_ARCH() {
+        NEED_MODEL();
+        const int32_t V = lv_model_n_vocab(model);
+        lv_token T[30];
+        for (int i = 0; i < 30; i++) T[i] = 50 + 7 * i;
+        float *want = solo_logits(model, T, 30);
+        REQUIRE(want, "solo");
+        int calls = 0;
+        lv_context_params cp = lv_context_default_params();
+        cp.n_ctx = 64;
+        cp.n_threads = 2;
+        cp.kv_type = LV_KV_F32;
+        cp.abort_fn = abort_now;
+        cp.abort_user = &calls;
+        lv_context *ctx = NULL;
+        REQUIRE(lv_context_create(model, cp, &ctx) == LV_OK, "ctx");
+        lv_batch b = lv_batch_init(30);
+        for (int i = 0; i < 20; i++) fill(&b, i, T[i], i, 0, false);
+        b.n_tokens = 20;
+        CHECK(lv_decode(ctx, &b) == LV_ERR_ABORTED, "aborted after layer 2");
+        CHECK(lv_kv_seq_n_tokens(ctx, 0) == 0, "rolled back");
+        calls = -1000; /* no more aborts */
+        CHECK(lv_decode(ctx, &b) == LV_OK, "again: %s", lv_last_error());
+        for (int i = 0; i < 10; i++) fill(&b, i, T[20 + i], 20 + i, 0, i == 9);
+        b.n_tokens = 10;
+        CHECK(lv_decode(ctx, &b) == LV_OK, "rest");
+        CHECK(max_diff(lv_get_logits_ith(ctx, 9), want, V) == 0, "after abort + retry: identical logits");
+        /* drop the last 12 tokens and feed them again */
+        CHECK(lv_kv_seq_rm(ctx, 0, 18, -1) == LV_OK && lv_kv_seq_n_tokens(ctx, 0) == 18, "seq_rm suffix");
+        CHECK(lv_kv_seq_rm(ctx, 0, 2, 5) == LV_ERR_UNSUPPORTED, "removing from the middle is refused");
+        for (int i = 0; i < 12; i++) fill(&b, i, T[18 + i], 18 + i, 0, i == 11);
+        b.n_tokens = 12;
+        CHECK(lv_decode(ctx, &b) == LV_OK, "re-decode");
+        CHECK(max_diff(lv_get_logits_ith(ctx, 11), want, V) == 0, "after seq_rm: identical logits");
+        free(want);
         lv_batch_free(&b);
         lv_context_free(ctx);
     }
-    free(ref);
+}
+
+TEST(thread_count_does_not_change_logits) {
+    FOR_EACH_ARCH() {
+        NEED_MODEL();
+        const int32_t V = lv_model_n_vocab(model);
+        float *ref = NULL;
+        for (int th = 1; th <= 3; th++) {
+            lv_context *ctx = new_ctx(model, 128, 1, th);
+            lv_batch b = lv_batch_init(100);
+            for (int i = 0; i < 100; i++) fill(&b, i, (i * 131) % V, i, 0, i == 99);
+            b.n_tokens = 100;
+            REQUIRE(ctx && lv_decode(ctx, &b) == LV_OK, "decode with %d threads", th);
+            const float *lg = lv_get_logits_ith(ctx, 99);
+            if (!ref) {
+                ref = malloc(sizeof(float) * (size_t)V);
+                memcpy(ref, lg, sizeof(float) * (size_t)V);
+            } else {
+                CHECK(max_diff(lg, ref, V) == 0, "%d threads differ from 1: %g", th, max_diff(lg, ref, V));
+            }
+            lv_batch_free(&b);
+            lv_context_free(ctx);
+        }
+        free(ref);
+    }
 }
 
 TEST(context_creation_survives_allocation_failures) {
-    NEED_MODEL();
-    int failures = 0;
-    for (int64_t n = 0; n < 200; n++) {
-        lv_test_alloc_fail_after(n);
-        lv_context *ctx = new_ctx(model, 64, 2, 2);
-        lv_test_alloc_fail_after(-1);
-        if (ctx) {
-            lv_batch b = lv_batch_init(4);
-            for (int i = 0; i < 4; i++) fill(&b, i, i + 1, i, 0, i == 3);
-            b.n_tokens = 4;
-            CHECK(lv_decode(ctx, &b) == LV_OK, "a context that was created works");
-            lv_batch_free(&b);
-            lv_context_free(ctx);
-            break;
+    FOR_EACH_ARCH() {
+        NEED_MODEL();
+        int failures = 0;
+        for (int64_t n = 0; n < 200; n++) {
+            lv_test_alloc_fail_after(n);
+            lv_context *ctx = new_ctx(model, 64, 2, 2);
+            lv_test_alloc_fail_after(-1);
+            if (ctx) {
+                lv_batch b = lv_batch_init(4);
+                for (int i = 0; i < 4; i++) fill(&b, i, i + 1, i, 0, i == 3);
+                b.n_tokens = 4;
+                CHECK(lv_decode(ctx, &b) == LV_OK, "a context that was created works");
+                lv_batch_free(&b);
+                lv_context_free(ctx);
+                break;
+            }
+            failures++;
         }
-        failures++;
+        CHECK(failures > 5, "allocation failures were exercised (%d)", failures);
     }
-    CHECK(failures > 5, "allocation failures were exercised (%d)", failures);
 }
 
-__attribute__((destructor)) static void free_tiny_model(void) { lv_model_free(g_model); }
+__attribute__((destructor)) static void free_tiny_models(void) {
+    for (int a = 0; a < N_ARCH; a++) lv_model_free(g_models[a]);
+}
+
+/* gemma3's sliding-window layer keeps constant memory: over 512 tokens the cache grows by the
+ * global layer's bytes per token only (the window layer holds its last 8 positions plus at most
+ * two 16-token pages), and a suffix inside the evicted part cannot be removed. */
+TEST(gemma3_sliding_window_layers_keep_constant_memory) {
+    const int a_ = 3;
+    NEED_MODEL();
+    lv_context_params cp = lv_context_default_params();
+    cp.n_ctx = 1024;
+    cp.n_batch = 64;
+    cp.n_ubatch = 64;
+    cp.kv_page_size = 16;
+    cp.kv_type = LV_KV_F32;
+    lv_context *ctx = NULL;
+    REQUIRE(lv_context_create(model, cp, &ctx) == LV_OK, "ctx: %s", lv_last_error());
+    const int64_t tok = 2 /* KV heads */ * 2 * 16 /* k + v, head 16 */ * 4; /* bytes per token per layer, f32 */
+    lv_batch b = lv_batch_init(64);
+    int64_t used[9] = {0};
+    for (int c = 0; c < 8; c++) {
+        for (int i = 0; i < 64; i++) fill(&b, i, 1 + (c * 64 + i) % 500, c * 64 + i, 0, i == 63);
+        b.n_tokens = 64;
+        REQUIRE(lv_decode(ctx, &b) == LV_OK, "chunk %d: %s", c, lv_last_error());
+        used[c + 1] = lv_kv_used_bytes(ctx);
+    }
+    /* from 128 tokens on, each 64 more cost the global layer's 64 tokens, nothing for the window layer */
+    for (int c = 2; c < 8; c++)
+        CHECK(used[c + 1] - used[c] == 64 * tok, "tokens %d..%d: +%lld bytes, want %lld (the global layer only)", c * 64, c * 64 + 63,
+              (long long)(used[c + 1] - used[c]), (long long)(64 * tok));
+    CHECK(used[8] <= 512 * tok + (8 + 2 * 16 + 64) * tok, "512 tokens use %lld bytes: more than the global layer + a window", (long long)used[8]);
+    CHECK(lv_kv_seq_rm(ctx, 0, 100, -1) == LV_ERR_UNSUPPORTED && lv_kv_seq_n_tokens(ctx, 0) == 512,
+          "removing a suffix the window layer evicted is refused, the cache intact");
+    lv_batch_free(&b);
+    lv_context_free(ctx);
+}
