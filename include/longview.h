@@ -357,6 +357,8 @@ typedef enum lv_ftype {
     LV_FTYPE_Q6_K = 10,  /* ... q6_K (fallback q8_0) */
     LV_FTYPE_Q4_K_M = 11, /* llama-quantize's Q4_K_M mixture: q4_K, with q6_K for the output matrix and
                              for attn_v / ffn_down of the layers llama.cpp gives more bits */
+    LV_FTYPE_IQ4_NL = 12, /* every matrix iq4_nl (a simple scale search, not llama-quantize's) */
+    LV_FTYPE_IQ4_XS = 13, /* every matrix iq4_xs (rows not a multiple of 256: iq4_nl, as llama-quantize) */
 } lv_ftype;
 
 typedef struct lv_genmodel_params {

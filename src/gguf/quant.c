@@ -33,10 +33,10 @@ static const lv_type_traits g_traits[LV_TYPE_COUNT] = {
     [LV_TYPE_IQ2_XS] = {"iq2_xs", 256, 74, false},
     [LV_TYPE_IQ3_XXS] = {"iq3_xxs", 256, 98, false},
     [LV_TYPE_IQ1_S] = {"iq1_s", 256, 50, false},
-    [LV_TYPE_IQ4_NL] = {"iq4_nl", 32, 18, false},
+    [LV_TYPE_IQ4_NL] = {"iq4_nl", 32, 18, true},
     [LV_TYPE_IQ3_S] = {"iq3_s", 256, 110, false},
     [LV_TYPE_IQ2_S] = {"iq2_s", 256, 82, false},
-    [LV_TYPE_IQ4_XS] = {"iq4_xs", 256, 136, false},
+    [LV_TYPE_IQ4_XS] = {"iq4_xs", 256, 136, true},
     [LV_TYPE_I8] = {"i8", 1, 1, false},
     [LV_TYPE_I16] = {"i16", 1, 2, false},
     [LV_TYPE_I32] = {"i32", 1, 4, false},
@@ -83,10 +83,14 @@ lv_type lv_vec_dot_type(lv_type t) {
     case LV_TYPE_Q5_1: return LV_TYPE_Q8_1;
     case LV_TYPE_Q4_K:
     case LV_TYPE_Q5_K:
-    case LV_TYPE_Q6_K: return LV_TYPE_Q8_K;
+    case LV_TYPE_Q6_K:
+    case LV_TYPE_IQ4_XS: return LV_TYPE_Q8_K;
+    case LV_TYPE_IQ4_NL: return LV_TYPE_Q8_0;
     default: return LV_TYPE_COUNT;
     }
 }
+
+const int8_t lv_kvalues_iq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
 
 /* -------------------------------------------------------------------------------------------
  * fp16 / bf16
@@ -520,6 +524,90 @@ void lv_quantize_q6_K_file(const float *x, lv_block_q6_K *y, int64_t k) {
  * row conversions
  * ----------------------------------------------------------------------------------------- */
 
+/* iq4: the index of the level nearest to v (levels ascending) */
+static int iq4_nearest(float v) {
+    int best = 0;
+    float bd = fabsf(v - lv_kvalues_iq4nl[0]);
+    for (int i = 1; i < 16; i++) {
+        const float d = fabsf(v - lv_kvalues_iq4nl[i]);
+        if (d < bd) {
+            bd = d;
+            best = i;
+        }
+    }
+    return best;
+}
+
+/* 32 values with scale d into iq4 indices (q4_0's nibble order); returns the squared error */
+static float iq4_indices(const float *x, float d, uint8_t *qs) {
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    float err = 0;
+    for (int j = 0; j < 16; j++) {
+        const int a = iq4_nearest(x[j] * id), b = iq4_nearest(x[j + 16] * id);
+        qs[j] = (uint8_t)(a | (b << 4));
+        const float ea = x[j] - d * lv_kvalues_iq4nl[a], eb = x[j + 16] - d * lv_kvalues_iq4nl[b];
+        err += ea * ea + eb * eb;
+    }
+    return err;
+}
+
+/* iq4_nl file quantizer: per block, the scale that maps the largest-magnitude element onto the
+ * outermost level (-127), or onto +113, whichever leaves the smaller squared error (a simpler
+ * search than llama-quantize's; any scale gives a valid file). */
+static void quantize_iq4_nl(const float *x, lv_block_iq4_nl *y, int64_t k) {
+    for (int64_t i = 0; i < k / 32; i++) {
+        const float *b = x + i * 32;
+        float amax = 0, max = 0;
+        for (int j = 0; j < 32; j++)
+            if (fabsf(b[j]) > amax) {
+                amax = fabsf(b[j]);
+                max = b[j];
+            }
+        uint8_t q1[16], q2[16];
+        const float d1 = lv_fp16_to_fp32(lv_fp32_to_fp16(max / -127.0f)), d2 = lv_fp16_to_fp32(lv_fp32_to_fp16(max / 113.0f));
+        const float e1 = iq4_indices(b, d1, q1), e2 = iq4_indices(b, d2, q2);
+        const bool second = e2 < e1;
+        y[i].d = lv_fp32_to_fp16(second ? d2 : d1);
+        memcpy(y[i].qs, second ? q2 : q1, 16);
+    }
+}
+
+/* iq4_xs file quantizer: each sub-block's iq4_nl scale, then one super-block scale d with
+ * 6-bit sub-scales ls_j - 32 in [-32, 31] nearest to scale_j / d, then the indices again at the
+ * scale d * (ls_j - 32) actually stored. */
+static void quantize_iq4_xs(const float *x, lv_block_iq4_xs *y, int64_t k) {
+    for (int64_t i = 0; i < k / LV_QK_K; i++) {
+        const float *b = x + i * LV_QK_K;
+        float sc[8], amax = 0;
+        for (int j = 0; j < 8; j++) {
+            float m = 0, mx = 0;
+            for (int l = 0; l < 32; l++)
+                if (fabsf(b[32 * j + l]) > m) {
+                    m = fabsf(b[32 * j + l]);
+                    mx = b[32 * j + l];
+                }
+            sc[j] = mx / -127.0f;
+            if (fabsf(sc[j]) > amax) amax = fabsf(sc[j]);
+        }
+        const float d = lv_fp16_to_fp32(lv_fp32_to_fp16(amax / 31.0f));
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        memset(&y[i], 0, sizeof(y[i]));
+        y[i].d = lv_fp32_to_fp16(d);
+        for (int j = 0; j < 8; j++) {
+            int ls = (int)lrintf(sc[j] * id);
+            ls = ls < -32 ? -32 : ls > 31 ? 31 : ls;
+            const int u = ls + 32;
+            y[i].scales_l[j / 2] |= (uint8_t)((u & 0xf) << (4 * (j & 1)));
+            y[i].scales_h |= (uint16_t)((u >> 4) << (2 * j));
+            iq4_indices(b + 32 * j, d * (float)ls, y[i].qs + 16 * j);
+        }
+    }
+}
+
+static inline int iq4_xs_scale(const lv_block_iq4_xs *b, int j) {
+    return (((b->scales_l[j / 2] >> (4 * (j & 1))) & 0xf) | (((b->scales_h >> (2 * j)) & 3) << 4)) - 32;
+}
+
 bool lv_from_float_row(lv_type t, const float *x, void *y, int64_t k) {
     switch (t) {
     case LV_TYPE_F32: memcpy(y, x, (size_t)k * sizeof(float)); return true;
@@ -543,6 +631,8 @@ bool lv_from_float_row(lv_type t, const float *x, void *y, int64_t k) {
     case LV_TYPE_Q4_K: lv_quantize_q4_K_file(x, y, k); return true;
     case LV_TYPE_Q5_K: lv_quantize_q5_K_file(x, y, k); return true;
     case LV_TYPE_Q6_K: lv_quantize_q6_K_file(x, y, k); return true;
+    case LV_TYPE_IQ4_NL: quantize_iq4_nl(x, y, k); return true;
+    case LV_TYPE_IQ4_XS: quantize_iq4_xs(x, y, k); return true;
     default: return false;
     }
 }
@@ -588,6 +678,31 @@ bool lv_to_float_row(lv_type t, const void *x, float *y, int64_t k) {
         const lv_block_q8_K *b = x;
         for (int64_t i = 0; i < k / LV_QK_K; i++)
             for (int j = 0; j < LV_QK_K; j++) y[i * LV_QK_K + j] = b[i].d * b[i].qs[j];
+        return true;
+    }
+    case LV_TYPE_IQ4_NL: {
+        const lv_block_iq4_nl *b = x;
+        for (int64_t i = 0; i < k / 32; i++) {
+            const float d = lv_fp16_to_fp32(b[i].d);
+            for (int j = 0; j < 16; j++) {
+                y[i * 32 + j] = d * lv_kvalues_iq4nl[b[i].qs[j] & 0xf];
+                y[i * 32 + j + 16] = d * lv_kvalues_iq4nl[b[i].qs[j] >> 4];
+            }
+        }
+        return true;
+    }
+    case LV_TYPE_IQ4_XS: {
+        const lv_block_iq4_xs *b = x;
+        for (int64_t i = 0; i < k / LV_QK_K; i++) {
+            const float d = lv_fp16_to_fp32(b[i].d);
+            for (int j = 0; j < 8; j++) {
+                const float dl = d * (float)iq4_xs_scale(&b[i], j);
+                for (int l = 0; l < 16; l++) {
+                    y[i * LV_QK_K + 32 * j + l] = dl * lv_kvalues_iq4nl[b[i].qs[16 * j + l] & 0xf];
+                    y[i * LV_QK_K + 32 * j + l + 16] = dl * lv_kvalues_iq4nl[b[i].qs[16 * j + l] >> 4];
+                }
+            }
+        }
         return true;
     }
     case LV_TYPE_Q4_0: {
@@ -743,6 +858,13 @@ static inline void levels_k6(const uint8_t *ql, const uint8_t *qh, int8_t *q) {
                 q[128 * h + 32 * g + l] = (int8_t)((lo | (hi << 4)) - 32);
             }
 }
+/* iq4_nl / one iq4_xs sub-block: the levels of 32 indices */
+static inline void levels_iq4(const uint8_t *qs, int8_t *q) {
+    for (int j = 0; j < 16; j++) {
+        q[j] = lv_kvalues_iq4nl[qs[j] & 0x0f];
+        q[j + 16] = lv_kvalues_iq4nl[qs[j] >> 4];
+    }
+}
 static inline int32_t dot_i8(const int8_t *a, const int8_t *b, int n) {
     int32_t s = 0;
     for (int i = 0; i < n; i++) s += a[i] * b[i];
@@ -857,6 +979,32 @@ float lv_vec_dot_ref(lv_type t, int64_t k, const void *w, const void *x) {
             levels_k6(a[i].ql, a[i].qh, q);
             int32_t isum = 0;
             for (int j = 0; j < 16; j++) isum += a[i].scales[j] * dot_i8(q + 16 * j, b[i].qs + 16 * j, 16);
+            s += (lv_fp16_to_fp32(a[i].d) * b[i].d) * (float)isum;
+        }
+        return s;
+    }
+    case LV_TYPE_IQ4_NL: {
+        const lv_block_iq4_nl *a = w;
+        const lv_block_q8_0 *b = x;
+        float s = 0;
+        int8_t q[32];
+        for (int64_t i = 0; i < k / 32; i++) {
+            levels_iq4(a[i].qs, q);
+            s += (float)dot_i8(q, b[i].qs, 32) * (lv_fp16_to_fp32(a[i].d) * lv_fp16_to_fp32(b[i].d));
+        }
+        return s;
+    }
+    case LV_TYPE_IQ4_XS: {
+        const lv_block_iq4_xs *a = w;
+        const lv_block_q8_K *b = x;
+        float s = 0;
+        int8_t q[32];
+        for (int64_t i = 0; i < k / LV_QK_K; i++) {
+            int32_t isum = 0;
+            for (int j = 0; j < 8; j++) {
+                levels_iq4(a[i].qs + 16 * j, q);
+                isum += iq4_xs_scale(&a[i], j) * dot_i8(q, b[i].qs + 32 * j, 32);
+            }
             s += (lv_fp16_to_fp32(a[i].d) * b[i].d) * (float)isum;
         }
         return s;

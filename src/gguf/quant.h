@@ -157,6 +157,27 @@ typedef struct {
     int16_t bsums[LV_QK_K / 16];
 } lv_block_q8_K;
 
+/* iq4_nl: blocks of 32, x = d * lv_kvalues_iq4nl[q], q a 4-bit index (nibbles as q4_0) */
+typedef struct {
+    uint16_t d;
+    uint8_t qs[16];
+} lv_block_iq4_nl;
+
+/* iq4_xs: super-blocks of 256 in 8 sub-blocks of 32; x = d * (ls_j - 32) * lv_kvalues_iq4nl[q],
+ * with ls_j 6 bits: its low 4 in scales_l[j / 2] (j odd: the high nibble), its high 2 in bits
+ * 2j..2j+1 of scales_h; sub-block j's indices are qs[16j .. 16j + 15] (nibbles as q4_0). */
+typedef struct {
+    uint16_t d;
+    uint16_t scales_h;
+    uint8_t scales_l[LV_QK_K / 64];
+    uint8_t qs[LV_QK_K / 2];
+} lv_block_iq4_xs;
+
+/* the 16 non-linear levels of iq4_nl and iq4_xs (ggml's kvalues_iq4nl) */
+extern const int8_t lv_kvalues_iq4nl[16];
+
+_Static_assert(sizeof(lv_block_iq4_nl) == 18, "iq4_nl block layout");
+_Static_assert(sizeof(lv_block_iq4_xs) == 136, "iq4_xs block layout");
 _Static_assert(sizeof(lv_block_q4_0) == 18, "q4_0 block layout");
 _Static_assert(sizeof(lv_block_q4_1) == 20, "q4_1 block layout");
 _Static_assert(sizeof(lv_block_q5_0) == 22, "q5_0 block layout");
@@ -245,6 +266,8 @@ bool lv_to_float_row(lv_type t, const void *x, float *y, int64_t k);
  *   q4_1, q5_1:        s += (d_w * d_x) * isum + m_w * s_x
  *   q4_K, q5_K:        s += (d_w * d_x) * isum - (dmin_w * d_x) * msum   (msum = sum m[j] * bsum_j)
  *   q6_K:              s += (d_w * d_x) * isum                          (isum over q - 32)
+ *   iq4_nl (q8_0 x):   s += (d_w * d_x) * isum                          (isum over the levels)
+ *   iq4_xs (q8_K x):   s += (d_w * d_x) * isum                          (isum = sum (ls_j - 32) * isum_j)
  * The SIMD kernels compute the same integer sums exactly; only the float order differs. */
 float lv_vec_dot_ref(lv_type t, int64_t k, const void *w, const void *x);
 

@@ -274,6 +274,12 @@ QK_INLINE __m256i nibbles32(const uint8_t *q) {
     return _mm256_and_si256(v, _mm256_set1_epi8(0x0f));
 }
 
+/* iq4: the signed levels of 32 indices (16 bytes, q4_0's nibble order) */
+QK_INLINE __m256i iq4_levels32(const uint8_t *q) {
+    const __m256i tab = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)lv_kvalues_iq4nl));
+    return _mm256_shuffle_epi8(tab, nibbles32(q));
+}
+
 /* + 16 for the levels whose bit is set in the 32-bit qh (bit j: element j) */
 QK_INLINE __m256i add_high_bits32(__m256i q, uint32_t qh) {
     /* byte j gets byte j/8 of qh, then keeps bit j%8 */
@@ -296,6 +302,12 @@ QK_INLINE void ld_w(const lv_type T, const uint8_t *w, int64_t ib, __m256i *q, _
     case LV_TYPE_Q4_0: {
         const uint8_t *p = w + ib * 18;
         *q = nibbles32(p + 2);
+        *d = _mm256_set1_ps(h2f(ld16(p)));
+        break;
+    }
+    case LV_TYPE_IQ4_NL: {
+        const uint8_t *p = w + ib * 18;
+        *q = iq4_levels32(p + 2);
         *d = _mm256_set1_ps(h2f(ld16(p)));
         break;
     }
@@ -344,10 +356,11 @@ QK_INLINE void tile_b32(const lv_type T, const int R, const int C, int64_t k, co
             __m256i wq;
             __m256 wd, wm = _mm256_setzero_ps();
             ld_w(T, w + (size_t)r * ws, ib, &wq, &wd, &wm);
-            const __m256i wabs = T == LV_TYPE_Q8_0 ? _mm256_sign_epi8(wq, wq) : wq;
+            const bool sgn = T == LV_TYPE_Q8_0 || T == LV_TYPE_IQ4_NL; /* signed levels */
+            const __m256i wabs = sgn ? _mm256_sign_epi8(wq, wq) : wq;
             for (int c = 0; c < C; c++) {
                 __m256i isum;
-                if (T == LV_TYPE_Q8_0) isum = dot_u8s8(wabs, _mm256_sign_epi8(xq[c], wq)); /* |w| * (x with w's sign) */
+                if (sgn) isum = dot_u8s8(wabs, _mm256_sign_epi8(xq[c], wq)); /* |w| * (x with w's sign) */
                 else if (offset) isum = _mm256_add_epi32(xc[c], dot_u8s8(wq, xq[c]));
                 else isum = dot_u8s8(wq, xq[c]);
                 acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(wd, xd[c]), acc[r][c]);
@@ -371,6 +384,7 @@ QK_B32_TYPE(q4_0, LV_TYPE_Q4_0)
 QK_B32_TYPE(q5_0, LV_TYPE_Q5_0)
 QK_B32_TYPE(q4_1, LV_TYPE_Q4_1)
 QK_B32_TYPE(q5_1, LV_TYPE_Q5_1)
+QK_B32_TYPE(iq4_nl, LV_TYPE_IQ4_NL)
 
 /* ---- the K types: super-blocks of 256 against q8_K, 32-element sub-steps ---- */
 
@@ -398,7 +412,7 @@ QK_INLINE __m256i k6_levels(const uint8_t *ql, const uint8_t *qh, int t) {
 
 QK_INLINE void tile_kq(const lv_type T, const int R, const int C, int64_t k, const uint8_t *w, size_t ws, const uint8_t *x, size_t xs,
                        float *s, size_t ss) {
-    const int wbs = T == LV_TYPE_Q4_K ? 144 : T == LV_TYPE_Q5_K ? 176 : 210;
+    const int wbs = T == LV_TYPE_Q4_K ? 144 : T == LV_TYPE_Q5_K ? 176 : T == LV_TYPE_IQ4_XS ? 136 : 210;
     __m256 acc[2][4];
     for (int r = 0; r < R; r++)
         for (int c = 0; c < C; c++) acc[r][c] = _mm256_setzero_ps();
@@ -412,6 +426,10 @@ QK_INLINE void tile_kq(const lv_type T, const int R, const int C, int64_t k, con
             if (T == LV_TYPE_Q6_K) {
                 dw[r] = h2f(ld16(b + 208));
                 memcpy(sc[r], b + 192, 16);
+            } else if (T == LV_TYPE_IQ4_XS) { /* 6-bit scales minus 32, as int8 */
+                dw[r] = h2f(ld16(b));
+                const uint16_t sh = (uint16_t)ld16(b + 2);
+                for (int j = 0; j < 8; j++) sc[r][j] = (uint8_t)(int8_t)((((b[4 + j / 2] >> (4 * (j & 1))) & 0xf) | (((sh >> (2 * j)) & 3) << 4)) - 32);
             } else {
                 dw[r] = h2f(ld16(b));
                 dminw[r] = h2f(ld16(b + 2));
@@ -428,6 +446,13 @@ QK_INLINE void tile_kq(const lv_type T, const int R, const int C, int64_t k, con
             for (int r = 0; r < R; r++) {
                 const uint8_t *b = w + (size_t)r * ws + (size_t)i * wbs;
                 __m256i wq, scv;
+                if (T == LV_TYPE_IQ4_XS) { /* signed levels: |w| times x with w's sign */
+                    const __m256i l = iq4_levels32(b + 8 + 16 * t), la = _mm256_sign_epi8(l, l);
+                    scv = _mm256_set1_epi16((int8_t)sc[r][t]);
+                    for (int c = 0; c < C; c++)
+                        isum[r][c] = _mm256_add_epi32(isum[r][c], _mm256_madd_epi16(_mm256_maddubs_epi16(la, _mm256_sign_epi8(xq[c], l)), scv));
+                    continue;
+                }
                 if (T == LV_TYPE_Q4_K) wq = k4_levels(b + 16, t);
                 else if (T == LV_TYPE_Q5_K) wq = k5_levels(b + 48, b + 16, t);
                 else wq = k6_levels(b, b + 128, t);
@@ -440,7 +465,9 @@ QK_INLINE void tile_kq(const lv_type T, const int R, const int C, int64_t k, con
         for (int c = 0; c < C; c++) {
             const __m256i bsums = _mm256_loadu_si256((const __m256i *)(x + (size_t)c * xs + (size_t)i * 292 + 260));
             for (int r = 0; r < R; r++) {
-                if (T == LV_TYPE_Q6_K) { /* the -32 offset of the levels: 32 * sum(scale * bsum) */
+                if (T == LV_TYPE_IQ4_XS) {
+                    acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[r][c]), _mm256_set1_ps(dw[r] * dx[c]), acc[r][c]);
+                } else if (T == LV_TYPE_Q6_K) { /* the -32 offset of the levels: 32 * sum(scale * bsum) */
                     const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)sc[r]));
                     const __m256i is = _mm256_sub_epi32(isum[r][c], _mm256_slli_epi32(_mm256_madd_epi16(bsums, sc16), 5));
                     acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is), _mm256_set1_ps(dw[r] * dx[c]), acc[r][c]);
@@ -466,6 +493,7 @@ QK_INLINE void tile_kq(const lv_type T, const int R, const int C, int64_t k, con
 QK_K_TYPE(q4_K, LV_TYPE_Q4_K)
 QK_K_TYPE(q5_K, LV_TYPE_Q5_K)
 QK_K_TYPE(q6_K, LV_TYPE_Q6_K)
+QK_K_TYPE(iq4_xs, LV_TYPE_IQ4_XS)
 
 /* ============================================================================================
  * the table
@@ -483,6 +511,8 @@ static const lv_qtype_ops g_ops[] = {
     {LV_TYPE_Q4_K, LV_TYPE_Q8_K, ff_q8_K, vec_dot_q4_K, gemm_q4_K},
     {LV_TYPE_Q5_K, LV_TYPE_Q8_K, ff_q8_K, vec_dot_q5_K, gemm_q5_K},
     {LV_TYPE_Q6_K, LV_TYPE_Q8_K, ff_q8_K, vec_dot_q6_K, gemm_q6_K},
+    {LV_TYPE_IQ4_NL, LV_TYPE_Q8_0, ff_q8_0, vec_dot_iq4_nl, gemm_iq4_nl},
+    {LV_TYPE_IQ4_XS, LV_TYPE_Q8_K, ff_q8_K, vec_dot_iq4_xs, gemm_iq4_xs},
 };
 
 const lv_qtype_ops *lv_qk_avx2_ops(lv_type t) {

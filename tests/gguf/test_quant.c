@@ -169,7 +169,7 @@ TEST(reference_dot_products_equal_float_math) {
             x[i] = lv_test_rng_f32(&r) * 3;
         }
         const lv_type types[] = {LV_TYPE_F32,  LV_TYPE_F16,  LV_TYPE_BF16, LV_TYPE_Q8_0, LV_TYPE_Q4_0, LV_TYPE_Q4_1,
-                                 LV_TYPE_Q5_0, LV_TYPE_Q5_1, LV_TYPE_Q4_K, LV_TYPE_Q5_K, LV_TYPE_Q6_K};
+                                 LV_TYPE_Q5_0, LV_TYPE_Q5_1, LV_TYPE_Q4_K, LV_TYPE_Q5_K, LV_TYPE_Q6_K, LV_TYPE_IQ4_NL, LV_TYPE_IQ4_XS};
         for (size_t t = 0; t < sizeof(types) / sizeof(types[0]); t++) {
             const lv_type wt = types[t], vt = lv_vec_dot_type(wt);
             if (K % lv_type_get(wt)->blck_size) continue;
@@ -293,6 +293,57 @@ TEST(block_layouts_read_as_ggml_defines_them) {
         }
         lv_to_float_row(LV_TYPE_Q6_K, &b, y, 256);
         for (int e = 0; e < 256; e++) CHECK(y[e] == 0.125f * b.scales[e / 16] * (q6[e] - 32), "q6_K element %d: %g", e, (double)y[e]);
+    }
+}
+
+/* iq4_nl and iq4_xs against blocks built by hand from ggml's layout (ggml-common.h: block_iq4_nl
+ * {d, qs[16]}, block_iq4_xs {d, scales_h, scales_l[4], qs[128]}; dequantize_row_iq4_xs: sub-block
+ * ib's scale (scales_l[ib/2] >> 4*(ib%2) & 0xf) | ((scales_h >> 2*ib) & 3) << 4, minus 32, its
+ * elements j and j + 16 in the low and high nibbles of qs[16*ib + j]), and the file quantizers'
+ * error against the 4-bit non-linear grid. */
+TEST(iq4_layouts_and_quantizers) {
+    float y[256];
+    {
+        lv_block_iq4_nl b;
+        b.d = h(0.5f);
+        for (int j = 0; j < 16; j++) b.qs[j] = (uint8_t)(j | ((15 - j) << 4));
+        lv_to_float_row(LV_TYPE_IQ4_NL, &b, y, 32);
+        for (int j = 0; j < 16; j++)
+            CHECK(y[j] == 0.5f * lv_kvalues_iq4nl[j] && y[j + 16] == 0.5f * lv_kvalues_iq4nl[15 - j], "iq4_nl element %d: %g %g", j, (double)y[j],
+                  (double)y[j + 16]);
+        CHECK(lv_kvalues_iq4nl[0] == -127 && lv_kvalues_iq4nl[15] == 113, "ggml's iq4 grid");
+    }
+    {
+        lv_block_iq4_xs b;
+        memset(&b, 0, sizeof(b));
+        b.d = h(0.25f);
+        int ls[8];
+        for (int ib = 0; ib < 8; ib++) {
+            ls[ib] = (ib * 9 + 3) % 64;
+            b.scales_l[ib / 2] |= (uint8_t)((ls[ib] & 15) << (4 * (ib % 2)));
+            b.scales_h |= (uint16_t)((ls[ib] >> 4) << (2 * ib));
+        }
+        for (int e = 0; e < 256; e++) b.qs[16 * (e / 32) + e % 16] |= (uint8_t)(((e * 7 + 1) % 16) << ((e % 32) >= 16 ? 4 : 0));
+        lv_to_float_row(LV_TYPE_IQ4_XS, &b, y, 256);
+        for (int e = 0; e < 256; e++)
+            CHECK(y[e] == 0.25f * (float)(ls[e / 32] - 32) * lv_kvalues_iq4nl[(e * 7 + 1) % 16], "iq4_xs element %d: %g", e, (double)y[e]);
+    }
+    /* the file quantizers: relative RMS error of a 4-bit grid (measured about 0.05 on normal data) */
+    lv_test_rng r = {lv_test_seed() ^ 6};
+    static float x[4096], back[4096];
+    static uint8_t q[4096];
+    for (int i = 0; i < 4096; i++) x[i] = lv_test_rng_f32(&r) * (1 + (i / 256) % 7);
+    const lv_type ts[] = {LV_TYPE_IQ4_NL, LV_TYPE_IQ4_XS};
+    for (int t = 0; t < 2; t++) {
+        CHECK(lv_quantize_row_file(ts[t], x, q, 4096), "%s quantizes", lv_type_name(ts[t]));
+        lv_to_float_row(ts[t], q, back, 4096);
+        double se = 0, sx = 0;
+        for (int i = 0; i < 4096; i++) {
+            se += (double)(back[i] - x[i]) * (back[i] - x[i]);
+            sx += (double)x[i] * x[i];
+        }
+        printf("  %s relative RMS error %.4f\n", lv_type_name(ts[t]), sqrt(se / sx));
+        CHECK(sqrt(se / sx) <= 0.09, "%s: relative RMS error %.4f", lv_type_name(ts[t]), sqrt(se / sx));
     }
 }
 

@@ -157,8 +157,9 @@ static float tolerance(const golden *g) {
     if (!strcmp(g->type, "f32")) t = 1e-5f;
     else if (!strcmp(g->type, "f16")) t = 1e-3f;
     else if (!strcmp(g->type, "bf16")) t = 4e-3f;
-    else if (!strncmp(g->type, "q4_k", 4) || !strcmp(g->type, "q5_k") || !strcmp(g->type, "q6_k")) t = 3e-2f; /* q8_K activations */
-    else t = 1.2e-2f; /* q8_0, q4_0, q4_1, q5_0, q5_1 */
+    else if (!strncmp(g->type, "q4_k", 4) || !strcmp(g->type, "q5_k") || !strcmp(g->type, "q6_k") || !strcmp(g->type, "iq4_xs"))
+        t = 3e-2f; /* q8_K activations */
+    else t = 1.2e-2f; /* q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl */
     if (!strcmp(g->kv, "f16")) t = LV_MAX_F(t, 1.5e-2f);
     /* gemma3's GeGLU looks GELU up by the f16 value of its input (as ggml does): an f32 ulp of
      * difference upstream flips that rounding now and then, a 2^-11 step of one activation, and
@@ -368,7 +369,8 @@ static void check_golden(const char *path) {
     static const struct { const char *n; lv_ftype f; } types[] = {
         {"f32", LV_FTYPE_F32},   {"f16", LV_FTYPE_F16},   {"bf16", LV_FTYPE_BF16}, {"q8_0", LV_FTYPE_Q8_0},
         {"q4_0", LV_FTYPE_Q4_0}, {"q4_1", LV_FTYPE_Q4_1}, {"q5_0", LV_FTYPE_Q5_0}, {"q5_1", LV_FTYPE_Q5_1},
-        {"q4_k", LV_FTYPE_Q4_K}, {"q5_k", LV_FTYPE_Q5_K}, {"q6_k", LV_FTYPE_Q6_K}, {"q4_k_m", LV_FTYPE_Q4_K_M}};
+        {"q4_k", LV_FTYPE_Q4_K}, {"q5_k", LV_FTYPE_Q5_K}, {"q6_k", LV_FTYPE_Q6_K}, {"q4_k_m", LV_FTYPE_Q4_K_M},
+        {"iq4_nl", LV_FTYPE_IQ4_NL}, {"iq4_xs", LV_FTYPE_IQ4_XS}};
     for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
         if (!strcmp(g.type, types[i].n)) gp.ftype = types[i].f;
     parse_extra(g.extra, &gp);

@@ -507,7 +507,7 @@ TEST(model_rejects_unsupported_tensor_types) {
         {"blk.0.attn_q.weight", LV_TYPE_Q3_K, "tensor 'blk.0.attn_q.weight' has type q3_K, which longview does not support yet"},
         {"blk.1.ffn_up.weight", LV_TYPE_Q2_K, "tensor 'blk.1.ffn_up.weight' has type q2_K"},
         {"token_embd.weight", LV_TYPE_Q8_1, "tensor 'token_embd.weight' has type q8_1"},
-        {"blk.0.attn_v.weight", LV_TYPE_IQ4_NL, "tensor 'blk.0.attn_v.weight' has type iq4_nl"},
+        {"blk.0.attn_v.weight", LV_TYPE_IQ3_S, "tensor 'blk.0.attn_v.weight' has type iq3_s"},
         {"blk.0.attn_k.weight", LV_TYPE_F64, "tensor 'blk.0.attn_k.weight' has type f64"},
         {"blk.0.attn_output.weight", LV_TYPE_I8, "tensor 'blk.0.attn_output.weight' has type i8"},
         {"output_norm.weight", LV_TYPE_F16, "tensor 'output_norm.weight' has type f16; 1-D tensors must be f32"},
