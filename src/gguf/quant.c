@@ -23,7 +23,7 @@ static const lv_type_traits g_traits[LV_TYPE_COUNT] = {
     [LV_TYPE_Q5_1] = {"q5_1", 32, 24, true},
     [LV_TYPE_Q8_0] = {"q8_0", 32, 34, true},
     [LV_TYPE_Q8_1] = {"q8_1", 32, 36, false},
-    [LV_TYPE_Q2_K] = {"q2_K", 256, 84, false},
+    [LV_TYPE_Q2_K] = {"q2_K", 256, 84, true},
     [LV_TYPE_Q3_K] = {"q3_K", 256, 110, false},
     [LV_TYPE_Q4_K] = {"q4_K", 256, 144, true},
     [LV_TYPE_Q5_K] = {"q5_K", 256, 176, true},
@@ -84,6 +84,7 @@ lv_type lv_vec_dot_type(lv_type t) {
     case LV_TYPE_Q4_K:
     case LV_TYPE_Q5_K:
     case LV_TYPE_Q6_K:
+    case LV_TYPE_Q2_K:
     case LV_TYPE_IQ4_XS: return LV_TYPE_Q8_K;
     case LV_TYPE_IQ4_NL: return LV_TYPE_Q8_0;
     default: return LV_TYPE_COUNT;
@@ -604,6 +605,42 @@ static void quantize_iq4_xs(const float *x, lv_block_iq4_xs *y, int64_t k) {
     }
 }
 
+/* q2_K file quantizer: per 16-element sub-block the range [min(0, lo), hi] in 3 steps, then the
+ * scales and minima quantized to 4 bits against the super-block's largest (d, dmin), and every
+ * element re-rounded at the scale and minimum actually stored. */
+static void quantize_q2_K(const float *x, lv_block_q2_K *y, int64_t k) {
+    for (int64_t i = 0; i < k / LV_QK_K; i++) {
+        const float *b = x + i * LV_QK_K;
+        float sc[16], mn[16], msc = 0, mmn = 0;
+        for (int j = 0; j < 16; j++) {
+            float lo = 0, hi = -INFINITY;
+            for (int l = 0; l < 16; l++) {
+                lo = fminf(lo, b[16 * j + l]);
+                hi = fmaxf(hi, b[16 * j + l]);
+            }
+            sc[j] = (hi - lo) / 3.0f;
+            mn[j] = -lo;
+            msc = fmaxf(msc, sc[j]);
+            mmn = fmaxf(mmn, mn[j]);
+        }
+        const float d = lv_fp16_to_fp32(lv_fp32_to_fp16(msc / 15.0f)), dmin = lv_fp16_to_fp32(lv_fp32_to_fp16(mmn / 15.0f));
+        memset(&y[i], 0, sizeof(y[i]));
+        y[i].d = lv_fp32_to_fp16(d);
+        y[i].dmin = lv_fp32_to_fp16(dmin);
+        for (int j = 0; j < 16; j++) {
+            const int qs = d > 0 ? (int)LV_MIN(15, lrintf(sc[j] / d)) : 0, qm = dmin > 0 ? (int)LV_MIN(15, lrintf(mn[j] / dmin)) : 0;
+            y[i].scales[j] = (uint8_t)(qs | (qm << 4));
+            const float dl = d * (float)qs, ml = dmin * (float)qm;
+            for (int l = 0; l < 16; l++) {
+                const int e = 16 * j + l;
+                int q = dl > 0 ? (int)lrintf((b[e] + ml) / dl) : 0;
+                q = q < 0 ? 0 : q > 3 ? 3 : q;
+                y[i].qs[32 * (e / 128) + e % 32] |= (uint8_t)(q << (2 * ((e % 128) / 32)));
+            }
+        }
+    }
+}
+
 static inline int iq4_xs_scale(const lv_block_iq4_xs *b, int j) {
     return (((b->scales_l[j / 2] >> (4 * (j & 1))) & 0xf) | (((b->scales_h >> (2 * j)) & 3) << 4)) - 32;
 }
@@ -631,6 +668,7 @@ bool lv_from_float_row(lv_type t, const float *x, void *y, int64_t k) {
     case LV_TYPE_Q4_K: lv_quantize_q4_K_file(x, y, k); return true;
     case LV_TYPE_Q5_K: lv_quantize_q5_K_file(x, y, k); return true;
     case LV_TYPE_Q6_K: lv_quantize_q6_K_file(x, y, k); return true;
+    case LV_TYPE_Q2_K: quantize_q2_K(x, y, k); return true;
     case LV_TYPE_IQ4_NL: quantize_iq4_nl(x, y, k); return true;
     case LV_TYPE_IQ4_XS: quantize_iq4_xs(x, y, k); return true;
     default: return false;
@@ -678,6 +716,18 @@ bool lv_to_float_row(lv_type t, const void *x, float *y, int64_t k) {
         const lv_block_q8_K *b = x;
         for (int64_t i = 0; i < k / LV_QK_K; i++)
             for (int j = 0; j < LV_QK_K; j++) y[i * LV_QK_K + j] = b[i].d * b[i].qs[j];
+        return true;
+    }
+    case LV_TYPE_Q2_K: {
+        const lv_block_q2_K *b = x;
+        for (int64_t i = 0; i < k / LV_QK_K; i++) {
+            const float d = lv_fp16_to_fp32(b[i].d), dmin = lv_fp16_to_fp32(b[i].dmin);
+            for (int e = 0; e < LV_QK_K; e++) {
+                const uint8_t sc = b[i].scales[e / 16];
+                const int q = (b[i].qs[32 * (e / 128) + e % 32] >> (2 * ((e % 128) / 32))) & 3;
+                y[i * LV_QK_K + e] = d * (float)(sc & 0xf) * (float)q - dmin * (float)(sc >> 4);
+            }
+        }
         return true;
     }
     case LV_TYPE_IQ4_NL: {
@@ -980,6 +1030,26 @@ float lv_vec_dot_ref(lv_type t, int64_t k, const void *w, const void *x) {
             int32_t isum = 0;
             for (int j = 0; j < 16; j++) isum += a[i].scales[j] * dot_i8(q + 16 * j, b[i].qs + 16 * j, 16);
             s += (lv_fp16_to_fp32(a[i].d) * b[i].d) * (float)isum;
+        }
+        return s;
+    }
+    case LV_TYPE_Q2_K: {
+        const lv_block_q2_K *a = w;
+        const lv_block_q8_K *b = x;
+        float s = 0;
+        for (int64_t i = 0; i < k / LV_QK_K; i++) {
+            int32_t isum = 0, msum = 0;
+            for (int j = 0; j < 16; j++) {
+                int32_t si = 0;
+                for (int l = 0; l < 16; l++) {
+                    const int e = 16 * j + l;
+                    si += b[i].qs[e] * ((a[i].qs[32 * (e / 128) + e % 32] >> (2 * ((e % 128) / 32))) & 3);
+                }
+                isum += (a[i].scales[j] & 0xf) * si;
+                msum += (a[i].scales[j] >> 4) * b[i].bsums[j];
+            }
+            const float d = lv_fp16_to_fp32(a[i].d) * b[i].d, dmin = lv_fp16_to_fp32(a[i].dmin) * b[i].d;
+            s += d * (float)isum - dmin * (float)msum;
         }
         return s;
     }

@@ -122,6 +122,15 @@ typedef struct {
     int8_t qs[LV_QK8_1];
 } lv_block_q8_1;
 
+/* q2_K: 16 sub-blocks of 16; x = d * (scales[j] & 15) * q - dmin * (scales[j] >> 4), q in 0..3.
+ * Element e (half h = e / 128, quarter g = (e % 128) / 32, l = e % 32) is bits 2g..2g+1 of
+ * qs[32h + l]; its sub-block is e / 16. */
+typedef struct {
+    uint8_t scales[LV_QK_K / 16];
+    uint8_t qs[LV_QK_K / 4];
+    uint16_t d, dmin;
+} lv_block_q2_K;
+
 /* q4_K: 8 sub-blocks of 32; x = d * sc[j] * q - dmin * m[j], q in 0..15, sc and m 6-bit,
  * packed in scales[12] (lv_get_scale_min_k4). Sub-blocks 2i and 2i+1 share qs[32i .. 32i+31]:
  * 2i in the low nibbles, 2i+1 in the high nibbles. */
@@ -176,6 +185,7 @@ typedef struct {
 /* the 16 non-linear levels of iq4_nl and iq4_xs (ggml's kvalues_iq4nl) */
 extern const int8_t lv_kvalues_iq4nl[16];
 
+_Static_assert(sizeof(lv_block_q2_K) == 84, "q2_K block layout");
 _Static_assert(sizeof(lv_block_iq4_nl) == 18, "iq4_nl block layout");
 _Static_assert(sizeof(lv_block_iq4_xs) == 136, "iq4_xs block layout");
 _Static_assert(sizeof(lv_block_q4_0) == 18, "q4_0 block layout");
@@ -266,6 +276,7 @@ bool lv_to_float_row(lv_type t, const void *x, float *y, int64_t k);
  *   q4_1, q5_1:        s += (d_w * d_x) * isum + m_w * s_x
  *   q4_K, q5_K:        s += (d_w * d_x) * isum - (dmin_w * d_x) * msum   (msum = sum m[j] * bsum_j)
  *   q6_K:              s += (d_w * d_x) * isum                          (isum over q - 32)
+ *   q2_K:              s += (d_w * d_x) * isum - (dmin_w * d_x) * msum   (msum = sum (sc[j] >> 4) * bsum_j)
  *   iq4_nl (q8_0 x):   s += (d_w * d_x) * isum                          (isum over the levels)
  *   iq4_xs (q8_K x):   s += (d_w * d_x) * isum                          (isum = sum (ls_j - 32) * isum_j)
  * The SIMD kernels compute the same integer sums exactly; only the float order differs. */

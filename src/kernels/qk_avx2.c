@@ -412,7 +412,7 @@ QK_INLINE __m256i k6_levels(const uint8_t *ql, const uint8_t *qh, int t) {
 
 QK_INLINE void tile_kq(const lv_type T, const int R, const int C, int64_t k, const uint8_t *w, size_t ws, const uint8_t *x, size_t xs,
                        float *s, size_t ss) {
-    const int wbs = T == LV_TYPE_Q4_K ? 144 : T == LV_TYPE_Q5_K ? 176 : T == LV_TYPE_IQ4_XS ? 136 : 210;
+    const int wbs = T == LV_TYPE_Q4_K ? 144 : T == LV_TYPE_Q5_K ? 176 : T == LV_TYPE_IQ4_XS ? 136 : T == LV_TYPE_Q2_K ? 84 : 210;
     __m256 acc[2][4];
     for (int r = 0; r < R; r++)
         for (int c = 0; c < C; c++) acc[r][c] = _mm256_setzero_ps();
@@ -426,6 +426,12 @@ QK_INLINE void tile_kq(const lv_type T, const int R, const int C, int64_t k, con
             if (T == LV_TYPE_Q6_K) {
                 dw[r] = h2f(ld16(b + 208));
                 memcpy(sc[r], b + 192, 16);
+            } else if (T == LV_TYPE_Q2_K) { /* 16 scales (low nibbles) and minima (high nibbles) */
+                dw[r] = h2f(ld16(b + 80));
+                dminw[r] = h2f(ld16(b + 82));
+                const __m128i raw = _mm_loadu_si128((const __m128i *)b);
+                _mm_storeu_si128((__m128i *)sc[r], _mm_and_si128(raw, _mm_set1_epi8(0x0f)));
+                mn[r] = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), _mm_set1_epi8(0x0f)));
             } else if (T == LV_TYPE_IQ4_XS) { /* 6-bit scales minus 32, as int8 */
                 dw[r] = h2f(ld16(b));
                 const uint16_t sh = (uint16_t)ld16(b + 2);
@@ -451,6 +457,13 @@ QK_INLINE void tile_kq(const lv_type T, const int R, const int C, int64_t k, con
                     scv = _mm256_set1_epi16((int8_t)sc[r][t]);
                     for (int c = 0; c < C; c++)
                         isum[r][c] = _mm256_add_epi32(isum[r][c], _mm256_madd_epi16(_mm256_maddubs_epi16(la, _mm256_sign_epi8(xq[c], l)), scv));
+                    continue;
+                }
+                if (T == LV_TYPE_Q2_K) { /* sub-step t: bits 2(t % 4) of qs[32(t / 4) ...], two 16-element scales */
+                    const __m256i q = _mm256_loadu_si256((const __m256i *)(b + 16 + 32 * (t >> 2)));
+                    wq = _mm256_and_si256(_mm256_srli_epi16(q, 2 * (t & 3)), _mm256_set1_epi8(3));
+                    scv = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set1_epi16(sc[r][2 * t])), _mm_set1_epi16(sc[r][2 * t + 1]), 1);
+                    for (int c = 0; c < C; c++) isum[r][c] = _mm256_add_epi32(isum[r][c], _mm256_madd_epi16(_mm256_maddubs_epi16(wq, xq[c]), scv));
                     continue;
                 }
                 if (T == LV_TYPE_Q4_K) wq = k4_levels(b + 16, t);
@@ -494,6 +507,7 @@ QK_K_TYPE(q4_K, LV_TYPE_Q4_K)
 QK_K_TYPE(q5_K, LV_TYPE_Q5_K)
 QK_K_TYPE(q6_K, LV_TYPE_Q6_K)
 QK_K_TYPE(iq4_xs, LV_TYPE_IQ4_XS)
+QK_K_TYPE(q2_K, LV_TYPE_Q2_K)
 
 /* ============================================================================================
  * the table
@@ -511,6 +525,7 @@ static const lv_qtype_ops g_ops[] = {
     {LV_TYPE_Q4_K, LV_TYPE_Q8_K, ff_q8_K, vec_dot_q4_K, gemm_q4_K},
     {LV_TYPE_Q5_K, LV_TYPE_Q8_K, ff_q8_K, vec_dot_q5_K, gemm_q5_K},
     {LV_TYPE_Q6_K, LV_TYPE_Q8_K, ff_q8_K, vec_dot_q6_K, gemm_q6_K},
+    {LV_TYPE_Q2_K, LV_TYPE_Q8_K, ff_q8_K, vec_dot_q2_K, gemm_q2_K},
     {LV_TYPE_IQ4_NL, LV_TYPE_Q8_0, ff_q8_0, vec_dot_iq4_nl, gemm_iq4_nl},
     {LV_TYPE_IQ4_XS, LV_TYPE_Q8_K, ff_q8_K, vec_dot_iq4_xs, gemm_iq4_xs},
 };

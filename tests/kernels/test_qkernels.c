@@ -31,10 +31,10 @@
 #include <string.h>
 
 static const lv_type k_types[] = {LV_TYPE_F32,  LV_TYPE_F16,  LV_TYPE_BF16, LV_TYPE_Q8_0, LV_TYPE_Q4_0, LV_TYPE_Q4_1,
-                                  LV_TYPE_Q5_0, LV_TYPE_Q5_1, LV_TYPE_Q4_K, LV_TYPE_Q5_K, LV_TYPE_Q6_K, LV_TYPE_IQ4_NL,
-                                  LV_TYPE_IQ4_XS};
+                                  LV_TYPE_Q5_0, LV_TYPE_Q5_1, LV_TYPE_Q4_K, LV_TYPE_Q5_K, LV_TYPE_Q6_K, LV_TYPE_Q2_K,
+                                  LV_TYPE_IQ4_NL, LV_TYPE_IQ4_XS};
 /* types whose AVX-512 level is their AVX2 kernels (no AVX-512 kernels of their own yet) */
-static bool avx2_at_avx512(lv_type t) { return t == LV_TYPE_IQ4_NL || t == LV_TYPE_IQ4_XS; }
+static bool avx2_at_avx512(lv_type t) { return t == LV_TYPE_Q2_K || t == LV_TYPE_IQ4_NL || t == LV_TYPE_IQ4_XS; }
 #define N_TYPES ((int)(sizeof(k_types) / sizeof(k_types[0])))
 
 typedef struct variant {
@@ -117,6 +117,7 @@ static void min_parts(lv_type t, const uint8_t *w, int64_t K, float *out, uint8_
         case LV_TYPE_Q5_1: memset(p + 4, 0, 20); break;
         case LV_TYPE_Q4_K: memset(p + 16, 0, 128); break;
         case LV_TYPE_Q5_K: memset(p + 16, 0, 160); break;
+        case LV_TYPE_Q2_K: memset(p + 16, 0, 64); break;
         default: memset(out, 0, sizeof(float) * (size_t)K); return;
         }
     }
@@ -133,10 +134,11 @@ static void random_blocks(lv_test_rng *r, lv_type t, uint8_t *w, int64_t K, int 
         uint16_t h[2];
         for (int j = 0; j < 2; j++) {
             const float v = extreme ? 65504.0f : (float)exp2((double)(lv_test_rng_u64(r) % 16) - 12) * (1 + (float)lv_test_rng_unit(r));
-            h[j] = lv_fp32_to_fp16((lv_test_rng_u64(r) & 1) && t != LV_TYPE_Q4_K && t != LV_TYPE_Q5_K ? -v : v);
+            h[j] = lv_fp32_to_fp16((lv_test_rng_u64(r) & 1) && t != LV_TYPE_Q4_K && t != LV_TYPE_Q5_K && t != LV_TYPE_Q2_K ? -v : v);
         }
         switch (t) {
         case LV_TYPE_Q6_K: memcpy(p + 208, &h[0], 2); break;
+        case LV_TYPE_Q2_K: memcpy(p + 80, h, 4); break;
         case LV_TYPE_Q4_1:
         case LV_TYPE_Q5_1:
         case LV_TYPE_Q4_K:
