@@ -360,6 +360,7 @@ typedef enum lv_ftype {
     LV_FTYPE_IQ4_NL = 12, /* every matrix iq4_nl (a simple scale search, not llama-quantize's) */
     LV_FTYPE_IQ4_XS = 13, /* every matrix iq4_xs (rows not a multiple of 256: iq4_nl, as llama-quantize) */
     LV_FTYPE_Q2_K = 14,   /* every matrix q2_K (fallback q4_0; a simple quantizer, not llama-quantize's mixture) */
+    LV_FTYPE_Q3_K = 15,   /* every matrix q3_K (fallback q4_0; likewise) */
 } lv_ftype;
 
 typedef struct lv_genmodel_params {

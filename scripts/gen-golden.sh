@@ -57,6 +57,7 @@ CASES=(
   "gemma3-f32|gemma3|128 3 4 1 384|vocab/ggml-vocab-llama-spm.gguf|f32|45|--tied --head-dim 64 --swa 64 --swa-pattern 3 --rope-base 1000000|f32|off"
   "llama-iq4_nl|llama|128 2 4 2 384|vocab/ggml-vocab-llama-spm.gguf|iq4_nl|47||f32|off"
   "smollm3-q2_k|smollm3|256 4 4 2 768|vocab/ggml-vocab-llama-spm.gguf|q2_k|49|--tied|f32|off"
+  "gemma3-q3_k|gemma3|256 3 4 2 768|vocab/ggml-vocab-llama-spm.gguf|q3_k|50|--tied --head-dim 64 --swa 64 --swa-pattern 3|f32|off"
   "qwen3-iq4_xs|qwen3|256 2 4 2 768|vocab/ggml-vocab-gpt-2.gguf|iq4_xs|48|--head-dim 64 --tied|f32|off"
   "gemma3-q8_0-kvf16|gemma3|128 3 2 1 384|vocab/ggml-vocab-llama-spm.gguf|q8_0|46|--tied --head-dim 128 --swa 100 --swa-pattern 3|f16|auto"
 )

@@ -31,7 +31,7 @@ int cmd_gen_model(int argc, char **argv) {
         {NULL, "--tied", CLI_FLAG, &tied, NULL, "no output.weight: token_embd is the output matrix"},
         {NULL, "--llama3-rope", CLI_FLAG, &llama3_rope, NULL, "write a Llama 3.1 rope_freqs tensor (factor 32, original context 8192)"},
         {NULL, "--vocab", CLI_STR, &vocab, "FILE", "vocabulary GGUF (tokenizer.* keys are copied), tokenizer.json, or builtin:bytes (259 byte tokens)", .required = true},
-        {NULL, "--type", CLI_STR, &type, "T", "weight type: f32 | f16 | bf16 | q8_0 | q4_0 | q4_1 | q5_0 | q5_1 | q4_k | q5_k | q6_k | q4_k_m | iq4_nl | iq4_xs | q2_k (default f32)"},
+        {NULL, "--type", CLI_STR, &type, "T", "weight type: f32 | f16 | bf16 | q8_0 | q4_0 | q4_1 | q5_0 | q5_1 | q4_k | q5_k | q6_k | q4_k_m | iq4_nl | iq4_xs | q2_k | q3_k (default f32)"},
         {NULL, "--seed", CLI_INT, &seed, "N", "random seed (default 42)", .lo = 0, .hi = INT64_MAX},
         {NULL, "--std", CLI_FLOAT, &std, "F", "standard deviation of the weights (default 0.02)", .flo = 1e-6, .fhi = 10},
         {"-o", "--output", CLI_STR, &out, "FILE", "output GGUF file", .required = true},
@@ -50,7 +50,7 @@ int cmd_gen_model(int argc, char **argv) {
         {"f32", LV_FTYPE_F32},   {"f16", LV_FTYPE_F16},   {"bf16", LV_FTYPE_BF16}, {"q8_0", LV_FTYPE_Q8_0},
         {"q4_0", LV_FTYPE_Q4_0}, {"q4_1", LV_FTYPE_Q4_1}, {"q5_0", LV_FTYPE_Q5_0}, {"q5_1", LV_FTYPE_Q5_1},
         {"q4_k", LV_FTYPE_Q4_K}, {"q5_k", LV_FTYPE_Q5_K}, {"q6_k", LV_FTYPE_Q6_K}, {"q4_k_m", LV_FTYPE_Q4_K_M},
-        {"iq4_nl", LV_FTYPE_IQ4_NL}, {"iq4_xs", LV_FTYPE_IQ4_XS}, {"q2_k", LV_FTYPE_Q2_K},
+        {"iq4_nl", LV_FTYPE_IQ4_NL}, {"iq4_xs", LV_FTYPE_IQ4_XS}, {"q2_k", LV_FTYPE_Q2_K}, {"q3_k", LV_FTYPE_Q3_K},
     };
     bool found = false;
     for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
@@ -59,7 +59,7 @@ int cmd_gen_model(int argc, char **argv) {
             found = true;
         }
     if (!found) {
-        cli_error("--type: unknown type '%s' (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k, q4_k_m, iq4_nl, iq4_xs, q2_k)", type);
+        cli_error("--type: unknown type '%s' (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k, q4_k_m, iq4_nl, iq4_xs, q2_k, q3_k)", type);
         return 2;
     }
     gp.arch = arch;

@@ -24,7 +24,7 @@ static const lv_type_traits g_traits[LV_TYPE_COUNT] = {
     [LV_TYPE_Q8_0] = {"q8_0", 32, 34, true},
     [LV_TYPE_Q8_1] = {"q8_1", 32, 36, false},
     [LV_TYPE_Q2_K] = {"q2_K", 256, 84, true},
-    [LV_TYPE_Q3_K] = {"q3_K", 256, 110, false},
+    [LV_TYPE_Q3_K] = {"q3_K", 256, 110, true},
     [LV_TYPE_Q4_K] = {"q4_K", 256, 144, true},
     [LV_TYPE_Q5_K] = {"q5_K", 256, 176, true},
     [LV_TYPE_Q6_K] = {"q6_K", 256, 210, true},
@@ -85,6 +85,7 @@ lv_type lv_vec_dot_type(lv_type t) {
     case LV_TYPE_Q5_K:
     case LV_TYPE_Q6_K:
     case LV_TYPE_Q2_K:
+    case LV_TYPE_Q3_K:
     case LV_TYPE_IQ4_XS: return LV_TYPE_Q8_K;
     case LV_TYPE_IQ4_NL: return LV_TYPE_Q8_0;
     default: return LV_TYPE_COUNT;
@@ -641,6 +642,51 @@ static void quantize_q2_K(const float *x, lv_block_q2_K *y, int64_t k) {
     }
 }
 
+/* q3_K file quantizer: per 16-element sub-block the scale that maps its largest-magnitude element
+ * to -4, the scales quantized to 6 bits (-32..31) against the largest, every element re-rounded
+ * at the stored scale. */
+static void quantize_q3_K(const float *x, lv_block_q3_K *y, int64_t k) {
+    for (int64_t i = 0; i < k / LV_QK_K; i++) {
+        const float *b = x + i * LV_QK_K;
+        float sc[16], amax = 0;
+        for (int j = 0; j < 16; j++) {
+            float m = 0, mx = 0;
+            for (int l = 0; l < 16; l++)
+                if (fabsf(b[16 * j + l]) > m) {
+                    m = fabsf(b[16 * j + l]);
+                    mx = b[16 * j + l];
+                }
+            sc[j] = mx / -4.0f;
+            amax = fmaxf(amax, fabsf(sc[j]));
+        }
+        const float d = lv_fp16_to_fp32(lv_fp32_to_fp16(amax / 31.0f));
+        memset(&y[i], 0, sizeof(y[i]));
+        y[i].d = lv_fp32_to_fp16(d);
+        for (int j = 0; j < 16; j++) {
+            int ls = d > 0 ? (int)lrintf(sc[j] / d) : 0;
+            ls = ls < -32 ? -32 : ls > 31 ? 31 : ls;
+            const int u = ls + 32;
+            if (j < 8) y[i].scales[j] |= (uint8_t)(u & 0xf);
+            else y[i].scales[j - 8] |= (uint8_t)((u & 0xf) << 4);
+            y[i].scales[8 + (j & 3)] |= (uint8_t)((u >> 4) << (2 * (j >> 2)));
+            const float dl = d * (float)ls;
+            for (int l = 0; l < 16; l++) {
+                const int e = 16 * j + l, h = e / 128, g = (e % 128) / 32, l32 = e % 32;
+                int q = dl != 0 ? (int)lrintf(b[e] / dl) : 0;
+                q = q < -4 ? -4 : q > 3 ? 3 : q;
+                const int uq = q + 4;
+                y[i].qs[32 * h + l32] |= (uint8_t)((uq & 3) << (2 * g));
+                if (uq >> 2) y[i].hmask[l32] |= (uint8_t)(1 << (4 * h + g));
+            }
+        }
+    }
+}
+
+static inline int q3_K_level(const lv_block_q3_K *b, int e) {
+    const int h = e / 128, g = (e % 128) / 32, l = e % 32;
+    return ((b->qs[32 * h + l] >> (2 * g)) & 3) - ((b->hmask[l] >> (4 * h + g)) & 1 ? 0 : 4);
+}
+
 static inline int iq4_xs_scale(const lv_block_iq4_xs *b, int j) {
     return (((b->scales_l[j / 2] >> (4 * (j & 1))) & 0xf) | (((b->scales_h >> (2 * j)) & 3) << 4)) - 32;
 }
@@ -669,6 +715,7 @@ bool lv_from_float_row(lv_type t, const float *x, void *y, int64_t k) {
     case LV_TYPE_Q5_K: lv_quantize_q5_K_file(x, y, k); return true;
     case LV_TYPE_Q6_K: lv_quantize_q6_K_file(x, y, k); return true;
     case LV_TYPE_Q2_K: quantize_q2_K(x, y, k); return true;
+    case LV_TYPE_Q3_K: quantize_q3_K(x, y, k); return true;
     case LV_TYPE_IQ4_NL: quantize_iq4_nl(x, y, k); return true;
     case LV_TYPE_IQ4_XS: quantize_iq4_xs(x, y, k); return true;
     default: return false;
@@ -727,6 +774,15 @@ bool lv_to_float_row(lv_type t, const void *x, float *y, int64_t k) {
                 const int q = (b[i].qs[32 * (e / 128) + e % 32] >> (2 * ((e % 128) / 32))) & 3;
                 y[i * LV_QK_K + e] = d * (float)(sc & 0xf) * (float)q - dmin * (float)(sc >> 4);
             }
+        }
+        return true;
+    }
+    case LV_TYPE_Q3_K: {
+        const lv_block_q3_K *b = x;
+        for (int64_t i = 0; i < k / LV_QK_K; i++) {
+            const float d = lv_fp16_to_fp32(b[i].d);
+            for (int e = 0; e < LV_QK_K; e++)
+                y[i * LV_QK_K + e] = d * (float)lv_q3_K_scale(b[i].scales, e / 16) * (float)q3_K_level(&b[i], e);
         }
         return true;
     }
@@ -1050,6 +1106,21 @@ float lv_vec_dot_ref(lv_type t, int64_t k, const void *w, const void *x) {
             }
             const float d = lv_fp16_to_fp32(a[i].d) * b[i].d, dmin = lv_fp16_to_fp32(a[i].dmin) * b[i].d;
             s += d * (float)isum - dmin * (float)msum;
+        }
+        return s;
+    }
+    case LV_TYPE_Q3_K: {
+        const lv_block_q3_K *a = w;
+        const lv_block_q8_K *b = x;
+        float s = 0;
+        for (int64_t i = 0; i < k / LV_QK_K; i++) {
+            int32_t isum = 0;
+            for (int j = 0; j < 16; j++) {
+                int32_t si = 0;
+                for (int l = 0; l < 16; l++) si += b[i].qs[16 * j + l] * q3_K_level(&a[i], 16 * j + l);
+                isum += lv_q3_K_scale(a[i].scales, j) * si;
+            }
+            s += (lv_fp16_to_fp32(a[i].d) * b[i].d) * (float)isum;
         }
         return s;
     }

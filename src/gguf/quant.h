@@ -131,6 +131,24 @@ typedef struct {
     uint16_t d, dmin;
 } lv_block_q2_K;
 
+/* q3_K: 16 sub-blocks of 16; x = d * (sc[j] - 32) * q, q in -4..3: the low 2 bits of element e
+ * (half h = e / 128, quarter g = (e % 128) / 32, l = e % 32) are bits 2g..2g+1 of qs[32h + l], and
+ * q = low - 4 unless bit 4h + g of hmask[l] is set; the 6-bit sc[j] are packed in scales[12]
+ * (lv_q3_K_scale). */
+typedef struct {
+    uint8_t hmask[LV_QK_K / 8];
+    uint8_t qs[LV_QK_K / 4];
+    uint8_t scales[12];
+    uint16_t d;
+} lv_block_q3_K;
+/* sub-block j's scale of a q3_K block, minus 32: j < 8: low 4 bits the low (j < 4) nibble... as
+ * ggml's dequantize_row_q3_K unpacks them */
+static inline int lv_q3_K_scale(const uint8_t *scales, int j) {
+    const int lo = j < 8 ? scales[j] & 0xf : scales[j - 8] >> 4;
+    const int hi = (scales[8 + (j & 3)] >> (2 * (j >> 2))) & 3;
+    return (lo | (hi << 4)) - 32;
+}
+
 /* q4_K: 8 sub-blocks of 32; x = d * sc[j] * q - dmin * m[j], q in 0..15, sc and m 6-bit,
  * packed in scales[12] (lv_get_scale_min_k4). Sub-blocks 2i and 2i+1 share qs[32i .. 32i+31]:
  * 2i in the low nibbles, 2i+1 in the high nibbles. */
@@ -186,6 +204,7 @@ typedef struct {
 extern const int8_t lv_kvalues_iq4nl[16];
 
 _Static_assert(sizeof(lv_block_q2_K) == 84, "q2_K block layout");
+_Static_assert(sizeof(lv_block_q3_K) == 110, "q3_K block layout");
 _Static_assert(sizeof(lv_block_iq4_nl) == 18, "iq4_nl block layout");
 _Static_assert(sizeof(lv_block_iq4_xs) == 136, "iq4_xs block layout");
 _Static_assert(sizeof(lv_block_q4_0) == 18, "q4_0 block layout");
@@ -277,6 +296,7 @@ bool lv_to_float_row(lv_type t, const void *x, float *y, int64_t k);
  *   q4_K, q5_K:        s += (d_w * d_x) * isum - (dmin_w * d_x) * msum   (msum = sum m[j] * bsum_j)
  *   q6_K:              s += (d_w * d_x) * isum                          (isum over q - 32)
  *   q2_K:              s += (d_w * d_x) * isum - (dmin_w * d_x) * msum   (msum = sum (sc[j] >> 4) * bsum_j)
+ *   q3_K:              s += (d_w * d_x) * isum                          (isum = sum (sc[j] - 32) * isum_j over q in -4..3)
  *   iq4_nl (q8_0 x):   s += (d_w * d_x) * isum                          (isum over the levels)
  *   iq4_xs (q8_K x):   s += (d_w * d_x) * isum                          (isum = sum (ls_j - 32) * isum_j)
  * The SIMD kernels compute the same integer sums exactly; only the float order differs. */

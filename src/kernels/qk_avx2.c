@@ -412,7 +412,7 @@ QK_INLINE __m256i k6_levels(const uint8_t *ql, const uint8_t *qh, int t) {
 
 QK_INLINE void tile_kq(const lv_type T, const int R, const int C, int64_t k, const uint8_t *w, size_t ws, const uint8_t *x, size_t xs,
                        float *s, size_t ss) {
-    const int wbs = T == LV_TYPE_Q4_K ? 144 : T == LV_TYPE_Q5_K ? 176 : T == LV_TYPE_IQ4_XS ? 136 : T == LV_TYPE_Q2_K ? 84 : 210;
+    const int wbs = T == LV_TYPE_Q4_K ? 144 : T == LV_TYPE_Q5_K ? 176 : T == LV_TYPE_IQ4_XS ? 136 : T == LV_TYPE_Q2_K ? 84 : T == LV_TYPE_Q3_K ? 110 : 210;
     __m256 acc[2][4];
     for (int r = 0; r < R; r++)
         for (int c = 0; c < C; c++) acc[r][c] = _mm256_setzero_ps();
@@ -426,6 +426,9 @@ QK_INLINE void tile_kq(const lv_type T, const int R, const int C, int64_t k, con
             if (T == LV_TYPE_Q6_K) {
                 dw[r] = h2f(ld16(b + 208));
                 memcpy(sc[r], b + 192, 16);
+            } else if (T == LV_TYPE_Q3_K) { /* 16 6-bit scales minus 32, as int8 (the q6_K path below) */
+                dw[r] = h2f(ld16(b + 108));
+                for (int j = 0; j < 16; j++) sc[r][j] = (uint8_t)(int8_t)lv_q3_K_scale(b + 96, j);
             } else if (T == LV_TYPE_Q2_K) { /* 16 scales (low nibbles) and minima (high nibbles) */
                 dw[r] = h2f(ld16(b + 80));
                 dminw[r] = h2f(ld16(b + 82));
@@ -459,6 +462,15 @@ QK_INLINE void tile_kq(const lv_type T, const int R, const int C, int64_t k, con
                         isum[r][c] = _mm256_add_epi32(isum[r][c], _mm256_madd_epi16(_mm256_maddubs_epi16(la, _mm256_sign_epi8(xq[c], l)), scv));
                     continue;
                 }
+                if (T == LV_TYPE_Q3_K) { /* levels + 4 in 0..7: low bits as q2_K, bit t of hmask[l] as bit 2 */
+                    const __m256i q = _mm256_loadu_si256((const __m256i *)(b + 32 + 32 * (t >> 2)));
+                    const __m256i hm = _mm256_loadu_si256((const __m256i *)b);
+                    wq = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 2 * (t & 3)), _mm256_set1_epi8(3)),
+                                         _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hm, t), _mm256_set1_epi8(1)), 2));
+                    scv = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set1_epi16((int8_t)sc[r][2 * t])), _mm_set1_epi16((int8_t)sc[r][2 * t + 1]), 1);
+                    for (int c = 0; c < C; c++) isum[r][c] = _mm256_add_epi32(isum[r][c], _mm256_madd_epi16(_mm256_maddubs_epi16(wq, xq[c]), scv));
+                    continue;
+                }
                 if (T == LV_TYPE_Q2_K) { /* sub-step t: bits 2(t % 4) of qs[32(t / 4) ...], two 16-element scales */
                     const __m256i q = _mm256_loadu_si256((const __m256i *)(b + 16 + 32 * (t >> 2)));
                     wq = _mm256_and_si256(_mm256_srli_epi16(q, 2 * (t & 3)), _mm256_set1_epi8(3));
@@ -480,9 +492,9 @@ QK_INLINE void tile_kq(const lv_type T, const int R, const int C, int64_t k, con
             for (int r = 0; r < R; r++) {
                 if (T == LV_TYPE_IQ4_XS) {
                     acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[r][c]), _mm256_set1_ps(dw[r] * dx[c]), acc[r][c]);
-                } else if (T == LV_TYPE_Q6_K) { /* the -32 offset of the levels: 32 * sum(scale * bsum) */
+                } else if (T == LV_TYPE_Q6_K || T == LV_TYPE_Q3_K) { /* the -32 (q3_K: -4) offset of the levels: 32 * sum(scale * bsum) */
                     const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)sc[r]));
-                    const __m256i is = _mm256_sub_epi32(isum[r][c], _mm256_slli_epi32(_mm256_madd_epi16(bsums, sc16), 5));
+                    const __m256i is = _mm256_sub_epi32(isum[r][c], _mm256_slli_epi32(_mm256_madd_epi16(bsums, sc16), T == LV_TYPE_Q6_K ? 5 : 2));
                     acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is), _mm256_set1_ps(dw[r] * dx[c]), acc[r][c]);
                 } else {
                     const __m256i ms = _mm256_madd_epi16(bsums, mn[r]);
@@ -508,6 +520,7 @@ QK_K_TYPE(q5_K, LV_TYPE_Q5_K)
 QK_K_TYPE(q6_K, LV_TYPE_Q6_K)
 QK_K_TYPE(iq4_xs, LV_TYPE_IQ4_XS)
 QK_K_TYPE(q2_K, LV_TYPE_Q2_K)
+QK_K_TYPE(q3_K, LV_TYPE_Q3_K)
 
 /* ============================================================================================
  * the table
@@ -526,6 +539,7 @@ static const lv_qtype_ops g_ops[] = {
     {LV_TYPE_Q5_K, LV_TYPE_Q8_K, ff_q8_K, vec_dot_q5_K, gemm_q5_K},
     {LV_TYPE_Q6_K, LV_TYPE_Q8_K, ff_q8_K, vec_dot_q6_K, gemm_q6_K},
     {LV_TYPE_Q2_K, LV_TYPE_Q8_K, ff_q8_K, vec_dot_q2_K, gemm_q2_K},
+    {LV_TYPE_Q3_K, LV_TYPE_Q8_K, ff_q8_K, vec_dot_q3_K, gemm_q3_K},
     {LV_TYPE_IQ4_NL, LV_TYPE_Q8_0, ff_q8_0, vec_dot_iq4_nl, gemm_iq4_nl},
     {LV_TYPE_IQ4_XS, LV_TYPE_Q8_K, ff_q8_K, vec_dot_iq4_xs, gemm_iq4_xs},
 };

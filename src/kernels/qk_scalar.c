@@ -33,6 +33,7 @@ SCALAR_TYPE(q4_K, LV_TYPE_Q4_K, LV_TYPE_Q8_K)
 SCALAR_TYPE(q5_K, LV_TYPE_Q5_K, LV_TYPE_Q8_K)
 SCALAR_TYPE(q6_K, LV_TYPE_Q6_K, LV_TYPE_Q8_K)
 SCALAR_TYPE(q2_K, LV_TYPE_Q2_K, LV_TYPE_Q8_K)
+SCALAR_TYPE(q3_K, LV_TYPE_Q3_K, LV_TYPE_Q8_K)
 SCALAR_TYPE(iq4_nl, LV_TYPE_IQ4_NL, LV_TYPE_Q8_0)
 SCALAR_TYPE(iq4_xs, LV_TYPE_IQ4_XS, LV_TYPE_Q8_K)
 
@@ -50,6 +51,7 @@ const lv_qtype_ops *lv_qk_scalar_ops(lv_type t) {
     case LV_TYPE_Q5_K: return &ops_q5_K;
     case LV_TYPE_Q6_K: return &ops_q6_K;
     case LV_TYPE_Q2_K: return &ops_q2_K;
+    case LV_TYPE_Q3_K: return &ops_q3_K;
     case LV_TYPE_IQ4_NL: return &ops_iq4_nl;
     case LV_TYPE_IQ4_XS: return &ops_iq4_xs;
     default: return NULL;

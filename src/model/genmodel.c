@@ -166,6 +166,7 @@ static lv_type ftype_type(lv_ftype f) {
     case LV_FTYPE_IQ4_NL: return LV_TYPE_IQ4_NL;
     case LV_FTYPE_IQ4_XS: return LV_TYPE_IQ4_XS;
     case LV_FTYPE_Q2_K: return LV_TYPE_Q2_K;
+    case LV_FTYPE_Q3_K: return LV_TYPE_Q3_K;
     }
     return LV_TYPE_COUNT;
 }
@@ -188,6 +189,7 @@ static uint32_t ftype_llama(lv_ftype f) {
     case LV_FTYPE_IQ4_NL: return 25;
     case LV_FTYPE_IQ4_XS: return 30;
     case LV_FTYPE_Q2_K: return 10;
+    case LV_FTYPE_Q3_K: return 11;
     }
     return 0;
 }
@@ -211,11 +213,11 @@ static lv_type matrix_type(lv_ftype f, mat_role role, int il, int n_layer, int64
 }
 
 /* llama-quantize's fallback when the row length ncols is not a multiple of t's block:
- * q4_K -> q5_0, q5_K -> q5_1, q6_K -> q8_0, iq4_xs -> iq4_nl, q2_K -> q4_0, and f16 if even that does not divide. */
+ * q4_K -> q5_0, q5_K -> q5_1, q6_K -> q8_0, iq4_xs -> iq4_nl, q2_K, q3_K -> q4_0, and f16 if even that does not divide. */
 static lv_type fallback_type(lv_type t, int64_t ncols) {
     if (ncols % lv_type_get(t)->blck_size == 0) return t;
     lv_type fb = t == LV_TYPE_Q4_K ? LV_TYPE_Q5_0 : t == LV_TYPE_Q5_K ? LV_TYPE_Q5_1 : t == LV_TYPE_Q6_K ? LV_TYPE_Q8_0
-               : t == LV_TYPE_IQ4_XS ? LV_TYPE_IQ4_NL : t == LV_TYPE_Q2_K ? LV_TYPE_Q4_0 : t;
+               : t == LV_TYPE_IQ4_XS ? LV_TYPE_IQ4_NL : t == LV_TYPE_Q2_K || t == LV_TYPE_Q3_K ? LV_TYPE_Q4_0 : t;
     return ncols % lv_type_get(fb)->blck_size == 0 ? fb : LV_TYPE_F16;
 }
 

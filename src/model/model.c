@@ -277,7 +277,7 @@ static lv_status bind(binder *b, lv_tensor *t, const char *name, int want_dims, 
     if (want_dims == 1 && gt->type != LV_TYPE_F32)
         return lv_error(LV_ERR_UNSUPPORTED, "tensor '%s' has type %s; 1-D tensors must be f32", name, tt->name);
     if (!tt->computable)
-        return lv_error(LV_ERR_UNSUPPORTED, "tensor '%s' has type %s, which longview does not support yet (supported: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_K, q4_K, q5_K, q6_K, iq4_nl, iq4_xs)",
+        return lv_error(LV_ERR_UNSUPPORTED, "tensor '%s' has type %s, which longview does not support yet (supported: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_K, q3_K, q4_K, q5_K, q6_K, iq4_nl, iq4_xs)",
                         name, tt->name);
     t->name = gt->name;
     t->type = (lv_type)gt->type;

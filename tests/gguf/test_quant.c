@@ -170,7 +170,7 @@ TEST(reference_dot_products_equal_float_math) {
             x[i] = lv_test_rng_f32(&r) * 3;
         }
         const lv_type types[] = {LV_TYPE_F32,  LV_TYPE_F16,  LV_TYPE_BF16, LV_TYPE_Q8_0, LV_TYPE_Q4_0, LV_TYPE_Q4_1,
-                                 LV_TYPE_Q5_0, LV_TYPE_Q5_1, LV_TYPE_Q4_K, LV_TYPE_Q5_K, LV_TYPE_Q6_K, LV_TYPE_Q2_K, LV_TYPE_IQ4_NL, LV_TYPE_IQ4_XS};
+                                 LV_TYPE_Q5_0, LV_TYPE_Q5_1, LV_TYPE_Q4_K, LV_TYPE_Q5_K, LV_TYPE_Q6_K, LV_TYPE_Q2_K, LV_TYPE_Q3_K, LV_TYPE_IQ4_NL, LV_TYPE_IQ4_XS};
         for (size_t t = 0; t < sizeof(types) / sizeof(types[0]); t++) {
             const lv_type wt = types[t], vt = lv_vec_dot_type(wt);
             if (K % lv_type_get(wt)->blck_size) continue;
@@ -302,7 +302,7 @@ TEST(block_layouts_read_as_ggml_defines_them) {
  * ib's scale (scales_l[ib/2] >> 4*(ib%2) & 0xf) | ((scales_h >> 2*ib) & 3) << 4, minus 32, its
  * elements j and j + 16 in the low and high nibbles of qs[16*ib + j]), and the file quantizers'
  * error against the 4-bit non-linear grid. */
-TEST(iq4_q2_K_layouts_and_quantizers) {
+TEST(iq4_q2_K_q3_K_layouts_and_quantizers) {
     float y[256];
     {
         lv_block_iq4_nl b;
@@ -348,13 +348,49 @@ TEST(iq4_q2_K_layouts_and_quantizers) {
             CHECK(y[e] == 0.5f * (float)(b.scales[e / 16] & 15) * (float)qv[e] - 0.25f * (float)(b.scales[e / 16] >> 4), "q2_K element %d: %g", e,
                   (double)y[e]);
     }
+    { /* q3_K: ggml's dequantize_row_q3_K: the 12 scale bytes unpacked through kmask1/kmask2, levels
+       * (q >> shift) & 3, minus 4 unless the hmask bit m (shifted once per quarter) is set */
+        lv_block_q3_K b;
+        memset(&b, 0, sizeof(b));
+        b.d = h(0.5f);
+        for (int j = 0; j < 12; j++) b.scales[j] = (uint8_t)(j * 37 + 11);
+        uint32_t aux[4];
+        memcpy(aux, b.scales, 12);
+        const uint32_t kmask1 = 0x03030303, kmask2 = 0x0f0f0f0f, tmp = aux[2];
+        aux[2] = ((aux[0] >> 4) & kmask2) | (((tmp >> 4) & kmask1) << 4);
+        aux[3] = ((aux[1] >> 4) & kmask2) | (((tmp >> 6) & kmask1) << 4);
+        aux[0] = (aux[0] & kmask2) | (((tmp >> 0) & kmask1) << 4);
+        aux[1] = (aux[1] & kmask2) | (((tmp >> 2) & kmask1) << 4);
+        const int8_t *sc = (const int8_t *)aux;
+        for (int j = 0; j < 16; j++) CHECK(lv_q3_K_scale(b.scales, j) == sc[j] - 32, "q3_K scale %d: %d vs ggml %d", j, lv_q3_K_scale(b.scales, j), sc[j] - 32);
+        for (int i = 0; i < 64; i++) b.qs[i] = (uint8_t)(i * 29 + 7);
+        for (int i = 0; i < 32; i++) b.hmask[i] = (uint8_t)(i * 53 + 3);
+        float want[256];
+        int e = 0, is = 0;
+        const uint8_t *q = b.qs;
+        uint8_t m = 1;
+        for (int n = 0; n < 256; n += 128) {
+            int shift = 0;
+            for (int j = 0; j < 4; j++) {
+                float dl = 0.5f * (float)(sc[is++] - 32);
+                for (int l = 0; l < 16; l++) want[e++] = dl * (float)((int8_t)((q[l] >> shift) & 3) - ((b.hmask[l] & m) ? 0 : 4));
+                dl = 0.5f * (float)(sc[is++] - 32);
+                for (int l = 0; l < 16; l++) want[e++] = dl * (float)((int8_t)((q[l + 16] >> shift) & 3) - ((b.hmask[l + 16] & m) ? 0 : 4));
+                shift += 2;
+                m = (uint8_t)(m << 1);
+            }
+            q += 32;
+        }
+        lv_to_float_row(LV_TYPE_Q3_K, &b, y, 256);
+        for (e = 0; e < 256; e++) CHECK(y[e] == want[e], "q3_K element %d: %g vs ggml %g", e, (double)y[e], (double)want[e]);
+    }
     /* the file quantizers: relative RMS error of a 4-bit grid (measured about 0.05 on normal data) */
     lv_test_rng r = {lv_test_seed() ^ 6};
     static float x[4096], back[4096];
     static uint8_t q[4096];
     for (int i = 0; i < 4096; i++) x[i] = lv_test_rng_f32(&r) * (1 + (i / 256) % 7);
-    const lv_type ts[] = {LV_TYPE_IQ4_NL, LV_TYPE_IQ4_XS, LV_TYPE_Q2_K};
-    for (int t = 0; t < 3; t++) {
+    const lv_type ts[] = {LV_TYPE_IQ4_NL, LV_TYPE_IQ4_XS, LV_TYPE_Q2_K, LV_TYPE_Q3_K};
+    for (int t = 0; t < 4; t++) {
         CHECK(lv_quantize_row_file(ts[t], x, q, 4096), "%s quantizes", lv_type_name(ts[t]));
         lv_to_float_row(ts[t], q, back, 4096);
         double se = 0, sx = 0;
@@ -363,8 +399,8 @@ TEST(iq4_q2_K_layouts_and_quantizers) {
             sx += (double)x[i] * x[i];
         }
         printf("  %s relative RMS error %.4f\n", lv_type_name(ts[t]), sqrt(se / sx));
-        /* 4-bit grids: 0.09; q2_K's 2 bits: 0.35 */
-        CHECK(sqrt(se / sx) <= (t == 2 ? 0.35 : 0.09), "%s: relative RMS error %.4f", lv_type_name(ts[t]), sqrt(se / sx));
+        /* 4-bit grids: 0.09; q2_K's 2 bits: 0.35; q3_K's 3: 0.2 */
+        CHECK(sqrt(se / sx) <= (t == 2 ? 0.35 : t == 3 ? 0.2 : 0.09), "%s: relative RMS error %.4f", lv_type_name(ts[t]), sqrt(se / sx));
     }
 }
 

@@ -32,9 +32,9 @@
 
 static const lv_type k_types[] = {LV_TYPE_F32,  LV_TYPE_F16,  LV_TYPE_BF16, LV_TYPE_Q8_0, LV_TYPE_Q4_0, LV_TYPE_Q4_1,
                                   LV_TYPE_Q5_0, LV_TYPE_Q5_1, LV_TYPE_Q4_K, LV_TYPE_Q5_K, LV_TYPE_Q6_K, LV_TYPE_Q2_K,
-                                  LV_TYPE_IQ4_NL, LV_TYPE_IQ4_XS};
+                                  LV_TYPE_Q3_K, LV_TYPE_IQ4_NL, LV_TYPE_IQ4_XS};
 /* types whose AVX-512 level is their AVX2 kernels (no AVX-512 kernels of their own yet) */
-static bool avx2_at_avx512(lv_type t) { return t == LV_TYPE_Q2_K || t == LV_TYPE_IQ4_NL || t == LV_TYPE_IQ4_XS; }
+static bool avx2_at_avx512(lv_type t) { return t == LV_TYPE_Q2_K || t == LV_TYPE_Q3_K || t == LV_TYPE_IQ4_NL || t == LV_TYPE_IQ4_XS; }
 #define N_TYPES ((int)(sizeof(k_types) / sizeof(k_types[0])))
 
 typedef struct variant {
@@ -139,6 +139,7 @@ static void random_blocks(lv_test_rng *r, lv_type t, uint8_t *w, int64_t K, int 
         switch (t) {
         case LV_TYPE_Q6_K: memcpy(p + 208, &h[0], 2); break;
         case LV_TYPE_Q2_K: memcpy(p + 80, h, 4); break;
+        case LV_TYPE_Q3_K: memcpy(p + 108, &h[0], 2); break;
         case LV_TYPE_Q4_1:
         case LV_TYPE_Q5_1:
         case LV_TYPE_Q4_K:

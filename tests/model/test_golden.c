@@ -158,7 +158,8 @@ static float tolerance(const golden *g) {
     else if (!strcmp(g->type, "f16")) t = 1e-3f;
     else if (!strcmp(g->type, "bf16")) t = 4e-3f;
     else if (!strcmp(g->type, "q2_k")) t = 4e-2f; /* q8_K activations on 2-bit weights: measured 2.5e-2 */
-    else if (!strncmp(g->type, "q4_k", 4) || !strcmp(g->type, "q5_k") || !strcmp(g->type, "q6_k") || !strcmp(g->type, "iq4_xs"))
+    else if (!strncmp(g->type, "q4_k", 4) || !strcmp(g->type, "q5_k") || !strcmp(g->type, "q6_k") || !strcmp(g->type, "iq4_xs") ||
+             !strcmp(g->type, "q3_k"))
         t = 3e-2f; /* q8_K activations */
     else t = 1.2e-2f; /* q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl */
     if (!strcmp(g->kv, "f16")) t = LV_MAX_F(t, 1.5e-2f);
@@ -371,7 +372,7 @@ static void check_golden(const char *path) {
         {"f32", LV_FTYPE_F32},   {"f16", LV_FTYPE_F16},   {"bf16", LV_FTYPE_BF16}, {"q8_0", LV_FTYPE_Q8_0},
         {"q4_0", LV_FTYPE_Q4_0}, {"q4_1", LV_FTYPE_Q4_1}, {"q5_0", LV_FTYPE_Q5_0}, {"q5_1", LV_FTYPE_Q5_1},
         {"q4_k", LV_FTYPE_Q4_K}, {"q5_k", LV_FTYPE_Q5_K}, {"q6_k", LV_FTYPE_Q6_K}, {"q4_k_m", LV_FTYPE_Q4_K_M},
-        {"iq4_nl", LV_FTYPE_IQ4_NL}, {"iq4_xs", LV_FTYPE_IQ4_XS}, {"q2_k", LV_FTYPE_Q2_K}};
+        {"iq4_nl", LV_FTYPE_IQ4_NL}, {"iq4_xs", LV_FTYPE_IQ4_XS}, {"q2_k", LV_FTYPE_Q2_K}, {"q3_k", LV_FTYPE_Q3_K}};
     for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
         if (!strcmp(g.type, types[i].n)) gp.ftype = types[i].f;
     parse_extra(g.extra, &gp);

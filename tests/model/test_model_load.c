@@ -504,7 +504,7 @@ TEST(model_rejects_unsupported_tensor_types) {
     m.n_ff = 32;
     gb_model_layout(&m, false);
     static const struct { const char *name; uint32_t type; const char *needle; } cases[] = {
-        {"blk.0.attn_q.weight", LV_TYPE_Q3_K, "tensor 'blk.0.attn_q.weight' has type q3_K, which longview does not support yet"},
+        {"blk.0.attn_q.weight", LV_TYPE_IQ3_XXS, "tensor 'blk.0.attn_q.weight' has type iq3_xxs, which longview does not support yet"},
         {"blk.1.ffn_up.weight", LV_TYPE_IQ2_XS, "tensor 'blk.1.ffn_up.weight' has type iq2_xs"},
         {"token_embd.weight", LV_TYPE_Q8_1, "tensor 'token_embd.weight' has type q8_1"},
         {"blk.0.attn_v.weight", LV_TYPE_IQ3_S, "tensor 'blk.0.attn_v.weight' has type iq3_s"},
