@@ -40,9 +40,11 @@ int cmd_gen_model(int argc, char **argv) {
                       "longview gen-model (--preset NAME | --arch A --dim N --layers N --heads N [--kv-heads N] --ffn N) --vocab FILE [--type T] [--seed S] -o OUT.gguf",
                       "Write a valid GGUF v3 model with RANDOM weights (N(0, std); norm weights near 1) and the tokenizer\n"
                       "metadata of a vocabulary file. Useful for tests and speed measurements; its output is noise.\n"
-                      "With the K types (q4_k, q5_k, q6_k), matrices whose rows are not a multiple of 256 are written as\n"
-                      "q5_0, q5_1, q8_0 instead, as llama-quantize does (a warning names them); q4_k_m is llama-quantize's\n"
-                      "Q4_K_M mixture (q4_K, with q6_K for the output matrix and for attn_v / ffn_down of some layers).",
+                      "With the 256-element types (q2_k, q3_k, q4_k, q5_k, q6_k, iq4_xs), matrices whose rows are not a\n"
+                      "multiple of 256 are written as q4_0, q4_0, q5_0, q5_1, q8_0, iq4_nl instead, as llama-quantize does (a\n"
+                      "warning names them); q4_k_m is llama-quantize's Q4_K_M mixture (q4_K, with q6_K for the output matrix\n"
+                      "and for attn_v / ffn_down of some layers). q2_k, q3_k, iq4_nl and iq4_xs use simple quantizers of\n"
+                      "longview's own (valid files, not llama-quantize's error). The presets are the published shapes.",
                       NULL, 0, NULL);
     if (r) return r > 0 ? 0 : 2;
     lv_genmodel_params gp = lv_genmodel_default_params();

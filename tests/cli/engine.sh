@@ -33,7 +33,7 @@ expect_fail "token id out of range" "$LV" logits -m "$M" --tokens 1,32000 -o "$T
 grep -q "outside the vocabulary" "$T/err" || fail "names the bad id"
 expect_fail "no prompt" "$LV" run -m "$M"
 expect_fail "bad -n" "$LV" run -m "$M" -p hi -n -3
-expect_fail "bad type" "$LV" gen-model --arch llama --dim 64 --layers 1 --heads 4 --ffn 64 --vocab "$V" --type q2_k -o "$T/y.gguf"
+expect_fail "bad type" "$LV" gen-model --arch llama --dim 64 --layers 1 --heads 4 --ffn 64 --vocab "$V" --type iq2_xxs -o "$T/y.gguf"
 expect_fail "missing model file" "$LV" run -m "$T/nope.gguf" -p hi
 expect_fail "unknown option" "$LV" logits --frobnicate
 head -c 1000 "$M" > "$T/trunc.gguf"

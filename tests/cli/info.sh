@@ -15,4 +15,20 @@ grep -q "not a GGUF file" "$T/err" || fail "bad magic not named"
 expect_fail "a key of escape bytes" "$LV" info -m "$T/esc.gguf"
 grep -q "'\\\\x1b\[2Jbad\\\\xff'" "$T/err" || fail "the key is escaped: $(cat -v "$T/err")"
 LC_ALL=C grep -q "$(printf '\033')" "$T/err" && fail "a raw ESC reached the terminal: $(cat -v "$T/err")"
+
+# the newer families: info names their features, and gemma3's plan marks its sliding-window layers
+expect_ok "gen-model gemma3" "$LV" gen-model --arch gemma3 --dim 64 --layers 4 --heads 2 --kv-heads 1 --head-dim 32 --ffn 128 \
+  --swa 16 --swa-pattern 2 --vocab builtin:bytes --type q3_k -o "$T/g3.gguf"
+expect_ok "info gemma3" "$LV" info -m "$T/g3.gguf"
+grep -q "^architecture:  gemma3" "$T/out" && grep -q "^sliding window: 2 of 4 layers see the last 16 positions" "$T/out" &&
+  grep -q "GeGLU" "$T/out" && grep -q "2 sliding-window (the model's)" "$T/out" && grep -q "layer   0: w" "$T/out" &&
+  grep -q "layer   1: R" "$T/out" || fail "gemma3's features and plan: $(cat "$T/out")"
+expect_ok "gen-model smollm3" "$LV" gen-model --arch smollm3 --dim 64 --layers 4 --heads 2 --ffn 128 --vocab builtin:bytes --type iq4_nl -o "$T/s3.gguf"
+expect_ok "info smollm3" "$LV" info -m "$T/s3.gguf"
+grep -q "^NoPE layers:   every 4-th layer" "$T/out" && grep -q "iq4_nl" "$T/out" || fail "smollm3: $(cat "$T/out")"
+expect_ok "run gemma3" "$LV" run -m "$T/g3.gguf" -p "hello" -n 4 --temp 0
+expect_fail "gen-model: --swa on llama" "$LV" gen-model --arch llama --dim 64 --layers 2 --heads 2 --ffn 128 --swa 8 --vocab builtin:bytes -o "$T/x.gguf"
+grep -q "gemma3 feature" "$T/err" || fail "the --swa error names gemma3: $(cat "$T/err")"
+expect_fail "identify on gemma3" "$LV" identify -m "$T/g3.gguf" -o "$T/h.tsv"
+grep -q "supports llama and qwen2 models, not gemma3" "$T/err" || fail "identify names the architecture: $(cat "$T/err")"
 true
