@@ -699,7 +699,16 @@ int64_t lv_model_describe(const lv_model *m, char *buf, size_t buf_size) {
         if (per_type_n[t]) sb_printf(&s, " %s x%lld (%.1f MiB)", lv_type_name((uint32_t)t), (long long)per_type_n[t], (double)per_type_b[t] / (1024.0 * 1024.0));
     sb_printf(&s, "\n");
     const int64_t kv_per_tok = 2 * hp->n_layer * hp->n_head_kv * (hp->n_embd_head_k + hp->n_embd_head_v) / 2;
-    sb_printf(&s, "KV per token:  %lld bytes (f16), %lld bytes (f32)\n", (long long)(kv_per_tok * 2), (long long)(kv_per_tok * 4));
+    sb_printf(&s, "KV per token:  %lld bytes (f16), %lld bytes (f32)", (long long)(kv_per_tok * 2), (long long)(kv_per_tok * 4));
+    if (hp->n_swa > 0) { /* the sliding-window layers' part stops growing at n_swa tokens */
+        int64_t n_local = 0;
+        for (int64_t il = 0; il < hp->n_layer; il++) n_local += lv_hp_layer_swa(hp, il);
+        const int64_t per_layer = hp->n_head_kv * (hp->n_embd_head_k + hp->n_embd_head_v);
+        sb_printf(&s, " dense; the model's plan: %lld bytes per token (f16) for the %lld global layers, plus at most %lld bytes for the "
+                  "%lld sliding-window layers", (long long)(2 * per_layer * (hp->n_layer - n_local)), (long long)(hp->n_layer - n_local),
+                  (long long)(2 * per_layer * n_local * hp->n_swa), (long long)n_local);
+    }
+    sb_printf(&s, "\n");
     sb_printf(&s, "supported:     yes (all tensors bound; kernels: %s level, LV_SIMD caps it)\n", lv_simd_name(lv_simd_active()));
     return s.len;
 }

@@ -22,7 +22,8 @@ expect_ok "gen-model gemma3" "$LV" gen-model --arch gemma3 --dim 64 --layers 4 -
 expect_ok "info gemma3" "$LV" info -m "$T/g3.gguf"
 grep -q "^architecture:  gemma3" "$T/out" && grep -q "^sliding window: 2 of 4 layers see the last 16 positions" "$T/out" &&
   grep -q "GeGLU" "$T/out" && grep -q "2 sliding-window (the model's)" "$T/out" && grep -q "layer   0: w" "$T/out" &&
-  grep -q "layer   1: R" "$T/out" || fail "gemma3's features and plan: $(cat "$T/out")"
+  grep -q "layer   1: R" "$T/out" && grep -q "bytes per token (f16) for the 2 global layers, plus at most" "$T/out" ||
+  fail "gemma3's features and plan: $(cat "$T/out")"
 expect_ok "gen-model smollm3" "$LV" gen-model --arch smollm3 --dim 64 --layers 4 --heads 2 --ffn 128 --vocab builtin:bytes --type iq4_nl -o "$T/s3.gguf"
 expect_ok "info smollm3" "$LV" info -m "$T/s3.gguf"
 grep -q "^NoPE layers:   every 4-th layer" "$T/out" && grep -q "iq4_nl" "$T/out" || fail "smollm3: $(cat "$T/out")"
