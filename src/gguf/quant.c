@@ -221,17 +221,23 @@ void lv_quantize_q8_1_act(const float *x, lv_block_q8_1 *y, int64_t k) {
     }
 }
 
+/* The element of largest magnitude, with its sign: the first one on ties, 0 when all are 0 (or
+ * NaN). The symmetric quantizers scale by it so that it lands on their outermost level. */
+static inline float signed_absmax(const float *x, int64_t n) {
+    float amax = 0.0f, max = 0.0f;
+    for (int64_t i = 0; i < n; i++)
+        if (fabsf(x[i]) > amax) {
+            amax = fabsf(x[i]);
+            max = x[i];
+        }
+    return max;
+}
+
 void lv_quantize_q4_0_ref(const float *x, lv_block_q4_0 *y, int64_t k) {
     LV_ASSERT(k % LV_QK4_0 == 0);
     for (int64_t i = 0; i < k / LV_QK4_0; i++) {
         const float *xb = x + i * LV_QK4_0;
-        float amax = 0.0f, max = 0.0f;
-        for (int j = 0; j < LV_QK4_0; j++) {
-            if (amax < fabsf(xb[j])) {
-                amax = fabsf(xb[j]);
-                max = xb[j];
-            }
-        }
+        const float max = signed_absmax(xb, LV_QK4_0);
         const float d = max / -8;
         const float id = d ? 1.0f / d : 0.0f;
         y[i].d = lv_fp32_to_fp16(d);
@@ -270,13 +276,7 @@ void lv_quantize_q5_0_ref(const float *x, lv_block_q5_0 *y, int64_t k) {
     LV_ASSERT(k % LV_QK5_0 == 0);
     for (int64_t i = 0; i < k / LV_QK5_0; i++) {
         const float *xb = x + i * LV_QK5_0;
-        float amax = 0.0f, max = 0.0f;
-        for (int j = 0; j < LV_QK5_0; j++) {
-            if (amax < fabsf(xb[j])) {
-                amax = fabsf(xb[j]);
-                max = xb[j];
-            }
-        }
+        const float max = signed_absmax(xb, LV_QK5_0);
         const float d = max / -16;
         const float id = d ? 1.0f / d : 0.0f;
         y[i].d = lv_fp32_to_fp16(d);
@@ -325,13 +325,7 @@ void lv_quantize_q8_K_act(const float *x, lv_block_q8_K *y, int64_t k) {
     LV_ASSERT(k % LV_QK_K == 0);
     for (int64_t i = 0; i < k / LV_QK_K; i++, x += LV_QK_K) {
         /* the element of largest magnitude (the first one on ties) sets the sign of the scale */
-        float amax = 0.0f, max = 0.0f;
-        for (int j = 0; j < LV_QK_K; j++) {
-            if (fabsf(x[j]) > amax) {
-                amax = fabsf(x[j]);
-                max = x[j];
-            }
-        }
+        const float max = signed_absmax(x, LV_QK_K), amax = fabsf(max);
         memset(y[i].bsums, 0, sizeof(y[i].bsums));
         if (amax == 0.0f) {
             y[i].d = 0.0f;
@@ -471,12 +465,7 @@ void lv_quantize_q6_K_file(const float *x, lv_block_q6_K *y, int64_t k) {
         float sc[16], max_scale = 0, max_abs_scale = 0;
         for (int j = 0; j < 16; j++) {
             const float *xb = x + 16 * j;
-            float amax = 0, max = 0;
-            for (int l = 0; l < 16; l++)
-                if (fabsf(xb[l]) > amax) {
-                    amax = fabsf(xb[l]);
-                    max = xb[l];
-                }
+            const float max = signed_absmax(xb, 16), amax = fabsf(max);
             sc[j] = 0;
             if (amax < 1e-30f) continue;
             double best = -1;
@@ -559,12 +548,7 @@ static float iq4_indices(const float *x, float d, uint8_t *qs) {
 static void quantize_iq4_nl(const float *x, lv_block_iq4_nl *y, int64_t k) {
     for (int64_t i = 0; i < k / 32; i++) {
         const float *b = x + i * 32;
-        float amax = 0, max = 0;
-        for (int j = 0; j < 32; j++)
-            if (fabsf(b[j]) > amax) {
-                amax = fabsf(b[j]);
-                max = b[j];
-            }
+        const float max = signed_absmax(b, 32);
         uint8_t q1[16], q2[16];
         const float d1 = lv_fp16_to_fp32(lv_fp32_to_fp16(max / -127.0f)), d2 = lv_fp16_to_fp32(lv_fp32_to_fp16(max / 113.0f));
         const float e1 = iq4_indices(b, d1, q1), e2 = iq4_indices(b, d2, q2);
@@ -582,14 +566,8 @@ static void quantize_iq4_xs(const float *x, lv_block_iq4_xs *y, int64_t k) {
         const float *b = x + i * LV_QK_K;
         float sc[8], amax = 0;
         for (int j = 0; j < 8; j++) {
-            float m = 0, mx = 0;
-            for (int l = 0; l < 32; l++)
-                if (fabsf(b[32 * j + l]) > m) {
-                    m = fabsf(b[32 * j + l]);
-                    mx = b[32 * j + l];
-                }
-            sc[j] = mx / -127.0f;
-            if (fabsf(sc[j]) > amax) amax = fabsf(sc[j]);
+            sc[j] = signed_absmax(b + 32 * j, 32) / -127.0f;
+            amax = fmaxf(amax, fabsf(sc[j]));
         }
         const float d = lv_fp16_to_fp32(lv_fp32_to_fp16(amax / 31.0f));
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
@@ -650,13 +628,7 @@ static void quantize_q3_K(const float *x, lv_block_q3_K *y, int64_t k) {
         const float *b = x + i * LV_QK_K;
         float sc[16], amax = 0;
         for (int j = 0; j < 16; j++) {
-            float m = 0, mx = 0;
-            for (int l = 0; l < 16; l++)
-                if (fabsf(b[16 * j + l]) > m) {
-                    m = fabsf(b[16 * j + l]);
-                    mx = b[16 * j + l];
-                }
-            sc[j] = mx / -4.0f;
+            sc[j] = signed_absmax(b + 16 * j, 16) / -4.0f;
             amax = fmaxf(amax, fabsf(sc[j]));
         }
         const float d = lv_fp16_to_fp32(lv_fp32_to_fp16(amax / 31.0f));

@@ -399,6 +399,16 @@ QK_INLINE __m256i k5_levels(const uint8_t *qs, const uint8_t *qh, int t) {
     const __m256i b = t <= 4 ? _mm256_slli_epi16(h, 4 - t) : _mm256_srli_epi16(h, t - 4);
     return _mm256_or_si256(k4_levels(qs, t), _mm256_and_si256(b, _mm256_set1_epi8(0x10)));
 }
+/* q2_K, sub-step t: bits 2(t % 4) of qs[32(t / 4) + l] */
+QK_INLINE __m256i k2_levels(const uint8_t *qs, int t) {
+    const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * (t >> 2)));
+    return _mm256_and_si256(_mm256_srli_epi16(q, 2 * (t & 3)), _mm256_set1_epi8(3));
+}
+/* q3_K, sub-step t: the level + 4, in 0..7: the low 2 bits as q2_K's, bit t of hmask[l] as bit 2 */
+QK_INLINE __m256i k3_levels(const uint8_t *qs, const uint8_t *hmask, int t) {
+    const __m256i hm = _mm256_loadu_si256((const __m256i *)hmask);
+    return _mm256_or_si256(k2_levels(qs, t), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hm, t), _mm256_set1_epi8(1)), 2));
+}
 /* sub-step t: half t/4, quarter g = t%4: low 4 bits from ql[64h + 32(g&1) + l] (g >= 2: high
  * nibble), bits 2g..2g+1 of qh[32h + l] as bits 4-5 */
 QK_INLINE __m256i k6_levels(const uint8_t *ql, const uint8_t *qh, int t) {
@@ -462,26 +472,12 @@ QK_INLINE void tile_kq(const lv_type T, const int R, const int C, int64_t k, con
                         isum[r][c] = _mm256_add_epi32(isum[r][c], _mm256_madd_epi16(_mm256_maddubs_epi16(la, _mm256_sign_epi8(xq[c], l)), scv));
                     continue;
                 }
-                if (T == LV_TYPE_Q3_K) { /* levels + 4 in 0..7: low bits as q2_K, bit t of hmask[l] as bit 2 */
-                    const __m256i q = _mm256_loadu_si256((const __m256i *)(b + 32 + 32 * (t >> 2)));
-                    const __m256i hm = _mm256_loadu_si256((const __m256i *)b);
-                    wq = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 2 * (t & 3)), _mm256_set1_epi8(3)),
-                                         _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hm, t), _mm256_set1_epi8(1)), 2));
-                    scv = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set1_epi16((int8_t)sc[r][2 * t])), _mm_set1_epi16((int8_t)sc[r][2 * t + 1]), 1);
-                    for (int c = 0; c < C; c++) isum[r][c] = _mm256_add_epi32(isum[r][c], _mm256_madd_epi16(_mm256_maddubs_epi16(wq, xq[c]), scv));
-                    continue;
-                }
-                if (T == LV_TYPE_Q2_K) { /* sub-step t: bits 2(t % 4) of qs[32(t / 4) ...], two 16-element scales */
-                    const __m256i q = _mm256_loadu_si256((const __m256i *)(b + 16 + 32 * (t >> 2)));
-                    wq = _mm256_and_si256(_mm256_srli_epi16(q, 2 * (t & 3)), _mm256_set1_epi8(3));
-                    scv = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set1_epi16(sc[r][2 * t])), _mm_set1_epi16(sc[r][2 * t + 1]), 1);
-                    for (int c = 0; c < C; c++) isum[r][c] = _mm256_add_epi32(isum[r][c], _mm256_madd_epi16(_mm256_maddubs_epi16(wq, xq[c]), scv));
-                    continue;
-                }
-                if (T == LV_TYPE_Q4_K) wq = k4_levels(b + 16, t);
+                if (T == LV_TYPE_Q2_K) wq = k2_levels(b + 16, t);
+                else if (T == LV_TYPE_Q3_K) wq = k3_levels(b + 32, b, t);
+                else if (T == LV_TYPE_Q4_K) wq = k4_levels(b + 16, t);
                 else if (T == LV_TYPE_Q5_K) wq = k5_levels(b + 48, b + 16, t);
                 else wq = k6_levels(b, b + 128, t);
-                if (T == LV_TYPE_Q6_K) /* two 16-element sub-blocks: int16 lanes 0-7 and 8-15 */
+                if (T == LV_TYPE_Q6_K || T == LV_TYPE_Q3_K || T == LV_TYPE_Q2_K) /* two 16-element sub-blocks: int16 lanes 0-7 and 8-15 */
                     scv = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set1_epi16((int8_t)sc[r][2 * t])), _mm_set1_epi16((int8_t)sc[r][2 * t + 1]), 1);
                 else scv = _mm256_set1_epi16(sc[r][t]);
                 for (int c = 0; c < C; c++) isum[r][c] = _mm256_add_epi32(isum[r][c], _mm256_madd_epi16(_mm256_maddubs_epi16(wq, xq[c]), scv));

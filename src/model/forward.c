@@ -53,9 +53,7 @@ lv_status lv_fwd_init(lv_fwd *f, const lv_model *m, lv_threadpool *tp, lv_kv *kv
     f->n_threads = lv_threadpool_n_threads(tp);
     f->kv = kv;
     f->rope = lv_rope_params_from(m);
-    f->rope_swa = f->rope;
-    for (int64_t il = 0; il < hp->n_layer; il++)
-        if (lv_hp_layer_swa(hp, il)) f->rope_swa = lv_rope_params_layer(m, il);
+    f->rope_swa = lv_rope_params_swa(m);
     f->p = *p;
     f->max_spans = lv_kv_max_spans(kv);
     const int64_t G = hp->n_head / hp->n_head_kv;

@@ -667,13 +667,11 @@ int64_t lv_model_describe(const lv_model *m, char *buf, size_t buf_size) {
               hp->rope_type == LV_ROPE_NEOX ? "neox" : "normal", (double)hp->rope_freq_base, scal[hp->rope_scaling],
               (double)hp->rope_freq_scale, (long long)hp->n_ctx_orig, m->rope_freqs.data ? ", rope_freqs factors" : "");
     if (hp->nope_step > 0) sb_printf(&s, "NoPE layers:   every %d-th layer applies no RoPE\n", hp->nope_step);
-    if (hp->n_swa > 0) {
-        int64_t n = 0;
-        for (int64_t il = 0; il < hp->n_layer; il++) n += lv_hp_layer_swa(hp, il);
+    const int64_t n_local = lv_hp_n_swa_layers(hp);
+    if (hp->n_swa > 0)
         sb_printf(&s, "sliding window: %lld of %lld layers see the last %lld positions (pattern %d, RoPE base %g there); "
-                  "the others are global\n", (long long)n, (long long)hp->n_layer, (long long)hp->n_swa, hp->swa_period,
+                  "the others are global\n", (long long)n_local, (long long)hp->n_layer, (long long)hp->n_swa, hp->swa_period,
                   (double)hp->rope_freq_base_swa);
-    }
     if (m->layers[0].q_norm.data)
         sb_printf(&s, "layers:        q/k RMSNorm per head%s; FFN %s; attention scale %g%s\n",
                   m->layers[0].attn_post_norm.data ? ", post-attention and post-FFN norms" : "",
@@ -701,8 +699,6 @@ int64_t lv_model_describe(const lv_model *m, char *buf, size_t buf_size) {
     const int64_t kv_per_tok = 2 * hp->n_layer * hp->n_head_kv * (hp->n_embd_head_k + hp->n_embd_head_v) / 2;
     sb_printf(&s, "KV per token:  %lld bytes (f16), %lld bytes (f32)", (long long)(kv_per_tok * 2), (long long)(kv_per_tok * 4));
     if (hp->n_swa > 0) { /* the sliding-window layers' part stops growing at n_swa tokens */
-        int64_t n_local = 0;
-        for (int64_t il = 0; il < hp->n_layer; il++) n_local += lv_hp_layer_swa(hp, il);
         const int64_t per_layer = hp->n_head_kv * (hp->n_embd_head_k + hp->n_embd_head_v);
         sb_printf(&s, " dense; the model's plan: %lld bytes per token (f16) for the %lld global layers, plus at most %lld bytes for the "
                   "%lld sliding-window layers", (long long)(2 * per_layer * (hp->n_layer - n_local)), (long long)(hp->n_layer - n_local),
@@ -771,11 +767,9 @@ lv_rope_params lv_rope_params_from(const lv_model *m) {
     return rp;
 }
 
-lv_rope_params lv_rope_params_layer(const lv_model *m, int64_t il) {
+lv_rope_params lv_rope_params_swa(const lv_model *m) {
     lv_rope_params rp = lv_rope_params_from(m);
-    if (lv_hp_layer_swa(&m->hp, il)) {
-        rp.freq_base = m->hp.rope_freq_base_swa;
-        rp.freq_scale = m->hp.rope_freq_scale_swa;
-    }
+    rp.freq_base = m->hp.rope_freq_base_swa;
+    rp.freq_scale = m->hp.rope_freq_scale_swa;
     return rp;
 }

@@ -82,6 +82,12 @@ typedef struct lv_hparams {
 static inline bool lv_hp_layer_swa(const lv_hparams *hp, int64_t il) {
     return hp->n_swa > 0 && (hp->swa_period == 0 || il % hp->swa_period < hp->swa_period - 1);
 }
+/* How many of the model's layers are sliding-window layers */
+static inline int64_t lv_hp_n_swa_layers(const lv_hparams *hp) {
+    int64_t n = 0;
+    for (int64_t il = 0; il < hp->n_layer; il++) n += lv_hp_layer_swa(hp, il);
+    return n;
+}
 /* Does layer il apply RoPE (smollm3's NoPE layers do not)? */
 static inline bool lv_hp_layer_rope(const lv_hparams *hp, int64_t il) {
     return hp->nope_step <= 0 || (il + 1) % hp->nope_step != 0;
@@ -128,9 +134,9 @@ const lv_vocab *lv_model_vocab(const lv_model *model);
  * "builtin:bytes") into w; *n_vocab receives its token count. Used by gen-model and the trainer. */
 lv_status lv_genmodel_add_vocab(lv_gguf_writer *w, const char *vocab_path, int64_t *n_vocab);
 /* the RoPE parameters of the model's hyper-parameters (and rope_freqs), for the kernels: those of
- * the global layers, and those of layer il (a sliding-window layer has its own base and scale) */
+ * the global layers, and those of the sliding-window layers (their own base and scale) */
 lv_rope_params lv_rope_params_from(const lv_model *m);
-lv_rope_params lv_rope_params_layer(const lv_model *m, int64_t il);
+lv_rope_params lv_rope_params_swa(const lv_model *m);
 
 /* lv_model_load over a GGUF image in memory (not copied: it must outlive the model); messages
  * name the file "<memory>". params.use_mmap is ignored. For tests and the fuzzer. */

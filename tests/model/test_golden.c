@@ -239,7 +239,7 @@ static void parse_extra(const char *extra, lv_genmodel_params *gp) {
             if (v) gp->rope_freq_base = strtof(v, NULL);
         } else if (!strcmp(tok, "--head-dim") || !strcmp(tok, "--swa") || !strcmp(tok, "--swa-pattern")) {
             char *v = strtok(NULL, " ");
-            int32_t *dst = tok[2] == 'h' ? &gp->head_dim : !strcmp(tok, "--swa") ? &gp->n_swa : &gp->swa_pattern;
+            int32_t *dst = !strcmp(tok, "--head-dim") ? &gp->head_dim : !strcmp(tok, "--swa") ? &gp->n_swa : &gp->swa_pattern;
             if (v) *dst = (int32_t)strtol(v, NULL, 10);
         } else {
             fprintf(stderr, "golden: unknown gen-model flag '%s' in the header's extra\n", tok);
