@@ -29,8 +29,8 @@ for f in $folders; do
     err "src/$f/ has no header $h saying what the folder owns and never does"
     continue
   fi
-  head -40 "$h" | grep -q "Owns:" || err "$h: the opening comment has no 'Owns:' line"
-  head -40 "$h" | grep -q "Never:" || err "$h: the opening comment has no 'Never:' line"
+  head -40 "$h" | grep "Owns:" >/dev/null || err "$h: the opening comment has no 'Owns:' line"
+  head -40 "$h" | grep "Never:" >/dev/null || err "$h: the opening comment has no 'Never:' line"
   grep -q "\`src/$f/\`" docs/architecture.md || err "docs/architecture.md does not name \`src/$f/\`"
 done
 for f in $(grep -o '`src/[a-z_]*/`' docs/architecture.md | sort -u | sed 's|`src/||; s|/`||'); do

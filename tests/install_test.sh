@@ -38,9 +38,13 @@ while read -r line; do
   n=$((n + 1))
   (cd "$work" && rm -f app && eval "$line") || fail "README line $n does not build: $line"
   if [ $n = 1 ]; then
-    LD_LIBRARY_PATH=$lib ldd "$work/app" | grep -q "liblongview.so.0 => $lib/" || fail "the shared build links $lib/liblongview.so.0"
+    # the loader's own trace (what ldd prints, without needing ldd), captured before grep: a
+    # `ldd | grep -q` pipeline under pipefail fails when grep exits early and ldd dies of SIGPIPE
+    deps=$(LD_LIBRARY_PATH=$lib LD_TRACE_LOADED_OBJECTS=1 "$work/app") || fail "tracing $work/app's libraries"
+    grep -q "liblongview.so.0 => $lib/" <<< "$deps" || fail "the shared build links $lib/liblongview.so.0: $deps"
   else
-    ldd "$work/app" | grep -q liblongview && fail "the static build still needs liblongview.so"
+    deps=$(LD_TRACE_LOADED_OBJECTS=1 "$work/app") || fail "tracing $work/app's libraries"
+    grep -q liblongview <<< "$deps" && fail "the static build still needs liblongview.so: $deps"
   fi
   out=$(cd "$work" && LD_LIBRARY_PATH=$lib ./app "$model") || fail "the example (build $n) fails: $out"
   case "$out" in "The best thing to do in San Francisco is"?*) ;; *) fail "the example (build $n) printed '$out'" ;; esac
