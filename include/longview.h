@@ -364,9 +364,9 @@ typedef enum lv_ftype {
 } lv_ftype;
 
 typedef struct lv_genmodel_params {
-    const char *arch;       /* "llama", "qwen2", "qwen3", "smollm3" or "gemma3" */
+    const char *arch;       /* "llama", "qwen2", "qwen3", "smollm3", "gemma3" or "qwen35" */
     const char *preset;     /* "tiny", "smollm2-135m", "qwen2.5-0.5b", "llama3.2-1b", "qwen3-0.6b", "smollm3-3b",
-                               "gemma3-270m", "gemma3-1b", or NULL for explicit shape */
+                               "gemma3-270m", "gemma3-1b", "qwen3.5-0.8b", or NULL for explicit shape */
     int32_t n_embd, n_layer, n_head, n_head_kv, n_ff; /* explicit shape (used when preset is NULL; 0 = keep preset's) */
     int32_t n_ctx_train;    /* 0 = the preset's */
     float   rope_freq_base; /* 0 = the preset's */
@@ -382,6 +382,10 @@ typedef struct lv_genmodel_params {
     int32_t  head_dim;      /* 0 = the preset's, else n_embd / n_head */
     int32_t  n_swa;         /* gemma3: the sliding window of its local layers (0 = the preset's; < 0: none, all global) */
     int32_t  swa_pattern;   /* gemma3: one global layer per this many (0 = the preset's, llama.cpp's default 6) */
+    int32_t  ssm_state;     /* qwen35: head size of the recurrent layers (0 = the preset's, else 128) */
+    int32_t  ssm_k_heads;   /* qwen35: their key heads (0 = the preset's, else 16) */
+    int32_t  ssm_v_heads;   /* qwen35: their value heads, a multiple of the key heads (0 = the preset's, else 16) */
+    int32_t  full_attn_interval; /* qwen35: one attention layer per this many (0 = the preset's, else 4) */
 } lv_genmodel_params;
 
 lv_genmodel_params lv_genmodel_default_params(void);

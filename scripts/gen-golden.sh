@@ -60,6 +60,9 @@ CASES=(
   "gemma3-q3_k|gemma3|256 3 4 2 768|vocab/ggml-vocab-llama-spm.gguf|q3_k|50|--tied --head-dim 64 --swa 64 --swa-pattern 3|f32|off"
   "qwen3-iq4_xs|qwen3|256 2 4 2 768|vocab/ggml-vocab-gpt-2.gguf|iq4_xs|48|--head-dim 64 --tied|f32|off"
   "gemma3-q8_0-kvf16|gemma3|128 3 2 1 384|vocab/ggml-vocab-llama-spm.gguf|q8_0|46|--tied --head-dim 128 --swa 100 --swa-pattern 3|f16|auto"
+  "qwen35-f32|qwen35|128 4 4 2 384|vocab/ggml-vocab-gpt-2.gguf|f32|51|--head-dim 64 --ssm-state 32 --ssm-heads 2,4|f32|off"
+  "qwen35-q8_0-kvf16|qwen35|128 4 4 2 384|vocab/ggml-vocab-gpt-2.gguf|q8_0|52|--tied --head-dim 64 --ssm-state 32 --ssm-heads 2,2|f16|auto"
+  "qwen35-q4_k_m|qwen35|256 8 4 2 768|vocab/ggml-vocab-gpt-2.gguf|q4_k_m|53|--tied --head-dim 64 --ssm-state 64 --ssm-heads 2,4|f32|off"
 )
 
 for c in "${CASES[@]}"; do

@@ -13,11 +13,13 @@ static void on_progress(double frac, void *user) { cli_progress_update(user, fra
 int cmd_gen_model(int argc, char **argv) {
     const char *arch = NULL, *preset = NULL, *vocab = NULL, *out = NULL, *type = "f32";
     int64_t dim = 0, layers = 0, heads = 0, kv_heads = 0, ffn = 0, ctx = 0, seed = 42, head_dim = 0, swa = 0, swa_pattern = 0;
+    int64_t ssm_state = 0, ssm_k = 0, attn_every = 0;
+    const char *ssm_heads = NULL;
     double rope_base = 0, std = 0.02;
     bool tied = false, llama3_rope = false;
     cli_opt opts[] = {
-        {NULL, "--arch", CLI_STR, &arch, "NAME", "architecture: llama | qwen2 | qwen3 | smollm3 | gemma3 (implied by a preset)"},
-        {NULL, "--preset", CLI_STR, &preset, "NAME", "tiny | smollm2-135m | qwen2.5-0.5b | llama3.2-1b | qwen3-0.6b | smollm3-3b | gemma3-270m | gemma3-1b (real shapes)"},
+        {NULL, "--arch", CLI_STR, &arch, "NAME", "architecture: llama | qwen2 | qwen3 | smollm3 | gemma3 | qwen35 (implied by a preset)"},
+        {NULL, "--preset", CLI_STR, &preset, "NAME", "tiny | smollm2-135m | qwen2.5-0.5b | llama3.2-1b | qwen3-0.6b | smollm3-3b | gemma3-270m | gemma3-1b | qwen3.5-0.8b (real shapes)"},
         {NULL, "--dim", CLI_INT, &dim, "N", "embedding size (overrides the preset)", .lo = 1, .hi = 1 << 16},
         {NULL, "--layers", CLI_INT, &layers, "N", "number of layers", .lo = 1, .hi = 4096},
         {NULL, "--heads", CLI_INT, &heads, "N", "attention heads", .lo = 1, .hi = 4096},
@@ -26,6 +28,9 @@ int cmd_gen_model(int argc, char **argv) {
         {NULL, "--head-dim", CLI_INT, &head_dim, "N", "head size (default dim / heads; qwen3 and gemma3 presets set their own)", .lo = 2, .hi = 1024},
         {NULL, "--swa", CLI_INT, &swa, "N", "gemma3: sliding window of the local layers (-1: none, every layer global)", .lo = -1, .hi = 1 << 30},
         {NULL, "--swa-pattern", CLI_INT, &swa_pattern, "N", "gemma3: one global layer in every N (default 6)", .lo = 1, .hi = 4096},
+        {NULL, "--ssm-state", CLI_INT, &ssm_state, "N", "qwen35: head size of the recurrent layers (default 128)", .lo = 8, .hi = 1024},
+        {NULL, "--ssm-heads", CLI_STR, &ssm_heads, "K,V", "qwen35: key and value heads of the recurrent layers (default 16,16)"},
+        {NULL, "--attn-every", CLI_INT, &attn_every, "N", "qwen35: one gated attention layer in every N, the others recurrent (default 4)", .lo = 1, .hi = 4096},
         {NULL, "--ctx-train", CLI_INT, &ctx, "N", "training context length written to the file", .lo = 1, .hi = 1 << 30},
         {NULL, "--rope-base", CLI_FLOAT, &rope_base, "F", "rope frequency base", .flo = 1, .fhi = 1e12},
         {NULL, "--tied", CLI_FLAG, &tied, NULL, "no output.weight: token_embd is the output matrix"},
@@ -78,6 +83,19 @@ int cmd_gen_model(int argc, char **argv) {
     gp.head_dim = (int32_t)head_dim;
     gp.n_swa = (int32_t)swa;
     gp.swa_pattern = (int32_t)swa_pattern;
+    if (ssm_heads) {
+        long long k, v;
+        char end;
+        if (sscanf(ssm_heads, "%lld,%lld%c", &k, &v, &end) != 2 || k < 1 || v < 1 || k > 4096 || v > 4096) {
+            cli_error("--ssm-heads: '%s' is not K,V (two counts in [1, 4096])", ssm_heads);
+            return 2;
+        }
+        ssm_k = k;
+        gp.ssm_v_heads = (int32_t)v;
+    }
+    gp.ssm_state = (int32_t)ssm_state;
+    gp.ssm_k_heads = (int32_t)ssm_k;
+    gp.full_attn_interval = (int32_t)attn_every;
     gp.vocab_path = vocab;
     gp.seed = (uint64_t)seed;
     gp.std = (float)std;

@@ -67,6 +67,18 @@ void lv_rope_cache(const lv_rope_params *rp, int32_t pos, float *cache);
 /* Rotate the first n_rot dims of one head vector x (head_dim floats) in place. */
 void lv_rope_apply(const lv_rope_params *rp, const float *cache, float *x);
 
+/* Gated delta-net (qwen35's linear attention), one token of one value head. The state is S x S,
+ * stored as ggml keeps it: row j holds column j of the matrix S[i][j]. With decay = exp(g):
+ *   M = src * decay;  d_j = (v_j - M_j . k) * beta;  M_j += d_j k;  out_j = (M_j . q) * scale
+ * (llama.cpp's ggml_gated_delta_net, per row). src may be dst (in place) or NULL (a zero state).
+ * The reference is scalar; lv_gdn_step runs the active level's (AVX2 when S % 8 == 0). */
+void lv_gdn_step_ref(const float *src, float *dst, const float *q, const float *k, const float *v, float decay, float beta, float scale,
+                     float *out, int S);
+void lv_gdn_step_avx2(const float *src, float *dst, const float *q, const float *k, const float *v, float decay, float beta, float scale,
+                      float *out, int S);
+void lv_gdn_step(const float *src, float *dst, const float *q, const float *k, const float *v, float decay, float beta, float scale,
+                 float *out, int S);
+
 /* out[i] = silu(gate[i]) * up[i], silu(x) = x / (1 + expf(-x)) */
 void lv_swiglu_ref(const float *gate, const float *up, float *out, int64_t n);
 /* The same with a 16-lane exp (exp512.h): relative error below (8 + |gate|) * 2^-23 */

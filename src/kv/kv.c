@@ -51,7 +51,17 @@ struct lv_kv {
     int64_t *txn_old_pages; /* (n_seq_max * n_pools) */
     uint8_t *big;
     size_t big_size;
+    /* recurrent state: (n_seq_max, n_rs_layer, 2, rs_floats) floats */
+    float *rs;
+    size_t rs_size;
+    uint8_t *rs_cur;        /* (n_seq_max) which of the two buffers holds the committed state */
+    uint8_t *rs_empty;      /* (n_seq_max) the committed state is all zeros (no tokens yet) */
+    uint8_t *rs_dirty;      /* (n_seq_max * n_rs_layer) written in this transaction */
 };
+
+static inline float *rs_buf(const lv_kv *kv, int64_t seq, int64_t rl, int which) {
+    return kv->rs + ((size_t)(seq * kv->p.n_rs_layer + rl) * 2 + (size_t)which) * (size_t)kv->p.rs_floats;
+}
 
 static inline kv_stream *stream_at(const lv_kv *kv, int64_t seq, int64_t layer, int64_t head) {
     return &kv->streams[seq * kv->n_pools + layer * kv->p.n_head_kv + head];
@@ -108,6 +118,23 @@ lv_status lv_kv_create(const lv_kv_params *p, lv_kv **out) {
     kv->txn_old_pages = lv_calloc((size_t)n_streams, sizeof(int64_t));
     if (!kv->pools || !kv->streams || !kv->seq_len || !kv->seq_max_pos || !kv->txn_n_new || !kv->txn_last_pos || !kv->txn_old_pages)
         goto fail;
+    if (p->n_rs_layer < 0 || p->rs_floats < 0 || (p->n_rs_layer > 0 && p->rs_floats == 0)) {
+        st = lv_error(LV_ERR_INVALID_ARG, "kv cache: invalid recurrent state shape");
+        goto fail;
+    }
+    if (p->n_rs_layer > 0) {
+        int64_t n;
+        if (lv_mul_ovf_i64(p->n_seq_max * p->n_rs_layer * 2, p->rs_floats, &n) || (uint64_t)n > SIZE_MAX / 8) {
+            st = lv_error(LV_ERR_INVALID_ARG, "kv cache: the recurrent state of %lld sequences does not fit in memory", (long long)p->n_seq_max);
+            goto fail;
+        }
+        kv->rs_size = (size_t)n * sizeof(float);
+        kv->rs = lv_big_alloc(kv->rs_size);
+        kv->rs_cur = lv_calloc((size_t)p->n_seq_max, 1);
+        kv->rs_empty = lv_calloc((size_t)p->n_seq_max, 1);
+        kv->rs_dirty = lv_calloc((size_t)(p->n_seq_max * p->n_rs_layer), 1);
+        if (!kv->rs || !kv->rs_cur || !kv->rs_empty || !kv->rs_dirty) goto fail;
+    }
 
     /* policies and pool sizes */
     int64_t total = 0, n_ids = 0;
@@ -185,6 +212,10 @@ void lv_kv_free(lv_kv *kv) {
     lv_free(kv->txn_n_new);
     lv_free(kv->txn_last_pos);
     lv_free(kv->txn_old_pages);
+    lv_big_free(kv->rs, kv->rs_size);
+    lv_free(kv->rs_cur);
+    lv_free(kv->rs_empty);
+    lv_free(kv->rs_dirty);
     lv_free(kv);
 }
 
@@ -203,8 +234,41 @@ void lv_kv_clear(lv_kv *kv) {
     for (int64_t s = 0; s < kv->p.n_seq_max; s++) {
         kv->seq_len[s] = 0;
         kv->seq_max_pos[s] = -1;
+        if (kv->rs_empty) kv->rs_empty[s] = 1;
     }
     kv->total_tokens = 0;
+}
+
+/* -------------------------------------------------------------------------------------------
+ * recurrent state
+ * ----------------------------------------------------------------------------------------- */
+
+void lv_kv_state(lv_kv *kv, int64_t seq, int64_t rl, const float **src, float **dst) {
+    LV_ASSERT(kv->in_txn && kv->txn_n_new[seq] > 0 && rl >= 0 && rl < kv->p.n_rs_layer);
+    const int cur = kv->rs_cur[seq];
+    uint8_t *dirty = &kv->rs_dirty[seq * kv->p.n_rs_layer + rl];
+    *dst = rs_buf(kv, seq, rl, !cur);
+    if (*dirty) {
+        *src = *dst;
+    } else {
+        *src = kv->rs_empty[seq] ? NULL : rs_buf(kv, seq, rl, cur);
+        *dirty = 1;
+    }
+}
+
+int64_t lv_kv_state_bytes_per_seq(const lv_kv *kv) { return kv->p.n_rs_layer * kv->p.rs_floats * (int64_t)sizeof(float); }
+
+/* commit: the sequences this transaction wrote switch to the written buffers (every recurrent
+ * layer of a sequence that appended tokens was written: the forward pass runs all layers) */
+static void rs_commit(lv_kv *kv) {
+    for (int64_t s = 0; s < kv->p.n_seq_max; s++) {
+        if (!kv->txn_n_new[s]) continue;
+        uint8_t *dirty = &kv->rs_dirty[s * kv->p.n_rs_layer];
+        for (int64_t rl = 0; rl < kv->p.n_rs_layer; rl++) LV_ASSERT(dirty[rl]);
+        memset(dirty, 0, (size_t)kv->p.n_rs_layer);
+        kv->rs_cur[s] ^= 1;
+        kv->rs_empty[s] = 0;
+    }
 }
 
 /* -------------------------------------------------------------------------------------------
@@ -319,6 +383,7 @@ void lv_kv_commit(lv_kv *kv) {
         kv->seq_max_pos[s] = kv->txn_last_pos[s];
         kv->total_tokens += n;
     }
+    if (kv->rs) rs_commit(kv);
     kv->in_txn = false;
 }
 
@@ -337,6 +402,7 @@ void lv_kv_rollback(lv_kv *kv) {
             while (st->n_pages > old) pl->free_ids[pl->n_free++] = st->pages[--st->n_pages];
             if (pl->stats) restat(kv, pl, st, st->n_stored / LV_KV_LOGICAL_PAGE * LV_KV_LOGICAL_PAGE);
         }
+        if (kv->rs) memset(&kv->rs_dirty[s * kv->p.n_rs_layer], 0, (size_t)kv->p.n_rs_layer); /* the committed state stays */
     }
     kv->in_txn = false;
 }
@@ -602,8 +668,14 @@ lv_status lv_kv_seq_truncate(lv_kv *kv, int64_t seq, int32_t p0) {
         kv->total_tokens -= kv->seq_len[seq];
         kv->seq_len[seq] = 0;
         kv->seq_max_pos[seq] = -1;
+        if (kv->rs) kv->rs_empty[seq] = 1;
         return LV_OK;
     }
+    if (kv->rs)
+        return lv_error(LV_ERR_UNSUPPORTED,
+                        "cannot remove tokens from position %d of sequence %lld: the model's recurrent layers keep a state of the whole "
+                        "sequence, which cannot be rewound (remove the whole sequence and decode it again up to the position wanted)",
+                        p0, (long long)seq);
     /* a stream that evicted tokens no longer holds the window the tokens after the cut need */
     for (int64_t ip = 0; ip < kv->n_pools; ip++) {
         const kv_stream *st = &kv->streams[seq * kv->n_pools + ip];
@@ -640,6 +712,7 @@ int64_t lv_kv_used_bytes_(const lv_kv *kv) {
     const int64_t per_tok = (kv->p.head_dim_k + kv->p.head_dim_v) * (int64_t)kv->elt;
     int64_t total = 0;
     for (int64_t i = 0; i < kv->p.n_seq_max * kv->n_pools; i++) total += kv->streams[i].n_stored * per_tok;
+    for (int64_t s = 0; kv->rs && s < kv->p.n_seq_max; s++) total += kv->rs_empty[s] ? 0 : lv_kv_state_bytes_per_seq(kv);
     return total;
 }
 
@@ -657,5 +730,5 @@ int64_t lv_kv_capacity_bytes_(const lv_kv *kv) {
     int64_t total = 0;
     for (int64_t i = 0; i < kv->n_pools; i++)
         total += kv->pools[i].n_pages * kv->p.page_size * (kv->p.head_dim_k + kv->p.head_dim_v) * (int64_t)kv->elt;
-    return total;
+    return total + kv->p.n_seq_max * lv_kv_state_bytes_per_seq(kv);
 }

@@ -33,6 +33,13 @@
  *    as it was.
  *  - Memory is reserved at creation (anonymous mappings committed lazily by the OS), sized per
  *    pool by its policy: no allocation per token.
+ *  - Recurrent state (hybrid models: qwen35's gated delta-net layers): each sequence also owns
+ *    `rs_floats` floats per recurrent layer, whatever its length. It lives in the same
+ *    transaction: two buffers per (sequence, layer), the committed one and the one this
+ *    transaction writes (lv_kv_state); commit makes the written one current, rollback forgets
+ *    it, so a failed or aborted step leaves the state as it was. A state cannot be rewound: a
+ *    sequence with one can lose all its tokens (lv_kv_seq_truncate at or before its first
+ *    position) or none, as llama.cpp's recurrent memory.
  */
 #ifndef LV_KV_H
 #define LV_KV_H
@@ -62,6 +69,8 @@ typedef struct lv_kv_params {
     int64_t n_batch;    /* at most this many tokens are appended to one sequence in one step */
     lv_kv_type type;
     const lv_kv_head_policy *policies; /* (n_layer * n_head_kv), copied; NULL: every head FULL */
+    int64_t n_rs_layer; /* recurrent layers (0: none) */
+    int64_t rs_floats;  /* floats of state per (sequence, recurrent layer) */
 } lv_kv_params;
 
 lv_status lv_kv_create(const lv_kv_params *p, lv_kv **out);
@@ -112,9 +121,19 @@ int lv_kv_select_pages(const lv_kv *kv, int64_t seq, int64_t layer, int64_t head
 int lv_kv_spans_of_pages(const lv_kv *kv, int64_t seq, int64_t layer, int64_t head, int64_t n_new_visible, const int32_t *pages,
                          int n_pages, lv_attn_span *spans);
 
+/* The recurrent state of (seq, recurrent layer rl) inside a transaction that appends to seq:
+ * *src is the state before this call's tokens (NULL: all zeros, a sequence without tokens) and
+ * *dst the buffer to write the state after them. The first call of a transaction for (seq, rl)
+ * gives the committed state as src and the other buffer as dst; later calls give dst == src
+ * (updated in place). Call from one thread per (seq, rl). */
+void    lv_kv_state(lv_kv *kv, int64_t seq, int64_t rl, const float **src, float **dst);
+/* Bytes of recurrent state per sequence (all recurrent layers) */
+int64_t lv_kv_state_bytes_per_seq(const lv_kv *kv);
+
 /* Remove the tokens of seq with position >= p0 (a suffix). Removing the whole sequence always
  * works; removing part of it returns LV_ERR_UNSUPPORTED, changing nothing, if a streaming or
- * block-strided stream of the sequence already evicted tokens. */
+ * block-strided stream of the sequence already evicted tokens, or if the cache keeps a
+ * recurrent state (which cannot be rewound). */
 lv_status lv_kv_seq_truncate(lv_kv *kv, int64_t seq, int32_t p0);
 void      lv_kv_clear(lv_kv *kv);
 

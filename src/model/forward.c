@@ -15,6 +15,15 @@
  *               gelu (gemma3);  f = rmsnorm(f) * ffn_post_norm (gemma3);  x += f
  *   logits = (rmsnorm(x) * output_norm) Woutput      (only for tokens that ask; gemma3 may cap them)
  *
+ * qwen35 (src/models/qwen35.cpp): its attention layers' Wq gives [q | gate] per head and the
+ * attention output is multiplied by sigmoid(gate) before Wo; its recurrent layers replace
+ * attention by a gated delta-net (gdn_layer below):
+ *   qkv = conv1d_causal(h Wqkv) then silu   (per channel over the sequence's last d_conv inputs)
+ *   q, k = l2norm per key head;  beta = sigmoid(h Wbeta);  decay = exp(softplus(h Walpha + dt) * a)
+ *   per value head (key head = value head mod key heads), token by token:
+ *       S = S * decay;  S += k (beta (v - S^T k))^T;  o = S^T q / sqrt(head size)
+ *   a = (rmsnorm(o) * ssm_norm * silu(h Wgate)) Wout
+ *
  * The order of floating-point operations follows llama.cpp's graph (llm_build_llama /
  * llm_build_qwen2, and src/models/{qwen3,smollm3,gemma3}.cpp) so that logits agree closely: biases added after the product, the norm
  * weight applied after normalising, RoPE with the cached cos/sin of ggml.
@@ -36,6 +45,7 @@ typedef struct fw_task {
     const lv_ubatch *ub;
     const lv_layer *L;
     int64_t il;
+    int64_t kl; /* the layer's index in the KV cache */
     const float *norm_w;
     const float *src;
     float *dst;
@@ -87,7 +97,7 @@ lv_status lv_fwd_init(lv_fwd *f, const lv_model *m, lv_threadpool *tp, lv_kv *kv
     f->up = alloc_f(T * F);
     f->rope_cache = alloc_f(T * (size_t)hp->n_rot);
     /* activation scratch: the largest input of any matmul, 4 bytes per element covers every vec-dot type */
-    f->xq = lv_calloc(T * LV_MAX(LV_MAX(E, F), Od) + 64, 4);
+    f->xq = lv_calloc(T * LV_MAX(LV_MAX(E, F), LV_MAX(Od, (size_t)hp->ssm_d_inner)) + 64, 4);
     f->att_scratch_floats = (int64_t)lv_attn_scratch_floats((int)(LV_ATTN_RUN * G), (int)hp->n_embd_head_k, (int)hp->n_embd_head_v);
     f->att_scratch = alloc_f((size_t)f->n_threads * (size_t)f->att_scratch_floats);
     f->att_part_floats = LV_ATTN_RUN * G * (hp->n_embd_head_v + 4);
@@ -101,6 +111,19 @@ lv_status lv_fwd_init(lv_fwd *f, const lv_model *m, lv_threadpool *tp, lv_kv *kv
     if (!f->x || !f->xn || !f->tmp || !f->q || !f->k || !f->v || !f->attn || !f->gate || !f->up || !f->rope_cache || !f->xq ||
         !f->att_scratch || !f->att_part || !f->dec_part || !f->dec_chunks || !f->run_start || !f->run_len || !f->att_spans)
         return LV_ERR_NOMEM;
+    if (hp->attn_q_gate && !(f->qg = alloc_f(T * 2 * Qd))) return LV_ERR_NOMEM;
+    if (m->n_recr_layers > 0) {
+        const size_t C = (size_t)lv_hp_ssm_conv_dim(hp), Di = (size_t)hp->ssm_d_inner, Hv = (size_t)hp->ssm_dt_rank;
+        f->rs_qkv = alloc_f(T * C);
+        f->rs_z = alloc_f(T * Di);
+        f->rs_b = alloc_f(T * Hv);
+        f->rs_a = alloc_f(T * Hv);
+        f->rs_o = alloc_f(T * Di);
+        f->rs_src = lv_calloc((size_t)p->n_seq_max, sizeof(*f->rs_src));
+        f->rs_dst = lv_calloc((size_t)p->n_seq_max, sizeof(*f->rs_dst));
+        f->useq = lv_calloc(T, sizeof(int64_t));
+        if (!f->rs_qkv || !f->rs_z || !f->rs_b || !f->rs_a || !f->rs_o || !f->rs_src || !f->rs_dst || !f->useq) return LV_ERR_NOMEM;
+    }
     return LV_OK;
 }
 
@@ -129,6 +152,15 @@ void lv_fwd_free(lv_fwd *f) {
     lv_free(f->run_start);
     lv_free(f->run_len);
     lv_free(f->att_spans);
+    lv_free(f->qg);
+    lv_free(f->rs_qkv);
+    lv_free(f->rs_z);
+    lv_free(f->rs_b);
+    lv_free(f->rs_a);
+    lv_free(f->rs_o);
+    lv_free(f->rs_src);
+    lv_free(f->rs_dst);
+    lv_free(f->useq);
     memset(f, 0, sizeof(*f));
 }
 
@@ -175,6 +207,8 @@ static void rope_store_range(void *arg, int64_t lo, int64_t hi, int ith) {
         float *q = f->q + i * Hq * Dk;
         float *k = f->k + i * Hk * Dk;
         const float *v = f->v + i * Hk * Dv;
+        if (hp->attn_q_gate) /* qwen35: [q | gate] per head */
+            for (int64_t h = 0; h < Hq; h++) memcpy(q + h * Dk, f->qg + (i * Hq + h) * 2 * Dk, (size_t)Dk * sizeof(float));
         for (int64_t h = 0; h < Hq; h++) {
             if (qn) lv_rmsnorm_ref(q + h * Dk, qn, q + h * Dk, Dk, hp->norm_rms_eps);
             if (rope) lv_rope_apply(rp, cache, q + h * Dk);
@@ -184,7 +218,7 @@ static void rope_store_range(void *arg, int64_t lo, int64_t hi, int ith) {
         for (int64_t h = 0; h < Hk; h++) {
             if (kn) lv_rmsnorm_ref(k + h * Dk, kn, k + h * Dk, Dk, hp->norm_rms_eps);
             if (rope) lv_rope_apply(rp, cache, k + h * Dk);
-            lv_kv_write(f->kv, t->ub->seq[i], t->il, h, t->ub->slot[i], k + h * Dk, v + h * Dv, t->ub->pos[i]);
+            lv_kv_write(f->kv, t->ub->seq[i], t->kl, h, t->ub->slot[i], k + h * Dk, v + h * Dv, t->ub->pos[i]);
         }
     }
 }
@@ -235,7 +269,7 @@ static void refresh_selection(lv_fwd *f, const fw_task *t, int64_t i, int64_t g,
     if (f->sel_n[idx] == 0 || timestep % f->p.select_every == 0 ||
         (drift > 0.0f && query_drifted(q, f->sel_q + idx * D, G, D, drift))) {
         void *scratch = (uint8_t *)f->sel_scratch + (size_t)ith * (size_t)G * (size_t)f->max_spans * 8;
-        const int n = lv_kv_select_pages_multi(f->kv, seq, t->il, g, t->ub->n_vis[i], q, D, (int)G, f->p.select_shared, f->sel_k,
+        const int n = lv_kv_select_pages_multi(f->kv, seq, t->kl, g, t->ub->n_vis[i], q, D, (int)G, f->p.select_shared, f->sel_k,
                                                f->sel_pages + idx * (f->sel_k + 1), f->sel_k + 1, scratch);
         for (int64_t h = 0; h < G; h++) f->sel_n[idx + h] = n;
         memcpy(f->sel_q + idx * D, q, (size_t)(G * D) * sizeof(float));
@@ -248,7 +282,7 @@ static int selected_pages(lv_fwd *f, const fw_task *t, int64_t i, int64_t h, int
     const lv_hparams *hp = &f->model->hp;
     const int64_t seq = t->ub->seq[i];
     const int64_t idx = (seq * hp->n_layer + t->il) * hp->n_head + h;
-    const int64_t n_pages = lv_kv_n_pages(f->kv, seq, t->il, g, t->ub->n_vis[i]);
+    const int64_t n_pages = lv_kv_n_pages(f->kv, seq, t->kl, g, t->ub->n_vis[i]);
     int n = f->sel_n[idx];
     memcpy(pages, f->sel_pages + idx * (f->sel_k + 1), (size_t)n * sizeof(int32_t));
     if (pages[n - 1] != (int32_t)(n_pages - 1)) pages[n++] = (int32_t)(n_pages - 1);
@@ -259,8 +293,8 @@ static int selected_pages(lv_fwd *f, const fw_task *t, int64_t i, int64_t h, int
  * stream holds more pages than a selection)? */
 static bool selects(const lv_fwd *f, const fw_task *t, int64_t run, int64_t g) {
     const int64_t last = f->run_start[run] + f->run_len[run] - 1;
-    return f->p.select && f->run_len[run] == 1 && lv_kv_policy(f->kv, t->il, g)->stats &&
-           lv_kv_n_pages(f->kv, t->ub->seq[last], t->il, g, t->ub->n_vis[last]) > f->sel_k;
+    return f->p.select && f->run_len[run] == 1 && lv_kv_policy(f->kv, t->kl, g)->stats &&
+           lv_kv_n_pages(f->kv, t->ub->seq[last], t->kl, g, t->ub->n_vis[last]) > f->sel_k;
 }
 
 /* The job of (run, g), its spans written to spans (and for LServe the heads of each span to
@@ -280,10 +314,10 @@ static lv_attn_job plan_job(lv_fwd *f, const fw_task *t, int64_t run, int64_t g,
     };
     /* the tokens of a run see the stream up to its last token (masking handles the rest) */
     if (!selects(f, t, run, g)) {
-        job.n_spans = lv_kv_spans(f->kv, seq, t->il, g, t->ub->n_vis[last], spans, &job.mask);
+        job.n_spans = lv_kv_spans(f->kv, seq, t->kl, g, t->ub->n_vis[last], spans, &job.mask);
         return job;
     }
-    lv_kv_spans(f->kv, seq, t->il, g, t->ub->n_vis[last], NULL, &job.mask); /* the mask only: the spans are the selection's */
+    lv_kv_spans(f->kv, seq, t->kl, g, t->ub->n_vis[last], NULL, &job.mask); /* the mask only: the spans are the selection's */
     const int64_t stride = f->max_spans + 1;
     int32_t *sel = f->sel_tmp + (int64_t)ith * (G + 1) * stride, *uni = sel + G * stride;
     int np[32], at[32];
@@ -306,7 +340,7 @@ static lv_attn_job plan_job(lv_fwd *f, const fw_task *t, int64_t run, int64_t g,
         uni[nu] = next;
         heads[nu++] = bits;
     }
-    job.n_spans = lv_kv_spans_of_pages(f->kv, seq, t->il, g, t->ub->n_vis[last], uni, nu, spans);
+    job.n_spans = lv_kv_spans_of_pages(f->kv, seq, t->kl, g, t->ub->n_vis[last], uni, nu, spans);
     job.span_heads = heads;
     return job;
 }
@@ -468,6 +502,147 @@ static void softcap_range(void *arg, int64_t lo, int64_t hi, int ith) {
     for (int64_t i = lo * V; i < hi * V; i++) t->dst[i] = tanhf(t->dst[i] * (1.0f / cap)) * cap;
 }
 
+/* ---- qwen35: the attention output's gate ---- */
+static void attn_gate_range(void *arg, int64_t lo, int64_t hi, int ith) {
+    fw_task *t = arg;
+    const lv_hparams *hp = &t->f->model->hp;
+    const int64_t Hq = hp->n_head, D = hp->n_embd_head_v;
+    for (int64_t i = lo; i < hi; i++)
+        for (int64_t h = 0; h < Hq; h++) {
+            float *a = t->f->attn + (i * Hq + h) * D;
+            const float *g = t->f->qg + (i * Hq + h) * 2 * D + D;
+            for (int64_t d = 0; d < D; d++) a[d] *= 1.0f / (1.0f + expf(-g[d]));
+        }
+}
+
+/* ---- qwen35: the gated delta-net layer ---- */
+
+static inline float silu(float x) { return x / (1.0f + expf(-x)); }
+
+/* the causal convolution of channels [lo, hi), token by token in batch order, each token over
+ * its sequence's window (the state's first (d_conv - 1) * conv_dim floats, per channel oldest
+ * first), then silu; in place in rs_qkv */
+static void gdn_conv_range(void *arg, int64_t lo, int64_t hi, int ith) {
+    fw_task *t = arg;
+    lv_fwd *f = t->f;
+    const lv_hparams *hp = &f->model->hp;
+    const int64_t C = lv_hp_ssm_conv_dim(hp), K = hp->ssm_d_conv;
+    const float *w = t->L->ssm_conv1d.data;
+    for (int64_t i = 0; i < t->ub->T; i++) {
+        float *win0 = f->rs_dst[t->ub->seq[i]];
+        float *x = f->rs_qkv + i * C;
+        for (int64_t c = lo; c < hi; c++) {
+            float *win = win0 + c * (K - 1);
+            const float *wc = w + c * K;
+            const float xc = x[c];
+            float sum = 0.0f;
+            for (int64_t k = 0; k < K - 1; k++) sum += win[k] * wc[k];
+            sum += xc * wc[K - 1];
+            for (int64_t k = 0; k + 1 < K - 1; k++) win[k] = win[k + 1];
+            win[K - 2] = xc;
+            x[c] = silu(sum);
+        }
+    }
+}
+
+/* l2 norm as ggml_l2_norm: x / max(sqrt(sum x^2), eps), the sum in double */
+static void l2norm(float *x, int64_t n, float eps) {
+    double sum = 0.0;
+    for (int64_t i = 0; i < n; i++) sum += (double)x[i] * (double)x[i];
+    const float scale = 1.0f / fmaxf(sqrtf((float)sum), eps);
+    for (int64_t i = 0; i < n; i++) x[i] *= scale;
+}
+
+/* per token: q and k normalised per key head, beta = sigmoid, alpha -> the decay exp(g) */
+static void gdn_prep_range(void *arg, int64_t lo, int64_t hi, int ith) {
+    fw_task *t = arg;
+    lv_fwd *f = t->f;
+    const lv_hparams *hp = &f->model->hp;
+    const int64_t C = lv_hp_ssm_conv_dim(hp), S = hp->ssm_d_state, Hk = hp->ssm_n_group, Hv = hp->ssm_dt_rank;
+    const float *dt = t->L->ssm_dt.data, *A = t->L->ssm_a.data;
+    for (int64_t i = lo; i < hi; i++) {
+        float *x = f->rs_qkv + i * C;
+        for (int64_t h = 0; h < 2 * Hk; h++) l2norm(x + h * S, S, hp->norm_rms_eps);
+        for (int64_t h = 0; h < Hv; h++) {
+            float *b = &f->rs_b[i * Hv + h], *a = &f->rs_a[i * Hv + h];
+            *b = 1.0f / (1.0f + expf(-*b));
+            const float ab = *a + dt[h];
+            const float sp = ab > 20.0f ? ab : logf(1.0f + expf(ab)); /* ggml's softplus */
+            *a = expf(sp * A[h]);
+        }
+    }
+}
+
+/* the delta rule of jobs (sequence of the micro-batch, value head) in [lo, hi): that sequence's
+ * tokens in order, the first from the state before the micro-batch, the rest in place */
+static void gdn_head_range(void *arg, int64_t lo, int64_t hi, int ith) {
+    fw_task *t = arg;
+    lv_fwd *f = t->f;
+    const lv_hparams *hp = &f->model->hp;
+    const int64_t C = lv_hp_ssm_conv_dim(hp), S = hp->ssm_d_state, Hk = hp->ssm_n_group, Hv = hp->ssm_dt_rank;
+    const int64_t conv_floats = (hp->ssm_d_conv - 1) * C, Di = hp->ssm_d_inner;
+    const float scale = 1.0f / sqrtf((float)S);
+    for (int64_t job = lo; job < hi; job++) {
+        const int64_t seq = f->useq[job / Hv], h = job % Hv, kh = h % Hk;
+        const float *src = f->rs_src[seq] ? f->rs_src[seq] + conv_floats + h * S * S : NULL;
+        float *dst = f->rs_dst[seq] + conv_floats + h * S * S;
+        for (int64_t i = 0; i < t->ub->T; i++) {
+            if (t->ub->seq[i] != seq) continue;
+            const float *x = f->rs_qkv + i * C;
+            lv_gdn_step(src, dst, x + kh * S, x + (Hk + kh) * S, x + 2 * Hk * S + h * S, f->rs_a[i * Hv + h], f->rs_b[i * Hv + h], scale,
+                        f->rs_o + i * Di + h * S, (int)S);
+            src = dst;
+        }
+    }
+}
+
+/* o = rmsnorm(o) * ssm_norm * silu(z), per head */
+static void gdn_out_range(void *arg, int64_t lo, int64_t hi, int ith) {
+    fw_task *t = arg;
+    lv_fwd *f = t->f;
+    const lv_hparams *hp = &f->model->hp;
+    const int64_t S = hp->ssm_d_state, Di = hp->ssm_d_inner;
+    for (int64_t i = lo; i < hi; i++)
+        for (int64_t h = 0; h < hp->ssm_dt_rank; h++) {
+            float *o = f->rs_o + i * Di + h * S;
+            const float *z = f->rs_z + i * Di + h * S;
+            lv_rmsnorm_ref(o, t->L->ssm_norm.data, o, S, hp->norm_rms_eps);
+            for (int64_t d = 0; d < S; d++) o[d] *= silu(z[d]);
+        }
+}
+
+/* a recurrent layer: f->xn (normed input) -> f->tmp (the layer's output before the residual) */
+static void gdn_layer(lv_fwd *f, fw_task *t) {
+    const lv_hparams *hp = &f->model->hp;
+    const lv_layer *L = t->L;
+    const lv_ubatch *ub = t->ub;
+    const int64_t T = ub->T, C = lv_hp_ssm_conv_dim(hp), conv_floats = (hp->ssm_d_conv - 1) * C;
+    lv_threadpool *tp = f->tp;
+    lv_matmul(tp, &L->wqkv, f->xn, T, f->rs_qkv, f->xq, NULL);
+    lv_matmul(tp, &L->wqkv_gate, f->xn, T, f->rs_z, f->xq, NULL);
+    lv_matmul(tp, &L->ssm_beta, f->xn, T, f->rs_b, f->xq, NULL);
+    lv_matmul(tp, &L->ssm_alpha, f->xn, T, f->rs_a, f->xq, NULL);
+    /* each sequence's state: the convolution window is carried into the written buffer here, the
+     * delta rule's matrices by the first step of each head */
+    f->n_useq = 0;
+    for (int64_t i = 0; i < T; i++) {
+        const int64_t s = ub->seq[i];
+        bool seen = false;
+        for (int64_t u = 0; u < f->n_useq && !seen; u++) seen = f->useq[u] == s;
+        if (seen) continue;
+        f->useq[f->n_useq++] = s;
+        lv_kv_state(f->kv, s, L->kv_layer, &f->rs_src[s], &f->rs_dst[s]);
+        if (f->rs_src[s] == f->rs_dst[s]) continue;
+        if (f->rs_src[s]) memcpy(f->rs_dst[s], f->rs_src[s], (size_t)conv_floats * sizeof(float));
+        else memset(f->rs_dst[s], 0, (size_t)conv_floats * sizeof(float));
+    }
+    lv_parallel_for(tp, C, gdn_conv_range, t);
+    lv_parallel_for(tp, T, gdn_prep_range, t);
+    lv_parallel_for(tp, f->n_useq * hp->ssm_dt_rank, gdn_head_range, t);
+    lv_parallel_for(tp, T, gdn_out_range, t);
+    lv_matmul(tp, &L->ssm_out, f->rs_o, T, f->tmp, f->xq, NULL);
+}
+
 static const float *bias_of(const lv_tensor *b) { return b->data ? (const float *)b->data : NULL; }
 
 lv_status lv_forward_llama(lv_fwd *f, const lv_ubatch *ub) {
@@ -485,24 +660,31 @@ lv_status lv_forward_llama(lv_fwd *f, const lv_ubatch *ub) {
         t.L = L;
         t.il = il;
 
-        /* attention block */
+        t.kl = L->kv_layer;
+
+        /* attention block (or a recurrent layer's gated delta-net) */
         t.src = f->x;
         t.dst = f->xn;
         t.norm_w = L->attn_norm.data;
         lv_parallel_for(tp, T, norm_range, &t);
-        lv_matmul(tp, &L->wq, f->xn, T, f->q, f->xq, bias_of(&L->bq));
-        lv_matmul(tp, &L->wk, f->xn, T, f->k, f->xq, bias_of(&L->bk));
-        lv_matmul(tp, &L->wv, f->xn, T, f->v, f->xq, bias_of(&L->bv));
-        lv_parallel_for(tp, T, rope_store_range, &t);
-        if (T == 1 && f->n_threads > 1) {
-            if (f->p.select) lv_threadpool_run(tp, decode_select_worker, &t);
-            lv_threadpool_run(tp, decode_chunk_worker, &t);
-            lv_threadpool_run(tp, decode_fold_worker, &t);
+        if (L->recurrent) {
+            gdn_layer(f, &t);
         } else {
-            atomic_store_explicit(&t.next_job, 0, memory_order_relaxed);
-            lv_threadpool_run(tp, attn_worker, &t);
+            lv_matmul(tp, &L->wq, f->xn, T, hp->attn_q_gate ? f->qg : f->q, f->xq, bias_of(&L->bq));
+            lv_matmul(tp, &L->wk, f->xn, T, f->k, f->xq, bias_of(&L->bk));
+            lv_matmul(tp, &L->wv, f->xn, T, f->v, f->xq, bias_of(&L->bv));
+            lv_parallel_for(tp, T, rope_store_range, &t);
+            if (T == 1 && f->n_threads > 1) {
+                if (f->p.select) lv_threadpool_run(tp, decode_select_worker, &t);
+                lv_threadpool_run(tp, decode_chunk_worker, &t);
+                lv_threadpool_run(tp, decode_fold_worker, &t);
+            } else {
+                atomic_store_explicit(&t.next_job, 0, memory_order_relaxed);
+                lv_threadpool_run(tp, attn_worker, &t);
+            }
+            if (hp->attn_q_gate) lv_parallel_for(tp, T, attn_gate_range, &t);
+            lv_matmul(tp, &L->wo, f->attn, T, f->tmp, f->xq, bias_of(&L->bo));
         }
-        lv_matmul(tp, &L->wo, f->attn, T, f->tmp, f->xq, bias_of(&L->bo));
         if (L->attn_post_norm.data) {
             t.src = t.dst = f->tmp;
             t.norm_w = L->attn_post_norm.data;

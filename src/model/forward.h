@@ -87,6 +87,17 @@ typedef struct lv_fwd {
     int *dec_chunks;         /* (n_head_kv) chunks of each KV head's decode job */
     int64_t *run_start, *run_len; /* (n_ubatch) runs of one sequence's tokens in the micro-batch */
     int64_t n_runs;
+
+    /* qwen35: gated attention and the recurrent (gated delta-net) layers */
+    float *qg;               /* (T, 2 * n_head * Dk): [q | gate] per head */
+    float *rs_qkv;           /* (T, conv_dim): q, k, v before and after the convolution */
+    float *rs_z;             /* (T, d_inner) the output gate */
+    float *rs_b, *rs_a;      /* (T, n_v_heads): beta, then alpha -> decay */
+    float *rs_o;             /* (T, d_inner) the heads' outputs */
+    const float **rs_src;    /* (n_seq_max) a layer's state before the micro-batch (lv_kv_state) */
+    float **rs_dst;          /* (n_seq_max) and the buffer it is written to */
+    int64_t *useq;           /* (n_ubatch) the sequences of the micro-batch, once each */
+    int64_t n_useq;
 } lv_fwd;
 
 /* Size and allocate f for model m over the cache kv (f zeroed by the caller). On failure the
@@ -96,7 +107,8 @@ void      lv_fwd_free(lv_fwd *f);
 /* Drop sequence seq's page selections (a prefill of it starts them over). */
 void      lv_fwd_forget_selections(lv_fwd *f, int64_t seq);
 
-/* The forward pass of the llama family (llama, qwen2, qwen3, smollm3, gemma3) over one micro-batch. Writes K/V of the
+/* The forward pass of the llama family (llama, qwen2, qwen3, smollm3, gemma3, and the hybrid
+ * qwen35, whose recurrent layers read and write their state through lv_kv_state) over one micro-batch. Writes K/V of the
  * micro-batch into the reserved slots and the logits of its output tokens. Returns
  * LV_ERR_ABORTED if the abort callback fired (the caller rolls the cache back). */
 lv_status lv_forward_llama(lv_fwd *f, const lv_ubatch *ub);

@@ -29,6 +29,7 @@ typedef struct preset {
     bool tied, llama3_rope;
     int32_t head_dim;          /* 0: n_embd / n_head */
     int32_t n_swa, swa_pattern; /* gemma3 */
+    int32_t ssm_state, ssm_k_heads, ssm_v_heads, full_attn_interval; /* qwen35 */
 } preset;
 
 /* the shapes of the published models (their config.json) */
@@ -41,9 +42,10 @@ static const preset g_presets[] = {
     {"smollm3-3b", "smollm3", 2048, 36, 16, 4, 11008, 65536, 5000000.0f, 1e-6f, true, false, 0, 0, 0},
     {"gemma3-270m", "gemma3", 640, 18, 4, 1, 2048, 32768, 1000000.0f, 1e-6f, true, false, 256, 512, 6},
     {"gemma3-1b", "gemma3", 1152, 26, 4, 1, 6912, 32768, 1000000.0f, 1e-6f, true, false, 256, 512, 6},
+    {"qwen3.5-0.8b", "qwen35", 1024, 24, 8, 2, 3584, 262144, 10000000.0f, 1e-6f, true, false, 256, 0, 0, 128, 16, 16, 4},
 };
-#define PRESET_LIST "tiny, smollm2-135m, qwen2.5-0.5b, llama3.2-1b, qwen3-0.6b, smollm3-3b, gemma3-270m, gemma3-1b"
-#define ARCH_LIST "llama, qwen2, qwen3, smollm3 or gemma3"
+#define PRESET_LIST "tiny, smollm2-135m, qwen2.5-0.5b, llama3.2-1b, qwen3-0.6b, smollm3-3b, gemma3-270m, gemma3-1b, qwen3.5-0.8b"
+#define ARCH_LIST "llama, qwen2, qwen3, smollm3, gemma3 or qwen35"
 
 lv_genmodel_params lv_genmodel_default_params(void) {
     lv_genmodel_params p;
@@ -90,7 +92,7 @@ static uint64_t hash_str(uint64_t h, const char *s) {
 
 /* ---- tensor plan ---- */
 
-typedef enum init_kind { INIT_NORMAL, INIT_NORM_WEIGHT, INIT_ROPE_FREQS } init_kind;
+typedef enum init_kind { INIT_NORMAL, INIT_NORM_WEIGHT, INIT_ROPE_FREQS, INIT_SSM_A, INIT_CONV } init_kind;
 
 typedef struct tplan {
     char name[LV_GGUF_MAX_NAME];
@@ -125,6 +127,8 @@ static void gen_rows(void *arg, int64_t lo, int64_t hi, int ith) {
             case INIT_NORMAL: f[i] = rng_normal(&R) * g->std; break;
             case INIT_NORM_WEIGHT: f[i] = 0.9f + 0.2f * (float)rng_unit(&R); break;
             case INIT_ROPE_FREQS: f[i] = g->rope_freqs[i]; break;
+            case INIT_SSM_A: f[i] = -(0.1f + 0.9f * (float)rng_unit(&R)); break; /* -exp(A_log): decays exp(-0.07)..exp(-0.6) per token */
+            case INIT_CONV: f[i] = rng_normal(&R) * 0.25f; break;                 /* a 4-tap filter of real magnitude */
             }
         }
         lv_quantize_row_file(t->type, f, g->out + r * g->row_bytes, K);
@@ -274,7 +278,7 @@ lv_status lv_genmodel_add_vocab(lv_gguf_writer *w, const char *vocab_path, int64
 
 lv_status lv_genmodel_write(const lv_genmodel_params *gp, const char *out_path) {
     /* ---- resolve the shape ---- */
-    preset sh = {"custom", gp->arch, 0, 0, 0, 0, 0, 4096, 10000.0f, 1e-5f, false, false, 0, 0, 0};
+    preset sh = {"custom", gp->arch, 0, 0, 0, 0, 0, 4096, 10000.0f, 1e-5f, false, false, 0, 0, 0, 128, 16, 16, 4};
     if (gp->preset) {
         const preset *pr = NULL;
         for (size_t i = 0; i < LV_ARRAY_LEN(g_presets); i++)
@@ -286,7 +290,8 @@ lv_status lv_genmodel_write(const lv_genmodel_params *gp, const char *out_path) 
     }
     if (!sh.arch) return lv_error(LV_ERR_INVALID_ARG, "give --arch (" ARCH_LIST ") or a --preset");
     const bool qwen = strcmp(sh.arch, "qwen2") == 0, qwen3 = strcmp(sh.arch, "qwen3") == 0, gemma3 = strcmp(sh.arch, "gemma3") == 0;
-    if (strcmp(sh.arch, "llama") != 0 && !qwen && !qwen3 && strcmp(sh.arch, "smollm3") != 0 && !gemma3)
+    const bool qwen35 = strcmp(sh.arch, "qwen35") == 0;
+    if (strcmp(sh.arch, "llama") != 0 && !qwen && !qwen3 && strcmp(sh.arch, "smollm3") != 0 && !gemma3 && !qwen35)
         return lv_error(LV_ERR_INVALID_ARG, "unknown architecture '%s' (" ARCH_LIST ")", sh.arch);
     if (gp->n_embd) sh.n_embd = gp->n_embd;
     if (gp->n_layer) sh.n_layer = gp->n_layer;
@@ -302,6 +307,17 @@ lv_status lv_genmodel_write(const lv_genmodel_params *gp, const char *out_path) 
     if (gp->swa_pattern) sh.swa_pattern = gp->swa_pattern;
     if ((gp->n_swa > 0 || gp->swa_pattern) && !gemma3)
         return lv_error(LV_ERR_INVALID_ARG, "a sliding window (--swa, --swa-pattern) is a gemma3 feature, not %s", sh.arch);
+    if (gp->ssm_state) sh.ssm_state = gp->ssm_state;
+    if (gp->ssm_k_heads) sh.ssm_k_heads = gp->ssm_k_heads;
+    if (gp->ssm_v_heads) sh.ssm_v_heads = gp->ssm_v_heads;
+    if (gp->full_attn_interval) sh.full_attn_interval = gp->full_attn_interval;
+    if ((gp->ssm_state || gp->ssm_k_heads || gp->ssm_v_heads || gp->full_attn_interval) && !qwen35)
+        return lv_error(LV_ERR_INVALID_ARG, "recurrent layers (--ssm-state, --ssm-heads, --attn-every) are a qwen35 feature, not %s", sh.arch);
+    if (qwen35 && (sh.ssm_state < 8 || sh.ssm_state > 1024 || sh.ssm_state % 8 || sh.ssm_k_heads < 1 || sh.ssm_v_heads < sh.ssm_k_heads ||
+                   sh.ssm_v_heads % sh.ssm_k_heads || sh.full_attn_interval < 1 || sh.full_attn_interval > sh.n_layer))
+        return lv_error(LV_ERR_INVALID_ARG, "qwen35: --ssm-state %d (a multiple of 8 in [8, 1024]), --ssm-heads %d,%d (value heads a multiple "
+                        "of key heads) and --attn-every %d (in [1, layers %d]) are out of range", sh.ssm_state, sh.ssm_k_heads, sh.ssm_v_heads,
+                        sh.full_attn_interval, sh.n_layer);
     if (sh.n_embd <= 0 || sh.n_layer <= 0 || sh.n_head <= 0 || sh.n_ff <= 0)
         return lv_error(LV_ERR_INVALID_ARG, "the shape needs --dim, --layers, --heads and --ffn (or a --preset)");
     if (sh.n_head_kv <= 0) sh.n_head_kv = sh.n_head;
@@ -346,8 +362,22 @@ lv_status lv_genmodel_write(const lv_genmodel_params *gp, const char *out_path) 
     ok = ok && lv_gguf_writer_set_u32(w, K("attention.head_count_kv"), (uint32_t)sh.n_head_kv);
     ok = ok && lv_gguf_writer_set_f32(w, K("rope.freq_base"), sh.rope_base);
     ok = ok && lv_gguf_writer_set_f32(w, K("attention.layer_norm_rms_epsilon"), sh.eps);
-    if (!qwen) ok = ok && lv_gguf_writer_set_u32(w, K("rope.dimension_count"), (uint32_t)head_dim);
-    if (head_dim * sh.n_head != sh.n_embd || gemma3) {
+    /* qwen35 rotates a quarter of each head (partial_rotary_factor 0.25), in M-RoPE sections of
+     * 11/11/10 per 32 pairs as Qwen3.5's config */
+    const int32_t n_rot = qwen35 ? head_dim / 4 : head_dim;
+    if (!qwen) ok = ok && lv_gguf_writer_set_u32(w, K("rope.dimension_count"), (uint32_t)n_rot);
+    if (qwen35) {
+        const int32_t pairs = n_rot / 2, s2 = pairs * 10 / 32, s1 = (pairs - s2) / 2, s0 = pairs - s2 - s1;
+        const int32_t sections[4] = {s0, s1, s2, 0};
+        ok = ok && lv_gguf_writer_set_arr(w, K("rope.dimension_sections"), LV_GGUF_INT32, sections, 4);
+        ok = ok && lv_gguf_writer_set_u32(w, K("ssm.conv_kernel"), 4);
+        ok = ok && lv_gguf_writer_set_u32(w, K("ssm.state_size"), (uint32_t)sh.ssm_state);
+        ok = ok && lv_gguf_writer_set_u32(w, K("ssm.group_count"), (uint32_t)sh.ssm_k_heads);
+        ok = ok && lv_gguf_writer_set_u32(w, K("ssm.time_step_rank"), (uint32_t)sh.ssm_v_heads);
+        ok = ok && lv_gguf_writer_set_u32(w, K("ssm.inner_size"), (uint32_t)(sh.ssm_state * sh.ssm_v_heads));
+        ok = ok && lv_gguf_writer_set_u32(w, K("full_attention_interval"), (uint32_t)sh.full_attn_interval);
+    }
+    if (head_dim * sh.n_head != sh.n_embd || gemma3 || qwen35) {
         ok = ok && lv_gguf_writer_set_u32(w, K("attention.key_length"), (uint32_t)head_dim);
         ok = ok && lv_gguf_writer_set_u32(w, K("attention.value_length"), (uint32_t)head_dim);
     }
@@ -387,6 +417,37 @@ lv_status lv_genmodel_write(const lv_genmodel_params *gp, const char *out_path) 
         char nm[LV_GGUF_MAX_NAME];
 #define BLK(suffix) (snprintf(nm, sizeof(nm), "blk.%d.%s", il, suffix), nm)
         T1(BLK("attn_norm.weight"), E, INIT_NORM_WEIGHT);
+        if (qwen35) {
+            const int64_t Sd = sh.ssm_state, Di = Sd * sh.ssm_v_heads, C = 2 * Sd * sh.ssm_k_heads + Di;
+            if ((il + 1) % sh.full_attn_interval != 0) { /* a gated delta-net layer */
+                T2(BLK("attn_qkv.weight"), E, C);
+                T2(BLK("attn_gate.weight"), E, Di);
+                snprintf(plan[nt].name, LV_GGUF_MAX_NAME, "blk.%d.ssm_conv1d.weight", il); /* 2-D, f32 as llama-quantize keeps it */
+                plan[nt].type = plan[nt].want = LV_TYPE_F32;
+                plan[nt].n_dims = 2;
+                plan[nt].ne[0] = 4;
+                plan[nt].ne[1] = C;
+                plan[nt++].init = INIT_CONV;
+                T1(BLK("ssm_dt.bias"), sh.ssm_v_heads, INIT_NORMAL);
+                T1(BLK("ssm_a"), sh.ssm_v_heads, INIT_SSM_A);
+                T2(BLK("ssm_beta.weight"), E, sh.ssm_v_heads);
+                T2(BLK("ssm_alpha.weight"), E, sh.ssm_v_heads);
+                T1(BLK("ssm_norm.weight"), Sd, INIT_NORM_WEIGHT);
+                T2(BLK("ssm_out.weight"), Di, E);
+            } else {                                      /* gated full attention: [q | gate] per head */
+                T2(BLK("attn_q.weight"), E, 2 * Q);
+                T2(BLK("attn_k.weight"), E, KV);
+                T2R(BLK("attn_v.weight"), E, KV, ROLE_ATTN_V, il);
+                T1(BLK("attn_q_norm.weight"), head_dim, INIT_NORM_WEIGHT);
+                T1(BLK("attn_k_norm.weight"), head_dim, INIT_NORM_WEIGHT);
+                T2(BLK("attn_output.weight"), Q, E);
+            }
+            T1(BLK("post_attention_norm.weight"), E, INIT_NORM_WEIGHT);
+            T2(BLK("ffn_gate.weight"), E, F);
+            T2(BLK("ffn_up.weight"), E, F);
+            T2R(BLK("ffn_down.weight"), F, E, ROLE_FFN_DOWN, il);
+            continue;
+        }
         T2(BLK("attn_q.weight"), E, Q);
         T2(BLK("attn_k.weight"), E, KV);
         T2R(BLK("attn_v.weight"), E, KV, ROLE_ATTN_V, il);
@@ -444,7 +505,7 @@ lv_status lv_genmodel_write(const lv_genmodel_params *gp, const char *out_path) 
     if ((st = lv_gguf_writer_write_header(w, f)) != LV_OK) goto end;
     st = LV_ERR_NOMEM;
     const int64_t chunk_rows = 256;
-    const int64_t max_k = LV_MAX(LV_MAX(E, F), LV_MAX(Q, (int64_t)n_vocab));
+    const int64_t max_k = LV_MAX(LV_MAX(E, F), LV_MAX(Q, (int64_t)n_vocab)) + (qwen35 ? (int64_t)sh.ssm_state * sh.ssm_v_heads : 0);
     fbuf = lv_mallocn((size_t)(chunk_rows * max_k), sizeof(float));
     obuf = lv_mallocn((size_t)(chunk_rows * max_k), 4);
     tp = lv_threadpool_create(0);

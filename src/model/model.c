@@ -11,6 +11,12 @@
  *   gemma3   q/k norms, RMSNorm of the attention and FFN outputs (attn_post_norm, ffn_post_norm),
  *            GeGLU (tanh GELU), embeddings scaled by sqrt(n_embd), five sliding-window layers (the
  *            last `sliding_window` positions, RoPE base `rope.freq_base_swa`, 10000) per global one
+ *   qwen35   hybrid: of every `full_attention_interval` (4) layers the last is gated full attention
+ *            (q projection [q | gate] per head, q/k norms, partial NEOX RoPE over
+ *            rope.dimension_count dims: M-RoPE whose sections all see the text position), the
+ *            others gated delta-net layers (attn_qkv, attn_gate, ssm_*: a causal convolution and a
+ *            recurrent state per head); post_attention_norm is the pre-FFN norm; trailing
+ *            nextn_predict_layers (multi-token prediction) are loaded past and not run
  */
 #define _GNU_SOURCE
 #include "model/model.h"
@@ -34,6 +40,7 @@ const char *lv_arch_name(lv_arch a) {
     case LV_ARCH_QWEN3: return "qwen3";
     case LV_ARCH_SMOLLM3: return "smollm3";
     case LV_ARCH_GEMMA3: return "gemma3";
+    case LV_ARCH_QWEN35: return "qwen35";
     }
     return "?";
 }
@@ -53,8 +60,9 @@ static const arch_info g_archs[] = {
     {"qwen3", LV_ARCH_QWEN3, LV_ROPE_NEOX, false, true, false},
     {"smollm3", LV_ARCH_SMOLLM3, LV_ROPE_NORM, false, false, false},
     {"gemma3", LV_ARCH_GEMMA3, LV_ROPE_NEOX, false, true, true},
+    {"qwen35", LV_ARCH_QWEN35, LV_ROPE_NEOX, false, true, false},
 };
-#define LV_ARCH_LIST "llama, qwen2, qwen3, smollm3, gemma3"
+#define LV_ARCH_LIST "llama, qwen2, qwen3, smollm3, gemma3, qwen35"
 
 /* -------------------------------------------------------------------------------------------
  * metadata helpers
@@ -120,6 +128,57 @@ static lv_status get_float(const kv_reader *r, const char *suffix, bool required
     return LV_OK;
 }
 
+/* qwen35's keys, as llama_model_qwen35::load_arch_hparams reads them, and which layers are
+ * recurrent (full_attention_interval; a per-layer attention.recurrent_layers array is refused) */
+static lv_status read_qwen35(const kv_reader *r, lv_model *m) {
+    lv_hparams *hp = &m->hp;
+    lv_status st;
+    const char *a = r->arch;
+    if (hp->n_embd_head_k != hp->n_embd_head_v)
+        return lv_error(LV_ERR_FORMAT, "%s.attention.key_length %lld differs from value_length %lld", a, (long long)hp->n_embd_head_k,
+                        (long long)hp->n_embd_head_v);
+    hp->attn_q_gate = true;
+    char key[256];
+    arch_key(r, "rope.dimension_sections", key, sizeof(key));
+    int64_t i = lv_gguf_find_key(r->g, key);
+    if (i < 0) return lv_error(LV_ERR_FORMAT, "required key '%s' is missing", key);
+    if (lv_gguf_kv_type(r->g, i) != LV_GGUF_ARRAY || lv_gguf_arr_n(r->g, i) > 4)
+        return lv_error(LV_ERR_FORMAT, "key '%s' must be an array of at most 4 integers", key);
+    for (uint64_t j = 0; j < lv_gguf_arr_n(r->g, i); j++) {
+        int64_t v;
+        if (!lv_gguf_arr_get_i64(r->g, i, j, &v) || v < 0 || v > 1 << 16)
+            return lv_error(LV_ERR_FORMAT, "key '%s': element %llu is not an integer in [0, 65536]", key, (unsigned long long)j);
+        hp->rope_sections[j] = (int32_t)v;
+    }
+    if ((st = get_int(r, "ssm.conv_kernel", true, 2, 64, &hp->ssm_d_conv)) != LV_OK) return st;
+    if ((st = get_int(r, "ssm.inner_size", true, 1, 1 << 20, &hp->ssm_d_inner)) != LV_OK) return st;
+    if ((st = get_int(r, "ssm.state_size", true, 1, 1024, &hp->ssm_d_state)) != LV_OK) return st;
+    if ((st = get_int(r, "ssm.time_step_rank", true, 1, 1 << 12, &hp->ssm_dt_rank)) != LV_OK) return st;
+    if ((st = get_int(r, "ssm.group_count", true, 1, 1 << 12, &hp->ssm_n_group)) != LV_OK) return st;
+    if (hp->ssm_d_inner % hp->ssm_dt_rank != 0 || hp->ssm_d_inner / hp->ssm_dt_rank != hp->ssm_d_state)
+        return lv_error(LV_ERR_FORMAT, "%s.ssm.inner_size %lld must be ssm.time_step_rank %lld value heads of ssm.state_size %lld", a,
+                        (long long)hp->ssm_d_inner, (long long)hp->ssm_dt_rank, (long long)hp->ssm_d_state);
+    if (hp->ssm_dt_rank % hp->ssm_n_group != 0)
+        return lv_error(LV_ERR_FORMAT, "%s.ssm.time_step_rank %lld (value heads) is not a multiple of ssm.group_count %lld (key heads)", a,
+                        (long long)hp->ssm_dt_rank, (long long)hp->ssm_n_group);
+    arch_key(r, "attention.recurrent_layers", key, sizeof(key));
+    if (lv_gguf_find_key(r->g, key) >= 0)
+        return lv_error(LV_ERR_UNSUPPORTED, "key '%s' (a per-layer choice of recurrent layers) is not supported; "
+                        "full_attention_interval is", key);
+    int64_t interval = 4;
+    if ((st = get_int(r, "full_attention_interval", false, 1, 4096, &interval)) != LV_OK) return st;
+    m->n_attn_layers = m->n_recr_layers = 0;
+    for (int64_t il = 0; il < hp->n_layer; il++) {
+        if ((il + 1) % interval != 0) m->n_recr_layers++;
+        else m->n_attn_layers++;
+    }
+    hp->full_attn_interval = (int32_t)interval;
+    if (m->n_attn_layers == 0)
+        return lv_error(LV_ERR_UNSUPPORTED, "%s.full_attention_interval %lld leaves none of the %lld layers with attention; longview "
+                        "needs at least one", a, (long long)interval, (long long)hp->n_layer);
+    return LV_OK;
+}
+
 static lv_status read_hparams(lv_model *m, const arch_info *ai) {
     kv_reader r = {m->gguf, ai->name};
     lv_hparams *hp = &m->hp;
@@ -131,6 +190,8 @@ static lv_status read_hparams(lv_model *m, const arch_info *ai) {
     if ((st = get_int(&r, "context_length", true, 1, BIG, &hp->n_ctx_train)) != LV_OK) return st;
     if ((st = get_int(&r, "embedding_length", true, 1, 1 << 20, &hp->n_embd)) != LV_OK) return st;
     if ((st = get_int(&r, "block_count", true, 1, 4096, &hp->n_layer)) != LV_OK) return st;
+    if ((st = get_int(&r, "nextn_predict_layers", false, 0, hp->n_layer - 1, &hp->n_layer_nextn)) != LV_OK) return st;
+    hp->n_layer -= hp->n_layer_nextn; /* the multi-token-prediction layers follow the model's own */
     if ((st = get_int(&r, "feed_forward_length", true, 1, 1 << 22, &hp->n_ff)) != LV_OK) return st;
     if ((st = get_int(&r, "attention.head_count", true, 1, 1 << 16, &hp->n_head)) != LV_OK) return st;
     hp->n_head_kv = hp->n_head;
@@ -213,6 +274,7 @@ static lv_status read_hparams(lv_model *m, const arch_info *ai) {
                             (long long)hp->n_embd_head_k);
     }
     if (ai->arch == LV_ARCH_SMOLLM3) hp->nope_step = 4;
+    if (ai->arch == LV_ARCH_QWEN35 && (st = read_qwen35(&r, m)) != LV_OK) return st;
     if (ai->arch == LV_ARCH_GEMMA3) {
         hp->ffn_act = LV_FFN_GELU;
         hp->attn_scale_on_q = true;
@@ -287,6 +349,50 @@ static lv_status bind(binder *b, lv_tensor *t, const char *name, int want_dims, 
     return LV_OK;
 }
 
+/* One qwen35 layer after its attn_norm: a gated full-attention layer or a gated delta-net layer
+ * (shapes as llama_model_qwen35::load_arch_tensors), then post_attention_norm (the pre-FFN norm,
+ * bound as ffn_norm) and the SwiGLU FFN. */
+static lv_status bind_qwen35_layer(binder *b, lv_model *m, int64_t il) {
+    const lv_hparams *hp = &m->hp;
+    lv_layer *L = &m->layers[il];
+    const int64_t E = hp->n_embd, D = hp->n_embd_head_k;
+    char name[LV_GGUF_MAX_NAME + 16];
+    lv_status st;
+#define B(field, suffix, nd, a, c)                                              \
+    do {                                                                        \
+        snprintf(name, sizeof(name), "blk.%lld." suffix, (long long)il);        \
+        if ((st = bind(b, &L->field, name, nd, a, c, true)) != LV_OK) return st; \
+    } while (0)
+    L->recurrent = lv_hp_layer_recr(hp, il);
+    if (!L->recurrent) {
+        B(wq, "attn_q.weight", 2, E, 2 * D * hp->n_head); /* [q | gate] per head */
+        B(wk, "attn_k.weight", 2, E, D * hp->n_head_kv);
+        B(wv, "attn_v.weight", 2, E, D * hp->n_head_kv);
+        B(wo, "attn_output.weight", 2, D * hp->n_head, E);
+        B(q_norm, "attn_q_norm.weight", 1, D, 0);
+        B(k_norm, "attn_k_norm.weight", 1, D, 0);
+    } else {
+        const int64_t conv_dim = lv_hp_ssm_conv_dim(hp), Hv = hp->ssm_dt_rank;
+        B(wqkv, "attn_qkv.weight", 2, E, conv_dim);
+        B(wqkv_gate, "attn_gate.weight", 2, E, hp->ssm_d_inner);
+        B(ssm_conv1d, "ssm_conv1d.weight", 2, hp->ssm_d_conv, conv_dim);
+        if (L->ssm_conv1d.type != LV_TYPE_F32)
+            return lv_error(LV_ERR_UNSUPPORTED, "tensor '%s' has type %s; the convolution must be f32", name, lv_type_name(L->ssm_conv1d.type));
+        B(ssm_dt, "ssm_dt.bias", 1, Hv, 0);
+        B(ssm_a, "ssm_a", 1, Hv, 0);
+        B(ssm_beta, "ssm_beta.weight", 2, E, Hv);
+        B(ssm_alpha, "ssm_alpha.weight", 2, E, Hv);
+        B(ssm_norm, "ssm_norm.weight", 1, hp->ssm_d_state, 0);
+        B(ssm_out, "ssm_out.weight", 2, hp->ssm_d_inner, E);
+    }
+    B(ffn_norm, "post_attention_norm.weight", 1, E, 0);
+    B(ffn_gate, "ffn_gate.weight", 2, E, hp->n_ff);
+    B(ffn_up, "ffn_up.weight", 2, E, hp->n_ff);
+    B(ffn_down, "ffn_down.weight", 2, hp->n_ff, E);
+#undef B
+    return LV_OK;
+}
+
 static lv_status bind_tensors(lv_model *m, const arch_info *ai) {
     const lv_hparams *hp = &m->hp;
     const int64_t n_tensors = lv_gguf_n_tensors(m->gguf);
@@ -322,6 +428,10 @@ static lv_status bind_tensors(lv_model *m, const arch_info *ai) {
         if ((st = bind(&b, &L->field, name, nd, a, c, req)) != LV_OK) goto end;         \
     } while (0)
         BIND(attn_norm, "attn_norm.weight", 1, E, 0, true);
+        if (ai->arch == LV_ARCH_QWEN35) {
+            if ((st = bind_qwen35_layer(&b, m, il)) != LV_OK) goto end;
+            continue;
+        }
         BIND(wq, "attn_q.weight", 2, E, q_dim, true);
         BIND(wk, "attn_k.weight", 2, E, k_dim, true);
         BIND(wv, "attn_v.weight", 2, E, v_dim, true);
@@ -343,6 +453,15 @@ static lv_status bind_tensors(lv_model *m, const arch_info *ai) {
         BIND(ffn_up, "ffn_up.weight", 2, E, hp->n_ff, true);
         BIND(ffn_down, "ffn_down.weight", 2, hp->n_ff, E, true);
 #undef BIND
+    }
+    /* attention layers index the KV cache, recurrent layers the state store, each in order */
+    m->n_attn_layers = m->n_recr_layers = 0;
+    for (int64_t il = 0; il < hp->n_layer; il++) m->layers[il].kv_layer = m->layers[il].recurrent ? m->n_recr_layers++ : m->n_attn_layers++;
+    /* the multi-token-prediction layers after the model's own are not run */
+    for (int64_t i = 0; i < n_tensors && hp->n_layer_nextn > 0; i++) {
+        long long il;
+        if (sscanf(lv_gguf_tensor_at(m->gguf, i)->name, "blk.%lld.", &il) == 1 && il >= hp->n_layer && il < hp->n_layer + hp->n_layer_nextn)
+            b.used[i] = 1;
     }
     int64_t n_unused = 0, first_unused = -1;
     for (int64_t i = 0; i < n_tensors; i++) {
@@ -419,13 +538,14 @@ static size_t packed_size(const lv_tensor *t) { /* 64-byte aligned, as laid out 
 static void pack_weights(lv_model *m) {
     if (!lv_pack_enabled()) return;
     const lv_simd level = lv_simd_active();
-    lv_tensor **list = lv_calloc((size_t)(1 + 7 * m->hp.n_layer), sizeof(*list));
+    lv_tensor **list = lv_calloc((size_t)(1 + 12 * m->hp.n_layer), sizeof(*list));
     int64_t n = 0, kept = 0;
     if (!list) return;
     list[n++] = &m->output;
     for (int64_t il = 0; il < m->hp.n_layer; il++) {
         lv_layer *L = &m->layers[il];
-        lv_tensor *ts[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->ffn_gate, &L->ffn_up, &L->ffn_down};
+        lv_tensor *ts[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->ffn_gate, &L->ffn_up, &L->ffn_down,
+                           &L->wqkv, &L->wqkv_gate, &L->ssm_beta, &L->ssm_alpha, &L->ssm_out};
         for (size_t i = 0; i < LV_ARRAY_LEN(ts); i++) list[n++] = ts[i];
     }
     size_t total = 0;
@@ -678,6 +798,15 @@ int64_t lv_model_describe(const lv_model *m, char *buf, size_t buf_size) {
                   hp->ffn_act == LV_FFN_GELU ? "GeGLU (tanh GELU)" : "SwiGLU", (double)hp->attn_scale,
                   hp->embd_scale != 1.0f ? ", embeddings scaled by sqrt(n_embd)" : "");
     if (hp->final_softcap > 0) sb_printf(&s, "logit softcap: %g\n", (double)hp->final_softcap);
+    if (m->n_recr_layers > 0) {
+        sb_printf(&s, "hybrid:        %lld gated delta-net (recurrent) layers and %lld gated full-attention layers (every %d-th); "
+                  "M-RoPE sections %d/%d/%d/%d\n", (long long)m->n_recr_layers, (long long)m->n_attn_layers, hp->full_attn_interval,
+                  hp->rope_sections[0], hp->rope_sections[1], hp->rope_sections[2], hp->rope_sections[3]);
+        sb_printf(&s, "recurrent:     %lld key heads, %lld value heads of %lld, convolution width %lld; state %lld bytes per sequence "
+                  "(f32), constant in its length\n", (long long)hp->ssm_n_group, (long long)hp->ssm_dt_rank, (long long)hp->ssm_d_state,
+                  (long long)hp->ssm_d_conv, (long long)(m->n_recr_layers * lv_hp_ssm_state_floats(hp) * 4));
+    }
+    if (hp->n_layer_nextn > 0) sb_printf(&s, "nextn layers:  %lld multi-token-prediction layers in the file, not run\n", (long long)hp->n_layer_nextn);
     sb_printf(&s, "output:        %s\n", m->tied_output ? "tied to token_embd" : "separate output.weight");
     /* parameter and byte counts per type */
     int64_t n_params = 0, n_bytes = 0;
@@ -696,7 +825,7 @@ int64_t lv_model_describe(const lv_model *m, char *buf, size_t buf_size) {
     for (int t = 0; t < LV_TYPE_COUNT; t++)
         if (per_type_n[t]) sb_printf(&s, " %s x%lld (%.1f MiB)", lv_type_name((uint32_t)t), (long long)per_type_n[t], (double)per_type_b[t] / (1024.0 * 1024.0));
     sb_printf(&s, "\n");
-    const int64_t kv_per_tok = 2 * hp->n_layer * hp->n_head_kv * (hp->n_embd_head_k + hp->n_embd_head_v) / 2;
+    const int64_t kv_per_tok = 2 * m->n_attn_layers * hp->n_head_kv * (hp->n_embd_head_k + hp->n_embd_head_v) / 2;
     sb_printf(&s, "KV per token:  %lld bytes (f16), %lld bytes (f32)", (long long)(kv_per_tok * 2), (long long)(kv_per_tok * 4));
     if (hp->n_swa > 0) { /* the sliding-window layers' part stops growing at n_swa tokens */
         const int64_t per_layer = hp->n_head_kv * (hp->n_embd_head_k + hp->n_embd_head_v);
@@ -728,8 +857,9 @@ void lv_model_get_stats(const lv_model *m, lv_model_stats *st) {
     const lv_hparams *hp = &m->hp;
     for (int64_t il = 0; il < hp->n_layer; il++) {
         const lv_layer *L = &m->layers[il];
-        const lv_tensor *lm[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->ffn_gate, &L->ffn_up, &L->ffn_down};
-        for (int k = 0; k < 7; k++) {
+        const lv_tensor *lm[12] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->ffn_gate, &L->ffn_up, &L->ffn_down,
+                                   &L->wqkv, &L->wqkv_gate, &L->ssm_beta, &L->ssm_alpha, &L->ssm_out};
+        for (int k = 0; k < 12; k++) {
             st->n_params_matmul += lm[k]->ne[0] * lm[k]->ne[1];
             st->n_bytes_matmul += lm[k]->row_bytes * lm[k]->ne[1];
         }

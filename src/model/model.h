@@ -31,6 +31,7 @@ typedef enum lv_arch {
     LV_ARCH_QWEN3 = 2,   /* per-head RMSNorm of q and k before RoPE */
     LV_ARCH_SMOLLM3 = 3, /* llama with no RoPE on every fourth layer */
     LV_ARCH_GEMMA3 = 4,  /* sliding-window and global layers, GeGLU, post-norms, scaled embeddings */
+    LV_ARCH_QWEN35 = 5,  /* hybrid: gated delta-net (recurrent) layers and gated full-attention layers */
 } lv_arch;
 
 typedef enum lv_ffn_act {
@@ -76,7 +77,30 @@ typedef struct lv_hparams {
     float rope_freq_base_swa;  /* the RoPE of sliding-window layers */
     float rope_freq_scale_swa;
     float final_softcap;     /* > 0: logits = softcap * tanh(logits / softcap) */
+    /* qwen35: the attention layers' q projection carries a sigmoid gate per head ([q | gate] per
+     * head), and the recurrent (gated delta-net) layers' shape */
+    bool attn_q_gate;
+    int32_t rope_sections[4]; /* M-RoPE sections (text positions make it NEOX over n_rot dims) */
+    int64_t n_layer_nextn;    /* trailing multi-token-prediction layers in the file, not run */
+    int32_t full_attn_interval; /* > 0: layer il is recurrent iff (il + 1) % full_attn_interval != 0 */
+    int64_t ssm_d_conv;       /* causal convolution width */
+    int64_t ssm_d_inner;      /* value width: n_v_heads * head_v */
+    int64_t ssm_d_state;      /* head size of q, k and v */
+    int64_t ssm_dt_rank;      /* value heads */
+    int64_t ssm_n_group;      /* key heads */
 } lv_hparams;
+
+/* Is layer il a recurrent (gated delta-net) layer? */
+static inline bool lv_hp_layer_recr(const lv_hparams *hp, int64_t il) {
+    return hp->full_attn_interval > 0 && (il + 1) % hp->full_attn_interval != 0;
+}
+/* The recurrent layers' derived sizes (qwen35) */
+static inline int64_t lv_hp_ssm_conv_dim(const lv_hparams *hp) { return 2 * hp->ssm_n_group * hp->ssm_d_state + hp->ssm_d_inner; }
+/* floats of one sequence's state in one recurrent layer: the convolution's last d_conv - 1
+ * inputs, then one S x S matrix per value head */
+static inline int64_t lv_hp_ssm_state_floats(const lv_hparams *hp) {
+    return (hp->ssm_d_conv - 1) * lv_hp_ssm_conv_dim(hp) + hp->ssm_dt_rank * hp->ssm_d_state * hp->ssm_d_state;
+}
 
 /* Is layer il one of the model's own sliding-window layers (gemma3's local layers)? */
 static inline bool lv_hp_layer_swa(const lv_hparams *hp, int64_t il) {
@@ -107,6 +131,19 @@ typedef struct lv_layer {
     lv_tensor ffn_gate;            /* (n_embd, n_ff) */
     lv_tensor ffn_up;              /* (n_embd, n_ff) */
     lv_tensor ffn_down;            /* (n_ff, n_embd) */
+    /* a recurrent layer (qwen35's gated delta-net) instead of attention: wq..bo are absent */
+    bool recurrent;
+    int64_t kv_layer;              /* attention layers: the layer's index in the KV cache (recurrent
+                                      layers keep none); recurrent layers: the index of their state */
+    lv_tensor wqkv;                /* (n_embd, conv_dim): q, k (n_group heads) and v (dt_rank heads) */
+    lv_tensor wqkv_gate;           /* (n_embd, d_inner): z, the output gate */
+    lv_tensor ssm_conv1d;          /* (d_conv, conv_dim) f32: the causal convolution per channel */
+    lv_tensor ssm_dt;              /* (dt_rank) f32: bias of alpha */
+    lv_tensor ssm_a;               /* (dt_rank) f32: -exp(A_log) */
+    lv_tensor ssm_beta;            /* (n_embd, dt_rank) */
+    lv_tensor ssm_alpha;           /* (n_embd, dt_rank) */
+    lv_tensor ssm_norm;            /* (head_v) f32: RMSNorm of each head's output */
+    lv_tensor ssm_out;             /* (d_inner, n_embd) */
 } lv_layer;
 
 struct lv_model {
@@ -123,6 +160,8 @@ struct lv_model {
     bool tied_output;
     lv_tensor rope_freqs;  /* (n_rot/2), optional: data == NULL when absent */
     lv_layer *layers;      /* (n_layer) */
+    int64_t n_attn_layers; /* layers with attention (and KV streams) */
+    int64_t n_recr_layers; /* recurrent layers (with a state per sequence) */
     void *packed;          /* the repacked matrix weights (qpack.h), or NULL: lv_big_alloc_huge */
     size_t packed_size;
 };

@@ -116,6 +116,10 @@ static lv_status build_policies(lv_context *ctx) {
         goto end;
     }
     for (int64_t l = 0; l < L; l++) {
+        if (ctx->model->layers[l].recurrent) { /* no attention, no KV: a state per sequence */
+            memset(ctx->retrieval + l * H, 0, (size_t)H);
+            continue;
+        }
         for (int64_t h = 0; h < H; h++) {
             lv_kv_head_policy *pol = &ctx->policies[l * H + h];
             pol->sink = a.sink;
@@ -176,12 +180,22 @@ lv_status lv_context_create(lv_model *model, lv_context_params p, lv_context **o
     }
 
     if ((st = build_policies(ctx)) != LV_OK) goto fail;
+    /* the cache holds the attention layers' streams (their policies in layer order) and the
+     * recurrent layers' states */
+    const int64_t H = hp->n_head_kv;
+    lv_kv_head_policy *kv_pol = lv_calloc((size_t)(model->n_attn_layers * H), sizeof(*kv_pol));
+    if (!kv_pol) goto fail;
+    for (int64_t l = 0; l < hp->n_layer; l++)
+        if (!model->layers[l].recurrent)
+            memcpy(kv_pol + model->layers[l].kv_layer * H, ctx->policies + l * H, (size_t)H * sizeof(*kv_pol));
     lv_kv_params kp = {
-        .n_layer = hp->n_layer, .n_head_kv = hp->n_head_kv, .head_dim_k = hp->n_embd_head_k, .head_dim_v = hp->n_embd_head_v,
+        .n_layer = model->n_attn_layers, .n_head_kv = H, .head_dim_k = hp->n_embd_head_k, .head_dim_v = hp->n_embd_head_v,
         .page_size = p.kv_page_size, .n_ctx = p.n_ctx, .n_seq_max = p.n_seq_max, .n_batch = p.n_batch, .type = p.kv_type,
-        .policies = ctx->policies,
+        .policies = kv_pol, .n_rs_layer = model->n_recr_layers, .rs_floats = model->n_recr_layers ? lv_hp_ssm_state_floats(hp) : 0,
     };
-    if ((st = lv_kv_create(&kp, &ctx->kv)) != LV_OK) goto fail;
+    st = lv_kv_create(&kp, &ctx->kv);
+    lv_free(kv_pol);
+    if (st != LV_OK) goto fail;
     const lv_attention_params *a = &ctx->p.attention;
     const lv_fwd_params fp = {
         .n_ubatch = p.n_ubatch, .n_seq_max = p.n_seq_max, .kv_type = p.kv_type, .select = a->select, .kv_budget = a->kv_budget,
@@ -367,8 +381,15 @@ lv_status lv_context_fill_synthetic(lv_context *ctx, lv_seq_id seq, int32_t n_to
         lv_status st = lv_kv_reserve(ctx->kv, ctx->seq_new, ctx->seq_last);
         if (st != LV_OK) return st;
         lv_fwd_forget_selections(&ctx->fw, seq);
+        /* recurrent layers: a zero state (its cost per step does not depend on its values) */
+        for (int64_t rl = 0; rl < ctx->model->n_recr_layers; rl++) {
+            const float *src;
+            float *dst;
+            lv_kv_state(ctx->kv, seq, rl, &src, &dst);
+            memset(dst, 0, (size_t)lv_hp_ssm_state_floats(hp) * sizeof(float));
+        }
         for (int32_t j = 0; j < n; j++)
-            for (int64_t il = 0; il < hp->n_layer; il++) {
+            for (int64_t il = 0; il < ctx->model->n_attn_layers; il++) {
                 /* xorshift values in [-1, 1): keys of the size post-RoPE keys have */
                 for (int64_t e = 0; e < Hk * LV_MAX(Dk, Dv); e++) {
                     r ^= r << 13, r ^= r >> 7, r ^= r << 17;
@@ -435,6 +456,7 @@ int64_t lv_context_describe_plan(const lv_context *ctx, char *buf, size_t buf_si
     const lv_attention_params *a = &ctx->p.attention;
     int64_t n_full = 0, n_sw = 0, n_bs = 0, n_mw = 0; /* n_mw: the model's own sliding-window heads */
     for (int64_t i = 0; i < L * H; i++) {
+        if (ctx->model->layers[i / H].recurrent) continue;
         const uint8_t k = ctx->policies[i].kind;
         const bool mw = lv_hp_layer_swa(hp, i / H);
         n_full += k == LV_MASK_CAUSAL;
@@ -447,6 +469,11 @@ int64_t lv_context_describe_plan(const lv_context *ctx, char *buf, size_t buf_si
     if (n_mw) OUT(", %lld sliding-window (the model's)", (long long)n_mw);
     OUT("%s\n", a->select ? "; LServe page selection at decode" : "");
     if (n_mw) OUT("  the model's sliding-window layers keep the last %lld positions, no sink\n", (long long)hp->n_swa);
+    const lv_model *m = ctx->model;
+    if (m->n_recr_layers)
+        OUT("  %lld recurrent (gated delta-net) layers keep no KV: a state of %lld bytes per sequence (f32), whatever its length; "
+            "the plan applies to the %lld attention layers\n", (long long)m->n_recr_layers, (long long)lv_kv_state_bytes_per_seq(ctx->kv),
+            (long long)m->n_attn_layers);
     if (n_sw) OUT("  sink+window heads keep %d sink + %d recent tokens (Lambda mask in prefill and decode)\n", a->sink, a->window);
     if (n_bs) OUT("  block-strided layers: block %d, local blocks %d, vertical stride %d\n", a->block_size, a->local_blocks, a->vert_stride);
     if (a->select)
@@ -455,6 +482,10 @@ int64_t lv_context_describe_plan(const lv_context *ctx, char *buf, size_t buf_si
             a->select_shared ? "; one selection per KV head (max over its query heads)" : "");
     for (int64_t l = 0; l < L; l++) {
         OUT("  layer %3lld: ", (long long)l);
+        if (m->layers[l].recurrent) {
+            OUT("recurrent (state)\n");
+            continue;
+        }
         int64_t r = 0;
         for (int64_t h = 0; h < H; h++) {
             const uint8_t k = ctx->policies[l * H + h].kind;
@@ -465,10 +496,11 @@ int64_t lv_context_describe_plan(const lv_context *ctx, char *buf, size_t buf_si
     }
     const int64_t sw_tokens = a->sink + a->window;
     OUT("KV bytes per token (%s cache): dense %lld; this plan %lld per token for the full heads", ctx->p.kv_type == LV_KV_F32 ? "f32" : "f16",
-        (long long)(L * H * tok_bytes), (long long)(n_full * tok_bytes));
+        (long long)(m->n_attn_layers * H * tok_bytes), (long long)(n_full * tok_bytes));
     if (n_sw) OUT(" + %lld bytes constant for the sink+window heads (%lld tokens each)", (long long)(n_sw * tok_bytes * sw_tokens), (long long)sw_tokens);
     if (n_mw) OUT(" + %lld bytes constant for the model's sliding-window heads (%lld tokens each)", (long long)(n_mw * tok_bytes * hp->n_swa), (long long)hp->n_swa);
     if (n_bs) OUT(" + about %lld per token for the block-strided heads (1/%d of the blocks)", (long long)(n_bs * tok_bytes / LV_MAX(1, a->vert_stride)), a->vert_stride);
+    if (m->n_recr_layers) OUT(" + %lld bytes of recurrent state per sequence", (long long)lv_kv_state_bytes_per_seq(ctx->kv));
     OUT("\n");
 #undef OUT
     return len;

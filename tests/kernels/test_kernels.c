@@ -470,3 +470,63 @@ TEST(quest_page_scores_equal_reference_at_every_level) {
     }
     lv_simd_set_max(saved);
 }
+
+/* The gated delta-net step: the reference against the definition in double precision (decay,
+ * delta rule, output, from a given state and from zeros), and the AVX2 kernel against the
+ * reference over several steps in place, for head sizes 8..128. */
+TEST(gated_delta_net_step_matches_the_definition_and_avx2_the_reference) {
+    enum { SMAX = 128 };
+    static float s0[SMAX * SMAX], ref[SMAX * SMAX], simd[SMAX * SMAX], q[SMAX], k[SMAX], v[SMAX], o_ref[SMAX], o_simd[SMAX];
+    static double M[SMAX * SMAX];
+    lv_test_rng r = {lv_test_seed() ^ 0x6d4};
+    const int sizes[] = {8, 16, 24, 64, 128};
+    for (size_t si = 0; si < sizeof(sizes) / sizeof(sizes[0]); si++) {
+        const int S = sizes[si];
+        for (int i = 0; i < S * S; i++) s0[i] = lv_test_rng_f32(&r) * 0.5f;
+        for (int zero = 0; zero < 2; zero++) {
+            for (int i = 0; i < S; i++) {
+                q[i] = lv_test_rng_f32(&r) / sqrtf((float)S);
+                k[i] = lv_test_rng_f32(&r) / sqrtf((float)S);
+                v[i] = lv_test_rng_f32(&r);
+            }
+            const float decay = 0.5f + 0.5f * fabsf(lv_test_rng_f32(&r)), beta = fabsf(lv_test_rng_f32(&r)), scale = 1.0f / sqrtf((float)S);
+            /* the definition: S[i][j] stored at row j, column i */
+            for (int i = 0; i < S * S; i++) M[i] = zero ? 0.0 : (double)s0[i] * decay;
+            double want[SMAX];
+            for (int j = 0; j < S; j++) {
+                double dk = 0;
+                for (int i = 0; i < S; i++) dk += M[j * S + i] * k[i];
+                const double d = ((double)v[j] - dk) * beta;
+                double dq = 0;
+                for (int i = 0; i < S; i++) {
+                    M[j * S + i] += d * k[i];
+                    dq += M[j * S + i] * q[i];
+                }
+                want[j] = dq * scale;
+            }
+            lv_gdn_step_ref(zero ? NULL : s0, ref, q, k, v, decay, beta, scale, o_ref, S);
+            for (int j = 0; j < S; j++) CHECK(fabs(o_ref[j] - want[j]) <= 1e-5 * (1 + fabs(want[j])), "S=%d out %d: %g vs %g", S, j, (double)o_ref[j], want[j]);
+            for (int i = 0; i < S * S; i++) CHECK(fabs(ref[i] - M[i]) <= 1e-5 * (1 + fabs(M[i])), "S=%d state %d", S, i);
+            if (lv_test_failures) return;
+        }
+        if (lv_simd_detect() < LV_SIMD_AVX2) continue;
+        /* three steps: from s0 into a new buffer, then twice in place */
+        memcpy(ref, s0, sizeof(float) * (size_t)(S * S));
+        for (int step = 0; step < 3; step++) {
+            for (int i = 0; i < S; i++) {
+                q[i] = lv_test_rng_f32(&r);
+                k[i] = lv_test_rng_f32(&r) / sqrtf((float)S);
+                v[i] = lv_test_rng_f32(&r);
+            }
+            const float decay = 0.9f, beta = 0.7f, scale = 0.125f;
+            lv_gdn_step_ref(step ? ref : s0, ref, q, k, v, decay, beta, scale, o_ref, S);
+            lv_gdn_step_avx2(step ? simd : s0, simd, q, k, v, decay, beta, scale, o_simd, S);
+            for (int j = 0; j < S; j++)
+                CHECK(fabsf(o_simd[j] - o_ref[j]) <= 1e-5f * (1 + fabsf(o_ref[j])), "S=%d step %d out %d: avx2 %g vs reference %g", S, step, j,
+                      (double)o_simd[j], (double)o_ref[j]);
+            for (int i = 0; i < S * S; i++)
+                CHECK(fabsf(simd[i] - ref[i]) <= 1e-5f * (1 + fabsf(ref[i])), "S=%d step %d state %d", S, step, i);
+            if (lv_test_failures) return;
+        }
+    }
+}

@@ -168,6 +168,11 @@ static float tolerance(const golden *g) {
      * sqrt(n_embd)-scaled embeddings with post-norms carry it further. Measured: f32 weights 1.1e-4,
      * q8_0 with an f16 cache 1.7e-2. */
     if (!strcmp(g->arch, "gemma3")) t = !strcmp(g->type, "f32") ? 2e-4f : LV_MAX_F(1.5f * t, 2.5e-2f);
+    /* qwen35's recurrent layers carry such a flip into the state every later token reads, where
+     * attention would average it over the context. Measured: f32 5e-7, q8_0 with an f16 cache
+     * 9.2e-3, q4_K_M (q8_K activations, 6 recurrent layers) 5.3e-2 with the row RMS of the other
+     * K-type cases (6e-4) and no top-1 mismatch. */
+    if (!strcmp(g->arch, "qwen35") && t >= 3e-2f) t = 8e-2f;
     return t;
 }
 
@@ -237,10 +242,18 @@ static void parse_extra(const char *extra, lv_genmodel_params *gp) {
         else if (!strcmp(tok, "--rope-base")) {
             char *v = strtok(NULL, " ");
             if (v) gp->rope_freq_base = strtof(v, NULL);
-        } else if (!strcmp(tok, "--head-dim") || !strcmp(tok, "--swa") || !strcmp(tok, "--swa-pattern")) {
+        } else if (!strcmp(tok, "--head-dim") || !strcmp(tok, "--swa") || !strcmp(tok, "--swa-pattern") || !strcmp(tok, "--ssm-state") ||
+                   !strcmp(tok, "--attn-every")) {
             char *v = strtok(NULL, " ");
-            int32_t *dst = !strcmp(tok, "--head-dim") ? &gp->head_dim : !strcmp(tok, "--swa") ? &gp->n_swa : &gp->swa_pattern;
+            int32_t *dst = !strcmp(tok, "--head-dim") ? &gp->head_dim : !strcmp(tok, "--swa") ? &gp->n_swa : !strcmp(tok, "--swa-pattern") ? &gp->swa_pattern
+                         : !strcmp(tok, "--ssm-state") ? &gp->ssm_state : &gp->full_attn_interval;
             if (v) *dst = (int32_t)strtol(v, NULL, 10);
+        } else if (!strcmp(tok, "--ssm-heads")) { /* K,V */
+            char *v = strtok(NULL, " ");
+            if (v) {
+                gp->ssm_k_heads = (int32_t)strtol(v, &v, 10);
+                if (*v == ',') gp->ssm_v_heads = (int32_t)strtol(v + 1, NULL, 10);
+            }
         } else {
             fprintf(stderr, "golden: unknown gen-model flag '%s' in the header's extra\n", tok);
             abort();

@@ -240,7 +240,7 @@ TEST(model_rejects_bad_architecture) {
     m.edit = edit_arch_u32;
     EXPECT_MODEL_BAD(&m, LV_ERR_FORMAT, "key 'general.architecture' is missing or not a string");
     gb_model_init(&m, "gpt2", false, 1);
-    EXPECT_MODEL_BAD(&m, LV_ERR_UNSUPPORTED, "architecture 'gpt2' is not supported (supported: llama, qwen2, qwen3, smollm3, gemma3)");
+    EXPECT_MODEL_BAD(&m, LV_ERR_UNSUPPORTED, "architecture 'gpt2' is not supported (supported: llama, qwen2, qwen3, smollm3, gemma3, qwen35)");
     gb_model_init(&m, "llama3", false, 1);
     EXPECT_MODEL_BAD(&m, LV_ERR_UNSUPPORTED, "architecture 'llama3' is not supported");
     gb_model_init(&m, "", false, 1);
@@ -859,4 +859,113 @@ TEST(model_new_architectures_bind_their_tensors) {
     gb_model_init(&m, "gemma3", false, 7);
     m.edit = edit_key_length;
     EXPECT_MODEL_BAD(&m, LV_ERR_FORMAT, "gemma3.attention.key_length = 8");
+}
+
+/* qwen35 (hybrid): a tiny gen-model file loads with its recurrent and attention layers mapped, and
+ * rewritten copies of it with one key removed or changed, or one tensor left out, are refused with
+ * a message naming the key or tensor. */
+typedef struct q35_edit {
+    const char *skip_key;    /* a key left out, or NULL */
+    const char *set_key;     /* a u32 key set (replacing its value), or NULL */
+    uint32_t set_val;
+    const char *skip_tensor; /* a tensor left out, or NULL */
+} q35_edit;
+
+static bool q35_rewrite(const char *src, const char *dst, const q35_edit *e) {
+    lv_gguf *g = NULL;
+    if (lv_gguf_open(src, &g) != LV_OK) return false;
+    lv_gguf_writer *w = lv_gguf_writer_create();
+    bool ok = w != NULL;
+    for (int64_t i = 0; ok && i < lv_gguf_n_kv(g); i++) {
+        const char *k = lv_gguf_key(g, i);
+        if ((e->skip_key && !strcmp(k, e->skip_key)) || (e->set_key && !strcmp(k, e->set_key))) continue;
+        ok = lv_gguf_writer_copy_kv(w, g, i);
+    }
+    if (ok && e->set_key) ok = lv_gguf_writer_set_u32(w, e->set_key, e->set_val);
+    for (int64_t i = 0; ok && i < lv_gguf_n_tensors(g); i++) {
+        const lv_gguf_tensor *t = lv_gguf_tensor_at(g, i);
+        if (e->skip_tensor && !strcmp(t->name, e->skip_tensor)) continue;
+        ok = lv_gguf_writer_add_tensor(w, t->name, (lv_type)t->type, (int)t->n_dims, t->ne);
+    }
+    FILE *f = ok ? fopen(dst, "wb") : NULL;
+    ok = f && lv_gguf_writer_write_header(w, f) == LV_OK;
+    for (int64_t i = 0; ok && i < lv_gguf_n_tensors(g); i++) {
+        const lv_gguf_tensor *t = lv_gguf_tensor_at(g, i);
+        if (e->skip_tensor && !strcmp(t->name, e->skip_tensor)) continue;
+        ok = lv_gguf_writer_write_data(w, f, t->data, t->nbytes) == LV_OK;
+    }
+    if (f) ok = fclose(f) == 0 && ok;
+    lv_gguf_writer_free(w);
+    lv_gguf_close(g);
+    return ok;
+}
+
+TEST(model_qwen35_hybrid_layers_and_bad_keys) {
+    const char *data = lv_test_shared_data();
+    if (!data) SKIP("../shared/data not found (the test model needs a vocabulary)");
+    char vocab[1024], src[1024], dst[1024];
+    snprintf(vocab, sizeof(vocab), "%s/vocab/ggml-vocab-llama-spm.gguf", data);
+    snprintf(src, sizeof(src), "%s", gb_tmp_path("q35.gguf"));
+    snprintf(dst, sizeof(dst), "%s", gb_tmp_path("q35-edit.gguf"));
+    lv_genmodel_params gp = lv_genmodel_default_params();
+    gp.arch = "qwen35";
+    gp.n_embd = 64;
+    gp.n_layer = 8;
+    gp.n_head = 2;
+    gp.n_head_kv = 1;
+    gp.head_dim = 32;
+    gp.n_ff = 96;
+    gp.ssm_state = 16;
+    gp.ssm_k_heads = 2;
+    gp.ssm_v_heads = 4;
+    gp.vocab_path = vocab;
+    REQUIRE(lv_genmodel_write(&gp, src) == LV_OK, "gen-model: %s", lv_last_error());
+    lv_model *m = NULL;
+    REQUIRE(lv_model_load(src, lv_model_default_params(), &m) == LV_OK, "load: %s", lv_last_error());
+    CHECK(m->n_attn_layers == 2 && m->n_recr_layers == 6, "2 attention + 6 recurrent layers: %lld + %lld", (long long)m->n_attn_layers,
+          (long long)m->n_recr_layers);
+    for (int il = 0; il < 8; il++) {
+        const bool recr = (il + 1) % 4 != 0;
+        CHECK(m->layers[il].recurrent == recr && m->layers[il].kv_layer == (recr ? il - (il + 1) / 4 : il / 4), "layer %d: recurrent %d, index %lld",
+              il, m->layers[il].recurrent, (long long)m->layers[il].kv_layer);
+    }
+    CHECK(m->hp.n_rot == 8 && m->hp.attn_q_gate && m->layers[3].wq.ne[1] == 2 * 2 * 32, "partial RoPE, [q | gate] per head");
+    lv_model_free(m);
+    const q35_edit bad[] = {
+        {.skip_key = "qwen35.rope.dimension_sections"},
+        {.skip_key = "qwen35.ssm.state_size"},
+        {.set_key = "qwen35.ssm.inner_size", .set_val = 48},
+        {.set_key = "qwen35.ssm.group_count", .set_val = 3},
+        {.set_key = "qwen35.full_attention_interval", .set_val = 100},
+        {.set_key = "qwen35.ssm.conv_kernel", .set_val = 1},
+        {.skip_tensor = "blk.2.ssm_a"},
+        {.skip_tensor = "blk.3.attn_q_norm.weight"},
+        {.set_key = "qwen35.attention.key_length", .set_val = 16},
+    };
+    const char *const needle[] = {
+        "required key 'qwen35.rope.dimension_sections' is missing",
+        "required key 'qwen35.ssm.state_size' is missing",
+        "qwen35.ssm.inner_size 48 must be ssm.time_step_rank 4 value heads of ssm.state_size 16",
+        "ssm.time_step_rank 4 (value heads) is not a multiple of ssm.group_count 3",
+        "full_attention_interval 100 leaves none of the 8 layers with attention",
+        "qwen35.ssm.conv_kernel' = 1 is outside [2, 64]",
+        "tensor 'blk.2.ssm_a' is missing",
+        "tensor 'blk.3.attn_q_norm.weight' is missing",
+        "qwen35.attention.key_length 16 differs from value_length 32",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        REQUIRE(q35_rewrite(src, dst, &bad[i]), "rewrite %zu", i);
+        m = NULL;
+        const lv_status st = lv_model_load(dst, lv_model_default_params(), &m);
+        CHECK(st != LV_OK && m == NULL, "edit %zu loaded", i);
+        CHECK(strstr(lv_last_error(), needle[i]) != NULL, "edit %zu: '%s' does not say '%s'", i, lv_last_error(), needle[i]);
+        lv_model_free(m);
+    }
+    /* a per-layer choice of recurrent layers is named, not misread */
+    q35_edit e = {.set_key = "qwen35.attention.recurrent_layers", .set_val = 1};
+    REQUIRE(q35_rewrite(src, dst, &e), "rewrite");
+    m = NULL;
+    CHECK(lv_model_load(dst, lv_model_default_params(), &m) == LV_ERR_UNSUPPORTED && strstr(lv_last_error(), "recurrent_layers"),
+          "recurrent_layers: %s", lv_last_error());
+    lv_model_free(m);
 }

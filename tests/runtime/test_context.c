@@ -4,7 +4,8 @@
  * (packed or interleaved, prefill mixed with decode); an aborted step rolls the cache back;
  * removing a suffix and decoding again reproduces the logits; thread counts do not change them.
  * Each test runs on a tiny model of every architecture (qwen2 with biases, qwen3's q/k norms,
- * smollm3's NoPE layers, gemma3's sliding-window layer beside a global one).
+ * smollm3's NoPE layers, gemma3's sliding-window layer beside a global one, qwen35's recurrent
+ * layers beside a gated attention layer: its state follows the same transactions).
  */
 #include "lv_test.h"
 #include "longview.h"
@@ -15,8 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const g_archs[] = {"qwen2", "qwen3", "smollm3", "gemma3"};
-#define N_ARCH 4
+static const char *const g_archs[] = {"qwen2", "qwen3", "smollm3", "gemma3", "qwen35"};
+#define N_ARCH 5
+#define QWEN35 4
 static lv_model *g_models[N_ARCH]; /* shared by the tests of this file */
 
 static lv_model *tiny_model(int a) {
@@ -36,6 +38,12 @@ static lv_model *tiny_model(int a) {
     if (a == 3) {
         gp.n_swa = 8; /* layer 0 sees the last 8 positions, layer 1 everything */
         gp.swa_pattern = 2;
+    }
+    if (a == QWEN35) { /* layers 0-2 recurrent (4 value heads over 2 key heads of 16), layer 3 attention */
+        gp.n_layer = 4;
+        gp.ssm_state = 16;
+        gp.ssm_k_heads = 2;
+        gp.ssm_v_heads = 4;
     }
     gp.vocab_path = vocab;
     gp.ftype = LV_FTYPE_Q8_0;
@@ -235,13 +243,22 @@ TEST(abort_rolls_back_and_seq_rm_reproduces) {
         b.n_tokens = 10;
         CHECK(lv_decode(ctx, &b) == LV_OK, "rest");
         CHECK(max_diff(lv_get_logits_ith(ctx, 9), want, V) == 0, "after abort + retry: identical logits");
-        /* drop the last 12 tokens and feed them again */
-        CHECK(lv_kv_seq_rm(ctx, 0, 18, -1) == LV_OK && lv_kv_seq_n_tokens(ctx, 0) == 18, "seq_rm suffix");
-        CHECK(lv_kv_seq_rm(ctx, 0, 2, 5) == LV_ERR_UNSUPPORTED, "removing from the middle is refused");
-        for (int i = 0; i < 12; i++) fill(&b, i, T[18 + i], 18 + i, 0, i == 11);
-        b.n_tokens = 12;
+        /* drop the last 12 tokens and feed them again (a recurrent state cannot be rewound: the
+         * suffix is refused with nothing changed, and the whole sequence goes instead) */
+        int first = 18;
+        if (a_ == QWEN35) {
+            CHECK(lv_kv_seq_rm(ctx, 0, 18, -1) == LV_ERR_UNSUPPORTED && lv_kv_seq_n_tokens(ctx, 0) == 30, "qwen35: a suffix is refused");
+            CHECK(lv_kv_seq_rm(ctx, 0, 31, -1) == LV_OK && lv_kv_seq_n_tokens(ctx, 0) == 30, "qwen35: removing past the end is a no-op");
+            CHECK(lv_kv_seq_rm(ctx, 0, 0, -1) == LV_OK && lv_kv_seq_n_tokens(ctx, 0) == 0, "qwen35: the whole sequence goes");
+            first = 0;
+        } else {
+            CHECK(lv_kv_seq_rm(ctx, 0, 18, -1) == LV_OK && lv_kv_seq_n_tokens(ctx, 0) == 18, "seq_rm suffix");
+        }
+        CHECK(lv_kv_seq_rm(ctx, 0, 2, 5) == LV_ERR_UNSUPPORTED || a_ == QWEN35, "removing from the middle is refused");
+        for (int i = 0; i < 30 - first; i++) fill(&b, i, T[first + i], first + i, 0, i == 29 - first);
+        b.n_tokens = 30 - first;
         CHECK(lv_decode(ctx, &b) == LV_OK, "re-decode");
-        CHECK(max_diff(lv_get_logits_ith(ctx, 11), want, V) == 0, "after seq_rm: identical logits");
+        CHECK(max_diff(lv_get_logits_ith(ctx, 29 - first), want, V) == 0, "after seq_rm: identical logits");
         free(want);
         lv_batch_free(&b);
         lv_context_free(ctx);
@@ -332,4 +349,44 @@ TEST(gemma3_sliding_window_layers_keep_constant_memory) {
           "removing a suffix the window layer evicted is refused, the cache intact");
     lv_batch_free(&b);
     lv_context_free(ctx);
+}
+
+/* qwen35's recurrent layers keep a state per sequence whatever its length: the cache grows by the
+ * attention layer's bytes per token only, the state is counted once per sequence that has tokens,
+ * and prefill, chunks and token-by-token decode agree exactly (the state carries across steps
+ * and micro-batches). */
+TEST(qwen35_recurrent_state_is_constant_and_carries_across_steps) {
+    const int a_ = QWEN35;
+    NEED_MODEL();
+    const int32_t V = lv_model_n_vocab(model);
+    lv_token T[96];
+    for (int i = 0; i < 96; i++) T[i] = (lv_token)(3 + (i * 977) % (V - 3));
+    float *want = solo_logits(model, T, 96);
+    REQUIRE(want, "solo");
+    const int64_t tok = 2 /* KV heads */ * 2 * 16 /* k + v, head 16 */ * 4; /* bytes per token of the attention layer, f32 */
+    const int64_t state = 3 /* layers */ * ((4 - 1) * (2 * 2 * 16 + 4 * 16) + 4 * 16 * 16) * 4;
+    for (int chunk = 1; chunk <= 96; chunk *= 7) { /* 1 (token by token), 7, 49 */
+        lv_context_params cp = lv_context_default_params();
+        cp.n_ctx = 256;
+        cp.n_ubatch = 5; /* several micro-batches per step */
+        cp.kv_type = LV_KV_F32;
+        cp.n_threads = 2;
+        lv_context *ctx = NULL;
+        REQUIRE(lv_context_create(model, cp, &ctx) == LV_OK, "ctx: %s", lv_last_error());
+        CHECK(lv_kv_used_bytes(ctx) == 0, "an empty context holds no state");
+        lv_batch b = lv_batch_init(96);
+        for (int i0 = 0; i0 < 96; i0 += chunk) {
+            const int n = i0 + chunk <= 96 ? chunk : 96 - i0;
+            for (int i = 0; i < n; i++) fill(&b, i, T[i0 + i], i0 + i, 0, i == n - 1);
+            b.n_tokens = n;
+            REQUIRE(lv_decode(ctx, &b) == LV_OK, "chunk at %d: %s", i0, lv_last_error());
+            CHECK(lv_kv_used_bytes(ctx) == state + (i0 + n) * tok, "after %d tokens: %lld bytes, want the state %lld + %d tokens of one layer",
+                  i0 + n, (long long)lv_kv_used_bytes(ctx), (long long)state, i0 + n);
+        }
+        const float *lg = lv_get_logits_ith(ctx, -1);
+        CHECK(lg && max_diff(lg, want, V) == 0, "chunks of %d vs one prefill: %g", chunk, lg ? max_diff(lg, want, V) : -1.0);
+        lv_batch_free(&b);
+        lv_context_free(ctx);
+    }
+    free(want);
 }
