@@ -19,8 +19,10 @@
 #   roundtrip-NAME.txt     per input: "<n> <ids...> | <hex of llama_detokenize>" (no specials)
 #   haystack-NAME.txt      per essay of ../shared/data/haystack: token count, FNV-64 of the ids
 #                          and of the decoded text, and whether it decodes back to the file
-# NAME: the five vocab GGUFs, and llama3-json / qwen3-json, the GGUFs that longview's own
-# tokenizer.json import writes (so llama.cpp also checks that conversion).
+# NAME: the five vocab GGUFs, llama3-json / qwen3-json, the GGUFs that longview's own
+# tokenizer.json import writes (so llama.cpp also checks that conversion), and gemma4, a synthetic
+# vocabulary of that type (scripts/gen-gemma4-vocab.py writes vocab-gemma4.gguf; info-gemma4.txt
+# holds llama.cpp's special ids and add_bos for it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LIB=${LLAMA_LIB_DIR:-/tmp/oracle/node_modules/@node-llama-cpp/linux-x64/bins/linux-x64}
@@ -70,9 +72,13 @@ PY
 make -s -j2 build/release/lv_test
 LV_TEST_TMPDIR=build/release/tmp build/release/lv_test tokenizer_json >/dev/null 2>&1 || true
 
-vocabs=(llama-spm phi-3 gpt-2 llama-bpe qwen2 llama3-json qwen3-json)
+# gemma4: a synthetic vocabulary of that tokenizer type (no Gemma 4 download needed), committed
+python3 scripts/gen-gemma4-vocab.py "$out/vocab-gemma4.gguf"
+
+vocabs=(llama-spm phi-3 gpt-2 llama-bpe qwen2 llama3-json qwen3-json gemma4)
 for name in "${vocabs[@]}"; do
   case $name in
+    gemma4) gguf=$out/vocab-gemma4.gguf; "$oracle" info "$gguf" > "$out/info-gemma4.txt" ;;
     *-json) gguf=build/release/tmp/${name%-json}-from-json.gguf ;;
     *) gguf=$SHARED/vocab/ggml-vocab-$name.gguf ;;
   esac

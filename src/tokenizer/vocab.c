@@ -375,15 +375,23 @@ lv_status lv_vocab_load(const lv_gguf *g, lv_vocab **out) {
 
     if (str_eq(model, "llama")) {
         v->type = LV_VOCAB_TYPE_SPM;
+        v->model_name = "llama";
         v->bos = 1;
         v->eos = 2;
         v->unk = 0;
     } else if (str_eq(model, "gpt2")) {
         v->type = LV_VOCAB_TYPE_BPE;
+        v->model_name = "gpt2";
         v->bos = 11;
         v->eos = 11;
+    } else if (str_eq(model, "gemma4")) {
+        /* BPE over raw UTF-8 with its own pre-tokenizer whatever tokenizer.ggml.pre says, no
+         * default special ids (llama.cpp's "gemma4" model) */
+        v->type = LV_VOCAB_TYPE_BPE;
+        v->model_name = "gemma4";
+        snprintf(v->pre_name, sizeof(v->pre_name), "gemma4");
     } else {
-        st = lv_error(LV_ERR_UNSUPPORTED, "tokenizer model '%.*s' is not supported (llama and gpt2 are)",
+        st = lv_error(LV_ERR_UNSUPPORTED, "tokenizer model '%.*s' is not supported (llama, gpt2 and gemma4 are)",
                       (int)LV_MIN(model.len, 40), model.ptr);
         goto fail;
     }
@@ -439,6 +447,7 @@ lv_status lv_vocab_load(const lv_gguf *g, lv_vocab **out) {
     }
     key_bool(g, "tokenizer.ggml.add_bos_token", &v->add_bos);
     key_bool(g, "tokenizer.ggml.add_eos_token", &v->add_eos);
+    if (v->type == LV_VOCAB_TYPE_BPE && v->pre.nl_words) v->add_bos = true; /* gemma4: llama.cpp forces BOS on */
 
     /* special tokens found by their text */
     detect_by_text(v, &v->eot, k_eot_texts, LV_ARRAY_LEN(k_eot_texts));
@@ -609,8 +618,8 @@ void lv_vocab_describe(const lv_vocab *v, char *buf, size_t n) {
         snprintf(buf, n, "none");
         return;
     }
-    snprintf(buf, n, "%s (%s%s%s), %d tokens, bos %d, eos %d%s%s", v->type == LV_VOCAB_TYPE_SPM ? "llama" : "gpt2",
-             v->type == LV_VOCAB_TYPE_SPM ? "SentencePiece" : "byte-level BPE",
+    snprintf(buf, n, "%s (%s%s%s), %d tokens, bos %d, eos %d%s%s", v->model_name,
+             v->type == LV_VOCAB_TYPE_SPM ? "SentencePiece" : v->pre.raw_utf8 ? "BPE over UTF-8, U+2581 for spaces" : "byte-level BPE",
              v->type == LV_VOCAB_TYPE_BPE ? ", pre " : "", v->type == LV_VOCAB_TYPE_BPE ? v->pre.name : "", v->n_tokens,
              v->bos, v->eos, v->add_bos ? ", adds bos" : "", v->chat_template ? ", chat template" : "");
 }

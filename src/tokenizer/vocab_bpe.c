@@ -53,6 +53,8 @@ enum {
     PRE_IGNORE_MERGES = 2,
     PRE_ADD_BOS = 4,
     PRE_NO_BOS = 8,     /* the default BOS id is cleared (chatglm) */
+    PRE_RAW_UTF8 = 16,  /* SPM-style BPE: raw UTF-8, spaces escaped to U+2581, <0xXX> byte fallback (gemma4, sarvam-moe) */
+    PRE_NL_WORDS = 32,  /* a word of newlines only that is a token is taken whole (gemma4) */
 };
 
 typedef struct pre_family {
@@ -107,6 +109,8 @@ static const pre_family k_families[] = {
     {"stablelm2|megrez", 0, {R_QWEN2}},
     {"qwen2|deepseek-r1-qwen|kormo|f2llmv2|hunyuan|solar-open|grok-2", PRE_CLEAN_OFF, {R_QWEN2}},
     {"qwen35", PRE_CLEAN_OFF, {R_QWEN35}},
+    {"gemma4|granite-embed-multi-311m", PRE_RAW_UTF8 | PRE_NL_WORDS, {R_NEWLINES}},
+    {"sarvam-moe", PRE_RAW_UTF8 | PRE_CLEAN_OFF, {R_NEWLINES}},
     {"laguna", PRE_CLEAN_OFF, {R_NEWLINES, R_QWEN2}},
     {"poro-chat|bloom|gpt3-finnish", PRE_CLEAN_OFF,
      {" ?[^(\\s|.,!?\xe2\x80\xa6\xe3\x80\x82\xef\xbc\x8c\xe3\x80\x81\xe0\xa5\xa4\xdb\x94\xd8\x8c)]+"}},
@@ -229,6 +233,11 @@ lv_status lv_bpe_pretok_init(lv_vocab *v, const char *name) {
     if (fam->flags & PRE_IGNORE_MERGES) v->ignore_merges = true;
     if (fam->flags & PRE_ADD_BOS) v->add_bos = true;
     if (fam->flags & PRE_NO_BOS) v->bos = -1;
+    if (fam->flags & PRE_RAW_UTF8) {
+        p->raw_utf8 = true;
+        v->escape_whitespaces = true;
+    }
+    p->nl_words = (fam->flags & PRE_NL_WORDS) != 0;
     for (int k = 0; k < LV_MAX_REGEX && fam->regex[k]; k++) {
         const char *re = fam->regex[k];
         p->n = k + 1;
@@ -656,6 +665,13 @@ static void add_bigram(const lv_vocab *v, bpe_work *w, int32_t left, int32_t rig
 /* Merge one byte-encoded word (w->word[0..len)) and emit its tokens. */
 static void bpe_word(const lv_vocab *v, bpe_work *w, size_t len, lv_tokbuf *out) {
     const char *word = w->word;
+    if (v->pre.nl_words && len > 0 && strspn(word, "\n") >= len) { /* gemma4: a run of newlines that is a token */
+        lv_token t = lv_vocab_find(v, word, len);
+        if (t >= 0) {
+            lv_tokbuf_push(out, t);
+            return;
+        }
+    }
     if (v->ignore_merges) {
         lv_token t = lv_vocab_find(v, word, len);
         if (t >= 0) {
@@ -701,8 +717,15 @@ static void bpe_word(const lv_vocab *v, bpe_work *w, size_t len, lv_tokbuf *out)
             lv_tokbuf_push(out, t);
             continue;
         }
-        for (uint32_t k = 0; k < s->n; k++) { /* each byte as a one-byte token, if there is one */
-            lv_token bt = lv_vocab_find(v, word + s->off + k, 1);
+        for (uint32_t k = 0; k < s->n; k++) { /* each byte as a one-byte token (raw UTF-8: "<0xXX>"), if there is one */
+            lv_token bt;
+            if (v->pre.raw_utf8) {
+                char hex[7];
+                snprintf(hex, sizeof(hex), "<0x%02X>", (unsigned char)word[s->off + k]);
+                bt = lv_vocab_find(v, hex, 6);
+            } else {
+                bt = lv_vocab_find(v, word + s->off + k, 1);
+            }
             if (bt >= 0) lv_tokbuf_push(out, bt);
         }
     }
@@ -724,6 +747,7 @@ lv_status lv_bpe_tokenize(const lv_vocab *v, const char *text, size_t len, lv_to
         /* llama.cpp throws (and aborts) on codepoints past U+10FFFF (lead bytes F5-F7); we read
          * them as U+FFFD */
         if (c > 0x10FFFF) c = LV_CPT_REPLACEMENT;
+        if (c == ' ' && v->escape_whitespaces) c = 0x2581; /* SPM-style BPE: llama_escape_whitespace before splitting */
         cpts[n++] = c;
     }
     seg_push(&a, n);
@@ -797,7 +821,12 @@ lv_status lv_bpe_tokenize(const lv_vocab *v, const char *text, size_t len, lv_to
             for (int64_t j = start; j < start + wl; j++) {
                 char u8[4];
                 int ul = lv_utf8_encode(cpts[j], u8);
-                for (int q = 0; q < ul; q++) o += (size_t)lv_bpe_byte_char((uint8_t)u8[q], w.word + o);
+                if (p->raw_utf8) {
+                    memcpy(w.word + o, u8, (size_t)ul);
+                    o += (size_t)ul;
+                } else {
+                    for (int q = 0; q < ul; q++) o += (size_t)lv_bpe_byte_char((uint8_t)u8[q], w.word + o);
+                }
             }
             start += wl;
             if (o) bpe_word(v, &w, o, out);

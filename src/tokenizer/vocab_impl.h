@@ -82,10 +82,13 @@ typedef struct lv_pretok {
     lv_split_kind kind[LV_MAX_REGEX];
     void *code[LV_MAX_REGEX]; /* pcre2_code_32 * for the PCRE kinds */
     bool need_collapse;
+    bool raw_utf8;            /* BPE over raw UTF-8 with <0xXX> byte fallback, not GPT-2's byte characters (gemma4) */
+    bool nl_words;            /* a word of newlines only that is a token is taken whole (gemma4) */
 } lv_pretok;
 
 struct lv_vocab {
     lv_vocab_type type;
+    const char *model_name; /* tokenizer.ggml.model: "llama", "gpt2" or "gemma4" */
     int32_t n_tokens;
     lv_vocab_token *tokens; /* (n_tokens) */
     lv_token_map map;

@@ -242,6 +242,7 @@ static size_t unhex(const char *h, size_t hl, char *buf) {
 static lv_model *golden_model(const char *name, char *tmp, size_t n) {
     if (strcmp(name, "llama3-json") == 0) return load_json_vocab("llama3", tmp, n);
     if (strcmp(name, "qwen3-json") == 0) return load_json_vocab("qwen3", tmp, n);
+    if (strcmp(name, "gemma4") == 0) return load_vocab_file(GOLDEN_DIR "/vocab-gemma4.gguf"); /* synthetic: scripts/gen-gemma4-vocab.py */
     return load_vocab(name);
 }
 
@@ -309,6 +310,7 @@ TEST(tokenizer_roundtrip_llama_bpe) { NEED_SHARED(); roundtrip_golden("llama-bpe
 TEST(tokenizer_roundtrip_qwen2) { NEED_SHARED(); roundtrip_golden("qwen2", "qwen2"); }
 TEST(tokenizer_roundtrip_llama3_json) { NEED_SHARED(); roundtrip_golden("llama3-json", "llama-bpe"); }
 TEST(tokenizer_roundtrip_qwen3_json) { NEED_SHARED(); roundtrip_golden("qwen3-json", "qwen2"); }
+TEST(tokenizer_roundtrip_gemma4) { roundtrip_golden("gemma4", "gemma4"); }
 
 /* every essay of the haystack: token count, ids and decoded text as llama.cpp gives them */
 static void haystack_golden(const char *name, const char *golden) {
@@ -373,6 +375,49 @@ TEST(tokenizer_haystack_gpt2) { NEED_SHARED(); haystack_golden("gpt-2", "gpt-2")
 TEST(tokenizer_haystack_llama_bpe) { NEED_SHARED(); haystack_golden("llama-bpe", "llama-bpe"); }
 TEST(tokenizer_haystack_qwen2) { NEED_SHARED(); haystack_golden("qwen2", "qwen2"); }
 TEST(tokenizer_haystack_qwen3_json) { NEED_SHARED(); haystack_golden("qwen3-json", "qwen2"); }
+TEST(tokenizer_haystack_gemma4) { NEED_SHARED(); haystack_golden("gemma4", "gemma4"); }
+
+/* gemma4: what llama.cpp's "info" said of the synthetic vocabulary (tests/golden/tokenizer/
+ * info-gemma4.txt: "bos N", "eos N", "eot N", "pad N", "sep N", "nl N", "add_bos N", "add_eos N",
+ * "eog ids..."), the BOS it adds although the file says add_bos_token = false, and pieces: U+2581
+ * renders as a space, <0xXX> as its byte, a control token only when asked */
+TEST(tokenizer_gemma4_specials_and_pieces) {
+    char *gold = slurp(GOLDEN_DIR "/info-gemma4.txt", NULL);
+    REQUIRE(gold, "cannot read " GOLDEN_DIR "/info-gemma4.txt");
+    lv_model *m = load_vocab_file(GOLDEN_DIR "/vocab-gemma4.gguf");
+    REQUIRE(m, "gemma4 vocabulary");
+    long want[8];
+    int n_eog = 0, n_eog_ours = 0;
+    char *p = gold;
+    REQUIRE(sscanf(p, "bos %ld\neos %ld\neot %ld\npad %ld\nsep %ld\nnl %ld\nadd_bos %ld\nadd_eos %ld\neog", &want[0], &want[1], &want[2],
+                   &want[3], &want[4], &want[5], &want[6], &want[7]) == 8, "info-gemma4.txt format");
+    p = strstr(p, "eog") + 3;
+    for (char *q; ; p = q) {
+        const long id = strtol(p, &q, 10);
+        if (q == p) break;
+        CHECK(lv_token_is_eog(m, (lv_token)id), "llama.cpp's eog id %ld", id);
+        n_eog++;
+    }
+    for (lv_token i = 0; i < lv_model_n_vocab(m); i++) n_eog_ours += lv_token_is_eog(m, i);
+    CHECK(n_eog >= 2 && n_eog_ours == n_eog, "eog ids: llama.cpp %d, longview %d", n_eog, n_eog_ours);
+    CHECK(lv_token_bos(m) == want[0] && lv_token_eos(m) == want[1] && lv_token_eot(m) == want[2] && lv_token_nl(m) == want[5],
+          "bos %d eos %d eot %d nl %d, llama.cpp %ld %ld %ld %ld", lv_token_bos(m), lv_token_eos(m), lv_token_eot(m), lv_token_nl(m), want[0],
+          want[1], want[2], want[5]);
+    int32_t n;
+    lv_token *ids = tok(m, "Hello world", 11, &n, true, false);
+    CHECK(want[6] == 1 && n > 1 && ids[0] == want[0], "BOS added (llama.cpp add_bos %ld): first id %d", want[6], n > 0 ? ids[0] : -1);
+    free(ids);
+    char buf[64];
+    const lv_token byte_a = 8 + 0x41; /* <0x41> */
+    CHECK(lv_token_to_piece(m, byte_a, buf, sizeof(buf), false) == 1 && buf[0] == 'A', "<0x41> renders as 'A'");
+    ids = tok(m, "\xe2\x96\x81", 3, &n, false, false); /* a literal U+2581 in the text stays that character */
+    int64_t dl = lv_detokenize(m, ids, n, buf, sizeof(buf), false, false);
+    CHECK(dl == 1 && buf[0] == ' ', "U+2581 decodes to a space (%lld bytes)", (long long)dl);
+    free(ids);
+    CHECK(lv_token_to_piece(m, 1, buf, sizeof(buf), false) == 0 && lv_token_to_piece(m, 1, buf, sizeof(buf), true) == 5, "<eos> only with render_special");
+    free(gold);
+    lv_model_free(m);
+}
 
 /* ---- chat templates ---- */
 
