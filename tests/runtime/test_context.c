@@ -390,3 +390,59 @@ TEST(qwen35_recurrent_state_is_constant_and_carries_across_steps) {
     }
     free(want);
 }
+
+/* The attention plans apply to qwen35's attention layer: LServe selection whose budget covers the
+ * context gives the dense logits exactly, and a sink+window plan on the attention layer (the
+ * recurrent layers' words in the plan are ignored) keeps its KV bounded whatever the length. */
+TEST(qwen35_attention_plans_apply_to_its_attention_layers) {
+    const int a_ = QWEN35;
+    NEED_MODEL();
+    const int32_t V = lv_model_n_vocab(model);
+    lv_token T[80];
+    for (int i = 0; i < 80; i++) T[i] = (lv_token)(5 + (i * 631) % (V - 5));
+    float *dense = solo_logits(model, T, 80);
+    REQUIRE(dense, "dense");
+    for (int mode = 0; mode < 2; mode++) {
+        lv_context_params cp = lv_context_default_params();
+        cp.n_ctx = 256;
+        cp.kv_page_size = 16;
+        cp.kv_type = LV_KV_F32;
+        cp.n_threads = 2;
+        if (mode == 0) {
+            cp.attention.select = true;
+            cp.attention.kv_budget = 256; /* covers the context: selection keeps every page */
+            cp.attention.select_every = 1;
+        } else {
+            cp.attention.layer_plan = "full,full,full,sw";
+            cp.attention.sink = 4;
+            cp.attention.window = 8;
+        }
+        lv_context *ctx = NULL;
+        REQUIRE(lv_context_create(model, cp, &ctx) == LV_OK, "mode %d: %s", mode, lv_last_error());
+        lv_batch b = lv_batch_init(40);
+        for (int i = 0; i < 40; i++) fill(&b, i, T[i], i, 0, false);
+        b.n_tokens = 40;
+        REQUIRE(lv_decode(ctx, &b) == LV_OK, "prefill: %s", lv_last_error());
+        int64_t used_40 = lv_kv_used_bytes(ctx);
+        for (int i = 40; i < 80; i++) { /* decode token by token */
+            fill(&b, 0, T[i], i, 0, true);
+            b.n_tokens = 1;
+            REQUIRE(lv_decode(ctx, &b) == LV_OK, "decode %d: %s", i, lv_last_error());
+        }
+        const float *lg = lv_get_logits_ith(ctx, 0);
+        if (mode == 0) {
+            CHECK(lg && max_diff(lg, dense, V) == 0, "LServe with a covering budget vs dense: %g", lg ? max_diff(lg, dense, V) : -1.0);
+        } else {
+            CHECK(lg && max_diff(lg, dense, V) > 0, "a sink+window attention layer changes the logits");
+            /* the state, and sink + window + two partial 16-token pages of the attention layer
+             * (dense would hold all 80 tokens: 37376 bytes) */
+            const int64_t state = 3 * ((4 - 1) * (2 * 2 * 16 + 4 * 16) + 4 * 16 * 16) * 4, tok = 2 * 2 * 16 * 4;
+            CHECK(lv_kv_used_bytes(ctx) <= state + (4 + 8 + 2 * 16) * tok && used_40 <= state + (4 + 8 + 2 * 16) * tok,
+                  "sink+window: %lld bytes after 80 tokens, %lld after 40; bound %lld", (long long)lv_kv_used_bytes(ctx), (long long)used_40,
+                  (long long)(state + (4 + 8 + 2 * 16) * tok));
+        }
+        lv_batch_free(&b);
+        lv_context_free(ctx);
+    }
+    free(dense);
+}
