@@ -168,6 +168,11 @@ typedef struct lv_attention_params {
                                      falls below this (default 0.5; 0: never sooner, LServe's rule) */
     bool     select_shared;       /* one selection per KV head for all its query heads, a page scoring the max of
                                      their scores (default false: per query head, LServe's rule) */
+    int32_t  select_groups;       /* two-level selection: pages per group of key statistics (0: off, the default).
+                                     Each query head scores the groups, keeps its best 2 (budget pages - 1) / N + 2
+                                     groups, and scores only the pages inside the groups some head kept: the cost
+                                     of a selection grows with the groups, not the pages. Exhaustive whenever
+                                     those groups are all the groups (docs/long-context.md) */
     const char *layer_plan;       /* LongGen: NULL = the model's metadata, else all full; "longgen" = layer l full iff
                                      l % 3 == 1, the others sink+window; or one word per layer, comma separated:
                                      full | sw (sink+window) | bs (block-strided) */

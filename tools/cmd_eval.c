@@ -213,7 +213,7 @@ int cmd_eval(int argc, char **argv) {
                *answer_prefix = NULL;
     const char *chat_template = NULL, *dump_dir = NULL, *kv = "f16";
     int64_t samples = 1, n_predict = 32, sink = 64, window = 256, kv_budget = 4096, select_every = 4, n_ctx = 0, n_batch = 512, n_threads = 0;
-    int64_t seed = 0, head_seed = 42, verbose = 0, n_needles = 0;
+    int64_t seed = 0, head_seed = 42, verbose = 0, n_needles = 0, select_groups = 0;
     double sparsity = 0.5, select_drift = lv_attention_default_params().select_drift;
     bool chat = false, quiet = false, select_shared = false;
     cli_opt opts[] = {
@@ -233,6 +233,8 @@ int cmd_eval(int argc, char **argv) {
         {NULL, "--select-drift", CLI_FLOAT, &select_drift, "C",
          "duo+lserve: ... and sooner when a query's cosine with the selecting query falls below C (default 0.5; 0: only every N)", .flo = 0, .fhi = 1},
         {NULL, "--select-shared", CLI_FLAG, &select_shared, NULL, "duo+lserve: one selection per KV head for its query heads (not LServe's rule)"},
+        {NULL, "--select-groups", CLI_INT, &select_groups, "N",
+         "duo+lserve: two-level selection, groups of N pages scored first (default 0: every page)", .lo = 0, .hi = 4096},
         {"-c", "--ctx-size", CLI_INT, &n_ctx, "N", "KV capacity (default: the longest prompt plus -n)", .lo = 0, .hi = 1 << 30},
         {"-b", "--batch", CLI_INT, &n_batch, "N", "prefill chunk in tokens (default 512)", .lo = 1, .hi = 1 << 20},
         {"-t", "--threads", CLI_INT, &n_threads, "N", "threads (default: all cores)", .lo = 0, .hi = 512},
@@ -258,7 +260,7 @@ int cmd_eval(int argc, char **argv) {
     int r = cli_parse(argc, argv, opts, (int)(sizeof(opts) / sizeof(opts[0])),
                       "longview eval niah|passkey|multikey|multivalue -m MODEL [--lengths 1024,4k] [--depths 0,0.5,1] [--samples N] [-n N] [--mode dense,duo]\n"
                       "       [--heads FILE.tsv] [--sparsity S] [--sink N] [--window N] [--kv-budget N] [--select-every N]\n"
-                      "       [--select-drift C] [--select-shared] [-c CTX] [-b N] [-t N]\n"
+                      "       [--select-drift C] [--select-shared] [--select-groups N] [-c CTX] [-b N] [-t N]\n"
                       "       [-o results.jsonl] [--plot heat.svg]",
                       "Long-context retrieval: a needle (NIAH: the San Francisco sentence in Paul Graham's essays; passkey: a\n"
                       "5-digit key in repeated filler) at each depth of prompts of each length; greedy generation; the answer\n"
@@ -423,6 +425,7 @@ int cmd_eval(int argc, char **argv) {
             ap->select_every = (int32_t)select_every;
             ap->select_drift = (float)select_drift;
             ap->select_shared = select_shared;
+            ap->select_groups = (int32_t)select_groups;
         }
         if (modes[m] == MODE_LONGGEN) ap->layer_plan = "longgen";
         if ((st = lv_context_create(model, cp, &ctx)) != LV_OK) {
@@ -443,6 +446,7 @@ int cmd_eval(int argc, char **argv) {
             }
             if (ap->select) fprintf(stderr, " LServe page selection: budget %d tokens, every %d steps or at query drift (cosine < %g)%s;", ap->kv_budget,
                                       ap->select_every, (double)ap->select_drift, ap->select_shared ? ", one per KV head" : "");
+            if (ap->select && ap->select_groups) fprintf(stderr, " two-level, groups of %d pages;", ap->select_groups);
             if (ap->layer_plan) fprintf(stderr, " layer plan %s (sink %d + window %d);", ap->layer_plan, ap->sink, ap->window);
             fprintf(stderr, " KV capacity %lld tokens, %.1f MiB\n", (long long)n_ctx, (double)lv_kv_capacity_bytes(ctx) / (1024.0 * 1024.0));
         }

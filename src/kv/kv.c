@@ -33,6 +33,8 @@ typedef struct kv_stream {  /* one per (sequence, layer, KV head) */
     int64_t n_pages;        /* pages held (committed + reserved) */
     int64_t n_stored;       /* committed tokens in those pages */
     int64_t bs_cursor;      /* BLOCK_STRIDED: pages before this index were kept for good */
+    uint8_t *gstats;        /* with stats and stats_group: (groups, 2, Dk) elements of the kv type, min then max
+                               of the keys of each group of stats_group pages (in stream order), or NULL */
 } kv_stream;
 
 struct lv_kv {
@@ -51,6 +53,8 @@ struct lv_kv {
     int64_t *txn_old_pages; /* (n_seq_max * n_pools) */
     uint8_t *big;
     size_t big_size;
+    uint8_t *gbig;          /* the streams' group statistics */
+    size_t gbig_size;
     /* recurrent state: (n_seq_max, n_rs_layer, 2, rs_floats) floats */
     float *rs;
     size_t rs_size;
@@ -193,6 +197,30 @@ lv_status lv_kv_create(const lv_kv_params *p, lv_kv **out) {
             ids += pl->n_pages;
         }
     }
+    if (p->stats_group < 0 || p->stats_group > (1 << 20)) {
+        st = lv_error(LV_ERR_INVALID_ARG, "kv cache: statistics group of %lld pages is invalid", (long long)p->stats_group);
+        goto fail;
+    }
+    if (p->stats_group > 0) { /* group statistics for every stream that keeps statistics */
+        size_t total_g = 0;
+        for (int64_t i = 0; i < kv->n_pools; i++)
+            if (kv->pools[i].pol.stats)
+                total_g += (size_t)(cdiv(kv->pools[i].n_pages, p->stats_group) * 2 * Dk) * kv->elt * (size_t)p->n_seq_max;
+        if (total_g) {
+            kv->gbig_size = total_g;
+            kv->gbig = lv_big_alloc(total_g);
+            if (!kv->gbig) {
+                st = LV_ERR_NOMEM;
+                goto fail;
+            }
+            uint8_t *g = kv->gbig;
+            for (int64_t i = 0; i < kv->n_pools; i++) {
+                if (!kv->pools[i].pol.stats) continue;
+                const size_t per = (size_t)(cdiv(kv->pools[i].n_pages, p->stats_group) * 2 * Dk) * kv->elt;
+                for (int64_t s = 0; s < p->n_seq_max; s++, g += per) kv->streams[s * kv->n_pools + i].gstats = g;
+            }
+        }
+    }
     lv_kv_clear(kv);
     *out = kv;
     return LV_OK;
@@ -204,6 +232,7 @@ fail:
 void lv_kv_free(lv_kv *kv) {
     if (!kv) return;
     lv_big_free(kv->big, kv->big_size);
+    lv_big_free(kv->gbig, kv->gbig_size);
     lv_free(kv->pools);
     lv_free(kv->streams);
     lv_free(kv->seq_len);
@@ -422,10 +451,21 @@ static inline uint8_t *stats_at(const lv_kv *kv, const kv_pool *pl, int32_t page
 
 /* k: the key as stored (an f16 cache's rounding included), so the f16 statistics of an f16 cache
  * hold its min and max exactly */
+static void minmax_add(const lv_kv *kv, uint8_t *s, bool fresh, const float *k);
+
 static void stats_add(const lv_kv *kv, const kv_pool *pl, const kv_stream *st, int64_t slot, const float *k) {
     const int64_t P = kv->p.page_size, Dk = kv->p.head_dim_k;
-    uint8_t *s = stats_at(kv, pl, st->pages[slot / P], (slot % P) / LV_KV_LOGICAL_PAGE);
-    const bool fresh = slot % LV_KV_LOGICAL_PAGE == 0; /* a fresh logical page starts from its first key */
+    /* a fresh logical page (group) starts from its first key */
+    minmax_add(kv, stats_at(kv, pl, st->pages[slot / P], (slot % P) / LV_KV_LOGICAL_PAGE), slot % LV_KV_LOGICAL_PAGE == 0, k);
+    if (st->gstats) {
+        const int64_t gslots = P * kv->p.stats_group;
+        minmax_add(kv, st->gstats + (size_t)(slot / gslots * 2 * Dk) * kv->elt, slot % gslots == 0, k);
+    }
+}
+
+/* the channel-wise min and max at s (2 Dk elements of the kv type) widened by key k, or set to it */
+static void minmax_add(const lv_kv *kv, uint8_t *s, bool fresh, const float *k) {
+    const int64_t Dk = kv->p.head_dim_k;
     if (kv->p.type == LV_KV_F32) {
         float *mn = (float *)s, *mx = mn + Dk;
         for (int64_t d = 0; d < Dk; d++) {
@@ -462,6 +502,10 @@ static void key_at(const lv_kv *kv, const kv_pool *pl, const kv_stream *st, int6
 static void restat(const lv_kv *kv, const kv_pool *pl, const kv_stream *st, int64_t from) {
     float k[1024];
     LV_ASSERT(kv->p.head_dim_k <= 1024);
+    if (st->gstats) { /* from the start of the group, so that the group's statistics are rebuilt too */
+        const int64_t gslots = kv->p.page_size * kv->p.stats_group;
+        from = from / gslots * gslots;
+    }
     for (int64_t slot = from; slot < st->n_stored; slot++) {
         key_at(kv, pl, st, slot, k);
         stats_add(kv, pl, st, slot, k);
@@ -606,9 +650,39 @@ int lv_kv_select_pages_multi(const lv_kv *kv, int64_t seq, int64_t layer, int64_
      * Quest bound sum_d max(q_d kmax_d, q_d kmin_d); the statistics are read once for all queries */
     page_score *ps = scratch;
     float best[64];
+    /* two levels: each query keeps its best groups by the same bound over the group's statistics;
+     * only pages of kept groups are scored (the others score -inf for every query) */
+    const uint8_t *cand = NULL;
+    const int64_t G = kv->p.stats_group;
+    if (st->gstats) {
+        const int64_t n_groups = cdiv(n_pages - 1, G), keep = 2 * (k_pages - 1) / G + 2;
+        if (n_groups > keep) {
+            page_score *gs = ps + (int64_t)n_q * (n_pages - 1);
+            uint8_t *c = (uint8_t *)(gs + (int64_t)n_q * n_groups);
+            memset(c, 0, (size_t)n_groups);
+            for (int h0 = 0; h0 < n_q; h0 += 64) {
+                const int nh = n_q - h0 < 64 ? n_q - h0 : 64;
+                for (int64_t g = 0; g < n_groups; g++) {
+                    const uint8_t *s = st->gstats + (size_t)(g * 2 * Dk) * kv->elt;
+                    if (kv->p.type == LV_KV_F32) lv_quest_page(q + h0 * q_stride, q_stride, nh, (const float *)s, 1, (int)Dk, best);
+                    else lv_quest_page_f16(q + h0 * q_stride, q_stride, nh, (const uint16_t *)s, 1, (int)Dk, best);
+                    for (int h = 0; h < nh; h++) gs[(h0 + h) * n_groups + g] = (page_score){best[h], (int32_t)g};
+                }
+            }
+            for (int h = 0; h < n_q; h++) {
+                ps_select(gs + h * n_groups, n_groups, keep);
+                for (int64_t i = 0; i < keep; i++) c[gs[h * n_groups + i].page] = 1;
+            }
+            cand = c;
+        }
+    }
     for (int h0 = 0; h0 < n_q; h0 += 64) {
         const int nh = n_q - h0 < 64 ? n_q - h0 : 64;
         for (int64_t i = 0; i < n_pages - 1; i++) {
+            if (cand && !cand[i / G]) {
+                for (int h = 0; h < nh; h++) ps[(h0 + h) * (n_pages - 1) + i] = (page_score){-INFINITY, (int32_t)i};
+                continue;
+            }
             const uint8_t *s = stats_at(kv, pl, st->pages[i], 0);
             if (kv->p.type == LV_KV_F32) lv_quest_page(q + h0 * q_stride, q_stride, nh, (const float *)s, (int)(P / LV_KV_LOGICAL_PAGE), (int)Dk, best);
             else lv_quest_page_f16(q + h0 * q_stride, q_stride, nh, (const uint16_t *)s, (int)(P / LV_KV_LOGICAL_PAGE), (int)Dk, best);
@@ -636,6 +710,12 @@ int lv_kv_select_pages_multi(const lv_kv *kv, int64_t seq, int64_t layer, int64_
         qsort(out, (size_t)(k_pages - 1), sizeof(int32_t), cmp_i32);
     }
     return (int)k_pages;
+}
+
+size_t lv_kv_select_scratch_bytes(const lv_kv *kv, int n_q) {
+    const int64_t S = lv_kv_max_spans(kv), G = kv->p.stats_group;
+    const int64_t n_groups = G > 0 ? cdiv(S, G) : 0;
+    return (size_t)((int64_t)n_q * (S + n_groups)) * sizeof(page_score) + (size_t)n_groups;
 }
 
 int lv_kv_select_pages(const lv_kv *kv, int64_t seq, int64_t layer, int64_t head, int64_t n_new_visible, const float *q,

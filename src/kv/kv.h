@@ -69,6 +69,7 @@ typedef struct lv_kv_params {
     int64_t n_batch;    /* at most this many tokens are appended to one sequence in one step */
     lv_kv_type type;
     const lv_kv_head_policy *policies; /* (n_layer * n_head_kv), copied; NULL: every head FULL */
+    int64_t stats_group; /* > 0: streams with key statistics also keep them per group of this many pages (two-level selection) */
     int64_t n_rs_layer; /* recurrent layers (0: none) */
     int64_t rs_floats;  /* floats of state per (sequence, recurrent layer) */
 } lv_kv_params;
@@ -110,11 +111,15 @@ int64_t lv_kv_n_pages(const lv_kv *kv, int64_t seq, int64_t layer, int64_t head,
  * k_pages. Writes the chosen page indices in increasing order; returns how many. */
 /* The same for n_q queries that share the stream (the query heads of a KV head), reading the
  * statistics once: query h is q + h * q_stride, its pages go to pages_out + h * out_stride.
- * scratch: n_q * (pages - 1) * 8 bytes. Every query gets the returned count. shared: one selection
+ * scratch: lv_kv_select_scratch_bytes(kv, n_q). With groups (stats_group), each query keeps its best
+ * 2 (k_pages - 1) / stats_group + 2 groups by the same bound over a group's statistics (an upper
+ * bound of its pages' scores) and only the pages of groups some query kept are scored; with no
+ * more groups than that, every page is, as without groups. Every query gets the returned count. shared: one selection
  * for all n_q queries, a page scoring the max of their scores (not LServe's rule: a KV head then
  * reads k_pages pages however many query heads it serves), written for each query. */
 int lv_kv_select_pages_multi(const lv_kv *kv, int64_t seq, int64_t layer, int64_t head, int64_t n_new_visible, const float *q,
                              int64_t q_stride, int n_q, bool shared, int64_t k_pages, int32_t *pages_out, int64_t out_stride, void *scratch);
+size_t lv_kv_select_scratch_bytes(const lv_kv *kv, int n_q);
 int lv_kv_select_pages(const lv_kv *kv, int64_t seq, int64_t layer, int64_t head, int64_t n_new_visible, const float *q,
                        int64_t k_pages, int32_t *pages_out, void *scratch /* 8 bytes per page */);
 /* The spans of the given pages (indices into the stream's page list, increasing). */

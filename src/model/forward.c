@@ -77,7 +77,8 @@ lv_status lv_fwd_init(lv_fwd *f, const lv_model *m, lv_threadpool *tp, lv_kv *kv
         f->sel_pages = lv_calloc(n_sel * (size_t)(f->sel_k + 1), sizeof(int32_t));
         f->sel_n = lv_calloc(n_sel, sizeof(int32_t));
         f->sel_q = lv_calloc(n_sel * (size_t)hp->n_embd_head_k, sizeof(float));
-        f->sel_scratch = lv_calloc((size_t)f->n_threads * (size_t)G * (size_t)f->max_spans, 8);
+        f->sel_scratch_bytes = (lv_kv_select_scratch_bytes(kv, (int)G) + 63) / 64 * 64;
+        f->sel_scratch = lv_calloc((size_t)f->n_threads, f->sel_scratch_bytes);
         f->sel_tmp = lv_calloc((size_t)f->n_threads * (size_t)(G + 1) * stride, sizeof(int32_t));
         f->sel_heads = lv_calloc((size_t)f->n_threads * stride, sizeof(uint32_t));
         if (!f->sel_pages || !f->sel_n || !f->sel_q || !f->sel_scratch || !f->sel_tmp || !f->sel_heads) return LV_ERR_NOMEM;
@@ -268,7 +269,7 @@ static void refresh_selection(lv_fwd *f, const fw_task *t, int64_t i, int64_t g,
     const float drift = f->p.select_drift;
     if (f->sel_n[idx] == 0 || timestep % f->p.select_every == 0 ||
         (drift > 0.0f && query_drifted(q, f->sel_q + idx * D, G, D, drift))) {
-        void *scratch = (uint8_t *)f->sel_scratch + (size_t)ith * (size_t)G * (size_t)f->max_spans * 8;
+        void *scratch = (uint8_t *)f->sel_scratch + (size_t)ith * f->sel_scratch_bytes;
         const int n = lv_kv_select_pages_multi(f->kv, seq, t->kl, g, t->ub->n_vis[i], q, D, (int)G, f->p.select_shared, f->sel_k,
                                                f->sel_pages + idx * (f->sel_k + 1), f->sel_k + 1, scratch);
         for (int64_t h = 0; h < G; h++) f->sel_n[idx + h] = n;

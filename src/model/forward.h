@@ -60,7 +60,8 @@ typedef struct lv_fwd {
     int32_t *sel_pages;          /* (n_seq, n_layer, n_head, sel_k + 1) the last selection */
     int32_t *sel_n;              /* (n_seq, n_layer, n_head) its length, 0 = none */
     float *sel_q;                /* (n_seq, n_layer, n_head, head_dim_k): the query that made each selection */
-    void *sel_scratch;           /* (n_threads, G, max_spans) page scores */
+    void *sel_scratch;           /* (n_threads, sel_scratch_bytes): page and group scores (lv_kv_select_scratch_bytes) */
+    size_t sel_scratch_bytes;
     int32_t *sel_tmp;            /* (n_threads, G + 1, max_spans + 1): the G heads' pages and their union */
     uint32_t *sel_heads;         /* (n_threads, max_spans + 1): which heads chose each page of the union */
 

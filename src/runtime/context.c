@@ -108,6 +108,10 @@ static lv_status build_policies(lv_context *ctx) {
             goto end;
         }
     }
+    if (a.select_groups != 0 && (a.select_groups < 2 || a.select_groups > 4096)) {
+        st = lv_error(LV_ERR_INVALID_ARG, "select groups %d: 0 (off) or 2..4096 pages per group", a.select_groups);
+        goto end;
+    }
     if (a.sink < 0 || a.window < 1 || (a.select && (a.kv_budget < (int32_t)ctx->p.kv_page_size || a.kv_budget % (int32_t)ctx->p.kv_page_size != 0)) ||
         (a.select && (a.select_every < 1 || !(a.select_drift >= 0.0f && a.select_drift <= 1.0f)))) {
         st = lv_error(LV_ERR_INVALID_ARG, "attention parameters: sink %d >= 0, window %d >= 1, kv budget %d a positive multiple of the page size %u, "
@@ -192,6 +196,7 @@ lv_status lv_context_create(lv_model *model, lv_context_params p, lv_context **o
         .n_layer = model->n_attn_layers, .n_head_kv = H, .head_dim_k = hp->n_embd_head_k, .head_dim_v = hp->n_embd_head_v,
         .page_size = p.kv_page_size, .n_ctx = p.n_ctx, .n_seq_max = p.n_seq_max, .n_batch = p.n_batch, .type = p.kv_type,
         .policies = kv_pol, .n_rs_layer = model->n_recr_layers, .rs_floats = model->n_recr_layers ? lv_hp_ssm_state_floats(hp) : 0,
+        .stats_group = ctx->p.attention.select ? ctx->p.attention.select_groups : 0,
     };
     st = lv_kv_create(&kp, &ctx->kv);
     lv_free(kv_pol);
@@ -480,6 +485,9 @@ int64_t lv_context_describe_plan(const lv_context *ctx, char *buf, size_t buf_si
         OUT("  selection: %d pages of %u tokens (budget %d) per query head, recomputed every %d steps or when a query's cosine with the "
             "selecting one < %g%s\n", ctx->fw.sel_k, ctx->p.kv_page_size, a->kv_budget, a->select_every, (double)a->select_drift,
             a->select_shared ? "; one selection per KV head (max over its query heads)" : "");
+    if (a->select && a->select_groups)
+        OUT("  two-level selection: groups of %d pages scored first, each query head keeps its best %d groups and scores their pages\n",
+            a->select_groups, 2 * (ctx->fw.sel_k - 1) / a->select_groups + 2);
     for (int64_t l = 0; l < L; l++) {
         OUT("  layer %3lld: ", (long long)l);
         if (m->layers[l].recurrent) {

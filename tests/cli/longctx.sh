@@ -12,6 +12,11 @@ expect_ok "logits longgen" "$LV" logits -m "$M" -p "abc" --layer-plan longgen -o
 expect_ok "bench duo" "$LV" bench -m "$M" -p 16 -n 4 -r 1 --no-limits --heads "$T/p.tsv" --window 8
 expect_ok "bench synthetic depth" "$LV" bench -m "$M" -p 0 -n 4 -d 3000 -r 1 --no-limits --fill synthetic --heads "$T/p.tsv" --lserve --kv-budget 256 -o json
 grep -q '"n_depth": *3000' "$T/out" && grep -q '"lv_fill": *"synthetic"' "$T/out" || fail "synthetic fill reported: $(cat "$T/out")"
+expect_ok "bench two-level selection" "$LV" bench -m "$M" -p 0 -n 4 -d 3000 -r 1 --no-limits --fill synthetic --heads "$T/p.tsv" --lserve --kv-budget 256 --select-groups 4
+expect_ok "info two-level selection" "$LV" info -m "$M" --heads "$T/p.tsv" --lserve --kv-budget 256 --select-groups 4
+grep -q "two-level selection: groups of 4 pages scored first, each query head keeps its best 3 groups" "$T/out" || fail "two-level described: $(cat "$T/out")"
+expect_fail "select groups out of range" "$LV" run -m "$M" -p hi -n 2 --lserve --select-groups 1
+grep -q "select groups 1" "$T/err" || fail "the bad group size is named: $(cat "$T/err")"
 expect_fail "bench bad fill" "$LV" bench -m "$M" -p 0 -n 4 -d 16 --fill magic
 printf '0.9\t0.1\t0.3\n' > "$T/bad.tsv"
 expect_fail "pattern of another shape" "$LV" run -m "$M" -p hi -n 2 --heads "$T/bad.tsv"

@@ -360,3 +360,164 @@ TEST(key_statistics_survive_rollback_and_truncation) {
     free_pair(&p);
     free_pair(&q);
 }
+
+/* Two-level selection (stats_group): the cache keeps min/max per group of pages too. Each query
+ * keeps its best 2 (k - 1) / G + 2 groups by the bound over the group (checked against the keys
+ * themselves), and chooses its best k - 1 pages among the pages of the groups any query kept;
+ * with no more groups than that it is the exhaustive selection exactly; and a rolled-back step
+ * leaves the group statistics as they were (the selection equals that of a cache that never saw
+ * it), in f32 and f16 caches. */
+static double brute_group_bound(const float *k_all, int64_t n, const float *q, int64_t g, int64_t G) {
+    double s = 0;
+    for (int d = 0; d < DK; d++) {
+        float mn = INFINITY, mx = -INFINITY;
+        for (int64_t t = g * G * PAGE; t < (g + 1) * G * PAGE && t < n; t++) {
+            mn = fminf(mn, k_all[t * DK + d]);
+            mx = fmaxf(mx, k_all[t * DK + d]);
+        }
+        s += fmax((double)q[d] * mx, (double)q[d] * mn);
+    }
+    return s;
+}
+
+TEST(two_level_selection_keeps_each_heads_best_groups_and_equals_exhaustive_when_they_cover) {
+    lv_test_rng r = {lv_test_seed() ^ 0x2L};
+    enum { N = 2000, G = 4, NQ = 3 };
+    for (int tt = 0; tt < 2; tt++) {
+        const lv_kv_type t = tt ? LV_KV_F16 : LV_KV_F32;
+        float *k_all = malloc(sizeof(float) * (N + 64) * DK), *v_all = malloc(sizeof(float) * (N + 64) * DV);
+        lv_kv_head_policy pol = {.kind = LV_MASK_CAUSAL, .stats = true};
+        pair p; /* p.sparse: statistics per page only, the exhaustive reference */
+        REQUIRE(make_pair(&p, pol, N + 64, N + 64, t), "create");
+        lv_kv_params kp = {.n_layer = 1, .n_head_kv = 1, .head_dim_k = DK, .head_dim_v = DV, .page_size = PAGE, .n_ctx = N + 64,
+                           .n_seq_max = 1, .n_batch = N + 64, .type = t, .policies = &pol, .stats_group = G};
+        lv_kv *gk = NULL;
+        REQUIRE(lv_kv_create(&kp, &gk) == LV_OK, "create grouped: %s", lv_last_error());
+        for (int32_t pos = 0; pos < N; pos += 500) append(&p, &r, 500, pos, k_all, v_all);
+        /* the same keys into the grouped cache, in other chunk sizes; an f16 cache rounds them */
+        for (int32_t pos = 0; pos < N;) {
+            const int64_t n = pos + 333 <= N ? 333 : N - pos;
+            int64_t nn[1] = {n};
+            int32_t last[1] = {pos + (int32_t)n - 1};
+            REQUIRE(lv_kv_reserve(gk, nn, last) == LV_OK, "reserve");
+            for (int64_t i = 0; i < n; i++) lv_kv_write(gk, 0, 0, 0, i, k_all + (pos + i) * DK, v_all + (pos + i) * DV, pos + (int32_t)i);
+            lv_kv_commit(gk);
+            pos += (int32_t)n;
+        }
+        if (t == LV_KV_F16) /* the statistics see the stored keys */
+            for (int64_t i = 0; i < (int64_t)N * DK; i++) k_all[i] = lv_fp16_to_fp32(lv_fp32_to_fp16(k_all[i]));
+        /* a step of extreme keys, rolled back */
+        {
+            int64_t nn[1] = {40};
+            int32_t last[1] = {N + 39};
+            REQUIRE(lv_kv_reserve(gk, nn, last) == LV_OK, "reserve junk");
+            float junk[DK], vj[DV] = {0};
+            for (int d = 0; d < DK; d++) junk[d] = d % 2 ? 50.0f : -50.0f;
+            for (int i = 0; i < 40; i++) lv_kv_write(gk, 0, 0, 0, i, junk, vj, N + i);
+            lv_kv_rollback(gk);
+        }
+        const int64_t n_pages = (N + PAGE - 1) / PAGE, n_groups = (n_pages - 1 + G - 1) / G;
+        uint8_t *scr = malloc(lv_kv_select_scratch_bytes(gk, NQ)), *scr0 = malloc(lv_kv_select_scratch_bytes(p.sparse, NQ));
+        for (int rep = 0; rep < 12; rep++) {
+            float q[NQ * DK];
+            for (int i = 0; i < NQ * DK; i++) q[i] = lv_test_rng_f32(&r) * 2;
+            const int64_t k = rep < 8 ? 3 + rep : 70; /* 70: keep = 36 groups >= 31, every group */
+            const int64_t keep = 2 * (k - 1) / G + 2;
+            int32_t sel[NQ * 130], ref[NQ * 130];
+            const int n = lv_kv_select_pages_multi(gk, 0, 0, 0, 0, q, DK, NQ, false, k, sel, 130, scr);
+            const int n0 = lv_kv_select_pages_multi(p.sparse, 0, 0, 0, 0, q, DK, NQ, false, k, ref, 130, scr0);
+            CHECK(n == k && n0 == k, "%s k %lld: %d and %d pages", t ? "f16" : "f32", (long long)k, n, n0);
+            if (keep >= n_groups) {
+                for (int h = 0; h < NQ; h++)
+                    CHECK(memcmp(sel + h * 130, ref + h * 130, sizeof(int32_t) * (size_t)n) == 0, "k %lld: groups cover all: head %d differs from exhaustive",
+                          (long long)k, h);
+                continue;
+            }
+            /* the candidate groups: each head's best `keep` by the bound over the group's keys */
+            bool cand[64] = {false};
+            for (int h = 0; h < NQ; h++) {
+                double gb[64];
+                for (int64_t g = 0; g < n_groups; g++) gb[g] = brute_group_bound(k_all, N, q + h * DK, g, G);
+                for (int64_t g = 0; g < n_groups; g++) {
+                    int64_t better = 0;
+                    for (int64_t o = 0; o < n_groups; o++) better += gb[o] > gb[g] + 1e-3;
+                    if (better < keep - 1) cand[g] = true; /* surely among the best `keep` (ties within 1e-3 aside) */
+                }
+            }
+            for (int h = 0; h < NQ; h++) {
+                const int32_t *s = sel + h * 130;
+                CHECK(s[n - 1] == n_pages - 1, "the newest page is read");
+                double worst = INFINITY;
+                for (int i = 0; i < n - 1; i++) worst = fmin(worst, brute_page_score(k_all, N, q + h * DK, s[i]));
+                /* no unchosen page of a sure candidate group beats the worst chosen page */
+                for (int64_t pg = 0; pg < n_pages - 1; pg++) {
+                    if (!cand[pg / G]) continue;
+                    bool chosen = false;
+                    for (int i = 0; i < n; i++) chosen |= s[i] == pg;
+                    if (!chosen) CHECK(brute_page_score(k_all, N, q + h * DK, pg) <= worst + 1e-3, "%s k %lld head %d: page %lld of a kept group beats a chosen one",
+                                       t ? "f16" : "f32", (long long)k, h, (long long)pg);
+                }
+            }
+            if (lv_test_failures) break;
+        }
+        free(scr);
+        free(scr0);
+        lv_kv_free(gk);
+        free_pair(&p);
+        free(k_all);
+        free(v_all);
+    }
+}
+
+/* A rolled-back step leaves the group statistics as they were: after it and 200 more tokens, the
+ * two-level selection equals that of a cache that never saw the step (the extreme keys would
+ * otherwise make their group the best of every query). */
+TEST(group_statistics_survive_rollback) {
+    lv_test_rng r = {lv_test_seed() ^ 0x77};
+    enum { N = 2010, M = 200, G = 4 }; /* the step starts mid-group (group 31: slots 1984-2047) */
+    lv_kv_head_policy pol = {.kind = LV_MASK_CAUSAL, .stats = true};
+    lv_kv_params kp = {.n_layer = 1, .n_head_kv = 1, .head_dim_k = DK, .head_dim_v = DV, .page_size = PAGE, .n_ctx = N + M + 64,
+                       .n_seq_max = 1, .n_batch = N + M, .type = LV_KV_F16, .policies = &pol, .stats_group = G};
+    lv_kv *a = NULL, *b = NULL;
+    REQUIRE(lv_kv_create(&kp, &a) == LV_OK && lv_kv_create(&kp, &b) == LV_OK, "create");
+    float *k = malloc(sizeof(float) * (N + M) * DK), *v = malloc(sizeof(float) * (N + M) * DV);
+    for (int64_t i = 0; i < (int64_t)(N + M) * DK; i++) k[i] = lv_test_rng_f32(&r) * 2;
+    for (int64_t i = 0; i < (int64_t)(N + M) * DV; i++) v[i] = lv_test_rng_f32(&r);
+    lv_kv *both[2] = {a, b};
+    for (int c = 0; c < 2; c++) {
+        int64_t nn[1] = {N};
+        int32_t last[1] = {N - 1};
+        REQUIRE(lv_kv_reserve(both[c], nn, last) == LV_OK, "reserve");
+        for (int64_t i = 0; i < N; i++) lv_kv_write(both[c], 0, 0, 0, i, k + i * DK, v + i * DV, (int32_t)i);
+        lv_kv_commit(both[c]);
+    }
+    {
+        int64_t nn[1] = {100};
+        int32_t last[1] = {N + 99};
+        REQUIRE(lv_kv_reserve(a, nn, last) == LV_OK, "reserve junk");
+        float junk[DK], vj[DV] = {0};
+        for (int d = 0; d < DK; d++) junk[d] = d % 2 ? 50.0f : -50.0f;
+        for (int i = 0; i < 100; i++) lv_kv_write(a, 0, 0, 0, i, junk, vj, N + i);
+        lv_kv_rollback(a);
+    }
+    for (int c = 0; c < 2; c++) {
+        int64_t nn[1] = {M};
+        int32_t last[1] = {N + M - 1};
+        REQUIRE(lv_kv_reserve(both[c], nn, last) == LV_OK, "reserve more");
+        for (int64_t i = 0; i < M; i++) lv_kv_write(both[c], 0, 0, 0, i, k + (N + i) * DK, v + (N + i) * DV, N + (int32_t)i);
+        lv_kv_commit(both[c]);
+    }
+    uint8_t *scr = malloc(lv_kv_select_scratch_bytes(a, 1));
+    for (int rep = 0; rep < 20; rep++) {
+        float q[DK];
+        for (int d = 0; d < DK; d++) q[d] = lv_test_rng_f32(&r) * 2;
+        int32_t s1[16], s2[16];
+        const int n1 = lv_kv_select_pages(a, 0, 0, 0, 0, q, 5, s1, scr), n2 = lv_kv_select_pages(b, 0, 0, 0, 0, q, 5, s2, scr);
+        CHECK(n1 == n2 && memcmp(s1, s2, sizeof(int32_t) * (size_t)n1) == 0, "rep %d: the rolled-back keys still steer the selection", rep);
+    }
+    free(scr);
+    free(k);
+    free(v);
+    lv_kv_free(a);
+    lv_kv_free(b);
+}
