@@ -655,7 +655,7 @@ int lv_kv_select_pages_multi(const lv_kv *kv, int64_t seq, int64_t layer, int64_
     const uint8_t *cand = NULL;
     const int64_t G = kv->p.stats_group;
     if (st->gstats) {
-        const int64_t n_groups = cdiv(n_pages - 1, G), keep = 2 * (k_pages - 1) / G + 2;
+        const int64_t n_groups = cdiv(n_pages - 1, G), keep = lv_kv_groups_kept(k_pages, G);
         if (n_groups > keep) {
             page_score *gs = ps + (int64_t)n_q * (n_pages - 1);
             uint8_t *c = (uint8_t *)(gs + (int64_t)n_q * n_groups);

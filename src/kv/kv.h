@@ -120,6 +120,8 @@ int64_t lv_kv_n_pages(const lv_kv *kv, int64_t seq, int64_t layer, int64_t head,
 int lv_kv_select_pages_multi(const lv_kv *kv, int64_t seq, int64_t layer, int64_t head, int64_t n_new_visible, const float *q,
                              int64_t q_stride, int n_q, bool shared, int64_t k_pages, int32_t *pages_out, int64_t out_stride, void *scratch);
 size_t lv_kv_select_scratch_bytes(const lv_kv *kv, int n_q);
+/* Two-level selection: the groups of `group` pages each query keeps when it selects k_pages pages */
+static inline int64_t lv_kv_groups_kept(int64_t k_pages, int64_t group) { return 2 * (k_pages - 1) / group + 2; }
 int lv_kv_select_pages(const lv_kv *kv, int64_t seq, int64_t layer, int64_t head, int64_t n_new_visible, const float *q,
                        int64_t k_pages, int32_t *pages_out, void *scratch /* 8 bytes per page */);
 /* The spans of the given pages (indices into the stream's page list, increasing). */

@@ -167,13 +167,10 @@ static lv_status read_qwen35(const kv_reader *r, lv_model *m) {
                         "full_attention_interval is", key);
     int64_t interval = 4;
     if ((st = get_int(r, "full_attention_interval", false, 1, 4096, &interval)) != LV_OK) return st;
-    m->n_attn_layers = m->n_recr_layers = 0;
-    for (int64_t il = 0; il < hp->n_layer; il++) {
-        if ((il + 1) % interval != 0) m->n_recr_layers++;
-        else m->n_attn_layers++;
-    }
     hp->full_attn_interval = (int32_t)interval;
-    if (m->n_attn_layers == 0)
+    /* layer il has attention iff (il + 1) % interval == 0: some layer does iff interval <= n_layer
+     * (bind_tensors counts and numbers both kinds) */
+    if (interval > hp->n_layer)
         return lv_error(LV_ERR_UNSUPPORTED, "%s.full_attention_interval %lld leaves none of the %lld layers with attention; longview "
                         "needs at least one", a, (long long)interval, (long long)hp->n_layer);
     return LV_OK;

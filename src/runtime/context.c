@@ -487,7 +487,7 @@ int64_t lv_context_describe_plan(const lv_context *ctx, char *buf, size_t buf_si
             a->select_shared ? "; one selection per KV head (max over its query heads)" : "");
     if (a->select && a->select_groups)
         OUT("  two-level selection: groups of %d pages scored first, each query head keeps its best %d groups and scores their pages\n",
-            a->select_groups, 2 * (ctx->fw.sel_k - 1) / a->select_groups + 2);
+            a->select_groups, (int)lv_kv_groups_kept(ctx->fw.sel_k, a->select_groups));
     for (int64_t l = 0; l < L; l++) {
         OUT("  layer %3lld: ", (long long)l);
         if (m->layers[l].recurrent) {

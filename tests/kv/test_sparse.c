@@ -380,6 +380,19 @@ static double brute_group_bound(const float *k_all, int64_t n, const float *q, i
     return s;
 }
 
+/* a step of n extreme keys at positions pos0.. written to kv, then rolled back; false if it could
+ * not be reserved */
+static bool rolled_back_junk(lv_kv *kv, int32_t pos0, int n) {
+    int64_t nn[1] = {n};
+    int32_t last[1] = {pos0 + n - 1};
+    if (lv_kv_reserve(kv, nn, last) != LV_OK) return false;
+    float junk[DK], vj[DV] = {0};
+    for (int d = 0; d < DK; d++) junk[d] = d % 2 ? 50.0f : -50.0f;
+    for (int i = 0; i < n; i++) lv_kv_write(kv, 0, 0, 0, i, junk, vj, pos0 + i);
+    lv_kv_rollback(kv);
+    return true;
+}
+
 TEST(two_level_selection_keeps_each_heads_best_groups_and_equals_exhaustive_when_they_cover) {
     lv_test_rng r = {lv_test_seed() ^ 0x2L};
     enum { N = 2000, G = 4, NQ = 3 };
@@ -406,16 +419,7 @@ TEST(two_level_selection_keeps_each_heads_best_groups_and_equals_exhaustive_when
         }
         if (t == LV_KV_F16) /* the statistics see the stored keys */
             for (int64_t i = 0; i < (int64_t)N * DK; i++) k_all[i] = lv_fp16_to_fp32(lv_fp32_to_fp16(k_all[i]));
-        /* a step of extreme keys, rolled back */
-        {
-            int64_t nn[1] = {40};
-            int32_t last[1] = {N + 39};
-            REQUIRE(lv_kv_reserve(gk, nn, last) == LV_OK, "reserve junk");
-            float junk[DK], vj[DV] = {0};
-            for (int d = 0; d < DK; d++) junk[d] = d % 2 ? 50.0f : -50.0f;
-            for (int i = 0; i < 40; i++) lv_kv_write(gk, 0, 0, 0, i, junk, vj, N + i);
-            lv_kv_rollback(gk);
-        }
+        REQUIRE(rolled_back_junk(gk, N, 40), "reserve junk");
         const int64_t n_pages = (N + PAGE - 1) / PAGE, n_groups = (n_pages - 1 + G - 1) / G;
         uint8_t *scr = malloc(lv_kv_select_scratch_bytes(gk, NQ)), *scr0 = malloc(lv_kv_select_scratch_bytes(p.sparse, NQ));
         for (int rep = 0; rep < 12; rep++) {
@@ -491,15 +495,7 @@ TEST(group_statistics_survive_rollback) {
         for (int64_t i = 0; i < N; i++) lv_kv_write(both[c], 0, 0, 0, i, k + i * DK, v + i * DV, (int32_t)i);
         lv_kv_commit(both[c]);
     }
-    {
-        int64_t nn[1] = {100};
-        int32_t last[1] = {N + 99};
-        REQUIRE(lv_kv_reserve(a, nn, last) == LV_OK, "reserve junk");
-        float junk[DK], vj[DV] = {0};
-        for (int d = 0; d < DK; d++) junk[d] = d % 2 ? 50.0f : -50.0f;
-        for (int i = 0; i < 100; i++) lv_kv_write(a, 0, 0, 0, i, junk, vj, N + i);
-        lv_kv_rollback(a);
-    }
+    REQUIRE(rolled_back_junk(a, N, 100), "reserve junk");
     for (int c = 0; c < 2; c++) {
         int64_t nn[1] = {M};
         int32_t last[1] = {N + M - 1};

@@ -19,6 +19,11 @@
 static const char *const g_archs[] = {"qwen2", "qwen3", "smollm3", "gemma3", "qwen35"};
 #define N_ARCH 5
 #define QWEN35 4
+/* the tiny qwen35's memory (f32 cache): bytes per token of its one attention layer (2 KV heads, k + v
+ * of 16), and of one sequence's state in its 3 recurrent layers (a 3-input convolution window over
+ * 2 x 2 key-head + 4 value-head channels of 16, and 4 value heads' 16 x 16 matrices) */
+#define Q35_TOKEN_BYTES ((int64_t)2 * 2 * 16 * 4)
+#define Q35_STATE_BYTES ((int64_t)3 * ((4 - 1) * (2 * 2 * 16 + 4 * 16) + 4 * 16 * 16) * 4)
 static lv_model *g_models[N_ARCH]; /* shared by the tests of this file */
 
 static lv_model *tiny_model(int a) {
@@ -363,8 +368,7 @@ TEST(qwen35_recurrent_state_is_constant_and_carries_across_steps) {
     for (int i = 0; i < 96; i++) T[i] = (lv_token)(3 + (i * 977) % (V - 3));
     float *want = solo_logits(model, T, 96);
     REQUIRE(want, "solo");
-    const int64_t tok = 2 /* KV heads */ * 2 * 16 /* k + v, head 16 */ * 4; /* bytes per token of the attention layer, f32 */
-    const int64_t state = 3 /* layers */ * ((4 - 1) * (2 * 2 * 16 + 4 * 16) + 4 * 16 * 16) * 4;
+    const int64_t tok = Q35_TOKEN_BYTES, state = Q35_STATE_BYTES;
     for (int chunk = 1; chunk <= 96; chunk *= 7) { /* 1 (token by token), 7, 49 */
         lv_context_params cp = lv_context_default_params();
         cp.n_ctx = 256;
@@ -436,7 +440,7 @@ TEST(qwen35_attention_plans_apply_to_its_attention_layers) {
             CHECK(lg && max_diff(lg, dense, V) > 0, "a sink+window attention layer changes the logits");
             /* the state, and sink + window + two partial 16-token pages of the attention layer
              * (dense would hold all 80 tokens: 37376 bytes) */
-            const int64_t state = 3 * ((4 - 1) * (2 * 2 * 16 + 4 * 16) + 4 * 16 * 16) * 4, tok = 2 * 2 * 16 * 4;
+            const int64_t state = Q35_STATE_BYTES, tok = Q35_TOKEN_BYTES;
             CHECK(lv_kv_used_bytes(ctx) <= state + (4 + 8 + 2 * 16) * tok && used_40 <= state + (4 + 8 + 2 * 16) * tok,
                   "sink+window: %lld bytes after 80 tokens, %lld after 40; bound %lld", (long long)lv_kv_used_bytes(ctx), (long long)used_40,
                   (long long)(state + (4 + 8 + 2 * 16) * tok));
