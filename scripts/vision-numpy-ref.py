@@ -1,0 +1,298 @@
+#!/usr/bin/env python3
+"""An independent numpy forward of the vision encoders, written from ../shared/VISION.md (§2, §4.2), to check
+the mtmd goldens in tests/golden/vision/ (and, later, anything else that claims to match them).
+
+    PYTHONPATH=.oracle/src/gguf-py /usr/bin/python3 scripts/vision-numpy-ref.py [--no-emul] [tests/golden/vision/NAME.lvv ...]
+
+For every embed golden (default: all) it reads the mmproj file and images named in the header, runs the tower
+and projector in float64, and prints max|delta| and max|delta| / max|ref| against mtmd's embeddings.
+The ggml CPU numerics that matter are emulated (VISION.md §4.2), unless --no-emul:
+  - ggml_conv_2d builds im2col in F16: normalised pixels and the patch kernel are rounded to F16;
+  - GELU (tanh) and QuickGELU use F16 tables: input rounded to F16, output rounded to F16 (GELU: 0 below -10,
+    identity above 10);
+  - a matrix stored F16 multiplies activations rounded to F16; a Q8_0 matrix multiplies activations quantised
+    to Q8_0 blocks of 32 (scale amax/127 in F16), its own values dequantised.
+Covers idefics3, qwen2vl_merger, qwen2.5vl_merger (still images and temporal pairs) and mlp (no v.class_embd).
+Still images are taken at the exact target size (preprocessing = /255 and normalisation); the idefics3
+multi-tile case's overview (a Pillow-bicubic downscale) is skipped, its tiles are checked.
+"""
+import os
+import sys
+
+import numpy as np
+
+import gguf
+
+EMUL = "--no-emul" not in sys.argv
+T = gguf.GGMLQuantizationType
+
+
+def f16(x):
+    return np.asarray(x, np.float64).astype(np.float16).astype(np.float64) if EMUL else np.asarray(x, np.float64)
+
+
+def load_lvv(path):
+    b = open(path, "rb").read()
+    i = b.index(b"\nend\n") + 5
+    h = {}
+    for line in b[:i].decode().splitlines()[1:-1]:
+        if "=" in line:
+            k, v = line.split("=", 1)
+            h[k] = v
+    return h, b[i:]
+
+
+def read_ppm(path):
+    b = open(path, "rb").read()
+    parts = b.split(maxsplit=4)
+    w, h = int(parts[1]), int(parts[2])
+    return np.frombuffer(parts[4][: w * h * 3], np.uint8).reshape(h, w, 3)
+
+
+class MM:
+    def __init__(self, path):
+        r = gguf.GGUFReader(path)
+        self.kv = {}
+        for k, f in r.fields.items():
+            if not f.data:
+                continue
+            if f.types and f.types[0] == gguf.GGUFValueType.STRING:
+                self.kv[k] = bytes(f.parts[f.data[0]]).decode()
+            elif f.types and f.types[0] == gguf.GGUFValueType.ARRAY:
+                self.kv[k] = [f.parts[i][0] for i in f.data]
+            else:
+                self.kv[k] = f.parts[f.data[0]][0]
+        self.t = {}
+        self.ty = {}
+        for t in r.tensors:
+            shape = [int(x) for x in reversed(t.shape)]  # PyTorch order
+            if t.tensor_type in (T.F32, T.F16):
+                a = np.asarray(t.data, np.float64).reshape(shape)
+            else:
+                a = gguf.quants.dequantize(t.data, t.tensor_type).astype(np.float64).reshape(shape)
+            self.t[t.name] = a
+            self.ty[t.name] = t.tensor_type
+
+    def has(self, n):
+        return n in self.t
+
+    def lin(self, x, name, bias=True):
+        """x [n, in] @ W[out, in]^T (+ b), with the activation rounding of the weight's storage type."""
+        w = self.t[name + ".weight"]
+        ty = self.ty[name + ".weight"]
+        if EMUL and ty == T.F16:
+            x = f16(x)
+        elif EMUL and ty == T.Q8_0:
+            xb = x.reshape(x.shape[0], -1, 32)
+            d = np.abs(xb).max(axis=2, keepdims=True) / 127.0
+            d16 = d.astype(np.float16).astype(np.float64)
+            q = np.round(np.divide(xb, d, out=np.zeros_like(xb), where=d > 0))
+            x = (q * d16).reshape(x.shape)
+        y = x @ w.T
+        if bias and name + ".bias" in self.t:
+            y = y + self.t[name + ".bias"]
+        return y
+
+
+def layernorm(x, w, b, eps):
+    m = x.mean(-1, keepdims=True)
+    v = ((x - m) ** 2).mean(-1, keepdims=True)
+    y = (x - m) / np.sqrt(v + eps) * w
+    return y + b if b is not None else y
+
+
+def rmsnorm(x, w, eps):
+    return x / np.sqrt((x * x).mean(-1, keepdims=True) + eps) * w
+
+
+def gelu(x):
+    if not EMUL:
+        return 0.5 * x * (1 + np.tanh(0.7978845608028654 * x * (1 + 0.044715 * x * x)))
+    xh = f16(x)
+    y = f16(0.5 * xh * (1 + np.tanh(0.7978845608028654 * xh * (1 + 0.044715 * xh * xh))))
+    return np.where(x <= -10, 0.0, np.where(x >= 10, x, y))
+
+
+def quick_gelu(x):
+    if not EMUL:
+        return x / (1 + np.exp(-1.702 * x))
+    xh = f16(x)
+    return f16(xh / (1 + np.exp(-1.702 * xh)))
+
+
+def silu(x):
+    return x / (1 + np.exp(-x))
+
+
+def normalise(img, mm):
+    mean = np.array(mm.kv["clip.vision.image_mean"][:3], np.float32)
+    std = np.array(mm.kv["clip.vision.image_std"][:3], np.float32)
+    x = ((img.astype(np.float32) / np.float32(255.0) - mean) / std).astype(np.float64)  # [H, W, 3]
+    return x
+
+
+def patchify(x, kernel, p):
+    """conv p x p stride p -> [n_patches (raster), d], with F16 im2col."""
+    H, W, _ = x.shape
+    gy, gx = H // p, W // p
+    cols = f16(x).reshape(gy, p, gx, p, 3).transpose(0, 2, 4, 1, 3).reshape(gy * gx, 3 * p * p)  # (c, ky, kx)
+    k = f16(kernel).reshape(kernel.shape[0], -1)  # [d, 3*p*p] in (c, ky, kx)
+    return cols @ k.T
+
+
+def attention(q, k, v, heads, mask=None):
+    n, d = q.shape
+    dh = d // heads
+    out = np.empty_like(q)
+    for h in range(heads):
+        s = slice(h * dh, (h + 1) * dh)
+        a = q[:, s] @ k[:, s].T / np.sqrt(dh)
+        if mask is not None:
+            a = np.where(mask, a, -np.inf)
+        a = np.exp(a - a.max(-1, keepdims=True))
+        a /= a.sum(-1, keepdims=True)
+        out[:, s] = a @ v[:, s]
+    return out
+
+
+def block(mm, x, i, norm, ffn, rope=None, mask=None):
+    b = f"v.blk.{i}"
+    heads = int(mm.kv["clip.vision.attention.head_count"])
+    eps = float(mm.kv["clip.vision.attention.layer_norm_epsilon"])
+    nrm = (lambda y, n: rmsnorm(y, mm.t[f"{b}.{n}.weight"], eps)) if norm == "rms" else \
+          (lambda y, n: layernorm(y, mm.t[f"{b}.{n}.weight"], mm.t.get(f"{b}.{n}.bias"), eps))
+    h = nrm(x, "ln1")
+    q, k, v = mm.lin(h, f"{b}.attn_q"), mm.lin(h, f"{b}.attn_k"), mm.lin(h, f"{b}.attn_v")
+    if rope is not None:
+        q, k = rope(q, heads), rope(k, heads)
+    x = x + mm.lin(attention(q, k, v, heads, mask), f"{b}.attn_out")
+    h = nrm(x, "ln2")
+    if ffn == "swiglu":
+        h = silu(mm.lin(h, f"{b}.ffn_gate")) * mm.lin(h, f"{b}.ffn_up")
+    else:
+        h = (gelu if ffn == "gelu" else quick_gelu)(mm.lin(h, f"{b}.ffn_up"))
+    return x + mm.lin(h, f"{b}.ffn_down")
+
+
+def ffn_kind(mm):
+    if mm.kv.get("clip.use_silu"):
+        return "swiglu" if mm.has("v.blk.0.ffn_gate.weight") else "silu"
+    return "gelu" if mm.kv.get("clip.use_gelu") else "quick"
+
+
+def idefics3(mm, img):
+    p = int(mm.kv["clip.vision.patch_size"])
+    s = int(mm.kv["clip.vision.projector.scale_factor"])
+    eps = float(mm.kv["clip.vision.attention.layer_norm_epsilon"])
+    x = patchify(normalise(img, mm), mm.t["v.patch_embd.weight"], p) + mm.t["v.patch_embd.bias"]
+    x = x + mm.t["v.position_embd.weight"][: x.shape[0]]
+    for i in range(int(mm.kv["clip.vision.block_count"])):
+        x = block(mm, x, i, "ln", ffn_kind(mm))
+    x = layernorm(x, mm.t["v.post_ln.weight"], mm.t["v.post_ln.bias"], eps)
+    G = img.shape[0] // p
+    d = x.shape[1]
+    g = x.reshape(G // s, s, G // s, s, d)  # (Y, dy, X, dx, c)
+    g = g.transpose(0, 2, 1, 3, 4).reshape((G // s) ** 2, s * s * d)  # feature (dy*s+dx)*d + c
+    return mm.lin(g, "mm.model.fc", bias=False)
+
+
+def mlp(mm, img):
+    p = int(mm.kv["clip.vision.patch_size"])
+    eps = float(mm.kv["clip.vision.attention.layer_norm_epsilon"])
+    assert not mm.has("v.class_embd"), "files with v.class_embd hit the v0.4.0 CLS quirk (VISION.md §2.3)"
+    x = patchify(normalise(img, mm), mm.t["v.patch_embd.weight"], p)
+    if mm.has("v.patch_embd.bias"):
+        x = x + mm.t["v.patch_embd.bias"]
+    x = x + mm.t["v.position_embd.weight"][: x.shape[0]]
+    x = layernorm(x, mm.t["v.pre_ln.weight"], mm.t["v.pre_ln.bias"], eps)
+    for i in range(int(mm.kv["clip.vision.block_count"]) - 1):  # mtmd runs block_count - 1 blocks
+        x = block(mm, x, i, "ln", ffn_kind(mm))
+    return mm.lin(gelu(mm.lin(x, "mm.0")), "mm.2")
+
+
+def qwen(mm, frames):
+    p = int(mm.kv["clip.vision.patch_size"])
+    eps = float(mm.kv["clip.vision.attention.layer_norm_epsilon"])
+    v25 = mm.kv["clip.projector_type"] == "qwen2.5vl_merger"
+    f0 = normalise(frames[0], mm)
+    f1 = normalise(frames[1], mm) if len(frames) > 1 else f0
+    x = patchify(f0, mm.t["v.patch_embd.weight"], p) + patchify(f1, mm.t["v.patch_embd.weight.1"], p)
+    H, W, _ = frames[0].shape
+    hp, wp = H // p, W // p
+    r, c = np.divmod(np.arange(hp * wp), wp)
+    order = ((r // 2) * (wp // 2) + c // 2) * 4 + (r % 2) * 2 + (c % 2)  # merge-block index of raster patch
+    xs = np.empty_like(x)
+    xs[order] = x
+    rr = np.empty(hp * wp, np.int64)
+    cc = np.empty(hp * wp, np.int64)
+    rr[order], cc[order] = r, c
+
+    def rope(t, heads):
+        dh = t.shape[1] // heads
+        half, quarter = dh // 2, dh // 4
+        fr = 10000.0 ** (-4.0 * np.arange(quarter) / dh)
+        ang = np.concatenate([rr[:, None] * fr[None], cc[:, None] * fr[None]], axis=1)  # [n, half]
+        cos, sin = np.cos(ang), np.sin(ang)
+        out = t.copy()
+        for h in range(heads):
+            a = t[:, h * dh: h * dh + half]
+            b = t[:, h * dh + half: (h + 1) * dh]
+            out[:, h * dh: h * dh + half] = a * cos - b * sin
+            out[:, h * dh + half: (h + 1) * dh] = a * sin + b * cos
+        return out
+
+    win_mask = None
+    nwa = int(mm.kv.get("clip.vision.n_wa_pattern", 0) or 0)
+    if v25:
+        wpx = 8  # 112 px / 14 = 8 patches per window side
+        wid = (rr // wpx) * ((wp + wpx - 1) // wpx) + cc // wpx
+        win_mask = wid[:, None] == wid[None, :]
+    for i in range(int(mm.kv["clip.vision.block_count"])):
+        full = not v25 or (nwa > 0 and (i + 1) % nwa == 0)
+        xs = block(mm, xs, i, "rms" if v25 else "ln", "swiglu" if v25 else ffn_kind(mm), rope, None if full else win_mask)
+    if v25:
+        xs = rmsnorm(xs, mm.t["v.post_ln.weight"], eps)
+    else:
+        xs = layernorm(xs, mm.t["v.post_ln.weight"], mm.t["v.post_ln.bias"], eps)
+    m = xs.reshape(-1, 4 * xs.shape[1])
+    return mm.lin(gelu(mm.lin(m, "mm.0")), "mm.2")
+
+
+def main():
+    files = [a for a in sys.argv[1:] if not a.startswith("--")]
+    gdir = "tests/golden/vision"
+    if not files:
+        files = sorted(os.path.join(gdir, n) for n in os.listdir(gdir) if n.endswith(".lvv") and not n.startswith("logits-"))
+    worst = 0.0
+    for path in files:
+        h, body = load_lvv(path)
+        d = os.path.dirname(path)
+        mm = MM(os.path.join(d, h["mmproj"]))
+        imgs = [read_ppm(os.path.join(d, n)) for n in h["images"].split()]
+        E, N = int(h["n_embd"]), int(h["n_image_tokens"])
+        got = np.frombuffer(body[: 4 * N * E], "<f4").reshape(N, E).astype(np.float64)
+        proj = h["projector"]
+        note = ""
+        if proj == "idefics3":
+            T_ = int(mm.kv["clip.vision.image_size"])
+            img = imgs[0]
+            tiles = [img[y:y + T_, x:x + T_] for y in range(0, img.shape[0], T_) for x in range(0, img.shape[1], T_)]
+            if len(tiles) == 1:
+                ref = np.concatenate([idefics3(mm, tiles[0])] * 2)  # tile + the identical overview
+            else:  # tiles first in mtmd's chunk order, the resized overview last: check the tiles only
+                ref = np.concatenate([idefics3(mm, t) for t in tiles])
+                note = " (tiles only; overview is resized)"
+        elif proj == "mlp":
+            ref = mlp(mm, imgs[0])
+        else:
+            ref = qwen(mm, imgs)
+        g = got[: ref.shape[0]]
+        diff = np.abs(g - ref).max()
+        rel = diff / np.abs(ref).max()
+        worst = max(worst, rel)
+        print(f"{os.path.basename(path):28s} {proj:18s} tokens {ref.shape[0]:3d}  max|d| {diff:.2e}  rel {rel:.2e}{note}")
+    print(f"worst relative {worst:.2e} ({'with' if EMUL else 'without'} the F16 emulations)")
+
+
+if __name__ == "__main__":
+    main()
