@@ -20,6 +20,7 @@ Files (all F32 unless said; 4 heads, d 32, f 96, n_text 64):
   mlp.gguf               LLaVA-1.5-like CLIP, p 14, image 56, pre_ln, block_count 3 (mtmd runs 2), QuickGELU,
                          mm.0 -> GELU -> mm.2 (hidden 64); NO v.class_embd (VISION.md §2.3: v0.4.0 appends CLS and
                          drops patch 0; without CLS the output is simply the 16 patches)
+text-qwen2vl.gguf       a tiny qwen2vl (M-RoPE) text model for the Qwen position goldens (see text_qwen2vl())
 vocab-vlm.gguf          vocabulary for the tiny text model (see vocab())
 Images (binary PPM, smooth gradients + sines + uniform noise, at the exact target sizes):
   img-64x64.ppm, img-128x128.ppm, img-224x168.ppm, img-112x112.ppm, img-112x112-b.ppm (second frame of a
@@ -180,6 +181,56 @@ def mlp(path, seed, image_size=56, n_blocks=3, hidden=64):
 EXTRA_TOKENS = ["\n\n", "<fake_token_around_image>", "<global-img>", "<|vision_start|>", "<|vision_end|>"]
 
 
+def add_vocab(w):
+    toks = ["<unk>", "<s>", "</s>"] + ["<0x%02X>" % i for i in range(256)] + EXTRA_TOKENS
+    types = [2, 3, 3] + [6] * 256 + [4] * len(EXTRA_TOKENS)
+    w.add_tokenizer_model("llama")
+    w.add_tokenizer_pre("default")
+    w.add_token_list(toks)
+    w.add_token_scores([0.0] * len(toks))
+    w.add_token_types(types)
+    w.add_unk_token_id(0)
+    w.add_bos_token_id(1)
+    w.add_eos_token_id(2)
+    w.add_add_bos_token(True)
+    w.add_add_eos_token(False)
+    return len(toks)
+
+
+def text_qwen2vl(path, seed, n_ff=96, heads=2):
+    """A tiny `qwen2vl` text model (M-RoPE, rope.dimension_sections [4, 6, 6, 0] for head 32; n_embd = N_TEXT;
+    1 layer; tied output; F16 matrices; vocab as vocab-vlm.gguf). longview's gen-model has no qwen2vl yet,
+    so the file itself is committed. Only its architecture matters to the goldens that use it: with an
+    M-RoPE text model mtmd gives Qwen image chunks their nx x ny grid, n_pos = max(nx, ny) and 2-D
+    decoder positions; with a llama text model nx = n_tokens, ny = 1 and n_pos = n_tokens."""
+    g = Gen(seed)
+    w = gguf.GGUFWriter(path, "qwen2vl")
+    w.add_context_length(4096)
+    w.add_embedding_length(N_TEXT)
+    w.add_block_count(1)
+    w.add_feed_forward_length(n_ff)
+    w.add_head_count(heads)
+    w.add_head_count_kv(heads)
+    w.add_layer_norm_rms_eps(1e-6)
+    w.add_rope_freq_base(1000000.0)
+    w.add_rope_dimension_sections([4, 6, 6, 0])
+    w.add_file_type(1)
+    n_vocab = add_vocab(w)
+    store(w, "token_embd.weight", g.table(n_vocab, N_TEXT, 1.0), "f16")
+    b = "blk.0"
+    store(w, f"{b}.attn_norm.weight", g.normw(N_TEXT))
+    for t in ("q", "k", "v"):
+        store(w, f"{b}.attn_{t}.weight", g.lin(N_TEXT, N_TEXT), "f16")
+        store(w, f"{b}.attn_{t}.bias", g.bias(N_TEXT))
+    store(w, f"{b}.attn_output.weight", g.lin(N_TEXT, N_TEXT), "f16")
+    store(w, f"{b}.ffn_norm.weight", g.normw(N_TEXT))
+    store(w, f"{b}.ffn_gate.weight", g.lin(n_ff, N_TEXT), "f16")
+    store(w, f"{b}.ffn_up.weight", g.lin(n_ff, N_TEXT), "f16")
+    store(w, f"{b}.ffn_down.weight", g.lin(N_TEXT, n_ff), "f16")
+    store(w, "output_norm.weight", g.normw(N_TEXT))
+    finish(w)
+
+
 def vocab(path):
     """A vocabulary-only GGUF for `longview gen-model --vocab`: builtin:bytes' 259 tokens (<unk>, <s>, </s>,
     <0x00>..<0xFF>, SentencePiece with byte fallback) plus, as user-defined tokens, the pieces mtmd looks
@@ -234,6 +285,7 @@ def main():
     qwen(j("qwen25vl-q8_0.gguf"), 203, v25=True, mat="q8_0")
     mlp(j("mlp.gguf"), 301)
     vocab(j("vocab-vlm.gguf"))
+    text_qwen2vl(j("text-qwen2vl.gguf"), 401)
     image(j("img-64x64.ppm"), 64, 64, 1)
     image(j("img-128x128.ppm"), 128, 128, 2)
     image(j("img-224x168.ppm"), 224, 168, 3)

@@ -50,6 +50,10 @@ CASES=(
   "qwen25vl-pair-112|embed|qwen25vl.gguf|img-112x112.ppm img-112x112-b.ppm|--pair|qwen2.5vl_merger, temporal pair of two 112x112 frames"
   "qwen25vl-q8_0-224x168|embed|qwen25vl-q8_0.gguf|img-224x168.ppm||qwen2.5vl_merger with Q8_0 matrices"
   "mlp-56|embed|mlp.gguf|img-56x56.ppm||mlp (LLaVA-1.5 style, no v.class_embd), 56x56: 16 tokens, 2 of 3 blocks run"
+  "qwen2vl-224x168-mrope|embed|qwen2vl.gguf|img-224x168.ppm||qwen2vl-224x168 with an M-RoPE text model: nx 8, ny 6, n_pos 8, decoder positions"
+  "qwen25vl-224x168-mrope|embed|qwen25vl.gguf|img-224x168.ppm||qwen25vl-224x168 with an M-RoPE text model"
+  "qwen25vl-pair-112-mrope|embed|qwen25vl.gguf|img-112x112.ppm img-112x112-b.ppm|--pair|the temporal pair with an M-RoPE text model: t constant over the pair"
+  "qwen2vl-two-images-mrope|embed|qwen2vl.gguf|img-224x168.ppm img-112x112.ppm||two images in one prompt (not mergeable) with an M-RoPE text model: the second chunk's pos_0 follows max(nx, ny)"
   "logits-mlp-56|logits|mlp.gguf|img-56x56.ppm||end to end: BOS + 'Describe ' + 16 image rows + ' please' through the tiny text model"
   "logits-idefics3-s2-64|logits|idefics3-s2.gguf|img-64x64.ppm||end to end: the idefics3 tile + overview with their marker tokens"
 )
@@ -59,9 +63,12 @@ for c in "${CASES[@]}"; do
   [ $# -eq 0 ] || [[ " $* " == *" $name "* ]] || continue
   paths=()
   for i in $images; do paths+=("$OUTDIR/$i"); done
+  # the *-mrope cases use the committed qwen2vl text model (gen-model has no qwen2vl architecture yet)
+  text="$TEXT"
+  case $name in *-mrope) text="$OUTDIR/text-qwen2vl.gguf" ;; esac
   if [ "$kind" = embed ]; then
     # shellcheck disable=SC2086
-    "$ORACLE" embed "$TEXT" "$OUTDIR/$mmproj" "${paths[@]}" $extra -t $THREADS -o "$WORK/$name" 2>"$WORK/$name.log"
+    "$ORACLE" embed "$text" "$OUTDIR/$mmproj" "${paths[@]}" $extra -t $THREADS -o "$WORK/$name" 2>"$WORK/$name.log"
   else
     "$ORACLE" logits "$TEXT" "$OUTDIR/$mmproj" "$PROMPT" "${paths[@]}" -t $THREADS -o "$WORK/$name" 2>"$WORK/$name.log"
   fi
@@ -76,8 +83,13 @@ for c in "${CASES[@]}"; do
     echo "mmproj_sha256=$(sha256sum "$OUTDIR/$mmproj" | cut -d' ' -f1)"
     echo "images=$images"
     for i in $images; do echo "image_sha256.$i=$(sha256sum "$OUTDIR/$i" | cut -d' ' -f1)"; done
-    echo "text_gen_model=$TEXT_ARGS"
-    echo "text_sha256=$TEXT_SHA"
+    if [ "$text" = "$TEXT" ]; then
+      echo "text_gen_model=$TEXT_ARGS"
+      echo "text_sha256=$TEXT_SHA"
+    else
+      echo "text_model=$(basename "$text")"
+      echo "text_sha256=$(sha256sum "$text" | cut -d' ' -f1)"
+    fi
     if [ "$kind" = logits ]; then echo "prompt=$PROMPT"; fi
     cat "$WORK/$name.txt"
     echo "oracle=llama.cpp v0.4.0 (node-llama-cpp 3.21.1) libmtmd built by scripts/build-mtmd.sh, oracle/lv_mtmd.c; CPU, warmup off, flash attention off"
