@@ -10,6 +10,8 @@ N(0, 0.02^2), linear weights N(0, 1/fan_in). Output width N_TEXT = the tiny text
 
 Files (all F32 unless said; 4 heads, d 32, f 96, n_text 64):
   idefics3-s2.gguf       SigLIP-like, p 16, image 64, s 2, 2 blocks, GELU (tanh)     -> 4 tokens / 64x64 tile
+  idefics3-s2-e128.gguf  idefics3-s2's weights plus preproc_image_size 128 (SmolVLM's tiling path: Lanczos
+                         resize of the long side to 128, 64-px tiles of the refined image, then the overview)
   idefics3-s4.gguf       the same at image 128, s 4                                   -> 4 tokens / 128x128 tile
   idefics3-s2-f16.gguf   idefics3-s2's shape, other seed; matrices F16 (patch/pos F32, as SmolVLM's converter)
   qwen2vl.gguf           qwen2vl_merger, p 14, 2 blocks, QuickGELU, LayerNorm; patch kernels F16 (as the Qwen
@@ -118,13 +120,15 @@ def finish(w):
     w.close()
 
 
-def idefics3(path, seed, image_size, s, n_blocks=2, mat=None):
+def idefics3(path, seed, image_size, s, n_blocks=2, mat=None, preproc=0):
     p = 16
     g = Gen(seed)
     w = gguf.GGUFWriter(path, "clip")
     header(w, "idefics3", image_size, p, n_blocks, 1e-6, [0.5] * 3, [0.5] * 3, 1 if mat == "f16" else 0)
     w.add_vision_use_gelu(True)
     w.add_vision_projector_scale_factor(s)
+    if preproc:
+        w.add_vision_preproc_image_size(preproc)
     n_pos = (image_size // p) ** 2
     store(w, "v.patch_embd.weight", g.conv(D, p))
     store(w, "v.patch_embd.bias", g.bias(D))
@@ -278,6 +282,7 @@ def main():
     os.makedirs(out, exist_ok=True)
     j = lambda n: os.path.join(out, n)
     idefics3(j("idefics3-s2.gguf"), 101, 64, 2)
+    idefics3(j("idefics3-s2-e128.gguf"), 101, 64, 2, preproc=128)
     idefics3(j("idefics3-s4.gguf"), 102, 128, 4)
     idefics3(j("idefics3-s2-f16.gguf"), 103, 64, 2, mat="f16")
     qwen(j("qwen2vl.gguf"), 201, v25=False)

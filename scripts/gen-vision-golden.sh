@@ -40,6 +40,8 @@ PROMPT='Describe <__media__> please'
 CASES=(
   "idefics3-s2-64|embed|idefics3-s2.gguf|img-64x64.ppm||idefics3, one 64x64 tile (p 16, s 2: 4 tokens) + the identical overview"
   "idefics3-s2-128|embed|idefics3-s2.gguf|img-128x128.ppm||idefics3 multi-tile: 2x2 tiles of 64 (exact crops) + the overview (128->64 Pillow-bicubic, NOT preprocessing-free)"
+  "idefics3-e128-64|embed|idefics3-s2-e128.gguf|img-64x64.ppm||idefics3 with preproc_image_size 128 (SmolVLM tiling): 64x64 upscaled to 128 (Lanczos), 2x2 tiles + overview (NOT preprocessing-free)"
+  "idefics3-e128-224x168|embed|idefics3-s2-e128.gguf|img-224x168.ppm||idefics3 with preproc_image_size 128, non-square: long side to 128, 128x96, stretched to 128x128, 2x2 tiles + overview (NOT preprocessing-free)"
   "idefics3-s4-128|embed|idefics3-s4.gguf|img-128x128.ppm||idefics3, one 128x128 tile (p 16, s 4: 4 tokens of 16d) + the identical overview"
   "idefics3-s2-f16-64|embed|idefics3-s2-f16.gguf|img-64x64.ppm||idefics3 with F16 matrices"
   "qwen2vl-224x168|embed|qwen2vl.gguf|img-224x168.ppm||qwen2vl_merger, non-square 224x168 (16x12 patches, 8x6 merged = 48 tokens)"

@@ -17,8 +17,9 @@ Output per golden: max|delta| over everything, relative to max|ref|, the median 
 max|delta|, and how many tokens are within 1e-5. Most tokens agree to ~1e-7; the few that do not are F16-table
 (or Q8_0) rounding flips: a value computed within ~1e-7 of a rounding boundary lands on the other side, and one
 F16 ulp of a GELU output (or one Q8_0 step) propagates to ~1e-4 (~1e-2 for Q8_0) in that token.
-Still images are taken at the exact target size (preprocessing = /255 and normalisation); the idefics3
-multi-tile case's overview (a Pillow-bicubic downscale) is skipped, its tiles are checked.
+Most images are at the exact target size (preprocessing = /255 and normalisation); the idefics3 cases that
+resize (a multi-tile overview, and preproc_image_size's Lanczos tiling) are resized here with Pillow
+(python3-pil), which mtmd's resize_pillow ports, so they check that claim too.
 """
 import os
 import sys
@@ -200,6 +201,37 @@ def idefics3(mm, img):
     return mm.lin(g, "mm.model.fc", bias=False)
 
 
+def pil_resize(img, w, h, algo):
+    from PIL import Image
+    if img.shape[1] == w and img.shape[0] == h:
+        return img
+    return np.asarray(Image.fromarray(img).resize((w, h), algo))
+
+
+def idefics3_tiles(mm, img):
+    """mtmd's idefics3 preprocessing (VISION.md §2.1) with Pillow doing the resizing: tiles, then the overview."""
+    from PIL import Image
+    T_ = int(mm.kv["clip.vision.image_size"])
+    E = int(mm.kv.get("clip.vision.preproc_image_size", 0) or 0)
+    H, W = img.shape[:2]
+    if E:  # (a) long side to E (Lanczos), the short side floor(E/ratio) rounded up to even, then stretched to tiles
+        if W >= H:
+            rw, rh = E, int(E / (W / H))
+            rh += rh % 2
+        else:
+            rh, rw = E, int(E * (W / H))
+            rw += rw % 2
+        resized = pil_resize(img, rw, rh, Image.LANCZOS)
+        refined = pil_resize(resized, -(-rw // T_) * T_, -(-rh // T_) * T_, Image.LANCZOS)
+        overview = pil_resize(refined, T_, T_, Image.LANCZOS)
+    else:  # (b) generic slicing; only images whose sides are multiples of T are handled (no refined resize)
+        assert H % T_ == 0 and W % T_ == 0, "generic idefics3 slicing: only multiples of the tile size here"
+        refined = img
+        overview = pil_resize(img, T_, T_, Image.BICUBIC)
+    tiles = [refined[y:y + T_, x:x + T_] for y in range(0, refined.shape[0], T_) for x in range(0, refined.shape[1], T_)]
+    return tiles + [overview]
+
+
 def mlp(mm, img):
     p = int(mm.kv["clip.vision.patch_size"])
     eps = float(mm.kv["clip.vision.attention.layer_norm_epsilon"])
@@ -278,14 +310,10 @@ def main():
         proj = h["projector"]
         note = ""
         if proj == "idefics3":
-            T_ = int(mm.kv["clip.vision.image_size"])
-            img = imgs[0]
-            tiles = [img[y:y + T_, x:x + T_] for y in range(0, img.shape[0], T_) for x in range(0, img.shape[1], T_)]
-            if len(tiles) == 1:
-                ref = np.concatenate([idefics3(mm, tiles[0])] * 2)  # tile + the identical overview
-            else:  # tiles first in mtmd's chunk order, the resized overview last: check the tiles only
-                ref = np.concatenate([idefics3(mm, t) for t in tiles])
-                note = " (tiles only; overview is resized)"
+            tiles = idefics3_tiles(mm, imgs[0])
+            ref = np.concatenate([idefics3(mm, t) for t in tiles])  # tiles in raster order, then the overview
+            if len(tiles) > 2 or "clip.vision.preproc_image_size" in mm.kv:
+                note = " (resized with Pillow)"
         elif proj == "mlp":
             ref = mlp(mm, imgs[0])
         elif h.get("mergeable") == "1":
