@@ -12,6 +12,8 @@ The ggml CPU numerics that matter are emulated (VISION.md §4.2), unless --no-em
     identity above 10);
   - a matrix stored F16 multiplies activations rounded to F16; a Q8_0 matrix multiplies activations quantised
     to Q8_0 blocks of 32 (scale amax/127 in F16), its own values dequantised.
+The logits goldens: the text model (regenerated with build/release/longview gen-model, SHA-256 checked) run
+in numpy over the golden's ids, positions and embeddings must give its logits.
 Covers idefics3, qwen2vl_merger, qwen2.5vl_merger (still images and temporal pairs) and mlp (no v.class_embd).
 Output per golden: max|delta| over everything, relative to max|ref|, the median over tokens of each token's
 max|delta|, and how many tokens are within 1e-5. Most tokens agree to ~1e-7; the few that do not are F16-table
@@ -294,11 +296,83 @@ def qwen(mm, frames):
     return mm.lin(gelu(mm.lin(m, "mm.0")), "mm.2")
 
 
+def text_model(h, gdir):
+    """The golden's text model: regenerated with longview gen-model (build/release/longview) and its SHA-256 checked."""
+    import hashlib
+    import subprocess
+    import tempfile
+    out = os.path.join(tempfile.mkdtemp(prefix="lv-vref-"), "text.gguf")
+    lv = os.environ.get("LONGVIEW", "build/release/longview")
+    subprocess.run([lv, "gen-model"] + h["text_gen_model"].split() + ["-o", out], check=True, capture_output=True)
+    if hashlib.sha256(open(out, "rb").read()).hexdigest() != h["text_sha256"]:
+        raise SystemExit("gen-model's text model differs from the golden's (SHA-256)")
+    return MM(out)
+
+
+def llama_logits(tm, ids, pos, embd, n_out):
+    """The llama text model over rows that are token ids or (id -1) embedding rows; logits of the last n_out."""
+    kv = tm.kv
+    E = int(kv["llama.embedding_length"])
+    heads = int(kv["llama.attention.head_count"])
+    dh = E // heads
+    eps = float(kv["llama.attention.layer_norm_rms_epsilon"])
+    base = float(kv["llama.rope.freq_base"])
+    x = np.empty((len(ids), E))
+    k = 0
+    for i, t in enumerate(ids):
+        if t < 0:
+            x[i] = embd[k]
+            k += 1
+        else:
+            x[i] = tm.t["token_embd.weight"][t]
+    pos = np.asarray(pos, np.float64)
+    ang = pos[:, None] * base ** (-np.arange(0, dh, 2) / dh)[None]  # [n, dh/2]
+    cos, sin = np.cos(ang), np.sin(ang)
+
+    def rope(t):  # llama.cpp NORM rope: adjacent pairs (2i, 2i+1)
+        t = t.reshape(len(ids), heads, dh // 2, 2).copy()
+        a, b = t[..., 0].copy(), t[..., 1].copy()
+        t[..., 0] = a * cos[:, None] - b * sin[:, None]
+        t[..., 1] = a * sin[:, None] + b * cos[:, None]
+        return t.reshape(len(ids), E)
+
+    n = len(ids)
+    causal = np.tril(np.ones((n, n), bool))
+    for L in range(int(kv["llama.block_count"])):
+        b = f"blk.{L}"
+        hh = rmsnorm(x, tm.t[f"{b}.attn_norm.weight"], eps)
+        q, kk, v = rope(hh @ tm.t[f"{b}.attn_q.weight"].T), rope(hh @ tm.t[f"{b}.attn_k.weight"].T), hh @ tm.t[f"{b}.attn_v.weight"].T
+        x = x + attention(q, kk, v, heads, causal) @ tm.t[f"{b}.attn_output.weight"].T
+        hh = rmsnorm(x, tm.t[f"{b}.ffn_norm.weight"], eps)
+        x = x + (silu(hh @ tm.t[f"{b}.ffn_gate.weight"].T) * (hh @ tm.t[f"{b}.ffn_up.weight"].T)) @ tm.t[f"{b}.ffn_down.weight"].T
+    x = rmsnorm(x[-n_out:], tm.t["output_norm.weight"], eps)
+    return x @ tm.t["output.weight"].T
+
+
+def check_logits(path):
+    """A logits golden: its embeddings equal the embed golden's, and the text model over its ids/embeddings
+    gives its logits (the embeddings are taken from the golden: this checks the text side and the layout)."""
+    h, body = load_lvv(path)
+    tm = text_model(h, os.path.dirname(path))
+    S, N, E, V, O = (int(h[k]) for k in ("n_seq", "n_image_tokens", "n_embd", "n_vocab", "n_out"))
+    ids = np.frombuffer(body[: 4 * S], "<i4")
+    pos = np.frombuffer(body[4 * S: 8 * S], "<i4")
+    embd = np.frombuffer(body[8 * S: 8 * S + 4 * N * E], "<f4").reshape(N, E).astype(np.float64)
+    got = np.frombuffer(body[8 * S + 4 * N * E:], "<f4").reshape(O, V)
+    ref = llama_logits(tm, ids, pos, embd, O)
+    diff = np.abs(got - ref).max()
+    same_top = int((got.argmax(1) == ref.argmax(1)).sum())
+    print(f"{os.path.basename(path):28s} {'text model':18s} rows {O:3d}  max|d| {diff:.2e}  rel {diff / np.abs(ref).max():.2e}  "
+          f"argmax equal {same_top}/{O}")
+    return diff / np.abs(ref).max()
+
+
 def main():
     files = [a for a in sys.argv[1:] if not a.startswith("--")]
     gdir = "tests/golden/vision"
     if not files:
         files = sorted(os.path.join(gdir, n) for n in os.listdir(gdir) if n.endswith(".lvv") and not n.startswith("logits-"))
+    files = [f for f in files if not os.path.basename(f).startswith("logits-")]
     worst = 0.0
     for path in files:
         h, body = load_lvv(path)
@@ -329,6 +403,11 @@ def main():
         print(f"{os.path.basename(path):28s} {proj:18s} tokens {ref.shape[0]:3d}  max|d| {diff:.2e}  rel {rel:.2e}  "
               f"median token {np.median(tok):.1e}  tokens <= 1e-5: {ok}/{len(tok)}{note}")
     print(f"worst relative {worst:.2e} ({'with' if EMUL else 'without'} the F16 emulations)")
+    logit_files = [a for a in sys.argv[1:] if not a.startswith("--") and os.path.basename(a).startswith("logits-")]
+    if not [a for a in sys.argv[1:] if not a.startswith("--")]:
+        logit_files = sorted(os.path.join(gdir, n) for n in os.listdir(gdir) if n.startswith("logits-") and n.endswith(".lvv"))
+    for path in logit_files:
+        check_logits(path)
 
 
 if __name__ == "__main__":
