@@ -98,6 +98,8 @@ void      lv_model_free(lv_model *model);
 int32_t lv_model_n_vocab(const lv_model *model);
 int32_t lv_model_n_ctx_train(const lv_model *model);
 int32_t lv_model_n_embd(const lv_model *model);
+/* Positions per token the model rotates by: 4 for M-RoPE models (qwen2vl), else 1. */
+int32_t lv_model_n_pos_per_token(const lv_model *model);
 int32_t lv_model_n_layer(const lv_model *model);
 int32_t lv_model_n_head(const lv_model *model);
 int32_t lv_model_n_head_kv(const lv_model *model);
@@ -212,17 +214,31 @@ uint32_t  lv_context_n_batch(const lv_context *ctx);
  * (and to the earlier tokens of the same batch in that sequence). Within a batch the positions
  * of one sequence must be strictly increasing and greater than every position already cached for
  * that sequence. logits[i] != 0 asks for the logits of token i (logits == NULL: only the last
- * token's). */
+ * token's).
+ *
+ * Embeddings instead of tokens (images: lv_mmproj_encode_*): a token whose id is LV_TOKEN_EMBD
+ * takes row i of embd (n_embd floats) as its input instead of a row of the token embedding
+ * table; text tokens and embedding rows mix freely in one batch.
+ * M-RoPE models (qwen2vl: lv_model_n_pos_per_token() == 4) rotate by four positions per token
+ * (t, h, w, e): pos_mrope (4 x n_tokens, row-major: all t, then all h, all w, all e) or NULL for
+ * (pos, pos, pos, 0). pos stays the token's place in its sequence (strictly increasing: the
+ * causal order, what the cache, masks and sparse plans count), which for images differs from the
+ * rotary positions: the tokens of one image share t. */
+#define LV_TOKEN_EMBD (-1)
 typedef struct lv_batch {
     int32_t    n_tokens;
-    lv_token  *token;   /* (n_tokens) */
-    lv_pos    *pos;     /* (n_tokens) */
-    lv_seq_id *seq_id;  /* (n_tokens) */
-    int8_t    *logits;  /* (n_tokens) */
+    lv_token  *token;     /* (n_tokens) */
+    lv_pos    *pos;       /* (n_tokens) */
+    lv_seq_id *seq_id;    /* (n_tokens) */
+    int8_t    *logits;    /* (n_tokens) */
+    float     *embd;      /* (n_tokens x n_embd) or NULL: the inputs of LV_TOKEN_EMBD tokens */
+    lv_pos    *pos_mrope; /* (4 x n_tokens) or NULL: M-RoPE positions */
 } lv_batch;
 
 /* Allocate a batch with room for n_tokens_max tokens (n_tokens = 0). */
 lv_batch lv_batch_init(int32_t n_tokens_max);
+/* The same with room for embedding rows of n_embd floats and M-RoPE positions. */
+lv_batch lv_batch_init_embd(int32_t n_tokens_max, int32_t n_embd);
 void     lv_batch_free(lv_batch *batch);
 
 /* Run the forward pass over a batch and append its keys and values to the KV cache.
@@ -482,6 +498,99 @@ void      lv_eval_prompt_free(lv_eval_prompt *p);
  * found. Returns true when correct; *score (may be NULL) receives the fraction found. An answer
  * with no keywords is never correct. */
 bool lv_eval_check_answer(const char *keywords, const char *text, int64_t len, double *score);
+
+/* ---- vision ----------------------------------------------------------------------------- */
+
+/* A vision tower and projector from a llama.cpp mmproj file (`clip` architecture; projector types
+ * idefics3, qwen2vl_merger, qwen2.5vl_merger and mlp; docs/vision.md). It turns an image into rows
+ * of text-model embeddings, computed as llama.cpp's mtmd computes them. Immutable after loading:
+ * several threads may encode with one lv_mmproj at once (each call has its own scratch). */
+typedef struct lv_mmproj lv_mmproj;
+
+/* Load and check an mmproj file. n_embd_text > 0: the text model's embedding width
+ * (lv_model_n_embd), which the projector's output must equal (LV_ERR_INVALID_ARG otherwise). */
+lv_status   lv_mmproj_load(const char *path, int64_t n_embd_text, lv_mmproj **out);
+void        lv_mmproj_free(lv_mmproj *mm);
+int32_t     lv_mmproj_n_embd(const lv_mmproj *mm);      /* output width */
+const char *lv_mmproj_projector(const lv_mmproj *mm);   /* "idefics3", "qwen2vl_merger", ... */
+/* One paragraph about the tower and projector; returns the length it needed (as snprintf). */
+int64_t     lv_mmproj_describe(const lv_mmproj *mm, char *buf, size_t buf_size);
+
+/* One chunk of an image's embeddings, as mtmd makes them: idefics3 gives a chunk per tile (raster
+ * order) and one for the overview; the other types one chunk per image. */
+typedef struct lv_image_chunk {
+    int32_t first;      /* first row of the chunk in lv_image_embd.embd */
+    int32_t n_tokens;
+    int32_t nx, ny;     /* the chunk's token grid (Qwen: merged patches; M-RoPE positions) */
+    int32_t n_pos;      /* positions the chunk advances the text by (Qwen: max(nx, ny); others n_tokens) */
+    int32_t tile_row, tile_col; /* idefics3: 1-based tile (0, 0 for the overview and other types) */
+} lv_image_chunk;
+
+typedef struct lv_image_embd {
+    int32_t  n_tokens;  /* rows of embd, all chunks */
+    int32_t  n_embd;
+    float   *embd;      /* n_tokens x n_embd floats, token-major */
+    int32_t  n_chunks;
+    lv_image_chunk *chunks;
+    int32_t  n_pos;     /* sum of the chunks' n_pos */
+    int32_t  tile_rows, tile_cols; /* idefics3 tiling (0 when the image was not split) */
+    int32_t  width, height;        /* the image as decoded */
+    const char *projector;         /* the projector type (static string): which marker text surrounds the chunks */
+} lv_image_embd;
+
+/* Decode an image file (PNG, JPEG, anything libavcodec reads), preprocess it for the projector
+ * type as mtmd does (resize, tiles, padding, normalisation) and encode it on the pool's threads. */
+lv_status lv_mmproj_encode_file(const lv_mmproj *mm, lv_threadpool *tp, const char *path, lv_image_embd *out);
+/* The same for an RGB8 image in memory (h rows of w RGB triplets). */
+lv_status lv_mmproj_encode_rgb(const lv_mmproj *mm, lv_threadpool *tp, const uint8_t *rgb, int32_t w, int32_t h, lv_image_embd *out);
+/* Qwen projectors: two frames of the same size as one temporal pair (one chunk). */
+lv_status lv_mmproj_encode_pair(const lv_mmproj *mm, lv_threadpool *tp, const uint8_t *rgb0, const uint8_t *rgb1, int32_t w, int32_t h,
+                                lv_image_embd *out);
+void      lv_image_embd_free(lv_image_embd *e);
+
+/* Decode an image file into RGB8 (h rows of w RGB triplets, *rgb freed with lv_image_rgb_free). */
+lv_status lv_image_decode_file(const char *path, uint8_t **rgb, int32_t *w, int32_t *h);
+void      lv_image_rgb_free(uint8_t *rgb);
+
+/* ---- prompts with images ----
+ * Text and images laid out as llama.cpp's mtmd lays them out (docs/vision.md): the prompt says
+ * where image i goes with LV_MEDIA_MARKER (a prompt without any marker gets the images before its
+ * text); each image's chunks are surrounded by the projector's marker text (idefics3: tile tags
+ * "<fake_token_around_image><row_Y_col_X>", rows separated by "\n", then "\n\n" "<fake_token_around_image>"
+ * "<global-img>" + the overview + "<fake_token_around_image>"; Qwen: "<|vision_start|>" ...
+ * "<|vision_end|>"; mlp: nothing). Every piece of text is tokenized on its own (parse_special), BOS
+ * first when add_special and the vocabulary adds it. */
+#define LV_MEDIA_MARKER "<__media__>"
+
+typedef struct lv_mm_chunk {
+    lv_token    *tokens;    /* text: n_tokens ids; NULL for an image chunk */
+    const float *embd;      /* image: n_tokens rows of n_embd floats (into the lv_image_embd, which must outlive the prompt) */
+    int32_t      n_tokens;
+    int32_t      nx, ny;    /* image: its grid (M-RoPE positions) */
+    int32_t      n_pos;     /* rotary positions it advances: M-RoPE models max(nx, ny) for an image, else n_tokens */
+} lv_mm_chunk;
+
+typedef struct lv_mm_prompt {
+    int32_t      n_chunks;
+    lv_mm_chunk *chunks;
+    int32_t      n_rows;    /* text tokens + embedding rows: the cache positions the prompt takes */
+} lv_mm_prompt;
+
+lv_status lv_mm_tokenize(const lv_model *model, const char *prompt, int64_t len, const lv_image_embd *images, int32_t n_images,
+                         bool add_special, lv_mm_prompt *out);
+void      lv_mm_prompt_free(lv_mm_prompt *p);
+/* Decode a prompt into sequence seq at cache positions *n_past.. (advanced), in batches of at most
+ * the context's n_batch, with the rotary positions mtmd assigns (M-RoPE: an image chunk's token i
+ * at (t0, t0 + i / nx, t0 + i % nx, 0), the next chunk at t0 + max(nx, ny)); the last row's logits
+ * are kept (lv_get_logits_ith(ctx, -1)). On failure the cache holds the chunks before the failing
+ * batch. */
+lv_status lv_mm_decode(lv_context *ctx, const lv_mm_prompt *p, lv_seq_id seq, lv_pos *n_past);
+
+/* Write an mmproj file with RANDOM weights at a published tower's shape, or a tiny one for tests
+ * (presets: lv_mmproj_preset_list()). type "f32", "f16" or "q8_0"; n_text > 0 overrides the output
+ * width. Its output is noise: for tests and speed measurements. */
+lv_status   lv_mmproj_write_random(const char *preset, const char *type, int32_t n_text, uint64_t seed, float std, const char *out_path);
+const char *lv_mmproj_preset_list(void);
 
 /* ---- video ------------------------------------------------------------------------------ */
 

@@ -18,8 +18,8 @@ int cmd_gen_model(int argc, char **argv) {
     double rope_base = 0, std = 0.02;
     bool tied = false, llama3_rope = false;
     cli_opt opts[] = {
-        {NULL, "--arch", CLI_STR, &arch, "NAME", "architecture: llama | qwen2 | qwen3 | smollm3 | gemma3 | qwen35 (implied by a preset)"},
-        {NULL, "--preset", CLI_STR, &preset, "NAME", "tiny | smollm2-135m | qwen2.5-0.5b | llama3.2-1b | qwen3-0.6b | smollm3-3b | gemma3-270m | gemma3-1b | qwen3.5-0.8b (real shapes)"},
+        {NULL, "--arch", CLI_STR, &arch, "NAME", "architecture: llama | qwen2 | qwen3 | smollm3 | gemma3 | qwen35 | qwen2vl (implied by a preset)"},
+        {NULL, "--preset", CLI_STR, &preset, "NAME", "tiny | smollm2-135m | qwen2.5-0.5b | llama3.2-1b | qwen3-0.6b | smollm3-3b | gemma3-270m | gemma3-1b | qwen3.5-0.8b | smolvlm2-256m | smolvlm2-500m | qwen2.5-vl-3b (real shapes; the last three: the text models of the vision presets)"},
         {NULL, "--dim", CLI_INT, &dim, "N", "embedding size (overrides the preset)", .lo = 1, .hi = 1 << 16},
         {NULL, "--layers", CLI_INT, &layers, "N", "number of layers", .lo = 1, .hi = 4096},
         {NULL, "--heads", CLI_INT, &heads, "N", "attention heads", .lo = 1, .hi = 4096},

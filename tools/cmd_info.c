@@ -9,13 +9,26 @@
 #include <stdlib.h>
 #include <string.h>
 
+static int describe_mmproj(const char *path, int64_t n_embd_text) {
+    lv_mmproj *mm = NULL;
+    lv_status st = lv_mmproj_load(path, n_embd_text, &mm);
+    if (st != LV_OK) return cli_fail("cannot use this mmproj", st);
+    char buf[2048];
+    lv_mmproj_describe(mm, buf, sizeof(buf));
+    printf("%s\n", buf);
+    if (n_embd_text > 0) printf("mmproj: its %d-wide output fits the text model\n", lv_mmproj_n_embd(mm));
+    lv_mmproj_free(mm);
+    return 0;
+}
+
 int cmd_info(int argc, char **argv) {
-    const char *model_path = NULL;
+    const char *model_path = NULL, *mmproj_path = NULL;
     bool vocab_only = false;
     int64_t verbose = 0;
     cli_attention att;
     cli_opt base[] = {
-        {"-m", "--model", CLI_STR, &model_path, "FILE", "GGUF model file", .required = true},
+        {"-m", "--model", CLI_STR, &model_path, "FILE", "GGUF model file"},
+        {NULL, "--mmproj", CLI_STR, &mmproj_path, "FILE", "an mmproj file (vision tower + projector): describe it (with -m: check that it fits the model)"},
         {NULL, "--vocab-only", CLI_FLAG, &vocab_only, NULL, "read only the tokenizer (vocabulary GGUF files)"},
         {"-v", "--verbose", CLI_INT, &verbose, "N", "log level: 0 warnings, 1 info, 2 debug", .lo = 0, .hi = 2},
     };
@@ -23,13 +36,19 @@ int cmd_info(int argc, char **argv) {
     cli_opt opts[sizeof(base) / sizeof(base[0]) + CLI_ATTENTION_N_OPTS];
     memcpy(opts, base, sizeof(base));
     const int n_opts = nb + cli_attention_opts(&att, opts + nb);
-    int r = cli_parse(argc, argv, opts, n_opts, "longview info -m MODEL [--vocab-only] [--heads FILE.tsv --sparsity S | --layer-plan PLAN ...]",
+    int r = cli_parse(argc, argv, opts, n_opts, "longview info [-m MODEL] [--mmproj MMPROJ] [--vocab-only] [--heads FILE.tsv --sparsity S | --layer-plan PLAN ...]",
                       "Describe a GGUF model: architecture, hyper-parameters, tensor types and sizes, and whether\n"
                       "longview can run it (an unsupported file gets the reason, naming the key or tensor), and the\n"
-                      "attention plan the long-context flags give (heads per layer, KV bytes per token).",
+                      "attention plan the long-context flags give (heads per layer, KV bytes per token). With --mmproj,\n"
+                      "the vision tower and projector of an mmproj file (and, with -m, whether it fits the model).",
                       NULL, 0, NULL);
     if (r) return r > 0 ? 0 : 2;
     cli_set_verbosity(verbose);
+    if (!model_path && !mmproj_path) {
+        cli_error("give -m MODEL, --mmproj MMPROJ or both");
+        return 2;
+    }
+    if (!model_path) return describe_mmproj(mmproj_path, 0);
     lv_model_params mp = lv_model_default_params();
     mp.vocab_only = vocab_only;
     lv_model *model = NULL;
@@ -71,6 +90,7 @@ int cmd_info(int argc, char **argv) {
         }
         lv_context_free(ctx);
     }
+    if (rc == 0 && mmproj_path) rc = describe_mmproj(mmproj_path, vocab_only ? 0 : lv_model_n_embd(model));
     cli_attention_free(&att);
     lv_model_free(model);
     return rc;

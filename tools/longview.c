@@ -21,6 +21,8 @@ static const cli_command g_commands[] = {
     {"heads", cmd_heads, "show a DuoAttention head pattern: threshold, retrieval/streaming map, SVG heat map"},
     {"video-info", cmd_video_info, "describe a video: streams, duration, keyframes, GOP structure"},
     {"video-frames", cmd_video_frames, "sampled video frames (fps / count / times), resized, as RGB24 or PNG"},
+    {"image-embed", cmd_image_embed, "an image through an mmproj vision tower + projector: its text-model embeddings as float32"},
+    {"gen-mmproj", cmd_gen_mmproj, "write an mmproj (vision tower) GGUF with random weights of a published shape"},
 };
 
 static void usage(FILE *f) {

@@ -5,6 +5,7 @@
 #define _GNU_SOURCE
 #include "core/core.h"
 
+#include <math.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -253,4 +254,32 @@ double lv_time_s(void) {
 int lv_n_cores(void) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n > 0 ? (int)n : 1;
+}
+
+/* ---- deterministic generator ---- */
+
+uint64_t lv_rng_u64(lv_rng *r) {
+    uint64_t z = (r->s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+double lv_rng_unit(lv_rng *r) { return ((double)(lv_rng_u64(r) >> 11) + 0.5) * (1.0 / 9007199254740992.0); }
+
+float lv_rng_normal(lv_rng *r) {
+    if (r->has_spare) {
+        r->has_spare = false;
+        return r->spare;
+    }
+    const double u1 = lv_rng_unit(r), u2 = lv_rng_unit(r);
+    const double rad = sqrt(-2.0 * log(u1));
+    r->spare = (float)(rad * sin(2.0 * LV_PI * u2));
+    r->has_spare = true;
+    return (float)(rad * cos(2.0 * LV_PI * u2));
+}
+
+uint64_t lv_hash_str(uint64_t h, const char *s) {
+    for (; *s; s++) h = (h ^ (uint8_t)*s) * 1099511628211ull;
+    return h;
 }

@@ -18,6 +18,7 @@
 #include "longview.h"
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -94,6 +95,17 @@ static inline int lv_add_ovf_i64(int64_t a, int64_t b, int64_t *out) {
 
 /* ---- time ---- */
 double lv_time_s(void); /* monotonic seconds */
+
+/* ---- a deterministic generator for random weights and tests (splitmix64, Box-Muller) ---- */
+typedef struct lv_rng {
+    uint64_t s;
+    bool has_spare;
+    float spare;
+} lv_rng;
+uint64_t lv_rng_u64(lv_rng *r);
+double   lv_rng_unit(lv_rng *r);   /* uniform in (0, 1) */
+float    lv_rng_normal(lv_rng *r); /* N(0, 1) */
+uint64_t lv_hash_str(uint64_t h, const char *s); /* FNV-1a step over a string */
 
 /* ---- thread pool internals (threadpool.c) ----
  * lv_threadpool_run executes fn(arg, ith, nth) on nth = n_threads threads (the caller is

@@ -178,6 +178,39 @@ void lv_geglu(const float *gate, const float *up, float *out, int64_t n) {
     }
 }
 
+/* GELU alone (no gate), as ggml_vec_gelu_f32 with GGML_GELU_FP16: the table above, 0 below -10
+ * and x above 10 */
+void lv_gelu(const float *x, float *y, int64_t n) {
+    pthread_once(&g_gelu_once, gelu_table_init);
+    for (int64_t i = 0; i < n; i++) {
+        const float v = x[i];
+        y[i] = v <= -10.0f ? 0.0f : v >= 10.0f ? v : g_gelu_table[lv_fp32_to_fp16(v)];
+    }
+}
+
+void lv_gelu_ref(const float *x, float *y, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] = gelu_tanh(x[i]);
+}
+
+/* QuickGELU x * sigmoid(1.702 x), as ggml_vec_gelu_quick_f32 with GGML_GELU_QUICK_FP16: looked
+ * up by the f16 value of x in a table of f16 results, with no clamp */
+static float gelu_quick(float x) { return x * (1.0f / (1.0f + expf(-1.702f * x))); }
+static float g_gelu_quick_table[65536];
+static pthread_once_t g_gelu_quick_once = PTHREAD_ONCE_INIT;
+static void gelu_quick_table_init(void) {
+    for (uint32_t i = 0; i < 65536; i++)
+        g_gelu_quick_table[i] = lv_fp16_to_fp32(lv_fp32_to_fp16(gelu_quick(lv_fp16_to_fp32((uint16_t)i))));
+}
+
+void lv_gelu_quick(const float *x, float *y, int64_t n) {
+    pthread_once(&g_gelu_quick_once, gelu_quick_table_init);
+    for (int64_t i = 0; i < n; i++) y[i] = g_gelu_quick_table[lv_fp32_to_fp16(x[i])];
+}
+
+void lv_gelu_quick_ref(const float *x, float *y, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] = gelu_quick(x[i]);
+}
+
 /* -------------------------------------------------------------------------------------------
  * rope
  * ----------------------------------------------------------------------------------------- */
@@ -191,7 +224,7 @@ static float yarn_ramp(float low, float high, int i0) {
     return 1 - LV_MIN(1, LV_MAX(0, y));
 }
 
-void lv_rope_cache(const lv_rope_params *rp, int32_t pos, float *cache) {
+void lv_rope_cache_mrope(const lv_rope_params *rp, const int32_t *sections, const int32_t pos[4], float *cache) {
     const int n = rp->n_rot;
     const float theta_scale = powf(rp->freq_base, -2.0f / n);
     float corr[2] = {0, 0};
@@ -201,13 +234,23 @@ void lv_rope_cache(const lv_rope_params *rp, int32_t pos, float *cache) {
         corr[0] = LV_MAX(0, start);
         corr[1] = LV_MIN(n - 1, end);
     }
-    float theta = (float)pos;
+    /* one running angle per position row, each advanced by theta_scale every pair (ggml's
+     * ggml_mrope_cache_init without independent sections): pair k takes row t, h, w or e by
+     * which section k % (sum of sections) falls in */
+    float theta[4] = {(float)pos[0], (float)pos[1], (float)pos[2], (float)pos[3]};
+    const int s0 = sections ? sections[0] : 0, s01 = sections ? s0 + sections[1] : 0, s012 = sections ? s01 + sections[2] : 0;
+    const int sect_dims = sections ? s012 + sections[3] : 0;
     for (int i0 = 0; i0 < n; i0 += 2) {
+        int row = 0;
+        if (sections && sect_dims > 0) {
+            const int sector = (i0 / 2) % sect_dims;
+            row = sector < s0 ? 0 : sector < s01 ? 1 : sector < s012 ? 2 : 3;
+        }
         /* freq_factors hold plain f32 values; read them with memcpy (the mapping may be unaligned
          * only in a malformed file, which the loader rejects, but stay safe) */
         float ff = 1.0f;
         if (rp->freq_factors) memcpy(&ff, (const char *)rp->freq_factors + (size_t)(i0 / 2) * 4, 4);
-        const float theta_extrap = theta / ff;
+        const float theta_extrap = theta[row] / ff;
         const float theta_interp = rp->freq_scale * theta_extrap;
         float th = theta_interp;
         float mscale = rp->attn_factor;
@@ -218,8 +261,13 @@ void lv_rope_cache(const lv_rope_params *rp, int32_t pos, float *cache) {
         }
         cache[i0 + 0] = cosf(th) * mscale;
         cache[i0 + 1] = sinf(th) * mscale;
-        theta *= theta_scale;
+        for (int r = 0; r < 4; r++) theta[r] *= theta_scale;
     }
+}
+
+void lv_rope_cache(const lv_rope_params *rp, int32_t pos, float *cache) {
+    const int32_t p4[4] = {pos, pos, pos, pos};
+    lv_rope_cache_mrope(rp, NULL, p4, cache);
 }
 
 void lv_rope_apply(const lv_rope_params *rp, const float *cache, float *x) {

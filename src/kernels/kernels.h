@@ -64,6 +64,11 @@ typedef struct lv_rope_params {
 
 /* cache: (n_rot) floats: cos, sin interleaved per pair */
 void lv_rope_cache(const lv_rope_params *rp, int32_t pos, float *cache);
+/* M-RoPE (ggml's GGML_ROPE_TYPE_MROPE, qwen2vl): pair k rotates by the angle of position row t, h,
+ * w or e (pos[0..3]) as k % (sum of sections) falls in sections[0], [1], [2] or [3]; each row's
+ * angle advances by base^(-2/n_rot) per pair from the row's position. sections NULL: pos[0]
+ * everywhere (lv_rope_cache). Rotation pairs as rp->type (NEOX for M-RoPE). */
+void lv_rope_cache_mrope(const lv_rope_params *rp, const int32_t *sections, const int32_t pos[4], float *cache);
 /* Rotate the first n_rot dims of one head vector x (head_dim floats) in place. */
 void lv_rope_apply(const lv_rope_params *rp, const float *cache, float *x);
 
@@ -93,6 +98,15 @@ void lv_geglu_ref(const float *gate, const float *up, float *out, int64_t n);
  * value of x, the result rounded to f16 (0 for x <= -10, x for x >= 10). Within one f16 rounding of
  * the input and of the GELU (relative 2^-10) of lv_geglu_ref, and 20x faster. */
 void lv_geglu(const float *gate, const float *up, float *out, int64_t n);
+
+/* GELU (tanh form) and QuickGELU (x sigmoid(1.702 x)) of the vision towers, y may be x. The
+ * fast ones compute what ggml does with its f16 tables (GELU: f16 input, f16 result, 0 at or below
+ * -10 and x at or above 10; QuickGELU: the same without the clamp); the references in float.
+ * Within one f16 rounding of the input and of the result of each other (tested). */
+void lv_gelu(const float *x, float *y, int64_t n);
+void lv_gelu_ref(const float *x, float *y, int64_t n);
+void lv_gelu_quick(const float *x, float *y, int64_t n);
+void lv_gelu_quick_ref(const float *x, float *y, int64_t n);
 
 /* ---- attention masks ----
  * Which cached keys a query sees, by stored position (kernels never see evicted tokens, so a

@@ -177,9 +177,13 @@ static void embed_range(void *arg, int64_t lo, int64_t hi, int ith) {
     const lv_model *m = t->f->model;
     const int64_t E = m->hp.n_embd;
     for (int64_t i = lo; i < hi; i++) {
-        const uint8_t *row = (const uint8_t *)m->tok_embd.data + (int64_t)t->ub->token[i] * m->tok_embd.row_bytes;
         float *x = t->f->x + i * E;
-        lv_to_float_row(m->tok_embd.type, row, x, E);
+        if (t->ub->token[i] == LV_TOKEN_EMBD) {
+            memcpy(x, t->ub->embd + i * E, (size_t)E * sizeof(float));
+        } else {
+            const uint8_t *row = (const uint8_t *)m->tok_embd.data + (int64_t)t->ub->token[i] * m->tok_embd.row_bytes;
+            lv_to_float_row(m->tok_embd.type, row, x, E);
+        }
         if (m->hp.embd_scale != 1.0f)
             for (int64_t e = 0; e < E; e++) x[e] *= m->hp.embd_scale;
     }
@@ -204,7 +208,15 @@ static void rope_store_range(void *arg, int64_t lo, int64_t hi, int ith) {
     const lv_rope_params *rp = lv_hp_layer_swa(hp, t->il) ? &f->rope_swa : &f->rope;
     for (int64_t i = lo; i < hi; i++) {
         float *cache = f->rope_cache + i * hp->n_rot;
-        if (rope) lv_rope_cache(rp, t->ub->pos[i], cache);
+        if (rope && hp->mrope) {
+            const lv_pos *pm = t->ub->pos_mrope;
+            const int64_t st = t->ub->mrope_stride;
+            const int32_t p4[4] = {pm ? pm[i] : t->ub->pos[i], pm ? pm[st + i] : t->ub->pos[i], pm ? pm[2 * st + i] : t->ub->pos[i],
+                                   pm ? pm[3 * st + i] : 0};
+            lv_rope_cache_mrope(rp, hp->rope_sections, p4, cache);
+        } else if (rope) {
+            lv_rope_cache(rp, t->ub->pos[i], cache);
+        }
         float *q = f->q + i * Hq * Dk;
         float *k = f->k + i * Hk * Dk;
         const float *v = f->v + i * Hk * Dv;

@@ -21,8 +21,11 @@
 /* One micro-batch as the forward pass sees it (arrays of T). */
 typedef struct lv_ubatch {
     int64_t T;
-    const lv_token *token;
+    const lv_token *token;  /* LV_TOKEN_EMBD: the input is row i of embd */
+    const float *embd;      /* (T x n_embd) or NULL */
     const lv_pos *pos;
+    const lv_pos *pos_mrope; /* M-RoPE models: row r of token i at pos_mrope[r * mrope_stride + i]; NULL: (pos, pos, pos, 0) */
+    int64_t mrope_stride;
     const lv_seq_id *seq;
     const int64_t *slot;    /* index of each token among the tokens its sequence appends in this step */
     const int64_t *n_vis;   /* how many of those are written when the token attends */

@@ -43,9 +43,13 @@ static const preset g_presets[] = {
     {"gemma3-270m", "gemma3", 640, 18, 4, 1, 2048, 32768, 1000000.0f, 1e-6f, true, false, 256, 512, 6},
     {"gemma3-1b", "gemma3", 1152, 26, 4, 1, 6912, 32768, 1000000.0f, 1e-6f, true, false, 256, 512, 6},
     {"qwen3.5-0.8b", "qwen35", 1024, 24, 8, 2, 3584, 262144, 10000000.0f, 1e-6f, true, false, 256, 0, 0, 128, 16, 16, 4},
+    /* the text models of the vision presets of gen-mmproj */
+    {"smolvlm2-256m", "llama", 576, 30, 9, 3, 1536, 8192, 100000.0f, 1e-5f, true, false, 0, 0, 0},
+    {"smolvlm2-500m", "llama", 960, 32, 15, 5, 2560, 8192, 100000.0f, 1e-5f, true, false, 0, 0, 0},
+    {"qwen2.5-vl-3b", "qwen2vl", 2048, 36, 16, 2, 11008, 128000, 1000000.0f, 1e-6f, true, false, 0, 0, 0},
 };
-#define PRESET_LIST "tiny, smollm2-135m, qwen2.5-0.5b, llama3.2-1b, qwen3-0.6b, smollm3-3b, gemma3-270m, gemma3-1b, qwen3.5-0.8b"
-#define ARCH_LIST "llama, qwen2, qwen3, smollm3, gemma3 or qwen35"
+#define PRESET_LIST "tiny, smollm2-135m, qwen2.5-0.5b, llama3.2-1b, qwen3-0.6b, smollm3-3b, gemma3-270m, gemma3-1b, qwen3.5-0.8b, smolvlm2-256m, smolvlm2-500m, qwen2.5-vl-3b"
+#define ARCH_LIST "llama, qwen2, qwen3, smollm3, gemma3, qwen35 or qwen2vl"
 
 lv_genmodel_params lv_genmodel_default_params(void) {
     lv_genmodel_params p;
@@ -54,40 +58,6 @@ lv_genmodel_params lv_genmodel_default_params(void) {
     p.seed = 42;
     p.std = 0.02f;
     return p;
-}
-
-/* ---- deterministic normal generator ---- */
-
-typedef struct rng {
-    uint64_t s;
-    bool has_spare;
-    float spare;
-} rng;
-
-static uint64_t rng_u64(rng *r) {
-    uint64_t z = (r->s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static double rng_unit(rng *r) { return ((double)(rng_u64(r) >> 11) + 0.5) * (1.0 / 9007199254740992.0); }
-
-static float rng_normal(rng *r) {
-    if (r->has_spare) {
-        r->has_spare = false;
-        return r->spare;
-    }
-    const double u1 = rng_unit(r), u2 = rng_unit(r);
-    const double rad = sqrt(-2.0 * log(u1));
-    r->spare = (float)(rad * sin(2.0 * LV_PI * u2));
-    r->has_spare = true;
-    return (float)(rad * cos(2.0 * LV_PI * u2));
-}
-
-static uint64_t hash_str(uint64_t h, const char *s) {
-    for (; *s; s++) h = (h ^ (uint8_t)*s) * 1099511628211ull;
-    return h;
 }
 
 /* ---- tensor plan ---- */
@@ -118,17 +88,17 @@ static void gen_rows(void *arg, int64_t lo, int64_t hi, int ith) {
     gen_task *g = arg;
     const tplan *t = g->t;
     const int64_t K = t->ne[0];
-    const uint64_t base = hash_str(g->gp->seed * 0x100000001b3ull + 0x9e37ull, t->name);
+    const uint64_t base = lv_hash_str(g->gp->seed * 0x100000001b3ull + 0x9e37ull, t->name);
     for (int64_t r = lo; r < hi; r++) {
         float *f = g->f + r * K;
-        rng R = {base ^ ((uint64_t)(g->row0 + r) * 0xd1342543de82ef95ull), false, 0};
+        lv_rng R = {base ^ ((uint64_t)(g->row0 + r) * 0xd1342543de82ef95ull), false, 0};
         for (int64_t i = 0; i < K; i++) {
             switch (t->init) {
-            case INIT_NORMAL: f[i] = rng_normal(&R) * g->std; break;
-            case INIT_NORM_WEIGHT: f[i] = 0.9f + 0.2f * (float)rng_unit(&R); break;
+            case INIT_NORMAL: f[i] = lv_rng_normal(&R) * g->std; break;
+            case INIT_NORM_WEIGHT: f[i] = 0.9f + 0.2f * (float)lv_rng_unit(&R); break;
             case INIT_ROPE_FREQS: f[i] = g->rope_freqs[i]; break;
-            case INIT_SSM_A: f[i] = -(0.1f + 0.9f * (float)rng_unit(&R)); break; /* -exp(A_log): decays exp(-0.07)..exp(-0.6) per token */
-            case INIT_CONV: f[i] = rng_normal(&R) * 0.25f; break;                 /* a 4-tap filter of real magnitude */
+            case INIT_SSM_A: f[i] = -(0.1f + 0.9f * (float)lv_rng_unit(&R)); break; /* -exp(A_log): decays exp(-0.07)..exp(-0.6) per token */
+            case INIT_CONV: f[i] = lv_rng_normal(&R) * 0.25f; break;                 /* a 4-tap filter of real magnitude */
             }
         }
         lv_quantize_row_file(t->type, f, g->out + r * g->row_bytes, K);
@@ -289,7 +259,8 @@ lv_status lv_genmodel_write(const lv_genmodel_params *gp, const char *out_path) 
         sh = *pr;
     }
     if (!sh.arch) return lv_error(LV_ERR_INVALID_ARG, "give --arch (" ARCH_LIST ") or a --preset");
-    const bool qwen = strcmp(sh.arch, "qwen2") == 0, qwen3 = strcmp(sh.arch, "qwen3") == 0, gemma3 = strcmp(sh.arch, "gemma3") == 0;
+    const bool qwen2vl = strcmp(sh.arch, "qwen2vl") == 0;
+    const bool qwen = strcmp(sh.arch, "qwen2") == 0 || qwen2vl, qwen3 = strcmp(sh.arch, "qwen3") == 0, gemma3 = strcmp(sh.arch, "gemma3") == 0;
     const bool qwen35 = strcmp(sh.arch, "qwen35") == 0;
     if (strcmp(sh.arch, "llama") != 0 && !qwen && !qwen3 && strcmp(sh.arch, "smollm3") != 0 && !gemma3 && !qwen35)
         return lv_error(LV_ERR_INVALID_ARG, "unknown architecture '%s' (" ARCH_LIST ")", sh.arch);
@@ -366,6 +337,11 @@ lv_status lv_genmodel_write(const lv_genmodel_params *gp, const char *out_path) 
      * 11/11/10 per 32 pairs as Qwen3.5's config */
     const int32_t n_rot = qwen35 ? head_dim / 4 : head_dim;
     if (!qwen) ok = ok && lv_gguf_writer_set_u32(w, K("rope.dimension_count"), (uint32_t)n_rot);
+    if (qwen2vl) { /* Qwen2-VL's mrope_section [16, 24, 24] per 64 pairs */
+        const int32_t pairs = n_rot / 2, s0 = pairs / 4, s1 = (pairs - s0) / 2;
+        const int32_t sections[4] = {s0, s1, pairs - s0 - s1, 0};
+        ok = ok && lv_gguf_writer_set_arr(w, K("rope.dimension_sections"), LV_GGUF_INT32, sections, 4);
+    }
     if (qwen35) {
         const int32_t pairs = n_rot / 2, s2 = pairs * 10 / 32, s1 = (pairs - s2) / 2, s0 = pairs - s2 - s1;
         const int32_t sections[4] = {s0, s1, s2, 0};

@@ -41,6 +41,7 @@ const char *lv_arch_name(lv_arch a) {
     case LV_ARCH_SMOLLM3: return "smollm3";
     case LV_ARCH_GEMMA3: return "gemma3";
     case LV_ARCH_QWEN35: return "qwen35";
+    case LV_ARCH_QWEN2VL: return "qwen2vl";
     }
     return "?";
 }
@@ -61,8 +62,9 @@ static const arch_info g_archs[] = {
     {"smollm3", LV_ARCH_SMOLLM3, LV_ROPE_NORM, false, false, false},
     {"gemma3", LV_ARCH_GEMMA3, LV_ROPE_NEOX, false, true, true},
     {"qwen35", LV_ARCH_QWEN35, LV_ROPE_NEOX, false, true, false},
+    {"qwen2vl", LV_ARCH_QWEN2VL, LV_ROPE_NEOX, true, false, false},
 };
-#define LV_ARCH_LIST "llama, qwen2, qwen3, smollm3, gemma3, qwen35"
+#define LV_ARCH_LIST "llama, qwen2, qwen3, smollm3, gemma3, qwen35, qwen2vl"
 
 /* -------------------------------------------------------------------------------------------
  * metadata helpers
@@ -130,14 +132,8 @@ static lv_status get_float(const kv_reader *r, const char *suffix, bool required
 
 /* qwen35's keys, as llama_model_qwen35::load_arch_hparams reads them, and which layers are
  * recurrent (full_attention_interval; a per-layer attention.recurrent_layers array is refused) */
-static lv_status read_qwen35(const kv_reader *r, lv_model *m) {
-    lv_hparams *hp = &m->hp;
-    lv_status st;
-    const char *a = r->arch;
-    if (hp->n_embd_head_k != hp->n_embd_head_v)
-        return lv_error(LV_ERR_FORMAT, "%s.attention.key_length %lld differs from value_length %lld", a, (long long)hp->n_embd_head_k,
-                        (long long)hp->n_embd_head_v);
-    hp->attn_q_gate = true;
+/* ARCH.rope.dimension_sections: up to 4 integers (M-RoPE: pairs of t, h, w, e) */
+static lv_status read_rope_sections(const kv_reader *r, lv_hparams *hp) {
     char key[256];
     arch_key(r, "rope.dimension_sections", key, sizeof(key));
     int64_t i = lv_gguf_find_key(r->g, key);
@@ -150,6 +146,19 @@ static lv_status read_qwen35(const kv_reader *r, lv_model *m) {
             return lv_error(LV_ERR_FORMAT, "key '%s': element %llu is not an integer in [0, 65536]", key, (unsigned long long)j);
         hp->rope_sections[j] = (int32_t)v;
     }
+    return LV_OK;
+}
+
+static lv_status read_qwen35(const kv_reader *r, lv_model *m) {
+    lv_hparams *hp = &m->hp;
+    lv_status st;
+    const char *a = r->arch;
+    if (hp->n_embd_head_k != hp->n_embd_head_v)
+        return lv_error(LV_ERR_FORMAT, "%s.attention.key_length %lld differs from value_length %lld", a, (long long)hp->n_embd_head_k,
+                        (long long)hp->n_embd_head_v);
+    hp->attn_q_gate = true;
+    if ((st = read_rope_sections(r, hp)) != LV_OK) return st;
+    char key[256];
     if ((st = get_int(r, "ssm.conv_kernel", true, 2, 64, &hp->ssm_d_conv)) != LV_OK) return st;
     if ((st = get_int(r, "ssm.inner_size", true, 1, 1 << 20, &hp->ssm_d_inner)) != LV_OK) return st;
     if ((st = get_int(r, "ssm.state_size", true, 1, 1024, &hp->ssm_d_state)) != LV_OK) return st;
@@ -272,6 +281,14 @@ static lv_status read_hparams(lv_model *m, const arch_info *ai) {
     }
     if (ai->arch == LV_ARCH_SMOLLM3) hp->nope_step = 4;
     if (ai->arch == LV_ARCH_QWEN35 && (st = read_qwen35(&r, m)) != LV_OK) return st;
+    if (ai->arch == LV_ARCH_QWEN2VL) {
+        if ((st = read_rope_sections(&r, hp)) != LV_OK) return st;
+        const int64_t sum = (int64_t)hp->rope_sections[0] + hp->rope_sections[1] + hp->rope_sections[2] + hp->rope_sections[3];
+        if (sum <= 0 || sum > hp->n_rot / 2)
+            return lv_error(LV_ERR_FORMAT, "qwen2vl.rope.dimension_sections sum to %lld; they must cover 1 .. rope.dimension_count / 2 = %lld pairs",
+                            (long long)sum, (long long)(hp->n_rot / 2));
+        hp->mrope = true;
+    }
     if (ai->arch == LV_ARCH_GEMMA3) {
         hp->ffn_act = LV_FFN_GELU;
         hp->attn_scale_on_q = true;
@@ -717,6 +734,7 @@ int32_t lv_model_n_vocab(const lv_model *m) {
 }
 int32_t lv_model_n_ctx_train(const lv_model *m) { return (int32_t)LV_MIN(m->hp.n_ctx_train, INT32_MAX); }
 int32_t lv_model_n_embd(const lv_model *m) { return (int32_t)m->hp.n_embd; }
+int32_t lv_model_n_pos_per_token(const lv_model *m) { return m->hp.mrope ? 4 : 1; }
 int32_t lv_model_n_layer(const lv_model *m) { return (int32_t)m->hp.n_layer; }
 int32_t lv_model_n_head(const lv_model *m) { return (int32_t)m->hp.n_head; }
 int32_t lv_model_n_head_kv(const lv_model *m) { return (int32_t)m->hp.n_head_kv; }

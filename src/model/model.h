@@ -32,6 +32,7 @@ typedef enum lv_arch {
     LV_ARCH_SMOLLM3 = 3, /* llama with no RoPE on every fourth layer */
     LV_ARCH_GEMMA3 = 4,  /* sliding-window and global layers, GeGLU, post-norms, scaled embeddings */
     LV_ARCH_QWEN35 = 5,  /* hybrid: gated delta-net (recurrent) layers and gated full-attention layers */
+    LV_ARCH_QWEN2VL = 6, /* qwen2 with M-RoPE: four positions per token (Qwen2-VL, Qwen2.5-VL text) */
 } lv_arch;
 
 typedef enum lv_ffn_act {
@@ -81,6 +82,7 @@ typedef struct lv_hparams {
      * head), and the recurrent (gated delta-net) layers' shape */
     bool attn_q_gate;
     int32_t rope_sections[4]; /* M-RoPE sections (text positions make it NEOX over n_rot dims) */
+    bool mrope;               /* qwen2vl: tokens carry four positions (t, h, w, e) rotated by rope_sections */
     int64_t n_layer_nextn;    /* trailing multi-token-prediction layers in the file, not run */
     int32_t full_attn_interval; /* > 0: layer il is recurrent iff (il + 1) % full_attn_interval != 0 */
     int64_t ssm_d_conv;       /* causal convolution width */

@@ -217,6 +217,12 @@ lv_status lv_context_create(lv_model *model, lv_context_params p, lv_context **o
     ctx->seq_count = lv_calloc(p.n_seq_max, sizeof(int64_t));
     ctx->seq_new = lv_calloc(p.n_seq_max, sizeof(int64_t));
     ctx->seq_last = lv_calloc(p.n_seq_max, sizeof(int32_t));
+    if (hp->mrope) {
+        ctx->mrope_pos = lv_calloc(4 * B, sizeof(lv_pos));
+        ctx->mrope_delta = lv_calloc(p.n_seq_max, sizeof(int32_t));
+        ctx->mrope_delta_new = lv_calloc(p.n_seq_max, sizeof(int32_t));
+        if (!ctx->mrope_pos || !ctx->mrope_delta || !ctx->mrope_delta_new) goto fail;
+    }
     ctx->logits_size = B * (size_t)hp->n_vocab * sizeof(float);
     ctx->logits = lv_big_alloc(ctx->logits_size);
     if (!ctx->slot || !ctx->n_vis || !ctx->out_row || !ctx->logit_row || !ctx->seq_count || !ctx->seq_new || !ctx->seq_last || !ctx->logits)
@@ -243,6 +249,9 @@ void lv_context_free(lv_context *ctx) {
     lv_free(ctx->seq_count);
     lv_free(ctx->seq_new);
     lv_free(ctx->seq_last);
+    lv_free(ctx->mrope_pos);
+    lv_free(ctx->mrope_delta);
+    lv_free(ctx->mrope_delta_new);
     lv_big_free(ctx->logits, ctx->logits_size);
     lv_free(ctx);
 }
@@ -253,6 +262,18 @@ uint32_t lv_context_n_batch(const lv_context *ctx) { return ctx->p.n_batch; }
 /* -------------------------------------------------------------------------------------------
  * batches
  * ----------------------------------------------------------------------------------------- */
+
+lv_batch lv_batch_init_embd(int32_t n_tokens_max, int32_t n_embd) {
+    lv_batch b = lv_batch_init(n_tokens_max);
+    if (!b.token || n_embd <= 0) return b;
+    b.embd = lv_mallocn((size_t)n_tokens_max * (size_t)n_embd, sizeof(float));
+    b.pos_mrope = lv_calloc((size_t)n_tokens_max * 4, sizeof(lv_pos));
+    if (!b.embd || !b.pos_mrope) {
+        lv_batch_free(&b);
+        memset(&b, 0, sizeof(b));
+    }
+    return b;
+}
 
 lv_batch lv_batch_init(int32_t n_tokens_max) {
     lv_batch b;
@@ -275,6 +296,10 @@ void lv_batch_free(lv_batch *b) {
     lv_free(b->pos);
     lv_free(b->seq_id);
     lv_free(b->logits);
+    lv_free(b->embd);
+    lv_free(b->pos_mrope);
+    b->embd = NULL;
+    b->pos_mrope = NULL;
     b->token = NULL;
     b->pos = NULL;
     b->seq_id = NULL;
@@ -296,10 +321,24 @@ static lv_status validate(lv_context *ctx, const lv_batch *b) {
         ctx->seq_last[s] = lv_kv_seq_max_pos(ctx->kv, s);
         ctx->seq_new[s] = 0;
     }
+    if (b->pos_mrope && !ctx->model->hp.mrope)
+        return lv_error(LV_ERR_INVALID_ARG, "the batch carries M-RoPE positions but this %s model rotates by one position per token",
+                        lv_arch_name(ctx->model->arch));
+    const int64_t E = ctx->model->hp.n_embd;
     for (int32_t i = 0; i < b->n_tokens; i++) {
-        if (b->token[i] < 0 || b->token[i] >= n_vocab)
+        if (b->token[i] == LV_TOKEN_EMBD) {
+            if (!b->embd) return lv_error(LV_ERR_INVALID_ARG, "token %d of the batch is an embedding row (LV_TOKEN_EMBD) but the batch has no embd", i);
+            for (int64_t e = 0; e < E; e++)
+                if (!isfinite(b->embd[(int64_t)i * E + e]))
+                    return lv_error(LV_ERR_INVALID_ARG, "embedding row %d of the batch has a non-finite value at %lld", i, (long long)e);
+        } else if (b->token[i] < 0 || b->token[i] >= n_vocab) {
             return lv_error(LV_ERR_INVALID_ARG, "token %d of the batch has id %d, outside the vocabulary [0, %lld)", i, b->token[i],
                             (long long)n_vocab);
+        }
+        if (b->pos_mrope)
+            for (int r = 0; r < 4; r++)
+                if (b->pos_mrope[(int64_t)r * b->n_tokens + i] < 0)
+                    return lv_error(LV_ERR_INVALID_ARG, "token %d of the batch has a negative M-RoPE position", i);
         const lv_seq_id s = b->seq_id[i];
         if (s < 0 || (uint32_t)s >= ctx->p.n_seq_max)
             return lv_error(LV_ERR_INVALID_ARG, "token %d of the batch has sequence id %d, outside [0, %u)", i, s, ctx->p.n_seq_max);
@@ -315,12 +354,40 @@ static lv_status validate(lv_context *ctx, const lv_batch *b) {
     return LV_OK;
 }
 
+/* The batch's M-RoPE rows: the caller's, or (t, h, w, e) = (pos + delta, pos + delta, pos + delta,
+ * 0) with the sequence's rotary offset delta; and each sequence's offset after the batch: its
+ * largest rotary position so far minus its last cache position (so that the next text token, at
+ * the next cache position, takes the next rotary position, as HF's rope_deltas). Called after
+ * validate (seq_last: each sequence's last position with the batch). */
+static void fill_mrope(lv_context *ctx, const lv_batch *b) {
+    const int64_t n = b->n_tokens;
+    int32_t *m = ctx->mrope_delta_new; /* first the running maximum per sequence */
+    for (uint32_t s = 0; s < ctx->p.n_seq_max; s++) m[s] = INT32_MIN;
+    for (int64_t i = 0; i < n; i++) {
+        const lv_seq_id s = b->seq_id[i];
+        if (m[s] == INT32_MIN) {
+            const int32_t prev = lv_kv_seq_max_pos(ctx->kv, s);
+            m[s] = prev >= 0 ? prev + ctx->mrope_delta[s] : -1;
+        }
+        lv_pos *r = ctx->mrope_pos;
+        if (b->pos_mrope) {
+            for (int k = 0; k < 4; k++) r[k * n + i] = b->pos_mrope[k * n + i];
+        } else {
+            r[i] = r[n + i] = r[2 * n + i] = b->pos[i] + ctx->mrope_delta[s];
+            r[3 * n + i] = 0;
+        }
+        m[s] = LV_MAX(m[s], LV_MAX(r[i], LV_MAX(r[n + i], r[2 * n + i])));
+    }
+    for (uint32_t s = 0; s < ctx->p.n_seq_max; s++) m[s] = m[s] == INT32_MIN ? ctx->mrope_delta[s] : m[s] - ctx->seq_last[s];
+}
+
 lv_status lv_decode(lv_context *ctx, const lv_batch *b) {
     ctx->n_batch_last = 0; /* no outputs unless this call succeeds */
     ctx->last_out = -1;
     lv_status st = validate(ctx, b);
     if (st != LV_OK) return st;
     if ((st = lv_kv_reserve(ctx->kv, ctx->seq_new, ctx->seq_last)) != LV_OK) return st;
+    if (ctx->mrope_pos) fill_mrope(ctx, b);
 
     /* slots and output rows for the whole batch */
     /* a prefill (several tokens of one sequence in a step) resets that sequence's page selections */
@@ -348,7 +415,8 @@ lv_status lv_decode(lv_context *ctx, const lv_batch *b) {
             n_out_ub += ctx->out_row[i] >= 0;
         }
         lv_ubatch ub = {
-            .T = T, .token = b->token + i0, .pos = b->pos + i0, .seq = b->seq_id + i0, .slot = ctx->slot + i0,
+            .T = T, .token = b->token + i0, .embd = b->embd ? b->embd + i0 * ctx->model->hp.n_embd : NULL, .pos = b->pos + i0,
+            .pos_mrope = ctx->mrope_pos ? ctx->mrope_pos + i0 : NULL, .mrope_stride = b->n_tokens, .seq = b->seq_id + i0, .slot = ctx->slot + i0,
             .n_vis = ctx->n_vis + i0, .out_row = ctx->out_row + i0, .n_out = n_out_ub, .logits = ctx->logits,
         };
         st = lv_forward_llama(&ctx->fw, &ub);
@@ -358,6 +426,7 @@ lv_status lv_decode(lv_context *ctx, const lv_batch *b) {
         }
     }
     lv_kv_commit(ctx->kv);
+    if (ctx->mrope_delta) memcpy(ctx->mrope_delta, ctx->mrope_delta_new, ctx->p.n_seq_max * sizeof(int32_t));
     ctx->n_batch_last = b->n_tokens;
     ctx->last_out = -1;
     for (int32_t i = 0; i < b->n_tokens; i++) {
@@ -430,6 +499,7 @@ lv_status lv_kv_seq_rm(lv_context *ctx, lv_seq_id seq, lv_pos p0, lv_pos p1) {
                             lv_kv_seq_max_pos(ctx->kv, s));
         lv_status st = lv_kv_seq_truncate(ctx->kv, s, p0);
         if (st != LV_OK) return st;
+        if (ctx->mrope_delta && lv_kv_seq_len(ctx->kv, s) == 0) ctx->mrope_delta[s] = 0;
     }
     return LV_OK;
 }

@@ -35,6 +35,11 @@ struct lv_context {
     int64_t *seq_count;
     int64_t *seq_new;
     int32_t *seq_last;
+    /* M-RoPE models: the batch's four position rows (4 x n_batch), and per sequence the offset of
+     * the rotary position from the cache position (HF's rope_deltas: after an image, whose tokens
+     * share t, the next text token's t is its position plus this), and its value after the batch */
+    lv_pos *mrope_pos;
+    int32_t *mrope_delta, *mrope_delta_new;
 
     /* outputs of the last lv_decode */
     float *logits;      /* (n_batch, n_vocab), big allocation */

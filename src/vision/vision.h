@@ -11,11 +11,17 @@
  *
  *   image.c    decode an image file, resize (bilinear / bicubic / Lanczos, as Pillow), the
  *              per-projector preprocessing (idefics3 tiles, Qwen smart resize, LLaVA padded fit)
+ *   clip.c     the mmproj loader: keys and tensors of the four projector types, mtmd's checks
+ *   encode.c   the tower + projector forward pass of one preprocessed image (or Qwen frame pair)
+ *   mmproj.c   the public lv_mmproj API: an image file or pixels -> preprocessing -> chunks of embeddings
+ *   genmmproj.c random-weight mmproj files of the published shapes (`longview gen-mmproj`)
  */
 #ifndef LV_VISION_H
 #define LV_VISION_H
 
 #include "core/core.h"
+#include "gguf/gguf.h"
+#include "kernels/kernels.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -79,5 +85,78 @@ typedef struct lv_image_tiles {
 /* Preprocess src for projector p->type as llama.cpp v0.4.0's mtmd does (docs/vision.md). */
 lv_status lv_image_preprocess(const lv_vision_prep *p, const lv_image *src, lv_image_tiles *out);
 void      lv_image_tiles_free(lv_image_tiles *t);
+
+/* ---- mmproj files (clip.c) ----------------------------------------------------------------- */
+
+typedef enum lv_clip_norm { LV_CLIP_LAYERNORM, LV_CLIP_RMSNORM } lv_clip_norm;
+typedef enum lv_clip_act {
+    LV_CLIP_GELU,        /* tanh GELU (clip.use_gelu) */
+    LV_CLIP_QUICK_GELU,  /* x * sigmoid(1.702 x) (neither use_gelu nor use_silu) */
+    LV_CLIP_SILU,        /* SiLU, gated when the blocks have ffn_gate (clip.use_silu) */
+} lv_clip_act;
+
+typedef struct lv_clip_block {
+    lv_tensor ln1_w, ln1_b, ln2_w, ln2_b;       /* biases absent for RMSNorm */
+    lv_tensor q_w, q_b, k_w, k_b, v_w, v_b, o_w, o_b;
+    lv_tensor up_w, up_b, gate_w, gate_b, down_w, down_b; /* gate only for gated SiLU */
+} lv_clip_block;
+
+typedef struct lv_clip {
+    lv_gguf *gguf;
+    char *path;
+    lv_proj_type proj;
+    /* hyper-parameters as mtmd reads them */
+    int32_t image_size, patch_size, n_embd, n_ff, n_block, n_head, d_head;
+    int32_t n_block_run;          /* blocks the forward pass runs (mlp: n_block - 1, as mtmd) */
+    int32_t proj_dim;             /* clip.vision.projection_dim */
+    int32_t n_out;                /* output width: the text model's n_embd */
+    float eps;
+    float mean[3], std[3];
+    lv_clip_norm norm;
+    lv_clip_act act;
+    int32_t scale_factor;         /* idefics3 pixel shuffle */
+    int32_t preproc_image_size;   /* idefics3, 0 if absent */
+    int32_t merge;                /* qwen spatial merge (2) */
+    int32_t n_wa_pattern;         /* qwen2.5: block i is full attention iff (i + 1) % n == 0; 0: all full */
+    int32_t window_size;          /* qwen2.5 attention window in pixels (112) */
+    int32_t min_tokens, max_tokens; /* qwen token limits of the smart resize */
+    /* weights */
+    lv_tensor patch_w, patch_w1;  /* conv kernels viewed as (3 p p, d) matrices; patch_w1: qwen's second temporal slice */
+    void *patch_f16;              /* the conv kernels rounded to f16 (ggml's im2col is f16): owned */
+    lv_tensor patch_h, patch_h1;  /* views of patch_f16 */
+    lv_tensor patch_b, class_embd, pos_embd, pre_ln_w, pre_ln_b, post_ln_w, post_ln_b;
+    lv_tensor mm_fc;              /* idefics3 */
+    lv_tensor mm0_w, mm0_b, mm2_w, mm2_b; /* qwen merger and mlp */
+    lv_clip_block *blocks;
+    int64_t weight_bytes;
+} lv_clip;
+
+/* Open and check an mmproj file. n_text_embd > 0: the text model's embedding width, which the
+ * projector's output must equal (0: not checked). Messages are prefixed with the path. */
+lv_status lv_clip_load(const char *path, int64_t n_text_embd, lv_clip **out);
+void      lv_clip_free(lv_clip *c);
+const char *lv_proj_type_name(lv_proj_type t);
+/* One paragraph describing the tower and projector (for `longview info --mmproj`). */
+void lv_clip_describe(const lv_clip *c, char *buf, size_t n);
+/* The preprocessing parameters of a loaded file. */
+lv_vision_prep lv_clip_prep(const lv_clip *c);
+
+/* ---- the forward pass (encode.c) -------------------------------------------------------------- */
+
+/* One encoder input: an image at the tower's input size, or (qwen) a temporal pair of frames. */
+typedef struct lv_clip_input {
+    const lv_image *img;          /* w, h multiples of the patch size (qwen: of 2 x patch size) */
+    const lv_image *img2;         /* qwen: the second frame of a temporal pair, same size; or NULL */
+} lv_clip_input;
+
+/* Tokens the projector outputs for an input of w x h pixels, and the merged grid (nx, ny). */
+lv_status lv_clip_n_tokens(const lv_clip *c, int32_t w, int32_t h, int32_t *n_tokens, int32_t *nx, int32_t *ny);
+
+/* Run tower + projector: out gets n_tokens x n_out floats, token-major, in mtmd's order.
+ * Scratch is allocated per call (an encoder call is per image, not per token). */
+lv_status lv_clip_encode(const lv_clip *c, lv_threadpool *tp, const lv_clip_input *in, float *out);
+
+/* ---- random files (genmmproj.c) ---- */
+lv_status lv_genmmproj_write(const char *preset, lv_type wtype, int32_t n_text, uint64_t seed, float std, const char *out_path);
 
 #endif /* LV_VISION_H */
