@@ -34,30 +34,6 @@ static bool size_ok(int64_t w, int64_t h) {
     return w > 0 && h > 0 && w <= LV_IMAGE_MAX_SIDE && h <= LV_IMAGE_MAX_SIDE && w * h <= LV_IMAGE_MAX_PIXELS;
 }
 
-/* any image we make (a resize target can be long and thin: Qwen's smart resize of a 7x5000 image
- * with a high token minimum is 56x23968) */
-static bool alloc_ok(int64_t w, int64_t h) {
-    return w > 0 && h > 0 && w <= LV_IMAGE_MAX_ALLOC_SIDE && h <= LV_IMAGE_MAX_ALLOC_SIDE && w * h <= LV_IMAGE_MAX_PIXELS;
-}
-
-lv_status lv_image_alloc(lv_image *img, int32_t w, int32_t h) {
-    memset(img, 0, sizeof(*img));
-    if (!alloc_ok(w, h))
-        return lv_error(LV_ERR_INVALID_ARG, "image size %dx%d is out of range (1..%d per side, at most %lld pixels)", w,
-                        h, LV_IMAGE_MAX_ALLOC_SIDE, (long long)LV_IMAGE_MAX_PIXELS);
-    img->rgb = lv_calloc((size_t)w * (size_t)h, 3);
-    if (!img->rgb) return LV_ERR_NOMEM;
-    img->w = w;
-    img->h = h;
-    return LV_OK;
-}
-
-void lv_image_free(lv_image *img) {
-    if (!img) return;
-    lv_free(img->rgb);
-    memset(img, 0, sizeof(*img));
-}
-
 /* -------------------------------------------------------------------------------------------
  * decoding
  * ----------------------------------------------------------------------------------------- */
@@ -302,11 +278,12 @@ static void header_size(const uint8_t *p, int64_t n, int64_t *w, int64_t *h) {
     }
 }
 
-static lv_status decode(img_dec *d, const uint8_t *data, int64_t size, const char *name, lv_image *out) {
+static lv_status decode(img_dec *d, const uint8_t *data, int64_t size, const char *name, int64_t max_pixels,
+                        lv_image *out) {
     char eb[64];
     int64_t hw, hh;
     header_size(data, size, &hw, &hh);
-    if ((hw || hh) && !size_ok(hw, hh))
+    if ((hw || hh) && (!size_ok(hw, hh) || hw * hh > max_pixels))
         return lv_error(LV_ERR_FORMAT, "%s: absurd image size %lldx%lld (at most %d per side and %lld pixels)", name,
                         (long long)hw, (long long)hh, LV_IMAGE_MAX_SIDE, (long long)LV_IMAGE_MAX_PIXELS);
     d->mem.data = data;
@@ -337,7 +314,7 @@ static lv_status decode(img_dec *d, const uint8_t *data, int64_t size, const cha
         return lv_error(LV_ERR_UNSUPPORTED, "%s: no decoder for its image format", name);
     if (si < 0 || !codec) return lv_error(LV_ERR_FORMAT, "%s is not an image longview can read: no picture in it", name);
     const AVCodecParameters *par = d->fmt->streams[si]->codecpar;
-    if ((par->width || par->height) && !size_ok(par->width, par->height))
+    if ((par->width || par->height) && (!size_ok(par->width, par->height) || (int64_t)par->width * par->height > max_pixels))
         return lv_error(LV_ERR_FORMAT, "%s: absurd image size %dx%d (at most %d per side and %lld pixels)", name,
                         par->width, par->height, LV_IMAGE_MAX_SIDE, (long long)LV_IMAGE_MAX_PIXELS);
     for (unsigned i = 0; i < d->fmt->nb_streams; i++)
@@ -350,7 +327,7 @@ static lv_status decode(img_dec *d, const uint8_t *data, int64_t size, const cha
     if ((ret = avcodec_parameters_to_context(d->ctx, par)) < 0)
         return lv_error(LV_ERR_FORMAT, "%s: bad codec parameters: %s", name, av_err(ret, eb));
     d->ctx->thread_count = 1;
-    d->ctx->max_pixels = LV_IMAGE_MAX_PIXELS;
+    d->ctx->max_pixels = max_pixels;
     /* damage is an error, not a concealed picture: Pillow refuses a truncated file too */
     d->ctx->err_recognition |= AV_EF_CRCCHECK | AV_EF_BITSTREAM | AV_EF_BUFFER | AV_EF_EXPLODE;
     if ((ret = avcodec_open2(d->ctx, codec, NULL)) < 0)
@@ -379,16 +356,25 @@ static lv_status decode(img_dec *d, const uint8_t *data, int64_t size, const cha
     if (!got) return lv_error(LV_ERR_FORMAT, "%s: corrupt or truncated %s data: no picture decoded", name, codec->name);
     if ((d->frame->flags & AV_FRAME_FLAG_CORRUPT) || d->frame->decode_error_flags)
         return lv_error(LV_ERR_FORMAT, "%s: corrupt or truncated %s data", name, codec->name);
+    if ((int64_t)d->frame->width * d->frame->height > max_pixels)
+        return lv_error(LV_ERR_FORMAT, "%s: image size %dx%d is over the limit of %lld pixels", name, d->frame->width,
+                        d->frame->height, (long long)max_pixels);
     return frame_to_rgb(d, name, out);
 }
 
 lv_status lv_image_load_memory(const uint8_t *data, int64_t size, const char *name, lv_image *out) {
+    return lv_image_load_memory_capped(data, size, name, LV_IMAGE_MAX_PIXELS, out);
+}
+
+lv_status lv_image_load_memory_capped(const uint8_t *data, int64_t size, const char *name, int64_t max_pixels,
+                                      lv_image *out) {
     memset(out, 0, sizeof(*out));
     if (!name) name = "<memory>";
+    if (max_pixels <= 0 || max_pixels > LV_IMAGE_MAX_PIXELS) max_pixels = LV_IMAGE_MAX_PIXELS;
     if (!data || size <= 0) return lv_error(LV_ERR_FORMAT, "%s is not an image longview can read: it is empty", name);
     img_dec d;
     memset(&d, 0, sizeof(d));
-    lv_status st = decode(&d, data, size, name, out);
+    lv_status st = decode(&d, data, size, name, max_pixels, out);
     dec_free(&d);
     if (st != LV_OK) lv_image_free(out);
     return st;
@@ -538,7 +524,7 @@ static lv_status check_prep(const lv_vision_prep *p, lv_vision_prep *q) {
 
 lv_status lv_image_plan_for(const lv_vision_prep *prep, int32_t w, int32_t h, lv_image_plan *pl) {
     memset(pl, 0, sizeof(*pl));
-    if (!alloc_ok(w, h)) return lv_error(LV_ERR_INVALID_ARG, "preprocess: image size %dx%d out of range", w, h);
+    if (!lv_image_dims_ok(w, h)) return lv_error(LV_ERR_INVALID_ARG, "preprocess: image size %dx%d out of range", w, h);
     lv_vision_prep q;
     lv_status st = check_prep(prep, &q);
     if (st != LV_OK) return st;
@@ -582,7 +568,7 @@ lv_status lv_image_plan_for(const lv_vision_prep *prep, int32_t w, int32_t h, lv
             pl->n_rows = (int32_t)ceilf((float)rh / (float)T);
             fit_ceil(w, h, rw, rh, pl);
         }
-        if ((int64_t)pl->n_cols * pl->n_rows > 4096 || !alloc_ok(pl->refined_w, pl->refined_h))
+        if ((int64_t)pl->n_cols * pl->n_rows > 4096 || !lv_image_dims_ok(pl->refined_w, pl->refined_h))
             return lv_error(LV_ERR_INVALID_ARG, "idefics3: a %dx%d grid of %d-pixel tiles is too big", pl->n_cols,
                             pl->n_rows, T);
         pl->w = pl->h = T;
@@ -592,7 +578,7 @@ lv_status lv_image_plan_for(const lv_vision_prep *prep, int32_t w, int32_t h, lv
     case LV_PROJ_QWEN2VL:
     case LV_PROJ_QWEN25VL:
         if ((st = token_limits(p, 8, 4096, &min_px, &max_px)) != LV_OK) return st;
-        if (!smart_size(w, h, p->patch_size * p->merge, min_px, max_px, 0, &rw, &rh) || !alloc_ok(rw, rh))
+        if (!smart_size(w, h, p->patch_size * p->merge, min_px, max_px, 0, &rw, &rh) || !lv_image_dims_ok(rw, rh))
             return lv_error(LV_ERR_INVALID_ARG, "qwen: no target size for a %dx%d image", w, h);
         pl->w = pl->refined_w = rw;
         pl->h = pl->refined_h = rh;

@@ -1,5 +1,6 @@
 /*
- * resize.c: Pillow's Image.resize for 8-bit RGB, byte for byte (docs/vision.md, "The resampler").
+ * resize.c: the lv_image type (allocation) and Pillow's Image.resize for 8-bit RGB, byte for byte
+ * (docs/vision.md, "The resampler").
  *
  * Bilinear, bicubic (a = -0.5) and Lanczos (a = 3) are Pillow's convolution resampler
  * (libImaging/Resample.c), which llama.cpp's mtmd ports as resize_pillow:
@@ -22,6 +23,24 @@
 
 #include <math.h>
 #include <string.h>
+
+lv_status lv_image_alloc(lv_image *img, int32_t w, int32_t h) {
+    memset(img, 0, sizeof(*img));
+    if (!lv_image_dims_ok(w, h))
+        return lv_error(LV_ERR_INVALID_ARG, "image size %dx%d is out of range (1..%d per side, at most %lld pixels)", w,
+                        h, LV_IMAGE_MAX_ALLOC_SIDE, (long long)LV_IMAGE_MAX_PIXELS);
+    img->rgb = lv_calloc((size_t)w * (size_t)h, 3);
+    if (!img->rgb) return LV_ERR_NOMEM;
+    img->w = w;
+    img->h = h;
+    return LV_OK;
+}
+
+void lv_image_free(lv_image *img) {
+    if (!img) return;
+    lv_free(img->rgb);
+    memset(img, 0, sizeof(*img));
+}
 
 #define LV_RS_BITS 22 /* 32 - 8 - 2: 8 bits of pixel, 2 bits of headroom for negative lobes */
 

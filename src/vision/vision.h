@@ -11,7 +11,8 @@
  *
  *   image.c    decode an image file or buffer (libavformat / libavcodec / swscale), the
  *              per-projector preprocessing (idefics3 tiles, Qwen smart resize, LLaVA padded fit)
- *   resize.c   resize as Pillow's Image.resize (nearest / bilinear / bicubic / Lanczos)
+ *   resize.c   the image type; resize as Pillow's Image.resize (nearest / bilinear / bicubic /
+ *              Lanczos)
  */
 #ifndef LV_VISION_H
 #define LV_VISION_H
@@ -35,6 +36,10 @@ typedef struct lv_image {
 #define LV_IMAGE_MAX_ALLOC_SIDE 65536
 #define LV_IMAGE_MAX_PIXELS     ((int64_t)1 << 28)
 
+static inline bool lv_image_dims_ok(int64_t w, int64_t h) {
+    return w > 0 && h > 0 && w <= LV_IMAGE_MAX_ALLOC_SIDE && h <= LV_IMAGE_MAX_ALLOC_SIDE && w * h <= LV_IMAGE_MAX_PIXELS;
+}
+
 /* Allocate a w x h image (contents zero). LV_ERR_INVALID_ARG outside the limits above. */
 lv_status lv_image_alloc(lv_image *img, int32_t w, int32_t h);
 void      lv_image_free(lv_image *img); /* accepts a zeroed or freed image */
@@ -47,8 +52,11 @@ void      lv_image_free(lv_image *img); /* accepts a zeroed or freed image */
  * size), LV_ERR_UNSUPPORTED (no decoder / no conversion), LV_ERR_NOMEM. *out is zeroed on error.
  * libav's own log lines go where lv_video_route_libav_log() sends them (stderr by default). */
 lv_status lv_image_load(const char *path, lv_image *out);
-/* The same from memory; name (may be NULL) is used in messages. */
+/* The same from memory; name (may be NULL) is used in messages. _capped lowers the pixel limit
+ * (max_pixels <= 0 or over LV_IMAGE_MAX_PIXELS: the default), e.g. for the fuzzer. */
 lv_status lv_image_load_memory(const uint8_t *data, int64_t size, const char *name, lv_image *out);
+lv_status lv_image_load_memory_capped(const uint8_t *data, int64_t size, const char *name, int64_t max_pixels,
+                                      lv_image *out);
 
 typedef enum lv_resample {
     LV_RESAMPLE_NEAREST,

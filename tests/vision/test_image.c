@@ -320,7 +320,7 @@ TEST(vision_load_pillow) {
         n++;
     }
     fclose(f);
-    CHECK(n >= 11, "expected the load cases, found %d", n);
+    CHECK(n >= 12, "expected the load cases, found %d", n);
     /* the PPM sources of the resize cases through libav equal our own PPM reader */
     lv_image a, b;
     REQUIRE(read_ppm(GOLDEN "/resize/src-noise37x23.ppm", &a), "read");
