@@ -260,7 +260,10 @@ static void header_size(const uint8_t *p, int64_t n, int64_t *w, int64_t *h) {
     if (n >= 24 && !memcmp(p, "\x89PNG\r\n\x1a\n", 8) && !memcmp(p + 12, "IHDR", 4)) {
         *w = (int64_t)p[16] << 24 | p[17] << 16 | p[18] << 8 | p[19];
         *h = (int64_t)p[20] << 24 | p[21] << 16 | p[22] << 8 | p[23];
-    } else if (n >= 26 && p[0] == 'B' && p[1] == 'M') {
+    } else if (n >= 26 && p[0] == 'B' && p[1] == 'M' && p[14] == 12 && !p[15] && !p[16] && !p[17]) {
+        *w = p[18] | p[19] << 8; /* OS/2 1.x core header: 16-bit sizes */
+        *h = p[20] | p[21] << 8;
+    } else if (n >= 26 && p[0] == 'B' && p[1] == 'M' && p[14] >= 40) {
         const int32_t bw = (int32_t)((uint32_t)p[18] | (uint32_t)p[19] << 8 | (uint32_t)p[20] << 16 | (uint32_t)p[21] << 24);
         const int32_t bh = (int32_t)((uint32_t)p[22] | (uint32_t)p[23] << 8 | (uint32_t)p[24] << 16 | (uint32_t)p[25] << 24);
         *w = bw < 0 ? -(int64_t)bw : bw;
