@@ -4,7 +4,7 @@ oracles of tests/vision/test_image.c (format: tests/golden/README.md, "vision/")
 
     /usr/bin/python3 scripts/gen-resize-golden.py      (Debian python3-pil and python3-numpy)
 
-load/        PNG (RGB, RGBA, grey, grey+alpha, palette, 1-bit), BMP, GIF and JPEG (4:4:4, 4:2:2, 4:2:0)
+load/        PNG (RGB, RGBA, grey, grey+alpha, palette, 1-bit), BMP, GIF, TIFF, lossless WebP and JPEG (4:4:4, 4:2:2, 4:2:0)
              files written by Pillow, each with Pillow's own decoding (convert("RGB")) as PPM.
 resize/      deterministic source images (uniform noise and smooth gradients; several sizes and
              aspect ratios down to 1 pixel) and Pillow's Image.resize of each to several sizes
@@ -286,6 +286,9 @@ def gen_load():
         ("bilevel.png", rgb.convert("1"), {}),
         ("rgb.bmp", rgb, {}),
         ("palette.gif", rgb.convert("P", palette=Image.ADAPTIVE, colors=50), {}),
+        ("rgb.tif", rgb, {}),
+        ("rgba-deflate.tif", rgba, {"compression": "tiff_adobe_deflate"}),
+        ("lossless.webp", rgb, {"lossless": True}),
         ("q95-444.jpg", rgb, {"quality": 95, "subsampling": 0}),
         ("q90-420.jpg", gradient(40, 30, 3002), {"quality": 90, "subsampling": 2}),
         ("q85-420-odd.jpg", rgb, {"quality": 85, "subsampling": 2}),

@@ -331,8 +331,11 @@ static lv_status decode(img_dec *d, const uint8_t *data, int64_t size, const cha
         return lv_error(LV_ERR_FORMAT, "%s: bad codec parameters: %s", name, av_err(ret, eb));
     d->ctx->thread_count = 1;
     d->ctx->max_pixels = max_pixels;
-    /* damage is an error, not a concealed picture: Pillow refuses a truncated file too */
-    d->ctx->err_recognition |= AV_EF_CRCCHECK | AV_EF_BITSTREAM | AV_EF_BUFFER | AV_EF_EXPLODE;
+    /* damage is an error, not a concealed picture (Pillow refuses a truncated file too): for PNG
+     * and JPEG, whose decoders otherwise return what they have; not for all (the TIFF decoder
+     * explodes on a harmless unknown tag) */
+    if (codec->id == AV_CODEC_ID_PNG || codec->id == AV_CODEC_ID_MJPEG || codec->id == AV_CODEC_ID_APNG)
+        d->ctx->err_recognition |= AV_EF_CRCCHECK | AV_EF_BITSTREAM | AV_EF_BUFFER | AV_EF_EXPLODE;
     if ((ret = avcodec_open2(d->ctx, codec, NULL)) < 0)
         return lv_error(LV_ERR_UNSUPPORTED, "%s: cannot open the %s decoder: %s", name, codec->name, av_err(ret, eb));
 

@@ -320,7 +320,7 @@ TEST(vision_load_pillow) {
         n++;
     }
     fclose(f);
-    CHECK(n >= 12, "expected the load cases, found %d", n);
+    CHECK(n >= 15, "expected the load cases, found %d", n);
     /* the PPM sources of the resize cases through libav equal our own PPM reader */
     lv_image a, b;
     REQUIRE(read_ppm(GOLDEN "/resize/src-noise37x23.ppm", &a), "read");
@@ -385,6 +385,16 @@ TEST(vision_load_errors) {
     REQUIRE(jpg && n > 100, "read q90-420.jpg");
     expect_error("truncated JPEG (half)", scratch_file(5, "half.jpg", jpg, n / 2), LV_ERR_FORMAT);
     free(jpg);
+    static const char *const others[] = {"rgb.bmp", "rgb.tif", "rgba-deflate.tif", "palette.gif", "lossless.webp"};
+    for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++) {
+        char path[256], what[64];
+        snprintf(path, sizeof(path), GOLDEN "/load/%s", others[i]);
+        uint8_t *b = read_all(path, &n);
+        REQUIRE(b && n > 100, "read %s", path);
+        snprintf(what, sizeof(what), "truncated %s (half)", others[i]);
+        expect_error(what, scratch_file(5, others[i], b, n / 2), LV_ERR_FORMAT);
+        free(b);
+    }
 
     /* absurd sizes: a PPM and a BMP header claiming 20000 x 20000 */
     const char ppm[] = "P6\n20000 20000\n255\n\x01\x02\x03\x04\x05\x06";
