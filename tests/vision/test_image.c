@@ -435,3 +435,28 @@ TEST(vision_load_errors) {
     CHECK(n_ok <= 1, "no strict prefix of a PNG decodes (%d did)", n_ok);
     free(png);
 }
+
+/* The first frame of a video: a YUV frame through swscale with our flags equals the ffmpeg CLI's
+ * scale filter with the same flags, byte for byte. Needs Debian's ffmpeg (skips without). */
+TEST(vision_load_video_frame) {
+    quiet_libav();
+    if (system("ffmpeg -hide_banner -version >/dev/null 2>&1") != 0) SKIP("no ffmpeg");
+    char mp4[512], rgb[512], cmd[2048];
+    snprintf(mp4, sizeof(mp4), "%s/vision-frame.mp4", lv_test_tmpdir());
+    snprintf(rgb, sizeof(rgb), "%s/vision-frame.rgb", lv_test_tmpdir());
+    snprintf(cmd, sizeof(cmd),
+             "ffmpeg -v error -y -f lavfi -i testsrc2=size=62x46:rate=5 -t 1 -pix_fmt yuv420p -c:v mpeg4 -q:v 2 '%s' && "
+             "ffmpeg -v error -y -i '%s' -frames:v 1 "
+             "-vf scale=flags=bicubic+accurate_rnd+full_chroma_int+full_chroma_inp+bitexact -pix_fmt rgb24 -f rawvideo '%s'",
+             mp4, mp4, rgb);
+    REQUIRE(system(cmd) == 0, "ffmpeg failed: %s", cmd);
+    lv_image img;
+    REQUIRE(lv_image_load(mp4, &img) == LV_OK, "%s", lv_last_error());
+    size_t n = 0;
+    uint8_t *want = read_all(rgb, &n);
+    REQUIRE(want, "read %s", rgb);
+    CHECK(img.w == 62 && img.h == 46 && n == (size_t)62 * 46 * 3, "%dx%d, %zu bytes from ffmpeg", img.w, img.h, n);
+    if (n == (size_t)img.w * img.h * 3) CHECK(memcmp(want, img.rgb, n) == 0, "the first frame equals ffmpeg's");
+    free(want);
+    lv_image_free(&img);
+}
