@@ -396,9 +396,9 @@ lv_vision_prep lv_clip_prep(const lv_clip *c) {
     p.image_size = c->image_size;
     p.patch_size = c->patch_size;
     p.preproc_image_size = c->preproc_image_size;
-    p.merge = c->merge;
-    p.min_tokens = c->min_tokens;
-    p.max_tokens = c->max_tokens;
+    p.merge = c->proj == LV_PROJ_IDEFICS3 ? c->scale_factor : c->merge;
+    p.min_tokens = 0; /* mtmd's defaults (the user's --image-min-tokens / --image-max-tokens would go here) */
+    p.max_tokens = 0;
     return p;
 }
 

@@ -9,8 +9,10 @@
  *          vision tower + projector forward pass that turns an image into text-model embeddings.
  *   Never: runs the text model, owns KV memory, or prints.
  *
- *   image.c    decode an image file, resize (bilinear / bicubic / Lanczos, as Pillow), the
+ *   image.c    decode an image file or buffer (libavformat / libavcodec / swscale), the
  *              per-projector preprocessing (idefics3 tiles, Qwen smart resize, LLaVA padded fit)
+ *   resize.c   the image type; resize as Pillow's Image.resize (nearest / bilinear / bicubic /
+ *              Lanczos)
  *   clip.c     the mmproj loader: keys and tensors of the four projector types, mtmd's checks
  *   encode.c   the tower + projector forward pass of one preprocessed image (or Qwen frame pair)
  *   mmproj.c   the public lv_mmproj API: an image file or pixels -> preprocessing -> chunks of embeddings
@@ -34,13 +36,33 @@ typedef struct lv_image {
     uint8_t *rgb;
 } lv_image;
 
-/* Allocate a w x h image (contents zero). */
-lv_status lv_image_alloc(lv_image *img, int32_t w, int32_t h);
-void      lv_image_free(lv_image *img);
+/* Limits: a decoded image has sides 1..16384; any image (allocated, resized) has sides up to 65536
+ * (preprocessing targets can be long and thin) and at most 2^28 pixels. */
+#define LV_IMAGE_MAX_SIDE       16384
+#define LV_IMAGE_MAX_ALLOC_SIDE 65536
+#define LV_IMAGE_MAX_PIXELS     ((int64_t)1 << 28)
 
-/* Decode an image file (PNG, JPEG, PPM, anything libavcodec decodes as a still image; the first
- * frame of anything else) into RGB8. Errors name the file and the reason. */
+static inline bool lv_image_dims_ok(int64_t w, int64_t h) {
+    return w > 0 && h > 0 && w <= LV_IMAGE_MAX_ALLOC_SIDE && h <= LV_IMAGE_MAX_ALLOC_SIDE && w * h <= LV_IMAGE_MAX_PIXELS;
+}
+
+/* Allocate a w x h image (contents zero). LV_ERR_INVALID_ARG outside the limits above. */
+lv_status lv_image_alloc(lv_image *img, int32_t w, int32_t h);
+void      lv_image_free(lv_image *img); /* accepts a zeroed or freed image */
+
+/* Decode an image file (PNG, JPEG, PPM/PGM/PAM, BMP, GIF, TIFF, WebP, QOI, ... anything a
+ * libavformat image demuxer and libavcodec read as a still image; the first frame of a video in
+ * the containers src/video opens) into RGB8: grey and palettes expanded, alpha dropped (as
+ * Pillow's convert("RGB")), YUV converted with the frame's matrix and range. Errors name the file:
+ * LV_ERR_IO (cannot open or read), LV_ERR_FORMAT (not an image, corrupt or truncated data, absurd
+ * size), LV_ERR_UNSUPPORTED (no decoder / no conversion), LV_ERR_NOMEM. *out is zeroed on error.
+ * libav's own log lines go where lv_video_route_libav_log() sends them (stderr by default). */
 lv_status lv_image_load(const char *path, lv_image *out);
+/* The same from memory; name (may be NULL) is used in messages. _capped lowers the pixel limit
+ * (max_pixels <= 0 or over LV_IMAGE_MAX_PIXELS: the default), e.g. for the fuzzer. */
+lv_status lv_image_load_memory(const uint8_t *data, int64_t size, const char *name, lv_image *out);
+lv_status lv_image_load_memory_capped(const uint8_t *data, int64_t size, const char *name, int64_t max_pixels,
+                                      lv_image *out);
 
 typedef enum lv_resample {
     LV_RESAMPLE_NEAREST,
@@ -50,7 +72,9 @@ typedef enum lv_resample {
 } lv_resample;
 
 /* Resize src to w x h exactly as Pillow's Image.resize (separable, support widened by the scale
- * when shrinking, 22-bit fixed-point coefficients, horizontal pass first). */
+ * when shrinking, 22-bit fixed-point coefficients, horizontal pass first; nearest as Pillow's
+ * affine scale). Byte-identical to Pillow 9.4 on the golden cases (tests/vision/). *dst is
+ * allocated (zeroed on error). */
 lv_status lv_image_resize(const lv_image *src, int32_t w, int32_t h, lv_resample filter, lv_image *dst);
 
 /* ---- preprocessing per projector type ---------------------------------------------------- */
@@ -69,8 +93,12 @@ typedef struct lv_vision_prep {
     int32_t image_size;          /* clip.vision.image_size: tile side (idefics3), square input (mlp) */
     int32_t patch_size;          /* clip.vision.patch_size */
     int32_t preproc_image_size;  /* idefics3: clip.vision.preproc_image_size, 0 if absent */
-    int32_t merge;               /* qwen: spatial merge size (2) */
-    int32_t min_tokens;          /* qwen: token limits of the smart resize, 0 = mtmd's defaults */
+    int32_t merge;               /* mtmd's n_merge: qwen spatial merge size (0 = 2); idefics3
+                                  * clip.vision.projector.scale_factor (0 = 1); unused by mlp */
+    /* The user's image token limits (llama.cpp --image-min-tokens / --image-max-tokens), 0 =
+     * none: qwen's defaults are 8..4096; for idefics3 either one set selects the generic
+     * slicing, and min without max is refused as clip.cpp refuses it. */
+    int32_t min_tokens;
     int32_t max_tokens;
 } lv_vision_prep;
 
@@ -82,7 +110,26 @@ typedef struct lv_image_tiles {
     bool      has_overview;      /* idefics3: the last image is the overview */
 } lv_image_tiles;
 
-/* Preprocess src for projector p->type as llama.cpp v0.4.0's mtmd does (docs/vision.md). */
+/* The geometry of the preprocessing of a w x h image, without touching pixels (the tests check
+ * it against an independent re-implementation of mtmd's arithmetic on many sizes). */
+typedef struct lv_image_plan {
+    int32_t w, h;                 /* each image given to the tower: the tile (idefics3) or the output */
+    int32_t n_rows, n_cols;       /* idefics3 tile grid; 0, 0 otherwise */
+    bool    has_overview;         /* idefics3 */
+    bool    lanczos;              /* idefics3 with preproc_image_size: the Lanczos path */
+    int32_t resized_w, resized_h; /* idefics3 Lanczos path: the size with the long side at E; else 0 */
+    int32_t refined_w, refined_h; /* idefics3: the image cut into tiles; qwen / mlp: = w, h */
+    int32_t fit_w, fit_h;         /* the source resized to this ... */
+    int32_t fit_x, fit_y;         /* ... at this offset inside refined, the rest padding (no padding:
+                                   * fit = refined, offset 0; idefics3's Lanczos path never pads) */
+} lv_image_plan;
+
+lv_status lv_image_plan_for(const lv_vision_prep *p, int32_t w, int32_t h, lv_image_plan *plan);
+
+/* Preprocess src for projector p->type as llama.cpp v0.4.0's mtmd does (docs/vision.md): the u8
+ * images the tower normalises, tiles in raster order then the overview (idefics3), or one image
+ * (qwen: the smart-resized size, black padding; mlp: image_size square, padding 122,116,104).
+ * LV_ERR_INVALID_ARG for settings mtmd refuses or an image no grid fits; *out zeroed on error. */
 lv_status lv_image_preprocess(const lv_vision_prep *p, const lv_image *src, lv_image_tiles *out);
 void      lv_image_tiles_free(lv_image_tiles *t);
 
