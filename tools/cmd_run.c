@@ -18,7 +18,8 @@ static double now_s(void) {
 }
 
 int cmd_run(int argc, char **argv) {
-    const char *model_path = NULL, *prompt = NULL, *prompt_file = NULL, *tokens_arg = NULL, *kv = "f16";
+    const char *model_path = NULL, *prompt = NULL, *prompt_file = NULL, *tokens_arg = NULL, *kv = "f16", *mmproj_path = NULL;
+    cli_list images = {0};
     int64_t n_predict = 64, n_ctx = -1, n_batch = 512, n_threads = 0, seed = 0x5eed, top_k = 40, verbose = 0;
     double temp = 0.8, top_p = 0.95, min_p = 0.05;
     bool print_ids = false, ignore_eos = false, no_bos = false;
@@ -29,6 +30,8 @@ int cmd_run(int argc, char **argv) {
         {"-f", "--file", CLI_STR, &prompt_file, "FILE", "read the prompt from a file ('-' for stdin)"},
         {NULL, "--tokens", CLI_STR, &tokens_arg, "1,2,3", "prompt as token ids instead of text"},
         {NULL, "--no-bos", CLI_FLAG, &no_bos, NULL, "do not add BOS/EOS to a text prompt"},
+        {NULL, "--mmproj", CLI_STR, &mmproj_path, "FILE", "vision tower + projector (llama.cpp mmproj GGUF) for --image"},
+        {NULL, "--image", CLI_LIST, &images, "FILE", "an image (repeatable), placed where the prompt says <__media__>, else before the prompt"},
         {"-n", "--n-predict", CLI_INT, &n_predict, "N", "tokens to generate (default 64)", .lo = 0, .hi = 1 << 30},
         {"-c", "--ctx-size", CLI_INT, &n_ctx, "N", "context size in tokens (default: the prompt plus -n, at least 4096; 0 = the model's training context)", .lo = 0, .hi = 1 << 30},
         {"-b", "--batch", CLI_INT, &n_batch, "N", "prefill chunk in tokens (default 512)", .lo = 1, .hi = 1 << 20},
@@ -48,13 +51,23 @@ int cmd_run(int argc, char **argv) {
     memcpy(opts, base, sizeof(base));
     const int n_opts = nb + cli_attention_opts(&att, opts + nb);
     int r = cli_parse(argc, argv, opts, n_opts,
-                      "longview run -m MODEL (-p TEXT | -f FILE | --tokens IDS) [-n N] [-c CTX] [-b N] [-t THREADS] [--temp T] [--seed S]",
+                      "longview run -m MODEL (-p TEXT | -f FILE | --tokens IDS) [--mmproj MM --image IMG ...] [-n N] [-c CTX] [-b N] [-t THREADS] [--temp T] [--seed S]",
                       "Generate a completion. The completion goes to stdout; progress and timings to stderr.\n"
+                      "Images (--mmproj, --image): each is encoded by the vision tower and its embeddings take its place in\n"
+                      "the prompt, laid out as llama.cpp's mtmd does (docs/vision.md).\n"
                       "Long-context attention (DuoAttention heads, LServe selection, LongGen layers): see docs/long-context.md.", NULL, 0, NULL);
     if (r) return r > 0 ? 0 : 2;
     cli_set_verbosity(verbose);
-    if (!!prompt + !!prompt_file + !!tokens_arg != 1) {
+    if (!!prompt + !!prompt_file + !!tokens_arg != 1 && !(images.n > 0 && !prompt_file && !tokens_arg)) {
         cli_error("give exactly one of -p, -f, --tokens");
+        return 2;
+    }
+    if ((images.n > 0) != (mmproj_path != NULL)) {
+        cli_error(images.n ? "--image needs --mmproj (the vision tower)" : "--mmproj needs at least one --image");
+        return 2;
+    }
+    if (images.n && tokens_arg) {
+        cli_error("--image goes with a text prompt (-p or -f), not --tokens");
         return 2;
     }
     lv_kv_type kvt = LV_KV_F16;
@@ -73,14 +86,48 @@ int cmd_run(int argc, char **argv) {
     char *text = NULL;
     int32_t n_toks = 0;
     lv_batch batch = {0};
-    double t0 = now_s();
+    lv_mmproj *mm = NULL;
+    lv_threadpool *tp = NULL;
+    lv_image_embd *embds = NULL;
+    lv_mm_prompt mmp = {0};
+    double t0 = now_s(), t_encode = 0;
     lv_status st = lv_model_load(model_path, lv_model_default_params(), &model);
     if (st != LV_OK) {
         cli_fail("loading the model", st);
         goto end;
     }
     double t_load = now_s() - t0;
-    if (tokens_arg) {
+    if (!(tp = lv_threadpool_create((int)n_threads))) {
+        cli_error("cannot create the thread pool");
+        goto end;
+    }
+    if (mmproj_path) {
+        if ((st = lv_mmproj_load(mmproj_path, lv_model_n_embd(model), &mm)) != LV_OK) {
+            cli_fail("loading the mmproj", st);
+            goto end;
+        }
+        lv_video_route_libav_log();
+        if (!(embds = calloc((size_t)images.n, sizeof(*embds)))) {
+            cli_error("out of memory");
+            goto end;
+        }
+        const double te = now_s();
+        for (int i = 0; i < images.n; i++) {
+            if ((st = lv_mmproj_encode_file(mm, tp, images.items[i], &embds[i])) != LV_OK) {
+                cli_fail(images.items[i], st);
+                goto end;
+            }
+            fprintf(stderr, "image %s: %dx%d, %d chunks, %d embeddings\n", images.items[i], embds[i].width, embds[i].height, embds[i].n_chunks,
+                    embds[i].n_tokens);
+        }
+        t_encode = now_s() - te;
+        const char *ptext = prompt ? prompt : "";
+        if ((st = lv_mm_tokenize(model, ptext, (int64_t)strlen(ptext), embds, images.n, !no_bos, &mmp)) != LV_OK) {
+            cli_fail("the prompt with images", st);
+            goto end;
+        }
+        n_toks = mmp.n_rows;
+    } else if (tokens_arg) {
         if (!(toks = cli_parse_tokens(tokens_arg, &n_toks, "--tokens"))) goto end;
     } else {
         int64_t len = 0;
@@ -105,6 +152,7 @@ int cmd_run(int argc, char **argv) {
     cp.n_batch = (uint32_t)n_batch;
     cp.n_ubatch = (uint32_t)n_batch;
     cp.n_threads = (int32_t)n_threads;
+    cp.threadpool = tp;
     cp.kv_type = kvt;
     if (cli_attention_params(&att, &cp.attention) != 0) goto end;
     if ((st = lv_context_create(model, cp, &ctx)) != LV_OK) {
@@ -142,7 +190,15 @@ int cmd_run(int argc, char **argv) {
     cli_progress prog;
     cli_progress_start(&prog, "prefill");
     double t1 = now_s();
-    for (int32_t i0 = 0; i0 < n_toks; i0 += (int32_t)n_batch) {
+    if (mm) {
+        lv_pos n_past = 0;
+        if ((st = lv_mm_decode(ctx, &mmp, 0, &n_past)) != LV_OK) {
+            cli_progress_done(&prog, "failed");
+            cli_fail("prefill", st);
+            goto end;
+        }
+    }
+    for (int32_t i0 = 0; !mm && i0 < n_toks; i0 += (int32_t)n_batch) {
         const int32_t n = (int32_t)(n_toks - i0 < n_batch ? n_toks - i0 : n_batch);
         batch.n_tokens = n;
         for (int32_t i = 0; i < n; i++) {
@@ -205,11 +261,16 @@ int cmd_run(int argc, char **argv) {
     printf("\n");
     fflush(stdout);
     double t_gen = now_s() - t2;
+    if (mm) fprintf(stderr, "images: %d, encoded in %.2f s | ", images.n, t_encode);
     fprintf(stderr, "load: %.2f s | prompt: %d tokens, %.2f s, %.1f tokens/s | generation: %lld tokens, %.2f s, %.1f tokens/s | KV %.1f MiB\n",
             t_load, n_toks, t_prefill, n_toks / (t_prefill > 0 ? t_prefill : 1e-9), (long long)n_gen, t_gen,
             n_gen / (t_gen > 0 ? t_gen : 1e-9), (double)lv_kv_used_bytes(ctx) / (1024.0 * 1024.0));
     rc = 0;
 end:
+    lv_mm_prompt_free(&mmp);
+    for (int i = 0; embds && i < images.n; i++) lv_image_embd_free(&embds[i]);
+    free(embds);
+    lv_mmproj_free(mm);
     lv_batch_free(&batch);
     lv_detok_stream_free(ds);
     lv_sampler_free(smp);
@@ -217,6 +278,7 @@ end:
     free(text);
     lv_context_free(ctx);
     lv_model_free(model);
+    lv_threadpool_free(tp);
     cli_attention_free(&att);
     return rc;
 }

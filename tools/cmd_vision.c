@@ -8,7 +8,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
+
+static double peak_rss_mib(void) {
+    struct rusage ru;
+    return getrusage(RUSAGE_SELF, &ru) == 0 ? (double)ru.ru_maxrss / 1024.0 : 0.0;
+}
 
 static double now_s(void) {
     struct timespec ts;
@@ -45,7 +51,7 @@ int cmd_gen_mmproj(int argc, char **argv) {
 
 int cmd_image_embed(int argc, char **argv) {
     const char *model_path = NULL, *mmproj_path = NULL, *out_path = NULL, *image = NULL, *image2 = NULL;
-    int64_t threads = 0, verbose = 0;
+    int64_t threads = 0, verbose = 0, reps = 1;
     cli_opt opts[] = {
         {"-m", "--model", CLI_STR, &model_path, "FILE", "text model GGUF (its embedding width is checked against the projector's)"},
         {NULL, "--mmproj", CLI_STR, &mmproj_path, "FILE", "mmproj GGUF (vision tower + projector)", .required = true},
@@ -53,10 +59,11 @@ int cmd_image_embed(int argc, char **argv) {
         {NULL, "--image2", CLI_STR, &image2, "FILE", "Qwen: a second frame of the same size, encoded with --image as one temporal pair"},
         {"-o", "--output", CLI_STR, &out_path, "FILE", "output: float32 [n_tokens][n_embd], token-major, all chunks in mtmd's order", .required = true},
         {"-t", "--threads", CLI_INT, &threads, "N", "threads (default: one per core)", .lo = 0, .hi = 1024},
+        {"-r", "--reps", CLI_INT, &reps, "N", "for timing: encode N times after one warm-up run and report the median (default 1: one run, no warm-up)", .lo = 1, .hi = 1000},
         {"-v", "--verbose", CLI_INT, &verbose, "N", "log level: 0 warnings, 1 info, 2 debug", .lo = 0, .hi = 2},
     };
     int r = cli_parse(argc, argv, opts, (int)(sizeof(opts) / sizeof(opts[0])),
-                      "longview image-embed [-m TEXT.gguf] --mmproj MM.gguf --image IMG [--image2 IMG2] -o OUT.f32",
+                      "longview image-embed [-m TEXT.gguf] --mmproj MM.gguf --image IMG [--image2 IMG2] [-r REPS] -o OUT.f32",
                       "Decode an image, preprocess it as llama.cpp's mtmd does for the projector type, run the\n"
                       "vision tower and projector, and write the embeddings the text model would read. stderr gets\n"
                       "one line per chunk and a summary: n_tokens, n_embd, the position advance (n_pos) and the time.",
@@ -71,6 +78,7 @@ int cmd_image_embed(int argc, char **argv) {
         n_text = lv_model_n_embd(model);
         lv_model_free(model);
     }
+    lv_video_route_libav_log(); /* libav's messages through longview's log, not straight to stderr */
     lv_mmproj *mm = NULL;
     lv_status st = lv_mmproj_load(mmproj_path, n_text, &mm);
     if (st != LV_OK) return cli_fail("mmproj", st);
@@ -81,28 +89,40 @@ int cmd_image_embed(int argc, char **argv) {
         return 1;
     }
     lv_image_embd e = {0};
-    const double t0 = now_s();
-    if (image2) {
-        /* both frames must decode to the same size */
-        uint8_t *a = NULL, *b = NULL;
-        int32_t wa = 0, ha = 0, wb = 0, hb = 0;
-        if ((st = lv_image_decode_file(image, &a, &wa, &ha)) == LV_OK && (st = lv_image_decode_file(image2, &b, &wb, &hb)) == LV_OK) {
-            if (wa != wb || ha != hb) {
-                cli_error("--image is %dx%d but --image2 is %dx%d: a temporal pair needs two frames of one size", wa, ha, wb, hb);
-                lv_image_rgb_free(a);
-                lv_image_rgb_free(b);
-                lv_threadpool_free(tp);
-                lv_mmproj_free(mm);
-                return 1;
-            }
-            st = lv_mmproj_encode_pair(mm, tp, a, b, wa, ha, &e);
+    double times[1001] = {0};
+    const int runs = reps > 1 ? (int)reps + 1 : 1;
+    uint8_t *a = NULL, *b = NULL;
+    int32_t wa = 0, ha = 0, wb = 0, hb = 0;
+    if (image2) { /* both frames must decode to the same size */
+        if ((st = lv_image_decode_file(image, &a, &wa, &ha)) == LV_OK && (st = lv_image_decode_file(image2, &b, &wb, &hb)) == LV_OK &&
+            (wa != wb || ha != hb)) {
+            cli_error("--image is %dx%d but --image2 is %dx%d: a temporal pair needs two frames of one size", wa, ha, wb, hb);
+            lv_image_rgb_free(a);
+            lv_image_rgb_free(b);
+            lv_threadpool_free(tp);
+            lv_mmproj_free(mm);
+            return 1;
         }
-        lv_image_rgb_free(a);
-        lv_image_rgb_free(b);
-    } else {
-        st = lv_mmproj_encode_file(mm, tp, image, &e);
     }
-    const double dt = now_s() - t0;
+    for (int run = 0; run < runs && st == LV_OK; run++) {
+        lv_image_embd_free(&e);
+        const double t0 = now_s(); /* decoding the file is part of it, as for mtmd's bitmap from a file */
+        if (image2) st = lv_mmproj_encode_pair(mm, tp, a, b, wa, ha, &e);
+        else st = lv_mmproj_encode_file(mm, tp, image, &e);
+        times[run] = now_s() - t0;
+    }
+    lv_image_rgb_free(a);
+    lv_image_rgb_free(b);
+    /* the median of the timed runs (the first is a warm-up when there are several) */
+    const int first = runs > 1 ? 1 : 0, nt = runs - first;
+    for (int i = first; i < runs; i++)
+        for (int j = i + 1; j < runs; j++)
+            if (times[j] < times[i]) {
+                const double t = times[i];
+                times[i] = times[j];
+                times[j] = t;
+            }
+    const double dt = times[first + nt / 2];
     lv_threadpool_free(tp);
     if (st != LV_OK) {
         lv_mmproj_free(mm);
@@ -128,8 +148,8 @@ int cmd_image_embed(int argc, char **argv) {
         rc = 1;
     }
     if (rc == 0)
-        fprintf(stderr, "image-embed: %s %dx%d -> n_tokens %d, n_embd %d, n_pos %d, chunks %d, %.3f s (%s)\n", image, e.width, e.height, e.n_tokens,
-                e.n_embd, e.n_pos, e.n_chunks, dt, lv_mmproj_projector(mm));
+        fprintf(stderr, "image-embed: %s %dx%d -> n_tokens %d, n_embd %d, n_pos %d, chunks %d, %.3f s%s (%s), peak RSS %.0f MiB\n", image, e.width,
+                e.height, e.n_tokens, e.n_embd, e.n_pos, e.n_chunks, dt, nt > 1 ? " (median)" : "", lv_mmproj_projector(mm), peak_rss_mib());
     lv_image_embd_free(&e);
     lv_mmproj_free(mm);
     return rc;

@@ -583,3 +583,64 @@ int64_t lv_context_describe_plan(const lv_context *ctx, char *buf, size_t buf_si
 #undef OUT
     return len;
 }
+
+/* -------------------------------------------------------------------------------------------
+ * prompts with images
+ * ----------------------------------------------------------------------------------------- */
+
+lv_status lv_mm_decode(lv_context *ctx, const lv_mm_prompt *p, lv_seq_id seq, lv_pos *n_past) {
+    if (!ctx || !p || !n_past || seq < 0 || (uint32_t)seq >= ctx->p.n_seq_max)
+        return lv_error(LV_ERR_INVALID_ARG, "lv_mm_decode: bad context, prompt or sequence id");
+    const lv_hparams *hp = &ctx->model->hp;
+    const int64_t E = hp->n_embd, B = ctx->p.n_batch;
+    const bool mrope = hp->mrope;
+    lv_batch b = lv_batch_init_embd((int32_t)B, (int32_t)E);
+    lv_pos *stage = mrope ? lv_mallocn((size_t)(4 * B), sizeof(lv_pos)) : NULL; /* (t, h, w, e) per staged row */
+    if (!b.token || (mrope && !stage)) {
+        lv_batch_free(&b);
+        lv_free(stage);
+        return LV_ERR_NOMEM;
+    }
+    if (!mrope) {
+        lv_free(b.pos_mrope);
+        b.pos_mrope = NULL;
+    }
+    /* the rotary position of the next row: its cache position plus the sequence's offset */
+    lv_pos rope = *n_past + (ctx->mrope_delta ? ctx->mrope_delta[seq] : 0);
+    lv_status st = LV_OK;
+    int32_t n = 0;
+    for (int32_t c = 0; c < p->n_chunks && st == LV_OK; c++) {
+        const lv_mm_chunk *ch = &p->chunks[c];
+        const int32_t nx = LV_MAX(ch->nx, 1);
+        for (int32_t i = 0; i < ch->n_tokens && st == LV_OK; i++) {
+            b.token[n] = ch->tokens ? ch->tokens[i] : LV_TOKEN_EMBD;
+            if (!ch->tokens) memcpy(b.embd + (int64_t)n * E, ch->embd + (int64_t)i * E, (size_t)E * sizeof(float));
+            b.pos[n] = *n_past + n;
+            b.seq_id[n] = seq;
+            b.logits[n] = 0;
+            if (mrope) { /* text: (r, r, r, 0); image token i: (t0, t0 + i / nx, t0 + i % nx, 0) */
+                lv_pos *r = stage + 4 * n;
+                r[0] = ch->tokens ? rope + i : rope;
+                r[1] = ch->tokens ? rope + i : rope + i / nx;
+                r[2] = ch->tokens ? rope + i : rope + i % nx;
+                r[3] = 0;
+            }
+            n++;
+            const bool last = c == p->n_chunks - 1 && i == ch->n_tokens - 1;
+            if (n == B || last) {
+                b.n_tokens = n;
+                b.logits[n - 1] = last;
+                if (mrope)
+                    for (int32_t j = 0; j < n; j++)
+                        for (int k = 0; k < 4; k++) b.pos_mrope[(int64_t)k * n + j] = stage[4 * j + k];
+                st = lv_decode(ctx, &b);
+                if (st == LV_OK) *n_past += n;
+                n = 0;
+            }
+        }
+        rope += ch->tokens ? ch->n_tokens : ch->n_pos;
+    }
+    lv_batch_free(&b);
+    lv_free(stage);
+    return st;
+}

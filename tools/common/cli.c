@@ -106,8 +106,16 @@ int cli_parse(int argc, char **argv, cli_opt *opts, int n_opts, const char *usag
             val = argv[++i];
         }
         switch (o->kind) {
-        case CLI_STR:
-        case CLI_LIST: *(const char **)o->dst = val; break;
+        case CLI_STR: *(const char **)o->dst = val; break;
+        case CLI_LIST: {
+            cli_list *l = o->dst;
+            if (l->n == CLI_LIST_MAX) {
+                cli_error("%s: at most %d of them", opt_display(o), CLI_LIST_MAX);
+                return -1;
+            }
+            l->items[l->n++] = val;
+            break;
+        }
         case CLI_INT: {
             char *end;
             errno = 0;

@@ -19,8 +19,14 @@ typedef enum cli_opt_kind {
     CLI_INT,   /* int64_t *, range [lo, hi] */
     CLI_FLOAT, /* double *, range [flo, fhi] */
     CLI_FLAG,  /* bool * set to true */
-    CLI_LIST,  /* const char ** (repeatable: the last wins is NOT used; each occurrence is passed to cb) */
+    CLI_LIST,  /* cli_list *: repeatable, every occurrence kept in order */
 } cli_opt_kind;
+
+#define CLI_LIST_MAX 64
+typedef struct cli_list {
+    const char *items[CLI_LIST_MAX];
+    int n;
+} cli_list;
 
 typedef struct cli_opt {
     const char *short_name; /* "-m" or NULL */
