@@ -220,8 +220,9 @@ uint32_t  lv_context_n_batch(const lv_context *ctx);
  * takes row i of embd (n_embd floats) as its input instead of a row of the token embedding
  * table; text tokens and embedding rows mix freely in one batch.
  * M-RoPE models (qwen2vl: lv_model_n_pos_per_token() == 4) rotate by four positions per token
- * (t, h, w, e): pos_mrope (4 x n_tokens, row-major: all t, then all h, all w, all e) or NULL for
- * (pos, pos, pos, 0). pos stays the token's place in its sequence (strictly increasing: the
+ * (t, h, w, e): pos_mrope (4 x n_tokens, row-major: all t, then all h, all w, all e) or NULL:
+ * all four the token's pos plus the sequence's rotary offset (zero until an image made the
+ * rotary positions fall behind the cache positions, as HF's rope_deltas). pos stays the token's place in its sequence (strictly increasing: the
  * causal order, what the cache, masks and sparse plans count), which for images differs from the
  * rotary positions: the tokens of one image share t. */
 #define LV_TOKEN_EMBD (-1)
@@ -588,8 +589,9 @@ lv_status lv_mm_decode(lv_context *ctx, const lv_mm_prompt *p, lv_seq_id seq, lv
 
 /* Write an mmproj file with RANDOM weights at a published tower's shape, or a tiny one for tests
  * (presets: lv_mmproj_preset_list()). type "f32", "f16" or "q8_0"; n_text > 0 overrides the output
- * width. Its output is noise: for tests and speed measurements. */
-lv_status   lv_mmproj_write_random(const char *preset, const char *type, int32_t n_text, uint64_t seed, float std, const char *out_path);
+ * width; preproc_image_size (idefics3) >= 0 overrides the preset's (0: none, the generic slicing), < 0 keeps it. Its output is noise: for tests and speed measurements. */
+lv_status   lv_mmproj_write_random(const char *preset, const char *type, int32_t n_text, int32_t preproc_image_size, uint64_t seed, float std,
+                                   const char *out_path);
 const char *lv_mmproj_preset_list(void);
 
 /* ---- video ------------------------------------------------------------------------------ */

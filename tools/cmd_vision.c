@@ -24,7 +24,7 @@ static double now_s(void) {
 
 int cmd_gen_mmproj(int argc, char **argv) {
     const char *preset = NULL, *type = "f16", *out = NULL;
-    int64_t n_text = 0, seed = 42;
+    int64_t n_text = 0, seed = 42, preproc = -1;
     double std = 0.02;
     char presets[512];
     snprintf(presets, sizeof(presets), "%s", lv_mmproj_preset_list());
@@ -32,6 +32,7 @@ int cmd_gen_mmproj(int argc, char **argv) {
         {NULL, "--preset", CLI_STR, &preset, "NAME", presets, .required = true},
         {NULL, "--type", CLI_STR, &type, "T", "matrix type: f32 | f16 | q8_0 (default f16; rows that are not whole q8_0 blocks stay f16)"},
         {NULL, "--n-text", CLI_INT, &n_text, "N", "output width: the text model's embedding size (default: the preset's)", .lo = 1, .hi = 1 << 20},
+        {NULL, "--preproc-size", CLI_INT, &preproc, "N", "idefics3: clip.vision.preproc_image_size (0: none, mtmd's generic slicing; default: the preset's)", .lo = 0, .hi = 32768},
         {NULL, "--seed", CLI_INT, &seed, "N", "random seed (default 42)", .lo = 0, .hi = INT64_MAX},
         {NULL, "--std", CLI_FLOAT, &std, "F", "standard deviation of the matrices (default 0.02)", .flo = 1e-6, .fhi = 10},
         {"-o", "--output", CLI_STR, &out, "FILE", "output mmproj GGUF file", .required = true},
@@ -43,7 +44,7 @@ int cmd_gen_mmproj(int argc, char **argv) {
                       "tests. For speed measurements and tests; its output is noise.",
                       NULL, 0, NULL);
     if (r) return r > 0 ? 0 : 2;
-    lv_status st = lv_mmproj_write_random(preset, type, (int32_t)n_text, (uint64_t)seed, (float)std, out);
+    lv_status st = lv_mmproj_write_random(preset, type, (int32_t)n_text, (int32_t)preproc, (uint64_t)seed, (float)std, out);
     if (st != LV_OK) return cli_fail("gen-mmproj", st);
     fprintf(stderr, "gen-mmproj: wrote %s\n", out);
     return 0;

@@ -212,7 +212,7 @@ static void rope_store_range(void *arg, int64_t lo, int64_t hi, int ith) {
             const lv_pos *pm = t->ub->pos_mrope;
             const int64_t st = t->ub->mrope_stride;
             const int32_t p4[4] = {pm ? pm[i] : t->ub->pos[i], pm ? pm[st + i] : t->ub->pos[i], pm ? pm[2 * st + i] : t->ub->pos[i],
-                                   pm ? pm[3 * st + i] : 0};
+                                   pm ? pm[3 * st + i] : t->ub->pos[i]};
             lv_rope_cache_mrope(rp, hp->rope_sections, p4, cache);
         } else if (rope) {
             lv_rope_cache(rp, t->ub->pos[i], cache);

@@ -354,8 +354,7 @@ static lv_status validate(lv_context *ctx, const lv_batch *b) {
     return LV_OK;
 }
 
-/* The batch's M-RoPE rows: the caller's, or (t, h, w, e) = (pos + delta, pos + delta, pos + delta,
- * 0) with the sequence's rotary offset delta; and each sequence's offset after the batch: its
+/* The batch's M-RoPE rows: the caller's, or (t, h, w, e) all pos + delta, with the sequence's rotary offset delta; and each sequence's offset after the batch: its
  * largest rotary position so far minus its last cache position (so that the next text token, at
  * the next cache position, takes the next rotary position, as HF's rope_deltas). Called after
  * validate (seq_last: each sequence's last position with the batch). */
@@ -373,8 +372,7 @@ static void fill_mrope(lv_context *ctx, const lv_batch *b) {
         if (b->pos_mrope) {
             for (int k = 0; k < 4; k++) r[k * n + i] = b->pos_mrope[k * n + i];
         } else {
-            r[i] = r[n + i] = r[2 * n + i] = b->pos[i] + ctx->mrope_delta[s];
-            r[3 * n + i] = 0;
+            r[i] = r[n + i] = r[2 * n + i] = r[3 * n + i] = b->pos[i] + ctx->mrope_delta[s]; /* all four, as llama.cpp's batch allocator */
         }
         m[s] = LV_MAX(m[s], LV_MAX(r[i], LV_MAX(r[n + i], r[2 * n + i])));
     }
@@ -618,12 +616,12 @@ lv_status lv_mm_decode(lv_context *ctx, const lv_mm_prompt *p, lv_seq_id seq, lv
             b.pos[n] = *n_past + n;
             b.seq_id[n] = seq;
             b.logits[n] = 0;
-            if (mrope) { /* text: (r, r, r, 0); image token i: (t0, t0 + i / nx, t0 + i % nx, 0) */
+            if (mrope) { /* text: (r, r, r, r); image token i: (t0, t0 + i / nx, t0 + i % nx, 0), as llama.cpp */
                 lv_pos *r = stage + 4 * n;
                 r[0] = ch->tokens ? rope + i : rope;
                 r[1] = ch->tokens ? rope + i : rope + i / nx;
                 r[2] = ch->tokens ? rope + i : rope + i % nx;
-                r[3] = 0;
+                r[3] = ch->tokens ? rope + i : 0;
             }
             n++;
             const bool last = c == p->n_chunks - 1 && i == ch->n_tokens - 1;

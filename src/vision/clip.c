@@ -362,7 +362,7 @@ static lv_status clip_init(lv_clip *c, int64_t n_text_embd) {
     return LV_OK;
 }
 
-lv_status lv_clip_load(const char *path, int64_t n_text_embd, lv_clip **out) {
+static lv_status clip_open(const char *path, const void *data, uint64_t size, int64_t n_text_embd, lv_clip **out) {
     *out = NULL;
     lv_clip *c = lv_calloc(1, sizeof(*c));
     if (!c) return LV_ERR_NOMEM;
@@ -371,7 +371,7 @@ lv_status lv_clip_load(const char *path, int64_t n_text_embd, lv_clip **out) {
         lv_free(c);
         return LV_ERR_NOMEM;
     }
-    lv_status st = lv_gguf_open(path, &c->gguf);
+    lv_status st = data ? lv_gguf_open_memory(data, size, &c->gguf) : lv_gguf_open(path, &c->gguf);
     if (st == LV_OK) st = clip_init(c, n_text_embd);
     if (st != LV_OK) {
         lv_clip_free(c);
@@ -379,6 +379,12 @@ lv_status lv_clip_load(const char *path, int64_t n_text_embd, lv_clip **out) {
     }
     *out = c;
     return LV_OK;
+}
+
+lv_status lv_clip_load(const char *path, int64_t n_text_embd, lv_clip **out) { return clip_open(path, NULL, 0, n_text_embd, out); }
+
+lv_status lv_clip_load_memory(const void *data, uint64_t size, int64_t n_text_embd, lv_clip **out) {
+    return clip_open("<memory>", data, size, n_text_embd, out);
 }
 
 void lv_clip_free(lv_clip *c) {

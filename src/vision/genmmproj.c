@@ -59,14 +59,15 @@ static lv_type matrix_type(lv_type want, int64_t ne0) {
     return ne0 % tt->blck_size == 0 ? want : LV_TYPE_F16;
 }
 
-lv_status lv_genmmproj_write(const char *preset_name, lv_type wtype, int32_t n_text, uint64_t seed, float std, const char *out_path) {
+lv_status lv_genmmproj_write(const char *preset_name, lv_type wtype, int32_t n_text, int32_t preproc, uint64_t seed, float std, const char *out_path) {
     const mm_preset *pr = NULL;
     for (size_t i = 0; i < LV_ARRAY_LEN(g_mm_presets); i++)
         if (strcmp(g_mm_presets[i].name, preset_name) == 0) pr = &g_mm_presets[i];
     if (!pr) return lv_error(LV_ERR_INVALID_ARG, "unknown mmproj preset '%s' (%s)", preset_name, lv_mmproj_preset_list());
     if (wtype != LV_TYPE_F32 && wtype != LV_TYPE_F16 && wtype != LV_TYPE_Q8_0)
         return lv_error(LV_ERR_INVALID_ARG, "mmproj weight type must be f32, f16 or q8_0");
-    const mm_preset P = *pr;
+    mm_preset P = *pr;
+    if (preproc >= 0 && P.type == LV_PROJ_IDEFICS3) P.preproc = preproc;
     const int32_t nt = n_text > 0 ? n_text : P.n_text;
     const bool qwen = P.type == LV_PROJ_QWEN2VL || P.type == LV_PROJ_QWEN25VL, q25 = P.type == LV_PROJ_QWEN25VL;
     const int64_t d = P.d, f = P.f, p = P.patch;

@@ -175,13 +175,14 @@ lv_status lv_mmproj_encode_pair(const lv_mmproj *mm, lv_threadpool *tp, const ui
     return st;
 }
 
-lv_status lv_mmproj_write_random(const char *preset, const char *type, int32_t n_text, uint64_t seed, float std, const char *out_path) {
+lv_status lv_mmproj_write_random(const char *preset, const char *type, int32_t n_text, int32_t preproc_image_size, uint64_t seed, float std,
+                                 const char *out_path) {
     lv_type t;
     if (!type || strcasecmp(type, "f32") == 0) t = LV_TYPE_F32;
     else if (strcasecmp(type, "f16") == 0) t = LV_TYPE_F16;
     else if (strcasecmp(type, "q8_0") == 0) t = LV_TYPE_Q8_0;
     else return lv_error(LV_ERR_INVALID_ARG, "mmproj weight type '%s': use f32, f16 or q8_0", type);
-    return lv_genmmproj_write(preset, t, n_text, seed, std, out_path);
+    return lv_genmmproj_write(preset, t, n_text, preproc_image_size, seed, std, out_path);
 }
 
 lv_status lv_image_decode_file(const char *path, uint8_t **rgb, int32_t *w, int32_t *h) {

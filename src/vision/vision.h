@@ -181,6 +181,8 @@ typedef struct lv_clip {
 /* Open and check an mmproj file. n_text_embd > 0: the text model's embedding width, which the
  * projector's output must equal (0: not checked). Messages are prefixed with the path. */
 lv_status lv_clip_load(const char *path, int64_t n_text_embd, lv_clip **out);
+/* The same over a GGUF image in memory (not copied: it must outlive the handle); for the fuzzer. */
+lv_status lv_clip_load_memory(const void *data, uint64_t size, int64_t n_text_embd, lv_clip **out);
 void      lv_clip_free(lv_clip *c);
 const char *lv_proj_type_name(lv_proj_type t);
 /* One paragraph describing the tower and projector (for `longview info --mmproj`). */
@@ -204,6 +206,6 @@ lv_status lv_clip_n_tokens(const lv_clip *c, int32_t w, int32_t h, int32_t *n_to
 lv_status lv_clip_encode(const lv_clip *c, lv_threadpool *tp, const lv_clip_input *in, float *out);
 
 /* ---- random files (genmmproj.c) ---- */
-lv_status lv_genmmproj_write(const char *preset, lv_type wtype, int32_t n_text, uint64_t seed, float std, const char *out_path);
+lv_status lv_genmmproj_write(const char *preset, lv_type wtype, int32_t n_text, int32_t preproc, uint64_t seed, float std, const char *out_path);
 
 #endif /* LV_VISION_H */

@@ -233,7 +233,7 @@ static const char *tiny_file(const char *preset, const char *type, int32_t n_tex
     static int slot;
     char *p = path[slot++ % 4];
     snprintf(p, 512, "%s/mmproj-%s-%s-%d.gguf", lv_test_tmpdir(), preset, type, n_text);
-    lv_status st = lv_mmproj_write_random(preset, type, n_text, 7, 0.05f, p);
+    lv_status st = lv_mmproj_write_random(preset, type, n_text, -1, 7, 0.05f, p);
     return st == LV_OK ? p : NULL;
 }
 
