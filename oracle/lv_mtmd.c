@@ -13,10 +13,15 @@
  *   lv_mtmd logits TEXT.gguf MMPROJ.gguf PROMPT IMAGE.ppm [IMAGE.ppm ...] -o OUT [-t N]
  *       tokenizes PROMPT (its "<__media__>" markers; add_special true, parse_special true) and
  *       evaluates every chunk in order as mtmd-helper's eval does (text as token batches, images
- *       as llama_batch.embd rows, 1-D positions advancing by each chunk's n_pos); writes OUT.txt and
+ *       as llama_batch.embd rows, positions advancing by each chunk's n_pos); writes OUT.txt and
  *       OUT.bin: int32 ids[n_seq] (-1 for embedding rows), int32 pos[n_seq], float32
  *       embd[n_img_tokens][n_embd], float32 logits[n_out][n_vocab] of every text token after the
- *       last image (the last n_out rows of the sequence).
+ *       last image (the last n_out rows of the sequence); when the text model uses M-RoPE
+ *       (mrope=1 in OUT.txt) then int32 pos4[n_seq][4] = the (t, h, w, e) positions llama.cpp's
+ *       rope gets for each row: image rows mtmd_image_tokens_get_decoder_pos (t, y, x, z) of the
+ *       chunk's pos_0 (mtmd-helper's set_position_mrope_2d), text rows (p, p, p, p) (mtmd-helper
+ *       feeds text as 1-D token batches; llama_batch_allocr broadcasts p to all four sections);
+ *       pos[] then holds t.
  *   lv_mtmd bench  TEXT.gguf MMPROJ.gguf IMAGE.ppm [-t N] [-r REPS]
  *       encode time of the image (all its chunks), median and min of REPS after one warm-up, and
  *       peak RSS; one key=value line each on stdout.
@@ -241,7 +246,6 @@ static int cmd_embed(int n_img, char **imgs, int pair, const char *text_path, co
 
 static int cmd_logits(int n_img, char **imgs, const char *prompt, const char *text_path, const char *mm_path, const char *out, int threads) {
     oracle o = open_oracle(text_path, mm_path, threads);
-    if (o.mrope) die("logits: M-RoPE text models are not handled (1-D positions only)");
     mtmd_bitmap **bmp = calloc((size_t)n_img, sizeof(*bmp));
     for (int i = 0; i < n_img; i++) bmp[i] = read_ppm(imgs[i]);
     mtmd_input_chunks *chunks = tokenize(&o, prompt, 1, bmp, (size_t)n_img);
@@ -276,6 +280,7 @@ static int cmd_logits(int n_img, char **imgs, const char *prompt, const char *te
     if (!lctx) die("llama.cpp could not create the context");
 
     int32_t *ids = malloc(sizeof(int32_t) * n_seq), *pos = malloc(sizeof(int32_t) * n_seq);
+    int32_t *pos4 = malloc(sizeof(int32_t) * 4 * n_seq); /* [n_seq][4], M-RoPE only */
     float *embd_all = malloc(sizeof(float) * (size_t)o.n_embd * (n_img_tok ? n_img_tok : 1));
     float *logits = malloc(sizeof(float) * (size_t)n_vocab * n_out);
     size_t k = 0, ke = 0, ko = 0;
@@ -296,6 +301,7 @@ static int cmd_logits(int n_img, char **imgs, const char *prompt, const char *te
                 b.seq_id[j][0] = 0;
                 b.logits[j] = want;
                 ids[k] = tok[j];
+                for (int q = 0; q < 4; q++) pos4[4 * k + q] = b.pos[j]; /* llama_batch_allocr: a token batch's position in every section */
                 pos[k++] = b.pos[j];
             }
             b.n_tokens = (int32_t)m;
@@ -303,10 +309,21 @@ static int cmd_logits(int n_img, char **imgs, const char *prompt, const char *te
             if (mtmd_decode_use_non_causal(o.mctx, c)) die("logits: non-causal image decoding is not handled");
             const float *e = encode(&o, c);
             memcpy(embd_all + ke * (size_t)o.n_embd, e, sizeof(float) * (size_t)o.n_embd * nt);
-            b = llama_batch_init((int32_t)nt, o.n_embd, 1);
+            /* room for 4 positions per row (M-RoPE: laid out [t...][h...][w...][e...], n_tokens each) */
+            b = llama_batch_init((int32_t)nt * (o.mrope ? 4 : 1), o.n_embd, 1);
             memcpy(b.embd, e, sizeof(float) * (size_t)o.n_embd * nt);
+            const mtmd_image_tokens *it = mtmd_input_chunk_get_tokens_image(c);
             for (size_t j = 0; j < nt; j++) {
-                b.pos[j] = n_past + (llama_pos)j; /* set_position_normal */
+                if (o.mrope) { /* set_position_mrope_2d */
+                    struct mtmd_decoder_pos dp = mtmd_image_tokens_get_decoder_pos(it, n_past, j);
+                    b.pos[j] = dp.t;
+                    b.pos[j + nt] = dp.y;
+                    b.pos[j + 2 * nt] = dp.x;
+                    b.pos[j + 3 * nt] = dp.z;
+                    for (int q = 0; q < 4; q++) pos4[4 * k + q] = b.pos[j + (size_t)q * nt];
+                } else {
+                    b.pos[j] = n_past + (llama_pos)j; /* set_position_normal */
+                }
                 b.n_seq_id[j] = 1;
                 b.seq_id[j][0] = 0;
                 b.logits[j] = 0;
@@ -328,13 +345,16 @@ static int cmd_logits(int n_img, char **imgs, const char *prompt, const char *te
         fprintf(t, "image.%d=%ux%u\n", i, mtmd_bitmap_get_nx(bmp[i]), mtmd_bitmap_get_ny(bmp[i]));
     describe_chunks(t, chunks);
     fprintf(t, "n_out=%zu\n", n_out);
+    if (o.mrope) fprintf(t, "mrope=1\n");
     put(bf, ids, sizeof(int32_t) * n_seq);
     put(bf, pos, sizeof(int32_t) * n_seq);
     put(bf, embd_all, sizeof(float) * (size_t)o.n_embd * n_img_tok);
     put(bf, logits, sizeof(float) * (size_t)n_vocab * n_out);
+    if (o.mrope) put(bf, pos4, sizeof(int32_t) * 4 * n_seq);
     if (fclose(t) || fclose(bf)) die("write failed");
     free(ids);
     free(pos);
+    free(pos4);
     free(embd_all);
     free(logits);
     llama_free(lctx);

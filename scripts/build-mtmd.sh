@@ -5,8 +5,10 @@
 # tools/mtmd/{mtmd,clip,mtmd-image,mtmd-audio}.cpp + tools/mtmd/models/*.cpp (no mtmd-helper: stb,
 # miniaudio, subprocess are not needed), linked -shared against the npm libllama/libggml/libggml-base.
 # The npm prebuilt libraries have no mtmd_* symbol, hence this. Then builds our oracle program
-# oracle/lv_mtmd.c against it. Everything lands in .oracle/mtmd (git-ignored); nothing built here is
-# committed. Idempotent: objects are rebuilt only when missing or older than the source.
+# oracle/lv_mtmd.c against it. libmtmd lands in .oracle/mtmd (git-ignored, shared by the worktrees:
+# it only depends on the pinned source); lv_mtmd in this checkout's build/oracle/ (it depends on this
+# checkout's oracle/lv_mtmd.c). Nothing built here is committed. Idempotent: objects are rebuilt only
+# when missing or older than the source, and .oracle/mtmd/env is only written when it changes.
 #   scripts/build-mtmd.sh [-jN]      prints the path of lv_mtmd
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,10 +42,13 @@ if [ $need_link = 1 ]; then
       -Wl,-rpath,"$LIBDIR" -Wl,-soname,libmtmd.so -Wl,--no-undefined
   mv "$LIB.tmp" "$LIB"
 fi
-if [ ! -f "$OUT/lv_mtmd" ] || [ oracle/lv_mtmd.c -nt "$OUT/lv_mtmd" ] || [ "$LIB" -nt "$OUT/lv_mtmd" ]; then
-  cc -O2 -std=c11 -Wall -Wextra -I"$SRC/include" -I"$SRC/ggml/include" -I"$SRC/tools/mtmd" oracle/lv_mtmd.c -o "$OUT/lv_mtmd" \
+BIN="$PWD/build/oracle"
+mkdir -p "$BIN"
+if [ ! -f "$BIN/lv_mtmd" ] || [ oracle/lv_mtmd.c -nt "$BIN/lv_mtmd" ] || [ "$LIB" -nt "$BIN/lv_mtmd" ]; then
+  cc -O2 -std=c11 -Wall -Wextra -I"$SRC/include" -I"$SRC/ggml/include" -I"$SRC/tools/mtmd" oracle/lv_mtmd.c -o "$BIN/lv_mtmd.tmp" \
      -L"$OUT" -lmtmd -L"$LIBDIR" -l:libllama.v0.4.0.so -l:libggml.v0.4.0.so -l:libggml-base.so \
      -Wl,-rpath,"$OUT" -Wl,-rpath,"$LIBDIR" -lm
+  mv "$BIN/lv_mtmd.tmp" "$BIN/lv_mtmd"
 fi
-echo "LV_ORACLE_LIBDIR=$LIBDIR" > "$OUT/env"
-echo "$OUT/lv_mtmd"
+[ "$(cat "$OUT/env" 2>/dev/null)" = "LV_ORACLE_LIBDIR=$LIBDIR" ] || echo "LV_ORACLE_LIBDIR=$LIBDIR" > "$OUT/env"
+echo "$BIN/lv_mtmd"

@@ -36,7 +36,7 @@ TEXT_SHA=$(sha256sum "$TEXT" | cut -d' ' -f1)
 THREADS=2
 PROMPT='Describe <__media__> please'
 
-# name | kind | mmproj | images | extra lv_mtmd flags | what it covers
+# name | kind | mmproj | images | extra lv_mtmd flags (logits: the prompt, default $PROMPT) | what it covers
 CASES=(
   "idefics3-s2-64|embed|idefics3-s2.gguf|img-64x64.ppm||idefics3, one 64x64 tile (p 16, s 2: 4 tokens) + the identical overview"
   "idefics3-s2-128|embed|idefics3-s2.gguf|img-128x128.ppm||idefics3 multi-tile: 2x2 tiles of 64 (exact crops) + the overview (128->64 Pillow-bicubic, NOT preprocessing-free)"
@@ -58,6 +58,8 @@ CASES=(
   "qwen2vl-two-images-mrope|embed|qwen2vl.gguf|img-224x168.ppm img-112x112.ppm||two images in one prompt (not mergeable) with an M-RoPE text model: the second chunk's pos_0 follows max(nx, ny)"
   "logits-mlp-56|logits|mlp.gguf|img-56x56.ppm||end to end: BOS + 'Describe ' + 16 image rows + ' please' through the tiny text model"
   "logits-idefics3-s2-64|logits|idefics3-s2.gguf|img-64x64.ppm||end to end: the idefics3 tile + overview with their marker tokens"
+  "logits-qwen2vl-224x168-mrope|logits|qwen2vl.gguf|img-224x168.ppm||end to end with the M-RoPE text model: BOS + 'Describe ' + <|vision_start|> + 48 image rows (8x6 grid, 2-D decoder positions) + <|vision_end|> + ' please' (text after the image at pos_0 + max(nx, ny)); pos4 per row"
+  "logits-qwen25vl-two-images-mrope|logits|qwen25vl.gguf|img-224x168.ppm img-112x112.ppm|A <__media__> and <__media__> end|end to end with the M-RoPE text model, two images (8x6 and 4x4 grids) in one prompt, each chunk's pos_0 the running n_past; pos4 per row"
 )
 
 for c in "${CASES[@]}"; do
@@ -72,7 +74,8 @@ for c in "${CASES[@]}"; do
     # shellcheck disable=SC2086
     "$ORACLE" embed "$text" "$OUTDIR/$mmproj" "${paths[@]}" $extra -t $THREADS -o "$WORK/$name" 2>"$WORK/$name.log"
   else
-    "$ORACLE" logits "$TEXT" "$OUTDIR/$mmproj" "$PROMPT" "${paths[@]}" -t $THREADS -o "$WORK/$name" 2>"$WORK/$name.log"
+    prompt=${extra:-$PROMPT}
+    "$ORACLE" logits "$text" "$OUTDIR/$mmproj" "$prompt" "${paths[@]}" -t $THREADS -o "$WORK/$name" 2>"$WORK/$name.log"
   fi
   proj=$(PYTHONPATH=.oracle/src/gguf-py "$PYTHON" -c 'import sys, gguf; r = gguf.GGUFReader(sys.argv[1]); f = r.fields["clip.projector_type"]; print(bytes(f.parts[f.data[0]]).decode())' "$OUTDIR/$mmproj")
   {
@@ -92,7 +95,7 @@ for c in "${CASES[@]}"; do
       echo "text_model=$(basename "$text")"
       echo "text_sha256=$(sha256sum "$text" | cut -d' ' -f1)"
     fi
-    if [ "$kind" = logits ]; then echo "prompt=$PROMPT"; fi
+    if [ "$kind" = logits ]; then echo "prompt=$prompt"; fi
     cat "$WORK/$name.txt"
     echo "oracle=llama.cpp v0.4.0 (node-llama-cpp 3.21.1) libmtmd built by scripts/build-mtmd.sh, oracle/lv_mtmd.c; CPU, warmup off, flash attention off"
     echo "end"

@@ -349,20 +349,98 @@ def llama_logits(tm, ids, pos, embd, n_out):
     return x @ tm.t["output.weight"].T
 
 
+def qwen2vl_logits(tm, ids, pos4, embd, n_out):
+    """The qwen2vl text model (as llama.cpp's qwen2vl graph: q/k/v biases, M-RoPE = NEOX-style halves with
+    rope.dimension_sections picking, per frequency pair, which of the row's 4 positions (t, h, w, e) rotates
+    it; tied output) over rows that are token ids or (id -1) embedding rows; logits of the last n_out.
+    The causal mask is the row order: llama.cpp masks by t and, within one t, by (y, x) raster order, which
+    for mtmd's positions (t non-decreasing, an image's rows in raster order) is the same thing."""
+    kv = tm.kv
+    E = int(kv["qwen2vl.embedding_length"])
+    heads = int(kv["qwen2vl.attention.head_count"])
+    dh = E // heads
+    eps = float(kv["qwen2vl.attention.layer_norm_rms_epsilon"])
+    base = float(kv["qwen2vl.rope.freq_base"])
+    sec = [int(v) for v in kv["qwen2vl.rope.dimension_sections"]]
+    n = len(ids)
+    x = np.empty((n, E))
+    k = 0
+    for i, t in enumerate(ids):
+        if t < 0:
+            x[i] = embd[k]
+            k += 1
+        else:
+            x[i] = tm.t["token_embd.weight"][t]
+    half = dh // 2
+    which = np.empty(half, np.int64)  # section of each frequency pair (ggml_mrope_cache_init, not interleaved)
+    for i in range(half):
+        r = i % sum(sec)
+        which[i] = 0 if r < sec[0] else 1 if r < sec[0] + sec[1] else 2 if r < sec[0] + sec[1] + sec[2] else 3
+    p = np.asarray(pos4, np.float64)[:, which]  # [n, half]
+    ang = p * base ** (-2.0 * np.arange(half) / dh)[None]
+    cos, sin = np.cos(ang), np.sin(ang)
+
+    def rope(t):  # pairs (i, i + dh/2) within each head
+        t = t.reshape(n, heads, 2, half).copy()
+        a, b = t[:, :, 0].copy(), t[:, :, 1].copy()
+        t[:, :, 0] = a * cos[:, None] - b * sin[:, None]
+        t[:, :, 1] = a * sin[:, None] + b * cos[:, None]
+        return t.reshape(n, E)
+
+    causal = np.tril(np.ones((n, n), bool))
+    for L in range(int(kv["qwen2vl.block_count"])):
+        b = f"blk.{L}"
+        hh = rmsnorm(x, tm.t[f"{b}.attn_norm.weight"], eps)
+        q, kk, v = rope(tm.lin(hh, f"{b}.attn_q")), rope(tm.lin(hh, f"{b}.attn_k")), tm.lin(hh, f"{b}.attn_v")
+        x = x + tm.lin(attention(q, kk, v, heads, causal), f"{b}.attn_output")
+        hh = rmsnorm(x, tm.t[f"{b}.ffn_norm.weight"], eps)
+        x = x + tm.lin(silu(tm.lin(hh, f"{b}.ffn_gate")) * tm.lin(hh, f"{b}.ffn_up"), f"{b}.ffn_down")
+    x = rmsnorm(x[-n_out:], tm.t["output_norm.weight"], eps)
+    return tm.lin(x, "output" if tm.has("output.weight") else "token_embd", bias=False)
+
+
 def check_logits(path):
     """A logits golden: its embeddings equal the embed golden's, and the text model over its ids/embeddings
-    gives its logits (the embeddings are taken from the golden: this checks the text side and the layout)."""
+    gives its logits (the embeddings are taken from the golden: this checks the text side and the layout).
+    M-RoPE goldens (mrope=1) name a committed text model (text_model=, SHA-256 checked) and carry each row's
+    4 positions after the logits; they also check those positions against mtmd's rules from the header's chunks."""
+    import hashlib
     h, body = load_lvv(path)
-    tm = text_model(h, os.path.dirname(path))
     S, N, E, V, O = (int(h[k]) for k in ("n_seq", "n_image_tokens", "n_embd", "n_vocab", "n_out"))
     ids = np.frombuffer(body[: 4 * S], "<i4")
     pos = np.frombuffer(body[4 * S: 8 * S], "<i4")
     embd = np.frombuffer(body[8 * S: 8 * S + 4 * N * E], "<f4").reshape(N, E).astype(np.float64)
-    got = np.frombuffer(body[8 * S + 4 * N * E:], "<f4").reshape(O, V)
-    ref = llama_logits(tm, ids, pos, embd, O)
+    end = 8 * S + 4 * N * E + 4 * O * V
+    got = np.frombuffer(body[8 * S + 4 * N * E: end], "<f4").reshape(O, V)
+    if h.get("mrope") == "1":
+        tpath = os.path.join(os.path.dirname(path), h["text_model"])
+        if hashlib.sha256(open(tpath, "rb").read()).hexdigest() != h["text_sha256"]:
+            raise SystemExit(f"{tpath} differs from the golden's (SHA-256)")
+        tm = MM(tpath)
+        pos4 = np.frombuffer(body[end: end + 16 * S], "<i4").reshape(S, 4)
+        if len(body) != end + 16 * S:
+            raise SystemExit(f"{path}: body size")
+        # the positions from the chunk lines alone: text (p, p, p, p), image (pos_0, pos_0 + i / nx, pos_0 + i % nx, 0)
+        exp = []
+        for c in range(int(h["n_chunks"])):
+            f = dict(kv.split("=") for kv in h[f"chunk.{c}"].split()[1:])
+            p0, nt = int(f["pos_0"]), int(f["n_tokens"])
+            if h[f"chunk.{c}"].startswith("text"):
+                exp += [[p0 + j] * 4 for j in range(nt)]
+            else:
+                nx = int(f["nx"])
+                exp += [[p0, p0 + j // nx, p0 + j % nx, 0] for j in range(nt)]
+        if not (np.array(exp) == pos4).all() or not (pos == pos4[:, 0]).all():
+            raise SystemExit(f"{path}: pos4 differs from mtmd's rules")
+        ref = qwen2vl_logits(tm, ids, pos4, embd, O)
+        what = "qwen2vl text"
+    else:
+        tm = text_model(h, os.path.dirname(path))
+        ref = llama_logits(tm, ids, pos, embd, O)
+        what = "text model"
     diff = np.abs(got - ref).max()
     same_top = int((got.argmax(1) == ref.argmax(1)).sum())
-    print(f"{os.path.basename(path):28s} {'text model':18s} rows {O:3d}  max|d| {diff:.2e}  rel {diff / np.abs(ref).max():.2e}  "
+    print(f"{os.path.basename(path):28s} {what:18s} rows {O:3d}  max|d| {diff:.2e}  rel {diff / np.abs(ref).max():.2e}  "
           f"argmax equal {same_top}/{O}")
     return diff / np.abs(ref).max()
 
