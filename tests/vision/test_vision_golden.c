@@ -36,6 +36,7 @@ typedef struct lvv {
     lvv_chunk chunks[64];
     float *embd;
     float *logits; /* logits cases: n_out x n_vocab */
+    int32_t *pos4; /* logits cases with mrope=1: n_seq x (t, h, w, e) */
 } lvv;
 
 static char *read_all(const char *path, size_t *n) {
@@ -123,6 +124,13 @@ static bool lvv_parse(const char *path, lvv *g) {
         if (ok) {
             g->logits = malloc(sizeof(float) * nl);
             memcpy(g->logits, body + off, sizeof(float) * nl);
+        }
+        const size_t off4 = off + sizeof(float) * nl, n4 = 4 * (size_t)g->n_seq;
+        if (ok && g->mrope && (size_t)(body - buf) + off4 + sizeof(int32_t) * n4 <= n) {
+            g->pos4 = malloc(sizeof(int32_t) * n4);
+            memcpy(g->pos4, body + off4, sizeof(int32_t) * n4);
+        } else if (ok && g->mrope) {
+            ok = false;
         }
     }
     free(buf);
@@ -275,9 +283,11 @@ static lv_model *text_model(const lvv *g) {
 }
 
 /* End to end against llama.cpp: the prompt through lv_mm_tokenize (chunks and ids as mtmd's), our
- * encoder's embeddings in the batch, and the logits of the text after the image (the last n_out
- * rows), within 1e-3 of max |logit| (the embeddings differ by up to a few 1e-4, see above), with
- * lv_mm_decode's last row equal to the batch's. */
+ * encoder's embeddings in the batch (M-RoPE models: at the oracle's four positions per row), and
+ * the logits of the text after the image (the last n_out rows), within 1e-3 of max |logit| (the
+ * embeddings differ by up to a few 1e-4, see above; the committed qwen2vl text model is f16, whose
+ * activation rounding flips turn that into a few 1e-4 of the logits); and lv_mm_decode, which
+ * assigns the positions itself, gives the batch's last row. */
 static void run_logits_case(const void *arg) {
     const char *file = arg;
     char path[512];
@@ -286,16 +296,19 @@ static void run_logits_case(const void *arg) {
     REQUIRE(lvv_parse(path, &g), "%s: not a valid LVV1 file", path);
     lv_model *model = text_model(&g);
     REQUIRE(model, "%s: text model: %s", g.name, lv_last_error());
-    char mp[512], ip[512];
+    char mp[512];
     snprintf(mp, sizeof(mp), GOLDEN_DIR "/%s", g.mmproj);
-    snprintf(ip, sizeof(ip), GOLDEN_DIR "/%s", g.images[0]);
     lv_mmproj *mm = NULL;
     REQUIRE(lv_mmproj_load(mp, lv_model_n_embd(model), &mm) == LV_OK, "%s", lv_last_error());
     lv_threadpool *tp = lv_threadpool_create(2);
-    lv_image_embd im;
-    REQUIRE(lv_mmproj_encode_file(mm, tp, ip, &im) == LV_OK, "%s", lv_last_error());
+    lv_image_embd im[4];
+    for (int i = 0; i < g.n_images; i++) {
+        char ip[512];
+        snprintf(ip, sizeof(ip), GOLDEN_DIR "/%s", g.images[i]);
+        REQUIRE(lv_mmproj_encode_file(mm, tp, ip, &im[i]) == LV_OK, "%s", lv_last_error());
+    }
     lv_mm_prompt p;
-    REQUIRE(lv_mm_tokenize(model, g.prompt, -1, &im, 1, true, &p) == LV_OK, "%s", lv_last_error());
+    REQUIRE(lv_mm_tokenize(model, g.prompt, -1, im, g.n_images, true, &p) == LV_OK, "%s", lv_last_error());
     /* the chunks: same count, kinds, sizes and text ids as mtmd's */
     CHECK(p.n_chunks == g.n_chunks, "%s: %d chunks, mtmd %d", g.name, p.n_chunks, g.n_chunks);
     for (int i = 0; i < p.n_chunks && i < g.n_chunks; i++) {
@@ -328,8 +341,14 @@ static void run_logits_case(const void *arg) {
             b.logits[n] = n >= g.n_seq - g.n_out;
         }
     b.n_tokens = n;
-    lv_free(b.pos_mrope); /* 1-D model */
-    b.pos_mrope = NULL;
+    if (g.mrope) { /* the oracle's four positions per row (rows of n) */
+        REQUIRE(g.pos4 && lv_model_n_pos_per_token(model) == 4, "%s: M-RoPE positions", g.name);
+        for (int i = 0; i < n; i++)
+            for (int k = 0; k < 4; k++) b.pos_mrope[k * n + i] = g.pos4[4 * i + k];
+    } else {
+        lv_free(b.pos_mrope); /* 1-D model */
+        b.pos_mrope = NULL;
+    }
     REQUIRE(lv_decode(ctx, &b) == LV_OK, "%s", lv_last_error());
     double worst = 0, mx = 0;
     for (int r = 0; r < g.n_out; r++) {
@@ -355,11 +374,12 @@ static void run_logits_case(const void *arg) {
     lv_batch_free(&b);
     lv_context_free(ctx);
     lv_mm_prompt_free(&p);
-    lv_image_embd_free(&im);
+    for (int i = 0; i < g.n_images; i++) lv_image_embd_free(&im[i]);
     lv_threadpool_free(tp);
     lv_mmproj_free(mm);
     lv_model_free(model);
     free(g.logits);
+    free(g.pos4);
 }
 
 /* one test per golden, registered at start-up */
