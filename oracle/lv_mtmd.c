@@ -26,7 +26,8 @@
  *       encode time of the image (all its chunks), median and min of REPS after one warm-up, and
  *       peak RSS; one key=value line each on stdout.
  *
- * Environment: LV_ORACLE_LIBDIR = the npm bins folder (dynamic CPU backends). Never part of the
+ * Environment: LV_ORACLE_LIBDIR = the npm bins folder (dynamic CPU backends); LV_MTMD_FA=auto for
+ * llama.cpp's default flash attention (the bench), else it is off. Never part of the
  * longview build or its tests.
  */
 #define _POSIX_C_SOURCE 200809L
@@ -164,7 +165,10 @@ static oracle open_oracle(const char *text_path, const char *mmproj_path, int th
     p.print_timings = false;
     p.n_threads = threads;
     p.warmup = false;
-    p.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
+    /* the goldens: flash attention off (f32 attention); the bench can ask for llama.cpp's default
+     * (auto: on for the CPU, K/V cast to f16) with LV_MTMD_FA=auto */
+    const char *fa = getenv("LV_MTMD_FA");
+    p.flash_attn_type = fa && !strcmp(fa, "auto") ? LLAMA_FLASH_ATTN_TYPE_AUTO : LLAMA_FLASH_ATTN_TYPE_DISABLED;
     o.mctx = mtmd_init_from_file(mmproj_path, o.model, p);
     if (!o.mctx) die("mtmd_init_from_file failed");
     if (!mtmd_support_vision(o.mctx)) die("the mmproj has no vision encoder");

@@ -4,7 +4,8 @@
  * The module src/model/ (docs/architecture.md):
  *   Owns:  architectures: hyper-parameters as llama.cpp reads them, weight binding with shape and
  *          type checks, repacking at load; the forward pass over a micro-batch (forward.h); gen-
- *          model; the public calls that take a model (tokens.c).
+ *          model; the public calls that take a model (tokens.c), prompts with images laid out as
+ *          llama.cpp's mtmd lays them out (mmprompt.c).
  *   Never: owns the KV memory, or validates and schedules batches (runtime/ does).
  *
  * A model is a validated view over a GGUF file: hyper-parameters read from the metadata exactly

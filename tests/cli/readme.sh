@@ -11,6 +11,7 @@ W="$(cd "$T" && pwd)/work"
 rm -rf "$W"; mkdir -p "$W/checkout"
 ln -s "$(cd "$SHARED/.." && pwd)" "$W/shared"
 ln -s "$repo/models" "$W/checkout/models"
+ln -s "$repo/tests" "$W/checkout/tests" # the vision lines read tests/golden/vision
 mkdir -p "$W/bin"; ln -s "$LV" "$W/bin/longview"
 awk '/^## Using it/ { on = 1 } on && /^```sh$/ { c = 1; next } c && /^```$/ { exit } c && !/^#/ && NF { print }' README.md > "$T/cmds"
 [ "$(wc -l < "$T/cmds")" -ge 10 ] || fail "the README's command block was not found: $(cat "$T/cmds")"
@@ -23,4 +24,4 @@ while read -r line; do
 done < "$T/cmds"
 # what they made
 [ -s "$W/checkout/q.gguf" ] && [ -s "$W/checkout/out.f32" ] && [ -s "$W/checkout/heads.tsv" ] && [ -s "$W/checkout/pk.gguf" ] &&
-  [ -s "$W/checkout/frames.rgb" ] || fail "the README's commands wrote their files: $(ls "$W/checkout")"
+  [ -s "$W/checkout/frames.rgb" ] && [ -s "$W/checkout/img.f32" ] || fail "the README's commands wrote their files: $(ls "$W/checkout")"
