@@ -38,9 +38,13 @@ done
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
 echo "machine: $(nproc) cores, $cpu, load $(cut -d' ' -f1-3 /proc/loadavg)"
 tsv=$B/results.tsv
-printf 'cell\tlongview_s\tllamacpp_s\tllamacpp_threads\tratio\tlv_gflops\tlv_rss_mib\tllamacpp_rss_mib\n' > "$tsv"
+[ -n "${LV_BENCH_ONLY:-}" ] && [ -s "$tsv" ] || printf 'cell\tlongview_s\tllamacpp_s\tllamacpp_threads\tratio\tlv_gflops\tlv_rss_mib\tllamacpp_rss_mib\n' > "$tsv"
 printf '%-22s %10s %12s %7s %8s %10s %9s %9s\n' cell longview_s llama.cpp_s threads ratio GFLOP/s lv_RSS mtmd_RSS
 cells=("smol f16 576 512 429.4" "smol q8_0 576 512 429.4" "qwen25 f16 2048 448 1343" "qwen25 q8_0 2048 448 1343")
+# LV_BENCH_ONLY=qwen25-q8_0 (a cell's prefix) runs only the matching cells
+if [ -n "${LV_BENCH_ONLY:-}" ]; then
+  keep=(); for c in "${cells[@]}"; do set -- $c; [[ "$1-$2" == $LV_BENCH_ONLY* ]] && keep+=("$c"); done; cells=("${keep[@]}")
+fi
 for c in "${cells[@]}"; do
   set -- $c
   mm=$B/$1-$2.gguf text=$B/text-$3.gguf img=$B/img$4.ppm gflop=$5
