@@ -17,5 +17,6 @@ int cmd_train(int argc, char **argv);
 int cmd_identify(int argc, char **argv);
 int cmd_video_info(int argc, char **argv);
 int cmd_video_frames(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 #endif
