@@ -503,9 +503,9 @@ static json_t *choice_delta(stream *st, const char *text, size_t n, const char *
     if (st->kind == K_CHAT) {
         json_t *delta = json_object();
         if (text) json_object_set_new(delta, "content", jstr(text, n));
-        c = json_pack("{s:i,s:o,s:O}", "index", 0, "delta", delta, "finish_reason", finish ? json_string(finish) : json_null());
+        c = json_pack("{s:i,s:o,s:o}", "index", 0, "delta", delta, "finish_reason", finish ? json_string(finish) : json_null());
     } else {
-        c = json_pack("{s:i,s:o,s:n,s:O}", "index", 0, "text", jstr(text ? text : "", text ? n : 0), "logprobs", "finish_reason",
+        c = json_pack("{s:i,s:o,s:n,s:o}", "index", 0, "text", jstr(text ? text : "", text ? n : 0), "logprobs", "finish_reason",
                       finish ? json_string(finish) : json_null());
     }
     return c;
@@ -735,14 +735,17 @@ static enum MHD_Result route_tokenize(server *S, struct MHD_Connection *c, json_
             json_array_append_new(arr, json_integer(t[i]));
             continue;
         }
-        char piece[256];
-        int32_t len = lv_token_to_piece(S->model, t[i], piece, sizeof(piece), true);
+        char small[256], *piece = small;
+        int32_t len = lv_token_to_piece(S->model, t[i], small, sizeof(small), true);
+        if (len < 0 && len != INT32_MIN && (piece = malloc((size_t)-len)))
+            len = lv_token_to_piece(S->model, t[i], piece, -len, true);
         if (len < 0) len = 0;
         json_t *ps = json_stringn(piece, (size_t)len);
         if (!ps) { /* not UTF-8 on its own (a byte token): its bytes, as llama.cpp */
             ps = json_array();
             for (int32_t k = 0; k < len; k++) json_array_append_new(ps, json_integer((unsigned char)piece[k]));
         }
+        if (piece != small) free(piece);
         json_array_append_new(arr, json_pack("{s:i,s:o}", "id", t[i], "piece", ps));
     }
     free(t);
@@ -1149,6 +1152,9 @@ int cmd_serve(int argc, char **argv) {
             ai->ai_family == AF_INET6 ? "]" : "", di ? di->port : (unsigned)port, model_path);
 
     double t0 = now_s();
+    /* for tests/cli/serve.sh: a slow load, to see the 503 that /health gives meanwhile */
+    const char *delay = getenv("LV_TEST_SERVE_LOAD_DELAY_MS");
+    if (delay) usleep((useconds_t)(atoi(delay) > 0 && atoi(delay) < 60000 ? atoi(delay) : 0) * 1000u);
     lv_status st = lv_model_load(model_path, lv_model_default_params(), &S.model);
     if (st != LV_OK) {
         cli_fail("loading the model", st);

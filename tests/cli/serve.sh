@@ -216,8 +216,28 @@ ok("/metrics: counters and histograms; a step packed several prompts")
 PY
 stop main "$pid"
 
-# a slower model, one slot, a queue of one: refusal, cancellation on disconnect, drain on SIGTERM
-start slow -m "$S" -np 1 -c 8192 -b 64 -t 1 --metrics --max-queue 1
+# while the model loads: /health and every other route answer 503 (the load is held back 1.5 s)
+LV_TEST_SERVE_LOAD_DELAY_MS=1500 "$LV" serve --port 0 -m "$M" >"$T/load.out" 2>"$T/load.err" &
+pid=$!
+for i in $(seq 1 100); do grep -q "listening on" "$T/load.err" 2>/dev/null && break; sleep 0.02; done
+A=$(grep -o 'http://127.0.0.1:[0-9]*' "$T/load.err" | head -1)
+python3 - "$A" <<'PY' || fail "503 while loading"
+import json, sys, urllib.request, urllib.error
+for path in ("/health", "/v1/models"):
+    try:
+        urllib.request.urlopen(sys.argv[1] + path, timeout=10); raise AssertionError(path + " answered 200 while loading")
+    except urllib.error.HTTPError as e:
+        j = json.loads(e.read())
+        assert e.code == 503 and j["error"] == {"code": 503, "message": "Loading model", "type": "unavailable_error"}, (e.code, j)
+print("ok: /health and /v1/models answer 503 Loading model while the model loads")
+PY
+for i in $(seq 1 200); do grep -q "ready in" "$T/load.err" && break; sleep 0.05; done
+python3 -c "import sys, urllib.request; assert urllib.request.urlopen(sys.argv[1] + '/health').status == 200" "$A" || fail "/health after loading"
+stop load "$pid"
+
+# a slower model, one slot, a queue of one, sink+window layers: refusal, cancellation on
+# disconnect, drain on SIGTERM
+start slow -m "$S" -np 1 -c 8192 -b 64 -t 1 --metrics --max-queue 1 --layer-plan full,sw,full,sw --sink 4 --window 64
 A=$(cat "$T/slow.addr")
 python3 - "$A" "$pid" <<'PY' || fail "HTTP checks (slow server)"
 import json, os, signal, socket, sys, threading, time, urllib.request, urllib.error
