@@ -368,6 +368,22 @@ void lv_srv_req_release(lv_srv_req *r) {
     req_free(dead);
 }
 
+/* requests whose last reference went while the lock was held: freed after unlocking (a request
+ * that is done is in no queue, so its queue link is free to chain them) */
+static void dead_push(lv_srv_req **list, lv_srv_req *d) {
+    if (!d) return;
+    d->next = *list;
+    *list = d;
+}
+
+static void dead_free(lv_srv_req *list) {
+    while (list) {
+        lv_srv_req *n = list->next;
+        req_free(list);
+        list = n;
+    }
+}
+
 /* ---- slots ---- */
 
 static void slot_clear_kv(lv_srv *s, int i) {
@@ -490,12 +506,11 @@ static void admit_locked(lv_srv *s) {
 }
 
 /* drop cancelled and timed-out requests (under mu; engine thread); returns requests to free */
-static void reap_locked(lv_srv *s, lv_srv_req **dead, int *n_dead, int max_dead) {
+static void reap_locked(lv_srv *s, lv_srv_req **dead) {
     for (int i = 0; i < s->p.n_slots; i++) {
         srv_slot *sl = &s->slots[i];
         if (sl->req && sl->req->cancel) {
-            lv_srv_req *d = slot_release_locked(s, i, LV_SRV_FINISH_CANCELLED, NULL);
-            if (d && *n_dead < max_dead) dead[(*n_dead)++] = d;
+            dead_push(dead, slot_release_locked(s, i, LV_SRV_FINISH_CANCELLED, NULL));
         }
     }
     const double now = lv_time_s();
@@ -511,8 +526,7 @@ static void reap_locked(lv_srv *s, lv_srv_req **dead, int *n_dead, int max_dead)
             s->waiting_tokens -= r->n_prompt;
             char msg[128];
             snprintf(msg, sizeof(msg), "the request waited %.1f s in the queue (limit %.1f s)", now - r->t_arrival, s->p.queue_timeout_s);
-            lv_srv_req *d = req_finish_locked(s, r, r->cancel ? LV_SRV_FINISH_CANCELLED : LV_SRV_FINISH_TIMEOUT, r->cancel ? NULL : msg);
-            if (d && *n_dead < max_dead) dead[(*n_dead)++] = d;
+            dead_push(dead, req_finish_locked(s, r, r->cancel ? LV_SRV_FINISH_CANCELLED : LV_SRV_FINISH_TIMEOUT, r->cancel ? NULL : msg));
             continue;
         }
         prev = r;
@@ -636,14 +650,13 @@ static bool cache_push(srv_slot *sl, lv_token t) {
 
 int32_t lv_srv_step(lv_srv *s) {
     const int ns = s->p.n_slots;
-    lv_srv_req *dead[64];
-    int n_dead = 0;
+    lv_srv_req *dead = NULL;
     pthread_mutex_lock(&s->mu);
-    reap_locked(s, dead, &n_dead, (int)LV_ARRAY_LEN(dead));
+    reap_locked(s, &dead);
     admit_locked(s);
     pthread_mutex_unlock(&s->mu);
-    for (int i = 0; i < n_dead; i++) req_free(dead[i]);
-    n_dead = 0;
+    dead_free(dead);
+    dead = NULL;
 
     /* 1. decode tokens of generating slots */
     lv_batch *b = &s->batch;
@@ -706,13 +719,10 @@ int32_t lv_srv_step(lv_srv *s) {
         LV_LOG_W("server: %s", msg);
         pthread_mutex_lock(&s->mu);
         for (int i = 0; i < ns; i++)
-            if (s->slots[i].req && s->slots[i].n_added > 0) {
-                lv_srv_req *d = slot_release_locked(s, i, LV_SRV_FINISH_ERROR, msg);
-                if (d && n_dead < (int)LV_ARRAY_LEN(dead)) dead[n_dead++] = d;
-            }
+            if (s->slots[i].req && s->slots[i].n_added > 0) dead_push(&dead, slot_release_locked(s, i, LV_SRV_FINISH_ERROR, msg));
         pthread_cond_broadcast(&s->idle);
         pthread_mutex_unlock(&s->mu);
-        for (int i = 0; i < n_dead; i++) req_free(dead[i]);
+        dead_free(dead);
         return (int32_t)st;
     }
     /* the cache now holds the batch's tokens */
@@ -733,8 +743,7 @@ int32_t lv_srv_step(lv_srv *s) {
         srv_slot *sl = &s->slots[i];
         if (!sl->req || !sl->n_added) continue;
         if (sl->batch_i < 0) continue; /* a chunk: nothing to publish */
-        lv_srv_req *d = slot_publish_locked(s, i, t1);
-        if (d && n_dead < (int)LV_ARRAY_LEN(dead)) dead[n_dead++] = d;
+        dead_push(&dead, slot_publish_locked(s, i, t1));
     }
     lv_srv_stats *S = &s->st;
     S->n_decode++;
@@ -749,7 +758,7 @@ int32_t lv_srv_step(lv_srv *s) {
     S->kv_reserved = kv_reserved(s, -1);
     pthread_cond_broadcast(&s->idle);
     pthread_mutex_unlock(&s->mu);
-    for (int i = 0; i < n_dead; i++) req_free(dead[i]);
+    dead_free(dead);
     return b->n_tokens;
 }
 

@@ -72,8 +72,8 @@ lv_srv_params lv_srv_default_params(void);
 /* The engine serves ctx (not owned; created with n_seq_max >= n_slots) and model (for the
  * tokenizer). Nothing runs until lv_srv_start or lv_srv_step. */
 lv_status lv_srv_create(lv_context *ctx, const lv_model *model, const lv_srv_params *params, lv_srv **out);
-/* Stops the engine thread (cancelling what is left) and frees the engine. Requests still held
- * by callers stay valid until they release them. */
+/* Stops the engine thread (cancelling what is left) and frees the engine. Every request must
+ * have been released before (their lock is the engine's). */
 void      lv_srv_free(lv_srv *srv);
 /* Start the engine thread, which steps while there is work and sleeps otherwise. */
 lv_status lv_srv_start(lv_srv *srv);

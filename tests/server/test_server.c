@@ -7,7 +7,8 @@
  *    gives bit for bit the logits each prompt gives alone in a fresh context.
  *  - the engine (queue, admission, packing with chunks, decode mixed with prefill, prompt reuse)
  *    gives each request exactly the tokens a one-request loop gives: greedy and seeded sampling.
- *  - refusals (too long, queue full), cancellation frees the slot, stop strings cut the text.
+ *  - refusals (too long, queue full), cancellation frees the slot, stop strings cut the text,
+ *    the queue timeout, and a drain on the engine thread that lets running requests finish.
  */
 #define _GNU_SOURCE
 #include "lv_test.h"
@@ -17,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* ---- the packer ---- */
 
@@ -441,6 +443,49 @@ TEST(server_refusals_cancel_and_stop_strings) {
     lv_srv_output_clear(&o);
     lv_srv_req_release(x);
     free(full);
+    lv_srv_free(srv);
+    lv_context_free(ctx);
+}
+
+TEST(server_queue_timeout_and_drain) {
+    lv_model *m = tiny();
+    REQUIRE(m, "model: %s", lv_last_error());
+    lv_context *ctx = new_ctx(m, 512, 1, 64);
+    REQUIRE(ctx, "ctx");
+    lv_srv_params sp = lv_srv_default_params();
+    sp.n_slots = 1;
+    sp.n_batch = 64;
+    sp.queue_timeout_s = 0.05;
+    lv_srv *srv = NULL;
+    REQUIRE(lv_srv_create(ctx, m, &sp, &srv) == LV_OK, "create: %s", lv_last_error());
+    lv_token p[8] = {1, 10, 11, 12, 13, 14, 15, 16};
+    lv_srv_req_params rp = {.prompt = p, .n_prompt = 8, .n_predict = 40, .sampling = lv_sampler_default_params(), .ignore_eos = true};
+    lv_srv_req *a = NULL, *b = NULL;
+    REQUIRE(lv_srv_submit(srv, &rp, &a) == LV_SRV_ACCEPTED && lv_srv_submit(srv, &rp, &b) == LV_SRV_ACCEPTED, "submit");
+    lv_srv_step(srv); /* a takes the only slot, b waits */
+    struct timespec ts = {0, 80 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    lv_srv_step(srv);
+    lv_srv_output o;
+    lv_srv_req_poll(b, 0, 0, 0, &o);
+    CHECK(o.finish == LV_SRV_FINISH_TIMEOUT && strstr(o.error, "queue") != NULL, "b: finish %d '%s'", o.finish, o.error);
+    lv_srv_output_clear(&o);
+    lv_srv_req_poll(a, 0, 0, 0, &o);
+    CHECK(o.finish == LV_SRV_FINISH_NONE && o.slot == 0, "a still runs in slot 0: finish %d slot %d", o.finish, o.slot);
+    lv_srv_output_clear(&o);
+    lv_srv_stats st;
+    lv_srv_get_stats(srv, &st);
+    CHECK(st.rejected_timeout == 1 && st.waiting == 0, "timeouts %lld waiting %d", (long long)st.rejected_timeout, st.waiting);
+    lv_srv_req_release(b);
+    /* the engine thread: a drain lets a finish, refuses new requests */
+    REQUIRE(lv_srv_start(srv) == LV_OK, "start");
+    const int n_cancelled = lv_srv_drain(srv, 30);
+    CHECK(n_cancelled == 0, "the drain cancelled %d", n_cancelled);
+    lv_srv_req_poll(a, 0, 0, 0, &o);
+    CHECK(o.finish == LV_SRV_FINISH_LENGTH && o.n_tokens == 40, "a after the drain: finish %d, %d tokens", o.finish, o.n_tokens);
+    lv_srv_output_clear(&o);
+    CHECK(lv_srv_submit(srv, &rp, &b) == LV_SRV_REFUSE_DRAINING && !b, "new requests are refused while draining");
+    lv_srv_req_release(a);
     lv_srv_free(srv);
     lv_context_free(ctx);
 }
