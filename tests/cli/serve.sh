@@ -278,7 +278,7 @@ stop load "$pid"
 
 # a slower model, one slot, a queue of one, sink+window layers: refusal, cancellation on
 # disconnect, drain on SIGTERM
-start slow -m "$S" -np 1 -c 8192 -b 64 -t 1 --metrics --max-queue 1 --layer-plan full,sw,full,sw --sink 4 --window 64
+start slow -m "$S" -np 1 -c 8192 -b 64 -t 1 --metrics --max-queue 1 --layer-plan full,sw,full,sw --sink 4 --window 64 --sse-ping 0.05
 A=$(cat "$T/slow.addr")
 python3 - "$A" "$pid" <<'PY' || fail "HTTP checks (slow server)"
 import json, os, signal, socket, sys, threading, time, urllib.request, urllib.error
@@ -299,6 +299,16 @@ def raw_post(path, body):
     b = json.dumps(body).encode()
     s.sendall(b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % (path.encode(), len(b)) + b)
     return s
+# a long prefill (4000 tokens in chunks of 64) keeps a stream silent: SSE comment pings meanwhile
+t0 = time.time()
+r = urllib.request.Request(A + "/v1/completions", data=json.dumps({"prompt": [1] + [40 + i % 200 for i in range(3999)], "max_tokens": 1, "stream": True}).encode(),
+                           headers={"Content-Type": "application/json"})
+with urllib.request.urlopen(r, timeout=120) as f:
+    body = f.read().decode()
+first_data = body.index("data: ")
+pings = body[:first_data].count(": ping\n\n")
+assert body.endswith("data: [DONE]\n\n") and (pings >= 1 or time.time() - t0 < 0.15), (pings, body[:200])
+ok("a %.1f s prefill: %d SSE pings before the first event" % (time.time() - t0, pings))
 long = {"prompt": "x", "max_tokens": 8000, "temperature": 0, "ignore_eos": True}
 # A streams and holds the slot
 a = raw_post("/v1/completions", dict(long, stream=True))
