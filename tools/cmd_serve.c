@@ -898,7 +898,9 @@ static enum MHD_Result dispatch(server *S, struct MHD_Connection *c, const char 
     const bool get = strcmp(method, "GET") == 0, post = strcmp(method, "POST") == 0;
     if (is(url, "/health", "/v1/health")) {
         if (state == ST_LOADING) return send_unavailable(S, c, "Loading model");
-        return send_json(c, 200, json_pack("{s:s}", "status", state == ST_DRAINING ? "shutting down" : "ok"), 0);
+        /* draining: a balancer's health check takes this replica out */
+        if (state == ST_DRAINING) return send_unavailable(S, c, "shutting down");
+        return send_json(c, 200, json_pack("{s:s}", "status", "ok"), 0);
     }
     if (state == ST_LOADING) return send_unavailable(S, c, "Loading model");
     if (!authorized(S, c)) {

@@ -241,6 +241,26 @@ st, j, _ = js("/v1/completions", {"prompt": "Hello world", "max_tokens": 24, "te
 assert st == 200 and j["choices"][0]["text"] == run_text
 ok("40 mixed requests (good, streamed, garbage, cut off mid-body and mid-answer): no slot held, answers unchanged")
 
+# requests with fields of every wrong type: each answered 200, 400 or 501, none crashes the server
+base = {"model": "m", "prompt": "hi", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3, "temperature": 0.5, "top_p": 0.9,
+        "top_k": 5, "min_p": 0.1, "seed": 1, "stop": ["x"], "stream": False, "stream_options": {"include_usage": True}, "n": 1,
+        "logprobs": False, "ignore_eos": False, "n_predict": 3, "max_completion_tokens": 3, "return_tokens": True}
+odd = [None, True, False, 0, -1, 1.5, -1e300, 2**62, -2**63, "", "x" * 3000, "\u0000", [], [None], [[[]]], {}, {"a": 1}, [1, -5], ["a", 2],
+       [{"type": "image_url"}], [{"type": "text"}], [{"role": 3}], [{"role": "user", "content": 5}], [{"role": "user", "content": [{"type": "text", "text": 1}]}]]
+codes = {}
+for i in range(400):
+    body = dict(base)
+    for k in rnd.sample(sorted(base), rnd.randint(1, 3)):
+        body[k] = rnd.choice(odd)
+    path = rnd.choice(["/v1/completions", "/v1/chat/completions", "/completion", "/tokenize", "/detokenize"])
+    st, b, h = req(path, body)
+    codes[st] = codes.get(st, 0) + 1
+    assert st in (200, 400, 501), (path, body, st, b[:300])
+    json.loads(b) if not b.startswith(b"data: ") else None
+st, j, _ = js("/health", headers={})
+assert st == 200, st
+ok("400 requests with odd field values: %s" % sorted(codes.items()))
+
 # metrics
 st, b, h = req("/metrics")
 text = b.decode()
