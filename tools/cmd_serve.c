@@ -13,6 +13,7 @@
 #include "common/cli.h"
 #include "commands.h"
 #include "server/server.h"
+#include "serve/request.h"
 
 #include <jansson.h>
 #include <microhttpd.h>
@@ -31,7 +32,6 @@
 #include <unistd.h>
 
 enum { ST_LOADING = 0, ST_READY = 1, ST_DRAINING = 2 };
-enum { K_CHAT, K_CMPL, K_NATIVE };
 
 typedef struct server {
     atomic_int state;
@@ -52,6 +52,7 @@ typedef struct server {
     atomic_llong rejected_bad, rejected_auth;
     int64_t n_ctx;
     int n_slots;
+    srv_parse_ctx pc; /* what request.c needs */
 } server;
 
 typedef struct conn {
@@ -112,23 +113,6 @@ static json_t *jstr(const char *s, size_t n) {
     return j ? j : json_string("");
 }
 
-/* nesting depth of a JSON text, counted before parsing (strings skipped) */
-static int json_depth(const char *s, size_t n) {
-    int d = 0, max = 0;
-    bool str = false, esc = false;
-    for (size_t i = 0; i < n; i++) {
-        const char c = s[i];
-        if (str) {
-            if (esc) esc = false;
-            else if (c == '\\') esc = true;
-            else if (c == '"') str = false;
-        } else if (c == '"') str = true;
-        else if (c == '[' || c == '{') max = ++d > max ? d : max;
-        else if (c == ']' || c == '}') d--;
-    }
-    return max;
-}
-
 /* the peer closed its side (or the socket failed): the client is gone */
 static bool client_gone(struct MHD_Connection *c) {
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
@@ -173,255 +157,6 @@ static enum MHD_Result send_error(struct MHD_Connection *c, unsigned status, con
 
 static enum MHD_Result send_unavailable(server *S, struct MHD_Connection *c, const char *msg) {
     return send_json(c, 503, error_obj(503, "unavailable_error", msg), S->retry_after_s);
-}
-
-/* ---- request fields ---- */
-
-typedef struct gen_req {
-    int kind;
-    lv_token *prompt;
-    int32_t n_prompt;
-    int64_t n_predict;
-    lv_sampler_params sp;
-    bool stream, include_usage, ignore_eos, return_tokens;
-    const char *stop[16];
-    int n_stop;
-} gen_req;
-
-/* An error found while reading a request: status, type, message. */
-typedef struct req_err {
-    unsigned status;
-    const char *type;
-    char msg[512];
-} req_err;
-
-static bool bad(req_err *e, unsigned status, const char *type, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-static bool bad(req_err *e, unsigned status, const char *type, const char *fmt, ...) {
-    e->status = status;
-    e->type = type;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
-    va_end(ap);
-    return false;
-}
-
-static bool get_number(json_t *o, const char *key, double lo, double hi, double *out, req_err *e) {
-    json_t *v = json_object_get(o, key);
-    if (!v || json_is_null(v)) return true;
-    if (!json_is_number(v)) return bad(e, 400, "invalid_request_error", "'%s' must be a number", key);
-    const double x = json_number_value(v);
-    if (!(x >= lo && x <= hi)) return bad(e, 400, "invalid_request_error", "'%s' must be in [%g, %g], got %g", key, lo, hi, x);
-    *out = x;
-    return true;
-}
-
-static bool get_int(json_t *o, const char *key, int64_t lo, int64_t hi, int64_t *out, req_err *e) {
-    json_t *v = json_object_get(o, key);
-    if (!v || json_is_null(v)) return true;
-    if (!json_is_integer(v)) return bad(e, 400, "invalid_request_error", "'%s' must be an integer", key);
-    const int64_t x = json_integer_value(v);
-    if (x < lo || x > hi) return bad(e, 400, "invalid_request_error", "'%s' must be in [%lld, %lld]", key, (long long)lo, (long long)hi);
-    *out = x;
-    return true;
-}
-
-static bool get_bool(json_t *o, const char *key, bool *out, req_err *e) {
-    json_t *v = json_object_get(o, key);
-    if (!v || json_is_null(v)) return true;
-    if (!json_is_boolean(v)) return bad(e, 400, "invalid_request_error", "'%s' must be true or false", key);
-    *out = json_is_true(v);
-    return true;
-}
-
-static lv_token *tokenize(server *S, const char *text, size_t len, bool add_special, bool parse_special, int32_t *n, req_err *e) {
-    int32_t need = lv_tokenize(S->model, text, (int64_t)len, NULL, 0, add_special, parse_special);
-    if (need == INT32_MIN) {
-        bad(e, 500, "server_error", "tokenizing failed: %s", lv_last_error());
-        return NULL;
-    }
-    need = need < 0 ? -need : need;
-    lv_token *t = malloc(((size_t)need + 1) * sizeof(lv_token));
-    if (!t || lv_tokenize(S->model, text, (int64_t)len, t, need, add_special, parse_special) != need) {
-        free(t);
-        bad(e, 500, "server_error", "tokenizing failed");
-        return NULL;
-    }
-    *n = need;
-    return t;
-}
-
-/* a prompt: a string, an array of token ids, or a one-element array of either */
-static bool read_prompt(server *S, json_t *p, gen_req *g, req_err *e) {
-    if (json_is_array(p) && json_array_size(p) == 1 && (json_is_string(json_array_get(p, 0)) || json_is_array(json_array_get(p, 0))))
-        p = json_array_get(p, 0);
-    if (json_is_string(p)) {
-        g->prompt = tokenize(S, json_string_value(p), json_string_length(p), true, true, &g->n_prompt, e);
-        return g->prompt != NULL;
-    }
-    if (json_is_array(p)) {
-        const size_t n = json_array_size(p);
-        if (n > 0 && json_is_string(json_array_get(p, 0)))
-            return bad(e, 501, "not_supported_error", "several prompts in one request are not supported yet");
-        g->prompt = malloc((n + 1) * sizeof(lv_token));
-        if (!g->prompt) return bad(e, 500, "server_error", "out of memory");
-        for (size_t i = 0; i < n; i++) {
-            json_t *t = json_array_get(p, i);
-            if (!json_is_integer(t) || json_integer_value(t) < 0 || json_integer_value(t) >= lv_model_n_vocab(S->model))
-                return bad(e, 400, "invalid_request_error", "prompt element %zu is not a token id in [0, %d)", i, lv_model_n_vocab(S->model));
-            g->prompt[i] = (lv_token)json_integer_value(t);
-        }
-        g->n_prompt = (int32_t)n;
-        return true;
-    }
-    return bad(e, 400, "invalid_request_error", "'prompt' must be a string or an array of token ids");
-}
-
-static bool read_messages(server *S, json_t *body, gen_req *g, req_err *e) {
-    json_t *msgs = json_object_get(body, "messages");
-    if (!json_is_array(msgs) || json_array_size(msgs) == 0)
-        return bad(e, 400, "invalid_request_error", "'messages' must be a non-empty array");
-    const size_t n = json_array_size(msgs);
-    if (n > (size_t)S->max_messages) return bad(e, 400, "invalid_request_error", "%zu messages: at most %d", n, S->max_messages);
-    lv_chat_message *cm = calloc(n, sizeof(*cm));
-    char **owned = calloc(n, sizeof(char *));
-    bool ok = cm && owned;
-    if (!ok) bad(e, 500, "server_error", "out of memory");
-    for (size_t i = 0; ok && i < n; i++) {
-        json_t *m = json_array_get(msgs, i);
-        json_t *role = json_object_get(m, "role"), *content = json_object_get(m, "content");
-        if (!json_is_object(m) || !json_is_string(role)) {
-            ok = bad(e, 400, "invalid_request_error", "message %zu needs a string 'role'", i);
-            break;
-        }
-        const char *r = json_string_value(role);
-        if (strcmp(r, "developer") == 0) r = "system";
-        if (strcmp(r, "system") && strcmp(r, "user") && strcmp(r, "assistant")) {
-            ok = bad(e, 400, "invalid_request_error", "message %zu: role '%s' is not supported (system, developer, user, assistant)", i, r);
-            break;
-        }
-        cm[i].role = r;
-        if (json_is_string(content)) {
-            cm[i].content = json_string_value(content);
-        } else if (!content || json_is_null(content)) {
-            cm[i].content = "";
-        } else if (json_is_array(content)) { /* parts: text only */
-            size_t len = 0, k;
-            json_t *part;
-            json_array_foreach(content, k, part) {
-                json_t *ty = json_object_get(part, "type"), *tx = json_object_get(part, "text");
-                if (!json_is_string(ty) || strcmp(json_string_value(ty), "text") != 0) {
-                    ok = bad(e, json_is_string(ty) ? 501 : 400, json_is_string(ty) ? "not_supported_error" : "invalid_request_error",
-                             "message %zu: only text content parts are supported", i);
-                    break;
-                }
-                if (!json_is_string(tx)) {
-                    ok = bad(e, 400, "invalid_request_error", "message %zu: a text part needs a string 'text'", i);
-                    break;
-                }
-                len += json_string_length(tx);
-            }
-            if (!ok) break;
-            char *cat = malloc(len + 1);
-            if (!cat) {
-                ok = bad(e, 500, "server_error", "out of memory");
-                break;
-            }
-            size_t off = 0;
-            json_array_foreach(content, k, part) {
-                json_t *tx = json_object_get(part, "text");
-                memcpy(cat + off, json_string_value(tx), json_string_length(tx));
-                off += json_string_length(tx);
-            }
-            cat[off] = 0;
-            owned[i] = cat;
-            cm[i].content = cat;
-        } else {
-            ok = bad(e, 400, "invalid_request_error", "message %zu: 'content' must be a string or an array of parts", i);
-        }
-    }
-    if (ok) {
-        int64_t need = lv_chat_apply_template(S->model, S->chat_template, cm, n, true, NULL, 0);
-        if (need == INT32_MIN) ok = bad(e, 500, "server_error", "chat template: %s", lv_last_error());
-        else {
-            need = need < 0 ? -need : need;
-            char *text = malloc((size_t)need + 1);
-            if (!text) ok = bad(e, 500, "server_error", "out of memory");
-            else {
-                lv_chat_apply_template(S->model, S->chat_template, cm, n, true, text, need + 1);
-                g->prompt = tokenize(S, text, (size_t)need, true, true, &g->n_prompt, e);
-                ok = g->prompt != NULL;
-                free(text);
-            }
-        }
-    }
-    for (size_t i = 0; owned && i < n; i++) free(owned[i]);
-    free(owned);
-    free(cm);
-    return ok;
-}
-
-/* the fields every generation route shares */
-static bool read_gen(server *S, json_t *body, gen_req *g, req_err *e) {
-    g->n_predict = -1;
-    g->sp = lv_sampler_default_params(); /* llama.cpp's defaults: temp 0.8, top-k 40, top-p 0.95, min-p 0.05 */
-    static atomic_ullong seed_ctr;
-    g->sp.seed = (uint64_t)time(NULL) * 6364136223846793005ull + atomic_fetch_add(&seed_ctr, 1) * 1442695040888963407ull;
-    double temp = g->sp.temp, top_p = g->sp.top_p, min_p = g->sp.min_p;
-    int64_t top_k = g->sp.top_k, seed = -1, n = 1;
-    if (!get_number(body, "temperature", 0, 100, &temp, e) || !get_number(body, "top_p", 0, 1, &top_p, e) ||
-        !get_number(body, "min_p", 0, 1, &min_p, e) || !get_int(body, "top_k", 0, INT32_MAX, &top_k, e) ||
-        !get_int(body, "seed", INT64_MIN, INT64_MAX, &seed, e) || !get_int(body, "n", 1, 1000, &n, e) ||
-        !get_bool(body, "stream", &g->stream, e) || !get_bool(body, "ignore_eos", &g->ignore_eos, e) ||
-        !get_bool(body, "return_tokens", &g->return_tokens, e))
-        return false;
-    /* (frequency / presence penalties are accepted and not applied yet: docs/server.md) */
-    double pen = 0;
-    if (!get_number(body, "frequency_penalty", -2, 2, &pen, e) || !get_number(body, "presence_penalty", -2, 2, &pen, e)) return false;
-    const char *cap_keys[] = {"max_completion_tokens", "max_tokens", "n_predict"};
-    for (int k = 0; k < 3; k++) {
-        int64_t v = -2;
-        if (!get_int(body, cap_keys[k], -1, INT32_MAX, &v, e)) return false;
-        if (v != -2 && g->n_predict < 0) g->n_predict = v;
-    }
-    if (n != 1) return bad(e, 501, "not_supported_error", "'n' other than 1 is not supported yet");
-    json_t *lp = json_object_get(body, "logprobs");
-    if ((json_is_true(lp)) || (json_is_integer(lp) && json_integer_value(lp) > 0))
-        return bad(e, 501, "not_supported_error", "logprobs are not supported yet");
-    const char *unsupported[] = {"tools", "functions", "response_format", "grammar", "json_schema", "suffix"};
-    for (size_t k = 0; k < sizeof(unsupported) / sizeof(*unsupported); k++) {
-        json_t *v = json_object_get(body, unsupported[k]);
-        if (v && !json_is_null(v) && !(json_is_array(v) && json_array_size(v) == 0))
-            return bad(e, 501, "not_supported_error", "'%s' is not supported yet", unsupported[k]);
-    }
-    if (json_is_true(json_object_get(body, "echo"))) return bad(e, 501, "not_supported_error", "'echo' is not supported");
-    json_t *so = json_object_get(body, "stream_options");
-    if (so && !json_is_null(so)) {
-        if (!json_is_object(so)) return bad(e, 400, "invalid_request_error", "'stream_options' must be an object");
-        if (!get_bool(so, "include_usage", &g->include_usage, e)) return false;
-    }
-    json_t *stop = json_object_get(body, "stop");
-    if (json_is_string(stop)) {
-        if (json_string_length(stop)) g->stop[g->n_stop++] = json_string_value(stop);
-    } else if (json_is_array(stop)) {
-        if (json_array_size(stop) > 16) return bad(e, 400, "invalid_request_error", "at most 16 stop strings");
-        size_t k;
-        json_t *s;
-        json_array_foreach(stop, k, s) {
-            if (!json_is_string(s)) return bad(e, 400, "invalid_request_error", "'stop' must be a string or an array of strings");
-            if (json_string_length(s) > 1024) return bad(e, 400, "invalid_request_error", "a stop string is longer than 1024 bytes");
-            if (json_string_length(s)) g->stop[g->n_stop++] = json_string_value(s);
-        }
-    } else if (stop && !json_is_null(stop)) {
-        return bad(e, 400, "invalid_request_error", "'stop' must be a string or an array of strings");
-    }
-    g->sp.temp = (float)temp;
-    g->sp.top_p = (float)top_p;
-    g->sp.min_p = (float)min_p;
-    g->sp.top_k = (int32_t)top_k;
-    if (seed >= 0) g->sp.seed = (uint64_t)seed;
-    (void)S;
-    return true;
 }
 
 /* ---- generation ---- */
@@ -494,13 +229,13 @@ static bool pend_event(stream *st, json_t *j) {
 }
 
 static json_t *chunk_obj(stream *st, const char *model) {
-    return json_pack("{s:s,s:s,s:I,s:s,s:s}", "id", st->id, "object", st->kind == K_CHAT ? "chat.completion.chunk" : "text_completion",
+    return json_pack("{s:s,s:s,s:I,s:s,s:s}", "id", st->id, "object", st->kind == SRV_CHAT ? "chat.completion.chunk" : "text_completion",
                      "created", (json_int_t)st->created, "model", model, "system_fingerprint", "longview-" LV_VERSION_STRING);
 }
 
 static json_t *choice_delta(stream *st, const char *text, size_t n, const char *finish) {
     json_t *c;
-    if (st->kind == K_CHAT) {
+    if (st->kind == SRV_CHAT) {
         json_t *delta = json_object();
         if (text) json_object_set_new(delta, "content", jstr(text, n));
         c = json_pack("{s:i,s:o,s:o}", "index", 0, "delta", delta, "finish_reason", finish ? json_string(finish) : json_null());
@@ -515,7 +250,7 @@ static json_t *choice_delta(stream *st, const char *text, size_t n, const char *
 static bool stream_events(stream *st, const lv_srv_output *o) {
     server *S = st->S;
     const char *model = S->alias;
-    if (st->kind == K_NATIVE) {
+    if (st->kind == SRV_NATIVE) {
         if (o->n_text > 0 || (o->n_tokens > 0 && o->finish == LV_SRV_FINISH_NONE)) {
             json_t *j = json_pack("{s:o,s:b,s:i}", "content", jstr(o->text ? o->text : "", (size_t)o->n_text), "stop", 0, "id_slot", o->slot);
             if (o->n_tokens) {
@@ -537,7 +272,7 @@ static bool stream_events(stream *st, const lv_srv_output *o) {
         }
         return true;
     }
-    if (st->kind == K_CHAT && !st->sent_role) {
+    if (st->kind == SRV_CHAT && !st->sent_role) {
         json_t *j = chunk_obj(st, model);
         json_object_set_new(j, "choices",
                             json_pack("[{s:i,s:{s:s,s:n},s:n}]", "index", 0, "delta", "role", "assistant", "content", "finish_reason"));
@@ -607,19 +342,10 @@ static void stream_free(void *cls) {
 }
 
 static enum MHD_Result generate(server *S, struct MHD_Connection *c, json_t *body, int kind) {
-    gen_req g = {.kind = kind};
-    req_err e = {0};
-    bool ok = read_gen(S, body, &g, &e);
-    if (ok) {
-        if (kind == K_CHAT) ok = read_messages(S, body, &g, &e);
-        else {
-            json_t *p = json_object_get(body, kind == K_NATIVE && !json_object_get(body, "prompt") ? "content" : "prompt");
-            ok = p ? read_prompt(S, p, &g, &e) : bad(&e, 400, "invalid_request_error", "'prompt' is required");
-        }
-    }
-    if (ok && g.n_prompt == 0) ok = bad(&e, 400, "invalid_request_error", "the prompt is empty");
-    if (!ok) {
-        free(g.prompt);
+    srv_gen_req g;
+    srv_req_err e = {0};
+    if (!srv_parse_generation(&S->pc, body, kind, &g, &e)) {
+        srv_gen_req_clear(&g);
         atomic_fetch_add(&S->rejected_bad, 1);
         return send_error(c, e.status, e.type, e.msg);
     }
@@ -627,12 +353,13 @@ static enum MHD_Result generate(server *S, struct MHD_Connection *c, json_t *bod
                             .ignore_eos = g.ignore_eos, .stop = g.stop, .n_stop = g.n_stop};
     lv_srv_req *r = NULL;
     const lv_srv_refusal why = lv_srv_submit(S->srv, &rp, &r);
-    free(g.prompt);
+    const int32_t n_prompt = g.n_prompt;
+    srv_gen_req_clear(&g);
     switch (why) {
     case LV_SRV_ACCEPTED: break;
     case LV_SRV_REFUSE_TOO_LONG: {
         json_t *j = error_obj(400, "exceed_context_size_error", lv_last_error());
-        json_object_set_new(json_object_get(j, "error"), "n_prompt_tokens", json_integer(g.n_prompt));
+        json_object_set_new(json_object_get(j, "error"), "n_prompt_tokens", json_integer(n_prompt));
         json_object_set_new(json_object_get(j, "error"), "n_ctx", json_integer(S->n_ctx));
         return send_json(c, 400, j, 0);
     }
@@ -654,7 +381,7 @@ static enum MHD_Result generate(server *S, struct MHD_Connection *c, json_t *bod
         st->include_usage = g.include_usage;
         st->created = (long long)time(NULL);
         st->t_last = now_s();
-        snprintf(st->id, sizeof(st->id), "%s-%ld", kind == K_CHAT ? "chatcmpl" : "cmpl", id);
+        snprintf(st->id, sizeof(st->id), "%s-%ld", kind == SRV_CHAT ? "chatcmpl" : "cmpl", id);
         struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_read, st, stream_free);
         if (!resp) {
             stream_free(st);
@@ -692,7 +419,7 @@ static enum MHD_Result generate(server *S, struct MHD_Connection *c, json_t *bod
     json_t *text = jstr(o.text ? o.text : "", (size_t)o.n_text);
     json_t *j;
     char idbuf[48];
-    if (kind == K_NATIVE) {
+    if (kind == SRV_NATIVE) {
         j = json_pack("{s:o,s:i,s:b,s:s,s:i,s:i,s:s,s:s,s:b,s:o}", "content", text, "id_slot", o.slot, "stop", 1, "model", S->alias,
                       "tokens_predicted", o.n_generated, "tokens_evaluated", o.n_prompt, "stop_type",
                       o.finish == LV_SRV_FINISH_LENGTH ? "limit" : o.finish == LV_SRV_FINISH_STOP ? "word" : "eos", "stopping_word",
@@ -703,11 +430,11 @@ static enum MHD_Result generate(server *S, struct MHD_Connection *c, json_t *bod
             json_object_set_new(j, "tokens", t);
         }
     } else {
-        snprintf(idbuf, sizeof(idbuf), "%s-%ld", kind == K_CHAT ? "chatcmpl" : "cmpl", id);
-        json_t *choice = kind == K_CHAT ? json_pack("{s:i,s:{s:s,s:o},s:n,s:s}", "index", 0, "message", "role", "assistant", "content", text,
+        snprintf(idbuf, sizeof(idbuf), "%s-%ld", kind == SRV_CHAT ? "chatcmpl" : "cmpl", id);
+        json_t *choice = kind == SRV_CHAT ? json_pack("{s:i,s:{s:s,s:o},s:n,s:s}", "index", 0, "message", "role", "assistant", "content", text,
                                                     "logprobs", "finish_reason", finish_name(o.finish))
                                         : json_pack("{s:i,s:o,s:n,s:s}", "index", 0, "text", text, "logprobs", "finish_reason", finish_name(o.finish));
-        j = json_pack("{s:s,s:s,s:I,s:s,s:s,s:[o],s:o,s:o}", "id", idbuf, "object", kind == K_CHAT ? "chat.completion" : "text_completion",
+        j = json_pack("{s:s,s:s,s:I,s:s,s:s,s:[o],s:o,s:o}", "id", idbuf, "object", kind == SRV_CHAT ? "chat.completion" : "text_completion",
                       "created", (json_int_t)time(NULL), "model", S->alias, "system_fingerprint", "longview-" LV_VERSION_STRING, "choices",
                       choice, "usage", usage_obj(&o), "timings", timings_obj(&o));
     }
@@ -722,12 +449,12 @@ static enum MHD_Result route_tokenize(server *S, struct MHD_Connection *c, json_
     if (!content) content = json_object_get(body, "prompt");
     if (!json_is_string(content)) return send_error(c, 400, "invalid_request_error", "'content' must be a string");
     bool add_special = false, parse_special = true, with_pieces = false;
-    req_err e = {0};
-    if (!get_bool(body, "add_special", &add_special, &e) || !get_bool(body, "parse_special", &parse_special, &e) ||
-        !get_bool(body, "with_pieces", &with_pieces, &e))
+    srv_req_err e = {0};
+    if (!srv_get_bool(body, "add_special", &add_special, &e) || !srv_get_bool(body, "parse_special", &parse_special, &e) ||
+        !srv_get_bool(body, "with_pieces", &with_pieces, &e))
         return send_error(c, e.status, e.type, e.msg);
     int32_t n = 0;
-    lv_token *t = tokenize(S, json_string_value(content), json_string_length(content), add_special, parse_special, &n, &e);
+    lv_token *t = srv_tokenize(&S->pc, json_string_value(content), json_string_length(content), add_special, parse_special, &n, &e);
     if (!t) return send_error(c, e.status, e.type, e.msg);
     json_t *arr = json_array();
     for (int32_t i = 0; i < n; i++) {
@@ -908,9 +635,9 @@ static enum MHD_Result dispatch(server *S, struct MHD_Connection *c, const char 
         return send_error(c, 401, "authentication_error", "Invalid API Key");
     }
     int kind = -1;
-    if (is(url, "/v1/chat/completions", "/chat/completions")) kind = K_CHAT;
-    else if (is(url, "/v1/completions", "/completions")) kind = K_CMPL;
-    else if (is(url, "/completion", NULL)) kind = K_NATIVE;
+    if (is(url, "/v1/chat/completions", "/chat/completions")) kind = SRV_CHAT;
+    else if (is(url, "/v1/completions", "/completions")) kind = SRV_CMPL;
+    else if (is(url, "/completion", NULL)) kind = SRV_NATIVE;
     const bool known_post = kind >= 0 || is(url, "/tokenize", NULL) || is(url, "/detokenize", NULL);
     const bool known_get = is(url, "/v1/models", "/models") || is(url, "/metrics", NULL);
     if (!known_post && !known_get) return send_error(c, 404, "not_found_error", "File Not Found");
@@ -923,7 +650,7 @@ static enum MHD_Result dispatch(server *S, struct MHD_Connection *c, const char 
         atomic_fetch_add(&S->rejected_bad, 1);
         return send_error(c, 413, "invalid_request_error", msg);
     }
-    if (json_depth(cn->body ? cn->body : "", cn->n_body) > S->max_depth) {
+    if (srv_json_depth(cn->body ? cn->body : "", cn->n_body) > S->max_depth) {
         char msg[96];
         snprintf(msg, sizeof(msg), "the JSON body is nested deeper than %d levels", S->max_depth);
         atomic_fetch_add(&S->rejected_bad, 1);
@@ -1175,6 +902,8 @@ int cmd_serve(int argc, char **argv) {
         goto end;
     }
     S.n_ctx = lv_context_n_ctx(S.ctx);
+    S.pc.model = S.model;
+    S.pc.max_messages = S.max_messages;
     if (cli_seen(opts, n_opts, "--ctx-size") && n_ctx > 0) cli_warn_ctx_train(S.model, n_ctx, "-c");
     /* the chat template: the model's, else chatml (as llama.cpp) */
     {
@@ -1188,6 +917,7 @@ int cmd_serve(int argc, char **argv) {
             S.chat_template = "chatml";
         }
     }
+    S.pc.chat_template = S.chat_template;
     lv_srv_params sp = lv_srv_default_params();
     sp.n_slots = (int32_t)n_slots;
     sp.n_batch = (int32_t)n_batch;
