@@ -278,7 +278,8 @@ PY
 stop main "$pid"
 
 # while the model loads: /health and every other route answer 503 (the load is held back 4 s)
-LV_TEST_SERVE_LOAD_DELAY_MS=4000 "$LV" serve --port 0 -m "$M" >"$T/load.out" 2>"$T/load.err" &
+printf 'first-key\n second-key \n' > "$T/keys"
+LV_TEST_SERVE_LOAD_DELAY_MS=4000 "$LV" serve --port 0 -m "$M" --api-key-file "$T/keys" >"$T/load.out" 2>"$T/load.err" &
 pid=$!
 for i in $(seq 1 100); do grep -q "listening on" "$T/load.err" 2>/dev/null && break; sleep 0.02; done
 A=$(grep -o 'http://127.0.0.1:[0-9]*' "$T/load.err" | head -1)
@@ -293,7 +294,18 @@ for path in ("/health", "/v1/models"):
 print("ok: /health and /v1/models answer 503 Loading model while the model loads")
 PY
 for i in $(seq 1 200); do grep -q "ready in" "$T/load.err" && break; sleep 0.05; done
-python3 -c "import sys, urllib.request; assert urllib.request.urlopen(sys.argv[1] + '/health').status == 200" "$A" || fail "/health after loading"
+python3 - "$A" <<'PY' || fail "after loading: /health, keys from --api-key-file"
+import sys, urllib.request, urllib.error
+A = sys.argv[1]
+assert urllib.request.urlopen(A + "/health").status == 200
+for key, want in (("second-key", 200), ("first-key", 200), ("other", 401)):
+    try:
+        st = urllib.request.urlopen(urllib.request.Request(A + "/v1/models", headers={"X-Api-Key": key})).status
+    except urllib.error.HTTPError as e:
+        st = e.code
+    assert st == want, (key, st)
+print("ok: after loading, /health is 200 and the keys of --api-key-file (trimmed) are the ones accepted")
+PY
 stop load "$pid"
 
 # a slower model, one slot, a queue of one, sink+window layers: refusal, cancellation on
