@@ -24,10 +24,14 @@ expect_ok "run greedy ids" "$LV" run -m "$M" -p "Hello world" -n 24 --temp 0 -c 
 cp "$T/out" "$T/run.ids"
 
 # start a server on a free port (a child of this shell: its pid in $pid); the address goes to $T/$1.addr
+# (whatever is still running when the script ends, a failed check included, is killed)
+servers=()
+trap 'for p in "${servers[@]}"; do kill -KILL "$p" 2>/dev/null; done' EXIT
 start() { # name args...
   local name=$1 i; shift
   "$LV" serve --port 0 "$@" >"$T/$name.out" 2>"$T/$name.err" &
   pid=$!
+  servers+=("$pid")
   for i in $(seq 1 1200); do
     grep -q "ready in" "$T/$name.err" 2>/dev/null && break
     kill -0 $pid 2>/dev/null || { cat "$T/$name.err" >&2; fail "$name did not start"; }
@@ -281,6 +285,7 @@ stop main "$pid"
 printf 'first-key\n second-key \n' > "$T/keys"
 LV_TEST_SERVE_LOAD_DELAY_MS=4000 "$LV" serve --port 0 -m "$M" --api-key-file "$T/keys" >"$T/load.out" 2>"$T/load.err" &
 pid=$!
+servers+=("$pid")
 for i in $(seq 1 100); do grep -q "listening on" "$T/load.err" 2>/dev/null && break; sleep 0.02; done
 A=$(grep -o 'http://127.0.0.1:[0-9]*' "$T/load.err" | head -1)
 python3 - "$A" <<'PY' || fail "503 while loading"
