@@ -74,7 +74,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             for (int32_t i = 0; i < g.n_prompt; i++)
                 if (g.prompt[i] < 0 || g.prompt[i] >= n_vocab) abort();
             if (!(g.sp.temp >= 0) || !(g.sp.top_p >= 0 && g.sp.top_p <= 1) || !(g.sp.min_p >= 0 && g.sp.min_p <= 1) || g.sp.top_k < 0) abort();
-            if (g.n_predict < -1 || g.n_predict > INT32_MAX || g.n_stop < 0 || g.n_stop > 16) abort();
+            if (g.n_predict < -1 || g.n_predict > INT32_MAX || g.n_stop < 0 || g.n_stop > 16 || !(g.max_generate_s >= 0)) abort();
             for (int k = 0; k < g.n_stop; k++)
                 if (!g.stop[k] || !g.stop[k][0]) abort();
         } else {

@@ -52,6 +52,7 @@ typedef struct server {
     atomic_llong rejected_bad, rejected_auth;
     int64_t n_ctx;
     int n_slots;
+    double max_generate_s;
     srv_parse_ctx pc; /* what request.c needs */
 } server;
 
@@ -350,7 +351,9 @@ static enum MHD_Result generate(server *S, struct MHD_Connection *c, json_t *bod
         return send_error(c, e.status, e.type, e.msg);
     }
     lv_srv_req_params rp = {.prompt = g.prompt, .n_prompt = g.n_prompt, .n_predict = (int32_t)g.n_predict, .sampling = g.sp,
-                            .ignore_eos = g.ignore_eos, .stop = g.stop, .n_stop = g.n_stop};
+                            .ignore_eos = g.ignore_eos, .stop = g.stop, .n_stop = g.n_stop, .max_generate_s = g.max_generate_s};
+    /* the server's cap, when the request asks for none or for more */
+    if (S->max_generate_s > 0 && (rp.max_generate_s <= 0 || rp.max_generate_s > S->max_generate_s)) rp.max_generate_s = S->max_generate_s;
     lv_srv_req *r = NULL;
     const lv_srv_refusal why = lv_srv_submit(S->srv, &rp, &r);
     const int32_t n_prompt = g.n_prompt;
@@ -770,7 +773,7 @@ int cmd_serve(int argc, char **argv) {
                *chat_template = NULL;
     int64_t port = 8080, n_slots = 4, n_ctx = 4096, n_batch = 512, n_threads = 0, verbose = 0, max_queue = 0, max_conns = 0,
             timeout = 600, max_body = 16 << 20, max_messages = 1024, age_cap = 8;
-    double queue_timeout = 0, sse_ping = 15, drain_timeout = 30;
+    double queue_timeout = 0, sse_ping = 15, drain_timeout = 30, max_generate = 0;
     bool metrics = false, no_pack = false, no_cache_prompt = false;
     cli_attention att;
     cli_opt base[] = {
@@ -788,6 +791,7 @@ int cmd_serve(int argc, char **argv) {
         {NULL, "--chat-template", CLI_STR, &chat_template, "NAME", "chat template family or text (default: the model's; chatml if it has none)"},
         {NULL, "--kv-type", CLI_STR, &kv, "T", "KV cache type: f16 (default) or f32"},
         {NULL, "--max-queue", CLI_INT, &max_queue, "N", "requests waiting for a slot before new ones get 503 (default 4 x slots)", .lo = 0, .hi = 1 << 20},
+        {NULL, "--max-generate", CLI_FLOAT, &max_generate, "S", "stop a request's generation this many seconds after its first token, finish_reason length (default 0: no cap; t_max_predict_ms per request)", .flo = 0, .fhi = 1e7},
         {NULL, "--queue-timeout", CLI_FLOAT, &queue_timeout, "S", "answer 503 to a request that waited this long for a slot (default 0: no limit)", .flo = 0, .fhi = 1e6},
         {NULL, "--timeout", CLI_INT, &timeout, "S", "close a connection idle this long (default 600)", .lo = 1, .hi = 86400},
         {NULL, "--max-connections", CLI_INT, &max_conns, "N", "connections at once (default 8 x slots + 16)", .lo = 0, .hi = 65536},
@@ -839,6 +843,7 @@ int cmd_serve(int argc, char **argv) {
     S.sse_ping_s = sse_ping;
     S.retry_after_s = 1;
     S.n_slots = (int)n_slots;
+    S.max_generate_s = max_generate;
     if ((api_key || api_key_file) && read_keys(&S, api_key, api_key_file) != 0) return 2;
     int rc = 1;
     struct MHD_Daemon *d = NULL;

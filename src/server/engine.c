@@ -37,6 +37,7 @@ struct lv_srv_req {
     char **stop;
     int n_stop;
     int64_t max_stop;
+    double max_generate_s;
     double t_arrival, t_admit, t_first, t_last, t_end;
     /* output */
     char *text;
@@ -233,6 +234,7 @@ lv_srv_refusal lv_srv_submit(lv_srv *s, const lv_srv_req_params *p, lv_srv_req *
     r->n_predict = (int32_t)n_predict;
     r->sp = p->sampling;
     r->ignore_eos = p->ignore_eos;
+    r->max_generate_s = p->max_generate_s;
     r->prompt = lv_mallocn((size_t)p->n_prompt, sizeof(lv_token));
     r->stop = p->n_stop ? lv_calloc((size_t)p->n_stop, sizeof(char *)) : NULL;
     bool ok = r->prompt && (!p->n_stop || r->stop);
@@ -602,6 +604,9 @@ static void slot_sample(lv_srv *s, srv_slot *sl, const float *logits) {
         }
     }
     if (sl->fin == LV_SRV_FINISH_NONE && sl->n_gen >= r->n_predict) sl->fin = LV_SRV_FINISH_LENGTH;
+    /* (t_first is written by this thread, in slot_publish_locked) */
+    if (sl->fin == LV_SRV_FINISH_NONE && r->max_generate_s > 0 && r->t_first > 0 && lv_time_s() - r->t_first >= r->max_generate_s)
+        sl->fin = LV_SRV_FINISH_LENGTH;
     if (sl->fin != LV_SRV_FINISH_NONE && sl->fin != LV_SRV_FINISH_STOP) {
         if (sl->ds && lv_detok_stream_flush(sl->ds, &piece, &plen) == LV_OK && plen > 0)
             append_text(&sl->full, &sl->n_full, &sl->cap_full, piece, plen);

@@ -93,6 +93,8 @@ typedef struct lv_srv_req_params {
     bool    ignore_eos;
     const char *const *stop;    /* stop strings (copied); the text ends before the first one found */
     int     n_stop;
+    double  max_generate_s;     /* wall-clock cap on generation, from the first token: past it the request
+                                   ends as LV_SRV_FINISH_LENGTH (<= 0: none; llama.cpp's t_max_predict_ms) */
 } lv_srv_req_params;
 
 typedef enum lv_srv_refusal {
@@ -111,7 +113,7 @@ typedef enum lv_srv_finish {
     LV_SRV_FINISH_NONE = 0,     /* still running */
     LV_SRV_FINISH_EOS,          /* an end-of-generation token */
     LV_SRV_FINISH_STOP,         /* a stop string (the text ends before it) */
-    LV_SRV_FINISH_LENGTH,       /* n_predict tokens */
+    LV_SRV_FINISH_LENGTH,       /* n_predict tokens, or max_generate_s */
     LV_SRV_FINISH_CANCELLED,    /* lv_srv_req_cancel, or the drain timed out */
     LV_SRV_FINISH_TIMEOUT,      /* waited in the queue longer than queue_timeout_s */
     LV_SRV_FINISH_ERROR,        /* the step failed (message in the output) */

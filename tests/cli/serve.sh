@@ -154,6 +154,10 @@ if cut.strip("\x00"):
     st, j, _ = js("/v1/completions", {"prompt": "Hello world", "max_tokens": 24, "temperature": 0, "stop": ["\x01zz", cut]})
     assert j["choices"][0]["text"] == run_text[:run_text.index(cut)] and j["choices"][0]["finish_reason"] == "stop", (j, cut)
     ok("stop string %r cuts the text" % cut)
+# t_max_predict_ms: generation stops on time, finish_reason length
+st, j, _ = js("/v1/completions", {"prompt": "Hello", "max_tokens": 1500, "temperature": 0, "ignore_eos": True, "t_max_predict_ms": 1})
+assert st == 200 and j["choices"][0]["finish_reason"] == "length" and 2 <= j["usage"]["completion_tokens"] < 1500, j["usage"]
+ok("t_max_predict_ms 1: stopped after %d tokens" % j["usage"]["completion_tokens"])
 # seeded sampling is repeatable
 a = js("/v1/completions", {"prompt": "abc", "max_tokens": 12, "temperature": 1.0, "seed": 77})[1]["choices"][0]["text"]
 b2 = js("/v1/completions", {"prompt": "abc", "max_tokens": 12, "temperature": 1.0, "seed": 77})[1]["choices"][0]["text"]

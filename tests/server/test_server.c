@@ -8,7 +8,8 @@
  *  - the engine (queue, admission, packing with chunks, decode mixed with prefill, prompt reuse)
  *    gives each request exactly the tokens a one-request loop gives: greedy and seeded sampling.
  *  - refusals (too long, queue full), cancellation frees the slot, stop strings cut the text,
- *    the queue timeout, and a drain on the engine thread that lets running requests finish.
+ *    the time cap on generation, the queue timeout, and a drain on the engine thread that lets
+ *    running requests finish.
  */
 #define _GNU_SOURCE
 #include "lv_test.h"
@@ -443,6 +444,30 @@ TEST(server_refusals_cancel_and_stop_strings) {
     lv_srv_output_clear(&o);
     lv_srv_req_release(x);
     free(full);
+    /* a wall-clock cap on generation: the second token is sampled after it, and ends the request */
+    lv_srv_req_params rc = rp;
+    rc.n_predict = 40;
+    rc.ignore_eos = true;
+    rc.n_stop = 0;
+    rc.stop = NULL;
+    rc.max_generate_s = 1e-9;
+    lv_srv_req *capped = NULL;
+    REQUIRE(lv_srv_submit(srv, &rc, &capped) == LV_SRV_ACCEPTED, "capped");
+    bool ended = false;
+    for (int i = 0; i < 200 && !ended; i++) {
+        lv_srv_req_poll(capped, 0, 0, 0, &o);
+        const lv_srv_finish f = o.finish;
+        const int32_t n_tok = o.n_tokens;
+        lv_srv_output_clear(&o);
+        if (f != LV_SRV_FINISH_NONE) {
+            CHECK(f == LV_SRV_FINISH_LENGTH && n_tok == 2, "the time cap: finish %d after %d tokens, want length after 2", f, n_tok);
+            ended = true;
+        } else {
+            lv_srv_step(srv);
+        }
+    }
+    CHECK(ended, "the capped request did not end");
+    lv_srv_req_release(capped);
     lv_srv_free(srv);
     lv_context_free(ctx);
 }

@@ -220,6 +220,9 @@ static bool read_gen(const srv_parse_ctx *S, json_t *body, srv_gen_req *g, srv_r
         if (!srv_get_int(body, cap_keys[k], -1, INT32_MAX, &v, e)) return false;
         if (v != -2 && g->n_predict < 0) g->n_predict = v;
     }
+    int64_t t_max_ms = 0;
+    if (!srv_get_int(body, "t_max_predict_ms", 0, INT32_MAX, &t_max_ms, e)) return false;
+    g->max_generate_s = (double)t_max_ms / 1000.0;
     if (n != 1) return srv_bad(e, 501, "not_supported_error", "'n' other than 1 is not supported yet");
     json_t *lp = json_object_get(body, "logprobs");
     if ((json_is_true(lp)) || (json_is_integer(lp) && json_integer_value(lp) > 0))

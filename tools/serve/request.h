@@ -32,6 +32,7 @@ typedef struct srv_gen_req {
     bool stream, include_usage, ignore_eos, return_tokens;
     const char *stop[16];      /* point into the JSON body */
     int n_stop;
+    double max_generate_s;     /* t_max_predict_ms / 1000; 0: none */
 } srv_gen_req;
 
 /* An error found while reading a request: status, type, message. */
