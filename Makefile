@@ -48,6 +48,13 @@ ifneq ($(strip $(PKGS)),)
   PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS))
   PKG_LIBS := $(shell $(PKG_CONFIG) --libs $(PKGS))
 endif
+# Libraries only the longview tool links, not the library (liblongview and longview.pc do not
+# depend on them): libmicrohttpd for `longview serve` (docs/dependencies.md).
+TOOL_PKGS ?= libmicrohttpd
+ifneq ($(strip $(TOOL_PKGS)),)
+  TOOL_PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(TOOL_PKGS))
+  TOOL_PKG_LIBS := $(shell $(PKG_CONFIG) --libs $(TOOL_PKGS))
+endif
 
 CFLAGS_ALL := $(BASE_CFLAGS) $(MODE_CFLAGS) $(PKG_CFLAGS) $(CFLAGS)
 LDLIBS_ALL := $(PKG_LIBS) -lm -pthread $(LDLIBS)
@@ -64,6 +71,7 @@ TOOL_OBJ := $(TOOL_SRC:%.c=$(O)/%.o)
 TEST_OBJ := $(TEST_SRC:%.c=$(O)/%.o)
 # library headers are included by module path ("kv/kv.h", -Isrc); the tests' helpers from tests/
 $(TEST_OBJ): CFLAGS_ALL += -Itests
+$(TOOL_OBJ): CFLAGS_ALL += $(TOOL_PKG_CFLAGS)
 
 # per-file SIMD flags
 AVX2_FLAGS := -mavx2 -mfma -mf16c -mbmi2
@@ -173,7 +181,7 @@ install-check:
 	tests/install_test.sh $(CURDIR)/$(O)/tmp/install /usr/local $(O)
 
 $(O)/longview: $(TOOL_OBJ) $(O)/liblongview.a
-	$(CC) $(LDFLAGS_ALL) -o $@ $(TOOL_OBJ) $(O)/liblongview.a $(LDLIBS_ALL)
+	$(CC) $(LDFLAGS_ALL) -o $@ $(TOOL_OBJ) $(O)/liblongview.a $(TOOL_PKG_LIBS) $(LDLIBS_ALL)
 
 $(O)/lv_test: $(TEST_OBJ) $(O)/liblongview.a
 	$(CC) $(LDFLAGS_ALL) -o $@ $(TEST_OBJ) $(O)/liblongview.a $(LDLIBS_ALL)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the libFuzzer targets (make fuzz) for a time each, all at once, and prints what each did:
 # executions, coverage (edges, features), corpus size, and findings. docs/testing.md records the
-# runs. Usage: scripts/fuzz.sh SECONDS [TARGET ...]   (targets: gguf tokenizer video image mmproj; default all)
+# runs. Usage: scripts/fuzz.sh SECONDS [TARGET ...]   (targets: gguf tokenizer video image mmproj serve_request; default all)
 # Each target grows its corpus in build/fuzz/corpus-TARGET (seeded from fuzz/corpus/TARGET, never
 # committed), logs to build/fuzz/TARGET.log, and writes a finding (crash-*, leak-*, timeout-*,
 # oom-*) to build/fuzz/findings-TARGET/. Exits 1 if any target found something.
@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 secs=${1:?usage: scripts/fuzz.sh SECONDS [TARGET ...]}
 shift
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(gguf tokenizer video image mmproj)
+[ ${#targets[@]} -gt 0 ] || targets=(gguf tokenizer video image mmproj serve_request)
 make -s fuzz
 for t in "${targets[@]}"; do
   [ -x "build/fuzz/fuzz_$t" ] || { echo "fuzz.sh: no build/fuzz/fuzz_$t" >&2; exit 2; }
@@ -20,6 +20,7 @@ for t in "${targets[@]}"; do
   case $t in
     gguf) extra=(-dict=fuzz/gguf.dict) ;;
     mmproj) extra=(-dict=fuzz/gguf.dict); seeds=tests/golden/vision ;; # the tiny mmproj files (the other files there are cheap misses)
+    serve_request) extra=(-dict=fuzz/serve.dict) ;;
   esac
   ASAN_OPTIONS=detect_leaks=1 nice -n 10 "build/fuzz/fuzz_$t" "${extra[@]}" -max_total_time="$secs" -timeout=20 -rss_limit_mb=4096 \
     -print_final_stats=1 -artifact_prefix="build/fuzz/findings-$t/" "build/fuzz/corpus-$t" "$seeds" \

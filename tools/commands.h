@@ -19,5 +19,6 @@ int cmd_video_info(int argc, char **argv);
 int cmd_video_frames(int argc, char **argv);
 int cmd_gen_mmproj(int argc, char **argv);
 int cmd_image_embed(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 #endif

@@ -10,6 +10,7 @@
 
 static const cli_command g_commands[] = {
     {"run", cmd_run, "generate a completion for a prompt"},
+    {"serve", cmd_serve, "an OpenAI-compatible HTTP server with continuous batching and packed prefill"},
     {"logits", cmd_logits, "write the logits of a token sequence as float32"},
     {"bench", cmd_bench, "measure prompt processing and generation speed (llama-bench compatible output)"},
     {"info", cmd_info, "describe a GGUF model: architecture, shapes, tensor types, support"},
