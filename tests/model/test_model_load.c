@@ -240,7 +240,7 @@ TEST(model_rejects_bad_architecture) {
     m.edit = edit_arch_u32;
     EXPECT_MODEL_BAD(&m, LV_ERR_FORMAT, "key 'general.architecture' is missing or not a string");
     gb_model_init(&m, "gpt2", false, 1);
-    EXPECT_MODEL_BAD(&m, LV_ERR_UNSUPPORTED, "architecture 'gpt2' is not supported (supported: llama, qwen2, qwen3, smollm3, gemma3, qwen35)");
+    EXPECT_MODEL_BAD(&m, LV_ERR_UNSUPPORTED, "architecture 'gpt2' is not supported (supported: llama, qwen2, qwen3, smollm3, gemma3, qwen35, qwen2vl)");
     gb_model_init(&m, "llama3", false, 1);
     EXPECT_MODEL_BAD(&m, LV_ERR_UNSUPPORTED, "architecture 'llama3' is not supported");
     gb_model_init(&m, "", false, 1);
