@@ -240,19 +240,8 @@ def vocab(path):
     <0x00>..<0xFF>, SentencePiece with byte fallback) plus, as user-defined tokens, the pieces mtmd looks
     up as whole tokens for idefics3 (its overview markers "\n\n", <fake_token_around_image>, <global-img>:
     missing ones become id -1, which llama_decode rejects) and Qwen's <|vision_start|>, <|vision_end|>."""
-    toks = ["<unk>", "<s>", "</s>"] + ["<0x%02X>" % i for i in range(256)] + EXTRA_TOKENS
-    types = [2, 3, 3] + [6] * 256 + [4] * len(EXTRA_TOKENS)
     w = gguf.GGUFWriter(path, "llama")
-    w.add_tokenizer_model("llama")
-    w.add_tokenizer_pre("default")
-    w.add_token_list(toks)
-    w.add_token_scores([0.0] * len(toks))
-    w.add_token_types(types)
-    w.add_unk_token_id(0)
-    w.add_bos_token_id(1)
-    w.add_eos_token_id(2)
-    w.add_add_bos_token(True)
-    w.add_add_eos_token(False)
+    add_vocab(w)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
