@@ -53,16 +53,11 @@ const char *lv_av_err_(int err, char buf[64]) {
 const char *lv_video_name_(const lv_video *v) { return v->path ? v->path : "<memory>"; }
 
 /* -------------------------------------------------------------------------------------------
- * memory input
+ * memory input (also the image decoder's, vision/image.c)
  * ----------------------------------------------------------------------------------------- */
 
-typedef struct mem_io {
-    const uint8_t *data;
-    int64_t size, pos;
-} mem_io;
-
-static int mem_read(void *opaque, uint8_t *buf, int n) {
-    mem_io *m = opaque;
+int lv_mem_io_read(void *opaque, uint8_t *buf, int n) {
+    lv_mem_io *m = opaque;
     int64_t left = m->size - m->pos;
     if (left <= 0) return AVERROR_EOF;
     if (n > left) n = (int)left;
@@ -71,8 +66,8 @@ static int mem_read(void *opaque, uint8_t *buf, int n) {
     return n;
 }
 
-static int64_t mem_seek(void *opaque, int64_t off, int whence) {
-    mem_io *m = opaque;
+int64_t lv_mem_io_seek(void *opaque, int64_t off, int whence) {
+    lv_mem_io *m = opaque;
     int64_t base;
     switch (whence & ~AVSEEK_FORCE) {
     case AVSEEK_SIZE: return m->size;
@@ -107,7 +102,7 @@ static lv_status open_demuxer(const char *path, const uint8_t *mem, int64_t mem_
     if (!fmt) return lv_error(LV_ERR_NOMEM, "%s: out of memory", name);
     AVIOContext *pb = NULL;
     if (!path) {
-        mem_io *m = lv_calloc(1, sizeof(*m));
+        lv_mem_io *m = lv_calloc(1, sizeof(*m));
         uint8_t *buf = av_malloc(1 << 15);
         if (!m || !buf) {
             lv_free(m);
@@ -117,7 +112,7 @@ static lv_status open_demuxer(const char *path, const uint8_t *mem, int64_t mem_
         }
         m->data = mem;
         m->size = mem_size;
-        pb = avio_alloc_context(buf, 1 << 15, 0, m, mem_read, NULL, mem_seek);
+        pb = avio_alloc_context(buf, 1 << 15, 0, m, lv_mem_io_read, NULL, lv_mem_io_seek);
         if (!pb) {
             lv_free(m);
             av_free(buf);

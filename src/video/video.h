@@ -135,6 +135,15 @@ struct lv_video {
  * stream's discard is default and every other stream's is AVDISCARD_ALL. find_info: also run
  * avformat_find_stream_info (the probe does; decode threads reuse the probe's parameters). */
 lv_status lv_video_open_demuxer_(const lv_video *v, const char *path, bool find_info, AVFormatContext **out);
+
+/* A buffer read through libavformat (avio_alloc_context's read and seek callbacks, opaque = the
+ * lv_mem_io): a video opened from memory, and the image decoder (vision/image.c). */
+typedef struct lv_mem_io {
+    const uint8_t *data;
+    int64_t size, pos;
+} lv_mem_io;
+int     lv_mem_io_read(void *opaque, uint8_t *buf, int n);
+int64_t lv_mem_io_seek(void *opaque, int64_t off, int whence);
 void      lv_video_close_demuxer_(AVFormatContext **fmt);
 /* "file.mp4" or "<memory>" for messages */
 const char *lv_video_name_(const lv_video *v);

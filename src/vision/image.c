@@ -15,6 +15,8 @@
 #define _GNU_SOURCE /* fseeko, ftello */
 #include "vision/vision.h"
 
+#include "video/video.h"
+
 #include <errno.h>
 #include <libavcodec/avcodec.h>
 #include <libavformat/avformat.h>
@@ -49,40 +51,9 @@ static bool size_ok(int64_t w, int64_t h) {
 
 #define LV_IMAGE_MAX_FILE ((int64_t)1 << 30) /* 1 GiB: far beyond any image of LV_IMAGE_MAX_PIXELS */
 
-typedef struct img_mem {
-    const uint8_t *data;
-    int64_t size, pos;
-} img_mem;
-
-static int img_read(void *opaque, uint8_t *buf, int n) {
-    img_mem *m = opaque;
-    const int64_t left = m->size - m->pos;
-    if (left <= 0) return AVERROR_EOF;
-    if (n > left) n = (int)left;
-    memcpy(buf, m->data + m->pos, (size_t)n);
-    m->pos += n;
-    return n;
-}
-
-static int64_t img_seek(void *opaque, int64_t off, int whence) {
-    img_mem *m = opaque;
-    int64_t base;
-    switch (whence & ~AVSEEK_FORCE) {
-    case AVSEEK_SIZE: return m->size;
-    case SEEK_SET: base = 0; break;
-    case SEEK_CUR: base = m->pos; break;
-    case SEEK_END: base = m->size; break;
-    default: return AVERROR(EINVAL);
-    }
-    int64_t np;
-    if (lv_add_ovf_i64(base, off, &np) || np < 0 || np > m->size) return AVERROR(EINVAL);
-    m->pos = np;
-    return np;
-}
-
 /* Everything one decode holds, freed by dec_free whatever the state. */
 typedef struct img_dec {
-    img_mem            mem;
+    lv_mem_io          mem;
     AVIOContext       *pb;
     AVFormatContext   *fmt;
     AVCodecContext    *ctx;
@@ -297,7 +268,7 @@ static lv_status decode(img_dec *d, const uint8_t *data, int64_t size, const cha
         av_free(buf);
         return lv_error(LV_ERR_NOMEM, "%s: out of memory", name);
     }
-    d->pb = avio_alloc_context(buf, 1 << 15, 0, &d->mem, img_read, NULL, img_seek);
+    d->pb = avio_alloc_context(buf, 1 << 15, 0, &d->mem, lv_mem_io_read, NULL, lv_mem_io_seek);
     if (!d->pb) {
         av_free(buf);
         return lv_error(LV_ERR_NOMEM, "%s: out of memory", name);
