@@ -24,12 +24,6 @@
 #include <time.h>
 #include <unistd.h>
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 /* parse "1,2,3" into at most max ints within [lo, hi] */
 static int parse_list(const char *flag, const char *s, int64_t lo, int64_t hi, int64_t *out, int max) {
     int n = 0;
@@ -242,9 +236,9 @@ int cmd_bench(int argc, char **argv) {
                         if (rep < 0) snprintf(detail, sizeof(detail), "warm-up");
                         else snprintf(detail, sizeof(detail), "run %d of %lld", rep + 1, (long long)reps);
                         cli_progress_update(&prog, (double)(rep - first_rep) / n_runs, detail);
-                        const double t0 = now_s();
+                        const double t0 = cli_now_s();
                         st = kind == 0 ? feed(&b, d, n, n_batch) : feed(&b, d, n, 1);
-                        const double dt = now_s() - t0;
+                        const double dt = cli_now_s() - t0;
                         if (st != LV_OK) {
                             rc = cli_fail("decode", st);
                             break;

@@ -27,17 +27,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 
 #define MAX_LENGTHS 64
 #define MAX_DEPTHS 64
 #define MAX_MODES 4
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 typedef enum eval_mode { MODE_DENSE, MODE_DUO, MODE_DUO_LSERVE, MODE_LONGGEN } eval_mode;
 static const char *const k_mode_names[] = {"dense", "duo", "duo+lserve", "longgen"};
@@ -478,7 +471,7 @@ int cmd_eval(int argc, char **argv) {
                         cli_fail("clearing the cache", st);
                         goto end;
                     }
-                    const double t0 = now_s();
+                    const double t0 = cli_now_s();
                     for (int32_t i0 = 0; i0 < p->n_tokens; i0 += (int32_t)n_batch) {
                         const int32_t nb = (int32_t)(p->n_tokens - i0 < n_batch ? p->n_tokens - i0 : n_batch);
                         batch.n_tokens = nb;
@@ -494,10 +487,10 @@ int cmd_eval(int argc, char **argv) {
                             goto end;
                         }
                     }
-                    const double t_prefill = now_s() - t0;
+                    const double t_prefill = cli_now_s() - t0;
                     /* greedy generation */
                     int64_t n_gen = 0, n_dec = 0;
-                    const double t1 = now_s();
+                    const double t1 = cli_now_s();
                     lv_pos posn = p->n_tokens;
                     for (;;) {
                         const lv_token tok = lv_sampler_sample(smp, lv_get_logits_ith(ctx, -1));
@@ -516,7 +509,7 @@ int cmd_eval(int argc, char **argv) {
                         }
                         n_dec++;
                     }
-                    const double t_decode = now_s() - t1;
+                    const double t_decode = cli_now_s() - t1;
                     const int64_t kv_bytes = lv_kv_used_bytes(ctx);
                     int64_t rl = n_gen ? lv_detokenize(model, gen, (int32_t)n_gen, resp, resp_cap, false, false) : 0;
                     if (rl < 0) rl = 0;

@@ -9,13 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 int cmd_run(int argc, char **argv) {
     const char *model_path = NULL, *prompt = NULL, *prompt_file = NULL, *tokens_arg = NULL, *kv = "f16", *mmproj_path = NULL;
@@ -90,13 +83,13 @@ int cmd_run(int argc, char **argv) {
     lv_threadpool *tp = NULL;
     lv_image_embd *embds = NULL;
     lv_mm_prompt mmp = {0};
-    double t0 = now_s(), t_encode = 0;
+    double t0 = cli_now_s(), t_encode = 0;
     lv_status st = lv_model_load(model_path, lv_model_default_params(), &model);
     if (st != LV_OK) {
         cli_fail("loading the model", st);
         goto end;
     }
-    double t_load = now_s() - t0;
+    double t_load = cli_now_s() - t0;
     if (!(tp = lv_threadpool_create((int)n_threads))) {
         cli_error("cannot create the thread pool");
         goto end;
@@ -111,7 +104,7 @@ int cmd_run(int argc, char **argv) {
             cli_error("out of memory");
             goto end;
         }
-        const double te = now_s();
+        const double te = cli_now_s();
         for (int i = 0; i < images.n; i++) {
             if ((st = lv_mmproj_encode_file(mm, tp, images.items[i], &embds[i])) != LV_OK) {
                 cli_fail(images.items[i], st);
@@ -120,7 +113,7 @@ int cmd_run(int argc, char **argv) {
             fprintf(stderr, "image %s: %dx%d, %d chunks, %d embeddings\n", images.items[i], embds[i].width, embds[i].height, embds[i].n_chunks,
                     embds[i].n_tokens);
         }
-        t_encode = now_s() - te;
+        t_encode = cli_now_s() - te;
         const char *ptext = prompt ? prompt : "";
         if ((st = lv_mm_tokenize(model, ptext, (int64_t)strlen(ptext), embds, images.n, !no_bos, &mmp)) != LV_OK) {
             cli_fail("the prompt with images", st);
@@ -189,7 +182,7 @@ int cmd_run(int argc, char **argv) {
     /* prefill */
     cli_progress prog;
     cli_progress_start(&prog, "prefill");
-    double t1 = now_s();
+    double t1 = cli_now_s();
     if (mm) {
         lv_pos n_past = 0;
         if ((st = lv_mm_decode(ctx, &mmp, 0, &n_past)) != LV_OK) {
@@ -214,13 +207,13 @@ int cmd_run(int argc, char **argv) {
         }
         cli_progress_update(&prog, (double)(i0 + n) / n_toks, NULL);
     }
-    double t_prefill = now_s() - t1;
+    double t_prefill = cli_now_s() - t1;
     char detail[128];
     snprintf(detail, sizeof(detail), "%d tokens, %.1f tokens/s", n_toks, n_toks / (t_prefill > 0 ? t_prefill : 1e-9));
     cli_progress_done(&prog, detail);
 
     /* generate */
-    double t2 = now_s();
+    double t2 = cli_now_s();
     int64_t n_gen = 0;
     lv_pos pos = n_toks;
     for (; n_gen < n_predict; n_gen++) {
@@ -260,7 +253,7 @@ int cmd_run(int argc, char **argv) {
     }
     printf("\n");
     fflush(stdout);
-    double t_gen = now_s() - t2;
+    double t_gen = cli_now_s() - t2;
     if (mm) fprintf(stderr, "images: %d, encoded in %.2f s | ", images.n, t_encode);
     fprintf(stderr, "load: %.2f s | prompt: %d tokens, %.2f s, %.1f tokens/s | generation: %lld tokens, %.2f s, %.1f tokens/s | KV %.1f MiB\n",
             t_load, n_toks, t_prefill, n_toks / (t_prefill > 0 ? t_prefill : 1e-9), (long long)n_gen, t_gen,

@@ -65,12 +65,6 @@ typedef struct conn {
 
 /* ---- small helpers ---- */
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 /* valid UTF-8 copy: invalid bytes become U+FFFD (JSON strings must be UTF-8) */
 static char *utf8_clean(const char *s, size_t n, size_t *out_n) {
     char *o = malloc(n * 3 + 1);
@@ -319,13 +313,13 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
         lv_srv_output_clear(&o);
         if (!ok) return MHD_CONTENT_READER_END_WITH_ERROR;
         if (st->n_pend > 0) {
-            st->t_last = now_s();
+            st->t_last = cli_now_s();
         } else if (client_gone(st->conn)) {
             lv_srv_req_cancel(st->req); /* the slot is free at the next step */
             return MHD_CONTENT_READER_END_WITH_ERROR;
-        } else if (st->S->sse_ping_s > 0 && now_s() - st->t_last >= st->S->sse_ping_s) {
+        } else if (st->S->sse_ping_s > 0 && cli_now_s() - st->t_last >= st->S->sse_ping_s) {
             if (!pend_add(st, ": ping\n\n", 8)) return MHD_CONTENT_READER_END_WITH_ERROR;
-            st->t_last = now_s();
+            st->t_last = cli_now_s();
         }
     }
     size_t n = st->n_pend - st->pos_pend;
@@ -383,7 +377,7 @@ static enum MHD_Result generate(server *S, struct MHD_Connection *c, json_t *bod
         st->kind = kind;
         st->include_usage = g.include_usage;
         st->created = (long long)time(NULL);
-        st->t_last = now_s();
+        st->t_last = cli_now_s();
         snprintf(st->id, sizeof(st->id), "%s-%ld", kind == SRV_CHAT ? "chatcmpl" : "cmpl", id);
         struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_read, st, stream_free);
         if (!resp) {
@@ -885,7 +879,7 @@ int cmd_serve(int argc, char **argv) {
     fprintf(stderr, "longview serve: listening on http://%s%s%s:%u (loading %s)\n", ai->ai_family == AF_INET6 ? "[" : "", host,
             ai->ai_family == AF_INET6 ? "]" : "", di ? di->port : (unsigned)port, model_path);
 
-    double t0 = now_s();
+    double t0 = cli_now_s();
     /* for tests/cli/serve.sh: a slow load, to see the 503 that /health gives meanwhile */
     const char *delay = getenv("LV_TEST_SERVE_LOAD_DELAY_MS");
     if (delay) usleep((useconds_t)(atoi(delay) > 0 && atoi(delay) < 60000 ? atoi(delay) : 0) * 1000u);
@@ -936,7 +930,7 @@ int cmd_serve(int argc, char **argv) {
         goto end;
     }
     atomic_store(&S.state, ST_READY);
-    fprintf(stderr, "longview serve: ready in %.2f s: %lld slots, context %lld tokens, step budget %lld tokens%s\n", now_s() - t0,
+    fprintf(stderr, "longview serve: ready in %.2f s: %lld slots, context %lld tokens, step budget %lld tokens%s\n", cli_now_s() - t0,
             (long long)n_slots, (long long)S.n_ctx, (long long)n_batch, no_pack ? ", packing off" : "");
 
     int sig = 0;
@@ -945,7 +939,7 @@ int cmd_serve(int argc, char **argv) {
     atomic_store(&S.state, ST_DRAINING);
     const int n_cancelled = lv_srv_drain(S.srv, drain_timeout);
     /* let the connections write their last bytes */
-    for (double t_end = now_s() + 5; atomic_load(&S.n_conns) > 0 && now_s() < t_end;) usleep(20000);
+    for (double t_end = cli_now_s() + 5; atomic_load(&S.n_conns) > 0 && cli_now_s() < t_end;) usleep(20000);
     fprintf(stderr, "longview serve: stopped (%d requests cancelled by the drain)\n", n_cancelled);
     rc = 0;
 end:

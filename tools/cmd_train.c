@@ -23,14 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static void fmt_dur(double s, char *buf, size_t n) {
     if (!(s >= 0) || s > 1e8) s = 0;
@@ -369,7 +362,7 @@ int cmd_train(int argc, char **argv) {
     char ckpt[4096];
     ckpt_path(out, ckpt, sizeof(ckpt));
     const bool tty = isatty(2);
-    const double t0 = now_s();
+    const double t0 = cli_now_s();
     double tokens = 0, last_print = 0;
     const int64_t first = info.step, last = stop_at ? stop_at : steps;
     for (int64_t step = first; step < last; step++) {
@@ -396,7 +389,7 @@ int cmd_train(int argc, char **argv) {
         const float lr_t = lv_lr_schedule(step, steps, warmup, (float)lr, (float)min_lr);
         const float gnorm = lv_adamw_step(tp, &opt, m->params, m->grads, lr_t, (float)beta1, (float)beta2, 1e-8f, (float)wd, (float)clip);
         info.step = step + 1;
-        const double el = now_s() - t0;
+        const double el = cli_now_s() - t0;
         if (!isfinite(loss)) {
             cli_error("step %lld: the loss is not finite (%g): lower --lr", (long long)step + 1, loss);
             goto end;

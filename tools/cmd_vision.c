@@ -9,17 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <time.h>
 
 static double peak_rss_mib(void) {
     struct rusage ru;
     return getrusage(RUSAGE_SELF, &ru) == 0 ? (double)ru.ru_maxrss / 1024.0 : 0.0;
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 int cmd_gen_mmproj(int argc, char **argv) {
@@ -107,10 +100,10 @@ int cmd_image_embed(int argc, char **argv) {
     }
     for (int run = 0; run < runs && st == LV_OK; run++) {
         lv_image_embd_free(&e);
-        const double t0 = now_s(); /* decoding the file is part of it, as for mtmd's bitmap from a file */
+        const double t0 = cli_now_s(); /* decoding the file is part of it, as for mtmd's bitmap from a file */
         if (image2) st = lv_mmproj_encode_pair(mm, tp, a, b, wa, ha, &e);
         else st = lv_mmproj_encode_file(mm, tp, image, &e);
-        times[run] = now_s() - t0;
+        times[run] = cli_now_s() - t0;
     }
     lv_image_rgb_free(a);
     lv_image_rgb_free(b);

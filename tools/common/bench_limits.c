@@ -6,20 +6,14 @@
  */
 #define _GNU_SOURCE
 #include "bench_limits.h"
+#include "cli.h"
 
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 typedef struct probe_arg {
     const float *buf;
@@ -57,13 +51,13 @@ __attribute__((target("avx2"))) static float sum_avx2(const float *p, size_t n) 
 __attribute__((target("avx512f"))) static double fma_avx512(double seconds) {
     __m512 a[12], x = _mm512_set1_ps(0.999f), y = _mm512_set1_ps(0.001f);
     for (int i = 0; i < 12; i++) a[i] = _mm512_set1_ps((float)i);
-    double t0 = now_s(), t;
+    double t0 = cli_now_s(), t;
     long iters = 0;
     do {
         for (int k = 0; k < 4096; k++)
             for (int i = 0; i < 12; i++) a[i] = _mm512_fmadd_ps(a[i], x, y);
         iters += 4096;
-    } while ((t = now_s() - t0) < seconds);
+    } while ((t = cli_now_s() - t0) < seconds);
     float sink = 0;
     for (int i = 0; i < 12; i++) sink += _mm512_reduce_add_ps(a[i]);
     return (double)iters * 12 * 16 * 2 / t + (sink == 12345.0f ? 1 : 0);
@@ -71,13 +65,13 @@ __attribute__((target("avx512f"))) static double fma_avx512(double seconds) {
 __attribute__((target("avx2,fma"))) static double fma_avx2(double seconds) {
     __m256 a[12], x = _mm256_set1_ps(0.999f), y = _mm256_set1_ps(0.001f);
     for (int i = 0; i < 12; i++) a[i] = _mm256_set1_ps((float)i);
-    double t0 = now_s(), t;
+    double t0 = cli_now_s(), t;
     long iters = 0;
     do {
         for (int k = 0; k < 4096; k++)
             for (int i = 0; i < 12; i++) a[i] = _mm256_fmadd_ps(a[i], x, y);
         iters += 4096;
-    } while ((t = now_s() - t0) < seconds);
+    } while ((t = cli_now_s() - t0) < seconds);
     float tmp[8], sink = 0;
     for (int i = 0; i < 12; i++) {
         _mm256_storeu_ps(tmp, a[i]);
@@ -107,9 +101,9 @@ static void *bw_thread(void *p) {
     volatile float sink = 0;
     sink += sum_best(a->buf, a->n); /* touch once (page faults) */
     pthread_barrier_wait(a->bar);
-    double t0 = now_s();
+    double t0 = cli_now_s();
     for (int r = 0; r < a->reps; r++) sink += sum_best(a->buf, a->n);
-    a->result = now_s() - t0;
+    a->result = cli_now_s() - t0;
     (void)sink;
     return NULL;
 }

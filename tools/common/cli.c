@@ -250,7 +250,7 @@ lv_token *cli_tokenize(const lv_model *model, const char *text, int64_t len, boo
     return toks;
 }
 
-static double now_s(void) {
+double cli_now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
@@ -258,7 +258,7 @@ static double now_s(void) {
 
 void cli_progress_start(cli_progress *p, const char *label) {
     p->label = label;
-    p->t0 = p->last = now_s();
+    p->t0 = p->last = cli_now_s();
     p->tty = isatty(STDERR_FILENO);
     p->active = true;
     if (!p->tty) fprintf(stderr, "%s ...\n", label);
@@ -266,7 +266,7 @@ void cli_progress_start(cli_progress *p, const char *label) {
 
 void cli_progress_update(cli_progress *p, double fraction, const char *detail) {
     if (!p->active || !p->tty) return;
-    double t = now_s();
+    double t = cli_now_s();
     if (t - p->last < 0.1 && fraction < 1.0) return;
     p->last = t;
     double el = t - p->t0;
@@ -281,7 +281,7 @@ void cli_progress_update(cli_progress *p, double fraction, const char *detail) {
 
 void cli_progress_done(cli_progress *p, const char *detail) {
     if (!p->active) return;
-    double el = now_s() - p->t0;
+    double el = cli_now_s() - p->t0;
     if (p->tty) fprintf(stderr, "\r\033[K");
     fprintf(stderr, "%s: done in %.2f s%s%s\n", p->label, el, detail ? ", " : "", detail ? detail : "");
     p->active = false;

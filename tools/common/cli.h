@@ -62,6 +62,9 @@ void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Report a failed library call: the status and lv_last_error(). Returns 1. */
 int cli_fail(const char *what, lv_status st);
 
+/* Monotonic seconds (for the timings the commands print). */
+double cli_now_s(void);
+
 /* Read a whole file (or "-" for stdin) into a NUL-terminated buffer. NULL + error on failure. */
 char *cli_read_file(const char *path, int64_t *len);
 
