@@ -46,6 +46,8 @@ void lv_test_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Helpers shared by tests (tests/test_main.c). */
 /* Path of ../shared/data (or $LV_SHARED_DATA), or NULL if absent. */
 const char *lv_test_shared_data(void);
+/* A whole file, NUL-terminated (malloc'd; *len, if given, gets its size), or NULL. */
+char *lv_test_read_file(const char *path, size_t *len);
 /* A scratch directory for this test run (build/<mode>/tmp), created on demand. */
 const char *lv_test_tmpdir(void);
 /* Fresh random seed per run unless LV_TEST_SEED is set; printed so that a failure reproduces. */

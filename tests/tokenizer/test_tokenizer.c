@@ -25,24 +25,6 @@
 
 /* ---- helpers ---- */
 
-static char *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    if (!buf) {
-        fclose(f);
-        return NULL;
-    }
-    size_t got = fread(buf, 1, (size_t)n, f);
-    fclose(f);
-    buf[got] = 0;
-    if (len) *len = got;
-    return buf;
-}
-
 static lv_model *load_vocab_file(const char *path) {
     lv_model_params mp = lv_model_default_params();
     mp.vocab_only = true;
@@ -91,9 +73,9 @@ static bool load_vectors(const char *name, vectors *vx) {
     char path[4096];
     snprintf(path, sizeof(path), "%s/vocab/ggml-vocab-%s.gguf.inp", sd, name);
     size_t n;
-    vx->inp = slurp(path, &n);
+    vx->inp = lv_test_read_file(path, &n);
     snprintf(path, sizeof(path), "%s/vocab/ggml-vocab-%s.gguf.out", sd, name);
-    vx->out = slurp(path, NULL);
+    vx->out = lv_test_read_file(path, NULL);
     if (!vx->inp || !vx->out) return false;
     static const char sep[] = "\n__ggml_vocab_test__\n";
     char *p = vx->inp, *end = vx->inp + n;
@@ -250,9 +232,9 @@ static lv_model *golden_model(const char *name, char *tmp, size_t n) {
 static void roundtrip_golden(const char *name, const char *golden) {
     char path[4096];
     snprintf(path, sizeof(path), GOLDEN_DIR "/inputs.txt");
-    char *inputs = slurp(path, NULL);
+    char *inputs = lv_test_read_file(path, NULL);
     snprintf(path, sizeof(path), GOLDEN_DIR "/roundtrip-%s.txt", golden);
-    char *gold = slurp(path, NULL);
+    char *gold = lv_test_read_file(path, NULL);
     REQUIRE(inputs && gold, "cannot read %s (run from the project root)", path);
     char tmp[4096];
     lv_model *m = golden_model(name, tmp, sizeof(tmp));
@@ -316,7 +298,7 @@ TEST(tokenizer_roundtrip_gemma4) { roundtrip_golden("gemma4", "gemma4"); }
 static void haystack_golden(const char *name, const char *golden) {
     char path[4096];
     snprintf(path, sizeof(path), GOLDEN_DIR "/haystack-%s.txt", golden);
-    char *gold = slurp(path, NULL);
+    char *gold = lv_test_read_file(path, NULL);
     REQUIRE(gold, "cannot read %s", path);
     char tmp[4096];
     lv_model *m = golden_model(name, tmp, sizeof(tmp));
@@ -337,7 +319,7 @@ static void haystack_golden(const char *name, const char *golden) {
         if (sscanf(line, "%255s %d %llx %llx %d", file, &gn, &gh_ids, &gh_text, &gsame) != 5) break;
         snprintf(path, sizeof(path), "%s/haystack/paul-graham-essays/%s", lv_test_shared_data(), file);
         size_t len;
-        char *text = slurp(path, &len);
+        char *text = lv_test_read_file(path, &len);
         if (!text) {
             CHECK(0, "cannot read %s", path);
             break;
@@ -382,7 +364,7 @@ TEST(tokenizer_haystack_gemma4) { NEED_SHARED(); haystack_golden("gemma4", "gemm
  * "eog ids..."), the BOS it adds although the file says add_bos_token = false, and pieces: U+2581
  * renders as a space, <0xXX> as its byte, a control token only when asked */
 TEST(tokenizer_gemma4_specials_and_pieces) {
-    char *gold = slurp(GOLDEN_DIR "/info-gemma4.txt", NULL);
+    char *gold = lv_test_read_file(GOLDEN_DIR "/info-gemma4.txt", NULL);
     REQUIRE(gold, "cannot read " GOLDEN_DIR "/info-gemma4.txt");
     lv_model *m = load_vocab_file(GOLDEN_DIR "/vocab-gemma4.gguf");
     REQUIRE(m, "gemma4 vocabulary");

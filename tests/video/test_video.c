@@ -825,18 +825,6 @@ TEST(video_f32_and_memory) {
  * damage: truncated files, corrupt bytes, missing packets, allocation failures
  * ----------------------------------------------------------------------------------------- */
 
-static uint8_t *read_file(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long sz = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *b = malloc((size_t)sz + 1);
-    *n = b ? fread(b, 1, (size_t)sz, f) : 0;
-    fclose(f);
-    return b;
-}
-
 /* open + read everything from memory; must not crash or hang; returns frames read (-1: open failed) */
 static int64_t read_damaged(const uint8_t *data, size_t n, int threads, lv_status *st_out) {
     lv_video *v = NULL;
@@ -874,7 +862,7 @@ TEST(video_damaged_input) {
     const char *ts = gen("h264.ts", "-f lavfi -i testsrc2=size=128x96:rate=25 -t 3 -c:v libx264 -g 30 -bf 3 -pix_fmt yuv420p");
     if (!fast || !ts) SKIP("ffmpeg cannot generate test files");
     size_t n = 0;
-    uint8_t *orig = read_file(fast, &n);
+    uint8_t *orig = (uint8_t *)lv_test_read_file(fast, &n);
     REQUIRE(orig && n > 10000, "read %s", fast);
     lv_status st;
     /* truncated at several points: an error or fewer frames, never a crash */
@@ -903,7 +891,7 @@ TEST(video_damaged_input) {
     free(bad);
     free(orig);
     /* MPEG-TS with a stretch of packets missing in the middle: the frames around it, a warning */
-    orig = read_file(ts, &n);
+    orig = (uint8_t *)lv_test_read_file(ts, &n);
     REQUIRE(orig && n > 20000, "read %s", ts);
     size_t hole_a = (n / 2) / 188 * 188, hole_b = hole_a + 188 * 40;
     uint8_t *holed = malloc(n);
@@ -939,7 +927,7 @@ TEST(video_reopen_does_not_leak_the_packet_read_ahead) {
     char path[4096];
     snprintf(path, sizeof(path), "%s/fuzz/video-leak-mpegts.bin", data);
     size_t n = 0;
-    uint8_t *buf = read_file(path, &n);
+    uint8_t *buf = (uint8_t *)lv_test_read_file(path, &n);
     if (!buf) SKIP("%s not found", path);
     quiet_logs();
     for (int way = 0; way < 3; way++) {

@@ -341,18 +341,6 @@ static const char *scratch_file(int slot, const char *name, const void *data, si
     return paths[slot];
 }
 
-static uint8_t *read_all(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long sz = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *b = malloc((size_t)sz);
-    *n = fread(b, 1, (size_t)sz, f);
-    fclose(f);
-    return b;
-}
-
 /* An error with the right status whose message names the file. */
 static void expect_error(const char *what, const char *path, lv_status want) {
     lv_image img;
@@ -372,7 +360,7 @@ TEST(vision_load_errors) {
     expect_error("empty file", scratch_file(1, "empty.jpg", "", 0), LV_ERR_FORMAT);
 
     size_t n = 0;
-    uint8_t *png = read_all(GOLDEN "/load/rgb.png", &n);
+    uint8_t *png = (uint8_t *)lv_test_read_file(GOLDEN "/load/rgb.png", &n);
     REQUIRE(png && n > 100, "read rgb.png");
     expect_error("truncated PNG (half)", scratch_file(2, "half.png", png, n / 2), LV_ERR_FORMAT);
     expect_error("PNG header only", scratch_file(3, "head.png", png, 40), LV_ERR_FORMAT);
@@ -381,7 +369,7 @@ TEST(vision_load_errors) {
     expect_error("corrupt PNG", scratch_file(4, "flip.png", png, n), LV_ERR_FORMAT);
     free(png);
 
-    uint8_t *jpg = read_all(GOLDEN "/load/q90-420.jpg", &n);
+    uint8_t *jpg = (uint8_t *)lv_test_read_file(GOLDEN "/load/q90-420.jpg", &n);
     REQUIRE(jpg && n > 100, "read q90-420.jpg");
     expect_error("truncated JPEG (half)", scratch_file(5, "half.jpg", jpg, n / 2), LV_ERR_FORMAT);
     free(jpg);
@@ -389,7 +377,7 @@ TEST(vision_load_errors) {
     for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++) {
         char path[256], what[64];
         snprintf(path, sizeof(path), GOLDEN "/load/%s", others[i]);
-        uint8_t *b = read_all(path, &n);
+        uint8_t *b = (uint8_t *)lv_test_read_file(path, &n);
         REQUIRE(b && n > 100, "read %s", path);
         snprintf(what, sizeof(what), "truncated %s (half)", others[i]);
         expect_error(what, scratch_file(5, others[i], b, n / 2), LV_ERR_FORMAT);
@@ -403,7 +391,7 @@ TEST(vision_load_errors) {
     expect_error("PPM of 40000x1", scratch_file(7, "wide.ppm", ppm_wide, sizeof(ppm_wide) - 1), LV_ERR_FORMAT);
     CHECK(strstr(lv_last_error(), "absurd image size 40000x1") != NULL, "the size is named: %s", lv_last_error());
     /* a PNG whose IHDR claims 100000 x 100000 (the CRC is not even looked at) */
-    png = read_all(GOLDEN "/load/rgb.png", &n);
+    png = (uint8_t *)lv_test_read_file(GOLDEN "/load/rgb.png", &n);
     REQUIRE(png && n > 24, "read rgb.png");
     png[16] = 0, png[17] = 1, png[18] = 0x86, png[19] = 0xa0;
     png[20] = 0, png[21] = 1, png[22] = 0x86, png[23] = 0xa0;
@@ -421,7 +409,7 @@ TEST(vision_load_errors) {
         CHECK(st != LV_OK || img.rgb, "junk of %d bytes", len);
         lv_image_free(&img);
     }
-    png = read_all(GOLDEN "/load/rgba.png", &n);
+    png = (uint8_t *)lv_test_read_file(GOLDEN "/load/rgba.png", &n);
     REQUIRE(png, "read rgba.png");
     int n_ok = 0;
     for (size_t len = 1; len <= n; len += len < 80 ? 1 : 37) {
@@ -453,7 +441,7 @@ TEST(vision_load_video_frame) {
     lv_image img;
     REQUIRE(lv_image_load(mp4, &img) == LV_OK, "%s", lv_last_error());
     size_t n = 0;
-    uint8_t *want = read_all(rgb, &n);
+    uint8_t *want = (uint8_t *)lv_test_read_file(rgb, &n);
     REQUIRE(want, "read %s", rgb);
     CHECK(img.w == 62 && img.h == 46 && n == (size_t)62 * 46 * 3, "%dx%d, %zu bytes from ffmpeg", img.w, img.h, n);
     if (n == (size_t)img.w * img.h * 3) CHECK(memcmp(want, img.rgb, n) == 0, "the first frame equals ffmpeg's");

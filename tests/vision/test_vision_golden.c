@@ -39,27 +39,10 @@ typedef struct lvv {
     int32_t *pos4; /* logits cases with mrope=1: n_seq x (t, h, w, e) */
 } lvv;
 
-static char *read_all(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long sz = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *p = malloc((size_t)sz + 1);
-    if (p && fread(p, 1, (size_t)sz, f) != (size_t)sz) {
-        free(p);
-        p = NULL;
-    }
-    fclose(f);
-    if (p) p[sz] = 0;
-    *n = (size_t)sz;
-    return p;
-}
-
 static bool lvv_parse(const char *path, lvv *g) {
     memset(g, 0, sizeof(*g));
     size_t n;
-    char *buf = read_all(path, &n);
+    char *buf = lv_test_read_file(path, &n);
     if (!buf) return false;
     char *body = strstr(buf, "\nend\n");
     if (!body || strncmp(buf, "LVV1\n", 5) != 0) {
