@@ -1,5 +1,9 @@
 # Helpers for tests/cli/*.sh (sourced; files starting with _ are not tests). $LV is the binary, $T the scratch directory.
 LV=${1:?binary}; T=${2:?tmpdir}
+# $T made absolute and created here: the scripts build paths from it and delete under them, so a
+# missing or relative $T must never turn into a path outside it (a `cd` that failed once made a
+# script's "$T/.." work folder resolve to /work and delete it)
+mkdir -p -- "$T" && T=$(cd -- "$T" && pwd -P) && [ -n "$T" ] && [ "$T" != / ] || { echo "FAIL: scratch directory $2 is not usable" >&2; exit 1; }
 SHARED=${LV_SHARED_DATA:-../shared/data}
 fail() { echo "FAIL: $*" >&2; exit 1; }
 # expect_fail "description" cmd... : the command must exit non-zero and print an error on stderr

@@ -7,8 +7,8 @@ case "$LV" in */asan/*) echo "skip: the README's commands run in the release bui
 [ -d "$SHARED" ] || { echo "skip: $SHARED not found (the README's commands read it)"; exit 0; }
 repo=$PWD
 case "$LV" in /*) ;; *) LV="$repo/$LV" ;; esac
-W="$(cd "$T" && pwd)/work"
-rm -rf "$W"; mkdir -p "$W/checkout"
+W="$T/work" # $T is absolute and exists (_lib.sh)
+rm -rf -- "$W"; mkdir -p "$W/checkout"
 ln -s "$(cd "$SHARED/.." && pwd)" "$W/shared"
 ln -s "$repo/models" "$W/checkout/models"
 ln -s "$repo/tests" "$W/checkout/tests" # the vision lines read tests/golden/vision
