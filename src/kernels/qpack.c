@@ -187,7 +187,8 @@ const lv_pack_ops *lv_pack_ops_get(lv_type t, lv_simd level) {
     if (!lv_pack_type_supported(t)) return NULL;
     lv_simd det = lv_simd_detect();
     if ((int)level > (int)det) level = det;
-    return level >= LV_SIMD_AVX512 ? lv_pack_avx512_ops(t) : NULL;
+    if (level >= LV_SIMD_AVX512) return lv_pack_avx512_ops(t);
+    return level == LV_SIMD_AVX2 ? lv_pack_avx2_ops(t) : NULL;
 }
 
 bool lv_pack_enabled(void) {

@@ -92,6 +92,9 @@ typedef struct lv_pack_ops {
 const lv_pack_ops *lv_pack_ops_get(lv_type t, lv_simd level);
 /* Defined in qpack_avx512.c: the AVX-512 VNNI kernels, NULL where the CPU or the build lacks them. */
 const lv_pack_ops *lv_pack_avx512_ops(lv_type t);
+/* Defined in qpack_avx2.c: the AVX2 kernels of the same four types (vpmaddubsw instead of
+ * vpdpbusd), NULL where the build lacks them. */
+const lv_pack_ops *lv_pack_avx2_ops(lv_type t);
 
 /* Whether models repack at load: the environment variable LV_REPACK=0 turns it off. */
 bool lv_pack_enabled(void);

@@ -540,7 +540,7 @@ static lv_status read_whole_file(const char *path, void **out, uint64_t *size) {
 }
 
 /* Repack the matrix weights this CPU has packed kernels for (qpack.h: q4_0, q5_0, q8_0 and q4_K with
- * AVX-512 VNNI, rows a multiple of 16) into one buffer, and let the kernel drop the mapped pages
+ * AVX-512 VNNI or AVX2, rows a multiple of 16) into one buffer, and let the kernel drop the mapped pages
  * they came from, so resident memory does not grow (q4_K: by 2.8%, its scales unpacked; a file
  * read into memory, or an image given by the caller, keeps both). Off with LV_REPACK=0, or when
  * LV_SIMD caps the level below the kernels'. Running out of memory here is not an error: the
