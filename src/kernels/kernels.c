@@ -6,6 +6,7 @@
  */
 #include "kernels/kernels.h"
 
+#include "gguf/gguf.h"
 #include "gguf/quant.h"
 #include "kernels/qkernels.h"
 #include "kernels/qpack.h"
@@ -128,6 +129,49 @@ void lv_matmul(lv_threadpool *tp, const lv_tensor *W, const float *x, int64_t T,
     LV_ASSERT(!pk || W->ne[1] % LV_PACK_ROWS == 0);
     mt.xq_row = pk ? (int64_t)lv_packx_row_bytes(W->type, W->ne[0]) : lv_row_bytes(mt.ops->vec_dot_type, W->ne[0]);
     lv_threadpool_run(tp, matmul_worker, &mt);
+}
+
+static size_t packed_size(const lv_tensor *t) { /* 64-byte aligned, as laid out in the buffer */
+    return (lv_pack_group_bytes(t->type, t->ne[0]) * (size_t)(t->ne[1] / LV_PACK_ROWS) + 63) / 64 * 64;
+}
+
+void *lv_pack_tensors(lv_tensor *const *list, int64_t n, const lv_gguf *g, const char *what, size_t *size, int64_t *n_packed) {
+    *size = 0;
+    *n_packed = 0;
+    if (!lv_pack_enabled()) return NULL;
+    const lv_simd level = lv_simd_active();
+    size_t total = 0;
+    int64_t kept = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const lv_tensor *t = list[i];
+        if (!t || !t->data || t->packed || !lv_pack_ops_get(t->type, level) || t->ne[1] % LV_PACK_ROWS != 0 || t->ne[2] != 1 || t->ne[3] != 1)
+            continue;
+        total += packed_size(t);
+        kept++;
+    }
+    if (!kept) return NULL;
+    uint8_t *buf = lv_big_alloc_huge(total);
+    if (!buf) {
+        LV_LOG_W("%s: no memory to repack %.1f MiB of weights; using them as stored", what, (double)total / 1048576.0);
+        return NULL;
+    }
+    size_t off = 0;
+    for (int64_t i = 0; i < n; i++) {
+        lv_tensor *t = list[i];
+        if (!t || !t->data || t->packed || !lv_pack_ops_get(t->type, level) || t->ne[1] % LV_PACK_ROWS != 0 || t->ne[2] != 1 || t->ne[3] != 1)
+            continue;
+        const size_t gin = (size_t)t->row_bytes * LV_PACK_ROWS, gout = lv_pack_group_bytes(t->type, t->ne[0]);
+        const int64_t groups = t->ne[1] / LV_PACK_ROWS;
+        for (int64_t j = 0; j < groups; j++)
+            lv_pack_rows(t->type, t->ne[0], (const uint8_t *)t->data + (size_t)j * gin, (size_t)t->row_bytes, buf + off + (size_t)j * gout);
+        t->packed = buf + off;
+        if (g) lv_gguf_release_pages(g, t->data, (uint64_t)(groups * (int64_t)gin));
+        off += packed_size(t);
+    }
+    *size = total;
+    *n_packed = kept;
+    LV_LOG_D("%s: repacked %lld matrices (%.1f MiB) for the %s kernels", what, (long long)kept, (double)total / 1048576.0, lv_simd_name(level));
+    return buf;
 }
 
 /* -------------------------------------------------------------------------------------------

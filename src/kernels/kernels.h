@@ -42,6 +42,15 @@ typedef struct lv_tensor {
 void   lv_matmul(lv_threadpool *tp, const lv_tensor *W, const float *x, int64_t T, float *y, void *xq, const float *bias);
 size_t lv_matmul_scratch_bytes(lv_type wtype, int64_t T, int64_t K); /* 4 * T * K covers every type */
 
+/* Repack, for the active SIMD level's packed kernels (qpack.h), every matrix of list[0..n) that has
+ * them (type with a packed layout, rows a multiple of 16, 2-D, data set; NULL entries skipped) into
+ * one buffer, set each one's `packed`, and release the mapped file pages its rows came from through
+ * g (NULL: none released). Returns the buffer (free with lv_big_free(buf, *size)), or NULL with
+ * *size 0 when nothing was packed, repacking is off (LV_REPACK=0) or memory ran out (logged; the
+ * weights are then used as stored). *n_packed: how many matrices were packed. */
+struct lv_gguf;
+void *lv_pack_tensors(lv_tensor *const *list, int64_t n, const struct lv_gguf *g, const char *what, size_t *size, int64_t *n_packed);
+
 /* y (n) = rmsnorm(x) * w, with ggml's arithmetic: mean of squares accumulated in double,
  * scale = 1/sqrtf(mean + eps), y = (x * scale) * w. */
 void lv_rmsnorm_ref(const float *x, const float *w, float *y, int64_t n, float eps);

@@ -545,15 +545,9 @@ static lv_status read_whole_file(const char *path, void **out, uint64_t *size) {
  * read into memory, or an image given by the caller, keeps both). Off with LV_REPACK=0, or when
  * LV_SIMD caps the level below the kernels'. Running out of memory here is not an error: the
  * weights stay as they are. */
-static size_t packed_size(const lv_tensor *t) { /* 64-byte aligned, as laid out in the buffer */
-    return (lv_pack_group_bytes(t->type, t->ne[0]) * (size_t)(t->ne[1] / LV_PACK_ROWS) + 63) / 64 * 64;
-}
-
 static void pack_weights(lv_model *m) {
-    if (!lv_pack_enabled()) return;
-    const lv_simd level = lv_simd_active();
     lv_tensor **list = lv_calloc((size_t)(1 + 12 * m->hp.n_layer), sizeof(*list));
-    int64_t n = 0, kept = 0;
+    int64_t n = 0, packed = 0;
     if (!list) return;
     list[n++] = &m->output;
     for (int64_t il = 0; il < m->hp.n_layer; il++) {
@@ -562,34 +556,8 @@ static void pack_weights(lv_model *m) {
                            &L->wqkv, &L->wqkv_gate, &L->ssm_beta, &L->ssm_alpha, &L->ssm_out};
         for (size_t i = 0; i < LV_ARRAY_LEN(ts); i++) list[n++] = ts[i];
     }
-    size_t total = 0;
-    for (int64_t i = 0; i < n; i++) {
-        const lv_tensor *t = list[i];
-        if (!t->data || !lv_pack_ops_get(t->type, level) || t->ne[1] % LV_PACK_ROWS != 0 || t->ne[2] != 1 || t->ne[3] != 1) continue;
-        list[kept++] = list[i];
-        total += packed_size(t);
-    }
-    uint8_t *buf = kept ? lv_big_alloc_huge(total) : NULL;
-    if (kept && !buf) LV_LOG_W("%s: no memory to repack %.1f MiB of weights; using them as stored", m->path, (double)total / 1048576.0);
-    if (!buf) {
-        lv_free(list);
-        return;
-    }
-    size_t off = 0;
-    for (int64_t i = 0; i < kept; i++) {
-        lv_tensor *t = list[i];
-        const size_t gin = (size_t)t->row_bytes * LV_PACK_ROWS, gout = lv_pack_group_bytes(t->type, t->ne[0]);
-        const int64_t groups = t->ne[1] / LV_PACK_ROWS;
-        for (int64_t g = 0; g < groups; g++)
-            lv_pack_rows(t->type, t->ne[0], (const uint8_t *)t->data + (size_t)g * gin, (size_t)t->row_bytes, buf + off + (size_t)g * gout);
-        t->packed = buf + off;
-        lv_gguf_release_pages(m->gguf, t->data, (uint64_t)(groups * (int64_t)gin));
-        off += packed_size(t);
-    }
+    m->packed = lv_pack_tensors(list, n, m->gguf, m->path, &m->packed_size, &packed);
     lv_free(list);
-    m->packed = buf;
-    m->packed_size = total;
-    LV_LOG_D("%s: repacked %lld matrices (%.1f MiB) for the %s kernels", m->path, (long long)kept, (double)total / 1048576.0, lv_simd_name(level));
 }
 
 /* Everything after the GGUF is open: architecture, vocabulary, hyper-parameters, weights.

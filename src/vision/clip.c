@@ -359,6 +359,22 @@ static lv_status clip_init(lv_clip *c, int64_t n_text_embd) {
         if ((st = patch_to_f16(c, &m1, &c->patch_h1, (uint16_t *)c->patch_f16 + K * d)) != LV_OK) return st;
     }
     c->weight_bytes = (int64_t)lv_gguf_file_size(c->gguf) - (int64_t)lv_gguf_data_offset(c->gguf);
+
+    /* the tower's and projector's matrices repacked as the text model's are (q8_0 and q4_0 mmproj
+     * weights on CPUs with packed kernels; f16 / f32 are left as they are) */
+    lv_tensor **list = lv_calloc((size_t)(3 + 7 * c->n_block), sizeof(*list));
+    if (!list) return LV_ERR_NOMEM;
+    int64_t n = 0, n_packed = 0;
+    for (int32_t i = 0; i < c->n_block; i++) {
+        lv_clip_block *b = &c->blocks[i];
+        lv_tensor *ts[] = {&b->q_w, &b->k_w, &b->v_w, &b->o_w, &b->up_w, &b->gate_w, &b->down_w};
+        for (size_t j = 0; j < LV_ARRAY_LEN(ts); j++) list[n++] = ts[j];
+    }
+    list[n++] = &c->mm_fc;
+    list[n++] = &c->mm0_w;
+    list[n++] = &c->mm2_w;
+    c->packed = lv_pack_tensors(list, n, c->gguf, c->path, &c->packed_size, &n_packed);
+    lv_free(list);
     return LV_OK;
 }
 
@@ -390,6 +406,7 @@ lv_status lv_clip_load_memory(const void *data, uint64_t size, int64_t n_text_em
 void lv_clip_free(lv_clip *c) {
     if (!c) return;
     if (c->gguf) lv_gguf_close(c->gguf);
+    lv_big_free(c->packed, c->packed_size);
     lv_free(c->blocks);
     lv_free(c->patch_f16);
     lv_free(c->path);

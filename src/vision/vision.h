@@ -175,6 +175,8 @@ typedef struct lv_clip {
     lv_tensor mm_fc;              /* idefics3 */
     lv_tensor mm0_w, mm0_b, mm2_w, mm2_b; /* qwen merger and mlp */
     lv_clip_block *blocks;
+    void *packed;                 /* the matrices repacked for the packed kernels (qpack.h), or NULL: owned */
+    size_t packed_size;
     int64_t weight_bytes;
 } lv_clip;
 
