@@ -9,7 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-bool lv_pack_type_supported(lv_type t) { return t == LV_TYPE_Q4_0 || t == LV_TYPE_Q5_0 || t == LV_TYPE_Q8_0 || t == LV_TYPE_Q4_K; }
+bool lv_pack_type_supported(lv_type t) {
+    return t == LV_TYPE_Q4_0 || t == LV_TYPE_Q5_0 || t == LV_TYPE_Q8_0 || t == LV_TYPE_Q4_K || t == LV_TYPE_IQ4_XS;
+}
 
 /* q5_0 block group: d[16], the high bits as 8 64-bit masks, then the nibbles as q4_0's */
 static void pack_q5_0(int64_t k, const uint8_t *w, size_t w_stride, uint8_t *o) {
@@ -50,9 +52,45 @@ static void unpack_q5_0(int64_t k, const uint8_t *o, uint8_t *w, size_t w_stride
 #define K4_Q 320
 #define K4_GROUP 2368
 
+/* iq4_xs block group: d[16], sc[8][16] (ls - 32 as int8), then the indices */
+#define X4_SC 32
+#define X4_Q 160
+#define X4_GROUP 2208
+
 size_t lv_pack_group_bytes(lv_type t, int64_t k) {
     LV_ASSERT(lv_pack_type_supported(t));
+    if (t == LV_TYPE_IQ4_XS) return (size_t)(k / 256) * X4_GROUP;
     return t == LV_TYPE_Q4_K ? (size_t)(k / 256) * K4_GROUP : (size_t)lv_row_bytes(t, k) * LV_PACK_ROWS;
+}
+
+static void pack_iq4_xs(int64_t k, const uint8_t *w, size_t w_stride, uint8_t *o) {
+    for (int64_t b = 0; b < k / 256; b++, o += X4_GROUP)
+        for (int r = 0; r < LV_PACK_ROWS; r++) {
+            const lv_block_iq4_xs *a = (const lv_block_iq4_xs *)(w + r * w_stride) + b;
+            memcpy(o + 2 * r, &a->d, 2);
+            for (int j = 0; j < 8; j++) {
+                const int ls = ((a->scales_l[j / 2] >> (4 * (j % 2))) & 0xF) | (((a->scales_h >> (2 * j)) & 3) << 4);
+                o[X4_SC + 16 * j + r] = (uint8_t)(int8_t)(ls - 32);
+                for (int q = 0; q < 4; q++) memcpy(o + X4_Q + 256 * j + 64 * q + 4 * r, a->qs + 16 * j + 4 * q, 4);
+            }
+        }
+}
+
+static void unpack_iq4_xs(int64_t k, const uint8_t *o, uint8_t *w, size_t w_stride) {
+    for (int64_t b = 0; b < k / 256; b++, o += X4_GROUP)
+        for (int r = 0; r < LV_PACK_ROWS; r++) {
+            lv_block_iq4_xs *a = (lv_block_iq4_xs *)(w + r * w_stride) + b;
+            memcpy(&a->d, o + 2 * r, 2);
+            uint16_t sh = 0;
+            memset(a->scales_l, 0, sizeof(a->scales_l));
+            for (int j = 0; j < 8; j++) {
+                const int ls = (int8_t)o[X4_SC + 16 * j + r] + 32; /* 6 bits */
+                a->scales_l[j / 2] = (uint8_t)(a->scales_l[j / 2] | ((ls & 0xF) << (4 * (j % 2))));
+                sh = (uint16_t)(sh | ((ls >> 4) & 3) << (2 * j));
+                for (int q = 0; q < 4; q++) memcpy(a->qs + 16 * j + 4 * q, o + X4_Q + 256 * j + 64 * q + 4 * r, 4);
+            }
+            a->scales_h = sh;
+        }
 }
 
 static void pack_q4_K(int64_t k, const uint8_t *w, size_t w_stride, uint8_t *o) {
@@ -103,6 +141,10 @@ void lv_pack_rows(lv_type t, int64_t k, const void *w, size_t w_stride, void *ds
         pack_q4_K(k, w, w_stride, dst);
         return;
     }
+    if (t == LV_TYPE_IQ4_XS) {
+        pack_iq4_xs(k, w, w_stride, dst);
+        return;
+    }
     if (t == LV_TYPE_Q5_0) {
         pack_q5_0(k, w, w_stride, dst);
         return;
@@ -128,6 +170,10 @@ void lv_unpack_rows(lv_type t, int64_t k, const void *src, void *w, size_t w_str
         unpack_q4_K(k, src, w, w_stride);
         return;
     }
+    if (t == LV_TYPE_IQ4_XS) {
+        unpack_iq4_xs(k, src, w, w_stride);
+        return;
+    }
     if (t == LV_TYPE_Q5_0) {
         unpack_q5_0(k, src, w, w_stride);
         return;
@@ -149,11 +195,11 @@ void lv_unpack_rows(lv_type t, int64_t k, const void *src, void *w, size_t w_str
 
 size_t lv_packx_row_bytes(lv_type t, int64_t k) {
     /* q4_K: int16 sums of 8 sub-blocks per super-block; else float d + int32 nsum per block */
-    return lv_packx_tail(t, k) + (t == LV_TYPE_Q4_K ? (size_t)(k / 256) * 16 : (size_t)(k / 32) * 8);
+    return lv_packx_tail(t, k) + (lv_packx_is_q8_K(t) ? (size_t)(k / 256) * 16 : (size_t)(k / 32) * 8);
 }
 
 void lv_packx_finish(lv_type t, void *row, int64_t k) {
-    if (t == LV_TYPE_Q4_K) {
+    if (lv_packx_is_q8_K(t)) {
         const lv_block_q8_K *q = row;
         int16_t *sb = (int16_t *)((uint8_t *)row + lv_packx_tail(t, k));
         for (int64_t b = 0; b < k / 256; b++)

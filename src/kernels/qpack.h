@@ -34,11 +34,21 @@
  *     uint8  q[4][8][16][4]     q[i][q][r][:] = bytes 32i + 4q .. + 3 of row r's qs: low nibbles
  *                               are sub-block 2i, high nibbles sub-block 2i + 1
  *
+ * iq4_xs (super-blocks of 256 = 8 sub-blocks of 32, 6-bit scales, non-linear levels): super-block
+ * group b (2208 bytes, 16 rows' 2176 plus the unpacked scales) is
+ *     uint16 d[16]
+ *     int8   sc[8][16]          ls - 32 of sub-block j of row r
+ *     uint8  q[8][4][16][4]     q[j][q][r][:] = bytes 16j + 4q .. + 3 of row r's qs: low nibbles are
+ *                               elements 32j + 4q.., high nibbles 32j + 16 + 4q..
+ * (AVX2 kernels only: the levels are signed, so they use the sign trick; on AVX-512 iq4_xs stays
+ * in ggml's layout.)
+ *
  * Packed activations (one row of k elements), q4_0, q5_0 and q8_0: the q8_0 row exactly as the type's
  * from_float makes it (nb blocks of 34 bytes), padded to 4 bytes, then float d[nb] (each block's
  * fp16 scale, widened) and int32 nsum[nb] (minus the sum of the block's 32 quants). With it the
  * exact integer dot product of a block is  sum(u_i * x_i) + nsum * offset  (offset 8, 16 or 128).
- * q4_K: the q8_K row, then int16 sb[8 * nb]: the sums of each 32-element sub-block's quants.
+ * q4_K and iq4_xs: the q8_K row, then int16 sb[8 * nb]: the sums of each 32-element sub-block's
+ * quants (iq4_xs does not read them).
  */
 #ifndef LV_QPACK_H
 #define LV_QPACK_H
@@ -53,11 +63,11 @@
 #define LV_PACK_ROWS 16
 #define LV_PACK_MAX_COLS 8
 
-/* q4_0, q5_0, q8_0 and q4_K: the types with a packed layout */
+/* q4_0, q5_0, q8_0, q4_K and iq4_xs: the types with a packed layout */
 bool lv_pack_type_supported(lv_type t);
 
 /* Bytes of a packed group of LV_PACK_ROWS rows of k elements: 16 * lv_row_bytes(t, k) for q4_0,
- * q5_0 and q8_0, (k / 256) * 2368 for q4_K. */
+ * q5_0 and q8_0, (k / 256) * 2368 for q4_K, (k / 256) * 2208 for iq4_xs. */
 size_t lv_pack_group_bytes(lv_type t, int64_t k);
 
 /* Pack LV_PACK_ROWS rows of k elements (w_stride bytes apart) into dst, and back. */
@@ -68,8 +78,9 @@ void lv_unpack_rows(lv_type t, int64_t k, const void *src, void *w, size_t w_str
  * the arrays that follow the q8_0 (q8_K) part (the kernels read them there). */
 size_t lv_packx_row_bytes(lv_type t, int64_t k);
 /* (inline: the layout is shared by qpack.c and the SIMD kernels, which qpack.c dispatches to) */
+static inline bool lv_packx_is_q8_K(lv_type t) { return t == LV_TYPE_Q4_K || t == LV_TYPE_IQ4_XS; }
 static inline size_t lv_packx_tail(lv_type t, int64_t k) {
-    if (t == LV_TYPE_Q4_K) return (size_t)(k / 256) * sizeof(lv_block_q8_K);
+    if (lv_packx_is_q8_K(t)) return (size_t)(k / 256) * sizeof(lv_block_q8_K);
     return ((size_t)(k / 32) * sizeof(lv_block_q8_0) + 3) & ~(size_t)3; /* 4-byte aligned floats follow */
 }
 /* Fill the arrays after the q8_0 (q8_K) part of a packed activation row once that is written. */
@@ -92,8 +103,8 @@ typedef struct lv_pack_ops {
 const lv_pack_ops *lv_pack_ops_get(lv_type t, lv_simd level);
 /* Defined in qpack_avx512.c: the AVX-512 VNNI kernels, NULL where the CPU or the build lacks them. */
 const lv_pack_ops *lv_pack_avx512_ops(lv_type t);
-/* Defined in qpack_avx2.c: the AVX2 kernels of the same four types (vpmaddubsw instead of
- * vpdpbusd), NULL where the build lacks them. */
+/* Defined in qpack_avx2.c: the AVX2 kernels of the same four types and iq4_xs (vpmaddubsw instead
+ * of vpdpbusd), NULL where the build lacks them. */
 const lv_pack_ops *lv_pack_avx2_ops(lv_type t);
 
 /* Whether models repack at load: the environment variable LV_REPACK=0 turns it off. */

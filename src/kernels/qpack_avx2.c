@@ -1,5 +1,5 @@
 /*
- * qpack_avx2.c: the AVX2 kernels for packed q4_0, q5_0, q8_0 and q4_K weights (qpack.h), for
+ * qpack_avx2.c: the AVX2 kernels for packed q4_0, q5_0, q8_0, q4_K and iq4_xs weights (qpack.h), for
  * x86-64 CPUs without AVX-512 VNNI.
  *
  * The layout is the AVX-512 one: a block group holds 4 bytes of each of 16 rows per 64 bytes, so
@@ -18,7 +18,8 @@
  *    the AVX-512 kernels;
  *  - q8_0 is stored as value + 128: the kernel flips the top bit back to the signed value w and
  *    uses the sign trick of qk_avx2.c, |w| (unsigned) x (x with w's sign), a pair at most
- *    2 x 128 x 127 = 32512, widened every step.
+ *    2 x 128 x 127 = 32512, widened every step; iq4_xs's signed levels (from the iq4_nl table)
+ *    the same way, widened with their sub-block scale.
  * Each column's operations are the same whatever the tile width, so a batch gives the results of
  * token-by-token decode.
  */
@@ -163,7 +164,46 @@ INLINE void half_tile_k4(const int nc, const int h, int64_t k, const uint8_t *g,
     for (int c = 0; c < nc; c++) _mm256_storeu_ps(y + (size_t)c * ys + 8 * h, acc[c]);
 }
 
-/* both halves, the columns in fours (the last tile nc % 4); K4 = q4_K */
+/* iq4_xs, rows 8h..8h+7 against nc <= 4 columns, per super-block: the indices become signed
+ * levels (vpshufb from the iq4_nl table), then the sign trick as q8_0 (pairs <= 2 x 127 x 127); each
+ * step's pair sums go through one vpmaddwd with the sub-block's scale ls - 32 (as 16-bit pairs),
+ * which widens and scales them at once. Then acc += isum * (d * d_x). */
+INLINE void half_tile_x4(const int nc, const int h, int64_t k, const uint8_t *g, const uint8_t *x, size_t xs, float *y, size_t ys) {
+    const int64_t nb = k / 256;
+    const __m256i m4 = _mm256_set1_epi8(0x0F), lo16 = _mm256_set1_epi32(0xFFFF);
+    const __m256i tab = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)lv_kvalues_iq4nl));
+    __m256 acc[4];
+    for (int c = 0; c < nc; c++) acc[c] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++, g += 2208) {
+        __m256i isum[4];
+        for (int c = 0; c < nc; c++) isum[c] = _mm256_setzero_si256();
+        for (int j = 0; j < 8; j++) {
+            const __m256i sc = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(g + 32 + 16 * j + 8 * h)));
+            const __m256i sc2 = _mm256_or_si256(_mm256_and_si256(sc, lo16), _mm256_slli_epi32(sc, 16)); /* (sc, sc) per row */
+            for (int q = 0; q < 4; q++) {
+                const __m256i v = _mm256_loadu_si256((const __m256i *)(g + 160 + 256 * j + 64 * q + 32 * h));
+                const __m256i wl = _mm256_shuffle_epi8(tab, _mm256_and_si256(v, m4));
+                const __m256i wh = _mm256_shuffle_epi8(tab, _mm256_and_si256(_mm256_srli_epi16(v, 4), m4));
+                const __m256i al = _mm256_sign_epi8(wl, wl), ah = _mm256_sign_epi8(wh, wh);
+                for (int c = 0; c < nc; c++) {
+                    const uint8_t *qx = x + (size_t)c * xs + (size_t)b * sizeof(lv_block_q8_K) + 4 + 32 * j + 4 * q;
+                    const __m256i pl = _mm256_maddubs_epi16(al, _mm256_sign_epi8(bcast32(qx), wl));
+                    const __m256i ph = _mm256_maddubs_epi16(ah, _mm256_sign_epi8(bcast32(qx + 16), wh));
+                    isum[c] = _mm256_add_epi32(isum[c], _mm256_add_epi32(_mm256_madd_epi16(pl, sc2), _mm256_madd_epi16(ph, sc2)));
+                }
+            }
+        }
+        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 16 * h)));
+        for (int c = 0; c < nc; c++) {
+            float dx;
+            memcpy(&dx, x + (size_t)c * xs + (size_t)b * sizeof(lv_block_q8_K), 4);
+            acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[c]), _mm256_mul_ps(dw, _mm256_set1_ps(dx)), acc[c]);
+        }
+    }
+    for (int c = 0; c < nc; c++) _mm256_storeu_ps(y + (size_t)c * ys + 8 * h, acc[c]);
+}
+
+/* both halves, the columns in fours (the last tile nc % 4); K4 = 1: q4_K, 2: iq4_xs */
 INLINE void gemm_all(const int QB, const int H5, const int SH, const int K4, int64_t k, const void *g, const void *x, size_t xs, float *y,
                      size_t ys, int nc) {
     for (int c0 = 0; c0 < nc; c0 += 4) {
@@ -171,7 +211,8 @@ INLINE void gemm_all(const int QB, const int H5, const int SH, const int K4, int
         float *yc = y + (size_t)c0 * ys;
         for (int h = 0; h < 2; h++) {
             const int n = nc - c0 < 4 ? nc - c0 : 4;
-#define TILE(N) K4 ? half_tile_k4(N, h, k, g, xc, xs, yc, ys) : half_tile(QB, H5, SH, N, h, k, g, xc, xs, yc, ys)
+#define TILE(N)                                                                                                                \
+    K4 == 2 ? half_tile_x4(N, h, k, g, xc, xs, yc, ys) : K4 ? half_tile_k4(N, h, k, g, xc, xs, yc, ys) : half_tile(QB, H5, SH, N, h, k, g, xc, xs, yc, ys)
             switch (n) {
             case 1: TILE(1); break;
             case 2: TILE(2); break;
@@ -187,11 +228,13 @@ static void gemm_q4_0(int64_t k, const void *g, const void *x, size_t xs, float 
 static void gemm_q5_0(int64_t k, const void *g, const void *x, size_t xs, float *y, size_t ys, int nc) { gemm_all(16, 1, 4, 0, k, g, x, xs, y, ys, nc); }
 static void gemm_q8_0(int64_t k, const void *g, const void *x, size_t xs, float *y, size_t ys, int nc) { gemm_all(32, 0, 7, 0, k, g, x, xs, y, ys, nc); }
 static void gemm_q4_K(int64_t k, const void *g, const void *x, size_t xs, float *y, size_t ys, int nc) { gemm_all(0, 0, 0, 1, k, g, x, xs, y, ys, nc); }
+static void gemm_iq4_xs(int64_t k, const void *g, const void *x, size_t xs, float *y, size_t ys, int nc) { gemm_all(0, 0, 0, 2, k, g, x, xs, y, ys, nc); }
 
 static const lv_pack_ops ops_q4_0 = {LV_TYPE_Q4_0, gemm_q4_0};
 static const lv_pack_ops ops_q5_0 = {LV_TYPE_Q5_0, gemm_q5_0};
 static const lv_pack_ops ops_q8_0 = {LV_TYPE_Q8_0, gemm_q8_0};
 static const lv_pack_ops ops_q4_K = {LV_TYPE_Q4_K, gemm_q4_K};
+static const lv_pack_ops ops_iq4_xs = {LV_TYPE_IQ4_XS, gemm_iq4_xs};
 
 const lv_pack_ops *lv_pack_avx2_ops(lv_type t) {
     switch (t) {
@@ -199,6 +242,7 @@ const lv_pack_ops *lv_pack_avx2_ops(lv_type t) {
     case LV_TYPE_Q5_0: return &ops_q5_0;
     case LV_TYPE_Q8_0: return &ops_q8_0;
     case LV_TYPE_Q4_K: return &ops_q4_K;
+    case LV_TYPE_IQ4_XS: return &ops_iq4_xs;
     default: return NULL;
     }
 }

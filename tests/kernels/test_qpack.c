@@ -23,8 +23,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const lv_type k_ptypes[] = {LV_TYPE_Q4_0, LV_TYPE_Q5_0, LV_TYPE_Q8_0, LV_TYPE_Q4_K};
-#define N_PTYPES 4
+static const lv_type k_ptypes[] = {LV_TYPE_Q4_0, LV_TYPE_Q5_0, LV_TYPE_Q8_0, LV_TYPE_Q4_K, LV_TYPE_IQ4_XS};
+#define N_PTYPES 5
+/* the types whose blocks are super-blocks of 256 */
+static bool super256(lv_type t) { return t == LV_TYPE_Q4_K || t == LV_TYPE_IQ4_XS; }
 
 /* 16 rows of k elements (row stride rs): quantized from random floats, or raw random bytes with
  * sane scales (every quant pattern, q8_0's -128 included), or the extremes (scale 65504). */
@@ -66,7 +68,7 @@ TEST(qpack_round_trip_is_exact) {
     for (size_t it = 0; it < N_PTYPES; it++)
         for (size_t s = 0; s < 4; s++) {
             const lv_type t = k_ptypes[it];
-            const int64_t K = sizes[s] - (t == LV_TYPE_Q4_K ? 0 : 32 * (int64_t)s); /* odd block counts too */
+            const int64_t K = sizes[s] - (super256(t) ? 0 : 32 * (int64_t)s); /* odd block counts too */
             const size_t rb = (size_t)lv_row_bytes(t, K), rs = rb + 6, gb = lv_pack_group_bytes(t, K);
             uint8_t *w = malloc(rs * LV_PACK_ROWS), *p = malloc(gb + 1), *back = malloc(rs * LV_PACK_ROWS);
             random_rows(&r, t, K, w, rs, 1);
@@ -79,12 +81,20 @@ TEST(qpack_round_trip_is_exact) {
                 CHECK(memcmp(back + i * rs, w + i * rs, rb) == 0, "%s k=%lld: row %d differs after a round trip", lv_type_name(t), (long long)K, i);
             /* the layout itself: block 0's scale of row 5, and row 5's first quant byte */
             CHECK(memcmp(p + 10, w + 5 * rs, 2) == 0, "%s: row 5's scale is not at d[5]", lv_type_name(t));
-            const size_t q0 = t == LV_TYPE_Q4_K ? 320 : t == LV_TYPE_Q5_0 ? 96 : 32, wq0 = t == LV_TYPE_Q4_K ? 16 : t == LV_TYPE_Q5_0 ? 6 : 2;
+            const size_t q0 = t == LV_TYPE_Q4_K ? 320 : t == LV_TYPE_IQ4_XS ? 160 : t == LV_TYPE_Q5_0 ? 96 : 32;
+            const size_t wq0 = t == LV_TYPE_Q4_K ? 16 : t == LV_TYPE_IQ4_XS ? 8 : t == LV_TYPE_Q5_0 ? 6 : 2;
             CHECK(p[q0 + 5 * 4] == (uint8_t)(w[5 * rs + wq0] ^ (t == LV_TYPE_Q8_0 ? 0x80 : 0)), "%s: row 5's first quant byte is not in lane 5", lv_type_name(t));
             if (t == LV_TYPE_Q5_0) { /* the high bit of row 5's element 21 (qh bit 21) is bit 4 * 5 + 1 of mask 5 */
                 uint64_t h;
                 memcpy(&h, p + 32 + 8 * 5, 8);
                 CHECK(((h >> 21) & 1) == ((w[5 * rs + 2 + 2] >> 5) & 1), "q5_0: row 5's element 21 high bit is not in mask 5");
+            }
+            if (t == LV_TYPE_IQ4_XS) { /* sub-block 5's scale of row 5: low 4 bits in the high nibble of scales_l[2], high 2 in bits 10-11 of scales_h */
+                const uint8_t *blk = w + 5 * rs;
+                uint16_t sh;
+                memcpy(&sh, blk + 2, 2);
+                const int ls = (blk[4 + 2] >> 4) | (((sh >> 10) & 3) << 4);
+                CHECK((int8_t)p[32 + 16 * 5 + 5] == ls - 32, "iq4_xs: sub-block 5 of row 5: scale %d, want %d", (int8_t)p[32 + 16 * 5 + 5], ls - 32);
             }
             if (t == LV_TYPE_Q4_K) { /* sub-block 6's scale and min of row 5 */
                 uint8_t sc, m;
@@ -214,7 +224,7 @@ TEST(qpack_kernels_match_the_reference) {
             CHECK(ops->type == t, "%s at %s: table of %s", lv_type_name(t), lv_simd_name((lv_simd)l), lv_type_name(ops->type));
             for (size_t s = 0; s < 5; s++) {
                 if (sizes[s] > 2048 && lv_test_quick()) continue;
-                const int64_t K = t == LV_TYPE_Q4_K ? sizes[s] / 32 * 256 : sizes[s]; /* 1, 3, 13, 64, 256 super-blocks */
+                const int64_t K = super256(t) ? sizes[s] / 32 * 256 : sizes[s]; /* 1, 3, 13, 64, 256 super-blocks */
                 if (K > 16384 && lv_test_quick()) continue;
                 check_gemm(&r, ops, t, K, 0, 0, 0);
                 check_gemm(&r, ops, t, K, 1, 0, 2);
@@ -223,7 +233,7 @@ TEST(qpack_kernels_match_the_reference) {
             }
         }
     }
-    if (!levels) SKIP("no packed kernels on this CPU (they need AVX-512 VNNI): only the layout is tested");
+    if (!levels) SKIP("no packed kernels on this CPU (they need AVX2 or AVX-512 VNNI): only the layout is tested");
 }
 
 TEST(qpack_matmul_batch_equals_token_by_token) {
