@@ -216,6 +216,10 @@ static void gelu_table_init(void) {
 
 void lv_geglu(const float *gate, const float *up, float *out, int64_t n) {
     pthread_once(&g_gelu_once, gelu_table_init);
+    if (lv_simd_active() >= LV_SIMD_AVX2) {
+        lv_act_table_avx2(g_gelu_table, true, gate, up, out, n);
+        return;
+    }
     for (int64_t i = 0; i < n; i++) {
         const float x = gate[i];
         out[i] = x <= -10.0f ? 0.0f : x >= 10.0f ? x * up[i] : g_gelu_table[lv_fp32_to_fp16(x)] * up[i];
@@ -226,6 +230,10 @@ void lv_geglu(const float *gate, const float *up, float *out, int64_t n) {
  * and x above 10 */
 void lv_gelu(const float *x, float *y, int64_t n) {
     pthread_once(&g_gelu_once, gelu_table_init);
+    if (lv_simd_active() >= LV_SIMD_AVX2) {
+        lv_act_table_avx2(g_gelu_table, true, x, NULL, y, n);
+        return;
+    }
     for (int64_t i = 0; i < n; i++) {
         const float v = x[i];
         y[i] = v <= -10.0f ? 0.0f : v >= 10.0f ? v : g_gelu_table[lv_fp32_to_fp16(v)];
@@ -248,6 +256,10 @@ static void gelu_quick_table_init(void) {
 
 void lv_gelu_quick(const float *x, float *y, int64_t n) {
     pthread_once(&g_gelu_quick_once, gelu_quick_table_init);
+    if (lv_simd_active() >= LV_SIMD_AVX2) {
+        lv_act_table_avx2(g_gelu_quick_table, false, x, NULL, y, n);
+        return;
+    }
     for (int64_t i = 0; i < n; i++) y[i] = g_gelu_quick_table[lv_fp32_to_fp16(x[i])];
 }
 

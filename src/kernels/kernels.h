@@ -116,6 +116,9 @@ void lv_gelu(const float *x, float *y, int64_t n);
 void lv_gelu_ref(const float *x, float *y, int64_t n);
 void lv_gelu_quick(const float *x, float *y, int64_t n);
 void lv_gelu_quick_ref(const float *x, float *y, int64_t n);
+/* The AVX2 + F16C loop behind lv_gelu / lv_gelu_quick / lv_geglu (act_avx2.c): y[i] = table[f16(x[i])]
+ * (clamp: 0 for x <= -10, x for x >= 10), times up[i] when up is non-NULL; equal to the scalar loops. */
+void lv_act_table_avx2(const float *table, bool clamp, const float *x, const float *up, float *y, int64_t n);
 
 /* ---- attention masks ----
  * Which cached keys a query sees, by stored position (kernels never see evicted tokens, so a

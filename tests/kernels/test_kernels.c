@@ -144,6 +144,49 @@ TEST(geglu_table_matches_the_reference) {
     }
 }
 
+/* The table activations at every SIMD level the CPU has equal the scalar loops bit for bit (the
+ * AVX2 level rounds to f16 with vcvtps2ph and gathers): random inputs of every magnitude, the
+ * clamp boundaries, values that round to f16 infinity, subnormals, infinities and NaN, lengths
+ * that are not a multiple of 8, in place as the forward passes call them. */
+TEST(table_activations_equal_the_scalar_loops) {
+    enum { N = 3000 + 5 };
+    static float x[N], u[N], want[N], got[N];
+    lv_test_rng r = {lv_test_seed() ^ 19};
+    for (int i = 0; i < N; i++) {
+        uint32_t bits = (uint32_t)lv_test_rng_u64(&r);
+        float f;
+        memcpy(&f, &bits, 4);
+        x[i] = i % 3 == 0 ? f : lv_test_rng_f32(&r) * (float)exp2((double)(lv_test_rng_u64(&r) % 40) - 24);
+        u[i] = lv_test_rng_f32(&r) * 4;
+    }
+    const float special[] = {0.0f, -0.0f, 10.0f, -10.0f, 9.99f, -9.99f, 65504.0f, 65520.0f, -65520.0f, 1e-8f, -3e-8f, 6e-5f, INFINITY, -INFINITY, NAN, 0.5f};
+    for (size_t i = 0; i < sizeof(special) / sizeof(special[0]); i++) x[i] = special[i];
+    const lv_simd top = lv_simd_detect();
+    for (int f = 0; f < 3; f++)
+        for (int n = 1; n <= N; n += n < 40 ? 1 : 331) {
+            lv_simd_set_max(LV_SIMD_SCALAR);
+            memcpy(want, x, sizeof(float) * (size_t)n);
+            if (f == 0) lv_gelu(want, want, n);
+            else if (f == 1) lv_gelu_quick(want, want, n);
+            else lv_geglu(want, u, want, n);
+            for (int l = 1; l <= (int)top; l++) {
+                lv_simd_set_max((lv_simd)l);
+                memcpy(got, x, sizeof(float) * (size_t)n);
+                got[n] = 12345.0f;
+                if (f == 0) lv_gelu(got, got, n);
+                else if (f == 1) lv_gelu_quick(got, got, n);
+                else lv_geglu(got, u, got, n);
+                CHECK(got[n] == 12345.0f, "n=%d: wrote past the end", n);
+                for (int i = 0; i < n; i++)
+                    CHECK(memcmp(&got[i], &want[i], 4) == 0 || (isnan(got[i]) && isnan(want[i])), "%s at %s, n=%d i=%d x=%g: %.9g, scalar %.9g",
+                          f == 0 ? "gelu" : f == 1 ? "gelu_quick" : "geglu", lv_simd_name((lv_simd)l), n, i, (double)x[i], (double)got[i], (double)want[i]);
+                if (lv_test_failures) break;
+            }
+            lv_simd_set_max(top);
+            if (lv_test_failures) return;
+        }
+}
+
 /* naive attention in double over one flat array */
 static void attn_naive(const float *q, const float *k, const float *v, const int32_t *pos, int n, int32_t qpos, float scale, int Dk,
                        int Dv, double *out) {
