@@ -126,10 +126,19 @@ int64_t lv_model_describe(const lv_model *model, char *buf, size_t buf_size);
 
 /* ---- contexts, batches, decoding --------------------------------------------------------- */
 
+/* Element type of the KV cache, as llama.cpp's -ctk / -ctv. The quantized types are ggml's blocks
+ * of 32 elements along the head dimension with one f16 scale each (head dims a multiple of 32):
+ * the attention kernels read them as stored (docs/long-context.md, "Quantized KV pages"). */
 typedef enum lv_kv_type {
-    LV_KV_F32 = 0,
-    LV_KV_F16 = 1,
+    LV_KV_SAME = -1, /* kv_type_v only: the values take kv_type */
+    LV_KV_F32  = 0,
+    LV_KV_F16  = 1,
+    LV_KV_Q8_0 = 2,  /* 8-bit, 8.5 bits per element */
 } lv_kv_type;
+
+/* "f32", "f16", "q8_0", ... ("?" for an unknown value), and back (false for an unknown name) */
+const char *lv_kv_type_name(lv_kv_type t);
+bool        lv_kv_type_from_name(const char *name, lv_kv_type *out);
 
 typedef struct lv_context lv_context;
 
@@ -191,7 +200,8 @@ typedef struct lv_context_params {
     uint32_t n_ubatch;     /* tokens computed at once inside lv_decode (scratch is sized by it) */
     uint32_t n_seq_max;    /* number of distinct sequence ids (0 .. n_seq_max-1) */
     uint32_t kv_page_size; /* token slots per KV page */
-    lv_kv_type kv_type;    /* element type of the KV cache */
+    lv_kv_type kv_type;    /* element type of the KV cache's keys, and of its values unless kv_type_v says otherwise (default f16) */
+    lv_kv_type kv_type_v;  /* element type of the values; LV_KV_SAME (the default): kv_type */
     int32_t  n_threads;    /* used only when threadpool is NULL: a private pool of this many threads (<= 0: cores) */
     lv_threadpool *threadpool; /* shared pool (not owned); NULL = create a private one */
     lv_abort_fn abort_fn;  /* polled between layers; returning true aborts lv_decode */

@@ -6,7 +6,8 @@
  * longview's tests compare against (format: tests/golden/README.md):
  *
  *   lv_oracle MODEL TOKENS_FILE OUT_BODY [options]
- *     --kv f32|f16        KV cache type (default f32)
+ *     --kv T[/T]          KV cache type of keys and values (keys/values when they differ):
+ *                         f32 (default), f16, q8_0, q4_0 (a quantized V cache needs --fa on)
  *     --fa on|off|auto    flash attention (default off)
  *     --n-sample N        vocabulary ids sampled per row (default 32)
  *     --n-gen N           greedy tokens to generate (default 64)
@@ -134,13 +135,26 @@ static void greedy_row(void *user, const float *lg) {
     g->gap = lg[ids[0]] - lg[ids[1]];
 }
 
+/* a KV cache type by name (n characters of s) */
+static enum ggml_type kv_type(const char *s, size_t n) {
+    static const struct {
+        const char *name;
+        enum ggml_type t;
+    } types[] = {{"f32", GGML_TYPE_F32}, {"f16", GGML_TYPE_F16}, {"q8_0", GGML_TYPE_Q8_0}, {"q4_0", GGML_TYPE_Q4_0}};
+    for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
+        if (strlen(types[i].name) == n && !strncmp(s, types[i].name, n)) return types[i].t;
+    die("--kv: unknown type");
+    return GGML_TYPE_F32;
+}
+
 int main(int argc, char **argv) {
-    if (argc < 4) die("usage: lv_oracle MODEL TOKENS_FILE OUT_BODY [--kv f32|f16] [--fa on|off|auto] [--n-sample N] [--n-gen N] [--gen-prompt N] [--threads N] [--batch N]");
+    if (argc < 4) die("usage: lv_oracle MODEL TOKENS_FILE OUT_BODY [--kv T[/T]] [--fa on|off|auto] [--n-sample N] [--n-gen N] [--gen-prompt N] [--threads N] [--batch N]");
     const char *model_path = argv[1], *tok_path = argv[2], *out_path = argv[3];
-    int kv_f16 = 0, fa = 0, n_sample = 32, n_gen = 64, gen_prompt = 16, threads = 2, n_batch = 512;
+    const char *kv = "f32";
+    int fa = 0, n_sample = 32, n_gen = 64, gen_prompt = 16, threads = 2, n_batch = 512;
     for (int i = 4; i + 1 < argc; i += 2) {
         const char *k = argv[i], *v = argv[i + 1];
-        if (!strcmp(k, "--kv")) kv_f16 = !strcmp(v, "f16");
+        if (!strcmp(k, "--kv")) kv = v;
         else if (!strcmp(k, "--fa")) fa = !strcmp(v, "on") ? 1 : !strcmp(v, "auto") ? -1 : 0;
         else if (!strcmp(k, "--n-sample")) n_sample = atoi(v);
         else if (!strcmp(k, "--n-gen")) n_gen = atoi(v);
@@ -174,8 +188,9 @@ int main(int argc, char **argv) {
     cp.n_threads = threads;
     cp.n_threads_batch = threads;
     cp.flash_attn_type = fa == 1 ? LLAMA_FLASH_ATTN_TYPE_ENABLED : fa == -1 ? LLAMA_FLASH_ATTN_TYPE_AUTO : LLAMA_FLASH_ATTN_TYPE_DISABLED;
-    cp.type_k = kv_f16 ? GGML_TYPE_F16 : GGML_TYPE_F32;
-    cp.type_v = kv_f16 ? GGML_TYPE_F16 : GGML_TYPE_F32;
+    const char *slash = strchr(kv, '/');
+    cp.type_k = kv_type(kv, slash ? (size_t)(slash - kv) : strlen(kv));
+    cp.type_v = slash ? kv_type(slash + 1, strlen(slash + 1)) : cp.type_k;
     cp.no_perf = true;
     struct llama_context *ctx = llama_init_from_model(model, cp);
     if (!ctx) die("llama.cpp could not create the context");
@@ -211,7 +226,7 @@ int main(int argc, char **argv) {
     }
     llama_batch_free(b);
     if (fclose(f) != 0) die("write failed");
-    fprintf(stderr, "lv_oracle: %s: %d tokens, n_vocab %d, kv %s, fa %d\n", model_path, n_tok, n_vocab, kv_f16 ? "f16" : "f32", fa);
+    fprintf(stderr, "lv_oracle: %s: %d tokens, n_vocab %d, kv %s, fa %d\n", model_path, n_tok, n_vocab, kv, fa);
     free(sample);
     free(ro.last);
     free(toks);

@@ -63,6 +63,9 @@ CASES=(
   "qwen35-f32|qwen35|128 4 4 2 384|vocab/ggml-vocab-gpt-2.gguf|f32|51|--head-dim 64 --ssm-state 32 --ssm-heads 2,4|f32|off"
   "qwen35-q8_0-kvf16|qwen35|128 4 4 2 384|vocab/ggml-vocab-gpt-2.gguf|q8_0|52|--tied --head-dim 64 --ssm-state 32 --ssm-heads 2,2|f16|auto"
   "qwen35-q4_k_m|qwen35|256 8 4 2 768|vocab/ggml-vocab-gpt-2.gguf|q4_k_m|53|--tied --head-dim 64 --ssm-state 64 --ssm-heads 2,4|f32|off"
+  # quantized KV pages (-ctk / -ctv): llama.cpp needs flash attention for a quantized V cache
+  "llama-f16-kvq8_0|llama|128 2 4 2 384|vocab/ggml-vocab-llama-spm.gguf|f16|23||q8_0|on"
+  "qwen3-q8_0-kvq8_0|qwen3|128 2 4 2 384|vocab/ggml-vocab-gpt-2.gguf|q8_0|24|--tied --head-dim 64|q8_0|on"
 )
 
 for c in "${CASES[@]}"; do

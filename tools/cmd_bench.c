@@ -93,7 +93,8 @@ typedef struct result {
 } result;
 
 int cmd_bench(int argc, char **argv) {
-    const char *model_path = NULL, *p_list = "512", *n_list = "128", *d_list = "0", *t_list = NULL, *out_fmt = "md", *kv = "f16", *fill = "prefill";
+    const char *model_path = NULL, *p_list = "512", *n_list = "128", *d_list = "0", *t_list = NULL, *out_fmt = "md", *fill = "prefill";
+    cli_kv kvo = {.both = "f16"};
     int64_t reps = 5, n_batch = 512, verbose = 0;
     bool no_limits = false, no_warmup = false;
     cli_attention att;
@@ -105,7 +106,7 @@ int cmd_bench(int argc, char **argv) {
         {"-t", "--threads", CLI_STR, &t_list, "N[,N]", "threads (default: all cores)"},
         {"-r", "--repetitions", CLI_INT, &reps, "N", "timed runs per test after one warm-up (default 5)", .lo = 1, .hi = 64},
         {"-b", "--batch-size", CLI_INT, &n_batch, "N", "prefill batch (default 512)", .lo = 1, .hi = 1 << 16},
-        {NULL, "--kv-type", CLI_STR, &kv, "T", "KV cache type: f16 (default) or f32"},
+        CLI_KV_OPTS(kvo, "f16"),
         {NULL, "--fill", CLI_STR, &fill, "HOW", "how the depth is filled: prefill (default: random tokens through the model) or synthetic\n"
                                               "(random keys and values written straight to the cache: seconds instead of minutes at 128k;\n"
                                               "tg speed is the same, pp at depth is not meaningful with it)"},
@@ -144,12 +145,8 @@ int cmd_bench(int argc, char **argv) {
         cli_error("-o: '%s' is not md or json", out_fmt);
         return 2;
     }
-    lv_kv_type kvt = LV_KV_F16;
-    if (strcmp(kv, "f32") == 0) kvt = LV_KV_F32;
-    else if (strcmp(kv, "f16") != 0) {
-        cli_error("--kv-type: '%s' is not f16 or f32", kv);
-        return 2;
-    }
+    lv_kv_type kvt, kvt_v;
+    if (cli_kv_types(&kvo, &kvt, &kvt_v) != 0) return 2;
     int64_t ps[16], ns[16], ds[16], ts[16];
     char tdef[16];
     snprintf(tdef, sizeof(tdef), "%d", lv_n_cores());
@@ -167,7 +164,9 @@ int cmd_bench(int argc, char **argv) {
     }
     lv_model_stats ms;
     lv_model_get_stats(model, &ms);
-    const double kv_bytes_tok = (double)ms.n_layer * ms.n_head_kv * (ms.head_dim_k + ms.head_dim_v) * (kvt == LV_KV_F16 ? 2 : 4);
+    const double kv_bytes_tok = (double)ms.n_layer * ms.n_head_kv * (ms.head_dim_k * cli_kv_elt_bytes(kvt) + ms.head_dim_v * cli_kv_elt_bytes(kvt_v));
+    char kv[32]; /* the table's kv column: one type, or keys/values */
+    snprintf(kv, sizeof(kv), "%s%s%s", lv_kv_type_name(kvt), kvt == kvt_v ? "" : "/", kvt == kvt_v ? "" : lv_kv_type_name(kvt_v));
     char model_type[64];
     snprintf(model_type, sizeof(model_type), "%s %.0fM %s", lv_model_arch(model), (double)ms.n_params / 1e6, ms.ftype);
     const char *simd = getenv("LV_SIMD") ? getenv("LV_SIMD") : "auto";
@@ -206,6 +205,7 @@ int cmd_bench(int argc, char **argv) {
                     cp.n_ctx = (uint32_t)(d + n + 16);
                     cp.n_batch = cp.n_ubatch = (uint32_t)n_batch;
                     cp.kv_type = kvt;
+    cp.kv_type_v = kvt_v;
                     cp.threadpool = tp;
                     cp.attention = attp;
                     if ((st = lv_context_create(model, cp, &b.ctx)) != LV_OK) {
@@ -302,8 +302,8 @@ int cmd_bench(int argc, char **argv) {
                         json_object_set_new(o, "n_batch", json_integer(n_batch));
                         json_object_set_new(o, "n_ubatch", json_integer(n_batch));
                         json_object_set_new(o, "n_threads", json_integer(ts[it]));
-                        json_object_set_new(o, "type_k", json_string(kv));
-                        json_object_set_new(o, "type_v", json_string(kv));
+                        json_object_set_new(o, "type_k", json_string(lv_kv_type_name(kvt)));
+                        json_object_set_new(o, "type_v", json_string(lv_kv_type_name(kvt_v)));
                         json_object_set_new(o, "n_gpu_layers", json_integer(0));
                         json_object_set_new(o, "flash_attn", json_boolean(1));
                         json_object_set_new(o, "use_mmap", json_boolean(1));

@@ -204,7 +204,8 @@ int cmd_eval(int argc, char **argv) {
     const char *model_path = NULL, *lengths_arg = "1024,2048,4096", *depths_arg = "0,0.25,0.5,0.75,1", *mode_arg = "dense";
     const char *heads_path = NULL, *out_path = NULL, *plot_path = NULL, *haystack = NULL, *needle = NULL, *keywords = NULL, *question = NULL,
                *answer_prefix = NULL;
-    const char *chat_template = NULL, *dump_dir = NULL, *kv = "f16";
+    const char *chat_template = NULL, *dump_dir = NULL;
+    cli_kv kvo = {.both = "f16"};
     int64_t samples = 1, n_predict = 32, sink = 64, window = 256, kv_budget = 4096, select_every = 4, n_ctx = 0, n_batch = 512, n_threads = 0;
     int64_t seed = 0, head_seed = 42, verbose = 0, n_needles = 0, select_groups = 0;
     double sparsity = 0.5, select_drift = lv_attention_default_params().select_drift;
@@ -231,7 +232,7 @@ int cmd_eval(int argc, char **argv) {
         {"-c", "--ctx-size", CLI_INT, &n_ctx, "N", "KV capacity (default: the longest prompt plus -n)", .lo = 0, .hi = 1 << 30},
         {"-b", "--batch", CLI_INT, &n_batch, "N", "prefill chunk in tokens (default 512)", .lo = 1, .hi = 1 << 20},
         {"-t", "--threads", CLI_INT, &n_threads, "N", "threads (default: all cores)", .lo = 0, .hi = 512},
-        {NULL, "--kv-type", CLI_STR, &kv, "T", "KV cache type: f16 (default) or f32"},
+        CLI_KV_OPTS(kvo, "f16"),
         {NULL, "--seed", CLI_INT, &seed, "N", "first prompt seed: the pass key; for NIAH the essay the haystack starts with (default 0)",
          .lo = 0, .hi = INT64_MAX},
         {NULL, "--needles", CLI_INT, &n_needles, "N", "multikey / multivalue: needles per prompt, 2..10 (default 4)", .lo = 2, .hi = 10},
@@ -296,12 +297,8 @@ int cmd_eval(int argc, char **argv) {
         cli_error("--needle, --keywords and --haystack are NIAH options");
         return 2;
     }
-    lv_kv_type kvt = LV_KV_F16;
-    if (strcmp(kv, "f32") == 0) kvt = LV_KV_F32;
-    else if (strcmp(kv, "f16") != 0) {
-        cli_error("--kv-type: '%s' is not f32 or f16", kv);
-        return 2;
-    }
+    lv_kv_type kvt, kvt_v;
+    if (cli_kv_types(&kvo, &kvt, &kvt_v) != 0) return 2;
     if (niah && !haystack && !(haystack = default_haystack())) {
         cli_error("NIAH needs the essays: --haystack DIR (e.g. shared/data/haystack/paul-graham-essays)");
         return 2;
@@ -404,6 +401,7 @@ int cmd_eval(int argc, char **argv) {
         cp.n_ubatch = (uint32_t)n_batch;
         cp.n_threads = (int32_t)n_threads;
         cp.kv_type = kvt;
+    cp.kv_type_v = kvt_v;
         lv_attention_params *ap = &cp.attention;
         ap->sink = (int32_t)sink;
         ap->window = (int32_t)window;

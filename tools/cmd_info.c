@@ -25,21 +25,24 @@ int cmd_info(int argc, char **argv) {
     const char *model_path = NULL, *mmproj_path = NULL;
     bool vocab_only = false;
     int64_t verbose = 0;
+    cli_kv kvo = {.both = "f16"};
     cli_attention att;
     cli_opt base[] = {
         {"-m", "--model", CLI_STR, &model_path, "FILE", "GGUF model file"},
         {NULL, "--mmproj", CLI_STR, &mmproj_path, "FILE", "an mmproj file (vision tower + projector): describe it (with -m: check that it fits the model)"},
         {NULL, "--vocab-only", CLI_FLAG, &vocab_only, NULL, "read only the tokenizer (vocabulary GGUF files)"},
+        CLI_KV_OPTS(kvo, "f16"),
         {"-v", "--verbose", CLI_INT, &verbose, "N", "log level: 0 warnings, 1 info, 2 debug", .lo = 0, .hi = 2},
     };
     const int nb = (int)(sizeof(base) / sizeof(base[0]));
     cli_opt opts[sizeof(base) / sizeof(base[0]) + CLI_ATTENTION_N_OPTS];
     memcpy(opts, base, sizeof(base));
     const int n_opts = nb + cli_attention_opts(&att, opts + nb);
-    int r = cli_parse(argc, argv, opts, n_opts, "longview info [-m MODEL] [--mmproj MMPROJ] [--vocab-only] [--heads FILE.tsv --sparsity S | --layer-plan PLAN ...]",
+    int r = cli_parse(argc, argv, opts, n_opts, "longview info [-m MODEL] [--mmproj MMPROJ] [--vocab-only] [-ctk T -ctv T] [--heads FILE.tsv --sparsity S | --layer-plan PLAN ...]",
                       "Describe a GGUF model: architecture, hyper-parameters, tensor types and sizes, and whether\n"
                       "longview can run it (an unsupported file gets the reason, naming the key or tensor), and the\n"
-                      "attention plan the long-context flags give (heads per layer, KV bytes per token). With --mmproj,\n"
+                      "attention plan the long-context flags give (heads per layer, KV bytes per token of the cache type\n"
+                      "--kv-type / -ctk / -ctv give). With --mmproj,\n"
                       "the vision tower and projector of an mmproj file (and, with -m, whether it fits the model).",
                       NULL, 0, NULL);
     if (r) return r > 0 ? 0 : 2;
@@ -75,7 +78,7 @@ int cmd_info(int argc, char **argv) {
         cp.n_batch = cp.n_ubatch = 16;
         cp.n_threads = 1;
         lv_context *ctx = NULL;
-        if (cli_attention_params(&att, &cp.attention) != 0) {
+        if (cli_kv_types(&kvo, &cp.kv_type, &cp.kv_type_v) != 0 || cli_attention_params(&att, &cp.attention) != 0) {
             rc = 1;
         } else if ((st = lv_context_create(model, cp, &ctx)) != LV_OK) {
             rc = cli_fail("attention plan", st);

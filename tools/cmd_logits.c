@@ -12,7 +12,8 @@
 #include <string.h>
 
 int cmd_logits(int argc, char **argv) {
-    const char *model_path = NULL, *tokens_arg = NULL, *tokens_file = NULL, *prompt = NULL, *out = NULL, *kv = "f32";
+    const char *model_path = NULL, *tokens_arg = NULL, *tokens_file = NULL, *prompt = NULL, *out = NULL;
+    cli_kv kvo = {.both = "f32"};
     int64_t n_ctx = 0, n_batch = 512, n_threads = 0, verbose = 0;
     bool all = false, no_bos = false;
     cli_attention att;
@@ -27,7 +28,7 @@ int cmd_logits(int argc, char **argv) {
         {"-c", "--ctx-size", CLI_INT, &n_ctx, "N", "context size (default: the number of tokens)", .lo = 0, .hi = 1 << 30},
         {"-b", "--batch", CLI_INT, &n_batch, "N", "tokens per forward step (prefill chunk, default 512)", .lo = 1, .hi = 1 << 20},
         {"-t", "--threads", CLI_INT, &n_threads, "N", "threads (default: all cores)", .lo = 0, .hi = 512},
-        {NULL, "--kv-type", CLI_STR, &kv, "T", "KV cache type: f32 (default here: exact) or f16"},
+        CLI_KV_OPTS(kvo, "f32 here: exact"),
         {"-v", "--verbose", CLI_INT, &verbose, "N", "log level: 0 warnings, 1 info, 2 debug", .lo = 0, .hi = 2},
     };
     const int nb = (int)(sizeof(base) / sizeof(base[0]));
@@ -43,13 +44,8 @@ int cmd_logits(int argc, char **argv) {
         cli_error("give exactly one of --tokens, --tokens-file, -p");
         return 2;
     }
-    lv_kv_type kvt;
-    if (strcmp(kv, "f32") == 0) kvt = LV_KV_F32;
-    else if (strcmp(kv, "f16") == 0) kvt = LV_KV_F16;
-    else {
-        cli_error("--kv-type: '%s' is not f32 or f16", kv);
-        return 2;
-    }
+    lv_kv_type kvt, kvt_v;
+    if (cli_kv_types(&kvo, &kvt, &kvt_v) != 0) return 2;
 
     int rc = 1;
     lv_model *model = NULL;
@@ -84,6 +80,7 @@ int cmd_logits(int argc, char **argv) {
     cp.n_ubatch = (uint32_t)n_batch;
     cp.n_threads = (int32_t)n_threads;
     cp.kv_type = kvt;
+    cp.kv_type_v = kvt_v;
     if (cli_attention_params(&att, &cp.attention) != 0) goto end;
     if ((st = lv_context_create(model, cp, &ctx)) != LV_OK) {
         cli_fail("creating the context", st);

@@ -11,7 +11,8 @@
 #include <string.h>
 
 int cmd_run(int argc, char **argv) {
-    const char *model_path = NULL, *prompt = NULL, *prompt_file = NULL, *tokens_arg = NULL, *kv = "f16", *mmproj_path = NULL;
+    const char *model_path = NULL, *prompt = NULL, *prompt_file = NULL, *tokens_arg = NULL, *mmproj_path = NULL;
+    cli_kv kvo = {.both = "f16"};
     cli_list images = {0};
     int64_t n_predict = 64, n_ctx = -1, n_batch = 512, n_threads = 0, seed = 0x5eed, top_k = 40, verbose = 0;
     double temp = 0.8, top_p = 0.95, min_p = 0.05;
@@ -34,7 +35,7 @@ int cmd_run(int argc, char **argv) {
         {NULL, "--top-p", CLI_FLOAT, &top_p, "P", "top-p, 1 = off (default 0.95)", .flo = 0, .fhi = 1},
         {NULL, "--min-p", CLI_FLOAT, &min_p, "P", "min-p, 0 = off (default 0.05)", .flo = 0, .fhi = 1},
         {NULL, "--seed", CLI_INT, &seed, "N", "sampling seed", .lo = 0, .hi = INT64_MAX},
-        {NULL, "--kv-type", CLI_STR, &kv, "T", "KV cache type: f16 (default) or f32"},
+        CLI_KV_OPTS(kvo, "f16"),
         {NULL, "--ids", CLI_FLAG, &print_ids, NULL, "print generated token ids (space separated) instead of text"},
         {NULL, "--ignore-eos", CLI_FLAG, &ignore_eos, NULL, "keep generating after an end-of-generation token"},
         {"-v", "--verbose", CLI_INT, &verbose, "N", "log level: 0 warnings, 1 info, 2 debug", .lo = 0, .hi = 2},
@@ -63,12 +64,8 @@ int cmd_run(int argc, char **argv) {
         cli_error("--image goes with a text prompt (-p or -f), not --tokens");
         return 2;
     }
-    lv_kv_type kvt = LV_KV_F16;
-    if (strcmp(kv, "f32") == 0) kvt = LV_KV_F32;
-    else if (strcmp(kv, "f16") != 0) {
-        cli_error("--kv-type: '%s' is not f32 or f16", kv);
-        return 2;
-    }
+    lv_kv_type kvt, kvt_v;
+    if (cli_kv_types(&kvo, &kvt, &kvt_v) != 0) return 2;
 
     int rc = 1;
     lv_model *model = NULL;
@@ -147,6 +144,7 @@ int cmd_run(int argc, char **argv) {
     cp.n_threads = (int32_t)n_threads;
     cp.threadpool = tp;
     cp.kv_type = kvt;
+    cp.kv_type_v = kvt_v;
     if (cli_attention_params(&att, &cp.attention) != 0) goto end;
     if ((st = lv_context_create(model, cp, &ctx)) != LV_OK) {
         cli_fail("creating the context", st);

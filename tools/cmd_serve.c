@@ -763,7 +763,8 @@ static int read_keys(server *S, const char *key, const char *key_file) {
 }
 
 int cmd_serve(int argc, char **argv) {
-    const char *model_path = NULL, *host = "127.0.0.1", *alias = NULL, *api_key = NULL, *api_key_file = NULL, *kv = "f16",
+    cli_kv kvo = {.both = "f16"};
+    const char *model_path = NULL, *host = "127.0.0.1", *alias = NULL, *api_key = NULL, *api_key_file = NULL,
                *chat_template = NULL;
     int64_t port = 8080, n_slots = 4, n_ctx = 4096, n_batch = 512, n_threads = 0, verbose = 0, max_queue = 0, max_conns = 0,
             timeout = 600, max_body = 16 << 20, max_messages = 1024, age_cap = 8;
@@ -783,7 +784,7 @@ int cmd_serve(int argc, char **argv) {
         {NULL, "--metrics", CLI_FLAG, &metrics, NULL, "expose Prometheus metrics at /metrics"},
         {NULL, "--alias", CLI_STR, &alias, "NAME", "model name in answers and /v1/models (default: the model path)"},
         {NULL, "--chat-template", CLI_STR, &chat_template, "NAME", "chat template family or text (default: the model's; chatml if it has none)"},
-        {NULL, "--kv-type", CLI_STR, &kv, "T", "KV cache type: f16 (default) or f32"},
+        CLI_KV_OPTS(kvo, "f16"),
         {NULL, "--max-queue", CLI_INT, &max_queue, "N", "requests waiting for a slot before new ones get 503 (default 4 x slots)", .lo = 0, .hi = 1 << 20},
         {NULL, "--max-generate", CLI_FLOAT, &max_generate, "S", "stop a request's generation this many seconds after its first token, finish_reason length (default 0: no cap; t_max_predict_ms per request)", .flo = 0, .fhi = 1e7},
         {NULL, "--queue-timeout", CLI_FLOAT, &queue_timeout, "S", "answer 503 to a request that waited this long for a slot (default 0: no limit)", .flo = 0, .fhi = 1e6},
@@ -819,12 +820,8 @@ int cmd_serve(int argc, char **argv) {
         cli_error("-b %lld must be larger than -np %lld (each step decodes one token per slot first)", (long long)n_batch, (long long)n_slots);
         return 2;
     }
-    lv_kv_type kvt = LV_KV_F16;
-    if (strcmp(kv, "f32") == 0) kvt = LV_KV_F32;
-    else if (strcmp(kv, "f16") != 0) {
-        cli_error("--kv-type: '%s' is not f32 or f16", kv);
-        return 2;
-    }
+    lv_kv_type kvt, kvt_v;
+    if (cli_kv_types(&kvo, &kvt, &kvt_v) != 0) return 2;
     static server S; /* static: the MHD threads may outlive a frame on an error path */
     memset(&S, 0, sizeof(S));
     atomic_init(&S.state, ST_LOADING);
@@ -895,6 +892,7 @@ int cmd_serve(int argc, char **argv) {
     cp.n_seq_max = (uint32_t)n_slots;
     cp.n_threads = (int32_t)n_threads;
     cp.kv_type = kvt;
+    cp.kv_type_v = kvt_v;
     cp.attention = ap;
     if ((st = lv_context_create(S.model, cp, &S.ctx)) != LV_OK) {
         cli_fail("creating the context", st);

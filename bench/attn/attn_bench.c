@@ -54,7 +54,7 @@ int main(int argc, char **argv) {
         const int nt = shape ? T : 1;
         lv_attn_job job = {.q = q, .q_tok_stride = G * D, .q_head_stride = D, .out = out, .out_tok_stride = G * D, .out_head_stride = D,
                            .pos = shape ? qpos : &qpos[T - 1], .n_tok = nt, .n_head = G, .spans = spans, .n_spans = ns, .scale = 0.125f,
-                           .kv_type = LV_KV_F16, .Dk = D, .Dv = D};
+                           .kv_type = LV_KV_F16, .kv_type_v = LV_KV_F16, .Dk = D, .Dv = D};
         lv_attn(&job, scratch);
         const double t0 = now_s();
         for (int r = 0; r < reps; r++) lv_attn(&job, scratch);

@@ -69,7 +69,7 @@ int main(int argc, char **argv) {
                         formula += (double)pages * (double)(P * (2 * sh->head_dim * 2 + 4) + (p->stats ? (P / 16 + 1) * 2 * sh->head_dim * 2 : 0));
                     }
                 lv_kv_params kp = {.n_layer = sh->n_layer, .n_head_kv = sh->n_head_kv, .head_dim_k = sh->head_dim, .head_dim_v = sh->head_dim,
-                                   .page_size = P, .n_ctx = N, .n_seq_max = 1, .n_batch = n_batch, .type = LV_KV_F16, .policies = pol};
+                                   .page_size = P, .n_ctx = N, .n_seq_max = 1, .n_batch = n_batch, .type = LV_KV_F16, .type_v = LV_KV_SAME, .policies = pol};
                 const int64_t rss0 = rss_bytes();
                 lv_kv *kv = NULL;
                 if (lv_kv_create(&kp, &kv) != LV_OK) {

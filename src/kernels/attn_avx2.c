@@ -297,3 +297,7 @@ QUEST_PAGE_AVX2(lv_quest_page_f16_avx2, uint16_t, LOAD_F16, lv_quest_page_f16_re
 #undef LOAD_F32
 #undef LOAD_F16
 #undef QUEST_PAGE_AVX2
+
+/* quantized KV pages (attn_q_impl.h) at this level, with exp256 above */
+#define ATTNQ_FN lv_attn_q_avx2
+#include "kernels/attn_q_impl.h"

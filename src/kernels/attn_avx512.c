@@ -370,3 +370,8 @@ QUEST_PAGE_AVX512(lv_quest_page_f16_avx512, uint16_t, LOAD_F16, lv_quest_page_f1
 #undef LOAD_F32
 #undef LOAD_F16
 #undef QUEST_PAGE_AVX512
+
+/* quantized KV pages (attn_q_impl.h) at this level: the integer dot products of the scores at 8
+ * keys (256-bit vpmaddubsw, as at AVX2), the values and the exp at 16 lanes */
+#define ATTNQ_FN lv_attn_q_avx512
+#include "kernels/attn_q_impl.h"

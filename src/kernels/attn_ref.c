@@ -8,24 +8,29 @@
  */
 #include "kernels/kernels.h"
 
+#include "gguf/quant.h"
+
 #include <math.h>
 #include <string.h>
 
-/* one value row as floats */
-static inline void kv_row(lv_kv_type t, const void *base, int64_t row, int D, float *out) {
-    if (t == LV_KV_F32) {
-        memcpy(out, (const float *)base + row * D, (size_t)D * sizeof(float));
+void lv_attn_query_as(lv_kv_type t, const float *q, float *out, int D) {
+    if (lv_kv_quantized(t)) {
+        lv_block_q8_0 b[1024 / LV_QK8_0];
+        LV_ASSERT(D <= 1024 && D % LV_QK8_0 == 0);
+        lv_quantize_q8_0_act(q, b, D);
+        lv_to_float_row(LV_TYPE_Q8_0, b, out, D);
+    } else if (t == LV_KV_F16) {
+        for (int d = 0; d < D; d++) out[d] = lv_fp16_to_fp32(lv_fp32_to_fp16(q[d]));
     } else {
-        const uint16_t *h = (const uint16_t *)base + row * D;
-        for (int d = 0; d < D; d++) out[d] = lv_fp16_to_fp32(h[d]);
+        memcpy(out, q, (size_t)D * sizeof(float));
     }
 }
 
 int64_t lv_attn_ref(const float *q, const lv_attn_span *spans, int n_spans, int32_t q_pos, const lv_attn_mask *mask, float scale,
-                    lv_kv_type kv_type, int Dk, int Dv, float *scores, float *out) {
-    float qr[1024], row[1024];
+                    lv_kv_type kv_type, lv_kv_type kv_type_v, int Dk, int Dv, float *scores, float *out) {
+    float qr[1024];
     LV_ASSERT(Dk <= 1024 && Dv <= 1024);
-    for (int d = 0; d < Dk; d++) qr[d] = kv_type == LV_KV_F16 ? lv_fp16_to_fp32(lv_fp32_to_fp16(q[d])) : q[d];
+    lv_attn_query_as(kv_type, q, qr, Dk);
 
     /* pass 1: scores and max */
     float mx = -INFINITY;
@@ -37,9 +42,8 @@ int64_t lv_attn_ref(const float *q, const lv_attn_span *spans, int n_spans, int3
                 scores[j] = -INFINITY;
                 continue;
             }
-            for (int d = 0; d < Dk; d++) row[d] = lv_attn_key(kv_type, sp, i, d);
             double dot = 0;
-            for (int d = 0; d < Dk; d++) dot += (double)qr[d] * (double)row[d];
+            for (int d = 0; d < Dk; d++) dot += (double)qr[d] * (double)lv_attn_key_at(kv_type, sp, i, d, Dk);
             scores[j] = (float)dot * scale;
             if (scores[j] > mx) mx = scores[j];
             n_att++;
@@ -62,8 +66,7 @@ int64_t lv_attn_ref(const float *q, const lv_attn_span *spans, int n_spans, int3
         for (int32_t i = 0; i < sp->n; i++, j++) {
             const float p = scores[j] * inv;
             if (p == 0.0f) continue;
-            kv_row(kv_type, sp->v, i, Dv, row);
-            for (int d = 0; d < Dv; d++) out[d] += p * row[d];
+            for (int d = 0; d < Dv; d++) out[d] += p * lv_attn_val_at(kv_type_v, sp, i, d, Dv);
         }
     }
     return n_att;
@@ -72,7 +75,8 @@ int64_t lv_attn_ref(const float *q, const lv_attn_span *spans, int n_spans, int3
 size_t lv_attn_scratch_floats(int nq, int Dk, int Dv) {
     /* the largest of the levels' layouts: q | K block | V block | scores (nq x 64, or the AVX-512
      * kernel's 4 x 64 and a discarded row of Dv) | m, l */
-    return (size_t)nq * (size_t)Dk + 64 * (size_t)(Dk + Dv) + (size_t)nq * 64 + 4 * 64 + (size_t)Dv + 2 * (size_t)nq;
+    return (size_t)nq * (size_t)Dk + 64 * (size_t)(Dk + Dv) + (size_t)nq * 64 + 4 * 64 + (size_t)Dv + 2 * (size_t)nq +
+           (size_t)nq * 16; /* attn_q_impl.h's score rows are 80 wide */
 }
 
 void lv_quest_page_ref(const float *q, int64_t q_stride, int n_q, const float *stats, int n_lp, int Dk, float *best) {

@@ -368,6 +368,14 @@ void lv_quest_page(const float *q, int64_t q_stride, int n_q, const float *stats
 }
 
 void lv_attn(const lv_attn_job *job, float *scratch) {
+    if (lv_kv_quantized(job->kv_type) || job->kv_type_v != job->kv_type) {
+        switch (lv_simd_active()) {
+        case LV_SIMD_AVX512: lv_attn_q_avx512(job, scratch); break;
+        case LV_SIMD_AVX2: lv_attn_q_avx2(job, scratch); break;
+        default: lv_attn_q_scalar(job, scratch); break;
+        }
+        return;
+    }
     switch (lv_simd_active()) {
     case LV_SIMD_AVX512: lv_attn_tiled_avx512(job, scratch); break;
     case LV_SIMD_AVX2: lv_attn_tiled_avx2(job, scratch); break;

@@ -148,31 +148,68 @@ static inline bool lv_attn_visible(const lv_attn_mask *m, int32_t kpos, int32_t 
  * the dense plan is all pages of the sequence, sparse plans are subsets. Keys the mask hides
  * (mask NULL: causal) are skipped. */
 typedef struct lv_attn_span {
-    const void *k;      /* keys, transposed: element d of key j at k[d * ldk + j] (elements of kv_type) */
-    const void *v;      /* (n, Dv): value j at v[j * Dv] */
+    const void *k;      /* keys, transposed: element d of key j at k[d * ldk + j] (elements of kv_type);
+                           quantized keys: key j's quants at k + j * lv_kv_qrow_bytes(kv_type, Dk) */
+    const void *v;      /* (n, Dv): value j at v[j * Dv]; quantized values: value j's quants at v + j * lv_kv_qrow_bytes(kv_type_v, Dv) */
     const int32_t *pos; /* (n) */
     int32_t n;
-    int32_t ldk;        /* >= n: the keys' row stride (a KV cache page: its page size) */
+    int32_t ldk;        /* >= n: the keys' row stride (a KV cache page: its page size), and the scales' */
+    const uint16_t *ks; /* quantized keys: the f16 scale of block b (elements 32b..32b+31) of key j at ks[b * ldk + j] */
+    const uint16_t *vs; /* quantized values: the same for the values */
 } lv_attn_span;
 
-/* bytes of one cached element */
+/* bytes of one cached element (f32, f16) */
 static inline size_t lv_kv_elt_size(lv_kv_type t) { return t == LV_KV_F32 ? 4 : 2; }
+
+/* ---- quantized KV pages (LV_KV_Q8_0) ----
+ * ggml's q8_0 blocks of 32 elements along the head dimension, each with an f16 scale d: x = d q. A
+ * page keeps its tokens' quants row by row (token j: D / 32 blocks of 32 bytes, in order) and the
+ * scales block by block (block b of every slot of the page, in slot order), so that 8 keys' scales
+ * of one block are one vector load. */
+#define LV_KV_QBLOCK 32
+static inline bool lv_kv_quantized(lv_kv_type t) { return t == LV_KV_Q8_0; }
+/* bytes of the quants of one token's D elements (without the scales) */
+static inline int64_t lv_kv_qrow_bytes(lv_kv_type t, int64_t D) { return D; }
+/* bytes of one token's D elements in a page, scales included */
+static inline int64_t lv_kv_row_bytes(lv_kv_type t, int64_t D) {
+    return lv_kv_quantized(t) ? lv_kv_qrow_bytes(t, D) + D / LV_KV_QBLOCK * 2 : D * (int64_t)lv_kv_elt_size(t);
+}
+/* element d of token j of a quantized row set (quants q, scales s with stride ld) */
+static inline float lv_kv_qelt(lv_kv_type t, const void *q, const uint16_t *s, int32_t ld, int64_t j, int64_t d, int64_t D) {
+    const float sc = lv_fp16_to_fp32(s[(d / LV_KV_QBLOCK) * ld + j]);
+    return sc * (float)((const int8_t *)q)[j * D + d];
+}
 
 /* Keys are stored transposed (the KV cache keeps a page's keys as Dk rows of page-size elements)
  * so that a block of 64 keys is 64 consecutive elements per dimension: the kernels' score loop
  * (one fma chain over the dimensions per key, 16 keys per vector) loads them as they are, where a
- * row-major block had to be transposed in registers first (bench/NOTES.md, session 13). */
+ * row-major block had to be transposed in registers first (bench/NOTES.md, session 13).
+ * Quantized keys are rows of blocks instead (lv_attn_key_at). */
 static inline float lv_attn_key(lv_kv_type t, const lv_attn_span *sp, int64_t j, int64_t d) {
     const int64_t i = d * sp->ldk + j;
     return t == LV_KV_F32 ? ((const float *)sp->k)[i] : lv_fp16_to_fp32(((const uint16_t *)sp->k)[i]);
 }
+/* element d of key j / value j of a span, any type (Dk, Dv: the head dims) */
+static inline float lv_attn_key_at(lv_kv_type t, const lv_attn_span *sp, int64_t j, int64_t d, int64_t Dk) {
+    return lv_kv_quantized(t) ? lv_kv_qelt(t, sp->k, sp->ks, sp->ldk, j, d, Dk) : lv_attn_key(t, sp, j, d);
+}
+static inline float lv_attn_val_at(lv_kv_type t, const lv_attn_span *sp, int64_t j, int64_t d, int64_t Dv) {
+    if (lv_kv_quantized(t)) return lv_kv_qelt(t, sp->v, sp->vs, sp->ldk, j, d, Dv);
+    return t == LV_KV_F32 ? ((const float *)sp->v)[j * Dv + d] : lv_fp16_to_fp32(((const uint16_t *)sp->v)[j * Dv + d]);
+}
+
+/* The query as the kernels dot it with keys of type t: rounded to f16 for f16 keys, quantized to
+ * q8_0 (round half to even, as llama.cpp's x86 build) and read back for quantized keys, as is for
+ * f32 keys (llama.cpp converts the query to the keys' vec_dot type the same way). */
+void lv_attn_query_as(lv_kv_type t, const float *q, float *out, int D);
 
 /* out (Dv) = softmax(scale * q.k_j over unmasked j) . v_j.
- * scores: scratch of at least the total span length. With LV_KV_F16 the query is rounded to
- * f16 before the dot products, as llama.cpp does for an f16 cache. Returns the number of keys
+ * scores: scratch of at least the total span length. The query is first taken as the keys' type
+ * takes it (lv_attn_query_as), as llama.cpp does; keys and values are read as stored (quantized
+ * ones dequantized). kv_type: the keys' type, kv_type_v the values'. Returns the number of keys
  * attended (0: out is zero). */
 int64_t lv_attn_ref(const float *q, const lv_attn_span *spans, int n_spans, int32_t q_pos, const lv_attn_mask *mask, float scale,
-                    lv_kv_type kv_type, int Dk, int Dv, float *scores, float *out);
+                    lv_kv_type kv_type, lv_kv_type kv_type_v, int Dk, int Dv, float *scores, float *out);
 
 /* ---- tiled attention (attn_impl.h), the fast path ----
  * A job: n_tok tokens of one sequence x n_head query heads that share one KV stream; query row
@@ -196,7 +233,8 @@ typedef struct lv_attn_job {
     float *m_out, *l_out;
     lv_attn_mask mask;
     float scale;
-    lv_kv_type kv_type;
+    lv_kv_type kv_type;   /* the keys' type */
+    lv_kv_type kv_type_v; /* the values' type (LV_KV_F32 = 0 in a zeroed job) */
     int Dk, Dv;
 } lv_attn_job;
 
@@ -246,5 +284,9 @@ void lv_attn(const lv_attn_job *job, float *scratch);
 void lv_attn_tiled_scalar(const lv_attn_job *job, float *scratch);
 void lv_attn_tiled_avx2(const lv_attn_job *job, float *scratch);
 void lv_attn_tiled_avx512(const lv_attn_job *job, float *scratch);
+/* jobs with quantized keys or values, or keys and values of different types (attn_q_impl.h) */
+void lv_attn_q_scalar(const lv_attn_job *job, float *scratch);
+void lv_attn_q_avx2(const lv_attn_job *job, float *scratch);
+void lv_attn_q_avx512(const lv_attn_job *job, float *scratch);
 
 #endif

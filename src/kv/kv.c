@@ -19,11 +19,12 @@ typedef struct kv_pool {    /* one per (layer, KV head) */
     lv_kv_head_policy pol;
     int64_t n_pages;        /* pages in this pool */
     uint8_t *k;             /* (n_pages, Dk, page_size) elements of the kv type: a page's keys transposed
-                               (lv_attn_span), dimension d of its slot i at d * page_size + i */
-    uint8_t *v;             /* (n_pages, page_size, Dv) */
+                               (lv_attn_span), dimension d of its slot i at d * page_size + i; quantized keys:
+                               per page (page_size, Dk) quants, then (Dk / 32, page_size) f16 scales */
+    uint8_t *v;             /* (n_pages, page_size, Dv); quantized values: per page as quantized keys */
     int32_t *pos;           /* (n_pages, page_size) */
-    uint8_t *stats;         /* (n_pages, page_size / 16 + 1, 2, Dk) elements of the kv type (f16 as LServe keeps them,
-                               or f32): min then max, or NULL */
+    uint8_t *stats;         /* (n_pages, page_size / 16 + 1, 2, Dk) elements: f32 with f32 keys, else f16 (as LServe
+                               keeps them): min then max, or NULL */
     int32_t *free_ids;      /* stack of free page ids */
     int64_t n_free;
 } kv_pool;
@@ -33,14 +34,18 @@ typedef struct kv_stream {  /* one per (sequence, layer, KV head) */
     int64_t n_pages;        /* pages held (committed + reserved) */
     int64_t n_stored;       /* committed tokens in those pages */
     int64_t bs_cursor;      /* BLOCK_STRIDED: pages before this index were kept for good */
-    uint8_t *gstats;        /* with stats and stats_group: (groups, 2, Dk) elements of the kv type, min then max
-                               of the keys of each group of stats_group pages (in stream order), or NULL */
+    uint8_t *gstats;        /* with stats and stats_group: (groups, 2, Dk) elements of the statistics' type, min then
+                               max of the keys of each group of stats_group pages (in stream order), or NULL */
+    uint8_t *snap;          /* with stats: the statistics of the partly filled logical page and group as the
+                               transaction found them (2 x 2 Dk elements), restored by a rollback */
 } kv_stream;
 
 struct lv_kv {
     lv_kv_params p;
     int64_t n_pools;        /* n_layer * n_head_kv */
-    size_t elt;             /* bytes per element */
+    int64_t krow, vrow;     /* bytes of one token's key / value in a page (lv_kv_row_bytes) */
+    size_t selt;            /* bytes per element of the key statistics: 4 with f32 keys, else 2 (f16) */
+    uint8_t *snaps;         /* the streams' snap buffers */
     kv_pool *pools;
     kv_stream *streams;     /* (n_seq_max, n_pools) */
     int64_t *seq_len;       /* (n_seq_max) tokens appended (logical length) */
@@ -91,9 +96,12 @@ static int64_t pool_pages(const lv_kv_params *p, const lv_kv_head_policy *pol) {
 }
 
 /* Bytes of one page of a pool: K and V rows, positions, and LServe statistics when kept. */
-static int64_t page_bytes_of(int64_t P, int64_t Dk, int64_t Dv, size_t elt, bool stats) {
-    return P * ((Dk + Dv) * (int64_t)elt + 4) + (stats ? (P / LV_KV_LOGICAL_PAGE + 1) * 2 * Dk * (int64_t)elt : 0);
+static int64_t page_bytes_of(const lv_kv *kv, bool stats) {
+    const int64_t P = kv->p.page_size;
+    return P * (kv->krow + kv->vrow + 4) + (stats ? (P / LV_KV_LOGICAL_PAGE + 1) * 2 * kv->p.head_dim_k * (int64_t)kv->selt : 0);
 }
+
+static bool kv_type_valid(lv_kv_type t) { return t == LV_KV_F32 || t == LV_KV_F16 || lv_kv_quantized(t); }
 
 lv_status lv_kv_create(const lv_kv_params *p, lv_kv **out) {
     *out = NULL;
@@ -108,10 +116,27 @@ lv_status lv_kv_create(const lv_kv_params *p, lv_kv **out) {
     kv->p = *p;
     kv->p.policies = NULL;
     if (kv->p.n_batch <= 0 || kv->p.n_batch > kv->p.n_ctx) kv->p.n_batch = kv->p.n_ctx;
-    kv->elt = lv_kv_elt_size(p->type);
+    if (kv->p.type_v == LV_KV_SAME) kv->p.type_v = p->type;
+    if (!kv_type_valid(kv->p.type) || !kv_type_valid(kv->p.type_v)) {
+        lv_free(kv);
+        return lv_error(LV_ERR_INVALID_ARG, "kv cache: unknown type (keys %d, values %d)", (int)p->type, (int)kv->p.type_v);
+    }
+    if ((lv_kv_quantized(kv->p.type) && p->head_dim_k % LV_KV_QBLOCK) || (lv_kv_quantized(kv->p.type_v) && p->head_dim_v % LV_KV_QBLOCK)) {
+        lv_free(kv);
+        return lv_error(LV_ERR_INVALID_ARG, "kv cache: a %s cache needs head dims that are multiples of %d (keys %lld, values %lld)",
+                        lv_kv_type_name(lv_kv_quantized(kv->p.type) ? kv->p.type : kv->p.type_v), LV_KV_QBLOCK, (long long)p->head_dim_k,
+                        (long long)p->head_dim_v);
+    }
+    if (p->head_dim_k > 1024 || p->head_dim_v > 1024) {
+        lv_free(kv);
+        return lv_error(LV_ERR_INVALID_ARG, "kv cache: head dims %lld / %lld: at most 1024", (long long)p->head_dim_k, (long long)p->head_dim_v);
+    }
+    kv->krow = lv_kv_row_bytes(kv->p.type, p->head_dim_k);
+    kv->vrow = lv_kv_row_bytes(kv->p.type_v, p->head_dim_v);
+    kv->selt = kv->p.type == LV_KV_F32 ? 4 : 2;
     kv->n_pools = p->n_layer * p->n_head_kv;
     const int64_t n_streams = p->n_seq_max * kv->n_pools;
-    const int64_t P = p->page_size, Dk = p->head_dim_k, Dv = p->head_dim_v;
+    const int64_t P = p->page_size, Dk = p->head_dim_k;
     lv_status st = LV_ERR_NOMEM;
     kv->pools = lv_calloc((size_t)kv->n_pools, sizeof(kv_pool));
     kv->streams = lv_calloc((size_t)n_streams, sizeof(kv_stream));
@@ -163,7 +188,7 @@ lv_status lv_kv_create(const lv_kv_params *p, lv_kv **out) {
         if (pol.kind != LV_MASK_CAUSAL) pol.stats = false;
         pl->pol = pol;
         pl->n_pages = pool_pages(p, &pol);
-        const int64_t page_bytes = page_bytes_of(P, Dk, Dv, kv->elt, pol.stats);
+        const int64_t page_bytes = page_bytes_of(kv, pol.stats);
         int64_t bytes;
         if (lv_mul_ovf_i64(page_bytes, pl->n_pages, &bytes) || lv_add_ovf_i64(total, bytes, &total) || (uint64_t)total > SIZE_MAX / 2) {
             st = lv_error(LV_ERR_INVALID_ARG, "kv cache: %lld tokens x %lld layers x %lld heads does not fit in memory", (long long)p->n_ctx,
@@ -181,14 +206,14 @@ lv_status lv_kv_create(const lv_kv_params *p, lv_kv **out) {
     for (int64_t i = 0; i < kv->n_pools; i++) {
         kv_pool *pl = &kv->pools[i];
         pl->k = b;
-        b += pl->n_pages * P * Dk * (int64_t)kv->elt;
+        b += pl->n_pages * P * kv->krow;
         pl->v = b;
-        b += pl->n_pages * P * Dv * (int64_t)kv->elt;
+        b += pl->n_pages * P * kv->vrow;
         pl->pos = (int32_t *)b;
         b += pl->n_pages * P * 4;
         if (pl->pol.stats) {
             pl->stats = b;
-            b += pl->n_pages * (P / LV_KV_LOGICAL_PAGE + 1) * 2 * Dk * (int64_t)kv->elt;
+            b += pl->n_pages * (P / LV_KV_LOGICAL_PAGE + 1) * 2 * Dk * (int64_t)kv->selt;
         }
         pl->free_ids = ids;
         ids += pl->n_pages;
@@ -205,7 +230,7 @@ lv_status lv_kv_create(const lv_kv_params *p, lv_kv **out) {
         size_t total_g = 0;
         for (int64_t i = 0; i < kv->n_pools; i++)
             if (kv->pools[i].pol.stats)
-                total_g += (size_t)(cdiv(kv->pools[i].n_pages, p->stats_group) * 2 * Dk) * kv->elt * (size_t)p->n_seq_max;
+                total_g += (size_t)(cdiv(kv->pools[i].n_pages, p->stats_group) * 2 * Dk) * kv->selt * (size_t)p->n_seq_max;
         if (total_g) {
             kv->gbig_size = total_g;
             kv->gbig = lv_big_alloc(total_g);
@@ -216,8 +241,25 @@ lv_status lv_kv_create(const lv_kv_params *p, lv_kv **out) {
             uint8_t *g = kv->gbig;
             for (int64_t i = 0; i < kv->n_pools; i++) {
                 if (!kv->pools[i].pol.stats) continue;
-                const size_t per = (size_t)(cdiv(kv->pools[i].n_pages, p->stats_group) * 2 * Dk) * kv->elt;
+                const size_t per = (size_t)(cdiv(kv->pools[i].n_pages, p->stats_group) * 2 * Dk) * kv->selt;
                 for (int64_t s = 0; s < p->n_seq_max; s++, g += per) kv->streams[s * kv->n_pools + i].gstats = g;
+            }
+        }
+    }
+    { /* rollback snapshots of the streams that keep statistics */
+        int64_t n_snap = 0;
+        for (int64_t i = 0; i < kv->n_pools; i++) n_snap += kv->pools[i].pol.stats ? p->n_seq_max : 0;
+        if (n_snap) {
+            const size_t per = (size_t)(4 * Dk) * kv->selt;
+            kv->snaps = lv_mallocn((size_t)n_snap, per);
+            if (!kv->snaps) {
+                st = LV_ERR_NOMEM;
+                goto fail;
+            }
+            uint8_t *sn = kv->snaps;
+            for (int64_t i = 0; i < kv->n_pools; i++) {
+                if (!kv->pools[i].pol.stats) continue;
+                for (int64_t s = 0; s < p->n_seq_max; s++, sn += per) kv->streams[s * kv->n_pools + i].snap = sn;
             }
         }
     }
@@ -233,6 +275,7 @@ void lv_kv_free(lv_kv *kv) {
     if (!kv) return;
     lv_big_free(kv->big, kv->big_size);
     lv_big_free(kv->gbig, kv->gbig_size);
+    lv_free(kv->snaps);
     lv_free(kv->pools);
     lv_free(kv->streams);
     lv_free(kv->seq_len);
@@ -304,6 +347,8 @@ static void rs_commit(lv_kv *kv) {
  * transactions
  * ----------------------------------------------------------------------------------------- */
 
+static void snapshot(const lv_kv *kv, const kv_pool *pl, const kv_stream *st, bool restore);
+
 lv_status lv_kv_reserve(lv_kv *kv, const int64_t *n_new, const int32_t *last_pos) {
     LV_ASSERT(!kv->in_txn);
     const int64_t P = kv->p.page_size;
@@ -341,6 +386,7 @@ lv_status lv_kv_reserve(lv_kv *kv, const int64_t *n_new, const int32_t *last_pos
             kv_stream *st = &kv->streams[s * kv->n_pools + ip];
             kv_pool *pl = &kv->pools[ip];
             kv->txn_old_pages[s * kv->n_pools + ip] = st->n_pages;
+            if (pl->stats) snapshot(kv, pl, st, false);
             const int64_t want = cdiv(st->n_stored + n_new[s], P);
             while (st->n_pages < want) {
                 LV_ASSERT(pl->n_free > 0);
@@ -350,6 +396,32 @@ lv_status lv_kv_reserve(lv_kv *kv, const int64_t *n_new, const int32_t *last_pos
     }
     kv->in_txn = true;
     return LV_OK;
+}
+
+static inline uint8_t *stats_at(const lv_kv *kv, const kv_pool *pl, int32_t page, int64_t lp) {
+    const int64_t per_page = kv->p.page_size / LV_KV_LOGICAL_PAGE + 1;
+    return pl->stats + ((int64_t)page * per_page + lp) * 2 * kv->p.head_dim_k * (int64_t)kv->selt;
+}
+
+/* The statistics a transaction can change without starting them afresh: those of the logical page
+ * and of the group the stream's next token falls in, when partly filled. Saved at reserve
+ * (restore false) and put back by a rollback (restore true), so a rollback leaves them exactly as
+ * they were (a quantized cache could not recompute them from its keys: they come from the keys
+ * before quantization). */
+static void snapshot(const lv_kv *kv, const kv_pool *pl, const kv_stream *st, bool restore) {
+    const int64_t P = kv->p.page_size, n = st->n_stored;
+    const size_t bytes = (size_t)(2 * kv->p.head_dim_k) * kv->selt;
+    if (n % LV_KV_LOGICAL_PAGE && n % P) {
+        uint8_t *live = stats_at(kv, pl, st->pages[n / P], (n % P) / LV_KV_LOGICAL_PAGE);
+        if (restore) memcpy(live, st->snap, bytes);
+        else memcpy(st->snap, live, bytes);
+    }
+    const int64_t gslots = P * kv->p.stats_group;
+    if (st->gstats && n % gslots) {
+        uint8_t *live = st->gstats + (size_t)(n / gslots) * bytes;
+        if (restore) memcpy(live, st->snap + bytes, bytes);
+        else memcpy(st->snap + bytes, live, bytes);
+    }
 }
 
 static inline int32_t stored_pos(const lv_kv *kv, const kv_pool *pl, const kv_stream *st, int64_t slot) {
@@ -416,9 +488,9 @@ void lv_kv_commit(lv_kv *kv) {
     kv->in_txn = false;
 }
 
-/* recompute the key statistics of the logical pages from slot `from` on (after a rollback the
- * partially filled last logical page must describe only the tokens that stayed) */
-static void restat(const lv_kv *kv, const kv_pool *pl, const kv_stream *st, int64_t from);
+/* recompute the key statistics of the partly filled last logical page and group of a stream
+ * (after a truncation they must describe only the tokens that stayed) */
+static void restat(const lv_kv *kv, const kv_pool *pl, const kv_stream *st);
 
 void lv_kv_rollback(lv_kv *kv) {
     LV_ASSERT(kv->in_txn);
@@ -429,7 +501,7 @@ void lv_kv_rollback(lv_kv *kv) {
             kv_pool *pl = &kv->pools[ip];
             const int64_t old = kv->txn_old_pages[s * kv->n_pools + ip];
             while (st->n_pages > old) pl->free_ids[pl->n_free++] = st->pages[--st->n_pages];
-            if (pl->stats) restat(kv, pl, st, st->n_stored / LV_KV_LOGICAL_PAGE * LV_KV_LOGICAL_PAGE);
+            if (pl->stats) snapshot(kv, pl, st, true);
         }
         if (kv->rs) memset(&kv->rs_dirty[s * kv->p.n_rs_layer], 0, (size_t)kv->p.n_rs_layer); /* the committed state stays */
     }
@@ -444,71 +516,99 @@ const lv_kv_head_policy *lv_kv_policy(const lv_kv *kv, int64_t layer, int64_t he
  * writing, key statistics
  * ----------------------------------------------------------------------------------------- */
 
-static inline uint8_t *stats_at(const lv_kv *kv, const kv_pool *pl, int32_t page, int64_t lp) {
-    const int64_t per_page = kv->p.page_size / LV_KV_LOGICAL_PAGE + 1;
-    return pl->stats + ((int64_t)page * per_page + lp) * 2 * kv->p.head_dim_k * (int64_t)kv->elt;
-}
-
-/* k: the key as stored (an f16 cache's rounding included), so the f16 statistics of an f16 cache
- * hold its min and max exactly */
-static void minmax_add(const lv_kv *kv, uint8_t *s, bool fresh, const float *k);
-
-static void stats_add(const lv_kv *kv, const kv_pool *pl, const kv_stream *st, int64_t slot, const float *k) {
-    const int64_t P = kv->p.page_size, Dk = kv->p.head_dim_k;
-    /* a fresh logical page (group) starts from its first key */
-    minmax_add(kv, stats_at(kv, pl, st->pages[slot / P], (slot % P) / LV_KV_LOGICAL_PAGE), slot % LV_KV_LOGICAL_PAGE == 0, k);
-    if (st->gstats) {
-        const int64_t gslots = P * kv->p.stats_group;
-        minmax_add(kv, st->gstats + (size_t)(slot / gslots * 2 * Dk) * kv->elt, slot % gslots == 0, k);
-    }
-}
-
-/* the channel-wise min and max at s (2 Dk elements of the kv type) widened by key k, or set to it */
-static void minmax_add(const lv_kv *kv, uint8_t *s, bool fresh, const float *k) {
+/* the channel-wise min and max at s (2 Dk elements of the statistics' type) widened by [lo, hi]
+ * (a key: lo = hi = k), or set to it. f16 statistics round to nearest, which is monotonic: the f16
+ * minimum of f32 keys is the minimum of the keys rounded to f16, i.e. an f16 cache's statistics. */
+static void minmax_add(const lv_kv *kv, uint8_t *s, bool fresh, const float *lo, const float *hi) {
     const int64_t Dk = kv->p.head_dim_k;
-    if (kv->p.type == LV_KV_F32) {
+    if (kv->selt == 4) {
         float *mn = (float *)s, *mx = mn + Dk;
         for (int64_t d = 0; d < Dk; d++) {
-            mn[d] = fresh || k[d] < mn[d] ? k[d] : mn[d];
-            mx[d] = fresh || k[d] > mx[d] ? k[d] : mx[d];
+            mn[d] = fresh || lo[d] < mn[d] ? lo[d] : mn[d];
+            mx[d] = fresh || hi[d] > mx[d] ? hi[d] : mx[d];
         }
         return;
     }
     float m[2 * 1024];
     LV_ASSERT(Dk <= 1024);
     if (fresh) {
-        memcpy(m, k, (size_t)Dk * sizeof(float));
-        memcpy(m + Dk, k, (size_t)Dk * sizeof(float));
+        memcpy(m, lo, (size_t)Dk * sizeof(float));
+        memcpy(m + Dk, hi, (size_t)Dk * sizeof(float));
     } else {
         lv_to_float_row(LV_TYPE_F16, s, m, 2 * Dk);
         for (int64_t d = 0; d < Dk; d++) {
-            m[d] = k[d] < m[d] ? k[d] : m[d];
-            m[Dk + d] = k[d] > m[Dk + d] ? k[d] : m[Dk + d];
+            m[d] = lo[d] < m[d] ? lo[d] : m[d];
+            m[Dk + d] = hi[d] > m[Dk + d] ? hi[d] : m[Dk + d];
         }
     }
     to_f16(m, s, 2 * Dk);
 }
 
-/* the key of a stored slot, as the statistics saw it (f32, or f16 widened) */
-static void key_at(const lv_kv *kv, const kv_pool *pl, const kv_stream *st, int64_t slot, float *out) {
+/* k: the key as the statistics take it: as stored by a float cache (an f16 cache's rounding
+ * included), before quantization by a quantized one (LServe keeps exact statistics) */
+static void stats_add(const lv_kv *kv, const kv_pool *pl, const kv_stream *st, int64_t slot, const float *k) {
     const int64_t P = kv->p.page_size, Dk = kv->p.head_dim_k;
-    const uint8_t *page = pl->k + (int64_t)st->pages[slot / P] * P * Dk * (int64_t)kv->elt;
-    for (int64_t d = 0; d < Dk; d++) {
-        const int64_t i = d * P + slot % P;
-        out[d] = kv->p.type == LV_KV_F32 ? ((const float *)page)[i] : lv_fp16_to_fp32(((const uint16_t *)page)[i]);
+    /* a fresh logical page (group) starts from its first key */
+    minmax_add(kv, stats_at(kv, pl, st->pages[slot / P], (slot % P) / LV_KV_LOGICAL_PAGE), slot % LV_KV_LOGICAL_PAGE == 0, k, k);
+    if (st->gstats) {
+        const int64_t gslots = P * kv->p.stats_group;
+        minmax_add(kv, st->gstats + (size_t)(slot / gslots * 2 * Dk) * kv->selt, slot % gslots == 0, k, k);
     }
 }
 
-static void restat(const lv_kv *kv, const kv_pool *pl, const kv_stream *st, int64_t from) {
-    float k[1024];
-    LV_ASSERT(kv->p.head_dim_k <= 1024);
-    if (st->gstats) { /* from the start of the group, so that the group's statistics are rebuilt too */
-        const int64_t gslots = kv->p.page_size * kv->p.stats_group;
-        from = from / gslots * gslots;
+/* the key of a stored slot as bounds [lo, hi] of the key the statistics saw: the stored key itself
+ * for a float cache; for a quantized one the dequantized key widened by one quantization step
+ * (q8_0 rounds to within 0.57 of a step, the f16 rounding of the statistic adds at most 0.07) */
+static void key_bounds(const lv_kv *kv, const kv_pool *pl, const kv_stream *st, int64_t slot, float *lo, float *hi) {
+    const int64_t P = kv->p.page_size, Dk = kv->p.head_dim_k, j = slot % P;
+    const uint8_t *page = pl->k + (int64_t)st->pages[slot / P] * P * kv->krow;
+    const lv_kv_type t = kv->p.type;
+    if (lv_kv_quantized(t)) {
+        const int64_t qrow = lv_kv_qrow_bytes(t, Dk);
+        const uint16_t *sc = (const uint16_t *)(page + P * qrow);
+        for (int64_t d = 0; d < Dk; d++) {
+            const float x = lv_kv_qelt(t, page, sc, (int32_t)P, j, d, Dk);
+            const float step = fabsf(lv_fp16_to_fp32(sc[(d / LV_KV_QBLOCK) * P + j]));
+            lo[d] = x - step;
+            hi[d] = x + step;
+        }
+        return;
     }
-    for (int64_t slot = from; slot < st->n_stored; slot++) {
-        key_at(kv, pl, st, slot, k);
-        stats_add(kv, pl, st, slot, k);
+    for (int64_t d = 0; d < Dk; d++) {
+        const int64_t i = d * P + j;
+        lo[d] = hi[d] = t == LV_KV_F32 ? ((const float *)page)[i] : lv_fp16_to_fp32(((const uint16_t *)page)[i]);
+    }
+}
+
+static void restat(const lv_kv *kv, const kv_pool *pl, const kv_stream *st) {
+    float lo[1024], hi[1024];
+    const int64_t P = kv->p.page_size, Dk = kv->p.head_dim_k, n = st->n_stored;
+    LV_ASSERT(Dk <= 1024);
+    /* the partly filled logical page, from its keys */
+    for (int64_t slot = n / LV_KV_LOGICAL_PAGE * LV_KV_LOGICAL_PAGE; slot < n; slot++) {
+        key_bounds(kv, pl, st, slot, lo, hi);
+        minmax_add(kv, stats_at(kv, pl, st->pages[slot / P], (slot % P) / LV_KV_LOGICAL_PAGE), slot % LV_KV_LOGICAL_PAGE == 0, lo, hi);
+    }
+    /* the partly filled group, from its logical pages' statistics (exact: a min of mins) */
+    const int64_t gslots = P * kv->p.stats_group;
+    if (!st->gstats || n % gslots == 0) return;
+    uint8_t *g = st->gstats + (size_t)(n / gslots * 2 * Dk) * kv->selt;
+    for (int64_t slot = n / gslots * gslots; slot < n; slot += LV_KV_LOGICAL_PAGE) {
+        const uint8_t *ls = stats_at(kv, pl, st->pages[slot / P], (slot % P) / LV_KV_LOGICAL_PAGE);
+        float m[2 * 1024];
+        if (kv->selt == 4) memcpy(m, ls, (size_t)(2 * Dk) * sizeof(float));
+        else lv_to_float_row(LV_TYPE_F16, ls, m, 2 * Dk);
+        minmax_add(kv, g, slot % gslots == 0, m, m + Dk);
+    }
+}
+
+/* the row of D floats x as quantized blocks (type t) at quants q (the row's) and scales s (block b at s[b * P]) */
+static void quantize_row(lv_kv_type t, const float *x, int64_t D, int8_t *q, uint16_t *s, int64_t P) {
+    lv_block_q8_0 blk[1024 / LV_QK8_0];
+    lv_qtype_ops_get(LV_TYPE_Q8_0, lv_simd_active())->from_float(x, blk, D); /* lv_quantize_q8_0_act, bit for bit */
+    for (int64_t b = 0; b < D / LV_QK8_0; b++) {
+        memcpy(q + b * LV_QK8_0, blk[b].qs, LV_QK8_0);
+        s[b * P] = blk[b].d;
     }
 }
 
@@ -518,20 +618,32 @@ void lv_kv_write(lv_kv *kv, int64_t seq, int64_t layer, int64_t head, int64_t k_
     const int64_t P = kv->p.page_size, Dk = kv->p.head_dim_k, Dv = kv->p.head_dim_v;
     const int64_t slot = st->n_stored + k_new;
     LV_ASSERT(k_new >= 0 && slot / P < st->n_pages);
-    const int64_t row = (int64_t)st->pages[slot / P] * P + slot % P;
-    uint8_t *page_k = pl->k + (int64_t)st->pages[slot / P] * P * Dk * (int64_t)kv->elt; /* (Dk, P) */
-    pl->pos[row] = pos;
-    if (kv->p.type == LV_KV_F32) {
-        for (int64_t d = 0; d < Dk; d++) ((float *)page_k)[d * P + slot % P] = k[d];
-        memcpy(pl->v + row * Dv * 4, v, (size_t)Dv * 4);
+    const int64_t page = st->pages[slot / P], j = slot % P;
+    uint8_t *page_k = pl->k + page * P * kv->krow; /* (Dk, P), or quants and scales */
+    uint8_t *page_v = pl->v + page * P * kv->vrow;
+    pl->pos[page * P + j] = pos;
+    const lv_kv_type kt = kv->p.type, vt = kv->p.type_v;
+    if (vt == LV_KV_F32) memcpy(page_v + j * Dv * 4, v, (size_t)Dv * 4);
+    else if (vt == LV_KV_F16) to_f16(v, page_v + j * Dv * 2, Dv);
+    else {
+        const int64_t qrow = lv_kv_qrow_bytes(vt, Dv);
+        quantize_row(vt, v, Dv, (int8_t *)page_v + j * qrow, (uint16_t *)(page_v + P * qrow) + j, P);
+    }
+    if (kt == LV_KV_F32) {
+        for (int64_t d = 0; d < Dk; d++) ((float *)page_k)[d * P + j] = k[d];
         if (pl->stats) stats_add(kv, pl, st, slot, k);
+        return;
+    }
+    if (lv_kv_quantized(kt)) {
+        const int64_t qrow = lv_kv_qrow_bytes(kt, Dk);
+        quantize_row(kt, k, Dk, (int8_t *)page_k + j * qrow, (uint16_t *)(page_k + P * qrow) + j, P);
+        if (pl->stats) stats_add(kv, pl, st, slot, k); /* from the key before quantization */
         return;
     }
     uint16_t kh[1024];
     LV_ASSERT(Dk <= 1024);
     to_f16(k, kh, Dk);
-    for (int64_t d = 0; d < Dk; d++) ((uint16_t *)page_k)[d * P + slot % P] = kh[d];
-    to_f16(v, pl->v + row * Dv * 2, Dv);
+    for (int64_t d = 0; d < Dk; d++) ((uint16_t *)page_k)[d * P + j] = kh[d];
     if (pl->stats) { /* statistics of the key as stored: the f16 cache rounded it */
         float kr[1024];
         lv_to_float_row(LV_TYPE_F16, kh, kr, Dk);
@@ -557,8 +669,11 @@ int64_t lv_kv_n_pages(const lv_kv *kv, int64_t seq, int64_t layer, int64_t head,
 static void span_of_page(const lv_kv *kv, const kv_pool *pl, const kv_stream *st, int64_t i, int64_t n_tokens, lv_attn_span *sp) {
     const int64_t P = kv->p.page_size;
     const int64_t row = (int64_t)st->pages[i] * P;
-    sp->k = pl->k + row * kv->p.head_dim_k * (int64_t)kv->elt;
-    sp->v = pl->v + row * kv->p.head_dim_v * (int64_t)kv->elt;
+    const uint8_t *k = pl->k + row * kv->krow, *v = pl->v + row * kv->vrow;
+    sp->k = k;
+    sp->v = v;
+    sp->ks = lv_kv_quantized(kv->p.type) ? (const uint16_t *)(k + P * lv_kv_qrow_bytes(kv->p.type, kv->p.head_dim_k)) : NULL;
+    sp->vs = lv_kv_quantized(kv->p.type_v) ? (const uint16_t *)(v + P * lv_kv_qrow_bytes(kv->p.type_v, kv->p.head_dim_v)) : NULL;
     sp->pos = pl->pos + row;
     sp->n = (int32_t)LV_MIN(P, n_tokens - i * P);
     sp->ldk = (int32_t)P;
@@ -663,8 +778,8 @@ int lv_kv_select_pages_multi(const lv_kv *kv, int64_t seq, int64_t layer, int64_
             for (int h0 = 0; h0 < n_q; h0 += 64) {
                 const int nh = n_q - h0 < 64 ? n_q - h0 : 64;
                 for (int64_t g = 0; g < n_groups; g++) {
-                    const uint8_t *s = st->gstats + (size_t)(g * 2 * Dk) * kv->elt;
-                    if (kv->p.type == LV_KV_F32) lv_quest_page(q + h0 * q_stride, q_stride, nh, (const float *)s, 1, (int)Dk, best);
+                    const uint8_t *s = st->gstats + (size_t)(g * 2 * Dk) * kv->selt;
+                    if (kv->selt == 4) lv_quest_page(q + h0 * q_stride, q_stride, nh, (const float *)s, 1, (int)Dk, best);
                     else lv_quest_page_f16(q + h0 * q_stride, q_stride, nh, (const uint16_t *)s, 1, (int)Dk, best);
                     for (int h = 0; h < nh; h++) gs[(h0 + h) * n_groups + g] = (page_score){best[h], (int32_t)g};
                 }
@@ -684,7 +799,7 @@ int lv_kv_select_pages_multi(const lv_kv *kv, int64_t seq, int64_t layer, int64_
                 continue;
             }
             const uint8_t *s = stats_at(kv, pl, st->pages[i], 0);
-            if (kv->p.type == LV_KV_F32) lv_quest_page(q + h0 * q_stride, q_stride, nh, (const float *)s, (int)(P / LV_KV_LOGICAL_PAGE), (int)Dk, best);
+            if (kv->selt == 4) lv_quest_page(q + h0 * q_stride, q_stride, nh, (const float *)s, (int)(P / LV_KV_LOGICAL_PAGE), (int)Dk, best);
             else lv_quest_page_f16(q + h0 * q_stride, q_stride, nh, (const uint16_t *)s, (int)(P / LV_KV_LOGICAL_PAGE), (int)Dk, best);
             for (int h = 0; h < nh; h++) ps[(h0 + h) * (n_pages - 1) + i] = (page_score){best[h], (int32_t)i};
         }
@@ -775,7 +890,7 @@ lv_status lv_kv_seq_truncate(lv_kv *kv, int64_t seq, int32_t p0) {
         st->n_stored = keep;
         while (st->n_pages > cdiv(keep, P)) pl->free_ids[pl->n_free++] = st->pages[--st->n_pages];
         if (st->bs_cursor > st->n_pages) st->bs_cursor = st->n_pages;
-        if (pl->stats) restat(kv, pl, st, keep / LV_KV_LOGICAL_PAGE * LV_KV_LOGICAL_PAGE);
+        if (pl->stats) restat(kv, pl, st);
     }
     kv->seq_len[seq] -= removed;
     kv->total_tokens -= removed;
@@ -785,11 +900,31 @@ lv_status lv_kv_seq_truncate(lv_kv *kv, int64_t seq, int32_t p0) {
 }
 
 lv_kv_type lv_kv_type_of(const lv_kv *kv) { return kv->p.type; }
+lv_kv_type lv_kv_type_v_of(const lv_kv *kv) { return kv->p.type_v; }
+
+const char *lv_kv_type_name(lv_kv_type t) {
+    switch (t) {
+    case LV_KV_F32: return "f32";
+    case LV_KV_F16: return "f16";
+    case LV_KV_Q8_0: return "q8_0";
+    default: return "?";
+    }
+}
+
+bool lv_kv_type_from_name(const char *name, lv_kv_type *out) {
+    static const lv_kv_type all[] = {LV_KV_F32, LV_KV_F16, LV_KV_Q8_0};
+    for (size_t i = 0; name && i < sizeof(all) / sizeof(all[0]); i++)
+        if (strcmp(name, lv_kv_type_name(all[i])) == 0) {
+            *out = all[i];
+            return true;
+        }
+    return false;
+}
 int64_t lv_kv_n_ctx(const lv_kv *kv) { return kv->p.n_ctx; }
 int64_t lv_kv_page_size(const lv_kv *kv) { return kv->p.page_size; }
 
 int64_t lv_kv_used_bytes_(const lv_kv *kv) {
-    const int64_t per_tok = (kv->p.head_dim_k + kv->p.head_dim_v) * (int64_t)kv->elt;
+    const int64_t per_tok = kv->krow + kv->vrow;
     int64_t total = 0;
     for (int64_t i = 0; i < kv->p.n_seq_max * kv->n_pools; i++) total += kv->streams[i].n_stored * per_tok;
     for (int64_t s = 0; kv->rs && s < kv->p.n_seq_max; s++) total += kv->rs_empty[s] ? 0 : lv_kv_state_bytes_per_seq(kv);
@@ -797,11 +932,10 @@ int64_t lv_kv_used_bytes_(const lv_kv *kv) {
 }
 
 int64_t lv_kv_pages_in_use_bytes_(const lv_kv *kv) {
-    const int64_t P = kv->p.page_size, Dk = kv->p.head_dim_k, Dv = kv->p.head_dim_v;
     int64_t total = 0;
     for (int64_t i = 0; i < kv->n_pools; i++) {
         const kv_pool *pl = &kv->pools[i];
-        total += (pl->n_pages - pl->n_free) * page_bytes_of(P, Dk, Dv, kv->elt, pl->pol.stats);
+        total += (pl->n_pages - pl->n_free) * page_bytes_of(kv, pl->pol.stats);
     }
     return total;
 }
@@ -809,6 +943,6 @@ int64_t lv_kv_pages_in_use_bytes_(const lv_kv *kv) {
 int64_t lv_kv_capacity_bytes_(const lv_kv *kv) {
     int64_t total = 0;
     for (int64_t i = 0; i < kv->n_pools; i++)
-        total += kv->pools[i].n_pages * kv->p.page_size * (kv->p.head_dim_k + kv->p.head_dim_v) * (int64_t)kv->elt;
+        total += kv->pools[i].n_pages * kv->p.page_size * (kv->krow + kv->vrow);
     return total + kv->p.n_seq_max * lv_kv_state_bytes_per_seq(kv);
 }

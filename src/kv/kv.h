@@ -67,7 +67,8 @@ typedef struct lv_kv_params {
     int64_t n_ctx;      /* tokens of all sequences together (the logical length) */
     int64_t n_seq_max;
     int64_t n_batch;    /* at most this many tokens are appended to one sequence in one step */
-    lv_kv_type type;
+    lv_kv_type type;    /* the keys' element type (f32, f16, q8_0) */
+    lv_kv_type type_v;  /* the values' (LV_KV_SAME: type) */
     const lv_kv_head_policy *policies; /* (n_layer * n_head_kv), copied; NULL: every head FULL */
     int64_t stats_group; /* > 0: streams with key statistics also keep them per group of this many pages (two-level selection) */
     int64_t n_rs_layer; /* recurrent layers (0: none) */
@@ -144,7 +145,8 @@ int64_t lv_kv_state_bytes_per_seq(const lv_kv *kv);
 lv_status lv_kv_seq_truncate(lv_kv *kv, int64_t seq, int32_t p0);
 void      lv_kv_clear(lv_kv *kv);
 
-lv_kv_type lv_kv_type_of(const lv_kv *kv);
+lv_kv_type lv_kv_type_of(const lv_kv *kv);   /* the keys' type */
+lv_kv_type lv_kv_type_v_of(const lv_kv *kv); /* the values' */
 int64_t    lv_kv_page_size(const lv_kv *kv);
 int64_t    lv_kv_used_bytes_(const lv_kv *kv);
 int64_t    lv_kv_capacity_bytes_(const lv_kv *kv);

@@ -323,7 +323,7 @@ static lv_attn_job plan_job(lv_fwd *f, const fw_task *t, int64_t run, int64_t g,
         .q = f->q + (i0 * Hq + g * G) * Dk, .q_tok_stride = Hq * Dk, .q_head_stride = Dk,
         .out = f->attn + (i0 * Hq + g * G) * Dv, .out_tok_stride = Hq * Dv, .out_head_stride = Dv,
         .pos = t->ub->pos + i0, .n_tok = (int)nt, .n_head = (int)G, .spans = spans,
-        .scale = hp->attn_scale_on_q ? 1.0f : hp->attn_scale, .kv_type = f->p.kv_type, .Dk = (int)Dk, .Dv = (int)Dv,
+        .scale = hp->attn_scale_on_q ? 1.0f : hp->attn_scale, .kv_type = f->p.kv_type, .kv_type_v = f->p.kv_type_v, .Dk = (int)Dk, .Dv = (int)Dv,
     };
     /* the tokens of a run see the stream up to its last token (masking handles the rest) */
     if (!selects(f, t, run, g)) {

@@ -37,7 +37,8 @@ typedef struct lv_ubatch {
 typedef struct lv_fwd_params {
     int64_t n_ubatch;     /* most tokens of one micro-batch */
     int64_t n_seq_max;
-    lv_kv_type kv_type;   /* the cache's element type (the query is rounded to f16 for an f16 cache) */
+    lv_kv_type kv_type;   /* the cache keys' element type (the query is rounded to f16 for f16 keys, to q8_0 for quantized ones) */
+    lv_kv_type kv_type_v; /* the values' */
     /* LServe page selection at decode on the streams that keep key statistics */
     bool select;
     int32_t kv_budget;    /* tokens of selected pages per query head: max(3, kv_budget / page) pages */

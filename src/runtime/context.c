@@ -20,6 +20,7 @@ lv_context_params lv_context_default_params(void) {
     p.n_seq_max = 1;
     p.kv_page_size = 64;
     p.kv_type = LV_KV_F16;
+    p.kv_type_v = LV_KV_SAME;
     p.n_threads = 0;
     p.attention = lv_attention_default_params();
     return p;
@@ -164,7 +165,13 @@ lv_status lv_context_create(lv_model *model, lv_context_params p, lv_context **o
     if (p.n_ubatch > p.n_batch) p.n_ubatch = p.n_batch;
     if (p.n_seq_max == 0) p.n_seq_max = 1;
     if (p.kv_page_size == 0) p.kv_page_size = 64;
-    if (p.kv_type != LV_KV_F32 && p.kv_type != LV_KV_F16) return lv_error(LV_ERR_INVALID_ARG, "unknown KV type %d", (int)p.kv_type);
+    if (p.kv_type_v == LV_KV_SAME) p.kv_type_v = p.kv_type;
+    if (!strcmp(lv_kv_type_name(p.kv_type), "?") || !strcmp(lv_kv_type_name(p.kv_type_v), "?"))
+        return lv_error(LV_ERR_INVALID_ARG, "unknown KV type (keys %d, values %d)", (int)p.kv_type, (int)p.kv_type_v);
+    if ((lv_kv_quantized(p.kv_type) && hp->n_embd_head_k % LV_KV_QBLOCK) || (lv_kv_quantized(p.kv_type_v) && hp->n_embd_head_v % LV_KV_QBLOCK))
+        return lv_error(LV_ERR_UNSUPPORTED, "a %s/%s KV cache needs head sizes that are multiples of %d (this model: keys %lld, values %lld)",
+                        lv_kv_type_name(p.kv_type), lv_kv_type_name(p.kv_type_v), LV_KV_QBLOCK, (long long)hp->n_embd_head_k,
+                        (long long)hp->n_embd_head_v);
     if (p.n_ctx > (1u << 30) || p.n_batch > (1u << 20) || p.n_seq_max > 4096 || p.kv_page_size > 65536)
         return lv_error(LV_ERR_INVALID_ARG, "context parameters out of range (n_ctx %u, n_batch %u, n_seq_max %u, page %u)", p.n_ctx,
                         p.n_batch, p.n_seq_max, p.kv_page_size);
@@ -195,7 +202,7 @@ lv_status lv_context_create(lv_model *model, lv_context_params p, lv_context **o
     lv_kv_params kp = {
         .n_layer = model->n_attn_layers, .n_head_kv = H, .head_dim_k = hp->n_embd_head_k, .head_dim_v = hp->n_embd_head_v,
         .page_size = p.kv_page_size, .n_ctx = p.n_ctx, .n_seq_max = p.n_seq_max, .n_batch = p.n_batch, .type = p.kv_type,
-        .policies = kv_pol, .n_rs_layer = model->n_recr_layers, .rs_floats = model->n_recr_layers ? lv_hp_ssm_state_floats(hp) : 0,
+        .type_v = p.kv_type_v, .policies = kv_pol, .n_rs_layer = model->n_recr_layers, .rs_floats = model->n_recr_layers ? lv_hp_ssm_state_floats(hp) : 0,
         .stats_group = ctx->p.attention.select ? ctx->p.attention.select_groups : 0,
     };
     st = lv_kv_create(&kp, &ctx->kv);
@@ -203,7 +210,7 @@ lv_status lv_context_create(lv_model *model, lv_context_params p, lv_context **o
     if (st != LV_OK) goto fail;
     const lv_attention_params *a = &ctx->p.attention;
     const lv_fwd_params fp = {
-        .n_ubatch = p.n_ubatch, .n_seq_max = p.n_seq_max, .kv_type = p.kv_type, .select = a->select, .kv_budget = a->kv_budget,
+        .n_ubatch = p.n_ubatch, .n_seq_max = p.n_seq_max, .kv_type = p.kv_type, .kv_type_v = p.kv_type_v, .select = a->select, .kv_budget = a->kv_budget,
         .page_size = (int32_t)p.kv_page_size, .select_every = a->select_every, .select_drift = a->select_drift,
         .select_shared = a->select_shared, .abort_fn = p.abort_fn, .abort_user = p.abort_user,
     };
@@ -517,8 +524,8 @@ int64_t lv_kv_capacity_bytes(const lv_context *ctx) { return lv_kv_capacity_byte
 int64_t lv_context_describe_plan(const lv_context *ctx, char *buf, size_t buf_size) {
     const lv_hparams *hp = &ctx->model->hp;
     const int64_t L = hp->n_layer, H = hp->n_head_kv;
-    const int64_t elt = (int64_t)lv_kv_elt_size(ctx->p.kv_type);
-    const int64_t tok_bytes = (hp->n_embd_head_k + hp->n_embd_head_v) * elt; /* one token of one (layer, KV head) */
+    /* one token of one (layer, KV head), quantized blocks' scales included */
+    const int64_t tok_bytes = lv_kv_row_bytes(ctx->p.kv_type, hp->n_embd_head_k) + lv_kv_row_bytes(ctx->p.kv_type_v, hp->n_embd_head_v);
     int64_t len = 0;
 #define OUT(...)                                                                                    \
     do {                                                                                            \
@@ -571,8 +578,8 @@ int64_t lv_context_describe_plan(const lv_context *ctx, char *buf, size_t buf_si
         OUT("  (%lld/%lld full)\n", (long long)r, (long long)H);
     }
     const int64_t sw_tokens = a->sink + a->window;
-    OUT("KV bytes per token (%s cache): dense %lld; this plan %lld per token for the full heads", ctx->p.kv_type == LV_KV_F32 ? "f32" : "f16",
-        (long long)(m->n_attn_layers * H * tok_bytes), (long long)(n_full * tok_bytes));
+    OUT("KV bytes per token (%s keys, %s values): dense %lld; this plan %lld per token for the full heads", lv_kv_type_name(ctx->p.kv_type),
+        lv_kv_type_name(ctx->p.kv_type_v), (long long)(m->n_attn_layers * H * tok_bytes), (long long)(n_full * tok_bytes));
     if (n_sw) OUT(" + %lld bytes constant for the sink+window heads (%lld tokens each)", (long long)(n_sw * tok_bytes * sw_tokens), (long long)sw_tokens);
     if (n_mw) OUT(" + %lld bytes constant for the model's sliding-window heads (%lld tokens each)", (long long)(n_mw * tok_bytes * hp->n_swa), (long long)hp->n_swa);
     if (n_bs) OUT(" + about %lld per token for the block-strided heads (1/%d of the blocks)", (long long)(n_bs * tok_bytes / LV_MAX(1, a->vert_stride)), a->vert_stride);

@@ -194,7 +194,7 @@ static void attn_tasks(void *arg, int64_t lo, int64_t hi, int ith) {
         job.n_spans = t->n_spans;
         job.mask.kind = LV_MASK_CAUSAL;
         job.scale = 1.0f / sqrtf((float)D);
-        job.kv_type = LV_KV_F32;
+        job.kv_type = job.kv_type_v = LV_KV_F32;
         job.Dk = job.Dv = (int)D;
         lv_attn(&job, e->scratch + (size_t)ith * e->scratch_floats);
     }

@@ -25,3 +25,18 @@ printf '0.9\tx\n' > "$T/bad2.tsv"
 expect_fail "malformed pattern" "$LV" info -m "$M" --heads "$T/bad2.tsv"
 expect_fail "bad layer plan" "$LV" run -m "$M" -p hi -n 2 --layer-plan full,full
 expect_fail "budget not a multiple of the page" "$LV" run -m "$M" -p hi -n 2 --lserve --kv-budget 100
+# quantized KV pages: --kv-type and llama.cpp's -ctk / -ctv
+expect_fail "q8_0 cache on a head size of 16" "$LV" run -m "$M" -p hi -n 2 --kv-type q8_0
+grep -q "multiples of 32 (this model: keys 16, values 16)" "$T/err" || fail "the head sizes are named: $(cat "$T/err")"
+expect_fail "unknown cache type" "$LV" run -m "$M" -p hi -n 2 -ctv q3_0
+grep -q "cache-type-v: 'q3_0' is not a KV cache type" "$T/err" || fail "the flag and the type are named: $(cat "$T/err")"
+M2="$T/m32.gguf"
+expect_ok "gen-model head size 32" "$LV" gen-model --arch llama --dim 128 --layers 3 --heads 4 --kv-heads 2 --ffn 96 --vocab builtin:bytes -o "$M2"
+expect_ok "info q8_0 cache" "$LV" info -m "$M2" --kv-type q8_0 --heads "$T/p.tsv" --sparsity 0.5
+grep -q "KV bytes per token (q8_0 keys, q8_0 values): dense 408; this plan 204 per token" "$T/out" || fail "q8_0 bytes: $(grep 'KV bytes' "$T/out")"
+expect_ok "info -ctk q8_0 -ctv f16" "$LV" info -m "$M2" -ctk q8_0 --cache-type-v f16
+grep -q "KV bytes per token (q8_0 keys, f16 values): dense 588;" "$T/out" || fail "mixed bytes: $(grep 'KV bytes' "$T/out")"
+expect_ok "run duo + lserve on q8_0 pages" "$LV" run -m "$M2" -p "hello there, general kenobi" -n 8 --temp 0 -ctk q8_0 -ctv q8_0 --heads "$T/p.tsv" --sink 4 --window 8 --lserve --kv-budget 64 -b 5
+expect_ok "bench q8_0 synthetic depth" "$LV" bench -m "$M2" -p 0 -n 4 -d 3000 -r 1 --no-limits --fill synthetic --kv-type q8_0 -o json
+grep -q '"type_k": *"q8_0"' "$T/out" && grep -q '"type_v": *"q8_0"' "$T/out" || fail "bench reports the cache types: $(cat "$T/out")"
+expect_ok "logits q8_0 keys" "$LV" logits -m "$M2" -p "abc" -ctk q8_0 -o "$T/lq.f32"

@@ -240,7 +240,7 @@ TEST(attention_over_spans_matches_naive_softmax) {
         const float scale = 1.0f / sqrtf(DK);
         double want[DV];
         attn_naive(q, k, v, pos, N, qpos, scale, DK, DV, want);
-        int64_t na = lv_attn_ref(q, sp32, ns, qpos, NULL, scale, LV_KV_F32, DK, DV, scores, out);
+        int64_t na = lv_attn_ref(q, sp32, ns, qpos, NULL, scale, LV_KV_F32, LV_KV_F32, DK, DV, scores, out);
         int64_t expect_n = 0;
         for (int j = 0; j < N; j++) expect_n += pos[j] <= qpos;
         CHECK(na == expect_n, "attended %lld keys, expected %lld", (long long)na, (long long)expect_n);
@@ -249,7 +249,7 @@ TEST(attention_over_spans_matches_naive_softmax) {
         float qh[DK];
         for (int i = 0; i < DK; i++) qh[i] = lv_fp16_to_fp32(lv_fp32_to_fp16(q[i]));
         attn_naive(qh, kr, vr, pos, N, qpos, scale, DK, DV, want);
-        lv_attn_ref(q, sp16, ns, qpos, NULL, scale, LV_KV_F16, DK, DV, scores, out);
+        lv_attn_ref(q, sp16, ns, qpos, NULL, scale, LV_KV_F16, LV_KV_F16, DK, DV, scores, out);
         for (int e = 0; e < DV; e++) CHECK(fabs(out[e] - want[e]) <= 2e-6, "f16 kv: out[%d] %g vs %g", e, (double)out[e], want[e]);
         if (lv_test_failures) break;
     }
@@ -331,11 +331,11 @@ TEST(tiled_attention_equals_reference_at_every_level) {
                                            cuts[s + 1] - cuts[s], N};
                 lv_attn_job job = {.q = q, .q_tok_stride = NH * DK, .q_head_stride = DK, .out = out, .out_tok_stride = NH * DV,
                                    .out_head_stride = DV, .pos = qpos, .n_tok = NT, .n_head = NH, .spans = sp, .n_spans = ns,
-                                   .scale = 0.125f, .kv_type = f16 ? LV_KV_F16 : LV_KV_F32, .Dk = DK, .Dv = DV};
+                                   .scale = 0.125f, .kv_type = f16 ? LV_KV_F16 : LV_KV_F32, .kv_type_v = f16 ? LV_KV_F16 : LV_KV_F32, .Dk = DK, .Dv = DV};
                 lv_attn(&job, scratch);
                 for (int t = 0; t < NT; t++)
                     for (int h = 0; h < NH; h++) {
-                        lv_attn_ref(q + (t * NH + h) * DK, sp, ns, qpos[t], NULL, 0.125f, job.kv_type, DK, DV, scores, want);
+                        lv_attn_ref(q + (t * NH + h) * DK, sp, ns, qpos[t], NULL, 0.125f, job.kv_type, job.kv_type, DK, DV, scores, want);
                         for (int d = 0; d < DV; d++)
                             CHECK(fabsf(out[(t * NH + h) * DV + d] - want[d]) <= 1e-5f, "%s %s t%d h%d d%d: %g vs %g", lv_simd_name((lv_simd)level),
                                   f16 ? "f16" : "f32", t, h, d, (double)out[(t * NH + h) * DV + d], (double)want[d]);
@@ -408,7 +408,7 @@ TEST(tiled_attention_rows_do_not_depend_on_their_job) {
                 lv_attn_job job = {.q = q, .q_tok_stride = nh * Dk, .q_head_stride = Dk, .out = out, .out_tok_stride = nh * Dv,
                                    .out_head_stride = Dv, .pos = qpos, .n_tok = nt, .n_head = nh, .spans = sp, .n_spans = ns,
                                    .span_heads = choose ? heads : NULL, .mask = mask, .scale = 0.125f,
-                                   .kv_type = f16 ? LV_KV_F16 : LV_KV_F32, .Dk = Dk, .Dv = Dv};
+                                   .kv_type = f16 ? LV_KV_F16 : LV_KV_F32, .kv_type_v = f16 ? LV_KV_F16 : LV_KV_F32, .Dk = Dk, .Dv = Dv};
                 lv_attn(&job, scratch);
                 for (int t = 0; t < nt; t++)
                     for (int h = 0; h < nh; h++) {
@@ -429,7 +429,7 @@ TEST(tiled_attention_rows_do_not_depend_on_their_job) {
                         const float *row = out + (t * nh + h) * Dv;
                         CHECK(memcmp(row, one, sizeof(float) * (size_t)Dv) == 0, "%s Dk%d Dv%d %s mask %d, %d x %d rows, row (%d, %d): differs alone",
                               lv_simd_name((lv_simd)level), Dk, Dv, f16 ? "f16" : "f32", mask.kind, nt, nh, t, h);
-                        lv_attn_ref(alone.q, hs, nhs, qpos[t], &mask, 0.125f, job.kv_type, Dk, Dv, scores, want);
+                        lv_attn_ref(alone.q, hs, nhs, qpos[t], &mask, 0.125f, job.kv_type, job.kv_type, Dk, Dv, scores, want);
                         for (int d = 0; d < Dv; d++)
                             CHECK(fabsf(row[d] - want[d]) <= 1e-5f, "%s Dk%d Dv%d row (%d, %d) d%d: %g vs reference %g", lv_simd_name((lv_simd)level), Dk, Dv,
                                   t, h, d, (double)row[d], (double)want[d]);
@@ -572,4 +572,122 @@ TEST(gated_delta_net_step_matches_the_definition_and_avx2_the_reference) {
             if (lv_test_failures) return;
         }
     }
+}
+
+/* Quantized KV pages (attn_q_impl.h): every SIMD level against lv_attn_ref (double dot products over
+ * the dequantized keys and values, the query rounded as the key type takes it) and against the
+ * scalar level, on fresh random keys, values and queries; keys and values quantized or float in
+ * every mix (-ctk / -ctv); spans shorter and longer than a block, causal and Lambda masks, random
+ * per-head span choices. Each row also computed alone (n_tok 1, one head) must equal its row of
+ * the big job bit for bit: what makes prefill equal token-by-token decode on quantized pages. */
+static void quantize_rows(const float *x, int n, int D, int ld, int8_t *q, uint16_t *s) {
+    lv_block_q8_0 b[1024 / LV_QK8_0];
+    for (int j = 0; j < n; j++) {
+        lv_quantize_q8_0_act(x + (size_t)j * D, b, D);
+        for (int i = 0; i < D / LV_QK8_0; i++) {
+            memcpy(q + (size_t)j * D + LV_QK8_0 * i, b[i].qs, LV_QK8_0);
+            s[(size_t)i * ld + j] = b[i].d;
+        }
+    }
+}
+
+TEST(quantized_attention_equals_reference_at_every_level) {
+    lv_test_rng r = {lv_test_seed() ^ 0x9a8};
+    enum { N = 300, MAXD = 128, NT = 4, NH = 3, NS = 6 };
+    const int dims[][2] = {{64, 64}, {128, 96}, {32, 32}};
+    const lv_kv_type types[][2] = {{LV_KV_Q8_0, LV_KV_Q8_0}, {LV_KV_Q8_0, LV_KV_F16}, {LV_KV_F16, LV_KV_Q8_0}, {LV_KV_Q8_0, LV_KV_F32},
+                                   {LV_KV_F32, LV_KV_Q8_0}, {LV_KV_F16, LV_KV_F32}};
+    float *k = malloc(sizeof(float) * N * MAXD), *v = malloc(sizeof(float) * N * MAXD), *kt = malloc(sizeof(float) * N * MAXD);
+    uint16_t *kh = malloc(2 * N * MAXD), *kht = malloc(2 * N * MAXD), *vh = malloc(2 * N * MAXD);
+    int8_t *kq = malloc(N * MAXD), *vq = malloc(N * MAXD);
+    uint16_t *ks = malloc(2 * N * MAXD / 32), *vs = malloc(2 * N * MAXD / 32);
+    float q[NT * NH * MAXD], out[NT * NH * MAXD], lvl0[NT * NH * MAXD], one[MAXD], want[MAXD], scores[N];
+    int32_t pos[N], qpos[NT];
+    uint32_t heads[NS];
+    float *scratch = malloc(sizeof(float) * lv_attn_scratch_floats(NT * NH, MAXD, MAXD));
+    REQUIRE(k && v && kt && kh && kht && vh && kq && vq && ks && vs && scratch, "alloc");
+    const lv_simd saved = lv_simd_active();
+    double worst = 0, worst_lvl = 0;
+    for (int rep = 0; rep < (lv_test_quick() ? 3 : 12); rep++) {
+        const int Dk = dims[rep % 3][0], Dv = dims[rep % 3][1];
+        const lv_kv_type kt_ = types[rep % 6][0], vt_ = types[rep % 6][1];
+        for (int j = 0; j < N; j++) pos[j] = j * 2 + (int32_t)(lv_test_rng_u64(&r) % 2);
+        for (int i = 0; i < N * Dk; i++) kh[i] = lv_fp32_to_fp16(k[i] = lv_test_rng_f32(&r) * 2);
+        for (int i = 0; i < N * Dv; i++) vh[i] = lv_fp32_to_fp16(v[i] = lv_test_rng_f32(&r));
+        for (int i = 0; i < NT * NH * Dk; i++) q[i] = lv_test_rng_f32(&r) * 2;
+        lv_test_transpose(k, kt, N, Dk, sizeof(float));
+        lv_test_transpose(kh, kht, N, Dk, sizeof(uint16_t));
+        quantize_rows(k, N, Dk, N, kq, ks);
+        quantize_rows(v, N, Dv, N, vq, vs);
+        qpos[0] = -1;
+        for (int t = 1; t < NT; t++) qpos[t] = (int32_t)(lv_test_rng_u64(&r) % (2 * N + 2));
+        const int cuts[NS + 1] = {0, 7, 64, 100, 165, 230, N};
+        lv_attn_span sp[NS];
+        for (int s = 0; s < NS; s++) {
+            const int c = cuts[s];
+            sp[s] = (lv_attn_span){.pos = pos + c, .n = cuts[s + 1] - c, .ldk = N};
+            sp[s].k = kt_ == LV_KV_Q8_0 ? (const void *)(kq + (size_t)c * Dk) : kt_ == LV_KV_F16 ? (const void *)(kht + c) : (const void *)(kt + c);
+            sp[s].ks = kt_ == LV_KV_Q8_0 ? ks + c : NULL;
+            sp[s].v = vt_ == LV_KV_Q8_0 ? (const void *)(vq + (size_t)c * Dv) : vt_ == LV_KV_F16 ? (const void *)(vh + (size_t)c * Dv)
+                                                                                                : (const void *)(v + (size_t)c * Dv);
+            sp[s].vs = vt_ == LV_KV_Q8_0 ? vs + c : NULL;
+            heads[s] = rep % 2 ? (uint32_t)(lv_test_rng_u64(&r) % 8) | 1u : UINT32_MAX;
+        }
+        lv_attn_mask mask = {.kind = LV_MASK_CAUSAL};
+        if (rep % 4 == 3) mask = (lv_attn_mask){.kind = LV_MASK_SINK_WINDOW, .sink_end = 9, .window = 70};
+        for (int level = 0; level <= (int)lv_simd_detect(); level++) {
+            lv_simd_set_max((lv_simd)level);
+            lv_attn_job job = {.q = q, .q_tok_stride = NH * Dk, .q_head_stride = Dk, .out = out, .out_tok_stride = NH * Dv, .out_head_stride = Dv,
+                               .pos = qpos, .n_tok = NT, .n_head = NH, .spans = sp, .n_spans = NS, .span_heads = heads, .mask = mask,
+                               .scale = 0.125f, .kv_type = kt_, .kv_type_v = vt_, .Dk = Dk, .Dv = Dv};
+            lv_attn(&job, scratch);
+            for (int t = 0; t < NT; t++)
+                for (int h = 0; h < NH; h++) {
+                    lv_attn_span hs[NS];
+                    int nhs = 0;
+                    for (int s = 0; s < NS; s++)
+                        if ((heads[s] >> h) & 1u) hs[nhs++] = sp[s];
+                    lv_attn_ref(q + (t * NH + h) * Dk, hs, nhs, qpos[t], &mask, 0.125f, kt_, vt_, Dk, Dv, scores, want);
+                    const float *o = out + (t * NH + h) * Dv;
+                    for (int d = 0; d < Dv; d++) {
+                        worst = fmax(worst, fabs(o[d] - want[d]));
+                        if (level) worst_lvl = fmax(worst_lvl, fabs(o[d] - lvl0[(t * NH + h) * Dv + d]));
+                        CHECK(fabsf(o[d] - want[d]) <= 1e-5f, "%s K %s V %s Dk %d Dv %d t%d h%d d%d: %g vs reference %g", lv_simd_name((lv_simd)level),
+                              lv_kv_type_name(kt_), lv_kv_type_name(vt_), Dk, Dv, t, h, d, (double)o[d], (double)want[d]);
+                        if (level)
+                            CHECK(fabsf(o[d] - lvl0[(t * NH + h) * Dv + d]) <= 1e-5f, "%s vs scalar: K %s V %s t%d h%d d%d", lv_simd_name((lv_simd)level),
+                                  lv_kv_type_name(kt_), lv_kv_type_name(vt_), t, h, d);
+                    }
+                    /* the row alone: bit for bit */
+                    lv_attn_job alone = job;
+                    alone.q = q + (t * NH + h) * Dk;
+                    alone.out = one;
+                    alone.pos = qpos + t;
+                    alone.n_tok = 1;
+                    alone.n_head = 1;
+                    alone.spans = hs;
+                    alone.n_spans = nhs;
+                    alone.span_heads = NULL;
+                    lv_attn(&alone, scratch);
+                    CHECK(memcmp(one, o, sizeof(float) * (size_t)Dv) == 0, "%s K %s V %s t%d h%d: the row alone differs from its row in the job",
+                          lv_simd_name((lv_simd)level), lv_kv_type_name(kt_), lv_kv_type_name(vt_), t, h);
+                    if (lv_test_failures) goto done;
+                }
+            if (level == 0) memcpy(lvl0, out, sizeof(float) * NT * NH * (size_t)Dv);
+        }
+    }
+    printf("  max |out - reference| %.1e, max |level - scalar| %.1e (tolerance 1e-5)\n", worst, worst_lvl);
+done:
+    lv_simd_set_max(saved);
+    free(k);
+    free(v);
+    free(kt);
+    free(kh);
+    free(kht);
+    free(vh);
+    free(kq);
+    free(vq);
+    free(ks);
+    free(vs);
+    free(scratch);
 }

@@ -10,7 +10,7 @@
 
 static lv_kv *make_kv(int64_t n_ctx, int64_t n_seq, int64_t page, lv_kv_type t) {
     lv_kv_params p = {.n_layer = 2, .n_head_kv = 3, .head_dim_k = 8, .head_dim_v = 4, .page_size = page, .n_ctx = n_ctx,
-                      .n_seq_max = n_seq, .type = t};
+                      .n_seq_max = n_seq, .type = t, .type_v = LV_KV_SAME};
     lv_kv *kv = NULL;
     return lv_kv_create(&p, &kv) == LV_OK ? kv : NULL;
 }

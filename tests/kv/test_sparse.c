@@ -20,20 +20,24 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { DK = 32, DV = 24, PAGE = 16 };
+enum { DK = 32, DV = 32, PAGE = 16 };
 
 typedef struct pair {
     lv_kv *full, *sparse;
     lv_kv_head_policy pol;
 } pair;
 
-static int make_pair(pair *p, lv_kv_head_policy pol, int64_t n_ctx, int64_t n_batch, lv_kv_type t) {
+static int make_pair_kv(pair *p, lv_kv_head_policy pol, int64_t n_ctx, int64_t n_batch, lv_kv_type t, lv_kv_type tv) {
     lv_kv_params kp = {.n_layer = 1, .n_head_kv = 1, .head_dim_k = DK, .head_dim_v = DV, .page_size = PAGE, .n_ctx = n_ctx,
-                       .n_seq_max = 1, .n_batch = n_batch, .type = t};
+                       .n_seq_max = 1, .n_batch = n_batch, .type = t, .type_v = tv};
     p->pol = pol;
     if (lv_kv_create(&kp, &p->full) != LV_OK) return 0;
     kp.policies = &p->pol;
     return lv_kv_create(&kp, &p->sparse) == LV_OK;
+}
+
+static int make_pair(pair *p, lv_kv_head_policy pol, int64_t n_ctx, int64_t n_batch, lv_kv_type t) {
+    return make_pair_kv(p, pol, n_ctx, n_batch, t, t);
 }
 
 static void free_pair(pair *p) {
@@ -65,21 +69,21 @@ static void append(pair *p, lv_test_rng *r, int64_t n, int32_t pos0, float *k_al
 }
 
 /* query at position qpos through both caches; returns max |difference| */
-static double compare_query(pair *p, const float *q, int32_t qpos, int64_t n_vis, lv_kv_type t, int64_t *attended) {
+static double compare_query(pair *p, const float *q, int32_t qpos, int64_t n_vis, lv_kv_type t, lv_kv_type tv, int64_t *attended) {
     static lv_attn_span spans_s[4096], spans_f[4096];
     static float scores[70000], scratch[20000];
     float out_s[DV], out_f[DV];
     lv_attn_mask mask;
     int ns = lv_kv_spans(p->sparse, 0, 0, 0, n_vis, spans_s, &mask);
     lv_attn_job job = {.q = q, .out = out_s, .pos = &qpos, .n_tok = 1, .n_head = 1, .spans = spans_s, .n_spans = ns, .mask = mask,
-                       .scale = 0.17f, .kv_type = t, .Dk = DK, .Dv = DV};
+                       .scale = 0.17f, .kv_type = t, .kv_type_v = tv, .Dk = DK, .Dv = DV};
     lv_attn(&job, scratch);
     /* the explicit mask over every token: positions here are 0, 1, 2, ... so the first `sink`
      * tokens are exactly those with position < sink */
     lv_attn_mask explicit_mask = {.kind = p->pol.kind, .sink_end = p->pol.sink, .window = p->pol.window, .block = p->pol.block,
                                   .local_blocks = p->pol.local_blocks, .vert_stride = p->pol.vert_stride};
     int nf = lv_kv_spans(p->full, 0, 0, 0, n_vis, spans_f, NULL);
-    *attended = lv_attn_ref(q, spans_f, nf, qpos, &explicit_mask, 0.17f, t, DK, DV, scores, out_f);
+    *attended = lv_attn_ref(q, spans_f, nf, qpos, &explicit_mask, 0.17f, t, tv, DK, DV, scores, out_f);
     double d = 0;
     for (int e = 0; e < DV; e++) d = fmax(d, fabs(out_s[e] - out_f[e]));
     return d;
@@ -90,10 +94,14 @@ static void run_policy(lv_kv_head_policy pol, const char *name, int64_t max_stor
     const int64_t N = lv_test_quick() ? 600 : 1500;
     float *k_all = malloc(sizeof(float) * (size_t)N * DK), *v_all = malloc(sizeof(float) * (size_t)N * DV);
     const int chunks[] = {1, 37, 64, 5, 100, 16, 1, 1, 3, 200}; /* prefill pieces, then decode-like steps */
-    for (int t = 0; t < 2; t++) {
-        const lv_kv_type kt = t ? LV_KV_F16 : LV_KV_F32;
+    /* f32, f16, q8_0 caches, and q8_0 keys with f16 values (-ctk q8_0 -ctv f16) */
+    const lv_kv_type types[][2] = {{LV_KV_F32, LV_KV_F32}, {LV_KV_F16, LV_KV_F16}, {LV_KV_Q8_0, LV_KV_Q8_0}, {LV_KV_Q8_0, LV_KV_F16}};
+    for (int t = 0; t < 4; t++) {
+        const lv_kv_type kt = types[t][0], vt = types[t][1];
+        char tname[32];
+        snprintf(tname, sizeof(tname), "%s%s%s", lv_kv_type_name(kt), kt == vt ? "" : "/", kt == vt ? "" : lv_kv_type_name(vt));
         pair p;
-        REQUIRE(make_pair(&p, pol, N, 200, kt), "%s: create: %s", name, lv_last_error());
+        REQUIRE(make_pair_kv(&p, pol, N, 200, kt, vt), "%s: create: %s", name, lv_last_error());
         int32_t pos = 0;
         double worst = 0;
         int64_t max_stored = 0, checks = 0, ci = 0;
@@ -108,21 +116,21 @@ static void run_policy(lv_kv_head_policy pol, const char *name, int64_t max_stor
                 float q[DK];
                 for (int d = 0; d < DK; d++) q[d] = lv_test_rng_f32(&r) * 2;
                 int64_t att;
-                const double d = compare_query(&p, q, pos + (int32_t)i, n, kt, &att);
+                const double d = compare_query(&p, q, pos + (int32_t)i, n, kt, vt, &att);
                 worst = fmax(worst, d);
                 checks++;
             }
             lv_kv_commit(p.full);
             lv_kv_commit(p.sparse);
             pos += (int32_t)n;
-            const int64_t stored = lv_kv_used_bytes_(p.sparse) / ((DK + DV) * (kt == LV_KV_F32 ? 4 : 2));
+            const int64_t stored = lv_kv_used_bytes_(p.sparse) / (lv_kv_row_bytes(kt, DK) + lv_kv_row_bytes(vt, DV));
             max_stored = stored > max_stored ? stored : max_stored;
         }
-        CHECK(worst <= 1e-5, "%s (%s cache): sparse vs dense with the explicit mask differ by %g", name, t ? "f16" : "f32", worst);
+        CHECK(worst <= 1e-5, "%s (%s cache): sparse vs dense with the explicit mask differ by %g", name, tname, worst);
         if (max_stored_extra >= 0)
             CHECK(max_stored <= max_stored_extra, "%s: kept %lld tokens, the policy allows %lld", name, (long long)max_stored,
                   (long long)max_stored_extra);
-        printf("  %-28s %s cache: %lld queries, max diff %.1e, peak tokens kept %lld of %lld\n", name, t ? "f16" : "f32", (long long)checks,
+        printf("  %-28s %-9s cache: %lld queries, max diff %.1e, peak tokens kept %lld of %lld\n", name, tname, (long long)checks,
                worst, (long long)max_stored, (long long)N);
         free_pair(&p);
     }
@@ -212,9 +220,9 @@ TEST(lserve_selection_picks_the_best_pages_and_equals_dense_when_the_budget_cove
         int32_t qpos = N - 1;
         int ns = lv_kv_spans_of_pages(p.sparse, 0, 0, 0, 0, sel, n, spans);
         lv_attn_job job = {.q = q, .out = out_s, .pos = &qpos, .n_tok = 1, .n_head = 1, .spans = spans, .n_spans = ns,
-                           .scale = 0.17f, .kv_type = LV_KV_F32, .Dk = DK, .Dv = DV};
+                           .scale = 0.17f, .kv_type = LV_KV_F32, .kv_type_v = LV_KV_F32, .Dk = DK, .Dv = DV};
         lv_attn(&job, scratch_f);
-        lv_attn_ref(q, spans, ns, qpos, NULL, 0.17f, LV_KV_F32, DK, DV, scores, out_r);
+        lv_attn_ref(q, spans, ns, qpos, NULL, 0.17f, LV_KV_F32, LV_KV_F32, DK, DV, scores, out_r);
         for (int e = 0; e < DV; e++) CHECK(fabsf(out_s[e] - out_r[e]) <= 1e-5f, "selected-page attention");
         /* several queries scored in one pass (the query heads of a KV head) choose as one at a time */
         {
@@ -298,18 +306,18 @@ TEST(lserve_union_of_head_selections_equals_each_head_alone) {
                 const int32_t qpos = NP * P - 1 - rep; /* the newest page partly in the future */
                 lv_attn_job job = {.q = q, .q_tok_stride = G * Dk, .q_head_stride = Dk, .out = out_u, .out_tok_stride = G * Dv,
                                    .out_head_stride = Dv, .pos = &qpos, .n_tok = 1, .n_head = G, .spans = uspans, .n_spans = nu,
-                                   .span_heads = heads, .scale = 0.125f, .kv_type = LV_KV_F16, .Dk = Dk, .Dv = Dv};
+                                   .span_heads = heads, .scale = 0.125f, .kv_type = LV_KV_F16, .kv_type_v = LV_KV_F16, .Dk = Dk, .Dv = Dv};
                 lv_attn(&job, scratch);
                 for (int h = 0; h < G; h++) {
                     int nh = 0;
                     for (int pg = 0; pg < NP; pg++)
                         if (chose[h][pg]) hspans[nh++] = (lv_attn_span){kh + (size_t)pg * P * Dk, vh + (size_t)pg * P * Dv, pos + pg * P, P, P};
                     lv_attn_job one = {.q = q + h * Dk, .out = out_1, .pos = &qpos, .n_tok = 1, .n_head = 1, .spans = hspans,
-                                       .n_spans = nh, .scale = 0.125f, .kv_type = LV_KV_F16, .Dk = Dk, .Dv = Dv};
+                                       .n_spans = nh, .scale = 0.125f, .kv_type = LV_KV_F16, .kv_type_v = LV_KV_F16, .Dk = Dk, .Dv = Dv};
                     lv_attn(&one, scratch);
                     CHECK(memcmp(out_1, out_u + h * Dv, sizeof(float) * (size_t)Dv) == 0, "%s D%d rep %d head %d: union != alone",
                           lv_simd_name((lv_simd)level), Dk, rep, h);
-                    lv_attn_ref(q + h * Dk, hspans, nh, qpos, NULL, 0.125f, LV_KV_F16, Dk, Dv, scores, out_r);
+                    lv_attn_ref(q + h * Dk, hspans, nh, qpos, NULL, 0.125f, LV_KV_F16, LV_KV_F16, Dk, Dv, scores, out_r);
                     for (int e = 0; e < Dv; e++)
                         CHECK(fabsf(out_u[h * Dv + e] - out_r[e]) <= 1e-5f, "%s D%d head %d: %g vs reference %g", lv_simd_name((lv_simd)level), Dk, h,
                               out_u[h * Dv + e], out_r[e]);
@@ -403,7 +411,7 @@ TEST(two_level_selection_keeps_each_heads_best_groups_and_equals_exhaustive_when
         pair p; /* p.sparse: statistics per page only, the exhaustive reference */
         REQUIRE(make_pair(&p, pol, N + 64, N + 64, t), "create");
         lv_kv_params kp = {.n_layer = 1, .n_head_kv = 1, .head_dim_k = DK, .head_dim_v = DV, .page_size = PAGE, .n_ctx = N + 64,
-                           .n_seq_max = 1, .n_batch = N + 64, .type = t, .policies = &pol, .stats_group = G};
+                           .n_seq_max = 1, .n_batch = N + 64, .type = t, .type_v = LV_KV_SAME, .policies = &pol, .stats_group = G};
         lv_kv *gk = NULL;
         REQUIRE(lv_kv_create(&kp, &gk) == LV_OK, "create grouped: %s", lv_last_error());
         for (int32_t pos = 0; pos < N; pos += 500) append(&p, &r, 500, pos, k_all, v_all);
@@ -481,7 +489,7 @@ TEST(group_statistics_survive_rollback) {
     enum { N = 2010, M = 200, G = 4 }; /* the step starts mid-group (group 31: slots 1984-2047) */
     lv_kv_head_policy pol = {.kind = LV_MASK_CAUSAL, .stats = true};
     lv_kv_params kp = {.n_layer = 1, .n_head_kv = 1, .head_dim_k = DK, .head_dim_v = DV, .page_size = PAGE, .n_ctx = N + M + 64,
-                       .n_seq_max = 1, .n_batch = N + M, .type = LV_KV_F16, .policies = &pol, .stats_group = G};
+                       .n_seq_max = 1, .n_batch = N + M, .type = LV_KV_F16, .type_v = LV_KV_SAME, .policies = &pol, .stats_group = G};
     lv_kv *a = NULL, *b = NULL;
     REQUIRE(lv_kv_create(&kp, &a) == LV_OK && lv_kv_create(&kp, &b) == LV_OK, "create");
     float *k = malloc(sizeof(float) * (N + M) * DK), *v = malloc(sizeof(float) * (N + M) * DV);
@@ -512,6 +520,71 @@ TEST(group_statistics_survive_rollback) {
         CHECK(n1 == n2 && memcmp(s1, s2, sizeof(int32_t) * (size_t)n1) == 0, "rep %d: the rolled-back keys still steer the selection", rep);
     }
     free(scr);
+    free(k);
+    free(v);
+    lv_kv_free(a);
+    lv_kv_free(b);
+}
+
+/* A q8_0 cache keeps LServe's statistics from the keys before quantization, in f16: rounding to
+ * nearest is monotonic, so they are exactly an f16 cache's statistics of the same keys (whose keys
+ * are rounded first). Hence the same selections as an f16 cache, per page and with groups, also
+ * after a rolled-back step of extreme keys that starts mid-way through a logical page and a group
+ * (the rollback restores the statistics it saved at reserve: a quantized cache could not rebuild
+ * them from its keys). */
+TEST(quantized_cache_statistics_are_those_of_the_unquantized_keys) {
+    lv_test_rng r = {lv_test_seed() ^ 0x58};
+    enum { N = 1210, G = 4 };
+    lv_kv_head_policy pol = {.kind = LV_MASK_CAUSAL, .stats = true};
+    lv_kv *a = NULL, *b = NULL;
+    lv_kv_params kp = {.n_layer = 1, .n_head_kv = 1, .head_dim_k = DK, .head_dim_v = DV, .page_size = PAGE, .n_ctx = N + 64,
+                       .n_seq_max = 1, .n_batch = N + 64, .type = LV_KV_Q8_0, .type_v = LV_KV_SAME, .policies = &pol, .stats_group = G};
+    REQUIRE(lv_kv_create(&kp, &a) == LV_OK, "create q8_0: %s", lv_last_error());
+    kp.type = LV_KV_F16;
+    REQUIRE(lv_kv_create(&kp, &b) == LV_OK, "create f16");
+    float *k = malloc(sizeof(float) * N * DK), *v = malloc(sizeof(float) * N * DV);
+    REQUIRE(k && v, "alloc");
+    for (int i = 0; i < N * DK; i++) k[i] = lv_test_rng_f32(&r) * 3;
+    for (int i = 0; i < N * DV; i++) v[i] = lv_test_rng_f32(&r);
+    const int steps[] = {500, 7, 300, 403};
+    int32_t pos = 0;
+    for (int s = 0; s < 4; s++) {
+        int64_t nn[1] = {steps[s]};
+        int32_t last[1] = {pos + steps[s] - 1};
+        REQUIRE(lv_kv_reserve(a, nn, last) == LV_OK && lv_kv_reserve(b, nn, last) == LV_OK, "reserve");
+        for (int i = 0; i < steps[s]; i++) {
+            lv_kv_write(a, 0, 0, 0, i, k + (size_t)(pos + i) * DK, v + (size_t)(pos + i) * DV, pos + i);
+            lv_kv_write(b, 0, 0, 0, i, k + (size_t)(pos + i) * DK, v + (size_t)(pos + i) * DV, pos + i);
+        }
+        lv_kv_commit(a);
+        lv_kv_commit(b);
+        pos += steps[s];
+        if (s == 1) { /* 507 tokens: mid-way through a logical page and a group */
+            float junk[DK], vj[DV] = {0};
+            for (int d = 0; d < DK; d++) junk[d] = d % 2 ? 60.0f : -60.0f;
+            nn[0] = 40;
+            last[0] = pos + 39;
+            REQUIRE(lv_kv_reserve(a, nn, last) == LV_OK, "reserve junk");
+            for (int i = 0; i < 40; i++) lv_kv_write(a, 0, 0, 0, i, junk, vj, pos + i);
+            lv_kv_rollback(a);
+        }
+    }
+    const size_t sb = lv_kv_select_scratch_bytes(a, 4);
+    void *scratch = malloc(sb);
+    int32_t sa[4 * 128], sbp[4 * 128];
+    REQUIRE(scratch, "alloc");
+    for (int rep = 0; rep < 40; rep++) {
+        float q[4 * DK];
+        for (int i = 0; i < 4 * DK; i++) q[i] = lv_test_rng_f32(&r);
+        const int64_t kp_ = 3 + rep % 9;
+        const int na = lv_kv_select_pages_multi(a, 0, 0, 0, 0, q, DK, 4, rep % 3 == 2, kp_, sa, 128, scratch);
+        const int nb = lv_kv_select_pages_multi(b, 0, 0, 0, 0, q, DK, 4, rep % 3 == 2, kp_, sbp, 128, scratch);
+        CHECK(na == nb, "selection sizes %d vs %d", na, nb);
+        for (int h = 0; h < 4 && na == nb; h++)
+            CHECK(memcmp(sa + h * 128, sbp + h * 128, sizeof(int32_t) * (size_t)na) == 0, "q8_0 and f16 caches select other pages (query %d, k %lld)",
+                  h, (long long)kp_);
+    }
+    free(scratch);
     free(k);
     free(v);
     lv_kv_free(a);

@@ -163,6 +163,11 @@ static float tolerance(const golden *g) {
         t = 3e-2f; /* q8_K activations */
     else t = 1.2e-2f; /* q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl */
     if (!strcmp(g->kv, "f16")) t = LV_MAX_F(t, 1.5e-2f);
+    /* a q8_0 KV cache (llama.cpp's -ctk q8_0 -ctv q8_0, flash attention): keys and values quantized as
+     * llama.cpp quantizes them and the query to q8_0 before the dot, so where activations are exact
+     * (f16 weights) rows agree as without it (3.7e-4); on quantized weights an upstream flip now also
+     * moves a key or query element by a q8_0 step: measured 1.9e-2 (qwen3 q8_0) */
+    if (!strcmp(g->kv, "q8_0") && t >= 1.2e-2f) t = LV_MAX_F(t, 3e-2f);
     /* gemma3's GeGLU looks GELU up by the f16 value of its input (as ggml does): an f32 ulp of
      * difference upstream flips that rounding now and then, a 2^-11 step of one activation, and
      * sqrt(n_embd)-scaled embeddings with post-norms carry it further. Measured: f32 weights 1.1e-4,
@@ -286,7 +291,7 @@ static void check_level(const golden *g, lv_model *model, lv_simd level, const c
         cp.n_ctx = (uint32_t)(g->n_tokens + g->n_gen + 16);
         cp.n_batch = cp.n_ubatch = (uint32_t)chunks[m];
         cp.n_threads = decode_threads(level, chunks[m]);
-        cp.kv_type = !strcmp(g->kv, "f16") ? LV_KV_F16 : LV_KV_F32;
+        if (!lv_kv_type_from_name(g->kv, &cp.kv_type)) cp.kv_type = LV_KV_F32;
         lv_context *ctx = NULL;
         st = lv_context_create(model, cp, &ctx);
         CHECK(st == LV_OK, "%s: context: %s", g->name, lv_last_error());
@@ -317,7 +322,7 @@ static void check_level(const golden *g, lv_model *model, lv_simd level, const c
         lv_context_params cp = lv_context_default_params();
         cp.n_ctx = (uint32_t)(g->gen_prompt + g->n_gen + 16);
         cp.n_threads = decode_threads(level, 1);
-        cp.kv_type = !strcmp(g->kv, "f16") ? LV_KV_F16 : LV_KV_F32;
+        if (!lv_kv_type_from_name(g->kv, &cp.kv_type)) cp.kv_type = LV_KV_F32;
         lv_context *ctx = NULL;
         lv_sampler *smp = NULL;
         lv_sampler_params sp = lv_sampler_default_params();

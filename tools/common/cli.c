@@ -365,3 +365,26 @@ void cli_attention_free(cli_attention *a) {
     lv_head_pattern_free(a->pattern);
     a->pattern = NULL;
 }
+
+int cli_kv_types(const cli_kv *c, lv_kv_type *k, lv_kv_type *v) {
+    const char *names[3] = {c->both, c->k ? c->k : c->both, c->v ? c->v : c->both};
+    const char *flags[3] = {"--kv-type", "--cache-type-k", "--cache-type-v"};
+    lv_kv_type t[3];
+    for (int i = 0; i < 3; i++)
+        if (!lv_kv_type_from_name(names[i], &t[i])) {
+            cli_error("%s: '%s' is not a KV cache type (f32, f16, q8_0)", i == 0 || (i == 1 && c->k) || (i == 2 && c->v) ? flags[i] : flags[0],
+                      names[i]);
+            return -1;
+        }
+    *k = t[1];
+    *v = t[2];
+    return 0;
+}
+
+double cli_kv_elt_bytes(lv_kv_type t) {
+    switch (t) {
+    case LV_KV_F32: return 4;
+    case LV_KV_Q8_0: return 34.0 / 32.0;
+    default: return 2;
+    }
+}

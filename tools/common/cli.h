@@ -119,6 +119,22 @@ int  cli_attention_opts(cli_attention *a, cli_opt *opts);
 int  cli_attention_params(cli_attention *a, lv_attention_params *p);
 void cli_attention_free(cli_attention *a);
 
+/* The KV cache type flags of run, bench, serve, logits, eval: --kv-type T (keys and values), and
+ * llama.cpp's -ctk / --cache-type-k T and -ctv / --cache-type-v T (keys, values; over --kv-type).
+ * T: f32, f16, q8_0. Declare `cli_kv kvo = {.both = "f16"}` (the command's default), put
+ * CLI_KV_OPTS(kvo, "f16") in the option table, then cli_kv_types after parsing. */
+typedef struct cli_kv {
+    const char *both, *k, *v;
+} cli_kv;
+#define CLI_KV_OPTS(c, deflt)                                                                                                    \
+    {NULL, "--kv-type", CLI_STR, &(c).both, "T", "KV cache type of keys and values: f16, q8_0 or f32 (default " deflt ")"},    \
+    {"-ctk", "--cache-type-k", CLI_STR, &(c).k, "T", "KV cache type of the keys (llama.cpp's flag; over --kv-type)"},          \
+    {"-ctv", "--cache-type-v", CLI_STR, &(c).v, "T", "KV cache type of the values (llama.cpp's flag; over --kv-type)"}
+/* The parsed types: 0, or prints the error and returns -1. */
+int cli_kv_types(const cli_kv *c, lv_kv_type *k, lv_kv_type *v);
+/* Bytes per element of a cache type (q8_0: 34 bytes per 32) */
+double cli_kv_elt_bytes(lv_kv_type t);
+
 /* A warning on stderr when n_tokens (what: "-c", "the prompt plus -n", ...) exceed the model's
  * training context: past it a model meets positions it was not trained on (llama.cpp warns too). */
 void cli_warn_ctx_train(const lv_model *model, int64_t n_tokens, const char *what);
