@@ -134,6 +134,7 @@ typedef enum lv_kv_type {
     LV_KV_F32  = 0,
     LV_KV_F16  = 1,
     LV_KV_Q8_0 = 2,  /* 8-bit, 8.5 bits per element */
+    LV_KV_Q4_0 = 3,  /* 4-bit (x = d (q - 8)), 4.5 bits per element */
 } lv_kv_type;
 
 /* "f32", "f16", "q8_0", ... ("?" for an unknown value), and back (false for an unknown name) */

@@ -19,6 +19,11 @@ LV=build/release/longview
 ORACLE=$(scripts/oracle-setup.sh | head -1)
 . .oracle/env
 export LV_ORACLE_LIBDIR OMP_WAIT_POLICY=passive
+# llama.cpp v0.4.0 multiplies K and V (and Q) by a Walsh-Hadamard matrix before a quantized cache
+# stores them when the head size is a multiple of 64 (its attn_rot_k / attn_rot_v); longview stores
+# them as they are (docs/long-context.md), so the oracle runs without that rotation. It changes
+# nothing for f32 and f16 caches.
+export LLAMA_ATTN_ROT_DISABLE=1
 WORK=build/golden-work
 mkdir -p "$WORK" tests/golden
 
@@ -63,9 +68,13 @@ CASES=(
   "qwen35-f32|qwen35|128 4 4 2 384|vocab/ggml-vocab-gpt-2.gguf|f32|51|--head-dim 64 --ssm-state 32 --ssm-heads 2,4|f32|off"
   "qwen35-q8_0-kvf16|qwen35|128 4 4 2 384|vocab/ggml-vocab-gpt-2.gguf|q8_0|52|--tied --head-dim 64 --ssm-state 32 --ssm-heads 2,2|f16|auto"
   "qwen35-q4_k_m|qwen35|256 8 4 2 768|vocab/ggml-vocab-gpt-2.gguf|q4_k_m|53|--tied --head-dim 64 --ssm-state 64 --ssm-heads 2,4|f32|off"
-  # quantized KV pages (-ctk / -ctv): llama.cpp needs flash attention for a quantized V cache
+  # quantized KV pages (-ctk / -ctv): llama.cpp needs flash attention for a quantized V cache, and
+  # runs with LLAMA_ATTN_ROT_DISABLE=1 (below): head sizes of 32 and of 64 (two blocks per head)
   "llama-f16-kvq8_0|llama|128 2 4 2 384|vocab/ggml-vocab-llama-spm.gguf|f16|23||q8_0|on"
+  "qwen3-f16-kvq8_0|qwen3|128 2 4 2 384|vocab/ggml-vocab-gpt-2.gguf|f16|27|--tied --head-dim 64|q8_0|on"
   "qwen3-q8_0-kvq8_0|qwen3|128 2 4 2 384|vocab/ggml-vocab-gpt-2.gguf|q8_0|24|--tied --head-dim 64|q8_0|on"
+  "llama-f16-kvq4_0|llama|128 2 4 2 384|vocab/ggml-vocab-llama-spm.gguf|f16|25||q4_0|on"
+  "qwen3-f16-kvq4_0|qwen3|128 2 4 2 384|vocab/ggml-vocab-gpt-2.gguf|f16|28|--tied --head-dim 64|q4_0|on"
 )
 
 for c in "${CASES[@]}"; do

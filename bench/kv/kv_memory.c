@@ -8,7 +8,8 @@
  *   in use    the pages the cache's pools have handed out (its own accounting);
  *   peak RSS  growth of the process's resident memory over the fill (the OS's count: the cache's
  *             storage is one lazily committed mapping, so untouched capacity costs nothing).
- * Build: make bench-kv; run: build/release/kv_memory [N ...]   (default 32768 131072)
+ * Build: make bench-kv; run: build/release/kv_memory [-t f16|q8_0|q4_0] [N ...]   (default f16, 32768 131072);
+ * -t is the cache type of keys and values (q8_0: 34 bytes per 32 elements, q4_0: 18).
  */
 #include "kv/kv.h"
 
@@ -37,15 +38,23 @@ int main(int argc, char **argv) {
         {"llama3.2-1b", 16, 8, 64},
     };
     int64_t lens[8] = {32768, 131072};
-    int n_lens = 2;
-    if (argc > 1) {
+    int n_lens = 2, a0 = 1;
+    lv_kv_type kvt = LV_KV_F16;
+    if (argc > 2 && !strcmp(argv[1], "-t")) {
+        if (!lv_kv_type_from_name(argv[2], &kvt)) {
+            fprintf(stderr, "kv_memory: -t %s: not a cache type\n", argv[2]);
+            return 2;
+        }
+        a0 = 3;
+    }
+    if (argc > a0) {
         n_lens = 0;
-        for (int i = 1; i < argc && n_lens < 8; i++) lens[n_lens++] = atoll(argv[i]);
+        for (int i = a0; i < argc && n_lens < 8; i++) lens[n_lens++] = atoll(argv[i]);
     }
     const int64_t P = 64, n_batch = 512, sink = 64, window = 256;
     float *k = calloc((size_t)64, sizeof(float)), *v = calloc((size_t)64, sizeof(float));
-    printf("| model | tokens | mode | formula MiB | in use MiB | peak RSS growth MiB | dense / mode |\n");
-    printf("| --- | ---: | --- | ---: | ---: | ---: | ---: |\n");
+    printf("| model | kv | tokens | mode | formula MiB | in use MiB | peak RSS growth MiB | dense / mode |\n");
+    printf("| --- | --- | ---: | --- | ---: | ---: | ---: | ---: |\n");
     for (size_t si = 0; si < sizeof(shapes) / sizeof(shapes[0]); si++) {
         const shape *sh = &shapes[si];
         const int64_t n_pools = sh->n_layer * sh->n_head_kv;
@@ -66,10 +75,10 @@ int main(int argc, char **argv) {
                         p->window = (int32_t)window;
                         p->stats = !streaming && mode == MODE_DUO_LSERVE;
                         const int64_t pages = streaming ? (sink + P - 1) / P + (window + P - 1) / P + 1 : (N + P - 1) / P;
-                        formula += (double)pages * (double)(P * (2 * sh->head_dim * 2 + 4) + (p->stats ? (P / 16 + 1) * 2 * sh->head_dim * 2 : 0));
+                        formula += (double)pages * ((double)P * (2 * (double)lv_kv_row_bytes(kvt, sh->head_dim) + 4) + (p->stats ? (P / 16 + 1) * 2 * sh->head_dim * 2 : 0));
                     }
                 lv_kv_params kp = {.n_layer = sh->n_layer, .n_head_kv = sh->n_head_kv, .head_dim_k = sh->head_dim, .head_dim_v = sh->head_dim,
-                                   .page_size = P, .n_ctx = N, .n_seq_max = 1, .n_batch = n_batch, .type = LV_KV_F16, .type_v = LV_KV_SAME, .policies = pol};
+                                   .page_size = P, .n_ctx = N, .n_seq_max = 1, .n_batch = n_batch, .type = kvt, .type_v = LV_KV_SAME, .policies = pol};
                 const int64_t rss0 = rss_bytes();
                 lv_kv *kv = NULL;
                 if (lv_kv_create(&kp, &kv) != LV_OK) {
@@ -96,7 +105,7 @@ int main(int argc, char **argv) {
                 }
                 const double mib = 1.0 / (1 << 20), in_use = (double)lv_kv_pages_in_use_bytes_(kv) * mib;
                 if (mode == MODE_DENSE) dense_mib = in_use;
-                printf("| %s | %lld | %s | %.1f | %.1f | %.1f | %.1fx |\n", sh->name, (long long)N, mode_name[mode], formula * mib, in_use,
+                printf("| %s | %s | %lld | %s | %.1f | %.1f | %.1f | %.1fx |\n", sh->name, lv_kv_type_name(kvt), (long long)N, mode_name[mode], formula * mib, in_use,
                        (double)peak * mib, dense_mib / in_use);
                 fflush(stdout);
                 lv_kv_free(kv);

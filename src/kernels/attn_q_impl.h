@@ -1,6 +1,6 @@
 /*
- * attn_q_impl.h: attention over quantized KV pages (LV_KV_Q8_0 keys or values, or keys and values
- * of different types), written once and compiled per SIMD level (attn_scalar.c, attn_avx2.c,
+ * attn_q_impl.h: attention over quantized KV pages (LV_KV_Q8_0 or LV_KV_Q4_0 keys or values, or
+ * keys and values of different types), written once and compiled per SIMD level (attn_scalar.c, attn_avx2.c,
  * attn_avx512.c include it with ATTNQ_FN defined; the AVX2 / AVX-512 inner loops are chosen by the
  * compiler's target macros). Its reference is lv_attn_ref; tests/kernels/test_kernels.c compares
  * every level with it on fresh random inputs.
@@ -10,7 +10,8 @@
  *  - Quantized keys: the query row is quantized to q8_0 once per job (round half to even, as
  *    llama.cpp's x86 build quantizes it for ggml_vec_dot_q8_0_q8_0), and a score is, per block of
  *    32 dimensions, an exact integer dot product of the two blocks' quants scaled by the product
- *    of their scales: s = sum_b (d_q,b d_k,b) isum_b. AVX2 computes 8 keys at a time
+ *    of their scales: s = sum_b (d_q,b d_k,b) isum_b (q4_0 keys: their nibbles minus 8, widened to
+ *    bytes in registers, as ggml_vec_dot_q4_0_q8_0 does). AVX2 computes 8 keys at a time
  *    (vpsignb + vpmaddubsw + vpmaddwd per key and block, a vphaddd tree puts the 8 keys' sums in
  *    one vector, 8 scales are one f16 load); a group past the block's last key is copied into a
  *    zero-padded buffer first, so every key's score is the same instructions wherever it lands.
@@ -38,9 +39,32 @@
 #define AQ_KB 64 /* keys per block */
 #define AQ_KG 8  /* keys per score group */
 
-/* The scores of 8 keys (quantized; key t's quants at kq + t * rowq, its block-b scale at
+#if defined(__AVX2__)
+/* the 32 quants of block b of a row as signed bytes: q8_0's as they are, q4_0's nibbles minus 8
+ * (low nibbles are elements 0-15, high nibbles 16-31, as ggml's bytes_from_nibbles_32) */
+static inline __m256i aq_block_avx2(lv_kv_type t, const int8_t *row, int b) {
+    if (t == LV_KV_Q4_0) {
+        const __m128i x = _mm_loadu_si128((const __m128i *)(row + 16 * b));
+        const __m256i n = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(x, 4), x), _mm256_set1_epi8(15));
+        return _mm256_sub_epi8(n, _mm256_set1_epi8(8));
+    }
+    return _mm256_loadu_si256((const __m256i *)(row + 32 * b));
+}
+#endif
+
+/* element i of block b of a quantized row, as a signed integer */
+static inline int aq_q(lv_kv_type t, const int8_t *row, int b, int i) {
+    if (t == LV_KV_Q4_0) {
+        const uint8_t x = (uint8_t)row[16 * b + (i & 15)];
+        return (i < 16 ? x & 15 : x >> 4) - 8;
+    }
+    return row[32 * b + i];
+}
+
+/* The scores of 8 keys (quantized, type t; key t's quants at kq + t * rowq, its block-b scale at
  * ks[b * ld + t]) against one q8_0 query row (qq: Dk quants, dq: its nb block scales). */
-static inline void aq_dot8(const int8_t *kq, int64_t rowq, const uint16_t *ks, int64_t ld, const int8_t *qq, const float *dq, int nb, float *out) {
+static inline __attribute__((always_inline)) void aq_dot8(lv_kv_type kt, const int8_t *kq, int64_t rowq, const uint16_t *ks, int64_t ld,
+                                                          const int8_t *qq, const float *dq, int nb, float *out) {
 #if defined(__AVX2__)
     const __m256i ones = _mm256_set1_epi16(1);
     __m256 acc = _mm256_setzero_ps();
@@ -49,7 +73,7 @@ static inline void aq_dot8(const int8_t *kq, int64_t rowq, const uint16_t *ks, i
         const __m256i aq = _mm256_sign_epi8(qv, qv);
         __m256i s[AQ_KG];
         for (int t = 0; t < AQ_KG; t++) {
-            const __m256i kv = _mm256_loadu_si256((const __m256i *)(kq + t * rowq + 32 * b));
+            const __m256i kv = aq_block_avx2(kt, kq + t * rowq, b);
             s[t] = _mm256_madd_epi16(_mm256_maddubs_epi16(aq, _mm256_sign_epi8(kv, qv)), ones);
         }
         /* the 8 keys' sums in key order: pairwise adds, then the two 128-bit halves */
@@ -65,9 +89,9 @@ static inline void aq_dot8(const int8_t *kq, int64_t rowq, const uint16_t *ks, i
     for (int t = 0; t < AQ_KG; t++) {
         float s = 0.0f;
         for (int b = 0; b < nb; b++) {
-            const int8_t *k = kq + t * rowq + 32 * b, *x = qq + 32 * b;
+            const int8_t *x = qq + 32 * b;
             int isum = 0;
-            for (int i = 0; i < 32; i++) isum += (int)x[i] * (int)k[i];
+            for (int i = 0; i < 32; i++) isum += (int)x[i] * aq_q(kt, kq + t * rowq, b, i);
             const float d = lv_fp16_to_fp32(ks[b * ld + t]) * dq[b];
             s += d * (float)isum;
         }
@@ -97,7 +121,11 @@ static inline void aq_scores(lv_kv_type kt, const lv_attn_span *sp, int j0, int 
     const int64_t rowq = lv_kv_qrow_bytes(kt, Dk);
     const int8_t *kq = (const int8_t *)sp->k;
     int j = 0;
-    for (; j + AQ_KG <= nk; j += AQ_KG) aq_dot8(kq + (j0 + j) * rowq, rowq, sp->ks + j0 + j, sp->ldk, qq, dq, nb, sr + j);
+    /* the key type a constant inside each loop */
+    if (kt == LV_KV_Q4_0)
+        for (; j + AQ_KG <= nk; j += AQ_KG) aq_dot8(LV_KV_Q4_0, kq + (j0 + j) * rowq, rowq, sp->ks + j0 + j, sp->ldk, qq, dq, nb, sr + j);
+    else
+        for (; j + AQ_KG <= nk; j += AQ_KG) aq_dot8(LV_KV_Q8_0, kq + (j0 + j) * rowq, rowq, sp->ks + j0 + j, sp->ldk, qq, dq, nb, sr + j);
     if (j < nk) { /* the last keys, zero-padded to a group: the same instructions as a whole group */
         int8_t kbuf[AQ_KG * 1024];
         uint16_t sbuf[AQ_KG * (1024 / LV_KV_QBLOCK)];
@@ -107,7 +135,7 @@ static inline void aq_scores(lv_kv_type kt, const lv_attn_span *sp, int j0, int 
         memset(sbuf, 0, sizeof(uint16_t) * (size_t)(AQ_KG * nb));
         memcpy(kbuf, kq + (j0 + j) * rowq, (size_t)(left * rowq));
         for (int b = 0; b < nb; b++) memcpy(sbuf + b * AQ_KG, sp->ks + (size_t)b * (size_t)sp->ldk + j0 + j, (size_t)left * sizeof(uint16_t));
-        aq_dot8(kbuf, rowq, sbuf, AQ_KG, qq, dq, nb, tmp);
+        aq_dot8(kt, kbuf, rowq, sbuf, AQ_KG, qq, dq, nb, tmp);
         memcpy(sr + j, tmp, (size_t)left * sizeof(float));
     }
 }
@@ -143,11 +171,12 @@ static inline void aq_pv(lv_kv_type vt, const lv_attn_span *sp, int j0, int nk, 
         for (int j = 0; j < nk; j++) {
             const float pj = p[j];
             if (pj == 0.0f) continue;
-            const int8_t *row = vq + (j0 + j) * rowq + c0;
+            const int8_t *row = vq + (j0 + j) * rowq;
             for (int bb = 0; bb < nbk; bb++) {
                 const __m512 pd = _mm512_set1_ps(pj * lv_fp16_to_fp32(vs[(size_t)(c0 / 32 + bb) * ld + (size_t)(j0 + j)]));
+                const __m256i blk = aq_block_avx2(vt, row, c0 / 32 + bb);
                 for (int g = 0; g < 2; g++) {
-                    const __m512 x = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(row + 32 * bb + 16 * g))));
+                    const __m512 x = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(g ? _mm256_extracti128_si256(blk, 1) : _mm256_castsi256_si128(blk)));
                     acc[2 * bb + g] = _mm512_fmadd_ps(pd, x, acc[2 * bb + g]);
                 }
             }
@@ -160,11 +189,14 @@ static inline void aq_pv(lv_kv_type vt, const lv_attn_span *sp, int j0, int nk, 
         for (int j = 0; j < nk; j++) {
             const float pj = p[j];
             if (pj == 0.0f) continue;
-            const int8_t *row = vq + (j0 + j) * rowq + c0;
+            const int8_t *row = vq + (j0 + j) * rowq;
             for (int bb = 0; bb < nbk; bb++) {
                 const __m256 pd = _mm256_set1_ps(pj * lv_fp16_to_fp32(vs[(size_t)(c0 / 32 + bb) * ld + (size_t)(j0 + j)]));
+                const __m256i blk = aq_block_avx2(vt, row, c0 / 32 + bb);
+                const __m128i lo = _mm256_castsi256_si128(blk), hi = _mm256_extracti128_si256(blk, 1);
+                const __m128i part[4] = {lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)};
                 for (int g = 0; g < 4; g++) {
-                    const __m256 x = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(row + 32 * bb + 8 * g))));
+                    const __m256 x = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(part[g]));
                     acc[4 * bb + g] = _mm256_fmadd_ps(pd, x, acc[4 * bb + g]);
                 }
             }
@@ -179,7 +211,7 @@ static inline void aq_pv(lv_kv_type vt, const lv_attn_span *sp, int j0, int nk, 
             for (int bb = 0; bb < nbk; bb++) {
                 const int b = c0 / 32 + bb;
                 const float pd = pj * lv_fp16_to_fp32(vs[(size_t)b * ld + (size_t)(j0 + j)]);
-                for (int i = 0; i < 32; i++) o[32 * b + i] += pd * (float)row[32 * b + i];
+                for (int i = 0; i < 32; i++) o[32 * b + i] += pd * (float)aq_q(vt, row, b, i);
             }
         }
 #endif

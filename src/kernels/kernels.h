@@ -161,15 +161,16 @@ typedef struct lv_attn_span {
 /* bytes of one cached element (f32, f16) */
 static inline size_t lv_kv_elt_size(lv_kv_type t) { return t == LV_KV_F32 ? 4 : 2; }
 
-/* ---- quantized KV pages (LV_KV_Q8_0) ----
- * ggml's q8_0 blocks of 32 elements along the head dimension, each with an f16 scale d: x = d q. A
- * page keeps its tokens' quants row by row (token j: D / 32 blocks of 32 bytes, in order) and the
- * scales block by block (block b of every slot of the page, in slot order), so that 8 keys' scales
- * of one block are one vector load. */
+/* ---- quantized KV pages (LV_KV_Q8_0, LV_KV_Q4_0) ----
+ * ggml's q8_0 / q4_0 blocks of 32 elements along the head dimension, each with an f16 scale d:
+ * x = d q (q8_0, 32 bytes of int8 q) or x = d (q - 8) (q4_0, 16 bytes: element i in the low nibble of
+ * byte i, element 16 + i in its high nibble). A page keeps its tokens' quants row by row (token j:
+ * D / 32 blocks, in order) and the scales block by block (block b of every slot of the page, in
+ * slot order), so that 8 keys' scales of one block are one vector load. */
 #define LV_KV_QBLOCK 32
-static inline bool lv_kv_quantized(lv_kv_type t) { return t == LV_KV_Q8_0; }
+static inline bool lv_kv_quantized(lv_kv_type t) { return t == LV_KV_Q8_0 || t == LV_KV_Q4_0; }
 /* bytes of the quants of one token's D elements (without the scales) */
-static inline int64_t lv_kv_qrow_bytes(lv_kv_type t, int64_t D) { return D; }
+static inline int64_t lv_kv_qrow_bytes(lv_kv_type t, int64_t D) { return t == LV_KV_Q4_0 ? D / 2 : D; }
 /* bytes of one token's D elements in a page, scales included */
 static inline int64_t lv_kv_row_bytes(lv_kv_type t, int64_t D) {
     return lv_kv_quantized(t) ? lv_kv_qrow_bytes(t, D) + D / LV_KV_QBLOCK * 2 : D * (int64_t)lv_kv_elt_size(t);
@@ -177,6 +178,10 @@ static inline int64_t lv_kv_row_bytes(lv_kv_type t, int64_t D) {
 /* element d of token j of a quantized row set (quants q, scales s with stride ld) */
 static inline float lv_kv_qelt(lv_kv_type t, const void *q, const uint16_t *s, int32_t ld, int64_t j, int64_t d, int64_t D) {
     const float sc = lv_fp16_to_fp32(s[(d / LV_KV_QBLOCK) * ld + j]);
+    if (t == LV_KV_Q4_0) {
+        const uint8_t b = ((const uint8_t *)q)[j * (D / 2) + d / LV_KV_QBLOCK * 16 + d % 16];
+        return sc * (float)((d % LV_KV_QBLOCK < 16 ? b & 15 : b >> 4) - 8);
+    }
     return sc * (float)((const int8_t *)q)[j * D + d];
 }
 

@@ -558,7 +558,8 @@ static void stats_add(const lv_kv *kv, const kv_pool *pl, const kv_stream *st, i
 
 /* the key of a stored slot as bounds [lo, hi] of the key the statistics saw: the stored key itself
  * for a float cache; for a quantized one the dequantized key widened by one quantization step
- * (q8_0 rounds to within 0.57 of a step, the f16 rounding of the statistic adds at most 0.07) */
+ * (q8_0 rounds to within 0.57 of a step, the f16 rounding of the statistic adds at most 0.07), by
+ * 1.25 steps for q4_0 (within a step: the +8 end is clamped to 7) */
 static void key_bounds(const lv_kv *kv, const kv_pool *pl, const kv_stream *st, int64_t slot, float *lo, float *hi) {
     const int64_t P = kv->p.page_size, Dk = kv->p.head_dim_k, j = slot % P;
     const uint8_t *page = pl->k + (int64_t)st->pages[slot / P] * P * kv->krow;
@@ -568,7 +569,7 @@ static void key_bounds(const lv_kv *kv, const kv_pool *pl, const kv_stream *st, 
         const uint16_t *sc = (const uint16_t *)(page + P * qrow);
         for (int64_t d = 0; d < Dk; d++) {
             const float x = lv_kv_qelt(t, page, sc, (int32_t)P, j, d, Dk);
-            const float step = fabsf(lv_fp16_to_fp32(sc[(d / LV_KV_QBLOCK) * P + j]));
+            const float step = fabsf(lv_fp16_to_fp32(sc[(d / LV_KV_QBLOCK) * P + j])) * (t == LV_KV_Q4_0 ? 1.25f : 1.0f);
             lo[d] = x - step;
             hi[d] = x + step;
         }
@@ -602,8 +603,18 @@ static void restat(const lv_kv *kv, const kv_pool *pl, const kv_stream *st) {
     }
 }
 
-/* the row of D floats x as quantized blocks (type t) at quants q (the row's) and scales s (block b at s[b * P]) */
+/* the row of D floats x as quantized blocks (type t) at quants q (the row's) and scales s (block b at
+ * s[b * P]), rounded as llama.cpp writes its cache: q8_0 as its x86 from_float, q4_0 as ggml's reference */
 static void quantize_row(lv_kv_type t, const float *x, int64_t D, int8_t *q, uint16_t *s, int64_t P) {
+    if (t == LV_KV_Q4_0) {
+        lv_block_q4_0 b4[1024 / LV_QK4_0];
+        lv_quantize_q4_0_ref(x, b4, D);
+        for (int64_t b = 0; b < D / LV_QK4_0; b++) {
+            memcpy(q + b * 16, b4[b].qs, 16);
+            s[b * P] = b4[b].d;
+        }
+        return;
+    }
     lv_block_q8_0 blk[1024 / LV_QK8_0];
     lv_qtype_ops_get(LV_TYPE_Q8_0, lv_simd_active())->from_float(x, blk, D); /* lv_quantize_q8_0_act, bit for bit */
     for (int64_t b = 0; b < D / LV_QK8_0; b++) {
@@ -907,12 +918,13 @@ const char *lv_kv_type_name(lv_kv_type t) {
     case LV_KV_F32: return "f32";
     case LV_KV_F16: return "f16";
     case LV_KV_Q8_0: return "q8_0";
+    case LV_KV_Q4_0: return "q4_0";
     default: return "?";
     }
 }
 
 bool lv_kv_type_from_name(const char *name, lv_kv_type *out) {
-    static const lv_kv_type all[] = {LV_KV_F32, LV_KV_F16, LV_KV_Q8_0};
+    static const lv_kv_type all[] = {LV_KV_F32, LV_KV_F16, LV_KV_Q8_0, LV_KV_Q4_0};
     for (size_t i = 0; name && i < sizeof(all) / sizeof(all[0]); i++)
         if (strcmp(name, lv_kv_type_name(all[i])) == 0) {
             *out = all[i];

@@ -67,7 +67,7 @@ typedef struct lv_kv_params {
     int64_t n_ctx;      /* tokens of all sequences together (the logical length) */
     int64_t n_seq_max;
     int64_t n_batch;    /* at most this many tokens are appended to one sequence in one step */
-    lv_kv_type type;    /* the keys' element type (f32, f16, q8_0) */
+    lv_kv_type type;    /* the keys' element type (f32, f16, q8_0, q4_0) */
     lv_kv_type type_v;  /* the values' (LV_KV_SAME: type) */
     const lv_kv_head_policy *policies; /* (n_layer * n_head_kv), copied; NULL: every head FULL */
     int64_t stats_group; /* > 0: streams with key statistics also keep them per group of this many pages (two-level selection) */

@@ -40,3 +40,6 @@ expect_ok "run duo + lserve on q8_0 pages" "$LV" run -m "$M2" -p "hello there, g
 expect_ok "bench q8_0 synthetic depth" "$LV" bench -m "$M2" -p 0 -n 4 -d 3000 -r 1 --no-limits --fill synthetic --kv-type q8_0 -o json
 grep -q '"type_k": *"q8_0"' "$T/out" && grep -q '"type_v": *"q8_0"' "$T/out" || fail "bench reports the cache types: $(cat "$T/out")"
 expect_ok "logits q8_0 keys" "$LV" logits -m "$M2" -p "abc" -ctk q8_0 -o "$T/lq.f32"
+expect_ok "info q4_0 cache" "$LV" info -m "$M2" -ctk q4_0 -ctv q4_0
+grep -q "KV bytes per token (q4_0 keys, q4_0 values): dense 216;" "$T/out" || fail "q4_0 bytes: $(grep "KV bytes" "$T/out")"
+expect_ok "run q4_0 pages" "$LV" run -m "$M2" -p "hello" -n 4 --temp 0 --kv-type q4_0

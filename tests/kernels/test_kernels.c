@@ -574,15 +574,24 @@ TEST(gated_delta_net_step_matches_the_definition_and_avx2_the_reference) {
     }
 }
 
-/* Quantized KV pages (attn_q_impl.h): every SIMD level against lv_attn_ref (double dot products over
+/* Quantized KV pages (attn_q_impl.h, q8_0 and q4_0): every SIMD level against lv_attn_ref (double dot products over
  * the dequantized keys and values, the query rounded as the key type takes it) and against the
  * scalar level, on fresh random keys, values and queries; keys and values quantized or float in
  * every mix (-ctk / -ctv); spans shorter and longer than a block, causal and Lambda masks, random
  * per-head span choices. Each row also computed alone (n_tok 1, one head) must equal its row of
  * the big job bit for bit: what makes prefill equal token-by-token decode on quantized pages. */
-static void quantize_rows(const float *x, int n, int D, int ld, int8_t *q, uint16_t *s) {
+static void quantize_rows(lv_kv_type t, const float *x, int n, int D, int ld, int8_t *q, uint16_t *s) {
     lv_block_q8_0 b[1024 / LV_QK8_0];
+    lv_block_q4_0 b4[1024 / LV_QK4_0];
     for (int j = 0; j < n; j++) {
+        if (t == LV_KV_Q4_0) {
+            lv_quantize_q4_0_ref(x + (size_t)j * D, b4, D);
+            for (int i = 0; i < D / LV_QK4_0; i++) {
+                memcpy(q + (size_t)j * D / 2 + 16 * i, b4[i].qs, 16);
+                s[(size_t)i * ld + j] = b4[i].d;
+            }
+            continue;
+        }
         lv_quantize_q8_0_act(x + (size_t)j * D, b, D);
         for (int i = 0; i < D / LV_QK8_0; i++) {
             memcpy(q + (size_t)j * D + LV_QK8_0 * i, b[i].qs, LV_QK8_0);
@@ -595,8 +604,8 @@ TEST(quantized_attention_equals_reference_at_every_level) {
     lv_test_rng r = {lv_test_seed() ^ 0x9a8};
     enum { N = 300, MAXD = 128, NT = 4, NH = 3, NS = 6 };
     const int dims[][2] = {{64, 64}, {128, 96}, {32, 32}};
-    const lv_kv_type types[][2] = {{LV_KV_Q8_0, LV_KV_Q8_0}, {LV_KV_Q8_0, LV_KV_F16}, {LV_KV_F16, LV_KV_Q8_0}, {LV_KV_Q8_0, LV_KV_F32},
-                                   {LV_KV_F32, LV_KV_Q8_0}, {LV_KV_F16, LV_KV_F32}};
+    const lv_kv_type types[][2] = {{LV_KV_Q8_0, LV_KV_Q8_0}, {LV_KV_Q4_0, LV_KV_Q4_0}, {LV_KV_Q8_0, LV_KV_F16}, {LV_KV_F16, LV_KV_Q4_0},
+                                   {LV_KV_Q4_0, LV_KV_F32}, {LV_KV_F32, LV_KV_Q8_0}, {LV_KV_Q8_0, LV_KV_Q4_0}, {LV_KV_F16, LV_KV_F32}};
     float *k = malloc(sizeof(float) * N * MAXD), *v = malloc(sizeof(float) * N * MAXD), *kt = malloc(sizeof(float) * N * MAXD);
     uint16_t *kh = malloc(2 * N * MAXD), *kht = malloc(2 * N * MAXD), *vh = malloc(2 * N * MAXD);
     int8_t *kq = malloc(N * MAXD), *vq = malloc(N * MAXD);
@@ -608,17 +617,17 @@ TEST(quantized_attention_equals_reference_at_every_level) {
     REQUIRE(k && v && kt && kh && kht && vh && kq && vq && ks && vs && scratch, "alloc");
     const lv_simd saved = lv_simd_active();
     double worst = 0, worst_lvl = 0;
-    for (int rep = 0; rep < (lv_test_quick() ? 3 : 12); rep++) {
+    for (int rep = 0; rep < (lv_test_quick() ? 8 : 24); rep++) {
         const int Dk = dims[rep % 3][0], Dv = dims[rep % 3][1];
-        const lv_kv_type kt_ = types[rep % 6][0], vt_ = types[rep % 6][1];
+        const lv_kv_type kt_ = types[rep % 8][0], vt_ = types[rep % 8][1];
         for (int j = 0; j < N; j++) pos[j] = j * 2 + (int32_t)(lv_test_rng_u64(&r) % 2);
         for (int i = 0; i < N * Dk; i++) kh[i] = lv_fp32_to_fp16(k[i] = lv_test_rng_f32(&r) * 2);
         for (int i = 0; i < N * Dv; i++) vh[i] = lv_fp32_to_fp16(v[i] = lv_test_rng_f32(&r));
         for (int i = 0; i < NT * NH * Dk; i++) q[i] = lv_test_rng_f32(&r) * 2;
         lv_test_transpose(k, kt, N, Dk, sizeof(float));
         lv_test_transpose(kh, kht, N, Dk, sizeof(uint16_t));
-        quantize_rows(k, N, Dk, N, kq, ks);
-        quantize_rows(v, N, Dv, N, vq, vs);
+        quantize_rows(kt_, k, N, Dk, N, kq, ks);
+        quantize_rows(vt_, v, N, Dv, N, vq, vs);
         qpos[0] = -1;
         for (int t = 1; t < NT; t++) qpos[t] = (int32_t)(lv_test_rng_u64(&r) % (2 * N + 2));
         const int cuts[NS + 1] = {0, 7, 64, 100, 165, 230, N};
@@ -626,11 +635,12 @@ TEST(quantized_attention_equals_reference_at_every_level) {
         for (int s = 0; s < NS; s++) {
             const int c = cuts[s];
             sp[s] = (lv_attn_span){.pos = pos + c, .n = cuts[s + 1] - c, .ldk = N};
-            sp[s].k = kt_ == LV_KV_Q8_0 ? (const void *)(kq + (size_t)c * Dk) : kt_ == LV_KV_F16 ? (const void *)(kht + c) : (const void *)(kt + c);
-            sp[s].ks = kt_ == LV_KV_Q8_0 ? ks + c : NULL;
-            sp[s].v = vt_ == LV_KV_Q8_0 ? (const void *)(vq + (size_t)c * Dv) : vt_ == LV_KV_F16 ? (const void *)(vh + (size_t)c * Dv)
-                                                                                                : (const void *)(v + (size_t)c * Dv);
-            sp[s].vs = vt_ == LV_KV_Q8_0 ? vs + c : NULL;
+            const bool qk = lv_kv_quantized(kt_), qv = lv_kv_quantized(vt_);
+            sp[s].k = qk ? (const void *)(kq + (size_t)c * (size_t)lv_kv_qrow_bytes(kt_, Dk)) : kt_ == LV_KV_F16 ? (const void *)(kht + c) : (const void *)(kt + c);
+            sp[s].ks = qk ? ks + c : NULL;
+            sp[s].v = qv ? (const void *)(vq + (size_t)c * (size_t)lv_kv_qrow_bytes(vt_, Dv))
+                         : vt_ == LV_KV_F16 ? (const void *)(vh + (size_t)c * Dv) : (const void *)(v + (size_t)c * Dv);
+            sp[s].vs = qv ? vs + c : NULL;
             heads[s] = rep % 2 ? (uint32_t)(lv_test_rng_u64(&r) % 8) | 1u : UINT32_MAX;
         }
         lv_attn_mask mask = {.kind = LV_MASK_CAUSAL};

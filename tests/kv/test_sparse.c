@@ -94,9 +94,9 @@ static void run_policy(lv_kv_head_policy pol, const char *name, int64_t max_stor
     const int64_t N = lv_test_quick() ? 600 : 1500;
     float *k_all = malloc(sizeof(float) * (size_t)N * DK), *v_all = malloc(sizeof(float) * (size_t)N * DV);
     const int chunks[] = {1, 37, 64, 5, 100, 16, 1, 1, 3, 200}; /* prefill pieces, then decode-like steps */
-    /* f32, f16, q8_0 caches, and q8_0 keys with f16 values (-ctk q8_0 -ctv f16) */
-    const lv_kv_type types[][2] = {{LV_KV_F32, LV_KV_F32}, {LV_KV_F16, LV_KV_F16}, {LV_KV_Q8_0, LV_KV_Q8_0}, {LV_KV_Q8_0, LV_KV_F16}};
-    for (int t = 0; t < 4; t++) {
+    /* f32, f16, q8_0, q4_0 caches, and q8_0 keys with f16 values (-ctk q8_0 -ctv f16) */
+    const lv_kv_type types[][2] = {{LV_KV_F32, LV_KV_F32}, {LV_KV_F16, LV_KV_F16}, {LV_KV_Q8_0, LV_KV_Q8_0}, {LV_KV_Q4_0, LV_KV_Q4_0}, {LV_KV_Q8_0, LV_KV_F16}};
+    for (int t = 0; t < 5; t++) {
         const lv_kv_type kt = types[t][0], vt = types[t][1];
         char tname[32];
         snprintf(tname, sizeof(tname), "%s%s%s", lv_kv_type_name(kt), kt == vt ? "" : "/", kt == vt ? "" : lv_kv_type_name(vt));
@@ -526,20 +526,20 @@ TEST(group_statistics_survive_rollback) {
     lv_kv_free(b);
 }
 
-/* A q8_0 cache keeps LServe's statistics from the keys before quantization, in f16: rounding to
+/* A q8_0 or q4_0 cache keeps LServe's statistics from the keys before quantization, in f16: rounding to
  * nearest is monotonic, so they are exactly an f16 cache's statistics of the same keys (whose keys
  * are rounded first). Hence the same selections as an f16 cache, per page and with groups, also
  * after a rolled-back step of extreme keys that starts mid-way through a logical page and a group
  * (the rollback restores the statistics it saved at reserve: a quantized cache could not rebuild
  * them from its keys). */
-TEST(quantized_cache_statistics_are_those_of_the_unquantized_keys) {
+static void quantized_statistics(lv_kv_type qt) {
     lv_test_rng r = {lv_test_seed() ^ 0x58};
     enum { N = 1210, G = 4 };
     lv_kv_head_policy pol = {.kind = LV_MASK_CAUSAL, .stats = true};
     lv_kv *a = NULL, *b = NULL;
     lv_kv_params kp = {.n_layer = 1, .n_head_kv = 1, .head_dim_k = DK, .head_dim_v = DV, .page_size = PAGE, .n_ctx = N + 64,
-                       .n_seq_max = 1, .n_batch = N + 64, .type = LV_KV_Q8_0, .type_v = LV_KV_SAME, .policies = &pol, .stats_group = G};
-    REQUIRE(lv_kv_create(&kp, &a) == LV_OK, "create q8_0: %s", lv_last_error());
+                       .n_seq_max = 1, .n_batch = N + 64, .type = qt, .type_v = LV_KV_SAME, .policies = &pol, .stats_group = G};
+    REQUIRE(lv_kv_create(&kp, &a) == LV_OK, "create %s: %s", lv_kv_type_name(qt), lv_last_error());
     kp.type = LV_KV_F16;
     REQUIRE(lv_kv_create(&kp, &b) == LV_OK, "create f16");
     float *k = malloc(sizeof(float) * N * DK), *v = malloc(sizeof(float) * N * DV);
@@ -581,12 +581,17 @@ TEST(quantized_cache_statistics_are_those_of_the_unquantized_keys) {
         const int nb = lv_kv_select_pages_multi(b, 0, 0, 0, 0, q, DK, 4, rep % 3 == 2, kp_, sbp, 128, scratch);
         CHECK(na == nb, "selection sizes %d vs %d", na, nb);
         for (int h = 0; h < 4 && na == nb; h++)
-            CHECK(memcmp(sa + h * 128, sbp + h * 128, sizeof(int32_t) * (size_t)na) == 0, "q8_0 and f16 caches select other pages (query %d, k %lld)",
-                  h, (long long)kp_);
+            CHECK(memcmp(sa + h * 128, sbp + h * 128, sizeof(int32_t) * (size_t)na) == 0, "%s and f16 caches select other pages (query %d, k %lld)",
+                  lv_kv_type_name(qt), h, (long long)kp_);
     }
     free(scratch);
     free(k);
     free(v);
     lv_kv_free(a);
     lv_kv_free(b);
+}
+
+TEST(quantized_cache_statistics_are_those_of_the_unquantized_keys) {
+    quantized_statistics(LV_KV_Q8_0);
+    quantized_statistics(LV_KV_Q4_0);
 }

@@ -372,7 +372,7 @@ int cli_kv_types(const cli_kv *c, lv_kv_type *k, lv_kv_type *v) {
     lv_kv_type t[3];
     for (int i = 0; i < 3; i++)
         if (!lv_kv_type_from_name(names[i], &t[i])) {
-            cli_error("%s: '%s' is not a KV cache type (f32, f16, q8_0)", i == 0 || (i == 1 && c->k) || (i == 2 && c->v) ? flags[i] : flags[0],
+            cli_error("%s: '%s' is not a KV cache type (f32, f16, q8_0, q4_0)", i == 0 || (i == 1 && c->k) || (i == 2 && c->v) ? flags[i] : flags[0],
                       names[i]);
             return -1;
         }
@@ -385,6 +385,7 @@ double cli_kv_elt_bytes(lv_kv_type t) {
     switch (t) {
     case LV_KV_F32: return 4;
     case LV_KV_Q8_0: return 34.0 / 32.0;
+    case LV_KV_Q4_0: return 18.0 / 32.0;
     default: return 2;
     }
 }

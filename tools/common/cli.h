@@ -121,13 +121,13 @@ void cli_attention_free(cli_attention *a);
 
 /* The KV cache type flags of run, bench, serve, logits, eval: --kv-type T (keys and values), and
  * llama.cpp's -ctk / --cache-type-k T and -ctv / --cache-type-v T (keys, values; over --kv-type).
- * T: f32, f16, q8_0. Declare `cli_kv kvo = {.both = "f16"}` (the command's default), put
+ * T: f32, f16, q8_0, q4_0. Declare `cli_kv kvo = {.both = "f16"}` (the command's default), put
  * CLI_KV_OPTS(kvo, "f16") in the option table, then cli_kv_types after parsing. */
 typedef struct cli_kv {
     const char *both, *k, *v;
 } cli_kv;
 #define CLI_KV_OPTS(c, deflt)                                                                                                    \
-    {NULL, "--kv-type", CLI_STR, &(c).both, "T", "KV cache type of keys and values: f16, q8_0 or f32 (default " deflt ")"},    \
+    {NULL, "--kv-type", CLI_STR, &(c).both, "T", "KV cache type of keys and values: f16, q8_0, q4_0 or f32 (default " deflt ")"},    \
     {"-ctk", "--cache-type-k", CLI_STR, &(c).k, "T", "KV cache type of the keys (llama.cpp's flag; over --kv-type)"},          \
     {"-ctv", "--cache-type-v", CLI_STR, &(c).v, "T", "KV cache type of the values (llama.cpp's flag; over --kv-type)"}
 /* The parsed types: 0, or prints the error and returns -1. */
