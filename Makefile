@@ -80,7 +80,7 @@ AVX512_FLAGS := $(AVX2_FLAGS) -mavx512f -mavx512bw -mavx512dq -mavx512vl
 # __attribute__((target("avx512vnni"))) / ("avx512bf16") and are chosen only when the CPU has them.
 
 .PHONY: all test check fuzz fuzz-bins demo clean bench-attn bench-kernels bench-kv shared install uninstall install-check
-all: $(O)/liblongview.a $(O)/longview $(O)/lv_test
+all: $(O)/liblongview.a $(O)/longview $(O)/lv_test $(O)/lvbench
 
 # V=1 shows the full commands
 ifeq ($(V),1)
@@ -183,6 +183,13 @@ install-check:
 $(O)/longview: $(TOOL_OBJ) $(O)/liblongview.a
 	$(CC) $(LDFLAGS_ALL) -o $@ $(TOOL_OBJ) $(O)/liblongview.a $(TOOL_PKG_LIBS) $(LDLIBS_ALL)
 
+# lvbench, the serving load generator (bench/serve/lvbench.c, docs/server.md "Measuring"): a
+# program of its own, not a longview command; jansson is its only library
+$(O)/lvbench: bench/serve/lvbench.c
+	@mkdir -p $(dir $@)
+	$(call say,CC,$<)
+	$(Q)$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $< $(shell $(PKG_CONFIG) --libs jansson) -lm
+
 $(O)/lv_test: $(TEST_OBJ) $(O)/liblongview.a
 	$(CC) $(LDFLAGS_ALL) -o $@ $(TEST_OBJ) $(O)/liblongview.a $(LDLIBS_ALL)
 
@@ -235,4 +242,4 @@ $(O)/repack_experiment: bench/kernels/repack_experiment.c
 clean:
 	rm -rf build
 
--include $(LIB_OBJ:.o=.d) $(TOOL_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(PIC_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(TOOL_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(PIC_OBJ:.o=.d) $(O)/lvbench.d
