@@ -792,7 +792,7 @@ int cmd_serve(int argc, char **argv) {
         {NULL, "--max-connections", CLI_INT, &max_conns, "N", "connections at once (default 8 x slots + 16)", .lo = 0, .hi = 65536},
         {NULL, "--max-body", CLI_INT, &max_body, "BYTES", "largest request body (default 16 MiB)", .lo = 1024, .hi = (int64_t)1 << 32},
         {NULL, "--max-messages", CLI_INT, &max_messages, "N", "most chat messages in a request (default 1024)", .lo = 1, .hi = 1 << 20},
-        {NULL, "--sse-ping", CLI_FLOAT, &sse_ping, "S", "send an SSE comment after this many silent seconds, e.g. during a long prefill (default 15; 0 = never)", .flo = 0, .fhi = 3600},
+        {NULL, "--sse-ping", CLI_FLOAT, &sse_ping, "S", "send an SSE comment after this many silent seconds, e.g. during a long prefill (default 15, at most half of --timeout; 0 = never)", .flo = 0, .fhi = 3600},
         {NULL, "--drain-timeout", CLI_FLOAT, &drain_timeout, "S", "on SIGTERM / SIGINT, wait this long for running requests (default 30)", .flo = 0, .fhi = 86400},
         {NULL, "--age-cap", CLI_INT, &age_cap, "N", "steps a prompt may be passed over by the packer before it goes first (default 8)", .lo = 0, .hi = 1 << 20},
         {NULL, "--no-pack", CLI_FLAG, &no_pack, NULL, "one prompt per step instead of best-fit-decreasing packing (for comparison)"},
@@ -819,6 +819,13 @@ int cmd_serve(int argc, char **argv) {
     if (n_batch <= n_slots) {
         cli_error("-b %lld must be larger than -np %lld (each step decodes one token per slot first)", (long long)n_batch, (long long)n_slots);
         return 2;
+    }
+    /* libmicrohttpd closes a connection that has been silent for --timeout seconds, a stream waiting
+     * in the queue or in a long prefill included: the pings must come more often than that */
+    if (sse_ping > 0 && sse_ping > (double)timeout / 2) {
+        fprintf(stderr, "longview serve: --sse-ping %g s lowered to %g s, half of --timeout %lld s (a silent stream would be closed)\n",
+                sse_ping, (double)timeout / 2, (long long)timeout);
+        sse_ping = (double)timeout / 2;
     }
     lv_kv_type kvt, kvt_v;
     if (cli_kv_types(&kvo, &kvt, &kvt_v) != 0) return 2;

@@ -63,7 +63,10 @@ expect_fail "nobody listening" "$B" --url "http://127.0.0.1:$port" --concurrency
 metrics "$A" "$T/m2.txt"
 
 # a full queue: one slot, a queue of one, 8 requests at once: the others are refused with 503
-start small -m "$M" -np 1 -c 4096 -b 64 -t 1 --metrics --max-queue 1
+# (its --timeout 20 lowers the SSE ping interval to 10 s: libmicrohttpd closes a connection silent
+# for --timeout seconds, a stream waiting in the queue included)
+start small -m "$M" -np 1 -c 4096 -b 64 -t 1 --metrics --max-queue 1 --timeout 20
+grep -q -- '--sse-ping 15 s lowered to 10 s' "$T/small.err" || fail "no note of the lowered ping interval: $(cat "$T/small.err")"
 A2=$(cat "$T/small.addr")
 "$B" --url "$A2" --rate inf -n 8 --lengths fixed:16 --max-tokens 1500 --ignore-eos --out "$T/full.jsonl" 2>"$T/full.err" \
   || fail "full queue run: $(cat "$T/full.err")"
