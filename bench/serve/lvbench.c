@@ -672,7 +672,8 @@ static void usage(FILE *f) {
           "\n"
           "Arrivals (one of):\n"
           "  --rate R            open loop: R requests per second, gaps drawn from a gamma distribution of\n"
-          "                      shape --burstiness B (default 1: Poisson arrivals; < 1 burstier)\n"
+          "                      shape --burstiness B (default 1: Poisson arrivals; < 1 burstier), then\n"
+          "                      rescaled so that the N requests span N / R seconds (as vLLM's bench)\n"
           "  --rate inf          every request at once (the Prepacking case)\n"
           "  --concurrency C     closed loop: C requests in flight, the next sent as soon as one ends\n"
           "  --max-concurrency C open loop: at most C in flight (later arrivals wait; TTFT counts from sending)\n"
@@ -841,6 +842,10 @@ int main(int argc, char **argv) {
             if (i) t += rng_gamma(burst) / (burst * rate);
             arrive[i] = t;
         }
+        /* rescaled so that the n requests span n / rate seconds, as vLLM's bench does: a short run
+         * keeps the shape of its draws but offers the rate asked for */
+        if (n_req > 1 && t > 0)
+            for (int i = 0; i < n_req; i++) arrive[i] *= (double)n_req / rate / t;
     }
     int slots = conc ? conc : max_conc ? max_conc : n_req;
     req *R = calloc((size_t)slots, sizeof(req));
