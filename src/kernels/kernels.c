@@ -13,7 +13,9 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* -------------------------------------------------------------------------------------------
  * matmul
@@ -24,8 +26,24 @@ size_t lv_matmul_scratch_bytes(lv_type wtype, int64_t T, int64_t K) {
     return lv_pack_type_supported(wtype) ? LV_MAX(plain, (size_t)T * lv_packx_row_bytes(wtype, K)) : plain;
 }
 
-/* bytes of converted activations a prefill chunk may take (about half of a 2 MB L2) */
-#define LV_MATMUL_CHUNK_BYTES ((size_t)1 << 20)
+/* Bytes of converted activations a prefill chunk may take: half of the core's L2 as the OS reports
+ * it (1 MiB on a 2 MiB Zen 5 L2, 256 KiB on a 512 KiB Zen 3 one), within [128 KiB, 1 MiB];
+ * 1 MiB when unknown. LV_MATMUL_CHUNK_KB overrides it (for measurements). */
+static size_t g_chunk_bytes;
+static pthread_once_t g_chunk_once = PTHREAD_ONCE_INIT;
+static void chunk_init(void) {
+    const char *e = getenv("LV_MATMUL_CHUNK_KB");
+    long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    size_t b = l2 > 0 ? (size_t)l2 / 2 : (size_t)1 << 20;
+    if (e && atol(e) > 0) b = (size_t)atol(e) << 10;
+    else b = LV_MIN(LV_MAX(b, (size_t)128 << 10), (size_t)1 << 20);
+    g_chunk_bytes = b;
+}
+static size_t chunk_bytes(void) {
+    pthread_once(&g_chunk_once, chunk_init);
+    return g_chunk_bytes;
+}
+#define LV_MATMUL_CHUNK_BYTES chunk_bytes()
 
 typedef struct matmul_task {
     const lv_tensor *W;
@@ -67,6 +85,50 @@ static void matmul_packed(matmul_task *mt, int ith, int nth) {
     }
 }
 
+/* Rows [r_begin, r_end) of the product in the file's layout (all of it, or the rows after the packed
+ * groups), split among the threads. */
+static void matmul_rows(matmul_task *mt, int64_t r_begin, int64_t r_end, int ith, int nth) {
+    const lv_tensor *W = mt->W;
+    const lv_qtype_ops *ops = mt->ops;
+    const int64_t K = W->ne[0], N = W->ne[1], T = mt->T;
+    int64_t lo, hi;
+    const uint8_t *wd = W->data;
+    if (T == 1) {
+        /* 2a. decode: rows split among threads, each weight byte streamed once */
+        lv_split_range(r_end - r_begin, ith, nth, &lo, &hi);
+        for (int64_t r = r_begin + lo; r < r_begin + hi; r++) mt->y[r] = ops->vec_dot(K, wd + r * W->row_bytes, mt->xq) + (mt->bias ? mt->bias[r] : 0.0f);
+        return;
+    }
+    /* 2b. prefill: blocks of LV_GEMM_MAX_ROWS weight rows split among threads. The tokens are taken
+     * in chunks whose converted activations fit in about half of L2 (LV_MATMUL_CHUNK_BYTES): for
+     * each chunk, every row block of this thread is combined with the chunk's tokens in tiles of
+     * LV_GEMM_MAX_COLS, so a block of weight rows is read from memory once per chunk and then reused
+     * from L1 for every tile, and the chunk's activations are reused from L2 across the row blocks
+     * (without chunks, a 512-token batch with K = 8192 re-read 4 MB of activations from L3 for every
+     * 4 weight rows: bench/NOTES.md). Each tile computes exactly what vec_dot computes for each of
+     * its pairs, so the result does not depend on the chunking. */
+    const int64_t RB = LV_GEMM_MAX_ROWS, CB = LV_GEMM_MAX_COLS;
+    const int64_t n_blocks = (r_end - r_begin + RB - 1) / RB;
+    lv_split_range(n_blocks, ith, nth, &lo, &hi);
+    const int64_t chunk = LV_MAX(CB, (int64_t)(LV_MATMUL_CHUNK_BYTES / (size_t)mt->xq_row) / CB * CB);
+    float tile[LV_GEMM_MAX_ROWS * LV_GEMM_MAX_COLS];
+    for (int64_t t0 = 0; t0 < T; t0 += chunk) {
+        const int64_t t1 = LV_MIN(T, t0 + chunk);
+        for (int64_t rb = lo; rb < hi; rb++) {
+            const int64_t r0 = r_begin + rb * RB;
+            const int nr = (int)LV_MIN(RB, r_end - r0);
+            for (int64_t c0 = t0; c0 < t1; c0 += CB) {
+                const int nc = (int)LV_MIN(CB, t1 - c0);
+                ops->gemm(K, wd + r0 * W->row_bytes, (size_t)W->row_bytes, mt->xq + c0 * mt->xq_row, (size_t)mt->xq_row, tile, CB, nr, nc);
+                for (int r = 0; r < nr; r++) {
+                    const float b = mt->bias ? mt->bias[r0 + r] : 0.0f;
+                    for (int c = 0; c < nc; c++) mt->y[(c0 + c) * N + r0 + r] = tile[r * CB + c] + b;
+                }
+            }
+        }
+    }
+}
+
 static void matmul_worker(void *arg, int ith, int nth) {
     matmul_task *mt = arg;
     const lv_tensor *W = mt->W;
@@ -82,43 +144,12 @@ static void matmul_worker(void *arg, int ith, int nth) {
     lv_threadpool_barrier(mt->tp);
     if (mt->pk) {
         matmul_packed(mt, ith, nth);
+        /* rows past the last whole group of 16 stay in the file's layout; the unpacked kernels
+         * read the q8_0 (q8_K) part at the start of each packed activation row */
+        if (N % LV_PACK_ROWS) matmul_rows(mt, N / LV_PACK_ROWS * LV_PACK_ROWS, N, ith, nth);
         return;
     }
-    const uint8_t *wd = W->data;
-    if (T == 1) {
-        /* 2a. decode: rows split among threads, each weight byte streamed once */
-        lv_split_range(N, ith, nth, &lo, &hi);
-        for (int64_t r = lo; r < hi; r++) mt->y[r] = ops->vec_dot(K, wd + r * W->row_bytes, mt->xq) + (mt->bias ? mt->bias[r] : 0.0f);
-        return;
-    }
-    /* 2b. prefill: blocks of LV_GEMM_MAX_ROWS weight rows split among threads. The tokens are taken
-     * in chunks whose converted activations fit in about half of L2 (LV_MATMUL_CHUNK_BYTES): for
-     * each chunk, every row block of this thread is combined with the chunk's tokens in tiles of
-     * LV_GEMM_MAX_COLS, so a block of weight rows is read from memory once per chunk and then reused
-     * from L1 for every tile, and the chunk's activations are reused from L2 across the row blocks
-     * (without chunks, a 512-token batch with K = 8192 re-read 4 MB of activations from L3 for every
-     * 4 weight rows: bench/NOTES.md). Each tile computes exactly what vec_dot computes for each of
-     * its pairs, so the result does not depend on the chunking. */
-    const int64_t RB = LV_GEMM_MAX_ROWS, CB = LV_GEMM_MAX_COLS;
-    const int64_t n_blocks = (N + RB - 1) / RB;
-    lv_split_range(n_blocks, ith, nth, &lo, &hi);
-    const int64_t chunk = LV_MAX(CB, (int64_t)(LV_MATMUL_CHUNK_BYTES / (size_t)mt->xq_row) / CB * CB);
-    float tile[LV_GEMM_MAX_ROWS * LV_GEMM_MAX_COLS];
-    for (int64_t t0 = 0; t0 < T; t0 += chunk) {
-        const int64_t t1 = LV_MIN(T, t0 + chunk);
-        for (int64_t rb = lo; rb < hi; rb++) {
-            const int64_t r0 = rb * RB;
-            const int nr = (int)LV_MIN(RB, N - r0);
-            for (int64_t c0 = t0; c0 < t1; c0 += CB) {
-                const int nc = (int)LV_MIN(CB, t1 - c0);
-                ops->gemm(K, wd + r0 * W->row_bytes, (size_t)W->row_bytes, mt->xq + c0 * mt->xq_row, (size_t)mt->xq_row, tile, CB, nr, nc);
-                for (int r = 0; r < nr; r++) {
-                    const float b = mt->bias ? mt->bias[r0 + r] : 0.0f;
-                    for (int c = 0; c < nc; c++) mt->y[(c0 + c) * N + r0 + r] = tile[r * CB + c] + b;
-                }
-            }
-        }
-    }
+    matmul_rows(mt, 0, N, ith, nth);
 }
 
 void lv_matmul(lv_threadpool *tp, const lv_tensor *W, const float *x, int64_t T, float *y, void *xq, const float *bias) {
@@ -126,7 +157,7 @@ void lv_matmul(lv_threadpool *tp, const lv_tensor *W, const float *x, int64_t T,
     const lv_pack_ops *pk = W->packed ? lv_pack_ops_get(W->type, level) : NULL;
     matmul_task mt = {W, lv_qtype_ops_get(W->type, level), pk, x, T, y, xq, bias, 0, tp};
     LV_ASSERT(mt.ops);
-    LV_ASSERT(!pk || W->ne[1] % LV_PACK_ROWS == 0);
+    LV_ASSERT(!pk || W->ne[1] >= LV_PACK_ROWS);
     mt.xq_row = pk ? (int64_t)lv_packx_row_bytes(W->type, W->ne[0]) : lv_row_bytes(mt.ops->vec_dot_type, W->ne[0]);
     lv_threadpool_run(tp, matmul_worker, &mt);
 }
@@ -144,7 +175,7 @@ void *lv_pack_tensors(lv_tensor *const *list, int64_t n, const lv_gguf *g, const
     int64_t kept = 0;
     for (int64_t i = 0; i < n; i++) {
         const lv_tensor *t = list[i];
-        if (!t || !t->data || t->packed || !lv_pack_ops_get(t->type, level) || t->ne[1] % LV_PACK_ROWS != 0 || t->ne[2] != 1 || t->ne[3] != 1)
+        if (!t || !t->data || t->packed || !lv_pack_ops_get(t->type, level) || t->ne[1] < LV_PACK_ROWS || t->ne[2] != 1 || t->ne[3] != 1)
             continue;
         total += packed_size(t);
         kept++;
@@ -158,7 +189,7 @@ void *lv_pack_tensors(lv_tensor *const *list, int64_t n, const lv_gguf *g, const
     size_t off = 0;
     for (int64_t i = 0; i < n; i++) {
         lv_tensor *t = list[i];
-        if (!t || !t->data || t->packed || !lv_pack_ops_get(t->type, level) || t->ne[1] % LV_PACK_ROWS != 0 || t->ne[2] != 1 || t->ne[3] != 1)
+        if (!t || !t->data || t->packed || !lv_pack_ops_get(t->type, level) || t->ne[1] < LV_PACK_ROWS || t->ne[2] != 1 || t->ne[3] != 1)
             continue;
         const size_t gin = (size_t)t->row_bytes * LV_PACK_ROWS, gout = lv_pack_group_bytes(t->type, t->ne[0]);
         const int64_t groups = t->ne[1] / LV_PACK_ROWS;
