@@ -853,7 +853,8 @@ typedef struct lv_video_ask_plan {
 typedef struct lv_video_ask_result {
     lv_video_ask_plan plan;
     int64_t n_past;           /* the cache position after the prompt */
-    double  decode_s;         /* CPU seconds of the decode threads (all threads) */
+    double  decode_s;         /* overlapped: seconds the decode threads were busy, summed over them; sequential: wall seconds
+                                 of decoding every frame */
     double  encode_s;         /* wall seconds in the encoder (on the pool) */
     double  prefill_s;        /* wall seconds in lv_decode */
     double  wait_s;           /* wall seconds the calling thread waited for decoded frames */

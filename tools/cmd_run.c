@@ -329,8 +329,9 @@ int cmd_run(int argc, char **argv) {
     fflush(stdout);
     double t_gen = cli_now_s() - t2;
     if (video)
-        fprintf(stderr, "video: %lld frames, %s | decode %.2f s (CPU, all threads), encode %.2f s, prefill %.2f s, waited for frames %.2f s, "
-                "first token after %.2f s | ", (long long)vplan.n_frames, vsequential ? "sequential" : "overlapped", vres.decode_s, vres.encode_s,
+        fprintf(stderr, "video: %lld frames, %s | decode %.2f s (%s), encode %.2f s, prefill %.2f s, waited for frames %.2f s, "
+                "first token after %.2f s | ", (long long)vplan.n_frames, vsequential ? "sequential" : "overlapped", vres.decode_s,
+                vsequential ? "wall" : "busy, summed over the decode threads", vres.encode_s,
                 vres.prefill_s, vres.wait_s, vres.total_s);
     else if (mm) fprintf(stderr, "images: %d, encoded in %.2f s | ", images.n, t_encode);
     fprintf(stderr, "load: %.2f s | prompt: %d tokens, %.2f s, %.1f tokens/s | generation: %lld tokens, %.2f s, %.1f tokens/s | KV %.1f MiB\n",
