@@ -874,7 +874,8 @@ lv_status lv_video_ask(lv_context *ctx, const lv_mmproj *mm, lv_video *video, co
 lv_status lv_video_ask_plan_for(const lv_model *model, const lv_mmproj *mm, const lv_video *video, const lv_video_ask_params *params,
                                 lv_video_ask_plan *plan);
 /* The prompt's text with every embedding row written as `<image>` (for tests and --verbose): the
- * text the family's HF processor writes. Same return convention as snprintf. */
+ * text the family's HF processor writes. Returns the length it needs (as snprintf), or -1 on an error
+ * (lv_last_error). */
 int64_t lv_video_ask_prompt_text(const lv_model *model, const lv_mmproj *mm, const lv_video *video, const lv_video_ask_params *params,
                                  char *buf, size_t buf_size);
 
