@@ -508,3 +508,37 @@ TEST(ask_errors) {
     lv_context_free(ctx);
     fixture_free(&f);
 }
+
+/* every allocation failing in turn (both executions): an error with the context as it was, or a
+ * result; never a crash or a leak (the ASan build checks leaks) */
+TEST(ask_allocation_failures) {
+    const char *path = clip();
+    if (!path) SKIP("ffmpeg cannot generate test files");
+    fixture f;
+    REQUIRE(fixture_open(&f, "qwen2.5vl", path), "fixture: %s", lv_last_error());
+    lv_context *ctx = new_ctx(&f, 64);
+    REQUIRE(ctx, "context");
+    for (int seq = 0; seq < 2; seq++) {
+        int n, ok = 0;
+        for (n = 0; n < 200 && !ok; n += 1 + n / 8) {
+            lv_video_ask_params p = lv_video_ask_default_params();
+            p.prompt = "<__media__>Q";
+            p.n_decode_threads = 1;
+            p.sequential = seq;
+            lv_pos np = 0;
+            lv_test_alloc_fail_after(n);
+            lv_status st = lv_video_ask(ctx, f.mm, f.video, &p, &np, NULL);
+            lv_test_alloc_fail_after(-1);
+            CHECK(st == LV_OK || (np == 0 && lv_kv_seq_n_tokens(ctx, 0) == 0 && lv_kv_seq_rope_offset(ctx, 0) == 0),
+                  "allocation %d failing (%s): %s, the sequence holds %lld tokens", n, seq ? "sequential" : "overlapped", lv_status_str(st),
+                  (long long)lv_kv_seq_n_tokens(ctx, 0));
+            if (st == LV_OK) {
+                ok = 1;
+                CHECK(lv_kv_seq_rm(ctx, 0, 0, -1) == LV_OK, "clear");
+            }
+        }
+        CHECK(ok, "%s: no run succeeded within %d allocations", seq ? "sequential" : "overlapped", n);
+    }
+    lv_context_free(ctx);
+    fixture_free(&f);
+}
