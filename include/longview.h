@@ -219,6 +219,9 @@ uint32_t  lv_context_n_ctx(const lv_context *ctx);
  * in this mode and dense. Same return convention as snprintf. */
 int64_t   lv_context_describe_plan(const lv_context *ctx, char *buf, size_t buf_size);
 uint32_t  lv_context_n_batch(const lv_context *ctx);
+/* The model the context was created for, and the pool its steps run on (its own or the shared one). */
+const lv_model *lv_context_model(const lv_context *ctx);
+lv_threadpool  *lv_context_threadpool(lv_context *ctx);
 
 /* A batch of tokens, each with its own position and sequence id (as llama.cpp's llama_batch).
  * A token attends to the cached tokens of its own sequence whose position is <= its own
@@ -281,6 +284,11 @@ const float *lv_get_logits_ith(lv_context *ctx, int32_t i);
 lv_status lv_kv_seq_rm(lv_context *ctx, lv_seq_id seq, lv_pos p0, lv_pos p1);
 /* Number of tokens cached for a sequence; -1 if seq is out of range. */
 int64_t   lv_kv_seq_n_tokens(const lv_context *ctx, lv_seq_id seq);
+/* M-RoPE models: the sequence's rotary offset (rotary position of the next text token minus its
+ * cache position, HF's rope_deltas; 0 for other models), and setting it back, to undo a failed
+ * multi-step prefill after removing its tokens with lv_kv_seq_rm. */
+int32_t   lv_kv_seq_rope_offset(const lv_context *ctx, lv_seq_id seq);
+lv_status lv_kv_seq_set_rope_offset(lv_context *ctx, lv_seq_id seq, int32_t offset);
 /* Bytes the KV cache holds for its current contents, and its capacity in bytes. */
 int64_t   lv_kv_used_bytes(const lv_context *ctx);
 int64_t   lv_kv_capacity_bytes(const lv_context *ctx);
@@ -560,6 +568,21 @@ lv_status lv_mmproj_encode_pair(const lv_mmproj *mm, lv_threadpool *tp, const ui
                                 lv_image_embd *out);
 void      lv_image_embd_free(lv_image_embd *e);
 
+/* Video frames (docs/video-questions.md). The size the frames of a src_w x src_h video sampled
+ * n_frames times are given to the encoder: idefics3 (SmolVLM2) the tile, image_size square (HF
+ * stretches each frame to it); Qwen qwen_vl_utils' smart resize for video (multiples of 28, 128 to
+ * 768 tokens per frame within a total pixel budget shared by the frames). Other projectors:
+ * LV_ERR_UNSUPPORTED. */
+lv_status lv_mmproj_video_frame_size(const lv_mmproj *mm, int32_t src_w, int32_t src_h, int64_t n_frames, int32_t *w, int32_t *h);
+/* Tokens the projector gives for one encoder input of w x h pixels (a frame, a Qwen pair) and
+ * its merged grid (nx, ny). */
+lv_status lv_mmproj_n_tokens(const lv_mmproj *mm, int32_t w, int32_t h, int32_t *n_tokens, int32_t *nx, int32_t *ny);
+/* Encode one video frame (idefics3: w x h must be the tile size; rgb1 NULL) or one Qwen temporal
+ * pair (rgb1 NULL: the frame paired with itself) without any resizing: out gets
+ * lv_mmproj_n_tokens() x lv_mmproj_n_embd() floats. */
+lv_status lv_mmproj_encode_frames(const lv_mmproj *mm, lv_threadpool *tp, const uint8_t *rgb0, const uint8_t *rgb1, int32_t w, int32_t h,
+                                  float *out);
+
 /* Decode an image file into RGB8 (h rows of w RGB triplets, *rgb freed with lv_image_rgb_free). */
 lv_status lv_image_decode_file(const char *path, uint8_t **rgb, int32_t *w, int32_t *h);
 void      lv_image_rgb_free(uint8_t *rgb);
@@ -681,6 +704,7 @@ typedef enum lv_video_sample {
     LV_VIDEO_SAMPLE_COUNT = 1, /* n_frames spread evenly: frame round(i * (N-1) / (n-1)), half to even */
     LV_VIDEO_SAMPLE_TIMES = 2, /* times[] in seconds: the frame shown at each time */
     LV_VIDEO_SAMPLE_ALL   = 3, /* every frame, in presentation order */
+    LV_VIDEO_SAMPLE_INDICES = 4, /* indices[]: frame numbers in presentation order (non-decreasing, < n_frames) */
 } lv_video_sample;
 
 typedef enum lv_video_format {
@@ -694,6 +718,8 @@ typedef struct lv_video_read_params {
     int64_t  n_frames;       /* SAMPLE_COUNT: how many (> 0) */
     const double *times;     /* SAMPLE_TIMES: seconds from the start of the file (as ffmpeg counts it) */
     int64_t  n_times;
+    const int64_t *indices;  /* SAMPLE_INDICES: frame numbers (copied at lv_video_read_start) */
+    int64_t  n_indices;
     int32_t  width, height;  /* output size; 0 = the stream's own */
     lv_video_format format;
     float    mean[3], std[3];/* F32_CHW normalisation (default 0 and 1: plain value / 255) */
@@ -768,6 +794,90 @@ lv_status lv_video_write_png(const char *path, const uint8_t *rgb, int32_t width
  * complaints about a damaged packet do not flood stderr (the video module reports what was lost
  * itself). Process-global, like lv_log_set: call at startup. */
 void lv_video_route_libav_log(void);
+
+/* ---- asking a video ----------------------------------------------------------------------
+ * A question about a video (docs/video-questions.md): frames sampled by the model family's rule,
+ * decoded by the interval-parallel reader, encoded by the mmproj and prefilled with the prompt in
+ * the format the family was trained on (SmolVLM2: an intro with the frame count in words and the
+ * duration, each frame's timestamp; Qwen2-VL / Qwen2.5-VL: temporal pairs in one
+ * <|vision_start|> ... <|vision_end|> block with HF's M-RoPE video positions). The overlapped
+ * pipeline decodes frames on the reader's threads while the calling thread encodes and prefills
+ * on the pool; the sequential one (the reference) decodes every frame, then encodes them all, then
+ * prefills. Both cut the prompt into the same batches, so their logits are equal bit for bit. */
+
+typedef struct lv_video_ask_progress {
+    int64_t n_frames;      /* frames in the plan */
+    int64_t n_decoded;     /* frames handed over by the reader */
+    int64_t n_encoded;     /* frames through the encoder */
+    int64_t n_prefilled;   /* frames whose rows are all in the cache */
+    int64_t n_rows;        /* prompt rows (tokens + embeddings) in all */
+    int64_t n_rows_done;   /* rows in the cache */
+    double  elapsed_s;
+} lv_video_ask_progress;
+
+/* Called after each frame decoded / encoded and each batch prefilled (on the calling thread). */
+typedef void (*lv_video_ask_progress_fn)(const lv_video_ask_progress *p, void *user);
+
+typedef struct lv_video_ask_params {
+    const char *prompt;       /* the text; LV_MEDIA_MARKER once where the video goes (none: the video first) */
+    bool     add_special;     /* BOS (and EOS) as the vocabulary asks, as lv_mm_tokenize (default true) */
+    double   fps;             /* sampling rate; 0 = the family's (SmolVLM2 1, Qwen 2) */
+    int64_t  n_frames;        /* > 0: this many frames instead (Qwen: rounded to even) */
+    int64_t  max_frames;      /* cap on the frames; 0 = the family's (SmolVLM2 64, Qwen 768) */
+    int32_t  n_decode_threads;/* video decode threads (<= 0: one per core) */
+    int64_t  max_buffered_bytes; /* decoded frames held ahead of the encoder (0: the reader's default) */
+    bool     sequential;      /* the reference: decode all, encode all, then prefill */
+    lv_seq_id seq;            /* sequence to prefill (default 0) */
+    lv_video_ask_progress_fn progress;
+    void    *progress_user;
+    lv_abort_fn abort_fn;     /* polled between frames and batches, and by the decode threads */
+    void    *abort_user;
+} lv_video_ask_params;
+
+lv_video_ask_params lv_video_ask_default_params(void);
+
+/* What a question will cost, known before any frame is decoded. */
+typedef struct lv_video_ask_plan {
+    const char *family;       /* "smolvlm2", "qwen2vl" or "qwen2.5vl" (static) */
+    int64_t  n_frames;        /* frames sampled */
+    int64_t  n_units;         /* encoder inputs: frames (SmolVLM2) or temporal pairs (Qwen) */
+    int32_t  frame_w, frame_h;/* the size the frames are given to the encoder */
+    int32_t  unit_tokens;     /* embedding rows per unit */
+    int32_t  nx, ny;          /* the unit's merged grid */
+    int64_t  n_rows;          /* prompt rows: text tokens + embeddings (the cache positions it takes) */
+    int64_t  n_text;          /* of which text tokens */
+    double   duration_s;      /* the video's */
+    double   sample_fps;      /* frames per second of video the sampling gives */
+} lv_video_ask_plan;
+
+typedef struct lv_video_ask_result {
+    lv_video_ask_plan plan;
+    int64_t n_past;           /* the cache position after the prompt */
+    double  decode_s;         /* overlapped: seconds the decode threads were busy, summed over them; sequential: wall seconds
+                                 of decoding every frame */
+    double  encode_s;         /* wall seconds in the encoder (on the pool) */
+    double  prefill_s;        /* wall seconds in lv_decode */
+    double  wait_s;           /* wall seconds the calling thread waited for decoded frames */
+    double  total_s;          /* wall seconds of the whole call */
+} lv_video_ask_result;
+
+/* Sample, encode and prefill: the video and the prompt go into sequence params->seq at cache
+ * positions *n_past.. (advanced on success), the last row's logits kept (lv_get_logits_ith(ctx, -1)).
+ * The context's batch size (lv_context_n_batch) cuts the batches. On any failure (a damaged or
+ * truncated video whose sampled frames cannot all be decoded, an abort, a full context) the
+ * sequence is restored to what it held before the call (its tokens and rotary offset; with a
+ * sink + window plan that evicted tokens this is possible only when the sequence was empty) and
+ * *n_past is unchanged. */
+lv_status lv_video_ask(lv_context *ctx, const lv_mmproj *mm, lv_video *video, const lv_video_ask_params *params, lv_pos *n_past,
+                       lv_video_ask_result *result);
+/* The plan alone (frames, sizes, rows), without decoding anything. */
+lv_status lv_video_ask_plan_for(const lv_model *model, const lv_mmproj *mm, const lv_video *video, const lv_video_ask_params *params,
+                                lv_video_ask_plan *plan);
+/* The prompt's text with every embedding row written as `<image>` (for tests and --verbose): the
+ * text the family's HF processor writes. Returns the length it needs (as snprintf), or -1 on an error
+ * (lv_last_error). */
+int64_t lv_video_ask_prompt_text(const lv_model *model, const lv_mmproj *mm, const lv_video *video, const lv_video_ask_params *params,
+                                 char *buf, size_t buf_size);
 
 #ifdef __cplusplus
 }

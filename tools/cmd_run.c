@@ -10,9 +10,28 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* --video: the progress line (frames decoded / encoded / prefilled, rows in the cache, elapsed and estimated time) */
+static void video_progress(const lv_video_ask_progress *p, void *user) {
+    cli_progress *prog = user;
+    const double frac = p->n_rows > 0 ? (double)p->n_rows_done / (double)p->n_rows : 0;
+    const double eta = frac > 0.02 ? p->elapsed_s * (1 - frac) / frac : -1;
+    char detail[160];
+    if (eta >= 0)
+        snprintf(detail, sizeof(detail), "frames %lld/%lld decoded, %lld encoded, %lld prefilled, %lld tokens cached, %.1f s, about %.0f s left",
+                 (long long)p->n_decoded, (long long)p->n_frames, (long long)p->n_encoded, (long long)p->n_prefilled, (long long)p->n_rows_done,
+                 p->elapsed_s, eta);
+    else
+        snprintf(detail, sizeof(detail), "frames %lld/%lld decoded, %lld encoded, %lld prefilled, %lld tokens cached, %.1f s", (long long)p->n_decoded,
+                 (long long)p->n_frames, (long long)p->n_encoded, (long long)p->n_prefilled, (long long)p->n_rows_done, p->elapsed_s);
+    cli_progress_update(prog, frac, detail);
+}
+
 int cmd_run(int argc, char **argv) {
-    const char *model_path = NULL, *prompt = NULL, *prompt_file = NULL, *tokens_arg = NULL, *mmproj_path = NULL;
+    const char *model_path = NULL, *prompt = NULL, *prompt_file = NULL, *tokens_arg = NULL, *mmproj_path = NULL, *video_path = NULL;
     cli_kv kvo = {.both = "f16"};
+    double vfps = 0;
+    int64_t vframes = 0, vmax_frames = 0, vthreads = 0;
+    bool vsequential = false;
     cli_list images = {0};
     int64_t n_predict = 64, n_ctx = -1, n_batch = 512, n_threads = 0, seed = 0x5eed, top_k = 40, verbose = 0;
     double temp = 0.8, top_p = 0.95, min_p = 0.05;
@@ -26,6 +45,12 @@ int cmd_run(int argc, char **argv) {
         {NULL, "--no-bos", CLI_FLAG, &no_bos, NULL, "do not add BOS/EOS to a text prompt"},
         {NULL, "--mmproj", CLI_STR, &mmproj_path, "FILE", "vision tower + projector (llama.cpp mmproj GGUF) for --image"},
         {NULL, "--image", CLI_LIST, &images, "FILE", "an image (repeatable), placed where the prompt says <__media__>, else before the prompt"},
+        {NULL, "--video", CLI_STR, &video_path, "FILE", "a video, sampled and laid out as the mmproj's model family was trained (docs/video-questions.md), placed at <__media__>"},
+        {NULL, "--fps", CLI_FLOAT, &vfps, "F", "--video: frames per second to sample (default: the family's, SmolVLM2 1, Qwen 2)", .flo = 0, .fhi = 1000},
+        {NULL, "--frames", CLI_INT, &vframes, "N", "--video: sample N frames spread evenly instead", .lo = 0, .hi = 1 << 22},
+        {NULL, "--max-frames", CLI_INT, &vmax_frames, "N", "--video: at most N frames (default: the family's, SmolVLM2 64, Qwen 768)", .lo = 0, .hi = 1 << 22},
+        {"-j", "--decode-threads", CLI_INT, &vthreads, "N", "--video: video decode threads (default: one per core)", .lo = 0, .hi = 512},
+        {NULL, "--video-sequential", CLI_FLAG, &vsequential, NULL, "--video: decode every frame, then encode, then prefill (the reference; no overlap)"},
         {"-n", "--n-predict", CLI_INT, &n_predict, "N", "tokens to generate (default 64)", .lo = 0, .hi = 1 << 30},
         {"-c", "--ctx-size", CLI_INT, &n_ctx, "N", "context size in tokens (default: the prompt plus -n, at least 4096; 0 = the model's training context)", .lo = 0, .hi = 1 << 30},
         {"-b", "--batch", CLI_INT, &n_batch, "N", "prefill chunk in tokens (default 512)", .lo = 1, .hi = 1 << 20},
@@ -45,19 +70,35 @@ int cmd_run(int argc, char **argv) {
     memcpy(opts, base, sizeof(base));
     const int n_opts = nb + cli_attention_opts(&att, opts + nb);
     int r = cli_parse(argc, argv, opts, n_opts,
-                      "longview run -m MODEL (-p TEXT | -f FILE | --tokens IDS) [--mmproj MM --image IMG ...] [-n N] [-c CTX] [-b N] [-t THREADS] [--temp T] [--seed S]",
+                      "longview run -m MODEL (-p TEXT | -f FILE | --tokens IDS) [--mmproj MM (--image IMG ... | --video V [--fps F | --frames N] [-j N])] [-n N] [-c CTX] [-b N] [-t THREADS] [--temp T] [--seed S]",
                       "Generate a completion. The completion goes to stdout; progress and timings to stderr.\n"
                       "Images (--mmproj, --image): each is encoded by the vision tower and its embeddings take its place in\n"
                       "the prompt, laid out as llama.cpp's mtmd does (docs/vision.md).\n"
+                      "A video (--mmproj, --video): frames sampled, decoded in parallel, encoded and prefilled in an overlapped\n"
+                      "pipeline, in the prompt format of the mmproj's family: SmolVLM2 (idefics3) or Qwen2-VL / Qwen2.5-VL\n"
+                      "(docs/video-questions.md).\n"
                       "Long-context attention (DuoAttention heads, LServe selection, LongGen layers): see docs/long-context.md.", NULL, 0, NULL);
     if (r) return r > 0 ? 0 : 2;
     cli_set_verbosity(verbose);
-    if (!!prompt + !!prompt_file + !!tokens_arg != 1 && !(images.n > 0 && !prompt_file && !tokens_arg)) {
+    if (!!prompt + !!prompt_file + !!tokens_arg != 1 && !((images.n > 0 || video_path) && !prompt_file && !tokens_arg)) {
         cli_error("give exactly one of -p, -f, --tokens");
         return 2;
     }
-    if ((images.n > 0) != (mmproj_path != NULL)) {
-        cli_error(images.n ? "--image needs --mmproj (the vision tower)" : "--mmproj needs at least one --image");
+    if (video_path && images.n) {
+        cli_error("--video and --image do not go together (one video per question)");
+        return 2;
+    }
+    if ((images.n > 0 || video_path) != (mmproj_path != NULL)) {
+        cli_error(images.n ? "--image needs --mmproj (the vision tower)" : video_path ? "--video needs --mmproj (the vision tower)" : "--mmproj needs at least one --image or a --video");
+        return 2;
+    }
+    if (video_path && (tokens_arg || prompt_file)) {
+        cli_error("--video goes with a text prompt (-p), not --tokens or -f");
+        return 2;
+    }
+    if (!video_path && (cli_seen(opts, n_opts, "--fps") || cli_seen(opts, n_opts, "--frames") || cli_seen(opts, n_opts, "--max-frames") ||
+                        cli_seen(opts, n_opts, "--decode-threads") || vsequential)) {
+        cli_error("--fps, --frames, --max-frames, -j and --video-sequential are for --video");
         return 2;
     }
     if (images.n && tokens_arg) {
@@ -80,6 +121,9 @@ int cmd_run(int argc, char **argv) {
     lv_threadpool *tp = NULL;
     lv_image_embd *embds = NULL;
     lv_mm_prompt mmp = {0};
+    lv_video *video = NULL;
+    lv_video_ask_params vp = lv_video_ask_default_params();
+    lv_video_ask_plan vplan = {0};
     double t0 = cli_now_s(), t_encode = 0;
     lv_status st = lv_model_load(model_path, lv_model_default_params(), &model);
     if (st != LV_OK) {
@@ -97,6 +141,28 @@ int cmd_run(int argc, char **argv) {
             goto end;
         }
         lv_video_route_libav_log();
+    }
+    if (video_path) {
+        if ((st = lv_video_open(video_path, lv_video_default_open_params(), &video)) != LV_OK) {
+            cli_fail(video_path, st);
+            goto end;
+        }
+        vp.prompt = prompt ? prompt : "";
+        vp.add_special = !no_bos;
+        vp.fps = vfps;
+        vp.n_frames = vframes;
+        vp.max_frames = vmax_frames;
+        vp.n_decode_threads = (int32_t)vthreads;
+        vp.sequential = vsequential;
+        if ((st = lv_video_ask_plan_for(model, mm, video, &vp, &vplan)) != LV_OK) {
+            cli_fail(video_path, st);
+            goto end;
+        }
+        fprintf(stderr, "video %s: %s format, %lld frames (%.3g per second of video) at %dx%d, %lld %s of %d embeddings, %lld text tokens, %lld positions\n",
+                video_path, vplan.family, (long long)vplan.n_frames, vplan.sample_fps, vplan.frame_w, vplan.frame_h, (long long)vplan.n_units,
+                vplan.n_units == vplan.n_frames ? "frames" : "pairs", vplan.unit_tokens, (long long)vplan.n_text, (long long)vplan.n_rows);
+        n_toks = (int32_t)vplan.n_rows;
+    } else if (mm) {
         if (!(embds = calloc((size_t)images.n, sizeof(*embds)))) {
             cli_error("out of memory");
             goto end;
@@ -181,7 +247,17 @@ int cmd_run(int argc, char **argv) {
     cli_progress prog;
     cli_progress_start(&prog, "prefill");
     double t1 = cli_now_s();
-    if (mm) {
+    lv_video_ask_result vres = {0};
+    if (video) {
+        vp.progress = video_progress;
+        vp.progress_user = &prog;
+        lv_pos n_past = 0;
+        if ((st = lv_video_ask(ctx, mm, video, &vp, &n_past, &vres)) != LV_OK) {
+            cli_progress_done(&prog, "failed");
+            cli_fail("asking the video", st);
+            goto end;
+        }
+    } else if (mm) {
         lv_pos n_past = 0;
         if ((st = lv_mm_decode(ctx, &mmp, 0, &n_past)) != LV_OK) {
             cli_progress_done(&prog, "failed");
@@ -252,13 +328,19 @@ int cmd_run(int argc, char **argv) {
     printf("\n");
     fflush(stdout);
     double t_gen = cli_now_s() - t2;
-    if (mm) fprintf(stderr, "images: %d, encoded in %.2f s | ", images.n, t_encode);
+    if (video)
+        fprintf(stderr, "video: %lld frames, %s | decode %.2f s (%s), encode %.2f s, prefill %.2f s, waited for frames %.2f s, "
+                "first token after %.2f s | ", (long long)vplan.n_frames, vsequential ? "sequential" : "overlapped", vres.decode_s,
+                vsequential ? "wall" : "busy, summed over the decode threads", vres.encode_s,
+                vres.prefill_s, vres.wait_s, vres.total_s);
+    else if (mm) fprintf(stderr, "images: %d, encoded in %.2f s | ", images.n, t_encode);
     fprintf(stderr, "load: %.2f s | prompt: %d tokens, %.2f s, %.1f tokens/s | generation: %lld tokens, %.2f s, %.1f tokens/s | KV %.1f MiB\n",
             t_load, n_toks, t_prefill, n_toks / (t_prefill > 0 ? t_prefill : 1e-9), (long long)n_gen, t_gen,
             n_gen / (t_gen > 0 ? t_gen : 1e-9), (double)lv_kv_used_bytes(ctx) / (1024.0 * 1024.0));
     rc = 0;
 end:
     lv_mm_prompt_free(&mmp);
+    lv_video_free(video);
     for (int i = 0; embds && i < images.n; i++) lv_image_embd_free(&embds[i]);
     free(embds);
     lv_mmproj_free(mm);

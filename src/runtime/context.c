@@ -509,6 +509,24 @@ lv_status lv_kv_seq_rm(lv_context *ctx, lv_seq_id seq, lv_pos p0, lv_pos p1) {
     return LV_OK;
 }
 
+const lv_model *lv_context_model(const lv_context *ctx) { return ctx->model; }
+lv_threadpool *lv_context_threadpool(lv_context *ctx) { return ctx->tp; }
+
+int32_t lv_kv_seq_rope_offset(const lv_context *ctx, lv_seq_id seq) {
+    if (!ctx || seq < 0 || (uint32_t)seq >= ctx->p.n_seq_max || !ctx->mrope_delta) return 0;
+    return ctx->mrope_delta[seq];
+}
+
+lv_status lv_kv_seq_set_rope_offset(lv_context *ctx, lv_seq_id seq, int32_t offset) {
+    if (!ctx || seq < 0 || (uint32_t)seq >= ctx->p.n_seq_max) return lv_error(LV_ERR_INVALID_ARG, "sequence id %d out of range", seq);
+    if (!ctx->mrope_delta) {
+        if (offset != 0) return lv_error(LV_ERR_INVALID_ARG, "the model has no M-RoPE: its rotary offset is always 0");
+        return LV_OK;
+    }
+    ctx->mrope_delta[seq] = offset;
+    return LV_OK;
+}
+
 int64_t lv_kv_seq_n_tokens(const lv_context *ctx, lv_seq_id seq) {
     if (seq < 0 || (uint32_t)seq >= ctx->p.n_seq_max) return -1;
     return lv_kv_seq_len(ctx->kv, seq);

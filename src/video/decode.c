@@ -84,6 +84,7 @@ struct lv_video_reader {
     lv_video *v;
     lv_video_read_params p;
     double *times;
+    int64_t *indices;     /* SAMPLE_INDICES: the caller's list, copied */
     int out_w, out_h;
     int64_t frame_bytes;
     bool sequential;
@@ -691,6 +692,7 @@ static lv_status seq_on_frame(vworker *w, AVFrame *frame) {
         s->held_pts = ts;
         break;
     case LV_VIDEO_SAMPLE_COUNT:
+    case LV_VIDEO_SAMPLE_INDICES:
         while (st == LV_OK && s->next_count < s->n_count && s->count_idx[s->next_count] == id) {
             st = seq_append(s, frame, id, ts, t);
             s->next_count++;
@@ -715,8 +717,8 @@ static lv_status run_sequential(vworker *w) {
     s.held = av_frame_alloc();
     if (!s.held) return LV_ERR_NOMEM;
     if (r->p.sample == LV_VIDEO_SAMPLE_FPS) lv_fps_init_(&s.fps, v->tb, r->p.fps);
-    if (r->p.sample == LV_VIDEO_SAMPLE_COUNT) {
-        /* the count rule needs the number of frames up front: the index's */
+    if (r->p.sample == LV_VIDEO_SAMPLE_COUNT || r->p.sample == LV_VIDEO_SAMPLE_INDICES) {
+        /* the count rule needs the number of frames up front: the index's (indices: the same list) */
         lv_vsample *smp;
         st = lv_plan_samples_(v, &r->p, &smp, &s.n_count);
         if (st != LV_OK) goto done;
@@ -838,6 +840,19 @@ lv_status lv_video_read_start(lv_video *v, const lv_video_read_params *pp, lv_vi
         memcpy(r->times, p.times, (size_t)p.n_times * sizeof(double));
         r->p.times = r->times;
     }
+    if (p.sample == LV_VIDEO_SAMPLE_INDICES && p.n_indices > 0 && p.indices) {
+        if (p.n_indices > p.max_samples) {
+            st = lv_error(LV_ERR_INVALID_ARG, "%s: %lld frame indices, more than max_samples", name, (long long)p.n_indices);
+            goto fail;
+        }
+        r->indices = lv_mallocn((size_t)p.n_indices, sizeof(int64_t));
+        if (!r->indices) {
+            st = LV_ERR_NOMEM;
+            goto fail;
+        }
+        memcpy(r->indices, p.indices, (size_t)p.n_indices * sizeof(int64_t));
+        r->p.indices = r->indices;
+    }
     lv_vsample *samples = NULL;
     int64_t n_samples = 0;
     if (r->sequential) {
@@ -846,7 +861,7 @@ lv_status lv_video_read_start(lv_video *v, const lv_video_read_params *pp, lv_vi
             st = lv_error(LV_ERR_INVALID_ARG, "%s: fps must be in (0, 1e6], got %g", name, p.fps);
         else if (p.sample == LV_VIDEO_SAMPLE_COUNT && p.n_frames <= 0)
             st = lv_error(LV_ERR_INVALID_ARG, "%s: the number of frames must be > 0", name);
-        else if (p.sample == LV_VIDEO_SAMPLE_TIMES || p.sample == LV_VIDEO_SAMPLE_COUNT)
+        else if (p.sample == LV_VIDEO_SAMPLE_TIMES || p.sample == LV_VIDEO_SAMPLE_COUNT || p.sample == LV_VIDEO_SAMPLE_INDICES)
             st = lv_plan_samples_(v, &r->p, &samples, &n_samples); /* checks times / count */
         else if (p.sample != LV_VIDEO_SAMPLE_FPS && p.sample != LV_VIDEO_SAMPLE_ALL)
             st = lv_error(LV_ERR_INVALID_ARG, "%s: unknown sampling rule %d", name, (int)p.sample);
@@ -1016,6 +1031,7 @@ void lv_video_reader_free(lv_video_reader *r) {
     lv_free(r->taken);
     lv_free(r->bad);
     lv_free(r->times);
+    lv_free(r->indices);
     lv_free(r->workers);
     lv_plan_free_(&r->plan);
     pthread_cond_destroy(&r->cv_gate);

@@ -187,6 +187,22 @@ lv_status lv_plan_samples_(const lv_video *v, const lv_video_read_params *p, lv_
     case LV_VIDEO_SAMPLE_ALL:
         for (int64_t f = 0; f < v->n_frames && st == LV_OK; f++) st = vec_push(&vec, f, frame_time(v, f));
         break;
+    case LV_VIDEO_SAMPLE_INDICES:
+        if (p->n_indices <= 0 || !p->indices) return lv_error(LV_ERR_INVALID_ARG, "%s: no frame indices given", name);
+        if (p->n_indices > vec.max)
+            return lv_error(LV_ERR_INVALID_ARG, "%s: %lld frame indices, more than max_samples %lld", name, (long long)p->n_indices,
+                            (long long)vec.max);
+        for (int64_t j = 0; j < p->n_indices && st == LV_OK; j++) {
+            const int64_t f = p->indices[j];
+            if (f < 0 || f >= v->n_frames)
+                st = lv_error(LV_ERR_INVALID_ARG, "%s: frame index %lld is not in 0..%lld", name, (long long)f, (long long)(v->n_frames - 1));
+            else if (j > 0 && f < p->indices[j - 1])
+                st = lv_error(LV_ERR_INVALID_ARG, "%s: frame indices must not decrease (%lld after %lld)", name, (long long)f,
+                              (long long)p->indices[j - 1]);
+            else
+                st = vec_push(&vec, f, frame_time(v, f));
+        }
+        break;
     default: return lv_error(LV_ERR_INVALID_ARG, "%s: unknown sampling rule %d", name, (int)p->sample);
     }
     if (st != LV_OK) {

@@ -4,6 +4,7 @@
  */
 #include "vision/vision.h"
 
+#include <math.h>
 #include <string.h>
 #include <strings.h>
 
@@ -201,4 +202,76 @@ void lv_image_rgb_free(uint8_t *rgb) {
     lv_image img = {0};
     img.rgb = rgb;
     lv_image_free(&img);
+}
+
+/* ---- video frames (the ask pipeline, docs/video-questions.md) ---- */
+
+lv_status lv_mmproj_n_tokens(const lv_mmproj *mm, int32_t w, int32_t h, int32_t *n_tokens, int32_t *nx, int32_t *ny) {
+    int32_t n = 0, x = 0, y = 0;
+    lv_status st = lv_clip_n_tokens(mm->clip, w, h, &n, &x, &y);
+    if (n_tokens) *n_tokens = n;
+    if (nx) *nx = x;
+    if (ny) *ny = y;
+    return st;
+}
+
+/* Python's round() of a / f for a >= 0 (half to even), times f */
+static int64_t round_by_factor(double a, int64_t f) {
+    const double q = a / (double)f, fl = floor(q), d = q - fl;
+    int64_t r = (int64_t)fl;
+    if (d > 0.5 || (d == 0.5 && (r & 1))) r++;
+    return r * f;
+}
+
+lv_status lv_mmproj_video_frame_size(const lv_mmproj *mm, int32_t src_w, int32_t src_h, int64_t n_frames, int32_t *w, int32_t *h) {
+    const lv_clip *c = mm->clip;
+    *w = *h = 0;
+    if (src_w <= 0 || src_h <= 0 || n_frames <= 0)
+        return lv_error(LV_ERR_INVALID_ARG, "video frame size: bad source %dx%d or frame count %lld", src_w, src_h, (long long)n_frames);
+    if (c->proj == LV_PROJ_IDEFICS3) { /* SmolVLM2: every frame stretched to one tile */
+        *w = *h = c->image_size;
+        return LV_OK;
+    }
+    if (!is_qwen(c))
+        return lv_error(LV_ERR_UNSUPPORTED, "videos are supported for the idefics3 (SmolVLM2) and Qwen projectors, not %s", lv_proj_type_name(c->proj));
+    /* qwen_vl_utils' smart_resize for video: factor 28, 128..768 tokens per frame, and the total
+     * budget of 128000 x 28^2 x 0.9 pixels shared by the frames (two per temporal pair) */
+    const int64_t f = (int64_t)c->patch_size * (c->merge > 0 ? c->merge : 2);
+    const double min_px = 128.0 * (double)(f * f), max_px_frame = 768.0 * (double)(f * f);
+    const double total_px = floor(128000.0 * (double)(f * f) * 0.9);
+    double max_px = LV_MIN(max_px_frame, total_px / (double)n_frames * 2.0);
+    max_px = LV_MAX(max_px, floor(min_px * 1.05));
+    int64_t hb = LV_MAX(f, round_by_factor(src_h, f)), wb = LV_MAX(f, round_by_factor(src_w, f));
+    if ((double)hb * (double)wb > max_px) {
+        const double beta = sqrt((double)src_h * (double)src_w / max_px);
+        hb = LV_MAX(f, (int64_t)floor((double)src_h / beta / (double)f) * f);
+        wb = LV_MAX(f, (int64_t)floor((double)src_w / beta / (double)f) * f);
+    } else if ((double)hb * (double)wb < min_px) {
+        const double beta = sqrt(min_px / ((double)src_h * (double)src_w));
+        hb = (int64_t)ceil((double)src_h * beta / (double)f) * f;
+        wb = (int64_t)ceil((double)src_w * beta / (double)f) * f;
+    }
+    if (hb > 16384 || wb > 16384) return lv_error(LV_ERR_INVALID_ARG, "video frames of %dx%d would be resized to %lldx%lld", src_w, src_h, (long long)wb, (long long)hb);
+    *w = (int32_t)wb;
+    *h = (int32_t)hb;
+    return LV_OK;
+}
+
+lv_status lv_mmproj_encode_frames(const lv_mmproj *mm, lv_threadpool *tp, const uint8_t *rgb0, const uint8_t *rgb1, int32_t w, int32_t h,
+                                  float *out) {
+    const lv_clip *c = mm->clip;
+    if (c->proj != LV_PROJ_IDEFICS3 && !is_qwen(c))
+        return lv_error(LV_ERR_UNSUPPORTED, "videos are supported for the idefics3 (SmolVLM2) and Qwen projectors, not %s", lv_proj_type_name(c->proj));
+    if (c->proj == LV_PROJ_IDEFICS3 && rgb1) return lv_error(LV_ERR_INVALID_ARG, "idefics3 encodes video frames one at a time, not in pairs");
+    if (c->proj == LV_PROJ_IDEFICS3 && (w != c->image_size || h != c->image_size))
+        return lv_error(LV_ERR_INVALID_ARG, "an idefics3 video frame must be %dx%d (the tile size), not %dx%d", c->image_size, c->image_size, w, h);
+    lv_image a, b;
+    lv_status st;
+    if ((st = wrap_rgb(rgb0, w, h, &a)) != LV_OK) return st;
+    if (rgb1 && (st = wrap_rgb(rgb1, w, h, &b)) != LV_OK) return st;
+    int32_t n, nx, ny;
+    if ((st = lv_clip_n_tokens(c, w, h, &n, &nx, &ny)) != LV_OK) return st;
+    /* a Qwen frame without its partner is paired with itself, as HF repeats an odd last frame */
+    lv_clip_input in = {&a, is_qwen(c) ? (rgb1 ? &b : &a) : NULL};
+    return lv_clip_encode(c, tp, &in, out);
 }

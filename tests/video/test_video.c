@@ -668,6 +668,53 @@ TEST(video_count_times_all) {
     free(ff);
 }
 
+/* INDICES: explicit frame numbers (repeats allowed), planned == sequential == the same frames by COUNT */
+TEST(video_indices) {
+    quiet_logs();
+    const char *path = gen("h264_bf.mp4", "-f lavfi -i testsrc2=size=128x96:rate=25 -t 4 -c:v libx264 -g 40 -bf 3 "
+                                          "-pix_fmt yuv420p");
+    if (!path) SKIP("ffmpeg cannot generate test files");
+    int64_t idx[] = {0, 16, 33, 33, 50, 66, 82, 99};
+    lv_video_read_params p = fps_params(1, 32, 24, 2);
+    p.sample = LV_VIDEO_SAMPLE_INDICES;
+    p.indices = idx;
+    p.n_indices = 8;
+    vres *r = run_reader(path, &p, -1);
+    CHECK(r->n == 8, "8 frames: %lld", (long long)r->n);
+    for (int i = 0; i < 8 && i < r->n; i++) CHECK(r->src[i] == idx[i] && r->index[i] == i, "sample %d: frame %lld", i, (long long)r->src[i]);
+    p.sequential = true;
+    vres *ref = run_reader(path, &p, -1);
+    same_frames(r, ref, 1, "INDICES planned vs sequential");
+    /* the COUNT rule's 7 frames are these without the repeat */
+    lv_video_read_params c = fps_params(1, 32, 24, 2);
+    c.sample = LV_VIDEO_SAMPLE_COUNT;
+    c.n_frames = 7;
+    vres *cnt = run_reader(path, &c, -1);
+    CHECK(cnt->n == 7 && r->n == 8 && cnt->hash[3] == r->hash[4] && cnt->hash[6] == r->hash[7] && r->hash[2] == r->hash[3],
+          "INDICES and COUNT give the same pixels for the same frames");
+    free(r);
+    free(ref);
+    free(cnt);
+    /* errors: decreasing, out of range, none */
+    int64_t bad1[] = {5, 4}, bad2[] = {0, 100};
+    lv_video *v = NULL;
+    REQUIRE(lv_video_open(path, lv_video_default_open_params(), &v) == LV_OK, "%s", lv_last_error());
+    lv_video_reader *rd = NULL;
+    p.sequential = false;
+    p.indices = bad1;
+    p.n_indices = 2;
+    CHECK(lv_video_read_start(v, &p, &rd) == LV_ERR_INVALID_ARG && strstr(lv_last_error(), "must not decrease"), "decreasing: %s", lv_last_error());
+    p.indices = bad2;
+    CHECK(lv_video_read_start(v, &p, &rd) == LV_ERR_INVALID_ARG && strstr(lv_last_error(), "not in 0..99"), "out of range: %s", lv_last_error());
+    p.n_indices = 0;
+    CHECK(lv_video_read_start(v, &p, &rd) == LV_ERR_INVALID_ARG, "no indices");
+    p.sequential = true;
+    p.indices = bad2;
+    p.n_indices = 2;
+    CHECK(lv_video_read_start(v, &p, &rd) == LV_ERR_INVALID_ARG, "sequential, out of range: %s", lv_last_error());
+    lv_video_free(v);
+}
+
 /* -------------------------------------------------------------------------------------------
  * skipping, memory bounds, streaming, formats
  * ----------------------------------------------------------------------------------------- */

@@ -1,0 +1,42 @@
+# longview run --video (docs/video-questions.md): a question about a clip with the tiny golden
+# towers (tests/golden/vision); the overlapped pipeline's greedy answer equals the sequential
+# reference's and does not depend on the batch size or the decode threads; clear errors.
+. "$(dirname "$0")/_lib.sh"
+G=tests/golden/vision
+command -v ffmpeg >/dev/null || { echo "skip: no ffmpeg"; exit 0; }
+ffmpeg -hide_banner -loglevel error -nostdin -y -f lavfi -i testsrc2=size=64x48:rate=10 -t 4 -c:v libx264 -g 12 -bf 2 -pix_fmt yuv420p "$T/clip.mp4" ||
+  fail "ffmpeg could not make the clip"
+expect_ok "gen-model text" "$LV" gen-model --arch llama --dim 64 --layers 1 --heads 2 --ffn 96 --vocab $G/vocab-vlm.gguf --seed 7 -o "$T/text.gguf"
+
+# SmolVLM2 format (idefics3): 4 frames at 1 fps, the plan and the timings on stderr
+expect_ok "run --video smolvlm2" "$LV" run -m "$T/text.gguf" --mmproj $G/idefics3-s2.gguf --video "$T/clip.mp4" -p "<__media__>What happens?" -n 6 --temp 0 --ids
+first=$(cat "$T/out")
+grep -q "smolvlm2 format, 4 frames (1 per second of video) at 64x64, 4 frames of 4 embeddings" "$T/err" || fail "plan line: $(cat "$T/err")"
+grep -q "video: 4 frames, overlapped | decode" "$T/err" && grep -q "first token after" "$T/err" || fail "timings line: $(cat "$T/err")"
+expect_ok "run --video --video-sequential" "$LV" run -m "$T/text.gguf" --mmproj $G/idefics3-s2.gguf --video "$T/clip.mp4" -p "<__media__>What happens?" -n 6 --temp 0 --ids --video-sequential
+[ "$(cat "$T/out")" = "$first" ] || fail "sequential answer '$(cat "$T/out")' differs from overlapped '$first'"
+expect_ok "run --video -j 1 -t 1" "$LV" run -m "$T/text.gguf" --mmproj $G/idefics3-s2.gguf --video "$T/clip.mp4" -p "<__media__>What happens?" -n 6 --temp 0 --ids -j 1 -t 1
+[ "$(cat "$T/out")" = "$first" ] || fail "answer changed with the threads: '$(cat "$T/out")' vs '$first'"
+expect_ok "run --video --frames 6" "$LV" run -m "$T/text.gguf" --mmproj $G/idefics3-s2.gguf --video "$T/clip.mp4" -p "What?" --frames 6 -n 1 --temp 0
+grep -q "6 frames" "$T/err" || fail "--frames 6: $(cat "$T/err")"
+
+# Qwen2.5-VL format: temporal pairs, M-RoPE; batches of 7 rows cut across the pairs
+expect_ok "run --video qwen2.5vl" "$LV" run -m $G/text-qwen2vl.gguf --mmproj $G/qwen25vl.gguf --video "$T/clip.mp4" -p "<__media__>What?" -n 4 --temp 0 --ids -b 7 -j 2
+q=$(cat "$T/out")
+grep -q "qwen2.5vl format, 8 frames (2 per second of video) at 392x280, 4 pairs of 140 embeddings" "$T/err" || fail "qwen plan: $(cat "$T/err")"
+expect_ok "run --video qwen2.5vl sequential" "$LV" run -m $G/text-qwen2vl.gguf --mmproj $G/qwen25vl.gguf --video "$T/clip.mp4" -p "<__media__>What?" -n 4 --temp 0 --ids --video-sequential
+[ "$(cat "$T/out")" = "$q" ] || fail "qwen sequential '$(cat "$T/out")' vs overlapped (-b 7) '$q'"
+
+# errors
+expect_fail "--video without --mmproj" "$LV" run -m "$T/text.gguf" --video "$T/clip.mp4" -p hi
+grep -q "needs --mmproj" "$T/err" || fail "$(cat "$T/err")"
+expect_fail "--fps without --video" "$LV" run -m "$T/text.gguf" -p hi --fps 2
+grep -q "are for --video" "$T/err" || fail "$(cat "$T/err")"
+expect_fail "--video with an mlp projector" "$LV" run -m "$T/text.gguf" --mmproj $G/mlp.gguf --video "$T/clip.mp4" -p hi
+grep -q "not mlp" "$T/err" || fail "$(cat "$T/err")"
+printf 'not a video at all' > "$T/bad.mp4"
+expect_fail "a file that is no video" "$LV" run -m "$T/text.gguf" --mmproj $G/idefics3-s2.gguf --video "$T/bad.mp4" -p hi
+grep -q "bad.mp4" "$T/err" || fail "the file is named: $(cat "$T/err")"
+expect_fail "context too small" "$LV" run -m "$T/text.gguf" --mmproj $G/idefics3-s2.gguf --video "$T/clip.mp4" -p hi -c 64 -n 1
+grep -q "does not fit the context" "$T/err" || fail "$(cat "$T/err")"
+true

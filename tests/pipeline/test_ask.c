@@ -1,0 +1,544 @@
+/*
+ * test_ask.c: asking a video (src/pipeline/, docs/video-questions.md). The overlapped pipeline
+ * against the sequential reference (logits bit for bit) for the three families; the SmolVLM2 prompt
+ * text against one rebuilt here from the sampled frames; Qwen's rows and M-RoPE positions against
+ * a batch built here by hand from HF's formulas; rollback after an abort and on a damaged clip; the
+ * frame-count rules and number words. Tiny random-weight models (tests/golden/vision) and clips
+ * made with Debian's ffmpeg (skipped without it).
+ */
+#include "lv_test.h"
+#include "longview.h"
+#include "pipeline/pipeline.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define GOLDEN_DIR "tests/golden/vision"
+
+static int have_ffmpeg(void) {
+    static int have = -1;
+    if (have < 0) have = system("ffmpeg -hide_banner -version >/dev/null 2>&1") == 0;
+    return have;
+}
+
+/* Generate (once) tmpdir/ask/<name> with `ffmpeg -y <args> <file>`. Returns the path or NULL. */
+static const char *gen(const char *name, const char *args) {
+    static char paths[16][512];
+    static int n_paths;
+    if (!have_ffmpeg()) return NULL;
+    char dir[512];
+    snprintf(dir, sizeof(dir), "%s/ask", lv_test_tmpdir());
+    mkdir(dir, 0755);
+    char *path = paths[n_paths++ % 16];
+    snprintf(path, 512, "%s/%s", dir, name);
+    struct stat sb;
+    if (stat(path, &sb) == 0 && sb.st_size > 0) return path;
+    char tmp[600], cmd[4096];
+    snprintf(tmp, sizeof(tmp), "%s/tmp_%s", dir, name);
+    snprintf(cmd, sizeof(cmd), "ffmpeg -hide_banner -loglevel error -nostdin -y %s '%s' && mv '%s' '%s'", args, tmp, tmp, path);
+    if (system(cmd) != 0) return NULL;
+    return path;
+}
+
+/* 4 s at 10 fps, 64x48 (40 frames), B-frames */
+static const char *clip(void) {
+    return gen("clip.mp4", "-f lavfi -i testsrc2=size=64x48:rate=10 -t 4 -c:v libx264 -g 12 -bf 2 -pix_fmt yuv420p");
+}
+
+typedef struct fixture {
+    lv_model *model;
+    lv_mmproj *mm;
+    lv_video *video;
+    lv_threadpool *tp;
+} fixture;
+
+static void fixture_free(fixture *f) {
+    lv_video_free(f->video);
+    lv_mmproj_free(f->mm);
+    lv_model_free(f->model);
+    lv_threadpool_free(f->tp);
+    memset(f, 0, sizeof(*f));
+}
+
+/* family: "smolvlm2" (idefics3-s2 + a llama text model with the VLM vocabulary), "qwen2vl",
+ * "qwen2.5vl" (the golden Qwen towers + the M-RoPE text model) */
+static int fixture_open(fixture *f, const char *family, const char *video_path) {
+    memset(f, 0, sizeof(*f));
+    lv_video_route_libav_log();
+    char path[512];
+    const char *mmf;
+    if (!strcmp(family, "smolvlm2")) {
+        snprintf(path, sizeof(path), "%s/ask-text-llama.gguf", lv_test_tmpdir());
+        lv_genmodel_params gp = lv_genmodel_default_params();
+        gp.arch = "llama";
+        gp.n_embd = 64;
+        gp.n_layer = 1;
+        gp.n_head = 2;
+        gp.n_ff = 96;
+        gp.vocab_path = GOLDEN_DIR "/vocab-vlm.gguf";
+        gp.seed = 7;
+        if (lv_genmodel_write(&gp, path) != LV_OK) return 0;
+        mmf = GOLDEN_DIR "/idefics3-s2.gguf";
+    } else {
+        snprintf(path, sizeof(path), GOLDEN_DIR "/text-qwen2vl.gguf");
+        mmf = !strcmp(family, "qwen2vl") ? GOLDEN_DIR "/qwen2vl.gguf" : GOLDEN_DIR "/qwen25vl.gguf";
+    }
+    if (lv_model_load(path, lv_model_default_params(), &f->model) != LV_OK) return 0;
+    if (lv_mmproj_load(mmf, lv_model_n_embd(f->model), &f->mm) != LV_OK) return 0;
+    if (lv_video_open(video_path, lv_video_default_open_params(), &f->video) != LV_OK) return 0;
+    f->tp = lv_threadpool_create(2);
+    return f->tp != NULL;
+}
+
+static lv_context *new_ctx(fixture *f, uint32_t n_batch) {
+    lv_context_params cp = lv_context_default_params();
+    cp.n_ctx = 4096;
+    cp.n_batch = n_batch;
+    cp.n_ubatch = n_batch;
+    cp.kv_type = LV_KV_F32;
+    cp.threadpool = f->tp;
+    lv_context *ctx = NULL;
+    return lv_context_create(f->model, cp, &ctx) == LV_OK ? ctx : NULL;
+}
+
+/* decode one text token at n_past (rotary position from the sequence's offset); its logits copied */
+static int next_logits(lv_context *ctx, lv_pos n_past, lv_token tok, float *out, int32_t nv) {
+    lv_batch b = lv_batch_init(1);
+    b.n_tokens = 1;
+    b.token[0] = tok;
+    b.pos[0] = n_past;
+    b.seq_id[0] = 0;
+    b.logits[0] = 1;
+    lv_status st = lv_decode(ctx, &b);
+    lv_batch_free(&b);
+    if (st != LV_OK) return 0;
+    memcpy(out, lv_get_logits_ith(ctx, -1), (size_t)nv * sizeof(float));
+    return 1;
+}
+
+/* ---- rules ---- */
+
+TEST(ask_number_words) {
+    const struct {
+        int64_t n;
+        const char *w;
+    } cases[] = {{0, "zero"},         {1, "one"},
+                 {13, "thirteen"},    {21, "twenty-one"},
+                 {64, "sixty-four"},  {100, "one hundred"},
+                 {101, "one hundred and one"}, {360, "three hundred and sixty"},
+                 {1000, "one thousand"}, {1001, "one thousand and one"},
+                 {1100, "one thousand, one hundred"}, {1234, "one thousand, two hundred and thirty-four"},
+                 {100000, "one hundred thousand"}, {101000, "one hundred and one thousand"},
+                 {2000005, "two million and five"}};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char buf[128];
+        lv_vq_number_words(cases[i].n, buf, sizeof(buf));
+        CHECK(!strcmp(buf, cases[i].w), "%lld: '%s', want '%s'", (long long)cases[i].n, buf, cases[i].w);
+    }
+}
+
+TEST(ask_frame_count_rules) {
+    int64_t *idx = NULL, n = 0;
+    /* SmolVLM2: 40 frames at 10 fps, 1 fps: round(4) = 4 frames, linspace(0, 39, 4) = 0 13 26 39 */
+    REQUIRE(lv_vq_smolvlm2_indices(40, 10, 1, 64, 0, &idx, &n) == LV_OK, "%s", lv_last_error());
+    CHECK(n == 4 && idx[0] == 0 && idx[1] == 13 && idx[2] == 26 && idx[3] == 39, "4 of 40: %lld frames", (long long)n);
+    lv_free(idx);
+    /* a long video: 64 frames, a second trimmed at each end (1440 s at 25 fps) */
+    REQUIRE(lv_vq_smolvlm2_indices(36000, 25, 1, 64, 0, &idx, &n) == LV_OK, "%s", lv_last_error());
+    CHECK(n == 64 && idx[0] == 25 && idx[63] == 35975, "long: %lld frames, %lld .. %lld", (long long)n, (long long)idx[0],
+          (long long)idx[n - 1]);
+    for (int64_t i = 1; i < n; i++) CHECK(idx[i] > idx[i - 1], "increasing at %lld", (long long)i);
+    lv_free(idx);
+    /* more frames asked than the video has: duplicates removed (linspace(0, 4, 10) truncated) */
+    REQUIRE(lv_vq_smolvlm2_indices(5, 25, 1, 64, 10, &idx, &n) == LV_OK, "%s", lv_last_error());
+    CHECK(n == 5 && idx[0] == 0 && idx[4] == 4, "5 distinct frames: %lld", (long long)n);
+    lv_free(idx);
+    /* 2.4 s at 1 fps: round(2.4) = 2; 2.5 s: round half to even = 2; 3.5 s: 4 */
+    REQUIRE(lv_vq_smolvlm2_indices(24, 10, 1, 64, 0, &idx, &n) == LV_OK && n == 2, "2.4 s: %lld", (long long)n);
+    lv_free(idx);
+    REQUIRE(lv_vq_smolvlm2_indices(25, 10, 1, 64, 0, &idx, &n) == LV_OK && n == 2, "2.5 s: %lld", (long long)n);
+    lv_free(idx);
+    REQUIRE(lv_vq_smolvlm2_indices(35, 10, 1, 64, 0, &idx, &n) == LV_OK && n == 4, "3.5 s: %lld", (long long)n);
+    lv_free(idx);
+    /* Qwen: even, at least 4 at fps, at most min(max, total) */
+    CHECK(lv_vq_qwen_nframes(250, 25, 2, 768, 0) == 20, "10 s at 2 fps");
+    CHECK(lv_vq_qwen_nframes(30, 30, 2, 768, 0) == 4, "1 s: the minimum of 4");
+    CHECK(lv_vq_qwen_nframes(3, 30, 2, 768, 0) == 2, "3 frames: one pair");
+    CHECK(lv_vq_qwen_nframes(90000, 25, 2, 768, 0) == 768, "an hour: the cap");
+    CHECK(lv_vq_qwen_nframes(250, 25, 2, 768, 5) == 4 && lv_vq_qwen_nframes(250, 25, 2, 768, 7) == 8, "asked counts rounded to even (half to even)");
+}
+
+TEST(ask_qwen_frame_size) {
+    lv_mmproj *mm = NULL;
+    REQUIRE(lv_mmproj_load(GOLDEN_DIR "/qwen2vl.gguf", 0, &mm) == LV_OK, "%s", lv_last_error());
+    int32_t w, h;
+    /* 320x180: 308x168 is under 128 x 28^2 pixels: scaled up by sqrt(100352 / 57600), ceil to 28 */
+    CHECK(lv_mmproj_video_frame_size(mm, 320, 180, 20, &w, &h) == LV_OK && w == 448 && h == 252, "320x180: %dx%d", w, h);
+    /* 1280x720: 1288x728 is over 768 x 28^2: scaled down, floor to 28 */
+    CHECK(lv_mmproj_video_frame_size(mm, 1280, 720, 20, &w, &h) == LV_OK && w == 1008 && h == 560, "1280x720: %dx%d", w, h);
+    /* 360 frames share 128000 x 28^2 x 0.9 pixels: at most 501760 per frame */
+    CHECK(lv_mmproj_video_frame_size(mm, 1280, 720, 360, &w, &h) == LV_OK && (int64_t)w * h <= 501760 && w % 28 == 0 && h % 28 == 0,
+          "1280x720, 360 frames: %dx%d", w, h);
+    lv_mmproj_free(mm);
+    REQUIRE(lv_mmproj_load(GOLDEN_DIR "/idefics3-s2.gguf", 0, &mm) == LV_OK, "%s", lv_last_error());
+    CHECK(lv_mmproj_video_frame_size(mm, 320, 180, 20, &w, &h) == LV_OK && w == 64 && h == 64, "idefics3: the tile, %dx%d", w, h);
+    lv_mmproj_free(mm);
+    REQUIRE(lv_mmproj_load(GOLDEN_DIR "/mlp.gguf", 0, &mm) == LV_OK, "%s", lv_last_error());
+    CHECK(lv_mmproj_video_frame_size(mm, 320, 180, 20, &w, &h) == LV_ERR_UNSUPPORTED, "mlp has no video format");
+    lv_mmproj_free(mm);
+}
+
+/* ---- the SmolVLM2 prompt text, rebuilt from the sampled frames ---- */
+
+TEST(ask_smolvlm2_prompt_text) {
+    const char *path = clip();
+    if (!path) SKIP("ffmpeg cannot generate test files");
+    fixture f;
+    REQUIRE(fixture_open(&f, "smolvlm2", path), "fixture: %s", lv_last_error());
+    lv_video_ask_params p = lv_video_ask_default_params();
+    p.prompt = "User:<__media__>What happens?";
+    p.add_special = false;
+    static char got[1 << 16];
+    int64_t len = lv_video_ask_prompt_text(f.model, f.mm, f.video, &p, got, sizeof(got));
+    REQUIRE(len > 0 && len < (int64_t)sizeof(got), "prompt text: %s", lv_last_error());
+    /* the frames HF samples (linspace(0, 39, 4)), read here, and their times */
+    int64_t want_idx[4] = {0, 13, 26, 39};
+    lv_video_read_params rp = lv_video_default_read_params();
+    rp.sample = LV_VIDEO_SAMPLE_INDICES;
+    rp.indices = want_idx;
+    rp.n_indices = 4;
+    rp.width = rp.height = 64;
+    lv_video_reader *rd = NULL;
+    REQUIRE(lv_video_read_start(f.video, &rp, &rd) == LV_OK, "%s", lv_last_error());
+    lv_video_info info;
+    lv_video_get_info(f.video, &info);
+    static char want[1 << 16];
+    int n = snprintf(want, sizeof(want), "User:You are provided the following series of four frames from a 0:00:04 [H:MM:SS] video.\n");
+    lv_video_frame fr;
+    int frames = 0;
+    while (lv_video_reader_next(rd, &fr) == LV_OK && fr.data) {
+        CHECK(fabs(fr.time_s - (double)fr.source_frame / info.avg_fps) < 1e-6, "frame %lld: time %g", (long long)fr.source_frame, fr.time_s);
+        const int s = (int)floor(fr.time_s);
+        n += snprintf(want + n, sizeof(want) - (size_t)n, "\nFrame from %02d:%02d:<fake_token_around_image><global-img>", s / 60, s % 60);
+        for (int i = 0; i < 4; i++) n += snprintf(want + n, sizeof(want) - (size_t)n, "<image>"); /* 4 tokens per 64 px tile */
+        n += snprintf(want + n, sizeof(want) - (size_t)n, "<fake_token_around_image>");
+        frames++;
+    }
+    lv_video_reader_free(rd);
+    snprintf(want + n, sizeof(want) - (size_t)n, "\n\nWhat happens?");
+    CHECK(frames == 4, "4 frames read");
+    CHECK(!strcmp(got, want), "prompt text:\n%s\nwant:\n%s", got, want);
+    /* the plan agrees */
+    lv_video_ask_plan pl;
+    REQUIRE(lv_video_ask_plan_for(f.model, f.mm, f.video, &p, &pl) == LV_OK, "%s", lv_last_error());
+    CHECK(pl.n_frames == 4 && pl.n_units == 4 && pl.unit_tokens == 4 && pl.frame_w == 64 && !strcmp(pl.family, "smolvlm2"), "plan");
+    fixture_free(&f);
+}
+
+/* ---- overlapped == sequential, bit for bit ---- */
+
+static void overlapped_vs_sequential(const char *family) {
+    const char *path = clip();
+    if (!path) SKIP("ffmpeg cannot generate test files");
+    fixture f;
+    REQUIRE(fixture_open(&f, family, path), "%s fixture: %s", family, lv_last_error());
+    const int32_t nv = lv_model_n_vocab(f.model);
+    float *la = malloc((size_t)nv * sizeof(float)), *lb = malloc((size_t)nv * sizeof(float));
+    float *na = malloc((size_t)nv * sizeof(float)), *nb = malloc((size_t)nv * sizeof(float));
+    lv_context *ca = new_ctx(&f, 7), *cb = new_ctx(&f, 7); /* 7 rows a batch: batches cut across units */
+    REQUIRE(ca && cb && la && lb && na && nb, "contexts: %s", lv_last_error());
+    lv_video_ask_params p = lv_video_ask_default_params();
+    p.prompt = "Look: <__media__> What moves?";
+    p.n_decode_threads = 2;
+    p.max_buffered_bytes = 64 * 64 * 3 * 2; /* two frames ahead: the decode threads must wait */
+    lv_pos npa = 0, npb = 0;
+    lv_video_ask_result ra, rb;
+    REQUIRE(lv_video_ask(ca, f.mm, f.video, &p, &npa, &ra) == LV_OK, "%s overlapped: %s", family, lv_last_error());
+    memcpy(la, lv_get_logits_ith(ca, -1), (size_t)nv * sizeof(float));
+    p.sequential = true;
+    REQUIRE(lv_video_ask(cb, f.mm, f.video, &p, &npb, &rb) == LV_OK, "%s sequential: %s", family, lv_last_error());
+    memcpy(lb, lv_get_logits_ith(cb, -1), (size_t)nv * sizeof(float));
+    CHECK(npa == npb && npa == ra.plan.n_rows && lv_kv_seq_n_tokens(ca, 0) == npa, "%s: n_past %d and %d, rows %lld", family, npa, npb,
+          (long long)ra.plan.n_rows);
+    CHECK(ra.plan.n_frames >= 4 && ra.plan.n_frames == rb.plan.n_frames, "%s: %lld frames", family, (long long)ra.plan.n_frames);
+    CHECK(memcmp(la, lb, (size_t)nv * sizeof(float)) == 0, "%s: the overlapped pipeline's logits differ from the sequential one's", family);
+    CHECK(lv_kv_seq_rope_offset(ca, 0) == lv_kv_seq_rope_offset(cb, 0), "%s: rotary offsets %d and %d", family, lv_kv_seq_rope_offset(ca, 0),
+          lv_kv_seq_rope_offset(cb, 0));
+    /* and the next token sees the same cache and rotary offset */
+    REQUIRE(next_logits(ca, npa, 5, na, nv) && next_logits(cb, npb, 5, nb, nv), "next token: %s", lv_last_error());
+    CHECK(memcmp(na, nb, (size_t)nv * sizeof(float)) == 0, "%s: the next token's logits differ", family);
+    lv_context_free(ca);
+    lv_context_free(cb);
+    free(la);
+    free(lb);
+    free(na);
+    free(nb);
+    fixture_free(&f);
+}
+
+TEST(ask_overlapped_equals_sequential_smolvlm2) { overlapped_vs_sequential("smolvlm2"); }
+TEST(ask_overlapped_equals_sequential_qwen2vl) { overlapped_vs_sequential("qwen2vl"); }
+TEST(ask_overlapped_equals_sequential_qwen25vl) { overlapped_vs_sequential("qwen2.5vl"); }
+
+/* ---- Qwen: rows and positions against a batch built by hand ---- */
+
+static void qwen_hand_batch(const char *family) {
+    const char *path = clip();
+    if (!path) SKIP("ffmpeg cannot generate test files");
+    fixture f;
+    REQUIRE(fixture_open(&f, family, path), "%s fixture: %s", family, lv_last_error());
+    const bool q25 = !strcmp(family, "qwen2.5vl");
+    const int32_t nv = lv_model_n_vocab(f.model), E = lv_model_n_embd(f.model);
+    /* 40 frames at 10 fps, 2 fps: 8 frames, 4 pairs; 64x48 -> 56x56 rounded, under 128 x 28^2 pixels:
+     * scaled up by sqrt(100352 / 3072) and ceil to 28: 392 x 280 (14 x 10 merged tokens) */
+    const int W = 392, H = 280, nx = 14, T = nx * 10, NF = 8, NP = 4;
+    lv_video_ask_params p = lv_video_ask_default_params();
+    p.prompt = "A<__media__>B?";
+    p.add_special = false;
+    lv_video_ask_plan pl;
+    REQUIRE(lv_video_ask_plan_for(f.model, f.mm, f.video, &p, &pl) == LV_OK, "%s", lv_last_error());
+    REQUIRE(pl.n_frames == NF && pl.frame_w == W && pl.frame_h == H && pl.unit_tokens == T && pl.nx == nx, "%s plan: %lld frames %dx%d, %d tokens",
+            family, (long long)pl.n_frames, pl.frame_w, pl.frame_h, pl.unit_tokens);
+    /* the frames: 8 spread evenly, read here */
+    lv_video_read_params rp = lv_video_default_read_params();
+    rp.sample = LV_VIDEO_SAMPLE_COUNT;
+    rp.n_frames = NF;
+    rp.width = W;
+    rp.height = H;
+    void *frames = NULL;
+    int64_t nfr = 0, fsize = 0;
+    REQUIRE(lv_video_read_all(f.video, &rp, &frames, &nfr, &fsize) == LV_OK && nfr == NF, "frames: %s", lv_last_error());
+    /* the rows: "A<|vision_start|>", 4 pairs (encoded through the image API's pair call), "<|vision_end|>B?" */
+    lv_token pre[16], post[16];
+    const int32_t npre = lv_tokenize(f.model, "A<|vision_start|>", (int64_t)strlen("A<|vision_start|>"), pre, 16, false, true);
+    const int32_t npost = lv_tokenize(f.model, "<|vision_end|>B?", (int64_t)strlen("<|vision_end|>B?"), post, 16, false, true);
+    REQUIRE(npre > 0 && npost > 0, "tokenize");
+    const int32_t N = npre + NP * T + npost;
+    CHECK(pl.n_rows == N, "rows %lld, want %d", (long long)pl.n_rows, N);
+    lv_batch b = lv_batch_init_embd(N, E);
+    b.n_tokens = N;
+    int32_t r = 0;
+    for (int32_t i = 0; i < npre; i++, r++) {
+        b.token[r] = pre[i];
+        for (int k = 0; k < 4; k++) b.pos_mrope[k * N + r] = r;
+    }
+    const int32_t st = npre;
+    /* HF get_rope_index: seconds per pair 2 / sample fps (8 / 40 x 10 = 2 fps: 1 s), 2 tokens per second */
+    int32_t tmax = 0;
+    for (int32_t g = 0; g < NP; g++) {
+        lv_image_embd e;
+        REQUIRE(lv_mmproj_encode_pair(f.mm, f.tp, (const uint8_t *)frames + 2 * g * fsize, (const uint8_t *)frames + (2 * g + 1) * fsize, W, H,
+                                      &e) == LV_OK && e.n_tokens == T, "pair %d: %s", g, lv_last_error());
+        const int32_t t = q25 ? (int32_t)(g * 1.0 * 2.0) : g;
+        tmax = t > tmax ? t : tmax;
+        for (int32_t i = 0; i < T; i++, r++) {
+            b.token[r] = LV_TOKEN_EMBD;
+            memcpy(b.embd + (int64_t)r * E, e.embd + (int64_t)i * E, (size_t)E * sizeof(float));
+            b.pos_mrope[0 * N + r] = st + t;
+            b.pos_mrope[1 * N + r] = st + i / nx;
+            b.pos_mrope[2 * N + r] = st + i % nx;
+            b.pos_mrope[3 * N + r] = 0;
+        }
+        lv_image_embd_free(&e);
+    }
+    const int32_t after = st + (tmax > nx - 1 ? tmax : nx - 1) + 1; /* ny < nx */
+    for (int32_t i = 0; i < npost; i++, r++) {
+        b.token[r] = post[i];
+        for (int k = 0; k < 4; k++) b.pos_mrope[k * N + r] = after + i;
+    }
+    for (int32_t i = 0; i < N; i++) {
+        b.pos[i] = i;
+        b.seq_id[i] = 0;
+        b.logits[i] = i == N - 1;
+    }
+    lv_context *ch = new_ctx(&f, (uint32_t)N), *ca = new_ctx(&f, (uint32_t)N);
+    REQUIRE(ch && ca, "contexts");
+    REQUIRE(lv_decode(ch, &b) == LV_OK, "hand batch: %s", lv_last_error());
+    float *lh = malloc((size_t)nv * sizeof(float));
+    memcpy(lh, lv_get_logits_ith(ch, -1), (size_t)nv * sizeof(float));
+    lv_pos np = 0;
+    REQUIRE(lv_video_ask(ca, f.mm, f.video, &p, &np, NULL) == LV_OK, "ask: %s", lv_last_error());
+    const float *la = lv_get_logits_ith(ca, -1);
+    float maxd = 0;
+    for (int32_t i = 0; i < nv; i++) maxd = fmaxf(maxd, fabsf(la[i] - lh[i]));
+    CHECK(maxd == 0, "%s: logits differ from the hand-built batch's by %g", family, maxd);
+    CHECK(lv_kv_seq_rope_offset(ca, 0) == after + npost - N, "%s: rotary offset %d, want %d", family, lv_kv_seq_rope_offset(ca, 0),
+          after + npost - N);
+    free(lh);
+    lv_batch_free(&b);
+    lv_video_frames_free(frames);
+    lv_context_free(ch);
+    lv_context_free(ca);
+    fixture_free(&f);
+}
+
+TEST(ask_qwen2vl_rows_and_positions) { qwen_hand_batch("qwen2vl"); }
+TEST(ask_qwen25vl_rows_and_positions) { qwen_hand_batch("qwen2.5vl"); }
+
+/* ---- rollback ---- */
+
+static int abort_countdown;
+static bool abort_after(void *user) { return --abort_countdown < 0; }
+
+/* a context holding a text prefix; after a failed question its next token's logits must equal
+ * those of a context that never saw the question */
+static void check_rollback(fixture *f, const char *what, lv_status want_st, void (*setup)(lv_video_ask_params *)) {
+    const int32_t nv = lv_model_n_vocab(f->model);
+    lv_context *ca = new_ctx(f, 5), *cb = new_ctx(f, 5);
+    REQUIRE(ca && cb, "contexts");
+    lv_batch b = lv_batch_init(4);
+    b.n_tokens = 4;
+    for (int i = 0; i < 4; i++) {
+        b.token[i] = 10 + i;
+        b.pos[i] = i;
+        b.seq_id[i] = 0;
+        b.logits[i] = 0;
+    }
+    REQUIRE(lv_decode(ca, &b) == LV_OK && lv_decode(cb, &b) == LV_OK, "prefix: %s", lv_last_error());
+    lv_batch_free(&b);
+    lv_video_ask_params p = lv_video_ask_default_params();
+    p.prompt = "<__media__>Q";
+    p.n_decode_threads = 2;
+    setup(&p);
+    lv_pos np = 4;
+    const int32_t off = lv_kv_seq_rope_offset(ca, 0);
+    lv_status st = lv_video_ask(ca, f->mm, f->video, &p, &np, NULL);
+    CHECK(st == want_st, "%s: %s (%s), want %s", what, lv_status_str(st), lv_last_error(), lv_status_str(want_st));
+    if (want_st == LV_ERR_FORMAT) CHECK(strstr(lv_last_error(), "sampled frame") != NULL, "%s: the message says what was lost: %s", what, lv_last_error());
+    CHECK(np == 4 && lv_kv_seq_n_tokens(ca, 0) == 4 && lv_kv_seq_rope_offset(ca, 0) == off, "%s: the sequence holds %lld tokens, n_past %d",
+          what, (long long)lv_kv_seq_n_tokens(ca, 0), np);
+    float *la = malloc((size_t)nv * sizeof(float)), *lb = malloc((size_t)nv * sizeof(float));
+    REQUIRE(next_logits(ca, 4, 7, la, nv) && next_logits(cb, 4, 7, lb, nv), "next: %s", lv_last_error());
+    CHECK(memcmp(la, lb, (size_t)nv * sizeof(float)) == 0, "%s: the context is not as it was", what);
+    free(la);
+    free(lb);
+    lv_context_free(ca);
+    lv_context_free(cb);
+}
+
+static void setup_abort(lv_video_ask_params *p) {
+    abort_countdown = 3; /* a few frames and batches in */
+    p->abort_fn = abort_after;
+}
+static void setup_abort_seq(lv_video_ask_params *p) {
+    setup_abort(p);
+    p->sequential = true;
+    abort_countdown = 6;
+}
+static void setup_all_frames(lv_video_ask_params *p) { p->n_frames = 1000; }
+static void setup_all_frames_seq(lv_video_ask_params *p) {
+    p->n_frames = 1000;
+    p->sequential = true;
+}
+
+TEST(ask_abort_restores_the_context) {
+    const char *path = clip();
+    if (!path) SKIP("ffmpeg cannot generate test files");
+    const char *fams[2] = {"smolvlm2", "qwen2.5vl"};
+    for (int i = 0; i < 2; i++) {
+        fixture f;
+        REQUIRE(fixture_open(&f, fams[i], path), "fixture: %s", lv_last_error());
+        check_rollback(&f, fams[i], LV_ERR_ABORTED, setup_abort);
+        check_rollback(&f, fams[i], LV_ERR_ABORTED, setup_abort_seq);
+        fixture_free(&f);
+    }
+}
+
+static void quiet(lv_log_level level, const char *msg, void *user) {}
+
+TEST(ask_damaged_clip_restores_the_context) {
+    /* the clip's packets from 30% to 60% of the file overwritten with noise (the index, at the end
+     * of the file, intact): about a third of the frames cannot be decoded */
+    const char *path = clip();
+    if (!path) SKIP("ffmpeg cannot generate test files");
+    size_t n = 0;
+    uint8_t *data = (uint8_t *)lv_test_read_file(path, &n);
+    REQUIRE(data && n > 4000, "read %s", path);
+    lv_test_rng rng = {12345};
+    for (size_t i = n * 3 / 10; i < n * 6 / 10; i++) data[i] = (uint8_t)lv_test_rng_u64(&rng);
+    char holed[512];
+    snprintf(holed, sizeof(holed), "%s/ask/damaged.mp4", lv_test_tmpdir());
+    FILE *fp = fopen(holed, "wb");
+    REQUIRE(fp, "write %s", holed);
+    fwrite(data, 1, n, fp);
+    fclose(fp);
+    free(data);
+    lv_log_set(quiet, NULL, LV_LOG_WARN);
+    fixture f;
+    int ok = fixture_open(&f, "smolvlm2", holed);
+    if (!ok) {
+        lv_log_set(NULL, NULL, LV_LOG_WARN);
+        fixture_free(&f);
+        CHECK(1, "open failed cleanly");
+        return;
+    }
+    check_rollback(&f, "damaged, overlapped", LV_ERR_FORMAT, setup_all_frames);
+    check_rollback(&f, "damaged, sequential", LV_ERR_FORMAT, setup_all_frames_seq);
+    lv_log_set(NULL, NULL, LV_LOG_WARN);
+    fixture_free(&f);
+}
+
+TEST(ask_errors) {
+    const char *path = clip();
+    if (!path) SKIP("ffmpeg cannot generate test files");
+    fixture f;
+    REQUIRE(fixture_open(&f, "smolvlm2", path), "fixture: %s", lv_last_error());
+    lv_video_ask_params p = lv_video_ask_default_params();
+    p.prompt = "<__media__> and <__media__>";
+    lv_video_ask_plan pl;
+    CHECK(lv_video_ask_plan_for(f.model, f.mm, f.video, &p, &pl) == LV_ERR_INVALID_ARG && strstr(lv_last_error(), "one video"),
+          "two markers: %s", lv_last_error());
+    p.prompt = "hi";
+    p.fps = -1;
+    CHECK(lv_video_ask_plan_for(f.model, f.mm, f.video, &p, &pl) == LV_ERR_INVALID_ARG, "negative fps");
+    /* a context too small: a clear error, nothing changed */
+    p.fps = 0;
+    lv_context_params cp = lv_context_default_params();
+    cp.n_ctx = 32;
+    cp.threadpool = f.tp;
+    lv_context *ctx = NULL;
+    REQUIRE(lv_context_create(f.model, cp, &ctx) == LV_OK, "%s", lv_last_error());
+    lv_pos np = 0;
+    CHECK(lv_video_ask(ctx, f.mm, f.video, &p, &np, NULL) == LV_ERR_CONTEXT_FULL && strstr(lv_last_error(), "positions"), "context full: %s",
+          lv_last_error());
+    CHECK(np == 0 && lv_kv_seq_n_tokens(ctx, 0) == 0, "nothing decoded");
+    lv_context_free(ctx);
+    fixture_free(&f);
+}
+
+/* every allocation failing in turn (both executions): an error with the context as it was, or a
+ * result; never a crash or a leak (the ASan build checks leaks) */
+TEST(ask_allocation_failures) {
+    const char *path = clip();
+    if (!path) SKIP("ffmpeg cannot generate test files");
+    fixture f;
+    REQUIRE(fixture_open(&f, "qwen2.5vl", path), "fixture: %s", lv_last_error());
+    lv_context *ctx = new_ctx(&f, 64);
+    REQUIRE(ctx, "context");
+    for (int seq = 0; seq < 2; seq++) {
+        int n, ok = 0;
+        for (n = 0; n < 200 && !ok; n += 1 + n / 8) {
+            lv_video_ask_params p = lv_video_ask_default_params();
+            p.prompt = "<__media__>Q";
+            p.n_decode_threads = 1;
+            p.sequential = seq;
+            lv_pos np = 0;
+            lv_test_alloc_fail_after(n);
+            lv_status st = lv_video_ask(ctx, f.mm, f.video, &p, &np, NULL);
+            lv_test_alloc_fail_after(-1);
+            CHECK(st == LV_OK || (np == 0 && lv_kv_seq_n_tokens(ctx, 0) == 0 && lv_kv_seq_rope_offset(ctx, 0) == 0),
+                  "allocation %d failing (%s): %s, the sequence holds %lld tokens", n, seq ? "sequential" : "overlapped", lv_status_str(st),
+                  (long long)lv_kv_seq_n_tokens(ctx, 0));
+            if (st == LV_OK) {
+                ok = 1;
+                CHECK(lv_kv_seq_rm(ctx, 0, 0, -1) == LV_OK, "clear");
+            }
+        }
+        CHECK(ok, "%s: no run succeeded within %d allocations", seq ? "sequential" : "overlapped", n);
+    }
+    lv_context_free(ctx);
+    fixture_free(&f);
+}
