@@ -6,6 +6,12 @@
  */
 #include "kernels/kernels.h"
 
+/* one element, as the scalar loops of kernels.c compute it */
+static inline float act_one(const float *table, bool clamp, float v, const float *up, int64_t i) {
+    const float r = clamp && v >= 10.0f ? v : table[lv_fp32_to_fp16(v)];
+    return clamp && v <= -10.0f ? 0.0f : up ? r * up[i] : r;
+}
+
 #if defined(__AVX2__) && defined(__F16C__)
 
 #include <immintrin.h>
@@ -27,21 +33,13 @@ void lv_act_table_avx2(const float *table, bool clamp, const float *x, const flo
         if (clamp) r = _mm256_andnot_ps(_mm256_cmp_ps(v, lo, _CMP_LE_OQ), r);
         _mm256_storeu_ps(y + i, r);
     }
-    for (; i < n; i++) {
-        const float v = x[i];
-        const float r = clamp && v >= 10.0f ? v : table[lv_fp32_to_fp16(v)];
-        y[i] = clamp && v <= -10.0f ? 0.0f : up ? r * up[i] : r;
-    }
+    for (; i < n; i++) y[i] = act_one(table, clamp, x[i], up, i);
 }
 
 #else
 
 void lv_act_table_avx2(const float *table, bool clamp, const float *x, const float *up, float *y, int64_t n) {
-    for (int64_t i = 0; i < n; i++) {
-        const float v = x[i];
-        const float r = clamp && v >= 10.0f ? v : table[lv_fp32_to_fp16(v)];
-        y[i] = clamp && v <= -10.0f ? 0.0f : up ? r * up[i] : r;
-    }
+    for (int64_t i = 0; i < n; i++) y[i] = act_one(table, clamp, x[i], up, i);
 }
 
 #endif

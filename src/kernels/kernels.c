@@ -166,6 +166,11 @@ static size_t packed_size(const lv_tensor *t) { /* 64-byte aligned, as laid out 
     return (lv_pack_group_bytes(t->type, t->ne[0]) * (size_t)(t->ne[1] / LV_PACK_ROWS) + 63) / 64 * 64;
 }
 
+/* a matrix the packed kernels of this level can take: at least one whole group of rows, 2-D, not packed yet */
+static bool packable(const lv_tensor *t, lv_simd level) {
+    return t && t->data && !t->packed && lv_pack_ops_get(t->type, level) && t->ne[1] >= LV_PACK_ROWS && t->ne[2] == 1 && t->ne[3] == 1;
+}
+
 void *lv_pack_tensors(lv_tensor *const *list, int64_t n, const lv_gguf *g, const char *what, size_t *size, int64_t *n_packed) {
     *size = 0;
     *n_packed = 0;
@@ -175,8 +180,7 @@ void *lv_pack_tensors(lv_tensor *const *list, int64_t n, const lv_gguf *g, const
     int64_t kept = 0;
     for (int64_t i = 0; i < n; i++) {
         const lv_tensor *t = list[i];
-        if (!t || !t->data || t->packed || !lv_pack_ops_get(t->type, level) || t->ne[1] < LV_PACK_ROWS || t->ne[2] != 1 || t->ne[3] != 1)
-            continue;
+        if (!packable(t, level)) continue;
         total += packed_size(t);
         kept++;
     }
@@ -189,8 +193,7 @@ void *lv_pack_tensors(lv_tensor *const *list, int64_t n, const lv_gguf *g, const
     size_t off = 0;
     for (int64_t i = 0; i < n; i++) {
         lv_tensor *t = list[i];
-        if (!t || !t->data || t->packed || !lv_pack_ops_get(t->type, level) || t->ne[1] < LV_PACK_ROWS || t->ne[2] != 1 || t->ne[3] != 1)
-            continue;
+        if (!packable(t, level)) continue;
         const size_t gin = (size_t)t->row_bytes * LV_PACK_ROWS, gout = lv_pack_group_bytes(t->type, t->ne[0]);
         const int64_t groups = t->ne[1] / LV_PACK_ROWS;
         for (int64_t j = 0; j < groups; j++)
