@@ -2,7 +2,8 @@
 #
 #   make                 release build in build/release (library, longview CLI, lv_test)
 #   make BUILD=asan      the same with AddressSanitizer + UndefinedBehaviorSanitizer in build/asan
-#   make test            release tests, then the whole suite again under ASan+UBSan
+#   make BUILD=emu512 emu512-check   the AVX-512 kernels' tests on any AVX2 CPU (SIMDe, src/kernels/emu512.h)
+#   make test            release tests, the whole suite again under ASan+UBSan, then emu512-check
 #   make fuzz            libFuzzer targets (clang) in build/fuzz
 #   make demo            the README's main job (scripts/demo.sh)
 #   make install         the tool, longview.h, liblongview.a / .so and longview.pc under PREFIX (/usr/local), DESTDIR
@@ -37,11 +38,16 @@ else ifeq ($(BUILD),fuzz)
   CC := clang
   MODE_CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -Wno-unknown-warning-option
   MODE_LDFLAGS := -fsanitize=address,undefined
+else ifeq ($(BUILD),emu512)
+  # the AVX-512 kernels emulated on AVX2 through SIMDe (src/kernels/emu512.h), for their tests on
+  # CPUs without AVX-512 (make emu512-check); a test build, never a release
+  MODE_CFLAGS := -O2 -g -DLV_EMU_AVX512
+  MODE_LDFLAGS :=
 else ifeq ($(BUILD),debug)
   MODE_CFLAGS := -O0 -g
   MODE_LDFLAGS :=
 else
-  $(error unknown BUILD=$(BUILD): use release, asan or debug)
+  $(error unknown BUILD=$(BUILD): use release, asan, emu512 or debug)
 endif
 
 ifneq ($(strip $(PKGS)),)
@@ -76,10 +82,13 @@ $(TOOL_OBJ): CFLAGS_ALL += $(TOOL_PKG_CFLAGS)
 # per-file SIMD flags
 AVX2_FLAGS := -mavx2 -mfma -mf16c -mbmi2
 AVX512_FLAGS := $(AVX2_FLAGS) -mavx512f -mavx512bw -mavx512dq -mavx512vl
+ifeq ($(BUILD),emu512)
+  AVX512_FLAGS := $(AVX2_FLAGS) -include src/kernels/emu512.h
+endif
 # VNNI and BF16 instructions are not implied by the avx512 level: functions that use them carry
 # __attribute__((target("avx512vnni"))) / ("avx512bf16") and are chosen only when the CPU has them.
 
-.PHONY: all test check fuzz fuzz-bins demo clean bench-attn bench-kernels bench-kv shared install uninstall install-check
+.PHONY: all test check emu512-check fuzz fuzz-bins demo clean bench-attn bench-kernels bench-kv shared install uninstall install-check
 all: $(O)/liblongview.a $(O)/longview $(O)/lv_test $(O)/lvbench
 
 # V=1 shows the full commands
@@ -211,6 +220,16 @@ test:
 	$(MAKE) BUILD=release install-check
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  LV_TEST_QUICK=1 $(MAKE) BUILD=asan check
+	$(MAKE) BUILD=emu512 emu512-check
+
+# The AVX-512 kernels on a CPU without AVX-512 (docs/testing.md): the emu512 build compiles the
+# *_avx512.c files against SIMDe and reports AVX-512 (with VNNI and BF16) as the best level, so the
+# tests that compare every level with the references, and the golden models of the types whose
+# AVX-512 kernels came last, run the AVX-512 code. Emulated: slow, so only these tests.
+EMU512_TESTS := rmsnorm rope swiglu geglu table_ attention_ matmul_ tiled_ quest_ gated_ quantized_attention qkernels_ qpack_ \
+                train_gemm train_exp train_attention_tiled golden_llama-iq4_nl golden_smollm3-q2_k golden_gemma3-q3_k
+emu512-check: $(O)/lv_test
+	LV_TEST_TMPDIR=$(O)/tmp LV_TEST_JOBS=$(JOBS) $(O)/lv_test $(EMU512_TESTS)
 
 FUZZ_SRC := $(sort $(wildcard fuzz/fuzz_*.c))
 FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=build/fuzz/%)

@@ -42,8 +42,15 @@
 /* the same with VNNI (the integer types) and BF16 (bf16 weights) */
 #define QK_VNNI 1
 #define QK_BF16 1
+#ifdef LV_EMU_AVX512 /* emu512.h: SIMDe's code must not be compiled for the real extensions */
+#define QK_ATTR_I
+#define QK_ATTR_B
+#define CPU_HAS(f) 1
+#else
 #define QK_ATTR_I __attribute__((target("avx512vnni")))
 #define QK_ATTR_B __attribute__((target("avx512bf16")))
+#define CPU_HAS(f) __builtin_cpu_supports(f)
+#endif
 #define QK_SUFFIX(name) name##_ext
 #include "kernels/qk_avx512_impl.h"
 
@@ -53,8 +60,8 @@ static int ext_supported(lv_type t) {
     switch (t) {
     case LV_TYPE_F32:
     case LV_TYPE_F16: return 0;
-    case LV_TYPE_BF16: return __builtin_cpu_supports("avx512bf16");
-    default: return __builtin_cpu_supports("avx512vnni");
+    case LV_TYPE_BF16: return CPU_HAS("avx512bf16");
+    default: return CPU_HAS("avx512vnni");
     }
 }
 

@@ -216,6 +216,26 @@ QK_INLINE __m512i k6_levels(const uint8_t *ql, const uint8_t *qh, int s) {
     return _mm512_or_si512(lo, _mm512_and_si512(hi, _mm512_set1_epi8(0x30)));
 }
 
+/* q2_K, 64-element sub-step s: 2-bit levels, bits 2 (t % 4) of qs[32 (t / 4) + l] for the two
+ * 32-element sub-steps t = 2s (low half) and 2s + 1 (high half) */
+QK_INLINE __m512i k2_levels(const uint8_t *qs, int s) {
+    const __m512i q = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(qs + 32 * (s >> 1))));
+    const int lo = 4 * (s & 1);
+    const __m512i sh = _mm512_inserti64x4(_mm512_set1_epi16((short)lo), _mm256_set1_epi16((short)(lo + 2)), 1);
+    return _mm512_and_si512(_mm512_srlv_epi16(q, sh), _mm512_set1_epi8(3));
+}
+/* q3_K: the level + 4 (0..7): q2_K's low bits, and bit t of hmask[l] as bit 2 */
+QK_INLINE __m512i k3_levels(const uint8_t *qs, const uint8_t *hmask, int s) {
+    const __m512i q = k2_levels(qs, s);
+    const __m512i h = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)hmask));
+    const __m512i bits = _mm512_inserti64x4(_mm512_set1_epi8((char)(1 << (2 * s))), _mm256_set1_epi8((char)(1 << (2 * s + 1))), 1);
+    return _mm512_mask_add_epi8(q, _mm512_test_epi8_mask(h, bits), q, _mm512_set1_epi8(4));
+}
+/* iq4_nl / iq4_xs: the signed levels of 4-bit indices (lv_kvalues_iq4nl) */
+QK_INLINE __m512i iq4_lookup(__m512i idx) {
+    return _mm512_shuffle_epi8(_mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)lv_kvalues_iq4nl)), idx);
+}
+
 /* 16 fp16 values, one per block: at byte `off` of blocks of `stride` bytes starting at base, for
  * blocks i < n (the others 0), as floats. A full chunk (n = 16) loads the chunk in 128-byte windows
  * (masked at its end, so nothing past the chunk is read) and picks the values with vpermt2w: about
@@ -258,7 +278,7 @@ QK_INLINE __m512 fp16_gather16(const uint8_t *base, const int stride, int n, con
     return _mm512_cvtph_ps(h);
 }
 
-/* the levels of weight blocks ib, ib+1 (q8_0: signed; the others unsigned) */
+/* the levels of weight blocks ib, ib+1 (q8_0, iq4_nl: signed; the others unsigned) */
 QK_INLINE __m512i ld_levels(const lv_type T, const uint8_t *w, int64_t ib, const int two) {
     switch (T) {
     case LV_TYPE_Q8_0: {
@@ -268,6 +288,10 @@ QK_INLINE __m512i ld_levels(const lv_type T, const uint8_t *w, int64_t ib, const
     case LV_TYPE_Q4_0: {
         const uint8_t *p = w + ib * 18;
         return nibbles_2x16(p + 2, p + 20, two);
+    }
+    case LV_TYPE_IQ4_NL: {
+        const uint8_t *p = w + ib * 18;
+        return iq4_lookup(nibbles_2x16(p + 2, p + 20, two));
     }
     case LV_TYPE_Q5_0: {
         const uint8_t *p = w + ib * 22;
@@ -467,7 +491,7 @@ QK_ATTR_I QK_INLINE void S_(step_b32)(const lv_type T, const int R, const int C,
             /* levels are stored with an offset (8, 16): start each block's sum at -offset * sum(x) */
             const __m512i off = _mm512_set1_epi8(T == LV_TYPE_Q4_0 ? 8 : 16);
             xc[c] = _mm512_sub_epi32(_mm512_setzero_si512(), DOT_U8S8(_mm512_setzero_si512(), off, xq[c]));
-        } else if (T == LV_TYPE_Q8_0 && QK_VNNI) {
+        } else if ((T == LV_TYPE_Q8_0 || T == LV_TYPE_IQ4_NL) && QK_VNNI) {
             xc[c] = _mm512_xor_si512(xq[c], _mm512_set1_epi8((char)0x80)); /* x + 128 as unsigned bytes */
         }
     }
@@ -475,7 +499,7 @@ QK_ATTR_I QK_INLINE void S_(step_b32)(const lv_type T, const int R, const int C,
         const __m512i wq = ld_levels(T, w + (size_t)r * ws, ib, two);
         __m512i wc = _mm512_setzero_si512();
         __mmask64 wneg = 0;
-        if (T == LV_TYPE_Q8_0) {
+        if (T == LV_TYPE_Q8_0 || T == LV_TYPE_IQ4_NL) {
             if (QK_VNNI) /* sum((x + 128) * w) - 128 * sum(w) */
                 wc = _mm512_sub_epi32(_mm512_setzero_si512(), DOT_U8S8(_mm512_setzero_si512(), _mm512_set1_epi8((char)0x80), wq));
             else { /* |w| * (x with w's sign) */
@@ -485,7 +509,7 @@ QK_ATTR_I QK_INLINE void S_(step_b32)(const lv_type T, const int R, const int C,
         }
         for (int c = 0; c < C; c++) {
             __m512i isum;
-            if (T == LV_TYPE_Q8_0) {
+            if (T == LV_TYPE_Q8_0 || T == LV_TYPE_IQ4_NL) {
                 if (QK_VNNI) isum = DOT_U8S8(wc, xc[c], wq);
                 else isum = DOT_U8S8(_mm512_setzero_si512(), wc, _mm512_mask_sub_epi8(xq[c], wneg, _mm512_setzero_si512(), xq[c]));
             } else if (T == LV_TYPE_Q4_0 || T == LV_TYPE_Q5_0) {
@@ -504,7 +528,7 @@ QK_ATTR_I QK_INLINE void S_(step_b32)(const lv_type T, const int R, const int C,
 QK_ATTR_I QK_INLINE void S_(tile_b32)(const lv_type T, const int R, const int C, int64_t k, const uint8_t *w, size_t ws, const uint8_t *x,
                                       size_t xs, float *s, size_t ss) {
     const int with_min = T == LV_TYPE_Q4_1 || T == LV_TYPE_Q5_1;
-    const int wbs = T == LV_TYPE_Q8_0 ? 34 : T == LV_TYPE_Q4_0 ? 18 : T == LV_TYPE_Q5_0 ? 22 : T == LV_TYPE_Q4_1 ? 20 : 24;
+    const int wbs = T == LV_TYPE_Q8_0 ? 34 : T == LV_TYPE_Q4_0 || T == LV_TYPE_IQ4_NL ? 18 : T == LV_TYPE_Q5_0 ? 22 : T == LV_TYPE_Q4_1 ? 20 : 24;
     const int xbs = with_min ? 36 : 34;
     __m512 acc[2][4], prod[2][4];
     for (int r = 0; r < R; r++)
@@ -547,6 +571,7 @@ QK_B32_TYPE(q4_0, LV_TYPE_Q4_0)
 QK_B32_TYPE(q5_0, LV_TYPE_Q5_0)
 QK_B32_TYPE(q4_1, LV_TYPE_Q4_1)
 QK_B32_TYPE(q5_1, LV_TYPE_Q5_1)
+QK_B32_TYPE(iq4_nl, LV_TYPE_IQ4_NL)
 
 /* ---- the K types: super-blocks of 256 against q8_K ----
  * Per pair and super-block: four 64-element sub-steps of vpmaddubsw (levels x activations ->
@@ -562,7 +587,9 @@ QK_B32_TYPE(q5_1, LV_TYPE_Q5_1)
  * operations depend only on its own pair, so the results are identical. */
 QK_ATTR_I QK_INLINE void S_(tile_kq)(const lv_type T, const int R, const int C, int64_t k, const uint8_t *w, size_t ws, const uint8_t *x,
                                      size_t xs, float *s, size_t ss) {
-    const int wbs = T == LV_TYPE_Q4_K ? 144 : T == LV_TYPE_Q5_K ? 176 : 210;
+    const int wbs = T == LV_TYPE_Q4_K ? 144 : T == LV_TYPE_Q5_K ? 176 : T == LV_TYPE_Q2_K ? 84 : T == LV_TYPE_Q3_K ? 110 : T == LV_TYPE_IQ4_XS ? 136 : 210;
+    /* 16-element sub-blocks (scales by k6_scale_idx) and levels with an offset (-32, -4) */
+    const int sub16 = T == LV_TYPE_Q6_K || T == LV_TYPE_Q3_K || T == LV_TYPE_Q2_K, offset = T == LV_TYPE_Q6_K || T == LV_TYPE_Q3_K;
     const int NC2 = (C + 1) / 2;
     __m512 acc[2][2];
     for (int r = 0; r < R; r++)
@@ -578,6 +605,23 @@ QK_ATTR_I QK_INLINE void S_(tile_kq)(const lv_type T, const int R, const int C, 
             if (T == LV_TYPE_Q6_K) {
                 dw[r] = _mm512_set1_ps(h2f(ld16(b + 208)));
                 sc[r] = _mm512_castsi256_si512(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(b + 192))));
+            } else if (T == LV_TYPE_Q3_K) { /* 16 6-bit scales minus 32 */
+                int8_t s8[16];
+                for (int j = 0; j < 16; j++) s8[j] = (int8_t)lv_q3_K_scale(b + 96, j);
+                dw[r] = _mm512_set1_ps(h2f(ld16(b + 108)));
+                sc[r] = _mm512_castsi256_si512(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)s8)));
+            } else if (T == LV_TYPE_Q2_K) { /* 16 scales (low nibbles) and minima (high nibbles) */
+                const __m128i raw = _mm_loadu_si128((const __m128i *)b);
+                dw[r] = _mm512_set1_ps(h2f(ld16(b + 80)));
+                dminw[r] = _mm512_set1_ps(h2f(ld16(b + 82)));
+                sc[r] = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(_mm_and_si128(raw, _mm_set1_epi8(0x0f))));
+                mn[r] = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), _mm_set1_epi8(0x0f)));
+            } else if (T == LV_TYPE_IQ4_XS) { /* 8 6-bit scales minus 32 */
+                int16_t s16[16] = {0};
+                const uint16_t sh = (uint16_t)ld16(b + 2);
+                for (int j = 0; j < 8; j++) s16[j] = (int16_t)((((b[4 + j / 2] >> (4 * (j & 1))) & 0xf) | (((sh >> (2 * j)) & 3) << 4)) - 32);
+                dw[r] = _mm512_set1_ps(h2f(ld16(b)));
+                sc[r] = _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)s16));
             } else {
                 dw[r] = _mm512_set1_ps(h2f(ld16(b)));
                 dminw[r] = _mm512_set1_ps(h2f(ld16(b + 2)));
@@ -591,10 +635,19 @@ QK_ATTR_I QK_INLINE void S_(tile_kq)(const lv_type T, const int R, const int C, 
             for (int r = 0; r < R; r++) {
                 const uint8_t *b = w + (size_t)r * ws + (size_t)i * wbs;
                 __m512i wq, scv;
+                scv = _mm512_permutexvar_epi16(sub16 ? k6_scale_idx(st) : k4_scale_idx(st), sc[r]);
+                if (T == LV_TYPE_IQ4_XS) { /* signed levels: |w| times x with w's sign */
+                    const __m512i l = iq4_lookup(nibbles_2x16(b + 8 + 32 * st, b + 24 + 32 * st, 1)), la = _mm512_abs_epi8(l);
+                    const __mmask64 neg = _mm512_movepi8_mask(l);
+                    for (int c = 0; c < C; c++)
+                        isum[r][c] = DOT_S16(isum[r][c], _mm512_maddubs_epi16(la, _mm512_mask_sub_epi8(xq[c], neg, _mm512_setzero_si512(), xq[c])), scv);
+                    continue;
+                }
                 if (T == LV_TYPE_Q4_K) wq = k4_levels(b + 16, st);
                 else if (T == LV_TYPE_Q5_K) wq = k5_levels(b + 48, b + 16, st);
+                else if (T == LV_TYPE_Q2_K) wq = k2_levels(b + 16, st);
+                else if (T == LV_TYPE_Q3_K) wq = k3_levels(b + 32, b, st);
                 else wq = k6_levels(b, b + 128, st);
-                scv = _mm512_permutexvar_epi16(T == LV_TYPE_Q6_K ? k6_scale_idx(st) : k4_scale_idx(st), sc[r]);
                 for (int c = 0; c < C; c++) isum[r][c] = DOT_S16(isum[r][c], _mm512_maddubs_epi16(wq, xq[c]), scv);
             }
         }
@@ -609,9 +662,11 @@ QK_ATTR_I QK_INLINE void S_(tile_kq)(const lv_type T, const int R, const int C, 
                 const __m512i ia = isum[r][ca], ib = isum[r][cb];
                 __m512i is = _mm512_add_epi32(_mm512_permutex2var_epi32(ia, fold_lo, ib), _mm512_permutex2var_epi32(ia, fold_hi, ib));
                 __m512 t;
-                if (T == LV_TYPE_Q6_K) {
+                if (offset) { /* the levels' -32 (q6_K) or -4 (q3_K): offset * sum(scale * bsum) */
                     const __m512i corr = _mm512_madd_epi16(bsums, _mm512_broadcast_i64x4(_mm512_castsi512_si256(sc[r])));
-                    is = _mm512_sub_epi32(is, _mm512_slli_epi32(corr, 5));
+                    is = _mm512_sub_epi32(is, _mm512_slli_epi32(corr, T == LV_TYPE_Q6_K ? 5 : 2));
+                    t = _mm512_mul_ps(_mm512_cvtepi32_ps(is), dw[r]);
+                } else if (T == LV_TYPE_IQ4_XS) {
                     t = _mm512_mul_ps(_mm512_cvtepi32_ps(is), dw[r]);
                 } else {
                     const __m512i ms = _mm512_madd_epi16(bsums, _mm512_broadcast_i64x4(mn[r]));
@@ -639,6 +694,9 @@ QK_ATTR_I QK_INLINE void S_(tile_kq)(const lv_type T, const int R, const int C, 
 QK_K_TYPE(q4_K, LV_TYPE_Q4_K)
 QK_K_TYPE(q5_K, LV_TYPE_Q5_K)
 QK_K_TYPE(q6_K, LV_TYPE_Q6_K)
+QK_K_TYPE(q2_K, LV_TYPE_Q2_K)
+QK_K_TYPE(q3_K, LV_TYPE_Q3_K)
+QK_K_TYPE(iq4_xs, LV_TYPE_IQ4_XS)
 
 /* ---- the table ---- */
 
@@ -655,6 +713,10 @@ static const lv_qtype_ops *QK_SUFFIX(qk_ops)(lv_type t) {
         {LV_TYPE_Q4_K, LV_TYPE_Q8_K, ff_q8_K, S_(vec_dot_q4_K), S_(gemm_q4_K)},
         {LV_TYPE_Q5_K, LV_TYPE_Q8_K, ff_q8_K, S_(vec_dot_q5_K), S_(gemm_q5_K)},
         {LV_TYPE_Q6_K, LV_TYPE_Q8_K, ff_q8_K, S_(vec_dot_q6_K), S_(gemm_q6_K)},
+        {LV_TYPE_Q2_K, LV_TYPE_Q8_K, ff_q8_K, S_(vec_dot_q2_K), S_(gemm_q2_K)},
+        {LV_TYPE_Q3_K, LV_TYPE_Q8_K, ff_q8_K, S_(vec_dot_q3_K), S_(gemm_q3_K)},
+        {LV_TYPE_IQ4_NL, LV_TYPE_Q8_0, ff_q8_0, S_(vec_dot_iq4_nl), S_(gemm_iq4_nl)},
+        {LV_TYPE_IQ4_XS, LV_TYPE_Q8_K, ff_q8_K, S_(vec_dot_iq4_xs), S_(gemm_iq4_xs)},
     };
     for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
         if (ops[i].type == t) return &ops[i];

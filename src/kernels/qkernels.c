@@ -30,6 +30,9 @@ int lv_simd_parse(const char *s) {
 lv_simd lv_simd_detect(void) {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
     __builtin_cpu_init();
+#ifdef LV_EMU_AVX512 /* the emu512 test build (kernels/emu512.h): AVX-512 emulated on AVX2 */
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return LV_SIMD_AVX512;
+#endif
     /* F16C is not asked separately: every CPU with AVX2 has it (and clang's builtin cannot name it) */
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("fma"))

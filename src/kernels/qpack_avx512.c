@@ -20,7 +20,13 @@
 #include <immintrin.h>
 #include <string.h>
 
+#ifdef LV_EMU_AVX512 /* emu512.h: SIMDe's code must not be compiled for the real extension */
+#define ATTR
+#define CPU_HAS(f) 1
+#else
 #define ATTR __attribute__((target("avx512vnni")))
+#define CPU_HAS(f) __builtin_cpu_supports(f)
+#endif
 #define INLINE ATTR static inline __attribute__((always_inline))
 
 INLINE __m512i bcast32(const uint8_t *p) {
@@ -156,7 +162,7 @@ static const lv_pack_ops ops_q4_K = {LV_TYPE_Q4_K, gemm_q4_K};
 
 const lv_pack_ops *lv_pack_avx512_ops(lv_type t) {
     __builtin_cpu_init();
-    if (!__builtin_cpu_supports("avx512vnni")) return NULL;
+    if (!CPU_HAS("avx512vnni")) return NULL;
     switch (t) {
     case LV_TYPE_Q4_0: return &ops_q4_0;
     case LV_TYPE_Q5_0: return &ops_q5_0;

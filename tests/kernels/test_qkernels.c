@@ -33,8 +33,6 @@
 static const lv_type k_types[] = {LV_TYPE_F32,  LV_TYPE_F16,  LV_TYPE_BF16, LV_TYPE_Q8_0, LV_TYPE_Q4_0, LV_TYPE_Q4_1,
                                   LV_TYPE_Q5_0, LV_TYPE_Q5_1, LV_TYPE_Q4_K, LV_TYPE_Q5_K, LV_TYPE_Q6_K, LV_TYPE_Q2_K,
                                   LV_TYPE_Q3_K, LV_TYPE_IQ4_NL, LV_TYPE_IQ4_XS};
-/* types whose AVX-512 level is their AVX2 kernels (no AVX-512 kernels of their own yet) */
-static bool avx2_at_avx512(lv_type t) { return t == LV_TYPE_Q2_K || t == LV_TYPE_Q3_K || t == LV_TYPE_IQ4_NL || t == LV_TYPE_IQ4_XS; }
 #define N_TYPES ((int)(sizeof(k_types) / sizeof(k_types[0])))
 
 typedef struct variant {
@@ -53,9 +51,7 @@ static int variants_of(lv_type t, variant *v) {
         CHECK(o != NULL, "%s: no avx2 kernels", lv_type_name(t));
         if (o) v[n++] = (variant){"avx2", o};
     }
-    if (det >= LV_SIMD_AVX512 && avx2_at_avx512(t)) {
-        CHECK(lv_qtype_ops_get(t, LV_SIMD_AVX512) == lv_qk_avx2_ops(t), "%s: the avx512 level is not its avx2 kernels", lv_type_name(t));
-    } else if (det >= LV_SIMD_AVX512) {
+    if (det >= LV_SIMD_AVX512) {
         const lv_qtype_ops *o = lv_qk_avx512_ops_variant(t, 0);
         CHECK(o != NULL, "%s: no avx512 kernels", lv_type_name(t));
         if (o) v[n++] = (variant){"avx512", o};
