@@ -405,6 +405,7 @@ lv_status lv_clip_load_memory(const void *data, uint64_t size, int64_t n_text_em
 
 void lv_clip_free(lv_clip *c) {
     if (!c) return;
+    lv_clip_ws_free(c->ws);
     if (c->gguf) lv_gguf_close(c->gguf);
     lv_big_free(c->packed, c->packed_size);
     lv_free(c->blocks);

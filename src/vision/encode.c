@@ -71,6 +71,7 @@ typedef struct enc {
     int32_t n_span_full;     /* full attention: span index 0 */
     attn_task *tasks_full, *tasks_win;
     int32_t n_tasks_full, n_tasks_win;
+    lv_clip_ws *ws;           /* the clip's buffers when this call holds them, else NULL (own buffers) */
     const float *ln_w, *ln_b; /* the norm being applied */
     float *norm_in, *norm_out;
     int64_t norm_n;
@@ -293,23 +294,38 @@ static void im2col_rows(void *arg, int64_t lo, int64_t hi, int ith) {
     }
 }
 
+/* The activation buffers (enc's x .. xq, in this order), kept in the clip between calls. */
+enum { WS_X, WS_CUR, WS_Q, WS_K, WS_V, WS_ATT, WS_UP, WS_GATE, WS_PROJ, WS_KT, WS_VH, WS_ZEROS, WS_PROW, WS_PCOL, WS_SCRATCH, WS_XQ, WS_N };
+struct lv_clip_ws {
+    void *p[WS_N];
+    size_t cap[WS_N];
+};
+
+void lv_clip_ws_free(lv_clip_ws *ws) {
+    if (!ws) return;
+    for (int i = 0; i < WS_N; i++) lv_free(ws->p[i]);
+    lv_free(ws);
+}
+
+/* Buffer i of at least n bytes: the workspace's (grown if smaller; its contents are not kept) or,
+ * without one, a fresh allocation the caller frees. NULL when out of memory. */
+static void *ws_get(lv_clip_ws *ws, int i, size_t n) {
+    if (!ws) return lv_malloc(n ? n : 1);
+    if (ws->cap[i] < n || !ws->p[i]) {
+        lv_free(ws->p[i]);
+        ws->p[i] = lv_malloc(n ? n : 1);
+        ws->cap[i] = ws->p[i] ? n : 0;
+    }
+    return ws->p[i];
+}
+
 static void enc_free(enc *e) {
-    lv_free(e->x);
-    lv_free(e->cur);
-    lv_free(e->q);
-    lv_free(e->k);
-    lv_free(e->v);
-    lv_free(e->att);
-    lv_free(e->up);
-    lv_free(e->gate);
-    lv_free(e->proj);
-    lv_free(e->kT);
-    lv_free(e->vh);
-    lv_free(e->zeros);
-    lv_free(e->prow);
-    lv_free(e->pcol);
-    lv_free(e->scratch);
-    lv_free(e->xq);
+    if (e->ws) {
+        atomic_store(&((lv_clip *)e->c)->ws_busy, 0); /* the buffers stay with the clip */
+    } else {
+        void *own[WS_N] = {e->x, e->cur, e->q, e->k, e->v, e->att, e->up, e->gate, e->proj, e->kT, e->vh, e->zeros, e->prow, e->pcol, e->scratch, e->xq};
+        for (int i = 0; i < WS_N; i++) lv_free(own[i]);
+    }
     lv_free(e->span_start);
     lv_free(e->span_len);
     lv_free(e->tasks_full);
@@ -364,28 +380,39 @@ lv_status lv_clip_encode(const lv_clip *c, lv_threadpool *tp, const lv_clip_inpu
     }
     kmax = LV_MAX(kmax, proj_cols);
     const int64_t nf = LV_MAX(f, proj_cols);
-    e->x = lv_mallocn((size_t)(N * LV_MAX(d, K)), sizeof(float));
-    e->cur = lv_mallocn((size_t)(N * LV_MAX(d, K)), sizeof(float));
-    e->q = lv_mallocn((size_t)(N * d), sizeof(float));
-    e->k = lv_mallocn((size_t)(N * d), sizeof(float));
-    e->v = lv_mallocn((size_t)(N * d), sizeof(float));
-    e->att = lv_mallocn((size_t)(N * d), sizeof(float));
-    e->up = lv_mallocn((size_t)(N * nf), sizeof(float));
-    e->gate = lv_mallocn((size_t)(N * nf), sizeof(float));
-    e->proj = lv_mallocn((size_t)(LV_MAX(proj_rows * proj_cols, 1)), sizeof(float));
-    e->kT = lv_mallocn((size_t)(N * d), sizeof(float));
-    e->vh = lv_mallocn((size_t)(N * d), sizeof(float));
-    e->zeros = lv_calloc((size_t)N, sizeof(int32_t));
-    e->prow = lv_calloc((size_t)N, sizeof(int32_t));
-    e->pcol = lv_calloc((size_t)N, sizeof(int32_t));
+    /* the clip's buffers when no other call holds them (created on first use), else our own */
+    lv_clip *cm = (lv_clip *)c; /* the workspace is the only thing an encode changes in the clip */
+    if (atomic_exchange(&cm->ws_busy, 1) == 0) {
+        if (!cm->ws) cm->ws = lv_calloc(1, sizeof(lv_clip_ws));
+        if (cm->ws) e->ws = cm->ws;
+        else atomic_store(&cm->ws_busy, 0);
+    }
+    const size_t fs = sizeof(float), nd = (size_t)(N * d) * fs;
     e->scratch_floats = (lv_attn_scratch_floats(Q_CHUNK, (int)e->D, (int)e->D) + 15) / 16 * 16;
-    e->scratch = lv_mallocn((size_t)e->n_threads * e->scratch_floats, sizeof(float));
-    e->xq = lv_malloc(lv_matmul_scratch_bytes(LV_TYPE_F32, N, kmax) + 64);
+    e->x = ws_get(e->ws, WS_X, (size_t)(N * LV_MAX(d, K)) * fs);
+    e->cur = ws_get(e->ws, WS_CUR, (size_t)(N * LV_MAX(d, K)) * fs);
+    e->q = ws_get(e->ws, WS_Q, nd);
+    e->k = ws_get(e->ws, WS_K, nd);
+    e->v = ws_get(e->ws, WS_V, nd);
+    e->att = ws_get(e->ws, WS_ATT, nd);
+    e->up = ws_get(e->ws, WS_UP, (size_t)(N * nf) * fs);
+    e->gate = ws_get(e->ws, WS_GATE, (size_t)(N * nf) * fs);
+    e->proj = ws_get(e->ws, WS_PROJ, (size_t)LV_MAX(proj_rows * proj_cols, 1) * fs);
+    e->kT = ws_get(e->ws, WS_KT, nd);
+    e->vh = ws_get(e->ws, WS_VH, nd);
+    e->zeros = ws_get(e->ws, WS_ZEROS, (size_t)N * sizeof(int32_t));
+    e->prow = ws_get(e->ws, WS_PROW, (size_t)N * sizeof(int32_t));
+    e->pcol = ws_get(e->ws, WS_PCOL, (size_t)N * sizeof(int32_t));
+    e->scratch = ws_get(e->ws, WS_SCRATCH, (size_t)e->n_threads * e->scratch_floats * fs);
+    e->xq = ws_get(e->ws, WS_XQ, lv_matmul_scratch_bytes(LV_TYPE_F32, N, kmax) + 64);
     if (!e->x || !e->cur || !e->q || !e->k || !e->v || !e->att || !e->up || !e->gate || !e->proj || !e->kT || !e->vh || !e->zeros || !e->prow ||
         !e->pcol || !e->scratch || !e->xq) {
         enc_free(e);
         return LV_ERR_NOMEM;
     }
+    memset(e->zeros, 0, (size_t)N * sizeof(int32_t));
+    memset(e->prow, 0, (size_t)N * sizeof(int32_t));
+    memset(e->pcol, 0, (size_t)N * sizeof(int32_t));
     if ((st = plan_attention(e)) != LV_OK) {
         enc_free(e);
         return st;

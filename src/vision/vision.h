@@ -25,6 +25,7 @@
 #include "gguf/gguf.h"
 #include "kernels/kernels.h"
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -148,6 +149,8 @@ typedef struct lv_clip_block {
     lv_tensor up_w, up_b, gate_w, gate_b, down_w, down_b; /* gate only for gated SiLU */
 } lv_clip_block;
 
+typedef struct lv_clip_ws lv_clip_ws; /* encode.c */
+
 typedef struct lv_clip {
     lv_gguf *gguf;
     char *path;
@@ -178,6 +181,11 @@ typedef struct lv_clip {
     void *packed;                 /* the matrices repacked for the packed kernels (qpack.h), or NULL: owned */
     size_t packed_size;
     int64_t weight_bytes;
+    /* encode.c's activation buffers, kept from one encode to the next so that a video's frames do
+     * not each map and clear ~50 MB of fresh pages: taken by the call that finds ws_busy 0 (a
+     * concurrent call allocates its own), grown when an input is larger; owned */
+    lv_clip_ws *ws;
+    _Atomic int ws_busy;
 } lv_clip;
 
 /* Open and check an mmproj file. n_text_embd > 0: the text model's embedding width, which the
@@ -204,8 +212,11 @@ typedef struct lv_clip_input {
 lv_status lv_clip_n_tokens(const lv_clip *c, int32_t w, int32_t h, int32_t *n_tokens, int32_t *nx, int32_t *ny);
 
 /* Run tower + projector: out gets n_tokens x n_out floats, token-major, in mtmd's order.
- * Scratch is allocated per call (an encoder call is per image, not per token). */
+ * The activation buffers are the clip's, reused across calls (one call at a time takes them; a
+ * concurrent call allocates its own, so calls from several threads stay correct). */
 lv_status lv_clip_encode(const lv_clip *c, lv_threadpool *tp, const lv_clip_input *in, float *out);
+/* Free a clip's kept buffers (lv_clip_free calls it). */
+void lv_clip_ws_free(lv_clip_ws *ws);
 
 /* ---- random files (genmmproj.c) ---- */
 lv_status lv_genmmproj_write(const char *preset, lv_type wtype, int32_t n_text, int32_t preproc, uint64_t seed, float std, const char *out_path);

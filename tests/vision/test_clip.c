@@ -442,3 +442,57 @@ TEST(vision_encoder_rejects_bad_sizes) {
     CHECK(lv_clip_n_tokens(c, 224, 168, &n, &nx, &ny) == LV_OK && n == 48 && nx == 8 && ny == 6, "224x168: 8x6 merged tokens");
     lv_clip_free(c);
 }
+
+/* The clip keeps its activation buffers between encodes (encode.c's workspace): a small input
+ * after a large one, a large one after a small one (the buffers grow) and a call made while
+ * another holds the buffers (its own allocation) all give exactly what a fresh clip gives. */
+static void encode_fresh(const char *path, const lv_image *a, const lv_image *b, lv_threadpool *tp, float *out) {
+    lv_clip *c = NULL;
+    if (lv_clip_load(path, 96, &c) != LV_OK) return;
+    lv_clip_input in = {a, b};
+    CHECK(lv_clip_encode(c, tp, &in, out) == LV_OK, "fresh encode: %s", lv_last_error());
+    lv_clip_free(c);
+}
+
+static void check_reuse(const char *preset, bool pair, const int32_t sizes[][2], int n_sizes) {
+    const char *path = tiny_file(preset, "f32", 96);
+    REQUIRE(path, "gen-mmproj %s: %s", preset, lv_last_error());
+    lv_clip *c = NULL;
+    REQUIRE(lv_clip_load(path, 96, &c) == LV_OK, "load: %s", lv_last_error());
+    lv_threadpool *tp = lv_threadpool_create(2);
+    lv_test_rng r = {lv_test_seed() ^ 0x5eed};
+    for (int i = 0; i < n_sizes; i++) {
+        const int32_t w = sizes[i][0], h = sizes[i][1];
+        lv_image a = {0}, b = {0};
+        random_image(&a, w, h, &r);
+        if (pair) random_image(&b, w, h, &r);
+        int32_t n, nx, ny;
+        REQUIRE(lv_clip_n_tokens(c, w, h, &n, &nx, &ny) == LV_OK, "n_tokens");
+        const size_t bytes = sizeof(float) * (size_t)n * (size_t)c->n_out;
+        float *kept = malloc(bytes), *own = malloc(bytes), *fresh = malloc(bytes);
+        memset(fresh, 0xff, bytes);
+        lv_clip_input in = {&a, pair ? &b : NULL};
+        CHECK(lv_clip_encode(c, tp, &in, kept) == LV_OK, "encode: %s", lv_last_error());
+        /* a call while the buffers are taken allocates its own */
+        atomic_store(&c->ws_busy, 1);
+        CHECK(lv_clip_encode(c, tp, &in, own) == LV_OK, "encode with the buffers taken: %s", lv_last_error());
+        CHECK(atomic_load(&c->ws_busy) == 1, "a call that did not take the buffers released them");
+        atomic_store(&c->ws_busy, 0);
+        encode_fresh(path, &a, pair ? &b : NULL, tp, fresh);
+        CHECK(memcmp(kept, fresh, bytes) == 0, "%s %dx%d (input %d of %d): the kept buffers change the output", preset, w, h, i + 1, n_sizes);
+        CHECK(memcmp(own, fresh, bytes) == 0, "%s %dx%d: a call's own buffers change the output", preset, w, h);
+        CHECK(c->ws != NULL, "the clip keeps its buffers");
+        free(kept), free(own), free(fresh);
+        lv_image_free(&a);
+        lv_image_free(&b);
+    }
+    lv_threadpool_free(tp);
+    lv_clip_free(c);
+}
+
+TEST(vision_encoder_reuses_its_buffers_exactly) {
+    const int32_t idefics[][2] = {{96, 64}, {64, 64}, {128, 96}, {64, 64}};
+    check_reuse("tiny-idefics3", false, idefics, 4);
+    const int32_t qwen[][2] = {{112, 112}, {56, 56}, {224, 168}, {112, 112}};
+    check_reuse("tiny-qwen25vl", true, qwen, 4);
+}
