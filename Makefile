@@ -11,6 +11,7 @@
 #   make bench-kernels   the per-type kernel benchmark (bench/kernels/RESULTS.md), not part of make test
 #   make bench-attn      the attention kernel micro-benchmark (bench/attn), not part of make test
 #   make bench-kv        KV cache memory per attention mode at 32k and 128k tokens (bench/kv)
+#   make bench-prepack   packed prefill against one prompt per step through the library (bench/serve/prepack_ab.c)
 #
 # The library is compiled for baseline x86-64 (or whatever the compiler targets): SIMD kernels
 # live in files named *_avx2.c / *_avx512.c that get their own -m flags and are chosen at run
@@ -88,7 +89,7 @@ endif
 # VNNI and BF16 instructions are not implied by the avx512 level: functions that use them carry
 # __attribute__((target("avx512vnni"))) / ("avx512bf16") and are chosen only when the CPU has them.
 
-.PHONY: all test check emu512-check fuzz fuzz-bins demo clean bench-attn bench-kernels bench-kv shared install uninstall install-check
+.PHONY: all test check emu512-check fuzz fuzz-bins demo clean bench-attn bench-kernels bench-kv bench-prepack shared install uninstall install-check
 all: $(O)/liblongview.a $(O)/longview $(O)/lv_test $(O)/lvbench
 
 # V=1 shows the full commands
@@ -244,6 +245,11 @@ build/fuzz/fuzz_%: build/fuzz/fuzz/fuzz_%.o build/fuzz/liblongview.a
 bench-kv: $(O)/kv_memory
 $(O)/kv_memory: bench/kv/kv_memory.c $(O)/liblongview.a
 	$(CC) $(CFLAGS_ALL) -o $@ $< $(O)/liblongview.a $(LDLIBS_ALL)
+
+# packed prefill against one prompt per step, through the library (bench/serve/prepack_ab.c, bench/NOTES.md)
+bench-prepack: $(O)/prepack_ab
+$(O)/prepack_ab: bench/serve/prepack_ab.c $(O)/liblongview.a
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $< $(O)/liblongview.a $(LDLIBS_ALL)
 
 bench-attn: $(O)/attn_bench
 $(O)/attn_bench: bench/attn/attn_bench.c $(O)/liblongview.a

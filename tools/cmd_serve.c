@@ -366,6 +366,27 @@ static enum MHD_Result generate(server *S, struct MHD_Connection *c, json_t *bod
     }
     const long id = atomic_fetch_add(&S->next_id, 1);
     if (g.stream) {
+        /* the status line goes out only once the request has a slot: a stream refused after waiting
+         * in the queue (--queue-timeout, a drain) gets its 503 + Retry-After and a JSON error like a
+         * non-streamed request, not a 200 and an error event. Meanwhile the connection is silent,
+         * as a waiting non-streamed request's is: libmicrohttpd's idle timeout does not run while
+         * this handler blocks, and queueing the response counts as activity. */
+        while (!lv_srv_req_wait_admitted(r, 0.1)) {
+            if (client_gone(c)) {
+                lv_srv_req_release(r); /* a queued request is dropped */
+                return MHD_NO;
+            }
+        }
+        lv_srv_output o;
+        if (lv_srv_req_poll(r, INT64_MAX / 2, INT32_MAX / 2, 0, &o) == LV_OK && o.slot < 0) {
+            unsigned status = 200;
+            json_t *err = finish_error(S, &o, &status);
+            lv_srv_output_clear(&o);
+            lv_srv_req_release(r);
+            if (!err) return send_error(c, 500, "server_error", "the request finished without a slot");
+            return send_json(c, status, err, status == 503 ? S->retry_after_s : 0);
+        }
+        lv_srv_output_clear(&o);
         stream *st = calloc(1, sizeof(*st));
         if (!st) {
             lv_srv_req_release(r);

@@ -14,7 +14,14 @@
 #   LV_BENCH_ONLY=prepack|goodput, NP (16), CTX (16384), BATCH (512), THREADS (2), RATES_<preset>
 #   (arrival rates per model, e.g. RATES_smollm2="2 4 8"), GOODPUT_N (requests per rate), SEED,
 #   TOKEN_RANGE (prompt ids, 1000:20000), PREPACK_N / _LENGTHS / _OUT, GOODPUT_LENGTHS / _OUT (lvbench's
-#   -n, --lengths and --max-tokens of each test).
+#   -n, --lengths and --max-tokens of each test), ROUNDS (1): the Prepacking runs repeated this many
+#   times, the servers alternating (packing, no-pack, llama-server, packing, ...), since a shared
+#   machine's load changes from one minute to the next.
+# Every lvbench run is followed by a "server_cpu" line: the CPU seconds (user + system, all threads)
+# the server used during that run, from /proc/PID/stat, the measure that load on the machine
+# disturbs least (docs/server.md, bench/serve/RESULTS.md); the seconds its threads spent waiting
+# on the run queue for a core (runqueue_s, from /proc/PID/task/*/schedstat: how much the other
+# work on the machine held it back); and the steps it ran (steps, the n_decode_total counter).
 # Writes bench/serve/results/serve-<UTC stamp>.jsonl (a "run" line per server run, then lvbench's
 # lines labelled model/server/test[/rate]) and prints the tables of bench/serve/RESULTS.md.
 set -euo pipefail
@@ -29,6 +36,7 @@ servers_pre=(longview longview-nopack llama) servers_good=(longview llama)
 SHARED=${LV_SHARED_DATA:-../shared/data}
 NP=${NP:-16} CTX=${CTX:-16384} BATCH=${BATCH:-512} THREADS=${THREADS:-2} SEED=${SEED:-1} TOKEN_RANGE=${TOKEN_RANGE:-1000:20000}
 ONLY=${LV_BENCH_ONLY:-}
+ROUNDS=${ROUNDS:-1}
 PREPACK_N=${PREPACK_N:-64} PREPACK_LENGTHS=${PREPACK_LENGTHS:-mixed:8:32:128:256:0.125} PREPACK_OUT=${PREPACK_OUT:-8}
 GOODPUT_N=${GOODPUT_N:-20} GOODPUT_LENGTHS=${GOODPUT_LENGTHS:-mixed:16:64:256:512:0.1} GOODPUT_OUT=${GOODPUT_OUT:-16:32}
 mkdir -p build/bench/models bench/serve/results
@@ -71,21 +79,40 @@ start() {
     "$label" "$cpu" "${cmd[@]}" >> "$out"
 }
 stop() { kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null || true; pid=; }
+cpu_ticks() { awk '{print $14 + $15}' /proc/$pid/stat; } # the server's user + system time, in clock ticks
+# its threads' run-queue wait so far, one "tid ns" line each (threads come and go: compare the common ones)
+runqueue() { for t in /proc/$pid/task/*; do echo "${t##*/} $(cut -d' ' -f2 "$t/schedstat" 2>/dev/null)"; done; }
+steps() { curl -s "$url/metrics" | awk '/^[a-z]+:n_decode_total /{print $2; f=1} END{if (!f) print 0}'; } # its steps so far (--metrics)
 bench() { # lvbench args...: two warm-up requests, then the run, its lines labelled $label
-  "$B" --url "$url" --warmup 2 --seed "$SEED" --token-range "$TOKEN_RANGE" --ignore-eos --label "$label" "$@" --out "$tmp/run.jsonl" 2>"$tmp/run.err" || true
+  "$B" --url "$url" --concurrency 1 -n 2 --lengths fixed:32 --max-tokens 4 --ignore-eos --out /dev/null 2>/dev/null || true
+  local c0 c1 n0 n1
+  c0=$(cpu_ticks) n0=$(steps); runqueue > "$tmp/q0"
+  "$B" --url "$url" --seed "$SEED" --token-range "$TOKEN_RANGE" --ignore-eos --label "$label" "$@" --out "$tmp/run.jsonl" 2>"$tmp/run.err" || true
+  c1=$(cpu_ticks) n1=$(steps); runqueue > "$tmp/q1"
   cat "$tmp/run.jsonl" >> "$out"
-  echo "  $label: $(grep -o 'requests:.*' "$tmp/run.err" | head -1)" >&2
+  python3 - "$label" $((c1 - c0)) "$(getconf CLK_TCK)" "$tmp/q0" "$tmp/q1" "$n0" "$n1" >> "$out" <<'PY'
+import json, sys
+a = sys.argv
+q = [dict(l.split() for l in open(f) if len(l.split()) == 2) for f in (a[4], a[5])]
+wait = sum(int(q[1][t]) - int(q[0][t]) for t in q[0] if t in q[1])
+print(json.dumps({"type": "server_cpu", "label": a[1], "cpu_s": int(a[2]) / int(a[3]), "runqueue_s": wait / 1e9,
+                  "steps": int(float(a[7]) - float(a[6])), "loadavg": open("/proc/loadavg").read().split()[:3]}))
+PY
+  echo "  $label: $(grep -o 'requests:.*' "$tmp/run.err" | head -1), server CPU $(( (c1 - c0) / $(getconf CLK_TCK) )) s" >&2
 }
 
 for m in "${models[@]}"; do
   name=$(basename "$m" .gguf)
   preset=${name%%-*}
   if [ -z "$ONLY" ] || [ "$ONLY" = prepack ]; then
-    for server in "${servers_pre[@]}"; do
-      label=$name/$server/prepack
-      start $server "$m"
-      bench --rate inf -n "$PREPACK_N" --lengths "$PREPACK_LENGTHS" --max-tokens "$PREPACK_OUT"
-      stop
+    for round in $(seq 1 "$ROUNDS"); do
+      for server in "${servers_pre[@]}"; do
+        label=$name/$server/prepack
+        [ "$ROUNDS" -gt 1 ] && label=$label/$round
+        start $server "$m"
+        bench --rate inf -n "$PREPACK_N" --lengths "$PREPACK_LENGTHS" --max-tokens "$PREPACK_OUT"
+        stop
+      done
     done
   fi
   if [ -z "$ONLY" ] || [ "$ONLY" = goodput ]; then
@@ -106,22 +133,30 @@ done
 
 python3 - "$out" <<'PY'
 import json, sys
-S = {}
+S, CPU = {}, {}
 for l in open(sys.argv[1]):
     j = json.loads(l)
     if j["type"] == "summary": S[j["label"]] = j
+    if j["type"] == "server_cpu": CPU[j["label"]] = j
 models = sorted({k.split("/")[0] for k in S}, key=lambda m: (not m.startswith("smollm2"), m))
 def f(x, d=2): return "-" if x is None else f"{x:.{d}f}"
-pre = [(m, S.get(f"{m}/longview/prepack"), S.get(f"{m}/longview-nopack/prepack"), S.get(f"{m}/llama/prepack")) for m in models]
-if any(p[1] for p in pre):
-    print("\n(a) Prepacking: all prompts at once; time until every prompt has its first token (s) and median TTFT (s)\n")
-    print("| model | longview | longview --no-pack | llama-server | vs --no-pack | vs llama-server |")
-    print("|---|---|---|---|---|---|")
-    for m, a, b, c in pre:
+# a prepack label is model/server/prepack or, with ROUNDS > 1, model/server/prepack/round
+rounds = sorted({k.split("/")[3] if k.count("/") == 3 else "" for k in S if "/prepack" in k})
+pre = [(m, r, *(f"{m}/{sv}/prepack" + (f"/{r}" if r else "") for sv in ("longview", "longview-nopack", "llama"))) for m in models for r in rounds]
+pre = [(m, r, S.get(a), S.get(b), S.get(c), CPU.get(a), CPU.get(b), CPU.get(c)) for m, r, a, b, c in pre]
+if any(p[2] for p in pre):
+    print("\n(a) Prepacking: all prompts at once; time until every prompt has its first token (s) and median TTFT (s);")
+    print("server CPU seconds (all threads) per 1000 tokens served (prompt + completion); seconds its threads waited")
+    print("on the run queue for a core held by other work, and its steps\n")
+    print("| model | round | longview | longview --no-pack | llama-server | vs --no-pack | vs llama-server | CPU s / 1000 tok: packing, no-pack, llama-server | run-queue s (steps): packing, no-pack, llama-server |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for m, r, a, b, c, ca, cb, cc in pre:
         if not a: continue
         cell = lambda s: "-" if not s else f"{s['all_first_token_s']:.2f} / {s['ttft']['p50']:.2f}"
         ratio = lambda s: "-" if not s else f"{s['all_first_token_s'] / a['all_first_token_s']:.2f}x / {s['ttft']['p50'] / a['ttft']['p50']:.2f}x"
-        print(f"| {m} | {cell(a)} | {cell(b)} | {cell(c)} | {ratio(b)} | {ratio(c)} |")
+        per = lambda s, cs: "-" if not s or cs is None else f"{1000 * cs['cpu_s'] / (s['prompt_tokens'] - s['cached_tokens'] + s['completion_tokens']):.2f}"
+        rq = lambda cs: "-" if cs is None or "runqueue_s" not in cs else f"{cs['runqueue_s']:.1f} ({cs['steps']})"
+        print(f"| {m} | {r or 1} | {cell(a)} | {cell(b)} | {cell(c)} | {ratio(b)} | {ratio(c)} | {per(a, ca)}, {per(b, cb)}, {per(c, cc)} | {rq(ca)}, {rq(cb)}, {rq(cc)} |")
 rows = [k for k in S if "/goodput/" in k]
 if rows:
     print("\n(b) Goodput under Poisson arrivals (TTFT <= 2 s, TPOT <= 0.1 s): good requests per second (good / sent), TTFT p50 / p99, TPOT p50\n")

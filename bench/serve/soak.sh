@@ -56,7 +56,7 @@ LO, HI = (int(x) for x in sys.argv[3].split(":"))
 random.seed(1)
 counts = {"slow": 0, "slow_ok": 0, "disconnect_stream": 0, "disconnect_early": 0, "malformed": 0, "malformed_4xx_json": 0, "bad": []}
 def conn():
-    s = socket.create_connection(("127.0.0.1", port), timeout=30)
+    s = socket.create_connection(("127.0.0.1", port), timeout=120)  # as lvbench --timeout: a queued request may wait 20 s and more
     return s
 def request(body, path="/v1/completions", ctype="application/json"):
     b = body if isinstance(body, bytes) else body.encode()

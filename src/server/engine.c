@@ -338,6 +338,20 @@ lv_status lv_srv_req_poll(lv_srv_req *r, int64_t text_off, int32_t tok_off, doub
     return st;
 }
 
+bool lv_srv_req_wait_admitted(lv_srv_req *r, double timeout_s) {
+    lv_srv *s = r->srv;
+    pthread_mutex_lock(&s->mu);
+    if (timeout_s > 0) {
+        struct timespec dl;
+        abs_deadline(&dl, timeout_s);
+        while (r->state == REQ_QUEUED)
+            if (pthread_cond_timedwait(&r->cv, &s->mu, &dl) == ETIMEDOUT) break;
+    }
+    const bool left = r->state != REQ_QUEUED;
+    pthread_mutex_unlock(&s->mu);
+    return left;
+}
+
 void lv_srv_output_clear(lv_srv_output *o) {
     if (!o) return;
     lv_free(o->text);
@@ -491,6 +505,7 @@ static void admit_locked(lv_srv *s) {
         r->state = REQ_RUNNING;
         r->slot = best;
         r->t_admit = lv_time_s();
+        pthread_cond_broadcast(&r->cv); /* lv_srv_req_wait_admitted */
         r->n_cached = (int32_t)best_lcp;
         hist_add(&s->st.queue, r->t_admit - r->t_arrival);
         s->st.prefix_hit_tokens += best_lcp;

@@ -141,6 +141,12 @@ typedef struct lv_srv_output {
  * LV_OK, or LV_ERR_NOMEM (the copies could not be made; nothing was consumed). */
 lv_status lv_srv_req_poll(lv_srv_req *r, int64_t text_off, int32_t tok_off, double timeout_s, lv_srv_output *o);
 void      lv_srv_output_clear(lv_srv_output *o);
+/* Wait up to timeout_s (0: do not wait) until the request has left the waiting queue: admitted
+ * into a slot, or finished without one (queue timeout, cancellation, a drain). Returns false while
+ * it still waits; lv_srv_req_poll then tells which (slot >= 0 once admitted). The HTTP side holds
+ * a stream's 200 and SSE headers back until then, so that a request refused after waiting gets
+ * its status (503 + Retry-After), not a 200 and an error event. */
+bool      lv_srv_req_wait_admitted(lv_srv_req *r, double timeout_s);
 /* Ask the engine to stop the request: a queued one is dropped, a running one frees its slot at
  * the next step boundary. Safe to call more than once and after it finished. */
 void      lv_srv_req_cancel(lv_srv_req *r);

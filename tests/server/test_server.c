@@ -8,7 +8,8 @@
  *  - the engine (queue, admission, packing with chunks, decode mixed with prefill, prompt reuse)
  *    gives each request exactly the tokens a one-request loop gives: greedy and seeded sampling.
  *  - refusals (too long, queue full), cancellation frees the slot, stop strings cut the text,
- *    the time cap on generation, the queue timeout, and a drain on the engine thread that lets
+ *    the time cap on generation, the queue timeout (a timed-out request leaves the queue without
+ *    a slot: lv_srv_req_wait_admitted), and a drain on the engine thread that lets
  *    running requests finish.
  */
 #define _GNU_SOURCE
@@ -499,13 +500,18 @@ TEST(server_queue_timeout_and_drain) {
     lv_srv_req_params rp = {.prompt = p, .n_prompt = 8, .n_predict = 40, .sampling = lv_sampler_default_params(), .ignore_eos = true};
     lv_srv_req *a = NULL, *b = NULL;
     REQUIRE(lv_srv_submit(srv, &rp, &a) == LV_SRV_ACCEPTED && lv_srv_submit(srv, &rp, &b) == LV_SRV_ACCEPTED, "submit");
+    CHECK(!lv_srv_req_wait_admitted(a, 0) && !lv_srv_req_wait_admitted(b, 0.01), "both wait before the first step");
     lv_srv_step(srv); /* a takes the only slot, b waits */
+    CHECK(lv_srv_req_wait_admitted(a, 0) && !lv_srv_req_wait_admitted(b, 0), "a admitted, b still waiting");
     struct timespec ts = {0, 80 * 1000 * 1000};
     nanosleep(&ts, NULL);
     lv_srv_step(srv);
+    /* b left the queue without a slot: the HTTP side answers it 503 (a stream included) */
+    CHECK(lv_srv_req_wait_admitted(b, 0), "b timed out: no longer waiting");
     lv_srv_output o;
     lv_srv_req_poll(b, 0, 0, 0, &o);
-    CHECK(o.finish == LV_SRV_FINISH_TIMEOUT && strstr(o.error, "queue") != NULL, "b: finish %d '%s'", o.finish, o.error);
+    CHECK(o.finish == LV_SRV_FINISH_TIMEOUT && strstr(o.error, "queue") != NULL && o.slot < 0, "b: finish %d '%s' slot %d", o.finish,
+          o.error, o.slot);
     lv_srv_output_clear(&o);
     lv_srv_req_poll(a, 0, 0, 0, &o);
     CHECK(o.finish == LV_SRV_FINISH_NONE && o.slot == 0, "a still runs in slot 0: finish %d slot %d", o.finish, o.slot);
