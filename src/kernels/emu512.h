@@ -66,30 +66,18 @@ LV_EMU simde__m256i lv_emu_cvtepi32_epi16(simde__m512i a) {
     for (int i = 0; i < 16; i++) r[i] = (int16_t)x.i32[i];
     return _mm256_loadu_si256((const __m256i *)r);
 }
-LV_EMU simde__m512i lv_emu_cvtepi8_epi32(simde__m128i a) {
-    lv_emu_si r;
-    r.m256i[0] = _mm256_cvtepi8_epi32(a);
-    r.m256i[1] = _mm256_cvtepi8_epi32(_mm_srli_si128(a, 8));
-    return simde__m512i_from_private(r);
-}
-LV_EMU simde__m512i lv_emu_cvtepu8_epi32(simde__m128i a) {
-    lv_emu_si r;
-    r.m256i[0] = _mm256_cvtepu8_epi32(a);
-    r.m256i[1] = _mm256_cvtepu8_epi32(_mm_srli_si128(a, 8));
-    return simde__m512i_from_private(r);
-}
-LV_EMU simde__m512i lv_emu_cvtepu16_epi32(simde__m256i a) {
-    lv_emu_si r;
-    r.m256i[0] = _mm256_cvtepu16_epi32(_mm256_castsi256_si128(a));
-    r.m256i[1] = _mm256_cvtepu16_epi32(_mm256_extracti128_si256(a, 1));
-    return simde__m512i_from_private(r);
-}
-LV_EMU simde__m512i lv_emu_cvtepu8_epi16(simde__m256i a) {
-    lv_emu_si r;
-    r.m256i[0] = _mm256_cvtepu8_epi16(_mm256_castsi256_si128(a));
-    r.m256i[1] = _mm256_cvtepu8_epi16(_mm256_extracti128_si256(a, 1));
-    return simde__m512i_from_private(r);
-}
+/* widening conversions: the AVX2 instruction on each half of the input (LO, HI) */
+#define LV_EMU_WIDEN(name, IN, LO, HI, op)                                                                                     \
+    LV_EMU simde__m512i name(IN a) {                                                                                           \
+        lv_emu_si r;                                                                                                           \
+        r.m256i[0] = op(LO);                                                                                                   \
+        r.m256i[1] = op(HI);                                                                                                   \
+        return simde__m512i_from_private(r);                                                                                   \
+    }
+LV_EMU_WIDEN(lv_emu_cvtepi8_epi32, simde__m128i, a, _mm_srli_si128(a, 8), _mm256_cvtepi8_epi32)
+LV_EMU_WIDEN(lv_emu_cvtepu8_epi32, simde__m128i, a, _mm_srli_si128(a, 8), _mm256_cvtepu8_epi32)
+LV_EMU_WIDEN(lv_emu_cvtepu16_epi32, simde__m256i, _mm256_castsi256_si128(a), _mm256_extracti128_si256(a, 1), _mm256_cvtepu16_epi32)
+LV_EMU_WIDEN(lv_emu_cvtepu8_epi16, simde__m256i, _mm256_castsi256_si128(a), _mm256_extracti128_si256(a, 1), _mm256_cvtepu8_epi16)
 LV_EMU simde__mmask16 lv_emu_cmpgt_epu32_mask(simde__m512i a, simde__m512i b) {
     lv_emu_si x = simde__m512i_to_private(a), y = simde__m512i_to_private(b);
     simde__mmask16 m = 0;
