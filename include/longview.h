@@ -871,6 +871,8 @@ typedef struct lv_video_ask_result {
     double  encode_s;         /* wall seconds in the encoder (on the pool) */
     double  prefill_s;        /* wall seconds in lv_decode */
     double  wait_s;           /* wall seconds the calling thread waited for decoded frames */
+    double  prefill_cpu_s;    /* CPU seconds of the process (all threads) while in lv_decode and pruning: the prefill's own in
+                                 the sequential execution; the overlapped one adds the decode threads' work meanwhile */
     double  prune_s;          /* QuickPrefill: wall seconds pruning (included in prefill_s) */
     int64_t n_groups;         /* QuickPrefill: groups prefilled */
     int32_t group_frames;     /* QuickPrefill: frames per group (params.group, or 16; Qwen: rounded up to whole pairs) */

@@ -349,10 +349,10 @@ int cmd_run(int argc, char **argv) {
     fflush(stdout);
     double t_gen = cli_now_s() - t2;
     if (video)
-        fprintf(stderr, "video: %lld frames, %s | decode %.2f s (%s), encode %.2f s, prefill %.2f s, waited for frames %.2f s, "
+        fprintf(stderr, "video: %lld frames, %s | decode %.2f s (%s), encode %.2f s, prefill %.2f s (CPU %.2f s), waited for frames %.2f s, "
                 "first token after %.2f s | ", (long long)vplan.n_frames, vsequential ? "sequential" : "overlapped", vres.decode_s,
                 vsequential ? "wall" : "busy, summed over the decode threads", vres.encode_s,
-                vres.prefill_s, vres.wait_s, vres.total_s);
+                vres.prefill_s, vres.prefill_cpu_s, vres.wait_s, vres.total_s);
     if (video && vkeep > 0)
         fprintf(stderr, "QuickPrefill: %lld groups of %lld frames, keep %g: %lld of %lld embedding rows pruned from each full-attention head, "
                 "pruning %.2f s, KV after the video %.1f MiB | ", (long long)vres.n_groups, (long long)vres.group_frames, vkeep, (long long)vres.n_pruned,

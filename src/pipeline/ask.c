@@ -162,9 +162,10 @@ static lv_status group_done(run *r, int64_t end) {
     if (r->next_group >= r->n_groups || end != r->gend[r->next_group]) return LV_OK;
     const int64_t start = r->next_group ? r->gend[r->next_group - 1] : 0;
     int64_t np = 0;
-    const double t = lv_time_s();
+    const double t = lv_time_s(), c = lv_cpu_time_s();
     lv_status st = lv_kv_seq_prune_keys(r->ctx, r->seq, end - start, r->prunable + start, r->p->keep, &np);
     const double dt = lv_time_s() - t;
+    r->res->prefill_cpu_s += lv_cpu_time_s() - c;
     r->res->prune_s += dt;
     r->res->prefill_s += dt;
     if (st != LV_OK) return st;
@@ -260,7 +261,9 @@ static lv_status run_sequential(run *r) {
         memcpy(b.embd, rows_embd + r0 * E, (size_t)n * (size_t)E * sizeof(float));
         lv_batch bb = b;
         if (!l->mrope) bb.pos_mrope = NULL;
+        const double c = lv_cpu_time_s();
         st = lv_decode(r->ctx, &bb);
+        r->res->prefill_cpu_s += lv_cpu_time_s() - c;
         if (st == LV_OK) st = group_done(r, e);
         if (st == LV_OK) {
             r->prog.n_rows_done = r0 + n;
@@ -302,9 +305,10 @@ static lv_status flush(feeder *f) {
     } else {
         bb.pos_mrope = NULL;
     }
-    const double t = lv_time_s();
+    const double t = lv_time_s(), c = lv_cpu_time_s();
     lv_status st = lv_decode(r->ctx, &bb);
     r->res->prefill_s += lv_time_s() - t;
+    r->res->prefill_cpu_s += lv_cpu_time_s() - c;
     f->n = 0;
     if (st == LV_OK) st = group_done(r, f->row);
     if (st != LV_OK) return st;

@@ -613,17 +613,28 @@ static void quickprefill_executions(const char *family) {
 TEST(ask_quickprefill_executions_smolvlm2) { quickprefill_executions("smolvlm2"); }
 TEST(ask_quickprefill_executions_qwen25vl) { quickprefill_executions("qwen2.5vl"); }
 
+/* abort once 3 frames are all in the cache: by then two groups (of one frame, or of one Qwen
+ * pair) were pruned */
+static bool prefilled_3;
+static void note_prefilled(const lv_video_ask_progress *pg, void *user) {
+    (void)user;
+    prefilled_3 = prefilled_3 || pg->n_prefilled >= 3;
+}
+static bool abort_when_prefilled_3(void *user) {
+    (void)user;
+    return prefilled_3;
+}
 static void setup_abort_pruned(lv_video_ask_params *p) {
     p->keep = 0.5;
     p->group = 1;
     p->n_frames = 8;
-    abort_countdown = 12; /* several groups pruned first */
-    p->abort_fn = abort_after;
+    prefilled_3 = false;
+    p->progress = note_prefilled;
+    p->abort_fn = abort_when_prefilled_3;
 }
 static void setup_abort_pruned_seq(lv_video_ask_params *p) {
     setup_abort_pruned(p);
     p->sequential = true;
-    abort_countdown = 16;
 }
 
 TEST(ask_quickprefill_abort_restores_the_context) {
