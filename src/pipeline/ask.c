@@ -136,7 +136,7 @@ static lv_status groups_build(run *r) {
         return lv_error(LV_ERR_INVALID_ARG, "QuickPrefill: keep %g must be in (0, 1] and the group (%d frames) positive", r->p->keep, r->p->group);
     const int64_t gf = r->p->group > 0 ? r->p->group : 16;
     const int64_t upg = (gf + r->frames_per_unit - 1) / r->frames_per_unit; /* Qwen: whole pairs */
-    r->res->group_frames = (int32_t)(upg * r->frames_per_unit);
+    r->res->group_frames = (int32_t)LV_MIN(upg * r->frames_per_unit, (int64_t)INT32_MAX);
     r->gend = lv_mallocn((size_t)(l->plan.n_units / upg + 1), sizeof(int64_t));
     r->prunable = lv_calloc((size_t)l->plan.n_rows, 1);
     if (!r->gend || !r->prunable) return LV_ERR_NOMEM;
