@@ -295,7 +295,8 @@ lv_status lv_kv_seq_set_rope_offset(lv_context *ctx, lv_seq_id seq, int32_t offs
  * with the smallest L2 norm of their keys concatenated over the layer's full-attention KV heads;
  * every other token stays, and kept tokens keep their positions. Each layer chooses on its own.
  * Streaming (DuoAttention) and block-strided heads are not pruned. The sequence's length in
- * positions does not change, lv_kv_seq_rm still removes any suffix. keep in (0, 1].
+ * positions does not change, and lv_kv_seq_rm removes a suffix of it as of any other sequence
+ * (cutting inside a pruned range too). keep in (0, 1].
  * *n_pruned (may be NULL): tokens removed from each full head's cache. */
 lv_status lv_kv_seq_prune_keys(lv_context *ctx, lv_seq_id seq, int64_t n_last, const uint8_t *prunable, double keep, int64_t *n_pruned);
 /* Bytes the KV cache holds for its current contents, and its capacity in bytes. */
