@@ -332,3 +332,30 @@ TEST(kv_prune_whole_prefix) {
     CHECK(lv_kv_seq_truncate(kv, 1, 0) == LV_OK && lv_kv_seq_len(kv, 1) == 0, "all gone");
     lv_kv_free(kv);
 }
+
+/* allocations failing in turn inside the pruning: LV_ERR_NOMEM with the cache unchanged, then success */
+TEST(kv_prune_allocation_failures) {
+    lv_kv *kv = prune_kv(LV_KV_F16);
+    REQUIRE(kv, "create");
+    int32_t pos[40];
+    for (int i = 0; i < 40; i++) pos[i] = i;
+    REQUIRE(pr_append(kv, 0, 40, pos, NULL) == LV_OK, "append");
+    const int64_t bytes = lv_kv_pages_in_use_bytes_(kv);
+    int ok = 0;
+    for (int n = 0; n < 10 && !ok; n++) {
+        int64_t np = -1;
+        lv_test_alloc_fail_after(n);
+        lv_status st = lv_kv_seq_prune_tail(kv, 0, 30, NULL, 5, &np);
+        lv_test_alloc_fail_after(-1);
+        if (st == LV_OK) {
+            ok = 1;
+            CHECK(np == 25 && lv_kv_stream_n_stored(kv, 0, 0, 0) == 15, "pruned after %d failures", n);
+        } else {
+            CHECK(st == LV_ERR_NOMEM && lv_kv_stream_n_stored(kv, 0, 0, 0) == 40 && lv_kv_pages_in_use_bytes_(kv) == bytes &&
+                      lv_kv_seq_len(kv, 0) == 40, "allocation %d failing: %s, the cache changed", n, lv_status_str(st));
+        }
+    }
+    CHECK(ok, "no success within 10 allocations");
+    CHECK(lv_kv_seq_truncate(kv, 0, 10) == LV_OK && lv_kv_seq_len(kv, 0) == 10 && lv_kv_stream_n_stored(kv, 0, 0, 0) == 10, "cut at 10");
+    lv_kv_free(kv);
+}
