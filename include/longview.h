@@ -289,6 +289,16 @@ int64_t   lv_kv_seq_n_tokens(const lv_context *ctx, lv_seq_id seq);
  * multi-step prefill after removing its tokens with lv_kv_seq_rm. */
 int32_t   lv_kv_seq_rope_offset(const lv_context *ctx, lv_seq_id seq);
 lv_status lv_kv_seq_set_rope_offset(lv_context *ctx, lv_seq_id seq, int32_t offset);
+/* QuickPrefill's pruning (docs/video-questions.md): of the sequence's last n_last tokens
+ * (consecutive positions, not pruned before), those with prunable[i] != 0 (NULL: all) are cut, in
+ * every layer, to floor(n x keep) of them (n: the prunable count; nothing if that keeps them all)
+ * with the smallest L2 norm of their keys concatenated over the layer's full-attention KV heads;
+ * every other token stays, and kept tokens keep their positions. Each layer chooses on its own.
+ * Streaming (DuoAttention) and block-strided heads are not pruned. The sequence's length in
+ * positions does not change, and lv_kv_seq_rm removes a suffix of it as of any other sequence
+ * (cutting inside a pruned range too). keep in (0, 1].
+ * *n_pruned (may be NULL): tokens removed from each full head's cache. */
+lv_status lv_kv_seq_prune_keys(lv_context *ctx, lv_seq_id seq, int64_t n_last, const uint8_t *prunable, double keep, int64_t *n_pruned);
 /* Bytes the KV cache holds for its current contents, and its capacity in bytes. */
 int64_t   lv_kv_used_bytes(const lv_context *ctx);
 int64_t   lv_kv_capacity_bytes(const lv_context *ctx);
@@ -827,6 +837,10 @@ typedef struct lv_video_ask_params {
     int32_t  n_decode_threads;/* video decode threads (<= 0: one per core) */
     int64_t  max_buffered_bytes; /* decoded frames held ahead of the encoder (0: the reader's default) */
     bool     sequential;      /* the reference: decode all, encode all, then prefill */
+    double   keep;            /* QuickPrefill (docs/video-questions.md): > 0 prefills group by group and, after each group,
+                                 prunes its embedding rows in every layer's cache to this fraction (in (0, 1]; 1 prunes
+                                 nothing: equal to dense); 0 = off (default) */
+    int32_t  group;           /* QuickPrefill: frames per group (0: 16; Qwen: rounded up to whole pairs) */
     lv_seq_id seq;            /* sequence to prefill (default 0) */
     lv_video_ask_progress_fn progress;
     void    *progress_user;
@@ -858,6 +872,12 @@ typedef struct lv_video_ask_result {
     double  encode_s;         /* wall seconds in the encoder (on the pool) */
     double  prefill_s;        /* wall seconds in lv_decode */
     double  wait_s;           /* wall seconds the calling thread waited for decoded frames */
+    double  prefill_cpu_s;    /* CPU seconds of the process (all threads) while in lv_decode and pruning: the prefill's own in
+                                 the sequential execution; the overlapped one adds the decode threads' work meanwhile */
+    double  prune_s;          /* QuickPrefill: wall seconds pruning (included in prefill_s) */
+    int64_t n_groups;         /* QuickPrefill: groups prefilled */
+    int32_t group_frames;     /* QuickPrefill: frames per group (params.group, or 16; Qwen: rounded up to whole pairs) */
+    int64_t n_pruned;         /* QuickPrefill: embedding rows pruned from each full-attention head's cache */
     double  total_s;          /* wall seconds of the whole call */
 } lv_video_ask_result;
 

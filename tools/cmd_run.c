@@ -30,7 +30,8 @@ int cmd_run(int argc, char **argv) {
     const char *model_path = NULL, *prompt = NULL, *prompt_file = NULL, *tokens_arg = NULL, *mmproj_path = NULL, *video_path = NULL;
     cli_kv kvo = {.both = "f16"};
     double vfps = 0;
-    int64_t vframes = 0, vmax_frames = 0, vthreads = 0;
+    int64_t vframes = 0, vmax_frames = 0, vthreads = 0, vgroup = 16;
+    double vkeep = 0;
     bool vsequential = false;
     cli_list images = {0};
     int64_t n_predict = 64, n_ctx = -1, n_batch = 512, n_threads = 0, seed = 0x5eed, top_k = 40, verbose = 0;
@@ -51,6 +52,8 @@ int cmd_run(int argc, char **argv) {
         {NULL, "--max-frames", CLI_INT, &vmax_frames, "N", "--video: at most N frames (default: the family's, SmolVLM2 64, Qwen 768)", .lo = 0, .hi = 1 << 22},
         {"-j", "--decode-threads", CLI_INT, &vthreads, "N", "--video: video decode threads (default: one per core)", .lo = 0, .hi = 512},
         {NULL, "--video-sequential", CLI_FLAG, &vsequential, NULL, "--video: decode every frame, then encode, then prefill (the reference; no overlap)"},
+        {NULL, "--keep", CLI_FLOAT, &vkeep, "F", "--video: QuickPrefill: after each group of frames, keep this fraction (0 < F <= 1) of its visual tokens in every layer's cache, those of smallest key norm (1: dense, bit for bit)", .flo = 0, .fhi = 1},
+        {NULL, "--group", CLI_INT, &vgroup, "N", "--video --keep: frames per QuickPrefill group (default 16; Qwen: rounded up to whole pairs)", .lo = 1, .hi = 1 << 22},
         {"-n", "--n-predict", CLI_INT, &n_predict, "N", "tokens to generate (default 64)", .lo = 0, .hi = 1 << 30},
         {"-c", "--ctx-size", CLI_INT, &n_ctx, "N", "context size in tokens (default: the prompt plus -n, at least 4096; 0 = the model's training context)", .lo = 0, .hi = 1 << 30},
         {"-b", "--batch", CLI_INT, &n_batch, "N", "prefill chunk in tokens (default 512)", .lo = 1, .hi = 1 << 20},
@@ -70,13 +73,14 @@ int cmd_run(int argc, char **argv) {
     memcpy(opts, base, sizeof(base));
     const int n_opts = nb + cli_attention_opts(&att, opts + nb);
     int r = cli_parse(argc, argv, opts, n_opts,
-                      "longview run -m MODEL (-p TEXT | -f FILE | --tokens IDS) [--mmproj MM (--image IMG ... | --video V [--fps F | --frames N] [-j N])] [-n N] [-c CTX] [-b N] [-t THREADS] [--temp T] [--seed S]",
+                      "longview run -m MODEL (-p TEXT | -f FILE | --tokens IDS) [--mmproj MM (--image IMG ... | --video V [--fps F | --frames N] [-j N] [--keep F [--group N]])] [-n N] [-c CTX] [-b N] [-t THREADS] [--temp T] [--seed S]",
                       "Generate a completion. The completion goes to stdout; progress and timings to stderr.\n"
                       "Images (--mmproj, --image): each is encoded by the vision tower and its embeddings take its place in\n"
                       "the prompt, laid out as llama.cpp's mtmd does (docs/vision.md).\n"
                       "A video (--mmproj, --video): frames sampled, decoded in parallel, encoded and prefilled in an overlapped\n"
                       "pipeline, in the prompt format of the mmproj's family: SmolVLM2 (idefics3) or Qwen2-VL / Qwen2.5-VL\n"
-                      "(docs/video-questions.md).\n"
+                      "(docs/video-questions.md). QuickPrefill (--keep F, --group N): prefilled group by group, each group's\n"
+                      "visual tokens pruned in every layer's cache to the fraction F of smallest key norm.\n"
                       "Long-context attention (DuoAttention heads, LServe selection, LongGen layers): see docs/long-context.md.", NULL, 0, NULL);
     if (r) return r > 0 ? 0 : 2;
     cli_set_verbosity(verbose);
@@ -99,6 +103,18 @@ int cmd_run(int argc, char **argv) {
     if (!video_path && (cli_seen(opts, n_opts, "--fps") || cli_seen(opts, n_opts, "--frames") || cli_seen(opts, n_opts, "--max-frames") ||
                         cli_seen(opts, n_opts, "--decode-threads") || vsequential)) {
         cli_error("--fps, --frames, --max-frames, -j and --video-sequential are for --video");
+        return 2;
+    }
+    if (!video_path && (cli_seen(opts, n_opts, "--keep") || cli_seen(opts, n_opts, "--group"))) {
+        cli_error("--keep and --group are for --video (QuickPrefill)");
+        return 2;
+    }
+    if (cli_seen(opts, n_opts, "--keep") && !(vkeep > 0)) {
+        cli_error("--keep %g: the fraction of visual tokens kept must be above 0 (at most 1)", vkeep);
+        return 2;
+    }
+    if (cli_seen(opts, n_opts, "--group") && !cli_seen(opts, n_opts, "--keep")) {
+        cli_error("--group sets QuickPrefill's groups: give --keep F too (--keep 1 groups without pruning)");
         return 2;
     }
     if (images.n && tokens_arg) {
@@ -154,6 +170,8 @@ int cmd_run(int argc, char **argv) {
         vp.max_frames = vmax_frames;
         vp.n_decode_threads = (int32_t)vthreads;
         vp.sequential = vsequential;
+        vp.keep = vkeep;
+        vp.group = (int32_t)vgroup;
         if ((st = lv_video_ask_plan_for(model, mm, video, &vp, &vplan)) != LV_OK) {
             cli_fail(video_path, st);
             goto end;
@@ -248,6 +266,7 @@ int cmd_run(int argc, char **argv) {
     cli_progress_start(&prog, "prefill");
     double t1 = cli_now_s();
     lv_video_ask_result vres = {0};
+    int64_t kv_video = 0;
     if (video) {
         vp.progress = video_progress;
         vp.progress_user = &prog;
@@ -257,6 +276,7 @@ int cmd_run(int argc, char **argv) {
             cli_fail("asking the video", st);
             goto end;
         }
+        kv_video = lv_kv_used_bytes(ctx);
     } else if (mm) {
         lv_pos n_past = 0;
         if ((st = lv_mm_decode(ctx, &mmp, 0, &n_past)) != LV_OK) {
@@ -329,10 +349,16 @@ int cmd_run(int argc, char **argv) {
     fflush(stdout);
     double t_gen = cli_now_s() - t2;
     if (video)
-        fprintf(stderr, "video: %lld frames, %s | decode %.2f s (%s), encode %.2f s, prefill %.2f s, waited for frames %.2f s, "
+        fprintf(stderr, "video: %lld frames, %s | decode %.2f s (%s), encode %.2f s, prefill %.2f s (CPU %.2f s), waited for frames %.2f s, "
                 "first token after %.2f s | ", (long long)vplan.n_frames, vsequential ? "sequential" : "overlapped", vres.decode_s,
                 vsequential ? "wall" : "busy, summed over the decode threads", vres.encode_s,
-                vres.prefill_s, vres.wait_s, vres.total_s);
+                vres.prefill_s, vres.prefill_cpu_s, vres.wait_s, vres.total_s);
+    if (video && vkeep > 0)
+        fprintf(stderr, "QuickPrefill: %lld groups of %lld frames, keep %g: %lld of %lld embedding rows pruned from each full-attention head, "
+                "pruning %.2f s, KV after the video %.1f MiB | ", (long long)vres.n_groups, (long long)vres.group_frames, vkeep, (long long)vres.n_pruned,
+                (long long)(vplan.n_units * vplan.unit_tokens), vres.prune_s, (double)kv_video / (1024.0 * 1024.0));
+    else if (video)
+        fprintf(stderr, "KV after the video %.1f MiB | ", (double)kv_video / (1024.0 * 1024.0));
     else if (mm) fprintf(stderr, "images: %d, encoded in %.2f s | ", images.n, t_encode);
     fprintf(stderr, "load: %.2f s | prompt: %d tokens, %.2f s, %.1f tokens/s | generation: %lld tokens, %.2f s, %.1f tokens/s | KV %.1f MiB\n",
             t_load, n_toks, t_prefill, n_toks / (t_prefill > 0 ? t_prefill : 1e-9), (long long)n_gen, t_gen,

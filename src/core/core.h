@@ -95,6 +95,7 @@ static inline int lv_add_ovf_i64(int64_t a, int64_t b, int64_t *out) {
 
 /* ---- time ---- */
 double lv_time_s(void); /* monotonic seconds */
+double lv_cpu_time_s(void); /* CPU seconds of the whole process (every thread), user + system */
 
 /* ---- a deterministic generator for random weights and tests (splitmix64, Box-Muller) ---- */
 typedef struct lv_rng {

@@ -40,6 +40,15 @@ typedef struct kv_stream {  /* one per (sequence, layer, KV head) */
                                transaction found them (2 x 2 Dk elements), restored by a rollback */
 } kv_stream;
 
+/* The logical tokens of a sequence whose keys and values some FULL streams no longer hold
+ * (QuickPrefill): ranges [lo, hi] of consecutive positions, every position in them a token the
+ * sequence appended, in increasing order; adjacent ranges merged. The FULL streams hold every
+ * token outside them. A truncation counts the logical tokens it removes with them. */
+typedef struct kv_pruned {
+    int32_t *r;             /* (cap, 2) lo, hi */
+    int64_t n, cap;
+} kv_pruned;
+
 struct lv_kv {
     lv_kv_params p;
     int64_t n_pools;        /* n_layer * n_head_kv */
@@ -66,6 +75,7 @@ struct lv_kv {
     uint8_t *rs_cur;        /* (n_seq_max) which of the two buffers holds the committed state */
     uint8_t *rs_empty;      /* (n_seq_max) the committed state is all zeros (no tokens yet) */
     uint8_t *rs_dirty;      /* (n_seq_max * n_rs_layer) written in this transaction */
+    kv_pruned *pruned;      /* (n_seq_max) the position ranges pruned by lv_kv_seq_prune_tail */
 };
 
 static inline float *rs_buf(const lv_kv *kv, int64_t seq, int64_t rl, int which) {
@@ -145,7 +155,9 @@ lv_status lv_kv_create(const lv_kv_params *p, lv_kv **out) {
     kv->txn_n_new = lv_calloc((size_t)p->n_seq_max, sizeof(int64_t));
     kv->txn_last_pos = lv_calloc((size_t)p->n_seq_max, sizeof(int32_t));
     kv->txn_old_pages = lv_calloc((size_t)n_streams, sizeof(int64_t));
-    if (!kv->pools || !kv->streams || !kv->seq_len || !kv->seq_max_pos || !kv->txn_n_new || !kv->txn_last_pos || !kv->txn_old_pages)
+    kv->pruned = lv_calloc((size_t)p->n_seq_max, sizeof(kv_pruned));
+    if (!kv->pruned ||
+        !kv->pools || !kv->streams || !kv->seq_len || !kv->seq_max_pos || !kv->txn_n_new || !kv->txn_last_pos || !kv->txn_old_pages)
         goto fail;
     if (p->n_rs_layer < 0 || p->rs_floats < 0 || (p->n_rs_layer > 0 && p->rs_floats == 0)) {
         st = lv_error(LV_ERR_INVALID_ARG, "kv cache: invalid recurrent state shape");
@@ -288,6 +300,8 @@ void lv_kv_free(lv_kv *kv) {
     lv_free(kv->rs_cur);
     lv_free(kv->rs_empty);
     lv_free(kv->rs_dirty);
+    for (int64_t s = 0; kv->pruned && s < kv->p.n_seq_max; s++) lv_free(kv->pruned[s].r);
+    lv_free(kv->pruned);
     lv_free(kv);
 }
 
@@ -307,6 +321,7 @@ void lv_kv_clear(lv_kv *kv) {
         kv->seq_len[s] = 0;
         kv->seq_max_pos[s] = -1;
         if (kv->rs_empty) kv->rs_empty[s] = 1;
+        kv->pruned[s].n = 0;
     }
     kv->total_tokens = 0;
 }
@@ -853,12 +868,30 @@ int lv_kv_select_pages(const lv_kv *kv, int64_t seq, int64_t layer, int64_t head
  * truncation, sizes
  * ----------------------------------------------------------------------------------------- */
 
+/* the first FULL pool (the streams that QuickPrefill prunes and that never evict), or -1 */
+static int64_t first_full_pool(const lv_kv *kv) {
+    for (int64_t ip = 0; ip < kv->n_pools; ip++)
+        if (kv->pools[ip].pol.kind == LV_MASK_CAUSAL) return ip;
+    return -1;
+}
+
+/* is position p inside one of the sequence's pruned ranges? */
+static bool in_pruned(const kv_pruned *pr, int32_t p) {
+    for (int64_t i = pr->n - 1; i >= 0; i--) {
+        if (p > pr->r[2 * i + 1]) return false; /* ranges increase: p is after this one and every earlier one */
+        if (p >= pr->r[2 * i]) return true;
+    }
+    return false;
+}
+
 lv_status lv_kv_seq_truncate(lv_kv *kv, int64_t seq, int32_t p0) {
     LV_ASSERT(!kv->in_txn);
     const int64_t P = kv->p.page_size;
+    kv_pruned *pr = &kv->pruned[seq];
     if (p0 > kv->seq_max_pos[seq]) return LV_OK; /* nothing to remove */
-    /* removing the whole sequence is always possible */
-    bool all = true;
+    /* removing the whole sequence is always possible: every stream's first token is at or after
+     * p0, and no pruned range starts before it (its first tokens may be held by no stream) */
+    bool all = pr->n == 0 || pr->r[0] >= p0;
     for (int64_t ip = 0; ip < kv->n_pools && all; ip++) {
         const kv_stream *st = &kv->streams[seq * kv->n_pools + ip];
         all = st->n_stored == 0 || stored_pos(kv, &kv->pools[ip], st, 0) >= p0;
@@ -874,6 +907,7 @@ lv_status lv_kv_seq_truncate(lv_kv *kv, int64_t seq, int32_t p0) {
         kv->total_tokens -= kv->seq_len[seq];
         kv->seq_len[seq] = 0;
         kv->seq_max_pos[seq] = -1;
+        pr->n = 0;
         if (kv->rs) kv->rs_empty[seq] = 1;
         return LV_OK;
     }
@@ -882,33 +916,229 @@ lv_status lv_kv_seq_truncate(lv_kv *kv, int64_t seq, int32_t p0) {
                         "cannot remove tokens from position %d of sequence %lld: the model's recurrent layers keep a state of the whole "
                         "sequence, which cannot be rewound (remove the whole sequence and decode it again up to the position wanted)",
                         p0, (long long)seq);
-    /* a stream that evicted tokens no longer holds the window the tokens after the cut need */
+    /* a stream that evicted tokens no longer holds the window the tokens after the cut need (FULL
+     * streams never evict; they hold fewer tokens than the sequence only where it was pruned) */
     for (int64_t ip = 0; ip < kv->n_pools; ip++) {
         const kv_stream *st = &kv->streams[seq * kv->n_pools + ip];
-        if (st->n_stored != kv->seq_len[seq])
+        if (kv->pools[ip].pol.kind != LV_MASK_CAUSAL && st->n_stored != kv->seq_len[seq])
             return lv_error(LV_ERR_UNSUPPORTED,
                             "cannot remove tokens from position %d of sequence %lld: its streaming heads (layer %lld) already evicted "
                             "part of it",
                             p0, (long long)seq, (long long)(ip / kv->p.n_head_kv));
     }
+    /* the logical tokens removed: with pruned ranges, those a FULL stream holds outside them plus
+     * the ranges' positions from p0 on (a range's positions are consecutive tokens); else those
+     * any stream holds from p0 on (they all hold every token) */
+    const int64_t f = pr->n ? first_full_pool(kv) : 0;
+    LV_ASSERT(f >= 0);
     int64_t removed = 0;
+    {
+        const kv_stream *st = &kv->streams[seq * kv->n_pools + f];
+        const kv_pool *pl = &kv->pools[f];
+        for (int64_t i = st->n_stored - 1; i >= 0; i--) {
+            const int32_t p = stored_pos(kv, pl, st, i);
+            if (p < p0) break;
+            removed += !in_pruned(pr, p);
+        }
+        for (int64_t i = 0; i < pr->n; i++)
+            if (pr->r[2 * i + 1] >= p0) removed += (int64_t)pr->r[2 * i + 1] - LV_MAX(p0, pr->r[2 * i]) + 1;
+    }
     for (int64_t ip = 0; ip < kv->n_pools; ip++) {
         kv_stream *st = &kv->streams[seq * kv->n_pools + ip];
         kv_pool *pl = &kv->pools[ip];
         int64_t keep = st->n_stored;
         while (keep > 0 && stored_pos(kv, pl, st, keep - 1) >= p0) keep--;
-        removed = st->n_stored - keep;
         st->n_stored = keep;
         while (st->n_pages > cdiv(keep, P)) pl->free_ids[pl->n_free++] = st->pages[--st->n_pages];
         if (st->bs_cursor > st->n_pages) st->bs_cursor = st->n_pages;
         if (pl->stats) restat(kv, pl, st);
     }
+    while (pr->n > 0 && pr->r[2 * (pr->n - 1)] >= p0) pr->n--;
+    if (pr->n > 0 && pr->r[2 * pr->n - 1] >= p0) pr->r[2 * pr->n - 1] = p0 - 1;
     kv->seq_len[seq] -= removed;
     kv->total_tokens -= removed;
-    const kv_stream *s0 = stream_at(kv, seq, 0, 0);
-    kv->seq_max_pos[seq] = s0->n_stored > 0 ? stored_pos(kv, &kv->pools[0], s0, s0->n_stored - 1) : -1;
+    /* the last logical token: the last one stream f holds, or the end of the last pruned range */
+    const kv_stream *sf = &kv->streams[seq * kv->n_pools + f];
+    int32_t last = sf->n_stored > 0 ? stored_pos(kv, &kv->pools[f], sf, sf->n_stored - 1) : -1;
+    if (pr->n > 0) last = LV_MAX(last, pr->r[2 * pr->n - 1]);
+    kv->seq_max_pos[seq] = last;
     return LV_OK;
 }
+
+/* -------------------------------------------------------------------------------------------
+ * QuickPrefill: pruning the tail of a sequence by key norms
+ * ----------------------------------------------------------------------------------------- */
+
+/* the stored key of a slot as floats (dequantized) */
+static void load_key(const lv_kv *kv, const kv_pool *pl, const kv_stream *st, int64_t slot, float *out) {
+    const int64_t P = kv->p.page_size, Dk = kv->p.head_dim_k, j = slot % P;
+    const uint8_t *page = pl->k + (int64_t)st->pages[slot / P] * P * kv->krow;
+    const lv_kv_type t = kv->p.type;
+    if (lv_kv_quantized(t)) {
+        const uint16_t *sc = (const uint16_t *)(page + P * lv_kv_qrow_bytes(t, Dk));
+        for (int64_t d = 0; d < Dk; d++) out[d] = lv_kv_qelt(t, page, sc, (int32_t)P, j, d, Dk);
+        return;
+    }
+    for (int64_t d = 0; d < Dk; d++)
+        out[d] = t == LV_KV_F32 ? ((const float *)page)[d * P + j] : lv_fp16_to_fp32(((const uint16_t *)page)[d * P + j]);
+}
+
+/* copy slot `from` of a stream to slot `to` (key dimension by dimension: keys are transposed per
+ * page; quantized rows with their per-block scales; value row; position) */
+static void move_slot(const lv_kv *kv, const kv_pool *pl, const kv_stream *st, int64_t from, int64_t to) {
+    const int64_t P = kv->p.page_size, Dk = kv->p.head_dim_k, Dv = kv->p.head_dim_v;
+    const int64_t pf = st->pages[from / P], jf = from % P, pt = st->pages[to / P], jt = to % P;
+    pl->pos[pt * P + jt] = pl->pos[pf * P + jf];
+    const lv_kv_type kt = kv->p.type, vt = kv->p.type_v;
+    uint8_t *kf = pl->k + pf * P * kv->krow, *ktp = pl->k + pt * P * kv->krow;
+    if (lv_kv_quantized(kt)) {
+        const int64_t q = lv_kv_qrow_bytes(kt, Dk);
+        memcpy(ktp + jt * q, kf + jf * q, (size_t)q);
+        const uint16_t *sf = (const uint16_t *)(kf + P * q);
+        uint16_t *sto = (uint16_t *)(ktp + P * q);
+        for (int64_t b = 0; b < Dk / LV_KV_QBLOCK; b++) sto[b * P + jt] = sf[b * P + jf];
+    } else {
+        const size_t e = lv_kv_elt_size(kt);
+        for (int64_t d = 0; d < Dk; d++) memcpy(ktp + (size_t)(d * P + jt) * e, kf + (size_t)(d * P + jf) * e, e);
+    }
+    uint8_t *vf = pl->v + pf * P * kv->vrow, *vto = pl->v + pt * P * kv->vrow;
+    if (lv_kv_quantized(vt)) {
+        const int64_t q = lv_kv_qrow_bytes(vt, Dv);
+        memcpy(vto + jt * q, vf + jf * q, (size_t)q);
+        const uint16_t *sf = (const uint16_t *)(vf + P * q);
+        uint16_t *sto = (uint16_t *)(vto + P * q);
+        for (int64_t b = 0; b < Dv / LV_KV_QBLOCK; b++) sto[b * P + jt] = sf[b * P + jf];
+    } else {
+        memcpy(vto + jt * kv->vrow, vf + jf * kv->vrow, (size_t)kv->vrow);
+    }
+}
+
+/* the key statistics of every logical page and group from the one holding slot s0 on, from the
+ * stored keys (after a compaction moved the keys from s0 on) */
+static void restat_from(const lv_kv *kv, const kv_pool *pl, const kv_stream *st, int64_t s0) {
+    float lo[1024], hi[1024], m[2 * 1024];
+    const int64_t P = kv->p.page_size, Dk = kv->p.head_dim_k, n = st->n_stored;
+    for (int64_t slot = s0 / LV_KV_LOGICAL_PAGE * LV_KV_LOGICAL_PAGE; slot < n; slot++) {
+        key_bounds(kv, pl, st, slot, lo, hi);
+        minmax_add(kv, stats_at(kv, pl, st->pages[slot / P], (slot % P) / LV_KV_LOGICAL_PAGE), slot % LV_KV_LOGICAL_PAGE == 0, lo, hi);
+    }
+    if (!st->gstats) return;
+    const int64_t gslots = P * kv->p.stats_group;
+    for (int64_t slot = s0 / gslots * gslots; slot < n; slot += LV_KV_LOGICAL_PAGE) {
+        const uint8_t *ls = stats_at(kv, pl, st->pages[slot / P], (slot % P) / LV_KV_LOGICAL_PAGE);
+        if (kv->selt == 4) memcpy(m, ls, (size_t)(2 * Dk) * sizeof(float));
+        else lv_to_float_row(LV_TYPE_F16, ls, m, 2 * Dk);
+        minmax_add(kv, st->gstats + (size_t)(slot / gslots * 2 * Dk) * kv->selt, slot % gslots == 0, m, m + Dk);
+    }
+}
+
+typedef struct norm_idx {
+    double norm;
+    int64_t i;
+} norm_idx;
+
+static int cmp_norm_idx(const void *a, const void *b) {
+    const norm_idx *x = a, *y = b;
+    if (x->norm != y->norm) return x->norm < y->norm ? -1 : 1;
+    return (x->i > y->i) - (x->i < y->i);
+}
+
+lv_status lv_kv_seq_prune_tail(lv_kv *kv, int64_t seq, int64_t n_last, const uint8_t *prunable, int64_t k_keep, int64_t *n_pruned) {
+    LV_ASSERT(!kv->in_txn);
+    if (n_pruned) *n_pruned = 0;
+    if (seq < 0 || seq >= kv->p.n_seq_max) return lv_error(LV_ERR_INVALID_ARG, "pruning: sequence id %lld out of range", (long long)seq);
+    if (n_last < 0 || n_last > kv->seq_len[seq])
+        return lv_error(LV_ERR_INVALID_ARG, "pruning: the last %lld tokens of sequence %lld, which has %lld", (long long)n_last, (long long)seq,
+                        (long long)kv->seq_len[seq]);
+    int64_t n = 0;
+    for (int64_t i = 0; i < n_last; i++) n += prunable ? prunable[i] != 0 : 1;
+    if (k_keep < 0) k_keep = 0;
+    const int64_t f = first_full_pool(kv);
+    if (n <= k_keep || f < 0) return LV_OK; /* nothing to prune, or no stream that can be */
+    const int32_t hi = kv->seq_max_pos[seq];
+    const int64_t lo64 = (int64_t)hi - (n_last - 1);
+    kv_pruned *pr = &kv->pruned[seq];
+    /* the tail must be consecutive positions that every FULL stream holds (not pruned before) */
+    bool ok = lo64 >= 0 && (pr->n == 0 || pr->r[2 * pr->n - 1] < lo64);
+    for (int64_t ip = 0; ip < kv->n_pools && ok; ip++) {
+        const kv_stream *st = &kv->streams[seq * kv->n_pools + ip];
+        const kv_pool *pl = &kv->pools[ip];
+        if (pl->pol.kind != LV_MASK_CAUSAL) continue;
+        ok = st->n_stored >= n_last && stored_pos(kv, pl, st, st->n_stored - n_last) == lo64 && stored_pos(kv, pl, st, st->n_stored - 1) == hi;
+    }
+    if (!ok)
+        return lv_error(LV_ERR_INVALID_ARG,
+                        "pruning: the last %lld tokens of sequence %lld are not consecutive positions held by every full-attention head "
+                        "(already pruned, or positions with gaps)",
+                        (long long)n_last, (long long)seq);
+    if (pr->n == pr->cap && !(pr->n > 0 && pr->r[2 * pr->n - 1] + 1 == lo64)) {
+        const int64_t cap = pr->cap ? 2 * pr->cap : 8;
+        int32_t *r = lv_realloc(pr->r, (size_t)cap * 2 * sizeof(int32_t));
+        if (!r) return LV_ERR_NOMEM;
+        pr->r = r;
+        pr->cap = cap;
+    }
+    norm_idx *ni = lv_mallocn((size_t)n, sizeof(norm_idx));
+    uint8_t *keep = lv_mallocn((size_t)n_last, 1);
+    if (!ni || !keep) {
+        lv_free(ni);
+        lv_free(keep);
+        return LV_ERR_NOMEM;
+    }
+    const int64_t H = kv->p.n_head_kv, Dk = kv->p.head_dim_k;
+    float key[1024];
+    for (int64_t l = 0; l < kv->p.n_layer; l++) {
+        int64_t m = 0;
+        for (int64_t i = 0; i < n_last; i++)
+            if (!prunable || prunable[i]) ni[m++] = (norm_idx){0.0, i};
+        bool any = false;
+        for (int64_t h = 0; h < H; h++) { /* the squared norm of the key over the layer's FULL heads */
+            const kv_pool *pl = pool_at(kv, l, h);
+            if (pl->pol.kind != LV_MASK_CAUSAL) continue;
+            any = true;
+            const kv_stream *st = stream_at(kv, seq, l, h);
+            const int64_t s0 = st->n_stored - n_last;
+            for (int64_t j = 0; j < n; j++) {
+                load_key(kv, pl, st, s0 + ni[j].i, key);
+                double s = 0;
+                for (int64_t d = 0; d < Dk; d++) s += (double)key[d] * key[d];
+                ni[j].norm += s;
+            }
+        }
+        if (!any) continue;
+        qsort(ni, (size_t)n, sizeof(norm_idx), cmp_norm_idx); /* the smallest norms first; ties: the earlier token */
+        for (int64_t i = 0; i < n_last; i++) keep[i] = prunable && !prunable[i];
+        for (int64_t j = 0; j < k_keep; j++) keep[ni[j].i] = 1;
+        for (int64_t h = 0; h < H; h++) {
+            kv_pool *pl = pool_at(kv, l, h);
+            if (pl->pol.kind != LV_MASK_CAUSAL) continue;
+            kv_stream *st = stream_at(kv, seq, l, h);
+            const int64_t s0 = st->n_stored - n_last, P = kv->p.page_size;
+            int64_t w = s0;
+            for (int64_t i = 0; i < n_last; i++) {
+                if (!keep[i]) continue;
+                if (w != s0 + i) move_slot(kv, pl, st, s0 + i, w);
+                w++;
+            }
+            st->n_stored = w;
+            while (st->n_pages > cdiv(w, P)) pl->free_ids[pl->n_free++] = st->pages[--st->n_pages];
+            if (pl->stats) restat_from(kv, pl, st, s0);
+        }
+    }
+    lv_free(ni);
+    lv_free(keep);
+    if (pr->n > 0 && pr->r[2 * pr->n - 1] + 1 == lo64) {
+        pr->r[2 * pr->n - 1] = hi;
+    } else {
+        pr->r[2 * pr->n] = (int32_t)lo64;
+        pr->r[2 * pr->n + 1] = hi;
+        pr->n++;
+    }
+    if (n_pruned) *n_pruned = n - k_keep;
+    return LV_OK;
+}
+
+int64_t lv_kv_stream_n_stored(const lv_kv *kv, int64_t seq, int64_t layer, int64_t head) { return stream_at(kv, seq, layer, head)->n_stored; }
 
 lv_kv_type lv_kv_type_of(const lv_kv *kv) { return kv->p.type; }
 lv_kv_type lv_kv_type_v_of(const lv_kv *kv) { return kv->p.type_v; }

@@ -141,8 +141,25 @@ int64_t lv_kv_state_bytes_per_seq(const lv_kv *kv);
 /* Remove the tokens of seq with position >= p0 (a suffix). Removing the whole sequence always
  * works; removing part of it returns LV_ERR_UNSUPPORTED, changing nothing, if a streaming or
  * block-strided stream of the sequence already evicted tokens, or if the cache keeps a
- * recurrent state (which cannot be rewound). */
+ * recurrent state (which cannot be rewound). A pruned sequence (lv_kv_seq_prune_tail) can be cut
+ * anywhere: the logical tokens removed are counted with its pruned ranges, so its length and
+ * largest position stay those of the tokens appended. */
 lv_status lv_kv_seq_truncate(lv_kv *kv, int64_t seq, int32_t p0);
+
+/* QuickPrefill's pruning (../shared/PAPERS.md §3.2, docs/video-questions.md). In every layer, of
+ * the sequence's last n_last tokens (committed, consecutive positions, not pruned before), those
+ * with prunable[i] (NULL: all) are cut to the k_keep with the smallest L2 norm of their stored keys
+ * (dequantized) concatenated over the layer's FULL heads (ties: the earlier token); the others stay,
+ * in order, with their positions. Only FULL streams are pruned: streaming (sink + window) and
+ * block-strided streams keep their own policies; a layer without FULL heads is left alone. The
+ * kept slots move down dimension by dimension (keys are transposed per page), the freed pages go
+ * back to the pools, LServe statistics are rebuilt from the first moved slot. The sequence's
+ * logical length and largest position do not change (the positions are the tokens'); the range is
+ * remembered for lv_kv_seq_truncate. Nothing is pruned if at most k_keep tokens are prunable.
+ * *n_pruned: tokens removed from every FULL stream. Errors change nothing. Outside a transaction. */
+lv_status lv_kv_seq_prune_tail(lv_kv *kv, int64_t seq, int64_t n_last, const uint8_t *prunable, int64_t k_keep, int64_t *n_pruned);
+/* Tokens a stream holds (tests, memory accounting) */
+int64_t   lv_kv_stream_n_stored(const lv_kv *kv, int64_t seq, int64_t layer, int64_t head);
 void      lv_kv_clear(lv_kv *kv);
 
 lv_kv_type lv_kv_type_of(const lv_kv *kv);   /* the keys' type */

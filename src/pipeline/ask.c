@@ -67,6 +67,11 @@ typedef struct run {
     int64_t E;
     int64_t unit_floats;     /* unit_tokens x E */
     int32_t frames_per_unit; /* 1 (SmolVLM2) or 2 (Qwen pairs) */
+    /* QuickPrefill: the groups' end rows (exclusive), which also end batches; the embedding rows */
+    int64_t *gend;
+    int32_t n_groups;
+    int32_t next_group;      /* the first group not yet pruned */
+    uint8_t *prunable;       /* (n_rows) 1 for an embedding row */
     lv_video_ask_progress prog;
     int32_t next_unit_seg;   /* progress: the first unit segment not yet all in the cache */
     double t0;
@@ -120,6 +125,54 @@ static lv_status lost_error(const run *r, int64_t want, const lv_video_frame *f)
                         (long long)want, (long long)l->plan.n_frames);
     return lv_error(LV_ERR_FORMAT, "sampled frame %lld of the video could not be decoded (damaged data; the next one decoded is %lld at %.3f s): "
                     "a question needs every sampled frame", (long long)want, (long long)f->index, f->time_s);
+}
+
+/* ---- QuickPrefill: groups of units that cut the batches, pruned once all their rows are in ---- */
+
+static lv_status groups_build(run *r) {
+    const lv_vq_layout *l = r->l;
+    if (r->p->keep <= 0) return LV_OK;
+    if (!(r->p->keep <= 1.0) || r->p->group < 0)
+        return lv_error(LV_ERR_INVALID_ARG, "QuickPrefill: keep %g must be in (0, 1] and the group (%d frames) positive", r->p->keep, r->p->group);
+    const int64_t gf = r->p->group > 0 ? r->p->group : 16;
+    const int64_t upg = (gf + r->frames_per_unit - 1) / r->frames_per_unit; /* Qwen: whole pairs */
+    r->res->group_frames = (int32_t)LV_MIN(upg * r->frames_per_unit, (int64_t)INT32_MAX);
+    r->gend = lv_mallocn((size_t)(l->plan.n_units / upg + 1), sizeof(int64_t));
+    r->prunable = lv_calloc((size_t)l->plan.n_rows, 1);
+    if (!r->gend || !r->prunable) return LV_ERR_NOMEM;
+    int64_t u = 0;
+    for (int32_t s = 0; s < l->n_segs; s++) {
+        const lv_vq_seg *sg = &l->segs[s];
+        if (!sg->unit) continue;
+        memset(r->prunable + sg->row0, 1, (size_t)sg->n);
+        if (++u % upg == 0 || u == l->plan.n_units) r->gend[r->n_groups++] = sg->row0 + sg->n;
+    }
+    return LV_OK;
+}
+
+/* where the batch starting at row r0 ends: n_batch rows on, or at the end of a group */
+static int64_t batch_end(const run *r, int64_t r0) {
+    int64_t e = LV_MIN(r0 + (int64_t)r->B, r->l->plan.n_rows);
+    if (r->next_group < r->n_groups) e = LV_MIN(e, r->gend[r->next_group]);
+    return e;
+}
+
+/* after the batch that ended at row `end`: prune the group it completed */
+static lv_status group_done(run *r, int64_t end) {
+    if (r->next_group >= r->n_groups || end != r->gend[r->next_group]) return LV_OK;
+    const int64_t start = r->next_group ? r->gend[r->next_group - 1] : 0;
+    int64_t np = 0;
+    const double t = lv_time_s(), c = lv_cpu_time_s();
+    lv_status st = lv_kv_seq_prune_keys(r->ctx, r->seq, end - start, r->prunable + start, r->p->keep, &np);
+    const double dt = lv_time_s() - t;
+    r->res->prefill_cpu_s += lv_cpu_time_s() - c;
+    r->res->prune_s += dt;
+    r->res->prefill_s += dt;
+    if (st != LV_OK) return st;
+    r->res->n_pruned += np;
+    r->res->n_groups++;
+    r->next_group++;
+    return LV_OK;
 }
 
 /* ---- the sequential reference: decode all, encode all, prefill from whole arrays ---- */
@@ -190,12 +243,13 @@ static lv_status run_sequential(run *r) {
     lv_free(embd);
     embd = NULL;
     t = lv_time_s();
-    for (int64_t r0 = 0; r0 < N && st == LV_OK; r0 += r->B) {
+    for (int64_t r0 = 0, e; r0 < N && st == LV_OK; r0 = e) {
+        e = batch_end(r, r0);
         if (aborted(r)) {
             st = lv_error(LV_ERR_ABORTED, "asking a video: aborted while prefilling");
             break;
         }
-        const int32_t n = (int32_t)LV_MIN((int64_t)r->B, N - r0);
+        const int32_t n = (int32_t)(e - r0);
         b.n_tokens = n;
         for (int32_t j = 0; j < n; j++) {
             b.token[j] = tok[r0 + j];
@@ -207,13 +261,16 @@ static lv_status run_sequential(run *r) {
         memcpy(b.embd, rows_embd + r0 * E, (size_t)n * (size_t)E * sizeof(float));
         lv_batch bb = b;
         if (!l->mrope) bb.pos_mrope = NULL;
+        const double c = lv_cpu_time_s();
         st = lv_decode(r->ctx, &bb);
+        r->res->prefill_cpu_s += lv_cpu_time_s() - c;
+        if (st == LV_OK) st = group_done(r, e);
         if (st == LV_OK) {
             r->prog.n_rows_done = r0 + n;
             report(r);
         }
     }
-    r->res->prefill_s = lv_time_s() - t;
+    r->res->prefill_s = lv_time_s() - t; /* the pruning included */
 done:
     lv_video_frames_free(frames);
     lv_free(embd);
@@ -248,10 +305,12 @@ static lv_status flush(feeder *f) {
     } else {
         bb.pos_mrope = NULL;
     }
-    const double t = lv_time_s();
+    const double t = lv_time_s(), c = lv_cpu_time_s();
     lv_status st = lv_decode(r->ctx, &bb);
     r->res->prefill_s += lv_time_s() - t;
+    r->res->prefill_cpu_s += lv_cpu_time_s() - c;
     f->n = 0;
+    if (st == LV_OK) st = group_done(r, f->row);
     if (st != LV_OK) return st;
     r->prog.n_rows_done = f->row;
     report(r);
@@ -270,7 +329,7 @@ static lv_status feed_row(feeder *f, const lv_vq_seg *s, int32_t i, const float 
     lv_vq_row_pos(r->l, s, i, &q[0], &q[1], &q[2], &q[3]);
     f->n++;
     f->row++;
-    if (f->n == r->B || f->row == r->l->plan.n_rows) return flush(f);
+    if (f->n == r->B || f->row == r->l->plan.n_rows || (r->next_group < r->n_groups && f->row == r->gend[r->next_group])) return flush(f);
     return LV_OK;
 }
 
@@ -393,7 +452,10 @@ lv_status lv_video_ask(lv_context *ctx, const lv_mmproj *mm, lv_video *video, co
     r.prog.n_rows = l.plan.n_rows;
     r.t0 = t0;
     r.res = res;
-    st = params->sequential ? run_sequential(&r) : run_overlapped(&r);
+    st = groups_build(&r);
+    if (st == LV_OK) st = params->sequential ? run_sequential(&r) : run_overlapped(&r);
+    lv_free(r.gend);
+    lv_free(r.prunable);
     res->total_s = lv_time_s() - t0;
     if (st == LV_OK) {
         *n_past = n0 + (lv_pos)l.plan.n_rows;

@@ -7,6 +7,7 @@
 #include "core/core.h"
 #include "gguf/gguf.h"
 
+#include <math.h>
 #include <stdio.h>
 
 #include <string.h>
@@ -506,6 +507,22 @@ lv_status lv_kv_seq_rm(lv_context *ctx, lv_seq_id seq, lv_pos p0, lv_pos p1) {
         if (st != LV_OK) return st;
         if (ctx->mrope_delta && lv_kv_seq_len(ctx->kv, s) == 0) ctx->mrope_delta[s] = 0;
     }
+    return LV_OK;
+}
+
+lv_status lv_kv_seq_prune_keys(lv_context *ctx, lv_seq_id seq, int64_t n_last, const uint8_t *prunable, double keep, int64_t *n_pruned) {
+    if (n_pruned) *n_pruned = 0;
+    if (!ctx || seq < 0 || (uint32_t)seq >= ctx->p.n_seq_max) return lv_error(LV_ERR_INVALID_ARG, "lv_kv_seq_prune_keys: sequence id %d out of range", seq);
+    if (!(keep > 0.0 && keep <= 1.0)) return lv_error(LV_ERR_INVALID_ARG, "lv_kv_seq_prune_keys: keep %g is not in (0, 1]", keep);
+    if (n_last < 0) return lv_error(LV_ERR_INVALID_ARG, "lv_kv_seq_prune_keys: %lld tokens", (long long)n_last);
+    int64_t n = 0;
+    for (int64_t i = 0; i < n_last; i++) n += prunable ? prunable[i] != 0 : 1;
+    const int64_t k = (int64_t)floor((double)n * keep); /* the reference's int(n * top_p) */
+    int64_t np = 0;
+    lv_status st = lv_kv_seq_prune_tail(ctx->kv, seq, n_last, prunable, k, &np);
+    if (st != LV_OK) return st;
+    if (np > 0) lv_fwd_forget_selections(&ctx->fw, seq); /* LServe's selected page indices no longer hold */
+    if (n_pruned) *n_pruned = np;
     return LV_OK;
 }
 

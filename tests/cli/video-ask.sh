@@ -27,6 +27,28 @@ grep -q "qwen2.5vl format, 8 frames (2 per second of video) at 392x280, 4 pairs 
 expect_ok "run --video qwen2.5vl sequential" "$LV" run -m $G/text-qwen2vl.gguf --mmproj $G/qwen25vl.gguf --video "$T/clip.mp4" -p "<__media__>What?" -n 4 --temp 0 --ids --video-sequential
 [ "$(cat "$T/out")" = "$q" ] || fail "qwen sequential '$(cat "$T/out")' vs overlapped (-b 7) '$q'"
 
+# QuickPrefill: groups of 2 frames of 6, half their embedding rows pruned; the overlapped answer equals the
+# sequential one; --keep 1 equals dense; the KV after the video shrinks by the pruned rows
+expect_ok "run --video --keep 1" "$LV" run -m "$T/text.gguf" --mmproj $G/idefics3-s2.gguf --video "$T/clip.mp4" -p "<__media__>What happens?" --frames 6 -n 6 --temp 0 --ids -b 5
+dense=$(cat "$T/out")
+expect_ok "run --video --keep 1 --group 4" "$LV" run -m "$T/text.gguf" --mmproj $G/idefics3-s2.gguf --video "$T/clip.mp4" -p "<__media__>What happens?" --frames 6 -n 6 --temp 0 --ids -b 5 --keep 1 --group 4
+[ "$(cat "$T/out")" = "$dense" ] || fail "--keep 1 '$(cat "$T/out")' differs from dense '$dense'"
+grep -q "QuickPrefill: 2 groups of 4 frames, keep 1: 0 of 24 embedding rows pruned" "$T/err" || fail "keep 1 line: $(cat "$T/err")"
+expect_ok "run --video --keep 0.5 --group 2" "$LV" run -m "$T/text.gguf" --mmproj $G/idefics3-s2.gguf --video "$T/clip.mp4" -p "<__media__>What happens?" --frames 6 -n 6 --temp 0 --ids -b 5 --keep 0.5 --group 2
+qp=$(cat "$T/out")
+grep -q "QuickPrefill: 3 groups of 2 frames, keep 0.5: 12 of 24 embedding rows pruned" "$T/err" || fail "keep 0.5 line: $(cat "$T/err")"
+expect_ok "run --video --keep 0.5 --group 2 --video-sequential" "$LV" run -m "$T/text.gguf" --mmproj $G/idefics3-s2.gguf --video "$T/clip.mp4" -p "<__media__>What happens?" --frames 6 -n 6 --temp 0 --ids -b 5 --keep 0.5 --group 2 --video-sequential
+[ "$(cat "$T/out")" = "$qp" ] || fail "QuickPrefill sequential '$(cat "$T/out")' vs overlapped '$qp'"
+expect_ok "run --video qwen2.5vl --keep 0.25 --group 3" "$LV" run -m $G/text-qwen2vl.gguf --mmproj $G/qwen25vl.gguf --video "$T/clip.mp4" -p "<__media__>What?" -n 4 --temp 0 --ids -b 7 --keep 0.25 --group 3
+grep -q "QuickPrefill: 2 groups of 4 frames, keep 0.25: 420 of 560 embedding rows pruned" "$T/err" || fail "qwen keep 0.25 line: $(cat "$T/err")"
+expect_fail "--keep without --video" "$LV" run -m "$T/text.gguf" -p hi --keep 0.5
+grep -q "are for --video" "$T/err" || fail "$(cat "$T/err")"
+expect_fail "--group without --keep" "$LV" run -m "$T/text.gguf" --mmproj $G/idefics3-s2.gguf --video "$T/clip.mp4" -p hi --group 4
+grep -q "give --keep" "$T/err" || fail "$(cat "$T/err")"
+expect_fail "--keep 0" "$LV" run -m "$T/text.gguf" --mmproj $G/idefics3-s2.gguf --video "$T/clip.mp4" -p hi --keep 0
+grep -q "above 0" "$T/err" || fail "$(cat "$T/err")"
+expect_fail "--keep 1.5" "$LV" run -m "$T/text.gguf" --mmproj $G/idefics3-s2.gguf --video "$T/clip.mp4" -p hi --keep 1.5
+
 # errors
 expect_fail "--video without --mmproj" "$LV" run -m "$T/text.gguf" --video "$T/clip.mp4" -p hi
 grep -q "needs --mmproj" "$T/err" || fail "$(cat "$T/err")"

@@ -116,3 +116,246 @@ TEST(kv_rejects_bad_shapes) {
     p.n_layer = 1 << 20;
     CHECK(lv_kv_create(&p, &kv) != LV_OK && !kv, "absurd size refused: %s", lv_last_error());
 }
+
+/* ---- QuickPrefill's pruning of a sequence's tail (lv_kv_seq_prune_tail) ---- */
+
+#define PR_L 2
+#define PR_H 2
+#define PR_D 32
+#define PR_P 16
+
+/* two layers of two KV heads; layer 1's head 1 streams (sink + a window no test reaches); the full
+ * heads keep LServe statistics, with groups of 2 pages */
+static lv_kv *prune_kv(lv_kv_type t) {
+    lv_kv_head_policy pol[PR_L * PR_H];
+    memset(pol, 0, sizeof(pol));
+    for (int i = 0; i < PR_L * PR_H; i++) pol[i].stats = true;
+    pol[1 * PR_H + 1] = (lv_kv_head_policy){.kind = LV_MASK_SINK_WINDOW, .sink = 2, .window = 4096};
+    lv_kv_params p = {.n_layer = PR_L, .n_head_kv = PR_H, .head_dim_k = PR_D, .head_dim_v = PR_D, .page_size = PR_P, .n_ctx = 4096,
+                      .n_seq_max = 2, .n_batch = 512, .type = t, .type_v = LV_KV_SAME, .policies = pol, .stats_group = 2};
+    lv_kv *kv = NULL;
+    return lv_kv_create(&p, &kv) == LV_OK ? kv : NULL;
+}
+
+/* the key and value of (layer, head, position): random, reproducible */
+static void pr_kv_of(int64_t l, int64_t h, int32_t pos, float *k, float *v) {
+    lv_test_rng r = {(uint64_t)(pos * 131 + l * 17 + h * 5 + 1)};
+    for (int d = 0; d < PR_D; d++) k[d] = 2.0f * lv_test_rng_f32(&r);
+    for (int d = 0; d < PR_D; d++) v[d] = lv_test_rng_f32(&r);
+}
+
+/* append positions pos[0..n) to seq; for (l, h) the token written in slot i is pos_of(l, h, i) when given */
+static lv_status pr_append(lv_kv *kv, int64_t seq, int64_t n, const int32_t *pos, const int32_t *(*pos_of)(int64_t, int64_t)) {
+    int64_t n_new[2] = {0};
+    int32_t last[2] = {0};
+    n_new[seq] = n;
+    last[seq] = pos[n - 1];
+    lv_status st = lv_kv_reserve(kv, n_new, last);
+    if (st != LV_OK) return st;
+    for (int64_t l = 0; l < PR_L; l++)
+        for (int64_t h = 0; h < PR_H; h++) {
+            const int32_t *ps = pos_of ? pos_of(l, h) : pos;
+            for (int64_t i = 0; i < n; i++) {
+                float k[PR_D], v[PR_D];
+                pr_kv_of(l, h, ps[i], k, v);
+                lv_kv_write(kv, seq, l, h, i, k, v, ps[i]);
+            }
+        }
+    lv_kv_commit(kv);
+    return LV_OK;
+}
+
+/* what stream (l, h) of seq holds: positions, keys and values as stored (dequantized) */
+static int64_t pr_read(lv_kv *kv, int64_t seq, int64_t l, int64_t h, int32_t *pos, float *k, float *v) {
+    lv_attn_span spans[512];
+    const int ns = lv_kv_spans(kv, seq, l, h, 0, spans, NULL);
+    int64_t t = 0;
+    for (int s = 0; s < ns; s++)
+        for (int32_t i = 0; i < spans[s].n; i++, t++) {
+            pos[t] = spans[s].pos[i];
+            for (int d = 0; d < PR_D; d++) {
+                k[t * PR_D + d] = lv_attn_key_at(lv_kv_type_of(kv), &spans[s], i, d, PR_D);
+                v[t * PR_D + d] = lv_attn_val_at(lv_kv_type_v_of(kv), &spans[s], i, d, PR_D);
+            }
+        }
+    return t;
+}
+
+#define PR_A 100 /* tokens before the pruned tail */
+#define PR_B 120 /* the tail */
+#define PR_K 30  /* prunable tokens kept of the tail's 96 */
+
+static int32_t pr_kept[PR_L][PR_H][PR_A + PR_B]; /* per stream: the positions expected after pruning */
+static const int32_t *pr_kept_of(int64_t l, int64_t h) { return pr_kept[l][h]; }
+
+static void prune_case(lv_kv_type t) {
+    const char *tn = lv_kv_type_name(t);
+    lv_kv *kv = prune_kv(t), *fresh = prune_kv(t);
+    REQUIRE(kv && fresh, "%s: create: %s", tn, lv_last_error());
+    static int32_t pos[PR_A + PR_B], got_pos[PR_A + PR_B];
+    static float before_k[PR_L][PR_H][(PR_A + PR_B) * PR_D], before_v[PR_L][PR_H][(PR_A + PR_B) * PR_D];
+    static float got_k[(PR_A + PR_B) * PR_D], got_v[(PR_A + PR_B) * PR_D];
+    for (int i = 0; i < PR_A + PR_B; i++) pos[i] = i;
+    REQUIRE(pr_append(kv, 0, PR_A, pos, NULL) == LV_OK && pr_append(kv, 0, PR_B, pos + PR_A, NULL) == LV_OK, "%s: append: %s", tn, lv_last_error());
+    for (int64_t l = 0; l < PR_L; l++)
+        for (int64_t h = 0; h < PR_H; h++) pr_read(kv, 0, l, h, got_pos, before_k[l][h], before_v[l][h]);
+    const int64_t used0 = lv_kv_pages_in_use_bytes_(kv);
+    uint8_t prunable[PR_B];
+    int64_t n_prunable = 0;
+    for (int i = 0; i < PR_B; i++) n_prunable += prunable[i] = i % 5 != 0; /* every fifth token (text) stays */
+    /* the expected kept set per layer: the PR_K prunable tokens of smallest squared key norm over the full heads */
+    for (int64_t l = 0; l < PR_L; l++) {
+        double norm[PR_B];
+        for (int i = 0; i < PR_B; i++) {
+            norm[i] = 0;
+            for (int64_t h = 0; h < PR_H; h++) {
+                if (l == 1 && h == 1) continue; /* streaming: not pruned, not counted */
+                for (int d = 0; d < PR_D; d++) norm[i] += (double)before_k[l][h][(PR_A + i) * PR_D + d] * before_k[l][h][(PR_A + i) * PR_D + d];
+            }
+        }
+        uint8_t keep[PR_B];
+        for (int i = 0; i < PR_B; i++) keep[i] = !prunable[i];
+        for (int j = 0; j < PR_K; j++) { /* selection by hand: the smallest norm not yet kept, the earlier on ties */
+            int best = -1;
+            for (int i = 0; i < PR_B; i++)
+                if (prunable[i] && !keep[i] && (best < 0 || norm[i] < norm[best])) best = i;
+            keep[best] = 2;
+        }
+        for (int64_t h = 0; h < PR_H; h++) {
+            int n = 0;
+            for (int i = 0; i < PR_A + PR_B; i++)
+                if (i < PR_A || (l == 1 && h == 1) || keep[i - PR_A]) pr_kept[l][h][n++] = i;
+        }
+    }
+    int64_t np = -1;
+    REQUIRE(lv_kv_seq_prune_tail(kv, 0, PR_B, prunable, PR_K, &np) == LV_OK, "%s: prune: %s", tn, lv_last_error());
+    CHECK(np == n_prunable - PR_K, "%s: %lld pruned", tn, (long long)np);
+    CHECK(lv_kv_seq_len(kv, 0) == PR_A + PR_B && lv_kv_seq_max_pos(kv, 0) == PR_A + PR_B - 1, "%s: the logical length stays", tn);
+    const int64_t n_keep = PR_A + (PR_B - n_prunable) + PR_K;
+    for (int64_t l = 0; l < PR_L; l++)
+        for (int64_t h = 0; h < PR_H; h++) {
+            const bool streaming = l == 1 && h == 1;
+            const int64_t n = pr_read(kv, 0, l, h, got_pos, got_k, got_v);
+            CHECK(n == (streaming ? PR_A + PR_B : n_keep) && n == lv_kv_stream_n_stored(kv, 0, l, h), "%s (%lld, %lld): %lld tokens", tn,
+                  (long long)l, (long long)h, (long long)n);
+            int bad = 0;
+            for (int64_t i = 0; i < n && !bad; i++) {
+                const int32_t p = pr_kept[l][h][i];
+                bad = got_pos[i] != p || memcmp(got_k + i * PR_D, before_k[l][h] + p * PR_D, PR_D * sizeof(float)) ||
+                      memcmp(got_v + i * PR_D, before_v[l][h] + p * PR_D, PR_D * sizeof(float));
+            }
+            CHECK(!bad, "%s (%lld, %lld): the kept tokens, in order, with their keys, values and positions", tn, (long long)l, (long long)h);
+        }
+    CHECK(lv_kv_pages_in_use_bytes_(kv) < used0, "%s: pages went back to the pools", tn);
+    /* LServe's selection over the pruned streams equals that over streams written with the kept
+     * tokens only (statistics rebuilt; float caches: exactly, the statistics are of the stored keys) */
+    REQUIRE(pr_append(fresh, 0, n_keep, pr_kept[0][0], pr_kept_of) == LV_OK, "%s: fresh: %s", tn, lv_last_error());
+    if (!lv_kv_quantized(t)) {
+        static uint8_t scratch[1 << 16];
+        REQUIRE(lv_kv_select_scratch_bytes(kv, 1) <= sizeof(scratch), "scratch");
+        lv_test_rng r = {99};
+        int same = 1;
+        for (int trial = 0; trial < 20; trial++) {
+            float q[PR_D];
+            for (int d = 0; d < PR_D; d++) q[d] = lv_test_rng_f32(&r);
+            for (int64_t l = 0; l < PR_L; l++) {
+                int32_t a[64], b[64];
+                const int na = lv_kv_select_pages(kv, 0, l, 0, 0, q, 3, a, scratch);
+                const int nb = lv_kv_select_pages(fresh, 0, l, 0, 0, q, 3, b, scratch);
+                same &= na == nb && memcmp(a, b, (size_t)na * sizeof(int32_t)) == 0;
+            }
+        }
+        CHECK(same, "%s: page selection after pruning differs from a cache that only ever held the kept tokens", tn);
+    }
+    /* errors change nothing: the same tail again, more tokens than the sequence has */
+    CHECK(lv_kv_seq_prune_tail(kv, 0, PR_B, prunable, PR_K, &np) == LV_ERR_INVALID_ARG, "%s: pruning twice", tn);
+    CHECK(lv_kv_seq_prune_tail(kv, 0, PR_A + PR_B + 1, NULL, 1, &np) == LV_ERR_INVALID_ARG, "%s: too long a tail", tn);
+    CHECK(lv_kv_stream_n_stored(kv, 0, 0, 0) == n_keep, "%s: unchanged", tn);
+    /* truncating inside the pruned range: the logical tokens from p0 on go */
+    const int32_t cut = PR_A + 57;
+    CHECK(lv_kv_seq_truncate(kv, 0, cut) == LV_OK, "%s: truncate at %d: %s", tn, cut, lv_last_error());
+    CHECK(lv_kv_seq_len(kv, 0) == cut && lv_kv_seq_max_pos(kv, 0) == cut - 1, "%s: after the cut: length %lld, last %d", tn,
+          (long long)lv_kv_seq_len(kv, 0), lv_kv_seq_max_pos(kv, 0));
+    for (int64_t l = 0; l < PR_L; l++)
+        for (int64_t h = 0; h < PR_H; h++) {
+            int64_t want = 0;
+            while (want < PR_A + PR_B && pr_kept[l][h][want] < cut && (want < n_keep || (l == 1 && h == 1))) want++;
+            CHECK(lv_kv_stream_n_stored(kv, 0, l, h) == want, "%s (%lld, %lld): %lld after the cut, want %lld", tn, (long long)l, (long long)h,
+                  (long long)lv_kv_stream_n_stored(kv, 0, l, h), (long long)want);
+        }
+    /* the positions go on from the cut, and the new tail can be pruned */
+    REQUIRE(pr_append(kv, 0, PR_A + PR_B - cut, pos + cut, NULL) == LV_OK, "%s: append after the cut: %s", tn, lv_last_error());
+    CHECK(lv_kv_seq_len(kv, 0) == PR_A + PR_B, "%s: length after re-appending", tn);
+    CHECK(lv_kv_seq_prune_tail(kv, 0, PR_A + PR_B - cut, NULL, 10, &np) == LV_OK && np == PR_A + PR_B - cut - 10, "%s: prune the new tail: %s", tn,
+          lv_last_error());
+    /* truncating at the start of the pruned ranges: the cache as before any pruning */
+    CHECK(lv_kv_seq_truncate(kv, 0, PR_A) == LV_OK && lv_kv_seq_len(kv, 0) == PR_A && lv_kv_seq_max_pos(kv, 0) == PR_A - 1, "%s: truncate at %d",
+          tn, PR_A);
+    for (int64_t l = 0; l < PR_L; l++)
+        for (int64_t h = 0; h < PR_H; h++) {
+            const int64_t n = pr_read(kv, 0, l, h, got_pos, got_k, got_v);
+            CHECK(n == PR_A && memcmp(got_k, before_k[l][h], PR_A * PR_D * sizeof(float)) == 0 && got_pos[PR_A - 1] == PR_A - 1,
+                  "%s (%lld, %lld): the first %d tokens as they were", tn, (long long)l, (long long)h, PR_A);
+        }
+    /* a tail whose positions have a gap is refused */
+    int32_t gap[3] = {PR_A + 5, PR_A + 6, PR_A + 7};
+    REQUIRE(pr_append(kv, 0, 3, gap, NULL) == LV_OK, "%s: append with a gap", tn);
+    CHECK(lv_kv_seq_prune_tail(kv, 0, 4, NULL, 1, &np) == LV_ERR_INVALID_ARG, "%s: a tail with a gap", tn);
+    CHECK(lv_kv_seq_prune_tail(kv, 0, 3, NULL, 1, &np) == LV_OK && np == 2, "%s: the consecutive part: %s", tn, lv_last_error());
+    /* a cut before the pruned range; then the whole sequence */
+    CHECK(lv_kv_seq_truncate(kv, 0, 5) == LV_OK && lv_kv_seq_len(kv, 0) == 5 && lv_kv_seq_max_pos(kv, 0) == 4, "%s: truncate at 5", tn);
+    CHECK(lv_kv_seq_truncate(kv, 0, 0) == LV_OK && lv_kv_seq_len(kv, 0) == 0 && lv_kv_pages_in_use_bytes_(kv) == 0, "%s: all gone", tn);
+    lv_kv_free(kv);
+    lv_kv_free(fresh);
+}
+
+TEST(kv_prune_tail_f32) { prune_case(LV_KV_F32); }
+TEST(kv_prune_tail_f16) { prune_case(LV_KV_F16); }
+TEST(kv_prune_tail_q8_0) { prune_case(LV_KV_Q8_0); }
+TEST(kv_prune_tail_q4_0) { prune_case(LV_KV_Q4_0); }
+
+/* a pruned range whose every token is gone from every stream: its positions still count */
+TEST(kv_prune_whole_prefix) {
+    lv_kv *kv = prune_kv(LV_KV_F32);
+    REQUIRE(kv, "create");
+    int32_t pos[20];
+    for (int i = 0; i < 20; i++) pos[i] = i;
+    REQUIRE(pr_append(kv, 1, 20, pos, NULL) == LV_OK, "append");
+    int64_t np;
+    CHECK(lv_kv_seq_prune_tail(kv, 1, 20, NULL, 0, &np) == LV_OK && np == 20, "prune all 20: %s", lv_last_error());
+    CHECK(lv_kv_stream_n_stored(kv, 1, 0, 0) == 0 && lv_kv_stream_n_stored(kv, 1, 1, 1) == 20, "full heads empty, the streaming one not");
+    CHECK(lv_kv_seq_len(kv, 1) == 20 && lv_kv_seq_max_pos(kv, 1) == 19, "20 positions");
+    CHECK(lv_kv_seq_truncate(kv, 1, 10) == LV_OK && lv_kv_seq_len(kv, 1) == 10 && lv_kv_seq_max_pos(kv, 1) == 9, "cut at 10: %lld",
+          (long long)lv_kv_seq_len(kv, 1));
+    REQUIRE(pr_append(kv, 1, 5, pos + 10, NULL) == LV_OK, "append 10..14: %s", lv_last_error());
+    CHECK(lv_kv_seq_len(kv, 1) == 15 && lv_kv_stream_n_stored(kv, 1, 0, 0) == 5, "15 positions, 5 stored");
+    CHECK(lv_kv_seq_truncate(kv, 1, 0) == LV_OK && lv_kv_seq_len(kv, 1) == 0, "all gone");
+    lv_kv_free(kv);
+}
+
+/* allocations failing in turn inside the pruning: LV_ERR_NOMEM with the cache unchanged, then success */
+TEST(kv_prune_allocation_failures) {
+    lv_kv *kv = prune_kv(LV_KV_F16);
+    REQUIRE(kv, "create");
+    int32_t pos[40];
+    for (int i = 0; i < 40; i++) pos[i] = i;
+    REQUIRE(pr_append(kv, 0, 40, pos, NULL) == LV_OK, "append");
+    const int64_t bytes = lv_kv_pages_in_use_bytes_(kv);
+    int ok = 0;
+    for (int n = 0; n < 10 && !ok; n++) {
+        int64_t np = -1;
+        lv_test_alloc_fail_after(n);
+        lv_status st = lv_kv_seq_prune_tail(kv, 0, 30, NULL, 5, &np);
+        lv_test_alloc_fail_after(-1);
+        if (st == LV_OK) {
+            ok = 1;
+            CHECK(np == 25 && lv_kv_stream_n_stored(kv, 0, 0, 0) == 15, "pruned after %d failures", n);
+        } else {
+            CHECK(st == LV_ERR_NOMEM && lv_kv_stream_n_stored(kv, 0, 0, 0) == 40 && lv_kv_pages_in_use_bytes_(kv) == bytes &&
+                      lv_kv_seq_len(kv, 0) == 40, "allocation %d failing: %s, the cache changed", n, lv_status_str(st));
+        }
+    }
+    CHECK(ok, "no success within 10 allocations");
+    CHECK(lv_kv_seq_truncate(kv, 0, 10) == LV_OK && lv_kv_seq_len(kv, 0) == 10 && lv_kv_stream_n_stored(kv, 0, 0, 0) == 10, "cut at 10");
+    lv_kv_free(kv);
+}

@@ -8,6 +8,7 @@
  */
 #include "lv_test.h"
 #include "longview.h"
+#include "model/model.h"
 #include "pipeline/pipeline.h"
 
 #include <math.h>
@@ -518,13 +519,18 @@ TEST(ask_allocation_failures) {
     REQUIRE(fixture_open(&f, "qwen2.5vl", path), "fixture: %s", lv_last_error());
     lv_context *ctx = new_ctx(&f, 64);
     REQUIRE(ctx, "context");
-    for (int seq = 0; seq < 2; seq++) {
+    for (int var = 0; var < 4; var++) {
+        const int seq = var & 1;
         int n, ok = 0;
         for (n = 0; n < 200 && !ok; n += 1 + n / 8) {
             lv_video_ask_params p = lv_video_ask_default_params();
             p.prompt = "<__media__>Q";
             p.n_decode_threads = 1;
             p.sequential = seq;
+            if (var & 2) { /* QuickPrefill: groups of one pair, half their rows pruned */
+                p.keep = 0.5;
+                p.group = 2;
+            }
             lv_pos np = 0;
             lv_test_alloc_fail_after(n);
             lv_status st = lv_video_ask(ctx, f.mm, f.video, &p, &np, NULL);
@@ -540,5 +546,429 @@ TEST(ask_allocation_failures) {
         CHECK(ok, "%s: no run succeeded within %d allocations", seq ? "sequential" : "overlapped", n);
     }
     lv_context_free(ctx);
+    fixture_free(&f);
+}
+
+/* ---- QuickPrefill ---- */
+
+/* a context of batches of n_batch rows; QuickPrefill with keep and group (keep 0: off); the last
+ * row's logits into out, the result into res */
+static int ask_into(fixture *f, lv_context *ctx, double keep, int32_t group, bool sequential, int64_t n_frames, float *out,
+                    lv_video_ask_result *res) {
+    lv_video_ask_params p = lv_video_ask_default_params();
+    p.prompt = "Look: <__media__> What moves?";
+    p.n_decode_threads = 2;
+    p.max_buffered_bytes = 64 * 64 * 3 * 2;
+    p.keep = keep;
+    p.group = group;
+    p.sequential = sequential;
+    p.n_frames = n_frames;
+    lv_pos np = 0;
+    if (lv_video_ask(ctx, f->mm, f->video, &p, &np, res) != LV_OK) return 0;
+    memcpy(out, lv_get_logits_ith(ctx, -1), (size_t)lv_model_n_vocab(f->model) * sizeof(float));
+    return 1;
+}
+
+/* overlapped == sequential with pruning (the groups cut the batches alike); keep 1 == dense */
+static void quickprefill_executions(const char *family) {
+    const char *path = clip();
+    if (!path) SKIP("ffmpeg cannot generate test files");
+    fixture f;
+    REQUIRE(fixture_open(&f, family, path), "%s fixture: %s", family, lv_last_error());
+    const int32_t nv = lv_model_n_vocab(f.model);
+    float *l[4], *nx[2];
+    for (int i = 0; i < 4; i++) l[i] = malloc((size_t)nv * sizeof(float));
+    for (int i = 0; i < 2; i++) nx[i] = malloc((size_t)nv * sizeof(float));
+    lv_context *c[4];
+    for (int i = 0; i < 4; i++) c[i] = new_ctx(&f, 7);
+    REQUIRE(c[0] && c[1] && c[2] && c[3], "contexts: %s", lv_last_error());
+    const int64_t frames = !strcmp(family, "smolvlm2") ? 7 : 0; /* SmolVLM2: 7 frames in groups of 3 (3, 3, 1); Qwen: 4 pairs, groups of 3 -> 2 pairs */
+    lv_video_ask_result r[4];
+    REQUIRE(ask_into(&f, c[0], 0.5, 3, false, frames, l[0], &r[0]), "%s overlapped keep 0.5: %s", family, lv_last_error());
+    REQUIRE(ask_into(&f, c[1], 0.5, 3, true, frames, l[1], &r[1]), "%s sequential keep 0.5: %s", family, lv_last_error());
+    CHECK(memcmp(l[0], l[1], (size_t)nv * sizeof(float)) == 0, "%s keep 0.5: overlapped and sequential logits differ", family);
+    CHECK(r[0].n_pruned == r[1].n_pruned && r[0].n_pruned > 0 && r[0].n_groups == r[1].n_groups && r[0].n_groups >= 2,
+          "%s: %lld / %lld rows pruned in %lld groups", family, (long long)r[0].n_pruned, (long long)r[1].n_pruned, (long long)r[0].n_groups);
+    CHECK(lv_kv_used_bytes(c[0]) == lv_kv_used_bytes(c[1]), "%s: KV bytes %lld and %lld", family, (long long)lv_kv_used_bytes(c[0]),
+          (long long)lv_kv_used_bytes(c[1]));
+    CHECK(lv_kv_seq_n_tokens(c[0], 0) == r[0].plan.n_rows, "%s: the sequence's length stays its positions", family);
+    REQUIRE(next_logits(c[0], (lv_pos)r[0].n_past, 5, nx[0], nv) && next_logits(c[1], (lv_pos)r[1].n_past, 5, nx[1], nv), "next: %s",
+            lv_last_error());
+    CHECK(memcmp(nx[0], nx[1], (size_t)nv * sizeof(float)) == 0, "%s keep 0.5: the next token's logits differ", family);
+    /* keep 1: groups and prune calls, nothing pruned: the dense logits bit for bit */
+    REQUIRE(ask_into(&f, c[2], 1.0, 3, false, frames, l[2], &r[2]), "%s keep 1: %s", family, lv_last_error());
+    REQUIRE(ask_into(&f, c[3], 0, 0, false, frames, l[3], &r[3]), "%s dense: %s", family, lv_last_error());
+    CHECK(r[2].n_pruned == 0 && r[2].n_groups == r[0].n_groups, "%s keep 1: %lld pruned", family, (long long)r[2].n_pruned);
+    CHECK(memcmp(l[2], l[3], (size_t)nv * sizeof(float)) == 0, "%s: keep 1 differs from dense", family);
+    CHECK(memcmp(l[0], l[3], (size_t)nv * sizeof(float)) != 0, "%s: keep 0.5 changed nothing", family);
+    CHECK(lv_kv_used_bytes(c[0]) < lv_kv_used_bytes(c[3]), "%s: pruning saved no KV bytes", family);
+    for (int i = 0; i < 4; i++) {
+        lv_context_free(c[i]);
+        free(l[i]);
+    }
+    for (int i = 0; i < 2; i++) free(nx[i]);
+    fixture_free(&f);
+}
+
+TEST(ask_quickprefill_executions_smolvlm2) { quickprefill_executions("smolvlm2"); }
+TEST(ask_quickprefill_executions_qwen25vl) { quickprefill_executions("qwen2.5vl"); }
+
+/* abort once 3 frames are all in the cache: by then two groups (of one frame, or of one Qwen
+ * pair) were pruned */
+static bool prefilled_3;
+static void note_prefilled(const lv_video_ask_progress *pg, void *user) {
+    (void)user;
+    prefilled_3 = prefilled_3 || pg->n_prefilled >= 3;
+}
+static bool abort_when_prefilled_3(void *user) {
+    (void)user;
+    return prefilled_3;
+}
+static void setup_abort_pruned(lv_video_ask_params *p) {
+    p->keep = 0.5;
+    p->group = 1;
+    p->n_frames = 8;
+    prefilled_3 = false;
+    p->progress = note_prefilled;
+    p->abort_fn = abort_when_prefilled_3;
+}
+static void setup_abort_pruned_seq(lv_video_ask_params *p) {
+    setup_abort_pruned(p);
+    p->sequential = true;
+}
+
+TEST(ask_quickprefill_abort_restores_the_context) {
+    const char *path = clip();
+    if (!path) SKIP("ffmpeg cannot generate test files");
+    const char *fams[2] = {"smolvlm2", "qwen2.5vl"};
+    for (int i = 0; i < 2; i++) {
+        fixture f;
+        REQUIRE(fixture_open(&f, fams[i], path), "fixture: %s", lv_last_error());
+        check_rollback(&f, fams[i], LV_ERR_ABORTED, setup_abort_pruned);
+        check_rollback(&f, fams[i], LV_ERR_ABORTED, setup_abort_pruned_seq);
+        fixture_free(&f);
+    }
+}
+
+/* ---- QuickPrefill against a slow reference: the dense forward pass with nothing pruned, written
+ * here in double precision, where a token pruned at layer l is instead masked at layer l from the
+ * queries of every later group (pruning t at l == hiding t at l from every later query) ---- */
+
+static void ref_row(const lv_tensor *t, int64_t r, float *out) {
+    lv_to_float_row(t->type, (const uint8_t *)t->data + r * t->row_bytes, out, t->ne[0]);
+}
+
+static void ref_matvec(const lv_tensor *w, const double *x, double *y, float *tmp) {
+    for (int64_t o = 0; o < w->ne[1]; o++) {
+        ref_row(w, o, tmp);
+        double s = 0;
+        for (int64_t i = 0; i < w->ne[0]; i++) s += (double)tmp[i] * x[i];
+        y[o] = s;
+    }
+}
+
+static void ref_rmsnorm(const double *x, const lv_tensor *w, double eps, int64_t n, double *y, float *tmp) {
+    double ss = 0;
+    for (int64_t i = 0; i < n; i++) ss += x[i] * x[i];
+    const double sc = 1.0 / sqrt(ss / (double)n + eps);
+    ref_row(w, 0, tmp);
+    for (int64_t i = 0; i < n; i++) y[i] = x[i] * sc * tmp[i];
+}
+
+static void ref_rope(double *x, int64_t D, int64_t n_rot, double base, double scale, int32_t pos, bool neox) {
+    for (int64_t i = 0; i < n_rot / 2; i++) {
+        const double th = pos * scale * pow(base, -2.0 * (double)i / (double)n_rot);
+        const int64_t a = neox ? i : 2 * i, b = neox ? i + n_rot / 2 : 2 * i + 1;
+        const double x0 = x[a], x1 = x[b];
+        x[a] = x0 * cos(th) - x1 * sin(th);
+        x[b] = x0 * sin(th) + x1 * cos(th);
+    }
+    (void)D;
+}
+
+typedef struct norm_row {
+    double n;
+    int64_t row;
+} norm_row;
+static int cmp_norm_row(const void *a, const void *b) {
+    const norm_row *x = a, *y = b;
+    if (x->n != y->n) return x->n < y->n ? -1 : 1;
+    return (x->row > y->row) - (x->row < y->row);
+}
+
+/* The logits of the last of N rows (token ids, or LV_TOKEN_EMBD with E floats in embd; rotary
+ * position = row), grp[row]: the row's group (n_groups for the rows after the last), prunable:
+ * its embedding rows; keep: the fraction kept of each group's prunable rows at every layer. */
+static void ref_forward(const lv_model *m, int64_t N, const lv_token *tok, const float *embd, const int32_t *grp, int32_t n_groups,
+                        const uint8_t *prunable, double keep, double *logits) {
+    if (N <= 0) return;
+    const lv_hparams *hp = &m->hp;
+    const int64_t E = hp->n_embd, H = hp->n_head, Hk = hp->n_head_kv, Dk = hp->n_embd_head_k, Dv = hp->n_embd_head_v, F = hp->n_ff;
+    double *h = calloc((size_t)(N * E), sizeof(double)), *x = calloc((size_t)E, sizeof(double));
+    double *q = calloc((size_t)(N * H * Dk), sizeof(double)), *k = calloc((size_t)(N * Hk * Dk), sizeof(double));
+    double *v = calloc((size_t)(N * Hk * Dv), sizeof(double)), *o = calloc((size_t)(H * Dv), sizeof(double));
+    double *y = calloc((size_t)(E > F ? E : F) * 2, sizeof(double)), *g = calloc((size_t)F, sizeof(double)), *u = calloc((size_t)F, sizeof(double));
+    double *sc = calloc((size_t)N, sizeof(double));
+    float *tmp = calloc((size_t)(hp->n_vocab > E ? hp->n_vocab : E) + (size_t)F + 16, sizeof(float));
+    uint8_t *hidden = calloc((size_t)N, 1);
+    norm_row *nr = calloc((size_t)N, sizeof(norm_row));
+    for (int64_t r = 0; r < N; r++) {
+        if (tok[r] == LV_TOKEN_EMBD) {
+            for (int64_t e = 0; e < E; e++) h[r * E + e] = embd[r * E + e];
+        } else {
+            ref_row(&m->tok_embd, tok[r], tmp);
+            for (int64_t e = 0; e < E; e++) h[r * E + e] = tmp[e];
+        }
+    }
+    const bool neox = hp->rope_type == LV_ROPE_NEOX;
+    for (int64_t il = 0; il < hp->n_layer; il++) {
+        const lv_layer *L = &m->layers[il];
+        for (int64_t r = 0; r < N; r++) {
+            ref_rmsnorm(h + r * E, &L->attn_norm, hp->norm_rms_eps, E, x, tmp);
+            ref_matvec(&L->wq, x, q + r * H * Dk, tmp);
+            ref_matvec(&L->wk, x, k + r * Hk * Dk, tmp);
+            ref_matvec(&L->wv, x, v + r * Hk * Dv, tmp);
+            for (int64_t hh = 0; hh < H; hh++) ref_rope(q + (r * H + hh) * Dk, Dk, hp->n_rot, hp->rope_freq_base, hp->rope_freq_scale, (int32_t)r, neox);
+            for (int64_t hh = 0; hh < Hk; hh++) ref_rope(k + (r * Hk + hh) * Dk, Dk, hp->n_rot, hp->rope_freq_base, hp->rope_freq_scale, (int32_t)r, neox);
+        }
+        /* this layer's pruning: per group, its prunable rows by the norm of their keys over the KV heads */
+        memset(hidden, 0, (size_t)N);
+        for (int32_t gi = 0; gi < n_groups; gi++) {
+            int64_t n = 0;
+            for (int64_t r = 0; r < N; r++) {
+                if (grp[r] != gi || !prunable[r]) continue;
+                double s = 0;
+                for (int64_t e = 0; e < Hk * Dk; e++) s += k[r * Hk * Dk + e] * k[r * Hk * Dk + e];
+                nr[n++] = (norm_row){s, r};
+            }
+            const int64_t kk = (int64_t)floor((double)n * keep);
+            if (n <= kk) continue;
+            qsort(nr, (size_t)n, sizeof(norm_row), cmp_norm_row);
+            for (int64_t j = kk; j < n; j++) hidden[nr[j].row] = 1;
+        }
+        for (int64_t r = 0; r < N; r++) {
+            for (int64_t hh = 0; hh < H; hh++) {
+                const int64_t kh = hh / (H / Hk);
+                double mx = -INFINITY, den = 0;
+                for (int64_t j = 0; j <= r; j++) {
+                    sc[j] = -INFINITY;
+                    if (hidden[j] && grp[j] < grp[r]) continue; /* pruned at this layer for every later group */
+                    double s = 0;
+                    for (int64_t d = 0; d < Dk; d++) s += q[(r * H + hh) * Dk + d] * k[(j * Hk + kh) * Dk + d];
+                    sc[j] = s / sqrt((double)Dk);
+                    mx = sc[j] > mx ? sc[j] : mx;
+                }
+                for (int64_t d = 0; d < Dv; d++) o[hh * Dv + d] = 0;
+                for (int64_t j = 0; j <= r; j++) {
+                    if (sc[j] == -INFINITY) continue;
+                    const double p = exp(sc[j] - mx);
+                    den += p;
+                    for (int64_t d = 0; d < Dv; d++) o[hh * Dv + d] += p * v[(j * Hk + kh) * Dv + d];
+                }
+                for (int64_t d = 0; d < Dv; d++) o[hh * Dv + d] /= den;
+            }
+            ref_matvec(&L->wo, o, y, tmp);
+            for (int64_t e = 0; e < E; e++) h[r * E + e] += y[e];
+            ref_rmsnorm(h + r * E, &L->ffn_norm, hp->norm_rms_eps, E, x, tmp);
+            ref_matvec(&L->ffn_gate, x, g, tmp);
+            ref_matvec(&L->ffn_up, x, u, tmp);
+            for (int64_t i = 0; i < F; i++) g[i] = g[i] / (1.0 + exp(-g[i])) * u[i];
+            ref_matvec(&L->ffn_down, g, y, tmp);
+            for (int64_t e = 0; e < E; e++) h[r * E + e] += y[e];
+        }
+    }
+    ref_rmsnorm(h + (N - 1) * E, &m->output_norm, hp->norm_rms_eps, E, x, tmp);
+    ref_matvec(&m->output, x, logits, tmp);
+    free(h), free(x), free(q), free(k), free(v), free(o), free(y), free(g), free(u), free(sc), free(tmp), free(hidden), free(nr);
+}
+
+/* the SmolVLM2 fixture with a text model of two layers, GQA (4 query heads on 2 KV heads), f32 weights */
+static int fixture_open_2l(fixture *f, const char *video_path) {
+    memset(f, 0, sizeof(*f));
+    lv_video_route_libav_log();
+    char mpath[512];
+    snprintf(mpath, sizeof(mpath), "%s/ask-text-llama-2l.gguf", lv_test_tmpdir());
+    lv_genmodel_params gp = lv_genmodel_default_params();
+    gp.arch = "llama";
+    gp.n_embd = 64;
+    gp.n_layer = 2;
+    gp.n_head = 4;
+    gp.n_head_kv = 2;
+    gp.n_ff = 96;
+    gp.vocab_path = GOLDEN_DIR "/vocab-vlm.gguf";
+    gp.ftype = LV_FTYPE_F32;
+    gp.std = 0.3f; /* large enough weights that attention is far from uniform */
+    gp.seed = 11;
+    if (lv_genmodel_write(&gp, mpath) != LV_OK) return 0;
+    if (lv_model_load(mpath, lv_model_default_params(), &f->model) != LV_OK) return 0;
+    if (lv_mmproj_load(GOLDEN_DIR "/idefics3-s2.gguf", lv_model_n_embd(f->model), &f->mm) != LV_OK) return 0;
+    if (lv_video_open(video_path, lv_video_default_open_params(), &f->video) != LV_OK) return 0;
+    f->tp = lv_threadpool_create(2);
+    return f->tp != NULL;
+}
+
+TEST(ask_quickprefill_against_the_reference) {
+    const char *path = clip();
+    if (!path) SKIP("ffmpeg cannot generate test files");
+    fixture f;
+    REQUIRE(fixture_open_2l(&f, path), "fixture: %s", lv_last_error());
+    const int32_t nv = lv_model_n_vocab(f.model), E = lv_model_n_embd(f.model);
+    /* the rows the pipeline prefills: its layout, the frames read and encoded here */
+    lv_video_ask_params p = lv_video_ask_default_params();
+    p.prompt = "Look: <__media__> What moves?";
+    p.n_frames = 7;
+    lv_vq_layout l;
+    REQUIRE(lv_vq_layout_build(f.model, f.mm, f.video, &p, 0, &l) == LV_OK, "%s", lv_last_error());
+    REQUIRE(l.plan.n_frames == 7, "%lld frames", (long long)l.plan.n_frames);
+    lv_video_read_params rp = lv_video_default_read_params();
+    rp.sample = LV_VIDEO_SAMPLE_INDICES;
+    rp.indices = l.frame_idx;
+    rp.n_indices = l.plan.n_frames;
+    rp.width = l.plan.frame_w;
+    rp.height = l.plan.frame_h;
+    void *frames = NULL;
+    int64_t nfr = 0, fsize = 0;
+    REQUIRE(lv_video_read_all(f.video, &rp, &frames, &nfr, &fsize) == LV_OK && nfr == 7, "frames: %s", lv_last_error());
+    const int64_t N = l.plan.n_rows, T = l.plan.unit_tokens;
+    lv_token *tok = calloc((size_t)N, sizeof(lv_token));
+    float *embd = calloc((size_t)(N * E), sizeof(float)), *unit = calloc((size_t)(T * E), sizeof(float));
+    uint8_t *prunable = calloc((size_t)N, 1);
+    double *ref = calloc((size_t)nv, sizeof(double));
+    float *got = calloc((size_t)nv, sizeof(float)), *dense = calloc((size_t)nv, sizeof(float));
+    const double keeps[3] = {1.0, 0.5, 0.25};
+    const int32_t groups[2] = {3, 2}; /* 7 frames: groups of 3, 3, 1 and 2, 2, 2, 1 */
+    int32_t *grp = calloc((size_t)N, sizeof(int32_t));
+    REQUIRE(tok && embd && unit && prunable && ref && got && dense && grp, "memory");
+    for (int32_t s = 0; s < l.n_segs; s++) {
+        const lv_vq_seg *sg = &l.segs[s];
+        if (sg->unit)
+            REQUIRE(lv_mmproj_encode_frames(f.mm, f.tp, (const uint8_t *)frames + sg->first * fsize, NULL, l.plan.frame_w, l.plan.frame_h, unit) ==
+                    LV_OK, "encode: %s", lv_last_error());
+        for (int32_t i = 0; i < sg->n; i++) {
+            const int64_t r = sg->row0 + i;
+            tok[r] = sg->unit ? LV_TOKEN_EMBD : l.tokens[sg->first + i];
+            prunable[r] = sg->unit;
+            if (sg->unit) memcpy(embd + r * E, unit + (int64_t)i * E, (size_t)E * sizeof(float));
+        }
+    }
+    lv_context *c0 = new_ctx(&f, 7);
+    REQUIRE(c0 && ask_into(&f, c0, 0, 0, false, 7, dense, NULL), "dense: %s", lv_last_error());
+    lv_context_free(c0);
+    for (int gi = 0; gi < 2; gi++) {
+        /* the groups: every `group` frames, the rows from the end of the previous group to the end of the group's last frame */
+        int32_t g = 0, u = 0, ng = 0;
+        for (int32_t s = 0; s < l.n_segs; s++) {
+            const lv_vq_seg *sg = &l.segs[s];
+            for (int32_t i = 0; i < sg->n; i++) grp[sg->row0 + i] = g;
+            if (sg->unit && (++u % groups[gi] == 0 || u == l.plan.n_units)) ng = ++g;
+        }
+        for (int ki = 0; ki < 3; ki++) {
+            for (int seq = 0; seq < 2; seq++) {
+                lv_context *ctx = new_ctx(&f, 7);
+                lv_video_ask_result res;
+                lv_video_ask_params q = p;
+                REQUIRE(ctx, "context");
+                q.keep = keeps[ki];
+                q.group = groups[gi];
+                q.sequential = seq;
+                q.n_decode_threads = 2;
+                lv_pos np = 0;
+                REQUIRE(lv_video_ask(ctx, f.mm, f.video, &q, &np, &res) == LV_OK, "ask: %s", lv_last_error());
+                memcpy(got, lv_get_logits_ith(ctx, -1), (size_t)nv * sizeof(float));
+                if (seq == 0) ref_forward(f.model, N, tok, embd, grp, ng, prunable, keeps[ki], ref);
+                double maxd = 0, maxa = 0, maxdd = 0;
+                for (int32_t i = 0; i < nv; i++) {
+                    maxd = fmax(maxd, fabs((double)got[i] - ref[i]));
+                    maxa = fmax(maxa, fabs(ref[i]));
+                    maxdd = fmax(maxdd, fabs((double)dense[i] - ref[i]));
+                }
+                CHECK(maxd <= 1e-4 * maxa + 1e-5, "group %d keep %g %s: logits differ from the reference by %g (max |logit| %g)", groups[gi], keeps[ki],
+                      seq ? "sequential" : "overlapped", maxd, maxa);
+                if (keeps[ki] < 1) CHECK(maxdd > 100 * (1e-4 * maxa + 1e-5), "group %d keep %g: no further from dense than the tolerance (%g)", groups[gi], keeps[ki], maxdd);
+                else CHECK(memcmp(got, dense, (size_t)nv * sizeof(float)) == 0, "group %d keep 1: differs from dense", groups[gi]);
+                /* every full head holds the rows minus the pruned ones: the KV bytes say so (f32 keys and values) */
+                int64_t want_pruned = 0;
+                for (int32_t gg = 0; gg < ng; gg++) {
+                    int64_t n = 0;
+                    for (int64_t r = 0; r < N; r++) n += grp[r] == gg && prunable[r];
+                    want_pruned += n - (int64_t)floor((double)n * keeps[ki]);
+                }
+                const lv_hparams *hp = &f.model->hp;
+                CHECK(res.n_pruned == want_pruned && res.n_groups == ng, "group %d keep %g: %lld pruned in %lld groups, want %lld in %d", groups[gi],
+                      keeps[ki], (long long)res.n_pruned, (long long)res.n_groups, (long long)want_pruned, ng);
+                CHECK(lv_kv_used_bytes(ctx) == (N - want_pruned) * hp->n_layer * hp->n_head_kv * (hp->n_embd_head_k + hp->n_embd_head_v) * 4,
+                      "group %d keep %g: KV bytes %lld", groups[gi], keeps[ki], (long long)lv_kv_used_bytes(ctx));
+                lv_context_free(ctx);
+            }
+        }
+    }
+    free(tok), free(embd), free(unit), free(prunable), free(ref), free(got), free(dense), free(grp);
+    lv_video_frames_free(frames);
+    lv_vq_layout_free(&l);
+    fixture_free(&f);
+}
+
+/* QuickPrefill with DuoAttention streaming heads (half the KV heads, a window the video passes) and
+ * LServe page selection for the question's decode: the streaming heads are not pruned, the
+ * retrieval heads are; overlapped == sequential, also through greedy decoding over the selected
+ * pages of the pruned cache; with DuoAttention alone, keep 1 == the same plan without QuickPrefill */
+TEST(ask_quickprefill_composes_with_duo_and_lserve) {
+    const char *path = clip();
+    if (!path) SKIP("ffmpeg cannot generate test files");
+    fixture f;
+    REQUIRE(fixture_open_2l(&f, path), "fixture: %s", lv_last_error());
+    char tsv[512];
+    snprintf(tsv, sizeof(tsv), "%s/ask-heads-2x2.tsv", lv_test_tmpdir());
+    FILE *fp = fopen(tsv, "w");
+    REQUIRE(fp, "write %s", tsv);
+    fprintf(fp, "0.9\t0.1\n0.2\t0.8\n");
+    fclose(fp);
+    lv_head_pattern *pat = NULL;
+    REQUIRE(lv_head_pattern_load(tsv, &pat) == LV_OK, "pattern: %s", lv_last_error());
+    const int32_t nv = lv_model_n_vocab(f.model);
+    float *l[4], *tmp = malloc((size_t)nv * sizeof(float));
+    lv_token gen[4][8];
+    int64_t kvb[4];
+    const double keeps[4] = {0.5, 0.5, 1.0, 0};
+    for (int c = 0; c < 4; c++) {
+        l[c] = malloc((size_t)nv * sizeof(float));
+        lv_context_params cp = lv_context_default_params();
+        cp.n_ctx = 4096;
+        cp.n_batch = cp.n_ubatch = 7;
+        cp.kv_page_size = 16;
+        cp.kv_type = LV_KV_F32;
+        cp.threadpool = f.tp;
+        cp.attention.heads = pat;
+        cp.attention.sparsity = 0.5f;
+        cp.attention.sink = 4;
+        cp.attention.window = 24;
+        cp.attention.select = c < 2; /* keep 1 vs off: DuoAttention alone (LServe selects for any one-row batch, and the
+                                        group cuts can make one: that row would read selected pages) */
+        cp.attention.kv_budget = 32;
+        lv_context *ctx = NULL;
+        REQUIRE(lv_context_create(f.model, cp, &ctx) == LV_OK, "context: %s", lv_last_error());
+        lv_video_ask_result res;
+        REQUIRE(ask_into(&f, ctx, keeps[c], 2, c == 1, 7, l[c], &res), "ask %d: %s", c, lv_last_error());
+        kvb[c] = lv_kv_used_bytes(ctx);
+        if (keeps[c] == 0.5) CHECK(res.n_pruned > 0, "pruned rows");
+        lv_pos np = (lv_pos)res.n_past;
+        lv_token t = 0;
+        for (int i = 0; i < nv; i++) t = l[c][i] > l[c][t] ? i : t;
+        for (int s = 0; s < 8; s++, np++) { /* greedy decoding: LServe selects among the pruned cache's pages */
+            gen[c][s] = t;
+            REQUIRE(next_logits(ctx, np, t, tmp, nv), "decode: %s", lv_last_error());
+            t = 0;
+            for (int i = 0; i < nv; i++) t = tmp[i] > tmp[t] ? i : t;
+        }
+        lv_context_free(ctx);
+    }
+    CHECK(memcmp(l[0], l[1], (size_t)nv * sizeof(float)) == 0 && memcmp(gen[0], gen[1], sizeof(gen[0])) == 0,
+          "duo + LServe, keep 0.5: overlapped and sequential differ");
+    CHECK(memcmp(l[2], l[3], (size_t)nv * sizeof(float)) == 0 && memcmp(gen[2], gen[3], sizeof(gen[2])) == 0,
+          "duo: keep 1 differs from the plan without QuickPrefill");
+    CHECK(kvb[0] < kvb[3], "duo: pruning saved no KV bytes (%lld vs %lld)", (long long)kvb[0], (long long)kvb[3]);
+    for (int c = 0; c < 4; c++) free(l[c]);
+    free(tmp);
+    lv_head_pattern_free(pat);
     fixture_free(&f);
 }

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# QuickPrefill (issue 19, docs/video-questions.md): prefill time and KV bytes of a question about a
+# real clip at --keep 1 (dense, bit for bit), 0.5 and 0.25, with a random-weight model pair of
+# SmolVLM2-256M's shapes: the SmolLM2-135M text shape (q8_0, the VLM test vocabulary with
+# SmolVLM2's image tokens) and the SigLIP-B/16-512 tower + idefics3 projector (q8_0), 64 embeddings
+# a frame. The clip: ../shared/data/video/nasa_13013.mp4 (320x180, 13 s: 13 frames at SmolVLM2's
+# 1 fps), groups of 4 frames (4 groups; with the default 16 the 13 frames are one group and only
+# the question would read a pruned cache).
+#
+#   bench/video-questions/run.sh [ROUNDS] [GROUP] [FRAMES]     from the repository root, after `make`
+#
+# FRAMES > 0 samples that many frames over the clip instead (--frames; SmolVLM2's rule otherwise).
+#
+# Each run: `longview run --video-sequential -t 2 -j 1 -n 8 --temp 0` (the sequential execution,
+# so that the process CPU time while prefilling is the prefill's own); the keeps alternate within a
+# round, their order rotating between rounds. Reported: prefill wall seconds and CPU seconds (all
+# threads; the machine is shared, the CPU seconds are the steadier number), the KV cache's bytes
+# after the video (f16 keys and values) and the peak RSS. Results: build/bench/video-questions/results-fFRAMES-gGROUP.tsv.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+rounds=${1:-2}
+group=${2:-4}
+frames=${3:-0}
+B=build/bench/video-questions
+LV=build/release/longview
+V=${LV_SHARED_DATA:-../shared/data}/video/nasa_13013.mp4
+[ -x "$LV" ] || { echo "build longview first (make)"; exit 1; }
+[ -f "$V" ] || { echo "no $V"; exit 1; }
+mkdir -p "$B"
+[ -f "$B/text.gguf" ] || "$LV" gen-model --preset smollm2-135m --vocab tests/golden/vision/vocab-vlm.gguf --type q8_0 -o "$B/text.gguf" 2>/dev/null
+[ -f "$B/mm.gguf" ] || "$LV" gen-mmproj --preset smolvlm2-256m --type q8_0 -o "$B/mm.gguf" >/dev/null
+cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
+echo "machine: $(nproc) cores, $cpu, load $(cut -d' ' -f1-3 /proc/loadavg)"
+tsv=$B/results-f$frames-g$group.tsv
+printf 'round\tkeep\tgroup\tprefill_s\tprefill_cpu_s\tencode_s\tpruned_rows\tvideo_rows\tkv_video_mib\tkv_total_mib\tpeak_rss_mib\tanswer\n' > "$tsv"
+keeps=(1 0.5 0.25)
+for r in $(seq 1 "$rounds"); do
+  for i in 0 1 2; do
+    k=${keeps[$(( (i + r - 1) % 3 ))]}
+    err=$B/err-$r-$k.txt
+    ans=$( /usr/bin/time -f "peak_rss_kb=%M" "$LV" run -m "$B/text.gguf" --mmproj "$B/mm.gguf" --video "$V" -p "<__media__>What happens in this video?" \
+       -n 8 --temp 0 --ids -t 2 -j 1 --video-sequential --keep "$k" --group "$group" $([ "$frames" -gt 0 ] && echo --frames "$frames") 2>"$err" | tr -d '\n')
+    line=$(grep '^video:' "$err")
+    pf=$(sed -n 's/.*prefill \([0-9.]*\) s (CPU \([0-9.]*\) s).*/\1/p' <<<"$line")
+    pc=$(sed -n 's/.*prefill \([0-9.]*\) s (CPU \([0-9.]*\) s).*/\2/p' <<<"$line")
+    en=$(sed -n 's/.*encode \([0-9.]*\) s.*/\1/p' <<<"$line")
+    pr=$(sed -n 's/.*keep [0-9.]*: \([0-9]*\) of \([0-9]*\) embedding.*/\1/p' <<<"$line")
+    vr=$(sed -n 's/.*keep [0-9.]*: \([0-9]*\) of \([0-9]*\) embedding.*/\2/p' <<<"$line")
+    kvv=$(sed -n 's/.*KV after the video \([0-9.]*\) MiB.*/\1/p' <<<"$line")
+    kvt=$(sed -n 's/.*| KV \([0-9.]*\) MiB$/\1/p' <<<"$line")
+    rss=$(( $(sed -n 's/^peak_rss_kb=//p' "$err") / 1024 ))
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$k" "$group" "$pf" "$pc" "$en" "$pr" "$vr" "$kvv" "$kvt" "$rss" "$ans" | tee -a "$tsv"
+  done
+done
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+# medians per keep
+awk -F'\t' 'NR > 1 { n[$2]++; w[$2, n[$2]] = $4; c[$2, n[$2]] = $5; kv[$2] = $9; pr[$2] = $7; vr[$2] = $8 }
+  function med(a, k, m,   i, j, t, v) { for (i = 1; i <= m; i++) v[i] = a[k, i]; for (i = 1; i <= m; i++) for (j = i + 1; j <= m; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
+    return m % 2 ? v[(m + 1) / 2] : (v[m / 2] + v[m / 2 + 1]) / 2 }
+  END { printf "%-6s %12s %14s %14s %16s\n", "keep", "prefill_s", "prefill_cpu_s", "pruned/rows", "KV_video_MiB";
+        split("1 0.5 0.25", ks, " "); for (i = 1; i <= 3; i++) { k = ks[i]; if (!n[k]) continue;
+        printf "%-6s %12.2f %14.2f %14s %16s\n", k, med(w, k, n[k]), med(c, k, n[k]), pr[k] "/" vr[k], kv[k] } }' "$tsv"
