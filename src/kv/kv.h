@@ -117,11 +117,11 @@ int64_t lv_kv_n_pages(const lv_kv *kv, int64_t seq, int64_t layer, int64_t head,
  * 2 (k_pages - 1) / stats_group + 2 groups by the same bound over a group's statistics (an upper
  * bound of its pages' scores) and only the pages of groups some query kept are scored; with no
  * more groups than that, every page is, as without groups. With stats_group_exact (and not shared),
- * each query instead expands groups in decreasing order of their bound (ties: the older group),
- * scoring their pages, and stops when it has k_pages - 1 scores and the worst of its best
- * k_pages - 1 is greater than the next group's bound: it then chooses exactly the pages of the
- * exhaustive selection, at a cost that depends on how far the bounds separate the groups (with
- * shared, it scores every page).
+ * groups are instead expanded in decreasing order of their largest bound over the queries (ties:
+ * the older group), their pages scored for every query, until each query holds k_pages - 1 scores
+ * whose worst is greater than its own bound on every group left: each query then gets exactly the
+ * pages of the exhaustive selection, at a cost that depends on how far the bounds separate the
+ * groups (with shared, it scores every page).
  * Every query gets the returned count. shared: one selection
  * for all n_q queries, a page scoring the max of their scores (not LServe's rule: a KV head then
  * reads k_pages pages however many query heads it serves), written for each query. */
