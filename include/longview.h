@@ -185,6 +185,11 @@ typedef struct lv_attention_params {
                                      groups, and scores only the pages inside the groups some head kept: the cost
                                      of a selection grows with the groups, not the pages. Exhaustive whenever
                                      those groups are all the groups (docs/long-context.md) */
+    bool     select_groups_exact; /* with select_groups: the exact rule instead (groups expanded in decreasing order
+                                     of their largest bound over the query heads, until each head's (budget pages - 1)-th
+                                     best page score exceeds its bound on every group left): always exhaustive
+                                     selection's pages, at a cost that depends on how well the groups' bounds
+                                     separate (default false) */
     const char *layer_plan;       /* LongGen: NULL = the model's metadata, else all full; "longgen" = layer l full iff
                                      l % 3 == 1, the others sink+window; or one word per layer, comma separated:
                                      full | sw (sink+window) | bs (block-strided) */

@@ -209,7 +209,7 @@ int cmd_eval(int argc, char **argv) {
     int64_t samples = 1, n_predict = 32, sink = 64, window = 256, kv_budget = 4096, select_every = 4, n_ctx = 0, n_batch = 512, n_threads = 0;
     int64_t seed = 0, head_seed = 42, verbose = 0, n_needles = 0, select_groups = 0;
     double sparsity = 0.5, select_drift = lv_attention_default_params().select_drift;
-    bool chat = false, quiet = false, select_shared = false;
+    bool chat = false, quiet = false, select_shared = false, select_exact = false;
     cli_opt opts[] = {
         {"-m", "--model", CLI_STR, &model_path, "FILE", "GGUF model", .required = true},
         {NULL, "--lengths", CLI_STR, &lengths_arg, "N[,N]", "prompt lengths in tokens, e.g. 1024,4k,32k (default 1024,2048,4096)"},
@@ -229,6 +229,7 @@ int cmd_eval(int argc, char **argv) {
         {NULL, "--select-shared", CLI_FLAG, &select_shared, NULL, "duo+lserve: one selection per KV head for its query heads (not LServe's rule)"},
         {NULL, "--select-groups", CLI_INT, &select_groups, "N",
          "duo+lserve: two-level selection, groups of N pages scored first (default 0: every page)", .lo = 0, .hi = 4096},
+        {NULL, "--select-exact", CLI_FLAG, &select_exact, NULL, "duo+lserve with --select-groups: the exact rule (exhaustive selection's pages)"},
         {"-c", "--ctx-size", CLI_INT, &n_ctx, "N", "KV capacity (default: the longest prompt plus -n)", .lo = 0, .hi = 1 << 30},
         {"-b", "--batch", CLI_INT, &n_batch, "N", "prefill chunk in tokens (default 512)", .lo = 1, .hi = 1 << 20},
         {"-t", "--threads", CLI_INT, &n_threads, "N", "threads (default: all cores)", .lo = 0, .hi = 512},
@@ -417,6 +418,7 @@ int cmd_eval(int argc, char **argv) {
             ap->select_drift = (float)select_drift;
             ap->select_shared = select_shared;
             ap->select_groups = (int32_t)select_groups;
+            ap->select_groups_exact = select_exact;
         }
         if (modes[m] == MODE_LONGGEN) ap->layer_plan = "longgen";
         if ((st = lv_context_create(model, cp, &ctx)) != LV_OK) {
@@ -437,7 +439,8 @@ int cmd_eval(int argc, char **argv) {
             }
             if (ap->select) fprintf(stderr, " LServe page selection: budget %d tokens, every %d steps or at query drift (cosine < %g)%s;", ap->kv_budget,
                                       ap->select_every, (double)ap->select_drift, ap->select_shared ? ", one per KV head" : "");
-            if (ap->select && ap->select_groups) fprintf(stderr, " two-level, groups of %d pages;", ap->select_groups);
+            if (ap->select && ap->select_groups)
+                fprintf(stderr, " two-level, groups of %d pages%s;", ap->select_groups, ap->select_groups_exact ? ", exact rule" : "");
             if (ap->layer_plan) fprintf(stderr, " layer plan %s (sink %d + window %d);", ap->layer_plan, ap->sink, ap->window);
             fprintf(stderr, " KV capacity %lld tokens, %.1f MiB\n", (long long)n_ctx, (double)lv_kv_capacity_bytes(ctx) / (1024.0 * 1024.0));
         }

@@ -6,17 +6,21 @@
  * every level with it on fresh random inputs.
  *
  * The same algorithm as attn_impl.h (one pass over blocks of 64 keys, online softmax), reading the
- * pages as stored: nothing is dequantized into memory.
+ * pages as stored: no page is dequantized into memory (only the value block in use, in scratch).
  *  - Quantized keys: the query row is quantized to q8_0 once per job (round half to even, as
  *    llama.cpp's x86 build quantizes it for ggml_vec_dot_q8_0_q8_0), and a score is, per block of
  *    32 dimensions, an exact integer dot product of the two blocks' quants scaled by the product
  *    of their scales: s = sum_b (d_q,b d_k,b) isum_b (q4_0 keys: their nibbles minus 8, widened to
  *    bytes in registers, as ggml_vec_dot_q4_0_q8_0 does). AVX2 computes 8 keys at a time
  *    (vpsignb + vpmaddubsw + vpmaddwd per key and block, a vphaddd tree puts the 8 keys' sums in
- *    one vector, 8 scales are one f16 load); a group past the block's last key is copied into a
- *    zero-padded buffer first, so every key's score is the same instructions wherever it lands.
- *  - Quantized values: o += (p_j d_j,b) q_j over each block, the quants widened in registers
- *    (8 or 16 lanes), the output row in registers 64 dimensions at a time.
+ *    one vector, 8 scales are one f16 load) for up to 4 query rows at once: each key block is
+ *    loaded (q4_0: widened) once for the rows of a group (a decode step's query heads of one KV
+ *    head, GQA); a group past the block's last key is copied into a zero-padded buffer first, so
+ *    every key's score is the same instructions wherever it lands.
+ *  - Values: a block's 64 values are dequantized once for all the rows of the job (x = d q, one
+ *    float product per element, as ggml's dequantization that llama.cpp's flash attention adds
+ *    with the weight) into a float scratch of the block (16 KiB at Dv = 64, in L1), and each row
+ *    adds p_j x_j with its output row in registers, as attn_avx2.c does with an f16 block.
  *  - Float keys or values beside a quantized other half (-ctk f16 -ctv q8_0, ...): portable
  *    loops the compiler vectorizes (keys transposed as stored, one chain over d per key).
  * Every row is computed with the same operations whatever job or tile it is in, so prefill
@@ -38,6 +42,7 @@
 
 #define AQ_KB 64 /* keys per block */
 #define AQ_KG 8  /* keys per score group */
+#define AQ_R 4   /* query rows scored together per key load */
 
 #if defined(__AVX2__)
 /* the 32 quants of block b of a row as signed bytes: q8_0's as they are, q4_0's nibbles minus 8
@@ -61,160 +66,186 @@ static inline int aq_q(lv_kv_type t, const int8_t *row, int b, int i) {
     return row[32 * b + i];
 }
 
-/* The scores of 8 keys (quantized, type t; key t's quants at kq + t * rowq, its block-b scale at
- * ks[b * ld + t]) against one q8_0 query row (qq: Dk quants, dq: its nb block scales). */
-static inline __attribute__((always_inline)) void aq_dot8(lv_kv_type kt, const int8_t *kq, int64_t rowq, const uint16_t *ks, int64_t ld,
-                                                          const int8_t *qq, const float *dq, int nb, float *out) {
+/* The scores of 8 keys (quantized, type kt; key t's quants at kq + t * rowq, its block-b scale at
+ * ks[b * ld + t]) against NR q8_0 query rows at once (row i: qq[i], Dk quants, and dq[i], its nb
+ * block scales; its 8 scores to out[i]). Each key block is loaded (and, for q4_0, widened) once
+ * for the NR rows; every row's arithmetic is the same as alone (the integer sums are exact, and a
+ * row's float chain over the blocks is the same operations in the same order), so a row's scores
+ * do not depend on NR or on which rows it is grouped with. NR is a constant at every call
+ * (always inlined), so the rows' accumulators live in registers. */
+static inline __attribute__((always_inline)) void aq_dot8_rows(lv_kv_type kt, const int8_t *kq, int64_t rowq, const uint16_t *ks, int64_t ld,
+                                                               const int NR, const int8_t *const *qq, const float *const *dq, int nb,
+                                                               float *const *out) {
 #if defined(__AVX2__)
     const __m256i ones = _mm256_set1_epi16(1);
-    __m256 acc = _mm256_setzero_ps();
+    __m256 acc[AQ_R];
+    for (int i = 0; i < NR; i++) acc[i] = _mm256_setzero_ps();
     for (int b = 0; b < nb; b++) {
-        const __m256i qv = _mm256_loadu_si256((const __m256i *)(qq + 32 * b));
-        const __m256i aq = _mm256_sign_epi8(qv, qv);
-        __m256i s[AQ_KG];
-        for (int t = 0; t < AQ_KG; t++) {
-            const __m256i kv = aq_block_avx2(kt, kq + t * rowq, b);
-            s[t] = _mm256_madd_epi16(_mm256_maddubs_epi16(aq, _mm256_sign_epi8(kv, qv)), ones);
+        __m256i kv[AQ_KG];
+        for (int t = 0; t < AQ_KG; t++) kv[t] = aq_block_avx2(kt, kq + t * rowq, b);
+        const __m256 dk = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(ks + b * ld)));
+        for (int i = 0; i < NR; i++) {
+            const __m256i qv = _mm256_loadu_si256((const __m256i *)(qq[i] + 32 * b));
+            const __m256i aq = _mm256_sign_epi8(qv, qv);
+            __m256i sm[AQ_KG];
+            for (int t = 0; t < AQ_KG; t++) sm[t] = _mm256_madd_epi16(_mm256_maddubs_epi16(aq, _mm256_sign_epi8(kv[t], qv)), ones);
+            /* the 8 keys' sums in key order: pairwise adds, then the two 128-bit halves */
+            const __m256i t01 = _mm256_hadd_epi32(sm[0], sm[1]), t23 = _mm256_hadd_epi32(sm[2], sm[3]);
+            const __m256i t45 = _mm256_hadd_epi32(sm[4], sm[5]), t67 = _mm256_hadd_epi32(sm[6], sm[7]);
+            const __m256i u0 = _mm256_hadd_epi32(t01, t23), u1 = _mm256_hadd_epi32(t45, t67);
+            const __m256i isum = _mm256_add_epi32(_mm256_permute2x128_si256(u0, u1, 0x20), _mm256_permute2x128_si256(u0, u1, 0x31));
+            acc[i] = _mm256_fmadd_ps(_mm256_mul_ps(dk, _mm256_set1_ps(dq[i][b])), _mm256_cvtepi32_ps(isum), acc[i]);
         }
-        /* the 8 keys' sums in key order: pairwise adds, then the two 128-bit halves */
-        const __m256i t01 = _mm256_hadd_epi32(s[0], s[1]), t23 = _mm256_hadd_epi32(s[2], s[3]);
-        const __m256i t45 = _mm256_hadd_epi32(s[4], s[5]), t67 = _mm256_hadd_epi32(s[6], s[7]);
-        const __m256i u0 = _mm256_hadd_epi32(t01, t23), u1 = _mm256_hadd_epi32(t45, t67);
-        const __m256i isum = _mm256_add_epi32(_mm256_permute2x128_si256(u0, u1, 0x20), _mm256_permute2x128_si256(u0, u1, 0x31));
-        const __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(ks + b * ld))), _mm256_set1_ps(dq[b]));
-        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(isum), acc);
     }
-    _mm256_storeu_ps(out, acc);
+    for (int i = 0; i < NR; i++) _mm256_storeu_ps(out[i], acc[i]);
 #else
-    for (int t = 0; t < AQ_KG; t++) {
-        float s = 0.0f;
-        for (int b = 0; b < nb; b++) {
-            const int8_t *x = qq + 32 * b;
-            int isum = 0;
-            for (int i = 0; i < 32; i++) isum += (int)x[i] * aq_q(kt, kq + t * rowq, b, i);
-            const float d = lv_fp16_to_fp32(ks[b * ld + t]) * dq[b];
-            s += d * (float)isum;
+    float s[AQ_R][AQ_KG] = {{0}};
+    for (int b = 0; b < nb; b++)
+        for (int t = 0; t < AQ_KG; t++) {
+            int kb[32];
+            for (int e = 0; e < 32; e++) kb[e] = aq_q(kt, kq + t * rowq, b, e);
+            const float dk = lv_fp16_to_fp32(ks[b * ld + t]);
+            for (int i = 0; i < NR; i++) {
+                const int8_t *x = qq[i] + 32 * b;
+                int isum = 0;
+                for (int e = 0; e < 32; e++) isum += (int)x[e] * kb[e];
+                s[i][t] += dk * dq[i][b] * (float)isum;
+            }
         }
-        out[t] = s;
-    }
+    for (int i = 0; i < NR; i++) memcpy(out[i], s[i], sizeof(s[i]));
 #endif
 }
 
-/* raw scores (before scale and mask) of keys j0 .. j0 + nk - 1 of a span against one query row */
-static inline void aq_scores(lv_kv_type kt, const lv_attn_span *sp, int j0, int nk, const float *qf, const int8_t *qq, const float *dq,
-                             int Dk, float *sr) {
-    if (!lv_kv_quantized(kt)) {
-        for (int j = 0; j < nk; j++) sr[j] = 0.0f;
-        for (int d = 0; d < Dk; d++) {
-            const float qd = qf[d];
-            if (kt == LV_KV_F32) {
-                const float *kr = (const float *)sp->k + (size_t)d * (size_t)sp->ldk + j0;
-                for (int j = 0; j < nk; j++) sr[j] += qd * kr[j];
-            } else {
-                const uint16_t *kr = (const uint16_t *)sp->k + (size_t)d * (size_t)sp->ldk + j0;
-                for (int j = 0; j < nk; j++) sr[j] += qd * lv_fp16_to_fp32(kr[j]);
-            }
+/* raw scores (before scale and mask) of keys j0 .. j0 + nk - 1 of a span against one query row,
+ * float keys (beside quantized values): a portable loop, keys transposed as stored */
+static inline void aq_scores_float(lv_kv_type kt, const lv_attn_span *sp, int j0, int nk, const float *qf, int Dk, float *sr) {
+    for (int j = 0; j < nk; j++) sr[j] = 0.0f;
+    for (int d = 0; d < Dk; d++) {
+        const float qd = qf[d];
+        if (kt == LV_KV_F32) {
+            const float *kr = (const float *)sp->k + (size_t)d * (size_t)sp->ldk + j0;
+            for (int j = 0; j < nk; j++) sr[j] += qd * kr[j];
+        } else {
+            const uint16_t *kr = (const uint16_t *)sp->k + (size_t)d * (size_t)sp->ldk + j0;
+            for (int j = 0; j < nk; j++) sr[j] += qd * lv_fp16_to_fp32(kr[j]);
         }
-        return;
     }
+}
+
+/* raw scores of keys j0 .. j0 + nk - 1 of a span (quantized keys) against NR query rows
+ * (qq[i], dq[i] -> sr[i]), 8 keys at a time */
+static inline __attribute__((always_inline)) void aq_scores_rows(lv_kv_type kt, const lv_attn_span *sp, int j0, int nk, const int NR,
+                                                                 const int8_t *const *qq, const float *const *dq, int Dk, float *const *sr) {
     const int nb = Dk / LV_KV_QBLOCK;
     const int64_t rowq = lv_kv_qrow_bytes(kt, Dk);
     const int8_t *kq = (const int8_t *)sp->k;
+    float *o[AQ_R];
     int j = 0;
-    /* the key type a constant inside each loop */
-    if (kt == LV_KV_Q4_0)
-        for (; j + AQ_KG <= nk; j += AQ_KG) aq_dot8(LV_KV_Q4_0, kq + (j0 + j) * rowq, rowq, sp->ks + j0 + j, sp->ldk, qq, dq, nb, sr + j);
-    else
-        for (; j + AQ_KG <= nk; j += AQ_KG) aq_dot8(LV_KV_Q8_0, kq + (j0 + j) * rowq, rowq, sp->ks + j0 + j, sp->ldk, qq, dq, nb, sr + j);
+    for (; j + AQ_KG <= nk; j += AQ_KG) {
+        for (int i = 0; i < NR; i++) o[i] = sr[i] + j;
+        /* the key type a constant inside each loop */
+        if (kt == LV_KV_Q4_0)
+            aq_dot8_rows(LV_KV_Q4_0, kq + (j0 + j) * rowq, rowq, sp->ks + j0 + j, sp->ldk, NR, qq, dq, nb, o);
+        else
+            aq_dot8_rows(LV_KV_Q8_0, kq + (j0 + j) * rowq, rowq, sp->ks + j0 + j, sp->ldk, NR, qq, dq, nb, o);
+    }
     if (j < nk) { /* the last keys, zero-padded to a group: the same instructions as a whole group */
         int8_t kbuf[AQ_KG * 1024];
         uint16_t sbuf[AQ_KG * (1024 / LV_KV_QBLOCK)];
-        float tmp[AQ_KG];
+        float tmp[AQ_R][AQ_KG];
         const int left = nk - j;
         memset(kbuf, 0, (size_t)(AQ_KG * rowq));
         memset(sbuf, 0, sizeof(uint16_t) * (size_t)(AQ_KG * nb));
         memcpy(kbuf, kq + (j0 + j) * rowq, (size_t)(left * rowq));
         for (int b = 0; b < nb; b++) memcpy(sbuf + b * AQ_KG, sp->ks + (size_t)b * (size_t)sp->ldk + j0 + j, (size_t)left * sizeof(uint16_t));
-        aq_dot8(kt, kbuf, rowq, sbuf, AQ_KG, qq, dq, nb, tmp);
-        memcpy(sr + j, tmp, (size_t)left * sizeof(float));
+        for (int i = 0; i < NR; i++) o[i] = tmp[i];
+        aq_dot8_rows(kt, kbuf, rowq, sbuf, AQ_KG, NR, qq, dq, nb, o);
+        for (int i = 0; i < NR; i++) memcpy(sr[i] + j, tmp[i], (size_t)left * sizeof(float));
     }
 }
 
-/* o = o * corr + sum_j p[j] v_j over the block's values (keys j0 ..) */
-static inline void aq_pv(lv_kv_type vt, const lv_attn_span *sp, int j0, int nk, const float *p, int Dv, float corr, float *o) {
+/* vb (nk x Dv floats) = the block's values as floats: quantized ones dequantized as ggml does
+ * (x = d * q, one float product per element: what llama.cpp's flash attention adds with the
+ * weight), float ones widened. Done once per block for all the job's rows, in L1. */
+static inline void aq_widen_v(lv_kv_type vt, const lv_attn_span *sp, int j0, int nk, int Dv, float *vb) {
     if (!lv_kv_quantized(vt)) {
-        for (int d = 0; d < Dv; d++) o[d] *= corr;
-        for (int j = 0; j < nk; j++) {
-            const float pj = p[j];
-            if (pj == 0.0f) continue;
-            if (vt == LV_KV_F32) {
-                const float *vr = (const float *)sp->v + (size_t)(j0 + j) * (size_t)Dv;
-                for (int d = 0; d < Dv; d++) o[d] += pj * vr[d];
-            } else {
-                const uint16_t *vr = (const uint16_t *)sp->v + (size_t)(j0 + j) * (size_t)Dv;
-                for (int d = 0; d < Dv; d++) o[d] += pj * lv_fp16_to_fp32(vr[d]);
-            }
-        }
+        for (int j = 0; j < nk; j++)
+            for (int d = 0; d < Dv; d++) vb[(size_t)j * Dv + d] = lv_attn_val_at(vt, sp, j0 + j, d, Dv);
         return;
     }
     const int64_t rowq = lv_kv_qrow_bytes(vt, Dv);
-    const int8_t *vq = (const int8_t *)sp->v;
-    const uint16_t *vs = sp->vs;
-    const size_t ld = (size_t)sp->ldk;
-    /* 64 dimensions (2 blocks) at a time in registers, then a last block of 32 */
-    for (int c0 = 0; c0 < Dv; c0 += 64) {
-        const int nbk = Dv - c0 >= 64 ? 2 : 1;
-#if defined(__AVX512F__)
-        __m512 acc[4];
-        const __m512 vc = _mm512_set1_ps(corr);
-        for (int g = 0; g < 2 * nbk; g++) acc[g] = _mm512_mul_ps(_mm512_loadu_ps(o + c0 + 16 * g), vc);
-        for (int j = 0; j < nk; j++) {
-            const float pj = p[j];
-            if (pj == 0.0f) continue;
-            const int8_t *row = vq + (j0 + j) * rowq;
-            for (int bb = 0; bb < nbk; bb++) {
-                const __m512 pd = _mm512_set1_ps(pj * lv_fp16_to_fp32(vs[(size_t)(c0 / 32 + bb) * ld + (size_t)(j0 + j)]));
-                const __m256i blk = aq_block_avx2(vt, row, c0 / 32 + bb);
-                for (int g = 0; g < 2; g++) {
-                    const __m512 x = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(g ? _mm256_extracti128_si256(blk, 1) : _mm256_castsi256_si128(blk)));
-                    acc[2 * bb + g] = _mm512_fmadd_ps(pd, x, acc[2 * bb + g]);
-                }
-            }
-        }
-        for (int g = 0; g < 2 * nbk; g++) _mm512_storeu_ps(o + c0 + 16 * g, acc[g]);
-#elif defined(__AVX2__)
-        __m256 acc[8];
-        const __m256 vc = _mm256_set1_ps(corr);
-        for (int g = 0; g < 4 * nbk; g++) acc[g] = _mm256_mul_ps(_mm256_loadu_ps(o + c0 + 8 * g), vc);
-        for (int j = 0; j < nk; j++) {
-            const float pj = p[j];
-            if (pj == 0.0f) continue;
-            const int8_t *row = vq + (j0 + j) * rowq;
-            for (int bb = 0; bb < nbk; bb++) {
-                const __m256 pd = _mm256_set1_ps(pj * lv_fp16_to_fp32(vs[(size_t)(c0 / 32 + bb) * ld + (size_t)(j0 + j)]));
-                const __m256i blk = aq_block_avx2(vt, row, c0 / 32 + bb);
-                const __m128i lo = _mm256_castsi256_si128(blk), hi = _mm256_extracti128_si256(blk, 1);
-                const __m128i part[4] = {lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)};
-                for (int g = 0; g < 4; g++) {
-                    const __m256 x = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(part[g]));
-                    acc[4 * bb + g] = _mm256_fmadd_ps(pd, x, acc[4 * bb + g]);
-                }
-            }
-        }
-        for (int g = 0; g < 4 * nbk; g++) _mm256_storeu_ps(o + c0 + 8 * g, acc[g]);
+    const int nb = Dv / LV_KV_QBLOCK;
+    for (int j = 0; j < nk; j++) {
+        const int8_t *row = (const int8_t *)sp->v + (j0 + j) * rowq;
+        float *dst = vb + (size_t)j * Dv;
+        for (int b = 0; b < nb; b++) {
+            const float d = lv_fp16_to_fp32(sp->vs[(size_t)b * (size_t)sp->ldk + (size_t)(j0 + j)]);
+#if defined(__AVX2__)
+            const __m256i blk = aq_block_avx2(vt, row, b);
+            const __m128i lo = _mm256_castsi256_si128(blk), hi = _mm256_extracti128_si256(blk, 1);
+            const __m128i part[4] = {lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)};
+            const __m256 vd = _mm256_set1_ps(d);
+            for (int g = 0; g < 4; g++) _mm256_storeu_ps(dst + 32 * b + 8 * g, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(part[g])), vd));
 #else
-        for (int d = c0; d < c0 + 32 * nbk; d++) o[d] *= corr;
+            for (int i = 0; i < 32; i++) dst[32 * b + i] = (float)aq_q(vt, row, b, i) * d;
+#endif
+        }
+    }
+}
+
+/* o = o * corr + sum_j p[j] vb_j over the block's widened values (one query row) */
+static inline void aq_pv(const float *vb, int nk, const float *p, int Dv, float corr, float *o) {
+    int c0 = 0;
+#if defined(__AVX2__)
+    /* 64 outputs at a time in named registers (a run-time count of accumulators stays in memory) */
+    const __m256 vc = _mm256_set1_ps(corr);
+    for (; c0 + 64 <= Dv; c0 += 64) {
+        float *oc = o + c0;
+        __m256 a0 = _mm256_mul_ps(_mm256_loadu_ps(oc), vc), a1 = _mm256_mul_ps(_mm256_loadu_ps(oc + 8), vc);
+        __m256 a2 = _mm256_mul_ps(_mm256_loadu_ps(oc + 16), vc), a3 = _mm256_mul_ps(_mm256_loadu_ps(oc + 24), vc);
+        __m256 a4 = _mm256_mul_ps(_mm256_loadu_ps(oc + 32), vc), a5 = _mm256_mul_ps(_mm256_loadu_ps(oc + 40), vc);
+        __m256 a6 = _mm256_mul_ps(_mm256_loadu_ps(oc + 48), vc), a7 = _mm256_mul_ps(_mm256_loadu_ps(oc + 56), vc);
         for (int j = 0; j < nk; j++) {
             const float pj = p[j];
             if (pj == 0.0f) continue;
-            const int8_t *row = vq + (j0 + j) * rowq;
-            for (int bb = 0; bb < nbk; bb++) {
-                const int b = c0 / 32 + bb;
-                const float pd = pj * lv_fp16_to_fp32(vs[(size_t)b * ld + (size_t)(j0 + j)]);
-                for (int i = 0; i < 32; i++) o[32 * b + i] += pd * (float)aq_q(vt, row, b, i);
-            }
+            const __m256 pv = _mm256_set1_ps(pj);
+            const float *vr = vb + (size_t)j * Dv + c0;
+            a0 = _mm256_fmadd_ps(pv, _mm256_loadu_ps(vr), a0);
+            a1 = _mm256_fmadd_ps(pv, _mm256_loadu_ps(vr + 8), a1);
+            a2 = _mm256_fmadd_ps(pv, _mm256_loadu_ps(vr + 16), a2);
+            a3 = _mm256_fmadd_ps(pv, _mm256_loadu_ps(vr + 24), a3);
+            a4 = _mm256_fmadd_ps(pv, _mm256_loadu_ps(vr + 32), a4);
+            a5 = _mm256_fmadd_ps(pv, _mm256_loadu_ps(vr + 40), a5);
+            a6 = _mm256_fmadd_ps(pv, _mm256_loadu_ps(vr + 48), a6);
+            a7 = _mm256_fmadd_ps(pv, _mm256_loadu_ps(vr + 56), a7);
         }
+        _mm256_storeu_ps(oc, a0);
+        _mm256_storeu_ps(oc + 8, a1);
+        _mm256_storeu_ps(oc + 16, a2);
+        _mm256_storeu_ps(oc + 24, a3);
+        _mm256_storeu_ps(oc + 32, a4);
+        _mm256_storeu_ps(oc + 40, a5);
+        _mm256_storeu_ps(oc + 48, a6);
+        _mm256_storeu_ps(oc + 56, a7);
+    }
+    for (; c0 + 8 <= Dv; c0 += 8) {
+        __m256 a = _mm256_mul_ps(_mm256_loadu_ps(o + c0), vc);
+        for (int j = 0; j < nk; j++) {
+            const float pj = p[j];
+            if (pj == 0.0f) continue;
+            a = _mm256_fmadd_ps(_mm256_set1_ps(pj), _mm256_loadu_ps(vb + (size_t)j * Dv + c0), a);
+        }
+        _mm256_storeu_ps(o + c0, a);
+    }
 #endif
+    if (c0 < Dv) { /* the scalar level, or a head size that is not a multiple of 8 */
+        for (int d = c0; d < Dv; d++) o[d] *= corr;
+        for (int j = 0; j < nk; j++) {
+            const float pj = p[j];
+            if (pj == 0.0f) continue;
+            const float *vr = vb + (size_t)j * Dv;
+            for (int d = c0; d < Dv; d++) o[d] += pj * vr[d];
+        }
     }
 }
 
@@ -256,6 +287,22 @@ static inline float aq_exp_row(float *sr, int nk, float nm) {
 #endif
 }
 
+/* scores of the NR rows rows[0..NR) for a block: q8_0 quants and scales of each row from the
+ * query scratch, scores into the rows' score scratch */
+static inline __attribute__((always_inline)) void aq_score_group(lv_kv_type kt, const lv_attn_span *sp, int j0, int nk, const int NR, const int *rows,
+                                                                 const int8_t *qq, const float *dq, float *sc, int Dk) {
+    const int nb = Dk / LV_KV_QBLOCK;
+    const int8_t *qi[AQ_R];
+    const float *di[AQ_R];
+    float *si[AQ_R];
+    for (int i = 0; i < NR; i++) {
+        qi[i] = qq + (size_t)rows[i] * (size_t)Dk;
+        di[i] = dq + (size_t)rows[i] * (size_t)nb;
+        si[i] = sc + (size_t)rows[i] * (AQ_KB + 16);
+    }
+    aq_scores_rows(kt, sp, j0, nk, NR, qi, di, Dk, si);
+}
+
 void ATTNQ_FN(const lv_attn_job *job, float *scratch) {
     const int nq = job->n_tok * job->n_head, Dk = job->Dk, Dv = job->Dv;
     const lv_kv_type kt = job->kv_type, vt = job->kv_type_v;
@@ -265,7 +312,8 @@ void ATTNQ_FN(const lv_attn_job *job, float *scratch) {
 #define OROW(r) (job->out + (size_t)((r) / job->n_head) * job->out_tok_stride + (size_t)((r) % job->n_head) * job->out_head_stride)
 #define QPOS(r) (job->pos[(r) / job->n_head])
     /* scratch (within lv_attn_scratch_floats): the query rows as the keys take them (nq x Dk floats,
-     * or nq x Dk int8 quants and nq x Dk / 32 scales in the same room) | scores (nq, KB + 16) | m, l (nq) */
+     * or nq x Dk int8 quants and nq x Dk / 32 scales in the same room) | scores (nq, KB + 16) | m, l (nq)
+     * | the block's values as floats (KB x Dv) */
     const int nb = Dk / LV_KV_QBLOCK;
     float *qf = scratch;
     int8_t *qq = (int8_t *)scratch;
@@ -273,6 +321,7 @@ void ATTNQ_FN(const lv_attn_job *job, float *scratch) {
     float *sc = scratch + (size_t)nq * (size_t)Dk;
     float *m = sc + (size_t)nq * (AQ_KB + 16);
     float *l = m + nq;
+    float *vb = l + nq;
     for (int r = 0; r < nq; r++) {
         if (lv_kv_quantized(kt)) {
             lv_block_q8_0 blk[1024 / LV_QK8_0];
@@ -297,10 +346,31 @@ void ATTNQ_FN(const lv_attn_job *job, float *scratch) {
         for (int32_t j0 = 0; j0 < sp->n; j0 += AQ_KB) {
             const int nk = sp->n - j0 < AQ_KB ? sp->n - j0 : AQ_KB;
             if (sp->pos[j0] > max_qpos) break; /* the whole block is in every query's future */
+            /* scores: quantized keys AQ_R rows at a time (the rows that chose the span: a decode
+             * step's query heads of one KV head), each key block loaded once for the group */
+            int grp[AQ_R], ng = 0;
             for (int r = 0; r < nq; r++) {
                 if (!((heads >> (r % job->n_head)) & 1u)) continue; /* this head did not choose the span */
+                if (!lv_kv_quantized(kt)) {
+                    aq_scores_float(kt, sp, j0, nk, qf + (size_t)r * Dk, Dk, sc + (size_t)r * (AQ_KB + 16));
+                    continue;
+                }
+                grp[ng++] = r;
+                if (ng == AQ_R) {
+                    aq_score_group(kt, sp, j0, nk, AQ_R, grp, qq, dq, sc, Dk);
+                    ng = 0;
+                }
+            }
+            switch (ng) { /* the rest: a constant row count per call */
+                case 3: aq_score_group(kt, sp, j0, nk, 3, grp, qq, dq, sc, Dk); break;
+                case 2: aq_score_group(kt, sp, j0, nk, 2, grp, qq, dq, sc, Dk); break;
+                case 1: aq_score_group(kt, sp, j0, nk, 1, grp, qq, dq, sc, Dk); break;
+                default: break;
+            }
+            bool widened = false;
+            for (int r = 0; r < nq; r++) {
+                if (!((heads >> (r % job->n_head)) & 1u)) continue;
                 float *sr = sc + (size_t)r * (AQ_KB + 16);
-                aq_scores(kt, sp, j0, nk, qf + (size_t)r * Dk, qq + (size_t)r * Dk, dq + (size_t)r * nb, Dk, sr);
                 const int32_t qp = QPOS(r);
                 float bm = -INFINITY;
                 for (int j = 0; j < nk; j++) {
@@ -312,7 +382,11 @@ void ATTNQ_FN(const lv_attn_job *job, float *scratch) {
                 const float nm = bm > m[r] ? bm : m[r];
                 const float corr = m[r] == -INFINITY ? 0.0f : expf(m[r] - nm);
                 const float bl = aq_exp_row(sr, nk, nm);
-                aq_pv(vt, sp, j0, nk, sr, Dv, corr, OROW(r));
+                if (!widened) { /* the values once for all the rows */
+                    aq_widen_v(vt, sp, j0, nk, Dv, vb);
+                    widened = true;
+                }
+                aq_pv(vb, nk, sr, Dv, corr, OROW(r));
                 l[r] = l[r] * corr + bl;
                 m[r] = nm;
             }
@@ -338,3 +412,4 @@ void ATTNQ_FN(const lv_attn_job *job, float *scratch) {
 
 #undef AQ_KB
 #undef AQ_KG
+#undef AQ_R

@@ -76,7 +76,7 @@ size_t lv_attn_scratch_floats(int nq, int Dk, int Dv) {
     /* the largest of the levels' layouts: q | K block | V block | scores (nq x 64, or the AVX-512
      * kernel's 4 x 64 and a discarded row of Dv) | m, l */
     return (size_t)nq * (size_t)Dk + 64 * (size_t)(Dk + Dv) + (size_t)nq * 64 + 4 * 64 + (size_t)Dv + 2 * (size_t)nq +
-           (size_t)nq * 16; /* attn_q_impl.h's score rows are 80 wide */
+           (size_t)nq * 16; /* attn_q_impl.h's score rows are 80 wide; its float value block (64 x Dv) follows m, l */
 }
 
 void lv_quest_page_ref(const float *q, int64_t q_stride, int n_q, const float *stats, int n_lp, int Dk, float *best) {

@@ -774,6 +774,67 @@ static int cmp_i32(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+/* heaps of page scores with the worst entry (by ps_before) at the root: restore the heap v[0, n)
+ * below i */
+static void ps_sift_down(page_score *v, int64_t n, int64_t i) {
+    const page_score x = v[i];
+    for (;;) {
+        int64_t c = 2 * i + 1;
+        if (c >= n) break;
+        if (c + 1 < n && ps_before(&v[c], &v[c + 1])) c++; /* the worse child */
+        if (!ps_before(&x, &v[c])) break;
+        v[i] = v[c];
+        i = c;
+    }
+    v[i] = x;
+}
+
+/* the heap v[0, *n) holds at most cap: x enters if there is room or if it is before the root
+ * (which it then replaces) */
+static void ps_heap_offer(page_score *v, int64_t *n, int64_t cap, page_score x) {
+    if (*n < cap) { /* sift up */
+        int64_t i = (*n)++;
+        while (i > 0 && ps_before(&v[(i - 1) / 2], &x)) {
+            v[i] = v[(i - 1) / 2];
+            i = (i - 1) / 2;
+        }
+        v[i] = x;
+        return;
+    }
+    if (!ps_before(&x, &v[0])) return;
+    v[0] = x;
+    ps_sift_down(v, cap, 0);
+}
+
+/* sort v[0, n) best first (ps_before), in place: heapsort (qsort may allocate) */
+static void ps_sort(page_score *v, int64_t n) {
+    for (int64_t i = n / 2 - 1; i >= 0; i--) ps_sift_down(v, n, i);
+    for (int64_t end = n - 1; end > 0; end--) { /* the worst of v[0, end] to its end */
+        const page_score t = v[0];
+        v[0] = v[end];
+        v[end] = t;
+        ps_sift_down(v, end, 0);
+    }
+}
+
+/* gs[h * n_groups + g] = (the Quest bound of query h over group g's statistics, g). A group's
+ * minima are <= and its maxima >= those of each of its logical pages, and rounding to nearest is
+ * monotonic (each product, each max, each sum of the same shape), so the bound as computed is >=
+ * each of its pages' scores as computed by the same kernel. */
+static void group_bounds(const lv_kv *kv, const kv_stream *st, const float *q, int64_t q_stride, int n_q, int64_t n_groups, page_score *gs) {
+    const int64_t Dk = kv->p.head_dim_k;
+    float best[64];
+    for (int h0 = 0; h0 < n_q; h0 += 64) {
+        const int nh = n_q - h0 < 64 ? n_q - h0 : 64;
+        for (int64_t g = 0; g < n_groups; g++) {
+            const uint8_t *s = st->gstats + (size_t)(g * 2 * Dk) * kv->selt;
+            if (kv->selt == 4) lv_quest_page(q + h0 * q_stride, q_stride, nh, (const float *)s, 1, (int)Dk, best);
+            else lv_quest_page_f16(q + h0 * q_stride, q_stride, nh, (const uint16_t *)s, 1, (int)Dk, best);
+            for (int h = 0; h < nh; h++) gs[(h0 + h) * n_groups + g] = (page_score){best[h], (int32_t)g};
+        }
+    }
+}
+
 int lv_kv_select_pages_multi(const lv_kv *kv, int64_t seq, int64_t layer, int64_t head, int64_t n_new_visible, const float *q,
                              int64_t q_stride, int n_q, bool shared, int64_t k_pages, int32_t *pages_out, int64_t out_stride, void *scratch) {
     const kv_stream *st = stream_at(kv, seq, layer, head);
@@ -791,25 +852,71 @@ int lv_kv_select_pages_multi(const lv_kv *kv, int64_t seq, int64_t layer, int64_
      * Quest bound sum_d max(q_d kmax_d, q_d kmin_d); the statistics are read once for all queries */
     page_score *ps = scratch;
     float best[64];
-    /* two levels: each query keeps its best groups by the same bound over the group's statistics;
-     * only pages of kept groups are scored (the others score -inf for every query) */
+    /* two levels: the groups' bounds first (the same bound over a group's statistics, which is
+     * >= every page score of the group, also as rounded: see group_bounds) */
     const uint8_t *cand = NULL;
     const int64_t G = kv->p.stats_group;
-    if (st->gstats) {
-        const int64_t n_groups = cdiv(n_pages - 1, G), keep = lv_kv_groups_kept(k_pages, G);
+    const int64_t n_groups = st->gstats ? cdiv(n_pages - 1, G) : 0;
+    page_score *gs = ps + (int64_t)n_q * (n_pages - 1);
+    if (st->gstats && kv->p.stats_group_exact && !shared && n_groups > 1) {
+        /* the exact rule: the groups in decreasing order of their largest bound over the queries
+         * (ties: the older group) are expanded one after the other, each expanded page scored for
+         * every query (the statistics read once) and offered to that query's heap of its best
+         * k - 1; it stops before group gi once every query holds k - 1 pages whose worst scores
+         * more than that query's largest bound over groups gi, gi + 1, ... (suf below). A page not
+         * scored lies in one of those groups, so it scores at most that bound, strictly less than
+         * each page the query holds: every query gets exactly its exhaustive selection, ties included */
+        LV_ASSERT(n_q <= 64);
+        page_score *ord = gs + (int64_t)n_q * n_groups;
+        float *suf = (float *)(ord + n_groups);
+        group_bounds(kv, st, q, q_stride, n_q, n_groups, gs);
+        for (int64_t g = 0; g < n_groups; g++) {
+            float mx = gs[g].score;
+            for (int h = 1; h < n_q; h++) mx = gs[h * n_groups + g].score > mx ? gs[h * n_groups + g].score : mx;
+            ord[g] = (page_score){mx, (int32_t)g};
+        }
+        ps_sort(ord, n_groups);
+        for (int h = 0; h < n_q; h++) {
+            float run = -INFINITY;
+            for (int64_t gi = n_groups - 1; gi >= 0; gi--) {
+                const float b = gs[h * n_groups + ord[gi].page].score;
+                run = b > run ? b : run;
+                suf[h * n_groups + gi] = run;
+            }
+        }
+        const int64_t kb = k_pages - 1;
+        int64_t cnt[64] = {0};
+        for (int64_t gi = 0; gi < n_groups; gi++) {
+            bool done = true; /* v[0] of a full heap is its worst page */
+            for (int h = 0; h < n_q && done; h++)
+                done = cnt[h] == kb && (kb == 0 || ps[h * (n_pages - 1)].score > suf[h * n_groups + gi]);
+            if (done) break;
+            const int64_t p0 = (int64_t)ord[gi].page * G, p1 = p0 + G < n_pages - 1 ? p0 + G : n_pages - 1;
+            for (int64_t i = p0; i < p1; i++) {
+                const uint8_t *s = stats_at(kv, pl, st->pages[i], 0);
+                if (kv->selt == 4) lv_quest_page(q, q_stride, n_q, (const float *)s, (int)(P / LV_KV_LOGICAL_PAGE), (int)Dk, best);
+                else lv_quest_page_f16(q, q_stride, n_q, (const uint16_t *)s, (int)(P / LV_KV_LOGICAL_PAGE), (int)Dk, best);
+                for (int h = 0; h < n_q; h++) ps_heap_offer(ps + h * (n_pages - 1), &cnt[h], kb, (page_score){best[h], (int32_t)i});
+            }
+        }
+        for (int h = 0; h < n_q; h++) {
+            const page_score *v = ps + h * (n_pages - 1);
+            int32_t *out = pages_out + h * out_stride;
+            for (int64_t i = 0; i < kb; i++) out[i] = v[i].page;
+            out[kb] = (int32_t)(n_pages - 1);
+            qsort(out, (size_t)kb, sizeof(int32_t), cmp_i32);
+        }
+        return (int)k_pages;
+    }
+    /* the kept-groups rule: each query keeps its best groups by the bound; only pages of kept
+     * groups are scored (the others score -inf for every query). (The exact rule with a shared
+     * selection scores every page: exhaustive, hence exact too.) */
+    if (st->gstats && !kv->p.stats_group_exact) {
+        const int64_t keep = lv_kv_groups_kept(k_pages, G);
         if (n_groups > keep) {
-            page_score *gs = ps + (int64_t)n_q * (n_pages - 1);
             uint8_t *c = (uint8_t *)(gs + (int64_t)n_q * n_groups);
             memset(c, 0, (size_t)n_groups);
-            for (int h0 = 0; h0 < n_q; h0 += 64) {
-                const int nh = n_q - h0 < 64 ? n_q - h0 : 64;
-                for (int64_t g = 0; g < n_groups; g++) {
-                    const uint8_t *s = st->gstats + (size_t)(g * 2 * Dk) * kv->selt;
-                    if (kv->selt == 4) lv_quest_page(q + h0 * q_stride, q_stride, nh, (const float *)s, 1, (int)Dk, best);
-                    else lv_quest_page_f16(q + h0 * q_stride, q_stride, nh, (const uint16_t *)s, 1, (int)Dk, best);
-                    for (int h = 0; h < nh; h++) gs[(h0 + h) * n_groups + g] = (page_score){best[h], (int32_t)g};
-                }
-            }
+            group_bounds(kv, st, q, q_stride, n_q, n_groups, gs);
             for (int h = 0; h < n_q; h++) {
                 ps_select(gs + h * n_groups, n_groups, keep);
                 for (int64_t i = 0; i < keep; i++) c[gs[h * n_groups + i].page] = 1;
@@ -856,7 +963,10 @@ int lv_kv_select_pages_multi(const lv_kv *kv, int64_t seq, int64_t layer, int64_
 size_t lv_kv_select_scratch_bytes(const lv_kv *kv, int n_q) {
     const int64_t S = lv_kv_max_spans(kv), G = kv->p.stats_group;
     const int64_t n_groups = G > 0 ? cdiv(S, G) : 0;
-    return (size_t)((int64_t)n_q * (S + n_groups)) * sizeof(page_score) + (size_t)n_groups;
+    /* page scores (n_q x S) | group bounds (n_q x groups) | the exact rule's group order (groups) and
+     * suffix maxima (n_q x groups floats), or the kept-groups rule's flags (groups bytes) */
+    return (size_t)((int64_t)n_q * (S + n_groups) + n_groups) * sizeof(page_score) + (size_t)((int64_t)n_q * n_groups) * sizeof(float) +
+           (size_t)n_groups;
 }
 
 int lv_kv_select_pages(const lv_kv *kv, int64_t seq, int64_t layer, int64_t head, int64_t n_new_visible, const float *q,

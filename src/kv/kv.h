@@ -71,6 +71,7 @@ typedef struct lv_kv_params {
     lv_kv_type type_v;  /* the values' (LV_KV_SAME: type) */
     const lv_kv_head_policy *policies; /* (n_layer * n_head_kv), copied; NULL: every head FULL */
     int64_t stats_group; /* > 0: streams with key statistics also keep them per group of this many pages (two-level selection) */
+    bool stats_group_exact; /* with stats_group: select by the exact rule (lv_kv_select_pages_multi), not the kept-groups rule */
     int64_t n_rs_layer; /* recurrent layers (0: none) */
     int64_t rs_floats;  /* floats of state per (sequence, recurrent layer) */
 } lv_kv_params;
@@ -115,7 +116,13 @@ int64_t lv_kv_n_pages(const lv_kv *kv, int64_t seq, int64_t layer, int64_t head,
  * scratch: lv_kv_select_scratch_bytes(kv, n_q). With groups (stats_group), each query keeps its best
  * 2 (k_pages - 1) / stats_group + 2 groups by the same bound over a group's statistics (an upper
  * bound of its pages' scores) and only the pages of groups some query kept are scored; with no
- * more groups than that, every page is, as without groups. Every query gets the returned count. shared: one selection
+ * more groups than that, every page is, as without groups. With stats_group_exact (and not shared),
+ * groups are instead expanded in decreasing order of their largest bound over the queries (ties:
+ * the older group), their pages scored for every query, until each query holds k_pages - 1 scores
+ * whose worst is greater than its own bound on every group left: each query then gets exactly the
+ * pages of the exhaustive selection, at a cost that depends on how far the bounds separate the
+ * groups (with shared, it scores every page).
+ * Every query gets the returned count. shared: one selection
  * for all n_q queries, a page scoring the max of their scores (not LServe's rule: a KV head then
  * reads k_pages pages however many query heads it serves), written for each query. */
 int lv_kv_select_pages_multi(const lv_kv *kv, int64_t seq, int64_t layer, int64_t head, int64_t n_new_visible, const float *q,

@@ -205,6 +205,7 @@ lv_status lv_context_create(lv_model *model, lv_context_params p, lv_context **o
         .page_size = p.kv_page_size, .n_ctx = p.n_ctx, .n_seq_max = p.n_seq_max, .n_batch = p.n_batch, .type = p.kv_type,
         .type_v = p.kv_type_v, .policies = kv_pol, .n_rs_layer = model->n_recr_layers, .rs_floats = model->n_recr_layers ? lv_hp_ssm_state_floats(hp) : 0,
         .stats_group = ctx->p.attention.select ? ctx->p.attention.select_groups : 0,
+        .stats_group_exact = ctx->p.attention.select_groups_exact,
     };
     st = lv_kv_create(&kp, &ctx->kv);
     lv_free(kv_pol);
@@ -595,7 +596,10 @@ int64_t lv_context_describe_plan(const lv_context *ctx, char *buf, size_t buf_si
         OUT("  selection: %d pages of %u tokens (budget %d) per query head, recomputed every %d steps or when a query's cosine with the "
             "selecting one < %g%s\n", ctx->fw.sel_k, ctx->p.kv_page_size, a->kv_budget, a->select_every, (double)a->select_drift,
             a->select_shared ? "; one selection per KV head (max over its query heads)" : "");
-    if (a->select && a->select_groups)
+    if (a->select && a->select_groups && a->select_groups_exact && !a->select_shared)
+        OUT("  two-level selection: groups of %d pages scored first, each query head expands groups by their bound until no other page "
+            "can be chosen (exhaustive selection's pages)\n", a->select_groups);
+    else if (a->select && a->select_groups)
         OUT("  two-level selection: groups of %d pages scored first, each query head keeps its best %d groups and scores their pages\n",
             a->select_groups, (int)lv_kv_groups_kept(ctx->fw.sel_k, a->select_groups));
     for (int64_t l = 0; l < L; l++) {

@@ -15,6 +15,9 @@ grep -q '"n_depth": *3000' "$T/out" && grep -q '"lv_fill": *"synthetic"' "$T/out
 expect_ok "bench two-level selection" "$LV" bench -m "$M" -p 0 -n 4 -d 3000 -r 1 --no-limits --fill synthetic --heads "$T/p.tsv" --lserve --kv-budget 256 --select-groups 4
 expect_ok "info two-level selection" "$LV" info -m "$M" --heads "$T/p.tsv" --lserve --kv-budget 256 --select-groups 4
 grep -q "two-level selection: groups of 4 pages scored first, each query head keeps its best 3 groups" "$T/out" || fail "two-level described: $(cat "$T/out")"
+expect_ok "bench two-level selection, exact rule" "$LV" bench -m "$M" -p 0 -n 4 -d 3000 -r 1 --no-limits --fill synthetic --heads "$T/p.tsv" --lserve --kv-budget 256 --select-groups 4 --select-exact
+expect_ok "info two-level selection, exact rule" "$LV" info -m "$M" --heads "$T/p.tsv" --lserve --kv-budget 256 --select-groups 4 --select-exact
+grep -q "each query head expands groups by their bound until no other page can be chosen" "$T/out" || fail "exact rule described: $(cat "$T/out")"
 expect_fail "select groups out of range" "$LV" run -m "$M" -p hi -n 2 --lserve --select-groups 1
 grep -q "select groups 1" "$T/err" || fail "the bad group size is named: $(cat "$T/err")"
 expect_fail "bench bad fill" "$LV" bench -m "$M" -p 0 -n 4 -d 16 --fill magic

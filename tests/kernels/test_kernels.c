@@ -701,3 +701,95 @@ done:
     free(vs);
     free(scratch);
 }
+
+/* The quantized kernel scores up to 4 query rows per key load (a decode step's GQA group of one KV
+ * head): on fresh random inputs, group sizes 1..8 (groups of 4 plus a rest of 1-3), one and two
+ * tokens, odd span lengths (a block's last keys zero-padded to 8), every SIMD level against
+ * lv_attn_ref and against the scalar level, and each row alone bit for bit. */
+TEST(quantized_attention_gqa_groups_equal_reference) {
+    lv_test_rng r = {lv_test_seed() ^ 0x6a4};
+    enum { MAXN = 260, D = 64, MAXQ = 2 * 8 };
+    const lv_kv_type types[][2] = {{LV_KV_Q8_0, LV_KV_Q8_0}, {LV_KV_Q4_0, LV_KV_Q4_0}, {LV_KV_Q8_0, LV_KV_F16}, {LV_KV_Q4_0, LV_KV_Q8_0}};
+    float *k = malloc(sizeof(float) * MAXN * D), *v = malloc(sizeof(float) * MAXN * D);
+    uint16_t *vh = malloc(2 * MAXN * D), *ks = malloc(2 * MAXN * D / 32), *vs = malloc(2 * MAXN * D / 32);
+    int8_t *kq = malloc(MAXN * D), *vq = malloc(MAXN * D);
+    float q[MAXQ * D], out[MAXQ * D], lvl0[MAXQ * D], one[D], want[D], scores[MAXN];
+    int32_t pos[MAXN], qpos[2];
+    float *scratch = malloc(sizeof(float) * lv_attn_scratch_floats(MAXQ, D, D));
+    REQUIRE(k && v && vh && ks && vs && kq && vq && scratch, "alloc");
+    const lv_simd saved = lv_simd_active();
+    double worst = 0;
+    int cases = 0;
+    for (int G = 1; G <= 8; G++)
+        for (int rep = 0; rep < (lv_test_quick() ? 2 : 4); rep++) {
+            const int n = 1 + 2 * (int)(lv_test_rng_u64(&r) % (MAXN / 2)); /* odd */
+            const int nt = 1 + rep % 2;
+            const lv_kv_type kt_ = types[(G + rep) % 4][0], vt_ = types[(G + rep) % 4][1];
+            for (int j = 0; j < n; j++) pos[j] = j;
+            for (int i = 0; i < n * D; i++) k[i] = lv_test_rng_f32(&r) * 2;
+            for (int i = 0; i < n * D; i++) vh[i] = lv_fp32_to_fp16(v[i] = lv_test_rng_f32(&r));
+            for (int i = 0; i < nt * G * D; i++) q[i] = lv_test_rng_f32(&r) * 2;
+            quantize_rows(kt_, k, n, D, n, kq, ks);
+            quantize_rows(vt_, v, n, D, n, vq, vs);
+            qpos[0] = n - nt;
+            qpos[1] = n - 1;
+            /* two spans: an odd cut, as pages of a selection */
+            const int cut = n > 2 ? 1 + 2 * (int)(lv_test_rng_u64(&r) % (uint64_t)(n / 2)) : n;
+            lv_attn_span sp[2];
+            int ns = 0;
+            for (int c0 = 0; c0 < n; c0 = c0 == 0 ? cut : n) {
+                const int c1 = c0 == 0 ? cut : n;
+                sp[ns] = (lv_attn_span){.pos = pos + c0, .n = c1 - c0, .ldk = n, .ks = ks + c0};
+                sp[ns].k = kq + (size_t)c0 * (size_t)lv_kv_qrow_bytes(kt_, D);
+                if (lv_kv_quantized(vt_)) {
+                    sp[ns].v = vq + (size_t)c0 * (size_t)lv_kv_qrow_bytes(vt_, D);
+                    sp[ns].vs = vs + c0;
+                } else {
+                    sp[ns].v = vh + (size_t)c0 * D;
+                }
+                ns++;
+            }
+            const lv_attn_mask mask = {.kind = LV_MASK_CAUSAL};
+            for (int level = 0; level <= (int)lv_simd_detect(); level++) {
+                lv_simd_set_max((lv_simd)level);
+                lv_attn_job job = {.q = q, .q_tok_stride = G * D, .q_head_stride = D, .out = out, .out_tok_stride = G * D, .out_head_stride = D,
+                                   .pos = qpos + (nt == 1), .n_tok = nt, .n_head = G, .spans = sp, .n_spans = ns, .mask = mask,
+                                   .scale = 0.125f, .kv_type = kt_, .kv_type_v = vt_, .Dk = D, .Dv = D};
+                lv_attn(&job, scratch);
+                for (int row = 0; row < nt * G; row++) {
+                    lv_attn_ref(q + row * D, sp, ns, job.pos[row / G], &mask, 0.125f, kt_, vt_, D, D, scores, want);
+                    const float *o = out + row * D;
+                    for (int d = 0; d < D; d++) {
+                        worst = fmax(worst, fabs(o[d] - want[d]));
+                        CHECK(fabsf(o[d] - want[d]) <= 1e-5f, "%s G %d n %d K %s V %s row %d d%d: %g vs reference %g", lv_simd_name((lv_simd)level), G,
+                              n, lv_kv_type_name(kt_), lv_kv_type_name(vt_), row, d, (double)o[d], (double)want[d]);
+                        if (level)
+                            CHECK(fabsf(o[d] - lvl0[row * D + d]) <= 1e-5f, "%s vs scalar: G %d n %d row %d d%d", lv_simd_name((lv_simd)level), G, n, row, d);
+                    }
+                    lv_attn_job alone = job;
+                    alone.q = q + row * D;
+                    alone.out = one;
+                    alone.pos = job.pos + row / G;
+                    alone.n_tok = 1;
+                    alone.n_head = 1;
+                    lv_attn(&alone, scratch);
+                    CHECK(memcmp(one, o, sizeof(float) * D) == 0, "%s G %d n %d K %s V %s: row %d alone differs from its row in the group",
+                          lv_simd_name((lv_simd)level), G, n, lv_kv_type_name(kt_), lv_kv_type_name(vt_), row);
+                    if (lv_test_failures) goto done;
+                }
+                if (level == 0) memcpy(lvl0, out, sizeof(float) * (size_t)(nt * G * D));
+                cases++;
+            }
+        }
+    printf("  %d cases, max |out - reference| %.1e (tolerance 1e-5)\n", cases, worst);
+done:
+    lv_simd_set_max(saved);
+    free(k);
+    free(v);
+    free(vh);
+    free(ks);
+    free(vs);
+    free(kq);
+    free(vq);
+    free(scratch);
+}

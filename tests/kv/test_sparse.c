@@ -481,6 +481,81 @@ TEST(two_level_selection_keeps_each_heads_best_groups_and_equals_exhaustive_when
     }
 }
 
+/* The exact rule of two-level selection (stats_group_exact): each query expands groups by their
+ * bound until its (k - 1)-th best page score so far is greater than the next group's bound. Its
+ * pages must equal exhaustive selection's (a cache of the same type keeping per-page statistics
+ * only) for every query and budget, covering or not: on uniform random keys (bounds that barely
+ * separate, so most groups are expanded) and on keys with a few loud pages among quiet ones
+ * (bounds that separate, so most groups are skipped: the path the stopping rule decides), in
+ * f32, f16 and q8_0 caches, with 7 query heads, after a rolled-back step of extreme keys; with a
+ * shared selection too (which then scores every page). */
+TEST(two_level_exact_rule_equals_exhaustive_selection) {
+    lv_test_rng r = {lv_test_seed() ^ 0x3e7};
+    enum { N = 2600, G = 4, NQ = 7, CAP = 200 };
+    const lv_kv_type types[] = {LV_KV_F32, LV_KV_F16, LV_KV_Q8_0};
+    int checked = 0;
+    for (int tt = 0; tt < 3; tt++)
+        for (int loud = 0; loud < 2; loud++) {
+            const lv_kv_type t = types[tt];
+            lv_kv_head_policy pol = {.kind = LV_MASK_CAUSAL, .stats = true};
+            lv_kv_params kp = {.n_layer = 1, .n_head_kv = 1, .head_dim_k = DK, .head_dim_v = DV, .page_size = PAGE, .n_ctx = N + 64,
+                               .n_seq_max = 1, .n_batch = N + 64, .type = t, .type_v = LV_KV_SAME, .policies = &pol};
+            lv_kv *ex = NULL, *gk = NULL;
+            REQUIRE(lv_kv_create(&kp, &ex) == LV_OK, "create: %s", lv_last_error());
+            kp.stats_group = G;
+            kp.stats_group_exact = true;
+            REQUIRE(lv_kv_create(&kp, &gk) == LV_OK, "create grouped: %s", lv_last_error());
+            float *k = malloc(sizeof(float) * N * DK), *v = malloc(sizeof(float) * N * DV);
+            REQUIRE(k && v, "alloc");
+            bool big[N / PAGE + 1];
+            for (int64_t pg = 0; pg <= N / PAGE; pg++) big[pg] = !loud || lv_test_rng_u64(&r) % 12 == 0; /* loud: one page in 12 is 20x the others */
+            for (int64_t i = 0; i < N; i++) {
+                for (int d = 0; d < DK; d++) k[i * DK + d] = lv_test_rng_f32(&r) * (big[i / PAGE] ? 2.0f : 0.1f);
+                for (int d = 0; d < DV; d++) v[i * DV + d] = lv_test_rng_f32(&r);
+            }
+            lv_kv *both[2] = {ex, gk};
+            for (int c = 0; c < 2; c++) /* in different chunk sizes */
+                for (int32_t pos = 0; pos < N;) {
+                    const int64_t n = c ? (pos + 333 <= N ? 333 : N - pos) : (pos + 500 <= N ? 500 : N - pos);
+                    int64_t nn[1] = {n};
+                    int32_t last[1] = {pos + (int32_t)n - 1};
+                    REQUIRE(lv_kv_reserve(both[c], nn, last) == LV_OK, "reserve");
+                    for (int64_t i = 0; i < n; i++) lv_kv_write(both[c], 0, 0, 0, i, k + (pos + i) * DK, v + (pos + i) * DV, pos + (int32_t)i);
+                    lv_kv_commit(both[c]);
+                    pos += (int32_t)n;
+                }
+            REQUIRE(rolled_back_junk(gk, N, 40), "reserve junk");
+            uint8_t *scr = malloc(lv_kv_select_scratch_bytes(gk, NQ)), *scr0 = malloc(lv_kv_select_scratch_bytes(ex, NQ));
+            REQUIRE(scr && scr0, "alloc");
+            const int64_t n_pages = (N + PAGE - 1) / PAGE;
+            for (int rep = 0; rep < 16; rep++) {
+                float q[NQ * DK];
+                for (int i = 0; i < NQ * DK; i++) q[i] = lv_test_rng_f32(&r) * 2;
+                /* budgets from 3 pages to past the context (covering: every page) */
+                const int64_t kk[] = {3, 4, 5, 8, 9, 17, 33, 64, 100, 162, 163, 170};
+                const int64_t kp_ = kk[rep % 12];
+                const bool shared = rep >= 12;
+                int32_t sel[NQ * CAP], ref[NQ * CAP];
+                const int n = lv_kv_select_pages_multi(gk, 0, 0, 0, 0, q, DK, NQ, shared, kp_, sel, CAP, scr);
+                const int n0 = lv_kv_select_pages_multi(ex, 0, 0, 0, 0, q, DK, NQ, shared, kp_, ref, CAP, scr0);
+                CHECK(n == n0 && n == (kp_ < n_pages ? kp_ : n_pages), "%s k %lld: %d and %d pages", lv_kv_type_name(t), (long long)kp_, n, n0);
+                for (int h = 0; h < NQ; h++)
+                    CHECK(memcmp(sel + h * CAP, ref + h * CAP, sizeof(int32_t) * (size_t)n) == 0, "%s %s k %lld%s: head %d differs from exhaustive selection",
+                          lv_kv_type_name(t), loud ? "loud pages" : "uniform", (long long)kp_, shared ? " shared" : "", h);
+                checked++;
+                if (lv_test_failures) break;
+            }
+            free(scr);
+            free(scr0);
+            free(k);
+            free(v);
+            lv_kv_free(ex);
+            lv_kv_free(gk);
+            if (lv_test_failures) return;
+        }
+    printf("  %d selections of 7 heads equal exhaustive selection\n", checked);
+}
+
 /* A rolled-back step leaves the group statistics as they were: after it and 200 more tokens, the
  * two-level selection equals that of a cache that never saw the step (the extreme keys would
  * otherwise make their group the best of every query). */

@@ -326,6 +326,8 @@ int cli_attention_opts(cli_attention *a, cli_opt *o) {
          "one selection per KV head for its query heads (max of their scores; not LServe's per-head rule)"},
         {NULL, "--select-groups", CLI_INT, &a->select_groups, "N",
          "two-level selection: score groups of N pages first, then only the pages of each head's best groups (default 0: every page)", .lo = 0, .hi = 4096},
+        {NULL, "--select-exact", CLI_FLAG, &a->select_exact, NULL,
+         "with --select-groups: expand groups by their bound until no unscored page can be chosen (exhaustive selection's pages exactly)"},
         {NULL, "--layer-plan", CLI_STR, &a->layer_plan, "PLAN", "LongGen layers: longgen (full iff l%3==1, else sink+window) or full|sw|bs per layer, comma separated"},
         {NULL, "--block-size", CLI_INT, &a->block_size, "N", "block-strided layers: block size (default 64)", .lo = 1, .hi = 1 << 20},
         {NULL, "--local-blocks", CLI_INT, &a->local_blocks, "N", "block-strided layers: local blocks (default 16)", .lo = 1, .hi = 1 << 20},
@@ -354,6 +356,7 @@ int cli_attention_params(cli_attention *a, lv_attention_params *p) {
     p->select_drift = (float)a->select_drift;
     p->select_shared = a->select_shared;
     p->select_groups = (int32_t)a->select_groups;
+    p->select_groups_exact = a->select_exact;
     p->layer_plan = a->layer_plan;
     p->block_size = (int32_t)a->block_size;
     p->local_blocks = (int32_t)a->local_blocks;

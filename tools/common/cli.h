@@ -108,12 +108,12 @@ void cli_progress_done(cli_progress *p, const char *detail);
 typedef struct cli_attention {
     const char *heads, *layer_plan;
     double sparsity, select_drift;
-    bool select_shared;
+    bool select_shared, select_exact;
     int64_t sink, window, kv_budget, select_every, block_size, local_blocks, vert_stride, select_groups;
     bool lserve;
     lv_head_pattern *pattern; /* loaded by cli_attention_params; free with cli_attention_free */
 } cli_attention;
-#define CLI_ATTENTION_N_OPTS 14
+#define CLI_ATTENTION_N_OPTS 15
 int  cli_attention_opts(cli_attention *a, cli_opt *opts);
 /* Fill p from the parsed flags (loading the pattern file). Returns 0, or prints the error and returns -1. */
 int  cli_attention_params(cli_attention *a, lv_attention_params *p);
