@@ -10,7 +10,7 @@
 #include <string.h>
 
 bool lv_pack_type_supported(lv_type t) {
-    return t == LV_TYPE_Q4_0 || t == LV_TYPE_Q5_0 || t == LV_TYPE_Q8_0 || t == LV_TYPE_Q4_K || t == LV_TYPE_IQ4_XS;
+    return t == LV_TYPE_Q4_0 || t == LV_TYPE_Q5_0 || t == LV_TYPE_Q8_0 || t == LV_TYPE_Q4_K || t == LV_TYPE_IQ4_XS || t == LV_TYPE_IQ4_NL;
 }
 
 /* q5_0 block group: d[16], the high bits as 8 64-bit masks, then the nibbles as q4_0's */
@@ -132,8 +132,8 @@ static void unpack_q4_K(int64_t k, const uint8_t *o, uint8_t *w, size_t w_stride
         }
 }
 
-/* quant bytes per row and block of q4_0 (16) and q8_0 (32) */
-static int quant_bytes(lv_type t) { return t == LV_TYPE_Q4_0 ? 16 : 32; }
+/* quant bytes per row and block of q4_0 and iq4_nl (16: the same block, nibble indices) and q8_0 (32) */
+static int quant_bytes(lv_type t) { return t == LV_TYPE_Q4_0 || t == LV_TYPE_IQ4_NL ? 16 : 32; }
 
 void lv_pack_rows(lv_type t, int64_t k, const void *w, size_t w_stride, void *dst) {
     LV_ASSERT(lv_pack_type_supported(t));

@@ -43,6 +43,9 @@
  * (AVX2 kernels only: the levels are signed, so they use the sign trick; on AVX-512 iq4_xs stays
  * in ggml's layout.)
  *
+ * iq4_nl (blocks of 32 like q4_0, a 16-entry table of signed levels instead of value + 8): packed
+ * exactly as q4_0, the nibbles being table indices (AVX2 kernels only, as iq4_xs).
+ *
  * Packed activations (one row of k elements), q4_0, q5_0 and q8_0: the q8_0 row exactly as the type's
  * from_float makes it (nb blocks of 34 bytes), padded to 4 bytes, then float d[nb] (each block's
  * fp16 scale, widened) and int32 nsum[nb] (minus the sum of the block's 32 quants). With it the
@@ -63,7 +66,7 @@
 #define LV_PACK_ROWS 16
 #define LV_PACK_MAX_COLS 8
 
-/* q4_0, q5_0, q8_0, q4_K and iq4_xs: the types with a packed layout */
+/* q4_0, q5_0, q8_0, q4_K, iq4_xs and iq4_nl: the types with a packed layout */
 bool lv_pack_type_supported(lv_type t);
 
 /* Bytes of a packed group of LV_PACK_ROWS rows of k elements: 16 * lv_row_bytes(t, k) for q4_0,

@@ -16,6 +16,8 @@
  *    2 x 31 x 127 = 7874, so the pair sums of 4 (q5_0) or 8 (q4_0, a q4_K sub-block) steps add in
  *    16 bits before one vpmaddwd widens them; the offset (8, 16) comes back as nsum * offset, as in
  *    the AVX-512 kernels;
+ *  - iq4_nl is q4_0's layout holding indices: vpshufb turns them into the table's signed levels,
+ *    then the sign trick as q8_0's, widened every step;
  *  - q8_0 is stored as value + 128: the kernel flips the top bit back to the signed value w and
  *    uses the sign trick of qk_avx2.c, |w| (unsigned) x (x with w's sign), a pair at most
  *    2 x 128 x 127 = 32512, widened every step; iq4_xs's signed levels (from the iq4_nl table)
@@ -40,8 +42,8 @@ INLINE __m256i bcast32(const uint8_t *p) {
 
 /* Rows 8h..8h+7 of the group against nc <= 4 columns. QB = quant bytes per row and block (16:
  * q4_0 and q5_0, 32: q8_0), H5 = q5_0's high-bit masks follow the scales, SH = log2 of the offset. */
-INLINE void half_tile(const int QB, const int H5, const int SH, const int nc, const int h, int64_t k, const uint8_t *g, const uint8_t *x,
-                      size_t xs, float *y, size_t ys) {
+INLINE void half_tile(const int QB, const int H5, const int SH, const int IQ, const int nc, const int h, int64_t k, const uint8_t *g,
+                      const uint8_t *x, size_t xs, float *y, size_t ys) {
     const int64_t nb = k / 32;
     const size_t xoff = lv_packx_tail(LV_TYPE_Q8_0, k), qoff = 2 * LV_PACK_ROWS + (H5 ? 64 : 0), gb = qoff + LV_PACK_ROWS * (size_t)QB;
     const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
@@ -81,6 +83,20 @@ INLINE void half_tile(const int QB, const int H5, const int SH, const int nc, co
                     w[j] = _mm256_or_si256(w[j], _mm256_and_si256(set, b4));
                 }
             }
+            if (IQ) { /* iq4_nl: signed levels from the table, the sign trick, pairs <= 2 x 127 x 127 widened every step */
+                const __m256i tab = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)lv_kvalues_iq4nl));
+                for (int j = 0; j < 8; j++) w[j] = _mm256_shuffle_epi8(tab, w[j]);
+                for (int c = 0; c < nc; c++) {
+                    const uint8_t *qc = q[c] + xb;
+                    __m256i a = _mm256_setzero_si256();
+                    for (int j = 0; j < 8; j++) {
+                        const int off = j < 4 ? 4 * j : 16 + 4 * (j - 4);
+                        const __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(w[j], w[j]), _mm256_sign_epi8(bcast32(qc + off), w[j]));
+                        a = _mm256_add_epi32(a, _mm256_madd_epi16(p, ones));
+                    }
+                    s[c] = a;
+                }
+            } else
             for (int c = 0; c < nc; c++) {
                 const uint8_t *qc = q[c] + xb;
                 if (H5) { /* pairs <= 7874: 4 steps per 16-bit sum */
@@ -203,7 +219,7 @@ INLINE void half_tile_x4(const int nc, const int h, int64_t k, const uint8_t *g,
     for (int c = 0; c < nc; c++) _mm256_storeu_ps(y + (size_t)c * ys + 8 * h, acc[c]);
 }
 
-/* both halves, the columns in fours (the last tile nc % 4); K4 = 1: q4_K, 2: iq4_xs */
+/* both halves, the columns in fours (the last tile nc % 4); K4 = 1: q4_K, 2: iq4_xs, 3: iq4_nl (q4_0's layout) */
 INLINE void gemm_all(const int QB, const int H5, const int SH, const int K4, int64_t k, const void *g, const void *x, size_t xs, float *y,
                      size_t ys, int nc) {
     for (int c0 = 0; c0 < nc; c0 += 4) {
@@ -212,7 +228,7 @@ INLINE void gemm_all(const int QB, const int H5, const int SH, const int K4, int
         for (int h = 0; h < 2; h++) {
             const int n = nc - c0 < 4 ? nc - c0 : 4;
 #define TILE(N)                                                                                                                \
-    K4 == 2 ? half_tile_x4(N, h, k, g, xc, xs, yc, ys) : K4 ? half_tile_k4(N, h, k, g, xc, xs, yc, ys) : half_tile(QB, H5, SH, N, h, k, g, xc, xs, yc, ys)
+    K4 == 2 ? half_tile_x4(N, h, k, g, xc, xs, yc, ys) : K4 == 1 ? half_tile_k4(N, h, k, g, xc, xs, yc, ys) : half_tile(QB, H5, SH, K4 == 3, N, h, k, g, xc, xs, yc, ys)
             switch (n) {
             case 1: TILE(1); break;
             case 2: TILE(2); break;
@@ -228,6 +244,7 @@ static void gemm_q4_0(int64_t k, const void *g, const void *x, size_t xs, float 
 static void gemm_q5_0(int64_t k, const void *g, const void *x, size_t xs, float *y, size_t ys, int nc) { gemm_all(16, 1, 4, 0, k, g, x, xs, y, ys, nc); }
 static void gemm_q8_0(int64_t k, const void *g, const void *x, size_t xs, float *y, size_t ys, int nc) { gemm_all(32, 0, 7, 0, k, g, x, xs, y, ys, nc); }
 static void gemm_q4_K(int64_t k, const void *g, const void *x, size_t xs, float *y, size_t ys, int nc) { gemm_all(0, 0, 0, 1, k, g, x, xs, y, ys, nc); }
+static void gemm_iq4_nl(int64_t k, const void *g, const void *x, size_t xs, float *y, size_t ys, int nc) { gemm_all(16, 0, 0, 3, k, g, x, xs, y, ys, nc); }
 static void gemm_iq4_xs(int64_t k, const void *g, const void *x, size_t xs, float *y, size_t ys, int nc) { gemm_all(0, 0, 0, 2, k, g, x, xs, y, ys, nc); }
 
 static const lv_pack_ops ops_q4_0 = {LV_TYPE_Q4_0, gemm_q4_0};
@@ -235,6 +252,7 @@ static const lv_pack_ops ops_q5_0 = {LV_TYPE_Q5_0, gemm_q5_0};
 static const lv_pack_ops ops_q8_0 = {LV_TYPE_Q8_0, gemm_q8_0};
 static const lv_pack_ops ops_q4_K = {LV_TYPE_Q4_K, gemm_q4_K};
 static const lv_pack_ops ops_iq4_xs = {LV_TYPE_IQ4_XS, gemm_iq4_xs};
+static const lv_pack_ops ops_iq4_nl = {LV_TYPE_IQ4_NL, gemm_iq4_nl};
 
 const lv_pack_ops *lv_pack_avx2_ops(lv_type t) {
     switch (t) {
@@ -243,6 +261,7 @@ const lv_pack_ops *lv_pack_avx2_ops(lv_type t) {
     case LV_TYPE_Q8_0: return &ops_q8_0;
     case LV_TYPE_Q4_K: return &ops_q4_K;
     case LV_TYPE_IQ4_XS: return &ops_iq4_xs;
+    case LV_TYPE_IQ4_NL: return &ops_iq4_nl;
     default: return NULL;
     }
 }

@@ -23,8 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const lv_type k_ptypes[] = {LV_TYPE_Q4_0, LV_TYPE_Q5_0, LV_TYPE_Q8_0, LV_TYPE_Q4_K, LV_TYPE_IQ4_XS};
-#define N_PTYPES 5
+static const lv_type k_ptypes[] = {LV_TYPE_Q4_0, LV_TYPE_Q5_0, LV_TYPE_Q8_0, LV_TYPE_Q4_K, LV_TYPE_IQ4_XS, LV_TYPE_IQ4_NL};
+#define N_PTYPES (sizeof(k_ptypes) / sizeof(k_ptypes[0]))
 /* the types whose blocks are super-blocks of 256 */
 static bool super256(lv_type t) { return t == LV_TYPE_Q4_K || t == LV_TYPE_IQ4_XS; }
 
