@@ -6,7 +6,7 @@
 set -euo pipefail
 pkgs=(build-essential pkg-config clang libclang-rt-14-dev
       libavformat-dev libavcodec-dev libswscale-dev libavutil-dev ffmpeg
-      libpcre2-dev libjansson-dev libmicrohttpd-dev libsimde-dev)
+      libpcre2-dev libjansson-dev libmicrohttpd-dev libsimde-dev haproxy)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep "install ok installed" >/dev/null || missing+=("$p")
