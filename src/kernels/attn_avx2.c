@@ -34,7 +34,8 @@ static inline __m256 exp256(__m256 x) {
 }
 
 /* kT (Dk x KB): keys j0.. of a span (transposed as stored), key j dimension d at kT[d * KB + j];
- * keys past nk are zero */
+ * keys past nk are zero. f32 keys are copied too: read in place, a vision tower's keys (dimension
+ * rows 4 KiB apart) fall into a few L1 sets and the kernel ran 2.3x slower (bench/NOTES.md) */
 static void widen_keys_t(lv_kv_type t, const lv_attn_span *sp, int j0, int nk, int Dk, float *kT) {
     for (int d = 0; d < Dk; d++) {
         float *dst = kT + (size_t)d * KB;
