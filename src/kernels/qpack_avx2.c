@@ -47,6 +47,8 @@ INLINE void half_tile(const int QB, const int H5, const int SH, const int IQ, co
     const int64_t nb = k / 32;
     const size_t xoff = lv_packx_tail(LV_TYPE_Q8_0, k), qoff = 2 * LV_PACK_ROWS + (H5 ? 64 : 0), gb = qoff + LV_PACK_ROWS * (size_t)QB;
     const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+    /* iq4_nl's level table, loaded once per call */
+    const __m256i tab = IQ ? _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)lv_kvalues_iq4nl)) : _mm256_setzero_si256();
     __m256 acc[4];
     const uint8_t *q[4];
     const float *xd[4];
@@ -84,7 +86,6 @@ INLINE void half_tile(const int QB, const int H5, const int SH, const int IQ, co
                 }
             }
             if (IQ) { /* iq4_nl: signed levels from the table, the sign trick, pairs <= 2 x 127 x 127 widened every step */
-                const __m256i tab = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)lv_kvalues_iq4nl));
                 for (int j = 0; j < 8; j++) w[j] = _mm256_shuffle_epi8(tab, w[j]);
                 for (int c = 0; c < nc; c++) {
                     const uint8_t *qc = q[c] + xb;
