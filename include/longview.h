@@ -312,22 +312,41 @@ int64_t   lv_kv_capacity_bytes(const lv_context *ctx);
 
 typedef struct lv_sampler lv_sampler;
 
-/* Applied in llama.cpp's default order: top-k, top-p, min-p, temperature, then a draw.
- * temp <= 0 is greedy (argmax; ties go to the lowest id). top_k <= 0, top_p >= 1 and
- * min_p <= 0 disable their filter. */
+/* Applied in llama.cpp's default order: penalties, top-k, top-p, min-p, temperature, then a
+ * draw. temp <= 0 is greedy (argmax of the penalized logits; ties go to the lowest id). top_k <= 0,
+ * top_p >= 1 and min_p <= 0 disable their filter.
+ * Penalties (llama.cpp's penalties sampler; OpenAI's frequency / presence formula): a token that
+ * occurs c > 0 times among the last penalty_last_n tokens given to lv_sampler_accept has its logit
+ * l turned into (l <= 0 ? l * penalty_repeat : l / penalty_repeat) - c * penalty_freq - penalty_present.
+ * penalty_last_n 0 turns them off, as do penalty_repeat 1 (or 0, read as 1) with freq = present = 0
+ * (the defaults: 64, 1, 0, 0). */
 typedef struct lv_sampler_params {
     float    temp;
     int32_t  top_k;
     float    top_p;
     float    min_p;
     uint64_t seed;
+    int32_t  penalty_last_n;   /* >= 0 */
+    float    penalty_repeat;   /* > 0; 0 is read as 1 (off) */
+    float    penalty_freq;
+    float    penalty_present;
 } lv_sampler_params;
 
 lv_sampler_params lv_sampler_default_params(void);
 lv_status lv_sampler_create(lv_sampler_params params, int32_t n_vocab, lv_sampler **out);
 void      lv_sampler_free(lv_sampler *smp);
-/* Pick a token from n_vocab logits. Allocation-free. */
+/* Pick a token from n_vocab logits. Allocation-free. The token is not added to the penalties'
+ * history: the caller does that with lv_sampler_accept (llama.cpp's order). */
 lv_token  lv_sampler_sample(lv_sampler *smp, const float *logits);
+/* Add a token to the history the penalties look back on (the prompt's tokens, then each token
+ * sampled). Allocation-free; does nothing when the penalties are off. */
+void      lv_sampler_accept(lv_sampler *smp, lv_token token);
+/* Log-probabilities of the raw distribution softmax(logits) over n_vocab (no penalties, no
+ * temperature or filters: what llama-server and OpenAI report as logprobs). Returns the
+ * log-probability of token, and writes the k (<= n_vocab) most probable tokens and theirs to
+ * top_ids / top_logprobs (may be NULL when k is 0), most probable first, ties to the lowest id.
+ * NaN logits count as -inf. Allocation-free. */
+float     lv_token_logprobs(const float *logits, int32_t n_vocab, lv_token token, int32_t k, lv_token *top_ids, float *top_logprobs);
 
 /* ---- tokenizer -------------------------------------------------------------------------- */
 

@@ -49,4 +49,9 @@ struct lv_context {
     int32_t last_out;   /* batch index of the last token with logits, -1 */
 };
 
+/* The sampler's logits after its penalties (its own buffer, valid until the next call), or logits
+ * itself when the penalties are off or the history is empty: what lv_sampler_sample draws from
+ * (tests/runtime/test_sampler.c checks it against the formula). */
+const float *lv_sampler_penalized(lv_sampler *smp, const float *logits);
+
 #endif
