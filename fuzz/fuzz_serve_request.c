@@ -48,6 +48,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     g_pc.model = m;
     g_pc.chat_template = "chatml";
     g_pc.max_messages = 64;
+    g_pc.max_n = 4;
     return 0;
 }
 
@@ -77,6 +78,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             if (g.n_predict < -1 || g.n_predict > INT32_MAX || g.n_stop < 0 || g.n_stop > 16 || !(g.max_generate_s >= 0)) abort();
             for (int k = 0; k < g.n_stop; k++)
                 if (!g.stop[k] || !g.stop[k][0]) abort();
+            if (g.n < 1 || g.n > (kind == SRV_NATIVE ? 1 : g_pc.max_n) || g.n_top < 0 || g.n_top > 20 || (!g.logprobs && g.n_top)) abort();
+            if (!(g.sp.penalty_freq >= -2 && g.sp.penalty_freq <= 2) || !(g.sp.penalty_present >= -2 && g.sp.penalty_present <= 2) ||
+                !(g.sp.penalty_repeat >= 0 && g.sp.penalty_repeat <= 10) || g.sp.penalty_last_n < -1)
+                abort();
         } else {
             check_error(&e);
         }

@@ -160,9 +160,10 @@ static const char *finish_name(lv_srv_finish f) {
     return f == LV_SRV_FINISH_LENGTH ? "length" : "stop";
 }
 
-static json_t *usage_obj(const lv_srv_output *o) {
-    return json_pack("{s:i,s:i,s:i,s:{s:i}}", "prompt_tokens", o->n_prompt, "completion_tokens", o->n_generated, "total_tokens",
-                     o->n_prompt + o->n_generated, "prompt_tokens_details", "cached_tokens", o->n_cached);
+/* usage of a request's choices: the prompt counted once (OpenAI), the completions summed */
+static json_t *usage_obj(int32_t n_prompt, int32_t n_cached, int64_t n_generated) {
+    return json_pack("{s:i,s:I,s:I,s:{s:i}}", "prompt_tokens", n_prompt, "completion_tokens", (json_int_t)n_generated, "total_tokens",
+                     (json_int_t)(n_prompt + n_generated), "prompt_tokens_details", "cached_tokens", n_cached);
 }
 
 static json_t *timings_obj(const lv_srv_output *o) {
@@ -185,19 +186,99 @@ static json_t *finish_error(server *S, const lv_srv_output *o, unsigned *status)
     }
 }
 
-typedef struct stream {
-    server *S;
+/* ---- logprobs (SERVING.md 1.4): of the raw softmax, as llama-server and OpenAI report them ---- */
+
+/* a log-probability as JSON: -inf (a token the model rules out) as OpenAI's -9999 */
+static json_t *jlogprob(float lp) { return json_real(lp > -9999.0f ? (double)lp : -9999.0); }
+
+/* a token's text: in small (cap bytes) or, when longer, malloc'd (free it when != small); *n its length */
+static char *token_piece(server *S, lv_token id, char *small, int32_t cap, int32_t *n) {
+    int32_t len = lv_token_to_piece(S->model, id, small, cap, true);
+    char *p = small;
+    if (len < 0 && len != INT32_MIN && (p = malloc((size_t)-len))) len = lv_token_to_piece(S->model, id, p, -len, true);
+    if (!p) p = small;
+    *n = len < 0 ? 0 : len;
+    return p;
+}
+
+/* {"token", "logprob", "bytes"} (+ "id" for llama.cpp's native route) */
+static json_t *lp_item(server *S, lv_token id, float lp, bool with_id) {
+    char small[256];
+    int32_t n;
+    char *buf = token_piece(S, id, small, (int32_t)sizeof(small), &n);
+    json_t *bytes = json_array();
+    for (int32_t k = 0; k < n; k++) json_array_append_new(bytes, json_integer((unsigned char)buf[k]));
+    json_t *j = json_pack("{s:o,s:o,s:o}", "token", jstr(buf, (size_t)n), "logprob", jlogprob(lp), "bytes", bytes);
+    if (buf != small) free(buf);
+    if (with_id) json_object_set_new(j, "id", json_integer(id));
+    return j;
+}
+
+/* OpenAI chat's (and llama.cpp's completion_probabilities) entries for the new tokens of o, appended to arr */
+static void lp_chat_append(server *S, json_t *arr, const lv_srv_output *o, bool with_id) {
+    for (int32_t i = 0; o->logprobs && i < o->n_tokens; i++) {
+        json_t *e = lp_item(S, o->tokens[i], o->logprobs[i], with_id), *top = json_array();
+        for (int32_t k = 0; k < o->n_top; k++)
+            json_array_append_new(top, lp_item(S, o->top_ids[(size_t)i * o->n_top + k], o->top_logprobs[(size_t)i * o->n_top + k], with_id));
+        json_object_set_new(e, "top_logprobs", top);
+        json_array_append_new(arr, e);
+    }
+}
+
+/* the legacy completions shape {tokens, token_logprobs, top_logprobs, text_offset}; *off: characters
+ * of the completion before the first new token (text_offset counts from the completion's start) */
+static json_t *lp_legacy_new(void) {
+    return json_pack("{s:[],s:[],s:[],s:[]}", "tokens", "token_logprobs", "top_logprobs", "text_offset");
+}
+
+static void lp_legacy_append(server *S, json_t *lo, const lv_srv_output *o, int64_t *off) {
+    for (int32_t i = 0; o->logprobs && i < o->n_tokens; i++) {
+        char small[256];
+        int32_t n;
+        char *buf = token_piece(S, o->tokens[i], small, (int32_t)sizeof(small), &n);
+        json_array_append_new(json_object_get(lo, "tokens"), jstr(buf, (size_t)n));
+        json_array_append_new(json_object_get(lo, "token_logprobs"), jlogprob(o->logprobs[i]));
+        json_t *top = json_object();
+        for (int32_t k = 0; k < o->n_top; k++) {
+            char tsmall[256];
+            int32_t tn;
+            char *tb = token_piece(S, o->top_ids[(size_t)i * o->n_top + k], tsmall, (int32_t)sizeof(tsmall), &tn);
+            json_t *key = jstr(tb, (size_t)tn);
+            if (tb != tsmall) free(tb);
+            if (!json_object_get(top, json_string_value(key))) /* two tokens of one text: the likelier */
+                json_object_set_new(top, json_string_value(key), jlogprob(o->top_logprobs[(size_t)i * o->n_top + k]));
+            json_decref(key);
+        }
+        json_array_append_new(json_object_get(lo, "top_logprobs"), top);
+        json_array_append_new(json_object_get(lo, "text_offset"), json_integer(*off));
+        for (int32_t k = 0; k < n; k++) *off += ((unsigned char)buf[k] & 0xC0) != 0x80; /* characters, not bytes */
+        if (buf != small) free(buf);
+    }
+}
+
+/* ---- one request's choices (n of them: one engine request each) ---- */
+
+typedef struct choice {
     lv_srv_req *req;
-    struct MHD_Connection *conn;
-    int kind;
-    bool include_usage, sent_role, finished;
-    char id[48];
-    long long created;
     int64_t off_text;
     int32_t off_tok;
+    int64_t lp_off;      /* legacy text_offset so far */
+    bool finished, sent_role;
+    int32_t n_prompt, n_cached, n_generated;
+} choice;
+
+typedef struct stream {
+    server *S;
+    struct MHD_Connection *conn;
+    int kind;
+    bool include_usage, logprobs, finished;
+    char id[48];
+    long long created;
     char *pend;
     size_t n_pend, cap_pend, pos_pend;
     double t_last;
+    int n;
+    choice ch[]; /* (n) */
 } stream;
 
 static bool pend_add(stream *st, const char *s, size_t n) {
@@ -228,30 +309,47 @@ static json_t *chunk_obj(stream *st, const char *model) {
                      "created", (json_int_t)st->created, "model", model, "system_fingerprint", "longview-" LV_VERSION_STRING);
 }
 
-static json_t *choice_delta(stream *st, const char *text, size_t n, const char *finish) {
-    json_t *c;
+/* a streamed choice: new text (text may be NULL), the logprobs of the new tokens (o: NULL for none), a finish */
+static json_t *choice_delta(stream *st, choice *ch, int index, const char *text, size_t n, const lv_srv_output *o, const char *finish) {
+    json_t *c, *lp = json_null();
+    if (o && st->logprobs) {
+        if (st->kind == SRV_CHAT) {
+            json_t *arr = json_array();
+            lp_chat_append(st->S, arr, o, false);
+            lp = json_pack("{s:o}", "content", arr);
+        } else {
+            lp = lp_legacy_new();
+            lp_legacy_append(st->S, lp, o, &ch->lp_off);
+        }
+    }
     if (st->kind == SRV_CHAT) {
         json_t *delta = json_object();
         if (text) json_object_set_new(delta, "content", jstr(text, n));
-        c = json_pack("{s:i,s:o,s:o}", "index", 0, "delta", delta, "finish_reason", finish ? json_string(finish) : json_null());
+        c = json_pack("{s:i,s:o,s:o,s:o}", "index", index, "delta", delta, "logprobs", lp, "finish_reason", finish ? json_string(finish) : json_null());
     } else {
-        c = json_pack("{s:i,s:o,s:n,s:o}", "index", 0, "text", jstr(text ? text : "", text ? n : 0), "logprobs", "finish_reason",
+        c = json_pack("{s:i,s:o,s:o,s:o}", "index", index, "text", jstr(text ? text : "", text ? n : 0), "logprobs", lp, "finish_reason",
                       finish ? json_string(finish) : json_null());
     }
     return c;
 }
 
-/* Turn what the request produced since the last call into SSE events. */
-static bool stream_events(stream *st, const lv_srv_output *o) {
+/* Turn what choice i produced since the last call into SSE events. */
+static bool stream_events(stream *st, int i, const lv_srv_output *o) {
     server *S = st->S;
+    choice *ch = &st->ch[i];
     const char *model = S->alias;
     if (st->kind == SRV_NATIVE) {
         if (o->n_text > 0 || (o->n_tokens > 0 && o->finish == LV_SRV_FINISH_NONE)) {
             json_t *j = json_pack("{s:o,s:b,s:i}", "content", jstr(o->text ? o->text : "", (size_t)o->n_text), "stop", 0, "id_slot", o->slot);
             if (o->n_tokens) {
                 json_t *t = json_array();
-                for (int32_t i = 0; i < o->n_tokens; i++) json_array_append_new(t, json_integer(o->tokens[i]));
+                for (int32_t k = 0; k < o->n_tokens; k++) json_array_append_new(t, json_integer(o->tokens[k]));
                 json_object_set_new(j, "tokens", t);
+            }
+            if (st->logprobs && o->n_tokens) {
+                json_t *arr = json_array();
+                lp_chat_append(S, arr, o, true);
+                json_object_set_new(j, "completion_probabilities", arr);
             }
             if (!pend_event(st, j)) return false;
         }
@@ -267,30 +365,43 @@ static bool stream_events(stream *st, const lv_srv_output *o) {
         }
         return true;
     }
-    if (st->kind == SRV_CHAT && !st->sent_role) {
+    if (st->kind == SRV_CHAT && !ch->sent_role) {
         json_t *j = chunk_obj(st, model);
         json_object_set_new(j, "choices",
-                            json_pack("[{s:i,s:{s:s,s:n},s:n}]", "index", 0, "delta", "role", "assistant", "content", "finish_reason"));
+                            json_pack("[{s:i,s:{s:s,s:n},s:n,s:n}]", "index", i, "delta", "role", "assistant", "content", "logprobs", "finish_reason"));
         if (!pend_event(st, j)) return false;
-        st->sent_role = true;
+        ch->sent_role = true;
     }
-    if (o->n_text > 0) {
+    /* text, or (with logprobs) tokens whose text is held back: their logprobs go out with them */
+    if (o->n_text > 0 || (st->logprobs && o->n_tokens > 0)) {
         json_t *j = chunk_obj(st, model);
-        json_object_set_new(j, "choices", json_pack("[o]", choice_delta(st, o->text, (size_t)o->n_text, NULL)));
+        json_object_set_new(j, "choices", json_pack("[o]", choice_delta(st, ch, i, o->text ? o->text : "", (size_t)o->n_text, o, NULL)));
         if (!pend_event(st, j)) return false;
     }
     if (o->finish != LV_SRV_FINISH_NONE) {
         unsigned status;
         json_t *err = finish_error(S, o, &status);
-        if (err) return pend_event(st, err); /* the stream ends without [DONE], as llama.cpp's */
+        if (err) { /* the stream ends without [DONE], as llama.cpp's */
+            st->finished = true;
+            return pend_event(st, err);
+        }
+        ch->finished = true;
+        ch->n_prompt = o->n_prompt;
+        ch->n_cached = o->n_cached;
+        ch->n_generated = o->n_generated;
         json_t *j = chunk_obj(st, model);
-        json_object_set_new(j, "choices", json_pack("[o]", choice_delta(st, NULL, 0, finish_name(o->finish))));
+        json_object_set_new(j, "choices", json_pack("[o]", choice_delta(st, ch, i, NULL, 0, NULL, finish_name(o->finish))));
         json_object_set_new(j, "timings", timings_obj(o));
         if (!pend_event(st, j)) return false;
+        for (int k = 0; k < st->n; k++)
+            if (!st->ch[k].finished) return true;
+        st->finished = true;
         if (st->include_usage) {
+            int64_t gen = 0;
+            for (int k = 0; k < st->n; k++) gen += st->ch[k].n_generated;
             j = chunk_obj(st, model);
             json_object_set_new(j, "choices", json_array());
-            json_object_set_new(j, "usage", usage_obj(o));
+            json_object_set_new(j, "usage", usage_obj(st->ch[0].n_prompt, st->ch[0].n_cached, gen));
             if (!pend_event(st, j)) return false;
         }
         return pend_add(st, "data: [DONE]\n\n", 14);
@@ -304,18 +415,26 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
     while (st->pos_pend == st->n_pend) {
         st->pos_pend = st->n_pend = 0;
         if (st->finished) return MHD_CONTENT_READER_END_OF_STREAM;
-        lv_srv_output o;
-        if (lv_srv_req_poll(st->req, st->off_text, st->off_tok, 0.1, &o) != LV_OK) return MHD_CONTENT_READER_END_WITH_ERROR;
-        st->off_text += o.n_text;
-        st->off_tok += o.n_tokens;
-        const bool ok = stream_events(st, &o);
-        if (o.finish != LV_SRV_FINISH_NONE) st->finished = true;
-        lv_srv_output_clear(&o);
-        if (!ok) return MHD_CONTENT_READER_END_WITH_ERROR;
+        /* the first unfinished choice is waited on (briefly when there are others), the rest polled */
+        bool waited = false;
+        for (int i = 0; i < st->n && !st->finished; i++) {
+            choice *ch = &st->ch[i];
+            if (ch->finished) continue;
+            lv_srv_output o;
+            const double wait = waited ? 0 : st->n == 1 ? 0.1 : 0.02;
+            waited = true;
+            if (lv_srv_req_poll(ch->req, ch->off_text, ch->off_tok, wait, &o) != LV_OK) return MHD_CONTENT_READER_END_WITH_ERROR;
+            ch->off_text += o.n_text;
+            ch->off_tok += o.n_tokens;
+            const bool ok = stream_events(st, i, &o);
+            if (st->kind == SRV_NATIVE && o.finish != LV_SRV_FINISH_NONE) st->finished = true;
+            lv_srv_output_clear(&o);
+            if (!ok) return MHD_CONTENT_READER_END_WITH_ERROR;
+        }
         if (st->n_pend > 0) {
             st->t_last = cli_now_s();
         } else if (client_gone(st->conn)) {
-            lv_srv_req_cancel(st->req); /* the slot is free at the next step */
+            for (int i = 0; i < st->n; i++) lv_srv_req_cancel(st->ch[i].req); /* the slots are free at the next step */
             return MHD_CONTENT_READER_END_WITH_ERROR;
         } else if (st->S->sse_ping_s > 0 && cli_now_s() - st->t_last >= st->S->sse_ping_s) {
             if (!pend_add(st, ": ping\n\n", 8)) return MHD_CONTENT_READER_END_WITH_ERROR;
@@ -331,9 +450,13 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
 
 static void stream_free(void *cls) {
     stream *st = cls;
-    lv_srv_req_release(st->req); /* cancels it if the client went away before the end */
+    for (int i = 0; i < st->n; i++) lv_srv_req_release(st->ch[i].req); /* cancels those the client left before the end */
     free(st->pend);
     free(st);
+}
+
+static void release_all(lv_srv_req **r, int n) {
+    for (int i = 0; i < n; i++) lv_srv_req_release(r[i]);
 }
 
 static enum MHD_Result generate(server *S, struct MHD_Connection *c, json_t *body, int kind) {
@@ -345,13 +468,27 @@ static enum MHD_Result generate(server *S, struct MHD_Connection *c, json_t *bod
         return send_error(c, e.status, e.type, e.msg);
     }
     lv_srv_req_params rp = {.prompt = g.prompt, .n_prompt = g.n_prompt, .n_predict = (int32_t)g.n_predict, .sampling = g.sp,
-                            .ignore_eos = g.ignore_eos, .stop = g.stop, .n_stop = g.n_stop, .max_generate_s = g.max_generate_s};
+                            .ignore_eos = g.ignore_eos, .stop = g.stop, .n_stop = g.n_stop, .max_generate_s = g.max_generate_s,
+                            .logprobs = g.logprobs, .n_top_logprobs = g.n_top};
     /* the server's cap, when the request asks for none or for more */
     if (S->max_generate_s > 0 && (rp.max_generate_s <= 0 || rp.max_generate_s > S->max_generate_s)) rp.max_generate_s = S->max_generate_s;
-    lv_srv_req *r = NULL;
-    const lv_srv_refusal why = lv_srv_submit(S->srv, &rp, &r);
+    /* n choices: n engine requests of the same prompt, choice i drawing with seed + i; each prefills
+     * the prompt in its own slot (in one packed step when they fit: the KV API has no copy between
+     * sequences yet) */
+    const int n = g.n > 0 ? g.n : 1;
+    lv_srv_req *reqs[256] = {0};
+    if (n > (int)(sizeof(reqs) / sizeof(reqs[0]))) { /* (n <= -np <= 256: request.c) */
+        srv_gen_req_clear(&g);
+        return send_error(c, 400, "invalid_request_error", "'n' is too large");
+    }
+    lv_srv_refusal why = LV_SRV_ACCEPTED;
+    for (int i = 0; i < n && why == LV_SRV_ACCEPTED; i++) {
+        rp.sampling.seed = g.sp.seed + (uint64_t)i;
+        why = lv_srv_submit(S->srv, &rp, &reqs[i]);
+    }
     const int32_t n_prompt = g.n_prompt;
     srv_gen_req_clear(&g);
+    if (why != LV_SRV_ACCEPTED) release_all(reqs, n); /* the choices already queued go too */
     switch (why) {
     case LV_SRV_ACCEPTED: break;
     case LV_SRV_REFUSE_TOO_LONG: {
@@ -366,37 +503,42 @@ static enum MHD_Result generate(server *S, struct MHD_Connection *c, json_t *bod
     }
     const long id = atomic_fetch_add(&S->next_id, 1);
     if (g.stream) {
-        /* the status line goes out only once the request has a slot: a stream refused after waiting
+        /* the status line goes out only once every choice has a slot: a stream refused after waiting
          * in the queue (--queue-timeout, a drain) gets its 503 + Retry-After and a JSON error like a
          * non-streamed request, not a 200 and an error event. Meanwhile the connection is silent,
          * as a waiting non-streamed request's is: libmicrohttpd's idle timeout does not run while
          * this handler blocks, and queueing the response counts as activity. */
-        while (!lv_srv_req_wait_admitted(r, 0.1)) {
-            if (client_gone(c)) {
-                lv_srv_req_release(r); /* a queued request is dropped */
-                return MHD_NO;
+        for (int i = 0; i < n; i++)
+            while (!lv_srv_req_wait_admitted(reqs[i], 0.1)) {
+                if (client_gone(c)) {
+                    release_all(reqs, n); /* queued requests are dropped */
+                    return MHD_NO;
+                }
             }
-        }
-        lv_srv_output o;
-        if (lv_srv_req_poll(r, INT64_MAX / 2, INT32_MAX / 2, 0, &o) == LV_OK && o.slot < 0) {
-            unsigned status = 200;
-            json_t *err = finish_error(S, &o, &status);
+        for (int i = 0; i < n; i++) {
+            lv_srv_output o;
+            if (lv_srv_req_poll(reqs[i], INT64_MAX / 2, INT32_MAX / 2, 0, &o) == LV_OK && o.slot < 0) {
+                unsigned status = 200;
+                json_t *err = finish_error(S, &o, &status);
+                lv_srv_output_clear(&o);
+                release_all(reqs, n);
+                if (!err) return send_error(c, 500, "server_error", "the request finished without a slot");
+                return send_json(c, status, err, status == 503 ? S->retry_after_s : 0);
+            }
             lv_srv_output_clear(&o);
-            lv_srv_req_release(r);
-            if (!err) return send_error(c, 500, "server_error", "the request finished without a slot");
-            return send_json(c, status, err, status == 503 ? S->retry_after_s : 0);
         }
-        lv_srv_output_clear(&o);
-        stream *st = calloc(1, sizeof(*st));
+        stream *st = calloc(1, sizeof(*st) + (size_t)n * sizeof(choice));
         if (!st) {
-            lv_srv_req_release(r);
+            release_all(reqs, n);
             return MHD_NO;
         }
         st->S = S;
-        st->req = r;
+        st->n = n;
+        for (int i = 0; i < n; i++) st->ch[i].req = reqs[i];
         st->conn = c;
         st->kind = kind;
         st->include_usage = g.include_usage;
+        st->logprobs = g.logprobs;
         st->created = (long long)time(NULL);
         st->t_last = cli_now_s();
         snprintf(st->id, sizeof(st->id), "%s-%ld", kind == SRV_CHAT ? "chatcmpl" : "cmpl", id);
@@ -411,52 +553,89 @@ static enum MHD_Result generate(server *S, struct MHD_Connection *c, json_t *bod
         MHD_destroy_response(resp);
         return ret;
     }
-    /* not streamed: wait for the end, watching for the client going away */
+    /* not streamed: wait for the end of every choice, watching for the client going away */
     lv_srv_output o;
-    for (;;) {
-        lv_srv_req_poll(r, INT64_MAX / 2, INT32_MAX / 2, 0.1, &o);
-        const bool done = o.finish != LV_SRV_FINISH_NONE;
-        lv_srv_output_clear(&o);
-        if (done) break;
-        if (client_gone(c)) {
-            lv_srv_req_release(r); /* cancels: the slot is free at the next step */
-            return MHD_NO;
+    for (int i = 0; i < n; i++)
+        for (;;) {
+            lv_srv_req_poll(reqs[i], INT64_MAX / 2, INT32_MAX / 2, 0.1, &o);
+            const bool done = o.finish != LV_SRV_FINISH_NONE;
+            lv_srv_output_clear(&o);
+            if (done) break;
+            if (client_gone(c)) {
+                release_all(reqs, n); /* cancels: the slots are free at the next step */
+                return MHD_NO;
+            }
         }
-    }
-    if (lv_srv_req_poll(r, 0, 0, 0, &o) != LV_OK) {
-        lv_srv_req_release(r);
+    lv_srv_output *outs = calloc((size_t)n, sizeof(*outs));
+    if (!outs) {
+        release_all(reqs, n);
         return send_error(c, 500, "server_error", "out of memory");
     }
-    lv_srv_req_release(r);
+    int n_out = 0;
+    json_t *err = NULL;
     unsigned status = 200;
-    json_t *err = finish_error(S, &o, &status);
+    for (; n_out < n; n_out++) {
+        if (lv_srv_req_poll(reqs[n_out], 0, 0, 0, &outs[n_out]) != LV_OK) {
+            err = error_obj(status = 500, "server_error", "out of memory");
+            break;
+        }
+        if ((err = finish_error(S, &outs[n_out], &status))) {
+            n_out++;
+            break;
+        }
+    }
+    release_all(reqs, n);
     if (err) {
-        lv_srv_output_clear(&o);
+        for (int i = 0; i < n_out; i++) lv_srv_output_clear(&outs[i]);
+        free(outs);
         return send_json(c, status, err, status == 503 ? S->retry_after_s : 0);
     }
-    json_t *text = jstr(o.text ? o.text : "", (size_t)o.n_text);
     json_t *j;
     char idbuf[48];
     if (kind == SRV_NATIVE) {
-        j = json_pack("{s:o,s:i,s:b,s:s,s:i,s:i,s:s,s:s,s:b,s:o}", "content", text, "id_slot", o.slot, "stop", 1, "model", S->alias,
-                      "tokens_predicted", o.n_generated, "tokens_evaluated", o.n_prompt, "stop_type",
-                      o.finish == LV_SRV_FINISH_LENGTH ? "limit" : o.finish == LV_SRV_FINISH_STOP ? "word" : "eos", "stopping_word",
-                      o.stop_word ? o.stop_word : "", "truncated", 0, "timings", timings_obj(&o));
+        const lv_srv_output *q = &outs[0];
+        j = json_pack("{s:o,s:i,s:b,s:s,s:i,s:i,s:s,s:s,s:b,s:o}", "content", jstr(q->text ? q->text : "", (size_t)q->n_text), "id_slot", q->slot,
+                      "stop", 1, "model", S->alias, "tokens_predicted", q->n_generated, "tokens_evaluated", q->n_prompt, "stop_type",
+                      q->finish == LV_SRV_FINISH_LENGTH ? "limit" : q->finish == LV_SRV_FINISH_STOP ? "word" : "eos", "stopping_word",
+                      q->stop_word ? q->stop_word : "", "truncated", 0, "timings", timings_obj(q));
         if (g.return_tokens) {
             json_t *t = json_array();
-            for (int32_t i = 0; i < o.n_tokens; i++) json_array_append_new(t, json_integer(o.tokens[i]));
+            for (int32_t i = 0; i < q->n_tokens; i++) json_array_append_new(t, json_integer(q->tokens[i]));
             json_object_set_new(j, "tokens", t);
+        }
+        if (g.logprobs) {
+            json_t *arr = json_array();
+            lp_chat_append(S, arr, q, true);
+            json_object_set_new(j, "completion_probabilities", arr);
         }
     } else {
         snprintf(idbuf, sizeof(idbuf), "%s-%ld", kind == SRV_CHAT ? "chatcmpl" : "cmpl", id);
-        json_t *choice = kind == SRV_CHAT ? json_pack("{s:i,s:{s:s,s:o},s:n,s:s}", "index", 0, "message", "role", "assistant", "content", text,
-                                                    "logprobs", "finish_reason", finish_name(o.finish))
-                                        : json_pack("{s:i,s:o,s:n,s:s}", "index", 0, "text", text, "logprobs", "finish_reason", finish_name(o.finish));
-        j = json_pack("{s:s,s:s,s:I,s:s,s:s,s:[o],s:o,s:o}", "id", idbuf, "object", kind == SRV_CHAT ? "chat.completion" : "text_completion",
+        json_t *choices = json_array();
+        int64_t gen = 0;
+        for (int i = 0; i < n; i++) {
+            const lv_srv_output *q = &outs[i];
+            gen += q->n_generated;
+            json_t *text = jstr(q->text ? q->text : "", (size_t)q->n_text), *lp = json_null();
+            if (g.logprobs && kind == SRV_CHAT) {
+                json_t *arr = json_array();
+                lp_chat_append(S, arr, q, false);
+                lp = json_pack("{s:o}", "content", arr);
+            } else if (g.logprobs) {
+                int64_t off = 0;
+                lp = lp_legacy_new();
+                lp_legacy_append(S, lp, q, &off);
+            }
+            json_array_append_new(choices, kind == SRV_CHAT ? json_pack("{s:i,s:{s:s,s:o},s:o,s:s}", "index", i, "message", "role", "assistant", "content",
+                                                                        text, "logprobs", lp, "finish_reason", finish_name(q->finish))
+                                                            : json_pack("{s:i,s:o,s:o,s:s}", "index", i, "text", text, "logprobs", lp, "finish_reason",
+                                                                        finish_name(q->finish)));
+        }
+        j = json_pack("{s:s,s:s,s:I,s:s,s:s,s:o,s:o,s:o}", "id", idbuf, "object", kind == SRV_CHAT ? "chat.completion" : "text_completion",
                       "created", (json_int_t)time(NULL), "model", S->alias, "system_fingerprint", "longview-" LV_VERSION_STRING, "choices",
-                      choice, "usage", usage_obj(&o), "timings", timings_obj(&o));
+                      choices, "usage", usage_obj(outs[0].n_prompt, outs[0].n_cached, gen), "timings", timings_obj(&outs[0]));
     }
-    lv_srv_output_clear(&o);
+    for (int i = 0; i < n_out; i++) lv_srv_output_clear(&outs[i]);
+    free(outs);
     return send_json(c, 200, j, 0);
 }
 
@@ -796,7 +975,7 @@ int cmd_serve(int argc, char **argv) {
         {"-m", "--model", CLI_STR, &model_path, "FILE", "GGUF model", .required = true},
         {NULL, "--host", CLI_STR, &host, "ADDR", "address to listen on (default 127.0.0.1)"},
         {NULL, "--port", CLI_INT, &port, "N", "port (default 8080; 0 = any free port, printed at start)", .lo = 0, .hi = 65535},
-        {"-np", "--parallel", CLI_INT, &n_slots, "N", "slots: requests served at once (default 4)", .lo = 1, .hi = 256},
+        {"-np", "--parallel", CLI_INT, &n_slots, "N", "slots: sequences served at once, and the most choices ('n') one request may ask for (default 4)", .lo = 1, .hi = 256},
         {"-c", "--ctx-size", CLI_INT, &n_ctx, "N", "KV cache tokens shared by all slots (default 4096; 0 = the model's training context)", .lo = 0, .hi = 1 << 30},
         {"-b", "--batch", CLI_INT, &n_batch, "N", "token budget of a step: decodes + packed prompt tokens (default 512)", .lo = 2, .hi = 1 << 16},
         {"-t", "--threads", CLI_INT, &n_threads, "N", "threads (default: all cores)", .lo = 0, .hi = 512},
@@ -829,7 +1008,10 @@ int cmd_serve(int argc, char **argv) {
                       "An OpenAI-compatible HTTP server: /v1/chat/completions, /v1/completions (SSE streaming), /v1/models, /health,\n"
                       "/tokenize, /detokenize, llama.cpp's /completion and, with --metrics, /metrics. Continuous batching: every step\n"
                       "decodes one token of each generating slot and packs waiting prompts best-fit-decreasing into the rest of the\n"
-                      "-b budget. SIGTERM or SIGINT drains and stops. See docs/server.md; attention flags: docs/long-context.md.",
+                      "-b budget. Requests may ask for logprobs (of the raw softmax; chat: logprobs + top_logprobs <= 20, completions:\n"
+                      "logprobs N <= 20, /completion: n_probs), n choices (up to -np, each its own slot and prefill, choice i seeded\n"
+                      "seed + i) and penalties (frequency_penalty, presence_penalty in [-2, 2], repeat_penalty, repeat_last_n).\n"
+                      "SIGTERM or SIGINT drains and stops. See docs/server.md; attention flags: docs/long-context.md.",
                       NULL, 0, NULL);
     if (r) return r > 0 ? 0 : 2;
     cli_set_verbosity(verbose);
@@ -929,6 +1111,7 @@ int cmd_serve(int argc, char **argv) {
     S.n_ctx = lv_context_n_ctx(S.ctx);
     S.pc.model = S.model;
     S.pc.max_messages = S.max_messages;
+    S.pc.max_n = (int)n_slots;
     if (cli_seen(opts, n_opts, "--ctx-size") && n_ctx > 0) cli_warn_ctx_train(S.model, n_ctx, "-c");
     /* the chat template: the model's, else chatml (as llama.cpp) */
     {

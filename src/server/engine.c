@@ -34,6 +34,8 @@ struct lv_srv_req {
     int32_t n_prompt, n_predict;
     lv_sampler_params sp;
     bool ignore_eos;
+    bool logprobs;
+    int32_t n_top;
     char **stop;
     int n_stop;
     int64_t max_stop;
@@ -45,6 +47,10 @@ struct lv_srv_req {
     lv_token *toks;
     int32_t n_toks;
     int64_t cap_toks;
+    float *lp;         /* with logprobs: (n_toks) */
+    lv_token *top_id;  /* (n_toks, n_top) */
+    float *top_lp;     /* (n_toks, n_top) */
+    int64_t cap_lp, cap_top_id, cap_top_lp;
     lv_srv_finish finish;
     int stop_idx;
     int32_t n_cached, slot;
@@ -72,6 +78,9 @@ typedef struct srv_slot {
     /* this step's result, published under the lock */
     lv_token new_tok;
     bool has_tok;
+    float new_lp;                               /* with logprobs: new_tok's */
+    lv_token new_top_id[LV_SRV_MAX_TOP_LOGPROBS]; /* and the best n_top at its place */
+    float new_top_lp[LV_SRV_MAX_TOP_LOGPROBS];
     int64_t visible;   /* text that may be published: [n_emitted, visible) */
     lv_srv_finish fin;
     int fin_stop;
@@ -164,6 +173,9 @@ static void req_free(lv_srv_req *r) {
     lv_free(r->prompt);
     lv_free(r->text);
     lv_free(r->toks);
+    lv_free(r->lp);
+    lv_free(r->top_id);
+    lv_free(r->top_lp);
     pthread_cond_destroy(&r->cv);
     lv_free(r);
 }
@@ -204,6 +216,18 @@ lv_srv_refusal lv_srv_submit(lv_srv *s, const lv_srv_req_params *p, lv_srv_req *
         lv_error(LV_ERR_INVALID_ARG, "temperature must be >= 0, top_p and min_p in [0, 1]");
         return LV_SRV_REFUSE_INVALID;
     }
+    if (p->logprobs && (p->n_top_logprobs < 0 || p->n_top_logprobs > LV_SRV_MAX_TOP_LOGPROBS)) {
+        lv_error(LV_ERR_INVALID_ARG, "top logprobs: %d is not in [0, %d]", p->n_top_logprobs, LV_SRV_MAX_TOP_LOGPROBS);
+        return LV_SRV_REFUSE_INVALID;
+    }
+    {
+        lv_sampler_params sp = p->sampling;
+        if (sp.penalty_last_n < -1 || !(sp.penalty_repeat >= 0 && sp.penalty_repeat <= 1e6f) || !(sp.penalty_freq >= -1e6f && sp.penalty_freq <= 1e6f) ||
+            !(sp.penalty_present >= -1e6f && sp.penalty_present <= 1e6f)) {
+            lv_error(LV_ERR_INVALID_ARG, "penalties: last_n must be >= -1, repeat >= 0, frequency and presence finite");
+            return LV_SRV_REFUSE_INVALID;
+        }
+    }
     if (p->n_stop < 0 || (p->n_stop > 0 && !p->stop)) {
         lv_error(LV_ERR_INVALID_ARG, "bad stop list");
         return LV_SRV_REFUSE_INVALID;
@@ -233,7 +257,10 @@ lv_srv_refusal lv_srv_submit(lv_srv *s, const lv_srv_req_params *p, lv_srv_req *
     r->n_prompt = p->n_prompt;
     r->n_predict = (int32_t)n_predict;
     r->sp = p->sampling;
+    if (r->sp.penalty_last_n < 0 || r->sp.penalty_last_n > s->n_ctx) r->sp.penalty_last_n = s->n_ctx;
     r->ignore_eos = p->ignore_eos;
+    r->logprobs = p->logprobs;
+    r->n_top = p->logprobs ? p->n_top_logprobs : 0;
     r->max_generate_s = p->max_generate_s;
     r->prompt = lv_mallocn((size_t)p->n_prompt, sizeof(lv_token));
     r->stop = p->n_stop ? lv_calloc((size_t)p->n_stop, sizeof(char *)) : NULL;
@@ -316,6 +343,22 @@ lv_status lv_srv_req_poll(lv_srv_req *r, int64_t text_off, int32_t tok_off, doub
             st = LV_ERR_NOMEM;
         }
     }
+    if (st == LV_OK && r->logprobs && r->n_toks > tok_off) {
+        const size_t n = (size_t)(r->n_toks - tok_off), k = (size_t)r->n_top;
+        o->n_top = r->n_top;
+        o->logprobs = lv_mallocn(n, sizeof(float));
+        o->top_ids = k ? lv_mallocn(n * k, sizeof(lv_token)) : NULL;
+        o->top_logprobs = k ? lv_mallocn(n * k, sizeof(float)) : NULL;
+        if (!o->logprobs || (k && (!o->top_ids || !o->top_logprobs))) {
+            st = LV_ERR_NOMEM;
+        } else {
+            memcpy(o->logprobs, r->lp + tok_off, n * sizeof(float));
+            if (k) {
+                memcpy(o->top_ids, r->top_id + (size_t)tok_off * k, n * k * sizeof(lv_token));
+                memcpy(o->top_logprobs, r->top_lp + (size_t)tok_off * k, n * k * sizeof(float));
+            }
+        }
+    }
     if (st == LV_OK) {
         /* finished only once everything before it was handed over */
         o->finish = r->state == REQ_DONE ? r->finish : LV_SRV_FINISH_NONE;
@@ -325,6 +368,9 @@ lv_status lv_srv_req_poll(lv_srv_req *r, int64_t text_off, int32_t tok_off, doub
         lv_free(o->text);
         o->text = NULL;
         o->n_text = 0;
+        lv_srv_output_clear(o);
+        o->n_tokens = 0;
+        o->n_top = 0;
     }
     o->n_prompt = r->n_prompt;
     o->n_cached = r->n_cached;
@@ -356,8 +402,14 @@ void lv_srv_output_clear(lv_srv_output *o) {
     if (!o) return;
     lv_free(o->text);
     lv_free(o->tokens);
+    lv_free(o->logprobs);
+    lv_free(o->top_ids);
+    lv_free(o->top_logprobs);
     o->text = NULL;
     o->tokens = NULL;
+    o->logprobs = NULL;
+    o->top_ids = NULL;
+    o->top_logprobs = NULL;
 }
 
 void lv_srv_req_cancel(lv_srv_req *r) {
@@ -495,6 +547,9 @@ static void admit_locked(lv_srv *s) {
             lv_sampler_free(smp);
             return; /* out of memory: try again next step */
         }
+        /* the penalties look back on the prompt's last tokens too (llama-server feeds the prompt to its sampler) */
+        for (int32_t j = r->n_prompt - r->sp.penalty_last_n > 0 ? r->n_prompt - r->sp.penalty_last_n : 0; j < r->n_prompt; j++)
+            lv_sampler_accept(smp, r->prompt[j]);
         /* a model without a tokenizer has no detokenizer: the text stays empty, tokens still flow */
         if (lv_detok_stream_create(s->model, &ds) != LV_OK) ds = NULL;
         s->q_head = r->next;
@@ -598,6 +653,8 @@ static void slot_sample(lv_srv *s, srv_slot *sl, const float *logits) {
         return;
     }
     const lv_token tok = lv_sampler_sample(sl->smp, logits);
+    lv_sampler_accept(sl->smp, tok);
+    if (r->logprobs) sl->new_lp = lv_token_logprobs(logits, s->n_vocab, tok, r->n_top, sl->new_top_id, sl->new_top_lp);
     sl->new_tok = tok;
     sl->has_tok = true;
     sl->n_gen++;
@@ -637,6 +694,16 @@ static lv_srv_req *slot_publish_locked(lv_srv *s, int i, double now) {
     if (sl->has_tok) {
         if (!grow((void **)&r->toks, &r->cap_toks, r->n_toks + 1, sizeof(lv_token)))
             return slot_release_locked(s, i, LV_SRV_FINISH_ERROR, "out of memory");
+        if (r->logprobs) {
+            const int64_t k = r->n_top, need = (int64_t)r->n_toks + 1;
+            if (!grow((void **)&r->lp, &r->cap_lp, need, sizeof(float)) ||
+                (k && (!grow((void **)&r->top_id, &r->cap_top_id, need * k, sizeof(lv_token)) ||
+                       !grow((void **)&r->top_lp, &r->cap_top_lp, need * k, sizeof(float)))))
+                return slot_release_locked(s, i, LV_SRV_FINISH_ERROR, "out of memory");
+            r->lp[r->n_toks] = sl->new_lp;
+            memcpy(r->top_id + (size_t)r->n_toks * k, sl->new_top_id, (size_t)k * sizeof(lv_token));
+            memcpy(r->top_lp + (size_t)r->n_toks * k, sl->new_top_lp, (size_t)k * sizeof(float));
+        }
         r->toks[r->n_toks++] = sl->new_tok;
         s->st.generated_tokens++;
         if (r->t_first == 0) {

@@ -84,13 +84,17 @@ int32_t   lv_srv_step(lv_srv *srv);
  * and running ones to finish, then cancel the rest. Returns the requests that had to be cancelled. */
 int       lv_srv_drain(lv_srv *srv, double timeout_s);
 
+#define LV_SRV_MAX_TOP_LOGPROBS 20
+
 typedef struct lv_srv_req_params {
     const lv_token *prompt;     /* copied */
     int32_t n_prompt;
     int32_t n_predict;          /* tokens to generate at most; < 0: the request's share of the context
                                    (n_ctx / n_slots minus the prompt, or what the context has left) */
-    lv_sampler_params sampling;
+    lv_sampler_params sampling; /* penalty_last_n -1: the whole context (llama.cpp's -1) */
     bool    ignore_eos;
+    bool    logprobs;           /* report each generated token's log-probability (raw softmax, lv_token_logprobs) */
+    int32_t n_top_logprobs;     /* and the most probable tokens' at its place, 0..LV_SRV_MAX_TOP_LOGPROBS (with logprobs) */
     const char *const *stop;    /* stop strings (copied); the text ends before the first one found */
     int     n_stop;
     double  max_generate_s;     /* wall-clock cap on generation, from the first token: past it the request
@@ -126,6 +130,12 @@ typedef struct lv_srv_output {
     int64_t   n_text;
     lv_token *tokens;
     int32_t   n_tokens;
+    /* with logprobs: per new token its log-probability, and n_top (id, log-probability) pairs
+     * after each other, most probable first (malloc'd copies, like tokens; NULL otherwise) */
+    float    *logprobs;
+    lv_token *top_ids;
+    float    *top_logprobs;
+    int32_t   n_top;
     lv_srv_finish finish;       /* NONE while running */
     const char *stop_word;      /* with FINISH_STOP: the stop string found (valid while the request is) */
     int32_t   n_prompt;         /* prompt tokens */

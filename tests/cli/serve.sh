@@ -185,7 +185,6 @@ assert st == 400; err_shape(j, 400, "exceed_context_size_error"); assert j["erro
 st, j, _ = js("/v1/completions", {"prompt": "hi", "max_tokens": 5000}); assert st == 400; err_shape(j, 400, "exceed_context_size_error")
 st, j, _ = js("/v1/completions", {"prompt": "hi", "temperature": "hot"}); assert st == 400 and "temperature" in j["error"]["message"], j
 st, j, _ = js("/v1/completions", {"prompt": "hi", "top_p": 2}); assert st == 400, j
-st, j, _ = js("/v1/completions", {"prompt": "hi", "n": 2}); assert st == 501; err_shape(j, 501, "not_supported_error")
 st, j, _ = js("/v1/completions", {"max_tokens": 2}); assert st == 400, j
 st, j, _ = js("/v1/chat/completions", {"messages": []}); assert st == 400; err_shape(j, 400, "invalid_request_error")
 st, j, _ = js("/v1/chat/completions", {"messages": [{"role": "wizard", "content": "x"}]}); assert st == 400, j
@@ -282,6 +281,155 @@ vals = {l.split()[0]: float(l.split()[1]) for l in text.splitlines() if l and no
 assert vals["longview:num_requests_running"] == 0 and vals["longview:requests_rejected_total{reason=\"too_long\"}"] >= 2, vals
 assert vals["longview:prepack_prompts_per_step_sum"] > vals["longview:prepack_prompts_per_step_count"], "no step packed two prompts"
 ok("/metrics: counters and histograms; a step packed several prompts")
+PY
+# logprobs, n choices, penalties (SERVING.md 1.4): shapes, values, validation
+python3 - "$A" "$T" <<'PY' || fail "logprobs / n / penalties (main server)"
+import json, math, sys, urllib.request, urllib.error
+A, T = sys.argv[1], sys.argv[2]
+KEY = {"Authorization": "Bearer secret", "Content-Type": "application/json"}
+def req(path, body):
+    r = urllib.request.Request(A + path, data=json.dumps(body).encode(), headers=KEY)
+    try:
+        with urllib.request.urlopen(r, timeout=120) as f: return f.status, f.read()
+    except urllib.error.HTTPError as e: return e.code, e.read()
+def js(path, body):
+    st, b = req(path, body); return st, json.loads(b)
+def sse(path, body):
+    st, b = req(path, body)
+    assert st == 200, (st, b)
+    ev = []
+    for line in b.decode().split("\n"):
+        if line.startswith("data: "):
+            if line[6:].startswith("[DONE]"): return ev
+            ev.append(json.loads(line[6:]))
+    raise AssertionError("no [DONE]: " + b.decode()[-300:])
+def ok(what): print("ok:", what, flush=True)
+run_ids = [int(x) for x in open(T + "/run.ids").read().split()]
+def check_entry(e, k, greedy=True, with_id=False):
+    """one OpenAI chat logprobs entry (or llama.cpp's completion_probabilities one)"""
+    assert isinstance(e["token"], str) and isinstance(e["bytes"], list) and all(0 <= b < 256 for b in e["bytes"]), e
+    assert e["logprob"] <= 0 and len(e["top_logprobs"]) == k, e
+    tl = [t["logprob"] for t in e["top_logprobs"]]
+    assert all(t <= 0 for t in tl) and tl == sorted(tl, reverse=True), tl
+    assert sum(math.exp(t) for t in tl) <= 1 + 1e-6, tl
+    for t in e["top_logprobs"]:
+        assert isinstance(t["token"], str) and isinstance(t["bytes"], list) and (("id" in t) == with_id), t
+    if greedy and k:  # the greedy token is the most probable one
+        assert abs(e["logprob"] - max(tl)) < 1e-6 and e["bytes"] == e["top_logprobs"][0]["bytes"], e
+
+# chat, not streamed: choices[].logprobs.content[] with token, logprob, bytes, top_logprobs
+chat = {"messages": [{"role": "user", "content": "Hello"}], "max_tokens": 12, "temperature": 0, "logprobs": True, "top_logprobs": 5}
+st, j = js("/v1/chat/completions", chat)
+assert st == 200, j
+c = j["choices"][0]
+content = c["logprobs"]["content"]
+assert len(content) == j["usage"]["completion_tokens"] > 0, (len(content), j["usage"])
+for e in content: check_entry(e, 5)
+raw = b"".join(bytes(e["bytes"]) for e in content)
+try: assert raw.decode() == c["message"]["content"] or c["finish_reason"] == "stop", (raw, c)
+except UnicodeDecodeError: pass  # random bytes of a random model: the text went through U+FFFD
+ok("chat logprobs: %d entries, greedy token = max of top_logprobs, all <= 0, sum exp(top) <= 1" % len(content))
+# without logprobs: null; top_logprobs 0: the chosen token's only
+st, j0 = js("/v1/chat/completions", dict(chat, logprobs=False, top_logprobs=None))
+assert st == 200 and j0["choices"][0]["logprobs"] is None and j0["choices"][0]["message"] == c["message"], j0
+st, j1 = js("/v1/chat/completions", dict(chat, top_logprobs=0))
+assert st == 200 and [e["logprob"] for e in j1["choices"][0]["logprobs"]["content"]] == [e["logprob"] for e in content], j1
+assert all(e["top_logprobs"] == [] for e in j1["choices"][0]["logprobs"]["content"])
+ok("chat: no logprobs -> null, top_logprobs 0 -> the chosen tokens' only, same values")
+# streamed: the entries arrive in the chunks, the same as the answer's
+ev = sse("/v1/chat/completions", dict(chat, stream=True))
+streamed = [e for x in ev if x["choices"] and x["choices"][0].get("logprobs") for e in x["choices"][0]["logprobs"]["content"]]
+assert streamed == content, (streamed, content)
+ok("chat stream: %d logprobs entries over %d chunks, equal to the non-streamed ones" % (len(streamed), len(ev)))
+
+# legacy completions: logprobs N -> tokens, token_logprobs, top_logprobs, text_offset
+cmpl = {"prompt": "Hello world", "max_tokens": 24, "temperature": 0, "logprobs": 3}
+st, j = js("/v1/completions", cmpl)
+assert st == 200, j
+lp = j["choices"][0]["logprobs"]
+n = j["usage"]["completion_tokens"]
+assert n == len(run_ids) and len(lp["tokens"]) == len(lp["token_logprobs"]) == len(lp["top_logprobs"]) == len(lp["text_offset"]) == n, lp
+assert lp["text_offset"][0] == 0 and lp["text_offset"] == sorted(lp["text_offset"]), lp["text_offset"]
+for tok, l, top in zip(lp["tokens"], lp["token_logprobs"], lp["top_logprobs"]):
+    assert isinstance(tok, str) and l <= 0 and 1 <= len(top) <= 3 and all(v <= 0 for v in top.values()), (tok, l, top)
+    assert abs(l - max(top.values())) < 1e-6 and sum(math.exp(v) for v in top.values()) <= 1 + 1e-6, (l, top)
+ev = sse("/v1/completions", dict(cmpl, stream=True))
+st_toks = [t for x in ev if x["choices"] and x["choices"][0]["logprobs"] for t in x["choices"][0]["logprobs"]["tokens"]]
+st_lps = [t for x in ev if x["choices"] and x["choices"][0]["logprobs"] for t in x["choices"][0]["logprobs"]["token_logprobs"]]
+st_off = [t for x in ev if x["choices"] and x["choices"][0]["logprobs"] for t in x["choices"][0]["logprobs"]["text_offset"]]
+assert st_toks == lp["tokens"] and st_lps == lp["token_logprobs"] and st_off == lp["text_offset"], (st_toks, lp["tokens"])
+ok("legacy logprobs: %d tokens, token_logprobs = max of top_logprobs, text_offset from 0; the stream carries the same" % n)
+# llama.cpp's /completion n_probs: completion_probabilities, ids of longview run's greedy tokens
+st, j = js("/completion", {"prompt": "Hello world", "n_predict": 24, "temperature": 0, "n_probs": 4})
+cp = j["completion_probabilities"]
+assert st == 200 and [e["id"] for e in cp] == run_ids, (cp, run_ids)
+for e in cp:
+    check_entry(e, 4, with_id=True)
+    assert e["top_logprobs"][0]["id"] == e["id"], e
+ok("/completion n_probs: completion_probabilities of the greedy ids == longview run's")
+
+# n choices: choice i draws with seed + i; the prompt counted once, the completions summed
+body = {"prompt": "abc", "max_tokens": 8, "temperature": 1.0, "seed": 41, "ignore_eos": True}
+st, j = js("/v1/completions", dict(body, n=3))
+assert st == 200 and [c["index"] for c in j["choices"]] == [0, 1, 2], j
+one = [js("/v1/completions", dict(body, seed=41 + i))[1] for i in range(3)]
+assert [c["text"] for c in j["choices"]] == [o["choices"][0]["text"] for o in one], (j["choices"], one)
+u = j["usage"]
+assert u["prompt_tokens"] == one[0]["usage"]["prompt_tokens"] and u["completion_tokens"] == 24 and u["total_tokens"] == u["prompt_tokens"] + 24, u
+assert len(set(c["text"] for c in j["choices"])) > 1, j["choices"]
+ok("n=3 with a seed: 3 choices, choice i == n=1 with seed + i, usage %s" % u)
+st, jl = js("/v1/completions", dict(body, n=2, logprobs=1, temperature=0))
+assert st == 200 and all(len(c["logprobs"]["tokens"]) == 8 for c in jl["choices"]) and jl["usage"]["completion_tokens"] == 16, jl
+ok("n=2 with logprobs: each choice its own logprobs")
+cbody = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 6, "temperature": 1.0, "seed": 9, "ignore_eos": True, "n": 3}
+st, jc = js("/v1/chat/completions", cbody)
+assert st == 200 and [c["index"] for c in jc["choices"]] == [0, 1, 2] and jc["usage"]["completion_tokens"] == 18, jc
+ev = sse("/v1/chat/completions", dict(cbody, stream=True, stream_options={"include_usage": True}))
+texts, roles, fins = ["", "", ""], [0, 0, 0], [None] * 3
+for x in ev[:-1]:
+    assert len(x["choices"]) == 1, x
+    ch = x["choices"][0]
+    i = ch["index"]
+    roles[i] += ch["delta"].get("role") == "assistant"
+    texts[i] += ch["delta"].get("content") or ""
+    if ch["finish_reason"]: fins[i] = ch["finish_reason"]
+U = lambda u: (u["prompt_tokens"], u["completion_tokens"], u["total_tokens"])  # (cached_tokens: the second time, the prompt is cached)
+assert ev[-1]["choices"] == [] and U(ev[-1]["usage"]) == U(jc["usage"]), (ev[-1], jc["usage"])
+assert roles == [1, 1, 1] and fins == [c["finish_reason"] for c in jc["choices"]], (roles, fins)
+assert texts == [c["message"]["content"] for c in jc["choices"]], (texts, jc["choices"])
+ok("chat n=3 stream: chunks carry index 0-2, a role and a finish each, the non-streamed texts, usage last")
+
+# penalties: repeat_last_n 0 turns them off; on, they change a repetitive greedy answer
+plain = js("/v1/completions", {"prompt": "Hello world", "max_tokens": 24, "temperature": 0})[1]["choices"][0]["text"]
+off = js("/v1/completions", {"prompt": "Hello world", "max_tokens": 24, "temperature": 0, "frequency_penalty": 2, "presence_penalty": 2,
+                             "repeat_penalty": 1.5, "repeat_last_n": 0})[1]["choices"][0]["text"]
+assert off == plain, (off, plain)
+if len(set(run_ids)) < len(run_ids):
+    for pen in ({"frequency_penalty": 2}, {"presence_penalty": 2}, {"repeat_penalty": 5.0}):
+        st, j = js("/v1/completions", dict({"prompt": "Hello world", "max_tokens": 24, "temperature": 0, "repeat_last_n": -1}, **pen))
+        assert st == 200 and j["choices"][0]["text"] != plain, (pen, j)
+    ok("penalties: off with repeat_last_n 0; frequency, presence and repeat each change a greedy answer that repeats tokens")
+else:
+    ok("penalties: off with repeat_last_n 0 (the greedy answer repeats no token: no change to check)")
+
+# out-of-range values: 400 invalid_request_error, and the server goes on
+bad = [("/v1/chat/completions", {"frequency_penalty": 2.5}), ("/v1/chat/completions", {"presence_penalty": -2.01}),
+       ("/v1/completions", {"frequency_penalty": "x"}), ("/v1/chat/completions", {"logprobs": True, "top_logprobs": 21}),
+       ("/v1/chat/completions", {"top_logprobs": 3}), ("/v1/chat/completions", {"logprobs": 1}),
+       ("/v1/completions", {"logprobs": 21}), ("/v1/completions", {"logprobs": -1}), ("/v1/completions", {"logprobs": "5"}),
+       ("/v1/completions", {"n": 0}), ("/v1/completions", {"n": 4}), ("/v1/chat/completions", {"n": 1.5}),
+       ("/completion", {"n": 2}), ("/completion", {"n_probs": 21}), ("/v1/completions", {"repeat_penalty": -1}),
+       ("/v1/completions", {"repeat_last_n": -2})]
+for path, extra in bad:
+    b = dict({"prompt": "hi", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}, **extra)
+    st, j = js(path, b)
+    assert st == 400 and j["error"]["type"] == "invalid_request_error" and j["error"]["code"] == 400 and j["error"]["message"], (path, extra, st, j)
+st, j = js("/v1/completions", {"prompt": "Hello world", "max_tokens": 24, "temperature": 0})
+assert st == 200 and j["choices"][0]["text"] == plain
+with urllib.request.urlopen(urllib.request.Request(A + "/metrics", headers=KEY)) as f:
+    m = {l.split()[0]: float(l.split()[1]) for l in f.read().decode().splitlines() if l and not l.startswith("#")}
+assert m["longview:num_requests_running"] == 0 and m["longview:num_requests_waiting"] == 0, m
+ok("%d out-of-range requests: 400 invalid_request_error each; the server answers as before, no slot held" % len(bad))
 PY
 stop main "$pid"
 

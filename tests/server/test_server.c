@@ -532,3 +532,116 @@ TEST(server_queue_timeout_and_drain) {
     lv_srv_free(srv);
     lv_context_free(ctx);
 }
+
+/* the reference with penalties and logprobs: the sampler is given the prompt's last tokens and
+ * each sampled one (as llama-server feeds its sampler), the logprobs come from the same logits */
+static int32_t solo_generate_lp(lv_model *m, const lv_token *p, int32_t n, int32_t n_predict, lv_sampler_params sp, int32_t n_top, lv_token *out,
+                                float *lp, lv_token *top_id, float *top_lp) {
+    lv_context *ctx = new_ctx(m, 1024, 1, 256);
+    lv_sampler *smp = NULL;
+    lv_batch b = lv_batch_init(256);
+    int32_t k = 0;
+    const int32_t V = lv_model_n_vocab(m);
+    if (sp.penalty_last_n < 0) sp.penalty_last_n = 1024; /* -1: the context */
+    if (!ctx || lv_sampler_create(sp, V, &smp) != LV_OK) goto end;
+    for (int32_t j = 0; j < n; j++) {
+        b.token[j] = p[j];
+        b.pos[j] = j;
+        b.seq_id[j] = 0;
+        b.logits[j] = j == n - 1;
+        lv_sampler_accept(smp, p[j]);
+    }
+    b.n_tokens = n;
+    if (lv_decode(ctx, &b) != LV_OK) goto end;
+    for (; k < n_predict;) {
+        const float *lg = lv_get_logits_ith(ctx, -1);
+        const lv_token t = lv_sampler_sample(smp, lg);
+        lv_sampler_accept(smp, t);
+        lp[k] = lv_token_logprobs(lg, V, t, n_top, top_id + (size_t)k * n_top, top_lp + (size_t)k * n_top);
+        out[k++] = t;
+        if (lv_token_is_eog(m, t) || k == n_predict) break;
+        b.n_tokens = 1;
+        b.token[0] = t;
+        b.pos[0] = n + k - 1;
+        b.seq_id[0] = 0;
+        b.logits[0] = 1;
+        if (lv_decode(ctx, &b) != LV_OK) break;
+    }
+end:
+    lv_batch_free(&b);
+    lv_sampler_free(smp);
+    lv_context_free(ctx);
+    return k;
+}
+
+TEST(server_penalties_and_logprobs_match_a_solo_run) {
+    lv_model *m = tiny();
+    REQUIRE(m, "model: %s", lv_last_error());
+    lv_test_rng r = {lv_test_seed()};
+    lv_context *ctx = new_ctx(m, 1024, 4, 64);
+    REQUIRE(ctx, "ctx");
+    lv_srv_params sp = lv_srv_default_params();
+    sp.n_slots = 4;
+    sp.n_batch = 32;
+    lv_srv *srv = NULL;
+    REQUIRE(lv_srv_create(ctx, m, &sp, &srv) == LV_OK, "create: %s", lv_last_error());
+    enum { NR = 6, NP = 12 };
+    const int32_t len[NR] = {7, 30, 3, 50, 12, 20}, n_top[NR] = {5, 0, 20, 1, 3, 0};
+    lv_token toks[NR][50];
+    lv_srv_req *reqs[NR];
+    lv_sampler_params smp[NR];
+    for (int k = 0; k < NR; k++) {
+        /* few distinct tokens: repeats for the penalties to see */
+        for (int32_t j = 0; j < len[k]; j++) toks[k][j] = (lv_token)(3 + lv_test_rng_u64(&r) % 6);
+        smp[k] = lv_sampler_default_params();
+        smp[k].temp = k % 2 ? 0.8f : 0;
+        smp[k].seed = 77 + (uint64_t)k;
+        smp[k].penalty_last_n = k == 4 ? -1 : 4 + 9 * k;
+        smp[k].penalty_repeat = k == 5 ? 1.0f : 1.3f;
+        smp[k].penalty_freq = k % 3 == 0 ? 0.7f : -0.4f;
+        smp[k].penalty_present = k % 3 == 1 ? 0.0f : 1.1f;
+        lv_srv_req_params rp = {.prompt = toks[k], .n_prompt = len[k], .n_predict = NP, .sampling = smp[k], .ignore_eos = false,
+                                .logprobs = k != 5, .n_top_logprobs = n_top[k]};
+        REQUIRE(lv_srv_submit(srv, &rp, &reqs[k]) == LV_SRV_ACCEPTED, "submit %d: %s", k, lv_last_error());
+    }
+    REQUIRE(run_until_done(srv, reqs, NR), "the requests did not finish");
+    int differs_from_plain = 0;
+    for (int k = 0; k < NR; k++) {
+        lv_srv_output o;
+        REQUIRE(lv_srv_req_poll(reqs[k], 0, 0, 0, &o) == LV_OK, "poll");
+        lv_token want[NP], top_id[NP * 20], plain[NP];
+        float lp[NP], top_lp[NP * 20];
+        const int32_t nw = solo_generate_lp(m, toks[k], len[k], NP, smp[k], n_top[k], want, lp, top_id, top_lp);
+        CHECK(o.n_tokens == nw && memcmp(o.tokens, want, sizeof(lv_token) * (size_t)nw) == 0, "request %d: tokens differ from the solo run", k);
+        if (k == 5) {
+            CHECK(!o.logprobs && !o.top_ids && o.n_top == 0, "request %d: logprobs without asking", k);
+        } else if (o.n_tokens == nw) {
+            CHECK(o.logprobs && o.n_top == n_top[k] && memcmp(o.logprobs, lp, sizeof(float) * (size_t)nw) == 0, "request %d: logprobs differ", k);
+            CHECK(n_top[k] == 0 || (memcmp(o.top_ids, top_id, sizeof(lv_token) * (size_t)(nw * n_top[k])) == 0 &&
+                                    memcmp(o.top_logprobs, top_lp, sizeof(float) * (size_t)(nw * n_top[k])) == 0),
+                  "request %d: top logprobs differ", k);
+            for (int32_t i = 0; i < nw && n_top[k] > 0; i++)
+                CHECK(o.logprobs[i] <= o.top_logprobs[(size_t)i * n_top[k]], "request %d token %d: above the best", k, i);
+        }
+        /* the penalties did something: the same request without them */
+        lv_sampler_params off = smp[k];
+        off.penalty_last_n = 0;
+        const int32_t np = solo_generate(m, toks[k], len[k], NP, off, plain);
+        differs_from_plain += np != nw || memcmp(plain, want, sizeof(lv_token) * (size_t)nw) != 0;
+        lv_srv_output_clear(&o);
+        lv_srv_req_release(reqs[k]);
+    }
+    CHECK(differs_from_plain >= 3, "the penalties changed only %d of %d answers", differs_from_plain, NR);
+    /* out of range: refused at submission */
+    lv_srv_req *bad = NULL;
+    lv_srv_req_params rp = {.prompt = toks[0], .n_prompt = 3, .n_predict = 2, .sampling = smp[0], .logprobs = true, .n_top_logprobs = 21};
+    CHECK(lv_srv_submit(srv, &rp, &bad) == LV_SRV_REFUSE_INVALID && !bad, "21 top logprobs accepted");
+    rp.n_top_logprobs = 2;
+    rp.sampling.penalty_last_n = -2;
+    CHECK(lv_srv_submit(srv, &rp, &bad) == LV_SRV_REFUSE_INVALID && !bad, "last_n -2 accepted");
+    rp.sampling.penalty_last_n = 8;
+    rp.sampling.penalty_repeat = -1;
+    CHECK(lv_srv_submit(srv, &rp, &bad) == LV_SRV_REFUSE_INVALID && !bad, "repeat -1 accepted");
+    lv_srv_free(srv);
+    lv_context_free(ctx);
+}

@@ -3,6 +3,7 @@
  */
 #define _GNU_SOURCE
 #include "request.h"
+#include "server/server.h"
 
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -204,16 +205,50 @@ static bool read_gen(const srv_parse_ctx *S, json_t *body, srv_gen_req *g, srv_r
     static atomic_ullong seed_ctr;
     g->sp.seed = (uint64_t)time(NULL) * 6364136223846793005ull + atomic_fetch_add(&seed_ctr, 1) * 1442695040888963407ull;
     double temp = g->sp.temp, top_p = g->sp.top_p, min_p = g->sp.min_p;
-    int64_t top_k = g->sp.top_k, seed = -1, n = 1;
+    int64_t top_k = g->sp.top_k, seed = -1, n = 1, last_n = g->sp.penalty_last_n;
+    double freq = 0, pres = 0, repeat = 1;
     if (!srv_get_number(body, "temperature", 0, 100, &temp, e) || !srv_get_number(body, "top_p", 0, 1, &top_p, e) ||
         !srv_get_number(body, "min_p", 0, 1, &min_p, e) || !srv_get_int(body, "top_k", 0, INT32_MAX, &top_k, e) ||
-        !srv_get_int(body, "seed", INT64_MIN, INT64_MAX, &seed, e) || !srv_get_int(body, "n", 1, 1000, &n, e) ||
+        !srv_get_int(body, "seed", INT64_MIN, INT64_MAX, &seed, e) ||
         !srv_get_bool(body, "stream", &g->stream, e) || !srv_get_bool(body, "ignore_eos", &g->ignore_eos, e) ||
         !srv_get_bool(body, "return_tokens", &g->return_tokens, e))
         return false;
-    /* (frequency / presence penalties are accepted and not applied yet: docs/server.md) */
-    double pen = 0;
-    if (!srv_get_number(body, "frequency_penalty", -2, 2, &pen, e) || !srv_get_number(body, "presence_penalty", -2, 2, &pen, e)) return false;
+    /* penalties: OpenAI's ranges; llama.cpp's repeat_penalty (1 or 0: off) over repeat_last_n tokens (-1: the context, 0: off) */
+    if (!srv_get_number(body, "frequency_penalty", -2, 2, &freq, e) || !srv_get_number(body, "presence_penalty", -2, 2, &pres, e) ||
+        !srv_get_number(body, "repeat_penalty", 0, 10, &repeat, e) || !srv_get_int(body, "repeat_last_n", -1, INT32_MAX, &last_n, e))
+        return false;
+    g->sp.penalty_freq = (float)freq;
+    g->sp.penalty_present = (float)pres;
+    g->sp.penalty_repeat = (float)repeat;
+    g->sp.penalty_last_n = (int32_t)last_n;
+    /* choices: on the OpenAI routes, at most one per slot (llama.cpp: 1..n_parallel) */
+    const int max_n = S && S->max_n > 0 ? S->max_n : 1;
+    if (g->kind == SRV_NATIVE) {
+        if (!srv_get_int(body, "n", 1, 1, &n, e)) return false;
+    } else if (!srv_get_int(body, "n", 1, max_n, &n, e)) {
+        return srv_bad(e, 400, "invalid_request_error", "'n' must be an integer in [1, %d] (this server's slots)", max_n);
+    }
+    g->n = (int)n;
+    /* logprobs (of the raw softmax, as llama-server and OpenAI report them) */
+    json_t *lp = json_object_get(body, "logprobs");
+    int64_t n_top = 0;
+    if (g->kind == SRV_CHAT) {
+        if (!srv_get_bool(body, "logprobs", &g->logprobs, e) || !srv_get_int(body, "top_logprobs", 0, LV_SRV_MAX_TOP_LOGPROBS, &n_top, e)) return false;
+        json_t *tl = json_object_get(body, "top_logprobs");
+        if (tl && !json_is_null(tl) && !g->logprobs)
+            return srv_bad(e, 400, "invalid_request_error", "'top_logprobs' needs 'logprobs': true");
+    } else if (g->kind == SRV_CMPL) {
+        if (lp && !json_is_null(lp) && !json_is_false(lp)) {
+            if (!json_is_integer(lp) || json_integer_value(lp) < 0 || json_integer_value(lp) > LV_SRV_MAX_TOP_LOGPROBS)
+                return srv_bad(e, 400, "invalid_request_error", "'logprobs' must be an integer in [0, %d]", LV_SRV_MAX_TOP_LOGPROBS);
+            g->logprobs = true;
+            n_top = json_integer_value(lp);
+        }
+    } else {
+        if (!srv_get_int(body, "n_probs", 0, LV_SRV_MAX_TOP_LOGPROBS, &n_top, e)) return false;
+        g->logprobs = n_top > 0;
+    }
+    g->n_top = (int32_t)n_top;
     const char *cap_keys[] = {"max_completion_tokens", "max_tokens", "n_predict"};
     for (int k = 0; k < 3; k++) {
         int64_t v = -2;
@@ -223,10 +258,6 @@ static bool read_gen(const srv_parse_ctx *S, json_t *body, srv_gen_req *g, srv_r
     int64_t t_max_ms = 0;
     if (!srv_get_int(body, "t_max_predict_ms", 0, INT32_MAX, &t_max_ms, e)) return false;
     g->max_generate_s = (double)t_max_ms / 1000.0;
-    if (n != 1) return srv_bad(e, 501, "not_supported_error", "'n' other than 1 is not supported yet");
-    json_t *lp = json_object_get(body, "logprobs");
-    if ((json_is_true(lp)) || (json_is_integer(lp) && json_integer_value(lp) > 0))
-        return srv_bad(e, 501, "not_supported_error", "logprobs are not supported yet");
     const char *unsupported[] = {"tools", "functions", "response_format", "grammar", "json_schema", "suffix"};
     for (size_t k = 0; k < sizeof(unsupported) / sizeof(*unsupported); k++) {
         json_t *v = json_object_get(body, unsupported[k]);
@@ -259,7 +290,6 @@ static bool read_gen(const srv_parse_ctx *S, json_t *body, srv_gen_req *g, srv_r
     g->sp.min_p = (float)min_p;
     g->sp.top_k = (int32_t)top_k;
     if (seed >= 0) g->sp.seed = (uint64_t)seed;
-    (void)S;
     return true;
 }
 

@@ -21,6 +21,7 @@ typedef struct srv_parse_ctx {
     const lv_model *model;
     const char *chat_template; /* NULL: the model's */
     int max_messages;
+    int max_n;                 /* the largest 'n' (choices per request): the slots */
 } srv_parse_ctx;
 
 typedef struct srv_gen_req {
@@ -33,6 +34,9 @@ typedef struct srv_gen_req {
     const char *stop[16];      /* point into the JSON body */
     int n_stop;
     double max_generate_s;     /* t_max_predict_ms / 1000; 0: none */
+    bool logprobs;             /* chat logprobs: true, legacy logprobs: N, native n_probs: N > 0 */
+    int32_t n_top;             /* top logprobs per token, 0..LV_SRV_MAX_TOP_LOGPROBS */
+    int n;                     /* choices (1..max_n; 1 on /completion) */
 } srv_gen_req;
 
 /* An error found while reading a request: status, type, message. */
