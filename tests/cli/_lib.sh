@@ -22,3 +22,33 @@ expect_ok() {
   "$@" >"$T/out" 2>"$T/err" || fail "$what: exit $?: $(cat "$T/err")"
   echo "ok: $what ($(_since "$t0") s)"
 }
+# longview serve in the background (tests/cli/serve*.sh, lvbench.sh):
+# serve_start NAME ARGS... starts `$LV serve --port 0 ARGS...` (a free port), its stdout and stderr
+# in $T/NAME.out and $T/NAME.err, waits until it is ready (failing if it exits or is not ready in
+# 60 s), writes its address to $T/NAME.addr and leaves its pid in $pid. Whatever is still running
+# when the script ends, a failed check included, is killed.
+# serve_stop NAME PID: SIGTERM, then it must exit 0 within 40 s and say "stopped".
+servers=()
+serve_start() {
+  local name=$1 i; shift
+  "$LV" serve --port 0 "$@" >"$T/$name.out" 2>"$T/$name.err" &
+  pid=$!
+  servers+=("$pid")
+  trap 'for p in "${servers[@]}"; do kill -KILL "$p" 2>/dev/null; done' EXIT
+  for i in $(seq 1 1200); do
+    grep -q "ready in" "$T/$name.err" 2>/dev/null && break
+    kill -0 $pid 2>/dev/null || { cat "$T/$name.err" >&2; fail "$name did not start"; }
+    sleep 0.05
+  done
+  grep -q "ready in" "$T/$name.err" || fail "$name not ready: $(cat "$T/$name.err")"
+  grep -o 'http://127.0.0.1:[0-9]*' "$T/$name.err" | head -1 > "$T/$name.addr"
+}
+serve_stop() {
+  local name=$1 pid=$2 i
+  kill -TERM "$pid"
+  for i in $(seq 1 400); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -0 "$pid" 2>/dev/null && { kill -KILL "$pid"; fail "$name did not stop on SIGTERM"; }
+  wait "$pid" || fail "$name exited with status $?: $(tail -5 "$T/$name.err")"
+  grep -q "stopped" "$T/$name.err" || fail "$name: no 'stopped' line: $(tail -3 "$T/$name.err")"
+  echo "ok: $name stopped cleanly on SIGTERM"
+}

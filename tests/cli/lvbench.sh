@@ -21,17 +21,7 @@ expect_fail "bad --lengths" "$B" --concurrency 1 --lengths mixed:1:2
 printf '{"prompt": [1, 2]}\nnot json\n' > "$T/bad.jsonl"
 expect_fail "bad workload line" "$B" --concurrency 1 --workload "$T/bad.jsonl"
 
-servers=()
-trap 'for p in "${servers[@]}"; do kill -KILL "$p" 2>/dev/null; done' EXIT
-start() { # name args...: a server on a free port, its address in $T/$name.addr
-  local name=$1 i; shift
-  "$LV" serve --port 0 "$@" >"$T/$name.out" 2>"$T/$name.err" &
-  servers+=($!)
-  for i in $(seq 1 600); do grep -q "ready in" "$T/$name.err" 2>/dev/null && break; sleep 0.05; done
-  grep -q "ready in" "$T/$name.err" || fail "$name not ready: $(cat "$T/$name.err")"
-  grep -o 'http://127.0.0.1:[0-9]*' "$T/$name.err" | head -1 > "$T/$name.addr"
-}
-start main -m "$M" -np 3 -c 4096 -b 64 -t 1 --metrics --api-key k
+serve_start main -m "$M" -np 3 -c 4096 -b 64 -t 1 --metrics --api-key k
 A=$(cat "$T/main.addr")
 metrics() { curl -s -H "Authorization: Bearer k" "$1/metrics" > "$2"; }
 metrics "$A" "$T/m0.txt"
@@ -65,7 +55,7 @@ metrics "$A" "$T/m2.txt"
 # a full queue: one slot, a queue of one, 8 requests at once: the others are refused with 503
 # (its --timeout 20 lowers the SSE ping interval to 10 s: libmicrohttpd closes a connection silent
 # for --timeout seconds, a stream waiting in the queue included)
-start small -m "$M" -np 1 -c 4096 -b 64 -t 1 --metrics --max-queue 1 --timeout 20
+serve_start small -m "$M" -np 1 -c 4096 -b 64 -t 1 --metrics --max-queue 1 --timeout 20
 grep -q -- '--sse-ping 15 s lowered to 10 s' "$T/small.err" || fail "no note of the lowered ping interval: $(cat "$T/small.err")"
 A2=$(cat "$T/small.addr")
 "$B" --url "$A2" --rate inf -n 8 --lengths fixed:16 --max-tokens 1500 --ignore-eos --out "$T/full.jsonl" 2>"$T/full.err" \

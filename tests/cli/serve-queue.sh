@@ -11,16 +11,8 @@ command -v python3 >/dev/null || { echo "skip: python3 absent"; exit 0; }
 S="$T/slow.gguf"
 expect_ok "gen-model" "$LV" gen-model --arch llama --dim 256 --layers 4 --heads 4 --kv-heads 2 --ffn 512 --vocab builtin:bytes --seed 6 -o "$S"
 
-"$LV" serve --port 0 -m "$S" -np 1 -c 8192 -b 64 -t 1 --metrics --max-queue 4 --queue-timeout 4 --timeout 2 >"$T/q.out" 2>"$T/q.err" &
-pid=$!
-trap 'kill -KILL $pid 2>/dev/null' EXIT
-for i in $(seq 1 1200); do
-  grep -q "ready in" "$T/q.err" 2>/dev/null && break
-  kill -0 $pid 2>/dev/null || { cat "$T/q.err" >&2; fail "server did not start"; }
-  sleep 0.05
-done
-grep -q "ready in" "$T/q.err" || fail "server not ready: $(cat "$T/q.err")"
-A=$(grep -o 'http://127.0.0.1:[0-9]*' "$T/q.err" | head -1)
+serve_start q -m "$S" -np 1 -c 8192 -b 64 -t 1 --metrics --max-queue 4 --queue-timeout 4 --timeout 2
+A=$(cat "$T/q.addr")
 
 python3 - "$A" <<'PY' || fail "queue checks"
 import json, socket, sys, threading, time, urllib.request, urllib.error
@@ -112,8 +104,4 @@ assert m['longview:requests_rejected_total{reason="queue_timeout"}'] == 1, m
 ok("no slot busy, nothing waiting, one queue timeout counted")
 PY
 [ $? -eq 0 ] || fail "queue checks"
-kill -TERM $pid
-for i in $(seq 1 400); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
-kill -0 $pid 2>/dev/null && { kill -KILL $pid; fail "server still running after SIGTERM"; }
-wait $pid || fail "server exit status $?: $(tail -5 "$T/q.err")"
-echo "ok: the server exited 0 on SIGTERM"
+serve_stop q "$pid"

@@ -23,34 +23,7 @@ cp "$T/out" "$T/run.txt"
 expect_ok "run greedy ids" "$LV" run -m "$M" -p "Hello world" -n 24 --temp 0 -c 2048 --ids
 cp "$T/out" "$T/run.ids"
 
-# start a server on a free port (a child of this shell: its pid in $pid); the address goes to $T/$1.addr
-# (whatever is still running when the script ends, a failed check included, is killed)
-servers=()
-trap 'for p in "${servers[@]}"; do kill -KILL "$p" 2>/dev/null; done' EXIT
-start() { # name args...
-  local name=$1 i; shift
-  "$LV" serve --port 0 "$@" >"$T/$name.out" 2>"$T/$name.err" &
-  pid=$!
-  servers+=("$pid")
-  for i in $(seq 1 1200); do
-    grep -q "ready in" "$T/$name.err" 2>/dev/null && break
-    kill -0 $pid 2>/dev/null || { cat "$T/$name.err" >&2; fail "$name did not start"; }
-    sleep 0.05
-  done
-  grep -q "ready in" "$T/$name.err" || fail "$name not ready: $(cat "$T/$name.err")"
-  grep -o 'http://127.0.0.1:[0-9]*' "$T/$name.err" | head -1 > "$T/$name.addr"
-}
-stop() { # name pid: SIGTERM, then it must exit 0 within 40 s
-  local name=$1 pid=$2 i
-  kill -TERM "$pid"
-  for i in $(seq 1 400); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -0 "$pid" 2>/dev/null && { kill -KILL "$pid"; fail "$name did not stop on SIGTERM"; }
-  wait "$pid" || fail "$name exited with status $?: $(tail -5 "$T/$name.err")"
-  grep -q "stopped" "$T/$name.err" || fail "$name: no 'stopped' line: $(tail -3 "$T/$name.err")"
-  echo "ok: $name stopped cleanly on SIGTERM"
-}
-
-start main -m "$M" -np 3 -c 2048 -b 64 -t 1 --metrics --api-key secret --alias tiny --max-body 65536
+serve_start main -m "$M" -np 3 -c 2048 -b 64 -t 1 --metrics --api-key secret --alias tiny --max-body 65536
 A=$(cat "$T/main.addr")
 echo "main server at $A"
 if command -v curl >/dev/null; then
@@ -431,7 +404,7 @@ with urllib.request.urlopen(urllib.request.Request(A + "/metrics", headers=KEY))
 assert m["longview:num_requests_running"] == 0 and m["longview:num_requests_waiting"] == 0, m
 ok("%d out-of-range requests: 400 invalid_request_error each; the server answers as before, no slot held" % len(bad))
 PY
-stop main "$pid"
+serve_stop main "$pid"
 
 # while the model loads: /health and every other route answer 503 (the load is held back 4 s)
 printf 'first-key\n second-key \n' > "$T/keys"
@@ -463,11 +436,11 @@ for key, want in (("second-key", 200), ("first-key", 200), ("other", 401)):
     assert st == want, (key, st)
 print("ok: after loading, /health is 200 and the keys of --api-key-file (trimmed) are the ones accepted")
 PY
-stop load "$pid"
+serve_stop load "$pid"
 
 # a slower model, one slot, a queue of one, sink+window layers: refusal, cancellation on
 # disconnect, drain on SIGTERM
-start slow -m "$S" -np 1 -c 8192 -b 64 -t 1 --metrics --max-queue 1 --layer-plan full,sw,full,sw --sink 4 --window 64 --sse-ping 0.05
+serve_start slow -m "$S" -np 1 -c 8192 -b 64 -t 1 --metrics --max-queue 1 --layer-plan full,sw,full,sw --sink 4 --window 64 --sse-ping 0.05
 A=$(cat "$T/slow.addr")
 python3 - "$A" "$pid" <<'PY' || fail "HTTP checks (slow server)"
 import json, os, signal, socket, sys, threading, time, urllib.request, urllib.error
