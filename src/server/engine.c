@@ -701,8 +701,10 @@ static lv_srv_req *slot_publish_locked(lv_srv *s, int i, double now) {
                        !grow((void **)&r->top_lp, &r->cap_top_lp, need * k, sizeof(float)))))
                 return slot_release_locked(s, i, LV_SRV_FINISH_ERROR, "out of memory");
             r->lp[r->n_toks] = sl->new_lp;
-            memcpy(r->top_id + (size_t)r->n_toks * k, sl->new_top_id, (size_t)k * sizeof(lv_token));
-            memcpy(r->top_lp + (size_t)r->n_toks * k, sl->new_top_lp, (size_t)k * sizeof(float));
+            if (k) {
+                memcpy(r->top_id + (size_t)r->n_toks * k, sl->new_top_id, (size_t)k * sizeof(lv_token));
+                memcpy(r->top_lp + (size_t)r->n_toks * k, sl->new_top_lp, (size_t)k * sizeof(float));
+            }
         }
         r->toks[r->n_toks++] = sl->new_tok;
         s->st.generated_tokens++;
