@@ -339,7 +339,10 @@ assert st == 200 and [e["id"] for e in cp] == run_ids, (cp, run_ids)
 for e in cp:
     check_entry(e, 4, with_id=True)
     assert e["top_logprobs"][0]["id"] == e["id"], e
-ok("/completion n_probs: completion_probabilities of the greedy ids == longview run's")
+st, b = req("/completion", {"prompt": "Hello world", "n_predict": 24, "temperature": 0, "n_probs": 4, "stream": True})
+evs = [json.loads(l[6:]) for l in b.decode().split("\n") if l.startswith("data: ")]
+assert st == 200 and [e for x in evs for e in x.get("completion_probabilities", [])] == cp, evs
+ok("/completion n_probs: completion_probabilities of the greedy ids == longview run's, the same streamed")
 
 # n choices: choice i draws with seed + i; the prompt counted once, the completions summed
 body = {"prompt": "abc", "max_tokens": 8, "temperature": 1.0, "seed": 41, "ignore_eos": True}
