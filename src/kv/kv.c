@@ -1153,22 +1153,12 @@ static int cmp_norm_idx(const void *a, const void *b) {
     return (x->i > y->i) - (x->i < y->i);
 }
 
-lv_status lv_kv_seq_prune_tail(lv_kv *kv, int64_t seq, int64_t n_last, const uint8_t *prunable, int64_t k_keep, int64_t *n_pruned) {
-    LV_ASSERT(!kv->in_txn);
-    if (n_pruned) *n_pruned = 0;
-    if (seq < 0 || seq >= kv->p.n_seq_max) return lv_error(LV_ERR_INVALID_ARG, "pruning: sequence id %lld out of range", (long long)seq);
-    if (n_last < 0 || n_last > kv->seq_len[seq])
-        return lv_error(LV_ERR_INVALID_ARG, "pruning: the last %lld tokens of sequence %lld, which has %lld", (long long)n_last, (long long)seq,
-                        (long long)kv->seq_len[seq]);
-    int64_t n = 0;
-    for (int64_t i = 0; i < n_last; i++) n += prunable ? prunable[i] != 0 : 1;
-    if (k_keep < 0) k_keep = 0;
-    const int64_t f = first_full_pool(kv);
-    if (n <= k_keep || f < 0) return LV_OK; /* nothing to prune, or no stream that can be */
+/* the tail [lo, hi] of the sequence's positions about to be pruned (n_last tokens): it must be
+ * consecutive positions that every FULL stream holds (not pruned before); room for its range */
+static lv_status tail_prepare(lv_kv *kv, int64_t seq, int64_t n_last, int64_t *lo) {
     const int32_t hi = kv->seq_max_pos[seq];
     const int64_t lo64 = (int64_t)hi - (n_last - 1);
     kv_pruned *pr = &kv->pruned[seq];
-    /* the tail must be consecutive positions that every FULL stream holds (not pruned before) */
     bool ok = lo64 >= 0 && (pr->n == 0 || pr->r[2 * pr->n - 1] < lo64);
     for (int64_t ip = 0; ip < kv->n_pools && ok; ip++) {
         const kv_stream *st = &kv->streams[seq * kv->n_pools + ip];
@@ -1188,6 +1178,58 @@ lv_status lv_kv_seq_prune_tail(lv_kv *kv, int64_t seq, int64_t n_last, const uin
         pr->r = r;
         pr->cap = cap;
     }
+    *lo = lo64;
+    return LV_OK;
+}
+
+/* record [lo, seq_max_pos] as pruned (tail_prepare made room) */
+static void tail_record(lv_kv *kv, int64_t seq, int64_t lo64) {
+    kv_pruned *pr = &kv->pruned[seq];
+    const int32_t hi = kv->seq_max_pos[seq];
+    if (pr->n > 0 && pr->r[2 * pr->n - 1] + 1 == lo64) {
+        pr->r[2 * pr->n - 1] = hi;
+    } else {
+        pr->r[2 * pr->n] = (int32_t)lo64;
+        pr->r[2 * pr->n + 1] = hi;
+        pr->n++;
+    }
+}
+
+/* keep[i] of the last n_last slots of every FULL stream of layer l: compact the kept ones in order */
+static void compact_layer(lv_kv *kv, int64_t seq, int64_t l, int64_t n_last, const uint8_t *keep) {
+    const int64_t H = kv->p.n_head_kv, P = kv->p.page_size;
+    for (int64_t h = 0; h < H; h++) {
+        kv_pool *pl = pool_at(kv, l, h);
+        if (pl->pol.kind != LV_MASK_CAUSAL) continue;
+        kv_stream *st = stream_at(kv, seq, l, h);
+        const int64_t s0 = st->n_stored - n_last;
+        int64_t w = s0;
+        for (int64_t i = 0; i < n_last; i++) {
+            if (!keep[i]) continue;
+            if (w != s0 + i) move_slot(kv, pl, st, s0 + i, w);
+            w++;
+        }
+        st->n_stored = w;
+        while (st->n_pages > cdiv(w, P)) pl->free_ids[pl->n_free++] = st->pages[--st->n_pages];
+        if (pl->stats) restat_from(kv, pl, st, s0);
+    }
+}
+
+lv_status lv_kv_seq_prune_tail(lv_kv *kv, int64_t seq, int64_t n_last, const uint8_t *prunable, int64_t k_keep, int64_t *n_pruned) {
+    LV_ASSERT(!kv->in_txn);
+    if (n_pruned) *n_pruned = 0;
+    if (seq < 0 || seq >= kv->p.n_seq_max) return lv_error(LV_ERR_INVALID_ARG, "pruning: sequence id %lld out of range", (long long)seq);
+    if (n_last < 0 || n_last > kv->seq_len[seq])
+        return lv_error(LV_ERR_INVALID_ARG, "pruning: the last %lld tokens of sequence %lld, which has %lld", (long long)n_last, (long long)seq,
+                        (long long)kv->seq_len[seq]);
+    int64_t n = 0;
+    for (int64_t i = 0; i < n_last; i++) n += prunable ? prunable[i] != 0 : 1;
+    if (k_keep < 0) k_keep = 0;
+    const int64_t f = first_full_pool(kv);
+    if (n <= k_keep || f < 0) return LV_OK; /* nothing to prune, or no stream that can be */
+    int64_t lo64 = 0;
+    lv_status st0 = tail_prepare(kv, seq, n_last, &lo64);
+    if (st0 != LV_OK) return st0;
     norm_idx *ni = lv_mallocn((size_t)n, sizeof(norm_idx));
     uint8_t *keep = lv_mallocn((size_t)n_last, 1);
     if (!ni || !keep) {
@@ -1219,33 +1261,70 @@ lv_status lv_kv_seq_prune_tail(lv_kv *kv, int64_t seq, int64_t n_last, const uin
         qsort(ni, (size_t)n, sizeof(norm_idx), cmp_norm_idx); /* the smallest norms first; ties: the earlier token */
         for (int64_t i = 0; i < n_last; i++) keep[i] = prunable && !prunable[i];
         for (int64_t j = 0; j < k_keep; j++) keep[ni[j].i] = 1;
-        for (int64_t h = 0; h < H; h++) {
-            kv_pool *pl = pool_at(kv, l, h);
-            if (pl->pol.kind != LV_MASK_CAUSAL) continue;
-            kv_stream *st = stream_at(kv, seq, l, h);
-            const int64_t s0 = st->n_stored - n_last, P = kv->p.page_size;
-            int64_t w = s0;
-            for (int64_t i = 0; i < n_last; i++) {
-                if (!keep[i]) continue;
-                if (w != s0 + i) move_slot(kv, pl, st, s0 + i, w);
-                w++;
-            }
-            st->n_stored = w;
-            while (st->n_pages > cdiv(w, P)) pl->free_ids[pl->n_free++] = st->pages[--st->n_pages];
-            if (pl->stats) restat_from(kv, pl, st, s0);
-        }
+        compact_layer(kv, seq, l, n_last, keep);
     }
     lv_free(ni);
     lv_free(keep);
-    if (pr->n > 0 && pr->r[2 * pr->n - 1] + 1 == lo64) {
-        pr->r[2 * pr->n - 1] = hi;
-    } else {
-        pr->r[2 * pr->n] = (int32_t)lo64;
-        pr->r[2 * pr->n + 1] = hi;
-        pr->n++;
-    }
+    tail_record(kv, seq, lo64);
     if (n_pruned) *n_pruned = n - k_keep;
     return LV_OK;
+}
+
+lv_status lv_kv_seq_prune_mask(lv_kv *kv, int64_t seq, int64_t n_last, const uint8_t *keep, int64_t *n_dropped) {
+    LV_ASSERT(!kv->in_txn);
+    if (n_dropped) *n_dropped = 0;
+    if (seq < 0 || seq >= kv->p.n_seq_max) return lv_error(LV_ERR_INVALID_ARG, "pruning: sequence id %lld out of range", (long long)seq);
+    if (n_last < 0 || n_last > kv->seq_len[seq])
+        return lv_error(LV_ERR_INVALID_ARG, "pruning: the last %lld tokens of sequence %lld, which has %lld", (long long)n_last, (long long)seq,
+                        (long long)kv->seq_len[seq]);
+    int64_t f = first_full_pool(kv), drop = 0;
+    if (f < 0) return LV_OK;
+    const int64_t fl = f / kv->p.n_head_kv;
+    for (int64_t i = 0; i < n_last; i++) drop += !keep[fl * n_last + i];
+    int64_t lo64 = 0;
+    lv_status st = tail_prepare(kv, seq, n_last, &lo64);
+    if (st != LV_OK) return st;
+    for (int64_t l = 0; l < kv->p.n_layer; l++) compact_layer(kv, seq, l, n_last, keep + l * n_last);
+    tail_record(kv, seq, lo64);
+    if (n_dropped) *n_dropped = drop;
+    return LV_OK;
+}
+
+lv_status lv_kv_seq_drop_range(lv_kv *kv, int64_t seq, int32_t p0, int32_t p1, int64_t *n_dropped) {
+    LV_ASSERT(!kv->in_txn);
+    if (n_dropped) *n_dropped = 0;
+    if (seq < 0 || seq >= kv->p.n_seq_max) return lv_error(LV_ERR_INVALID_ARG, "dropping: sequence id %lld out of range", (long long)seq);
+    if (p0 >= p1) return LV_OK;
+    const kv_pruned *pr = &kv->pruned[seq];
+    bool inside = false;
+    for (int64_t i = 0; i < pr->n && !inside; i++) inside = pr->r[2 * i] <= p0 && p1 - 1 <= pr->r[2 * i + 1];
+    if (!inside)
+        return lv_error(LV_ERR_INVALID_ARG, "dropping positions [%d, %d) of sequence %lld: they are not inside a range pruned before", p0, p1,
+                        (long long)seq);
+    const int64_t P = kv->p.page_size, fp = first_full_pool(kv);
+    for (int64_t ip = 0; ip < kv->n_pools; ip++) {
+        kv_pool *pl = &kv->pools[ip];
+        if (pl->pol.kind != LV_MASK_CAUSAL) continue;
+        kv_stream *st = &kv->streams[seq * kv->n_pools + ip];
+        int64_t s0 = st->n_stored;
+        while (s0 > 0 && stored_pos(kv, pl, st, s0 - 1) >= p0) s0--;
+        int64_t w = s0;
+        for (int64_t i = s0; i < st->n_stored; i++) {
+            const int32_t p = stored_pos(kv, pl, st, i);
+            if (p < p1) continue;
+            if (w != i) move_slot(kv, pl, st, i, w);
+            w++;
+        }
+        if (ip == fp && n_dropped) *n_dropped = st->n_stored - w;
+        st->n_stored = w;
+        while (st->n_pages > cdiv(w, P)) pl->free_ids[pl->n_free++] = st->pages[--st->n_pages];
+        if (pl->stats) restat_from(kv, pl, st, s0);
+    }
+    return LV_OK;
+}
+
+void lv_kv_load_key(const lv_kv *kv, int64_t seq, int64_t layer, int64_t head, int64_t slot, float *out) {
+    load_key(kv, pool_at(kv, layer, head), stream_at(kv, seq, layer, head), slot, out);
 }
 
 int64_t lv_kv_stream_n_stored(const lv_kv *kv, int64_t seq, int64_t layer, int64_t head) { return stream_at(kv, seq, layer, head)->n_stored; }

@@ -165,6 +165,18 @@ lv_status lv_kv_seq_truncate(lv_kv *kv, int64_t seq, int32_t p0);
  * remembered for lv_kv_seq_truncate. Nothing is pruned if at most k_keep tokens are prunable.
  * *n_pruned: tokens removed from every FULL stream. Errors change nothing. Outside a transaction. */
 lv_status lv_kv_seq_prune_tail(lv_kv *kv, int64_t seq, int64_t n_last, const uint8_t *prunable, int64_t k_keep, int64_t *n_pruned);
+/* VideoScan's pruning (docs/video-questions.md): of the sequence's last n_last tokens (as for
+ * lv_kv_seq_prune_tail), layer l's FULL streams keep those with keep[l * n_last + i] != 0, in
+ * order, with their positions; the range is remembered as pruned (also when every layer keeps
+ * them all, so that lv_kv_seq_drop_range can later remove some of them). *n_dropped: tokens removed from the first FULL layer's streams. */
+lv_status lv_kv_seq_prune_mask(lv_kv *kv, int64_t seq, int64_t n_last, const uint8_t *keep, int64_t *n_dropped);
+/* VideoScan's memory cap: remove the tokens with positions in [p0, p1), which must lie inside one
+ * range pruned before, from every FULL stream (later slots move down; pages freed; LServe
+ * statistics rebuilt). The logical length does not change. *n_dropped: tokens the first FULL
+ * stream lost. */
+lv_status lv_kv_seq_drop_range(lv_kv *kv, int64_t seq, int32_t p0, int32_t p1, int64_t *n_dropped);
+/* The stored key of a slot as floats (dequantized). */
+void      lv_kv_load_key(const lv_kv *kv, int64_t seq, int64_t layer, int64_t head, int64_t slot, float *out);
 /* Tokens a stream holds (tests, memory accounting) */
 int64_t   lv_kv_stream_n_stored(const lv_kv *kv, int64_t seq, int64_t layer, int64_t head);
 void      lv_kv_clear(lv_kv *kv);

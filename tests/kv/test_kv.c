@@ -314,6 +314,80 @@ TEST(kv_prune_tail_f16) { prune_case(LV_KV_F16); }
 TEST(kv_prune_tail_q8_0) { prune_case(LV_KV_Q8_0); }
 TEST(kv_prune_tail_q4_0) { prune_case(LV_KV_Q4_0); }
 
+/* VideoScan's pruning by an explicit mask per layer (lv_kv_seq_prune_mask) and the cap's removal of
+ * a range inside a pruned one (lv_kv_seq_drop_range), against the positions chosen by hand: kept
+ * keys, values and positions in order, the streaming head untouched, LServe's selection as over a
+ * cache that only ever held the survivors, truncation, errors */
+static void mask_case(lv_kv_type t) {
+    const char *tn = lv_kv_type_name(t);
+    lv_kv *kv = prune_kv(t), *fresh = prune_kv(t);
+    REQUIRE(kv && fresh, "%s: create: %s", tn, lv_last_error());
+    static int32_t pos[PR_A + PR_B], got_pos[PR_A + PR_B];
+    static float before_k[PR_L][PR_H][(PR_A + PR_B) * PR_D], before_v[PR_L][PR_H][(PR_A + PR_B) * PR_D];
+    static float got_k[(PR_A + PR_B) * PR_D], got_v[(PR_A + PR_B) * PR_D];
+    for (int i = 0; i < PR_A + PR_B; i++) pos[i] = i;
+    REQUIRE(pr_append(kv, 0, PR_A, pos, NULL) == LV_OK && pr_append(kv, 0, PR_B, pos + PR_A, NULL) == LV_OK, "%s: append: %s", tn, lv_last_error());
+    for (int64_t l = 0; l < PR_L; l++)
+        for (int64_t h = 0; h < PR_H; h++) pr_read(kv, 0, l, h, got_pos, before_k[l][h], before_v[l][h]);
+    /* layer 0 keeps every third tail token, layer 1 every fourth; then [PR_A + 30, PR_A + 60) is dropped */
+    uint8_t keep[PR_L * PR_B];
+    for (int i = 0; i < PR_B; i++) keep[i] = i % 3 == 0, keep[PR_B + i] = i % 4 == 0;
+    int64_t nd = -1;
+    REQUIRE(lv_kv_seq_prune_mask(kv, 0, PR_B, keep, &nd) == LV_OK && nd == PR_B - PR_B / 3, "%s: prune: %s (%lld)", tn, lv_last_error(), (long long)nd);
+    CHECK(lv_kv_seq_drop_range(kv, 0, PR_A - 5, PR_A + 2, &nd) == LV_ERR_INVALID_ARG, "%s: a range outside the pruned one", tn);
+    REQUIRE(lv_kv_seq_drop_range(kv, 0, PR_A + 30, PR_A + 60, &nd) == LV_OK && nd == 10, "%s: drop: %s (%lld)", tn, lv_last_error(), (long long)nd);
+    CHECK(lv_kv_seq_len(kv, 0) == PR_A + PR_B && lv_kv_seq_max_pos(kv, 0) == PR_A + PR_B - 1, "%s: the logical length stays", tn);
+    int64_t n_keep = 0;
+    for (int64_t l = 0; l < PR_L; l++)
+        for (int64_t h = 0; h < PR_H; h++) {
+            const bool streaming = l == 1 && h == 1;
+            int n = 0;
+            for (int i = 0; i < PR_A + PR_B; i++) {
+                const int ti = i - PR_A;
+                if (streaming || ti < 0 || (keep[l * PR_B + ti] && !(ti >= 30 && ti < 60))) pr_kept[l][h][n++] = i;
+            }
+            if (l == 0 && h == 0) n_keep = n;
+            const int64_t got = pr_read(kv, 0, l, h, got_pos, got_k, got_v);
+            int bad = got != n;
+            for (int64_t i = 0; i < got && !bad; i++) {
+                const int32_t p = pr_kept[l][h][i];
+                bad = got_pos[i] != p || memcmp(got_k + i * PR_D, before_k[l][h] + p * PR_D, PR_D * sizeof(float)) ||
+                      memcmp(got_v + i * PR_D, before_v[l][h] + p * PR_D, PR_D * sizeof(float));
+            }
+            CHECK(!bad, "%s (%lld, %lld): %lld tokens, want the %d chosen by hand in order with their keys, values and positions", tn, (long long)l,
+                  (long long)h, (long long)got, n);
+        }
+    if (!lv_kv_quantized(t)) { /* LServe's statistics rebuilt: the selection of a cache that only held layer 0's survivors */
+        REQUIRE(pr_append(fresh, 0, n_keep, pr_kept[0][0], pr_kept_of) == LV_OK, "%s: fresh: %s", tn, lv_last_error());
+        static uint8_t scratch[1 << 16];
+        lv_test_rng r = {7};
+        int same = 1;
+        for (int trial = 0; trial < 20; trial++) {
+            float q[PR_D];
+            for (int d = 0; d < PR_D; d++) q[d] = lv_test_rng_f32(&r);
+            int32_t a[64], b[64];
+            const int na = lv_kv_select_pages(kv, 0, 0, 0, 0, q, 3, a, scratch);
+            const int nb = lv_kv_select_pages(fresh, 0, 0, 0, 0, q, 3, b, scratch);
+            same &= na == nb && memcmp(a, b, (size_t)na * sizeof(int32_t)) == 0;
+        }
+        CHECK(same, "%s: page selection after the mask and the drop differs from a fresh cache", tn);
+    }
+    /* errors: the same tail again */
+    CHECK(lv_kv_seq_prune_mask(kv, 0, PR_B, keep, &nd) == LV_ERR_INVALID_ARG, "%s: pruning twice", tn);
+    /* a cut inside the dropped range, then at the tail's start: as before any pruning */
+    CHECK(lv_kv_seq_truncate(kv, 0, PR_A + 45) == LV_OK && lv_kv_seq_len(kv, 0) == PR_A + 45 && lv_kv_seq_max_pos(kv, 0) == PR_A + 44,
+          "%s: cut inside the dropped range: %lld", tn, (long long)lv_kv_seq_len(kv, 0));
+    CHECK(lv_kv_stream_n_stored(kv, 0, 0, 0) == PR_A + 10, "%s: %lld stored after the cut", tn, (long long)lv_kv_stream_n_stored(kv, 0, 0, 0));
+    CHECK(lv_kv_seq_truncate(kv, 0, PR_A) == LV_OK && lv_kv_seq_len(kv, 0) == PR_A && lv_kv_stream_n_stored(kv, 0, 1, 0) == PR_A, "%s: cut at %d", tn,
+          PR_A);
+    lv_kv_free(kv);
+    lv_kv_free(fresh);
+}
+
+TEST(kv_prune_mask_and_drop_f16) { mask_case(LV_KV_F16); }
+TEST(kv_prune_mask_and_drop_q8_0) { mask_case(LV_KV_Q8_0); }
+TEST(kv_prune_mask_and_drop_f32) { mask_case(LV_KV_F32); }
+
 /* a pruned range whose every token is gone from every stream: its positions still count */
 TEST(kv_prune_whole_prefix) {
     lv_kv *kv = prune_kv(LV_KV_F32);
