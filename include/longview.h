@@ -304,6 +304,22 @@ lv_status lv_kv_seq_set_rope_offset(lv_context *ctx, lv_seq_id seq, int32_t offs
  * (cutting inside a pruned range too). keep in (0, 1].
  * *n_pruned (may be NULL): tokens removed from each full head's cache. */
 lv_status lv_kv_seq_prune_keys(lv_context *ctx, lv_seq_id seq, int64_t n_last, const uint8_t *prunable, double keep, int64_t *n_pruned);
+/* VideoScan's pruning (docs/video-questions.md): of the sequence's last n_last tokens
+ * (consecutive positions, not pruned before), the last of which is the carrier and also the last
+ * token of the last lv_decode, every layer keeps the tokens with visual[i] == 0 (the carrier, text)
+ * and the k_keep visual ones (VideoScan+) that the carrier's query row attended to most, its
+ * softmax per query head averaged over the heads (the queries as that decode used them, scored
+ * again against the stored keys in double precision; ties: the earlier token); each layer
+ * chooses on its own. Kept tokens keep their positions, the dropped ones leave every layer's cache
+ * as with lv_kv_seq_prune_keys (their range is remembered, lv_kv_seq_rm counts them). Needs full
+ * attention in every head and no recurrent layers (LV_ERR_UNSUPPORTED; n_last 0 only checks
+ * that). *n_dropped: tokens removed from each layer's cache. */
+lv_status lv_kv_seq_carrier_keep(lv_context *ctx, lv_seq_id seq, int64_t n_last, const uint8_t *visual, int32_t k_keep, int64_t *n_dropped);
+/* VideoScan's memory cap: remove the tokens at positions [p0, p1), which must lie inside one range
+ * pruned before (lv_kv_seq_carrier_keep / lv_kv_seq_prune_keys), from every full-attention head's
+ * cache; the others keep their positions, the sequence's length in positions does not change.
+ * *n_dropped: tokens removed from each full head's cache. */
+lv_status lv_kv_seq_drop_pruned(lv_context *ctx, lv_seq_id seq, lv_pos p0, lv_pos p1, int64_t *n_dropped);
 /* Bytes the KV cache holds for its current contents, and its capacity in bytes. */
 int64_t   lv_kv_used_bytes(const lv_context *ctx);
 int64_t   lv_kv_capacity_bytes(const lv_context *ctx);
@@ -865,6 +881,15 @@ typedef struct lv_video_ask_params {
                                  prunes its embedding rows in every layer's cache to this fraction (in (0, 1]; 1 prunes
                                  nothing: equal to dense); 0 = off (default) */
     int32_t  group;           /* QuickPrefill: frames per group (0: 16; Qwen: rounded up to whole pairs) */
+    bool     carrier;         /* VideoScan (docs/video-questions.md): after each unit (a SmolVLM2 frame, a Qwen pair) one
+                                 carrier row, the mean of the unit's embeddings; after the unit's forward every layer's
+                                 cache keeps the carrier (and carrier_keep visual rows) of it, text rows stay. Needs
+                                 carrier-trained weights to answer well. Not with keep. */
+    int32_t  carrier_keep;    /* VideoScan+: visual rows per unit kept besides the carrier, the most attended from it, per
+                                 layer (default 0) */
+    int32_t  carrier_max;     /* VideoScan's memory cap: most carriers held; above it the earlier of the two adjacent
+                                 carriers whose input embeddings are the most similar (cosine) leaves every layer's
+                                 cache with its unit's kept rows (default 64; 0 = no cap) */
     lv_seq_id seq;            /* sequence to prefill (default 0) */
     lv_video_ask_progress_fn progress;
     void    *progress_user;
@@ -901,7 +926,12 @@ typedef struct lv_video_ask_result {
     double  prune_s;          /* QuickPrefill: wall seconds pruning (included in prefill_s) */
     int64_t n_groups;         /* QuickPrefill: groups prefilled */
     int32_t group_frames;     /* QuickPrefill: frames per group (params.group, or 16; Qwen: rounded up to whole pairs) */
-    int64_t n_pruned;         /* QuickPrefill: embedding rows pruned from each full-attention head's cache */
+    int64_t n_pruned;         /* QuickPrefill: embedding rows pruned from each full-attention head's cache; VideoScan: the
+                                 visual rows dropped right after their unit's forward */
+    int64_t n_carriers;       /* VideoScan: carriers held in the cache after the call */
+    int64_t n_carrier_rows;   /* VideoScan: rows of the video held in each layer's cache: carriers + their kept visual rows */
+    int64_t n_carriers_dropped; /* VideoScan: carriers the memory cap dropped (with their kept visual rows) */
+    int64_t n_cap_rows_dropped; /* VideoScan: rows the memory cap dropped from each layer's cache */
     double  total_s;          /* wall seconds of the whole call */
 } lv_video_ask_result;
 

@@ -30,7 +30,8 @@ int cmd_run(int argc, char **argv) {
     const char *model_path = NULL, *prompt = NULL, *prompt_file = NULL, *tokens_arg = NULL, *mmproj_path = NULL, *video_path = NULL;
     cli_kv kvo = {.both = "f16"};
     double vfps = 0;
-    int64_t vframes = 0, vmax_frames = 0, vthreads = 0, vgroup = 16;
+    int64_t vframes = 0, vmax_frames = 0, vthreads = 0, vgroup = 16, vckeep = 0, vcmax = 64;
+    bool vcarrier = false;
     double vkeep = 0;
     bool vsequential = false;
     cli_list images = {0};
@@ -53,6 +54,9 @@ int cmd_run(int argc, char **argv) {
         {"-j", "--decode-threads", CLI_INT, &vthreads, "N", "--video: video decode threads (default: one per core)", .lo = 0, .hi = 512},
         {NULL, "--video-sequential", CLI_FLAG, &vsequential, NULL, "--video: decode every frame, then encode, then prefill (the reference; no overlap)"},
         {NULL, "--keep", CLI_FLOAT, &vkeep, "F", "--video: QuickPrefill: after each group of frames, keep this fraction (0 < F <= 1) of its visual tokens in every layer's cache, those of smallest key norm (1: dense, bit for bit)", .flo = 0, .fhi = 1},
+        {NULL, "--carrier", CLI_FLAG, &vcarrier, NULL, "--video: VideoScan: a carrier token (the mean of a frame's, Qwen: a pair's, embeddings) after each frame; after the frame's forward every layer's cache keeps only the carrier (and --carrier-keep visual tokens) of it. Needs carrier-trained weights to answer well (none exist yet): this is the mechanics and the memory"},
+        {NULL, "--carrier-keep", CLI_INT, &vckeep, "K", "--carrier: VideoScan+: also keep the K visual tokens of each frame most attended from its carrier, per layer (default 0)", .lo = -(1 << 22), .hi = 1 << 22},
+        {NULL, "--carrier-max", CLI_INT, &vcmax, "N", "--carrier: memory cap: at most N carriers; above it the earlier of the two adjacent carriers with the most similar input embeddings leaves the cache with its frame's kept tokens (default 64; 0 = no cap)", .lo = -(1 << 22), .hi = 1 << 22},
         {NULL, "--group", CLI_INT, &vgroup, "N", "--video --keep: frames per QuickPrefill group (default 16; Qwen: rounded up to whole pairs)", .lo = 1, .hi = 1 << 22},
         {"-n", "--n-predict", CLI_INT, &n_predict, "N", "tokens to generate (default 64)", .lo = 0, .hi = 1 << 30},
         {"-c", "--ctx-size", CLI_INT, &n_ctx, "N", "context size in tokens (default: the prompt plus -n, at least 4096; 0 = the model's training context)", .lo = 0, .hi = 1 << 30},
@@ -73,14 +77,17 @@ int cmd_run(int argc, char **argv) {
     memcpy(opts, base, sizeof(base));
     const int n_opts = nb + cli_attention_opts(&att, opts + nb);
     int r = cli_parse(argc, argv, opts, n_opts,
-                      "longview run -m MODEL (-p TEXT | -f FILE | --tokens IDS) [--mmproj MM (--image IMG ... | --video V [--fps F | --frames N] [-j N] [--keep F [--group N]])] [-n N] [-c CTX] [-b N] [-t THREADS] [--temp T] [--seed S]",
+                      "longview run -m MODEL (-p TEXT | -f FILE | --tokens IDS) [--mmproj MM (--image IMG ... | --video V [--fps F | --frames N] [-j N] [--keep F [--group N] | --carrier [--carrier-keep K] [--carrier-max N]])] [-n N] [-c CTX] [-b N] [-t THREADS] [--temp T] [--seed S]",
                       "Generate a completion. The completion goes to stdout; progress and timings to stderr.\n"
                       "Images (--mmproj, --image): each is encoded by the vision tower and its embeddings take its place in\n"
                       "the prompt, laid out as llama.cpp's mtmd does (docs/vision.md).\n"
                       "A video (--mmproj, --video): frames sampled, decoded in parallel, encoded and prefilled in an overlapped\n"
                       "pipeline, in the prompt format of the mmproj's family: SmolVLM2 (idefics3) or Qwen2-VL / Qwen2.5-VL\n"
                       "(docs/video-questions.md). QuickPrefill (--keep F, --group N): prefilled group by group, each group's\n"
-                      "visual tokens pruned in every layer's cache to the fraction F of smallest key norm.\n"
+                      "visual tokens pruned in every layer's cache to the fraction F of smallest key norm. VideoScan (--carrier):\n"
+                      "one carrier token per frame kept in the cache, the frame's own tokens dropped after its forward (needs\n"
+                      "carrier-trained weights to answer well; the video's visual part of the cache grows by one token per frame\n"
+                      "(+ --carrier-keep K), capped by --carrier-max; text such as timestamps stays).\n"
                       "Long-context attention (DuoAttention heads, LServe selection, LongGen layers): see docs/long-context.md.", NULL, 0, NULL);
     if (r) return r > 0 ? 0 : 2;
     cli_set_verbosity(verbose);
@@ -111,6 +118,22 @@ int cmd_run(int argc, char **argv) {
     }
     if (cli_seen(opts, n_opts, "--keep") && !(vkeep > 0)) {
         cli_error("--keep %g: the fraction of visual tokens kept must be above 0 (at most 1)", vkeep);
+        return 2;
+    }
+    if ((vcarrier || cli_seen(opts, n_opts, "--carrier-keep") || cli_seen(opts, n_opts, "--carrier-max")) && !video_path) {
+        cli_error("--carrier, --carrier-keep and --carrier-max are for --video (VideoScan)");
+        return 2;
+    }
+    if ((cli_seen(opts, n_opts, "--carrier-keep") || cli_seen(opts, n_opts, "--carrier-max")) && !vcarrier) {
+        cli_error("--carrier-keep and --carrier-max are VideoScan's: give --carrier too");
+        return 2;
+    }
+    if (vcarrier && (cli_seen(opts, n_opts, "--keep") || cli_seen(opts, n_opts, "--group"))) {
+        cli_error("--carrier (VideoScan) and --keep / --group (QuickPrefill) both prune the video's cache: choose one");
+        return 2;
+    }
+    if (vckeep < 0 || vcmax < 0) {
+        cli_error("--carrier-keep %lld / --carrier-max %lld: must not be negative", (long long)vckeep, (long long)vcmax);
         return 2;
     }
     if (cli_seen(opts, n_opts, "--group") && !cli_seen(opts, n_opts, "--keep")) {
@@ -172,13 +195,17 @@ int cmd_run(int argc, char **argv) {
         vp.sequential = vsequential;
         vp.keep = vkeep;
         vp.group = (int32_t)vgroup;
+        vp.carrier = vcarrier;
+        vp.carrier_keep = (int32_t)vckeep;
+        vp.carrier_max = (int32_t)vcmax;
         if ((st = lv_video_ask_plan_for(model, mm, video, &vp, &vplan)) != LV_OK) {
             cli_fail(video_path, st);
             goto end;
         }
-        fprintf(stderr, "video %s: %s format, %lld frames (%.3g per second of video) at %dx%d, %lld %s of %d embeddings, %lld text tokens, %lld positions\n",
+        fprintf(stderr, "video %s: %s format, %lld frames (%.3g per second of video) at %dx%d, %lld %s of %d embeddings%s, %lld text tokens, %lld positions\n",
                 video_path, vplan.family, (long long)vplan.n_frames, vplan.sample_fps, vplan.frame_w, vplan.frame_h, (long long)vplan.n_units,
-                vplan.n_units == vplan.n_frames ? "frames" : "pairs", vplan.unit_tokens, (long long)vplan.n_text, (long long)vplan.n_rows);
+                vplan.n_units == vplan.n_frames ? "frames" : "pairs", vplan.unit_tokens, vcarrier ? " + a carrier" : "", (long long)vplan.n_text,
+                (long long)vplan.n_rows);
         n_toks = (int32_t)vplan.n_rows;
     } else if (mm) {
         if (!(embds = calloc((size_t)images.n, sizeof(*embds)))) {
@@ -355,10 +382,16 @@ int cmd_run(int argc, char **argv) {
                 vres.prefill_s, vres.prefill_cpu_s, vres.wait_s, vres.total_s);
     if (video && vkeep > 0)
         fprintf(stderr, "QuickPrefill: %lld groups of %lld frames, keep %g: %lld of %lld embedding rows pruned from each full-attention head, "
-                "pruning %.2f s, KV after the video %.1f MiB | ", (long long)vres.n_groups, (long long)vres.group_frames, vkeep, (long long)vres.n_pruned,
-                (long long)(vplan.n_units * vplan.unit_tokens), vres.prune_s, (double)kv_video / (1024.0 * 1024.0));
+                "pruning %.2f s, KV after the video %.1f MiB (%lld bytes) | ", (long long)vres.n_groups, (long long)vres.group_frames, vkeep,
+                (long long)vres.n_pruned, (long long)(vplan.n_units * vplan.unit_tokens), vres.prune_s, (double)kv_video / (1024.0 * 1024.0),
+                (long long)kv_video);
+    else if (video && vcarrier)
+        fprintf(stderr, "VideoScan: %lld carriers held (of %lld units), %lld video rows in each layer's cache (carriers + %lld kept visual "
+                "rows each), %lld visual rows dropped after their unit's forward, %lld carriers (%lld rows) dropped by the cap (--carrier-max %lld), "
+                "KV after the video %.1f MiB (%lld bytes) | ", (long long)vres.n_carriers, (long long)vplan.n_units, (long long)vres.n_carrier_rows, (long long)vckeep,
+                (long long)vres.n_pruned, (long long)vres.n_carriers_dropped, (long long)vres.n_cap_rows_dropped, (long long)vcmax, (double)kv_video / (1024.0 * 1024.0), (long long)kv_video);
     else if (video)
-        fprintf(stderr, "KV after the video %.1f MiB | ", (double)kv_video / (1024.0 * 1024.0));
+        fprintf(stderr, "KV after the video %.1f MiB (%lld bytes) | ", (double)kv_video / (1024.0 * 1024.0), (long long)kv_video);
     else if (mm) fprintf(stderr, "images: %d, encoded in %.2f s | ", images.n, t_encode);
     fprintf(stderr, "load: %.2f s | prompt: %d tokens, %.2f s, %.1f tokens/s | generation: %lld tokens, %.2f s, %.1f tokens/s | KV %.1f MiB\n",
             t_load, n_toks, t_prefill, n_toks / (t_prefill > 0 ? t_prefill : 1e-9), (long long)n_gen, t_gen,

@@ -97,6 +97,9 @@ lv_status lv_fwd_init(lv_fwd *f, const lv_model *m, lv_threadpool *tp, lv_kv *kv
     f->gate = alloc_f(T * F);
     f->up = alloc_f(T * F);
     f->rope_cache = alloc_f(T * (size_t)hp->n_rot);
+    f->qcap = alloc_f((size_t)LV_MAX(m->n_attn_layers, 1) * Qd);
+    f->qcap_row = -1;
+    if (!f->qcap) return LV_ERR_NOMEM;
     /* activation scratch: the largest input of any matmul, 4 bytes per element covers every vec-dot type */
     f->xq = lv_calloc(T * LV_MAX(LV_MAX(E, F), LV_MAX(Od, (size_t)hp->ssm_d_inner)) + 64, 4);
     f->att_scratch_floats = (int64_t)lv_attn_scratch_floats((int)(LV_ATTN_RUN * G), (int)hp->n_embd_head_k, (int)hp->n_embd_head_v);
@@ -142,6 +145,7 @@ void lv_fwd_free(lv_fwd *f) {
     lv_free(f->k);
     lv_free(f->v);
     lv_free(f->attn);
+    lv_free(f->qcap);
     lv_free(f->gate);
     lv_free(f->up);
     lv_free(f->rope_cache);
@@ -228,6 +232,7 @@ static void rope_store_range(void *arg, int64_t lo, int64_t hi, int ith) {
             if (hp->attn_scale_on_q)
                 for (int64_t d = 0; d < Dk; d++) q[h * Dk + d] *= hp->attn_scale;
         }
+        if (i == f->qcap_row) memcpy(f->qcap + t->kl * Hq * Dk, q, (size_t)(Hq * Dk) * sizeof(float));
         for (int64_t h = 0; h < Hk; h++) {
             if (kn) lv_rmsnorm_ref(k + h * Dk, kn, k + h * Dk, Dk, hp->norm_rms_eps);
             if (rope) lv_rope_apply(rp, cache, k + h * Dk);

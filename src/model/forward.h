@@ -81,6 +81,9 @@ typedef struct lv_fwd {
     float *up;     /* (T, n_ff) */
     void *xq;      /* activations converted for a matmul */
     float *rope_cache;     /* (T, n_rot) */
+    float *qcap;           /* (n_attn_layers, n_head * Dk): the queries of row qcap_row of the micro-batch, as attention
+                              uses them (after norm, RoPE and a scale on q), per KV layer (VideoScan's carrier) */
+    int64_t qcap_row;      /* -1: none */
     lv_attn_span *att_spans; /* (n_threads, max_spans) */
     int64_t max_spans;
     float *att_scratch;      /* (n_threads, att_scratch_floats) */

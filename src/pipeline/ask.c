@@ -17,6 +17,7 @@ lv_video_ask_params lv_video_ask_default_params(void) {
     lv_video_ask_params p;
     memset(&p, 0, sizeof(p));
     p.add_special = true;
+    p.carrier_max = 64;
     return p;
 }
 
@@ -41,7 +42,7 @@ int64_t lv_video_ask_prompt_text(const lv_model *model, const lv_mmproj *mm, con
     for (int32_t s = 0; s < l.n_segs; s++) {
         const lv_vq_seg *sg = &l.segs[s];
         for (int32_t i = 0; i < (sg->unit ? sg->n : 1); i++) {
-            const char *t = sg->unit ? pad : l.pieces[s];
+            const char *t = sg->unit ? (i < l.plan.unit_tokens ? pad : "<carrier>") : l.pieces[s];
             const size_t n = strlen(t);
             for (size_t k = 0; k < n; k++, len++)
                 if (buf && (size_t)len + 1 < buf_size) buf[len] = t[k];
@@ -65,13 +66,18 @@ typedef struct run {
     lv_pos pos0;             /* the cache position of row 0 */
     int32_t B;               /* rows per batch */
     int64_t E;
-    int64_t unit_floats;     /* unit_tokens x E */
+    int64_t unit_floats;     /* (unit_tokens + 1 with a carrier) x E: a unit's rows, the carrier's mean last */
     int32_t frames_per_unit; /* 1 (SmolVLM2) or 2 (Qwen pairs) */
     /* QuickPrefill: the groups' end rows (exclusive), which also end batches; the embedding rows */
     int64_t *gend;
     int32_t n_groups;
     int32_t next_group;      /* the first group not yet pruned */
-    uint8_t *prunable;       /* (n_rows) 1 for an embedding row */
+    uint8_t *prunable;       /* (n_rows) 1 for an embedding row (VideoScan: not the carrier) */
+    /* VideoScan with a memory cap: the held carriers' input embeddings ((cap + 1) x E) and their
+     * units' position ranges [lo, hi] (the unit's first row .. its carrier) */
+    float *cemb;
+    lv_pos *clo, *chi;
+    int32_t n_held;
     lv_video_ask_progress prog;
     int32_t next_unit_seg;   /* progress: the first unit segment not yet all in the cache */
     double t0;
@@ -129,8 +135,40 @@ static lv_status lost_error(const run *r, int64_t want, const lv_video_frame *f)
 
 /* ---- QuickPrefill: groups of units that cut the batches, pruned once all their rows are in ---- */
 
+/* VideoScan: every unit is a group ending at its carrier; its visual rows are the prunable ones */
+static lv_status carriers_build(run *r) {
+    const lv_vq_layout *l = r->l;
+    const lv_video_ask_params *p = r->p;
+    if (p->keep > 0)
+        return lv_error(LV_ERR_INVALID_ARG, "VideoScan (carrier) and QuickPrefill (keep %g) both prune the video's cache: choose one", p->keep);
+    if (p->carrier_keep < 0 || p->carrier_max < 0)
+        return lv_error(LV_ERR_INVALID_ARG, "VideoScan: carrier_keep (%d) and carrier_max (%d) must not be negative", p->carrier_keep, p->carrier_max);
+    lv_status st = lv_kv_seq_carrier_keep(r->ctx, r->seq, 0, NULL, 0, NULL); /* the plan allows it? */
+    if (st != LV_OK) return st;
+    r->gend = lv_mallocn((size_t)l->plan.n_units + 1, sizeof(int64_t));
+    r->prunable = lv_calloc((size_t)l->plan.n_rows, 1);
+    if (!r->gend || !r->prunable) return LV_ERR_NOMEM;
+    if (p->carrier_max > 0) {
+        const size_t n = (size_t)p->carrier_max + 1;
+        r->cemb = lv_mallocn(n * (size_t)r->E, sizeof(float));
+        r->clo = lv_mallocn(n, sizeof(lv_pos));
+        r->chi = lv_mallocn(n, sizeof(lv_pos));
+        if (!r->cemb || !r->clo || !r->chi) return LV_ERR_NOMEM;
+    }
+    for (int32_t s = 0; s < l->n_segs; s++) {
+        const lv_vq_seg *sg = &l->segs[s];
+        if (!sg->unit) continue;
+        memset(r->prunable + sg->row0, 1, (size_t)l->plan.unit_tokens);
+        r->gend[r->n_groups++] = sg->row0 + sg->n;
+    }
+    return LV_OK;
+}
+
 static lv_status groups_build(run *r) {
     const lv_vq_layout *l = r->l;
+    if (r->p->carrier) return carriers_build(r);
+    if (r->p->carrier_keep != 0)
+        return lv_error(LV_ERR_INVALID_ARG, "carrier_keep (%d) is VideoScan+'s: it needs carrier", r->p->carrier_keep);
     if (r->p->keep <= 0) return LV_OK;
     if (!(r->p->keep <= 1.0) || r->p->group < 0)
         return lv_error(LV_ERR_INVALID_ARG, "QuickPrefill: keep %g must be in (0, 1] and the group (%d frames) positive", r->p->keep, r->p->group);
@@ -157,10 +195,64 @@ static int64_t batch_end(const run *r, int64_t r0) {
     return e;
 }
 
-/* after the batch that ended at row `end`: prune the group it completed */
-static lv_status group_done(run *r, int64_t end) {
+/* the carrier's input embedding: the mean of the unit's n rows, each dimension summed in row order
+ * in double precision (one function for both executions) */
+static void carrier_mean(const float *unit, int32_t n, int64_t E, float *out) {
+    for (int64_t e = 0; e < E; e++) {
+        double s = 0;
+        for (int32_t i = 0; i < n; i++) s += unit[(int64_t)i * E + e];
+        out[e] = (float)(s / (double)n);
+    }
+}
+
+/* VideoScan, after the batch that ended at the carrier (row end - 1; its input embedding cemb):
+ * every layer keeps the carrier (+ carrier_keep visual rows) of the unit; then the memory cap */
+static lv_status carrier_done(run *r, int64_t start, int64_t end, const float *cemb) {
+    const lv_video_ask_params *p = r->p;
+    int64_t nd = 0;
+    const double t = lv_time_s(), c = lv_cpu_time_s();
+    lv_status st = lv_kv_seq_carrier_keep(r->ctx, r->seq, end - start, r->prunable + start, p->carrier_keep, &nd);
+    if (st == LV_OK) {
+        r->res->n_pruned += nd;
+        r->res->n_carriers++;
+        r->res->n_carrier_rows += 1 + (r->l->plan.unit_tokens - nd);
+    }
+    if (st == LV_OK && p->carrier_max > 0) {
+        const int32_t k = r->n_held++;
+        memcpy(r->cemb + (int64_t)k * r->E, cemb, (size_t)r->E * sizeof(float));
+        r->clo[k] = r->pos0 + (lv_pos)(end - 1 - r->l->plan.unit_tokens);
+        r->chi[k] = r->pos0 + (lv_pos)(end - 1);
+        if (r->n_held > p->carrier_max) {
+            const int32_t v = lv_vq_carrier_victim(r->cemb, r->n_held, r->E);
+            int64_t nc = 0;
+            st = lv_kv_seq_drop_pruned(r->ctx, r->seq, r->clo[v], r->chi[v] + 1, &nc);
+            if (st == LV_OK) {
+                r->res->n_carriers--;
+                r->res->n_carriers_dropped++;
+                r->res->n_carrier_rows -= nc;
+                r->res->n_cap_rows_dropped += nc;
+                const int32_t m = r->n_held - v - 1;
+                memmove(r->cemb + (int64_t)v * r->E, r->cemb + (int64_t)(v + 1) * r->E, (size_t)m * (size_t)r->E * sizeof(float));
+                memmove(r->clo + v, r->clo + v + 1, (size_t)m * sizeof(lv_pos));
+                memmove(r->chi + v, r->chi + v + 1, (size_t)m * sizeof(lv_pos));
+                r->n_held--;
+            }
+        }
+    }
+    const double dt = lv_time_s() - t;
+    r->res->prefill_cpu_s += lv_cpu_time_s() - c;
+    r->res->prune_s += dt;
+    r->res->prefill_s += dt;
+    if (st == LV_OK) r->next_group++;
+    return st;
+}
+
+/* after the batch that ended at row `end` (its last row's input embedding last_embd): prune the
+ * group it completed */
+static lv_status group_done(run *r, int64_t end, const float *last_embd) {
     if (r->next_group >= r->n_groups || end != r->gend[r->next_group]) return LV_OK;
     const int64_t start = r->next_group ? r->gend[r->next_group - 1] : 0;
+    if (r->p->carrier) return carrier_done(r, start, end, last_embd);
     int64_t np = 0;
     const double t = lv_time_s(), c = lv_cpu_time_s();
     lv_status st = lv_kv_seq_prune_keys(r->ctx, r->seq, end - start, r->prunable + start, r->p->keep, &np);
@@ -213,6 +305,8 @@ static lv_status run_sequential(run *r) {
         const uint8_t *f0 = (const uint8_t *)frames + u * r->frames_per_unit * fsize;
         const uint8_t *f1 = r->frames_per_unit == 2 ? f0 + fsize : NULL;
         st = lv_mmproj_encode_frames(r->mm, r->tp, f0, f1, pl->frame_w, pl->frame_h, embd + u * r->unit_floats);
+        if (st == LV_OK && l->carrier)
+            carrier_mean(embd + u * r->unit_floats, pl->unit_tokens, r->E, embd + u * r->unit_floats + (int64_t)pl->unit_tokens * r->E);
         r->prog.n_encoded = LV_MIN(pl->n_frames, (u + 1) * r->frames_per_unit);
         report(r);
     }
@@ -264,7 +358,7 @@ static lv_status run_sequential(run *r) {
         const double c = lv_cpu_time_s();
         st = lv_decode(r->ctx, &bb);
         r->res->prefill_cpu_s += lv_cpu_time_s() - c;
-        if (st == LV_OK) st = group_done(r, e);
+        if (st == LV_OK) st = group_done(r, e, rows_embd + (e - 1) * E);
         if (st == LV_OK) {
             r->prog.n_rows_done = r0 + n;
             report(r);
@@ -310,7 +404,7 @@ static lv_status flush(feeder *f) {
     r->res->prefill_s += lv_time_s() - t;
     r->res->prefill_cpu_s += lv_cpu_time_s() - c;
     f->n = 0;
-    if (st == LV_OK) st = group_done(r, f->row);
+    if (st == LV_OK) st = group_done(r, f->row, f->b.embd + (int64_t)(n - 1) * r->E);
     if (st != LV_OK) return st;
     r->prog.n_rows_done = f->row;
     report(r);
@@ -388,6 +482,7 @@ static lv_status run_overlapped(run *r) {
         report(r);
         double t = lv_time_s();
         st = lv_mmproj_encode_frames(r->mm, r->tp, f0, f1, pl->frame_w, pl->frame_h, unit);
+        if (st == LV_OK && l->carrier) carrier_mean(unit, pl->unit_tokens, r->E, unit + (int64_t)pl->unit_tokens * r->E);
         r->res->encode_s += lv_time_s() - t;
         if (st != LV_OK) break;
         r->prog.n_encoded = next_frame;
@@ -446,7 +541,7 @@ lv_status lv_video_ask(lv_context *ctx, const lv_mmproj *mm, lv_video *video, co
     r.pos0 = n0;
     r.B = (int32_t)lv_context_n_batch(ctx);
     r.E = lv_model_n_embd(model);
-    r.unit_floats = (int64_t)l.plan.unit_tokens * r.E;
+    r.unit_floats = (int64_t)(l.plan.unit_tokens + (l.carrier ? 1 : 0)) * r.E;
     r.frames_per_unit = l.fam == LV_VQ_SMOLVLM2 ? 1 : 2;
     r.prog.n_frames = l.plan.n_frames;
     r.prog.n_rows = l.plan.n_rows;
@@ -456,6 +551,9 @@ lv_status lv_video_ask(lv_context *ctx, const lv_mmproj *mm, lv_video *video, co
     if (st == LV_OK) st = params->sequential ? run_sequential(&r) : run_overlapped(&r);
     lv_free(r.gend);
     lv_free(r.prunable);
+    lv_free(r.cemb);
+    lv_free(r.clo);
+    lv_free(r.chi);
     res->total_s = lv_time_s() - t0;
     if (st == LV_OK) {
         *n_past = n0 + (lv_pos)l.plan.n_rows;

@@ -211,7 +211,7 @@ static lv_status add_unit(lbuild *b, int64_t u, int32_t st0, int32_t t) {
     lv_vq_seg s = {0};
     s.unit = true;
     s.first = u;
-    s.n = b->l->plan.unit_tokens;
+    s.n = b->l->plan.unit_tokens + (b->l->carrier ? 1 : 0);
     s.rope0 = st0;
     s.t = t;
     return push_seg(b, s, NULL);
@@ -233,12 +233,39 @@ void lv_vq_layout_free(lv_vq_layout *l) {
     memset(l, 0, sizeof(*l));
 }
 
+int32_t lv_vq_carrier_victim(const float *emb, int32_t n, int64_t E) {
+    int32_t best = -1;
+    double bs = -INFINITY;
+    for (int32_t i = 0; i + 1 < n; i++) {
+        const float *a = emb + (int64_t)i * E, *c = a + E;
+        double d = 0, na = 0, nc = 0;
+        for (int64_t e = 0; e < E; e++) {
+            d += (double)a[e] * c[e];
+            na += (double)a[e] * a[e];
+            nc += (double)c[e] * c[e];
+        }
+        const double cs = d / LV_MAX(sqrt(na) * sqrt(nc), 1e-8);
+        if (cs > bs) {
+            bs = cs;
+            best = i;
+        }
+    }
+    return best;
+}
+
 void lv_vq_row_pos(const lv_vq_layout *l, const lv_vq_seg *s, int32_t i, int32_t *t, int32_t *h, int32_t *w, int32_t *e) {
     if (!s->unit) {
         *t = *h = *w = *e = s->rope0 + i;
         return;
     }
     const int32_t nx = LV_MAX(l->plan.nx, 1);
+    if (i >= l->plan.unit_tokens) { /* the carrier: the unit's t, the grid's last (h, w) */
+        *t = s->rope0 + s->t;
+        *h = s->rope0 + LV_MAX(l->plan.ny, 1) - 1;
+        *w = s->rope0 + nx - 1;
+        *e = 0;
+        return;
+    }
     *t = s->rope0 + s->t;
     *h = s->rope0 + i / nx;
     *w = s->rope0 + i % nx;
@@ -263,6 +290,7 @@ lv_status lv_vq_layout_build(const lv_model *model, const lv_mmproj *mm, const l
     if (p->fps < 0 || !isfinite(p->fps) || p->fps > 1000) return lv_error(LV_ERR_INVALID_ARG, "fps must be in (0, 1000], got %g", p->fps);
     if (p->n_frames < 0 || p->max_frames < 0) return lv_error(LV_ERR_INVALID_ARG, "frame counts must not be negative");
     l->mrope = lv_model_n_pos_per_token(model) == 4;
+    l->carrier = p->carrier;
     if (l->mrope && l->fam == LV_VQ_SMOLVLM2)
         return lv_error(LV_ERR_UNSUPPORTED, "an idefics3 (SmolVLM2) video with an M-RoPE text model: no such model exists to follow");
     lv_video_info info;
@@ -333,7 +361,7 @@ lv_status lv_vq_layout_build(const lv_model *model, const lv_mmproj *mm, const l
             st = add_text(&b, buf, f == 0 && bos);
             if (st == LV_OK && f < pl->n_frames) {
                 st = add_unit(&b, f, b.rope, 0);
-                b.rope += pl->unit_tokens;
+                b.rope += pl->unit_tokens + (l->carrier ? 1 : 0);
             }
         }
     } else {

@@ -42,6 +42,7 @@ typedef struct lv_vq_layout {
     lv_vq_family fam;
     lv_video_ask_plan plan;
     bool     mrope;          /* the text model takes four positions per token */
+    bool     carrier;        /* VideoScan: each unit segment ends with a carrier row (n = unit_tokens + 1) */
     /* sampling: SmolVLM2 frame indices (INDICES rule); Qwen the COUNT rule over plan.n_frames */
     int64_t *frame_idx;
     double   video_fps;      /* the container's average frame rate (HF metadata.fps) */
@@ -74,7 +75,12 @@ int64_t lv_vq_qwen_nframes(int64_t total, double video_fps, double fps, int64_t 
 lv_status lv_vq_layout_build(const lv_model *model, const lv_mmproj *mm, const lv_video *video, const lv_video_ask_params *p, int32_t rope0,
                              lv_vq_layout *out);
 void      lv_vq_layout_free(lv_vq_layout *l);
-/* The rotary positions (t, h, w, e) of row i of segment s. */
+/* VideoScan's memory cap: of n carriers' input embeddings (n x E), the index of the earlier member
+ * of the adjacent pair (i, i + 1) with the highest cosine similarity, dot / max(|a| |b|, 1e-8) in
+ * double precision (ties: the earlier pair); -1 when n < 2. */
+int32_t   lv_vq_carrier_victim(const float *emb, int32_t n, int64_t E);
+/* The rotary positions (t, h, w, e) of row i of segment s (a unit's carrier row, i = unit_tokens:
+ * the unit's t and the grid's last (h, w)). */
 void      lv_vq_row_pos(const lv_vq_layout *l, const lv_vq_seg *s, int32_t i, int32_t *t, int32_t *h, int32_t *w, int32_t *e);
 
 #endif /* LV_PIPELINE_H */

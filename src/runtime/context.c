@@ -9,6 +9,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include <string.h>
 
@@ -237,6 +238,7 @@ lv_status lv_context_create(lv_model *model, lv_context_params p, lv_context **o
     if (!ctx->slot || !ctx->n_vis || !ctx->out_row || !ctx->logit_row || !ctx->seq_count || !ctx->seq_new || !ctx->seq_last || !ctx->logits)
         goto fail;
     ctx->last_out = -1;
+    ctx->qcap_seq = -1;
     *out = ctx;
     return LV_OK;
 fail:
@@ -391,6 +393,7 @@ static void fill_mrope(lv_context *ctx, const lv_batch *b) {
 lv_status lv_decode(lv_context *ctx, const lv_batch *b) {
     ctx->n_batch_last = 0; /* no outputs unless this call succeeds */
     ctx->last_out = -1;
+    ctx->qcap_seq = -1;
     lv_status st = validate(ctx, b);
     if (st != LV_OK) return st;
     if ((st = lv_kv_reserve(ctx->kv, ctx->seq_new, ctx->seq_last)) != LV_OK) return st;
@@ -426,6 +429,7 @@ lv_status lv_decode(lv_context *ctx, const lv_batch *b) {
             .pos_mrope = ctx->mrope_pos ? ctx->mrope_pos + i0 : NULL, .mrope_stride = b->n_tokens, .seq = b->seq_id + i0, .slot = ctx->slot + i0,
             .n_vis = ctx->n_vis + i0, .out_row = ctx->out_row + i0, .n_out = n_out_ub, .logits = ctx->logits,
         };
+        ctx->fw.qcap_row = i0 + T == b->n_tokens ? T - 1 : -1; /* the batch's last token's queries */
         st = lv_forward_llama(&ctx->fw, &ub);
         if (st != LV_OK) {
             lv_kv_rollback(ctx->kv);
@@ -436,6 +440,8 @@ lv_status lv_decode(lv_context *ctx, const lv_batch *b) {
     if (ctx->mrope_delta) memcpy(ctx->mrope_delta, ctx->mrope_delta_new, ctx->p.n_seq_max * sizeof(int32_t));
     ctx->n_batch_last = b->n_tokens;
     ctx->last_out = -1;
+    ctx->qcap_seq = b->seq_id[b->n_tokens - 1];
+    ctx->qcap_pos = b->pos[b->n_tokens - 1];
     for (int32_t i = 0; i < b->n_tokens; i++) {
         ctx->logit_row[i] = ctx->out_row[i];
         if (ctx->out_row[i] >= 0) ctx->last_out = i;
@@ -525,6 +531,103 @@ lv_status lv_kv_seq_prune_keys(lv_context *ctx, lv_seq_id seq, int64_t n_last, c
     if (np > 0) lv_fwd_forget_selections(&ctx->fw, seq); /* LServe's selected page indices no longer hold */
     if (n_pruned) *n_pruned = np;
     return LV_OK;
+}
+
+typedef struct carrier_score {
+    double p;
+    int64_t i;
+} carrier_score;
+
+static int cmp_carrier_score(const void *a, const void *b) {
+    const carrier_score *x = a, *y = b;
+    if (x->p != y->p) return x->p > y->p ? -1 : 1; /* the highest attention first; ties: the earlier token */
+    return (x->i > y->i) - (x->i < y->i);
+}
+
+lv_status lv_kv_seq_carrier_keep(lv_context *ctx, lv_seq_id seq, int64_t n_last, const uint8_t *visual, int32_t k_keep, int64_t *n_dropped) {
+    if (n_dropped) *n_dropped = 0;
+    if (!ctx || seq < 0 || (uint32_t)seq >= ctx->p.n_seq_max)
+        return lv_error(LV_ERR_INVALID_ARG, "lv_kv_seq_carrier_keep: sequence id %d out of range", seq);
+    if (n_last < 0 || k_keep < 0 || (n_last > 0 && !visual))
+        return lv_error(LV_ERR_INVALID_ARG, "lv_kv_seq_carrier_keep: %lld tokens, %d kept (both >= 0), and the visual rows", (long long)n_last, k_keep);
+    const lv_hparams *hp = &ctx->model->hp;
+    const int64_t Lk = ctx->model->n_attn_layers, Hk = hp->n_head_kv, Hq = hp->n_head, G = Hq / Hk, Dk = hp->n_embd_head_k;
+    for (int64_t l = 0; l < Lk; l++)
+        for (int64_t h = 0; h < Hk; h++)
+            if (lv_kv_policy(ctx->kv, l, h)->kind != LV_MASK_CAUSAL)
+                return lv_error(LV_ERR_UNSUPPORTED, "VideoScan (carrier tokens) needs full attention in every head: layer %lld head %lld "
+                                "streams or is block-strided (DuoAttention, sliding windows, LongGen)", (long long)l, (long long)h);
+    if (ctx->model->n_recr_layers > 0)
+        return lv_error(LV_ERR_UNSUPPORTED, "VideoScan (carrier tokens) with recurrent layers: their state of the dropped tokens cannot be removed");
+    if (n_last == 0) return LV_OK;
+    if (Dk > 1024) return lv_error(LV_ERR_UNSUPPORTED, "VideoScan: key width %lld above 1024", (long long)Dk);
+    if (n_last > lv_kv_seq_len(ctx->kv, seq) || ctx->qcap_seq != seq || ctx->qcap_pos != lv_kv_seq_max_pos(ctx->kv, seq))
+        return lv_error(LV_ERR_INVALID_ARG, "lv_kv_seq_carrier_keep: the carrier must be the last token of sequence %d and of the last lv_decode",
+                        seq);
+    int64_t n_stored_max = 0, n_vis = 0;
+    for (int64_t l = 0; l < Lk; l++)
+        for (int64_t h = 0; h < Hk; h++) n_stored_max = LV_MAX(n_stored_max, lv_kv_stream_n_stored(ctx->kv, seq, l, h));
+    for (int64_t i = 0; i < n_last; i++) n_vis += visual[i] != 0;
+    const double scale = hp->attn_scale_on_q ? 1.0 : (double)hp->attn_scale;
+    double *lg = lv_mallocn((size_t)(G * n_stored_max), sizeof(double)), *acc = lv_mallocn((size_t)n_last, sizeof(double));
+    carrier_score *cs = lv_mallocn((size_t)LV_MAX(n_vis, 1), sizeof(carrier_score));
+    uint8_t *keep = lv_mallocn((size_t)(Lk * n_last), 1);
+    lv_status st = LV_OK;
+    if (!lg || !acc || !cs || !keep) {
+        st = LV_ERR_NOMEM;
+        goto done;
+    }
+    float key[1024];
+    for (int64_t l = 0; l < Lk; l++) {
+        /* the carrier's attention over everything its query saw (the whole stream: it is the last
+         * token), softmax per query head, averaged over the heads, at the last n_last tokens */
+        for (int64_t i = 0; i < n_last; i++) acc[i] = 0;
+        const float *q = ctx->fw.qcap + l * Hq * Dk;
+        for (int64_t h = 0; h < Hk; h++) {
+            const int64_t n = lv_kv_stream_n_stored(ctx->kv, seq, l, h);
+            for (int64_t j = 0; j < n; j++) {
+                lv_kv_load_key(ctx->kv, seq, l, h, j, key);
+                for (int64_t g = 0; g < G; g++) {
+                    const float *qh = q + (h * G + g) * Dk;
+                    double s = 0;
+                    for (int64_t d = 0; d < Dk; d++) s += (double)qh[d] * key[d];
+                    lg[g * n + j] = s * scale;
+                }
+            }
+            for (int64_t g = 0; g < G; g++) {
+                double mx = -INFINITY, den = 0;
+                for (int64_t j = 0; j < n; j++) mx = LV_MAX(mx, lg[g * n + j]);
+                for (int64_t j = 0; j < n; j++) den += exp(lg[g * n + j] - mx);
+                for (int64_t i = 0; i < n_last; i++) acc[i] += exp(lg[g * n + n - n_last + i] - mx) / den / (double)Hq;
+            }
+        }
+        int64_t m = 0;
+        for (int64_t i = 0; i < n_last; i++)
+            if (visual[i]) cs[m++] = (carrier_score){acc[i], i};
+        qsort(cs, (size_t)m, sizeof(carrier_score), cmp_carrier_score);
+        uint8_t *kl = keep + l * n_last;
+        for (int64_t i = 0; i < n_last; i++) kl[i] = !visual[i];
+        for (int64_t j = 0; j < LV_MIN((int64_t)k_keep, m); j++) kl[cs[j].i] = 1;
+    }
+    int64_t nd = 0;
+    st = lv_kv_seq_prune_mask(ctx->kv, seq, n_last, keep, &nd);
+    if (st == LV_OK && nd > 0) lv_fwd_forget_selections(&ctx->fw, seq);
+    if (st == LV_OK && n_dropped) *n_dropped = nd;
+done:
+    lv_free(lg);
+    lv_free(acc);
+    lv_free(cs);
+    lv_free(keep);
+    return st;
+}
+
+lv_status lv_kv_seq_drop_pruned(lv_context *ctx, lv_seq_id seq, lv_pos p0, lv_pos p1, int64_t *n_dropped) {
+    if (n_dropped) *n_dropped = 0;
+    if (!ctx || seq < 0 || (uint32_t)seq >= ctx->p.n_seq_max)
+        return lv_error(LV_ERR_INVALID_ARG, "lv_kv_seq_drop_pruned: sequence id %d out of range", seq);
+    lv_status st = lv_kv_seq_drop_range(ctx->kv, seq, p0, p1, n_dropped);
+    if (st == LV_OK) lv_fwd_forget_selections(&ctx->fw, seq);
+    return st;
 }
 
 const lv_model *lv_context_model(const lv_context *ctx) { return ctx->model; }

@@ -47,6 +47,9 @@ struct lv_context {
     int32_t *logit_row; /* (n_batch): batch index -> row, or -1 */
     int32_t n_batch_last;
     int32_t last_out;   /* batch index of the last token with logits, -1 */
+    /* the last token of the last successful lv_decode, whose queries fw.qcap holds (VideoScan) */
+    lv_seq_id qcap_seq; /* -1: none */
+    lv_pos qcap_pos;
 };
 
 /* The sampler's logits after its penalties (its own buffer, valid until the next call), or logits

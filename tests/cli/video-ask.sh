@@ -1,6 +1,7 @@
 # longview run --video (docs/video-questions.md): a question about a clip with the tiny golden
 # towers (tests/golden/vision); the overlapped pipeline's greedy answer equals the sequential
-# reference's and does not depend on the batch size or the decode threads; clear errors.
+# reference's and does not depend on the batch size or the decode threads; QuickPrefill and VideoScan
+# likewise; clear errors.
 . "$(dirname "$0")/_lib.sh"
 G=tests/golden/vision
 command -v ffmpeg >/dev/null || { echo "skip: no ffmpeg"; exit 0; }
@@ -48,6 +49,27 @@ grep -q "give --keep" "$T/err" || fail "$(cat "$T/err")"
 expect_fail "--keep 0" "$LV" run -m "$T/text.gguf" --mmproj $G/idefics3-s2.gguf --video "$T/clip.mp4" -p hi --keep 0
 grep -q "above 0" "$T/err" || fail "$(cat "$T/err")"
 expect_fail "--keep 1.5" "$LV" run -m "$T/text.gguf" --mmproj $G/idefics3-s2.gguf --video "$T/clip.mp4" -p hi --keep 1.5
+
+# VideoScan: 6 frames of 4 embeddings, a carrier after each; 2 visual rows kept per frame, a cap of 3 carriers;
+# the overlapped answer equals the sequential one; the report
+expect_ok "run --video --carrier" "$LV" run -m "$T/text.gguf" --mmproj $G/idefics3-s2.gguf --video "$T/clip.mp4" -p "<__media__>What happens?" --frames 6 -n 6 --temp 0 --ids -b 5 --carrier --carrier-keep 2 --carrier-max 3
+vs=$(cat "$T/out")
+grep -q "VideoScan: 3 carriers held (of 6 units), 9 video rows in each layer's cache (carriers + 2 kept visual rows each), 12 visual rows dropped after their unit's forward, 3 carriers (9 rows) dropped by the cap (--carrier-max 3), KV after the video [0-9.]* MiB ([0-9]* bytes)" "$T/err" ||
+  fail "carrier line: $(cat "$T/err")"
+expect_ok "run --video --carrier --video-sequential" "$LV" run -m "$T/text.gguf" --mmproj $G/idefics3-s2.gguf --video "$T/clip.mp4" -p "<__media__>What happens?" --frames 6 -n 6 --temp 0 --ids -b 5 --carrier --carrier-keep 2 --carrier-max 3 --video-sequential
+[ "$(cat "$T/out")" = "$vs" ] || fail "VideoScan sequential '$(cat "$T/out")' vs overlapped '$vs'"
+expect_ok "run --video qwen2.5vl --carrier" "$LV" run -m $G/text-qwen2vl.gguf --mmproj $G/qwen25vl.gguf --video "$T/clip.mp4" -p "<__media__>What?" -n 4 --temp 0 --ids -b 7 --carrier --carrier-max 0
+grep -q "VideoScan: 4 carriers held (of 4 units), 4 video rows in each layer's cache (carriers + 0 kept visual rows each), 560 visual rows dropped" "$T/err" ||
+  fail "qwen carrier line: $(cat "$T/err")"
+grep -q "4 pairs of 140 embeddings + a carrier, 11 text tokens, 575 positions" "$T/err" || fail "qwen plan with carriers: $(cat "$T/err")"
+expect_fail "--carrier with --keep" "$LV" run -m "$T/text.gguf" --mmproj $G/idefics3-s2.gguf --video "$T/clip.mp4" -p hi --carrier --keep 0.5
+grep -q "choose one" "$T/err" || fail "$(cat "$T/err")"
+expect_fail "--carrier-keep without --carrier" "$LV" run -m "$T/text.gguf" --mmproj $G/idefics3-s2.gguf --video "$T/clip.mp4" -p hi --carrier-keep 4
+grep -q "give --carrier" "$T/err" || fail "$(cat "$T/err")"
+expect_fail "--carrier-keep -1" "$LV" run -m "$T/text.gguf" --mmproj $G/idefics3-s2.gguf --video "$T/clip.mp4" -p hi --carrier --carrier-keep -1
+grep -q "must not be negative" "$T/err" || fail "$(cat "$T/err")"
+expect_fail "--carrier without --video" "$LV" run -m "$T/text.gguf" -p hi --carrier
+grep -q "are for --video" "$T/err" || fail "$(cat "$T/err")"
 
 # errors
 expect_fail "--video without --mmproj" "$LV" run -m "$T/text.gguf" --video "$T/clip.mp4" -p hi

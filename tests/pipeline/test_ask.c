@@ -519,7 +519,7 @@ TEST(ask_allocation_failures) {
     REQUIRE(fixture_open(&f, "qwen2.5vl", path), "fixture: %s", lv_last_error());
     lv_context *ctx = new_ctx(&f, 64);
     REQUIRE(ctx, "context");
-    for (int var = 0; var < 4; var++) {
+    for (int var = 0; var < 6; var++) {
         const int seq = var & 1;
         int n, ok = 0;
         for (n = 0; n < 200 && !ok; n += 1 + n / 8) {
@@ -530,6 +530,11 @@ TEST(ask_allocation_failures) {
             if (var & 2) { /* QuickPrefill: groups of one pair, half their rows pruned */
                 p.keep = 0.5;
                 p.group = 2;
+            }
+            if (var & 4) { /* VideoScan+: a carrier and one row per pair kept, a cap of one carrier */
+                p.carrier = true;
+                p.carrier_keep = 1;
+                p.carrier_max = 1;
             }
             lv_pos np = 0;
             lv_test_alloc_fail_after(n);
@@ -969,6 +974,410 @@ TEST(ask_quickprefill_composes_with_duo_and_lserve) {
     CHECK(kvb[0] < kvb[3], "duo: pruning saved no KV bytes (%lld vs %lld)", (long long)kvb[0], (long long)kvb[3]);
     for (int c = 0; c < 4; c++) free(l[c]);
     free(tmp);
+    lv_head_pattern_free(pat);
+    fixture_free(&f);
+}
+
+/* ---- VideoScan (carrier tokens) ---- */
+
+/* the cap's rule on vectors made by hand: the most similar adjacent pair, its earlier member */
+TEST(ask_videoscan_cap_rule) {
+    const float a[5 * 3] = {1, 0, 0, /* 0 */ 0, 1, 0, /* 1 */ 0, 1, 0.1f, /* 2: almost 1 */ 0, 0, 1, /* 3 */ 0, 0.1f, 1 /* 4: almost 3 */};
+    /* cos(1, 2) = 1 / sqrt(1.01) = cos(3, 4): a tie, the earlier pair wins */
+    CHECK(lv_vq_carrier_victim(a, 5, 3) == 1, "victim %d, want 1", lv_vq_carrier_victim(a, 5, 3));
+    CHECK(lv_vq_carrier_victim(a + 6, 3, 3) == 1, "without the first two: %d, want 1 (3 and 4)", lv_vq_carrier_victim(a + 6, 3, 3));
+    const float b[3 * 2] = {2, 0, -1, 0, 0, 0}; /* cos -1 and 0 (a zero vector): the second pair */
+    CHECK(lv_vq_carrier_victim(b, 3, 2) == 1, "zero vector: %d, want 1", lv_vq_carrier_victim(b, 3, 2));
+    const float c[2 * 2] = {1, 1, 3, 3}; /* scale does not matter */
+    CHECK(lv_vq_carrier_victim(c, 2, 2) == 0 && lv_vq_carrier_victim(c, 1, 2) == -1, "two, one");
+}
+
+/* The logits of the last of N rows (rotary position = row) under VideoScan's mask, with nothing
+ * removed: unit[r] the row's unit (-1: text), car[u] the row of unit u's carrier; at each layer,
+ * when the carrier row of unit u has attended, the k visual rows of u it attended to most (softmax
+ * per query head, the mean over the heads; ties: the earlier row) stay visible to later rows, the
+ * others are hidden from every row after the carrier at that layer; gone[u]: the row after which
+ * all of unit u's rows are hidden (the memory cap dropped it; N: never). */
+static void ref_forward_scan(const lv_model *m, int64_t N, const lv_token *tok, const float *embd, const int32_t *unit, const int64_t *car,
+                             const int64_t *gone, int32_t k, double *logits) {
+    if (N <= 0) return;
+    const lv_hparams *hp = &m->hp;
+    const int64_t E = hp->n_embd, H = hp->n_head, Hk = hp->n_head_kv, Dk = hp->n_embd_head_k, Dv = hp->n_embd_head_v, F = hp->n_ff;
+    double *h = calloc((size_t)(N * E), sizeof(double)), *x = calloc((size_t)E, sizeof(double));
+    double *q = calloc((size_t)(N * H * Dk), sizeof(double)), *kk = calloc((size_t)(N * Hk * Dk), sizeof(double));
+    double *v = calloc((size_t)(N * Hk * Dv), sizeof(double)), *o = calloc((size_t)(H * Dv), sizeof(double));
+    double *y = calloc((size_t)(E > F ? E : F) * 2, sizeof(double)), *g = calloc((size_t)F, sizeof(double)), *u = calloc((size_t)F, sizeof(double));
+    double *sc = calloc((size_t)N, sizeof(double)), *att = calloc((size_t)N, sizeof(double));
+    float *tmp = calloc((size_t)(hp->n_vocab > E ? hp->n_vocab : E) + (size_t)F + 16, sizeof(float));
+    uint8_t *sel = calloc((size_t)N, 1);
+    norm_row *nr = calloc((size_t)N, sizeof(norm_row));
+    for (int64_t r = 0; r < N; r++) {
+        if (tok[r] == LV_TOKEN_EMBD) {
+            for (int64_t e = 0; e < E; e++) h[r * E + e] = embd[r * E + e];
+        } else {
+            ref_row(&m->tok_embd, tok[r], tmp);
+            for (int64_t e = 0; e < E; e++) h[r * E + e] = tmp[e];
+        }
+    }
+    const bool neox = hp->rope_type == LV_ROPE_NEOX;
+    for (int64_t il = 0; il < hp->n_layer; il++) {
+        const lv_layer *L = &m->layers[il];
+        for (int64_t r = 0; r < N; r++) {
+            ref_rmsnorm(h + r * E, &L->attn_norm, hp->norm_rms_eps, E, x, tmp);
+            ref_matvec(&L->wq, x, q + r * H * Dk, tmp);
+            ref_matvec(&L->wk, x, kk + r * Hk * Dk, tmp);
+            ref_matvec(&L->wv, x, v + r * Hk * Dv, tmp);
+            for (int64_t hh = 0; hh < H; hh++) ref_rope(q + (r * H + hh) * Dk, Dk, hp->n_rot, hp->rope_freq_base, hp->rope_freq_scale, (int32_t)r, neox);
+            for (int64_t hh = 0; hh < Hk; hh++) ref_rope(kk + (r * Hk + hh) * Dk, Dk, hp->n_rot, hp->rope_freq_base, hp->rope_freq_scale, (int32_t)r, neox);
+        }
+        memset(sel, 0, (size_t)N);
+        /* attention, row after row (a carrier's choice hides rows from the rows after it) */
+        double *hn = calloc((size_t)(N * E), sizeof(double));
+        memcpy(hn, h, (size_t)(N * E) * sizeof(double));
+        for (int64_t r = 0; r < N; r++) {
+            const bool is_car = unit[r] >= 0 && car[unit[r]] == r;
+            for (int64_t j = 0; j <= r; j++) att[j] = 0;
+            for (int64_t hh = 0; hh < H; hh++) {
+                const int64_t kh = hh / (H / Hk);
+                double mx = -INFINITY, den = 0;
+                for (int64_t j = 0; j <= r; j++) {
+                    sc[j] = -INFINITY;
+                    const int32_t uj = unit[j];
+                    if (uj >= 0 && r > gone[uj]) continue;                           /* dropped by the cap */
+                    if (uj >= 0 && j != car[uj] && r > car[uj] && !sel[j]) continue; /* a visual row its carrier did not keep */
+                    double s = 0;
+                    for (int64_t d = 0; d < Dk; d++) s += q[(r * H + hh) * Dk + d] * kk[(j * Hk + kh) * Dk + d];
+                    sc[j] = s / sqrt((double)Dk);
+                    mx = sc[j] > mx ? sc[j] : mx;
+                }
+                for (int64_t d = 0; d < Dv; d++) o[hh * Dv + d] = 0;
+                for (int64_t j = 0; j <= r; j++)
+                    if (sc[j] != -INFINITY) den += exp(sc[j] - mx);
+                for (int64_t j = 0; j <= r; j++) {
+                    if (sc[j] == -INFINITY) continue;
+                    const double p = exp(sc[j] - mx) / den;
+                    att[j] += p / (double)H;
+                    for (int64_t d = 0; d < Dv; d++) o[hh * Dv + d] += p * v[(j * Hk + kh) * Dv + d];
+                }
+            }
+            if (is_car) { /* the k visual rows of its unit it attended to most, at this layer */
+                int64_t n = 0;
+                for (int64_t j = 0; j < r; j++)
+                    if (unit[j] == unit[r]) nr[n++] = (norm_row){-att[j], j}; /* ascending -att: the highest first, ties the earlier */
+                qsort(nr, (size_t)n, sizeof(norm_row), cmp_norm_row);
+                for (int64_t j = 0; j < n && j < k; j++) sel[nr[j].row] = 1;
+            }
+            ref_matvec(&L->wo, o, y, tmp);
+            for (int64_t e = 0; e < E; e++) hn[r * E + e] += y[e];
+            ref_rmsnorm(hn + r * E, &L->ffn_norm, hp->norm_rms_eps, E, x, tmp);
+            ref_matvec(&L->ffn_gate, x, g, tmp);
+            ref_matvec(&L->ffn_up, x, u, tmp);
+            for (int64_t i = 0; i < F; i++) g[i] = g[i] / (1.0 + exp(-g[i])) * u[i];
+            ref_matvec(&L->ffn_down, g, y, tmp);
+            for (int64_t e = 0; e < E; e++) hn[r * E + e] += y[e];
+        }
+        memcpy(h, hn, (size_t)(N * E) * sizeof(double));
+        free(hn);
+    }
+    ref_rmsnorm(h + (N - 1) * E, &m->output_norm, hp->norm_rms_eps, E, x, tmp);
+    ref_matvec(&m->output, x, logits, tmp);
+    free(h), free(x), free(q), free(kk), free(v), free(o), free(y), free(g), free(u), free(sc), free(att), free(tmp), free(sel), free(nr);
+}
+
+/* VideoScan against the reference: 7 frames of the two-layer GQA model, carrier_keep 0 and 3,
+ * no cap and a cap of 3 carriers (the cap's choices made here from the carriers' embeddings) */
+TEST(ask_videoscan_against_the_reference) {
+    const char *path = clip();
+    if (!path) SKIP("ffmpeg cannot generate test files");
+    fixture f;
+    REQUIRE(fixture_open_2l(&f, path), "fixture: %s", lv_last_error());
+    const int32_t nv = lv_model_n_vocab(f.model), E = lv_model_n_embd(f.model);
+    lv_video_ask_params p = lv_video_ask_default_params();
+    p.prompt = "Look: <__media__> What moves?";
+    p.n_frames = 7;
+    p.carrier = true;
+    lv_vq_layout l;
+    REQUIRE(lv_vq_layout_build(f.model, f.mm, f.video, &p, 0, &l) == LV_OK, "%s", lv_last_error());
+    REQUIRE(l.plan.n_frames == 7 && l.plan.n_units == 7, "%lld frames", (long long)l.plan.n_frames);
+    lv_video_read_params rp = lv_video_default_read_params();
+    rp.sample = LV_VIDEO_SAMPLE_INDICES;
+    rp.indices = l.frame_idx;
+    rp.n_indices = l.plan.n_frames;
+    rp.width = l.plan.frame_w;
+    rp.height = l.plan.frame_h;
+    void *frames = NULL;
+    int64_t nfr = 0, fsize = 0;
+    REQUIRE(lv_video_read_all(f.video, &rp, &frames, &nfr, &fsize) == LV_OK && nfr == 7, "frames: %s", lv_last_error());
+    const int64_t N = l.plan.n_rows, T = l.plan.unit_tokens, U = 7;
+    /* the rows, built here: each unit's T embeddings, then its carrier (their mean), at the next position */
+    lv_token *tok = calloc((size_t)N, sizeof(lv_token));
+    float *embd = calloc((size_t)(N * E), sizeof(float)), *unit = calloc((size_t)(T * E), sizeof(float));
+    int32_t *uof = calloc((size_t)N, sizeof(int32_t));
+    int64_t car[7], gone[7];
+    double *ref = calloc((size_t)nv, sizeof(double));
+    float *got = calloc((size_t)nv, sizeof(float)), *dense = calloc((size_t)nv, sizeof(float)), *k0 = calloc((size_t)nv, sizeof(float));
+    REQUIRE(tok && embd && unit && uof && ref && got && dense && k0, "memory");
+    int64_t text = 0;
+    for (int32_t s = 0; s < l.n_segs; s++) {
+        const lv_vq_seg *sg = &l.segs[s];
+        if (!sg->unit) {
+            for (int32_t i = 0; i < sg->n; i++) {
+                tok[sg->row0 + i] = l.tokens[sg->first + i];
+                uof[sg->row0 + i] = -1;
+            }
+            text += sg->n;
+            continue;
+        }
+        REQUIRE(sg->n == T + 1, "a unit's rows: %d, want %lld + the carrier", sg->n, (long long)T);
+        REQUIRE(lv_mmproj_encode_frames(f.mm, f.tp, (const uint8_t *)frames + sg->first * fsize, NULL, l.plan.frame_w, l.plan.frame_h, unit) == LV_OK,
+                "encode: %s", lv_last_error());
+        const int64_t u = sg->first;
+        car[u] = sg->row0 + T;
+        for (int32_t i = 0; i <= T; i++) {
+            tok[sg->row0 + i] = LV_TOKEN_EMBD;
+            uof[sg->row0 + i] = (int32_t)u;
+        }
+        memcpy(embd + sg->row0 * E, unit, (size_t)(T * E) * sizeof(float));
+        for (int32_t e = 0; e < E; e++) {
+            double m = 0;
+            for (int64_t i = 0; i < T; i++) m += unit[i * E + e];
+            embd[car[u] * E + e] = (float)(m / (double)T);
+        }
+    }
+    REQUIRE(text == l.plan.n_text && text + U * (T + 1) == N, "rows: %lld text + %lld units of %lld, N %lld", (long long)text, (long long)U,
+            (long long)T + 1, (long long)N);
+    lv_context *c0 = new_ctx(&f, 7);
+    REQUIRE(c0 && ask_into(&f, c0, 0, 0, false, 7, dense, NULL), "dense: %s", lv_last_error());
+    lv_context_free(c0);
+    const int32_t keeps[2] = {0, 3}, caps[2] = {0, 3};
+    const lv_hparams *hp = &f.model->hp;
+    for (int ci = 0; ci < 2; ci++) {
+        /* the cap, simulated here: after unit u's carrier, above caps[ci] held carriers, the earlier of the
+         * most similar adjacent pair (cosine of the carriers' embeddings) is gone for every later row */
+        int32_t held[8], nh = 0, dropped = 0;
+        for (int u = 0; u < U; u++) gone[u] = N;
+        for (int u = 0; u < U; u++) {
+            held[nh++] = u;
+            if (caps[ci] == 0 || nh <= caps[ci]) continue;
+            int32_t best = 0;
+            double bs = -2;
+            for (int i = 0; i + 1 < nh; i++) {
+                const float *a = embd + car[held[i]] * E, *b = embd + car[held[i + 1]] * E;
+                double d = 0, na = 0, nb = 0;
+                for (int e = 0; e < E; e++) d += (double)a[e] * b[e], na += (double)a[e] * a[e], nb += (double)b[e] * b[e];
+                if (d / sqrt(na * nb) > bs) bs = d / sqrt(na * nb), best = i;
+            }
+            gone[held[best]] = car[u];
+            memmove(held + best, held + best + 1, (size_t)(nh - best - 1) * sizeof(int32_t));
+            nh--;
+            dropped++;
+        }
+        for (int ki = 0; ki < 2; ki++) {
+            ref_forward_scan(f.model, N, tok, embd, uof, car, gone, keeps[ki], ref);
+            for (int seq = 0; seq < 2; seq++) {
+                lv_context *ctx = new_ctx(&f, 7);
+                REQUIRE(ctx, "context");
+                lv_video_ask_params q = p;
+                q.carrier_keep = keeps[ki];
+                q.carrier_max = caps[ci];
+                q.sequential = seq;
+                q.n_decode_threads = 2;
+                lv_video_ask_result res;
+                lv_pos np = 0;
+                REQUIRE(lv_video_ask(ctx, f.mm, f.video, &q, &np, &res) == LV_OK, "ask: %s", lv_last_error());
+                memcpy(got, lv_get_logits_ith(ctx, -1), (size_t)nv * sizeof(float));
+                double maxd = 0, maxa = 0, maxdd = 0;
+                for (int32_t i = 0; i < nv; i++) {
+                    maxd = fmax(maxd, fabs((double)got[i] - ref[i]));
+                    maxa = fmax(maxa, fabs(ref[i]));
+                    maxdd = fmax(maxdd, fabs((double)dense[i] - ref[i]));
+                }
+                CHECK(maxd <= 1e-4 * maxa + 1e-5, "keep %d cap %d %s: logits differ from the reference by %g (max |logit| %g)", keeps[ki], caps[ci],
+                      seq ? "sequential" : "overlapped", maxd, maxa);
+                CHECK(maxdd > 100 * (1e-4 * maxa + 1e-5), "keep %d cap %d: no further from dense than the tolerance (%g)", keeps[ki], caps[ci], maxdd);
+                const int64_t held_rows = (int64_t)(U - dropped) * (1 + keeps[ki]);
+                CHECK(res.n_carriers == U - dropped && res.n_carriers_dropped == dropped && res.n_carrier_rows == held_rows &&
+                          res.n_pruned == U * (T - keeps[ki]) && res.n_cap_rows_dropped == (int64_t)dropped * (1 + keeps[ki]),
+                      "keep %d cap %d: %lld carriers held, %lld dropped, %lld rows held, %lld pruned, %lld dropped rows", keeps[ki], caps[ci],
+                      (long long)res.n_carriers, (long long)res.n_carriers_dropped, (long long)res.n_carrier_rows, (long long)res.n_pruned,
+                      (long long)res.n_cap_rows_dropped);
+                CHECK(lv_kv_used_bytes(ctx) == (text + held_rows) * hp->n_layer * hp->n_head_kv * (hp->n_embd_head_k + hp->n_embd_head_v) * 4,
+                      "keep %d cap %d: KV bytes %lld, want %lld text + %lld video rows", keeps[ki], caps[ci], (long long)lv_kv_used_bytes(ctx),
+                      (long long)text, (long long)held_rows);
+                CHECK(np == N && lv_kv_seq_n_tokens(ctx, 0) == N, "the positions: %d", np);
+                if (ci == 0 && ki == 0 && seq == 0) memcpy(k0, got, (size_t)nv * sizeof(float));
+                if (ci == 0 && ki == 1) CHECK(memcmp(k0, got, (size_t)nv * sizeof(float)) != 0, "carrier_keep 3 changed nothing");
+                lv_context_free(ctx);
+            }
+        }
+    }
+    free(tok), free(embd), free(unit), free(uof), free(ref), free(got), free(dense), free(k0);
+    lv_video_frames_free(frames);
+    lv_vq_layout_free(&l);
+    fixture_free(&f);
+}
+
+/* overlapped == sequential bit for bit with carriers (VideoScan+ 2 rows, a cap of 3), and the next
+ * token; carrier_keep 0 differs from 2; Qwen: the carrier row's M-RoPE position */
+static int ask_scan(fixture *f, lv_context *ctx, int32_t ckeep, int32_t cmax, bool sequential, int64_t n_frames, float *out, lv_video_ask_result *res) {
+    lv_video_ask_params p = lv_video_ask_default_params();
+    p.prompt = "Look: <__media__> What moves?";
+    p.n_decode_threads = 2;
+    p.max_buffered_bytes = 64 * 64 * 3 * 2;
+    p.carrier = true;
+    p.carrier_keep = ckeep;
+    p.carrier_max = cmax;
+    p.sequential = sequential;
+    p.n_frames = n_frames;
+    lv_pos np = 0;
+    if (lv_video_ask(ctx, f->mm, f->video, &p, &np, res) != LV_OK) return 0;
+    memcpy(out, lv_get_logits_ith(ctx, -1), (size_t)lv_model_n_vocab(f->model) * sizeof(float));
+    return 1;
+}
+
+static void videoscan_executions(const char *family) {
+    const char *path = clip();
+    if (!path) SKIP("ffmpeg cannot generate test files");
+    fixture f;
+    REQUIRE(fixture_open(&f, family, path), "%s fixture: %s", family, lv_last_error());
+    const int32_t nv = lv_model_n_vocab(f.model);
+    float *l[3], *nx[2];
+    for (int i = 0; i < 3; i++) l[i] = malloc((size_t)nv * sizeof(float));
+    for (int i = 0; i < 2; i++) nx[i] = malloc((size_t)nv * sizeof(float));
+    lv_context *c[3];
+    for (int i = 0; i < 3; i++) c[i] = new_ctx(&f, 7);
+    REQUIRE(c[0] && c[1] && c[2], "contexts: %s", lv_last_error());
+    const int64_t frames = !strcmp(family, "smolvlm2") ? 7 : 12; /* Qwen: 6 pairs */
+    lv_video_ask_result r[3];
+    REQUIRE(ask_scan(&f, c[0], 2, 3, false, frames, l[0], &r[0]), "%s overlapped: %s", family, lv_last_error());
+    REQUIRE(ask_scan(&f, c[1], 2, 3, true, frames, l[1], &r[1]), "%s sequential: %s", family, lv_last_error());
+    CHECK(memcmp(l[0], l[1], (size_t)nv * sizeof(float)) == 0, "%s: overlapped and sequential logits differ", family);
+    CHECK(r[0].n_carriers == 3 && r[1].n_carriers == 3 && r[0].n_carriers_dropped == r[0].plan.n_units - 3 && r[0].n_carrier_rows == 9 &&
+              r[1].n_carrier_rows == 9 && r[0].n_pruned == r[1].n_pruned,
+          "%s: %lld / %lld carriers held, %lld dropped, %lld rows", family, (long long)r[0].n_carriers, (long long)r[1].n_carriers,
+          (long long)r[0].n_carriers_dropped, (long long)r[0].n_carrier_rows);
+    CHECK(lv_kv_used_bytes(c[0]) == lv_kv_used_bytes(c[1]), "%s: KV bytes differ", family);
+    REQUIRE(next_logits(c[0], (lv_pos)r[0].n_past, 5, nx[0], nv) && next_logits(c[1], (lv_pos)r[1].n_past, 5, nx[1], nv), "next: %s", lv_last_error());
+    CHECK(memcmp(nx[0], nx[1], (size_t)nv * sizeof(float)) == 0, "%s: the next token's logits differ", family);
+    REQUIRE(ask_scan(&f, c[2], 0, 3, false, frames, l[2], &r[2]), "%s keep 0: %s", family, lv_last_error());
+    CHECK(memcmp(l[0], l[2], (size_t)nv * sizeof(float)) != 0 && lv_kv_used_bytes(c[2]) <= lv_kv_used_bytes(c[0]) && r[2].n_carrier_rows == 3,
+          "%s: carrier_keep 2 and 0 alike", family);
+    if (strcmp(family, "smolvlm2")) { /* the carrier: the pair's t, the grid's last (h, w); the text after the block as without carriers */
+        lv_video_ask_params p = lv_video_ask_default_params();
+        p.n_frames = frames;
+        p.carrier = true;
+        lv_vq_layout lc, ld;
+        REQUIRE(lv_vq_layout_build(f.model, f.mm, f.video, &p, 0, &lc) == LV_OK, "%s", lv_last_error());
+        p.carrier = false;
+        REQUIRE(lv_vq_layout_build(f.model, f.mm, f.video, &p, 0, &ld) == LV_OK, "%s", lv_last_error());
+        CHECK(lc.plan.n_rows == ld.plan.n_rows + ld.plan.n_units && lc.rope_end == ld.rope_end, "rows %lld vs %lld, rope end %d vs %d",
+              (long long)lc.plan.n_rows, (long long)ld.plan.n_rows, lc.rope_end, ld.rope_end);
+        for (int32_t s = 0; s < lc.n_segs; s++) {
+            const lv_vq_seg *sg = &lc.segs[s];
+            if (!sg->unit) continue;
+            int32_t t, h, w, e, t0, h0, w0, e0;
+            lv_vq_row_pos(&lc, sg, sg->n - 1, &t, &h, &w, &e);
+            lv_vq_row_pos(&lc, sg, sg->n - 2, &t0, &h0, &w0, &e0); /* the unit's last embedding */
+            CHECK(sg->n == lc.plan.unit_tokens + 1 && t == t0 && h == sg->rope0 + lc.plan.ny - 1 && w == sg->rope0 + lc.plan.nx - 1 && h == h0 &&
+                      w == w0 && e == 0,
+                  "unit %lld: carrier at (%d, %d, %d)", (long long)sg->first, t, h, w);
+        }
+        lv_vq_layout_free(&lc);
+        lv_vq_layout_free(&ld);
+    }
+    for (int i = 0; i < 3; i++) {
+        lv_context_free(c[i]);
+        free(l[i]);
+    }
+    for (int i = 0; i < 2; i++) free(nx[i]);
+    fixture_free(&f);
+}
+
+TEST(ask_videoscan_executions_smolvlm2) { videoscan_executions("smolvlm2"); }
+TEST(ask_videoscan_executions_qwen25vl) { videoscan_executions("qwen2.5vl"); }
+
+/* an abort once 3 frames are in: carriers pruned, one dropped by a cap of 2 */
+static void setup_abort_scan(lv_video_ask_params *p) {
+    p->carrier = true;
+    p->carrier_keep = 1;
+    p->carrier_max = 1;
+    p->n_frames = 8;
+    prefilled_3 = false;
+    p->progress = note_prefilled;
+    p->abort_fn = abort_when_prefilled_3;
+}
+static void setup_abort_scan_seq(lv_video_ask_params *p) {
+    setup_abort_scan(p);
+    p->sequential = true;
+}
+
+TEST(ask_videoscan_abort_restores_the_context) {
+    const char *path = clip();
+    if (!path) SKIP("ffmpeg cannot generate test files");
+    const char *fams[2] = {"smolvlm2", "qwen2.5vl"};
+    for (int i = 0; i < 2; i++) {
+        fixture f;
+        REQUIRE(fixture_open(&f, fams[i], path), "fixture: %s", lv_last_error());
+        check_rollback(&f, fams[i], LV_ERR_ABORTED, setup_abort_scan);
+        check_rollback(&f, fams[i], LV_ERR_ABORTED, setup_abort_scan_seq);
+        fixture_free(&f);
+    }
+}
+
+/* bad combinations: clear errors, nothing decoded; a plan with streaming heads is refused */
+TEST(ask_videoscan_errors) {
+    const char *path = clip();
+    if (!path) SKIP("ffmpeg cannot generate test files");
+    fixture f;
+    REQUIRE(fixture_open_2l(&f, path), "fixture: %s", lv_last_error());
+    lv_context *ctx = new_ctx(&f, 7);
+    REQUIRE(ctx, "context");
+    struct {
+        bool carrier;
+        double keep;
+        int32_t ckeep, cmax;
+        const char *says;
+    } bad[4] = {{true, 0.5, 0, 64, "choose one"}, {true, 0, -1, 64, "negative"}, {true, 0, 0, -2, "negative"}, {false, 0, 2, 64, "needs carrier"}};
+    for (int i = 0; i < 4; i++) {
+        lv_video_ask_params p = lv_video_ask_default_params();
+        p.prompt = "Q";
+        p.n_frames = 3;
+        p.carrier = bad[i].carrier;
+        p.keep = bad[i].keep;
+        p.carrier_keep = bad[i].ckeep;
+        p.carrier_max = bad[i].cmax;
+        lv_pos np = 0;
+        const lv_status st = lv_video_ask(ctx, f.mm, f.video, &p, &np, NULL);
+        CHECK(st == LV_ERR_INVALID_ARG && strstr(lv_last_error(), bad[i].says) && np == 0 && lv_kv_seq_n_tokens(ctx, 0) == 0, "case %d: %s (%s)", i,
+              lv_status_str(st), lv_last_error());
+    }
+    lv_context_free(ctx);
+    /* DuoAttention streaming heads: refused before anything is decoded */
+    char tsv[512];
+    snprintf(tsv, sizeof(tsv), "%s/ask-heads-2x2.tsv", lv_test_tmpdir());
+    FILE *fp = fopen(tsv, "w");
+    REQUIRE(fp, "write %s", tsv);
+    fprintf(fp, "0.9\t0.1\n0.2\t0.8\n");
+    fclose(fp);
+    lv_head_pattern *pat = NULL;
+    REQUIRE(lv_head_pattern_load(tsv, &pat) == LV_OK, "pattern: %s", lv_last_error());
+    lv_context_params cp = lv_context_default_params();
+    cp.n_ctx = 4096;
+    cp.threadpool = f.tp;
+    cp.attention.heads = pat;
+    cp.attention.sparsity = 0.5f;
+    cp.attention.sink = 4;
+    cp.attention.window = 24;
+    REQUIRE(lv_context_create(f.model, cp, &ctx) == LV_OK, "context: %s", lv_last_error());
+    lv_video_ask_params p = lv_video_ask_default_params();
+    p.prompt = "Q";
+    p.n_frames = 3;
+    p.carrier = true;
+    lv_pos np = 0;
+    const lv_status st = lv_video_ask(ctx, f.mm, f.video, &p, &np, NULL);
+    CHECK(st == LV_ERR_UNSUPPORTED && strstr(lv_last_error(), "full attention") && lv_kv_seq_n_tokens(ctx, 0) == 0, "duo: %s (%s)", lv_status_str(st),
+          lv_last_error());
+    lv_context_free(ctx);
     lv_head_pattern_free(pat);
     fixture_free(&f);
 }
