@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# QuickPrefill (issue 19, docs/video-questions.md): prefill time and KV bytes of a question about a
+# QuickPrefill and VideoScan (issue 19, docs/video-questions.md): prefill time and KV bytes of a question about a
 # real clip at --keep 1 (dense, bit for bit), 0.5 and 0.25, with a random-weight model pair of
 # SmolVLM2-256M's shapes: the SmolLM2-135M text shape (q8_0, the VLM test vocabulary with
 # SmolVLM2's image tokens) and the SigLIP-B/16-512 tower + idefics3 projector (q8_0), 64 embeddings
@@ -8,6 +8,7 @@
 # the question would read a pruned cache).
 #
 #   bench/video-questions/run.sh [ROUNDS] [GROUP] [FRAMES]     from the repository root, after `make`
+#   bench/video-questions/run.sh kv [FRAMES ...]                the KV memory of VideoScan (below)
 #
 # FRAMES > 0 samples that many frames over the clip instead (--frames; SmolVLM2's rule otherwise).
 #
@@ -16,8 +17,53 @@
 # round, their order rotating between rounds. Reported: prefill wall seconds and CPU seconds (all
 # threads; the machine is shared, the CPU seconds are the steadier number), the KV cache's bytes
 # after the video (f16 keys and values) and the peak RSS. Results: build/bench/video-questions/results-fFRAMES-gGROUP.tsv.
+#
+# `kv` mode (VideoScan, docs/video-questions.md): for each frame count (--frames N; default 13 26),
+# one run of each mode in the same invocation: dense, QuickPrefill (--keep 0.5 --group 4), VideoScan
+# (--carrier, the cap of 64), VideoScan+ (--carrier --carrier-keep 8) and VideoScan+ with a cap of 16
+# carriers (--carrier-max 16). Reported: the KV cache's bytes after the video (exact: rows x 23040
+# bytes), the rows of the video held, the prefill CPU seconds, the peak RSS. Random weights: the
+# answers mean nothing (VideoScan needs carrier-trained weights). Results:
+# build/bench/video-questions/kv-FRAMES.tsv.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+if [ "${1:-}" = kv ]; then
+  shift
+  B=build/bench/video-questions
+  LV=build/release/longview
+  V=${LV_SHARED_DATA:-../shared/data}/video/nasa_13013.mp4
+  [ -x "$LV" ] || { echo "build longview first (make)"; exit 1; }
+  [ -f "$V" ] || { echo "no $V"; exit 1; }
+  mkdir -p "$B"
+  [ -f "$B/text.gguf" ] || "$LV" gen-model --preset smollm2-135m --vocab tests/golden/vision/vocab-vlm.gguf --type q8_0 -o "$B/text.gguf" 2>/dev/null
+  [ -f "$B/mm.gguf" ] || "$LV" gen-mmproj --preset smolvlm2-256m --type q8_0 -o "$B/mm.gguf" >/dev/null
+  cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
+  echo "machine: $(nproc) cores, $cpu, load $(cut -d' ' -f1-3 /proc/loadavg)"
+  frames_list=${*:-13 26}
+  modes=("dense|" "keep0.5|--keep 0.5 --group 4" "carrier|--carrier" "carrier+8|--carrier --carrier-keep 8" "carrier+8,max16|--carrier --carrier-keep 8 --carrier-max 16")
+  for nf in $frames_list; do
+    tsv=$B/kv-$nf.tsv
+    printf 'frames	mode	positions	kv_video_bytes	kv_video_mib	prefill_cpu_s	peak_rss_mib	videoscan
+' > "$tsv"
+    for m in "${modes[@]}"; do
+      name=${m%%|*}
+      args=${m#*|}
+      err=$B/kv-err-$nf-$name.txt
+      # shellcheck disable=SC2086
+      /usr/bin/time -f "peak_rss_kb=%M" "$LV" run -m "$B/text.gguf" --mmproj "$B/mm.gguf" --video "$V" -p "<__media__>What happens in this video?" \
+         -n 1 --temp 0 --ids -t 2 -j 1 --video-sequential --frames "$nf" $args >/dev/null 2>"$err"
+      line=$(grep '^video:' "$err")
+      pos=$(sed -n 's/.*text tokens, \([0-9]*\) positions.*/\1/p' "$err")
+      kvb=$(sed -n 's/.*KV after the video [0-9.]* MiB (\([0-9]*\) bytes).*/\1/p' <<<"$line")
+      pc=$(sed -n 's/.*prefill [0-9.]* s (CPU \([0-9.]*\) s).*/\1/p' <<<"$line")
+      vs=$(sed -n 's/.*VideoScan: \([^|]*\), KV after.*/\1/p' <<<"$line")
+      rss=$(( $(sed -n 's/^peak_rss_kb=//p' "$err") / 1024 ))
+      printf '%s\t%s\t%s\t%s\t%.2f\t%s\t%s\t%s\n' "$nf" "$name" "$pos" "$kvb" "$(echo "$kvb / 1048576" | bc -l)" "$pc" "$rss" "$vs" | tee -a "$tsv"
+    done
+  done
+  echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+  exit 0
+fi
 rounds=${1:-2}
 group=${2:-4}
 frames=${3:-0}
