@@ -286,7 +286,9 @@ TEST(ask_overlapped_equals_sequential_qwen25vl) { overlapped_vs_sequential("qwen
 
 /* ---- Qwen: rows and positions against a batch built by hand ---- */
 
-static void qwen_hand_batch(const char *family) {
+/* carrier: VideoScan's rows (each pair's carrier, the mean of its embeddings, at the pair's t and the
+ * grid's last (h, w)), prefilled here pair by pair, each pair's visual rows dropped after it */
+static void qwen_hand_batch(const char *family, bool carrier) {
     const char *path = clip();
     if (!path) SKIP("ffmpeg cannot generate test files");
     fixture f;
@@ -295,10 +297,12 @@ static void qwen_hand_batch(const char *family) {
     const int32_t nv = lv_model_n_vocab(f.model), E = lv_model_n_embd(f.model);
     /* 40 frames at 10 fps, 2 fps: 8 frames, 4 pairs; 64x48 -> 56x56 rounded, under 128 x 28^2 pixels:
      * scaled up by sqrt(100352 / 3072) and ceil to 28: 392 x 280 (14 x 10 merged tokens) */
-    const int W = 392, H = 280, nx = 14, T = nx * 10, NF = 8, NP = 4;
+    const int W = 392, H = 280, nx = 14, ny = 10, T = nx * ny, NF = 8, NP = 4, C = carrier ? 1 : 0;
     lv_video_ask_params p = lv_video_ask_default_params();
     p.prompt = "A<__media__>B?";
     p.add_special = false;
+    p.carrier = carrier;
+    p.carrier_max = 0;
     lv_video_ask_plan pl;
     REQUIRE(lv_video_ask_plan_for(f.model, f.mm, f.video, &p, &pl) == LV_OK, "%s", lv_last_error());
     REQUIRE(pl.n_frames == NF && pl.frame_w == W && pl.frame_h == H && pl.unit_tokens == T && pl.nx == nx, "%s plan: %lld frames %dx%d, %d tokens",
@@ -317,7 +321,7 @@ static void qwen_hand_batch(const char *family) {
     const int32_t npre = lv_tokenize(f.model, "A<|vision_start|>", (int64_t)strlen("A<|vision_start|>"), pre, 16, false, true);
     const int32_t npost = lv_tokenize(f.model, "<|vision_end|>B?", (int64_t)strlen("<|vision_end|>B?"), post, 16, false, true);
     REQUIRE(npre > 0 && npost > 0, "tokenize");
-    const int32_t N = npre + NP * T + npost;
+    const int32_t N = npre + NP * (T + C) + npost;
     CHECK(pl.n_rows == N, "rows %lld, want %d", (long long)pl.n_rows, N);
     lv_batch b = lv_batch_init_embd(N, E);
     b.n_tokens = N;
@@ -343,6 +347,19 @@ static void qwen_hand_batch(const char *family) {
             b.pos_mrope[2 * N + r] = st + i % nx;
             b.pos_mrope[3 * N + r] = 0;
         }
+        if (carrier) {
+            b.token[r] = LV_TOKEN_EMBD;
+            for (int32_t d = 0; d < E; d++) {
+                double m = 0;
+                for (int32_t i = 0; i < T; i++) m += e.embd[(int64_t)i * E + d];
+                b.embd[(int64_t)r * E + d] = (float)(m / T);
+            }
+            b.pos_mrope[0 * N + r] = st + t;
+            b.pos_mrope[1 * N + r] = st + ny - 1;
+            b.pos_mrope[2 * N + r] = st + nx - 1;
+            b.pos_mrope[3 * N + r] = 0;
+            r++;
+        }
         lv_image_embd_free(&e);
     }
     const int32_t after = st + (tmax > nx - 1 ? tmax : nx - 1) + 1; /* ny < nx */
@@ -357,7 +374,29 @@ static void qwen_hand_batch(const char *family) {
     }
     lv_context *ch = new_ctx(&f, (uint32_t)N), *ca = new_ctx(&f, (uint32_t)N);
     REQUIRE(ch && ca, "contexts");
-    REQUIRE(lv_decode(ch, &b) == LV_OK, "hand batch: %s", lv_last_error());
+    if (!carrier) {
+        REQUIRE(lv_decode(ch, &b) == LV_OK, "hand batch: %s", lv_last_error());
+    } else { /* the text and pair 0 with its carrier, each next pair with its carrier, the text after */
+        lv_batch sb = lv_batch_init_embd(N, E);
+        uint8_t vis[1024];
+        for (int32_t r0 = 0, g = 0; r0 < N; g++) {
+            const int32_t r1 = g < NP ? npre + (g + 1) * (T + 1) : N, n = r1 - r0;
+            sb.n_tokens = n;
+            for (int32_t j = 0; j < n; j++) {
+                sb.token[j] = b.token[r0 + j];
+                sb.pos[j] = b.pos[r0 + j];
+                sb.seq_id[j] = 0;
+                sb.logits[j] = r0 + j == N - 1;
+                memcpy(sb.embd + (int64_t)j * E, b.embd + (int64_t)(r0 + j) * E, (size_t)E * sizeof(float));
+                for (int k = 0; k < 4; k++) sb.pos_mrope[k * n + j] = b.pos_mrope[k * N + r0 + j];
+                vis[j] = g < NP && j >= n - 1 - T && j < n - 1;
+            }
+            REQUIRE(lv_decode(ch, &sb) == LV_OK, "hand batch %d: %s", g, lv_last_error());
+            if (g < NP) REQUIRE(lv_kv_seq_carrier_keep(ch, 0, n, vis, 0, NULL) == LV_OK, "carrier %d: %s", g, lv_last_error());
+            r0 = r1;
+        }
+        lv_batch_free(&sb);
+    }
     float *lh = malloc((size_t)nv * sizeof(float));
     memcpy(lh, lv_get_logits_ith(ch, -1), (size_t)nv * sizeof(float));
     lv_pos np = 0;
@@ -376,8 +415,10 @@ static void qwen_hand_batch(const char *family) {
     fixture_free(&f);
 }
 
-TEST(ask_qwen2vl_rows_and_positions) { qwen_hand_batch("qwen2vl"); }
-TEST(ask_qwen25vl_rows_and_positions) { qwen_hand_batch("qwen2.5vl"); }
+TEST(ask_qwen2vl_rows_and_positions) { qwen_hand_batch("qwen2vl", false); }
+TEST(ask_qwen25vl_rows_and_positions) { qwen_hand_batch("qwen2.5vl", false); }
+TEST(ask_videoscan_qwen2vl_rows_and_positions) { qwen_hand_batch("qwen2vl", true); }
+TEST(ask_videoscan_qwen25vl_rows_and_positions) { qwen_hand_batch("qwen2.5vl", true); }
 
 /* ---- rollback ---- */
 
