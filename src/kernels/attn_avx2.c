@@ -3,7 +3,10 @@
  * of 8, Dv up to 256), and the portable one (attn_impl.h) compiled for AVX2 for other head dims.
  * The same structure as attn_avx512.c at 8 lanes: a block's keys widened as they are stored
  * (transposed, lv_attn_span), each score one fma chain over the dimensions in its own lane, 8 keys
- * per vector; exp 8 lanes at a time, the output row in registers across a block.
+ * per vector; exp 8 lanes at a time, the output row in registers across a block. A block that at
+ * most DIRECT_ROWS query rows use (most blocks of a decode step under LServe selection) is read
+ * straight from its f16 page instead, the same f32 values in the same fma chains, so the two paths
+ * agree bit for bit; either way the blocks PF_AHEAD ahead are prefetched (attn_pf.h).
  * Its reference is lv_attn_ref; tests/kernels/test_kernels.c compares them at every level.
  */
 #include "kernels/kernels.h"
@@ -12,9 +15,18 @@ void lv_attn_tiled_avx2_generic(const lv_attn_job *job, float *scratch);
 #include "kernels/attn_impl.h"
 
 #include <immintrin.h>
+#include <stdbool.h>
 
 #define KB 64
 #define MAX_DV_REGS 32 /* Dv up to 256 */
+#include "kernels/attn_pf.h"
+
+/* A block is read straight from an f16 page (no widened copy) when at most this many query rows
+ * use it: each row then converts the keys and values itself, which costs less than the widening's
+ * stores and reloads up to 3 rows (attn_bench, bench/NOTES.md 2026-12-07). That is every block of a
+ * decode step at G <= 3 (SmolLM2-135M: 3), and most blocks of one under LServe's per-query-head
+ * selection, where a KV head reads the union of its query heads' pages and most serve one head. */
+#define DIRECT_ROWS 3
 
 static inline __m256 exp256(__m256 x) {
     x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
@@ -36,8 +48,9 @@ static inline __m256 exp256(__m256 x) {
 /* kT (Dk x KB): keys j0.. of a span (transposed as stored), key j dimension d at kT[d * KB + j];
  * keys past nk are zero. f32 keys are copied too: read in place, a vision tower's keys (dimension
  * rows 4 KiB apart) fall into a few L1 sets and the kernel ran 2.3x slower (bench/NOTES.md) */
-static void widen_keys_t(lv_kv_type t, const lv_attn_span *sp, int j0, int nk, int Dk, float *kT) {
+static void widen_keys_t(lv_kv_type t, const lv_attn_span *sp, int j0, int nk, int Dk, float *kT, const next_block *nb) {
     for (int d = 0; d < Dk; d++) {
+        if (nb->nk) prefetch_bytes(nb->k + (size_t)d * nb->k_row, nb->k_n);
         float *dst = kT + (size_t)d * KB;
         if (nk == KB && t == LV_KV_F16) {
             const uint16_t *h = (const uint16_t *)sp->k + (size_t)d * (size_t)sp->ldk + j0;
@@ -50,14 +63,83 @@ static void widen_keys_t(lv_kv_type t, const lv_attn_span *sp, int j0, int nk, i
     }
 }
 
-static inline void widen_block(lv_kv_type t, const void *src, int64_t first_row, int rows, int D, float *dst) {
-    const int64_t n = (int64_t)rows * D;
-    if (t == LV_KV_F32) {
-        memcpy(dst, (const float *)src + first_row * D, (size_t)n * sizeof(float));
-    } else {
-        const uint16_t *h = (const uint16_t *)src + first_row * D;
-        for (int64_t i = 0; i < n; i += 8) _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + i))));
+/* value rows first_row.. as f32, a row of the next block prefetched per row */
+static inline void widen_block(lv_kv_type t, const void *src, int64_t first_row, int rows, int D, float *dst, const next_block *nb) {
+    for (int j = 0; j < rows; j++) {
+        if (j < nb->nk) prefetch_bytes(nb->v + (size_t)j * nb->v_n, nb->v_n);
+        if (t == LV_KV_F32) {
+            memcpy(dst + (size_t)j * D, (const float *)src + (first_row + j) * D, (size_t)D * sizeof(float));
+        } else {
+            const uint16_t *h = (const uint16_t *)src + (first_row + j) * D;
+            for (int i = 0; i < D; i += 8) _mm256_storeu_ps(dst + (size_t)j * D + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + i))));
+        }
     }
+}
+
+/* 8 f32 from element off of p: f16 widened (h16) or f32 */
+static inline __attribute__((always_inline)) __m256 load8(const bool h16, const void *p, size_t off) {
+    return h16 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)p + off))) : _mm256_loadu_ps((const float *)p + off);
+}
+
+/* the scores of one query row against a block's nk keys (transposed: dimension d of key j at
+ * element d * ld + j of k, f16 straight from the page or the widened f32 block), 32 keys at a
+ * time, one fma chain over d per key: the same values and chain either way. pf: a block to
+ * prefetch during the first 32 keys (a key row and a value row per dimension), or NULL. */
+static inline __attribute__((always_inline)) void score_row(const bool h16, const float *qr, const void *k, size_t ld, int nk, int Dk, float *sr,
+                                                            const next_block *pf) {
+    for (int j = 0; j < nk; j += 32) {
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int d = 0; d < Dk; d++) {
+            if (pf && j == 0) {
+                prefetch_bytes(pf->k + (size_t)d * pf->k_row, pf->k_n);
+                if (d < pf->nk) prefetch_bytes(pf->v + (size_t)d * pf->v_n, pf->v_n);
+            }
+            const __m256 qd = _mm256_set1_ps(qr[d]);
+            const size_t kd = (size_t)d * ld + (size_t)j;
+            a0 = _mm256_fmadd_ps(qd, load8(h16, k, kd), a0);
+            a1 = _mm256_fmadd_ps(qd, load8(h16, k, kd + 8), a1);
+            a2 = _mm256_fmadd_ps(qd, load8(h16, k, kd + 16), a2);
+            a3 = _mm256_fmadd_ps(qd, load8(h16, k, kd + 24), a3);
+        }
+        _mm256_storeu_ps(sr + j, a0);
+        _mm256_storeu_ps(sr + j + 8, a1);
+        _mm256_storeu_ps(sr + j + 16, a2);
+        _mm256_storeu_ps(sr + j + 24, a3);
+    }
+    for (int d = Dk; pf && d < pf->nk; d++) prefetch_bytes(pf->v + (size_t)d * pf->v_n, pf->v_n);
+}
+
+/* o[c0 * 8 ..] = o * corr + sum_j p[j] v[j] over 64 dims (8 vectors in registers: with a run-time
+ * count the compiler kept the accumulators in memory, a store and reload per fma, measured half the
+ * kernel's time in a 1024-token vision prefill); value j is row j of v (f16 or f32, Dv a row) */
+static inline __attribute__((always_inline)) void pv_64(const bool h16, float *oc, __m256 vc, const float *sr, int nk, const void *v, int Dv,
+                                                        int c0) {
+    __m256 a0 = _mm256_mul_ps(_mm256_loadu_ps(oc), vc), a1 = _mm256_mul_ps(_mm256_loadu_ps(oc + 8), vc);
+    __m256 a2 = _mm256_mul_ps(_mm256_loadu_ps(oc + 16), vc), a3 = _mm256_mul_ps(_mm256_loadu_ps(oc + 24), vc);
+    __m256 a4 = _mm256_mul_ps(_mm256_loadu_ps(oc + 32), vc), a5 = _mm256_mul_ps(_mm256_loadu_ps(oc + 40), vc);
+    __m256 a6 = _mm256_mul_ps(_mm256_loadu_ps(oc + 48), vc), a7 = _mm256_mul_ps(_mm256_loadu_ps(oc + 56), vc);
+    for (int j = 0; j < nk; j++) {
+        const float pj = sr[j];
+        if (pj == 0.0f) continue;
+        const __m256 pv = _mm256_set1_ps(pj);
+        const size_t vr = (size_t)j * (size_t)Dv + 8 * (size_t)c0;
+        a0 = _mm256_fmadd_ps(pv, load8(h16, v, vr), a0);
+        a1 = _mm256_fmadd_ps(pv, load8(h16, v, vr + 8), a1);
+        a2 = _mm256_fmadd_ps(pv, load8(h16, v, vr + 16), a2);
+        a3 = _mm256_fmadd_ps(pv, load8(h16, v, vr + 24), a3);
+        a4 = _mm256_fmadd_ps(pv, load8(h16, v, vr + 32), a4);
+        a5 = _mm256_fmadd_ps(pv, load8(h16, v, vr + 40), a5);
+        a6 = _mm256_fmadd_ps(pv, load8(h16, v, vr + 48), a6);
+        a7 = _mm256_fmadd_ps(pv, load8(h16, v, vr + 56), a7);
+    }
+    _mm256_storeu_ps(oc, a0);
+    _mm256_storeu_ps(oc + 8, a1);
+    _mm256_storeu_ps(oc + 16, a2);
+    _mm256_storeu_ps(oc + 24, a3);
+    _mm256_storeu_ps(oc + 32, a4);
+    _mm256_storeu_ps(oc + 40, a5);
+    _mm256_storeu_ps(oc + 48, a6);
+    _mm256_storeu_ps(oc + 56, a7);
 }
 
 void lv_attn_tiled_avx2(const lv_attn_job *job, float *scratch) {
@@ -91,14 +173,29 @@ void lv_attn_tiled_avx2(const lv_attn_job *job, float *scratch) {
     int32_t max_qpos = job->pos[0];
     for (int t = 1; t < job->n_tok; t++) max_qpos = job->pos[t] > max_qpos ? job->pos[t] : max_qpos;
 
+    if (job->n_tok == 1) /* a decode job: its first blocks, which no earlier block prefetches */
+        for (int i = 0; i < PF_AHEAD; i++) {
+            const next_block first = find_next_block(job, 0, 0, i);
+            prefetch_block(&first, Dk);
+        }
+    const uint32_t all_heads = job->n_head >= 32 ? UINT32_MAX : (1u << job->n_head) - 1u;
     for (int s = 0; s < job->n_spans; s++) {
         const lv_attn_span *sp = &job->spans[s];
+        const uint32_t heads = job->span_heads ? job->span_heads[s] : UINT32_MAX;
+        const int rows = job->n_tok * __builtin_popcount(heads & all_heads); /* query rows that use the span */
         for (int32_t j0 = 0; j0 < sp->n; j0 += KB) {
             const int nk = sp->n - j0 < KB ? sp->n - j0 : KB;
             if (sp->pos[j0] > max_qpos) break;
-            widen_keys_t(job->kv_type, sp, j0, nk, Dk, kb);
-            widen_block(job->kv_type, sp->v, j0, nk, Dv, vb);
-            const uint32_t heads = job->span_heads ? job->span_heads[s] : UINT32_MAX;
+            const next_block nb = find_next_block(job, s, j0, PF_AHEAD);
+            /* a full f16 block that few rows use: read from the page, prefetching in the first row's
+             * score loop; otherwise widened once for all rows, prefetching as it widens */
+            const bool direct = job->kv_type == LV_KV_F16 && nk == KB && Dv % 64 == 0 && rows <= DIRECT_ROWS;
+            const uint16_t *kh = (const uint16_t *)sp->k + j0, *vh = (const uint16_t *)sp->v + (size_t)j0 * (size_t)Dv;
+            if (!direct) {
+                widen_keys_t(job->kv_type, sp, j0, nk, Dk, kb, &nb);
+                widen_block(job->kv_type, sp->v, j0, nk, Dv, vb, &nb);
+            }
+            bool pf_pending = direct && nb.nk;
             int32_t kpos_max = sp->pos[j0];
             for (int j = 1; j < nk; j++) kpos_max = sp->pos[j0 + j] > kpos_max ? sp->pos[j0 + j] : kpos_max;
             /* scores of 4 query rows at a time, 16 keys per step: each key vector loaded once for the 4
@@ -141,20 +238,13 @@ void lv_attn_tiled_avx2(const lv_attn_job *job, float *scratch) {
                 if (!((heads >> (r % job->n_head)) & 1u)) continue; /* this head did not choose the span */
                 const float *qr = q + (size_t)r * Dk;
                 float *sr = sc + (size_t)r * KB;
-                for (int j = 0; r >= r4 && j < nk; j += 32) { /* 32 keys (4 vectors) at a time, one fma chain per key */
-                    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-                    for (int d = 0; d < Dk; d++) {
-                        const __m256 qd = _mm256_set1_ps(qr[d]);
-                        const float *kd = kb + (size_t)d * KB + j;
-                        a0 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(kd), a0);
-                        a1 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(kd + 8), a1);
-                        a2 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(kd + 16), a2);
-                        a3 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(kd + 24), a3);
+                if (r >= r4) { /* 32 keys (4 vectors) at a time, one fma chain per key */
+                    if (direct) {
+                        score_row(true, qr, kh, (size_t)sp->ldk, nk, Dk, sr, pf_pending ? &nb : NULL);
+                        pf_pending = false;
+                    } else {
+                        score_row(false, qr, kb, KB, nk, Dk, sr, NULL);
                     }
-                    _mm256_storeu_ps(sr + j, a0);
-                    _mm256_storeu_ps(sr + j + 8, a1);
-                    _mm256_storeu_ps(sr + j + 16, a2);
-                    _mm256_storeu_ps(sr + j + 24, a3);
                 }
                 /* scale and mask: 8 at a time when the causal mask hides none of the block's keys
                  * (every key of a prefix, a vision tower's keys), else key by key */
@@ -194,38 +284,10 @@ void lv_attn_tiled_avx2(const lv_attn_job *job, float *scratch) {
                 float *o = OROW(r);
                 const int nv = Dv / 8;
                 const __m256 vc = _mm256_set1_ps(corr);
-                /* the output row in registers, 64 values (8 vectors) at a time: with a run-time count
-                 * the compiler kept the accumulators in memory, a store and reload per fma (measured:
-                 * half the kernel's time in a 1024-token vision prefill) */
-                int c0 = 0;
+                int c0 = 0; /* the output row in registers, 64 values at a time (pv_64) */
                 for (; c0 + 8 <= nv; c0 += 8) {
-                    float *oc = o + 8 * c0;
-                    __m256 a0 = _mm256_mul_ps(_mm256_loadu_ps(oc), vc), a1 = _mm256_mul_ps(_mm256_loadu_ps(oc + 8), vc);
-                    __m256 a2 = _mm256_mul_ps(_mm256_loadu_ps(oc + 16), vc), a3 = _mm256_mul_ps(_mm256_loadu_ps(oc + 24), vc);
-                    __m256 a4 = _mm256_mul_ps(_mm256_loadu_ps(oc + 32), vc), a5 = _mm256_mul_ps(_mm256_loadu_ps(oc + 40), vc);
-                    __m256 a6 = _mm256_mul_ps(_mm256_loadu_ps(oc + 48), vc), a7 = _mm256_mul_ps(_mm256_loadu_ps(oc + 56), vc);
-                    for (int j = 0; j < nk; j++) {
-                        const float pj = sr[j];
-                        if (pj == 0.0f) continue;
-                        const __m256 pv = _mm256_set1_ps(pj);
-                        const float *vr = vb + (size_t)j * Dv + 8 * c0;
-                        a0 = _mm256_fmadd_ps(pv, _mm256_loadu_ps(vr), a0);
-                        a1 = _mm256_fmadd_ps(pv, _mm256_loadu_ps(vr + 8), a1);
-                        a2 = _mm256_fmadd_ps(pv, _mm256_loadu_ps(vr + 16), a2);
-                        a3 = _mm256_fmadd_ps(pv, _mm256_loadu_ps(vr + 24), a3);
-                        a4 = _mm256_fmadd_ps(pv, _mm256_loadu_ps(vr + 32), a4);
-                        a5 = _mm256_fmadd_ps(pv, _mm256_loadu_ps(vr + 40), a5);
-                        a6 = _mm256_fmadd_ps(pv, _mm256_loadu_ps(vr + 48), a6);
-                        a7 = _mm256_fmadd_ps(pv, _mm256_loadu_ps(vr + 56), a7);
-                    }
-                    _mm256_storeu_ps(oc, a0);
-                    _mm256_storeu_ps(oc + 8, a1);
-                    _mm256_storeu_ps(oc + 16, a2);
-                    _mm256_storeu_ps(oc + 24, a3);
-                    _mm256_storeu_ps(oc + 32, a4);
-                    _mm256_storeu_ps(oc + 40, a5);
-                    _mm256_storeu_ps(oc + 48, a6);
-                    _mm256_storeu_ps(oc + 56, a7);
+                    if (direct) pv_64(true, o + 8 * c0, vc, sr, nk, vh, Dv, c0);
+                    else pv_64(false, o + 8 * c0, vc, sr, nk, vb, Dv, c0);
                 }
                 if (c0 < nv) { /* a head size that is not a multiple of 64: the rest, vector by vector */
                     __m256 acc[8];
@@ -274,15 +336,31 @@ void lv_attn_tiled_avx2(const lv_attn_job *job, float *scratch) {
             return;                                                                                                            \
         }                                                                                                                      \
         for (int h = 0; h < n_q; h++) best[h] = -INFINITY;                                                                     \
+        /* several query heads: a logical page's statistics widened once into w for all of them (the same \
+         * f32 values, so the same sums as widening per head) */                                               \
+        float w[2 * 256];                                                                                                      \
+        const bool once = n_q > 1 && Dk <= 256;                                                                                \
         for (int lp = 0; lp < n_lp; lp++) {                                                                                    \
             const T *mn = stats + (size_t)lp * 2 * (size_t)Dk, *mx = mn + Dk;                                                  \
+            if (once)                                                                                                          \
+                for (int d = 0; d < Dk; d += 8) {                                                                              \
+                    _mm256_storeu_ps(w + d, LOAD(mn + d));                                                                     \
+                    _mm256_storeu_ps(w + Dk + d, LOAD(mx + d));                                                                \
+                }                                                                                                              \
             for (int h = 0; h < n_q; h++) {                                                                                    \
                 const float *qh = q + h * q_stride;                                                                            \
                 __m256 acc = _mm256_setzero_ps();                                                                              \
-                for (int d = 0; d < Dk; d += 8) {                                                                              \
-                    const __m256 qv = _mm256_loadu_ps(qh + d);                                                                 \
-                    acc = _mm256_add_ps(acc, _mm256_max_ps(_mm256_mul_ps(qv, LOAD(mx + d)), _mm256_mul_ps(qv, LOAD(mn + d)))); \
-                }                                                                                                              \
+                if (once)                                                                                                      \
+                    for (int d = 0; d < Dk; d += 8) {                                                                          \
+                        const __m256 qv = _mm256_loadu_ps(qh + d);                                                             \
+                        acc = _mm256_add_ps(acc, _mm256_max_ps(_mm256_mul_ps(qv, _mm256_loadu_ps(w + Dk + d)),                 \
+                                                               _mm256_mul_ps(qv, _mm256_loadu_ps(w + d))));                    \
+                    }                                                                                                          \
+                else                                                                                                           \
+                    for (int d = 0; d < Dk; d += 8) {                                                                          \
+                        const __m256 qv = _mm256_loadu_ps(qh + d);                                                             \
+                        acc = _mm256_add_ps(acc, _mm256_max_ps(_mm256_mul_ps(qv, LOAD(mx + d)), _mm256_mul_ps(qv, LOAD(mn + d)))); \
+                    }                                                                                                          \
                 const __m128 h4 = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));                     \
                 const __m128 h2 = _mm_add_ps(h4, _mm_movehl_ps(h4, h4));                                                       \
                 const float sum = _mm_cvtss_f32(_mm_add_ss(h2, _mm_shuffle_ps(h2, h2, 1)));                                    \

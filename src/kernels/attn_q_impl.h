@@ -303,6 +303,45 @@ static inline __attribute__((always_inline)) void aq_score_group(lv_kv_type kt, 
     aq_scores_rows(kt, sp, j0, nk, NR, qi, di, Dk, si);
 }
 
+/* A decode step reads its pages from DRAM, and the hardware prefetcher restarts at every page:
+ * the block AQ_AHEAD blocks after block j0 of span s is prefetched, its keys (quants, scales and
+ * positions) before the current block's scores and its values before the current block's value
+ * pass (attn_pf.h does the same for float pages; bench/NOTES.md 2026-12-07). keys: which half. */
+#define AQ_AHEAD 2
+static inline void aq_prefetch_bytes(const void *p, size_t n) {
+    const char *l = (const char *)((uintptr_t)p & ~(uintptr_t)63), *e = (const char *)p + n;
+    for (; l < e; l += 64) __asm__ volatile("prefetcht0 %0" : : "m"(*l)); /* gcc dropped __builtin_prefetch here */
+}
+static inline void aq_prefetch_ahead(const lv_attn_job *job, int s, int32_t j0, bool keys) {
+    const lv_attn_span *sp = &job->spans[s];
+    for (int i = 0; i < AQ_AHEAD; i++) {
+        j0 += AQ_KB;
+        if (j0 >= sp->n) {
+            if (s + 1 >= job->n_spans) return;
+            s++;
+            sp++;
+            j0 = 0;
+        }
+    }
+    const int nk = sp->n - j0 < AQ_KB ? sp->n - j0 : AQ_KB;
+    const lv_kv_type t = keys ? job->kv_type : job->kv_type_v;
+    const int D = keys ? job->Dk : job->Dv;
+    const void *base = keys ? sp->k : sp->v;
+    if (lv_kv_quantized(t)) {
+        const int64_t rowq = lv_kv_qrow_bytes(t, D);
+        const uint16_t *sc = keys ? sp->ks : sp->vs;
+        aq_prefetch_bytes((const int8_t *)base + (int64_t)j0 * rowq, (size_t)(nk * rowq));
+        for (int b = 0; b < D / 32; b++) aq_prefetch_bytes(sc + (size_t)b * (size_t)sp->ldk + j0, (size_t)nk * sizeof(uint16_t));
+    } else if (keys) { /* float keys, transposed: a row of nk per dimension */
+        const size_t es = lv_kv_elt_size(t);
+        for (int d = 0; d < D; d++) aq_prefetch_bytes((const char *)base + ((size_t)d * (size_t)sp->ldk + (size_t)j0) * es, (size_t)nk * es);
+    } else {
+        const size_t es = lv_kv_elt_size(t);
+        aq_prefetch_bytes((const char *)base + (size_t)j0 * (size_t)D * es, (size_t)nk * (size_t)D * es);
+    }
+    if (keys) aq_prefetch_bytes(sp->pos + j0, (size_t)nk * sizeof(int32_t));
+}
+
 void ATTNQ_FN(const lv_attn_job *job, float *scratch) {
     const int nq = job->n_tok * job->n_head, Dk = job->Dk, Dv = job->Dv;
     const lv_kv_type kt = job->kv_type, vt = job->kv_type_v;
@@ -346,6 +385,7 @@ void ATTNQ_FN(const lv_attn_job *job, float *scratch) {
         for (int32_t j0 = 0; j0 < sp->n; j0 += AQ_KB) {
             const int nk = sp->n - j0 < AQ_KB ? sp->n - j0 : AQ_KB;
             if (sp->pos[j0] > max_qpos) break; /* the whole block is in every query's future */
+            aq_prefetch_ahead(job, s, j0, true);
             /* scores: quantized keys AQ_R rows at a time (the rows that chose the span: a decode
              * step's query heads of one KV head), each key block loaded once for the group */
             int grp[AQ_R], ng = 0;
@@ -367,6 +407,7 @@ void ATTNQ_FN(const lv_attn_job *job, float *scratch) {
                 case 1: aq_score_group(kt, sp, j0, nk, 1, grp, qq, dq, sc, Dk); break;
                 default: break;
             }
+            aq_prefetch_ahead(job, s, j0, false);
             bool widened = false;
             for (int r = 0; r < nq; r++) {
                 if (!((heads >> (r % job->n_head)) & 1u)) continue;
@@ -411,5 +452,6 @@ void ATTNQ_FN(const lv_attn_job *job, float *scratch) {
 }
 
 #undef AQ_KB
+#undef AQ_AHEAD
 #undef AQ_KG
 #undef AQ_R
