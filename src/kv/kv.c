@@ -23,7 +23,7 @@ typedef struct kv_pool {    /* one per (layer, KV head) */
                                per page (page_size, Dk) quants, then (Dk / 32, page_size) f16 scales */
     uint8_t *v;             /* (n_pages, page_size, Dv); quantized values: per page as quantized keys */
     int32_t *pos;           /* (n_pages, page_size) */
-    uint8_t *stats;         /* (n_pages, page_size / 16 + 1, 2, Dk) elements: f32 with f32 keys, else f16 (as LServe
+    uint8_t *stats;         /* (n_pages, ceil(page_size / 16), 2, Dk) elements: f32 with f32 keys, else f16 (as LServe
                                keeps them): min then max, or NULL */
     int32_t *free_ids;      /* stack of free page ids */
     int64_t n_free;
@@ -105,10 +105,14 @@ static int64_t pool_pages(const lv_kv_params *p, const lv_kv_head_policy *pol) {
     return n < full ? n : full;
 }
 
+/* LServe logical pages per page: ceil(page_size / 16) (4 at 64-token pages; until 2026-12-07 this
+ * was page_size / 16 + 1, a fifth set per 64-token page that nothing read) */
+static int64_t lp_per_page(int64_t P) { return (P + LV_KV_LOGICAL_PAGE - 1) / LV_KV_LOGICAL_PAGE; }
+
 /* Bytes of one page of a pool: K and V rows, positions, and LServe statistics when kept. */
 static int64_t page_bytes_of(const lv_kv *kv, bool stats) {
     const int64_t P = kv->p.page_size;
-    return P * (kv->krow + kv->vrow + 4) + (stats ? (P / LV_KV_LOGICAL_PAGE + 1) * 2 * kv->p.head_dim_k * (int64_t)kv->selt : 0);
+    return P * (kv->krow + kv->vrow + 4) + (stats ? lp_per_page(P) * 2 * kv->p.head_dim_k * (int64_t)kv->selt : 0);
 }
 
 static bool kv_type_valid(lv_kv_type t) { return t == LV_KV_F32 || t == LV_KV_F16 || lv_kv_quantized(t); }
@@ -225,7 +229,7 @@ lv_status lv_kv_create(const lv_kv_params *p, lv_kv **out) {
         b += pl->n_pages * P * 4;
         if (pl->pol.stats) {
             pl->stats = b;
-            b += pl->n_pages * (P / LV_KV_LOGICAL_PAGE + 1) * 2 * Dk * (int64_t)kv->selt;
+            b += pl->n_pages * lp_per_page(P) * 2 * Dk * (int64_t)kv->selt;
         }
         pl->free_ids = ids;
         ids += pl->n_pages;
@@ -414,8 +418,7 @@ lv_status lv_kv_reserve(lv_kv *kv, const int64_t *n_new, const int32_t *last_pos
 }
 
 static inline uint8_t *stats_at(const lv_kv *kv, const kv_pool *pl, int32_t page, int64_t lp) {
-    const int64_t per_page = kv->p.page_size / LV_KV_LOGICAL_PAGE + 1;
-    return pl->stats + ((int64_t)page * per_page + lp) * 2 * kv->p.head_dim_k * (int64_t)kv->selt;
+    return pl->stats + ((int64_t)page * lp_per_page(kv->p.page_size) + lp) * 2 * kv->p.head_dim_k * (int64_t)kv->selt;
 }
 
 /* The statistics a transaction can change without starting them afresh: those of the logical page
