@@ -33,6 +33,7 @@
 #include <string.h>
 
 #if defined(__AVX2__)
+#include "kernels/attn_pv_avx2.h"
 #include <immintrin.h>
 #endif
 
@@ -197,37 +198,9 @@ static inline void aq_widen_v(lv_kv_type vt, const lv_attn_span *sp, int j0, int
 static inline void aq_pv(const float *vb, int nk, const float *p, int Dv, float corr, float *o) {
     int c0 = 0;
 #if defined(__AVX2__)
-    /* 64 outputs at a time in named registers (a run-time count of accumulators stays in memory) */
+    /* 64 outputs at a time in named registers (attn_pv_avx2.h) */
     const __m256 vc = _mm256_set1_ps(corr);
-    for (; c0 + 64 <= Dv; c0 += 64) {
-        float *oc = o + c0;
-        __m256 a0 = _mm256_mul_ps(_mm256_loadu_ps(oc), vc), a1 = _mm256_mul_ps(_mm256_loadu_ps(oc + 8), vc);
-        __m256 a2 = _mm256_mul_ps(_mm256_loadu_ps(oc + 16), vc), a3 = _mm256_mul_ps(_mm256_loadu_ps(oc + 24), vc);
-        __m256 a4 = _mm256_mul_ps(_mm256_loadu_ps(oc + 32), vc), a5 = _mm256_mul_ps(_mm256_loadu_ps(oc + 40), vc);
-        __m256 a6 = _mm256_mul_ps(_mm256_loadu_ps(oc + 48), vc), a7 = _mm256_mul_ps(_mm256_loadu_ps(oc + 56), vc);
-        for (int j = 0; j < nk; j++) {
-            const float pj = p[j];
-            if (pj == 0.0f) continue;
-            const __m256 pv = _mm256_set1_ps(pj);
-            const float *vr = vb + (size_t)j * Dv + c0;
-            a0 = _mm256_fmadd_ps(pv, _mm256_loadu_ps(vr), a0);
-            a1 = _mm256_fmadd_ps(pv, _mm256_loadu_ps(vr + 8), a1);
-            a2 = _mm256_fmadd_ps(pv, _mm256_loadu_ps(vr + 16), a2);
-            a3 = _mm256_fmadd_ps(pv, _mm256_loadu_ps(vr + 24), a3);
-            a4 = _mm256_fmadd_ps(pv, _mm256_loadu_ps(vr + 32), a4);
-            a5 = _mm256_fmadd_ps(pv, _mm256_loadu_ps(vr + 40), a5);
-            a6 = _mm256_fmadd_ps(pv, _mm256_loadu_ps(vr + 48), a6);
-            a7 = _mm256_fmadd_ps(pv, _mm256_loadu_ps(vr + 56), a7);
-        }
-        _mm256_storeu_ps(oc, a0);
-        _mm256_storeu_ps(oc + 8, a1);
-        _mm256_storeu_ps(oc + 16, a2);
-        _mm256_storeu_ps(oc + 24, a3);
-        _mm256_storeu_ps(oc + 32, a4);
-        _mm256_storeu_ps(oc + 40, a5);
-        _mm256_storeu_ps(oc + 48, a6);
-        _mm256_storeu_ps(oc + 56, a7);
-    }
+    for (; c0 + 64 <= Dv; c0 += 64) pv_64(false, o + c0, vc, p, nk, vb, Dv, c0 / 8);
     for (; c0 + 8 <= Dv; c0 += 8) {
         __m256 a = _mm256_mul_ps(_mm256_loadu_ps(o + c0), vc);
         for (int j = 0; j < nk; j++) {
