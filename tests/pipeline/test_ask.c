@@ -599,20 +599,30 @@ TEST(ask_allocation_failures) {
 
 /* a context of batches of n_batch rows; QuickPrefill with keep and group (keep 0: off); the last
  * row's logits into out, the result into res */
-static int ask_into(fixture *f, lv_context *ctx, double keep, int32_t group, bool sequential, int64_t n_frames, float *out,
-                    lv_video_ask_result *res) {
+/* the questions of the QuickPrefill and VideoScan tests: this prompt, 2 decode threads two frames
+ * ahead, the given execution and frame count; the last row's logits into out */
+static lv_video_ask_params ask_params(bool sequential, int64_t n_frames) {
     lv_video_ask_params p = lv_video_ask_default_params();
     p.prompt = "Look: <__media__> What moves?";
     p.n_decode_threads = 2;
     p.max_buffered_bytes = 64 * 64 * 3 * 2;
-    p.keep = keep;
-    p.group = group;
     p.sequential = sequential;
     p.n_frames = n_frames;
+    return p;
+}
+static int ask_run(fixture *f, lv_context *ctx, const lv_video_ask_params *p, float *out, lv_video_ask_result *res) {
     lv_pos np = 0;
-    if (lv_video_ask(ctx, f->mm, f->video, &p, &np, res) != LV_OK) return 0;
+    if (lv_video_ask(ctx, f->mm, f->video, p, &np, res) != LV_OK) return 0;
     memcpy(out, lv_get_logits_ith(ctx, -1), (size_t)lv_model_n_vocab(f->model) * sizeof(float));
     return 1;
+}
+
+static int ask_into(fixture *f, lv_context *ctx, double keep, int32_t group, bool sequential, int64_t n_frames, float *out,
+                    lv_video_ask_result *res) {
+    lv_video_ask_params p = ask_params(sequential, n_frames);
+    p.keep = keep;
+    p.group = group;
+    return ask_run(f, ctx, &p, out, res);
 }
 
 /* overlapped == sequential with pruning (the groups cut the batches alike); keep 1 == dense */
@@ -1261,19 +1271,11 @@ TEST(ask_videoscan_against_the_reference) {
 /* overlapped == sequential bit for bit with carriers (VideoScan+ 2 rows, a cap of 3), and the next
  * token; carrier_keep 0 differs from 2; Qwen: the carrier row's M-RoPE position */
 static int ask_scan(fixture *f, lv_context *ctx, int32_t ckeep, int32_t cmax, bool sequential, int64_t n_frames, float *out, lv_video_ask_result *res) {
-    lv_video_ask_params p = lv_video_ask_default_params();
-    p.prompt = "Look: <__media__> What moves?";
-    p.n_decode_threads = 2;
-    p.max_buffered_bytes = 64 * 64 * 3 * 2;
+    lv_video_ask_params p = ask_params(sequential, n_frames);
     p.carrier = true;
     p.carrier_keep = ckeep;
     p.carrier_max = cmax;
-    p.sequential = sequential;
-    p.n_frames = n_frames;
-    lv_pos np = 0;
-    if (lv_video_ask(ctx, f->mm, f->video, &p, &np, res) != LV_OK) return 0;
-    memcpy(out, lv_get_logits_ith(ctx, -1), (size_t)lv_model_n_vocab(f->model) * sizeof(float));
-    return 1;
+    return ask_run(f, ctx, &p, out, res);
 }
 
 static void videoscan_executions(const char *family) {
