@@ -306,14 +306,15 @@ lv_status lv_kv_seq_set_rope_offset(lv_context *ctx, lv_seq_id seq, int32_t offs
 lv_status lv_kv_seq_prune_keys(lv_context *ctx, lv_seq_id seq, int64_t n_last, const uint8_t *prunable, double keep, int64_t *n_pruned);
 /* VideoScan's pruning (docs/video-questions.md): of the sequence's last n_last tokens
  * (consecutive positions, not pruned before), the last of which is the carrier and also the last
- * token of the last lv_decode, every layer keeps the tokens with visual[i] == 0 (the carrier, text)
- * and the k_keep visual ones (VideoScan+) that the carrier's query row attended to most, its
- * softmax per query head averaged over the heads (the queries as that decode used them, scored
- * again against the stored keys in double precision; ties: the earlier token); each layer
- * chooses on its own. Kept tokens keep their positions, the dropped ones leave every layer's cache
- * as with lv_kv_seq_prune_keys (their range is remembered, lv_kv_seq_rm counts them). Needs full
- * attention in every head and no recurrent layers (LV_ERR_UNSUPPORTED; n_last 0 only checks
- * that). *n_dropped: tokens removed from each layer's cache. */
+ * token of the last lv_decode, every full-attention head keeps the tokens with visual[i] == 0 (the
+ * carrier, text) and the k_keep visual ones (VideoScan+) that the carrier's query row attended to
+ * most, its softmax per query head averaged over the layer's full-attention heads (the queries as
+ * that decode used them, scored again against the stored keys in double precision; ties: the
+ * earlier token); each layer chooses on its own. Kept tokens keep their positions, the dropped
+ * ones leave every full head's cache as with lv_kv_seq_prune_keys (their range is remembered,
+ * lv_kv_seq_rm counts them). DuoAttention streaming, sliding-window and block-strided heads keep
+ * their own rule (nothing dropped from them). Recurrent layers: LV_ERR_UNSUPPORTED (n_last 0 only
+ * checks that). *n_dropped: tokens removed from each full head's cache. */
 lv_status lv_kv_seq_carrier_keep(lv_context *ctx, lv_seq_id seq, int64_t n_last, const uint8_t *visual, int32_t k_keep, int64_t *n_dropped);
 /* VideoScan's memory cap: remove the tokens at positions [p0, p1), which must lie inside one range
  * pruned before (lv_kv_seq_carrier_keep / lv_kv_seq_prune_keys), from every full-attention head's
@@ -882,9 +883,10 @@ typedef struct lv_video_ask_params {
                                  nothing: equal to dense); 0 = off (default) */
     int32_t  group;           /* QuickPrefill: frames per group (0: 16; Qwen: rounded up to whole pairs) */
     bool     carrier;         /* VideoScan (docs/video-questions.md): after each unit (a SmolVLM2 frame, a Qwen pair) one
-                                 carrier row, the mean of the unit's embeddings; after the unit's forward every layer's
-                                 cache keeps the carrier (and carrier_keep visual rows) of it, text rows stay. Needs
-                                 carrier-trained weights to answer well. Not with keep. */
+                                 carrier row, the mean of the unit's embeddings; after the unit's forward every full-
+                                 attention head's cache keeps the carrier (and carrier_keep visual rows) of it, text
+                                 rows stay (DuoAttention streaming heads keep sink + window). Needs carrier-trained
+                                 weights to answer well. Not with keep. */
     int32_t  carrier_keep;    /* VideoScan+: visual rows per unit kept besides the carrier, the most attended from it, per
                                  layer (default 0) */
     int32_t  carrier_max;     /* VideoScan's memory cap: most carriers held; above it the earlier of the two adjacent

@@ -386,7 +386,7 @@ int cmd_run(int argc, char **argv) {
                 (long long)vres.n_pruned, (long long)(vplan.n_units * vplan.unit_tokens), vres.prune_s, (double)kv_video / (1024.0 * 1024.0),
                 (long long)kv_video);
     else if (video && vcarrier)
-        fprintf(stderr, "VideoScan: %lld carriers held (of %lld units), %lld video rows in each layer's cache (carriers + %lld kept visual "
+        fprintf(stderr, "VideoScan: %lld carriers held (of %lld units), %lld video rows in each full-attention head's cache (carriers + %lld kept visual "
                 "rows each), %lld visual rows dropped after their unit's forward, %lld carriers (%lld rows) dropped by the cap (--carrier-max %lld), "
                 "KV after the video %.1f MiB (%lld bytes) | ", (long long)vres.n_carriers, (long long)vplan.n_units, (long long)vres.n_carrier_rows, (long long)vckeep,
                 (long long)vres.n_pruned, (long long)vres.n_carriers_dropped, (long long)vres.n_cap_rows_dropped, (long long)vcmax, (double)kv_video / (1024.0 * 1024.0), (long long)kv_video);

@@ -552,11 +552,6 @@ lv_status lv_kv_seq_carrier_keep(lv_context *ctx, lv_seq_id seq, int64_t n_last,
         return lv_error(LV_ERR_INVALID_ARG, "lv_kv_seq_carrier_keep: %lld tokens, %d kept (both >= 0), and the visual rows", (long long)n_last, k_keep);
     const lv_hparams *hp = &ctx->model->hp;
     const int64_t Lk = ctx->model->n_attn_layers, Hk = hp->n_head_kv, Hq = hp->n_head, G = Hq / Hk, Dk = hp->n_embd_head_k;
-    for (int64_t l = 0; l < Lk; l++)
-        for (int64_t h = 0; h < Hk; h++)
-            if (lv_kv_policy(ctx->kv, l, h)->kind != LV_MASK_CAUSAL)
-                return lv_error(LV_ERR_UNSUPPORTED, "VideoScan (carrier tokens) needs full attention in every head: layer %lld head %lld "
-                                "streams or is block-strided (DuoAttention, sliding windows, LongGen)", (long long)l, (long long)h);
     if (ctx->model->n_recr_layers > 0)
         return lv_error(LV_ERR_UNSUPPORTED, "VideoScan (carrier tokens) with recurrent layers: their state of the dropped tokens cannot be removed");
     if (n_last == 0) return LV_OK;
@@ -566,7 +561,8 @@ lv_status lv_kv_seq_carrier_keep(lv_context *ctx, lv_seq_id seq, int64_t n_last,
                         seq);
     int64_t n_stored_max = 0, n_vis = 0;
     for (int64_t l = 0; l < Lk; l++)
-        for (int64_t h = 0; h < Hk; h++) n_stored_max = LV_MAX(n_stored_max, lv_kv_stream_n_stored(ctx->kv, seq, l, h));
+        for (int64_t h = 0; h < Hk; h++)
+            if (lv_kv_policy(ctx->kv, l, h)->kind == LV_MASK_CAUSAL) n_stored_max = LV_MAX(n_stored_max, lv_kv_stream_n_stored(ctx->kv, seq, l, h));
     for (int64_t i = 0; i < n_last; i++) n_vis += visual[i] != 0;
     const double scale = hp->attn_scale_on_q ? 1.0 : (double)hp->attn_scale;
     double *lg = lv_mallocn((size_t)(G * n_stored_max), sizeof(double)), *acc = lv_mallocn((size_t)n_last, sizeof(double));
@@ -580,10 +576,13 @@ lv_status lv_kv_seq_carrier_keep(lv_context *ctx, lv_seq_id seq, int64_t n_last,
     float key[1024];
     for (int64_t l = 0; l < Lk; l++) {
         /* the carrier's attention over everything its query saw (the whole stream: it is the last
-         * token), softmax per query head, averaged over the heads, at the last n_last tokens */
+         * token), softmax per query head, averaged over the full-attention heads (the ones whose
+         * cache this prunes; streaming and block-strided heads keep their own rule), at the last
+         * n_last tokens */
         for (int64_t i = 0; i < n_last; i++) acc[i] = 0;
         const float *q = ctx->fw.qcap + l * Hq * Dk;
         for (int64_t h = 0; h < Hk; h++) {
+            if (lv_kv_policy(ctx->kv, l, h)->kind != LV_MASK_CAUSAL) continue;
             const int64_t n = lv_kv_stream_n_stored(ctx->kv, seq, l, h);
             for (int64_t j = 0; j < n; j++) {
                 lv_kv_load_key(ctx->kv, seq, l, h, j, key);

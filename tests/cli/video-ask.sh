@@ -54,12 +54,21 @@ expect_fail "--keep 1.5" "$LV" run -m "$T/text.gguf" --mmproj $G/idefics3-s2.ggu
 # the overlapped answer equals the sequential one; the report
 expect_ok "run --video --carrier" "$LV" run -m "$T/text.gguf" --mmproj $G/idefics3-s2.gguf --video "$T/clip.mp4" -p "<__media__>What happens?" --frames 6 -n 6 --temp 0 --ids -b 5 --carrier --carrier-keep 2 --carrier-max 3
 vs=$(cat "$T/out")
-grep -q "VideoScan: 3 carriers held (of 6 units), 9 video rows in each layer's cache (carriers + 2 kept visual rows each), 12 visual rows dropped after their unit's forward, 3 carriers (9 rows) dropped by the cap (--carrier-max 3), KV after the video [0-9.]* MiB ([0-9]* bytes)" "$T/err" ||
+grep -q "VideoScan: 3 carriers held (of 6 units), 9 video rows in each full-attention head's cache (carriers + 2 kept visual rows each), 12 visual rows dropped after their unit's forward, 3 carriers (9 rows) dropped by the cap (--carrier-max 3), KV after the video [0-9.]* MiB ([0-9]* bytes)" "$T/err" ||
   fail "carrier line: $(cat "$T/err")"
 expect_ok "run --video --carrier --video-sequential" "$LV" run -m "$T/text.gguf" --mmproj $G/idefics3-s2.gguf --video "$T/clip.mp4" -p "<__media__>What happens?" --frames 6 -n 6 --temp 0 --ids -b 5 --carrier --carrier-keep 2 --carrier-max 3 --video-sequential
 [ "$(cat "$T/out")" = "$vs" ] || fail "VideoScan sequential '$(cat "$T/out")' vs overlapped '$vs'"
+# VideoScan with DuoAttention (the text model's 2 KV heads, one streaming with sink 4 + window 16) and LServe
+# for the decode: the retrieval head keeps the carriers, the streaming head its window; overlapped == sequential
+printf '0.9\t0.1\n' > "$T/heads.tsv"
+duo=(--heads "$T/heads.tsv" --sparsity 0.5 --sink 4 --window 16 --lserve --kv-budget 64)
+expect_ok "run --video --carrier with DuoAttention + LServe" "$LV" run -m "$T/text.gguf" --mmproj $G/idefics3-s2.gguf --video "$T/clip.mp4" -p "<__media__>What happens?" --frames 6 -n 6 --temp 0 --ids -b 5 --carrier --carrier-keep 2 "${duo[@]}"
+vd=$(cat "$T/out")
+grep -q "VideoScan: 6 carriers held (of 6 units), 18 video rows in each full-attention head's cache" "$T/err" || fail "duo carrier line: $(cat "$T/err")"
+expect_ok "run --video --carrier with DuoAttention + LServe, sequential" "$LV" run -m "$T/text.gguf" --mmproj $G/idefics3-s2.gguf --video "$T/clip.mp4" -p "<__media__>What happens?" --frames 6 -n 6 --temp 0 --ids -b 5 --carrier --carrier-keep 2 "${duo[@]}" --video-sequential
+[ "$(cat "$T/out")" = "$vd" ] || fail "VideoScan + DuoAttention sequential '$(cat "$T/out")' vs overlapped '$vd'"
 expect_ok "run --video qwen2.5vl --carrier" "$LV" run -m $G/text-qwen2vl.gguf --mmproj $G/qwen25vl.gguf --video "$T/clip.mp4" -p "<__media__>What?" -n 4 --temp 0 --ids -b 7 --carrier --carrier-max 0
-grep -q "VideoScan: 4 carriers held (of 4 units), 4 video rows in each layer's cache (carriers + 0 kept visual rows each), 560 visual rows dropped" "$T/err" ||
+grep -q "VideoScan: 4 carriers held (of 4 units), 4 video rows in each full-attention head's cache (carriers + 0 kept visual rows each), 560 visual rows dropped" "$T/err" ||
   fail "qwen carrier line: $(cat "$T/err")"
 grep -q "4 pairs of 140 embeddings + a carrier, 11 text tokens, 575 positions" "$T/err" || fail "qwen plan with carriers: $(cat "$T/err")"
 expect_fail "--carrier with --keep" "$LV" run -m "$T/text.gguf" --mmproj $G/idefics3-s2.gguf --video "$T/clip.mp4" -p hi --carrier --keep 0.5

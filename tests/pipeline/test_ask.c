@@ -94,16 +94,42 @@ static int fixture_open(fixture *f, const char *family, const char *video_path) 
     return f->tp != NULL;
 }
 
-static lv_context *new_ctx(fixture *f, uint32_t n_batch) {
+/* a context of batches of n_batch rows, f32 KV; with pat, DuoAttention (sparsity 0.5, sink 4,
+ * window 24, pages of 16) and, with select, LServe page selection (budget 32) */
+static lv_context *new_ctx_plan(fixture *f, uint32_t n_batch, const lv_head_pattern *pat, bool select) {
     lv_context_params cp = lv_context_default_params();
     cp.n_ctx = 4096;
     cp.n_batch = n_batch;
     cp.n_ubatch = n_batch;
     cp.kv_type = LV_KV_F32;
     cp.threadpool = f->tp;
+    if (pat) {
+        cp.kv_page_size = 16;
+        cp.attention.heads = pat;
+        cp.attention.sparsity = 0.5f;
+        cp.attention.sink = 4;
+        cp.attention.window = 24;
+        cp.attention.select = select;
+        cp.attention.kv_budget = 32;
+    }
     lv_context *ctx = NULL;
     return lv_context_create(f->model, cp, &ctx) == LV_OK ? ctx : NULL;
 }
+static lv_context *new_ctx(fixture *f, uint32_t n_batch) { return new_ctx_plan(f, n_batch, NULL, false); }
+
+/* DuoAttention gates for the two-layer, two-KV-head fixture: at sparsity 0.5 the two lowest stream,
+ * layer 0 head 1 (0.1) and layer 1 head 0 (0.2) */
+static lv_head_pattern *heads_2x2(void) {
+    char tsv[512];
+    snprintf(tsv, sizeof(tsv), "%s/ask-heads-2x2.tsv", lv_test_tmpdir());
+    FILE *fp = fopen(tsv, "w");
+    if (!fp) return NULL;
+    fprintf(fp, "0.9\t0.1\n0.2\t0.8\n");
+    fclose(fp);
+    lv_head_pattern *pat = NULL;
+    return lv_head_pattern_load(tsv, &pat) == LV_OK ? pat : NULL;
+}
+static const uint8_t stream_2x2[4] = {0, 1, 1, 0};
 
 /* decode one text token at n_past (rotary position from the sequence's offset); its logits copied */
 static int next_logits(lv_context *ctx, lv_pos n_past, lv_token tok, float *out, int32_t nv) {
@@ -973,14 +999,8 @@ TEST(ask_quickprefill_composes_with_duo_and_lserve) {
     if (!path) SKIP("ffmpeg cannot generate test files");
     fixture f;
     REQUIRE(fixture_open_2l(&f, path), "fixture: %s", lv_last_error());
-    char tsv[512];
-    snprintf(tsv, sizeof(tsv), "%s/ask-heads-2x2.tsv", lv_test_tmpdir());
-    FILE *fp = fopen(tsv, "w");
-    REQUIRE(fp, "write %s", tsv);
-    fprintf(fp, "0.9\t0.1\n0.2\t0.8\n");
-    fclose(fp);
-    lv_head_pattern *pat = NULL;
-    REQUIRE(lv_head_pattern_load(tsv, &pat) == LV_OK, "pattern: %s", lv_last_error());
+    lv_head_pattern *pat = heads_2x2();
+    REQUIRE(pat, "pattern: %s", lv_last_error());
     const int32_t nv = lv_model_n_vocab(f.model);
     float *l[4], *tmp = malloc((size_t)nv * sizeof(float));
     lv_token gen[4][8];
@@ -988,21 +1008,10 @@ TEST(ask_quickprefill_composes_with_duo_and_lserve) {
     const double keeps[4] = {0.5, 0.5, 1.0, 0};
     for (int c = 0; c < 4; c++) {
         l[c] = malloc((size_t)nv * sizeof(float));
-        lv_context_params cp = lv_context_default_params();
-        cp.n_ctx = 4096;
-        cp.n_batch = cp.n_ubatch = 7;
-        cp.kv_page_size = 16;
-        cp.kv_type = LV_KV_F32;
-        cp.threadpool = f.tp;
-        cp.attention.heads = pat;
-        cp.attention.sparsity = 0.5f;
-        cp.attention.sink = 4;
-        cp.attention.window = 24;
-        cp.attention.select = c < 2; /* keep 1 vs off: DuoAttention alone (LServe selects for any one-row batch, and the
-                                        group cuts can make one: that row would read selected pages) */
-        cp.attention.kv_budget = 32;
-        lv_context *ctx = NULL;
-        REQUIRE(lv_context_create(f.model, cp, &ctx) == LV_OK, "context: %s", lv_last_error());
+        /* keep 1 vs off: DuoAttention alone (LServe selects for any one-row batch, and the group cuts
+         * can make one: that row would read selected pages) */
+        lv_context *ctx = new_ctx_plan(&f, 7, pat, c < 2);
+        REQUIRE(ctx, "context: %s", lv_last_error());
         lv_video_ask_result res;
         REQUIRE(ask_into(&f, ctx, keeps[c], 2, c == 1, 7, l[c], &res), "ask %d: %s", c, lv_last_error());
         kvb[c] = lv_kv_used_bytes(ctx);
@@ -1048,9 +1057,12 @@ TEST(ask_videoscan_cap_rule) {
  * when the carrier row of unit u has attended, the k visual rows of u it attended to most (softmax
  * per query head, the mean over the heads; ties: the earlier row) stay visible to later rows, the
  * others are hidden from every row after the carrier at that layer; gone[u]: the row after which
- * all of unit u's rows are hidden (the memory cap dropped it; N: never). */
+ * all of unit u's rows are hidden (the memory cap dropped it; N: never). stream (NULL: none):
+ * per (layer, KV head), 1 for a DuoAttention streaming head, which sees key j from row r iff
+ * j < sink or r - j < window and is not pruned; the carrier's attention is then the mean over the
+ * full heads' query heads. */
 static void ref_forward_scan(const lv_model *m, int64_t N, const lv_token *tok, const float *embd, const int32_t *unit, const int64_t *car,
-                             const int64_t *gone, int32_t k, double *logits) {
+                             const int64_t *gone, int32_t k, const uint8_t *stream, int32_t sink, int32_t window, double *logits) {
     if (N <= 0) return;
     const lv_hparams *hp = &m->hp;
     const int64_t E = hp->n_embd, H = hp->n_head, Hk = hp->n_head_kv, Dk = hp->n_embd_head_k, Dv = hp->n_embd_head_v, F = hp->n_ff;
@@ -1090,12 +1102,14 @@ static void ref_forward_scan(const lv_model *m, int64_t N, const lv_token *tok, 
             for (int64_t j = 0; j <= r; j++) att[j] = 0;
             for (int64_t hh = 0; hh < H; hh++) {
                 const int64_t kh = hh / (H / Hk);
+                const bool st = stream && stream[il * Hk + kh];
                 double mx = -INFINITY, den = 0;
                 for (int64_t j = 0; j <= r; j++) {
                     sc[j] = -INFINITY;
                     const int32_t uj = unit[j];
-                    if (uj >= 0 && r > gone[uj]) continue;                           /* dropped by the cap */
-                    if (uj >= 0 && j != car[uj] && r > car[uj] && !sel[j]) continue; /* a visual row its carrier did not keep */
+                    if (st && !(j < sink || r - j < window)) continue;                      /* outside the streaming head's sink + window */
+                    if (!st && uj >= 0 && r > gone[uj]) continue;                           /* dropped by the cap */
+                    if (!st && uj >= 0 && j != car[uj] && r > car[uj] && !sel[j]) continue; /* a visual row its carrier did not keep */
                     double s = 0;
                     for (int64_t d = 0; d < Dk; d++) s += q[(r * H + hh) * Dk + d] * kk[(j * Hk + kh) * Dk + d];
                     sc[j] = s / sqrt((double)Dk);
@@ -1107,7 +1121,7 @@ static void ref_forward_scan(const lv_model *m, int64_t N, const lv_token *tok, 
                 for (int64_t j = 0; j <= r; j++) {
                     if (sc[j] == -INFINITY) continue;
                     const double p = exp(sc[j] - mx) / den;
-                    att[j] += p / (double)H;
+                    if (!st) att[j] += p / (double)H;
                     for (int64_t d = 0; d < Dv; d++) o[hh * Dv + d] += p * v[(j * Hk + kh) * Dv + d];
                 }
             }
@@ -1136,12 +1150,27 @@ static void ref_forward_scan(const lv_model *m, int64_t N, const lv_token *tok, 
 }
 
 /* VideoScan against the reference: 7 frames of the two-layer GQA model, carrier_keep 0 and 3,
- * no cap and a cap of 3 carriers (the cap's choices made here from the carriers' embeddings) */
-TEST(ask_videoscan_against_the_reference) {
+ * no cap and a cap of 3 carriers (the cap's choices made here from the carriers' embeddings);
+ * duo: with DuoAttention (heads_2x2: one streaming head per layer, its window shorter than the
+ * video), the streaming heads keeping sink + window, then also LServe's selection for the decode
+ * (overlapped == sequential through greedy decoding) */
+/* the rows a sink + window head holds after n consecutive positions in pages of P: its sink pages
+ * stay, a later page leaves once its newest position is outside the next query's window (not the
+ * page being filled) */
+static int64_t stream_rows(int64_t n, int64_t sink, int64_t window, int64_t P) {
+    const int64_t pages = (n + P - 1) / P, first = (sink + P - 1) / P;
+    int64_t k = first;
+    while (k < pages - 1 && k * P + P - 1 <= n - window) k++;
+    return k == first ? n : first * P + (n - k * P);
+}
+
+static void videoscan_reference(bool duo) {
     const char *path = clip();
     if (!path) SKIP("ffmpeg cannot generate test files");
     fixture f;
     REQUIRE(fixture_open_2l(&f, path), "fixture: %s", lv_last_error());
+    lv_head_pattern *pat = duo ? heads_2x2() : NULL;
+    REQUIRE(!duo || pat, "pattern: %s", lv_last_error());
     const int32_t nv = lv_model_n_vocab(f.model), E = lv_model_n_embd(f.model);
     lv_video_ask_params p = lv_video_ask_default_params();
     p.prompt = "Look: <__media__> What moves?";
@@ -1197,11 +1226,17 @@ TEST(ask_videoscan_against_the_reference) {
     }
     REQUIRE(text == l.plan.n_text && text + U * (T + 1) == N, "rows: %lld text + %lld units of %lld, N %lld", (long long)text, (long long)U,
             (long long)T + 1, (long long)N);
-    lv_context *c0 = new_ctx(&f, 7);
-    REQUIRE(c0 && ask_into(&f, c0, 0, 0, false, 7, dense, NULL), "dense: %s", lv_last_error());
-    lv_context_free(c0);
-    const int32_t keeps[2] = {0, 3}, caps[2] = {0, 3};
     const lv_hparams *hp = &f.model->hp;
+    /* KV bytes (f32 keys and values) of one row in one head; duo: 2 of the 4 heads stream, and what
+     * they hold (sink + window and the ring's slack) is the same without carriers */
+    const int64_t row_bytes = (hp->n_embd_head_k + hp->n_embd_head_v) * 4, n_full = duo ? 2 : hp->n_layer * hp->n_head_kv;
+    lv_context *c0 = new_ctx_plan(&f, 7, pat, false);
+    REQUIRE(c0 && ask_into(&f, c0, 0, 0, false, 7, dense, NULL), "dense: %s", lv_last_error());
+    const int64_t stream_bytes = duo ? 2 * stream_rows(N, 4, 24, 16) * row_bytes : 0;
+    CHECK(lv_kv_used_bytes(c0) == (N - U) * n_full * row_bytes + (duo ? 2 * stream_rows(N - U, 4, 24, 16) * row_bytes : 0),
+          "without carriers: KV bytes %lld for %lld rows", (long long)lv_kv_used_bytes(c0), (long long)(N - U));
+    lv_context_free(c0);
+    const int32_t keeps[2] = {0, duo ? 2 : 3}, caps[2] = {0, 3};
     for (int ci = 0; ci < 2; ci++) {
         /* the cap, simulated here: after unit u's carrier, above caps[ci] held carriers, the earlier of the
          * most similar adjacent pair (cosine of the carriers' embeddings) is gone for every later row */
@@ -1224,9 +1259,9 @@ TEST(ask_videoscan_against_the_reference) {
             dropped++;
         }
         for (int ki = 0; ki < 2; ki++) {
-            ref_forward_scan(f.model, N, tok, embd, uof, car, gone, keeps[ki], ref);
+            ref_forward_scan(f.model, N, tok, embd, uof, car, gone, keeps[ki], duo ? stream_2x2 : NULL, 4, 24, ref);
             for (int seq = 0; seq < 2; seq++) {
-                lv_context *ctx = new_ctx(&f, 7);
+                lv_context *ctx = new_ctx_plan(&f, 7, pat, false);
                 REQUIRE(ctx, "context");
                 lv_video_ask_params q = p;
                 q.carrier_keep = keeps[ki];
@@ -1252,21 +1287,51 @@ TEST(ask_videoscan_against_the_reference) {
                       "keep %d cap %d: %lld carriers held, %lld dropped, %lld rows held, %lld pruned, %lld dropped rows", keeps[ki], caps[ci],
                       (long long)res.n_carriers, (long long)res.n_carriers_dropped, (long long)res.n_carrier_rows, (long long)res.n_pruned,
                       (long long)res.n_cap_rows_dropped);
-                CHECK(lv_kv_used_bytes(ctx) == (text + held_rows) * hp->n_layer * hp->n_head_kv * (hp->n_embd_head_k + hp->n_embd_head_v) * 4,
+                CHECK(lv_kv_used_bytes(ctx) == (text + held_rows) * n_full * row_bytes + stream_bytes,
                       "keep %d cap %d: KV bytes %lld, want %lld text + %lld video rows", keeps[ki], caps[ci], (long long)lv_kv_used_bytes(ctx),
                       (long long)text, (long long)held_rows);
                 CHECK(np == N && lv_kv_seq_n_tokens(ctx, 0) == N, "the positions: %d", np);
                 if (ci == 0 && ki == 0 && seq == 0) memcpy(k0, got, (size_t)nv * sizeof(float));
-                if (ci == 0 && ki == 1) CHECK(memcmp(k0, got, (size_t)nv * sizeof(float)) != 0, "carrier_keep 3 changed nothing");
+                if (ci == 0 && ki == 1) CHECK(memcmp(k0, got, (size_t)nv * sizeof(float)) != 0, "carrier_keep %d changed nothing", keeps[ki]);
                 lv_context_free(ctx);
             }
         }
     }
+    if (duo) { /* LServe selects pages for the question's decode over the carriers' cache: overlapped == sequential */
+        lv_token gen[2][8];
+        for (int seq = 0; seq < 2; seq++) {
+            lv_context *ctx = new_ctx_plan(&f, 7, pat, true);
+            REQUIRE(ctx, "context: %s", lv_last_error());
+            lv_video_ask_params q = p;
+            q.carrier_keep = 3;
+            q.carrier_max = 3;
+            q.sequential = seq;
+            q.n_decode_threads = 2;
+            lv_pos np = 0;
+            REQUIRE(lv_video_ask(ctx, f.mm, f.video, &q, &np, NULL) == LV_OK, "ask: %s", lv_last_error());
+            memcpy(got, lv_get_logits_ith(ctx, -1), (size_t)nv * sizeof(float));
+            if (seq == 0) memcpy(k0, got, (size_t)nv * sizeof(float));
+            else CHECK(memcmp(k0, got, (size_t)nv * sizeof(float)) == 0, "duo + LServe: overlapped and sequential logits differ");
+            lv_token t = 0;
+            for (int i = 0; i < nv; i++) t = got[i] > got[t] ? i : t;
+            for (int s = 0; s < 8; s++, np++) {
+                gen[seq][s] = t;
+                REQUIRE(next_logits(ctx, np, t, got, nv), "decode: %s", lv_last_error());
+                t = 0;
+                for (int i = 0; i < nv; i++) t = got[i] > got[t] ? i : t;
+            }
+            lv_context_free(ctx);
+        }
+        CHECK(memcmp(gen[0], gen[1], sizeof(gen[0])) == 0, "duo + LServe: overlapped and sequential decode differently");
+    }
     free(tok), free(embd), free(unit), free(uof), free(ref), free(got), free(dense), free(k0);
+    lv_head_pattern_free(pat);
     lv_video_frames_free(frames);
     lv_vq_layout_free(&l);
     fixture_free(&f);
 }
+TEST(ask_videoscan_against_the_reference) { videoscan_reference(false); }
+TEST(ask_videoscan_with_duo_against_the_reference) { videoscan_reference(true); }
 
 /* overlapped == sequential bit for bit with carriers (VideoScan+ 2 rows, a cap of 3), and the next
  * token; carrier_keep 0 differs from 2; Qwen: the carrier row's M-RoPE position */
@@ -1367,7 +1432,7 @@ TEST(ask_videoscan_abort_restores_the_context) {
     }
 }
 
-/* bad combinations: clear errors, nothing decoded; a plan with streaming heads is refused */
+/* bad combinations: clear errors, nothing decoded; a model with recurrent layers is refused */
 TEST(ask_videoscan_errors) {
     const char *path = clip();
     if (!path) SKIP("ffmpeg cannot generate test files");
@@ -1395,32 +1460,37 @@ TEST(ask_videoscan_errors) {
               lv_status_str(st), lv_last_error());
     }
     lv_context_free(ctx);
-    /* DuoAttention streaming heads: refused before anything is decoded */
-    char tsv[512];
-    snprintf(tsv, sizeof(tsv), "%s/ask-heads-2x2.tsv", lv_test_tmpdir());
-    FILE *fp = fopen(tsv, "w");
-    REQUIRE(fp, "write %s", tsv);
-    fprintf(fp, "0.9\t0.1\n0.2\t0.8\n");
-    fclose(fp);
-    lv_head_pattern *pat = NULL;
-    REQUIRE(lv_head_pattern_load(tsv, &pat) == LV_OK, "pattern: %s", lv_last_error());
+    /* recurrent layers (qwen35): refused before anything is decoded, their state cannot drop tokens */
+    char mpath[512];
+    snprintf(mpath, sizeof(mpath), "%s/ask-text-qwen35.gguf", lv_test_tmpdir());
+    lv_genmodel_params gp = lv_genmodel_default_params();
+    gp.arch = "qwen35";
+    gp.n_embd = 64;
+    gp.n_layer = 2;
+    gp.n_head = 4;
+    gp.n_head_kv = 2;
+    gp.n_ff = 96;
+    gp.ssm_state = 16;
+    gp.ssm_k_heads = 2;
+    gp.ssm_v_heads = 2;
+    gp.full_attn_interval = 2;
+    gp.vocab_path = GOLDEN_DIR "/vocab-vlm.gguf";
+    gp.ftype = LV_FTYPE_F32;
+    lv_model *rm = NULL;
+    REQUIRE(lv_genmodel_write(&gp, mpath) == LV_OK && lv_model_load(mpath, lv_model_default_params(), &rm) == LV_OK, "qwen35: %s", lv_last_error());
     lv_context_params cp = lv_context_default_params();
     cp.n_ctx = 4096;
     cp.threadpool = f.tp;
-    cp.attention.heads = pat;
-    cp.attention.sparsity = 0.5f;
-    cp.attention.sink = 4;
-    cp.attention.window = 24;
-    REQUIRE(lv_context_create(f.model, cp, &ctx) == LV_OK, "context: %s", lv_last_error());
+    REQUIRE(lv_context_create(rm, cp, &ctx) == LV_OK, "context: %s", lv_last_error());
     lv_video_ask_params p = lv_video_ask_default_params();
     p.prompt = "Q";
     p.n_frames = 3;
     p.carrier = true;
     lv_pos np = 0;
     const lv_status st = lv_video_ask(ctx, f.mm, f.video, &p, &np, NULL);
-    CHECK(st == LV_ERR_UNSUPPORTED && strstr(lv_last_error(), "full attention") && lv_kv_seq_n_tokens(ctx, 0) == 0, "duo: %s (%s)", lv_status_str(st),
+    CHECK(st == LV_ERR_UNSUPPORTED && strstr(lv_last_error(), "recurrent") && lv_kv_seq_n_tokens(ctx, 0) == 0, "qwen35: %s (%s)", lv_status_str(st),
           lv_last_error());
     lv_context_free(ctx);
-    lv_head_pattern_free(pat);
+    lv_model_free(rm);
     fixture_free(&f);
 }
