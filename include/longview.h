@@ -310,12 +310,15 @@ lv_status lv_kv_seq_prune_keys(lv_context *ctx, lv_seq_id seq, int64_t n_last, c
  * carrier, text) and the k_keep visual ones (VideoScan+) that the carrier's query row attended to
  * most, its softmax per query head averaged over the layer's full-attention heads (the queries as
  * that decode used them, scored again against the stored keys in double precision; ties: the
- * earlier token); each layer chooses on its own. Kept tokens keep their positions, the dropped
+ * earlier token). Kept tokens keep their positions, the dropped
  * ones leave every full head's cache as with lv_kv_seq_prune_keys (their range is remembered,
  * lv_kv_seq_rm counts them). DuoAttention streaming, sliding-window and block-strided heads keep
- * their own rule (nothing dropped from them). Recurrent layers: LV_ERR_UNSUPPORTED (n_last 0 only
- * checks that). *n_dropped: tokens removed from each full head's cache. */
-lv_status lv_kv_seq_carrier_keep(lv_context *ctx, lv_seq_id seq, int64_t n_last, const uint8_t *visual, int32_t k_keep, int64_t *n_dropped);
+ * their own rule (nothing dropped from them). select_layer >= 0: that attention layer's choice is
+ * every layer's (the reference's kv_select_layer; it needs a full-attention head); -1: each layer
+ * chooses on its own. Recurrent layers: LV_ERR_UNSUPPORTED (n_last 0 only checks that and the
+ * selecting layer). *n_dropped: tokens removed from each full head's cache. */
+lv_status lv_kv_seq_carrier_keep(lv_context *ctx, lv_seq_id seq, int64_t n_last, const uint8_t *visual, int32_t k_keep, int32_t select_layer,
+                                 int64_t *n_dropped);
 /* VideoScan's memory cap: remove the tokens at positions [p0, p1), which must lie inside one range
  * pruned before (lv_kv_seq_carrier_keep / lv_kv_seq_prune_keys), from every full-attention head's
  * cache; the others keep their positions, the sequence's length in positions does not change.
@@ -889,6 +892,8 @@ typedef struct lv_video_ask_params {
                                  weights to answer well. Not with keep. */
     int32_t  carrier_keep;    /* VideoScan+: visual rows per unit kept besides the carrier, the most attended from it, per
                                  layer (default 0) */
+    int32_t  carrier_layer;   /* VideoScan+: -1 (default): each layer keeps the rows its own carrier query attended to
+                                 most; L >= 0: layer L's choice in every layer (the reference's kv_select_layer) */
     int32_t  carrier_max;     /* VideoScan's memory cap: most carriers held; above it the earlier of the two adjacent
                                  carriers whose input embeddings are the most similar (cosine) leaves every layer's
                                  cache with its unit's kept rows (default 64; 0 = no cap) */

@@ -30,7 +30,7 @@ int cmd_run(int argc, char **argv) {
     const char *model_path = NULL, *prompt = NULL, *prompt_file = NULL, *tokens_arg = NULL, *mmproj_path = NULL, *video_path = NULL;
     cli_kv kvo = {.both = "f16"};
     double vfps = 0;
-    int64_t vframes = 0, vmax_frames = 0, vthreads = 0, vgroup = 16, vckeep = 0, vcmax = 64;
+    int64_t vframes = 0, vmax_frames = 0, vthreads = 0, vgroup = 16, vckeep = 0, vcmax = 64, vclayer = -1;
     bool vcarrier = false;
     double vkeep = 0;
     bool vsequential = false;
@@ -56,6 +56,7 @@ int cmd_run(int argc, char **argv) {
         {NULL, "--keep", CLI_FLOAT, &vkeep, "F", "--video: QuickPrefill: after each group of frames, keep this fraction (0 < F <= 1) of its visual tokens in every layer's cache, those of smallest key norm (1: dense, bit for bit)", .flo = 0, .fhi = 1},
         {NULL, "--carrier", CLI_FLAG, &vcarrier, NULL, "--video: VideoScan: a carrier token (the mean of a frame's, Qwen: a pair's, embeddings) after each frame; after the frame's forward every layer's cache keeps only the carrier (and --carrier-keep visual tokens) of it. Needs carrier-trained weights to answer well (none exist yet): this is the mechanics and the memory"},
         {NULL, "--carrier-keep", CLI_INT, &vckeep, "K", "--carrier: VideoScan+: also keep the K visual tokens of each frame most attended from its carrier, per layer (default 0)", .lo = -(1 << 22), .hi = 1 << 22},
+        {NULL, "--carrier-layer", CLI_INT, &vclayer, "L", "--carrier-keep: the visual tokens layer L's carrier attended to most are kept in every layer (the reference's kv_select_layer; default: each layer its own)", .lo = -(1 << 22), .hi = 1 << 22},
         {NULL, "--carrier-max", CLI_INT, &vcmax, "N", "--carrier: memory cap: at most N carriers; above it the earlier of the two adjacent carriers with the most similar input embeddings leaves the cache with its frame's kept tokens (default 64; 0 = no cap)", .lo = -(1 << 22), .hi = 1 << 22},
         {NULL, "--group", CLI_INT, &vgroup, "N", "--video --keep: frames per QuickPrefill group (default 16; Qwen: rounded up to whole pairs)", .lo = 1, .hi = 1 << 22},
         {"-n", "--n-predict", CLI_INT, &n_predict, "N", "tokens to generate (default 64)", .lo = 0, .hi = 1 << 30},
@@ -77,7 +78,7 @@ int cmd_run(int argc, char **argv) {
     memcpy(opts, base, sizeof(base));
     const int n_opts = nb + cli_attention_opts(&att, opts + nb);
     int r = cli_parse(argc, argv, opts, n_opts,
-                      "longview run -m MODEL (-p TEXT | -f FILE | --tokens IDS) [--mmproj MM (--image IMG ... | --video V [--fps F | --frames N] [-j N] [--keep F [--group N] | --carrier [--carrier-keep K] [--carrier-max N]])] [-n N] [-c CTX] [-b N] [-t THREADS] [--temp T] [--seed S]",
+                      "longview run -m MODEL (-p TEXT | -f FILE | --tokens IDS) [--mmproj MM (--image IMG ... | --video V [--fps F | --frames N] [-j N] [--keep F [--group N] | --carrier [--carrier-keep K [--carrier-layer L]] [--carrier-max N]])] [-n N] [-c CTX] [-b N] [-t THREADS] [--temp T] [--seed S]",
                       "Generate a completion. The completion goes to stdout; progress and timings to stderr.\n"
                       "Images (--mmproj, --image): each is encoded by the vision tower and its embeddings take its place in\n"
                       "the prompt, laid out as llama.cpp's mtmd does (docs/vision.md).\n"
@@ -120,20 +121,28 @@ int cmd_run(int argc, char **argv) {
         cli_error("--keep %g: the fraction of visual tokens kept must be above 0 (at most 1)", vkeep);
         return 2;
     }
-    if ((vcarrier || cli_seen(opts, n_opts, "--carrier-keep") || cli_seen(opts, n_opts, "--carrier-max")) && !video_path) {
-        cli_error("--carrier, --carrier-keep and --carrier-max are for --video (VideoScan)");
+    const bool carrier_opts = cli_seen(opts, n_opts, "--carrier-keep") || cli_seen(opts, n_opts, "--carrier-max") || cli_seen(opts, n_opts, "--carrier-layer");
+    if ((vcarrier || carrier_opts) && !video_path) {
+        cli_error("--carrier, --carrier-keep, --carrier-layer and --carrier-max are for --video (VideoScan)");
         return 2;
     }
-    if ((cli_seen(opts, n_opts, "--carrier-keep") || cli_seen(opts, n_opts, "--carrier-max")) && !vcarrier) {
-        cli_error("--carrier-keep and --carrier-max are VideoScan's: give --carrier too");
+    if (carrier_opts && !vcarrier) {
+        cli_error("--carrier-keep, --carrier-layer and --carrier-max are VideoScan's: give --carrier too");
+        return 2;
+    }
+    if (cli_seen(opts, n_opts, "--carrier-layer") && vckeep <= 0) {
+        cli_error("--carrier-layer chooses VideoScan+'s kept tokens: give --carrier-keep K too");
         return 2;
     }
     if (vcarrier && (cli_seen(opts, n_opts, "--keep") || cli_seen(opts, n_opts, "--group"))) {
         cli_error("--carrier (VideoScan) and --keep / --group (QuickPrefill) both prune the video's cache: choose one");
         return 2;
     }
-    if (vckeep < 0 || vcmax < 0) {
-        cli_error("--carrier-keep %lld / --carrier-max %lld: must not be negative", (long long)vckeep, (long long)vcmax);
+    if (vckeep < 0 || vcmax < 0 || (cli_seen(opts, n_opts, "--carrier-layer") && vclayer < 0)) {
+        if (vclayer < 0 && cli_seen(opts, n_opts, "--carrier-layer"))
+            cli_error("--carrier-layer %lld: must not be negative (layers count from 0)", (long long)vclayer);
+        else
+            cli_error("--carrier-keep %lld / --carrier-max %lld: must not be negative", (long long)vckeep, (long long)vcmax);
         return 2;
     }
     if (cli_seen(opts, n_opts, "--group") && !cli_seen(opts, n_opts, "--keep")) {
@@ -198,6 +207,7 @@ int cmd_run(int argc, char **argv) {
         vp.carrier = vcarrier;
         vp.carrier_keep = (int32_t)vckeep;
         vp.carrier_max = (int32_t)vcmax;
+        vp.carrier_layer = (int32_t)vclayer;
         if ((st = lv_video_ask_plan_for(model, mm, video, &vp, &vplan)) != LV_OK) {
             cli_fail(video_path, st);
             goto end;

@@ -18,6 +18,7 @@ lv_video_ask_params lv_video_ask_default_params(void) {
     memset(&p, 0, sizeof(p));
     p.add_special = true;
     p.carrier_max = 64;
+    p.carrier_layer = -1;
     return p;
 }
 
@@ -141,9 +142,10 @@ static lv_status carriers_build(run *r) {
     const lv_video_ask_params *p = r->p;
     if (p->keep > 0)
         return lv_error(LV_ERR_INVALID_ARG, "VideoScan (carrier) and QuickPrefill (keep %g) both prune the video's cache: choose one", p->keep);
-    if (p->carrier_keep < 0 || p->carrier_max < 0)
-        return lv_error(LV_ERR_INVALID_ARG, "VideoScan: carrier_keep (%d) and carrier_max (%d) must not be negative", p->carrier_keep, p->carrier_max);
-    lv_status st = lv_kv_seq_carrier_keep(r->ctx, r->seq, 0, NULL, 0, NULL); /* the plan allows it? */
+    if (p->carrier_keep < 0 || p->carrier_max < 0 || p->carrier_layer < -1)
+        return lv_error(LV_ERR_INVALID_ARG, "VideoScan: carrier_keep (%d) and carrier_max (%d) must not be negative, carrier_layer (%d) is -1 or a layer",
+                        p->carrier_keep, p->carrier_max, p->carrier_layer);
+    lv_status st = lv_kv_seq_carrier_keep(r->ctx, r->seq, 0, NULL, 0, p->carrier_layer, NULL); /* the plan allows it? */
     if (st != LV_OK) return st;
     r->gend = lv_mallocn((size_t)l->plan.n_units + 1, sizeof(int64_t));
     r->prunable = lv_calloc((size_t)l->plan.n_rows, 1);
@@ -167,8 +169,9 @@ static lv_status carriers_build(run *r) {
 static lv_status groups_build(run *r) {
     const lv_vq_layout *l = r->l;
     if (r->p->carrier) return carriers_build(r);
-    if (r->p->carrier_keep != 0)
-        return lv_error(LV_ERR_INVALID_ARG, "carrier_keep (%d) is VideoScan+'s: it needs carrier", r->p->carrier_keep);
+    if (r->p->carrier_keep != 0 || r->p->carrier_layer >= 0)
+        return lv_error(LV_ERR_INVALID_ARG, "carrier_keep (%d) and carrier_layer (%d) are VideoScan+'s: it needs carrier", r->p->carrier_keep,
+                        r->p->carrier_layer);
     if (r->p->keep <= 0) return LV_OK;
     if (!(r->p->keep <= 1.0) || r->p->group < 0)
         return lv_error(LV_ERR_INVALID_ARG, "QuickPrefill: keep %g must be in (0, 1] and the group (%d frames) positive", r->p->keep, r->p->group);
@@ -211,7 +214,7 @@ static lv_status carrier_done(run *r, int64_t start, int64_t end, const float *c
     const lv_video_ask_params *p = r->p;
     int64_t nd = 0;
     const double t = lv_time_s(), c = lv_cpu_time_s();
-    lv_status st = lv_kv_seq_carrier_keep(r->ctx, r->seq, end - start, r->prunable + start, p->carrier_keep, &nd);
+    lv_status st = lv_kv_seq_carrier_keep(r->ctx, r->seq, end - start, r->prunable + start, p->carrier_keep, p->carrier_layer, &nd);
     if (st == LV_OK) {
         r->res->n_pruned += nd;
         r->res->n_carriers++;

@@ -544,7 +544,8 @@ static int cmp_carrier_score(const void *a, const void *b) {
     return (x->i > y->i) - (x->i < y->i);
 }
 
-lv_status lv_kv_seq_carrier_keep(lv_context *ctx, lv_seq_id seq, int64_t n_last, const uint8_t *visual, int32_t k_keep, int64_t *n_dropped) {
+lv_status lv_kv_seq_carrier_keep(lv_context *ctx, lv_seq_id seq, int64_t n_last, const uint8_t *visual, int32_t k_keep, int32_t select_layer,
+                                 int64_t *n_dropped) {
     if (n_dropped) *n_dropped = 0;
     if (!ctx || seq < 0 || (uint32_t)seq >= ctx->p.n_seq_max)
         return lv_error(LV_ERR_INVALID_ARG, "lv_kv_seq_carrier_keep: sequence id %d out of range", seq);
@@ -554,6 +555,13 @@ lv_status lv_kv_seq_carrier_keep(lv_context *ctx, lv_seq_id seq, int64_t n_last,
     const int64_t Lk = ctx->model->n_attn_layers, Hk = hp->n_head_kv, Hq = hp->n_head, G = Hq / Hk, Dk = hp->n_embd_head_k;
     if (ctx->model->n_recr_layers > 0)
         return lv_error(LV_ERR_UNSUPPORTED, "VideoScan (carrier tokens) with recurrent layers: their state of the dropped tokens cannot be removed");
+    if (select_layer >= 0) {
+        bool full = false;
+        for (int64_t h = 0; h < Hk && select_layer < Lk; h++) full |= lv_kv_policy(ctx->kv, select_layer, h)->kind == LV_MASK_CAUSAL;
+        if (!full)
+            return lv_error(LV_ERR_INVALID_ARG, "VideoScan: the selecting layer %d %s", select_layer,
+                            select_layer < Lk ? "has no full-attention head to rank the visual rows by" : "is not a layer of the model");
+    }
     if (n_last == 0) return LV_OK;
     if (Dk > 1024) return lv_error(LV_ERR_UNSUPPORTED, "VideoScan: key width %lld above 1024", (long long)Dk);
     if (n_last > lv_kv_seq_len(ctx->kv, seq) || ctx->qcap_seq != seq || ctx->qcap_pos != lv_kv_seq_max_pos(ctx->kv, seq))
@@ -575,6 +583,7 @@ lv_status lv_kv_seq_carrier_keep(lv_context *ctx, lv_seq_id seq, int64_t n_last,
     }
     float key[1024];
     for (int64_t l = 0; l < Lk; l++) {
+        if (select_layer >= 0 && l != select_layer) continue;
         /* the carrier's attention over everything its query saw (the whole stream: it is the last
          * token), softmax per query head, averaged over the full-attention heads (the ones whose
          * cache this prunes; streaming and block-strided heads keep their own rule), at the last
@@ -608,6 +617,9 @@ lv_status lv_kv_seq_carrier_keep(lv_context *ctx, lv_seq_id seq, int64_t n_last,
         for (int64_t i = 0; i < n_last; i++) kl[i] = !visual[i];
         for (int64_t j = 0; j < LV_MIN((int64_t)k_keep, m); j++) kl[cs[j].i] = 1;
     }
+    if (select_layer >= 0) /* the reference's kv_select_layer: that layer's choice in every layer */
+        for (int64_t l = 0; l < Lk; l++)
+            if (l != select_layer) memcpy(keep + l * n_last, keep + (int64_t)select_layer * n_last, (size_t)n_last);
     int64_t nd = 0;
     st = lv_kv_seq_prune_mask(ctx->kv, seq, n_last, keep, &nd);
     if (st == LV_OK && nd > 0) lv_fwd_forget_selections(&ctx->fw, seq);

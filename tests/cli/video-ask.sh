@@ -75,6 +75,11 @@ expect_fail "--carrier with --keep" "$LV" run -m "$T/text.gguf" --mmproj $G/idef
 grep -q "choose one" "$T/err" || fail "$(cat "$T/err")"
 expect_fail "--carrier-keep without --carrier" "$LV" run -m "$T/text.gguf" --mmproj $G/idefics3-s2.gguf --video "$T/clip.mp4" -p hi --carrier-keep 4
 grep -q "give --carrier" "$T/err" || fail "$(cat "$T/err")"
+expect_ok "run --video --carrier --carrier-layer 0" "$LV" run -m "$T/text.gguf" --mmproj $G/idefics3-s2.gguf --video "$T/clip.mp4" -p "<__media__>What happens?" --frames 6 -n 2 --temp 0 --ids -b 5 --carrier --carrier-keep 2 --carrier-layer 0
+expect_fail "--carrier-layer without --carrier-keep" "$LV" run -m "$T/text.gguf" --mmproj $G/idefics3-s2.gguf --video "$T/clip.mp4" -p hi --carrier --carrier-layer 0
+grep -q "give --carrier-keep" "$T/err" || fail "$(cat "$T/err")"
+expect_fail "--carrier-layer 1 of a one-layer model" "$LV" run -m "$T/text.gguf" --mmproj $G/idefics3-s2.gguf --video "$T/clip.mp4" -p hi --carrier --carrier-keep 2 --carrier-layer 1
+grep -q "not a layer of the model" "$T/err" || fail "$(cat "$T/err")"
 expect_fail "--carrier-keep -1" "$LV" run -m "$T/text.gguf" --mmproj $G/idefics3-s2.gguf --video "$T/clip.mp4" -p hi --carrier --carrier-keep -1
 grep -q "must not be negative" "$T/err" || fail "$(cat "$T/err")"
 expect_fail "--carrier without --video" "$LV" run -m "$T/text.gguf" -p hi --carrier

@@ -418,7 +418,7 @@ static void qwen_hand_batch(const char *family, bool carrier) {
                 vis[j] = g < NP && j >= n - 1 - T && j < n - 1;
             }
             REQUIRE(lv_decode(ch, &sb) == LV_OK, "hand batch %d: %s", g, lv_last_error());
-            if (g < NP) REQUIRE(lv_kv_seq_carrier_keep(ch, 0, n, vis, 0, NULL) == LV_OK, "carrier %d: %s", g, lv_last_error());
+            if (g < NP) REQUIRE(lv_kv_seq_carrier_keep(ch, 0, n, vis, 0, -1, NULL) == LV_OK, "carrier %d: %s", g, lv_last_error());
             r0 = r1;
         }
         lv_batch_free(&sb);
@@ -1060,9 +1060,12 @@ TEST(ask_videoscan_cap_rule) {
  * all of unit u's rows are hidden (the memory cap dropped it; N: never). stream (NULL: none):
  * per (layer, KV head), 1 for a DuoAttention streaming head, which sees key j from row r iff
  * j < sink or r - j < window and is not pruned; the carrier's attention is then the mean over the
- * full heads' query heads. */
+ * full heads' query heads. sl >= 0 (kv_select_layer): the visual rows kept are fixed[] in every
+ * layer, and only unit probe's carrier chooses (at layer sl, into fixed); sl < 0: each layer's own
+ * carrier attention chooses and fixed is unused. */
 static void ref_forward_scan(const lv_model *m, int64_t N, const lv_token *tok, const float *embd, const int32_t *unit, const int64_t *car,
-                             const int64_t *gone, int32_t k, const uint8_t *stream, int32_t sink, int32_t window, double *logits) {
+                             const int64_t *gone, int32_t k, const uint8_t *stream, int32_t sink, int32_t window, int32_t sl, uint8_t *fixed,
+                             int32_t probe, double *logits) {
     if (N <= 0) return;
     const lv_hparams *hp = &m->hp;
     const int64_t E = hp->n_embd, H = hp->n_head, Hk = hp->n_head_kv, Dk = hp->n_embd_head_k, Dv = hp->n_embd_head_v, F = hp->n_ff;
@@ -1072,7 +1075,7 @@ static void ref_forward_scan(const lv_model *m, int64_t N, const lv_token *tok, 
     double *y = calloc((size_t)(E > F ? E : F) * 2, sizeof(double)), *g = calloc((size_t)F, sizeof(double)), *u = calloc((size_t)F, sizeof(double));
     double *sc = calloc((size_t)N, sizeof(double)), *att = calloc((size_t)N, sizeof(double));
     float *tmp = calloc((size_t)(hp->n_vocab > E ? hp->n_vocab : E) + (size_t)F + 16, sizeof(float));
-    uint8_t *sel = calloc((size_t)N, 1);
+    uint8_t *sel = sl >= 0 ? fixed : calloc((size_t)N, 1);
     norm_row *nr = calloc((size_t)N, sizeof(norm_row));
     for (int64_t r = 0; r < N; r++) {
         if (tok[r] == LV_TOKEN_EMBD) {
@@ -1093,12 +1096,12 @@ static void ref_forward_scan(const lv_model *m, int64_t N, const lv_token *tok, 
             for (int64_t hh = 0; hh < H; hh++) ref_rope(q + (r * H + hh) * Dk, Dk, hp->n_rot, hp->rope_freq_base, hp->rope_freq_scale, (int32_t)r, neox);
             for (int64_t hh = 0; hh < Hk; hh++) ref_rope(kk + (r * Hk + hh) * Dk, Dk, hp->n_rot, hp->rope_freq_base, hp->rope_freq_scale, (int32_t)r, neox);
         }
-        memset(sel, 0, (size_t)N);
+        if (sl < 0) memset(sel, 0, (size_t)N);
         /* attention, row after row (a carrier's choice hides rows from the rows after it) */
         double *hn = calloc((size_t)(N * E), sizeof(double));
         memcpy(hn, h, (size_t)(N * E) * sizeof(double));
         for (int64_t r = 0; r < N; r++) {
-            const bool is_car = unit[r] >= 0 && car[unit[r]] == r;
+            const bool is_car = unit[r] >= 0 && car[unit[r]] == r && (sl < 0 || (il == sl && unit[r] == probe));
             for (int64_t j = 0; j <= r; j++) att[j] = 0;
             for (int64_t hh = 0; hh < H; hh++) {
                 const int64_t kh = hh / (H / Hk);
@@ -1146,14 +1149,23 @@ static void ref_forward_scan(const lv_model *m, int64_t N, const lv_token *tok, 
     }
     ref_rmsnorm(h + (N - 1) * E, &m->output_norm, hp->norm_rms_eps, E, x, tmp);
     ref_matvec(&m->output, x, logits, tmp);
-    free(h), free(x), free(q), free(kk), free(v), free(o), free(y), free(g), free(u), free(sc), free(att), free(tmp), free(sel), free(nr);
+    free(h), free(x), free(q), free(kk), free(v), free(o), free(y), free(g), free(u), free(sc), free(att), free(tmp), free(nr);
+    if (sl < 0) free(sel);
 }
 
-/* VideoScan against the reference: 7 frames of the two-layer GQA model, carrier_keep 0 and 3,
- * no cap and a cap of 3 carriers (the cap's choices made here from the carriers' embeddings);
- * duo: with DuoAttention (heads_2x2: one streaming head per layer, its window shorter than the
- * video), the streaming heads keeping sink + window, then also LServe's selection for the decode
- * (overlapped == sequential through greedy decoding) */
+/* the same with the selecting layer sl (-1: each layer chooses): unit by unit, the rows up to its
+ * carrier run again under the choices of the units before it, and its carrier's attention at layer
+ * sl makes its choice for every layer; then the whole sequence under all the choices */
+static void ref_scan(const lv_model *m, int64_t N, const lv_token *tok, const float *embd, const int32_t *unit, const int64_t *car, int32_t U,
+                     const int64_t *gone, int32_t k, const uint8_t *stream, int32_t sink, int32_t window, int32_t sl, double *logits) {
+    uint8_t *fixed = calloc((size_t)N, 1);
+    double *tmp = calloc((size_t)m->hp.n_vocab, sizeof(double));
+    for (int32_t u = 0; sl >= 0 && u < U; u++)
+        ref_forward_scan(m, car[u] + 1, tok, embd, unit, car, gone, k, stream, sink, window, sl, fixed, u, tmp);
+    ref_forward_scan(m, N, tok, embd, unit, car, gone, k, stream, sink, window, sl, fixed, -1, logits);
+    free(fixed), free(tmp);
+}
+
 /* the rows a sink + window head holds after n consecutive positions in pages of P: its sink pages
  * stay, a later page leaves once its newest position is outside the next query's window (not the
  * page being filled) */
@@ -1164,7 +1176,12 @@ static int64_t stream_rows(int64_t n, int64_t sink, int64_t window, int64_t P) {
     return k == first ? n : first * P + (n - k * P);
 }
 
-static void videoscan_reference(bool duo) {
+/* VideoScan against the reference: 7 frames of the two-layer GQA model, carrier_keep 0 and 3,
+ * no cap and a cap of 3 carriers (the cap's choices made here from the carriers' embeddings);
+ * duo: with DuoAttention (heads_2x2: one streaming head per layer, its window shorter than the
+ * video), the streaming heads keeping sink + window, then also LServe's selection for the decode
+ * (overlapped == sequential through greedy decoding); sl >= 0: carrier_layer sl (kv_select_layer) */
+static void videoscan_reference(bool duo, int32_t sl) {
     const char *path = clip();
     if (!path) SKIP("ffmpeg cannot generate test files");
     fixture f;
@@ -1259,13 +1276,14 @@ static void videoscan_reference(bool duo) {
             dropped++;
         }
         for (int ki = 0; ki < 2; ki++) {
-            ref_forward_scan(f.model, N, tok, embd, uof, car, gone, keeps[ki], duo ? stream_2x2 : NULL, 4, 24, ref);
+            ref_scan(f.model, N, tok, embd, uof, car, U, gone, keeps[ki], duo ? stream_2x2 : NULL, 4, 24, sl, ref);
             for (int seq = 0; seq < 2; seq++) {
                 lv_context *ctx = new_ctx_plan(&f, 7, pat, false);
                 REQUIRE(ctx, "context");
                 lv_video_ask_params q = p;
                 q.carrier_keep = keeps[ki];
                 q.carrier_max = caps[ci];
+                q.carrier_layer = sl;
                 q.sequential = seq;
                 q.n_decode_threads = 2;
                 lv_video_ask_result res;
@@ -1330,8 +1348,9 @@ static void videoscan_reference(bool duo) {
     lv_vq_layout_free(&l);
     fixture_free(&f);
 }
-TEST(ask_videoscan_against_the_reference) { videoscan_reference(false); }
-TEST(ask_videoscan_with_duo_against_the_reference) { videoscan_reference(true); }
+TEST(ask_videoscan_against_the_reference) { videoscan_reference(false, -1); }
+TEST(ask_videoscan_with_duo_against_the_reference) { videoscan_reference(true, -1); }
+TEST(ask_videoscan_select_layer_against_the_reference) { videoscan_reference(false, 1); }
 
 /* overlapped == sequential bit for bit with carriers (VideoScan+ 2 rows, a cap of 3), and the next
  * token; carrier_keep 0 differs from 2; Qwen: the carrier row's M-RoPE position */
@@ -1443,10 +1462,12 @@ TEST(ask_videoscan_errors) {
     struct {
         bool carrier;
         double keep;
-        int32_t ckeep, cmax;
+        int32_t ckeep, cmax, clayer;
         const char *says;
-    } bad[4] = {{true, 0.5, 0, 64, "choose one"}, {true, 0, -1, 64, "negative"}, {true, 0, 0, -2, "negative"}, {false, 0, 2, 64, "needs carrier"}};
-    for (int i = 0; i < 4; i++) {
+    } bad[7] = {{true, 0.5, 0, 64, -1, "choose one"}, {true, 0, -1, 64, -1, "negative"},      {true, 0, 0, -2, -1, "negative"},
+                {false, 0, 2, 64, -1, "needs carrier"}, {false, 0, 0, 64, 1, "needs carrier"}, {true, 0, 2, 64, -2, "is -1 or a layer"},
+                {true, 0, 2, 64, 2, "not a layer of the model"}};
+    for (int i = 0; i < 7; i++) {
         lv_video_ask_params p = lv_video_ask_default_params();
         p.prompt = "Q";
         p.n_frames = 3;
@@ -1454,6 +1475,7 @@ TEST(ask_videoscan_errors) {
         p.keep = bad[i].keep;
         p.carrier_keep = bad[i].ckeep;
         p.carrier_max = bad[i].cmax;
+        p.carrier_layer = bad[i].clayer;
         lv_pos np = 0;
         const lv_status st = lv_video_ask(ctx, f.mm, f.video, &p, &np, NULL);
         CHECK(st == LV_ERR_INVALID_ARG && strstr(lv_last_error(), bad[i].says) && np == 0 && lv_kv_seq_n_tokens(ctx, 0) == 0, "case %d: %s (%s)", i,
