@@ -32,6 +32,8 @@ struct lv_srv_req {
     int64_t order;
     lv_token *prompt;
     int32_t n_prompt, n_predict;
+    float *embd;       /* the rows of the prompt's LV_TOKEN_EMBD entries, in order (NULL: none) */
+    int32_t *erow;     /* (n_prompt) with embd: the row of each prompt entry, -1 for a text token */
     lv_sampler_params sp;
     bool ignore_eos;
     bool logprobs;
@@ -91,7 +93,7 @@ struct lv_srv {
     lv_context *ctx;
     const lv_model *model;
     lv_srv_params p;
-    int32_t n_ctx, n_vocab;
+    int32_t n_ctx, n_vocab, n_embd;
     pthread_mutex_t mu;
     pthread_cond_t work; /* submit, cancel, stop */
     pthread_cond_t idle; /* a step ended */
@@ -171,6 +173,8 @@ static void req_free(lv_srv_req *r) {
     for (int i = 0; i < r->n_stop; i++) lv_free(r->stop[i]);
     lv_free(r->stop);
     lv_free(r->prompt);
+    lv_free(r->embd);
+    lv_free(r->erow);
     lv_free(r->text);
     lv_free(r->toks);
     lv_free(r->lp);
@@ -207,11 +211,22 @@ lv_srv_refusal lv_srv_submit(lv_srv *s, const lv_srv_req_params *p, lv_srv_req *
         lv_error(LV_ERR_INVALID_ARG, "the prompt is empty");
         return LV_SRV_REFUSE_INVALID;
     }
-    for (int32_t i = 0; i < p->n_prompt; i++)
+    int32_t n_rows = 0;
+    for (int32_t i = 0; i < p->n_prompt; i++) {
+        if (p->prompt[i] == LV_TOKEN_EMBD && n_rows < p->n_embd_rows) {
+            n_rows++;
+            continue;
+        }
         if (p->prompt[i] < 0 || p->prompt[i] >= s->n_vocab) {
-            lv_error(LV_ERR_INVALID_ARG, "prompt token %d (at %d) is not in the vocabulary [0, %d)", p->prompt[i], i, s->n_vocab);
+            lv_error(LV_ERR_INVALID_ARG, "prompt token %d (at %d) is not in the vocabulary [0, %d)%s", p->prompt[i], i, s->n_vocab,
+                     p->prompt[i] == LV_TOKEN_EMBD ? " (more embedding rows than given)" : "");
             return LV_SRV_REFUSE_INVALID;
         }
+    }
+    if (n_rows != p->n_embd_rows || (n_rows > 0 && !p->embd)) {
+        lv_error(LV_ERR_INVALID_ARG, "%d embedding rows given for %d LV_TOKEN_EMBD entries of the prompt", p->n_embd_rows, n_rows);
+        return LV_SRV_REFUSE_INVALID;
+    }
     if (!(p->sampling.temp >= 0) || !(p->sampling.top_p >= 0 && p->sampling.top_p <= 1) || !(p->sampling.min_p >= 0 && p->sampling.min_p <= 1)) {
         lv_error(LV_ERR_INVALID_ARG, "temperature must be >= 0, top_p and min_p in [0, 1]");
         return LV_SRV_REFUSE_INVALID;
@@ -264,8 +279,16 @@ lv_srv_refusal lv_srv_submit(lv_srv *s, const lv_srv_req_params *p, lv_srv_req *
     r->max_generate_s = p->max_generate_s;
     r->prompt = lv_mallocn((size_t)p->n_prompt, sizeof(lv_token));
     r->stop = p->n_stop ? lv_calloc((size_t)p->n_stop, sizeof(char *)) : NULL;
-    bool ok = r->prompt && (!p->n_stop || r->stop);
+    if (n_rows > 0) {
+        r->embd = lv_mallocn((size_t)n_rows * (size_t)s->n_embd, sizeof(float));
+        r->erow = lv_mallocn((size_t)p->n_prompt, sizeof(int32_t));
+    }
+    bool ok = r->prompt && (!p->n_stop || r->stop) && (n_rows == 0 || (r->embd && r->erow));
     if (ok) memcpy(r->prompt, p->prompt, (size_t)p->n_prompt * sizeof(lv_token));
+    if (ok && n_rows > 0) {
+        memcpy(r->embd, p->embd, (size_t)n_rows * (size_t)s->n_embd * sizeof(float));
+        for (int32_t i = 0, k = 0; i < p->n_prompt; i++) r->erow[i] = p->prompt[i] == LV_TOKEN_EMBD ? k++ : -1;
+    }
     for (int i = 0; ok && i < p->n_stop; i++) {
         if (!p->stop[i] || !p->stop[i][0]) {
             lv_error(LV_ERR_INVALID_ARG, "stop string %d is empty", i);
@@ -476,9 +499,11 @@ static lv_srv_req *slot_release_locked(lv_srv *s, int i, lv_srv_finish f, const 
     return req_finish_locked(s, r, f, err);
 }
 
+/* the tokens two prompts share from the start; an image's embedding rows (LV_TOKEN_EMBD) end it,
+ * as two images' rows look alike here */
 static int64_t common_prefix(const lv_token *a, int64_t na, const lv_token *b, int64_t nb) {
     int64_t n = 0;
-    while (n < na && n < nb && a[n] == b[n]) n++;
+    while (n < na && n < nb && a[n] == b[n] && a[n] != LV_TOKEN_EMBD) n++;
     return n;
 }
 
@@ -549,7 +574,7 @@ static void admit_locked(lv_srv *s) {
         }
         /* the penalties look back on the prompt's last tokens too (llama-server feeds the prompt to its sampler) */
         for (int32_t j = r->n_prompt - r->sp.penalty_last_n > 0 ? r->n_prompt - r->sp.penalty_last_n : 0; j < r->n_prompt; j++)
-            lv_sampler_accept(smp, r->prompt[j]);
+            if (r->prompt[j] >= 0) lv_sampler_accept(smp, r->prompt[j]); /* not an image's embedding rows */
         /* a model without a tokenizer has no detokenizer: the text stays empty, tokens still flow */
         if (lv_detok_stream_create(s->model, &ds) != LV_OK) ds = NULL;
         s->q_head = r->next;
@@ -784,6 +809,8 @@ int32_t lv_srv_step(lv_srv *s) {
             const int32_t t = b->n_tokens++;
             const int32_t pj = sl->n_done + j;
             b->token[t] = r->prompt[pj];
+            if (r->prompt[pj] == LV_TOKEN_EMBD)
+                memcpy(b->embd + (int64_t)t * s->n_embd, r->embd + (int64_t)r->erow[pj] * s->n_embd, (size_t)s->n_embd * sizeof(float));
             b->pos[t] = pj;
             b->seq_id[t] = i;
             b->logits[t] = pj == r->n_prompt - 1;
@@ -898,14 +925,17 @@ lv_status lv_srv_create(lv_context *ctx, const lv_model *model, const lv_srv_par
     s->p = p;
     s->n_ctx = (int32_t)n_ctx;
     s->n_vocab = lv_model_n_vocab(model);
+    s->n_embd = lv_model_n_embd(model);
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->work, NULL);
     pthread_cond_init(&s->idle, NULL);
     s->slots = lv_calloc((size_t)p.n_slots, sizeof(srv_slot));
     s->items = lv_calloc((size_t)p.n_slots, sizeof(lv_pack_item));
     s->places = lv_calloc((size_t)p.n_slots, sizeof(lv_pack_place));
-    s->batch = lv_batch_init(p.n_batch);
-    if (!s->slots || !s->items || !s->places || !s->batch.token) {
+    s->batch = lv_batch_init_embd(p.n_batch, s->n_embd); /* embedding rows: images */
+    lv_free(s->batch.pos_mrope); /* positions are one per token here (M-RoPE image layouts are not served) */
+    s->batch.pos_mrope = NULL;
+    if (!s->slots || !s->items || !s->places || !s->batch.token || !s->batch.embd) {
         lv_srv_free(s);
         return lv_error(LV_ERR_NOMEM, "lv_srv_create: out of memory");
     }

@@ -87,8 +87,11 @@ int       lv_srv_drain(lv_srv *srv, double timeout_s);
 #define LV_SRV_MAX_TOP_LOGPROBS 20
 
 typedef struct lv_srv_req_params {
-    const lv_token *prompt;     /* copied */
+    const lv_token *prompt;     /* copied; LV_TOKEN_EMBD entries take the rows of embd in order (images) */
     int32_t n_prompt;
+    const float *embd;          /* n_embd_rows x the model's n_embd floats (copied), or NULL */
+    int32_t n_embd_rows;        /* must equal the prompt's LV_TOKEN_EMBD count; a prompt prefix reused
+                                   from a slot's cache ends at the first embedding row */
     int32_t n_predict;          /* tokens to generate at most; < 0: the request's share of the context
                                    (n_ctx / n_slots minus the prompt, or what the context has left) */
     lv_sampler_params sampling; /* penalty_last_n -1: the whole context (llama.cpp's -1) */

@@ -254,15 +254,21 @@ TEST(server_packed_prefill_equals_one_at_a_time) {
     lv_batch_free(&b);
 }
 
-/* the reference generation: one request alone, prompt in one prefill, then token by token */
-static int32_t solo_generate(lv_model *m, const lv_token *p, int32_t n, int32_t n_predict, lv_sampler_params sp, lv_token *out) {
+/* the reference generation: one request alone, prompt in one prefill, then token by token;
+ * embd: the rows of the prompt's LV_TOKEN_EMBD entries, in order (NULL: none) */
+static int32_t solo_generate_e(lv_model *m, const lv_token *p, int32_t n, const float *embd, int32_t n_predict, lv_sampler_params sp,
+                               lv_token *out) {
     lv_context *ctx = new_ctx(m, 1024, 1, 256);
     lv_sampler *smp = NULL;
-    lv_batch b = lv_batch_init(256);
+    const int64_t E = lv_model_n_embd(m);
+    lv_batch b = embd ? lv_batch_init_embd(256, (int32_t)E) : lv_batch_init(256);
+    free(b.pos_mrope);
+    b.pos_mrope = NULL;
     int32_t k = 0;
     if (!ctx || lv_sampler_create(sp, lv_model_n_vocab(m), &smp) != LV_OK) goto end;
-    for (int32_t j = 0; j < n; j++) {
+    for (int32_t j = 0, row = 0; j < n; j++) {
         b.token[j] = p[j];
+        if (p[j] == LV_TOKEN_EMBD) memcpy(b.embd + j * E, embd + (row++) * E, (size_t)E * sizeof(float));
         b.pos[j] = j;
         b.seq_id[j] = 0;
         b.logits[j] = j == n - 1;
@@ -285,6 +291,9 @@ end:
     lv_sampler_free(smp);
     lv_context_free(ctx);
     return k;
+}
+static int32_t solo_generate(lv_model *m, const lv_token *p, int32_t n, int32_t n_predict, lv_sampler_params sp, lv_token *out) {
+    return solo_generate_e(m, p, n, NULL, n_predict, sp, out);
 }
 
 /* run steps until every request finished; returns false if it takes too many */
@@ -642,6 +651,67 @@ TEST(server_penalties_and_logprobs_match_a_solo_run) {
     rp.sampling.penalty_last_n = 8;
     rp.sampling.penalty_repeat = -1;
     CHECK(lv_srv_submit(srv, &rp, &bad) == LV_SRV_REFUSE_INVALID && !bad, "repeat -1 accepted");
+    lv_srv_free(srv);
+    lv_context_free(ctx);
+}
+
+/* prompts with embedding rows (images): each request gives the tokens of a one-request run over
+ * the same rows, with steps of 16 tokens cutting through the rows; a prompt that differs from a
+ * slot's cached one only in its image's rows reuses the text before the image and nothing of the
+ * image; a count of rows that does not match the prompt is refused */
+TEST(server_engine_embedding_rows) {
+    lv_model *m = tiny();
+    REQUIRE(m, "model: %s", lv_last_error());
+    const int32_t V = lv_model_n_vocab(m), E = lv_model_n_embd(m);
+    lv_test_rng r = {lv_test_seed()};
+    lv_context *ctx = new_ctx(m, 1024, 2, 64);
+    REQUIRE(ctx, "ctx");
+    lv_srv_params sp = lv_srv_default_params();
+    sp.n_slots = 2;
+    sp.n_batch = 16;
+    lv_srv *srv = NULL;
+    REQUIRE(lv_srv_create(ctx, m, &sp, &srv) == LV_OK, "create: %s", lv_last_error());
+    enum { N = 34, IMG0 = 10, NIMG = 12 };
+    lv_token tok[N];
+    random_prompt(&r, tok, N, V);
+    for (int i = IMG0; i < IMG0 + NIMG; i++) tok[i] = LV_TOKEN_EMBD;
+    float *img[2];
+    for (int k = 0; k < 2; k++) {
+        img[k] = malloc((size_t)NIMG * (size_t)E * sizeof(float));
+        REQUIRE(img[k], "memory");
+        for (int64_t i = 0; i < (int64_t)NIMG * E; i++) img[k][i] = (float)((double)(lv_test_rng_u64(&r) % 2001) / 1000.0 - 1.0);
+    }
+    lv_sampler_params smp = lv_sampler_default_params();
+    smp.temp = 0;
+    /* image 0, image 1 (same text: the slot of the first holds the text before the image), image 0 again */
+    const int order[3] = {0, 1, 0};
+    lv_token want[2][12];
+    int32_t nw[2];
+    for (int k = 0; k < 2; k++) nw[k] = solo_generate_e(m, tok, N, img[k], 12, smp, want[k]);
+    CHECK(nw[0] != nw[1] || memcmp(want[0], want[1], sizeof(lv_token) * (size_t)nw[0]) != 0, "the two images give the same answer");
+    for (int q = 0; q < 3; q++) {
+        const int k = order[q];
+        lv_srv_req_params rp = {.prompt = tok, .n_prompt = N, .embd = img[k], .n_embd_rows = NIMG, .n_predict = 12, .sampling = smp};
+        lv_srv_req *req = NULL;
+        REQUIRE(lv_srv_submit(srv, &rp, &req) == LV_SRV_ACCEPTED, "submit %d: %s", q, lv_last_error());
+        REQUIRE(run_until_done(srv, &req, 1), "request %d did not finish", q);
+        lv_srv_output o;
+        lv_srv_req_poll(req, 0, 0, 0, &o);
+        CHECK(o.n_tokens == nw[k] && memcmp(o.tokens, want[k], sizeof(lv_token) * (size_t)nw[k]) == 0, "request %d (image %d): differs from the one-request run",
+              q, k);
+        CHECK(q == 0 ? o.n_cached == 0 : o.n_cached == IMG0, "request %d: %d cached tokens, want %d (the text before the image)", q, o.n_cached,
+              q == 0 ? 0 : IMG0);
+        lv_srv_output_clear(&o);
+        lv_srv_req_release(req);
+    }
+    /* rows that do not match the prompt's LV_TOKEN_EMBD entries */
+    const int32_t bad_rows[3] = {NIMG - 1, NIMG + 1, NIMG};
+    for (int c = 0; c < 3; c++) {
+        lv_srv_req_params rp = {.prompt = tok, .n_prompt = N, .embd = c == 2 ? NULL : img[0], .n_embd_rows = bad_rows[c], .n_predict = 4, .sampling = smp};
+        lv_srv_req *req = NULL;
+        CHECK(lv_srv_submit(srv, &rp, &req) == LV_SRV_REFUSE_INVALID && !req, "case %d: rows %d accepted", c, bad_rows[c]);
+    }
+    free(img[0]), free(img[1]);
     lv_srv_free(srv);
     lv_context_free(ctx);
 }
