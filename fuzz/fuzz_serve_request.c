@@ -71,7 +71,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         srv_gen_req g;
         srv_req_err e = {0};
         if (srv_parse_generation(&g_pc, body, kind, &g, &e)) {
-            if (g.n_prompt <= 0 || !g.prompt) abort();
+            if (g.mm_text) { /* images: the text kept for lv_mm_tokenize, every image decoded */
+                if (g.prompt || g.n_images < 1 || g.n_images > SRV_MAX_IMAGES) abort();
+                for (int k = 0; k < g.n_images; k++)
+                    if (!g.image[k] || g.image_size[k] == 0) abort();
+            } else {
+                if (g.n_prompt <= 0 || !g.prompt || g.n_images != 0) abort();
+            }
             for (int32_t i = 0; i < g.n_prompt; i++)
                 if (g.prompt[i] < 0 || g.prompt[i] >= n_vocab) abort();
             if (!(g.sp.temp >= 0) || !(g.sp.top_p >= 0 && g.sp.top_p <= 1) || !(g.sp.min_p >= 0 && g.sp.min_p <= 1) || g.sp.top_k < 0) abort();

@@ -615,6 +615,8 @@ typedef struct lv_image_embd {
 /* Decode an image file (PNG, JPEG, anything libavcodec reads), preprocess it for the projector
  * type as mtmd does (resize, tiles, padding, normalisation) and encode it on the pool's threads. */
 lv_status lv_mmproj_encode_file(const lv_mmproj *mm, lv_threadpool *tp, const char *path, lv_image_embd *out);
+/* The same for an image file's bytes in memory (a request's upload); hostile data gets an error. */
+lv_status lv_mmproj_encode_memory(const lv_mmproj *mm, lv_threadpool *tp, const uint8_t *data, int64_t size, lv_image_embd *out);
 /* The same for an RGB8 image in memory (h rows of w RGB triplets). */
 lv_status lv_mmproj_encode_rgb(const lv_mmproj *mm, lv_threadpool *tp, const uint8_t *rgb, int32_t w, int32_t h, lv_image_embd *out);
 /* Qwen projectors: two frames of the same size as one temporal pair (one chunk). */

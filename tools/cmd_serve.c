@@ -54,6 +54,9 @@ typedef struct server {
     int n_slots;
     double max_generate_s;
     srv_parse_ctx pc; /* what request.c needs */
+    lv_mmproj *mm;             /* --mmproj: images in requests (NULL: refused) */
+    lv_threadpool *enc_tp;     /* the encoder's threads (beside the engine's) */
+    pthread_mutex_t enc_mu;    /* one image encoded at a time */
 } server;
 
 typedef struct conn {
@@ -357,8 +360,8 @@ static bool stream_events(stream *st, int i, const lv_srv_output *o) {
             unsigned status;
             json_t *err = finish_error(S, o, &status);
             if (err) return pend_event(st, err);
-            json_t *j = json_pack("{s:s,s:b,s:i,s:s,s:i,s:i,s:s,s:s,s:o}", "content", "", "stop", 1, "id_slot", o->slot, "model", model,
-                                  "tokens_predicted", o->n_generated, "tokens_evaluated", o->n_prompt, "stop_type",
+            json_t *j = json_pack("{s:s,s:b,s:i,s:s,s:i,s:i,s:i,s:s,s:s,s:o}", "content", "", "stop", 1, "id_slot", o->slot, "model", model,
+                                  "tokens_predicted", o->n_generated, "tokens_evaluated", o->n_prompt, "tokens_cached", o->n_cached, "stop_type",
                                   o->finish == LV_SRV_FINISH_LENGTH ? "limit" : o->finish == LV_SRV_FINISH_STOP ? "word" : "eos", "stopping_word",
                                   o->stop_word ? o->stop_word : "", "timings", timings_obj(o));
             return pend_event(st, j);
@@ -459,15 +462,61 @@ static void release_all(lv_srv_req **r, int n) {
     for (int i = 0; i < n; i++) lv_srv_req_release(r[i]);
 }
 
+/* A request's images: each encoded by the tower (one request at a time, on the encoder's threads),
+ * then the text with its markers and the images laid out as lv_mm_tokenize does (the projector's
+ * marker text around each image's chunks), flattened into g->prompt with LV_TOKEN_EMBD entries and
+ * *rows (malloc'd) holding their embeddings. false: e says why. */
+static bool encode_images(server *S, srv_gen_req *g, float **rows, int32_t *n_rows, srv_req_err *e) {
+    *rows = NULL;
+    *n_rows = 0;
+    if (!S->mm) return srv_bad(e, 400, "invalid_request_error", "this server takes no images: start it with --mmproj (the vision tower)");
+    lv_image_embd im[SRV_MAX_IMAGES];
+    memset(im, 0, sizeof(im));
+    bool ok = true;
+    pthread_mutex_lock(&S->enc_mu);
+    for (int i = 0; i < g->n_images && ok; i++)
+        if (lv_mmproj_encode_memory(S->mm, S->enc_tp, g->image[i], (int64_t)g->image_size[i], &im[i]) != LV_OK)
+            ok = srv_bad(e, 400, "invalid_request_error", "image %d: %s", i, lv_last_error());
+    pthread_mutex_unlock(&S->enc_mu);
+    lv_mm_prompt mp = {0};
+    if (ok && lv_mm_tokenize(S->model, g->mm_text, (int64_t)strlen(g->mm_text), im, g->n_images, true, &mp) != LV_OK)
+        ok = srv_bad(e, 400, "invalid_request_error", "the prompt with its images: %s", lv_last_error());
+    if (ok) {
+        const int64_t E = lv_model_n_embd(S->model);
+        int32_t n_emb = 0;
+        for (int32_t c = 0; c < mp.n_chunks; c++) n_emb += mp.chunks[c].tokens ? 0 : mp.chunks[c].n_tokens;
+        g->prompt = malloc(((size_t)mp.n_rows + 1) * sizeof(lv_token));
+        *rows = malloc(((size_t)n_emb + 1) * (size_t)E * sizeof(float));
+        if (!g->prompt || !*rows) ok = srv_bad(e, 500, "server_error", "out of memory");
+        for (int32_t c = 0, t = 0, r = 0; ok && c < mp.n_chunks; c++) {
+            const lv_mm_chunk *ch = &mp.chunks[c];
+            for (int32_t j = 0; j < ch->n_tokens; j++) g->prompt[t++] = ch->tokens ? ch->tokens[j] : LV_TOKEN_EMBD;
+            if (!ch->tokens) memcpy(*rows + (int64_t)r * E, ch->embd, (size_t)ch->n_tokens * (size_t)E * sizeof(float));
+            r += ch->tokens ? 0 : ch->n_tokens;
+        }
+        g->n_prompt = mp.n_rows;
+        *n_rows = n_emb;
+    }
+    lv_mm_prompt_free(&mp);
+    for (int i = 0; i < g->n_images; i++) lv_image_embd_free(&im[i]);
+    if (!ok) {
+        free(*rows);
+        *rows = NULL;
+    }
+    return ok;
+}
+
 static enum MHD_Result generate(server *S, struct MHD_Connection *c, json_t *body, int kind) {
     srv_gen_req g;
     srv_req_err e = {0};
-    if (!srv_parse_generation(&S->pc, body, kind, &g, &e)) {
+    float *rows = NULL;
+    int32_t n_rows = 0;
+    if (!srv_parse_generation(&S->pc, body, kind, &g, &e) || (g.n_images > 0 && !encode_images(S, &g, &rows, &n_rows, &e))) {
         srv_gen_req_clear(&g);
         atomic_fetch_add(&S->rejected_bad, 1);
         return send_error(c, e.status, e.type, e.msg);
     }
-    lv_srv_req_params rp = {.prompt = g.prompt, .n_prompt = g.n_prompt, .n_predict = (int32_t)g.n_predict, .sampling = g.sp,
+    lv_srv_req_params rp = {.prompt = g.prompt, .n_prompt = g.n_prompt, .embd = rows, .n_embd_rows = n_rows, .n_predict = (int32_t)g.n_predict, .sampling = g.sp,
                             .ignore_eos = g.ignore_eos, .stop = g.stop, .n_stop = g.n_stop, .max_generate_s = g.max_generate_s,
                             .logprobs = g.logprobs, .n_top_logprobs = g.n_top};
     /* the server's cap, when the request asks for none or for more */
@@ -488,6 +537,7 @@ static enum MHD_Result generate(server *S, struct MHD_Connection *c, json_t *bod
     }
     const int32_t n_prompt = g.n_prompt;
     srv_gen_req_clear(&g);
+    free(rows); /* the engine copied them */
     if (why != LV_SRV_ACCEPTED) release_all(reqs, n); /* the choices already queued go too */
     switch (why) {
     case LV_SRV_ACCEPTED: break;
@@ -594,8 +644,8 @@ static enum MHD_Result generate(server *S, struct MHD_Connection *c, json_t *bod
     char idbuf[48];
     if (kind == SRV_NATIVE) {
         const lv_srv_output *q = &outs[0];
-        j = json_pack("{s:o,s:i,s:b,s:s,s:i,s:i,s:s,s:s,s:b,s:o}", "content", jstr(q->text ? q->text : "", (size_t)q->n_text), "id_slot", q->slot,
-                      "stop", 1, "model", S->alias, "tokens_predicted", q->n_generated, "tokens_evaluated", q->n_prompt, "stop_type",
+        j = json_pack("{s:o,s:i,s:b,s:s,s:i,s:i,s:i,s:s,s:s,s:b,s:o}", "content", jstr(q->text ? q->text : "", (size_t)q->n_text), "id_slot", q->slot,
+                      "stop", 1, "model", S->alias, "tokens_predicted", q->n_generated, "tokens_evaluated", q->n_prompt, "tokens_cached", q->n_cached, "stop_type",
                       q->finish == LV_SRV_FINISH_LENGTH ? "limit" : q->finish == LV_SRV_FINISH_STOP ? "word" : "eos", "stopping_word",
                       q->stop_word ? q->stop_word : "", "truncated", 0, "timings", timings_obj(q));
         if (g.return_tokens) {
@@ -965,7 +1015,7 @@ static int read_keys(server *S, const char *key, const char *key_file) {
 int cmd_serve(int argc, char **argv) {
     cli_kv kvo = {.both = "f16"};
     const char *model_path = NULL, *host = "127.0.0.1", *alias = NULL, *api_key = NULL, *api_key_file = NULL,
-               *chat_template = NULL;
+               *chat_template = NULL, *mmproj_path = NULL;
     int64_t port = 8080, n_slots = 4, n_ctx = 4096, n_batch = 512, n_threads = 0, verbose = 0, max_queue = 0, max_conns = 0,
             timeout = 600, max_body = 16 << 20, max_messages = 1024, age_cap = 8;
     double queue_timeout = 0, sse_ping = 15, drain_timeout = 30, max_generate = 0;
@@ -984,6 +1034,7 @@ int cmd_serve(int argc, char **argv) {
         {NULL, "--metrics", CLI_FLAG, &metrics, NULL, "expose Prometheus metrics at /metrics"},
         {NULL, "--alias", CLI_STR, &alias, "NAME", "model name in answers and /v1/models (default: the model path)"},
         {NULL, "--chat-template", CLI_STR, &chat_template, "NAME", "chat template family or text (default: the model's; chatml if it has none)"},
+        {NULL, "--mmproj", CLI_STR, &mmproj_path, "FILE", "vision tower + projector (llama.cpp mmproj GGUF): chat image_url parts (data: URIs) and /completion's multimodal_data; not with M-RoPE (Qwen2-VL) models yet"},
         CLI_KV_OPTS(kvo, "f16"),
         {NULL, "--max-queue", CLI_INT, &max_queue, "N", "requests waiting for a slot before new ones get 503 (default 4 x slots)", .lo = 0, .hi = 1 << 20},
         {NULL, "--max-generate", CLI_FLOAT, &max_generate, "S", "stop a request's generation this many seconds after its first token, finish_reason length (default 0: no cap; t_max_predict_ms per request)", .flo = 0, .fhi = 1e7},
@@ -1004,13 +1055,15 @@ int cmd_serve(int argc, char **argv) {
     memcpy(opts, base, sizeof(base));
     const int n_opts = nb + cli_attention_opts(&att, opts + nb);
     int r = cli_parse(argc, argv, opts, n_opts,
-                      "longview serve -m MODEL [--host 127.0.0.1] [--port 8080] [-np SLOTS] [-c CTX] [-b BATCH] [-t THREADS] [--api-key KEY | --api-key-file F] [--metrics] [--alias NAME]",
+                      "longview serve -m MODEL [--mmproj MM] [--host 127.0.0.1] [--port 8080] [-np SLOTS] [-c CTX] [-b BATCH] [-t THREADS] [--api-key KEY | --api-key-file F] [--metrics] [--alias NAME]",
                       "An OpenAI-compatible HTTP server: /v1/chat/completions, /v1/completions (SSE streaming), /v1/models, /health,\n"
                       "/tokenize, /detokenize, llama.cpp's /completion and, with --metrics, /metrics. Continuous batching: every step\n"
                       "decodes one token of each generating slot and packs waiting prompts best-fit-decreasing into the rest of the\n"
                       "-b budget. Requests may ask for logprobs (of the raw softmax; chat: logprobs + top_logprobs <= 20, completions:\n"
                       "logprobs N <= 20, /completion: n_probs), n choices (up to -np, each its own slot and prefill, choice i seeded\n"
                       "seed + i) and penalties (frequency_penalty, presence_penalty in [-2, 2], repeat_penalty, repeat_last_n).\n"
+                      "With --mmproj, images too: chat content parts {\"type\": \"image_url\", \"image_url\": {\"url\": \"data:image/png;base64,...\"}}\n"
+                      "(up to 16 a request, encoded one request at a time on -t more threads) and /completion's multimodal_data.\n"
                       "SIGTERM or SIGINT drains and stops. See docs/server.md; attention flags: docs/long-context.md.",
                       NULL, 0, NULL);
     if (r) return r > 0 ? 0 : 2;
@@ -1034,6 +1087,7 @@ int cmd_serve(int argc, char **argv) {
     if (cli_kv_types(&kvo, &kvt, &kvt_v) != 0) return 2;
     static server S; /* static: the MHD threads may outlive a frame on an error path */
     memset(&S, 0, sizeof(S));
+    pthread_mutex_init(&S.enc_mu, NULL);
     atomic_init(&S.state, ST_LOADING);
     S.alias = alias ? alias : model_path;
     S.chat_template = chat_template;
@@ -1126,6 +1180,22 @@ int cmd_serve(int argc, char **argv) {
         }
     }
     S.pc.chat_template = S.chat_template;
+    if (mmproj_path) {
+        if (lv_model_n_pos_per_token(S.model) != 1) {
+            cli_error("--mmproj with an M-RoPE model (Qwen2-VL / Qwen2.5-VL text): the server does not lay out M-RoPE image positions yet "
+                      "(longview run --image does)");
+            goto end;
+        }
+        if ((st = lv_mmproj_load(mmproj_path, lv_model_n_embd(S.model), &S.mm)) != LV_OK) {
+            cli_fail(mmproj_path, st);
+            goto end;
+        }
+        if (!(S.enc_tp = lv_threadpool_create((int)n_threads))) {
+            cli_fail("the encoder's threads", LV_ERR_NOMEM);
+            goto end;
+        }
+        fprintf(stderr, "longview serve: images with %s (%s projector)\n", mmproj_path, lv_mmproj_projector(S.mm));
+    }
     lv_srv_params sp = lv_srv_default_params();
     sp.n_slots = (int32_t)n_slots;
     sp.n_batch = (int32_t)n_batch;
@@ -1156,6 +1226,8 @@ end:
     if (ai) freeaddrinfo(ai);
     lv_srv_free(S.srv);
     lv_context_free(S.ctx);
+    lv_mmproj_free(S.mm);
+    lv_threadpool_free(S.enc_tp);
     lv_model_free(S.model);
     for (int i = 0; i < S.n_keys; i++) free(S.keys[i]);
     free(S.keys);

@@ -132,6 +132,16 @@ lv_status lv_mmproj_encode_file(const lv_mmproj *mm, lv_threadpool *tp, const ch
     return st;
 }
 
+lv_status lv_mmproj_encode_memory(const lv_mmproj *mm, lv_threadpool *tp, const uint8_t *data, int64_t size, lv_image_embd *out) {
+    memset(out, 0, sizeof(*out));
+    lv_image img = {0};
+    lv_status st = lv_image_load_memory(data, size, "the image", &img); /* its pixel count capped */
+    if (st != LV_OK) return st;
+    st = encode_image(mm, tp, &img, out);
+    lv_image_free(&img);
+    return st;
+}
+
 static lv_status wrap_rgb(const uint8_t *rgb, int32_t w, int32_t h, lv_image *img) {
     if (!rgb || w <= 0 || h <= 0 || w > 16384 || h > 16384)
         return lv_error(LV_ERR_INVALID_ARG, "an image of %dx%d pixels is out of range (1..16384 per side)", w, h);

@@ -88,6 +88,52 @@ lv_token *srv_tokenize(const srv_parse_ctx *S, const char *text, size_t len, boo
     return t;
 }
 
+uint8_t *srv_base64_decode(const char *s, size_t n, size_t *out_n) {
+    while (n > 0 && s[n - 1] == '=') n--;
+    if (n == 0 || n % 4 == 1) return NULL;
+    uint8_t *out = malloc(n / 4 * 3 + 3);
+    if (!out) return NULL;
+    uint32_t acc = 0;
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char c = s[i];
+        int v = c >= 'A' && c <= 'Z' ? c - 'A' : c >= 'a' && c <= 'z' ? c - 'a' + 26 : c >= '0' && c <= '9' ? c - '0' + 52 : c == '+' ? 62 : c == '/' ? 63 : -1;
+        if (v < 0) {
+            free(out);
+            return NULL;
+        }
+        acc = acc << 6 | (uint32_t)v;
+        if (i % 4 == 3) {
+            out[o++] = (uint8_t)(acc >> 16), out[o++] = (uint8_t)(acc >> 8), out[o++] = (uint8_t)acc;
+            acc = 0;
+        }
+    }
+    if (n % 4 == 2) out[o++] = (uint8_t)(acc >> 4);
+    else if (n % 4 == 3) out[o++] = (uint8_t)(acc >> 10), out[o++] = (uint8_t)(acc >> 2);
+    *out_n = o;
+    return out;
+}
+
+/* one image of a request: a data: URI (url) or plain base64 (native), decoded into g */
+static bool add_image(srv_gen_req *g, const char *s, size_t n, bool url, srv_req_err *e) {
+    if (g->n_images == SRV_MAX_IMAGES) return srv_bad(e, 400, "invalid_request_error", "more than %d images in one request", SRV_MAX_IMAGES);
+    if (url) {
+        if (n >= 4 && (strncmp(s, "http", 4) == 0))
+            return srv_bad(e, 400, "invalid_request_error", "image URLs are not fetched by this server: send the image as a data: URI (data:image/png;base64,...)");
+        const char *comma = memchr(s, ',', n);
+        if (n < 5 || strncmp(s, "data:", 5) != 0 || !comma || comma - s < 12 || strncmp(comma - 7, ";base64", 7) != 0)
+            return srv_bad(e, 400, "invalid_request_error", "an image URL must be a base64 data: URI (data:image/png;base64,...)");
+        n -= (size_t)(comma + 1 - s);
+        s = comma + 1;
+    }
+    size_t sz = 0;
+    uint8_t *b = srv_base64_decode(s, n, &sz);
+    if (!b) return srv_bad(e, 400, "invalid_request_error", "image %d is not valid base64", g->n_images);
+    g->image[g->n_images] = b;
+    g->image_size[g->n_images++] = sz;
+    return true;
+}
+
 /* a prompt: a string, an array of token ids, or a one-element array of either */
 static bool read_prompt(const srv_parse_ctx *S, json_t *p, srv_gen_req *g, srv_req_err *e) {
     if (json_is_array(p) && json_array_size(p) == 1 && (json_is_string(json_array_get(p, 0)) || json_is_array(json_array_get(p, 0))))
@@ -142,14 +188,26 @@ static bool read_messages(const srv_parse_ctx *S, json_t *body, srv_gen_req *g, 
             cm[i].content = json_string_value(content);
         } else if (!content || json_is_null(content)) {
             cm[i].content = "";
-        } else if (json_is_array(content)) { /* parts: text only */
+        } else if (json_is_array(content)) { /* parts: text, and images (their place marked for lv_mm_tokenize) */
             size_t len = 0, k;
             json_t *part;
+            const size_t mlen = strlen(LV_MEDIA_MARKER);
             json_array_foreach(content, k, part) {
                 json_t *ty = json_object_get(part, "type"), *tx = json_object_get(part, "text");
-                if (!json_is_string(ty) || strcmp(json_string_value(ty), "text") != 0) {
-                    ok = srv_bad(e, json_is_string(ty) ? 501 : 400, json_is_string(ty) ? "not_supported_error" : "invalid_request_error",
-                             "message %zu: only text content parts are supported", i);
+                const char *t = json_is_string(ty) ? json_string_value(ty) : NULL;
+                if (t && strcmp(t, "image_url") == 0) {
+                    json_t *iu = json_object_get(part, "image_url"), *u = json_is_object(iu) ? json_object_get(iu, "url") : iu;
+                    if (!json_is_string(u)) {
+                        ok = srv_bad(e, 400, "invalid_request_error", "message %zu: an image_url part needs 'image_url': {'url': '...'}", i);
+                        break;
+                    }
+                    if (!(ok = add_image(g, json_string_value(u), json_string_length(u), true, e))) break;
+                    len += mlen;
+                    continue;
+                }
+                if (!t || strcmp(t, "text") != 0) {
+                    ok = srv_bad(e, t ? 501 : 400, t ? "not_supported_error" : "invalid_request_error",
+                             "message %zu: only text and image_url content parts are supported", i);
                     break;
                 }
                 if (!json_is_string(tx)) {
@@ -167,6 +225,11 @@ static bool read_messages(const srv_parse_ctx *S, json_t *body, srv_gen_req *g, 
             size_t off = 0;
             json_array_foreach(content, k, part) {
                 json_t *tx = json_object_get(part, "text");
+                if (strcmp(json_string_value(json_object_get(part, "type")), "image_url") == 0) {
+                    memcpy(cat + off, LV_MEDIA_MARKER, mlen);
+                    off += mlen;
+                    continue;
+                }
                 memcpy(cat + off, json_string_value(tx), json_string_length(tx));
                 off += json_string_length(tx);
             }
@@ -186,8 +249,13 @@ static bool read_messages(const srv_parse_ctx *S, json_t *body, srv_gen_req *g, 
             if (!text) ok = srv_bad(e, 500, "server_error", "out of memory");
             else {
                 lv_chat_apply_template(S->model, S->chat_template, cm, n, true, text, need + 1);
-                g->prompt = srv_tokenize(S, text, (size_t)need, true, true, &g->n_prompt, e);
-                ok = g->prompt != NULL;
+                if (g->n_images > 0) { /* tokenized with the images, once they are encoded */
+                    g->mm_text = text;
+                    text = NULL;
+                } else {
+                    g->prompt = srv_tokenize(S, text, (size_t)need, true, true, &g->n_prompt, e);
+                    ok = g->prompt != NULL;
+                }
                 free(text);
             }
         }
@@ -302,9 +370,24 @@ bool srv_parse_generation(const srv_parse_ctx *S, json_t *body, int kind, srv_ge
         ok = read_messages(S, body, g, e);
     } else {
         json_t *p = json_object_get(body, kind == SRV_NATIVE && !json_object_get(body, "prompt") ? "content" : "prompt");
-        ok = p ? read_prompt(S, p, g, e) : srv_bad(e, 400, "invalid_request_error", "'prompt' is required");
+        json_t *mmd = kind == SRV_NATIVE ? json_object_get(body, "multimodal_data") : NULL;
+        ok = true;
+        if (mmd && !json_is_null(mmd)) { /* llama-server's: base64 images for the prompt's <__media__> markers */
+            size_t k;
+            json_t *im;
+            ok = json_is_array(mmd) && json_is_string(p);
+            if (!ok) srv_bad(e, 400, "invalid_request_error", "'multimodal_data' must be an array of base64 strings, with a string 'prompt'");
+            json_array_foreach(mmd, k, im) {
+                if (!ok) break;
+                ok = json_is_string(im) ? add_image(g, json_string_value(im), json_string_length(im), false, e)
+                                        : srv_bad(e, 400, "invalid_request_error", "'multimodal_data' must be an array of base64 strings");
+            }
+            if (ok && g->n_images > 0 && !(g->mm_text = strndup(json_string_value(p), json_string_length(p))))
+                ok = srv_bad(e, 500, "server_error", "out of memory");
+        }
+        if (ok && !g->mm_text) ok = p ? read_prompt(S, p, g, e) : srv_bad(e, 400, "invalid_request_error", "'prompt' is required");
     }
-    if (ok && g->n_prompt == 0) ok = srv_bad(e, 400, "invalid_request_error", "the prompt is empty");
+    if (ok && g->n_prompt == 0 && !g->mm_text) ok = srv_bad(e, 400, "invalid_request_error", "the prompt is empty");
     return ok;
 }
 
@@ -312,4 +395,8 @@ void srv_gen_req_clear(srv_gen_req *g) {
     free(g->prompt);
     g->prompt = NULL;
     g->n_prompt = 0;
+    for (int i = 0; i < g->n_images; i++) free(g->image[i]);
+    g->n_images = 0;
+    free(g->mm_text);
+    g->mm_text = NULL;
 }

@@ -37,6 +37,16 @@ typedef struct srv_gen_req {
     bool logprobs;             /* chat logprobs: true, legacy logprobs: N, native n_probs: N > 0 */
     int32_t n_top;             /* top logprobs per token, 0..LV_SRV_MAX_TOP_LOGPROBS */
     int n;                     /* choices (1..max_n; 1 on /completion) */
+    /* images: chat content parts {"type": "image_url", "image_url": {"url": "data:...;base64,..."}}
+     * and /completion's "multimodal_data" (base64 strings), decoded to their file bytes (malloc'd).
+     * With images the prompt is not tokenized here: prompt stays NULL and mm_text (malloc'd) is
+     * the text with LV_MEDIA_MARKER where each image goes (chat: the template applied), for
+     * lv_mm_tokenize once the images are encoded. */
+#define SRV_MAX_IMAGES 16
+    uint8_t *image[SRV_MAX_IMAGES];
+    size_t image_size[SRV_MAX_IMAGES];
+    int n_images;
+    char *mm_text;
 } srv_gen_req;
 
 /* An error found while reading a request: status, type, message. */
@@ -54,6 +64,9 @@ bool srv_get_int(json_t *o, const char *key, int64_t lo, int64_t hi, int64_t *ou
 bool srv_get_bool(json_t *o, const char *key, bool *out, srv_req_err *e);
 /* Nesting depth of a JSON text, counted without parsing (strings skipped). */
 int srv_json_depth(const char *s, size_t n);
+/* The bytes of a base64 text (RFC 4648, padding optional, no other characters), malloc'd; NULL
+ * when it is not base64 (or empty). */
+uint8_t *srv_base64_decode(const char *s, size_t n, size_t *out_n);
 /* Tokens of a text (malloc'd), or NULL with e set. */
 lv_token *srv_tokenize(const srv_parse_ctx *S, const char *text, size_t len, bool add_special, bool parse_special, int32_t *n,
                        srv_req_err *e);
