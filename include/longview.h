@@ -287,6 +287,12 @@ const float *lv_get_logits_ith(lv_context *ctx, int32_t i);
  * seq < 0: every sequence. Only suffix removal is supported in this version: the removed range
  * must extend to the newest token of the sequence. */
 lv_status lv_kv_seq_rm(lv_context *ctx, lv_seq_id seq, lv_pos p0, lv_pos p1);
+/* Make sequence dst, which must be empty, a copy of sequence src: its keys and values (copied
+ * into pages of dst's own), its positions, prunings, evictions, recurrent state and rotary offset,
+ * so that decoding on in dst gives what decoding on in src would (llama.cpp's llama_memory_seq_cp
+ * for a whole sequence; the server's n choices share one prefill this way). LV_ERR_CONTEXT_FULL
+ * without room; on any error nothing changes. */
+lv_status lv_kv_seq_cp(lv_context *ctx, lv_seq_id src, lv_seq_id dst);
 /* Number of tokens cached for a sequence; -1 if seq is out of range. */
 int64_t   lv_kv_seq_n_tokens(const lv_context *ctx, lv_seq_id seq);
 /* M-RoPE models: the sequence's rotary offset (rotary position of the next text token minus its

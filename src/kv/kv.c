@@ -1326,6 +1326,65 @@ lv_status lv_kv_seq_drop_range(lv_kv *kv, int64_t seq, int32_t p0, int32_t p1, i
     return LV_OK;
 }
 
+lv_status lv_kv_seq_copy(lv_kv *kv, int64_t src, int64_t dst) {
+    LV_ASSERT(!kv->in_txn);
+    const int64_t S = kv->p.n_seq_max, P = kv->p.page_size;
+    if (src < 0 || src >= S || dst < 0 || dst >= S || src == dst)
+        return lv_error(LV_ERR_INVALID_ARG, "kv copy: sequences %lld -> %lld (two different ids below %lld)", (long long)src, (long long)dst,
+                        (long long)S);
+    bool empty = kv->seq_len[dst] == 0 && kv->pruned[dst].n == 0;
+    for (int64_t ip = 0; ip < kv->n_pools && empty; ip++) empty = kv->streams[dst * kv->n_pools + ip].n_pages == 0;
+    if (!empty) return lv_error(LV_ERR_INVALID_ARG, "kv copy: sequence %lld is not empty", (long long)dst);
+    if (kv->total_tokens + kv->seq_len[src] > kv->p.n_ctx)
+        return lv_error(LV_ERR_CONTEXT_FULL, "kv copy: %lld tokens more than the context's %lld (%lld in use)", (long long)kv->seq_len[src],
+                        (long long)kv->p.n_ctx, (long long)kv->total_tokens);
+    for (int64_t ip = 0; ip < kv->n_pools; ip++)
+        if (kv->streams[src * kv->n_pools + ip].n_pages > kv->pools[ip].n_free)
+            return lv_error(LV_ERR_CONTEXT_FULL, "kv copy: %lld pages needed in layer %lld head %lld, %lld free",
+                            (long long)kv->streams[src * kv->n_pools + ip].n_pages, (long long)(ip / kv->p.n_head_kv),
+                            (long long)(ip % kv->p.n_head_kv), (long long)kv->pools[ip].n_free);
+    const kv_pruned *ps = &kv->pruned[src];
+    kv_pruned *pd = &kv->pruned[dst];
+    if (ps->n > pd->cap) {
+        int32_t *r = lv_realloc(pd->r, (size_t)ps->n * 2 * sizeof(int32_t));
+        if (!r) return LV_ERR_NOMEM;
+        pd->r = r;
+        pd->cap = ps->n;
+    }
+    if (ps->n) memcpy(pd->r, ps->r, (size_t)ps->n * 2 * sizeof(int32_t));
+    pd->n = ps->n;
+    const size_t sbytes = (size_t)(lp_per_page(P) * 2 * kv->p.head_dim_k) * kv->selt;
+    for (int64_t ip = 0; ip < kv->n_pools; ip++) {
+        kv_pool *pl = &kv->pools[ip];
+        const kv_stream *a = &kv->streams[src * kv->n_pools + ip];
+        kv_stream *b = &kv->streams[dst * kv->n_pools + ip];
+        for (int64_t i = 0; i < a->n_pages; i++) {
+            const int64_t from = a->pages[i], to = pl->free_ids[--pl->n_free];
+            b->pages[i] = (int32_t)to;
+            memcpy(pl->k + to * P * kv->krow, pl->k + from * P * kv->krow, (size_t)(P * kv->krow));
+            memcpy(pl->v + to * P * kv->vrow, pl->v + from * P * kv->vrow, (size_t)(P * kv->vrow));
+            memcpy(pl->pos + to * P, pl->pos + from * P, (size_t)P * sizeof(int32_t));
+            if (pl->stats) memcpy(stats_at(kv, pl, (int32_t)to, 0), stats_at(kv, pl, (int32_t)from, 0), sbytes);
+        }
+        b->n_pages = a->n_pages;
+        b->n_stored = a->n_stored;
+        b->bs_cursor = a->bs_cursor;
+        if (a->gstats && b->gstats)
+            memcpy(b->gstats, a->gstats, (size_t)(cdiv(a->n_pages, kv->p.stats_group) * 2 * kv->p.head_dim_k) * kv->selt);
+    }
+    if (kv->rs) {
+        const int cur = kv->rs_cur[src];
+        for (int64_t rl = 0; rl < kv->p.n_rs_layer; rl++)
+            memcpy(rs_buf(kv, dst, rl, cur), rs_buf(kv, src, rl, cur), (size_t)kv->p.rs_floats * sizeof(float));
+        kv->rs_cur[dst] = (uint8_t)cur;
+        kv->rs_empty[dst] = kv->rs_empty[src];
+    }
+    kv->seq_len[dst] = kv->seq_len[src];
+    kv->seq_max_pos[dst] = kv->seq_max_pos[src];
+    kv->total_tokens += kv->seq_len[src];
+    return LV_OK;
+}
+
 void lv_kv_load_key(const lv_kv *kv, int64_t seq, int64_t layer, int64_t head, int64_t slot, float *out) {
     load_key(kv, pool_at(kv, layer, head), stream_at(kv, seq, layer, head), slot, out);
 }

@@ -175,6 +175,12 @@ lv_status lv_kv_seq_prune_mask(lv_kv *kv, int64_t seq, int64_t n_last, const uin
  * statistics rebuilt). The logical length does not change. *n_dropped: tokens the first FULL
  * stream lost. */
 lv_status lv_kv_seq_drop_range(lv_kv *kv, int64_t seq, int32_t p0, int32_t p1, int64_t *n_dropped);
+/* Make sequence dst (empty) a copy of sequence src: every stream's pages (keys, values, positions,
+ * LServe statistics and group statistics) copied into pages of its own, its evictions, pruned
+ * ranges, length and recurrent state alike, so that dst continues exactly as src would (llama.cpp's
+ * seq_cp for a whole sequence). LV_ERR_CONTEXT_FULL when the pools or n_ctx lack room; errors
+ * change nothing. Outside a transaction. */
+lv_status lv_kv_seq_copy(lv_kv *kv, int64_t src, int64_t dst);
 /* The stored key of a slot as floats (dequantized). */
 void      lv_kv_load_key(const lv_kv *kv, int64_t seq, int64_t layer, int64_t head, int64_t slot, float *out);
 /* Tokens a stream holds (tests, memory accounting) */

@@ -641,6 +641,16 @@ lv_status lv_kv_seq_drop_pruned(lv_context *ctx, lv_seq_id seq, lv_pos p0, lv_po
     return st;
 }
 
+lv_status lv_kv_seq_cp(lv_context *ctx, lv_seq_id src, lv_seq_id dst) {
+    if (!ctx || src < 0 || dst < 0 || (uint32_t)src >= ctx->p.n_seq_max || (uint32_t)dst >= ctx->p.n_seq_max)
+        return lv_error(LV_ERR_INVALID_ARG, "lv_kv_seq_cp: sequence ids %d -> %d out of range", src, dst);
+    lv_status st = lv_kv_seq_copy(ctx->kv, src, dst);
+    if (st != LV_OK) return st;
+    lv_fwd_forget_selections(&ctx->fw, dst); /* LServe: dst chooses its own pages */
+    if (ctx->mrope_delta) ctx->mrope_delta[dst] = ctx->mrope_delta[src];
+    return LV_OK;
+}
+
 const lv_model *lv_context_model(const lv_context *ctx) { return ctx->model; }
 lv_threadpool *lv_context_threadpool(lv_context *ctx) { return ctx->tp; }
 

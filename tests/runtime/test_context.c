@@ -450,3 +450,73 @@ TEST(qwen35_attention_plans_apply_to_its_attention_layers) {
     }
     free(dense);
 }
+
+/* lv_kv_seq_cp: a copy of a sequence continues as the sequence does, bit for bit, for every
+ * architecture (sliding-window evictions, recurrent state), with f32 and f16 caches and LServe's
+ * statistics (pages of 16, selection on); removing the source leaves the copy intact; bad ids, a
+ * non-empty destination and a full context are refused and change nothing */
+TEST(seq_cp_continues_as_the_source) {
+    FOR_EACH_ARCH() {
+        NEED_MODEL();
+        const int32_t V = lv_model_n_vocab(model);
+        for (int variant = 0; variant < 2; variant++) {
+            lv_context_params cp = lv_context_default_params();
+            cp.n_ctx = 512;
+            cp.n_batch = 64;
+            cp.n_ubatch = 16;
+            cp.n_seq_max = 3;
+            cp.n_threads = 2;
+            cp.kv_type = variant ? LV_KV_F16 : LV_KV_F32; /* (head size 16: no q8_0 pages) */
+            cp.kv_page_size = 16;
+            cp.attention.select = variant == 1 && a_ != QWEN35 && a_ != 3; /* LServe pages on the full-attention models */
+            cp.attention.kv_budget = 32;
+            lv_context *ctx = NULL;
+            REQUIRE(lv_context_create(model, cp, &ctx) == LV_OK, "%s: context: %s", arch, lv_last_error());
+            lv_batch b = lv_batch_init(64);
+            lv_test_rng r = {lv_test_seed() + (uint64_t)variant};
+            const int32_t n = 53;
+            for (int32_t done = 0; done < n;) { /* the prompt in seq 0, batches of up to 40 */
+                const int32_t m = n - done < 40 ? n - done : 40;
+                for (int32_t i = 0; i < m; i++) fill(&b, i, 3 + (lv_token)(lv_test_rng_u64(&r) % (uint64_t)(V - 3)), done + i, 0, done + i == n - 1);
+                b.n_tokens = m;
+                REQUIRE(lv_decode(ctx, &b) == LV_OK, "%s: prompt: %s", arch, lv_last_error());
+                done += m;
+            }
+            const int64_t used = lv_kv_used_bytes(ctx);
+            CHECK(lv_kv_seq_cp(ctx, 0, 1) == LV_OK && lv_kv_seq_cp(ctx, 0, 2) == LV_OK, "%s: copy: %s", arch, lv_last_error());
+            CHECK(lv_kv_used_bytes(ctx) == 3 * used && lv_kv_seq_n_tokens(ctx, 1) == n && lv_kv_seq_n_tokens(ctx, 2) == n,
+                  "%s: %lld bytes after two copies of %lld, %lld tokens", arch, (long long)lv_kv_used_bytes(ctx), (long long)used,
+                  (long long)lv_kv_seq_n_tokens(ctx, 1));
+            CHECK(lv_kv_seq_cp(ctx, 0, 1) == LV_ERR_INVALID_ARG && lv_kv_seq_cp(ctx, 1, 1) == LV_ERR_INVALID_ARG &&
+                      lv_kv_seq_cp(ctx, 0, 3) == LV_ERR_INVALID_ARG && lv_kv_used_bytes(ctx) == 3 * used,
+                  "%s: bad copies refused and nothing changed", arch);
+            /* the same tokens into seq 0 and seq 1 (one batch) and seq 2 (alone): equal logits at every step;
+             * from step 6 seq 0 is removed and seq 1 and 2 go on together */
+            float *l0 = malloc(sizeof(float) * (size_t)V);
+            lv_token t = (lv_token)(3 + lv_test_rng_u64(&r) % (uint64_t)(V - 3));
+            bool same = true, same2 = true;
+            for (int32_t k = 0; k < 12 && same && same2; k++) {
+                if (k == 6) REQUIRE(lv_kv_seq_rm(ctx, 0, 0, -1) == LV_OK, "%s: removing the source: %s", arch, lv_last_error());
+                fill(&b, 0, t, n + k, k < 6 ? 0 : 2, true);
+                fill(&b, 1, t, n + k, 1, true);
+                b.n_tokens = 2;
+                REQUIRE(lv_decode(ctx, &b) == LV_OK, "%s: step %d: %s", arch, k, lv_last_error());
+                memcpy(l0, lv_get_logits_ith(ctx, 0), sizeof(float) * (size_t)V);
+                same = memcmp(l0, lv_get_logits_ith(ctx, 1), sizeof(float) * (size_t)V) == 0;
+                if (k < 6) {
+                    fill(&b, 0, t, n + k, 2, true);
+                    b.n_tokens = 1;
+                    REQUIRE(lv_decode(ctx, &b) == LV_OK, "%s: step %d (seq 2): %s", arch, k, lv_last_error());
+                    same2 = memcmp(l0, lv_get_logits_ith(ctx, 0), sizeof(float) * (size_t)V) == 0;
+                }
+                lv_token best = 0;
+                for (int32_t i = 1; i < V; i++) best = l0[i] > l0[best] ? i : best;
+                t = best;
+            }
+            CHECK(same && same2, "%s %s: the copies' logits differ from the source's", arch, variant ? "f16 + LServe" : "f32");
+            free(l0);
+            lv_batch_free(&b);
+            lv_context_free(ctx);
+        }
+    }
+}
