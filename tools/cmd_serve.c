@@ -521,9 +521,9 @@ static enum MHD_Result generate(server *S, struct MHD_Connection *c, json_t *bod
                             .logprobs = g.logprobs, .n_top_logprobs = g.n_top};
     /* the server's cap, when the request asks for none or for more */
     if (S->max_generate_s > 0 && (rp.max_generate_s <= 0 || rp.max_generate_s > S->max_generate_s)) rp.max_generate_s = S->max_generate_s;
-    /* n choices: n engine requests of the same prompt, choice i drawing with seed + i; each prefills
-     * the prompt in its own slot (in one packed step when they fit: the KV API has no copy between
-     * sequences yet) */
+    /* n choices: n engine requests of the same prompt, choice i drawing with seed + i; choices 1..n-1
+     * share choice 0's prefill (a copy of its cache when its prompt is done: lv_kv_seq_cp), or
+     * compute the prompt themselves if they get a slot only after that */
     const int n = g.n > 0 ? g.n : 1;
     lv_srv_req *reqs[256] = {0};
     if (n > (int)(sizeof(reqs) / sizeof(reqs[0]))) { /* (n <= -np <= 256: request.c) */
@@ -533,6 +533,7 @@ static enum MHD_Result generate(server *S, struct MHD_Connection *c, json_t *bod
     lv_srv_refusal why = LV_SRV_ACCEPTED;
     for (int i = 0; i < n && why == LV_SRV_ACCEPTED; i++) {
         rp.sampling.seed = g.sp.seed + (uint64_t)i;
+        rp.share_prefill_of = i > 0 ? reqs[0] : NULL;
         why = lv_srv_submit(S->srv, &rp, &reqs[i]);
     }
     const int32_t n_prompt = g.n_prompt;
@@ -1060,7 +1061,7 @@ int cmd_serve(int argc, char **argv) {
                       "/tokenize, /detokenize, llama.cpp's /completion and, with --metrics, /metrics. Continuous batching: every step\n"
                       "decodes one token of each generating slot and packs waiting prompts best-fit-decreasing into the rest of the\n"
                       "-b budget. Requests may ask for logprobs (of the raw softmax; chat: logprobs + top_logprobs <= 20, completions:\n"
-                      "logprobs N <= 20, /completion: n_probs), n choices (up to -np, each its own slot and prefill, choice i seeded\n"
+                      "logprobs N <= 20, /completion: n_probs), n choices (up to -np, each its own slot, one prefill shared, choice i seeded\n"
                       "seed + i) and penalties (frequency_penalty, presence_penalty in [-2, 2], repeat_penalty, repeat_last_n).\n"
                       "With --mmproj, images too: chat content parts {\"type\": \"image_url\", \"image_url\": {\"url\": \"data:image/png;base64,...\"}}\n"
                       "(up to 16 a request, encoded one request at a time on -t more threads) and /completion's multimodal_data.\n"

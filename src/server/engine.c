@@ -33,6 +33,7 @@ struct lv_srv_req {
     lv_token *prompt;
     int32_t n_prompt, n_predict;
     float *embd;       /* the rows of the prompt's LV_TOKEN_EMBD entries, in order (NULL: none) */
+    int64_t share_order; /* the order of the request whose prefill this one shares (-1: none) */
     int32_t *erow;     /* (n_prompt) with embd: the row of each prompt entry, -1 for a text token */
     lv_sampler_params sp;
     bool ignore_eos;
@@ -73,6 +74,8 @@ typedef struct srv_slot {
     int32_t n_added;   /* tokens it has in this step's batch */
     lv_token last;
     bool generating;
+    bool wait_share;   /* waiting for the request it shares the prefill of (share_order) to finish its prompt */
+    bool shared_now;   /* this step: took that request's cache and samples from its logits row (batch_i) */
     lv_sampler *smp;
     lv_detok_stream *ds;
     char *full;        /* generated text; [0, n_emitted) is published */
@@ -247,6 +250,15 @@ lv_srv_refusal lv_srv_submit(lv_srv *s, const lv_srv_req_params *p, lv_srv_req *
         lv_error(LV_ERR_INVALID_ARG, "bad stop list");
         return LV_SRV_REFUSE_INVALID;
     }
+    if (p->share_prefill_of) {
+        const lv_srv_req *l = p->share_prefill_of;
+        bool same = l->srv == s && l->n_prompt == p->n_prompt && memcmp(l->prompt, p->prompt, (size_t)p->n_prompt * sizeof(lv_token)) == 0;
+        if (same && n_rows > 0) same = l->embd && memcmp(l->embd, p->embd, (size_t)n_rows * (size_t)s->n_embd * sizeof(float)) == 0;
+        if (!same) {
+            lv_error(LV_ERR_INVALID_ARG, "share_prefill_of: a request of another prompt (or another server)");
+            return LV_SRV_REFUSE_INVALID;
+        }
+    }
     int64_t n_predict = p->n_predict;
     if (n_predict < 0) {
         n_predict = (int64_t)s->n_ctx / s->p.n_slots - p->n_prompt;
@@ -271,6 +283,7 @@ lv_srv_refusal lv_srv_submit(lv_srv *s, const lv_srv_req_params *p, lv_srv_req *
     r->slot = -1;
     r->n_prompt = p->n_prompt;
     r->n_predict = (int32_t)n_predict;
+    r->share_order = p->share_prefill_of ? p->share_prefill_of->order : -1;
     r->sp = p->sampling;
     if (r->sp.penalty_last_n < 0 || r->sp.penalty_last_n > s->n_ctx) r->sp.penalty_last_n = s->n_ctx;
     r->ignore_eos = p->ignore_eos;
@@ -518,6 +531,15 @@ static int64_t kv_reserved(const lv_srv *s, int except) {
     return t;
 }
 
+/* the slot of the running request of this order that is still computing its prompt, or -1 */
+static int leader_slot(const lv_srv *s, int64_t order) {
+    for (int i = 0; i < s->p.n_slots; i++) {
+        const srv_slot *sl = &s->slots[i];
+        if (sl->req && sl->req->order == order && !sl->generating && !sl->wait_share) return i;
+    }
+    return -1;
+}
+
 /* Admit waiting requests, first come first served, while a slot is free and the KV cache can
  * hold them (under mu; engine thread). */
 static void admit_locked(lv_srv *s) {
@@ -598,6 +620,13 @@ static void admit_locked(lv_srv *s) {
         sl->n_gen = 0;
         sl->age = 0;
         sl->generating = false;
+        sl->wait_share = false;
+        if (r->share_order >= 0 && leader_slot(s, r->share_order) >= 0) { /* the copy needs an empty sequence */
+            slot_clear_kv(s, best);
+            sl->n_done = 0;
+            r->n_cached = 0;
+            sl->wait_share = true;
+        }
         sl->n_full = sl->n_emitted = 0;
     }
 }
@@ -780,7 +809,10 @@ int32_t lv_srv_step(lv_srv *s) {
         srv_slot *sl = &s->slots[i];
         sl->batch_i = -1;
         sl->n_added = 0;
+        sl->shared_now = false;
         if (!sl->req) continue;
+        if (sl->wait_share && leader_slot(s, sl->req->share_order) < 0) sl->wait_share = false; /* it ended: prefill alone */
+        if (sl->wait_share) continue;
         if (sl->generating) {
             const int32_t k = b->n_tokens++;
             b->token[k] = sl->last;
@@ -845,8 +877,28 @@ int32_t lv_srv_step(lv_srv *s) {
     for (int t = 0; t < b->n_tokens; t++) LV_ASSERT(cache_push(&s->slots[b->seq_id[t]], b->token[t]));
     for (int i = 0; i < ns; i++) {
         srv_slot *sl = &s->slots[i];
-        if (!sl->req || !sl->n_added) continue;
-        if (!sl->generating) sl->n_done += sl->n_added;
+        if (sl->req && sl->n_added && !sl->generating) sl->n_done += sl->n_added;
+    }
+    /* requests waiting for a prompt that was completed in this step take a copy of its cache and
+     * its logits row */
+    for (int i = 0; i < ns; i++) {
+        srv_slot *sl = &s->slots[i];
+        if (!sl->req || !sl->wait_share) continue;
+        const int l = leader_slot(s, sl->req->share_order);
+        if (l < 0 || s->slots[l].batch_i < 0 || s->slots[l].n_done < s->slots[l].req->n_prompt) continue;
+        const srv_slot *ls = &s->slots[l];
+        sl->wait_share = false;
+        if (lv_kv_seq_cp(s->ctx, l, i) != LV_OK) continue; /* (nothing changed) it computes the prompt itself from the next step */
+        memcpy(sl->cache, ls->cache, (size_t)ls->n_cache * sizeof(lv_token));
+        sl->n_cache = ls->n_cache;
+        sl->n_done = sl->req->n_prompt;
+        sl->req->n_cached = sl->req->n_prompt;
+        sl->batch_i = ls->batch_i;
+        sl->shared_now = true;
+    }
+    for (int i = 0; i < ns; i++) {
+        srv_slot *sl = &s->slots[i];
+        if (!sl->req || (!sl->n_added && !sl->shared_now)) continue;
         if (sl->batch_i < 0) continue; /* a chunk: no logits yet */
         slot_sample(s, sl, lv_get_logits_ith(s->ctx, sl->batch_i));
         if (sl->fin == LV_SRV_FINISH_NONE) {
@@ -857,7 +909,7 @@ int32_t lv_srv_step(lv_srv *s) {
     pthread_mutex_lock(&s->mu);
     for (int i = 0; i < ns; i++) {
         srv_slot *sl = &s->slots[i];
-        if (!sl->req || !sl->n_added) continue;
+        if (!sl->req || (!sl->n_added && !sl->shared_now)) continue;
         if (sl->batch_i < 0) continue; /* a chunk: nothing to publish */
         dead_push(&dead, slot_publish_locked(s, i, t1));
     }

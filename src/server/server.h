@@ -102,6 +102,11 @@ typedef struct lv_srv_req_params {
     int     n_stop;
     double  max_generate_s;     /* wall-clock cap on generation, from the first token: past it the request
                                    ends as LV_SRV_FINISH_LENGTH (<= 0: none; llama.cpp's t_max_predict_ms) */
+    const lv_srv_req *share_prefill_of; /* a request submitted before with the same prompt (rows included; the
+                                   other choices of an 'n' request), or NULL. Admitted while that one still computes
+                                   its prompt, this one waits for it, then takes a copy of its cache (lv_kv_seq_cp)
+                                   and draws its first token from the same logits: the prompt is computed once.
+                                   Admitted later, or if that one ends first, it computes the prompt itself. */
 } lv_srv_req_params;
 
 typedef enum lv_srv_refusal {

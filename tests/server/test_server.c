@@ -715,3 +715,78 @@ TEST(server_engine_embedding_rows) {
     lv_srv_free(srv);
     lv_context_free(ctx);
 }
+
+/* n choices sharing one prefill (share_prefill_of): the followers take a copy of the leader's
+ * cache and its logits row, and each gives exactly the tokens of a one-request run with its seed;
+ * the prompt is computed once. A follower whose leader is cancelled before its prompt is done, or
+ * that gets a slot only after it, computes the prompt itself, with the same result. A leader of
+ * another prompt is refused. */
+TEST(server_engine_shared_prefill) {
+    lv_model *m = tiny();
+    REQUIRE(m, "model: %s", lv_last_error());
+    const int32_t V = lv_model_n_vocab(m);
+    lv_test_rng r = {lv_test_seed()};
+    enum { N = 40, NC = 3 };
+    lv_token tok[N];
+    random_prompt(&r, tok, N, V);
+    lv_sampler_params smp[NC];
+    lv_token want[NC][10];
+    int32_t nw[NC];
+    for (int c = 0; c < NC; c++) {
+        smp[c] = lv_sampler_default_params();
+        smp[c].temp = 0.9f;
+        smp[c].seed = 500 + (uint64_t)c;
+        nw[c] = solo_generate(m, tok, N, 10, smp[c], want[c]);
+    }
+    /* case 0: all admitted at once; 1: the leader cancelled before any step; 2: two slots, the last waits */
+    for (int cs = 0; cs < 3; cs++) {
+        lv_context *ctx = new_ctx(m, 1024, 4, 64);
+        REQUIRE(ctx, "ctx");
+        lv_srv_params sp = lv_srv_default_params();
+        sp.n_slots = cs == 2 ? 2 : 4;
+        sp.n_batch = 32; /* the prompt takes two steps */
+        lv_srv *srv = NULL;
+        REQUIRE(lv_srv_create(ctx, m, &sp, &srv) == LV_OK, "create: %s", lv_last_error());
+        lv_srv_req *reqs[NC] = {0};
+        for (int c = 0; c < NC; c++) {
+            lv_srv_req_params rp = {.prompt = tok, .n_prompt = N, .n_predict = 10, .sampling = smp[c], .share_prefill_of = c ? reqs[0] : NULL};
+            REQUIRE(lv_srv_submit(srv, &rp, &reqs[c]) == LV_SRV_ACCEPTED, "case %d submit %d: %s", cs, c, lv_last_error());
+        }
+        if (cs == 1) lv_srv_req_cancel(reqs[0]);
+        REQUIRE(run_until_done(srv, reqs, NC), "case %d: the requests did not finish", cs);
+        for (int c = cs == 1 ? 1 : 0; c < NC; c++) {
+            lv_srv_output o;
+            lv_srv_req_poll(reqs[c], 0, 0, 0, &o);
+            CHECK(o.n_tokens == nw[c] && memcmp(o.tokens, want[c], sizeof(lv_token) * (size_t)nw[c]) == 0, "case %d choice %d: differs from the one-request run",
+                  cs, c);
+            const bool shared = cs == 0 ? c > 0 : cs == 2 && c == 1;
+            CHECK(!shared || o.n_cached == N, "case %d choice %d: %d prompt tokens taken from the leader, want %d", cs, c, o.n_cached, N);
+            lv_srv_output_clear(&o);
+        }
+        lv_srv_stats st;
+        lv_srv_get_stats(srv, &st);
+        /* prompt tokens computed: once (case 0); by each follower (case 1); by the leader and the late one, which
+         * may reuse a finished slot's cached prompt (case 2) */
+        if (cs == 0) CHECK(st.prompt_tokens == N, "case 0: %lld prompt tokens computed, want %d", (long long)st.prompt_tokens, N);
+        if (cs == 1) CHECK(st.prompt_tokens == 2 * N, "case 1: %lld prompt tokens computed, want %d", (long long)st.prompt_tokens, 2 * N);
+        for (int c = 0; c < NC; c++) lv_srv_req_release(reqs[c]);
+        lv_srv_free(srv);
+        lv_context_free(ctx);
+    }
+    /* a leader of another prompt */
+    lv_context *ctx = new_ctx(m, 1024, 2, 64);
+    lv_srv_params sp = lv_srv_default_params();
+    sp.n_slots = 2;
+    sp.n_batch = 32;
+    lv_srv *srv = NULL;
+    REQUIRE(ctx && lv_srv_create(ctx, m, &sp, &srv) == LV_OK, "create: %s", lv_last_error());
+    lv_srv_req *a = NULL, *b = NULL;
+    lv_srv_req_params rp = {.prompt = tok, .n_prompt = N, .n_predict = 4, .sampling = smp[0]};
+    REQUIRE(lv_srv_submit(srv, &rp, &a) == LV_SRV_ACCEPTED, "submit: %s", lv_last_error());
+    rp.n_prompt = N - 1;
+    rp.share_prefill_of = a;
+    CHECK(lv_srv_submit(srv, &rp, &b) == LV_SRV_REFUSE_INVALID && !b, "a leader of another prompt was accepted");
+    lv_srv_req_release(a);
+    lv_srv_free(srv);
+    lv_context_free(ctx);
+}
