@@ -465,10 +465,14 @@ static void release_all(lv_srv_req **r, int n) {
 /* A request's images: each encoded by the tower (one request at a time, on the encoder's threads),
  * then the text with its markers and the images laid out as lv_mm_tokenize does (the projector's
  * marker text around each image's chunks), flattened into g->prompt with LV_TOKEN_EMBD entries and
- * *rows (malloc'd) holding their embeddings. false: e says why. */
-static bool encode_images(server *S, srv_gen_req *g, float **rows, int32_t *n_rows, srv_req_err *e) {
+ * *rows (malloc'd) holding their embeddings; M-RoPE models: *mpos (malloc'd, (4, n_prompt)) the
+ * rows' rotary positions as lv_mm_decode gives them from position 0 (text (r, r, r, r); image
+ * token i of a chunk at t0: (t0, t0 + i / nx, t0 + i % nx, 0), the next chunk max(nx, ny) on).
+ * false: e says why. */
+static bool encode_images(server *S, srv_gen_req *g, float **rows, int32_t *n_rows, lv_pos **mpos, srv_req_err *e) {
     *rows = NULL;
     *n_rows = 0;
+    *mpos = NULL;
     if (!S->mm) return srv_bad(e, 400, "invalid_request_error", "this server takes no images: start it with --mmproj (the vision tower)");
     lv_image_embd im[SRV_MAX_IMAGES];
     memset(im, 0, sizeof(im));
@@ -485,14 +489,26 @@ static bool encode_images(server *S, srv_gen_req *g, float **rows, int32_t *n_ro
         const int64_t E = lv_model_n_embd(S->model);
         int32_t n_emb = 0;
         for (int32_t c = 0; c < mp.n_chunks; c++) n_emb += mp.chunks[c].tokens ? 0 : mp.chunks[c].n_tokens;
-        g->prompt = malloc(((size_t)mp.n_rows + 1) * sizeof(lv_token));
+        const bool mrope = lv_model_n_pos_per_token(S->model) == 4;
+        const int64_t N = mp.n_rows;
+        g->prompt = malloc(((size_t)N + 1) * sizeof(lv_token));
         *rows = malloc(((size_t)n_emb + 1) * (size_t)E * sizeof(float));
-        if (!g->prompt || !*rows) ok = srv_bad(e, 500, "server_error", "out of memory");
-        for (int32_t c = 0, t = 0, r = 0; ok && c < mp.n_chunks; c++) {
+        if (mrope) *mpos = malloc((size_t)N * 4 * sizeof(lv_pos));
+        if (!g->prompt || !*rows || (mrope && !*mpos)) ok = srv_bad(e, 500, "server_error", "out of memory");
+        for (int32_t c = 0, t = 0, r = 0, rope = 0; ok && c < mp.n_chunks; c++) {
             const lv_mm_chunk *ch = &mp.chunks[c];
-            for (int32_t j = 0; j < ch->n_tokens; j++) g->prompt[t++] = ch->tokens ? ch->tokens[j] : LV_TOKEN_EMBD;
+            const int32_t nx = ch->nx > 0 ? ch->nx : 1;
+            for (int32_t j = 0; j < ch->n_tokens; j++, t++) {
+                g->prompt[t] = ch->tokens ? ch->tokens[j] : LV_TOKEN_EMBD;
+                if (!mrope) continue;
+                (*mpos)[t] = ch->tokens ? rope + j : rope;
+                (*mpos)[N + t] = ch->tokens ? rope + j : rope + j / nx;
+                (*mpos)[2 * N + t] = ch->tokens ? rope + j : rope + j % nx;
+                (*mpos)[3 * N + t] = ch->tokens ? rope + j : 0;
+            }
             if (!ch->tokens) memcpy(*rows + (int64_t)r * E, ch->embd, (size_t)ch->n_tokens * (size_t)E * sizeof(float));
             r += ch->tokens ? 0 : ch->n_tokens;
+            rope += ch->tokens ? ch->n_tokens : ch->n_pos;
         }
         g->n_prompt = mp.n_rows;
         *n_rows = n_emb;
@@ -501,7 +517,9 @@ static bool encode_images(server *S, srv_gen_req *g, float **rows, int32_t *n_ro
     for (int i = 0; i < g->n_images; i++) lv_image_embd_free(&im[i]);
     if (!ok) {
         free(*rows);
+        free(*mpos);
         *rows = NULL;
+        *mpos = NULL;
     }
     return ok;
 }
@@ -510,13 +528,14 @@ static enum MHD_Result generate(server *S, struct MHD_Connection *c, json_t *bod
     srv_gen_req g;
     srv_req_err e = {0};
     float *rows = NULL;
+    lv_pos *mpos = NULL;
     int32_t n_rows = 0;
-    if (!srv_parse_generation(&S->pc, body, kind, &g, &e) || (g.n_images > 0 && !encode_images(S, &g, &rows, &n_rows, &e))) {
+    if (!srv_parse_generation(&S->pc, body, kind, &g, &e) || (g.n_images > 0 && !encode_images(S, &g, &rows, &n_rows, &mpos, &e))) {
         srv_gen_req_clear(&g);
         atomic_fetch_add(&S->rejected_bad, 1);
         return send_error(c, e.status, e.type, e.msg);
     }
-    lv_srv_req_params rp = {.prompt = g.prompt, .n_prompt = g.n_prompt, .embd = rows, .n_embd_rows = n_rows, .n_predict = (int32_t)g.n_predict, .sampling = g.sp,
+    lv_srv_req_params rp = {.prompt = g.prompt, .n_prompt = g.n_prompt, .embd = rows, .n_embd_rows = n_rows, .pos_mrope = mpos, .n_predict = (int32_t)g.n_predict, .sampling = g.sp,
                             .ignore_eos = g.ignore_eos, .stop = g.stop, .n_stop = g.n_stop, .max_generate_s = g.max_generate_s,
                             .logprobs = g.logprobs, .n_top_logprobs = g.n_top};
     /* the server's cap, when the request asks for none or for more */
@@ -539,6 +558,7 @@ static enum MHD_Result generate(server *S, struct MHD_Connection *c, json_t *bod
     const int32_t n_prompt = g.n_prompt;
     srv_gen_req_clear(&g);
     free(rows); /* the engine copied them */
+    free(mpos);
     if (why != LV_SRV_ACCEPTED) release_all(reqs, n); /* the choices already queued go too */
     switch (why) {
     case LV_SRV_ACCEPTED: break;
@@ -1035,7 +1055,7 @@ int cmd_serve(int argc, char **argv) {
         {NULL, "--metrics", CLI_FLAG, &metrics, NULL, "expose Prometheus metrics at /metrics"},
         {NULL, "--alias", CLI_STR, &alias, "NAME", "model name in answers and /v1/models (default: the model path)"},
         {NULL, "--chat-template", CLI_STR, &chat_template, "NAME", "chat template family or text (default: the model's; chatml if it has none)"},
-        {NULL, "--mmproj", CLI_STR, &mmproj_path, "FILE", "vision tower + projector (llama.cpp mmproj GGUF): chat image_url parts (data: URIs) and /completion's multimodal_data; not with M-RoPE (Qwen2-VL) models yet"},
+        {NULL, "--mmproj", CLI_STR, &mmproj_path, "FILE", "vision tower + projector (llama.cpp mmproj GGUF): chat image_url parts (data: URIs) and /completion's multimodal_data (Qwen2-VL / 2.5-VL with M-RoPE positions too)"},
         CLI_KV_OPTS(kvo, "f16"),
         {NULL, "--max-queue", CLI_INT, &max_queue, "N", "requests waiting for a slot before new ones get 503 (default 4 x slots)", .lo = 0, .hi = 1 << 20},
         {NULL, "--max-generate", CLI_FLOAT, &max_generate, "S", "stop a request's generation this many seconds after its first token, finish_reason length (default 0: no cap; t_max_predict_ms per request)", .flo = 0, .fhi = 1e7},
@@ -1182,11 +1202,6 @@ int cmd_serve(int argc, char **argv) {
     }
     S.pc.chat_template = S.chat_template;
     if (mmproj_path) {
-        if (lv_model_n_pos_per_token(S.model) != 1) {
-            cli_error("--mmproj with an M-RoPE model (Qwen2-VL / Qwen2.5-VL text): the server does not lay out M-RoPE image positions yet "
-                      "(longview run --image does)");
-            goto end;
-        }
         if ((st = lv_mmproj_load(mmproj_path, lv_model_n_embd(S.model), &S.mm)) != LV_OK) {
             cli_fail(mmproj_path, st);
             goto end;

@@ -34,6 +34,7 @@ struct lv_srv_req {
     int32_t n_prompt, n_predict;
     float *embd;       /* the rows of the prompt's LV_TOKEN_EMBD entries, in order (NULL: none) */
     int64_t share_order; /* the order of the request whose prefill this one shares (-1: none) */
+    lv_pos *mpos;      /* M-RoPE: (4, n_prompt) the prompt rows' rotary positions, or NULL (text: the row's position) */
     int32_t *erow;     /* (n_prompt) with embd: the row of each prompt entry, -1 for a text token */
     lv_sampler_params sp;
     bool ignore_eos;
@@ -97,6 +98,8 @@ struct lv_srv {
     const lv_model *model;
     lv_srv_params p;
     int32_t n_ctx, n_vocab, n_embd;
+    bool mrope;          /* the model rotates by four positions per token: every batch row carries them */
+    lv_pos *mstage;      /* with mrope: (n_batch, 4) the rows' positions while the step's batch is built */
     pthread_mutex_t mu;
     pthread_cond_t work; /* submit, cancel, stop */
     pthread_cond_t idle; /* a step ended */
@@ -178,6 +181,7 @@ static void req_free(lv_srv_req *r) {
     lv_free(r->prompt);
     lv_free(r->embd);
     lv_free(r->erow);
+    lv_free(r->mpos);
     lv_free(r->text);
     lv_free(r->toks);
     lv_free(r->lp);
@@ -250,10 +254,15 @@ lv_srv_refusal lv_srv_submit(lv_srv *s, const lv_srv_req_params *p, lv_srv_req *
         lv_error(LV_ERR_INVALID_ARG, "bad stop list");
         return LV_SRV_REFUSE_INVALID;
     }
+    if (p->pos_mrope && !s->mrope) {
+        lv_error(LV_ERR_INVALID_ARG, "M-RoPE positions for a model that rotates by one position per token");
+        return LV_SRV_REFUSE_INVALID;
+    }
     if (p->share_prefill_of) {
         const lv_srv_req *l = p->share_prefill_of;
         bool same = l->srv == s && l->n_prompt == p->n_prompt && memcmp(l->prompt, p->prompt, (size_t)p->n_prompt * sizeof(lv_token)) == 0;
         if (same && n_rows > 0) same = l->embd && memcmp(l->embd, p->embd, (size_t)n_rows * (size_t)s->n_embd * sizeof(float)) == 0;
+        if (same) same = !l->mpos == !p->pos_mrope && (!l->mpos || memcmp(l->mpos, p->pos_mrope, (size_t)p->n_prompt * 4 * sizeof(lv_pos)) == 0);
         if (!same) {
             lv_error(LV_ERR_INVALID_ARG, "share_prefill_of: a request of another prompt (or another server)");
             return LV_SRV_REFUSE_INVALID;
@@ -296,7 +305,9 @@ lv_srv_refusal lv_srv_submit(lv_srv *s, const lv_srv_req_params *p, lv_srv_req *
         r->embd = lv_mallocn((size_t)n_rows * (size_t)s->n_embd, sizeof(float));
         r->erow = lv_mallocn((size_t)p->n_prompt, sizeof(int32_t));
     }
-    bool ok = r->prompt && (!p->n_stop || r->stop) && (n_rows == 0 || (r->embd && r->erow));
+    if (p->pos_mrope) r->mpos = lv_mallocn((size_t)p->n_prompt * 4, sizeof(lv_pos));
+    bool ok = r->prompt && (!p->n_stop || r->stop) && (n_rows == 0 || (r->embd && r->erow)) && (!p->pos_mrope || r->mpos);
+    if (ok && p->pos_mrope) memcpy(r->mpos, p->pos_mrope, (size_t)p->n_prompt * 4 * sizeof(lv_pos));
     if (ok) memcpy(r->prompt, p->prompt, (size_t)p->n_prompt * sizeof(lv_token));
     if (ok && n_rows > 0) {
         memcpy(r->embd, p->embd, (size_t)n_rows * (size_t)s->n_embd * sizeof(float));
@@ -586,6 +597,9 @@ static void admit_locked(lv_srv *s) {
                 best_lcp = 0;
             } else {
                 sl->n_cache = (int32_t)best_lcp;
+                /* the prefix kept is text before any image (common_prefix stops at embedding rows): its
+                 * rotary positions are its cache positions */
+                lv_kv_seq_set_rope_offset(s->ctx, best, 0);
             }
         }
         lv_sampler *smp = NULL;
@@ -817,6 +831,8 @@ int32_t lv_srv_step(lv_srv *s) {
             const int32_t k = b->n_tokens++;
             b->token[k] = sl->last;
             b->pos[k] = sl->n_cache;
+            if (s->mrope) /* a text token: its cache position plus the sequence's rotary offset, all four */
+                for (int c = 0; c < 4; c++) s->mstage[4 * k + c] = sl->n_cache + lv_kv_seq_rope_offset(s->ctx, i);
             b->seq_id[k] = i;
             b->logits[k] = 1;
             sl->batch_i = k;
@@ -844,6 +860,8 @@ int32_t lv_srv_step(lv_srv *s) {
             if (r->prompt[pj] == LV_TOKEN_EMBD)
                 memcpy(b->embd + (int64_t)t * s->n_embd, r->embd + (int64_t)r->erow[pj] * s->n_embd, (size_t)s->n_embd * sizeof(float));
             b->pos[t] = pj;
+            if (s->mrope)
+                for (int c = 0; c < 4; c++) s->mstage[4 * t + c] = r->mpos ? r->mpos[(int64_t)c * r->n_prompt + pj] : pj + lv_kv_seq_rope_offset(s->ctx, i);
             b->seq_id[t] = i;
             b->logits[t] = pj == r->n_prompt - 1;
             if (b->logits[t]) sl->batch_i = t;
@@ -857,6 +875,9 @@ int32_t lv_srv_step(lv_srv *s) {
         s->slots[s->items[k].id].age = placed ? 0 : s->slots[s->items[k].id].age + 1;
     }
     if (b->n_tokens == 0) return 0;
+    if (s->mrope)
+        for (int32_t t = 0; t < b->n_tokens; t++)
+            for (int c = 0; c < 4; c++) b->pos_mrope[(int64_t)c * b->n_tokens + t] = s->mstage[4 * t + c];
 
     const double t0 = lv_time_s();
     const lv_status st = lv_decode(s->ctx, b);
@@ -978,6 +999,7 @@ lv_status lv_srv_create(lv_context *ctx, const lv_model *model, const lv_srv_par
     s->n_ctx = (int32_t)n_ctx;
     s->n_vocab = lv_model_n_vocab(model);
     s->n_embd = lv_model_n_embd(model);
+    s->mrope = lv_model_n_pos_per_token(model) == 4;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->work, NULL);
     pthread_cond_init(&s->idle, NULL);
@@ -985,9 +1007,13 @@ lv_status lv_srv_create(lv_context *ctx, const lv_model *model, const lv_srv_par
     s->items = lv_calloc((size_t)p.n_slots, sizeof(lv_pack_item));
     s->places = lv_calloc((size_t)p.n_slots, sizeof(lv_pack_place));
     s->batch = lv_batch_init_embd(p.n_batch, s->n_embd); /* embedding rows: images */
-    lv_free(s->batch.pos_mrope); /* positions are one per token here (M-RoPE image layouts are not served) */
-    s->batch.pos_mrope = NULL;
-    if (!s->slots || !s->items || !s->places || !s->batch.token || !s->batch.embd) {
+    if (!s->mrope) { /* one position per token */
+        lv_free(s->batch.pos_mrope);
+        s->batch.pos_mrope = NULL;
+    } else {
+        s->mstage = lv_mallocn((size_t)p.n_batch * 4, sizeof(lv_pos));
+    }
+    if (!s->slots || !s->items || !s->places || !s->batch.token || !s->batch.embd || (s->mrope && (!s->batch.pos_mrope || !s->mstage))) {
         lv_srv_free(s);
         return lv_error(LV_ERR_NOMEM, "lv_srv_create: out of memory");
     }
@@ -1072,6 +1098,7 @@ void lv_srv_free(lv_srv *s) {
     }
     lv_free(s->slots);
     lv_free(s->items);
+    lv_free(s->mstage);
     lv_free(s->places);
     lv_batch_free(&s->batch);
     pthread_cond_destroy(&s->work);

@@ -90,6 +90,9 @@ typedef struct lv_srv_req_params {
     const lv_token *prompt;     /* copied; LV_TOKEN_EMBD entries take the rows of embd in order (images) */
     int32_t n_prompt;
     const float *embd;          /* n_embd_rows x the model's n_embd floats (copied), or NULL */
+    const lv_pos *pos_mrope;    /* M-RoPE models: (4, n_prompt) rotary positions t, h, w, e of the prompt's rows as
+                                   lv_mm_decode lays them out from position 0 (copied); NULL: all four = the row's
+                                   position (text). Other models: must be NULL */
     int32_t n_embd_rows;        /* must equal the prompt's LV_TOKEN_EMBD count; a prompt prefix reused
                                    from a slot's cache ends at the first embedding row */
     int32_t n_predict;          /* tokens to generate at most; < 0: the request's share of the context

@@ -2,7 +2,9 @@
 # tower (tests/golden/vision). /completion with llama-server's multimodal_data gives the tokens
 # `longview run --image` gives; a chat image_url part (a data: URI) is laid out where the part is;
 # a repeated request reuses only the text before its image; bad images, URLs and servers without
-# --mmproj are refused with 400 and the server goes on; an M-RoPE model is refused at start.
+# --mmproj are refused with 400 and the server goes on. Qwen2.5-VL (M-RoPE positions): the same
+# oracle for two images, and a text-only request after an image one in the same slot (its rotary
+# offset set back) equal to `longview run -p`.
 . "$(dirname "$0")/_lib.sh"
 command -v python3 >/dev/null || { echo "skip: python3 absent"; exit 0; }
 G=tests/golden/vision
@@ -11,8 +13,14 @@ expect_ok "run --image (the reference)" "$LV" run -m "$T/text.gguf" --mmproj $G/
 cp "$T/out" "$T/run.ids"
 expect_ok "run --image, the other image" "$LV" run -m "$T/text.gguf" --mmproj $G/idefics3-s2.gguf --image $G/img-56x56.ppm -p "<__media__>What is this?" -n 8 --temp 0 --ids -c 2048
 cp "$T/out" "$T/run2.ids"
-expect_fail "--mmproj with an M-RoPE model" "$LV" serve -m $G/text-qwen2vl.gguf --mmproj $G/qwen2vl.gguf --port 0
-grep -q "M-RoPE" "$T/err" || fail "$(cat "$T/err")"
+expect_ok "gen-model qwen2vl text" "$LV" gen-model --arch qwen2vl --dim 64 --layers 2 --heads 2 --ffn 96 --std 0.3 --vocab $G/vocab-vlm.gguf --seed 3 -o "$T/q.gguf"
+for i in 1 2; do
+  img=$([ $i = 1 ] && echo img-64x64 || echo img-56x56)
+  expect_ok "run --image qwen2.5-vl $img" "$LV" run -m "$T/q.gguf" --mmproj $G/qwen25vl.gguf --image $G/$img.ppm -p "Describe: <__media__> now" -n 8 --temp 0 --ids -c 2048
+  cp "$T/out" "$T/q$i.ids"
+done
+expect_ok "run qwen2vl text only" "$LV" run -m "$T/q.gguf" -p "Describe: something else" -n 8 --temp 0 --ids -c 2048
+cp "$T/out" "$T/q-text.ids"
 expect_fail "--mmproj that is not a file" "$LV" serve -m "$T/text.gguf" --mmproj "$T/nope.gguf" --port 0
 
 serve_start vis -m "$T/text.gguf" --mmproj $G/idefics3-s2.gguf -np 2 -c 2048 -b 64 -t 1
@@ -20,9 +28,11 @@ vis_pid=$pid
 grep -q "images with .*idefics3" "$T/vis.err" || fail "no images line: $(cat "$T/vis.err")"
 serve_start plain -m "$T/text.gguf" -np 1 -c 1024 -b 64 -t 1
 plain_pid=$pid
-python3 - "$(cat "$T/vis.addr")" "$(cat "$T/plain.addr")" "$T" "$G" <<'PY' || fail "HTTP checks"
+serve_start qwen -m "$T/q.gguf" --mmproj $G/qwen25vl.gguf -np 1 -c 2048 -b 16 -t 1
+qwen_pid=$pid
+python3 - "$(cat "$T/vis.addr")" "$(cat "$T/plain.addr")" "$T" "$G" "$(cat "$T/qwen.addr")" <<'PY' || fail "HTTP checks"
 import base64, json, sys, urllib.request, urllib.error
-A, P, T, G = sys.argv[1:5]
+A, P, T, G, Q = sys.argv[1:6]
 def js(base, path, body):
     r = urllib.request.Request(base + path, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
     try:
@@ -79,6 +89,18 @@ st, j = chat([{"type": "image_url", "image_url": {"url": url}}], base=P); bad(st
 st, j = native(img1)
 assert st == 200 and j["tokens"] == ids1, (st, j)
 ok("after the refusals: the same answer")
+
+# Qwen2.5-VL: M-RoPE positions for the image rows, 16-token steps cutting through them; one slot
+q = [[int(x) for x in open(T + "/q%s.ids" % k).read().split()] for k in ("1", "2", "-text")]
+assert q[0] != q[1], "the two images give the same Qwen answer"
+for k, img in ((0, img1), (1, img2), (0, img1)):
+    st, j = js(Q, "/completion", {"prompt": "Describe: <__media__> now", "multimodal_data": [img], "n_predict": 8, "temperature": 0, "return_tokens": True})
+    assert st == 200 and j["tokens"] == q[k], (k, st, j.get("tokens"), q[k])
+ok("qwen2.5-vl: /completion + multimodal_data == longview run --image, two images in turn")
+st, j = js(Q, "/completion", {"prompt": "Describe: something else", "n_predict": 8, "temperature": 0, "return_tokens": True})
+assert st == 200 and j["tokens"] == q[2] and j["tokens_cached"] > 0, (st, j.get("tokens"), j.get("tokens_cached"), q[2])
+ok("qwen2.5-vl: a text-only request after an image one reuses the text before the image (%d tokens) and equals run -p" % j["tokens_cached"])
 PY
 serve_stop vis "$vis_pid"
 serve_stop plain "$plain_pid"
+serve_stop qwen "$qwen_pid"
