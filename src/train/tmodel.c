@@ -140,7 +140,7 @@ static uint64_t splitmix(uint64_t *s) {
     return z ^ (z >> 31);
 }
 
-static void fill_normal(float *p, int64_t n, uint64_t seed, float std) {
+void lv_tr_fill_normal(float *p, int64_t n, uint64_t seed, float std) {
     uint64_t s = seed;
     for (int64_t i = 0; i < n; i += 2) {
         const double u1 = ((double)(splitmix(&s) >> 11) + 0.5) * (1.0 / 9007199254740992.0);
@@ -160,27 +160,27 @@ void lv_tmodel_init(lv_tmodel *m, uint64_t seed, float std) {
     const int64_t E = c->n_embd, V = c->n_vocab, F = c->n_ff, Q = (int64_t)c->n_head * c->head_dim, KV = (int64_t)c->n_head_kv * c->head_dim;
     const float std_res = std / sqrtf(2.0f * (float)c->n_layer);
     uint64_t k = seed * 0x100000001b3ull;
-    fill_normal(m->w.tok_embd, V * E, ++k, std);
+    lv_tr_fill_normal(m->w.tok_embd, V * E, ++k, std);
     for (int l = 0; l < c->n_layer; l++) {
         lv_tr_layer *L = &m->w.layers[l];
         fill_const(L->attn_norm, E, 1.0f);
-        fill_normal(L->wq, Q * E, ++k, std);
-        fill_normal(L->wk, KV * E, ++k, std);
-        fill_normal(L->wv, KV * E, ++k, std);
+        lv_tr_fill_normal(L->wq, Q * E, ++k, std);
+        lv_tr_fill_normal(L->wk, KV * E, ++k, std);
+        lv_tr_fill_normal(L->wv, KV * E, ++k, std);
         if (L->bq) {
             fill_const(L->bq, Q, 0);
             fill_const(L->bk, KV, 0);
             fill_const(L->bv, KV, 0);
         }
-        fill_normal(L->wo, E * Q, ++k, std_res);
+        lv_tr_fill_normal(L->wo, E * Q, ++k, std_res);
         if (L->bo) fill_const(L->bo, E, 0);
         fill_const(L->ffn_norm, E, 1.0f);
-        fill_normal(L->w_gate, F * E, ++k, std);
-        fill_normal(L->w_up, F * E, ++k, std);
-        fill_normal(L->w_down, E * F, ++k, std_res);
+        lv_tr_fill_normal(L->w_gate, F * E, ++k, std);
+        lv_tr_fill_normal(L->w_up, F * E, ++k, std);
+        lv_tr_fill_normal(L->w_down, E * F, ++k, std_res);
     }
     fill_const(m->w.output_norm, E, 1.0f);
-    if (!c->tied) fill_normal(m->w.output, V * E, ++k, std);
+    if (!c->tied) lv_tr_fill_normal(m->w.output, V * E, ++k, std);
 }
 
 /* -------------------------------------------------------------------------------------------
