@@ -192,13 +192,17 @@ lv_status lv_tmodel_export_gguf(const lv_tmodel *m, const char *vocab_gguf, cons
                                 const char *const *extra_kv);
 
 /* A sequence to run: tokens at RoPE positions pos (any increasing or not values: training uses
- * skips), next-token targets (-1: none) and their loss weights (0: no loss). */
+ * skips), next-token targets (-1: none) and their loss weights (0: no loss). Embedding rows (an
+ * image's projected embeddings, lv_tv_forward's output) stand in for tokens where tokens[i] is
+ * -1: the k-th such position takes row k of embd. */
 typedef struct lv_tr_seq {
     int64_t T;
-    const int32_t *tokens;  /* (T) */
+    const int32_t *tokens;  /* (T); -1: an embedding row */
     const int32_t *pos;     /* (T) */
     const int32_t *targets; /* (T) or NULL (no loss) */
     const float *weights;   /* (T) or NULL */
+    const float *embd;      /* (n, E), n = the count of tokens[i] == -1; NULL when there are none */
+    float *dembd;           /* (n, E) or NULL: lv_tr_backward writes d/d(embd) here (for the tower's backward) */
 } lv_tr_seq;
 
 /* DuoAttention mixing for identify: in every layer the attention output of KV group g is
@@ -251,7 +255,9 @@ lv_status lv_tr_forward(lv_threadpool *tp, const lv_tmodel *m, lv_tr_state *st, 
  * Call after lv_tr_forward. */
 double lv_tr_xent_loss(lv_threadpool *tp, lv_tmodel *m, lv_tr_state *st, const lv_tr_seq *seq, bool grad, float scale, float *ce);
 /* Backward from d/dxf (in st->dx, (T, E); overwritten): weight gradients are added to m->grads
- * when m->grads != NULL; duo gates' gradients to duo->dalpha. */
+ * when m->grads != NULL; duo gates' gradients to duo->dalpha; d/d(embedding rows) is written to
+ * seq->dembd when given (whether or not the model has gradients: a frozen text model can train
+ * the tower). */
 void lv_tr_backward(lv_threadpool *tp, lv_tmodel *m, lv_tr_state *st, const lv_tr_seq *seq, const lv_tr_duo *duo);
 /* logits (rows, V) of the tokens [t0, t0 + rows) after lv_tr_forward */
 void lv_tr_logits(lv_threadpool *tp, const lv_tmodel *m, lv_tr_state *st, int64_t t0, int64_t rows, float *logits);

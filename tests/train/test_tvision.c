@@ -454,3 +454,112 @@ TEST(train_tv_config_refused) {
     CHECK(lv_tvmodel_create(&c, false, &m) == LV_ERR_INVALID_ARG && strstr(lv_last_error(), "scale_factor"), "s = 1: %s", lv_last_error());
     CHECK(m == NULL, "nothing allocated");
 }
+
+/* ---------------------------------------------------------------------------------------------
+ * tower + text model, end to end
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct vl_pair {
+    lv_tvmodel *tv;
+    lv_tmodel *lm;
+    lv_tv_state tst;
+    lv_tr_state lst;
+    const uint8_t *img;
+    int n_img;
+    float *embd, *dembd;
+    lv_tr_seq seq;
+} vl_pair;
+
+static double vl_loss(lv_threadpool *tp, vl_pair *p, bool grad) {
+    LV_ASSERT(lv_tv_forward(tp, p->tv, &p->tst, p->img, p->n_img, p->embd) == LV_OK);
+    LV_ASSERT(lv_tr_forward(tp, p->lm, &p->lst, &p->seq, NULL) == LV_OK);
+    const double loss = lv_tr_xent_loss(tp, p->lm, &p->lst, &p->seq, grad, 1.0f, NULL);
+    if (grad) {
+        lv_tr_backward(tp, p->lm, &p->lst, &p->seq, NULL);
+        lv_tv_backward(tp, p->tv, &p->tst, p->dembd);
+    }
+    return loss;
+}
+
+/* Images through the tower into a llama's sequence in place of tokens, cross-entropy on the text
+ * after them: the gradients of both models' parameters against finite differences, and embedding
+ * rows equal to token embeddings reproduce the token-only forward bit for bit. */
+TEST(train_tv_text_end_to_end) {
+    lv_test_rng r = {lv_test_seed()};
+    lv_threadpool *tp = lv_threadpool_create(1);
+    const lv_tv_config vc = lv_tv_config_default(16, 4, 8, 2, 1, 12, 2, 16); /* 4 tokens of 16 per image */
+    lv_tr_config tc = {.arch = LV_ARCH_LLAMA, .n_vocab = 23, .n_embd = 16, .n_layer = 2, .n_head = 4, .n_head_kv = 2, .head_dim = 4,
+                       .n_ff = 24, .n_rot = 4, .n_ctx_train = 256, .rope_base = 10000, .norm_eps = 1e-5f, .tied = true};
+    vl_pair p = {0};
+    p.tv = tiny_tower(&r, vc, true);
+    REQUIRE(tp && p.tv && lv_tmodel_create(&tc, true, &p.lm) == LV_OK, "models");
+    lv_tmodel_init(p.lm, 3, 0.25f);
+    for (int64_t i = 0; i < p.lm->n_params; i++) p.lm->params[i] += 0.05f * lv_test_rng_f32(&r);
+    p.n_img = 2;
+    uint8_t *img = random_images(&r, p.n_img, vc.image_size);
+    p.img = img;
+    enum { T = 16, NE = 8 }; /* 3 text tokens, 8 image rows, 5 text tokens */
+    int32_t tok[T], pos[T], tgt[T];
+    float w[T];
+    for (int i = 0; i < T; i++) {
+        tok[i] = i >= 3 && i < 3 + NE ? -1 : (int32_t)(lv_test_rng_u64(&r) % 23);
+        pos[i] = i;
+    }
+    for (int i = 0; i < T; i++) {
+        tgt[i] = i + 1 < T ? tok[i + 1] : -1;
+        w[i] = 1.0f;
+    }
+    p.embd = malloc(sizeof(float) * NE * 16);
+    p.dembd = malloc(sizeof(float) * NE * 16);
+    p.seq = (lv_tr_seq){T, tok, pos, tgt, w, p.embd, p.dembd};
+
+    /* embedding rows that are token embeddings: the same hidden states as the tokens */
+    {
+        int32_t tok2[T];
+        for (int i = 0; i < T; i++) tok2[i] = tok[i] >= 0 ? tok[i] : (int32_t)(i % 23);
+        for (int k = 0; k < NE; k++) memcpy(p.embd + k * 16, p.lm->w.tok_embd + (int64_t)((3 + k) % 23) * 16, sizeof(float) * 16);
+        lv_tr_seq s2 = {T, tok2, pos, NULL, NULL, NULL, NULL};
+        lv_tr_state a = {0};
+        REQUIRE(lv_tr_forward(tp, p.lm, &a, &s2, NULL) == LV_OK && lv_tr_forward(tp, p.lm, &p.lst, &p.seq, NULL) == LV_OK, "forward");
+        CHECK(memcmp(a.xf, p.lst.xf, sizeof(float) * T * 16) == 0, "embedding rows equal to token embeddings change the hidden states");
+        s2.embd = NULL, s2.tokens = tok;
+        CHECK(lv_tr_forward(tp, p.lm, &a, &s2, NULL) == LV_ERR_INVALID_ARG, "a -1 token without embedding rows is refused");
+        lv_tr_state_free(&a);
+    }
+
+    lv_tr_set_reference(true);
+    memset(p.tv->grads, 0, sizeof(float) * (size_t)p.tv->n_params);
+    memset(p.lm->grads, 0, sizeof(float) * (size_t)p.lm->n_params);
+    vl_loss(tp, &p, true);
+    /* eps 1e-2 and the whole-model tolerance of check_model_grads (test_train.c): the loss
+     * (~40 nats over 12 targets) carries ~1e-5 of float noise, / 2 eps = 5e-4 */
+    const float eps = 1e-2f;
+    int bad = 0, checked = 0;
+    double worst = 0;
+    float *ps[2] = {p.tv->params, p.lm->params}, *gs[2] = {p.tv->grads, p.lm->grads};
+    const int64_t ns[2] = {p.tv->n_params, p.lm->n_params};
+    for (int which = 0; which < 2; which++)
+        for (int64_t i = 0; i < ns[which]; i += 1 + (int64_t)(lv_test_rng_u64(&r) % 10)) {
+            const float old = ps[which][i];
+            ps[which][i] = old + eps;
+            const double lp = vl_loss(tp, &p, false);
+            ps[which][i] = old - eps;
+            const double lm = vl_loss(tp, &p, false);
+            ps[which][i] = old;
+            const double fd = (lp - lm) / (2 * eps);
+            checked++;
+            if (!grad_close(gs[which][i], fd, 2e-2, 3e-3)) {
+                if (bad < 5) fprintf(stderr, "    %s param %lld: analytic %g, finite difference %g\n", which ? "text" : "tower", (long long)i, (double)gs[which][i], fd);
+                bad++;
+            }
+            worst = fmax(worst, fabs(gs[which][i] - fd));
+        }
+    lv_tr_set_reference(false);
+    CHECK(bad == 0 && checked > 250, "%d of %d end-to-end gradients differ from finite differences (worst %g)", bad, checked, worst);
+    free(p.embd), free(p.dembd), free(img);
+    lv_tv_state_free(&p.tst);
+    lv_tr_state_free(&p.lst);
+    lv_tvmodel_free(p.tv);
+    lv_tmodel_free(p.lm);
+    lv_threadpool_free(tp);
+}
