@@ -4,8 +4,8 @@
  * reference beside the fast path; multi-threaded over the library's lv_threadpool.
  *
  * The module src/train/ (docs/architecture.md):
- *   Owns:  the trainer: f32 forward and backward of llama / qwen2, AdamW, DuoAttention gate
- *          optimization (docs/train.md).
+ *   Owns:  the trainer: f32 forward and backward of llama / qwen2 and of an idefics3 vision
+ *          tower + projector (tvision.c), AdamW, DuoAttention gate optimization (docs/train.md).
  *   Never: shares state with inference contexts.
  *
  * The same machinery runs DuoAttention's head identification (identify.c): the model is loaded
