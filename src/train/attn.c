@@ -1,6 +1,7 @@
 /*
  * attn.c: causal GQA attention for training, forward and backward, with an optional
- * sink + window mask (DuoAttention's streaming heads, used by identify).
+ * sink + window mask (DuoAttention's streaming heads, used by identify), or bidirectional
+ * (every key visible to every query: the vision tower's, tvision.c).
  *
  * The fast path is FlashAttention-2 on the CPU: blocks of 64 queries x 64 keys, products by
  * lv_tr_gemm, an online softmax in the forward pass that keeps only the log-sum-exp of each row
@@ -26,11 +27,16 @@
 #define BK 64
 
 static inline bool visible(const lv_tr_attn_shape *s, int64_t i, int64_t j) {
+    if (s->bidir) return true;
     return j <= i && (s->window <= 0 || j < s->sink || i - j < s->window);
 }
 
+/* the keys a query i can see lie in [0, key_end(i)) */
+static inline int64_t key_end(const lv_tr_attn_shape *s, int64_t i) { return s->bidir ? s->T : i + 1; }
+
 /* whether some key of [j0, j1) is visible to some query of [i0, i1) */
 static bool block_visible(const lv_tr_attn_shape *s, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
+    if (s->bidir) return true;
     if (j0 > i1 - 1) return false;
     if (s->window <= 0 || j0 < s->sink) return true;
     return i0 - (j1 - 1) < s->window;
@@ -58,7 +64,7 @@ void lv_tr_attn_fwd_ref(const lv_tr_attn_shape *s, const float *q, const float *
         for (int64_t i = 0; i < T; i++) {
             const float *qi = q + (i * Hq + h) * D;
             double mx = -INFINITY;
-            for (int64_t j = 0; j <= i; j++) {
+            for (int64_t j = 0; j < key_end(s, i); j++) {
                 if (!visible(s, i, j)) continue;
                 const float *kj = k + (j * Hkv + g) * D;
                 double d = 0;
@@ -67,7 +73,7 @@ void lv_tr_attn_fwd_ref(const lv_tr_attn_shape *s, const float *q, const float *
                 if (p[j] > mx) mx = p[j];
             }
             double sum = 0;
-            for (int64_t j = 0; j <= i; j++) {
+            for (int64_t j = 0; j < key_end(s, i); j++) {
                 if (!visible(s, i, j)) continue;
                 p[j] = exp(p[j] - mx);
                 sum += p[j];
@@ -75,7 +81,7 @@ void lv_tr_attn_fwd_ref(const lv_tr_attn_shape *s, const float *q, const float *
             float *o = out + (i * Hq + h) * D;
             for (int c = 0; c < D; c++) {
                 double acc = 0;
-                for (int64_t j = 0; j <= i; j++)
+                for (int64_t j = 0; j < key_end(s, i); j++)
                     if (visible(s, i, j)) acc += p[j] * v[(j * Hkv + g) * D + c];
                 o[c] = (float)(acc / sum);
             }
@@ -97,7 +103,7 @@ void lv_tr_attn_bwd_ref(const lv_tr_attn_shape *s, const float *q, const float *
         for (int64_t i = 0; i < T; i++) {
             const float *qi = q + (i * Hq + h) * D, *doi = dout + (i * Hq + h) * D;
             double mx = -INFINITY;
-            for (int64_t j = 0; j <= i; j++) {
+            for (int64_t j = 0; j < key_end(s, i); j++) {
                 if (!visible(s, i, j)) continue;
                 double d = 0;
                 for (int c = 0; c < D; c++) d += (double)qi[c] * k[(j * Hkv + g) * D + c];
@@ -105,10 +111,10 @@ void lv_tr_attn_bwd_ref(const lv_tr_attn_shape *s, const float *q, const float *
                 if (P[j] > mx) mx = P[j];
             }
             double sum = 0;
-            for (int64_t j = 0; j <= i; j++)
+            for (int64_t j = 0; j < key_end(s, i); j++)
                 if (visible(s, i, j)) sum += (P[j] = exp(P[j] - mx));
             double pdp = 0;
-            for (int64_t j = 0; j <= i; j++) {
+            for (int64_t j = 0; j < key_end(s, i); j++) {
                 if (!visible(s, i, j)) continue;
                 P[j] /= sum;
                 double d = 0;
@@ -119,7 +125,7 @@ void lv_tr_attn_bwd_ref(const lv_tr_attn_shape *s, const float *q, const float *
             double dqi[1024];
             LV_ASSERT(D <= 1024);
             for (int c = 0; c < D; c++) dqi[c] = 0;
-            for (int64_t j = 0; j <= i; j++) {
+            for (int64_t j = 0; j < key_end(s, i); j++) {
                 if (!visible(s, i, j)) continue;
                 const double ds = P[j] * (dP[j] - pdp) * s->scale;
                 for (int c = 0; c < D; c++) {
@@ -184,7 +190,7 @@ static void attn_fwd_worker(void *arg, int ith, int nth) {
         }
         memset(O, 0, (size_t)bq * D * sizeof(float));
         const float *Qi = t->q + (i0 * Hq + h) * D;
-        for (int64_t j0 = 0; j0 < i1; j0 += BK) {
+        for (int64_t j0 = 0; j0 < (s->bidir ? T : i1); j0 += BK) {
             const int64_t j1 = LV_MIN(T, j0 + BK);
             if (!block_visible(s, i0, i1, j0, j1)) continue;
             const int bk = (int)(j1 - j0);
@@ -231,7 +237,7 @@ static void attn_fwd_worker(void *arg, int ith, int nth) {
 }
 
 void lv_tr_attn_fwd(lv_threadpool *tp, const lv_tr_attn_shape *s, const float *q, const float *k, const float *v, float *out, float *lse) {
-    LV_ASSERT(s->Hq % s->Hkv == 0 && s->T > 0);
+    LV_ASSERT(s->Hq % s->Hkv == 0 && s->T > 0 && (!s->bidir || s->window <= 0));
     if (lv_tr_reference()) {
         lv_tr_attn_fwd_ref(s, q, k, v, out, lse);
         return;
@@ -289,7 +295,7 @@ static void attn_bwd_worker(void *arg, int ith, int nth) {
             memset(dVj, 0, (size_t)bk * D * sizeof(float));
             pack_t(t->k + g * D, ldk, j0, bk, D, Kt);
             pack_t(t->v + g * D, ldk, j0, bk, D, Vt);
-            for (int64_t i0 = (j0 / BQ) * BQ; i0 < T; i0 += BQ) {
+            for (int64_t i0 = s->bidir ? 0 : (j0 / BQ) * BQ; i0 < T; i0 += BQ) {
                 const int64_t i1 = LV_MIN(T, i0 + BQ);
                 if (!block_visible(s, i0, i1, j0, j1)) {
                     if (s->window > 0 && j0 >= s->sink && i0 - (j1 - 1) >= s->window) break; /* later blocks are further */

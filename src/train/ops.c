@@ -1,8 +1,9 @@
 /*
  * ops.c: the trainer's per-row operations, forward and backward: RMSNorm, RoPE, SwiGLU and
- * cross-entropy. These are memory-bound and simple, so the reference is the implementation;
- * callers parallelize over rows. The forward arithmetic is the engine's (kernels.c), so the
- * trainer's logits agree with lv_decode's.
+ * cross-entropy; LayerNorm and tanh GELU for the vision tower (tvision.c). These are memory-bound
+ * and simple, so the reference is the implementation; callers parallelize over rows. The forward
+ * arithmetic is the engine's (kernels.c, vision/encode.c), so the trainer's logits agree with
+ * lv_decode's.
  */
 #include "train/train.h"
 
@@ -71,4 +72,60 @@ float lv_tr_xent(const float *logits, int64_t V, int32_t target, float *dlogits,
         dlogits[target] -= scale;
     }
     return (float)(lse - (double)logits[target]);
+}
+
+void lv_tr_layernorm_fwd(const float *x, const float *w, const float *b, float *y, int64_t n, float eps, float *mean_out, float *rstd_out) {
+    double sum = 0;
+    for (int64_t i = 0; i < n; i++) sum += x[i];
+    const float mean = (float)(sum / (double)n);
+    double var = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const float t = x[i] - mean;
+        var += (double)t * t;
+    }
+    const float rstd = 1.0f / sqrtf((float)(var / (double)n) + eps);
+    for (int64_t i = 0; i < n; i++) {
+        float t = (x[i] - mean) * rstd;
+        t *= w[i];
+        t += b[i];
+        y[i] = t;
+    }
+    if (mean_out) *mean_out = mean;
+    if (rstd_out) *rstd_out = rstd;
+}
+
+void lv_tr_layernorm_bwd(const float *x, const float *w, float mean, float rstd, const float *dy, float *dx, bool accumulate_dx, float *dw,
+                         float *db, int64_t n) {
+    double sg = 0, sgx = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const double g = (double)dy[i] * w[i], xh = (double)((x[i] - mean) * rstd);
+        sg += g;
+        sgx += g * xh;
+    }
+    const float mg = (float)(sg / (double)n), mgx = (float)(sgx / (double)n);
+    for (int64_t i = 0; i < n; i++) {
+        const float xh = (x[i] - mean) * rstd;
+        const float d = rstd * (dy[i] * w[i] - mg - xh * mgx);
+        dx[i] = accumulate_dx ? dx[i] + d : d;
+        if (dw) dw[i] += dy[i] * xh;
+        if (db) db[i] += dy[i];
+    }
+}
+
+#define GELU_K0 0.79788456080286535587989211986876f /* sqrt(2 / pi) */
+#define GELU_A 0.044715f
+
+void lv_tr_gelu_fwd(const float *x, float *y, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        const float v = x[i];
+        y[i] = 0.5f * v * (1.0f + tanhf(GELU_K0 * v * (1.0f + GELU_A * v * v)));
+    }
+}
+
+/* g = x (1 + t) / 2, t = tanh(u), u = k0 (x + a x^3):  g' = (1 + t) / 2 + x (1 - t^2) k0 (1 + 3 a x^2) / 2 */
+void lv_tr_gelu_bwd(const float *x, const float *dy, float *dx, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        const float v = x[i], t = tanhf(GELU_K0 * v * (1.0f + GELU_A * v * v));
+        dx[i] = dy[i] * (0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * GELU_K0 * (1.0f + 3.0f * GELU_A * v * v));
+    }
 }

@@ -13,9 +13,9 @@
 
 #define NORM_BLOCK 65536
 
-lv_status lv_adamw_init(lv_adamw *o, const lv_tmodel *m) {
+lv_status lv_adamw_init_n(lv_adamw *o, int64_t n) {
     memset(o, 0, sizeof(*o));
-    o->n = m->n_params;
+    o->n = n;
     o->m = lv_calloc((size_t)o->n, sizeof(float));
     o->v = lv_calloc((size_t)o->n, sizeof(float));
     o->decay = lv_calloc((size_t)o->n, 1);
@@ -23,6 +23,12 @@ lv_status lv_adamw_init(lv_adamw *o, const lv_tmodel *m) {
         lv_adamw_free(o);
         return LV_ERR_NOMEM;
     }
+    return LV_OK;
+}
+
+lv_status lv_adamw_init(lv_adamw *o, const lv_tmodel *m) {
+    lv_status st = lv_adamw_init_n(o, m->n_params);
+    if (st != LV_OK) return st;
     const lv_tr_config *c = &m->c;
     const int64_t E = c->n_embd, V = c->n_vocab, F = c->n_ff, Q = (int64_t)c->n_head * c->head_dim, KV = (int64_t)c->n_head_kv * c->head_dim;
 #define MARK(p, n) memset(o->decay + ((p) - m->params), 1, (size_t)(n))

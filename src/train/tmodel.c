@@ -140,7 +140,7 @@ static uint64_t splitmix(uint64_t *s) {
     return z ^ (z >> 31);
 }
 
-static void fill_normal(float *p, int64_t n, uint64_t seed, float std) {
+void lv_tr_fill_normal(float *p, int64_t n, uint64_t seed, float std) {
     uint64_t s = seed;
     for (int64_t i = 0; i < n; i += 2) {
         const double u1 = ((double)(splitmix(&s) >> 11) + 0.5) * (1.0 / 9007199254740992.0);
@@ -160,27 +160,27 @@ void lv_tmodel_init(lv_tmodel *m, uint64_t seed, float std) {
     const int64_t E = c->n_embd, V = c->n_vocab, F = c->n_ff, Q = (int64_t)c->n_head * c->head_dim, KV = (int64_t)c->n_head_kv * c->head_dim;
     const float std_res = std / sqrtf(2.0f * (float)c->n_layer);
     uint64_t k = seed * 0x100000001b3ull;
-    fill_normal(m->w.tok_embd, V * E, ++k, std);
+    lv_tr_fill_normal(m->w.tok_embd, V * E, ++k, std);
     for (int l = 0; l < c->n_layer; l++) {
         lv_tr_layer *L = &m->w.layers[l];
         fill_const(L->attn_norm, E, 1.0f);
-        fill_normal(L->wq, Q * E, ++k, std);
-        fill_normal(L->wk, KV * E, ++k, std);
-        fill_normal(L->wv, KV * E, ++k, std);
+        lv_tr_fill_normal(L->wq, Q * E, ++k, std);
+        lv_tr_fill_normal(L->wk, KV * E, ++k, std);
+        lv_tr_fill_normal(L->wv, KV * E, ++k, std);
         if (L->bq) {
             fill_const(L->bq, Q, 0);
             fill_const(L->bk, KV, 0);
             fill_const(L->bv, KV, 0);
         }
-        fill_normal(L->wo, E * Q, ++k, std_res);
+        lv_tr_fill_normal(L->wo, E * Q, ++k, std_res);
         if (L->bo) fill_const(L->bo, E, 0);
         fill_const(L->ffn_norm, E, 1.0f);
-        fill_normal(L->w_gate, F * E, ++k, std);
-        fill_normal(L->w_up, F * E, ++k, std);
-        fill_normal(L->w_down, E * F, ++k, std_res);
+        lv_tr_fill_normal(L->w_gate, F * E, ++k, std);
+        lv_tr_fill_normal(L->w_up, F * E, ++k, std);
+        lv_tr_fill_normal(L->w_down, E * F, ++k, std_res);
     }
     fill_const(m->w.output_norm, E, 1.0f);
-    if (!c->tied) fill_normal(m->w.output, V * E, ++k, std);
+    if (!c->tied) lv_tr_fill_normal(m->w.output, V * E, ++k, std);
 }
 
 /* -------------------------------------------------------------------------------------------
@@ -310,7 +310,8 @@ static void swiglu_bwd_rows(void *arg, int64_t lo, int64_t hi, int ith) {
 static void embed_rows(void *arg, int64_t lo, int64_t hi, int ith) {
     row_task *t = arg;
     const int64_t E = t->m->c.n_embd;
-    for (int64_t i = lo; i < hi; i++) memcpy(t->dst + i * E, t->m->w.tok_embd + (int64_t)t->seq->tokens[i] * E, (size_t)E * sizeof(float));
+    for (int64_t i = lo; i < hi; i++)
+        if (t->seq->tokens[i] >= 0) memcpy(t->dst + i * E, t->m->w.tok_embd + (int64_t)t->seq->tokens[i] * E, (size_t)E * sizeof(float));
 }
 
 /* duo mixing: att = alpha o_full + (1 - alpha) att_s, per KV group */
@@ -338,14 +339,18 @@ lv_status lv_tr_forward(lv_threadpool *tp, const lv_tmodel *m, lv_tr_state *st, 
     const int64_t T = seq->T, E = c->n_embd, F = c->n_ff, Q = (int64_t)c->n_head * c->head_dim, KV = (int64_t)c->n_head_kv * c->head_dim;
     if (T < 1) return lv_error(LV_ERR_INVALID_ARG, "empty sequence");
     for (int64_t i = 0; i < T; i++)
-        if (seq->tokens[i] < 0 || seq->tokens[i] >= c->n_vocab)
-            return lv_error(LV_ERR_INVALID_ARG, "token %d at %lld is outside the vocabulary (%d)", seq->tokens[i], (long long)i, c->n_vocab);
+        if (seq->tokens[i] < (seq->embd ? -1 : 0) || seq->tokens[i] >= c->n_vocab)
+            return lv_error(LV_ERR_INVALID_ARG, "token %d at %lld is outside the vocabulary (%d)%s", seq->tokens[i], (long long)i, c->n_vocab,
+                            seq->tokens[i] == -1 ? " and the sequence has no embedding rows" : "");
     lv_status s = lv_tr_state_reserve(st, m, T, duo != NULL);
     if (s != LV_OK) return s;
     row_task t = {.m = m, .st = st, .seq = seq, .duo = duo};
     lv_parallel_for(tp, T, rope_cache_rows, &t);
     t.dst = st->x;
     lv_parallel_for(tp, T, embed_rows, &t);
+    if (seq->embd) /* the embedding rows, in order (a copy: cheap beside the layers) */
+        for (int64_t i = 0, k = 0; i < T; i++)
+            if (seq->tokens[i] < 0) memcpy(st->x + i * E, seq->embd + k++ * E, (size_t)E * sizeof(float));
     const lv_tr_attn_shape as = {.T = T, .Hq = c->n_head, .Hkv = c->n_head_kv, .D = c->head_dim, .scale = 1.0f / sqrtf((float)c->head_dim)};
     for (int l = 0; l < c->n_layer; l++) {
         const lv_tr_layer *L = &m->w.layers[l];
@@ -501,7 +506,7 @@ static void embed_bwd_worker(void *arg, int ith, int nth) {
     embed_bwd_task *t = arg;
     for (int64_t i = 0; i < t->seq->T; i++) {
         const int32_t tok = t->seq->tokens[i];
-        if (tok % nth != ith) continue;
+        if (tok < 0 || tok % nth != ith) continue; /* -1: an embedding row (seq->dembd) */
         float *d = t->dE + (int64_t)tok * t->E;
         const float *s = t->dx + i * t->E;
         for (int64_t j = 0; j < t->E; j++) d[j] += s[j];
@@ -563,6 +568,9 @@ void lv_tr_backward(lv_threadpool *tp, lv_tmodel *m, lv_tr_state *st, const lv_t
         embed_bwd_task et = {seq, st->dx, m->g.tok_embd, E, c->n_vocab};
         lv_threadpool_run(tp, embed_bwd_worker, &et);
     }
+    if (seq->dembd)
+        for (int64_t i = 0, k = 0; i < T; i++)
+            if (seq->tokens[i] < 0) memcpy(seq->dembd + k++ * E, st->dx + i * E, (size_t)E * sizeof(float));
 }
 
 /* -------------------------------------------------------------------------------------------

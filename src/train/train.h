@@ -4,8 +4,8 @@
  * reference beside the fast path; multi-threaded over the library's lv_threadpool.
  *
  * The module src/train/ (docs/architecture.md):
- *   Owns:  the trainer: f32 forward and backward of llama / qwen2, AdamW, DuoAttention gate
- *          optimization (docs/train.md).
+ *   Owns:  the trainer: f32 forward and backward of llama / qwen2 and of an idefics3 vision
+ *          tower + projector (tvision.c), AdamW, DuoAttention gate optimization (docs/train.md).
  *   Never: shares state with inference contexts.
  *
  * The same machinery runs DuoAttention's head identification (identify.c): the model is loaded
@@ -88,10 +88,25 @@ void lv_tr_swiglu_bwd(const float *g, const float *u, const float *dh, float *dg
 /* loss = logsumexp(logits) - logits[target]; if dlogits: dlogits = (softmax - onehot) * scale */
 float lv_tr_xent(const float *logits, int64_t V, int32_t target, float *dlogits, float scale);
 
+/* LayerNorm with weight and bias, as the engine's vision tower (encode.c layernorm_row): mean in
+ * double then float, variance of the float centred values summed in double, rstd = 1 / sqrtf(var
+ * + eps), y = (x - mean) * rstd * w + b. mean and rstd are returned for the backward pass. */
+void lv_tr_layernorm_fwd(const float *x, const float *w, const float *b, float *y, int64_t n, float eps, float *mean, float *rstd);
+/* xh = (x - mean) rstd, g = dy w:  dx (+)= rstd (g - mean(g) - xh mean(g xh));
+ * dw += dy xh, db += dy (each NULL: skipped) */
+void lv_tr_layernorm_bwd(const float *x, const float *w, float mean, float rstd, const float *dy, float *dx, bool accumulate_dx, float *dw,
+                         float *db, int64_t n);
+
+/* GELU, the tanh approximation (ggml_gelu, SigLIP's gelu_pytorch_tanh), computed exactly in float
+ * as the engine's lv_gelu_ref (lv_gelu itself looks it up in an f16 table: docs/vision.md) */
+void lv_tr_gelu_fwd(const float *x, float *y, int64_t n);
+/* dx = dy gelu'(x) */
+void lv_tr_gelu_bwd(const float *x, const float *dy, float *dx, int64_t n);
+
 /* -------------------------------------------------------------------------------------------
  * Attention (attn.c): causal, GQA, over one sequence, with an optional sink + window mask
  * (DuoAttention's streaming heads): key j is visible to query i iff j <= i and (window <= 0 or
- * j < sink or i - j < window). q (T, Hq, D), k and v (T, Hkv, D) after RoPE; out (T, Hq, D);
+ * j < sink or i - j < window); or, with bidir, every key to every query (no window then). q (T, Hq, D), k and v (T, Hkv, D) after RoPE; out (T, Hq, D);
  * lse (Hq, T) the log-sum-exp of each softmax row (saved for the backward pass).
  * ----------------------------------------------------------------------------------------- */
 typedef struct lv_tr_attn_shape {
@@ -99,6 +114,7 @@ typedef struct lv_tr_attn_shape {
     int Hq, Hkv, D;
     int sink, window; /* window <= 0: plain causal */
     float scale;
+    bool bidir;       /* bidirectional (ViT): every key visible to every query; no window */
 } lv_tr_attn_shape;
 
 void lv_tr_attn_fwd(lv_threadpool *tp, const lv_tr_attn_shape *s, const float *q, const float *k, const float *v, float *out, float *lse);
@@ -163,6 +179,9 @@ void lv_tmodel_free(lv_tmodel *m);
  * that write the residual stream (wo, w_down), ones for norm weights, zeros for biases.
  * Deterministic for a seed, whatever the thread count. */
 void lv_tmodel_init(lv_tmodel *m, uint64_t seed, float std);
+/* p[i] = N(0, std), i < n, from a splitmix64 stream of seed (Box-Muller in double): the
+ * initialiser of lv_tmodel_init and lv_tvmodel_init */
+void lv_tr_fill_normal(float *p, int64_t n, uint64_t seed, float std);
 /* Load any llama/qwen2 GGUF the engine loads (weights converted to f32). */
 lv_status lv_tmodel_from_model(const lv_model *src, bool with_grads, lv_tmodel **out);
 /* Write a GGUF (f32 or f16 matrices; norms and biases f32) with the tokenizer metadata of
@@ -173,13 +192,17 @@ lv_status lv_tmodel_export_gguf(const lv_tmodel *m, const char *vocab_gguf, cons
                                 const char *const *extra_kv);
 
 /* A sequence to run: tokens at RoPE positions pos (any increasing or not values: training uses
- * skips), next-token targets (-1: none) and their loss weights (0: no loss). */
+ * skips), next-token targets (-1: none) and their loss weights (0: no loss). Embedding rows (an
+ * image's projected embeddings, lv_tv_forward's output) stand in for tokens where tokens[i] is
+ * -1: the k-th such position takes row k of embd. */
 typedef struct lv_tr_seq {
     int64_t T;
-    const int32_t *tokens;  /* (T) */
+    const int32_t *tokens;  /* (T); -1: an embedding row */
     const int32_t *pos;     /* (T) */
     const int32_t *targets; /* (T) or NULL (no loss) */
     const float *weights;   /* (T) or NULL */
+    const float *embd;      /* (n, E), n = the count of tokens[i] == -1; NULL when there are none */
+    float *dembd;           /* (n, E) or NULL: lv_tr_backward writes d/d(embd) here (for the tower's backward) */
 } lv_tr_seq;
 
 /* DuoAttention mixing for identify: in every layer the attention output of KV group g is
@@ -232,10 +255,110 @@ lv_status lv_tr_forward(lv_threadpool *tp, const lv_tmodel *m, lv_tr_state *st, 
  * Call after lv_tr_forward. */
 double lv_tr_xent_loss(lv_threadpool *tp, lv_tmodel *m, lv_tr_state *st, const lv_tr_seq *seq, bool grad, float scale, float *ce);
 /* Backward from d/dxf (in st->dx, (T, E); overwritten): weight gradients are added to m->grads
- * when m->grads != NULL; duo gates' gradients to duo->dalpha. */
+ * when m->grads != NULL; duo gates' gradients to duo->dalpha; d/d(embedding rows) is written to
+ * seq->dembd when given (whether or not the model has gradients: a frozen text model can train
+ * the tower). */
 void lv_tr_backward(lv_threadpool *tp, lv_tmodel *m, lv_tr_state *st, const lv_tr_seq *seq, const lv_tr_duo *duo);
 /* logits (rows, V) of the tokens [t0, t0 + rows) after lv_tr_forward */
 void lv_tr_logits(lv_threadpool *tp, const lv_tmodel *m, lv_tr_state *st, int64_t t0, int64_t rows, float *logits);
+
+/* -------------------------------------------------------------------------------------------
+ * The vision tower and projector (tvision.c): a SigLIP tower with the idefics3 projector, as
+ * SmolVLM's mmproj files hold it and src/vision/encode.c (and llama.cpp's mtmd) run it:
+ *   cols = im2col(pixels) normalised (u / 255 - mean) / std, rows of 3 p p in (c, ky, kx) order
+ *   x = cols Wpatch^T + bpatch + pos
+ *   per layer:  xn1 = LN(x) * ln1_w + ln1_b;  q, k, v = xn1 W^T + b
+ *               att = bidirectional attention (H heads of E / H, scale 1 / sqrt(E / H))
+ *               xmid = x + att Wo^T + bo
+ *               xn2 = LN(xmid);  hup = xn2 Wup^T + bup;  x' = xmid + gelu(hup) Wdown^T + bdown
+ *   xf = LN(x_L) * post_w + post_b;  xs = pixel_shuffle_s(xf);  out = xs Wproj^T (no bias)
+ * Legend: S = image side, p = patch, G = S / p, N = G^2 patches, K = 3 p p, s = scale factor,
+ * M = (G / s)^2 output tokens per image, P = E s^2, Et = the text model's width.
+ * ----------------------------------------------------------------------------------------- */
+typedef struct lv_tv_config {
+    int32_t image_size, patch_size; /* S, p: S a multiple of p s */
+    int32_t n_embd, n_head, n_layer, n_ff;
+    int32_t scale_factor;           /* s > 1 */
+    int32_t n_text_embd;            /* Et */
+    float eps;                      /* LayerNorm epsilon (SigLIP: 1e-6) */
+    float mean[3], std[3];          /* pixel normalisation (SmolVLM: 0.5 and 0.5) */
+} lv_tv_config;
+
+typedef struct lv_tv_layer {
+    float *ln1_w, *ln1_b;                       /* (E) */
+    float *wq, *bq, *wk, *bk, *wv, *bv, *wo, *bo; /* (E, E), (E) */
+    float *ln2_w, *ln2_b;                       /* (E) */
+    float *w_up, *b_up;                         /* (F, E), (F) */
+    float *w_down, *b_down;                     /* (E, F), (E) */
+} lv_tv_layer;
+
+typedef struct lv_tv_weights {
+    float *patch_w;         /* (E, K): the conv kernel [p, p, 3, E] of the GGUF as it lies */
+    float *patch_b;         /* (E) */
+    float *pos;             /* (N, E) */
+    lv_tv_layer *layers;    /* (L) */
+    float *post_w, *post_b; /* (E) */
+    float *proj;            /* (Et, P): mm.model.fc.weight */
+} lv_tv_weights;
+
+typedef struct lv_tvmodel {
+    lv_tv_config c;
+    int64_t n_params;
+    float *params, *grads; /* grads NULL for a frozen tower */
+    lv_tv_weights w, g;
+} lv_tvmodel;
+
+/* A SmolVLM-like default configuration (SigLIP eps, mean = std = 0.5) for the given shape. */
+lv_tv_config lv_tv_config_default(int32_t image_size, int32_t patch_size, int32_t n_embd, int32_t n_head, int32_t n_layer, int32_t n_ff,
+                                  int32_t scale_factor, int32_t n_text_embd);
+lv_status lv_tv_config_check(const lv_tv_config *c);
+lv_status lv_tvmodel_create(const lv_tv_config *c, bool with_grads, lv_tvmodel **out);
+void lv_tvmodel_free(lv_tvmodel *m);
+/* N(0, std) matrices and position embeddings, std / sqrt(2 L) for wo and w_down, LayerNorm
+ * weights 1, biases 0; deterministic for a seed. */
+void lv_tvmodel_init(lv_tvmodel *m, uint64_t seed, float std);
+
+/* Activations of a batch of images, kept for the backward pass; grown on demand. */
+typedef struct lv_tv_state {
+    int32_t B_cap, B;
+    const lv_tvmodel *m;
+    float *cols;            /* (B N, K) */
+    float *x;               /* (L + 1, B N, E) residual stream entering each layer (x[L] leaves the last) */
+    float *xn1, *mu1, *rs1; /* (L, B N, E), (L, B N), (L, B N) */
+    float *q, *k, *v, *att; /* (L, B N, E) */
+    float *lse;             /* (L, B, H, N) */
+    float *xmid, *xn2, *mu2, *rs2;
+    float *hup, *act;       /* (L, B N, F) before and after GELU */
+    float *xf, *muf, *rsf;  /* (B N, E), (B N), (B N) */
+    float *xs;              /* (B M, P) the shuffled tokens */
+    /* backward scratch */
+    float *dx, *dxn, *dq, *dk, *dv, *datt; /* (B N, E) */
+    float *dh;              /* (B N, F) */
+    float *dxs;             /* (B M, P) */
+    float *wscratch;        /* matmul transposes */
+    float *ascratch;        /* attention backward scratch (one image) */
+} lv_tv_state;
+
+void lv_tv_state_free(lv_tv_state *s);
+lv_status lv_tv_state_reserve(lv_tv_state *s, const lv_tvmodel *m, int32_t n_img);
+
+/* Patches of n_img RGB8 images of S x S pixels (rows packed, 3 bytes a pixel), normalised, as
+ * im2col rows (B N, K) in raster patch order; the engine's arithmetic. */
+void lv_tv_im2col(const lv_tv_config *c, const uint8_t *rgb, int32_t n_img, float *cols);
+/* idefics3's pixel shuffle of one image, as HF's Idefics3Connector.pixel_shuffle and mtmd:
+ * y (M, P), token (Y, X) = (x[(s Y + dy) G + s X + dx] for dy, dx in [0, s)), dy-major;
+ * inverse = true writes x from y (the backward pass: a permutation). */
+void lv_tv_pixel_shuffle(const float *x, float *y, int32_t G, int32_t s, int64_t E, bool inverse);
+
+/* Forward n_img images (S x S RGB8 each, packed) to out (n_img M, Et), image-major, token order
+ * as the engine's lv_clip_encode. Fills the state for lv_tv_backward. */
+lv_status lv_tv_forward(lv_threadpool *tp, const lv_tvmodel *m, lv_tv_state *st, const uint8_t *rgb, int32_t n_img, float *out);
+/* Given d(out) (n_img M, Et), add the parameter gradients to m->grads (after lv_tv_forward). */
+void lv_tv_backward(lv_threadpool *tp, lv_tvmodel *m, lv_tv_state *st, const float *dout);
+/* Write an mmproj GGUF (projector idefics3; the keys and tensor names gen-mmproj writes, which
+ * src/vision and llama.cpp's mtmd load): f32, or f16 matrices (the patch kernel, position
+ * embeddings, norms and biases stay f32). Written to PATH.tmp then renamed. */
+lv_status lv_tvmodel_export_gguf(const lv_tvmodel *m, const char *path, bool f16, const char *name);
 
 /* -------------------------------------------------------------------------------------------
  * Optimizer (optim.c): AdamW with decoupled weight decay on matrices (not on norms, biases or
@@ -249,6 +372,12 @@ typedef struct lv_adamw {
 } lv_adamw;
 
 lv_status lv_adamw_init(lv_adamw *o, const lv_tmodel *m);
+/* Moments for n parameters of any flat array, no weight decay anywhere (the caller sets o->decay
+ * to 1 where it applies; lv_tv_adamw_init does for the vision tower). */
+lv_status lv_adamw_init_n(lv_adamw *o, int64_t n);
+/* For the vision tower (tvision.c): weight decay on the matrices (patch kernel, q/k/v/o, FFN,
+ * projector), not on norms, biases or the position embeddings (timm's no_weight_decay). */
+lv_status lv_tv_adamw_init(lv_adamw *o, const lv_tvmodel *m);
 void lv_adamw_free(lv_adamw *o);
 /* One update of params from grads. Returns the gradient norm before clipping (clip <= 0: none). */
 float lv_adamw_step(lv_threadpool *tp, lv_adamw *o, float *params, float *grads, float lr, float beta1, float beta2, float eps, float wd,
