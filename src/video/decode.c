@@ -81,6 +81,7 @@ typedef struct vworker {
 
     int64_t n_decoded, n_seeks, n_decode_errors, n_unexpected, n_damage;
     double busy_s;
+    double tok_wait_s; /* waiting for a token of the budget (not busy) */
     /* damaged data seen since the last report: packets the decoder rejected, frames it flagged */
     int64_t n_bad_data;
     double bad_t0, bad_t1;
@@ -195,7 +196,12 @@ static bool ready_moved_locked(lv_video_reader *r) {
 static bool next_slice(vworker *w) {
     lv_video_reader *r = w->r;
     if (should_stop(r)) return false;
-    if (r->budget && !lv_budget_worker_enter(r->budget, &w->tok, &r->urgent, &r->stop)) return false;
+    if (r->budget) {
+        const double t = lv_time_s();
+        const bool ok = lv_budget_worker_enter(r->budget, &w->tok, &r->urgent, &r->stop);
+        w->tok_wait_s += lv_time_s() - t;
+        if (!ok) return false;
+    }
     return !should_stop(r);
 }
 
@@ -620,11 +626,12 @@ static lv_status run_intervals(vworker *w) {
         if (!next_slice(w)) break;
         if (!w->dec && (st = worker_open(w, false)) != LV_OK) return st;
         double t0 = lv_time_s();
+        w->tok_wait_s = 0;
         w->interval = iv;
         const lv_vinterval *in = &r->plan.intervals[iv];
         for (int64_t k = 0; k < in->run_count && st == LV_OK && !should_stop(r); k++)
             st = decode_run(w, &r->plan.runs[in->run_first + k]);
-        w->busy_s += lv_time_s() - t0;
+        w->busy_s += lv_time_s() - t0 - w->tok_wait_s;
         LV_LOG_D("%s: thread %d: interval %lld (%lld runs, samples %lld..%lld, cost %.3g) in %.3f s",
                  lv_video_name_(r->v), w->id, (long long)iv, (long long)in->run_count, (long long)in->sample_first,
                  (long long)in->sample_end, in->cost, lv_time_s() - t0);
@@ -781,6 +788,7 @@ static lv_status run_sequential(vworker *w) {
         lv_free(smp);
     }
     double t0 = lv_time_s();
+    w->tok_wait_s = 0;
     while (st == LV_OK && next_slice(w) && peek_packet(w)) {
         w->n_decoded++;
         st = decode_packet(w, w->pkt, seq_on_frame);
@@ -801,7 +809,7 @@ static lv_status run_sequential(vworker *w) {
                 st = seq_append(&s, s.held, s.held_id, s.held_pts, r->times[s.next_time]);
         }
     }
-    w->busy_s += lv_time_s() - t0;
+    w->busy_s += lv_time_s() - t0 - w->tok_wait_s;
     report_bad_data(w);
 done:
     av_frame_free(&s.held);
