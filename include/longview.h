@@ -936,9 +936,10 @@ typedef struct lv_video_ask_result {
     int64_t n_past;           /* the cache position after the prompt */
     double  decode_s;         /* overlapped: seconds the decode threads were busy, summed over them; sequential: wall seconds
                                  of decoding every frame */
-    double  encode_s;         /* wall seconds in the encoder (on the pool) */
-    double  prefill_s;        /* wall seconds in lv_decode */
-    double  wait_s;           /* wall seconds the calling thread waited for decoded frames */
+    double  encode_s;         /* wall seconds in the encoder (on the pool; overlapped: less the waits for the budget's tokens) */
+    double  prefill_s;        /* wall seconds in lv_decode (overlapped: less the waits for the budget's tokens) */
+    double  wait_s;           /* wall seconds the calling thread waited for decoded frames: for the reader, and (overlapped)
+                                 for the budget's tokens while the decode threads had them */
     double  prefill_cpu_s;    /* CPU seconds of the process (all threads) while in lv_decode and pruning: the prefill's own in
                                  the sequential execution; the overlapped one adds the decode threads' work meanwhile */
     double  prune_s;          /* QuickPrefill: wall seconds pruning (included in prefill_s) */

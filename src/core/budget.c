@@ -45,6 +45,7 @@ struct lv_budget {
     int max_held;
     int64_t n_yields, n_takes, n_pool_takes;
     double t_created, t_last, held_s; /* tokens held integrated over time, up to t_last */
+    double pool_wait_s;                /* the pool's caller waited for its tokens (written by it) */
 };
 
 lv_budget *lv_budget_create(int n_tokens) {
@@ -97,7 +98,9 @@ void lv_budget_pool_enter(lv_budget *b) {
         pthread_cond_broadcast(&b->cv);
     }
     atomic_store(&b->pool_waiting, 1);
+    const double t = lv_time_s();
     while (b->workers_held > 0 || atomic_load(&b->urgent_waiting) > 0) pthread_cond_wait(&b->cv, &b->mu);
+    b->pool_wait_s += lv_time_s() - t;
     atomic_store(&b->pool_waiting, 0);
     account_locked(b);
     atomic_store(&b->pool_holds, 1);
@@ -172,6 +175,8 @@ void lv_budget_worker_leave(lv_budget *b, bool *holding) {
     pthread_cond_broadcast(&b->cv);
     pthread_mutex_unlock(&b->mu);
 }
+
+double lv_budget_pool_wait_s(const lv_budget *b) { return b ? b->pool_wait_s : 0; }
 
 void lv_budget_kick(lv_budget *b) {
     if (!b) return;

@@ -142,6 +142,8 @@ void lv_budget_pool_leave(lv_budget *b);
 bool lv_budget_worker_enter(lv_budget *b, bool *holding, const _Atomic bool *urgent, const _Atomic bool *stop);
 void lv_budget_worker_leave(lv_budget *b, bool *holding);
 void lv_budget_kick(lv_budget *b);
+/* Seconds the pool's caller has waited in lv_budget_pool_enter (read it on that thread). */
+double lv_budget_pool_wait_s(const lv_budget *b);
 void lv_budget_get_stats(lv_budget *b, lv_budget_stats *s);
 /* Attach a budget to a pool (NULL detaches): every lv_threadpool_run / lv_parallel_for on it
  * then enters the budget first. Attach and detach while no job runs. */

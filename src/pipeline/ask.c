@@ -83,6 +83,7 @@ typedef struct run {
     lv_pos *clo, *chi;
     int32_t n_held;
     lv_video_reader *rd;     /* overlapped: the reader (progress: the frames it has ready in order) */
+    lv_budget *budget;       /* overlapped: the shared thread budget, or NULL */
     lv_video_ask_progress prog;
     int32_t next_unit_seg;   /* progress: the first unit segment not yet all in the cache */
     double t0;
@@ -407,9 +408,11 @@ static lv_status flush(feeder *f) {
     } else {
         bb.pos_mrope = NULL;
     }
-    const double t = lv_time_s(), c = lv_cpu_time_s();
+    const double t = lv_time_s(), c = lv_cpu_time_s(), w = lv_budget_pool_wait_s(r->budget);
     lv_status st = lv_decode(r->ctx, &bb);
-    r->res->prefill_s += lv_time_s() - t;
+    const double dw = lv_budget_pool_wait_s(r->budget) - w; /* the decode threads had the cores */
+    r->res->prefill_s += lv_time_s() - t - dw;
+    r->res->wait_s += dw;
     r->res->prefill_cpu_s += lv_cpu_time_s() - c;
     f->n = 0;
     if (st == LV_OK) st = group_done(r, f->row, f->b.embd + (int64_t)(n - 1) * r->E);
@@ -448,6 +451,7 @@ static lv_status run_overlapped(run *r) {
         budget = lv_budget_create(lv_threadpool_n_threads(r->tp));
         if (!budget) return LV_ERR_NOMEM;
         lv_threadpool_set_budget(r->tp, budget);
+        r->budget = budget;
     }
     feeder f = {r, {0}, NULL, 0, 0};
     const int64_t fsize = (int64_t)pl->frame_w * pl->frame_h * 3;
@@ -499,10 +503,12 @@ static lv_status run_overlapped(run *r) {
         }
         if (st != LV_OK) break;
         report(r);
-        double t = lv_time_s();
+        double t = lv_time_s(), w = lv_budget_pool_wait_s(budget);
         st = lv_mmproj_encode_frames(r->mm, r->tp, f0, f1, pl->frame_w, pl->frame_h, unit);
         if (st == LV_OK && l->carrier) carrier_mean(unit, pl->unit_tokens, r->E, unit + (int64_t)pl->unit_tokens * r->E);
-        r->res->encode_s += lv_time_s() - t;
+        const double dw = lv_budget_pool_wait_s(budget) - w; /* the decode threads had the cores */
+        r->res->encode_s += lv_time_s() - t - dw;
+        r->res->wait_s += dw;
         if (st != LV_OK) break;
         r->prog.n_encoded = next_frame;
         report(r);
@@ -526,6 +532,7 @@ done:
         r->res->budget_max_held = bs.max_held;
         r->res->budget_yields = bs.n_pool_yields;
         r->res->budget_use = bs.wall_s > 0 ? bs.held_s / (bs.n_tokens * bs.wall_s) : 0;
+        r->budget = NULL;
         lv_budget_free(budget);
     }
     lv_batch_free(&f.b);
