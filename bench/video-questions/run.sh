@@ -31,13 +31,16 @@ cd "$(dirname "$0")/../.."
 # `overlap` mode (the shared thread budget, docs/video-questions.md): the overlapped execution at
 # -t 2, with the budget (-j 2 and -j 1) and without it (--video-no-budget -j 1: the decode thread
 # beside the two pool threads, the overlap before the budget), modes alternating within a round,
-# order rotating between rounds; default clips: ../shared/data/video/nasa_13013.mp4 and, when
-# bench/video/make_clips.sh has made it, build/bench/video/h264_720p_10min.mp4. Reported per run:
+# order rotating between rounds; default clips: ../shared/data/video/nasa_13013.mp4 and, when made,
+# build/bench/video/h264_720p_10min.mp4 (bench/video/make_clips.sh) and h264_720p_3min.mp4 (make_clips.sh's
+# 720p settings for 3 minutes: ffmpeg -f lavfi -i testsrc2=size=1280x720:rate=25,noise=alls=8:allf=t -t 180
+# -c:v libx264 -preset veryfast -crf 23 -g 250 -bf 3 -pix_fmt yuv420p). Reported per run:
 # wall seconds to the first token's logits (lv_video_ask's own, model loading excluded), the
 # process CPU seconds (user + sys, all threads) over the same call, CPU/T and wall / (CPU/T) (1.00:
 # every core busy the whole time; the issue's goal is at most 1.15), the decode threads' busy
 # seconds, the encoder's wall seconds, the seconds the encoder waited for frames, the pool's yields
-# to the decode threads, and the load average before each run. The machine is shared: the CPU
+# to the decode threads, the budget's use (tokens held / (T x wall): what the budget left idle by
+# its own choice, whatever the load), and the load average before each run. The machine is shared: the CPU
 # seconds are the steadier number. Results: build/bench/video-questions/overlap-fFRAMES.tsv.
 if [ "${1:-}" = overlap ]; then
   shift
@@ -51,7 +54,7 @@ if [ "${1:-}" = overlap ]; then
   clips=("$@")
   if [ ${#clips[@]} -eq 0 ]; then
     clips=("$D/nasa_13013.mp4")
-    [ -f build/bench/video/h264_720p_10min.mp4 ] && clips+=(build/bench/video/h264_720p_10min.mp4)
+    for c in build/bench/video/h264_720p_10min.mp4 build/bench/video/h264_720p_3min.mp4; do [ -f "$c" ] && clips+=("$c"); done
   fi
   mkdir -p "$B"
   [ -f "$B/text.gguf" ] || "$LV" gen-model --preset smollm2-135m --vocab tests/golden/vision/vocab-vlm.gguf --type q8_0 -o "$B/text.gguf" 2>/dev/null
@@ -59,7 +62,7 @@ if [ "${1:-}" = overlap ]; then
   cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
   echo "machine: $(nproc) cores, $cpu, load $(cut -d' ' -f1-3 /proc/loadavg)"
   tsv=$B/overlap-f$frames.tsv
-  printf 'clip\tround\tmode\tload1\twall_s\tcpu_s\tcpu_per_t\tratio\tdecode_busy_s\tencode_s\twaited_s\tyields\tanswer\n' > "$tsv"
+  printf 'clip\tround\tmode\tload1\twall_s\tcpu_s\tcpu_per_t\tratio\tdecode_busy_s\tencode_s\twaited_s\tyields\tbudget_use\tanswer\n' > "$tsv"
   modes=("budget -j 2|-j 2" "budget -j 1|-j 1" "no budget -j 1|-j 1 --video-no-budget")
   for v in "${clips[@]}"; do
     [ -f "$v" ] || { echo "no $v"; exit 1; }
@@ -80,8 +83,9 @@ if [ "${1:-}" = overlap ]; then
         enc=$(sed -n 's/.*encode \([0-9.]*\) s,.*/\1/p' <<<"$line")
         wt=$(sed -n 's/.*waited for frames \([0-9.]*\) s.*/\1/p' <<<"$line")
         y=$(sed -n 's/.*the pool yielded \([0-9]*\) times.*/\1/p' <<<"$line")
-        printf '%s\t%s\t%s\t%s\t%s\t%s\t%.2f\t%.3f\t%s\t%s\t%s\t%s\t%s\n' "$(basename "$v")" "$r" "$name" "$load" "$wall" "$cpus" \
-          "$(echo "$cpus / 2" | bc -l)" "$(echo "$wall / ($cpus / 2)" | bc -l)" "$dec" "$enc" "$wt" "${y:--}" "$ans" | tee -a "$tsv"
+        use=$(sed -n 's/.*in use \([0-9]*%\) of the time.*/\1/p' <<<"$line")
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%.2f\t%.3f\t%s\t%s\t%s\t%s\t%s\t%s\n' "$(basename "$v")" "$r" "$name" "$load" "$wall" "$cpus" \
+          "$(echo "$cpus / 2" | bc -l)" "$(echo "$wall / ($cpus / 2)" | bc -l)" "$dec" "$enc" "$wt" "${y:--}" "${use:--}" "$ans" | tee -a "$tsv"
       done
     done
   done
