@@ -864,12 +864,13 @@ void lv_video_route_libav_log(void);
  * duration, each frame's timestamp; Qwen2-VL / Qwen2.5-VL: temporal pairs in one
  * <|vision_start|> ... <|vision_end|> block with HF's M-RoPE video positions). The overlapped
  * pipeline decodes frames on the reader's threads while the calling thread encodes and prefills
- * on the pool; the sequential one (the reference) decodes every frame, then encodes them all, then
+ * on the pool, the two sharing one budget of the pool's thread count (the decode threads run
+ * when the encoder is about to starve or the pool is idle; docs/video-questions.md); the sequential one (the reference) decodes every frame, then encodes them all, then
  * prefills. Both cut the prompt into the same batches, so their logits are equal bit for bit. */
 
 typedef struct lv_video_ask_progress {
     int64_t n_frames;      /* frames in the plan */
-    int64_t n_decoded;     /* frames handed over by the reader */
+    int64_t n_decoded;     /* frames decoded in order (handed to the encoder or ready for it) */
     int64_t n_encoded;     /* frames through the encoder */
     int64_t n_prefilled;   /* frames whose rows are all in the cache */
     int64_t n_rows;        /* prompt rows (tokens + embeddings) in all */
@@ -889,6 +890,8 @@ typedef struct lv_video_ask_params {
     int32_t  n_decode_threads;/* video decode threads (<= 0: one per core) */
     int64_t  max_buffered_bytes; /* decoded frames held ahead of the encoder (0: the reader's default) */
     bool     sequential;      /* the reference: decode all, encode all, then prefill */
+    bool     no_budget;       /* overlapped: run the decode threads beside the pool's threads instead of sharing one budget of
+                                 the pool's thread count with them (the overlap before the shared budget; for comparison) */
     double   keep;            /* QuickPrefill (docs/video-questions.md): > 0 prefills group by group and, after each group,
                                  prunes its embedding rows in every layer's cache to this fraction (in (0, 1]; 1 prunes
                                  nothing: equal to dense); 0 = off (default) */
@@ -933,9 +936,10 @@ typedef struct lv_video_ask_result {
     int64_t n_past;           /* the cache position after the prompt */
     double  decode_s;         /* overlapped: seconds the decode threads were busy, summed over them; sequential: wall seconds
                                  of decoding every frame */
-    double  encode_s;         /* wall seconds in the encoder (on the pool) */
-    double  prefill_s;        /* wall seconds in lv_decode */
-    double  wait_s;           /* wall seconds the calling thread waited for decoded frames */
+    double  encode_s;         /* wall seconds in the encoder (on the pool; overlapped: less the waits for the budget's tokens) */
+    double  prefill_s;        /* wall seconds in lv_decode (overlapped: less the waits for the budget's tokens) */
+    double  wait_s;           /* wall seconds the calling thread waited for decoded frames: for the reader, and (overlapped)
+                                 for the budget's tokens while the decode threads had them */
     double  prefill_cpu_s;    /* CPU seconds of the process (all threads) while in lv_decode and pruning: the prefill's own in
                                  the sequential execution; the overlapped one adds the decode threads' work meanwhile */
     double  prune_s;          /* QuickPrefill: wall seconds pruning (included in prefill_s) */
@@ -948,6 +952,13 @@ typedef struct lv_video_ask_result {
     int64_t n_carriers_dropped; /* VideoScan: carriers the memory cap dropped (with their kept visual rows) */
     int64_t n_cap_rows_dropped; /* VideoScan: rows the memory cap dropped from each layer's cache */
     double  total_s;          /* wall seconds of the whole call */
+    double  total_cpu_s;      /* CPU seconds of the process (all threads) during the call */
+    int32_t budget_tokens;    /* overlapped: the shared thread budget's tokens (the pool's threads; 0: no budget) */
+    int32_t budget_max_held;  /* the most tokens held at once (pool + decode threads; never above budget_tokens) */
+    int64_t budget_yields;    /* times the pool gave its tokens to starving decode threads at a job boundary */
+    double  budget_use;       /* the budget's tokens held, integrated over the overlapped execution, / (tokens x its wall
+                                 seconds): 1 = every token in use all the time (the pool's holding counts, serial parts of
+                                 its jobs included) */
 } lv_video_ask_result;
 
 /* Sample, encode and prefill: the video and the prompt go into sequence params->seq at cache

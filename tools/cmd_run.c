@@ -33,7 +33,7 @@ int cmd_run(int argc, char **argv) {
     int64_t vframes = 0, vmax_frames = 0, vthreads = 0, vgroup = 16, vckeep = 0, vcmax = 64, vclayer = -1;
     bool vcarrier = false;
     double vkeep = 0;
-    bool vsequential = false;
+    bool vsequential = false, vno_budget = false;
     cli_list images = {0};
     int64_t n_predict = 64, n_ctx = -1, n_batch = 512, n_threads = 0, seed = 0x5eed, top_k = 40, verbose = 0;
     double temp = 0.8, top_p = 0.95, min_p = 0.05;
@@ -51,8 +51,9 @@ int cmd_run(int argc, char **argv) {
         {NULL, "--fps", CLI_FLOAT, &vfps, "F", "--video: frames per second to sample (default: the family's, SmolVLM2 1, Qwen 2)", .flo = 0, .fhi = 1000},
         {NULL, "--frames", CLI_INT, &vframes, "N", "--video: sample N frames spread evenly instead", .lo = 0, .hi = 1 << 22},
         {NULL, "--max-frames", CLI_INT, &vmax_frames, "N", "--video: at most N frames (default: the family's, SmolVLM2 64, Qwen 768)", .lo = 0, .hi = 1 << 22},
-        {"-j", "--decode-threads", CLI_INT, &vthreads, "N", "--video: video decode threads (default: one per core)", .lo = 0, .hi = 512},
+        {"-j", "--decode-threads", CLI_INT, &vthreads, "N", "--video: video decode threads (default: one per core); with -t threads for encoding and prefill they share one budget of -t busy threads: the decode threads run when the encoder is about to run out of frames or the pool is idle", .lo = 0, .hi = 512},
         {NULL, "--video-sequential", CLI_FLAG, &vsequential, NULL, "--video: decode every frame, then encode, then prefill (the reference; no overlap)"},
+        {NULL, "--video-no-budget", CLI_FLAG, &vno_budget, NULL, "--video: run the -j decode threads beside the -t threads instead of within one budget of -t (the older overlap; for comparison)"},
         {NULL, "--keep", CLI_FLOAT, &vkeep, "F", "--video: QuickPrefill: after each group of frames, keep this fraction (0 < F <= 1) of its visual tokens in every layer's cache, those of smallest key norm (1: dense, bit for bit)", .flo = 0, .fhi = 1},
         {NULL, "--carrier", CLI_FLAG, &vcarrier, NULL, "--video: VideoScan: a carrier token (the mean of a frame's, Qwen: a pair's, embeddings) after each frame; after the frame's forward every layer's cache keeps only the carrier (and --carrier-keep visual tokens) of it. Needs carrier-trained weights to answer well (none exist yet): this is the mechanics and the memory"},
         {NULL, "--carrier-keep", CLI_INT, &vckeep, "K", "--carrier: VideoScan+: also keep the K visual tokens of each frame most attended from its carrier, per layer (default 0)", .lo = -(1 << 22), .hi = 1 << 22},
@@ -109,8 +110,8 @@ int cmd_run(int argc, char **argv) {
         return 2;
     }
     if (!video_path && (cli_seen(opts, n_opts, "--fps") || cli_seen(opts, n_opts, "--frames") || cli_seen(opts, n_opts, "--max-frames") ||
-                        cli_seen(opts, n_opts, "--decode-threads") || vsequential)) {
-        cli_error("--fps, --frames, --max-frames, -j and --video-sequential are for --video");
+                        cli_seen(opts, n_opts, "--decode-threads") || vsequential || vno_budget)) {
+        cli_error("--fps, --frames, --max-frames, -j, --video-sequential and --video-no-budget are for --video");
         return 2;
     }
     if (!video_path && (cli_seen(opts, n_opts, "--keep") || cli_seen(opts, n_opts, "--group"))) {
@@ -202,6 +203,7 @@ int cmd_run(int argc, char **argv) {
         vp.max_frames = vmax_frames;
         vp.n_decode_threads = (int32_t)vthreads;
         vp.sequential = vsequential;
+        vp.no_budget = vno_budget;
         vp.keep = vkeep;
         vp.group = (int32_t)vgroup;
         vp.carrier = vcarrier;
@@ -387,9 +389,12 @@ int cmd_run(int argc, char **argv) {
     double t_gen = cli_now_s() - t2;
     if (video)
         fprintf(stderr, "video: %lld frames, %s | decode %.2f s (%s), encode %.2f s, prefill %.2f s (CPU %.2f s), waited for frames %.2f s, "
-                "first token after %.2f s | ", (long long)vplan.n_frames, vsequential ? "sequential" : "overlapped", vres.decode_s,
+                "first token after %.2f s (CPU %.2f s) | ", (long long)vplan.n_frames, vsequential ? "sequential" : "overlapped", vres.decode_s,
                 vsequential ? "wall" : "busy, summed over the decode threads", vres.encode_s,
-                vres.prefill_s, vres.prefill_cpu_s, vres.wait_s, vres.total_s);
+                vres.prefill_s, vres.prefill_cpu_s, vres.wait_s, vres.total_s, vres.total_cpu_s);
+    if (video && vres.budget_tokens > 0)
+        fprintf(stderr, "thread budget: %d tokens, at most %d held, in use %.0f%% of the time, the pool yielded %lld times | ", vres.budget_tokens,
+                vres.budget_max_held, 100 * vres.budget_use, (long long)vres.budget_yields);
     if (video && vkeep > 0)
         fprintf(stderr, "QuickPrefill: %lld groups of %lld frames, keep %g: %lld of %lld embedding rows pruned from each full-attention head, "
                 "pruning %.2f s, KV after the video %.1f MiB (%lld bytes) | ", (long long)vres.n_groups, (long long)vres.group_frames, vkeep,

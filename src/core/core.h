@@ -120,6 +120,35 @@ void lv_threadpool_barrier(lv_threadpool *tp);
 typedef void (*lv_range_fn)(void *arg, int64_t lo, int64_t hi, int ith);
 void lv_parallel_for(lv_threadpool *tp, int64_t n, lv_range_fn fn, void *arg);
 
+/* ---- the shared thread budget (budget.c; docs/video-questions.md) ----
+ * n CPU tokens shared by a pool (it takes all n before a job, keeps them across jobs, gives them
+ * back at a job boundary when an urgent helper waits, or when its caller is about to block) and
+ * helper threads (one token each, taken before each slice of work, kept while the pool does not
+ * want it or while the helper is urgent, given back before blocking on anything else). Together
+ * they never hold more than n. stop: a helper waiting for a token returns false once it is set
+ * (set it, then lv_budget_kick); urgent: the helper's stage starves the next (a kick announces a
+ * change). */
+typedef struct lv_budget lv_budget;
+typedef struct lv_budget_stats {
+    int n_tokens, held, max_held;
+    int64_t n_pool_yields, n_pool_takes, n_worker_takes;
+    double held_s, wall_s; /* tokens held integrated over time; seconds since the budget was made */
+} lv_budget_stats;
+lv_budget *lv_budget_create(int n_tokens);
+void lv_budget_free(lv_budget *b);
+int  lv_budget_n_tokens(const lv_budget *b);
+void lv_budget_pool_enter(lv_budget *b);
+void lv_budget_pool_leave(lv_budget *b);
+bool lv_budget_worker_enter(lv_budget *b, bool *holding, const _Atomic bool *urgent, const _Atomic bool *stop);
+void lv_budget_worker_leave(lv_budget *b, bool *holding);
+void lv_budget_kick(lv_budget *b);
+/* Seconds the pool's caller has waited in lv_budget_pool_enter (read it on that thread). */
+double lv_budget_pool_wait_s(const lv_budget *b);
+void lv_budget_get_stats(lv_budget *b, lv_budget_stats *s);
+/* Attach a budget to a pool (NULL detaches): every lv_threadpool_run / lv_parallel_for on it
+ * then enters the budget first. Attach and detach while no job runs. */
+void lv_threadpool_set_budget(lv_threadpool *tp, lv_budget *b);
+
 /* Split n items among nth threads: thread ith gets [*lo, *hi). */
 static inline void lv_split_range(int64_t n, int ith, int nth, int64_t *lo, int64_t *hi) {
     int64_t per = (n + nth - 1) / nth;

@@ -24,6 +24,9 @@
  *    preempts rarely and leaves the long spins in place (short spins beside it made 2 threads
  *    slower than 1).
  *  - Calls to lv_threadpool_run from different threads are serialized by a mutex.
+ *  - A budget (budget.c) may be attached: each job (and lv_parallel_for's inline path) first
+ *    enters it, taking the pool's tokens back from helper threads, or giving them to an urgent
+ *    one at this job boundary. The job itself is unchanged: always all n_threads, the same split.
  */
 #define _GNU_SOURCE
 #include "core/core.h"
@@ -88,6 +91,8 @@ struct lv_threadpool {
     _Atomic double contended_until;
     _Atomic double win_start; /* the current counting window */
     _Atomic int win_count;    /* preemptions seen in it */
+
+    lv_budget *_Atomic budget; /* shared thread budget, or NULL */
 };
 
 /* Per-thread preemption check, every LV_TP_CHECK_EVERY calls. */
@@ -214,12 +219,18 @@ void lv_threadpool_free(lv_threadpool *tp) {
 
 int lv_threadpool_n_threads(const lv_threadpool *tp) { return tp ? tp->n_threads : 1; }
 
+void lv_threadpool_set_budget(lv_threadpool *tp, lv_budget *b) {
+    if (tp) atomic_store(&tp->budget, b);
+}
+
 void lv_threadpool_run(lv_threadpool *tp, lv_task_fn fn, void *arg) {
     if (!tp || tp->n_threads == 1) {
+        if (tp) lv_budget_pool_enter(atomic_load(&tp->budget));
         fn(arg, 0, 1);
         return;
     }
     pthread_mutex_lock(&tp->run_lock);
+    lv_budget_pool_enter(atomic_load(&tp->budget));
     tp->fn = fn;
     tp->arg = arg;
     atomic_store(&tp->n_done, 0);
@@ -300,6 +311,7 @@ void lv_parallel_for(lv_threadpool *tp, int64_t n, lv_range_fn fn, void *arg) {
     if (n <= 0) return;
     pfor_task t = {n, fn, arg};
     if (!tp || tp->n_threads == 1 || n == 1) {
+        if (tp) lv_budget_pool_enter(atomic_load(&tp->budget));
         fn(arg, 0, n, 0);
         return;
     }

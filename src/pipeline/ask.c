@@ -3,11 +3,14 @@
  * one layout (layout.c): the sequential reference (every frame decoded, then every unit encoded,
  * then the rows prefilled from whole arrays) and the overlapped pipeline (the reader's decode
  * threads run ahead, bounded by its buffer, while this thread encodes each unit as its frames
- * arrive and prefills a batch as soon as n_batch rows are staged). Both cut the rows into batches
+ * arrive and prefills a batch as soon as n_batch rows are staged; the decode threads and the pool
+ * share one budget of the pool's thread count, core/budget.c: the decoders run when the encoder is
+ * about to run out of frames or the pool is idle). Both cut the rows into batches
  * of the context's n_batch from the first row, so lv_decode sees the same batches and the logits
  * are equal bit for bit (tests/pipeline/test_ask.c). On failure the sequence is put back.
  */
 #include "pipeline/pipeline.h"
+#include "video/video.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -79,6 +82,8 @@ typedef struct run {
     float *cemb;
     lv_pos *clo, *chi;
     int32_t n_held;
+    lv_video_reader *rd;     /* overlapped: the reader (progress: the frames it has ready in order) */
+    lv_budget *budget;       /* overlapped: the shared thread budget, or NULL */
     lv_video_ask_progress prog;
     int32_t next_unit_seg;   /* progress: the first unit segment not yet all in the cache */
     double t0;
@@ -121,6 +126,7 @@ static void report(run *r) {
         r->prog.n_prefilled = LV_MIN(r->prog.n_frames, (s->first + 1) * r->frames_per_unit);
         r->next_unit_seg++;
     }
+    if (r->rd) r->prog.n_decoded = LV_MAX(r->prog.n_decoded, LV_MIN(r->prog.n_frames, lv_video_reader_n_ready_(r->rd)));
     r->prog.elapsed_s = lv_time_s() - r->t0;
     if (r->p->progress) r->p->progress(&r->prog, r->p->progress_user);
 }
@@ -402,9 +408,11 @@ static lv_status flush(feeder *f) {
     } else {
         bb.pos_mrope = NULL;
     }
-    const double t = lv_time_s(), c = lv_cpu_time_s();
+    const double t = lv_time_s(), c = lv_cpu_time_s(), w = lv_budget_pool_wait_s(r->budget);
     lv_status st = lv_decode(r->ctx, &bb);
-    r->res->prefill_s += lv_time_s() - t;
+    const double dw = lv_budget_pool_wait_s(r->budget) - w; /* the decode threads had the cores */
+    r->res->prefill_s += lv_time_s() - t - dw;
+    r->res->wait_s += dw;
     r->res->prefill_cpu_s += lv_cpu_time_s() - c;
     f->n = 0;
     if (st == LV_OK) st = group_done(r, f->row, f->b.embd + (int64_t)(n - 1) * r->E);
@@ -435,6 +443,16 @@ static lv_status run_overlapped(run *r) {
     const lv_video_ask_plan *pl = &l->plan;
     lv_video_read_params rp = read_params(r);
     lv_video_reader *rd = NULL;
+    /* the shared thread budget: the pool's threads and the decode threads together hold at most
+     * the pool's thread count of tokens; the decoders are urgent while fewer than two units of
+     * frames are ready ahead of the encoder, until four are */
+    lv_budget *budget = NULL;
+    if (!r->p->no_budget && r->tp) {
+        budget = lv_budget_create(lv_threadpool_n_threads(r->tp));
+        if (!budget) return LV_ERR_NOMEM;
+        lv_threadpool_set_budget(r->tp, budget);
+        r->budget = budget;
+    }
     feeder f = {r, {0}, NULL, 0, 0};
     const int64_t fsize = (int64_t)pl->frame_w * pl->frame_h * 3;
     uint8_t *first = r->frames_per_unit == 2 ? lv_malloc((size_t)fsize) : NULL;
@@ -446,7 +464,9 @@ static lv_status run_overlapped(run *r) {
         st = LV_ERR_NOMEM;
         goto done;
     }
-    if ((st = lv_video_read_start(r->video, &rp, &rd)) != LV_OK) goto done;
+    if ((st = lv_video_read_start_budget_(r->video, &rp, budget, 2 * (int64_t)r->frames_per_unit, 4 * (int64_t)r->frames_per_unit, &rd)) != LV_OK)
+        goto done;
+    r->rd = rd;
     int64_t next_frame = 0;
     for (int32_t s = 0; s < l->n_segs && st == LV_OK; s++) {
         const lv_vq_seg *sg = &l->segs[s];
@@ -483,10 +503,12 @@ static lv_status run_overlapped(run *r) {
         }
         if (st != LV_OK) break;
         report(r);
-        double t = lv_time_s();
+        double t = lv_time_s(), w = lv_budget_pool_wait_s(budget);
         st = lv_mmproj_encode_frames(r->mm, r->tp, f0, f1, pl->frame_w, pl->frame_h, unit);
         if (st == LV_OK && l->carrier) carrier_mean(unit, pl->unit_tokens, r->E, unit + (int64_t)pl->unit_tokens * r->E);
-        r->res->encode_s += lv_time_s() - t;
+        const double dw = lv_budget_pool_wait_s(budget) - w; /* the decode threads had the cores */
+        r->res->encode_s += lv_time_s() - t - dw;
+        r->res->wait_s += dw;
         if (st != LV_OK) break;
         r->prog.n_encoded = next_frame;
         report(r);
@@ -499,7 +521,20 @@ done:
         lv_video_reader_stats(rd, &vs);
         r->res->decode_s = vs.decode_s;
     }
-    lv_video_reader_free(rd);
+    r->rd = NULL;
+    lv_video_reader_free(rd); /* its threads stop, giving their tokens back */
+    if (budget) {
+        lv_budget_pool_leave(budget);
+        lv_threadpool_set_budget(r->tp, NULL);
+        lv_budget_stats bs;
+        lv_budget_get_stats(budget, &bs);
+        r->res->budget_tokens = bs.n_tokens;
+        r->res->budget_max_held = bs.max_held;
+        r->res->budget_yields = bs.n_pool_yields;
+        r->res->budget_use = bs.wall_s > 0 ? bs.held_s / (bs.n_tokens * bs.wall_s) : 0;
+        r->budget = NULL;
+        lv_budget_free(budget);
+    }
     lv_batch_free(&f.b);
     lv_free(f.stage);
     lv_free(unit);
@@ -520,7 +555,7 @@ lv_status lv_video_ask(lv_context *ctx, const lv_mmproj *mm, lv_video *video, co
     const lv_model *model = lv_context_model(ctx);
     const lv_pos n0 = *n_past;
     const int32_t off0 = lv_kv_seq_rope_offset(ctx, seq);
-    const double t0 = lv_time_s();
+    const double t0 = lv_time_s(), c0 = lv_cpu_time_s();
     lv_vq_layout l;
     lv_status st = lv_vq_layout_build(model, mm, video, params, n0 + off0, &l);
     if (st != LV_OK) return st;
@@ -558,6 +593,7 @@ lv_status lv_video_ask(lv_context *ctx, const lv_mmproj *mm, lv_video *video, co
     lv_free(r.clo);
     lv_free(r.chi);
     res->total_s = lv_time_s() - t0;
+    res->total_cpu_s = lv_cpu_time_s() - c0;
     if (st == LV_OK) {
         *n_past = n0 + (lv_pos)l.plan.n_rows;
         res->n_past = *n_past;

@@ -6,8 +6,9 @@
  *   Owns:  asking a video: each model family's frame-count rules and frame size, its video prompt
  *          (SmolVLM2's intro and frame timestamps, Qwen2-VL / Qwen2.5-VL's temporal pairs and
  *          M-RoPE video positions), the layout of the prompt's rows, and the two executions of it:
- *          the sequential reference and the overlapped pipeline (decode threads beside encode and
- *          prefill), both cutting the rows into the same batches, and the rollback on failure.
+ *          the sequential reference and the overlapped pipeline (decode threads, encode and prefill
+ *          within one thread budget of the pool's size, core/budget.c), both cutting the rows into
+ *          the same batches, and the rollback on failure.
  *   Never: decodes codecs, computes a layer or an encoder block itself, owns KV memory, prints.
  *
  *   layout.c  sampling rules, number words, the prompt's pieces of text and units of embeddings,

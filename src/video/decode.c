@@ -23,6 +23,11 @@
  *    are sized to hold at most max_buffered / (2 n_threads) samples. The gate cannot deadlock:
  *    the interval holding the consumer's next sample is always allowed to run, and a running
  *    interval never waits.
+ *  - Shared thread budget (optional, lv_video_read_start_budget_; core/budget.c): each thread
+ *    takes a token before each slice of work (a packet) and gives it back before any wait; it is
+ *    urgent while fewer than `low` frames are ready in order ahead of the consumer, until `high`
+ *    are, and then takes tokens from the consumer's pool at the pool's next job boundary. The
+ *    consumer gives the pool's tokens back when it waits for a frame.
  *  - Damage. A packet the demuxer cannot deliver makes every frame decoded after it in its GOP
  *    (and the next GOP's leading frames) untrustworthy: they are marked bad and their samples
  *    lost, and decoding resumes cold at the next keyframe. At the end of each interval its
@@ -72,9 +77,11 @@ typedef struct vworker {
     int64_t interval;  /* the interval being decoded */
     bool no_index;     /* sequential path: feed packets without looking them up */
     struct seq_state *seq;
+    bool tok;          /* holds a token of the reader's budget */
 
     int64_t n_decoded, n_seeks, n_decode_errors, n_unexpected, n_damage;
     double busy_s;
+    double tok_wait_s; /* waiting for a token of the budget (not busy) */
     /* damaged data seen since the last report: packets the decoder rejected, frames it flagged */
     int64_t n_bad_data;
     double bad_t0, bad_t1;
@@ -111,6 +118,14 @@ struct lv_video_reader {
     char error_msg[1024];
     uint8_t *returned; /* buffer of the frame handed out last */
     int64_t n_lost, n_delivered;
+
+    /* the shared thread budget (lv_video_read_start_budget_), or NULL: the decode threads take a
+     * token per slice of work; urgent (frames ready in order ahead of the consumer below low,
+     * until high) lets them take it from the pool */
+    lv_budget *budget;
+    int64_t low, high;
+    int64_t ready_end;       /* slots [0, ready_end) are ready, lost or consumed */
+    atomic_bool urgent;
 
     vworker *workers;
     int n_workers;
@@ -150,6 +165,7 @@ static void reader_fail(lv_video_reader *r, lv_status st) {
     pthread_cond_broadcast(&r->cv_ready);
     pthread_cond_broadcast(&r->cv_gate);
     pthread_mutex_unlock(&r->mu);
+    lv_budget_kick(r->budget); /* a thread waiting for a token sees stop */
 }
 
 static bool should_stop(lv_video_reader *r) {
@@ -159,6 +175,34 @@ static bool should_stop(lv_video_reader *r) {
         return true;
     }
     return false;
+}
+
+/* The frames ready in order moved (mutex held): advance ready_end and set the urgency with its
+ * hysteresis. Returns whether the urgency changed (then lv_budget_kick after unlocking). */
+static bool ready_moved_locked(lv_video_reader *r) {
+    if (r->ready_end < r->consumer) r->ready_end = r->consumer;
+    while (r->ready_end < r->n_slots && r->slots[r->ready_end].state != SLOT_PENDING) r->ready_end++;
+    if (!r->budget) return false;
+    const int64_t ahead = r->ready_end - r->consumer;
+    const bool was = atomic_load(&r->urgent);
+    bool now = was;
+    if (ahead < r->low) now = true;
+    else if (ahead >= r->high) now = false;
+    if (now != was) atomic_store(&r->urgent, now);
+    return now != was;
+}
+
+/* the next slice of this thread's work (under a token of the budget when there is one); false: stop */
+static bool next_slice(vworker *w) {
+    lv_video_reader *r = w->r;
+    if (should_stop(r)) return false;
+    if (r->budget) {
+        const double t = lv_time_s();
+        const bool ok = lv_budget_worker_enter(r->budget, &w->tok, &r->urgent, &r->stop);
+        w->tok_wait_s += lv_time_s() - t;
+        if (!ok) return false;
+    }
+    return !should_stop(r);
 }
 
 /* a frame buffer (mutex held) */
@@ -231,8 +275,10 @@ static lv_status fill_slots(lv_video_reader *r, int64_t s0, int64_t s1, uint8_t 
         r->held++;
         if (r->held > r->max_held) r->max_held = r->held;
     }
+    const bool kick = ready_moved_locked(r);
     pthread_cond_broadcast(&r->cv_ready);
     pthread_mutex_unlock(&r->mu);
+    if (kick) lv_budget_kick(r->budget);
     return LV_OK;
 }
 
@@ -487,7 +533,7 @@ static lv_status decode_run(vworker *w, const lv_vrun *run) {
     if (st != LV_OK) return st;
     bool synced = false;
     int64_t expect = run->first;
-    while (!should_stop(r) && peek_packet(w)) {
+    while (next_slice(w) && peek_packet(w)) {
         int64_t i = w->cur_idx;
         if (i > run->last) break; /* the next run's */
         if (i < expect) {
@@ -542,8 +588,10 @@ static void finish_interval(lv_video_reader *r, int64_t iv) {
             r->slots[s].state = SLOT_LOST;
             lost++;
         }
+    const bool kick = ready_moved_locked(r);
     pthread_cond_broadcast(&r->cv_ready);
     pthread_mutex_unlock(&r->mu);
+    if (kick) lv_budget_kick(r->budget);
     if (lost && !atomic_load(&r->stop))
         LV_LOG_W("%s: %lld of %lld sampled frames between %.3f s and %.3f s could not be decoded (damaged data or "
                  "missing packets); they are left out",
@@ -570,17 +618,20 @@ static lv_status run_intervals(vworker *w) {
                 while (r->next_interval < r->plan.n_intervals && r->taken[r->next_interval]) r->next_interval++;
                 break;
             }
+            lv_budget_worker_leave(r->budget, &w->tok); /* never block holding a token */
             pthread_cond_wait(&r->cv_gate, &r->mu);
         }
         pthread_mutex_unlock(&r->mu);
         if (iv < 0) break;
+        if (!next_slice(w)) break;
         if (!w->dec && (st = worker_open(w, false)) != LV_OK) return st;
         double t0 = lv_time_s();
+        w->tok_wait_s = 0;
         w->interval = iv;
         const lv_vinterval *in = &r->plan.intervals[iv];
         for (int64_t k = 0; k < in->run_count && st == LV_OK && !should_stop(r); k++)
             st = decode_run(w, &r->plan.runs[in->run_first + k]);
-        w->busy_s += lv_time_s() - t0;
+        w->busy_s += lv_time_s() - t0 - w->tok_wait_s;
         LV_LOG_D("%s: thread %d: interval %lld (%lld runs, samples %lld..%lld, cost %.3g) in %.3f s",
                  lv_video_name_(r->v), w->id, (long long)iv, (long long)in->run_count, (long long)in->sample_first,
                  (long long)in->sample_end, in->cost, lv_time_s() - t0);
@@ -617,8 +668,10 @@ static lv_status seq_append(seq_state *s, const AVFrame *frame, int64_t id, int6
     if (st != LV_OK) return st;
     (void)id;
     pthread_mutex_lock(&r->mu);
-    while (!atomic_load(&r->stop) && r->n_slots - r->consumer >= r->max_buffered)
+    while (!atomic_load(&r->stop) && r->n_slots - r->consumer >= r->max_buffered) {
+        lv_budget_worker_leave(r->budget, &w->tok); /* never block holding a token */
         pthread_cond_wait(&r->cv_gate, &r->mu);
+    }
     if (r->n_slots == r->cap_slots || r->n_slots >= r->p.max_samples) {
         int64_t nc = r->cap_slots ? r->cap_slots * 2 : 256;
         vslot *ns = r->n_slots >= r->p.max_samples ? NULL : lv_realloc(r->slots, (size_t)nc * sizeof(*ns));
@@ -641,8 +694,10 @@ static lv_status seq_append(seq_state *s, const AVFrame *frame, int64_t id, int6
     sl->state = SLOT_READY;
     r->held++;
     if (r->held > r->max_held) r->max_held = r->held;
+    const bool kick = ready_moved_locked(r);
     pthread_cond_broadcast(&r->cv_ready);
     pthread_mutex_unlock(&r->mu);
+    if (kick) lv_budget_kick(r->budget);
     return LV_OK;
 }
 
@@ -712,6 +767,7 @@ static lv_status run_sequential(vworker *w) {
     s.held_id = -1;
     w->seq = &s;
     w->no_index = true;
+    if (!next_slice(w)) return LV_OK;
     lv_status st = worker_open(w, true);
     if (st != LV_OK) return st;
     s.held = av_frame_alloc();
@@ -732,7 +788,8 @@ static lv_status run_sequential(vworker *w) {
         lv_free(smp);
     }
     double t0 = lv_time_s();
-    while (st == LV_OK && !should_stop(r) && peek_packet(w)) {
+    w->tok_wait_s = 0;
+    while (st == LV_OK && next_slice(w) && peek_packet(w)) {
         w->n_decoded++;
         st = decode_packet(w, w->pkt, seq_on_frame);
         consume_packet(w);
@@ -752,7 +809,7 @@ static lv_status run_sequential(vworker *w) {
                 st = seq_append(&s, s.held, s.held_id, s.held_pts, r->times[s.next_time]);
         }
     }
-    w->busy_s += lv_time_s() - t0;
+    w->busy_s += lv_time_s() - t0 - w->tok_wait_s;
     report_bad_data(w);
 done:
     av_frame_free(&s.held);
@@ -775,6 +832,7 @@ static void *worker_main(void *arg) {
     vworker *w = arg;
     lv_video_reader *r = w->r;
     lv_status st = r->sequential ? run_sequential(w) : run_intervals(w);
+    lv_budget_worker_leave(r->budget, &w->tok);
     if (st != LV_OK) reader_fail(r, st);
     worker_close(w);
     pthread_mutex_lock(&r->mu);
@@ -789,6 +847,11 @@ static void *worker_main(void *arg) {
 }
 
 lv_status lv_video_read_start(lv_video *v, const lv_video_read_params *pp, lv_video_reader **out) {
+    return lv_video_read_start_budget_(v, pp, NULL, 0, 0, out);
+}
+
+lv_status lv_video_read_start_budget_(lv_video *v, const lv_video_read_params *pp, lv_budget *budget, int64_t low, int64_t high,
+                                      lv_video_reader **out) {
     if (!out) return lv_error(LV_ERR_INVALID_ARG, "lv_video_read_start: out is NULL");
     *out = NULL;
     if (!v || !pp) return lv_error(LV_ERR_INVALID_ARG, "lv_video_read_start: video or params is NULL");
@@ -830,6 +893,10 @@ lv_status lv_video_read_start(lv_video *v, const lv_video_read_params *pp, lv_vi
     pthread_cond_init(&r->cv_ready, NULL);
     pthread_cond_init(&r->cv_gate, NULL);
     atomic_init(&r->stop, false);
+    atomic_init(&r->urgent, true);
+    r->budget = budget;
+    r->high = LV_MAX(1, LV_MIN(high, r->max_buffered));
+    r->low = LV_MAX(1, LV_MIN(low, r->high));
     lv_status st = LV_OK;
     if (p.sample == LV_VIDEO_SAMPLE_TIMES && p.n_times > 0 && p.times) {
         r->times = lv_mallocn((size_t)p.n_times, sizeof(double));
@@ -964,6 +1031,7 @@ lv_status lv_video_reader_next(lv_video_reader *r, lv_video_frame *f) {
             if (s->state == SLOT_LOST) {
                 r->n_lost++;
                 r->consumer++;
+                if (ready_moved_locked(r)) lv_budget_kick(r->budget); /* order: reader, then budget */
                 pthread_cond_broadcast(&r->cv_gate);
                 continue;
             }
@@ -981,13 +1049,25 @@ lv_status lv_video_reader_next(lv_video_reader *r, lv_video_frame *f) {
                 s->buf = NULL;
                 r->consumer++;
                 r->n_delivered++;
+                const bool kick = ready_moved_locked(r);
                 pthread_cond_broadcast(&r->cv_gate);
                 pthread_mutex_unlock(&r->mu);
+                if (kick) lv_budget_kick(r->budget);
                 return LV_OK;
             }
         }
+        /* about to wait: the consumer's pool gives its tokens to the decode threads */
+        lv_budget_pool_leave(r->budget);
         pthread_cond_wait(&r->cv_ready, &r->mu);
     }
+}
+
+int64_t lv_video_reader_n_ready_(lv_video_reader *r) {
+    if (!r) return 0;
+    pthread_mutex_lock(&r->mu);
+    const int64_t n = LV_MAX(r->ready_end, r->consumer);
+    pthread_mutex_unlock(&r->mu);
+    return n;
 }
 
 void lv_video_reader_stats(const lv_video_reader *r, lv_video_stats *s) {
@@ -1019,6 +1099,7 @@ void lv_video_reader_free(lv_video_reader *r) {
     pthread_cond_broadcast(&r->cv_gate);
     pthread_cond_broadcast(&r->cv_ready);
     pthread_mutex_unlock(&r->mu);
+    lv_budget_kick(r->budget);
     join_workers(r);
     if (r->s_unexpected || r->s_decode_errors)
         LV_LOG_D("%s: %lld decode errors, %lld packets or frames not in the index", lv_video_name_(r->v),

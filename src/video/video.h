@@ -157,6 +157,18 @@ int64_t lv_video_gop_of_(const lv_video *v, int64_t p);
 /* The same libav error text for every message. */
 const char *lv_av_err_(int err, char buf[64]);
 
+/* ---- decode.c: the reader under a shared thread budget (core/budget.c) ----
+ * As lv_video_read_start, with the decode threads taking a token of b for each slice of their
+ * work (a packet demuxed, decoded and converted) and giving it back before they block; they are
+ * urgent (take tokens from the pool at its next job boundary) while fewer than `low` frames are
+ * ready in order ahead of the consumer, until `high` are (both capped by max_buffered_bytes).
+ * lv_video_reader_next gives the pool's tokens back (lv_budget_pool_leave) before it blocks:
+ * the consumer is the pool's caller. b NULL: as lv_video_read_start. */
+lv_status lv_video_read_start_budget_(lv_video *v, const lv_video_read_params *p, lv_budget *b, int64_t low, int64_t high,
+                                      lv_video_reader **out);
+/* Frames decoded in order so far: the consumer's position plus the frames ready right after it. */
+int64_t   lv_video_reader_n_ready_(lv_video_reader *r);
+
 /* ---- plan.c ---- */
 
 typedef struct lv_vsample {

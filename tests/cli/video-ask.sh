@@ -18,6 +18,13 @@ expect_ok "run --video --video-sequential" "$LV" run -m "$T/text.gguf" --mmproj 
 [ "$(cat "$T/out")" = "$first" ] || fail "sequential answer '$(cat "$T/out")' differs from overlapped '$first'"
 expect_ok "run --video -j 1 -t 1" "$LV" run -m "$T/text.gguf" --mmproj $G/idefics3-s2.gguf --video "$T/clip.mp4" -p "<__media__>What happens?" -n 6 --temp 0 --ids -j 1 -t 1
 [ "$(cat "$T/out")" = "$first" ] || fail "answer changed with the threads: '$(cat "$T/out")' vs '$first'"
+grep -q "thread budget: 1 tokens, at most 1 held" "$T/err" || fail "budget line (-t 1): $(cat "$T/err")"
+expect_ok "run --video -j 3 -t 2" "$LV" run -m "$T/text.gguf" --mmproj $G/idefics3-s2.gguf --video "$T/clip.mp4" -p "<__media__>What happens?" -n 6 --temp 0 --ids -j 3 -t 2
+[ "$(cat "$T/out")" = "$first" ] || fail "answer changed with -j 3 -t 2: '$(cat "$T/out")' vs '$first'"
+grep -Eq "thread budget: 2 tokens, at most [12] held" "$T/err" || fail "budget line (-t 2): $(cat "$T/err")"
+expect_ok "run --video --video-no-budget" "$LV" run -m "$T/text.gguf" --mmproj $G/idefics3-s2.gguf --video "$T/clip.mp4" -p "<__media__>What happens?" -n 6 --temp 0 --ids -j 2 -t 2 --video-no-budget
+[ "$(cat "$T/out")" = "$first" ] || fail "answer changed without the budget: '$(cat "$T/out")' vs '$first'"
+grep -q "thread budget" "$T/err" && fail "--video-no-budget printed a budget: $(cat "$T/err")"
 expect_ok "run --video --frames 6" "$LV" run -m "$T/text.gguf" --mmproj $G/idefics3-s2.gguf --video "$T/clip.mp4" -p "What?" --frames 6 -n 1 --temp 0
 grep -q "6 frames" "$T/err" || fail "--frames 6: $(cat "$T/err")"
 

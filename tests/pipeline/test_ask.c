@@ -306,6 +306,56 @@ static void overlapped_vs_sequential(const char *family) {
     fixture_free(&f);
 }
 
+/* The shared thread budget changes who runs when, never the batches: for pools of 1, 2 and 3
+ * threads and 1 or 3 decode threads, the overlapped logits equal the sequential ones bit for bit
+ * (at the same pool size), with the budget and without it; the budget held at most the pool's
+ * threads. */
+static void budget_combos(const char *family) {
+    const char *path = clip();
+    if (!path) SKIP("ffmpeg cannot generate test files");
+    fixture f;
+    REQUIRE(fixture_open(&f, family, path), "%s fixture: %s", family, lv_last_error());
+    const int32_t nv = lv_model_n_vocab(f.model);
+    float *ref = malloc((size_t)nv * sizeof(float));
+    REQUIRE(ref, "memory");
+    lv_threadpool *tp2 = f.tp;
+    for (int t = 1; t <= 3; t++) {
+        lv_threadpool *tp = lv_threadpool_create(t);
+        REQUIRE(tp, "pool");
+        f.tp = tp;
+        for (int k = 0; k < 4; k++) {
+            lv_context *c = new_ctx(&f, 7);
+            REQUIRE(c, "context: %s", lv_last_error());
+            lv_video_ask_params p = lv_video_ask_default_params();
+            p.prompt = "Look: <__media__> What moves?";
+            p.max_buffered_bytes = 64 * 64 * 3 * 3;
+            p.sequential = k == 0;
+            p.n_decode_threads = k == 1 ? 1 : 3;
+            p.no_budget = k == 3;
+            lv_pos np = 0;
+            lv_video_ask_result r;
+            REQUIRE(lv_video_ask(c, f.mm, f.video, &p, &np, &r) == LV_OK, "%s t=%d k=%d: %s", family, t, k, lv_last_error());
+            const float *l = lv_get_logits_ith(c, -1);
+            if (k == 0) memcpy(ref, l, (size_t)nv * sizeof(float));
+            else CHECK(memcmp(ref, l, (size_t)nv * sizeof(float)) == 0, "%s: -t %d -j %d%s: the overlapped logits differ from the sequential", family,
+                       t, p.n_decode_threads, p.no_budget ? " (no budget)" : "");
+            if (k == 1 || k == 2)
+                CHECK(r.budget_tokens == t && r.budget_max_held >= 1 && r.budget_max_held <= t, "%s -t %d -j %d: budget of %d, at most %d held",
+                      family, t, p.n_decode_threads, r.budget_tokens, r.budget_max_held);
+            else
+                CHECK(r.budget_tokens == 0, "%s: a budget in a run without one", family);
+            lv_context_free(c);
+        }
+        f.tp = tp2;
+        lv_threadpool_free(tp);
+    }
+    free(ref);
+    fixture_free(&f);
+}
+
+TEST(ask_budget_threads_smolvlm2) { budget_combos("smolvlm2"); }
+TEST(ask_budget_threads_qwen25vl) { budget_combos("qwen2.5vl"); }
+
 TEST(ask_overlapped_equals_sequential_smolvlm2) { overlapped_vs_sequential("smolvlm2"); }
 TEST(ask_overlapped_equals_sequential_qwen2vl) { overlapped_vs_sequential("qwen2vl"); }
 TEST(ask_overlapped_equals_sequential_qwen25vl) { overlapped_vs_sequential("qwen2.5vl"); }
