@@ -6,7 +6,7 @@
  * C (M, N) = op(A) (M, K) . B (K, N) [+ C]. The micro-kernel keeps a 6 x 16 tile of C in 12 ymm
  * registers; for each k it loads two vectors of B's row k and broadcasts 6 elements of A (12
  * fused multiply-adds per 2 loads and 6 broadcasts; 15 of the 16 registers). Blocking in the
- * BLIS order: NC columns of B, KC values of k (B's KC x NC block is packed into 16-column
+ * BLIS order: NC columns of B, up to KC values of k (B's KC x NC block is packed into 16-column
  * panels, zero-padded, contiguous in k), MC rows of A (packed into 6-row panels, zero-padded,
  * contiguous in k, from A or A^T alike), then 16-column panels of B (16 KB, stay in L1) against
  * 6-row panels of A (6 KB each, from L2). Edge tiles (fewer than 6 rows or 16 columns) go
@@ -121,7 +121,10 @@ bool lv_tr_gemm_avx2(int64_t M, int64_t N, int64_t K, const float *A, int64_t ld
             for (int64_t i = 0; i < M; i++) memset(C + i * ldc, 0, (size_t)N * sizeof(float));
         return true;
     }
-    const int64_t kcm = LV_MIN(K, KC);
+    /* K in blocks of at most KC of equal size (576 = 3 x 192, not 256 + 256 + 64: fewer passes
+     * over C per multiply-add). The blocks do not enter the result: C is stored and reloaded in
+     * float between them, exactly. */
+    const int64_t n_kb = (K + KC - 1) / KC, kcm = (K + n_kb - 1) / n_kb;
     const int64_t ncm = (LV_MIN(N, NC) + NR - 1) / NR * NR, mcm = (LV_MIN(M, MC) + MR - 1) / MR * MR;
     const size_t nb = (size_t)(kcm * ncm), na = (size_t)(kcm * mcm);
     float *buf = aligned_alloc(64, ((nb + na) * sizeof(float) + 63) / 64 * 64);
@@ -130,8 +133,8 @@ bool lv_tr_gemm_avx2(int64_t M, int64_t N, int64_t K, const float *A, int64_t ld
     float edge[MR * NR];
     for (int64_t jc = 0; jc < N; jc += NC) {
         const int64_t nc = LV_MIN(NC, N - jc);
-        for (int64_t pc = 0; pc < K; pc += KC) {
-            const int64_t kc = LV_MIN(KC, K - pc);
+        for (int64_t pc = 0; pc < K; pc += kcm) {
+            const int64_t kc = LV_MIN(kcm, K - pc);
             const bool load_c = accumulate || pc > 0;
             pack_b(kc, nc, B + pc * ldb + jc, ldb, Bp);
             for (int64_t ic = 0; ic < M; ic += MC) {
