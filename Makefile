@@ -9,6 +9,7 @@
 #   make install         the tool, longview.h, liblongview.a / .so and longview.pc under PREFIX (/usr/local), DESTDIR
 #   make shared          liblongview.so alone
 #   make bench-kernels   the per-type kernel benchmark (bench/kernels/RESULTS.md), not part of make test
+#   make bench-tgemm     the trainer's GEMM kernels, GFLOP/s (bench/train/tgemm_bench.c)
 #   make bench-attn      the attention kernel micro-benchmark (bench/attn), not part of make test
 #   make bench-kv        KV cache memory per attention mode at 32k and 128k tokens (bench/kv)
 #   make bench-prepack   packed prefill against one prompt per step through the library (bench/serve/prepack_ab.c)
@@ -89,7 +90,7 @@ endif
 # VNNI and BF16 instructions are not implied by the avx512 level: functions that use them carry
 # __attribute__((target("avx512vnni"))) / ("avx512bf16") and are chosen only when the CPU has them.
 
-.PHONY: all test check emu512-check fuzz fuzz-bins demo clean bench-attn bench-kernels bench-kv bench-prepack shared install uninstall install-check
+.PHONY: all test check emu512-check fuzz fuzz-bins demo clean bench-attn bench-kernels bench-kv bench-prepack bench-tgemm shared install uninstall install-check
 all: $(O)/liblongview.a $(O)/longview $(O)/lv_test $(O)/lvbench
 
 # V=1 shows the full commands
@@ -250,6 +251,11 @@ $(O)/kv_memory: bench/kv/kv_memory.c $(O)/liblongview.a
 bench-prepack: $(O)/prepack_ab
 $(O)/prepack_ab: bench/serve/prepack_ab.c $(O)/liblongview.a
 	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $< $(O)/liblongview.a $(LDLIBS_ALL)
+
+# the trainer's GEMM kernels, GFLOP/s at its shapes (bench/train/tgemm_bench.c, docs/train.md)
+bench-tgemm: $(O)/tgemm_bench
+$(O)/tgemm_bench: bench/train/tgemm_bench.c $(O)/liblongview.a
+	$(CC) $(CFLAGS_ALL) -o $@ $< $(O)/liblongview.a $(LDLIBS_ALL)
 
 bench-attn: $(O)/attn_bench
 $(O)/attn_bench: bench/attn/attn_bench.c $(O)/liblongview.a

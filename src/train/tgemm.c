@@ -1,10 +1,11 @@
 /*
  * tgemm.c: the trainer's matrix products: the reference GEMM (a dot product per element,
  * accumulated in double), a portable blocked GEMM (baseline x86-64, auto-vectorized), the
- * dispatch to the AVX-512 kernel (tgemm_avx512.c), and the threaded matmul forward/backward
- * built on them.
+ * dispatch to the AVX-512 kernel (tgemm_avx512.c) or the AVX2 + FMA one (tgemm_avx2.c), and the
+ * threaded matmul forward/backward built on them.
  *
- * Threads split C by rows in multiples of the micro-kernel's 8 rows. Every element of C is
+ * Threads split C by rows in multiples of the AVX-512 micro-kernel's 8 rows (the AVX2 kernel's
+ * 6-row tiles do not divide them; its last tile per thread is a partial one). Every element of C is
  * summed in the same order (k blocks of TG_KC in order, k in order inside a block) whichever
  * thread computes it, so results do not depend on the thread count.
  */
@@ -38,8 +39,8 @@ void lv_tr_gemm_ref(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda
 }
 
 /* Portable: blocks of TG_KC k, rows one at a time, columns in runs of 64 that the compiler
- * vectorizes (c[j] += a * b[j]). Same summation order per element as the AVX-512 kernel's
- * structure (sequential in k), though without fused multiply-adds. */
+ * vectorizes (c[j] += a * b[j]). Same summation order per element as the AVX-512 and AVX2
+ * kernels (sequential in k), though without fused multiply-adds: not the same bits (train.h). */
 void lv_tr_gemm_portable(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, bool trans_a, const float *B, int64_t ldb, float *C,
                          int64_t ldc, bool accumulate) {
     if (!accumulate)
@@ -73,6 +74,7 @@ void lv_tr_gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, bo
     }
     if (lv_tr_reference()) lv_tr_gemm_ref(M, N, K, A, lda, trans_a, B, ldb, C, ldc, accumulate);
     else if (lv_simd_active() >= LV_SIMD_AVX512) lv_tr_gemm_avx512(M, N, K, A, lda, trans_a, B, ldb, C, ldc, accumulate);
+    else if (lv_simd_active() >= LV_SIMD_AVX2 && lv_tr_gemm_avx2(M, N, K, A, lda, trans_a, B, ldb, C, ldc, accumulate)) return;
     else lv_tr_gemm_portable(M, N, K, A, lda, trans_a, B, ldb, C, ldc, accumulate);
 }
 

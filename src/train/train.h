@@ -32,21 +32,36 @@
 #include <stdint.h>
 
 /* -------------------------------------------------------------------------------------------
- * GEMM (tgemm.c, tgemm_avx512.c)
+ * GEMM (tgemm.c, tgemm_avx2.c, tgemm_avx512.c)
  * C (M, N) = op(A) (M, K) . B (K, N)  [+ C when accumulate]
  * op(A) = A (row i at A + i * lda) or, with trans_a, A^T (A stored (K, M): element (i, k) at
  * A[k * lda + i]). B is always row-major (K, N) with leading dimension ldb.
  * The summation order of every C element is fixed (k blocks in order, k in order within a
  * block), whatever part of C a caller asks for: splitting C among threads changes nothing.
+ * Kernel chosen at run time: AVX-512, else AVX2 + FMA (LV_SIMD caps it), else portable;
+ * lv_tr_set_reference forces the reference. What is bit-identical to what:
+ * - the AVX2 and AVX-512 kernels compute every element the same way: start from C (accumulate)
+ *   or 0, one fused multiply-add (one rounding) per k in order, in float; so they agree bit for
+ *   bit with each other and with a sequential fmaf loop (tests/train checks both); a whole
+ *   training run still differs between AVX-512 and AVX2 CPUs, because the attention's exp is
+ *   vectorized only at the AVX-512 level (lv_tr_exp_avx512, not libm's expf);
+ * - the portable kernel sums in the same order but rounds the product and the sum separately
+ *   (baseline x86-64 has no FMA; -std=c11 does not contract), so its results differ in the last
+ *   bits from the FMA kernels': a run is reproducible bit for bit on CPUs of one kernel, not
+ *   across them (the same holds between any kernel and the reference).
  * ----------------------------------------------------------------------------------------- */
 void lv_tr_gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, bool trans_a, const float *B, int64_t ldb, float *C,
                 int64_t ldc, bool accumulate);
 /* the reference: one dot product per element, accumulated in double */
 void lv_tr_gemm_ref(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, bool trans_a, const float *B, int64_t ldb, float *C,
                     int64_t ldc, bool accumulate);
-/* the per-level kernels behind lv_tr_gemm (the portable one is compiled for baseline x86-64) */
+/* the per-level kernels behind lv_tr_gemm (the portable one is compiled for baseline x86-64); the
+ * AVX2 one returns false, C untouched, when it cannot allocate its packing buffers (lv_tr_gemm then
+ * uses the portable one) */
 void lv_tr_gemm_portable(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, bool trans_a, const float *B, int64_t ldb, float *C,
                          int64_t ldc, bool accumulate);
+bool lv_tr_gemm_avx2(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, bool trans_a, const float *B, int64_t ldb, float *C,
+                     int64_t ldc, bool accumulate);
 void lv_tr_gemm_avx512(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, bool trans_a, const float *B, int64_t ldb, float *C,
                        int64_t ldc, bool accumulate);
 /* x[i] = expf(x[i]) for x[i] >= -87 (smaller inputs give about 1e-38, not 0: callers zero what

@@ -6,6 +6,7 @@
  */
 #include "longview.h"
 #include "lv_test.h"
+#include "kernels/qkernels.h"
 #include "train/train.h"
 
 #include <math.h>
@@ -81,6 +82,129 @@ TEST(train_gemm_matches_reference) {
                 free(C2);
             }
     }
+}
+
+/* What the FMA kernels (AVX2 and AVX-512) compute for each element: start from C (accumulate) or
+ * 0, one fused multiply-add per k, in order, in float (train.h). fmaf rounds once, as vfmadd does. */
+static void gemm_fma_seq(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, bool ta, const float *B, int64_t ldb, float *C,
+                         int64_t ldc, bool acc) {
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++) {
+            float s = acc ? C[i * ldc + j] : 0.0f;
+            for (int64_t k = 0; k < K; k++) s = fmaf(ta ? A[k * lda + i] : A[i * lda + k], B[k * ldb + j], s);
+            C[i * ldc + j] = s;
+        }
+}
+
+typedef void (*gemm_fn)(int64_t, int64_t, int64_t, const float *, int64_t, bool, const float *, int64_t, float *, int64_t, bool);
+
+/* lv_tr_gemm_avx2 returns false only when it cannot allocate its packing buffers (C untouched) */
+static void gemm_avx2(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, bool ta, const float *B, int64_t ldb, float *C, int64_t ldc,
+                      bool acc) {
+    if (!lv_tr_gemm_avx2(M, N, K, A, lda, ta, B, ldb, C, ldc, acc)) abort();
+}
+
+/* The FMA kernels on fresh random shapes (edges of the 6x16 / 8x32 tiles, the 256-k blocks, the
+ * AVX2 kernel's 120-row and 1024-column blocks; trans_a, accumulate, odd leading dimensions):
+ * - within a bound of the double reference argued from K and the values: recursive summation with
+ *   one rounding per step (fused multiply-add) is off by at most gamma_K * S, gamma_K = K u / (1 - K u),
+ *   u = 2^-24, S = |C| + sum_k |a_k b_k| (Higham, Accuracy and Stability, 4.2); the reference adds
+ *   its own rounding to float, u |ref|;
+ * - bit for bit equal to the sequential fmaf loop (so AVX2 and AVX-512 agree bit for bit);
+ * - columns past N untouched;
+ * - the same bits when C is computed in pieces (rows and columns split at random points, as
+ *   threads split it), whatever the split. */
+TEST(train_gemm_fma_kernels) {
+    lv_test_rng r = {lv_test_seed()};
+    struct { const char *name; gemm_fn fn; lv_simd level; } kern[] = {{"avx2", gemm_avx2, LV_SIMD_AVX2},
+                                                                       {"avx512", lv_tr_gemm_avx512, LV_SIMD_AVX512}};
+    int n_kern = 0;
+    for (size_t ki = 0; ki < LV_ARRAY_LEN(kern); ki++) n_kern += lv_simd_detect() >= kern[ki].level;
+    if (!n_kern) SKIP("no AVX2+FMA on this CPU");
+    const int n_random = lv_test_quick() ? 6 : 24;
+    for (int si = 0; si < n_random + 2; si++) {
+        int64_t M, N, K;
+        if (si == n_random) M = 127, N = 1041, K = 263;     /* two row blocks, two column blocks, two k blocks */
+        else if (si == n_random + 1) M = 6, N = 16, K = 1; /* one full tile, one k */
+        else {
+            M = 1 + (int64_t)(lv_test_rng_u64(&r) % 40);
+            N = 1 + (int64_t)(lv_test_rng_u64(&r) % 80);
+            K = 1 + (int64_t)(lv_test_rng_u64(&r) % 600);
+        }
+        const bool ta = lv_test_rng_u64(&r) & 1, acc = si % 3 != 0;
+        const int64_t lda = (ta ? M : K) + (int64_t)(lv_test_rng_u64(&r) % 7), ldb = N + (int64_t)(lv_test_rng_u64(&r) % 7),
+                      ldc = N + 1 + (int64_t)(lv_test_rng_u64(&r) % 5);
+        const size_t na = (size_t)((ta ? K : M) * lda), nb = (size_t)(K * ldb), nc = (size_t)(M * ldc);
+        float *A = malloc(sizeof(float) * na), *B = malloc(sizeof(float) * nb), *C0 = malloc(sizeof(float) * nc),
+              *Cr = malloc(sizeof(float) * nc), *Cs = malloc(sizeof(float) * nc), *Ck = malloc(sizeof(float) * nc), *Cp = malloc(sizeof(float) * nc);
+        REQUIRE(A && B && C0 && Cr && Cs && Ck && Cp, "alloc");
+        fill(&r, A, (int64_t)na, 1.0f);
+        fill(&r, B, (int64_t)nb, 1.0f);
+        fill(&r, C0, (int64_t)nc, 1.0f);
+        memcpy(Cr, C0, sizeof(float) * nc);
+        memcpy(Cs, C0, sizeof(float) * nc);
+        lv_tr_gemm_ref(M, N, K, A, lda, ta, B, ldb, Cr, ldc, acc);
+        gemm_fma_seq(M, N, K, A, lda, ta, B, ldb, Cs, ldc, acc);
+        const double u = 0x1p-24, gamma = (double)K * u / (1 - (double)K * u);
+        for (size_t ki = 0; ki < LV_ARRAY_LEN(kern); ki++) {
+            if (lv_simd_detect() < kern[ki].level) continue;
+            memcpy(Ck, C0, sizeof(float) * nc);
+            kern[ki].fn(M, N, K, A, lda, ta, B, ldb, Ck, ldc, acc);
+            double worst = 0;
+            int64_t n_diff_seq = 0;
+            bool pad_ok = true;
+            for (int64_t i = 0; i < M; i++)
+                for (int64_t j = 0; j < ldc; j++) {
+                    const int64_t e = i * ldc + j;
+                    if (j >= N) {
+                        pad_ok = pad_ok && memcmp(&Ck[e], &C0[e], sizeof(float)) == 0;
+                        continue;
+                    }
+                    double S = acc ? fabs((double)C0[e]) : 0;
+                    for (int64_t k = 0; k < K; k++) S += fabs((double)(ta ? A[k * lda + i] : A[i * lda + k]) * (double)B[k * ldb + j]);
+                    const double tol = gamma * S + u * fabs((double)Cr[e]) + 1e-30;
+                    worst = fmax(worst, fabs((double)Ck[e] - (double)Cr[e]) / tol);
+                    n_diff_seq += memcmp(&Ck[e], &Cs[e], sizeof(float)) != 0;
+                }
+            /* the same product in pieces: a random row split, then a random column split */
+            memcpy(Cp, C0, sizeof(float) * nc);
+            const int64_t mi = (int64_t)(lv_test_rng_u64(&r) % (uint64_t)(M + 1)), nj = (int64_t)(lv_test_rng_u64(&r) % (uint64_t)(N + 1));
+            const float *A2 = ta ? A + mi : A + mi * lda;
+            kern[ki].fn(mi, nj, K, A, lda, ta, B, ldb, Cp, ldc, acc);
+            kern[ki].fn(mi, N - nj, K, A, lda, ta, B + nj, ldb, Cp + nj, ldc, acc);
+            kern[ki].fn(M - mi, N, K, A2, lda, ta, B, ldb, Cp + mi * ldc, ldc, acc);
+            const bool split_same = memcmp(Cp, Ck, sizeof(float) * nc) == 0;
+            CHECK(worst <= 1 && n_diff_seq == 0 && pad_ok && split_same,
+                  "%s M=%lld N=%lld K=%lld ta=%d acc=%d lda=%lld ldb=%lld ldc=%lld: %.3g of the error bound, %lld elements differ from the fmaf "
+                  "loop, pad %d, split at row %lld col %lld same %d",
+                  kern[ki].name, (long long)M, (long long)N, (long long)K, ta, acc, (long long)lda, (long long)ldb, (long long)ldc, worst,
+                  (long long)n_diff_seq, pad_ok, (long long)mi, (long long)nj, split_same);
+        }
+        free(A), free(B), free(C0), free(Cr), free(Cs), free(Ck), free(Cp);
+    }
+}
+
+/* the threaded matmuls on the active kernel give the same bits with 1, 2 and 3 threads */
+TEST(train_gemm_threads_bit_identical) {
+    lv_test_rng r = {lv_test_seed()};
+    const int64_t T = 77, K = 300, N = 53;
+    float *x = malloc(sizeof(float) * T * K), *W = malloc(sizeof(float) * N * K), *dy = malloc(sizeof(float) * T * N),
+          *scratch = malloc(sizeof(float) * K * N), *out[3];
+    REQUIRE(x && W && dy && scratch, "alloc");
+    fill(&r, x, T * K, 1), fill(&r, W, N * K, 1), fill(&r, dy, T * N, 1);
+    const int64_t n_out = T * N + T * K + N * K;
+    for (int pass = 0; pass < 3; pass++) {
+        out[pass] = calloc((size_t)n_out, sizeof(float));
+        REQUIRE(out[pass], "alloc");
+        lv_threadpool *tp = lv_threadpool_create(pass + 1);
+        REQUIRE(tp, "threadpool");
+        lv_tr_matmul_fwd(tp, x, W, NULL, out[pass], T, K, N, scratch);
+        lv_tr_matmul_bwd(tp, dy, x, W, out[pass] + T * N, false, out[pass] + T * N + T * K, NULL, T, K, N);
+        lv_threadpool_free(tp);
+    }
+    CHECK(memcmp(out[0], out[1], sizeof(float) * (size_t)n_out) == 0 && memcmp(out[0], out[2], sizeof(float) * (size_t)n_out) == 0,
+          "y, dx, dW differ between 1, 2 and 3 threads (%s)", lv_simd_name(lv_simd_active()));
+    free(x), free(W), free(dy), free(scratch), free(out[0]), free(out[1]), free(out[2]);
 }
 
 TEST(train_exp_accuracy) {
