@@ -5,6 +5,7 @@
 #define _GNU_SOURCE
 #include "core/core.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -232,6 +233,17 @@ void *lv_big_alloc_huge(size_t size) {
 
 void lv_big_free(void *p, size_t size) {
     if (p) munmap(p, size ? size : 1);
+}
+
+lv_status lv_file_commit(FILE **fp, const char *tmp, const char *path) {
+    FILE *f = *fp;
+    *fp = NULL;
+    const bool flushed = fflush(f) == 0 && !ferror(f);
+    const int e = errno;
+    const bool closed = fclose(f) == 0;
+    if (!flushed || !closed) return lv_error(LV_ERR_IO, "writing '%s': %s", tmp, strerror(flushed ? errno : e));
+    if (rename(tmp, path) != 0) return lv_error(LV_ERR_IO, "cannot rename '%s' to '%s': %s", tmp, path, strerror(errno));
+    return LV_OK;
 }
 
 char *lv_strdup(const char *s) {

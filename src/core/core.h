@@ -21,6 +21,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #if defined(__GNUC__) || defined(__clang__)
 #define LV_PRINTF(a, b) __attribute__((format(printf, a, b)))
@@ -74,6 +75,10 @@ void *lv_aligned_alloc(size_t align, size_t size); /* zero-filled, freed with lv
 void  lv_free(void *p);
 void  lv_aligned_free(void *p);
 char *lv_strdup(const char *s);
+/* Finish a file written under a temporary name: flush and close *f (NULL afterwards, also on
+ * failure), then rename tmp to path. LV_ERR_IO naming the file on any failure; the caller removes
+ * tmp. */
+lv_status lv_file_commit(FILE **f, const char *tmp, const char *path);
 /* Large zero-filled allocations (KV pools): anonymous mappings, committed lazily by the OS, so a
  * capacity that is never used costs no memory. Freed with lv_big_free(p, size). */
 void *lv_big_alloc(size_t size);

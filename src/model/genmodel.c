@@ -502,21 +502,7 @@ lv_status lv_genmodel_write(const lv_genmodel_params *gp, const char *out_path) 
         }
     }
     LV_ASSERT(lv_gguf_writer_complete(w));
-    if (fflush(f) != 0 || ferror(f)) {
-        st = lv_error(LV_ERR_IO, "writing '%s': %s", tmp_path, strerror(errno));
-        goto end;
-    }
-    if (fclose(f) != 0) {
-        f = NULL;
-        st = lv_error(LV_ERR_IO, "writing '%s': %s", tmp_path, strerror(errno));
-        goto end;
-    }
-    f = NULL;
-    if (rename(tmp_path, out_path) != 0) {
-        st = lv_error(LV_ERR_IO, "cannot rename '%s' to '%s': %s", tmp_path, out_path, strerror(errno));
-        goto end;
-    }
-    st = LV_OK;
+    st = lv_file_commit(&f, tmp_path, out_path);
 end:
     if (f) fclose(f);
     if (st != LV_OK && tmp_path) remove(tmp_path);

@@ -765,21 +765,7 @@ lv_status lv_tmodel_export_gguf(const lv_tmodel *m, const char *vocab_gguf, cons
         }
     }
     LV_ASSERT(lv_gguf_writer_complete(w));
-    if (fflush(f) != 0 || ferror(f)) {
-        st = lv_error(LV_ERR_IO, "writing '%s': %s", tmp, strerror(errno));
-        goto end;
-    }
-    int rc = fclose(f);
-    f = NULL;
-    if (rc != 0) {
-        st = lv_error(LV_ERR_IO, "writing '%s': %s", tmp, strerror(errno));
-        goto end;
-    }
-    if (rename(tmp, path) != 0) {
-        st = lv_error(LV_ERR_IO, "cannot rename '%s' to '%s': %s", tmp, path, strerror(errno));
-        goto end;
-    }
-    st = LV_OK;
+    st = lv_file_commit(&f, tmp, path);
 end:
     if (f) fclose(f);
     if (st != LV_OK && tmp) remove(tmp);

@@ -206,22 +206,7 @@ lv_status lv_genmmproj_write(const char *preset_name, lv_type wtype, int32_t n_t
             if ((st = lv_gguf_writer_write_data(w, fp, ob, (uint64_t)rb)) != LV_OK) goto end;
         }
     }
-    st = LV_ERR_IO;
-    if (fflush(fp) != 0 || ferror(fp)) {
-        st = lv_error(LV_ERR_IO, "writing '%s': %s", tmp, strerror(errno));
-        goto end;
-    }
-    const int rc = fclose(fp);
-    fp = NULL;
-    if (rc != 0) {
-        st = lv_error(LV_ERR_IO, "writing '%s': %s", tmp, strerror(errno));
-        goto end;
-    }
-    if (rename(tmp, out_path) != 0) {
-        st = lv_error(LV_ERR_IO, "cannot rename '%s' to '%s': %s", tmp, out_path, strerror(errno));
-        goto end;
-    }
-    st = LV_OK;
+    st = lv_file_commit(&fp, tmp, out_path);
 end:
     if (fp) fclose(fp);
     if (st != LV_OK && tmp) remove(tmp);
