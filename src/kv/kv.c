@@ -641,7 +641,7 @@ static void quantize_row(lv_kv_type t, const float *x, int64_t D, int8_t *q, uin
     }
 }
 
-void lv_kv_write(lv_kv *kv, int64_t seq, int64_t layer, int64_t head, int64_t k_new, const float *k, const float *v, int32_t pos) {
+void lv_kv_write_slot(lv_kv *kv, int64_t seq, int64_t layer, int64_t head, int64_t k_new, const float *k, const float *v, int32_t pos) {
     const kv_stream *st = stream_at(kv, seq, layer, head);
     const kv_pool *pl = pool_at(kv, layer, head);
     const int64_t P = kv->p.page_size, Dk = kv->p.head_dim_k, Dv = kv->p.head_dim_v;
@@ -660,24 +660,37 @@ void lv_kv_write(lv_kv *kv, int64_t seq, int64_t layer, int64_t head, int64_t k_
     }
     if (kt == LV_KV_F32) {
         for (int64_t d = 0; d < Dk; d++) ((float *)page_k)[d * P + j] = k[d];
-        if (pl->stats) stats_add(kv, pl, st, slot, k);
-        return;
-    }
-    if (lv_kv_quantized(kt)) {
+    } else if (lv_kv_quantized(kt)) {
         const int64_t qrow = lv_kv_qrow_bytes(kt, Dk);
         quantize_row(kt, k, Dk, (int8_t *)page_k + j * qrow, (uint16_t *)(page_k + P * qrow) + j, P);
-        if (pl->stats) stats_add(kv, pl, st, slot, k); /* from the key before quantization */
+    } else {
+        uint16_t kh[1024];
+        LV_ASSERT(Dk <= 1024);
+        to_f16(k, kh, Dk);
+        for (int64_t d = 0; d < Dk; d++) ((uint16_t *)page_k)[d * P + j] = kh[d];
+    }
+}
+
+void lv_kv_write_stats(lv_kv *kv, int64_t seq, int64_t layer, int64_t head, int64_t k_new, const float *k) {
+    const kv_stream *st = stream_at(kv, seq, layer, head);
+    const kv_pool *pl = pool_at(kv, layer, head);
+    if (!pl->stats) return;
+    const int64_t slot = st->n_stored + k_new, Dk = kv->p.head_dim_k;
+    if (kv->p.type != LV_KV_F16) { /* f32: the key as stored; quantized: before quantization (LServe keeps exact statistics) */
+        stats_add(kv, pl, st, slot, k);
         return;
     }
-    uint16_t kh[1024];
+    uint16_t kh[1024]; /* f16: the key as stored, the cache rounded it */
+    float kr[1024];
     LV_ASSERT(Dk <= 1024);
     to_f16(k, kh, Dk);
-    for (int64_t d = 0; d < Dk; d++) ((uint16_t *)page_k)[d * P + j] = kh[d];
-    if (pl->stats) { /* statistics of the key as stored: the f16 cache rounded it */
-        float kr[1024];
-        lv_to_float_row(LV_TYPE_F16, kh, kr, Dk);
-        stats_add(kv, pl, st, slot, kr);
-    }
+    lv_to_float_row(LV_TYPE_F16, kh, kr, Dk);
+    stats_add(kv, pl, st, slot, kr);
+}
+
+void lv_kv_write(lv_kv *kv, int64_t seq, int64_t layer, int64_t head, int64_t k_new, const float *k, const float *v, int32_t pos) {
+    lv_kv_write_slot(kv, seq, layer, head, k_new, k, v, pos);
+    lv_kv_write_stats(kv, seq, layer, head, k_new, k);
 }
 
 /* -------------------------------------------------------------------------------------------

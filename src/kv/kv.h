@@ -94,8 +94,15 @@ int32_t lv_kv_seq_max_pos(const lv_kv *kv, int64_t seq);
 const lv_kv_head_policy *lv_kv_policy(const lv_kv *kv, int64_t layer, int64_t head);
 
 /* Write the k_new-th token this transaction appends to sequence seq, in stream (layer, head):
- * k (Dk floats), v (Dv floats), its position. */
+ * k (Dk floats), v (Dv floats), its position; and widen the stream's LServe key statistics by k
+ * (lv_kv_write_stats). */
 void lv_kv_write(lv_kv *kv, int64_t seq, int64_t layer, int64_t head, int64_t k_new, const float *k, const float *v, int32_t pos);
+/* The two halves of lv_kv_write, for a forward pass that writes the rows of one stream from
+ * several threads: the statistics of a logical page are a read-modify-write shared by its slots,
+ * so the slot writes (lv_kv_write_slot: any thread, one per slot) go first and the statistics
+ * (lv_kv_write_stats: one thread per stream, slots in order) after them. */
+void lv_kv_write_slot(lv_kv *kv, int64_t seq, int64_t layer, int64_t head, int64_t k_new, const float *k, const float *v, int32_t pos);
+void lv_kv_write_stats(lv_kv *kv, int64_t seq, int64_t layer, int64_t head, int64_t k_new, const float *k);
 
 /* What a query of sequence seq reads in stream (layer, head) once the first n_new_visible tokens
  * of this transaction are written: every stored page as a span (the last one partial), and the

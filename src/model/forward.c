@@ -236,7 +236,7 @@ static void rope_store_range(void *arg, int64_t lo, int64_t hi, int ith) {
         for (int64_t h = 0; h < Hk; h++) {
             if (kn) lv_rmsnorm_ref(k + h * Dk, kn, k + h * Dk, Dk, hp->norm_rms_eps);
             if (rope) lv_rope_apply(rp, cache, k + h * Dk);
-            lv_kv_write(f->kv, t->ub->seq[i], t->kl, h, t->ub->slot[i], k + h * Dk, v + h * Dv, t->ub->pos[i]);
+            lv_kv_write_slot(f->kv, t->ub->seq[i], t->kl, h, t->ub->slot[i], k + h * Dk, v + h * Dv, t->ub->pos[i]);
         }
     }
 }
@@ -692,6 +692,11 @@ lv_status lv_forward_llama(lv_fwd *f, const lv_ubatch *ub) {
             lv_matmul(tp, &L->wk, f->xn, T, f->k, f->xq, bias_of(&L->bk));
             lv_matmul(tp, &L->wv, f->xn, T, f->v, f->xq, bias_of(&L->bv));
             lv_parallel_for(tp, T, rope_store_range, &t);
+            if (f->p.select) /* LServe's page statistics: one writer per stream, rows in order (their pages' min / max are
+                                shared by the rows the threads above wrote) */
+                for (int64_t i = 0; i < T; i++)
+                    for (int64_t h = 0; h < hp->n_head_kv; h++)
+                        lv_kv_write_stats(f->kv, ub->seq[i], t.kl, h, ub->slot[i], f->k + (i * hp->n_head_kv + h) * hp->n_embd_head_k);
             if (T == 1 && f->n_threads > 1) {
                 if (f->p.select) lv_threadpool_run(tp, decode_select_worker, &t);
                 lv_threadpool_run(tp, decode_chunk_worker, &t);

@@ -520,3 +520,45 @@ TEST(seq_cp_continues_as_the_source) {
         }
     }
 }
+
+/* LServe's page statistics (min / max keys per 16-token logical page) written by a prefill on
+ * several threads equal one thread's: decoding over selected pages then gives the same logits bit
+ * for bit. (The threads' rows met in a logical page and raced on its read-modify-write: selections
+ * at decode differed now and then.) Five prefills on 3 threads, each against the 1-thread one. */
+TEST(lserve_statistics_do_not_depend_on_threads) {
+    lv_model *model = tiny_model(0);
+    if (!model && !lv_test_shared_data()) SKIP("../shared/data not found (the test model needs a vocabulary)");
+    REQUIRE(model, "model: %s", lv_last_error());
+    const int32_t V = lv_model_n_vocab(model), N = 301, STEPS = 24;
+    float *ref = malloc(sizeof(float) * (size_t)V * STEPS), *lg = malloc(sizeof(float) * (size_t)V);
+    for (int run = 0; run < 6; run++) {
+        lv_context_params cp = lv_context_default_params();
+        cp.n_ctx = 512;
+        cp.n_batch = cp.n_ubatch = 512;
+        cp.n_threads = run == 0 ? 1 : 3;
+        cp.kv_type = LV_KV_F32;
+        cp.kv_page_size = 16;
+        cp.attention.select = true;
+        cp.attention.kv_budget = 32;
+        cp.attention.select_every = 1; /* select at every step */
+        lv_context *ctx = NULL;
+        REQUIRE(lv_context_create(model, cp, &ctx) == LV_OK, "context: %s", lv_last_error());
+        lv_batch b = lv_batch_init(N);
+        for (int32_t i = 0; i < N; i++) fill(&b, i, 3 + (i * 7919) % (V - 3), i, 0, i == N - 1);
+        b.n_tokens = N;
+        REQUIRE(lv_decode(ctx, &b) == LV_OK, "prefill: %s", lv_last_error());
+        bool same = true;
+        for (int32_t s = 0; s < STEPS && same; s++) {
+            fill(&b, 0, 3 + (s * 104729) % (V - 3), N + s, 0, true);
+            b.n_tokens = 1;
+            REQUIRE(lv_decode(ctx, &b) == LV_OK, "step %d: %s", s, lv_last_error());
+            memcpy(lg, lv_get_logits_ith(ctx, 0), sizeof(float) * (size_t)V);
+            if (run == 0) memcpy(ref + (size_t)s * V, lg, sizeof(float) * (size_t)V);
+            else same = memcmp(lg, ref + (size_t)s * V, sizeof(float) * (size_t)V) == 0;
+        }
+        CHECK(same, "run %d on 3 threads: decoding over the selected pages differs from 1 thread's", run);
+        lv_batch_free(&b);
+        lv_context_free(ctx);
+    }
+    free(ref), free(lg);
+}
