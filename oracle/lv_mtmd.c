@@ -30,7 +30,8 @@
  *       PROMPT.txt is `longview run --video ... --print-prompt` (the family's video prompt, every
  *       embedding row written as <image> or <|video_pad|>); FRAMES.txt lists the sampled frames
  *       as PPM files (one path a line, in order; ffmpeg extracted them at the encoder's size), one
- *       frame per run of embedding rows (--pair: two, merged into one Qwen temporal-pair chunk).
+ *       frame per run of embedding rows (--pair: two, merged into one Qwen temporal-pair chunk; a
+ *       single run for the whole video, as Qwen's block, is cut into equal units, one per pair).
  *       The text between the runs is tokenized piece by piece with llama_tokenize (parse_special;
  *       add_special on the first piece only), as longview does. Then mtmd-helper's chunk loop,
  *       reimplemented: for each piece and unit in order, the piece's tokens go to llama_decode in
@@ -514,6 +515,19 @@ static int cmd_video(const char *prompt_path, const char *frames_path, int pair,
         p = q + k * padlen;
     }
     const size_t per_unit = pair ? 2 : 1;
+    if (n_units == 1 && n_frames / per_unit > 1 && n_frames % per_unit == 0 && run[0] % (n_frames / per_unit) == 0) {
+        /* one run for the whole video (Qwen's one <|vision_start|> block): equal units, no text between */
+        const size_t k = n_frames / per_unit, rows = run[0] / k;
+        char *tail = piece[1];
+        piece = realloc(piece, sizeof(char *) * (k + 1));
+        run = realloc(run, sizeof(size_t) * (k + 1));
+        for (size_t i = 0; i < k; i++) {
+            run[i] = rows;
+            if (i) piece[i] = tail + strlen(tail); /* "" */
+        }
+        piece[k] = tail;
+        n_units = k;
+    }
     if (n_units * per_unit != n_frames) {
         fprintf(stderr, "lv_mtmd: the prompt has %zu runs of %s, the frame list %zu frames (%zu a run)\n", n_units, pad, n_frames, per_unit);
         exit(1);
