@@ -25,6 +25,29 @@
  *   lv_mtmd bench  TEXT.gguf MMPROJ.gguf IMAGE.ppm [-t N] [-r REPS]
  *       encode time of the image (all its chunks), median and min of REPS after one warm-up, and
  *       peak RSS; one key=value line each on stdout.
+ *   lv_mtmd video  TEXT.gguf MMPROJ.gguf PROMPT.txt FRAMES.txt [--pair] [-t N] [-b N]
+ *       bench/video-questions' llama.cpp side: a video question with the same rows as longview's.
+ *       PROMPT.txt is `longview run --video ... --print-prompt` (the family's video prompt, every
+ *       embedding row written as <image> or <|video_pad|>); FRAMES.txt lists the sampled frames
+ *       as PPM files (one path a line, in order; ffmpeg extracted them at the encoder's size), one
+ *       frame per run of embedding rows (--pair: two, merged into one Qwen temporal-pair chunk; a
+ *       single run for the whole video, as Qwen's block, is cut into equal units, one per pair).
+ *       The text between the runs is tokenized piece by piece with llama_tokenize (parse_special;
+ *       add_special on the first piece only), as longview does. Then mtmd-helper's chunk loop,
+ *       reimplemented: for each piece and unit in order, the piece's tokens go to llama_decode in
+ *       batches of -b (default 512), the unit's frame(s) through mtmd_tokenize ("<__media__>"),
+ *       and of the chunks that gives, the one image chunk whose token count equals the run's
+ *       (idefics3: the overview, the 512x512 frame itself; the 1x1 tile chunk mtmd's slicing adds
+ *       beside it is not encoded, so the tower runs once a frame, as in longview and HF's video
+ *       format) is encoded (mtmd_encode_chunk) and its embeddings go to llama_decode in batches
+ *       of -b (1-D positions, or mtmd's M-RoPE decoder positions from the chunk's start). The last
+ *       row's logits give the first token (argmax). Context: llama.cpp's defaults (flash
+ *       attention auto, f16 cache) but n_ctx = the rows + 64, n_batch = n_ubatch = -b; -t threads
+ *       for the tower and the text model. Prints key=value lines: the counts (units, text tokens,
+ *       embedding rows, rows), seconds (load, read = PPM files, mtmd_tokenize = mtmd's
+ *       preprocessing, encode, prefill = llama_decode, first_token = from the first frame read to
+ *       the first token), the first token's id, the KV bytes of the sequence
+ *       (llama_state_seq_get_size), the process CPU seconds and the peak RSS.
  *
  * Environment: LV_ORACLE_LIBDIR = the npm bins folder (dynamic CPU backends); LV_MTMD_FA=auto for
  * llama.cpp's default flash attention (the bench), else it is off. Never part of the
@@ -400,19 +423,222 @@ static int cmd_bench(const char *img, const char *text_path, const char *mm_path
     return 0;
 }
 
+static double cpu_s(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+}
+
+static char *read_text(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) die("cannot open a text file");
+    size_t cap = 1 << 16, n = 0;
+    char *b = malloc(cap);
+    size_t r;
+    while (b && (r = fread(b + n, 1, cap - n - 1, f)) > 0) {
+        n += r;
+        if (n + 1 == cap) b = realloc(b, cap *= 2);
+    }
+    if (!b) die("out of memory");
+    fclose(f);
+    b[n] = 0;
+    *len = n;
+    return b;
+}
+
+/* feed rows to llama_decode in batches of n_batch: tokens (tok != NULL) or embeddings */
+static void decode_rows(struct llama_context *lctx, const llama_token *tok, const float *embd, int n_embd, size_t n, llama_pos n_past,
+                        const mtmd_image_tokens *it, int mrope, int n_batch, int logits_last, double *prefill_s) {
+    for (size_t i0 = 0; i0 < n; i0 += (size_t)n_batch) {
+        const size_t m = n - i0 < (size_t)n_batch ? n - i0 : (size_t)n_batch;
+        const int emb_mrope = embd && mrope;
+        struct llama_batch b = llama_batch_init((int32_t)m * (emb_mrope ? 4 : 1), embd ? n_embd : 0, 1);
+        if (embd) memcpy(b.embd, embd + i0 * (size_t)n_embd, sizeof(float) * (size_t)n_embd * m);
+        for (size_t j = 0; j < m; j++) {
+            if (tok) b.token[j] = tok[i0 + j];
+            if (emb_mrope) { /* mtmd-helper's set_position_mrope_2d, the chunk's start at n_past */
+                struct mtmd_decoder_pos dp = mtmd_image_tokens_get_decoder_pos(it, n_past, i0 + j);
+                b.pos[j] = dp.t;
+                b.pos[j + m] = dp.y;
+                b.pos[j + 2 * m] = dp.x;
+                b.pos[j + 3 * m] = dp.z;
+            } else {
+                b.pos[j] = n_past + (llama_pos)(i0 + j);
+            }
+            b.n_seq_id[j] = 1;
+            b.seq_id[j][0] = 0;
+            b.logits[j] = logits_last && i0 + j == n - 1;
+        }
+        b.n_tokens = (int32_t)m;
+        const double t = now_ms();
+        if (llama_decode(lctx, b) != 0) die("llama_decode failed");
+        *prefill_s += (now_ms() - t) / 1e3;
+        llama_batch_free(b);
+    }
+}
+
+static int cmd_video(const char *prompt_path, const char *frames_path, int pair, const char *text_path, const char *mm_path, int threads,
+                     int n_batch) {
+    const double t_start = now_ms();
+    oracle o = open_oracle(text_path, mm_path, threads);
+    const struct llama_vocab *vocab = llama_model_get_vocab(o.model);
+    size_t plen, flen;
+    char *prompt = read_text(prompt_path, &plen), *flist = read_text(frames_path, &flen);
+    /* the frames */
+    size_t n_frames = 0, cap_f = 64;
+    char **frames = malloc(sizeof(char *) * cap_f);
+    for (char *line = strtok(flist, "\n"); line; line = strtok(NULL, "\n")) {
+        if (!*line) continue;
+        if (n_frames == cap_f) frames = realloc(frames, sizeof(char *) * (cap_f *= 2));
+        frames[n_frames++] = line;
+    }
+    /* the pieces: text between runs of the embedding rows' placeholder */
+    const char *pad = strstr(prompt, "<|video_pad|>") ? "<|video_pad|>" : "<image>";
+    const size_t padlen = strlen(pad);
+    size_t n_units = 0, cap_u = 64;
+    char **piece = malloc(sizeof(char *) * (cap_u + 1));
+    size_t *run = malloc(sizeof(size_t) * (cap_u + 1));
+    char *p = prompt;
+    for (;;) {
+        char *q = strstr(p, pad);
+        if (n_units == cap_u) {
+            cap_u *= 2;
+            piece = realloc(piece, sizeof(char *) * (cap_u + 1));
+            run = realloc(run, sizeof(size_t) * (cap_u + 1));
+        }
+        piece[n_units] = p;
+        if (!q) break;
+        size_t k = 0;
+        while (!strncmp(q + k * padlen, pad, padlen)) k++;
+        *q = 0;
+        run[n_units++] = k;
+        p = q + k * padlen;
+    }
+    const size_t per_unit = pair ? 2 : 1;
+    if (n_units == 1 && n_frames / per_unit > 1 && n_frames % per_unit == 0 && run[0] % (n_frames / per_unit) == 0) {
+        /* one run for the whole video (Qwen's one <|vision_start|> block): equal units, no text between */
+        const size_t k = n_frames / per_unit, rows = run[0] / k;
+        char *tail = piece[1];
+        piece = realloc(piece, sizeof(char *) * (k + 1));
+        run = realloc(run, sizeof(size_t) * (k + 1));
+        for (size_t i = 0; i < k; i++) {
+            run[i] = rows;
+            if (i) piece[i] = tail + strlen(tail); /* "" */
+        }
+        piece[k] = tail;
+        n_units = k;
+    }
+    if (n_units * per_unit != n_frames) {
+        fprintf(stderr, "lv_mtmd: the prompt has %zu runs of %s, the frame list %zu frames (%zu a run)\n", n_units, pad, n_frames, per_unit);
+        exit(1);
+    }
+    /* tokenize the pieces */
+    llama_token **ptok = malloc(sizeof(llama_token *) * (n_units + 1));
+    size_t *pn = malloc(sizeof(size_t) * (n_units + 1)), n_text = 0, n_embd_rows = 0;
+    for (size_t i = 0; i <= n_units; i++) {
+        const int32_t len = (int32_t)strlen(piece[i]);
+        int32_t m = -llama_tokenize(vocab, piece[i], len, NULL, 0, i == 0, true);
+        if (m < 0) m = -m; /* an empty piece: 0 */
+        ptok[i] = malloc(sizeof(llama_token) * ((size_t)m + 1));
+        int32_t got = llama_tokenize(vocab, piece[i], len, ptok[i], m + 1, i == 0, true);
+        if (got < 0) die("llama_tokenize failed");
+        pn[i] = (size_t)got;
+        n_text += pn[i];
+        if (i < n_units) n_embd_rows += run[i];
+    }
+    const size_t n_rows = n_text + n_embd_rows;
+    struct llama_context_params cp = llama_context_default_params();
+    cp.n_ctx = (uint32_t)(n_rows + 64);
+    cp.n_batch = (uint32_t)n_batch;
+    cp.n_ubatch = (uint32_t)n_batch;
+    cp.n_threads = threads;
+    cp.n_threads_batch = threads;
+    cp.no_perf = true;
+    struct llama_context *lctx = llama_init_from_model(o.model, cp);
+    if (!lctx) die("llama.cpp could not create the context");
+    const double load_s = (now_ms() - t_start) / 1e3;
+
+    /* mtmd-helper's loop over the chunks, with longview's rows */
+    double read_s = 0, tok_s = 0, enc_s = 0, pre_s = 0;
+    const double t0 = now_ms();
+    llama_pos n_past = 0;
+    const char *marker = mtmd_default_marker();
+    char marker2[64];
+    snprintf(marker2, sizeof(marker2), "%s%s", marker, marker);
+    for (size_t u = 0; u <= n_units; u++) {
+        decode_rows(lctx, ptok[u], NULL, o.n_embd, pn[u], n_past, NULL, o.mrope, n_batch, u == n_units, &pre_s);
+        n_past += (llama_pos)pn[u];
+        if (u == n_units) break;
+        double t = now_ms();
+        mtmd_bitmap *bmp[2];
+        for (size_t k = 0; k < per_unit; k++) {
+            bmp[k] = read_ppm(frames[u * per_unit + k]);
+            if (pair) mtmd_bitmap_set_mergeable(bmp[k], true);
+        }
+        read_s += (now_ms() - t) / 1e3;
+        t = now_ms();
+        mtmd_input_chunks *chunks = mtmd_input_chunks_init();
+        mtmd_input_text in = {pair ? marker2 : marker, strlen(pair ? marker2 : marker), false, true};
+        if (mtmd_tokenize(o.mctx, chunks, &in, (const mtmd_bitmap *const *)bmp, per_unit) != 0) die("mtmd_tokenize failed");
+        tok_s += (now_ms() - t) / 1e3;
+        const mtmd_input_chunk *img = NULL;
+        for (size_t i = 0; i < mtmd_input_chunks_size(chunks); i++) {
+            const mtmd_input_chunk *c = mtmd_input_chunks_get(chunks, i);
+            if (mtmd_input_chunk_get_type(c) == MTMD_INPUT_CHUNK_TYPE_IMAGE && mtmd_input_chunk_get_n_tokens(c) == run[u]) img = c;
+        }
+        if (!img) {
+            fprintf(stderr, "lv_mtmd: unit %zu: mtmd gave no image chunk of %zu tokens (the run's)\n", u, run[u]);
+            exit(1);
+        }
+        t = now_ms();
+        const float *e = encode(&o, img);
+        enc_s += (now_ms() - t) / 1e3;
+        decode_rows(lctx, NULL, e, o.n_embd, run[u], n_past, mtmd_input_chunk_get_tokens_image(img), o.mrope, n_batch, 0, &pre_s);
+        n_past += mtmd_input_chunk_get_n_pos(img);
+        mtmd_input_chunks_free(chunks);
+        for (size_t k = 0; k < per_unit; k++) mtmd_bitmap_free(bmp[k]);
+    }
+    /* the first token: greedy */
+    const float *lg = llama_get_logits_ith(lctx, -1);
+    const int32_t n_vocab = llama_vocab_n_tokens(vocab);
+    int32_t best = 0;
+    for (int32_t i = 1; i < n_vocab; i++)
+        if (lg[i] > lg[best]) best = i;
+    const double first_s = (now_ms() - t0) / 1e3;
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("n_units=%zu\nn_frames=%zu\nn_text=%zu\nn_embd_rows=%zu\nn_rows=%zu\nn_pos=%d\nthreads=%d\nn_batch=%d\nload_s=%.3f\nread_s=%.3f\n"
+           "mtmd_tokenize_s=%.3f\nencode_s=%.3f\nprefill_s=%.3f\nfirst_token_s=%.3f\nfirst_token=%d\nkv_bytes=%zu\ncpu_s=%.2f\npeak_rss_kb=%ld\n",
+           n_units, n_frames, n_text, n_embd_rows, n_rows, (int)n_past, threads, n_batch, load_s, read_s, tok_s, enc_s, pre_s, first_s, (int)best,
+           llama_state_seq_get_size(lctx, 0), cpu_s(), ru.ru_maxrss);
+    for (size_t i = 0; i <= n_units; i++) free(ptok[i]);
+    free(ptok);
+    free(pn);
+    free(piece);
+    free(run);
+    free(frames);
+    free(flist);
+    free(prompt);
+    llama_free(lctx);
+    close_oracle(&o);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc < 4)
         die("usage: lv_mtmd embed TEXT MMPROJ IMG.ppm [IMG2.ppm ...] [--pair] -o OUT [-t N]\n"
             "       lv_mtmd logits TEXT MMPROJ PROMPT IMG.ppm [...] -o OUT [-t N]\n"
-            "       lv_mtmd bench TEXT MMPROJ IMG.ppm [-t N] [-r REPS]");
+            "       lv_mtmd bench TEXT MMPROJ IMG.ppm [-t N] [-r REPS]\n"
+            "       lv_mtmd video TEXT MMPROJ PROMPT.txt FRAMES.txt [--pair] [-t N] [-b N]");
     const char *mode = argv[1], *text_path = argv[2], *mm_path = argv[3], *out = NULL;
-    int threads = 2, reps = 5, pair = 0, n_pos_args = 0;
+    int threads = 2, reps = 5, pair = 0, n_pos_args = 0, n_batch = 512;
     char **pos_args = calloc((size_t)argc, sizeof(char *));
     for (int i = 4; i < argc; i++) {
         if (!strcmp(argv[i], "--pair")) pair = 1;
         else if (!strcmp(argv[i], "-o") && i + 1 < argc) out = argv[++i];
         else if (!strcmp(argv[i], "-t") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "-r") && i + 1 < argc) reps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "-b") && i + 1 < argc) n_batch = atoi(argv[++i]);
         else pos_args[n_pos_args++] = argv[i];
     }
     int rc;
@@ -425,8 +651,11 @@ int main(int argc, char **argv) {
     } else if (!strcmp(mode, "bench")) {
         if (n_pos_args != 1) die("bench: give one image");
         rc = cmd_bench(pos_args[0], text_path, mm_path, threads, reps);
+    } else if (!strcmp(mode, "video")) {
+        if (n_pos_args != 2 || n_batch < 1) die("video: give PROMPT.txt and FRAMES.txt (and -b N >= 1)");
+        rc = cmd_video(pos_args[0], pos_args[1], pair, text_path, mm_path, threads, n_batch);
     } else {
-        die("unknown mode (embed, logits, bench)");
+        die("unknown mode (embed, logits, bench, video)");
     }
     free(pos_args);
     return rc;

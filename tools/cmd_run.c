@@ -33,7 +33,7 @@ int cmd_run(int argc, char **argv) {
     int64_t vframes = 0, vmax_frames = 0, vthreads = 0, vgroup = 16, vckeep = 0, vcmax = 64, vclayer = -1;
     bool vcarrier = false;
     double vkeep = 0;
-    bool vsequential = false, vno_budget = false;
+    bool vsequential = false, vno_budget = false, vprint_prompt = false;
     cli_list images = {0};
     int64_t n_predict = 64, n_ctx = -1, n_batch = 512, n_threads = 0, seed = 0x5eed, top_k = 40, verbose = 0;
     double temp = 0.8, top_p = 0.95, min_p = 0.05;
@@ -54,6 +54,7 @@ int cmd_run(int argc, char **argv) {
         {"-j", "--decode-threads", CLI_INT, &vthreads, "N", "--video: video decode threads (default: one per core); with -t threads for encoding and prefill they share one budget of -t busy threads: the decode threads run when the encoder is about to run out of frames or the pool is idle", .lo = 0, .hi = 512},
         {NULL, "--video-sequential", CLI_FLAG, &vsequential, NULL, "--video: decode every frame, then encode, then prefill (the reference; no overlap)"},
         {NULL, "--video-no-budget", CLI_FLAG, &vno_budget, NULL, "--video: run the -j decode threads beside the -t threads instead of within one budget of -t (the older overlap; for comparison)"},
+        {NULL, "--print-prompt", CLI_FLAG, &vprint_prompt, NULL, "--video: print the prompt as text (each embedding row as <image>; Qwen: <|video_pad|>), then exit without decoding a frame"},
         {NULL, "--keep", CLI_FLOAT, &vkeep, "F", "--video: QuickPrefill: after each group of frames, keep this fraction (0 < F <= 1) of its visual tokens in every layer's cache, those of smallest key norm (1: dense, bit for bit)", .flo = 0, .fhi = 1},
         {NULL, "--carrier", CLI_FLAG, &vcarrier, NULL, "--video: VideoScan: a carrier token (the mean of a frame's, Qwen: a pair's, embeddings) after each frame; after the frame's forward every layer's cache keeps only the carrier (and --carrier-keep visual tokens) of it. Needs carrier-trained weights to answer well (none exist yet): this is the mechanics and the memory"},
         {NULL, "--carrier-keep", CLI_INT, &vckeep, "K", "--carrier: VideoScan+: also keep the K visual tokens of each frame most attended from its carrier, per layer (default 0)", .lo = -(1 << 22), .hi = 1 << 22},
@@ -110,8 +111,8 @@ int cmd_run(int argc, char **argv) {
         return 2;
     }
     if (!video_path && (cli_seen(opts, n_opts, "--fps") || cli_seen(opts, n_opts, "--frames") || cli_seen(opts, n_opts, "--max-frames") ||
-                        cli_seen(opts, n_opts, "--decode-threads") || vsequential || vno_budget)) {
-        cli_error("--fps, --frames, --max-frames, -j, --video-sequential and --video-no-budget are for --video");
+                        cli_seen(opts, n_opts, "--decode-threads") || vsequential || vno_budget || vprint_prompt)) {
+        cli_error("--fps, --frames, --max-frames, -j, --video-sequential, --video-no-budget and --print-prompt are for --video");
         return 2;
     }
     if (!video_path && (cli_seen(opts, n_opts, "--keep") || cli_seen(opts, n_opts, "--group"))) {
@@ -219,6 +220,20 @@ int cmd_run(int argc, char **argv) {
                 vplan.n_units == vplan.n_frames ? "frames" : "pairs", vplan.unit_tokens, vcarrier ? " + a carrier" : "", (long long)vplan.n_text,
                 (long long)vplan.n_rows);
         n_toks = (int32_t)vplan.n_rows;
+        if (vprint_prompt) {
+            const int64_t need = lv_video_ask_prompt_text(model, mm, video, &vp, NULL, 0);
+            char *ptext = need >= 0 ? malloc((size_t)need + 1) : NULL;
+            if (need < 0 || !ptext || lv_video_ask_prompt_text(model, mm, video, &vp, ptext, (size_t)need + 1) != need) {
+                free(ptext);
+                cli_fail("the prompt text", need < 0 ? LV_ERR_INVALID_ARG : LV_ERR_NOMEM);
+                goto end;
+            }
+            fwrite(ptext, 1, (size_t)need, stdout);
+            fflush(stdout);
+            free(ptext);
+            rc = 0;
+            goto end;
+        }
     } else if (mm) {
         if (!(embds = calloc((size_t)images.n, sizeof(*embds)))) {
             cli_error("out of memory");

@@ -27,6 +27,13 @@ expect_ok "run --video --video-no-budget" "$LV" run -m "$T/text.gguf" --mmproj $
 grep -q "thread budget" "$T/err" && fail "--video-no-budget printed a budget: $(cat "$T/err")"
 expect_ok "run --video --frames 6" "$LV" run -m "$T/text.gguf" --mmproj $G/idefics3-s2.gguf --video "$T/clip.mp4" -p "What?" --frames 6 -n 1 --temp 0
 grep -q "6 frames" "$T/err" || fail "--frames 6: $(cat "$T/err")"
+# --print-prompt: the prompt as text, each embedding row as <image> (4 frames x 4), nothing decoded
+expect_ok "run --video --print-prompt" "$LV" run -m "$T/text.gguf" --mmproj $G/idefics3-s2.gguf --video "$T/clip.mp4" -p "<__media__>What happens?" --print-prompt
+grep -q "^You are provided the following series of four frames from a 0:00:04 \[H:MM:SS\] video.$" "$T/out" || fail "--print-prompt intro: $(cat "$T/out")"
+[ "$(grep -o "Frame from 00:0[0-3]:<fake_token_around_image><global-img>" "$T/out" | wc -l)" = 4 ] || fail "--print-prompt frames: $(cat "$T/out")"
+[ "$(grep -o "<image>" "$T/out" | wc -l)" = 16 ] && tail -c 15 "$T/out" | grep -q "What happens?$" || fail "--print-prompt rows: $(cat "$T/out")"
+! grep -q "video: " "$T/err" || fail "--print-prompt decoded the video: $(cat "$T/err")"
+expect_fail "--print-prompt without --video" "$LV" run -m "$T/text.gguf" -p "x" --print-prompt
 
 # Qwen2.5-VL format: temporal pairs, M-RoPE; batches of 7 rows cut across the pairs
 expect_ok "run --video qwen2.5vl" "$LV" run -m $G/text-qwen2vl.gguf --mmproj $G/qwen25vl.gguf --video "$T/clip.mp4" -p "<__media__>What?" -n 4 --temp 0 --ids -b 7 -j 2
