@@ -220,6 +220,26 @@ void lv_rmsnorm_ref(const float *x, const float *w, float *y, int64_t n, float e
     for (int64_t i = 0; i < n; i++) y[i] = (x[i] * scale) * w[i];
 }
 
+void lv_layernorm_ref(const float *x, const float *w, const float *b, float *y, int64_t n, float eps, float *mean_out, float *rstd_out) {
+    double sum = 0;
+    for (int64_t i = 0; i < n; i++) sum += x[i];
+    const float mean = (float)(sum / (double)n);
+    double var = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const float t = x[i] - mean;
+        var += (double)t * t;
+    }
+    const float rstd = 1.0f / sqrtf((float)(var / (double)n) + eps);
+    for (int64_t i = 0; i < n; i++) {
+        float t = (x[i] - mean) * rstd;
+        if (w) t *= w[i];
+        if (b) t += b[i];
+        y[i] = t;
+    }
+    if (mean_out) *mean_out = mean;
+    if (rstd_out) *rstd_out = rstd;
+}
+
 void lv_swiglu_ref(const float *gate, const float *up, float *out, int64_t n) {
     for (int64_t i = 0; i < n; i++) {
         const float g = gate[i];

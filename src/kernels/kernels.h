@@ -54,6 +54,11 @@ void *lv_pack_tensors(lv_tensor *const *list, int64_t n, const struct lv_gguf *g
 /* y (n) = rmsnorm(x) * w, with ggml's arithmetic: mean of squares accumulated in double,
  * scale = 1/sqrtf(mean + eps), y = (x * scale) * w. */
 void lv_rmsnorm_ref(const float *x, const float *w, float *y, int64_t n, float eps);
+/* y (n) = LayerNorm(x) * w + b (w, b may be NULL: 1, 0), as ggml's norm: mean summed in double
+ * then rounded to float, variance of the float centred values summed in double, rstd =
+ * 1/sqrtf(var + eps), y = ((x - mean) * rstd) * w + b. The vision tower and the trainer (which
+ * keeps mean and rstd for its backward pass; NULL: not wanted) share it. */
+void lv_layernorm_ref(const float *x, const float *w, const float *b, float *y, int64_t n, float eps, float *mean_out, float *rstd_out);
 
 /* RoPE: cos/sin table for one position (n_rot/2 pairs), computed as ggml's rope_yarn cache:
  * theta_i = pos * base^(-2i/n_rot) by repeated float multiplication, divided by

@@ -74,26 +74,6 @@ float lv_tr_xent(const float *logits, int64_t V, int32_t target, float *dlogits,
     return (float)(lse - (double)logits[target]);
 }
 
-void lv_tr_layernorm_fwd(const float *x, const float *w, const float *b, float *y, int64_t n, float eps, float *mean_out, float *rstd_out) {
-    double sum = 0;
-    for (int64_t i = 0; i < n; i++) sum += x[i];
-    const float mean = (float)(sum / (double)n);
-    double var = 0;
-    for (int64_t i = 0; i < n; i++) {
-        const float t = x[i] - mean;
-        var += (double)t * t;
-    }
-    const float rstd = 1.0f / sqrtf((float)(var / (double)n) + eps);
-    for (int64_t i = 0; i < n; i++) {
-        float t = (x[i] - mean) * rstd;
-        t *= w[i];
-        t += b[i];
-        y[i] = t;
-    }
-    if (mean_out) *mean_out = mean;
-    if (rstd_out) *rstd_out = rstd;
-}
-
 void lv_tr_layernorm_bwd(const float *x, const float *w, float mean, float rstd, const float *dy, float *dx, bool accumulate_dx, float *dw,
                          float *db, int64_t n) {
     double sg = 0, sgx = 0;

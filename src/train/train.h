@@ -103,10 +103,7 @@ void lv_tr_swiglu_bwd(const float *g, const float *u, const float *dh, float *dg
 /* loss = logsumexp(logits) - logits[target]; if dlogits: dlogits = (softmax - onehot) * scale */
 float lv_tr_xent(const float *logits, int64_t V, int32_t target, float *dlogits, float scale);
 
-/* LayerNorm with weight and bias, as the engine's vision tower (encode.c layernorm_row): mean in
- * double then float, variance of the float centred values summed in double, rstd = 1 / sqrtf(var
- * + eps), y = (x - mean) * rstd * w + b. mean and rstd are returned for the backward pass. */
-void lv_tr_layernorm_fwd(const float *x, const float *w, const float *b, float *y, int64_t n, float eps, float *mean, float *rstd);
+/* LayerNorm's forward is the engine's lv_layernorm_ref (kernels.h), which returns mean and rstd. */
 /* xh = (x - mean) rstd, g = dy w:  dx (+)= rstd (g - mean(g) - xh mean(g xh));
  * dw += dy xh, db += dy (each NULL: skipped) */
 void lv_tr_layernorm_bwd(const float *x, const float *w, float mean, float rstd, const float *dy, float *dx, bool accumulate_dx, float *dw,

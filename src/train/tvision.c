@@ -282,7 +282,7 @@ typedef struct tv_task {
 static void ln_rows(void *arg, int64_t lo, int64_t hi, int ith) {
     tv_task *t = arg;
     for (int64_t i = lo; i < hi; i++)
-        lv_tr_layernorm_fwd(t->src + i * t->n, t->w, t->b, t->dst + i * t->n, t->n, t->m->c.eps, &t->mu_out[i], &t->rs_out[i]);
+        lv_layernorm_ref(t->src + i * t->n, t->w, t->b, t->dst + i * t->n, t->n, t->m->c.eps, &t->mu_out[i], &t->rs_out[i]);
 }
 
 /* LayerNorm backward: rows split for dx; weight and bias gradients by columns, rows in order */

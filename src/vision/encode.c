@@ -77,24 +77,6 @@ typedef struct enc {
     int64_t norm_n;
 } enc;
 
-static void layernorm_row(const float *x, const float *w, const float *b, float *y, int64_t n, float eps) {
-    double sum = 0;
-    for (int64_t i = 0; i < n; i++) sum += x[i];
-    const float mean = (float)(sum / (double)n);
-    double var = 0;
-    for (int64_t i = 0; i < n; i++) {
-        const float t = x[i] - mean;
-        var += (double)t * t;
-    }
-    const float scale = 1.0f / sqrtf((float)(var / (double)n) + eps);
-    for (int64_t i = 0; i < n; i++) {
-        float t = (x[i] - mean) * scale;
-        if (w) t *= w[i];
-        if (b) t += b[i];
-        y[i] = t;
-    }
-}
-
 static void norm_rows(void *arg, int64_t lo, int64_t hi, int ith) {
     enc *e = arg;
     const int64_t n = e->norm_n;
@@ -102,7 +84,7 @@ static void norm_rows(void *arg, int64_t lo, int64_t hi, int ith) {
         const float *x = e->norm_in + t * n;
         float *y = e->norm_out + t * n;
         if (e->c->norm == LV_CLIP_RMSNORM) lv_rmsnorm_ref(x, e->ln_w, y, n, e->c->eps);
-        else layernorm_row(x, e->ln_w, e->ln_b, y, n, e->c->eps);
+        else lv_layernorm_ref(x, e->ln_w, e->ln_b, y, n, e->c->eps, NULL, NULL);
     }
 }
 

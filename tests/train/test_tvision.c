@@ -56,7 +56,7 @@ TEST(train_grad_layernorm) {
     float x[n], w[n], b[n], y[n], c[n], dx[n], dw[n] = {0}, db[n] = {0}, mu, rs;
     fill(&r, x, n, 2), fill(&r, w, n, 1), fill(&r, b, n, 1), fill(&r, c, n, 1);
     for (int i = 0; i < n; i++) x[i] += 0.7f; /* a mean away from 0 */
-    lv_tr_layernorm_fwd(x, w, b, y, n, 1e-6f, &mu, &rs);
+    lv_layernorm_ref(x, w, b, y, n, 1e-6f, &mu, &rs);
     lv_tr_layernorm_bwd(x, w, mu, rs, c, dx, false, dw, db, n);
     /* eps 1e-3 on inputs of order 1: truncation ~eps^2 |y'''| ~ 1e-6; float noise of sum(c y)
      * (|sum| ~ 5, rounding ~3e-7 each) / 2 eps ~ 1e-4: hence 5e-3 relative + 5e-4 */
@@ -68,10 +68,10 @@ TEST(train_grad_layernorm) {
             float *p = ps[which];
             const float old = p[i];
             p[i] = old + eps;
-            lv_tr_layernorm_fwd(x, w, b, y, n, 1e-6f, NULL, NULL);
+            lv_layernorm_ref(x, w, b, y, n, 1e-6f, NULL, NULL);
             const double lp = dot_d(c, y, n);
             p[i] = old - eps;
-            lv_tr_layernorm_fwd(x, w, b, y, n, 1e-6f, NULL, NULL);
+            lv_layernorm_ref(x, w, b, y, n, 1e-6f, NULL, NULL);
             const double lm = dot_d(c, y, n);
             p[i] = old;
             if (!grad_close(gs[which][i], (lp - lm) / (2 * eps), 5e-3, 5e-4)) {
@@ -90,7 +90,7 @@ TEST(train_grad_layernorm) {
     /* normalised output: mean 0, variance 1 before the affine part */
     float ones[n], zeros[n] = {0};
     for (int i = 0; i < n; i++) ones[i] = 1.0f;
-    lv_tr_layernorm_fwd(x, ones, zeros, y, n, 0.0f, NULL, NULL);
+    lv_layernorm_ref(x, ones, zeros, y, n, 0.0f, NULL, NULL);
     double m = 0, v = 0;
     for (int i = 0; i < n; i++) m += y[i];
     for (int i = 0; i < n; i++) v += (y[i] - m / n) * (y[i] - m / n);
