@@ -682,6 +682,9 @@ void      lv_mm_prompt_free(lv_mm_prompt *p);
  * are kept (lv_get_logits_ith(ctx, -1)). On failure the cache holds the chunks before the failing
  * batch. */
 lv_status lv_mm_decode(lv_context *ctx, const lv_mm_prompt *p, lv_seq_id seq, lv_pos *n_past);
+/* The M-RoPE positions lv_mm_decode gives the prompt's rows when its first row's rotary position
+ * is rope0: out (4, n_rows), all t then all h, w, e (as lv_batch.pos_mrope). */
+void      lv_mm_prompt_mrope(const lv_mm_prompt *p, lv_pos rope0, lv_pos *out);
 
 /* Write an mmproj file with RANDOM weights at a published tower's shape, or a tiny one for tests
  * (presets: lv_mmproj_preset_list()). type "f32", "f16" or "q8_0"; n_text > 0 overrides the output

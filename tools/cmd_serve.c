@@ -466,8 +466,7 @@ static void release_all(lv_srv_req **r, int n) {
  * then the text with its markers and the images laid out as lv_mm_tokenize does (the projector's
  * marker text around each image's chunks), flattened into g->prompt with LV_TOKEN_EMBD entries and
  * *rows (malloc'd) holding their embeddings; M-RoPE models: *mpos (malloc'd, (4, n_prompt)) the
- * rows' rotary positions as lv_mm_decode gives them from position 0 (text (r, r, r, r); image
- * token i of a chunk at t0: (t0, t0 + i / nx, t0 + i % nx, 0), the next chunk max(nx, ny) on).
+ * rows' rotary positions as lv_mm_decode gives them from position 0 (lv_mm_prompt_mrope).
  * false: e says why. */
 static bool encode_images(server *S, srv_gen_req *g, float **rows, int32_t *n_rows, lv_pos **mpos, srv_req_err *e) {
     *rows = NULL;
@@ -495,21 +494,13 @@ static bool encode_images(server *S, srv_gen_req *g, float **rows, int32_t *n_ro
         *rows = malloc(((size_t)n_emb + 1) * (size_t)E * sizeof(float));
         if (mrope) *mpos = malloc((size_t)N * 4 * sizeof(lv_pos));
         if (!g->prompt || !*rows || (mrope && !*mpos)) ok = srv_bad(e, 500, "server_error", "out of memory");
-        for (int32_t c = 0, t = 0, r = 0, rope = 0; ok && c < mp.n_chunks; c++) {
+        for (int32_t c = 0, t = 0, r = 0; ok && c < mp.n_chunks; c++) {
             const lv_mm_chunk *ch = &mp.chunks[c];
-            const int32_t nx = ch->nx > 0 ? ch->nx : 1;
-            for (int32_t j = 0; j < ch->n_tokens; j++, t++) {
-                g->prompt[t] = ch->tokens ? ch->tokens[j] : LV_TOKEN_EMBD;
-                if (!mrope) continue;
-                (*mpos)[t] = ch->tokens ? rope + j : rope;
-                (*mpos)[N + t] = ch->tokens ? rope + j : rope + j / nx;
-                (*mpos)[2 * N + t] = ch->tokens ? rope + j : rope + j % nx;
-                (*mpos)[3 * N + t] = ch->tokens ? rope + j : 0;
-            }
+            for (int32_t j = 0; j < ch->n_tokens; j++) g->prompt[t++] = ch->tokens ? ch->tokens[j] : LV_TOKEN_EMBD;
             if (!ch->tokens) memcpy(*rows + (int64_t)r * E, ch->embd, (size_t)ch->n_tokens * (size_t)E * sizeof(float));
             r += ch->tokens ? 0 : ch->n_tokens;
-            rope += ch->tokens ? ch->n_tokens : ch->n_pos;
         }
+        if (ok && mrope) lv_mm_prompt_mrope(&mp, 0, *mpos);
         g->n_prompt = mp.n_rows;
         *n_rows = n_emb;
     }

@@ -756,6 +756,29 @@ int64_t lv_context_describe_plan(const lv_context *ctx, char *buf, size_t buf_si
  * prompts with images
  * ----------------------------------------------------------------------------------------- */
 
+/* the M-RoPE positions of row i of chunk ch, whose first rotary position is rope: text (r, r, r, r);
+ * image token i: (t0, t0 + i / nx, t0 + i % nx, 0), as llama.cpp */
+static void mm_row_mrope(const lv_mm_chunk *ch, int32_t i, lv_pos rope, lv_pos r[4]) {
+    const int32_t nx = LV_MAX(ch->nx, 1);
+    r[0] = ch->tokens ? rope + i : rope;
+    r[1] = ch->tokens ? rope + i : rope + i / nx;
+    r[2] = ch->tokens ? rope + i : rope + i % nx;
+    r[3] = ch->tokens ? rope + i : 0;
+}
+
+/* the rotary positions a chunk advances the prompt by */
+static lv_pos mm_chunk_advance(const lv_mm_chunk *ch) { return ch->tokens ? ch->n_tokens : ch->n_pos; }
+
+void lv_mm_prompt_mrope(const lv_mm_prompt *p, lv_pos rope0, lv_pos *out) {
+    const int64_t N = p->n_rows;
+    lv_pos rope = rope0, r[4];
+    for (int32_t c = 0, row = 0; c < p->n_chunks; rope += mm_chunk_advance(&p->chunks[c]), c++)
+        for (int32_t i = 0; i < p->chunks[c].n_tokens; i++, row++) {
+            mm_row_mrope(&p->chunks[c], i, rope, r);
+            for (int k = 0; k < 4; k++) out[k * N + row] = r[k];
+        }
+}
+
 lv_status lv_mm_decode(lv_context *ctx, const lv_mm_prompt *p, lv_seq_id seq, lv_pos *n_past) {
     if (!ctx || !p || !n_past || seq < 0 || (uint32_t)seq >= ctx->p.n_seq_max)
         return lv_error(LV_ERR_INVALID_ARG, "lv_mm_decode: bad context, prompt or sequence id");
@@ -779,20 +802,13 @@ lv_status lv_mm_decode(lv_context *ctx, const lv_mm_prompt *p, lv_seq_id seq, lv
     int32_t n = 0;
     for (int32_t c = 0; c < p->n_chunks && st == LV_OK; c++) {
         const lv_mm_chunk *ch = &p->chunks[c];
-        const int32_t nx = LV_MAX(ch->nx, 1);
         for (int32_t i = 0; i < ch->n_tokens && st == LV_OK; i++) {
             b.token[n] = ch->tokens ? ch->tokens[i] : LV_TOKEN_EMBD;
             if (!ch->tokens) memcpy(b.embd + (int64_t)n * E, ch->embd + (int64_t)i * E, (size_t)E * sizeof(float));
             b.pos[n] = *n_past + n;
             b.seq_id[n] = seq;
             b.logits[n] = 0;
-            if (mrope) { /* text: (r, r, r, r); image token i: (t0, t0 + i / nx, t0 + i % nx, 0), as llama.cpp */
-                lv_pos *r = stage + 4 * n;
-                r[0] = ch->tokens ? rope + i : rope;
-                r[1] = ch->tokens ? rope + i : rope + i / nx;
-                r[2] = ch->tokens ? rope + i : rope + i % nx;
-                r[3] = ch->tokens ? rope + i : 0;
-            }
+            if (mrope) mm_row_mrope(ch, i, rope, stage + 4 * n);
             n++;
             const bool last = c == p->n_chunks - 1 && i == ch->n_tokens - 1;
             if (n == B || last) {
@@ -806,7 +822,7 @@ lv_status lv_mm_decode(lv_context *ctx, const lv_mm_prompt *p, lv_seq_id seq, lv
                 n = 0;
             }
         }
-        rope += ch->tokens ? ch->n_tokens : ch->n_pos;
+        rope += mm_chunk_advance(ch);
     }
     lv_batch_free(&b);
     lv_free(stage);
