@@ -474,7 +474,9 @@ typedef struct lv_genmodel_params {
     bool    tied_output;    /* token_embd doubles as the output matrix */
     bool    llama3_rope;    /* write a rope_freqs tensor with Llama 3.1 scaling (factor 32, 8192) */
     const char *vocab_path; /* GGUF whose tokenizer.* metadata is copied (its token count is n_vocab), a
-                               tokenizer.json, or "builtin:bytes": 259 tokens, <unk> <s> </s> and 256 bytes */
+                               tokenizer.json, or "builtin:bytes": 259 tokens, <unk> <s> </s> and 256 bytes
+                               ("builtin:bytes-vision": then SmolVLM2's 4 control tokens <fake_token_around_image>
+                               <global-img> <image> <end_of_utterance> and "\n\n") */
     lv_ftype ftype;         /* type of the 2-D weight matrices (a mixture for Q4_K_M); norms and biases stay F32 */
     uint64_t seed;
     float    std;           /* standard deviation of the weights (default 0.02) */
@@ -981,6 +983,22 @@ lv_status lv_video_ask_plan_for(const lv_model *model, const lv_mmproj *mm, cons
  * (lv_last_error). */
 int64_t lv_video_ask_prompt_text(const lv_model *model, const lv_mmproj *mm, const lv_video *video, const lv_video_ask_params *params,
                                  char *buf, size_t buf_size);
+
+/* The rows of a SmolVLM2 (idefics3) video question over frames the caller holds: the prompt
+ * lv_video_ask lays out for a video of duration_s seconds whose sampled frames are at times
+ * frame_t[0 .. n_frames) (increasing), unit_tokens embedding rows per frame (lv_mmproj_n_tokens of
+ * the frame size; + 1 carrier row with params->carrier), rotary positions 0, 1, 2, ... row by
+ * row. params->prompt and add_special as lv_video_ask reads them. For training a video model
+ * (`longview train-video`) on frames rendered in memory, with exactly the prompt users ask with. */
+typedef struct lv_video_prompt {
+    int64_t   n_rows;
+    lv_token *tokens; /* (n_rows): a token, or LV_TOKEN_EMBD where an embedding row goes */
+    int32_t  *frame;  /* (n_rows): the frame of an embedding row, -1 for text */
+    int32_t  *row;    /* (n_rows): its row within the frame's unit (unit_tokens: the carrier), -1 for text */
+} lv_video_prompt;
+lv_status lv_video_prompt_build(const lv_model *model, int32_t unit_tokens, int64_t n_frames, const double *frame_t, double duration_s,
+                                const lv_video_ask_params *params, lv_video_prompt *out);
+void      lv_video_prompt_free(lv_video_prompt *p);
 
 #ifdef __cplusplus
 }

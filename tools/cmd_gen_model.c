@@ -35,7 +35,7 @@ int cmd_gen_model(int argc, char **argv) {
         {NULL, "--rope-base", CLI_FLOAT, &rope_base, "F", "rope frequency base", .flo = 1, .fhi = 1e12},
         {NULL, "--tied", CLI_FLAG, &tied, NULL, "no output.weight: token_embd is the output matrix"},
         {NULL, "--llama3-rope", CLI_FLAG, &llama3_rope, NULL, "write a Llama 3.1 rope_freqs tensor (factor 32, original context 8192)"},
-        {NULL, "--vocab", CLI_STR, &vocab, "FILE", "vocabulary GGUF (tokenizer.* keys are copied), tokenizer.json, or builtin:bytes (259 byte tokens)", .required = true},
+        {NULL, "--vocab", CLI_STR, &vocab, "FILE", "vocabulary GGUF (tokenizer.* keys are copied), tokenizer.json, builtin:bytes (259 byte tokens) or builtin:bytes-vision (+ SmolVLM2's 4 markers)", .required = true},
         {NULL, "--type", CLI_STR, &type, "T", "weight type: f32 | f16 | bf16 | q8_0 | q4_0 | q4_1 | q5_0 | q5_1 | q4_k | q5_k | q6_k | q4_k_m | iq4_nl | iq4_xs | q2_k | q3_k (default f32)"},
         {NULL, "--seed", CLI_INT, &seed, "N", "random seed (default 42)", .lo = 0, .hi = INT64_MAX},
         {NULL, "--std", CLI_FLOAT, &std, "F", "standard deviation of the weights (default 0.02)", .flo = 1e-6, .fhi = 10},

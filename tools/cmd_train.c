@@ -25,14 +25,6 @@
 #include <string.h>
 #include <unistd.h>
 
-static void fmt_dur(double s, char *buf, size_t n) {
-    if (!(s >= 0) || s > 1e8) s = 0;
-    long t = (long)(s + 0.5);
-    if (t >= 3600) snprintf(buf, n, "%ldh%02ldm", t / 3600, (t / 60) % 60);
-    else if (t >= 60) snprintf(buf, n, "%ldm%02lds", t / 60, t % 60);
-    else snprintf(buf, n, "%lds", t);
-}
-
 typedef struct preset {
     const char *name;
     int dim, layers, heads, kv_heads, ffn;
@@ -61,35 +53,6 @@ static int save_state(const lv_tmodel *m, const lv_adamw *opt, const lv_tr_ckpt_
     st = lv_adamw_save(opt, info, opath);
     if (st != LV_OK) return cli_fail("writing the optimizer state", st), -1;
     return 0;
-}
-
-/* The vocabulary of the --vocab argument (a vocabulary GGUF, a tokenizer.json or builtin:bytes) as
- * a vocabulary-only model: gen-model writes its tokenizer keys into a one-layer model in the
- * temporary directory (never at the output path), read into memory, then removed. Returns 0, or
- * -1 after printing the error. */
-static int load_vocab(const char *vocab, lv_model **out) {
-    const char *dir = getenv("TMPDIR");
-    char path[4096];
-    snprintf(path, sizeof(path), "%s/longview-vocab-XXXXXX", dir && dir[0] ? dir : "/tmp");
-    const int fd = mkstemp(path);
-    if (fd < 0) {
-        cli_error("reading the vocabulary: cannot create a temporary file in %s: %s", dir && dir[0] ? dir : "/tmp", strerror(errno));
-        return -1;
-    }
-    close(fd);
-    lv_genmodel_params gp = lv_genmodel_default_params();
-    gp.arch = "llama";
-    gp.n_embd = 8, gp.n_layer = 1, gp.n_head = 1, gp.n_head_kv = 1, gp.n_ff = 8;
-    gp.vocab_path = vocab;
-    lv_status s = lv_genmodel_write(&gp, path);
-    if (s == LV_OK) {
-        lv_model_params mp = lv_model_default_params();
-        mp.vocab_only = true;
-        mp.use_mmap = false;
-        s = lv_model_load(path, mp, out);
-    }
-    unlink(path);
-    return s == LV_OK ? 0 : (cli_fail("reading the vocabulary", s), -1);
 }
 
 /* fraction of eval prompts whose every answer token is the argmax (teacher forcing: exactly the
@@ -135,7 +98,7 @@ int cmd_train(int argc, char **argv) {
         {NULL, "--untied", CLI_FLAG, &untied, NULL, "a separate output matrix (default: tied to the token embedding)"},
         {NULL, "--rope-base", CLI_FLOAT, &rope_base, "F", "RoPE frequency base (default 10000; with --init: change the loaded model's)", .flo = 2, .fhi = 1e9},
         {NULL, "--ctx-train", CLI_INT, &ctx_train, "N", "context_length written to the GGUF (default: --seq-len, or --init's)", .lo = 1, .hi = 1 << 24},
-        {NULL, "--vocab", CLI_STR, &vocab, "FILE", "vocabulary GGUF, tokenizer.json, or builtin:bytes (default)"},
+        {NULL, "--vocab", CLI_STR, &vocab, "FILE", "vocabulary GGUF, tokenizer.json, or builtin:bytes (default) or builtin:bytes-vision"},
         {NULL, "--init-std", CLI_FLOAT, &init_std, "F", "standard deviation of the initial weights (default 0.02)", .flo = 1e-6, .fhi = 1},
         {NULL, "--steps", CLI_INT, &steps, "N", "optimizer steps (default 200)", .lo = 1, .hi = INT32_MAX},
         {NULL, "--batch", CLI_INT, &batch, "N", "sequences per step (default 8)", .lo = 1, .hi = 4096},
@@ -280,7 +243,7 @@ int cmd_train(int argc, char **argv) {
             .n_ctx_train = (int32_t)(ctx_train ? ctx_train : seq_len), .rope_base = (float)rope_base, .norm_eps = 1e-5f, .tied = !untied,
         };
         c.bias_qkv = c.arch == LV_ARCH_QWEN2;
-        if (load_vocab(vocab, &vm) != 0) goto end;
+        if (td_load_vocab(vocab, &vm) != 0) goto end;
         c.n_vocab = lv_model_n_vocab(vm);
         if ((s = lv_tmodel_create(&c, true, &m)) != LV_OK) {
             rc = cli_fail("creating the model", s);
@@ -410,8 +373,8 @@ int cmd_train(int argc, char **argv) {
         if (tty ? el - last_print >= 0.2 || at_end : (step + 1) % log_every == 0 || at_end || acc >= 0) {
             char eta[32], ela[32], accs[48] = "", ans[32] = "-";
             if (ans_n) snprintf(ans, sizeof(ans), "%.4f", ans_loss / ans_n);
-            fmt_dur(el / (double)(step + 1 - first) * (double)(last - step - 1), eta, sizeof(eta));
-            fmt_dur(el, ela, sizeof(ela));
+            cli_fmt_duration(el / (double)(step + 1 - first) * (double)(last - step - 1), eta, sizeof(eta));
+            cli_fmt_duration(el, ela, sizeof(ela));
             if (acc >= 0) snprintf(accs, sizeof(accs), " | retrieval acc %.3f", acc);
             fprintf(stderr, "%sstep %lld/%lld | loss %.4f | answer %s | lr %.2e | |g| %.3f | %.0f tok/s | %s elapsed, ETA %s%s%s", tty ? "\r\033[K" : "",
                     (long long)step + 1, (long long)steps, loss, ans, (double)lr_t, (double)gnorm, tokens / el, ela, eta,

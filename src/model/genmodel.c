@@ -196,35 +196,46 @@ static lv_type fallback_type(lv_type t, int64_t ncols) {
 }
 
 /* "builtin:bytes": a SentencePiece-style vocabulary of <unk>, <s>, </s> and the 256 byte tokens
- * <0x00>..<0xFF>: every text tokenizes (byte fallback), and no file is needed. */
-static lv_status add_builtin_bytes_vocab(lv_gguf_writer *w, int64_t *n_vocab) {
-    enum { N = 3 + 256 };
-    static char names[N][8];
-    const char *ptrs[N];
-    float scores[N];
-    int32_t types[N];
+ * <0x00>..<0xFF>: every text tokenizes (byte fallback), and no file is needed.
+ * "builtin:bytes-vision": the same 259 tokens, then SmolVLM2's four control tokens (ids 259-262)
+ * and "\n\n" (263, a normal token: mtmd looks it up as a whole token for idefics3's image layout and
+ * refuses a vocabulary without it), so that its image and video prompts (docs/vision.md,
+ * docs/video-questions.md) take one token per marker instead of one per byte, and no
+ * SentencePiece space prefix (which would add a U+2581, three byte tokens, after every marker):
+ * the vocabulary of the trained video models (docs/train.md). */
+static const char *const k_vision_markers[] = {"<fake_token_around_image>", "<global-img>", "<image>", "<end_of_utterance>", "\n\n"};
+
+static lv_status add_builtin_bytes_vocab(lv_gguf_writer *w, bool vision, int64_t *n_vocab) {
+    enum { NB = 3 + 256, NM = 5, NMAX = NB + NM };
+    static char names[NB][8];
+    const char *ptrs[NMAX];
+    float scores[NMAX];
+    int32_t types[NMAX];
+    const int N = vision ? NMAX : NB;
     snprintf(names[0], sizeof(names[0]), "<unk>");
     snprintf(names[1], sizeof(names[1]), "<s>");
     snprintf(names[2], sizeof(names[2]), "</s>");
     for (int i = 0; i < N; i++) {
-        if (i >= 3) snprintf(names[i], sizeof(names[i]), "<0x%02X>", i - 3);
-        ptrs[i] = names[i];
+        if (i >= 3 && i < NB) snprintf(names[i], sizeof(names[i]), "<0x%02X>", i - 3);
+        ptrs[i] = i < NB ? names[i] : k_vision_markers[i - NB];
         scores[i] = 0.0f;
-        types[i] = i == 0 ? 2 : i < 3 ? 3 : 6; /* unknown, control, byte */
+        types[i] = i == 0 ? 2 : i < 3 || (i >= NB && i < NMAX - 1) ? 3 : i < NB ? 6 : 1; /* unknown, control, byte, normal */
     }
     bool ok = lv_gguf_writer_set_str(w, "tokenizer.ggml.model", "llama") && lv_gguf_writer_set_str(w, "tokenizer.ggml.pre", "default") &&
-              lv_gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", ptrs, N) &&
-              lv_gguf_writer_set_arr(w, "tokenizer.ggml.scores", LV_GGUF_FLOAT32, scores, N) &&
-              lv_gguf_writer_set_arr(w, "tokenizer.ggml.token_type", LV_GGUF_INT32, types, N) &&
+              lv_gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", ptrs, (uint64_t)N) &&
+              lv_gguf_writer_set_arr(w, "tokenizer.ggml.scores", LV_GGUF_FLOAT32, scores, (uint64_t)N) &&
+              lv_gguf_writer_set_arr(w, "tokenizer.ggml.token_type", LV_GGUF_INT32, types, (uint64_t)N) &&
               lv_gguf_writer_set_u32(w, "tokenizer.ggml.unknown_token_id", 0) && lv_gguf_writer_set_u32(w, "tokenizer.ggml.bos_token_id", 1) &&
               lv_gguf_writer_set_u32(w, "tokenizer.ggml.eos_token_id", 2) && lv_gguf_writer_set_bool(w, "tokenizer.ggml.add_bos_token", true) &&
-              lv_gguf_writer_set_bool(w, "tokenizer.ggml.add_eos_token", false);
+              lv_gguf_writer_set_bool(w, "tokenizer.ggml.add_eos_token", false) &&
+              (!vision || lv_gguf_writer_set_bool(w, "tokenizer.ggml.add_space_prefix", false));
     *n_vocab = N;
     return ok ? LV_OK : LV_ERR_NOMEM;
 }
 
 lv_status lv_genmodel_add_vocab(lv_gguf_writer *w, const char *vocab_path, int64_t *n_vocab) {
-    if (strcmp(vocab_path, "builtin:bytes") == 0) return add_builtin_bytes_vocab(w, n_vocab);
+    if (strcmp(vocab_path, "builtin:bytes") == 0) return add_builtin_bytes_vocab(w, false, n_vocab);
+    if (strcmp(vocab_path, "builtin:bytes-vision") == 0) return add_builtin_bytes_vocab(w, true, n_vocab);
     size_t n = strlen(vocab_path);
     if (n >= 5 && strcmp(vocab_path + n - 5, ".json") == 0) return lv_vocab_json_to_gguf(vocab_path, w, n_vocab);
     lv_gguf *vg = NULL;

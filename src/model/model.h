@@ -173,7 +173,7 @@ const char *lv_arch_name(lv_arch a);
 /* The vocabulary of a loaded model (NULL if it has none). */
 const lv_vocab *lv_model_vocab(const lv_model *model);
 /* genmodel.c: write the tokenizer.* keys of vocab_path (a vocabulary GGUF, a tokenizer.json, or
- * "builtin:bytes") into w; *n_vocab receives its token count. Used by gen-model and the trainer. */
+ * "builtin:bytes", "builtin:bytes-vision") into w; *n_vocab receives its token count. Used by gen-model and the trainer. */
 lv_status lv_genmodel_add_vocab(lv_gguf_writer *w, const char *vocab_path, int64_t *n_vocab);
 /* the RoPE parameters of the model's hyper-parameters (and rope_freqs), for the kernels: those of
  * the global layers, and those of the sliding-window layers (their own base and scale) */

@@ -272,59 +272,18 @@ void lv_vq_row_pos(const lv_vq_layout *l, const lv_vq_seg *s, int32_t i, int32_t
     *e = 0;
 }
 
-lv_status lv_vq_layout_build(const lv_model *model, const lv_mmproj *mm, const lv_video *video, const lv_video_ask_params *p, int32_t rope0,
-                             lv_vq_layout *out) {
-    memset(out, 0, sizeof(*out));
-    if (!model || !mm || !video || !p) return lv_error(LV_ERR_INVALID_ARG, "asking a video: model, mmproj, video and parameters are needed");
-    const lv_vocab *v = lv_model_vocab(model);
-    if (!v) return lv_error(LV_ERR_INVALID_ARG, "the model has no tokenizer");
-    if (lv_mmproj_n_embd(mm) != lv_model_n_embd(model))
-        return lv_error(LV_ERR_INVALID_ARG, "the mmproj gives %d-wide embeddings; the text model takes %d", lv_mmproj_n_embd(mm),
-                        lv_model_n_embd(model));
-    const char *proj = lv_mmproj_projector(mm);
-    lv_vq_layout *l = out;
-    if (strcmp(proj, "idefics3") == 0) l->fam = LV_VQ_SMOLVLM2;
-    else if (strcmp(proj, "qwen2vl_merger") == 0) l->fam = LV_VQ_QWEN2VL;
-    else if (strcmp(proj, "qwen2.5vl_merger") == 0) l->fam = LV_VQ_QWEN25VL;
-    else return lv_error(LV_ERR_UNSUPPORTED, "videos are supported for the idefics3 (SmolVLM2) and Qwen projectors, not %s", proj);
-    if (p->fps < 0 || !isfinite(p->fps) || p->fps > 1000) return lv_error(LV_ERR_INVALID_ARG, "fps must be in (0, 1000], got %g", p->fps);
-    if (p->n_frames < 0 || p->max_frames < 0) return lv_error(LV_ERR_INVALID_ARG, "frame counts must not be negative");
-    l->mrope = lv_model_n_pos_per_token(model) == 4;
-    l->carrier = p->carrier;
-    if (l->mrope && l->fam == LV_VQ_SMOLVLM2)
-        return lv_error(LV_ERR_UNSUPPORTED, "an idefics3 (SmolVLM2) video with an M-RoPE text model: no such model exists to follow");
-    lv_video_info info;
-    lv_video_get_info(video, &info);
-    l->video_frames = info.n_frames;
-    l->video_fps = info.avg_fps;
-    if (info.n_frames <= 0 || !(info.avg_fps > 0) || !isfinite(info.avg_fps))
-        return lv_error(LV_ERR_FORMAT, "the video has no frames or no frame rate (%lld frames, %g fps)", (long long)info.n_frames, info.avg_fps);
+/* The prompt's text and units for the plan in l (family, n_frames / n_units, unit_tokens, grid,
+ * duration, sample_fps; frame_t: the SmolVLM2 frames' times in seconds): tokens, segments,
+ * pieces, l->rope_end and the plan's row counts. On failure the caller frees l. */
+static lv_status layout_prompt(lv_vq_layout *l, const lv_vocab *v, const lv_video_ask_params *p, int32_t rope0, const double *frame_t) {
     lv_video_ask_plan *pl = &l->plan;
-    pl->duration_s = info.duration_s;
-    lv_status st;
-    if (l->fam == LV_VQ_SMOLVLM2) {
-        pl->family = "smolvlm2";
-        st = lv_vq_smolvlm2_indices(info.n_frames, info.avg_fps, p->fps > 0 ? p->fps : 1.0, p->max_frames > 0 ? p->max_frames : 64,
-                                    p->n_frames > 0 ? LV_MIN(p->n_frames, p->max_frames > 0 ? p->max_frames : p->n_frames) : 0,
-                                    &l->frame_idx, &pl->n_frames);
-        if (st != LV_OK) return st;
-        pl->n_units = pl->n_frames;
-    } else {
-        pl->family = l->fam == LV_VQ_QWEN2VL ? "qwen2vl" : "qwen2.5vl";
-        pl->n_frames = lv_vq_qwen_nframes(info.n_frames, info.avg_fps, p->fps > 0 ? p->fps : 2.0, p->max_frames > 0 ? p->max_frames : 768,
-                                          p->n_frames);
-        pl->n_units = pl->n_frames / 2;
-    }
-    pl->sample_fps = (double)pl->n_frames / (double)info.n_frames * info.avg_fps;
-    if ((st = lv_mmproj_video_frame_size(mm, info.width, info.height, pl->n_frames, &pl->frame_w, &pl->frame_h)) != LV_OK) goto fail;
-    if ((st = lv_mmproj_n_tokens(mm, pl->frame_w, pl->frame_h, &pl->unit_tokens, &pl->nx, &pl->ny)) != LV_OK) goto fail;
-
+    lv_status st = LV_OK;
     /* the user's text around the video */
     const char *prompt = p->prompt ? p->prompt : "";
     const char *mk = strstr(prompt, LV_MEDIA_MARKER);
     if (mk && strstr(mk + strlen(LV_MEDIA_MARKER), LV_MEDIA_MARKER)) {
         st = lv_error(LV_ERR_INVALID_ARG, "the prompt has more than one %s marker; a question takes one video", LV_MEDIA_MARKER);
-        goto fail;
+        return st;
     }
     const size_t plen = mk ? (size_t)(mk - prompt) : 0;
     const char *suffix = mk ? mk + strlen(LV_MEDIA_MARKER) : prompt;
@@ -335,10 +294,7 @@ lv_status lv_vq_layout_build(const lv_model *model, const lv_mmproj *mm, const l
     /* a piece: the prefix (first piece only) + fixed text + the suffix (last piece only) */
     size_t cap = plen + slen + 512;
     char *buf = lv_malloc(cap);
-    if (!buf) {
-        st = LV_ERR_NOMEM;
-        goto fail;
-    }
+    if (!buf) return LV_ERR_NOMEM;
     if (l->fam == LV_VQ_SMOLVLM2) {
         char words[256], dur[64], ts[64];
         lv_vq_number_words(pl->n_frames, words, sizeof(words));
@@ -353,7 +309,7 @@ lv_status lv_vq_layout_build(const lv_model *model, const lv_mmproj *mm, const l
                 n = snprintf(buf, cap, "<fake_token_around_image>");
             }
             if (f < pl->n_frames) {
-                mmss((double)l->frame_idx[f] / info.avg_fps, ts, sizeof(ts));
+                mmss(frame_t[f], ts, sizeof(ts));
                 n += snprintf(buf + n, cap - (size_t)n, "\nFrame from %s:<fake_token_around_image><global-img>", ts);
             } else {
                 n += snprintf(buf + n, cap - (size_t)n, "\n\n%s", suffix);
@@ -404,12 +360,127 @@ lv_status lv_vq_layout_build(const lv_model *model, const lv_mmproj *mm, const l
             }
         }
     }
-    if (st != LV_OK) goto fail;
+    if (st != LV_OK) return st;
     l->rope_end = b.rope;
     pl->n_rows = b.row;
     pl->n_text = l->n_tokens;
     return LV_OK;
+}
+
+lv_status lv_vq_layout_build(const lv_model *model, const lv_mmproj *mm, const lv_video *video, const lv_video_ask_params *p, int32_t rope0,
+                             lv_vq_layout *out) {
+    memset(out, 0, sizeof(*out));
+    if (!model || !mm || !video || !p) return lv_error(LV_ERR_INVALID_ARG, "asking a video: model, mmproj, video and parameters are needed");
+    const lv_vocab *v = lv_model_vocab(model);
+    if (!v) return lv_error(LV_ERR_INVALID_ARG, "the model has no tokenizer");
+    if (lv_mmproj_n_embd(mm) != lv_model_n_embd(model))
+        return lv_error(LV_ERR_INVALID_ARG, "the mmproj gives %d-wide embeddings; the text model takes %d", lv_mmproj_n_embd(mm),
+                        lv_model_n_embd(model));
+    const char *proj = lv_mmproj_projector(mm);
+    lv_vq_layout *l = out;
+    if (strcmp(proj, "idefics3") == 0) l->fam = LV_VQ_SMOLVLM2;
+    else if (strcmp(proj, "qwen2vl_merger") == 0) l->fam = LV_VQ_QWEN2VL;
+    else if (strcmp(proj, "qwen2.5vl_merger") == 0) l->fam = LV_VQ_QWEN25VL;
+    else return lv_error(LV_ERR_UNSUPPORTED, "videos are supported for the idefics3 (SmolVLM2) and Qwen projectors, not %s", proj);
+    if (p->fps < 0 || !isfinite(p->fps) || p->fps > 1000) return lv_error(LV_ERR_INVALID_ARG, "fps must be in (0, 1000], got %g", p->fps);
+    if (p->n_frames < 0 || p->max_frames < 0) return lv_error(LV_ERR_INVALID_ARG, "frame counts must not be negative");
+    l->mrope = lv_model_n_pos_per_token(model) == 4;
+    l->carrier = p->carrier;
+    if (l->mrope && l->fam == LV_VQ_SMOLVLM2)
+        return lv_error(LV_ERR_UNSUPPORTED, "an idefics3 (SmolVLM2) video with an M-RoPE text model: no such model exists to follow");
+    lv_video_info info;
+    lv_video_get_info(video, &info);
+    l->video_frames = info.n_frames;
+    l->video_fps = info.avg_fps;
+    if (info.n_frames <= 0 || !(info.avg_fps > 0) || !isfinite(info.avg_fps))
+        return lv_error(LV_ERR_FORMAT, "the video has no frames or no frame rate (%lld frames, %g fps)", (long long)info.n_frames, info.avg_fps);
+    lv_video_ask_plan *pl = &l->plan;
+    pl->duration_s = info.duration_s;
+    lv_status st;
+    if (l->fam == LV_VQ_SMOLVLM2) {
+        pl->family = "smolvlm2";
+        st = lv_vq_smolvlm2_indices(info.n_frames, info.avg_fps, p->fps > 0 ? p->fps : 1.0, p->max_frames > 0 ? p->max_frames : 64,
+                                    p->n_frames > 0 ? LV_MIN(p->n_frames, p->max_frames > 0 ? p->max_frames : p->n_frames) : 0,
+                                    &l->frame_idx, &pl->n_frames);
+        if (st != LV_OK) return st;
+        pl->n_units = pl->n_frames;
+    } else {
+        pl->family = l->fam == LV_VQ_QWEN2VL ? "qwen2vl" : "qwen2.5vl";
+        pl->n_frames = lv_vq_qwen_nframes(info.n_frames, info.avg_fps, p->fps > 0 ? p->fps : 2.0, p->max_frames > 0 ? p->max_frames : 768,
+                                          p->n_frames);
+        pl->n_units = pl->n_frames / 2;
+    }
+    pl->sample_fps = (double)pl->n_frames / (double)info.n_frames * info.avg_fps;
+    if ((st = lv_mmproj_video_frame_size(mm, info.width, info.height, pl->n_frames, &pl->frame_w, &pl->frame_h)) != LV_OK) goto fail;
+    if ((st = lv_mmproj_n_tokens(mm, pl->frame_w, pl->frame_h, &pl->unit_tokens, &pl->nx, &pl->ny)) != LV_OK) goto fail;
+
+    {
+        double *ft = lv_malloc((size_t)LV_MAX(pl->n_frames, 1) * sizeof(double));
+        if (!ft) {
+            st = LV_ERR_NOMEM;
+            goto fail;
+        }
+        for (int64_t f = 0; l->fam == LV_VQ_SMOLVLM2 && f < pl->n_frames; f++) ft[f] = (double)l->frame_idx[f] / info.avg_fps;
+        st = layout_prompt(l, v, p, rope0, ft);
+        lv_free(ft);
+        if (st != LV_OK) goto fail;
+    }
+    return LV_OK;
 fail:
     lv_vq_layout_free(l);
     return st;
+}
+
+lv_status lv_video_prompt_build(const lv_model *model, int32_t unit_tokens, int64_t n_frames, const double *frame_t, double duration_s,
+                                const lv_video_ask_params *p, lv_video_prompt *out) {
+    if (!out) return lv_error(LV_ERR_INVALID_ARG, "lv_video_prompt_build: no output");
+    memset(out, 0, sizeof(*out));
+    if (!model || !p || (n_frames > 0 && !frame_t)) return lv_error(LV_ERR_INVALID_ARG, "lv_video_prompt_build: model, parameters and frame times are needed");
+    const lv_vocab *v = lv_model_vocab(model);
+    if (!v) return lv_error(LV_ERR_INVALID_ARG, "the model has no tokenizer");
+    if (lv_model_n_pos_per_token(model) == 4)
+        return lv_error(LV_ERR_UNSUPPORTED, "an idefics3 (SmolVLM2) video with an M-RoPE text model: no such model exists to follow");
+    if (unit_tokens < 1 || unit_tokens > (1 << 20) || n_frames < 1 || n_frames > (1 << 24) || !(duration_s >= 0) || duration_s > 1e9)
+        return lv_error(LV_ERR_INVALID_ARG, "video prompt: %d rows per frame, %lld frames, %g s: out of range", unit_tokens, (long long)n_frames,
+                        duration_s);
+    for (int64_t f = 0; f < n_frames; f++)
+        if (!(frame_t[f] >= 0) || frame_t[f] > 1e9 || (f && frame_t[f] < frame_t[f - 1]))
+            return lv_error(LV_ERR_INVALID_ARG, "video prompt: frame %lld's time %g is negative or before the previous frame's", (long long)f,
+                            frame_t[f]);
+    lv_vq_layout l = {0};
+    l.fam = LV_VQ_SMOLVLM2;
+    l.carrier = p->carrier;
+    l.plan.family = "smolvlm2";
+    l.plan.n_frames = l.plan.n_units = n_frames;
+    l.plan.unit_tokens = unit_tokens;
+    l.plan.duration_s = duration_s;
+    lv_status st = layout_prompt(&l, v, p, 0, frame_t);
+    if (st == LV_OK) {
+        const int64_t n = l.plan.n_rows;
+        out->tokens = lv_malloc((size_t)n * sizeof(lv_token));
+        out->frame = lv_malloc((size_t)n * sizeof(int32_t));
+        out->row = lv_malloc((size_t)n * sizeof(int32_t));
+        if (!out->tokens || !out->frame || !out->row) st = LV_ERR_NOMEM;
+        for (int32_t si = 0; st == LV_OK && si < l.n_segs; si++) {
+            const lv_vq_seg *s = &l.segs[si];
+            for (int32_t i = 0; i < s->n; i++) {
+                const int64_t r = s->row0 + i;
+                out->tokens[r] = s->unit ? LV_TOKEN_EMBD : l.tokens[s->first + i];
+                out->frame[r] = s->unit ? (int32_t)s->first : -1;
+                out->row[r] = s->unit ? i : -1;
+            }
+        }
+        out->n_rows = n;
+    }
+    lv_vq_layout_free(&l);
+    if (st != LV_OK) lv_video_prompt_free(out);
+    return st;
+}
+
+void lv_video_prompt_free(lv_video_prompt *p) {
+    if (!p) return;
+    lv_free(p->tokens);
+    lv_free(p->frame);
+    lv_free(p->row);
+    memset(p, 0, sizeof(*p));
 }

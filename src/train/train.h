@@ -371,6 +371,10 @@ void lv_tv_backward(lv_threadpool *tp, lv_tvmodel *m, lv_tv_state *st, const flo
  * src/vision and llama.cpp's mtmd load): f32, or f16 matrices (the patch kernel, position
  * embeddings, norms and biases stay f32). Written to PATH.tmp then renamed. */
 lv_status lv_tvmodel_export_gguf(const lv_tvmodel *m, const char *path, bool f16, const char *name);
+/* Read an mmproj file that lv_tvmodel_export_gguf wrote (its configuration from the clip.vision keys,
+ * f32 or f16 tensors converted to f32; every tensor's name, type and shape checked): resuming and
+ * fine-tuning a trained tower. */
+lv_status lv_tvmodel_load_gguf(const char *path, bool with_grads, lv_tvmodel **out);
 
 /* -------------------------------------------------------------------------------------------
  * Optimizer (optim.c): AdamW with decoupled weight decay on matrices (not on norms, biases or

@@ -494,34 +494,10 @@ typedef struct tv_exp {
     lv_type type;
 } tv_exp;
 
-lv_status lv_tvmodel_export_gguf(const lv_tvmodel *m, const char *path, bool f16, const char *name) {
-    const lv_tv_config *c = &m->c;
-    const tv_dims d = dims_of(c);
-    const lv_type mt = f16 ? LV_TYPE_F16 : LV_TYPE_F32;
-    lv_status st = LV_ERR_NOMEM;
-    lv_gguf_writer *w = lv_gguf_writer_create();
-    tv_exp *ts = lv_calloc((size_t)(8 + 16 * d.L), sizeof(*ts));
-    uint8_t *buf = NULL;
-    FILE *f = NULL;
-    char *tmp = NULL;
-    if (!w || !ts) goto end;
-    bool ok = lv_gguf_writer_set_str(w, "general.architecture", "clip") && lv_gguf_writer_set_str(w, "general.type", "mmproj") &&
-              lv_gguf_writer_set_str(w, "general.name", name ? name : "longview-vision") &&
-              lv_gguf_writer_set_u32(w, "general.file_type", f16 ? 1 : 0) && lv_gguf_writer_set_bool(w, "clip.has_vision_encoder", true) &&
-              lv_gguf_writer_set_str(w, "clip.projector_type", "idefics3") &&
-              lv_gguf_writer_set_u32(w, "clip.vision.image_size", (uint32_t)d.S) &&
-              lv_gguf_writer_set_u32(w, "clip.vision.patch_size", (uint32_t)d.p) &&
-              lv_gguf_writer_set_u32(w, "clip.vision.embedding_length", (uint32_t)d.E) &&
-              lv_gguf_writer_set_u32(w, "clip.vision.feed_forward_length", (uint32_t)d.F) &&
-              lv_gguf_writer_set_u32(w, "clip.vision.block_count", (uint32_t)d.L) &&
-              lv_gguf_writer_set_u32(w, "clip.vision.attention.head_count", (uint32_t)d.H) &&
-              lv_gguf_writer_set_f32(w, "clip.vision.attention.layer_norm_epsilon", c->eps) &&
-              lv_gguf_writer_set_u32(w, "clip.vision.projection_dim", (uint32_t)d.Et) &&
-              lv_gguf_writer_set_arr(w, "clip.vision.image_mean", LV_GGUF_FLOAT32, c->mean, 3) &&
-              lv_gguf_writer_set_arr(w, "clip.vision.image_std", LV_GGUF_FLOAT32, c->std, 3) &&
-              lv_gguf_writer_set_bool(w, "clip.use_gelu", true) && lv_gguf_writer_set_bool(w, "clip.use_silu", false) &&
-              lv_gguf_writer_set_u32(w, "clip.vision.projector.scale_factor", (uint32_t)d.s);
-    if (!ok) goto end;
+/* The tensors of an mmproj file as the export writes them and the loader reads them (ts: room for
+ * 8 + 16 L); matrices of type mt. Returns the count. */
+static int tv_tensors(const lv_tvmodel *m, tv_exp *ts, lv_type mt) {
+    const tv_dims d = dims_of(&m->c);
     int n = 0;
 #define ADD(nm, ptr, ty, nd, a, b, cc, dd)                                                                                               \
     do {                                                                                                                                 \
@@ -563,6 +539,38 @@ lv_status lv_tvmodel_export_gguf(const lv_tvmodel *m, const char *path, bool f16
 #undef ADD
 #undef VEC
 #undef MAT
+    return n;
+}
+
+lv_status lv_tvmodel_export_gguf(const lv_tvmodel *m, const char *path, bool f16, const char *name) {
+    const lv_tv_config *c = &m->c;
+    const tv_dims d = dims_of(c);
+    const lv_type mt = f16 ? LV_TYPE_F16 : LV_TYPE_F32;
+    lv_status st = LV_ERR_NOMEM;
+    lv_gguf_writer *w = lv_gguf_writer_create();
+    tv_exp *ts = lv_calloc((size_t)(8 + 16 * d.L), sizeof(*ts));
+    uint8_t *buf = NULL;
+    FILE *f = NULL;
+    char *tmp = NULL;
+    if (!w || !ts) goto end;
+    bool ok = lv_gguf_writer_set_str(w, "general.architecture", "clip") && lv_gguf_writer_set_str(w, "general.type", "mmproj") &&
+              lv_gguf_writer_set_str(w, "general.name", name ? name : "longview-vision") &&
+              lv_gguf_writer_set_u32(w, "general.file_type", f16 ? 1 : 0) && lv_gguf_writer_set_bool(w, "clip.has_vision_encoder", true) &&
+              lv_gguf_writer_set_str(w, "clip.projector_type", "idefics3") &&
+              lv_gguf_writer_set_u32(w, "clip.vision.image_size", (uint32_t)d.S) &&
+              lv_gguf_writer_set_u32(w, "clip.vision.patch_size", (uint32_t)d.p) &&
+              lv_gguf_writer_set_u32(w, "clip.vision.embedding_length", (uint32_t)d.E) &&
+              lv_gguf_writer_set_u32(w, "clip.vision.feed_forward_length", (uint32_t)d.F) &&
+              lv_gguf_writer_set_u32(w, "clip.vision.block_count", (uint32_t)d.L) &&
+              lv_gguf_writer_set_u32(w, "clip.vision.attention.head_count", (uint32_t)d.H) &&
+              lv_gguf_writer_set_f32(w, "clip.vision.attention.layer_norm_epsilon", c->eps) &&
+              lv_gguf_writer_set_u32(w, "clip.vision.projection_dim", (uint32_t)d.Et) &&
+              lv_gguf_writer_set_arr(w, "clip.vision.image_mean", LV_GGUF_FLOAT32, c->mean, 3) &&
+              lv_gguf_writer_set_arr(w, "clip.vision.image_std", LV_GGUF_FLOAT32, c->std, 3) &&
+              lv_gguf_writer_set_bool(w, "clip.use_gelu", true) && lv_gguf_writer_set_bool(w, "clip.use_silu", false) &&
+              lv_gguf_writer_set_u32(w, "clip.vision.projector.scale_factor", (uint32_t)d.s);
+    if (!ok) goto end;
+    const int n = tv_tensors(m, ts, mt);
     int64_t max_row = 0;
     for (int i = 0; i < n; i++) {
         if (!lv_gguf_writer_add_tensor(w, ts[i].name, ts[i].type, ts[i].n_dims, ts[i].ne)) goto end;
@@ -593,4 +601,83 @@ end:
     lv_free(ts);
     lv_gguf_writer_free(w);
     return st;
+}
+
+/* -------------------------------------------------------------------------------------------
+ * load: an mmproj file the export wrote (f32 or f16 matrices), back into the trainer
+ * ----------------------------------------------------------------------------------------- */
+
+static bool key_u32(const lv_gguf *g, const char *key, int32_t *out) {
+    int64_t v;
+    const int64_t i = lv_gguf_find_key(g, key);
+    if (i < 0 || !lv_gguf_get_i64(g, i, &v) || v < 1 || v > (1 << 20)) return false;
+    *out = (int32_t)v;
+    return true;
+}
+
+lv_status lv_tvmodel_load_gguf(const char *path, bool with_grads, lv_tvmodel **out) {
+    *out = NULL;
+    lv_gguf *g = NULL;
+    lv_status st = lv_gguf_open(path, &g);
+    if (st != LV_OK) return st;
+    lv_tvmodel *m = NULL;
+    tv_exp *ts = NULL;
+    lv_tv_config c = lv_tv_config_default(1, 1, 1, 1, 1, 1, 2, 1);
+    const int64_t kp = lv_gguf_find_key(g, "clip.projector_type");
+    lv_gguf_str ps = kp >= 0 ? lv_gguf_get_str(g, kp) : (lv_gguf_str){0};
+    if (!ps.ptr || ps.len != 8 || memcmp(ps.ptr, "idefics3", 8) != 0) {
+        st = lv_error(LV_ERR_UNSUPPORTED, "%s: the trainer reads idefics3 mmproj files (a trained vision tower), not this one", path);
+        goto end;
+    }
+    if (!key_u32(g, "clip.vision.image_size", &c.image_size) || !key_u32(g, "clip.vision.patch_size", &c.patch_size) ||
+        !key_u32(g, "clip.vision.embedding_length", &c.n_embd) || !key_u32(g, "clip.vision.feed_forward_length", &c.n_ff) ||
+        !key_u32(g, "clip.vision.block_count", &c.n_layer) || !key_u32(g, "clip.vision.attention.head_count", &c.n_head) ||
+        !key_u32(g, "clip.vision.projection_dim", &c.n_text_embd) || !key_u32(g, "clip.vision.projector.scale_factor", &c.scale_factor)) {
+        st = lv_error(LV_ERR_FORMAT, "%s: a clip.vision size key is missing or out of range", path);
+        goto end;
+    }
+    double v;
+    const int64_t ke = lv_gguf_find_key(g, "clip.vision.attention.layer_norm_epsilon");
+    if (ke >= 0 && lv_gguf_get_f64(g, ke, &v)) c.eps = (float)v;
+    const char *norm_keys[2] = {"clip.vision.image_mean", "clip.vision.image_std"};
+    for (int k = 0; k < 2; k++) {
+        const int64_t i = lv_gguf_find_key(g, norm_keys[k]);
+        for (int j = 0; i >= 0 && j < 3; j++)
+            if (lv_gguf_arr_get_f64(g, i, (uint64_t)j, &v)) (k ? c.std : c.mean)[j] = (float)v;
+    }
+    if ((st = lv_tv_config_check(&c)) != LV_OK) goto end;
+    if ((st = lv_tvmodel_create(&c, with_grads, &m)) != LV_OK) goto end;
+    if (!(ts = lv_calloc((size_t)(8 + 16 * c.n_layer), sizeof(*ts)))) {
+        st = LV_ERR_NOMEM;
+        goto end;
+    }
+    const int n = tv_tensors(m, ts, LV_TYPE_F32);
+    for (int i = 0; i < n && st == LV_OK; i++) {
+        const int64_t ti = lv_gguf_find_tensor(g, ts[i].name);
+        const lv_gguf_tensor *t = ti >= 0 ? lv_gguf_tensor_at(g, ti) : NULL;
+        if (!t) {
+            st = lv_error(LV_ERR_FORMAT, "%s: no tensor %s", path, ts[i].name);
+            break;
+        }
+        bool shape = true;
+        for (int k = 0; k < 4; k++) shape &= t->ne[k] == ts[i].ne[k];
+        if (!shape || (t->type != LV_TYPE_F32 && t->type != LV_TYPE_F16)) {
+            st = lv_error(LV_ERR_FORMAT, "%s: tensor %s is %s [%lld, %lld, %lld, %lld]; the configuration needs f32 or f16 [%lld, %lld, %lld, %lld]",
+                          path, ts[i].name, lv_type_get((lv_type)t->type)->name, (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2],
+                          (long long)t->ne[3], (long long)ts[i].ne[0], (long long)ts[i].ne[1], (long long)ts[i].ne[2], (long long)ts[i].ne[3]);
+            break;
+        }
+        const int64_t K = ts[i].ne[0], rows = ts[i].ne[1] * ts[i].ne[2] * ts[i].ne[3], rb = lv_row_bytes((lv_type)t->type, K);
+        for (int64_t r = 0; r < rows; r++)
+            LV_ASSERT(lv_to_float_row((lv_type)t->type, (const uint8_t *)t->data + r * rb, (float *)ts[i].data + r * K, K));
+    }
+end:
+    lv_free(ts);
+    lv_gguf_close(g);
+    if (st != LV_OK) {
+        lv_tvmodel_free(m);
+        return st;
+    }
+    *out = m;
+    return LV_OK;
 }

@@ -265,6 +265,128 @@ TEST(ask_smolvlm2_prompt_text) {
     fixture_free(&f);
 }
 
+/* A model with the builtin:bytes-vision vocabulary (no space prefix: its rows read back as the text,
+ * each space as SentencePiece's U+2581 in three byte tokens) */
+static lv_model *bytes_vision_model(void) {
+    char path[512];
+    snprintf(path, sizeof(path), "%s/bytes-vision.gguf", lv_test_tmpdir());
+    lv_genmodel_params gp = lv_genmodel_default_params();
+    gp.arch = "llama";
+    gp.n_embd = 16, gp.n_layer = 1, gp.n_head = 2, gp.n_ff = 32;
+    gp.vocab_path = "builtin:bytes-vision";
+    lv_model *m = NULL;
+    if (lv_genmodel_write(&gp, path) != LV_OK || lv_model_load(path, lv_model_default_params(), &m) != LV_OK) return NULL;
+    return m;
+}
+
+/* the rows as text: each token's piece, an embedding row as <image> (<carrier> past 4 rows) */
+static int64_t rows_text(const lv_model *m, const lv_video_prompt *vp, char *buf, int64_t cap) {
+    int64_t n = 0;
+    buf[0] = 0;
+    for (int64_t r = 0; r < vp->n_rows; r++) {
+        if (vp->tokens[r] == LV_TOKEN_EMBD) {
+            n += snprintf(buf + n, (size_t)(cap - n), "%s", vp->row[r] < 4 ? "<image>" : "<carrier>");
+            continue;
+        }
+        const int32_t k = lv_token_to_piece(m, vp->tokens[r], buf + n, (int32_t)(cap - n - 1), true);
+        if (k < 0) return -1;
+        n += k;
+        buf[n] = 0;
+    }
+    return n;
+}
+
+/* lv_video_prompt_build (frames the caller holds, as `train-video` gives them) lays out the rows
+ * lv_video_ask does for a video with those frame times: the same tokens, the embedding rows where
+ * the units are, each row's frame and place */
+TEST(ask_video_prompt_build_equals_the_asked_layout) {
+    const char *path = clip();
+    if (!path) SKIP("ffmpeg cannot generate test files");
+    fixture f;
+    REQUIRE(fixture_open(&f, "smolvlm2", path), "fixture: %s", lv_last_error());
+    lv_video_ask_params p = lv_video_ask_default_params();
+    p.prompt = "User:<__media__>What happens?";
+    lv_vq_layout l;
+    REQUIRE(lv_vq_layout_build(f.model, f.mm, f.video, &p, 0, &l) == LV_OK, "%s", lv_last_error());
+    double t[64];
+    REQUIRE(l.plan.n_frames == 4, "4 frames");
+    for (int64_t i = 0; i < l.plan.n_frames; i++) t[i] = (double)l.frame_idx[i] / l.video_fps;
+    lv_video_prompt vp;
+    REQUIRE(lv_video_prompt_build(f.model, l.plan.unit_tokens, l.plan.n_frames, t, l.plan.duration_s, &p, &vp) == LV_OK, "%s",
+            lv_last_error());
+    CHECK(vp.n_rows == l.plan.n_rows, "rows %lld, the layout's %lld", (long long)vp.n_rows, (long long)l.plan.n_rows);
+    int64_t bad = 0;
+    for (int32_t si = 0; si < l.n_segs && vp.n_rows == l.plan.n_rows; si++) {
+        const lv_vq_seg *sg = &l.segs[si];
+        for (int32_t i = 0; i < sg->n; i++) {
+            const int64_t r = sg->row0 + i;
+            if (sg->unit) bad += vp.tokens[r] != LV_TOKEN_EMBD || vp.frame[r] != (int32_t)sg->first || vp.row[r] != i;
+            else bad += vp.tokens[r] != l.tokens[sg->first + i] || vp.frame[r] != -1 || vp.row[r] != -1;
+        }
+    }
+    CHECK(bad == 0, "%lld rows differ from lv_video_ask's layout", (long long)bad);
+    lv_vq_layout_free(&l);
+    lv_video_prompt_free(&vp);
+    fixture_free(&f);
+
+    /* the text, the caller's frame times (61 s reads 01:01), VideoScan's carriers */
+    lv_model *m = bytes_vision_model();
+    REQUIRE(m, "bytes-vision model: %s", lv_last_error());
+    p.add_special = false;
+    static char got[1 << 16];
+    const double t2[4] = {0, 1, 61, 3599};
+    REQUIRE(lv_video_prompt_build(m, 4, 4, t2, 3600.5, &p, &vp) == LV_OK, "%s", lv_last_error());
+    const char *want = "User:You are provided the following series of four frames from a 1:00:00 [H:MM:SS] video.\n"
+                       "\nFrame from 00:00:<fake_token_around_image><global-img><image><image><image><image><fake_token_around_image>"
+                       "\nFrame from 00:01:<fake_token_around_image><global-img><image><image><image><image><fake_token_around_image>"
+                       "\nFrame from 01:01:<fake_token_around_image><global-img><image><image><image><image><fake_token_around_image>"
+                       "\nFrame from 59:59:<fake_token_around_image><global-img><image><image><image><image><fake_token_around_image>"
+                       "\n\nWhat happens?";
+    int64_t spaces = 0;
+    for (const char *c = want; *c; c++) spaces += *c == ' ';
+    CHECK(rows_text(m, &vp, got, sizeof(got)) > 0, "rows as text");
+    for (char *c; (c = strstr(got, "\xe2\x96\x81"));) { /* U+2581 -> ' ' */
+        *c = ' ';
+        memmove(c + 1, c + 3, strlen(c + 3) + 1);
+    }
+    CHECK(!strcmp(got, want), "rows:\n%s\nwant:\n%s", got, want);
+    CHECK(vp.n_rows == (int64_t)strlen(want) + 2 * spaces - 4 * (4 * 7 + 2 * 25 + 12) + 4 * (4 + 3) - 2, "one row per byte and marker, each \\n\\n one (%lld)",
+          (long long)vp.n_rows);
+    lv_video_prompt carr;
+    p.carrier = true;
+    REQUIRE(lv_video_prompt_build(m, 4, 4, t2, 3600.5, &p, &carr) == LV_OK, "%s", lv_last_error());
+    int64_t carriers = 0;
+    for (int64_t r = 1; r < carr.n_rows; r++) carriers += carr.row[r] == 4 && carr.tokens[r] == LV_TOKEN_EMBD && carr.row[r - 1] == 3;
+    CHECK(carr.n_rows == vp.n_rows + 4 && carriers == 4, "carrier rows: %lld rows, %lld carriers", (long long)carr.n_rows, (long long)carriers);
+    lv_video_prompt_free(&carr);
+    lv_video_prompt_free(&vp);
+    p.carrier = false;
+    /* bad input */
+    const double back[2] = {2, 1};
+    CHECK(lv_video_prompt_build(m, 4, 2, back, 3, &p, &vp) == LV_ERR_INVALID_ARG && strstr(lv_last_error(), "before"), "%s", lv_last_error());
+    CHECK(lv_video_prompt_build(m, 0, 2, t2, 3, &p, &vp) == LV_ERR_INVALID_ARG && vp.n_rows == 0 && !vp.tokens, "no rows");
+    lv_model_free(m);
+}
+
+/* builtin:bytes-vision: SmolVLM2's markers and "\n\n" are one token each, every other text is its bytes (no space prefix) */
+TEST(ask_bytes_vision_vocabulary) {
+    lv_model *m = bytes_vision_model();
+    REQUIRE(m, "bytes-vision model: %s", lv_last_error());
+    CHECK(lv_model_n_vocab(m) == 264, "264 tokens (%d)", lv_model_n_vocab(m));
+    const char *text = "ab<fake_token_around_image><global-img><image><end_of_utterance>\n\nc\n";
+    lv_token tok[128];
+    const int32_t n = lv_tokenize(m, text, (int64_t)strlen(text), tok, 128, false, true);
+    CHECK(n == 9 && tok[0] == 3 + 'a' && tok[1] == 3 + 'b' && tok[2] == 259 && tok[3] == 260 && tok[4] == 261 && tok[5] == 262 && tok[6] == 263 &&
+              tok[7] == 3 + 'c' && tok[8] == 3 + '\n',
+          "tokens: %d (%d %d %d %d %d %d %d %d %d)", n, tok[0], tok[1], tok[2], tok[3], tok[4], tok[5], tok[6], tok[7], tok[8]);
+    const int32_t nb = lv_tokenize(m, text, (int64_t)strlen(text), tok, 128, false, false);
+    CHECK(nb == (int32_t)strlen(text) - 1, "without parse_special every byte but the pair of newlines is a token (%d)", nb);
+    char piece[64];
+    const int32_t k = lv_token_to_piece(m, 260, piece, sizeof(piece), true);
+    CHECK(k == 12 && !memcmp(piece, "<global-img>", 12), "piece of 260");
+    lv_model_free(m);
+}
+
 /* ---- overlapped == sequential, bit for bit ---- */
 
 static void overlapped_vs_sequential(const char *family) {

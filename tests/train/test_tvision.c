@@ -435,6 +435,17 @@ static void check_engine(bool f16) {
     fprintf(stderr, "    %s: trainer vs engine: max |diff| %.3g, mean %.3g, max |embedding| %.3g\n", f16 ? "f16" : "f32", (double)worst, mean, (double)mx);
     CHECK(worst <= tol * mx && mean <= 0.2 * tol * mx, "%s: trainer vs engine embeddings differ by %g (mean %g; largest %g)", f16 ? "f16" : "f32",
           (double)worst, mean, (double)mx);
+    /* the trainer reads its file back: f32 bit for bit, f16 each parameter rounded once */
+    lv_tvmodel *back = NULL;
+    REQUIRE(lv_tvmodel_load_gguf(path, true, &back) == LV_OK, "trainer load: %s", lv_last_error());
+    CHECK(!memcmp(&back->c, &m->c, sizeof(m->c)) && back->n_params == m->n_params && back->grads, "configuration read back");
+    int64_t off = 0;
+    for (int64_t i = 0; back->n_params == m->n_params && i < m->n_params; i++) {
+        const float a = m->params[i], b = back->params[i];
+        off += f16 ? fabsf(a - b) > fabsf(a) * 4.9e-4f + 6e-8f : a != b;
+    }
+    CHECK(off == 0, "%s: %lld parameters read back wrong", f16 ? "f16" : "f32", (long long)off);
+    lv_tvmodel_free(back);
     free(tr), free(en), free(img);
     lv_tv_state_free(&st);
     lv_clip_free(clip);

@@ -250,6 +250,14 @@ lv_token *cli_tokenize(const lv_model *model, const char *text, int64_t len, boo
     return toks;
 }
 
+void cli_fmt_duration(double s, char *buf, size_t n) {
+    if (!(s >= 0) || s > 1e8) s = 0;
+    long t = (long)(s + 0.5);
+    if (t >= 3600) snprintf(buf, n, "%ldh%02ldm", t / 3600, (t / 60) % 60);
+    else if (t >= 60) snprintf(buf, n, "%ldm%02lds", t / 60, t % 60);
+    else snprintf(buf, n, "%lds", t);
+}
+
 double cli_now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -64,6 +64,8 @@ int cli_fail(const char *what, lv_status st);
 
 /* Monotonic seconds (for the timings the commands print). */
 double cli_now_s(void);
+/* A duration for progress lines: "42s", "3m07s", "1h05m". */
+void cli_fmt_duration(double s, char *buf, size_t n);
 
 /* Read a whole file (or "-" for stdin) into a NUL-terminated buffer. NULL + error on failure. */
 char *cli_read_file(const char *path, int64_t *len);

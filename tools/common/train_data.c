@@ -7,6 +7,7 @@
 #include "cli.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -425,3 +426,31 @@ const char *td_default_haystack(void) {
     return NULL;
 }
 
+/* The vocabulary of the --vocab argument (a vocabulary GGUF, a tokenizer.json or builtin:bytes) as
+ * a vocabulary-only model: gen-model writes its tokenizer keys into a one-layer model in the
+ * temporary directory (never at the output path), read into memory, then removed. Returns 0, or
+ * -1 after printing the error. */
+int td_load_vocab(const char *vocab, lv_model **out) {
+    const char *dir = getenv("TMPDIR");
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/longview-vocab-XXXXXX", dir && dir[0] ? dir : "/tmp");
+    const int fd = mkstemp(path);
+    if (fd < 0) {
+        cli_error("reading the vocabulary: cannot create a temporary file in %s: %s", dir && dir[0] ? dir : "/tmp", strerror(errno));
+        return -1;
+    }
+    close(fd);
+    lv_genmodel_params gp = lv_genmodel_default_params();
+    gp.arch = "llama";
+    gp.n_embd = 8, gp.n_layer = 1, gp.n_head = 1, gp.n_head_kv = 1, gp.n_ff = 8;
+    gp.vocab_path = vocab;
+    lv_status s = lv_genmodel_write(&gp, path);
+    if (s == LV_OK) {
+        lv_model_params mp = lv_model_default_params();
+        mp.vocab_only = true;
+        mp.use_mmap = false;
+        s = lv_model_load(path, mp, out);
+    }
+    unlink(path);
+    return s == LV_OK ? 0 : (cli_fail("reading the vocabulary", s), -1);
+}

@@ -76,4 +76,9 @@ int td_draw_retrieval(const td_data *d, td_rng *r, td_sample *s);
  * distances up to pos_max are seen on sequences of seq_len tokens. */
 int td_make_sample(const td_data *d, int64_t step, int b, bool eval, td_sample *s);
 
+/* The vocabulary of a --vocab argument (a vocabulary GGUF, a tokenizer.json, builtin:bytes or
+ * builtin:bytes-vision) as a vocabulary-only model, read through a temporary file. Returns 0, or -1
+ * after printing the error. */
+int td_load_vocab(const char *vocab, lv_model **out);
+
 #endif
