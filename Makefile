@@ -201,8 +201,11 @@ $(O)/lvbench: bench/serve/lvbench.c
 	$(call say,CC,$<)
 	$(Q)$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $< $(shell $(PKG_CONFIG) --libs jansson) -lm
 
-$(O)/lv_test: $(TEST_OBJ) $(O)/liblongview.a
-	$(CC) $(LDFLAGS_ALL) -o $@ $(TEST_OBJ) $(O)/liblongview.a $(LDLIBS_ALL)
+# the tools' data code that has unit tests of its own (tests/tools/: the V-NIAH data, docs/vniah.md),
+# linked into lv_test with what it reports errors through
+TEST_TOOL_OBJ := $(O)/tools/common/vniah.o $(O)/tools/common/cli.o
+$(O)/lv_test: $(TEST_OBJ) $(TEST_TOOL_OBJ) $(O)/liblongview.a
+	$(CC) $(LDFLAGS_ALL) -o $@ $(TEST_OBJ) $(TEST_TOOL_OBJ) $(O)/liblongview.a $(LDLIBS_ALL)
 
 # Check the source layout (no cycle between folders or files, scripts/check-layout.sh), then run
 # the unit tests and the command-line tests of this build.

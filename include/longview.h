@@ -856,6 +856,48 @@ void      lv_video_frames_free(void *frames);
 /* Write an RGB24 image (rows packed) as a PNG file. */
 lv_status lv_video_write_png(const char *path, const uint8_t *rgb, int32_t width, int32_t height);
 
+/* Resize RGB24 images with swscale's bicubic filter, the reader's own settings (SWS_BICUBIC,
+ * default parameters, one thread; convert.c): what a frame goes through when the reader reduces
+ * it, except that its input here is RGB, not the decoder's YUV (swscale still scales in its
+ * internal YUV, so colours round-trip). A scaler serves one (source, destination) size pair and
+ * one thread at a time; it holds aligned buffers, so strides may be anything. */
+typedef struct lv_video_scaler lv_video_scaler;
+/* LV_ERR_INVALID_ARG for sizes outside 1..16384, LV_ERR_UNSUPPORTED if swscale refuses them. */
+lv_status lv_video_scaler_new(int32_t src_w, int32_t src_h, int32_t dst_w, int32_t dst_h, lv_video_scaler **out);
+/* src: src_h rows of src_w*3 bytes, src_stride apart; dst: dst_h rows, dst_stride apart. */
+lv_status lv_video_scaler_run(lv_video_scaler *s, const uint8_t *src, int64_t src_stride, uint8_t *dst, int64_t dst_stride);
+void      lv_video_scaler_free(lv_video_scaler *s);
+
+/* Writing a video: RGB24 frames encoded to H.264 (libavcodec's libx264, yuv420p, BT.601 limited
+ * range, tagged so) in an MP4 (or another libavformat container). Frame i is presented at i / fps.
+ * Keyframes (closed GOPs) exactly every `gop` frames, none at scene cuts, so the reader's
+ * parallel decode has intervals to split. libx264's log lines go to av_log (the CLI routes them
+ * with lv_video_route_libav_log). One thread at a time. */
+typedef struct lv_video_writer lv_video_writer;
+typedef struct lv_video_writer_params {
+    int32_t width, height;   /* even, 2..16384 (yuv420p) */
+    int32_t fps_num, fps_den;/* frame rate fps_num / fps_den (> 0) */
+    int32_t gop;             /* keyframe interval in frames; 0: about 10 s (at least 1 frame) */
+    int32_t crf;             /* x264 constant rate factor 0..51 (default 23) */
+    const char *preset;      /* x264 preset (default "veryfast") */
+    const char *container;   /* libavformat muxer name (default "mp4"), whatever the path's extension */
+    int32_t n_threads;       /* encoder threads; 0: libavcodec's choice */
+} lv_video_writer_params;
+
+lv_video_writer_params lv_video_default_writer_params(void);
+/* Create path and start the stream. LV_ERR_UNSUPPORTED when this FFmpeg has no libx264 (or
+ * refuses the preset), LV_ERR_INVALID_ARG for bad parameters, LV_ERR_IO when path cannot be
+ * created. On failure *out is NULL and nothing is left open (a file created is left empty). */
+lv_status lv_video_writer_open(const char *path, const lv_video_writer_params *params, lv_video_writer **out);
+/* Encode the next frame: height rows of width*3 bytes, packed. */
+lv_status lv_video_writer_push(lv_video_writer *w, const uint8_t *rgb);
+/* Frames pushed so far. */
+int64_t   lv_video_writer_n_frames(const lv_video_writer *w);
+/* Flush the encoder, write the trailer and close the file; frees w whatever the result. */
+lv_status lv_video_writer_close(lv_video_writer *w);
+/* Abandon a writer (the file is left incomplete: the caller removes it); NULL is fine. */
+void      lv_video_writer_free(lv_video_writer *w);
+
 /* Route FFmpeg's own log messages (libavformat, libavcodec) through the longview log callback:
  * libav errors and warnings become LV_LOG_DEBUG messages prefixed "libav:", so that a decoder's
  * complaints about a damaged packet do not flood stderr (the video module reports what was lost
@@ -921,6 +963,12 @@ typedef struct lv_video_ask_params {
 } lv_video_ask_params;
 
 lv_video_ask_params lv_video_ask_default_params(void);
+
+/* The "MM:SS" a SmolVLM2 video prompt writes for a frame at t_s seconds ("Frame from MM:SS:"; HF's
+ * int(t // 60), int(t % 60), two digits at least: 61.9 -> "01:01", 3600 -> "60:00"), for callers
+ * that must name frames the way the prompt does (training data's questions). Writes at most n bytes
+ * with the NUL, like snprintf. */
+void lv_video_ask_timestamp(double t_s, char *buf, size_t n);
 
 /* What a question will cost, known before any frame is decoded. */
 typedef struct lv_video_ask_plan {

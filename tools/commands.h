@@ -17,6 +17,7 @@ int cmd_train(int argc, char **argv);
 int cmd_identify(int argc, char **argv);
 int cmd_video_info(int argc, char **argv);
 int cmd_video_frames(int argc, char **argv);
+int cmd_video_vniah(int argc, char **argv);
 int cmd_gen_mmproj(int argc, char **argv);
 int cmd_image_embed(int argc, char **argv);
 int cmd_serve(int argc, char **argv);

@@ -22,6 +22,7 @@ static const cli_command g_commands[] = {
     {"heads", cmd_heads, "show a DuoAttention head pattern: threshold, retrieval/streaming map, SVG heat map"},
     {"video-info", cmd_video_info, "describe a video: streams, duration, keyframes, GOP structure"},
     {"video-frames", cmd_video_frames, "sampled video frames (fps / count / times), resized, as RGB24 or PNG"},
+    {"video-vniah", cmd_video_vniah, "write a V-NIAH evaluation video: looped haystack footage with text needles, H.264"},
     {"image-embed", cmd_image_embed, "an image through an mmproj vision tower + projector: its text-model embeddings as float32"},
     {"gen-mmproj", cmd_gen_mmproj, "write an mmproj (vision tower) GGUF with random weights of a published shape"},
 };

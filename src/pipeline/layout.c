@@ -217,8 +217,9 @@ static lv_status add_unit(lbuild *b, int64_t u, int32_t st0, int32_t t) {
     return push_seg(b, s, NULL);
 }
 
-/* "MM:SS" of HF's timestamps: int(t // 60), int(t % 60), two digits at least */
-static void mmss(double t, char *buf, size_t n) {
+/* "MM:SS" of HF's timestamps: int(t // 60), int(t % 60), two digits at least (public: the V-NIAH
+ * training data names frames by it) */
+void lv_video_ask_timestamp(double t, char *buf, size_t n) {
     const int64_t s = (int64_t)floor(t);
     snprintf(buf, n, "%02lld:%02lld", (long long)(s / 60), (long long)(s % 60));
 }
@@ -309,7 +310,7 @@ static lv_status layout_prompt(lv_vq_layout *l, const lv_vocab *v, const lv_vide
                 n = snprintf(buf, cap, "<fake_token_around_image>");
             }
             if (f < pl->n_frames) {
-                mmss(frame_t[f], ts, sizeof(ts));
+                lv_video_ask_timestamp(frame_t[f], ts, sizeof(ts));
                 n += snprintf(buf + n, cap - (size_t)n, "\nFrame from %s:<fake_token_around_image><global-img>", ts);
             } else {
                 n += snprintf(buf + n, cap - (size_t)n, "\n\n%s", suffix);

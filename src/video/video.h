@@ -4,7 +4,8 @@
  *
  * The module src/video/ (docs/architecture.md):
  *   Owns:  probing, the sampling plan, interval-parallel decoding into ordered slots, conversion,
- *          on FFmpeg's libav* (docs/video.md).
+ *          and the other direction for generated videos (RGB resizing, an H.264 writer), on
+ *          FFmpeg's libav* (docs/video.md, docs/vniah.md).
  *   Never: decodes a codec itself, prints, or runs a model.
  *
  *   probe.c    open a file or a memory buffer, choose the stream, demux every packet of it once
@@ -18,8 +19,10 @@
  *              does it (same swscale flags and colour details); float normalisation; PNG
  *   decode.c   the reader: N decode threads over intervals, ordered slots with ready flags,
  *              bounded memory; and the sequential reference path
+ *   encode.c   RGB24 -> RGB24 resizing with the reader's swscale settings (lv_video_scaler), and
+ *              RGB24 frames -> libx264 -> MP4 (lv_video_writer): test and evaluation videos
  *
- * Not here: codecs (libavcodec decodes everything), model-specific preprocessing beyond
+ * Not here: codecs (libavcodec decodes and encodes everything), model-specific preprocessing beyond
  * mean/std normalisation.
  */
 #ifndef LV_VIDEO_H
