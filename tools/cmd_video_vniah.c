@@ -34,10 +34,18 @@ typedef struct hay {
     int n, cur;
     lv_video_reader *rd;
     lv_video_read_params rp;
+    /* one pass over the streams, kept when it fits in cache_bytes: then the loop is not decoded again */
+    uint8_t *cache;
+    int64_t n_cached, cap_frames, pos;
+    size_t frame_bytes, cache_bytes;
+    bool caching, from_cache;
 } hay;
 
-static int hay_open(hay *h, char *list, int32_t w, int32_t hh, double fps, int64_t threads) {
+static int hay_open(hay *h, char *list, int32_t w, int32_t hh, double fps, int64_t threads, int64_t cache_mb) {
     memset(h, 0, sizeof(*h));
+    h->frame_bytes = (size_t)w * hh * 3;
+    h->cache_bytes = (size_t)cache_mb << 20;
+    h->caching = cache_mb > 0;
     for (char *save = NULL, *p = strtok_r(list, ",", &save); p; p = strtok_r(NULL, ",", &save)) {
         lv_video *v = NULL;
         lv_status st = lv_video_open(p, lv_video_default_open_params(), &v);
@@ -60,6 +68,13 @@ static int hay_open(hay *h, char *list, int32_t w, int32_t hh, double fps, int64
         }
     }
     if (h->n == 0) return cli_error("--haystack: no video"), -1;
+    double pass = 0; /* frames of one pass over the streams at this rate, about */
+    for (int i = 0; i < h->n; i++) {
+        lv_video_info info;
+        lv_video_get_info(h->v[i], &info);
+        pass += ceil(info.duration_s * fps) + 1;
+    }
+    if (pass * (double)h->frame_bytes > (double)h->cache_bytes) h->caching = false;
     h->rp = lv_video_default_read_params();
     h->rp.sample = LV_VIDEO_SAMPLE_FPS;
     h->rp.fps = fps;
@@ -71,20 +86,57 @@ static int hay_open(hay *h, char *list, int32_t w, int32_t hh, double fps, int64
 }
 
 static void hay_close(hay *h) {
+    free(h->cache);
     lv_video_reader_free(h->rd);
     for (int i = 0; i < h->n; i++) lv_video_free(h->v[i]);
     memset(h, 0, sizeof(*h));
 }
 
+static void hay_uncache(hay *h) {
+    free(h->cache);
+    h->cache = NULL;
+    h->n_cached = h->cap_frames = 0;
+    h->caching = false;
+}
+
+/* keep a copy of a decoded frame while the first pass fits in the cache */
+static void hay_keep(hay *h, const uint8_t *px) {
+    if (!h->caching) return;
+    if ((size_t)(h->n_cached + 1) * h->frame_bytes > h->cache_bytes) return hay_uncache(h);
+    if (h->n_cached == h->cap_frames) {
+        const int64_t cap = h->cap_frames ? 2 * h->cap_frames : 16;
+        uint8_t *nc = realloc(h->cache, (size_t)cap * h->frame_bytes);
+        if (!nc) return hay_uncache(h); /* decode every loop instead */
+        h->cache = nc;
+        h->cap_frames = cap;
+    }
+    memcpy(h->cache + (size_t)h->n_cached++ * h->frame_bytes, px, h->frame_bytes);
+}
+
 /* the next haystack frame (valid until the next call): streams one after the other, looped */
-static int hay_next(hay *h, lv_video_frame *f) {
+static int hay_next(hay *h, const uint8_t **px) {
+    if (h->from_cache) {
+        *px = h->cache + (size_t)(h->pos++ % h->n_cached) * h->frame_bytes;
+        return 0;
+    }
     for (int tries = 0; tries <= h->n; tries++) {
         if (h->rd) {
-            lv_status st = lv_video_reader_next(h->rd, f);
+            lv_video_frame f;
+            lv_status st = lv_video_reader_next(h->rd, &f);
             if (st != LV_OK) return cli_fail("cannot decode the haystack", st), -1;
-            if (f->data) return 0;
+            if (f.data) {
+                hay_keep(h, f.data);
+                *px = f.data;
+                return 0;
+            }
             lv_video_reader_free(h->rd);
             h->rd = NULL;
+        }
+        if (h->cur == h->n - 1 && h->caching && h->n_cached > 0) { /* a whole pass is in memory */
+            h->from_cache = true;
+            h->pos = 1;
+            *px = h->cache;
+            return 0;
         }
         h->cur = (h->cur + 1) % h->n;
         lv_status st = lv_video_read_start(h->v[h->cur], &h->rp, &h->rd);
@@ -154,7 +206,7 @@ static void json_str(FILE *f, const char *s) {
 int cmd_video_vniah(int argc, char **argv) {
     const char *out_path = NULL, *haystack = NULL, *fps_s = "25", *size_s = "1280x720", *json_path = NULL, *preset = "veryfast";
     double length = 0, needle_dur = 1.0, box_min = 0.45, box_max = 0.9;
-    int64_t seed = 0, gop = 0, crf = 23, threads = 0, verbose = 0;
+    int64_t seed = 0, gop = 0, crf = 23, threads = 0, verbose = 0, cache_mb = 512;
     bool quiet = false;
     cli_list needles = {0};
     cli_opt opts[] = {
@@ -177,6 +229,8 @@ int cmd_video_vniah(int argc, char **argv) {
         {NULL, "--crf", CLI_INT, &crf, "N", "x264 quality, 0 (lossless) to 51 (default 23)", .lo = 0, .hi = 51},
         {NULL, "--preset", CLI_STR, &preset, "P", "x264 preset: ultrafast ... veryslow (default veryfast)"},
         {NULL, "--json", CLI_STR, &json_path, "FILE", "the truth as JSON (default: OUT with .json for its extension)"},
+        {NULL, "--cache", CLI_INT, &cache_mb, "MB", "keep one pass of the resized haystack in memory when it fits (default 512; 0: "
+                                                  "decode every loop)", .lo = 0, .hi = 1 << 20},
         {"-j", "--threads", CLI_INT, &threads, "N", "decode and encode threads (default: one per core)", .lo = 0, .hi = 256},
         {"-q", "--quiet", CLI_FLAG, &quiet, NULL, "no progress line"},
         {"-v", "--verbose", CLI_INT, &verbose, "N", "log level: 0 warnings, 1 info, 2 debug", .lo = 0, .hi = 2},
@@ -240,7 +294,7 @@ int cmd_video_vniah(int argc, char **argv) {
     hay h;
     int rc = 0;
     lv_video_writer *w = NULL;
-    if (hay_open(&h, hay_list, W, H, fps, threads)) {
+    if (hay_open(&h, hay_list, W, H, fps, threads, cache_mb)) {
         rc = 1;
         goto done;
     }
@@ -258,12 +312,12 @@ int cmd_video_vniah(int argc, char **argv) {
     const double t0 = cli_now_s();
     char detail[96];
     for (int64_t i = 0; i < n_frames && rc == 0; i++) {
-        lv_video_frame f;
-        if (hay_next(&h, &f)) {
+        const uint8_t *px;
+        if (hay_next(&h, &px)) {
             rc = 1;
             break;
         }
-        memcpy(frame, f.data, (size_t)W * H * 3);
+        memcpy(frame, px, (size_t)W * H * 3);
         for (int k = 0; k < n_needles; k++)
             if (i >= nd[k].f0 && i < nd[k].f1)
                 vn_draw_text(frame, W, H, W * 3, nd[k].text, nd[k].st.x, nd[k].st.y, nd[k].st.scale_num, nd[k].st.scale_den,

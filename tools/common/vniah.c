@@ -237,6 +237,7 @@ int vn_config_check(const vn_config *c) {
 
 struct vn_bank {
     int64_t n, cap;
+    double rate_sum; /* sum over the bank's frames of the frame rate of the footage they came from */
     int32_t bw, bh, size;
     uint8_t *big;   /* n * bh * bw * 3 */
     uint8_t *small; /* n * size * size * 3 */
@@ -338,8 +339,11 @@ static int bank_add_stream(vn_bank *b, const char *path, int32_t stream, const v
     lv_video_scaler_free(sc);
     if (st != LV_OK) return cli_error("vniah: %s", lv_last_error()), -1;
     b->n += n;
+    b->rate_sum += (double)n * (info.avg_fps > 0 ? info.avg_fps : 25.0) / step;
     return 0;
 }
+
+double vn_bank_rate(const vn_bank *b) { return b && b->n > 0 ? b->rate_sum / (double)b->n : 0; }
 
 int vn_bank_load(const char *const *paths, int n_paths, const vn_config *c, vn_bank **out) {
     *out = NULL;
@@ -478,7 +482,9 @@ int vn_make_sample(const vn_bank *b, const vn_config *c, uint64_t seed, int64_t 
     s->size = S;
     s->duration_s = n / c->fps;
     s->bank_start = vn_rng_range(&r, 0, b->n - 1);
-    s->stride = (int32_t)vn_rng_range(&r, 1, c->stride_max > 1 ? c->stride_max : 1);
+    int64_t smax = c->stride_max;
+    if (smax <= 0) smax = llround(vn_bank_rate(b) / c->fps); /* about the footage's own pace */
+    s->stride = (int32_t)vn_rng_range(&r, 1, smax > 1 ? smax : 1);
     s->asked = 0;
 
     /* needles: K sorted start frames at least `gap` apart */

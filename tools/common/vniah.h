@@ -85,7 +85,8 @@ typedef struct vn_config {
     double w_words;                 /* weight of VN_WORDS samples [0] */
     int32_t bank_step;              /* the bank keeps every bank_step-th frame of each stream [1: all] */
     int32_t bank_max;               /* bank frames' longer side, at most (the source's aspect kept) [4 * size] */
-    int32_t stride_max;             /* a sample steps through the bank by a stride drawn in 1..stride_max [1] */
+    int32_t stride_max;             /* a sample steps through the bank by a stride drawn in 1..stride_max [the bank's
+                                       frames per second of footage / fps: up to the footage's own pace] */
     double box_min, box_max;        /* needle box width as a fraction of the frame's [0.45, 0.9] */
 } vn_config;
 
@@ -111,6 +112,8 @@ int64_t        vn_bank_n_frames(const vn_bank *b);
 void           vn_bank_frame_size(const vn_bank *b, int32_t *w, int32_t *h);
 const uint8_t *vn_bank_frame_big(const vn_bank *b, int64_t i);
 const uint8_t *vn_bank_frame_small(const vn_bank *b, int64_t i);
+/* Bank frames per second of footage (the streams' frame rates / bank_step, averaged over the frames). */
+double         vn_bank_rate(const vn_bank *b);
 
 typedef struct vn_sample {
     int32_t n_frames, size;
