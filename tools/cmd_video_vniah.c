@@ -4,7 +4,8 @@
  * library's reader, needles drawn at full resolution with tools/common/vniah.c's font and
  * placement rule, encoded to H.264 by the library's writer (lv_video_writer), and the truth
  * (each needle's text, times, frames and box) in a JSON sidecar and on stdout.
- * The file appears whole or not at all: it is written to OUT.tmp and renamed.
+ * The files appear whole or not at all (cli_out: written beside the target, renamed when complete;
+ * a signal removes the temporary).
  */
 #define _POSIX_C_SOURCE 200809L /* strdup, strtok_r */
 #include "common/cli.h"
@@ -210,7 +211,7 @@ int cmd_video_vniah(int argc, char **argv) {
     bool quiet = false;
     cli_list needles = {0};
     cli_opt opts[] = {
-        {"-o", "--output", CLI_STR, &out_path, "OUT.mp4", "the video to write (H.264 in MP4; written to OUT.mp4.tmp, then renamed)",
+        {"-o", "--output", CLI_STR, &out_path, "OUT.mp4", "the video to write (H.264 in MP4; appears whole or not at all)",
          .required = true},
         {NULL, "--haystack", CLI_STR, &haystack, "FILE[,FILE]", "haystack footage: every video stream of each file, looped",
          .required = true},
@@ -251,6 +252,7 @@ int cmd_video_vniah(int argc, char **argv) {
     if (!parse_fps(fps_s, &fnum, &fden)) return cli_error("--fps: '%s' is not a rate in (0, 1000] (F or N/D)", fps_s), 2;
     if (!parse_wh(size_s, &W, &H)) return cli_error("--size: '%s' is not WxH with even sides in 2..16384", size_s), 2;
     if (box_max < box_min) return cli_error("--box-max %g is below --box %g", box_max, box_min), 2;
+    if (strcmp(out_path, "-") == 0) return cli_error("-o: an MP4 needs a file it can seek in, not standard output"), 2;
     const double fps = (double)fnum / fden;
     const int64_t n_frames = llround(length * fps) > 0 ? llround(length * fps) : 1;
     if (n_frames > 100000000) return cli_error("--length: %lld frames is too many", (long long)n_frames), 2;
@@ -284,27 +286,31 @@ int cmd_video_vniah(int argc, char **argv) {
         json_path = json_def;
     }
     char *hay_list = strdup(haystack);
-    char *tmp = malloc(strlen(out_path) + 5);
     uint8_t *frame = malloc((size_t)W * H * 3);
-    if (!hay_list || !tmp || !frame) {
-        free(hay_list), free(tmp), free(frame), free(json_def);
+    if (!hay_list || !frame) {
+        free(hay_list), free(frame), free(json_def);
         return cli_error("out of memory"), 1;
     }
-    sprintf(tmp, "%s.tmp", out_path);
     hay h;
     int rc = 0;
     lv_video_writer *w = NULL;
+    cli_out vo = {0}, jo = {0};
     if (hay_open(&h, hay_list, W, H, fps, threads, cache_mb)) {
         rc = 1;
         goto done;
     }
+    /* the temporary beside OUT, which the writer then fills (MP4 needs a seekable file: no stdout) */
+    if (!cli_out_open(&vo, out_path, true)) {
+        rc = 1;
+        goto done;
+    }
+    const char *tmp = vo.tmp;
     lv_video_writer_params wp = lv_video_default_writer_params();
     wp.width = W, wp.height = H, wp.fps_num = fnum, wp.fps_den = fden;
     wp.gop = (int32_t)gop, wp.crf = (int32_t)crf, wp.preset = preset, wp.n_threads = (int32_t)threads;
     lv_status st = lv_video_writer_open(tmp, &wp, &w);
     if (st != LV_OK) {
         rc = cli_fail("cannot write the video", st);
-        remove(tmp);
         goto done;
     }
     cli_progress prog;
@@ -335,24 +341,15 @@ int cmd_video_vniah(int argc, char **argv) {
         w = NULL;
         if (st != LV_OK) rc = cli_fail("cannot write the video", st);
     }
-    if (rc == 0 && rename(tmp, out_path) != 0) {
-        cli_error("cannot rename %s to %s: %s", tmp, out_path, strerror(errno));
-        rc = 1;
-    }
-    if (rc != 0) {
-        lv_video_writer_free(w);
-        w = NULL;
-        remove(tmp);
-        goto done;
-    }
+    if (rc == 0 && cli_out_commit(&vo) != 0) rc = 1;
+    if (rc != 0) goto done;
     const double secs = cli_now_s() - t0;
     if (!quiet) {
         snprintf(detail, sizeof(detail), "%lld frames in %.1f s (%.1f fps)", (long long)n_frames, secs, (double)n_frames / secs);
         cli_progress_done(&prog, detail);
     }
-    FILE *jf = fopen(json_path, "w");
+    FILE *jf = cli_out_open(&jo, json_path, false);
     if (!jf) {
-        cli_error("cannot create %s: %s", json_path, strerror(errno));
         rc = 1;
         goto done;
     }
@@ -383,15 +380,17 @@ int cmd_video_vniah(int argc, char **argv) {
                nd[k].st.y);
     }
     fprintf(jf, "%s]}\n", n_needles ? "\n" : "");
-    if (fclose(jf) != 0) {
-        cli_error("cannot write %s", json_path);
+    if (cli_out_commit(&jo) != 0) {
         rc = 1;
+        goto done;
     }
     printf("wrote %s (%dx%d, %lld frames at %g fps, %.1f s) and %s\n", out_path, W, H, (long long)n_frames, fps, (double)n_frames / fps,
            json_path);
 done:
-    lv_video_writer_free(w);
+    lv_video_writer_free(w); /* before the temporary goes */
+    cli_out_abort(&vo);
+    cli_out_abort(&jo);
     hay_close(&h);
-    free(hay_list), free(tmp), free(frame), free(json_def);
+    free(hay_list), free(frame), free(json_def);
     return rc;
 }

@@ -14,7 +14,8 @@ grep -q -- "--needle TEXT@SECONDS" "$T/out" || fail "--help lists --needle"
 O="$T/v.mp4"
 expect_ok "a small video" "$LV" video-vniah -o "$O" --haystack "$H" --length 3 --fps 4 --size 128x72 --gop 4 \
   --needle 48151@1 --needle "hi there@2+0.5" --seed 7
-[ -s "$O" ] && [ ! -e "$O.tmp" ] || fail "the video is there, the .tmp is not"
+[ -s "$O" ] || fail "the video is there"
+ls "$T" | grep -q "\.tmp-" && fail "temporaries left: $(ls "$T")"
 grep -q '^needle 0: "48151" frames \[4, 8) = 1.000..2.000 s (00:01)' "$T/out" || fail "needle 0 line: $(cat "$T/out")"
 grep -q '^needle 1: "hi there" frames \[8, 10) = 2.000..2.500 s (00:02)' "$T/out" || fail "needle 1 line: $(cat "$T/out")"
 grep -q '"text": "48151", "t": 1.000000, "duration": 1.000000, "f0": 4, "f1": 8' "$T/v.json" || fail "JSON: $(cat "$T/v.json")"
@@ -54,4 +55,17 @@ expect_fail "a missing haystack" "$LV" video-vniah -o "$T/x.mp4" --haystack "$T/
 grep -q "nope.mp4" "$T/err" || fail "the missing file is not named"
 expect_fail "an unknown preset" "$LV" video-vniah -o "$T/x.mp4" --haystack "$H" --length 1 --size 64x36 --preset warp9
 expect_fail "an unwritable output" "$LV" video-vniah -o "$T/no/such/dir/x.mp4" --haystack "$H" --length 1 --size 64x36
-[ ! -e "$T/x.mp4" ] && [ ! -e "$T/x.mp4.tmp" ] && [ ! -e "$T/x.json" ] || fail "a failed run left files"
+expect_fail "standard output" "$LV" video-vniah -o - --haystack "$H" --length 1 --size 64x36
+[ ! -e "$T/x.mp4" ] && [ ! -e "$T/x.json" ] || fail "a failed run left files"
+ls "$T" | grep -q "\.tmp-" && fail "temporaries left: $(ls "$T")"
+true
+# stopped in the middle (SIGTERM): no video, no temporary
+"$LV" video-vniah -o "$T/long.mp4" --haystack "$H" --length 3600 --fps 25 --size 320x180 -q -j 1 2>"$T/long.err" &
+pid=$!
+for i in $(seq 1 100); do ls "$T" | grep -q "long.mp4.tmp-" && break; sleep 0.05; done
+sleep 0.5
+kill -TERM $pid
+wait $pid && fail "a stopped run exited 0"
+[ ! -e "$T/long.mp4" ] || fail "a stopped run left the video"
+ls "$T" | grep -q "\.tmp-" && fail "a stopped run left its temporary: $(ls "$T")"
+echo "ok: stopped by SIGTERM, nothing left"
