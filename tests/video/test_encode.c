@@ -137,3 +137,47 @@ TEST(video_scaler) {
     CHECK(mean_abs_diff(&dst[0][0][0], &dst2[0][0][0], sizeof(dst)) == 0, "bytes equal");
     lv_video_scaler_free(s);
 }
+
+/* The scaler is the reader's conversion: on a video stored as RGB24 (rawvideo in AVI, made by the
+ * ffmpeg CLI) the reader resizes with swscale from RGB24 as well, so the two must agree byte for
+ * byte (the flags, the parameters and the colour details; SWS_POINT or SWS_BILINEAR would not). */
+TEST(video_scaler_is_the_readers_resize) {
+    lv_video_route_libav_log();
+    char path[512], cmd[1200];
+    snprintf(path, sizeof(path), "%s/scaler_rgb_%d.avi", lv_test_tmpdir(), (int)getpid());
+    snprintf(cmd, sizeof(cmd),
+             "ffmpeg -hide_banner -loglevel error -nostdin -y -f lavfi -i testsrc2=size=200x120:rate=5 -t 1 -c:v rawvideo "
+             "-pix_fmt rgb24 '%s' 2>/dev/null",
+             path);
+    if (system("ffmpeg -version >/dev/null 2>&1") != 0 || system(cmd) != 0) SKIP("the ffmpeg CLI cannot make an RGB24 video");
+    lv_video *v = NULL;
+    REQUIRE(lv_video_open(path, lv_video_default_open_params(), &v) == LV_OK, "open: %s", lv_last_error());
+    lv_video_read_params rp = lv_video_default_read_params();
+    rp.sample = LV_VIDEO_SAMPLE_ALL;
+    rp.n_threads = 1;
+    void *full = NULL, *small = NULL;
+    int64_t n1 = 0, n2 = 0, fs1 = 0, fs2 = 0;
+    REQUIRE(lv_video_read_all(v, &rp, &full, &n1, &fs1) == LV_OK && n1 == 5 && fs1 == 200 * 120 * 3, "full size: %lld", (long long)n1);
+    const int sizes[][2] = {{64, 64}, {50, 30}, {333, 201}};
+    for (int k = 0; k < 3; k++) {
+        const int dw = sizes[k][0], dh = sizes[k][1];
+        rp.width = dw, rp.height = dh;
+        REQUIRE(lv_video_read_all(v, &rp, &small, &n2, &fs2) == LV_OK && n2 == 5, "resized");
+        lv_video_scaler *s = NULL;
+        REQUIRE(lv_video_scaler_new(200, 120, dw, dh, &s) == LV_OK, "scaler");
+        uint8_t *mine = malloc((size_t)fs2);
+        REQUIRE(mine, "memory");
+        int differ = 0;
+        for (int i = 0; i < 5; i++) {
+            CHECK(lv_video_scaler_run(s, (const uint8_t *)full + (size_t)i * fs1, 200 * 3, mine, dw * 3) == LV_OK, "run");
+            differ += memcmp(mine, (const uint8_t *)small + (size_t)i * fs2, (size_t)fs2) != 0;
+        }
+        CHECK(differ == 0, "%dx%d: %d of 5 frames differ from the reader's resize", dw, dh, differ);
+        free(mine);
+        lv_video_scaler_free(s);
+        lv_video_frames_free(small);
+    }
+    lv_video_frames_free(full);
+    lv_video_free(v);
+    remove(path);
+}
