@@ -14,6 +14,7 @@ int cmd_tokenize(int argc, char **argv);
 int cmd_heads(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_train(int argc, char **argv);
+int cmd_train_video(int argc, char **argv);
 int cmd_identify(int argc, char **argv);
 int cmd_video_info(int argc, char **argv);
 int cmd_video_frames(int argc, char **argv);

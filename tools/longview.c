@@ -17,6 +17,7 @@ static const cli_command g_commands[] = {
     {"gen-model", cmd_gen_model, "write a GGUF model with random weights (for tests and benchmarks)"},
     {"tokenize", cmd_tokenize, "print the token ids (and pieces) of a text"},
     {"eval", cmd_eval, "needle-in-a-haystack / passkey retrieval accuracy and speed per attention mode"},
+    {"train-video", cmd_train_video, "train a small video model (text model + idefics3 tower) end to end on V-NIAH questions"},
     {"train", cmd_train, "train a llama-architecture model on synthetic passkey + haystack LM data (AdamW, checkpoints)"},
     {"identify", cmd_identify, "DuoAttention retrieval-head identification: optimize per-(layer, KV head) gates, write the TSV"},
     {"heads", cmd_heads, "show a DuoAttention head pattern: threshold, retrieval/streaming map, SVG heat map"},

@@ -775,3 +775,37 @@ end:
     lv_gguf_writer_free(w);
     return st;
 }
+
+lv_status lv_tmodel_grow_vocab(const lv_tmodel *src, int32_t n_vocab, bool with_grads, uint64_t seed, float std, lv_tmodel **out) {
+    *out = NULL;
+    const int32_t V0 = src->c.n_vocab;
+    if (n_vocab < V0) return lv_error(LV_ERR_INVALID_ARG, "growing a vocabulary of %d tokens to %d", V0, n_vocab);
+    lv_tr_config c = src->c;
+    c.n_vocab = n_vocab;
+    lv_tmodel *m = NULL;
+    lv_status st = lv_tmodel_create(&c, with_grads, &m);
+    if (st != LV_OK) return st;
+    const int64_t E = c.n_embd, old_rows = (int64_t)V0 * E, new_rows = (int64_t)(n_vocab - V0) * E;
+    /* tok_embd, then the layers and the output norm in the same order; an untied output last */
+    memcpy(m->w.tok_embd, src->w.tok_embd, (size_t)old_rows * sizeof(float));
+    lv_tr_fill_normal(m->w.tok_embd + old_rows, new_rows, seed, std);
+    const float *s0 = src->w.tok_embd + old_rows;
+    float *d0 = m->w.tok_embd + old_rows + new_rows;
+    const int64_t mid = (src->w.output_norm + E) - s0;
+    memcpy(d0, s0, (size_t)mid * sizeof(float));
+    if (!c.tied) {
+        memcpy(m->w.output, src->w.output, (size_t)old_rows * sizeof(float));
+        lv_tr_fill_normal(m->w.output + old_rows, new_rows, seed + 1, std);
+    }
+    m->rope = src->rope;
+    if (src->rope_freqs) {
+        if (!(m->rope_freqs = lv_mallocn((size_t)c.n_rot / 2, sizeof(float)))) {
+            lv_tmodel_free(m);
+            return LV_ERR_NOMEM;
+        }
+        memcpy(m->rope_freqs, src->rope_freqs, (size_t)c.n_rot / 2 * sizeof(float));
+        m->rope.freq_factors = m->rope_freqs;
+    }
+    *out = m;
+    return LV_OK;
+}

@@ -194,6 +194,10 @@ void lv_tmodel_init(lv_tmodel *m, uint64_t seed, float std);
 /* p[i] = N(0, std), i < n, from a splitmix64 stream of seed (Box-Muller in double): the
  * initialiser of lv_tmodel_init and lv_tvmodel_init */
 void lv_tr_fill_normal(float *p, int64_t n, uint64_t seed, float std);
+/* A copy of src with n_vocab >= src's tokens: the first rows of the token embedding (and of an
+ * untied output) are src's, the new ones N(0, std) from seed; everything else is src's. For
+ * fine-tuning a model on a vocabulary that extends its own (builtin:bytes -> builtin:bytes-vision). */
+lv_status lv_tmodel_grow_vocab(const lv_tmodel *src, int32_t n_vocab, bool with_grads, uint64_t seed, float std, lv_tmodel **out);
 /* Load any llama/qwen2 GGUF the engine loads (weights converted to f32). */
 lv_status lv_tmodel_from_model(const lv_model *src, bool with_grads, lv_tmodel **out);
 /* Write a GGUF (f32 or f16 matrices; norms and biases f32) with the tokenizer metadata of

@@ -779,3 +779,42 @@ TEST(train_adamw_state_roundtrip) {
     lv_adamw_free(&a), lv_adamw_free(&b), lv_adamw_free(&c2);
     lv_tmodel_free(m), lv_tmodel_free(m2);
 }
+
+/* lv_tmodel_grow_vocab: the grown model computes the same hidden states for the old tokens and the
+ * same logits over them (tied and untied: the old output rows are kept), the new tokens' rows are
+ * fresh, and a smaller vocabulary is refused */
+static void check_grow_vocab(bool tied) {
+    lv_test_rng r = {lv_test_seed()};
+    lv_threadpool *tp = lv_threadpool_create(2);
+    lv_tr_config c = tiny_config(LV_ARCH_QWEN2, tied);
+    lv_tmodel *m = NULL, *g = NULL;
+    REQUIRE(tp && lv_tmodel_create(&c, false, &m) == LV_OK, "model");
+    lv_tmodel_init(m, 5, 0.2f);
+    for (int64_t i = 0; i < m->n_params; i++) m->params[i] += 0.05f * lv_test_rng_f32(&r);
+    const int32_t V0 = c.n_vocab, V1 = V0 + 5;
+    REQUIRE(lv_tmodel_grow_vocab(m, V1, true, 9, 0.02f, &g) == LV_OK, "grow: %s", lv_last_error());
+    CHECK(g->c.n_vocab == V1 && g->grads && g->n_params == m->n_params + (tied ? 5 : 10) * (int64_t)c.n_embd, "grown shape");
+    enum { T = 40 };
+    int32_t tok[T], pos[T];
+    for (int i = 0; i < T; i++) tok[i] = (int32_t)(lv_test_rng_u64(&r) % (uint64_t)V0), pos[i] = i;
+    lv_tr_seq seq = {T, tok, pos, NULL, NULL};
+    lv_tr_state s0 = {0}, s1 = {0};
+    REQUIRE(lv_tr_forward(tp, m, &s0, &seq, NULL) == LV_OK && lv_tr_forward(tp, g, &s1, &seq, NULL) == LV_OK, "forward");
+    CHECK(!memcmp(s0.xf, s1.xf, sizeof(float) * T * (size_t)c.n_embd), "hidden states equal");
+    float *l0 = malloc(sizeof(float) * (size_t)V0), *l1 = malloc(sizeof(float) * (size_t)V1);
+    lv_tr_logits(tp, m, &s0, T - 1, 1, l0);
+    lv_tr_logits(tp, g, &s1, T - 1, 1, l1);
+    CHECK(!memcmp(l0, l1, sizeof(float) * (size_t)V0), "the old tokens' logits equal");
+    bool fresh = true;
+    for (int64_t i = 0; i < 5 * (int64_t)c.n_embd; i++) fresh &= fabsf(g->w.tok_embd[(int64_t)V0 * c.n_embd + i]) < 0.2f;
+    CHECK(fresh && g->w.tok_embd[(int64_t)V0 * c.n_embd] != 0, "new rows N(0, 0.02)");
+    lv_tmodel *bad = NULL;
+    CHECK(lv_tmodel_grow_vocab(m, V0 - 1, false, 1, 0.02f, &bad) == LV_ERR_INVALID_ARG && !bad, "shrinking refused");
+    free(l0), free(l1);
+    lv_tr_state_free(&s0), lv_tr_state_free(&s1);
+    lv_tmodel_free(g), lv_tmodel_free(m);
+    lv_threadpool_free(tp);
+}
+
+TEST(train_grow_vocab_tied) { check_grow_vocab(true); }
+TEST(train_grow_vocab_untied) { check_grow_vocab(false); }
