@@ -78,15 +78,16 @@ static double eval_passkey(lv_threadpool *tp, lv_tmodel *m, lv_tr_state *st, con
 }
 
 int cmd_train(int argc, char **argv) {
-    const char *out = NULL, *preset_name = NULL, *vocab = "builtin:bytes", *resume = NULL, *init = NULL, *haystack = NULL, *log_path = NULL, *arch = "llama";
+    const char *out = NULL, *preset_name = NULL, *vocab = "builtin:bytes", *resume = NULL, *init = NULL, *haystack = NULL, *arch = "llama";
     const char *tasks = "passkey=1";
-    int64_t dim = 0, layers = 0, heads = 0, kv_heads = 0, ffn = 0, steps = 200, batch = 8, seq_len = 512, warmup = -1, threads = 0, seed = 1;
-    int64_t save_every = 0, stop_at = 0, pos_max = 0, eval_every = 0, eval_samples = 32, pk_min = 0, log_every = 10, ctx_train = 0, n_needles = 0;
-    double lr = 1e-3, min_lr = -1, wd = 0.1, clip = 1.0, beta1 = 0.9, beta2 = 0.95, pk_frac = 0.5, answer_weight = 10, lm_weight = 1,
+    int64_t dim = 0, layers = 0, heads = 0, kv_heads = 0, ffn = 0, batch = 8, seq_len = 512;
+    int64_t pos_max = 0, pk_min = 0, ctx_train = 0, n_needles = 0;
+    double pk_frac = 0.5, answer_weight = 10, lm_weight = 1,
            init_std = 0.02, rope_base = 10000;
     bool untied = false, no_haystack = false;
     const char *niah_needles = "list";
-    cli_opt opts[] = {
+    td_schedule sc;
+    cli_opt own[] = {
         {"-o", "--output", CLI_STR, &out, "FILE", "the trained GGUF, written when the schedule is complete (with FILE.optim); checkpoints go to FILE.ckpt + FILE.ckpt.optim", .required = true},
         {NULL, "--preset", CLI_STR, &preset_name, "NAME", "shape: nano (32x1) | tiny (64x2, default) | small (128x4); flags below override"},
         {NULL, "--arch", CLI_STR, &arch, "NAME", "llama (default) or qwen2 (q/k/v biases, NEOX rope)"},
@@ -100,7 +101,6 @@ int cmd_train(int argc, char **argv) {
         {NULL, "--ctx-train", CLI_INT, &ctx_train, "N", "context_length written to the GGUF (default: --seq-len, or --init's)", .lo = 1, .hi = 1 << 24},
         {NULL, "--vocab", CLI_STR, &vocab, "FILE", "vocabulary GGUF, tokenizer.json, or builtin:bytes (default) or builtin:bytes-vision"},
         {NULL, "--init-std", CLI_FLOAT, &init_std, "F", "standard deviation of the initial weights (default 0.02)", .flo = 1e-6, .fhi = 1},
-        {NULL, "--steps", CLI_INT, &steps, "N", "optimizer steps (default 200)", .lo = 1, .hi = INT32_MAX},
         {NULL, "--batch", CLI_INT, &batch, "N", "sequences per step (default 8)", .lo = 1, .hi = 4096},
         {NULL, "--seq-len", CLI_INT, &seq_len, "N", "tokens per sequence: LM windows and the longest passkey sample (default 512)", .lo = 8, .hi = 1 << 20},
         {NULL, "--pos-max", CLI_INT, &pos_max, "N", "PoSE: training samples jump once to positions up to N, for contexts past --seq-len (default off)", .lo = 0, .hi = 1 << 24},
@@ -113,24 +113,13 @@ int cmd_train(int argc, char **argv) {
         {NULL, "--lm-weight", CLI_FLOAT, &lm_weight, "F", "loss weight of the prompt tokens of passkey samples (default 1)", .flo = 0, .fhi = 1e6},
         {NULL, "--haystack", CLI_STR, &haystack, "DIR", "LM text: *.txt files (default $LV_HAYSTACK or ../shared/data/haystack/paul-graham-essays)"},
         {NULL, "--no-haystack", CLI_FLAG, &no_haystack, NULL, "retrieval samples only (not with the niah task)"},
-        {NULL, "--lr", CLI_FLOAT, &lr, "F", "peak learning rate (default 1e-3)", .flo = 0, .fhi = 10},
-        {NULL, "--min-lr", CLI_FLOAT, &min_lr, "F", "learning rate at the end of the cosine decay (default lr / 10)", .flo = 0, .fhi = 10},
-        {NULL, "--warmup", CLI_INT, &warmup, "N", "linear warmup steps (default steps / 20)", .lo = 0, .hi = INT32_MAX},
-        {NULL, "--wd", CLI_FLOAT, &wd, "F", "AdamW weight decay on matrices (default 0.1)", .flo = 0, .fhi = 10},
-        {NULL, "--beta1", CLI_FLOAT, &beta1, "F", "AdamW beta1 (default 0.9)", .flo = 0, .fhi = 0.999999},
-        {NULL, "--beta2", CLI_FLOAT, &beta2, "F", "AdamW beta2 (default 0.95)", .flo = 0, .fhi = 0.999999},
-        {NULL, "--clip", CLI_FLOAT, &clip, "F", "clip the global gradient norm to F (0: off; default 1)", .flo = 0, .fhi = 1e9},
-        {NULL, "--seed", CLI_INT, &seed, "N", "seed of the initial weights and of the data (default 1)", .lo = 0, .hi = INT64_MAX},
-        {"-t", "--threads", CLI_INT, &threads, "N", "threads (default: all cores)", .lo = 1, .hi = 1024},
-        {NULL, "--save-every", CLI_INT, &save_every, "N", "write a checkpoint (OUT.ckpt) every N steps (default: none)", .lo = 1, .hi = INT32_MAX},
-        {NULL, "--stop-at", CLI_INT, &stop_at, "N", "stop after step N with a checkpoint (OUT.ckpt), as if interrupted", .lo = 1, .hi = INT32_MAX},
         {NULL, "--resume", CLI_STR, &resume, "FILE", "continue from a checkpoint FILE (+ FILE.optim), e.g. OUT.ckpt; pass the same flags as the first run"},
         {NULL, "--init", CLI_STR, &init, "FILE", "start from this GGUF's weights (and vocabulary) with a fresh optimizer; shape flags are ignored"},
-        {NULL, "--eval-every", CLI_INT, &eval_every, "N", "every N steps (and at the end) measure held-out passkey accuracy", .lo = 1, .hi = INT32_MAX},
-        {NULL, "--eval-samples", CLI_INT, &eval_samples, "N", "held-out passkey prompts per evaluation (default 32)", .lo = 1, .hi = 100000},
-        {NULL, "--log", CLI_STR, &log_path, "FILE", "append one tab-separated line per step (step, loss, answer loss, lr, grad norm, tokens, seconds)"},
-        {NULL, "--log-every", CLI_INT, &log_every, "N", "when stderr is not a terminal, a progress line every N steps (default 10)", .lo = 1, .hi = INT32_MAX},
     };
+    enum { N_OWN = sizeof(own) / sizeof(own[0]) };
+    cli_opt opts[N_OWN + TD_SCHEDULE_N_OPTS];
+    memcpy(opts, own, sizeof(own));
+    td_schedule_opts(&sc, opts + N_OWN);
     const int n_opts = (int)(sizeof(opts) / sizeof(opts[0]));
     int r = cli_parse(argc, argv, opts, n_opts, "longview train -o OUT.gguf [--preset NAME | --dim N --layers N --heads N ...] [--steps N] [--resume OUT.gguf.ckpt]",
                       "Train a llama-architecture model from scratch on the CPU (f32, AdamW with linear warmup and cosine decay,\n"
@@ -167,9 +156,11 @@ int cmd_train(int argc, char **argv) {
         cli_error("--heads %lld must be a multiple of --kv-heads %lld", (long long)heads, (long long)kv_heads);
         return 2;
     }
-    if (warmup < 0) warmup = steps / 20;
-    if (min_lr < 0) min_lr = lr / 10;
-    if (stop_at && stop_at >= steps) stop_at = 0;
+    td_schedule_finish(&sc);
+    const int64_t steps = sc.steps, warmup = sc.warmup, threads = sc.threads, seed = sc.seed, save_every = sc.save_every, stop_at = sc.stop_at,
+                  eval_every = sc.eval_every, eval_samples = sc.eval_samples, log_every = sc.log_every;
+    const double lr = sc.lr, min_lr = sc.min_lr, wd = sc.wd, clip = sc.clip, beta1 = sc.beta1, beta2 = sc.beta2;
+    const char *log_path = sc.log_path;
     if (resume && init) {
         cli_error("--resume and --init exclude each other");
         return 2;

@@ -293,18 +293,18 @@ static int parse_tasks(const char *s, vn_config *c) {
 }
 
 int cmd_train_video(int argc, char **argv) {
-    const char *out = NULL, *mm_out = NULL, *vocab = "builtin:bytes-vision", *init = NULL, *init_mm = NULL, *haystack = NULL, *log_path = NULL;
+    const char *out = NULL, *mm_out = NULL, *vocab = "builtin:bytes-vision", *init = NULL, *init_mm = NULL, *haystack = NULL;
     const char *tasks = "single=1";
     int64_t dim = 128, layers = 4, heads = 4, kv_heads = 2, ffn = 384, ctx_train = 0;
     int64_t img = 128, patch = 8, vdim = 96, vheads = 4, vlayers = 2, vffn = 256, shuffle = 4;
     int64_t frames_min = 4, frames_max = 16, needle_frames = 1, keyed_needles = 3;
-    int64_t steps = 200, batch = 4, warmup = -1, threads = 0, seed = 1, save_every = 0, stop_at = 0, eval_every = 0, eval_samples = 32,
-            log_every = 10;
+    int64_t batch = 4;
     double box_min = 0.45, box_max = 0.9;
-    double fps = 1, lr = 1e-3, vlr = -1, min_lr = -1, wd = 0.1, clip = 1.0, beta1 = 0.9, beta2 = 0.95, answer_weight = 1, lm_weight = 0.05,
+    double fps = 1, vlr = -1, answer_weight = 1, lm_weight = 0.05,
            init_std = 0.02, rope_base = 10000;
     bool resume = false, freeze_text = false, grew = false, oracle = false;
-    cli_opt opts[] = {
+    td_schedule sc;
+    cli_opt own[] = {
         {"-o", "--output", CLI_STR, &out, "FILE", "the trained text model (GGUF, with FILE.optim), written when the schedule is complete", .required = true},
         {NULL, "--out-mmproj", CLI_STR, &mm_out, "FILE", "the trained vision tower + projector (mmproj GGUF, with FILE.optim)", .required = true},
         {NULL, "--dim", CLI_INT, &dim, "N", "text model width (default 128)", .lo = 2, .hi = 8192},
@@ -338,26 +338,14 @@ int cmd_train_video(int argc, char **argv) {
         {NULL, "--lm-weight", CLI_FLOAT, &lm_weight, "F", "loss weight of the prompt's text tokens (default 0.05)", .flo = 0, .fhi = 1e6},
         {NULL, "--freeze-text", CLI_FLAG, &freeze_text, NULL, "train the tower only (the text model as --init gives it)"},
         {NULL, "--oracle-rows", CLI_FLAG, &oracle, NULL, "train the text model only, on rows that spell the needle (token embeddings) instead of the tower's"},
-        {NULL, "--steps", CLI_INT, &steps, "N", "optimizer steps (default 200)", .lo = 1, .hi = INT32_MAX},
         {NULL, "--batch", CLI_INT, &batch, "N", "samples per step (default 4)", .lo = 1, .hi = 4096},
-        {NULL, "--lr", CLI_FLOAT, &lr, "F", "peak learning rate of the text model (default 1e-3)", .flo = 0, .fhi = 10},
         {NULL, "--vlr", CLI_FLOAT, &vlr, "F", "peak learning rate of the tower (default --lr)", .flo = 0, .fhi = 10},
-        {NULL, "--min-lr", CLI_FLOAT, &min_lr, "F", "text learning rate at the end of the cosine decay (default lr / 10; the tower's scales with --vlr)", .flo = 0, .fhi = 10},
-        {NULL, "--warmup", CLI_INT, &warmup, "N", "linear warmup steps (default steps / 20)", .lo = 0, .hi = INT32_MAX},
-        {NULL, "--wd", CLI_FLOAT, &wd, "F", "AdamW weight decay on matrices (default 0.1)", .flo = 0, .fhi = 10},
-        {NULL, "--beta1", CLI_FLOAT, &beta1, "F", "AdamW beta1 (default 0.9)", .flo = 0, .fhi = 0.999999},
-        {NULL, "--beta2", CLI_FLOAT, &beta2, "F", "AdamW beta2 (default 0.95)", .flo = 0, .fhi = 0.999999},
-        {NULL, "--clip", CLI_FLOAT, &clip, "F", "clip each model's gradient norm to F (0: off; default 1)", .flo = 0, .fhi = 1e9},
-        {NULL, "--seed", CLI_INT, &seed, "N", "seed of the initial weights and of the data (default 1)", .lo = 0, .hi = INT64_MAX},
-        {"-t", "--threads", CLI_INT, &threads, "N", "threads (default: all cores)", .lo = 1, .hi = 1024},
-        {NULL, "--save-every", CLI_INT, &save_every, "N", "write checkpoints (OUT.ckpt, MM.ckpt) every N steps", .lo = 1, .hi = INT32_MAX},
-        {NULL, "--stop-at", CLI_INT, &stop_at, "N", "stop after step N with checkpoints, as if interrupted", .lo = 1, .hi = INT32_MAX},
         {NULL, "--resume", CLI_FLAG, &resume, NULL, "continue from OUT.ckpt and MM.ckpt (+ .optim); pass the same flags as the first run"},
-        {NULL, "--eval-every", CLI_INT, &eval_every, "N", "every N steps (and at the end) measure held-out answer accuracy", .lo = 1, .hi = INT32_MAX},
-        {NULL, "--eval-samples", CLI_INT, &eval_samples, "N", "held-out samples per evaluation (default 32)", .lo = 1, .hi = 100000},
-        {NULL, "--log", CLI_STR, &log_path, "FILE", "append a tab-separated line per step (step, loss, answer loss, lr, |g| text, |g| tower, frames, seconds)"},
-        {NULL, "--log-every", CLI_INT, &log_every, "N", "when stderr is not a terminal, a progress line every N steps (default 10)", .lo = 1, .hi = INT32_MAX},
     };
+    enum { N_OWN = sizeof(own) / sizeof(own[0]) };
+    cli_opt opts[N_OWN + TD_SCHEDULE_N_OPTS];
+    memcpy(opts, own, sizeof(own));
+    td_schedule_opts(&sc, opts + N_OWN);
     const int n_opts = (int)(sizeof(opts) / sizeof(opts[0]));
     int r0 = cli_parse(argc, argv, opts, n_opts, "longview train-video -o TEXT.gguf --out-mmproj MM.gguf [shape flags] [--steps N] [--resume]",
                        "Train a small video model end to end on the CPU: a llama text model and an idefics3 vision tower +\n"
@@ -388,10 +376,12 @@ int cmd_train_video(int argc, char **argv) {
         cli_error("--oracle-rows trains the text model only; --freeze-text the tower only: choose one");
         return 2;
     }
-    if (warmup < 0) warmup = steps / 20;
-    if (min_lr < 0) min_lr = lr / 10;
+    td_schedule_finish(&sc);
+    const int64_t steps = sc.steps, warmup = sc.warmup, threads = sc.threads, seed = sc.seed, save_every = sc.save_every, stop_at = sc.stop_at,
+                  eval_every = sc.eval_every, eval_samples = sc.eval_samples, log_every = sc.log_every;
+    const double lr = sc.lr, min_lr = sc.min_lr, wd = sc.wd, clip = sc.clip, beta1 = sc.beta1, beta2 = sc.beta2;
+    const char *log_path = sc.log_path;
     if (vlr < 0) vlr = lr;
-    if (stop_at && stop_at >= steps) stop_at = 0;
 
     tv_run R = {0};
     tv_run *r = &R;

@@ -454,3 +454,33 @@ int td_load_vocab(const char *vocab, lv_model **out) {
     unlink(path);
     return s == LV_OK ? 0 : (cli_fail("reading the vocabulary", s), -1);
 }
+
+void td_schedule_opts(td_schedule *s, cli_opt *o) {
+    *s = (td_schedule){.steps = 200, .warmup = -1, .seed = 1, .eval_samples = 32, .log_every = 10,
+                       .lr = 1e-3, .min_lr = -1, .wd = 0.1, .clip = 1.0, .beta1 = 0.9, .beta2 = 0.95};
+    const cli_opt opts[TD_SCHEDULE_N_OPTS] = {
+        {NULL, "--steps", CLI_INT, &s->steps, "N", "optimizer steps (default 200)", .lo = 1, .hi = INT32_MAX},
+        {NULL, "--lr", CLI_FLOAT, &s->lr, "F", "peak learning rate (default 1e-3)", .flo = 0, .fhi = 10},
+        {NULL, "--min-lr", CLI_FLOAT, &s->min_lr, "F", "learning rate at the end of the cosine decay (default lr / 10)", .flo = 0, .fhi = 10},
+        {NULL, "--warmup", CLI_INT, &s->warmup, "N", "linear warmup steps (default steps / 20)", .lo = 0, .hi = INT32_MAX},
+        {NULL, "--wd", CLI_FLOAT, &s->wd, "F", "AdamW weight decay on matrices (default 0.1)", .flo = 0, .fhi = 10},
+        {NULL, "--beta1", CLI_FLOAT, &s->beta1, "F", "AdamW beta1 (default 0.9)", .flo = 0, .fhi = 0.999999},
+        {NULL, "--beta2", CLI_FLOAT, &s->beta2, "F", "AdamW beta2 (default 0.95)", .flo = 0, .fhi = 0.999999},
+        {NULL, "--clip", CLI_FLOAT, &s->clip, "F", "clip the gradient norm (each model's own) to F (0: off; default 1)", .flo = 0, .fhi = 1e9},
+        {NULL, "--seed", CLI_INT, &s->seed, "N", "seed of the initial weights and of the data (default 1)", .lo = 0, .hi = INT64_MAX},
+        {"-t", "--threads", CLI_INT, &s->threads, "N", "threads (default: all cores)", .lo = 1, .hi = 1024},
+        {NULL, "--save-every", CLI_INT, &s->save_every, "N", "write the checkpoint files (OUT.ckpt ...) every N steps (default: none)", .lo = 1, .hi = INT32_MAX},
+        {NULL, "--stop-at", CLI_INT, &s->stop_at, "N", "stop after step N with checkpoint files, as if interrupted", .lo = 1, .hi = INT32_MAX},
+        {NULL, "--eval-every", CLI_INT, &s->eval_every, "N", "every N steps (and at the end) measure held-out accuracy", .lo = 1, .hi = INT32_MAX},
+        {NULL, "--eval-samples", CLI_INT, &s->eval_samples, "N", "held-out samples per evaluation (default 32)", .lo = 1, .hi = 100000},
+        {NULL, "--log", CLI_STR, &s->log_path, "FILE", "append one tab-separated line per step (columns: docs/train.md)"},
+        {NULL, "--log-every", CLI_INT, &s->log_every, "N", "when stderr is not a terminal, a progress line every N steps (default 10)", .lo = 1, .hi = INT32_MAX},
+    };
+    memcpy(o, opts, sizeof(opts));
+}
+
+void td_schedule_finish(td_schedule *s) {
+    if (s->warmup < 0) s->warmup = s->steps / 20;
+    if (s->min_lr < 0) s->min_lr = s->lr / 10;
+    if (s->stop_at && s->stop_at >= s->steps) s->stop_at = 0;
+}

@@ -7,6 +7,7 @@
 #define LV_TRAIN_DATA_H
 
 #include "longview.h"
+#include "cli.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -80,5 +81,17 @@ int td_make_sample(const td_data *d, int64_t step, int b, bool eval, td_sample *
  * builtin:bytes-vision) as a vocabulary-only model, read through a temporary file. Returns 0, or -1
  * after printing the error. */
 int td_load_vocab(const char *vocab, lv_model **out);
+
+/* The optimizer, schedule and bookkeeping flags `train` and `train-video` share: their values, the
+ * option table's entries (td_schedule_opts fills TD_SCHEDULE_N_OPTS of them, defaults set), and
+ * the defaults that depend on other flags (td_schedule_finish, after parsing). */
+typedef struct td_schedule {
+    int64_t steps, warmup, threads, seed, save_every, stop_at, eval_every, eval_samples, log_every;
+    double lr, min_lr, wd, clip, beta1, beta2;
+    const char *log_path;
+} td_schedule;
+enum { TD_SCHEDULE_N_OPTS = 16 };
+void td_schedule_opts(td_schedule *s, cli_opt *o);
+void td_schedule_finish(td_schedule *s);
 
 #endif
