@@ -255,6 +255,11 @@ bench-prepack: $(O)/prepack_ab
 $(O)/prepack_ab: bench/serve/prepack_ab.c $(O)/liblongview.a
 	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $< $(O)/liblongview.a $(LDLIBS_ALL)
 
+# the trainer-initialised text + mmproj pair for scripts/gen-tvision-golden.sh (tests/train/tvpair.h;
+# the test writes the same pair in-process)
+$(O)/tvpair_gen: tests/train/gen/tvpair_gen.c $(O)/tests/train/tvpair.o $(O)/liblongview.a
+	$(CC) $(CFLAGS_ALL) -Itests -o $@ $< $(O)/tests/train/tvpair.o $(O)/liblongview.a $(LDLIBS_ALL)
+
 # the trainer's GEMM kernels, GFLOP/s at its shapes (bench/train/tgemm_bench.c, docs/train.md)
 bench-tgemm: $(O)/tgemm_bench
 $(O)/tgemm_bench: bench/train/tgemm_bench.c $(O)/liblongview.a
