@@ -79,7 +79,14 @@ static lv_status add_lookup(builder *b, const char *text) {
         const int32_t n = lv_vocab_token_to_piece(b->v, t, buf, sizeof(buf), true);
         if (n == len && memcmp(buf, text, (size_t)len) == 0) return add_tokens(b, &t, 1);
     }
-    return lv_error(LV_ERR_UNSUPPORTED, "the vocabulary has no token '%s', which this projector's image markers need", text[0] == '\n' ? "\\n" : text);
+    char shown[128]; /* newlines written as \n: "\n\n" is one of mtmd's idefics3 markers */
+    int32_t k = 0;
+    for (int32_t i = 0; i < len && k < (int32_t)sizeof(shown) - 3; i++) {
+        if (text[i] == '\n') shown[k++] = '\\', shown[k++] = 'n';
+        else shown[k++] = text[i];
+    }
+    shown[k] = 0;
+    return lv_error(LV_ERR_UNSUPPORTED, "the vocabulary has no token '%s', which this projector's image markers need", shown);
 }
 
 static lv_status add_image(builder *b, const lv_image_embd *im) {
