@@ -180,12 +180,17 @@ static bool golden_files(const lvv *g, char *mm, size_t mm_n, char *text, size_t
 static void check_trainer_forward(const lvv *g, lv_threadpool *tp) {
     tvpair_spec sp;
     lv_tvmodel *m = NULL;
-    if (!g->pair_gen[0] || g->n_images != 1 || !tvpair_parse(g->pair_gen, &sp) || tvpair_tower(&sp, &m) != LV_OK) return;
+    if (!g->pair_gen[0] || g->n_images != 1 || !tvpair_parse(g->pair_gen, &sp)) return;
+    if (tvpair_tower(&sp, &m) != LV_OK) {
+        CHECK(false, "%s: the trainer's tower: %s", g->name, lv_last_error());
+        return;
+    }
     char p[512];
     snprintf(p, sizeof(p), GOLDEN_DIR "/%s", g->images[0]);
     uint8_t *rgb = NULL;
-    int32_t w, h;
-    if (lv_image_decode_file(p, &rgb, &w, &h) == LV_OK && w == m->c.image_size && h == m->c.image_size) {
+    int32_t w = 0, h = 0;
+    CHECK(lv_image_decode_file(p, &rgb, &w, &h) == LV_OK, "%s: %s", p, lv_last_error());
+    if (rgb && w == m->c.image_size && h == m->c.image_size) { /* else: resampled by mtmd, not the trainer's input */
         const int64_t side = m->c.image_size / m->c.patch_size / m->c.scale_factor, n = side * side * m->c.n_text_embd;
         float *out = malloc(sizeof(float) * (size_t)n);
         lv_tv_state st = {0};
