@@ -9,8 +9,8 @@
  *   tower: idefics3, 64 px images, patch 8 (an 8 x 8 grid), width 64, 4 heads, 2 blocks, FFN 160,
  *          shuffle s (2: 16 tokens per tile, 4: 4 tokens), into 128 (the text model's width)
  *   text:  llama, 2 layers, width 128, 4 heads (2 KV heads, head 32), FFN 256, tied output,
- *          vocabulary tests/golden/vision/vocab-vlm.gguf (builtin:bytes' 259 tokens and the
- *          5 marker tokens mtmd looks up as whole tokens: see docs/train.md)
+ *          vocabulary builtin:bytes-vision (builtin:bytes' 259 tokens, SmolVLM2's 4 markers and
+ *          "\n\n", no space prefix: the trained video models' vocabulary, docs/train.md)
  * Weights: lv_tvmodel_init / lv_tmodel_init with std 0.2, then every parameter (norm weights and
  * biases included, which the initialisers set to 1 and 0) plus 0.05 N(0, 1) from lv_tr_fill_normal,
  * so that no tensor is trivial and a swapped or ignored bias or norm shows.
@@ -23,7 +23,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define TVPAIR_VOCAB "tests/golden/vision/vocab-vlm.gguf"
+#define TVPAIR_VOCAB "builtin:bytes-vision"
 
 typedef struct tvpair_spec {
     uint64_t seed;
