@@ -38,6 +38,16 @@ typedef struct tv_run {
     int32_t M;           /* embedding rows per frame */
     float answer_w, lm_w;
     bool oracle;         /* --oracle-rows: token embeddings stand in for the tower's rows */
+    bool oracle_grid;    /* --oracle-grid: ... each character in the row of the grid cell it is drawn in */
+    int32_t grid;        /* the tower's rows are a grid x grid raster of the frame */
+    int64_t collisions;  /* --oracle-grid: characters that found their cell taken (counted, not placed) */
+    float row_w;         /* --row-loss: weight of the tower rows' distance to the oracle's rows */
+    float *target;       /* --row-loss: the oracle's rows (frames M, Et) */
+    int64_t target_cap;
+    float row_ce;        /* --row-ce: weight of the rows' cross-entropy against the oracle's tokens */
+    int32_t *target_tok; /* the oracle's token of each row (frames M) */
+    int64_t target_tok_cap;
+    lv_token fill;       /* <image> */
     /* per step, grown */
     uint8_t *rgb;        /* every frame of the batch */
     int64_t rgb_cap;
@@ -135,22 +145,40 @@ nomem:
  * the embedding of <image>). The text model learns to find the needle's frame and read its rows;
  * a tower trained afterwards against that frozen model (--init, --freeze-text) gets a gradient that
  * says what to write (docs/train.md: the curriculum). */
-static int oracle_rows(tv_run *r, tv_seq *q, int n) {
+static int oracle_rows(tv_run *r, tv_seq *q, int n, float *dst, int32_t *dst_tok) {
     const int64_t Et = r->m->c.n_embd;
     lv_token fill;
     if (lv_tokenize(r->vocab, "<image>", 7, &fill, 1, false, true) != 1) return cli_error("--oracle-rows: the vocabulary has no <image> token"), -1;
+    r->fill = fill;
+    lv_token row[4096];
+    if (r->M > 4096) return cli_error("--oracle-rows: %d rows a frame, at most 4096", r->M), -1;
     for (int b = 0; b < n; b++) {
         const vn_sample *s = &q[b].s;
         for (int32_t f = 0; f < s->n_frames; f++) {
-            const char *text = "";
+            const vn_needle *nd = NULL;
             for (int32_t k = 0; k < s->n_needles; k++)
-                if (f >= s->needles[k].f0 && f < s->needles[k].f1) text = s->needles[k].text;
-            const int32_t len = (int32_t)strlen(text);
+                if (f >= s->needles[k].f0 && f < s->needles[k].f1) nd = &s->needles[k];
+            for (int32_t i = 0; i < r->M; i++) row[i] = fill;
+            for (int32_t i = 0; nd && nd->text[i]; i++) {
+                if (r->oracle_grid && nd->text[i] == ' ') continue; /* nothing is drawn */
+                lv_token t;
+                if (lv_tokenize(r->vocab, nd->text + i, 1, &t, 1, false, false) != 1)
+                    return cli_error("--oracle-rows: '%c' is not one token", nd->text[i]), -1;
+                int32_t at = i;
+                if (r->oracle_grid) { /* the cell holding the glyph's centre, in raster order */
+                    const int32_t g = r->grid, gx = (int32_t)(nd->cx[i] * g), gy = (int32_t)(nd->cy * g);
+                    at = (gy < 0 ? 0 : gy >= g ? g - 1 : gy) * g + (gx < 0 ? 0 : gx >= g ? g - 1 : gx);
+                    if (row[at] != fill) {
+                        r->collisions++;
+                        continue;
+                    }
+                }
+                if (at < r->M) row[at] = t;
+            }
             for (int32_t i = 0; i < r->M; i++) {
-                lv_token t = fill;
-                if (i < len && lv_tokenize(r->vocab, text + i, 1, &t, 1, false, false) != 1)
-                    return cli_error("--oracle-rows: '%c' is not one token", text[i]), -1;
-                memcpy(r->emb + (((int64_t)q[b].first_frame + f) * r->M + i) * Et, r->m->w.tok_embd + (int64_t)t * Et, (size_t)Et * sizeof(float));
+                const int64_t at = ((int64_t)q[b].first_frame + f) * r->M + i;
+                if (dst) memcpy(dst + at * Et, r->m->w.tok_embd + (int64_t)row[i] * Et, (size_t)Et * sizeof(float));
+                if (dst_tok) dst_tok[at] = row[i];
             }
         }
     }
@@ -172,9 +200,15 @@ static int batch_forward(tv_run *r, uint64_t seed, int64_t step, tv_seq *q, int 
         grow((void **)&r->demb, &r->demb_cap, frames * r->M * Et, sizeof(float)) != 0)
         return cli_error("out of memory"), -1;
     for (int b = 0; b < n; b++) memcpy(r->rgb + (int64_t)q[b].first_frame * px, q[b].s.rgb, (size_t)(q[b].s.n_frames * px));
-    if (r->oracle) return oracle_rows(r, q, n);
+    if (r->oracle) return oracle_rows(r, q, n, r->emb, NULL);
     lv_status st = lv_tv_forward(r->tp, r->tv, &r->tst, r->rgb, (int32_t)frames, r->emb);
     if (st != LV_OK) return cli_fail("vision forward", st), -1;
+    if (r->row_w > 0 || r->row_ce > 0) {
+        if (grow((void **)&r->target, &r->target_cap, frames * r->M * Et, sizeof(float)) != 0 ||
+            grow((void **)&r->target_tok, &r->target_tok_cap, frames * r->M, sizeof(int32_t)) != 0)
+            return cli_error("out of memory"), -1;
+        return oracle_rows(r, q, n, r->target, r->target_tok);
+    }
     return 0;
 }
 
@@ -184,14 +218,68 @@ static lv_tr_seq seq_of(const tv_run *r, tv_seq *q, bool grad) {
     return s;
 }
 
+/* --row-ce: each tower row read as a token (logits = the row's dot products with the text model's
+ * token embeddings), cross-entropy against the oracle's token, averaged over the rows holding a
+ * character and over the others (<image>) separately, so the few character rows weigh as much as
+ * the many others; its gradient is added to r->demb and its value to *loss. 0, or -1 out of memory. */
+static int row_ce_step(tv_run *r, const tv_seq *q, int n, double *loss) {
+    int64_t nf = 0;
+    for (int b = 0; b < n; b++) nf += q[b].s.n_frames;
+    const int64_t rows = nf * r->M, Et = r->m->c.n_embd, V = r->m->c.n_vocab;
+    int64_t n_char = 0;
+    for (int64_t i = 0; i < rows; i++) n_char += r->target_tok[i] != r->fill;
+    const int64_t n_fill = rows - n_char;
+    double *p = malloc(sizeof(double) * (size_t)V);
+    if (!p) return -1;
+    const float *E = r->m->w.tok_embd;
+    double l = 0;
+    for (int64_t i = 0; i < rows; i++) {
+        const float *e = r->emb + i * Et;
+        const int32_t t = r->target_tok[i];
+        const double w = r->row_ce / (double)(t != r->fill ? n_char : n_fill);
+        double mx = -INFINITY, z = 0;
+        for (int64_t v = 0; v < V; v++) {
+            double d = 0;
+            for (int64_t j = 0; j < Et; j++) d += (double)e[j] * E[v * Et + j];
+            p[v] = d;
+            mx = d > mx ? d : mx;
+        }
+        for (int64_t v = 0; v < V; v++) z += p[v] = exp(p[v] - mx);
+        l += w * -log(p[t] / z);
+        float *g = r->demb + i * Et;
+        for (int64_t v = 0; v < V; v++) {
+            const double c = w * (p[v] / z - (v == t));
+            if (c == 0) continue;
+            for (int64_t j = 0; j < Et; j++) g[j] += (float)(c * E[v * Et + j]);
+        }
+    }
+    free(p);
+    *loss += l;
+    return 0;
+}
+
 /* Held-out accuracy: the fraction of samples whose every answer token (up to the '.') is the
  * argmax under teacher forcing, which is when greedy decoding writes the answer. */
-static double evaluate(tv_run *r, uint64_t seed, int n, tv_seq *q, double *tok_acc) {
+static double evaluate(tv_run *r, uint64_t seed, int n, tv_seq *q, double *tok_acc, double *row_acc) {
     int ok = 0;
-    int64_t tok_ok = 0, tok_n = 0;
-    const int64_t V = r->m->c.n_vocab;
+    int64_t tok_ok = 0, tok_n = 0, row_ok = 0, row_n = 0;
+    const int64_t V = r->m->c.n_vocab, Et = r->m->c.n_embd;
     for (int i = 0; i < n; i++) {
         if (batch_forward(r, seed ^ EVAL_SEED_XOR, 0, q, 1, i) != 0) return -1;
+        /* with the oracle's rows at hand (--row-loss, --row-ce): how many character rows the tower
+         * wrote closest (by dot product, as --row-ce reads them) to their character's embedding */
+        for (int64_t k = 0; r->target_tok && (r->row_w > 0 || r->row_ce > 0) && k < (int64_t)q->s.n_frames * r->M; k++) {
+            if (r->target_tok[k] == r->fill) continue;
+            int64_t a = 0;
+            double best = -INFINITY;
+            for (int64_t v = 0; v < V; v++) {
+                double d = 0;
+                for (int64_t j = 0; j < Et; j++) d += (double)r->emb[k * Et + j] * r->m->w.tok_embd[v * Et + j];
+                if (d > best) best = d, a = v;
+            }
+            row_ok += a == r->target_tok[k];
+            row_n++;
+        }
         lv_tr_seq s = seq_of(r, q, false);
         if (lv_tr_forward(r->tp, r->m, &r->st, &s, NULL) != LV_OK) return cli_fail("forward", LV_ERR_INTERNAL), -1;
         bool good = true;
@@ -208,6 +296,7 @@ static double evaluate(tv_run *r, uint64_t seed, int n, tv_seq *q, double *tok_a
         ok += good;
     }
     *tok_acc = tok_n ? (double)tok_ok / (double)tok_n : 0;
+    *row_acc = row_n ? (double)row_ok / (double)row_n : -1;
     return (double)ok / n;
 }
 
@@ -302,7 +391,8 @@ int cmd_train_video(int argc, char **argv) {
     double box_min = 0.45, box_max = 0.9;
     double fps = 1, vlr = -1, answer_weight = 1, lm_weight = 0.05,
            init_std = 0.02, rope_base = 10000;
-    bool resume = false, freeze_text = false, grew = false, oracle = false;
+    bool resume = false, freeze_text = false, grew = false, oracle = false, oracle_grid = false;
+    double row_loss = 0, row_ce = 0;
     td_schedule sc;
     cli_opt own[] = {
         {"-o", "--output", CLI_STR, &out, "FILE", "the trained text model (GGUF, with FILE.optim), written when the schedule is complete", .required = true},
@@ -337,7 +427,10 @@ int cmd_train_video(int argc, char **argv) {
         {NULL, "--answer-weight", CLI_FLOAT, &answer_weight, "F", "loss weight of the answer tokens (default 1)", .flo = 0, .fhi = 1e6},
         {NULL, "--lm-weight", CLI_FLOAT, &lm_weight, "F", "loss weight of the prompt's text tokens (default 0.05)", .flo = 0, .fhi = 1e6},
         {NULL, "--freeze-text", CLI_FLAG, &freeze_text, NULL, "train the tower only (the text model as --init gives it)"},
-        {NULL, "--oracle-rows", CLI_FLAG, &oracle, NULL, "train the text model only, on rows that spell the needle (token embeddings) instead of the tower's"},
+        {NULL, "--oracle-rows", CLI_FLAG, &oracle, NULL, "train the text model only, on rows that spell the needle (token embeddings) instead of the tower's: character k in row k"},
+        {NULL, "--oracle-grid", CLI_FLAG, &oracle_grid, NULL, "the oracle's layout (--oracle-rows, --row-loss): each character in the row of the grid cell its glyph is centred in (a cell holds one: --box-min 0.7 with --shuffle 2)"},
+        {NULL, "--row-ce", CLI_FLOAT, &row_ce, "W", "add W x the cross-entropy of reading each row as the oracle's token (logits: the row's dot products with the token embeddings), averaged over character rows and over the others separately (default 0)", .flo = 0, .fhi = 1e6},
+        {NULL, "--row-loss", CLI_FLOAT, &row_loss, "W", "add W x |rows - oracle rows|^2 / |oracle rows|^2 to the tower's loss: the tower is also taught the oracle's rows directly (default 0)", .flo = 0, .fhi = 1e6},
         {NULL, "--batch", CLI_INT, &batch, "N", "samples per step (default 4)", .lo = 1, .hi = 4096},
         {NULL, "--vlr", CLI_FLOAT, &vlr, "F", "peak learning rate of the tower (default --lr)", .flo = 0, .fhi = 10},
         {NULL, "--resume", CLI_FLAG, &resume, NULL, "continue from OUT.ckpt and MM.ckpt (+ .optim); pass the same flags as the first run"},
@@ -370,6 +463,14 @@ int cmd_train_video(int argc, char **argv) {
     }
     if (freeze_text && !init) {
         cli_error("--freeze-text needs --init (a trained text model to keep)");
+        return 2;
+    }
+    if (oracle_grid && !oracle && !(row_loss > 0) && !(row_ce > 0)) {
+        cli_error("--oracle-grid is a layout of --oracle-rows, --row-loss or --row-ce");
+        return 2;
+    }
+    if ((row_loss > 0 || row_ce > 0) && oracle) {
+        cli_error("--row-loss and --row-ce teach the tower, which --oracle-rows does not train: choose one");
         return 2;
     }
     if (oracle && freeze_text) {
@@ -496,6 +597,7 @@ int cmd_train_video(int argc, char **argv) {
     {
         int32_t g = r->tv->c.image_size / r->tv->c.patch_size / r->tv->c.scale_factor;
         r->M = g * g;
+        r->grid = g;
     }
 
     /* data */
@@ -525,6 +627,9 @@ int cmd_train_video(int argc, char **argv) {
         r->bank = bank;
     }
     r->oracle = oracle;
+    r->oracle_grid = oracle_grid;
+    r->row_w = (float)row_loss;
+    r->row_ce = (float)row_ce;
     r->answer_w = (float)answer_weight;
     r->lm_w = (float)lm_weight;
     q = calloc((size_t)batch, sizeof(tv_seq));
@@ -576,6 +681,22 @@ int cmd_train_video(int argc, char **argv) {
             for (int64_t i = q[b].n_prompt - 1; i < q[b].T - 1; i++) ans_loss += r->ce[i], ans_n++;
             lv_tr_backward(r->tp, r->m, &r->st, &s, NULL);
         }
+        double row_l = 0;
+        if (r->row_w > 0) { /* --row-loss: W |e - t|^2 / |t|^2 over the batch's rows, its gradient added to the text model's */
+            int64_t nf = 0;
+            for (int64_t b = 0; b < batch; b++) nf += q[b].s.n_frames;
+            const int64_t ne = nf * r->M * r->tv->c.n_text_embd;
+            double tt = 0;
+            for (int64_t i = 0; i < ne; i++) tt += (double)r->target[i] * r->target[i];
+            const double k = tt > 0 ? r->row_w / tt : 0;
+            for (int64_t i = 0; i < ne; i++) {
+                const double d = (double)r->emb[i] - r->target[i];
+                row_l += d * d;
+                r->demb[i] += (float)(2 * k * d);
+            }
+            row_l *= k;
+        }
+        if (r->row_ce > 0 && row_ce_step(r, q, (int)batch, &row_l) != 0) goto nomem;
         if (!oracle) lv_tv_backward(r->tp, r->tv, &r->tst, r->demb);
         loss /= wsum;
         const float lr_t = lv_lr_schedule(step, steps, warmup, (float)lr, (float)min_lr);
@@ -596,21 +717,26 @@ int cmd_train_video(int argc, char **argv) {
             fflush(logf);
         }
         const bool at_end = step + 1 == last;
-        double acc = -1, tacc = 0;
+        double acc = -1, tacc = 0, racc = -1;
         if (eval_every && ((step + 1) % eval_every == 0 || at_end)) {
-            acc = evaluate(r, (uint64_t)seed, (int)eval_samples, q, &tacc);
+            acc = evaluate(r, (uint64_t)seed, (int)eval_samples, q, &tacc, &racc);
             if (acc < 0) goto end;
+            char rs[48] = "";
+            if (racc >= 0) snprintf(rs, sizeof(rs), ", character rows %.4f", racc);
             if (logf)
-                fprintf(logf, "# step %lld answer accuracy %.4f, answer tokens %.4f (%lld held-out samples, argmax of every answer token)\n",
-                        (long long)step + 1, acc, tacc, (long long)eval_samples);
+                fprintf(logf, "# step %lld answer accuracy %.4f, answer tokens %.4f (%lld held-out samples, argmax of every answer token)%s\n",
+                        (long long)step + 1, acc, tacc, (long long)eval_samples, rs);
         }
         if (tty ? el - last_print >= 0.2 || at_end : (step + 1) % log_every == 0 || at_end || acc >= 0) {
-            char eta[32], ela[32], accs[48] = "";
+            char eta[32], ela[32], accs[96] = "";
             cli_fmt_duration(el / (double)(step + 1 - first) * (double)(last - step - 1), eta, sizeof(eta));
             cli_fmt_duration(el, ela, sizeof(ela));
-            if (acc >= 0) snprintf(accs, sizeof(accs), " | answer acc %.3f (tokens %.3f)", acc, tacc);
-            fprintf(stderr, "%sstep %lld/%lld | loss %.4f | answer %.4f | lr %.2e | |g| %.2f / %.2f | %.1f frames/s | %s elapsed, ETA %s%s%s",
-                    tty ? "\r\033[K" : "", (long long)step + 1, (long long)steps, loss, ans_n ? ans_loss / ans_n : NAN, (double)lr_t, (double)gt,
+            if (acc >= 0) snprintf(accs, sizeof(accs), " | answer acc %.3f (tokens %.3f%s)", acc, tacc, racc >= 0 ? ", character rows" : "");
+            if (acc >= 0 && racc >= 0) snprintf(accs + strlen(accs) - 1, sizeof(accs) - strlen(accs) + 1, " %.3f)", racc);
+            char rows[32] = "";
+            if (r->row_w > 0 || r->row_ce > 0) snprintf(rows, sizeof(rows), " | rows %.4f", row_l);
+            fprintf(stderr, "%sstep %lld/%lld | loss %.4f | answer %.4f%s | lr %.2e | |g| %.2f / %.2f | %.1f frames/s | %s elapsed, ETA %s%s%s",
+                    tty ? "\r\033[K" : "", (long long)step + 1, (long long)steps, loss, ans_n ? ans_loss / ans_n : NAN, rows, (double)lr_t, (double)gt,
                     (double)gv, frames_seen / el, ela, eta, accs, tty && !at_end && acc < 0 ? "" : "\n");
             last_print = el;
         }
@@ -630,6 +756,8 @@ int cmd_train_video(int argc, char **argv) {
             unlink(path);
         }
         fprintf(stderr, "train-video: wrote %s and %s (step %lld of %lld)\n", out, mm_out, (long long)info.step, (long long)steps);
+        if (r->oracle_grid)
+            fprintf(stderr, "train-video: --oracle-grid: %lld characters found their cell taken and were left out\n", (long long)r->collisions);
     }
     rc = 0;
     goto end;
@@ -642,7 +770,7 @@ end:
     if (logf) fclose(logf);
     for (int64_t b = 0; q && b < batch; b++) seq_free(&q[b]);
     free(q);
-    free(r->rgb), free(r->emb), free(r->demb), free(r->logits), free(r->ce);
+    free(r->rgb), free(r->emb), free(r->demb), free(r->logits), free(r->ce), free(r->target), free(r->target_tok);
     vn_bank_free(bank);
     lv_tr_state_free(&r->st);
     lv_tv_state_free(&r->tst);

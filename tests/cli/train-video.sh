@@ -38,6 +38,29 @@ grep -q "smolvlm2 format, 4 frames" "$T/err" || fail "run reads the pair as Smol
 expect_ok "--oracle-rows" "$LV" train-video -o "$T/or.gguf" --out-mmproj "$T/or-mm.gguf" $A --init "$T/full.gguf" --oracle-rows -t 2 --log "$T/or.log"
 awk -F'\t' '!/^#/ && $6 != 0 { bad = 1 } END { exit bad }' "$T/or.log" || fail "--oracle-rows moved the tower (its gradient norm is not 0)"
 cmp -s "$T/full-mm.gguf" "$T/or-mm.gguf" && fail "--oracle-rows: a fresh tower is written, not --init's text model's tower"
+# --oracle-grid: each character in its grid cell's row; with boxes of at least 70% of 128 pixels and
+# 16-pixel cells (shuffle 2) no two glyph centres share a cell, with 45% they do
+G="--dim 32 --layers 1 --heads 2 --kv-heads 1 --ffn 64 --image-size 128 --patch 8 --shuffle 2 --vdim 32 --vheads 2 --vlayers 1 --vffn 48
+   --frames-min 1 --frames-max 1 --steps 1 --batch 4 --seed 3 --haystack $HAY --oracle-rows --oracle-grid"
+expect_ok "--oracle-grid" "$LV" train-video -o "$T/og.gguf" --out-mmproj "$T/og-mm.gguf" $G --box-min 0.7 --box-max 0.9 -t 2
+grep -q -- "--oracle-grid: 0 characters found their cell taken" "$T/err" || fail "no collisions at box 0.7-0.9: $(tail -2 "$T/err")"
+expect_ok "--oracle-grid, small boxes" "$LV" train-video -o "$T/og.gguf" --out-mmproj "$T/og-mm.gguf" $G --box-min 0.45 --box-max 0.45 -t 2
+grep -Eq -- "--oracle-grid: [1-9][0-9]* characters found their cell taken" "$T/err" || fail "collisions at box 0.45 are counted: $(tail -2 "$T/err")"
+# --row-loss and --row-ce: the tower is taught the oracle's rows directly; each loss falls (the mean
+# of the last 3 of 12 steps under 0.85 x the first 3's; a gradient of the wrong sign makes it grow)
+rows_fall() { # $1: what
+  awk '/^step [0-9]+\/12/ { for (i = 1; i <= NF; i++) if ($i == "rows") r[++n] = $(i + 1) }
+    END { a = (r[1] + r[2] + r[3]) / 3; b = (r[10] + r[11] + r[12]) / 3; printf "rows first3 %.4f last3 %.4f\n", a, b; exit !(n == 12 && b < 0.85 * a) }' "$T/err" ||
+    fail "$1: the rows' loss did not fall: $(cat "$T/err")"
+}
+expect_ok "--row-loss" "$LV" train-video -o "$T/rl.gguf" --out-mmproj "$T/rl-mm.gguf" ${G/--oracle-rows/} --steps 12 --lr 2e-3 --log-every 1 --row-loss 1 \
+  --box-min 0.7 --box-max 0.9 -t 2
+rows_fall --row-loss
+expect_ok "--row-ce" "$LV" train-video -o "$T/rl.gguf" --out-mmproj "$T/rl-mm.gguf" ${G/--oracle-rows/} --steps 12 --lr 2e-3 --log-every 1 --row-ce 1 \
+  --init-std 0.3 --box-min 0.7 --box-max 0.9 -t 2
+rows_fall --row-ce
+expect_fail "--row-loss with --oracle-rows" "$LV" train-video -o "$T/x.gguf" --out-mmproj "$T/x-mm.gguf" $G --row-loss 1
+expect_fail "--row-ce with --oracle-rows" "$LV" train-video -o "$T/x.gguf" --out-mmproj "$T/x-mm.gguf" $G --row-ce 1
 # ... and the second: the tower alone against it
 expect_ok "--freeze-text" "$LV" train-video -o "$T/fz.gguf" --out-mmproj "$T/fz-mm.gguf" $A --init "$T/or.gguf" --freeze-text -t 2 --log "$T/fz.log"
 awk -F'\t' '!/^#/ && $5 != 0 { bad = 1 } END { exit bad }' "$T/fz.log" || fail "--freeze-text moved the text model"
@@ -50,6 +73,7 @@ grep -q "259 tokens grown to --vocab builtin:bytes-vision's 264" "$T/err" || fai
 expect_fail "no --out-mmproj" "$LV" train-video -o "$T/x.gguf" $A
 expect_fail "frames-min above frames-max" "$LV" train-video -o "$T/x.gguf" --out-mmproj "$T/x-mm.gguf" --frames-min 5 --frames-max 4
 expect_fail "--oracle-rows with --freeze-text" "$LV" train-video -o "$T/x.gguf" --out-mmproj "$T/x-mm.gguf" --oracle-rows --freeze-text --init "$T/full.gguf"
+expect_fail "--oracle-grid without --oracle-rows or --row-loss" "$LV" train-video -o "$T/x.gguf" --out-mmproj "$T/x-mm.gguf" $A --oracle-grid
 expect_fail "--freeze-text without --init" "$LV" train-video -o "$T/x.gguf" --out-mmproj "$T/x-mm.gguf" --freeze-text
 expect_fail "a tower shape that does not tile" "$LV" train-video -o "$T/x.gguf" --out-mmproj "$T/x-mm.gguf" --image-size 30 --patch 8
 expect_fail "an unknown task" "$LV" train-video -o "$T/x.gguf" --out-mmproj "$T/x-mm.gguf" --tasks single=1,colour=2

@@ -248,6 +248,26 @@ TEST(vniah_samples) {
                 double d = 0;
                 for (size_t j = 0; j < fb; j++) d += abs((int)want[j] - (int)got[j]);
                 bad_needles += d / (double)fb < 8; /* a box of 45-90% of the width with text on it */
+                /* the glyph centres (train-video --oracle-grid) are centred in the box that changed the frame */
+                const vn_needle *nd = NULL;
+                for (int k = 0; k < s.n_needles; k++)
+                    if (i >= s.needles[k].f0 && i < s.needles[k].f1) nd = &s.needles[k];
+                int x0 = c.size, x1 = -1, y0 = c.size, y1 = -1;
+                for (int y = 0; y < c.size; y++)
+                    for (int x = 0; x < c.size; x++) {
+                        const size_t o = ((size_t)y * c.size + (size_t)x) * 3;
+                        int dd = 0;
+                        for (int ch = 0; ch < 3; ch++) dd += abs((int)want[o + ch] - (int)got[o + ch]);
+                        if (dd > 90) x0 = x < x0 ? x : x0, x1 = x > x1 ? x : x1, y0 = y < y0 ? y : y0, y1 = y > y1 ? y : y1;
+                    }
+                const int n = (int)strlen(nd->text);
+                const double mid_x = (nd->cx[0] + nd->cx[n - 1]) / 2 * c.size, box_x = (x0 + x1 + 1) / 2.0, box_y = (y0 + y1 + 1) / 2.0;
+                bool inc = true;
+                for (int g = 1; g < n; g++) inc &= nd->cx[g] > nd->cx[g - 1] && fabs((nd->cx[g] - nd->cx[g - 1]) - (nd->cx[1] - nd->cx[0])) < 1e-12;
+                CHECK(x1 >= 0 && inc && fabs(mid_x - box_x) < 1.0 && fabs(nd->cy * c.size - box_y) < 1.0 && nd->cx[0] * c.size > x0 &&
+                          nd->cx[n - 1] * c.size < x1 + 1,
+                      "'%s' glyph centres %.2f..%.2f (mid %.2f), line %.2f; the changed box %d..%d x %d..%d", nd->text, nd->cx[0] * c.size,
+                      nd->cx[n - 1] * c.size, mid_x, nd->cy * c.size, x0, x1, y0, y1);
             }
             n_checked++;
         }

@@ -509,7 +509,15 @@ int vn_make_sample(const vn_bank *b, const vn_config *c, uint64_t seed, int64_t 
         else draw_number(c, &r, s, i, nd->text);
     }
     vn_style style[8];
-    for (int i = 0; i < K; i++) vn_needle_style(&r, s->needles[i].text, b->bw, b->bh, c->box_min, c->box_max, &style[i]);
+    for (int i = 0; i < K; i++) {
+        const vn_style *st = &style[i];
+        vn_needle_style(&r, s->needles[i].text, b->bw, b->bh, c->box_min, c->box_max, &style[i]);
+        /* glyph centres (the frame is stretched from bw x bh to S x S, so fractions carry over) */
+        const double u = (double)st->scale_num / st->scale_den;
+        for (int g = 0; s->needles[i].text[g]; g++)
+            s->needles[i].cx[g] = (st->x + (VN_MARGIN + VN_ADVANCE * g + VN_GLYPH_W / 2.0) * u) / b->bw;
+        s->needles[i].cy = (st->y + (VN_MARGIN + VN_GLYPH_H / 2.0) * u) / b->bh;
+    }
 
     /* the question */
     char ts[32];

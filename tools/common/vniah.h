@@ -64,6 +64,9 @@ typedef struct vn_needle {
     int32_t f0, f1;
     double t;      /* seconds of frame f0 */
     char text[24];
+    /* where glyph i's 5 x 7 cell is centred in the sample's S x S frames, as fractions of the width
+     * (cx[i]) and of the height (cy, one line): --oracle-grid of train-video places characters by it */
+    double cx[24], cy;
 } vn_needle;
 
 typedef enum vn_kind {
