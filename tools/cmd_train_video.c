@@ -450,7 +450,7 @@ int cmd_train_video(int argc, char **argv) {
         {NULL, "--freeze-text", CLI_FLAG, &freeze_text, NULL, "train the tower only (the text model as --init gives it)"},
         {NULL, "--oracle-rows", CLI_FLAG, &oracle, NULL, "train the text model only, on rows that spell the needle (token embeddings) instead of the tower's: character k in row k"},
         {NULL, "--oracle-grid", CLI_FLAG, &oracle_grid, NULL, "the oracle's layout (--oracle-rows, --row-loss): each character in the row of the grid cell its glyph is centred in (a cell holds one: --box-min 0.7 with --shuffle 2)"},
-        {NULL, "--row-ce", CLI_FLOAT, &row_ce, "W", "add W x the cross-entropy of reading each row as the oracle's token (logits: the row's dot products with the token embeddings), averaged over character rows and over the others separately (default 0)", .flo = 0, .fhi = 1e6},
+        {NULL, "--row-ce", CLI_FLOAT, &row_ce, "W", "add W x the cross-entropy of reading each row as the oracle's token (logits: the row, scaled to the token embeddings' mean norm, dotted with each of them), averaged over character rows and over the others separately (default 0)", .flo = 0, .fhi = 1e6},
         {NULL, "--row-loss", CLI_FLOAT, &row_loss, "W", "add W x |rows - oracle rows|^2 / |oracle rows|^2 to the tower's loss: the tower is also taught the oracle's rows directly (default 0)", .flo = 0, .fhi = 1e6},
         {NULL, "--batch", CLI_INT, &batch, "N", "samples per step (default 4)", .lo = 1, .hi = 4096},
         {NULL, "--vlr", CLI_FLOAT, &vlr, "F", "peak learning rate of the tower (default --lr)", .flo = 0, .fhi = 10},
