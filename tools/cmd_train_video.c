@@ -45,6 +45,7 @@ typedef struct tv_run {
     float *target;       /* --row-loss: the oracle's rows (frames M, Et) */
     int64_t target_cap;
     float row_ce;        /* --row-ce: weight of the rows' cross-entropy against the oracle's tokens */
+    bool row_ce_raw;     /* --row-ce-raw: logits of the row as it is, not scaled */
     int32_t *target_tok; /* the oracle's token of each row (frames M) */
     int64_t target_tok_cap;
     lv_token fill;       /* <image> */
@@ -251,7 +252,7 @@ static int row_ce_step(tv_run *r, const tv_seq *q, int n, double *loss) {
         double en = 0;
         for (int64_t j = 0; j < Et; j++) en += (double)e[j] * e[j];
         en = sqrt(en) + 1e-12;
-        const double sc = mnorm / en; /* e^ = sc e */
+        const double sc = r->row_ce_raw ? 1.0 : mnorm / en; /* e^ = sc e */
         double mx = -INFINITY, z = 0;
         for (int64_t v = 0; v < V; v++) {
             double d = 0;
@@ -271,7 +272,7 @@ static int row_ce_step(tv_run *r, const tv_seq *q, int n, double *loss) {
         double gu = 0;
         for (int64_t j = 0; j < Et; j++) gu += gh[j] * e[j] / en;
         float *g = r->demb + i * Et;
-        for (int64_t j = 0; j < Et; j++) g[j] += (float)(sc * (gh[j] - gu * e[j] / en));
+        for (int64_t j = 0; j < Et; j++) g[j] += (float)(r->row_ce_raw ? gh[j] : sc * (gh[j] - gu * e[j] / en));
     }
     free(gh);
     free(p);
@@ -412,7 +413,7 @@ int cmd_train_video(int argc, char **argv) {
     double box_min = 0.45, box_max = 0.9;
     double fps = 1, vlr = -1, answer_weight = 1, lm_weight = 0.05,
            init_std = 0.02, rope_base = 10000;
-    bool resume = false, freeze_text = false, grew = false, oracle = false, oracle_grid = false;
+    bool resume = false, freeze_text = false, grew = false, oracle = false, oracle_grid = false, row_ce_raw = false;
     double row_loss = 0, row_ce = 0;
     td_schedule sc;
     cli_opt own[] = {
@@ -451,6 +452,7 @@ int cmd_train_video(int argc, char **argv) {
         {NULL, "--oracle-rows", CLI_FLAG, &oracle, NULL, "train the text model only, on rows that spell the needle (token embeddings) instead of the tower's: character k in row k"},
         {NULL, "--oracle-grid", CLI_FLAG, &oracle_grid, NULL, "the oracle's layout (--oracle-rows, --row-loss): each character in the row of the grid cell its glyph is centred in (a cell holds one: --box-min 0.7 with --shuffle 2)"},
         {NULL, "--row-ce", CLI_FLOAT, &row_ce, "W", "add W x the cross-entropy of reading each row as the oracle's token (logits: the row, scaled to the token embeddings' mean norm, dotted with each of them), averaged over character rows and over the others separately (default 0)", .flo = 0, .fhi = 1e6},
+        {NULL, "--row-ce-raw", CLI_FLAG, &row_ce_raw, NULL, "--row-ce on the row as it is (raw dot products: the loss also falls by growing rows; how the tower of docs/train.md's first answering pair was trained)"},
         {NULL, "--row-loss", CLI_FLOAT, &row_loss, "W", "add W x |rows - oracle rows|^2 / |oracle rows|^2 to the tower's loss: the tower is also taught the oracle's rows directly (default 0)", .flo = 0, .fhi = 1e6},
         {NULL, "--batch", CLI_INT, &batch, "N", "samples per step (default 4)", .lo = 1, .hi = 4096},
         {NULL, "--vlr", CLI_FLOAT, &vlr, "F", "peak learning rate of the tower (default --lr)", .flo = 0, .fhi = 10},
@@ -488,6 +490,10 @@ int cmd_train_video(int argc, char **argv) {
     }
     if (oracle_grid && !oracle && !(row_loss > 0) && !(row_ce > 0)) {
         cli_error("--oracle-grid is a layout of --oracle-rows, --row-loss or --row-ce");
+        return 2;
+    }
+    if (row_ce_raw && !(row_ce > 0)) {
+        cli_error("--row-ce-raw is a form of --row-ce");
         return 2;
     }
     if ((row_loss > 0 || row_ce > 0) && oracle) {
@@ -651,6 +657,7 @@ int cmd_train_video(int argc, char **argv) {
     r->oracle_grid = oracle_grid;
     r->row_w = (float)row_loss;
     r->row_ce = (float)row_ce;
+    r->row_ce_raw = row_ce_raw;
     r->answer_w = (float)answer_weight;
     r->lm_w = (float)lm_weight;
     q = calloc((size_t)batch, sizeof(tv_seq));

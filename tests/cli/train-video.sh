@@ -59,7 +59,11 @@ rows_fall --row-loss
 expect_ok "--row-ce" "$LV" train-video -o "$T/rl.gguf" --out-mmproj "$T/rl-mm.gguf" ${G/--oracle-rows/} --steps 12 --lr 2e-3 --log-every 1 --row-ce 1 \
   --init-std 1 --box-min 0.7 --box-max 0.9 -t 2
 rows_fall --row-ce
+expect_ok "--row-ce-raw" "$LV" train-video -o "$T/rl.gguf" --out-mmproj "$T/rl-mm.gguf" ${G/--oracle-rows/} --steps 12 --lr 2e-3 --log-every 1 --row-ce 1 \
+  --row-ce-raw --init-std 0.3 --box-min 0.7 --box-max 0.9 -t 2
+rows_fall --row-ce-raw
 expect_fail "--row-loss with --oracle-rows" "$LV" train-video -o "$T/x.gguf" --out-mmproj "$T/x-mm.gguf" $G --row-loss 1
+expect_fail "--row-ce-raw without --row-ce" "$LV" train-video -o "$T/x.gguf" --out-mmproj "$T/x-mm.gguf" $A --row-ce-raw
 expect_fail "--row-ce with --oracle-rows" "$LV" train-video -o "$T/x.gguf" --out-mmproj "$T/x-mm.gguf" $G --row-ce 1
 # ... and the second: the tower alone against it
 expect_ok "--freeze-text" "$LV" train-video -o "$T/fz.gguf" --out-mmproj "$T/fz-mm.gguf" $A --init "$T/or.gguf" --freeze-text -t 2 --log "$T/fz.log"
