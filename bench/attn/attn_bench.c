@@ -7,7 +7,10 @@
  * order, as a decode step walks an LServe selection (the rates then count the pages read).
  * TYPE (f16, q8_0 or q4_0) is the cache type of keys and values (quantized pages as kv.c lays them
  * out: each token's blocks row after row, the page's scales block by block).
- * Build: make bench-attn; run: build/release/attn_bench [n] [reps] [G] [T] [KEEP] [TYPE]  (defaults 4096 200 3 16 100 f16)
+ * POSITIONS: how the spans keep the keys' positions (lv_attn_span): pos32 (an array), run (a page's
+ * base alone, as the KV cache keeps consecutive positions), off16 (a base and 16-bit offsets).
+ * Build: make bench-attn; run: build/release/attn_bench [n] [reps] [G] [T] [KEEP] [TYPE] [POSITIONS]
+ * (defaults 4096 200 3 16 100 f16 pos32)
  */
 #include "kernels/kernels.h"
 #include "kernels/qkernels.h"
@@ -29,6 +32,8 @@ int main(int argc, char **argv) {
     const int G = argc > 3 ? atoi(argv[3]) : 3, T = argc > 4 ? atoi(argv[4]) : 16, keep = argc > 5 ? atoi(argv[5]) : 100;
     const char *tname = argc > 6 ? argv[6] : "f16";
     const lv_kv_type kt = !strcmp(tname, "q8_0") ? LV_KV_Q8_0 : !strcmp(tname, "q4_0") ? LV_KV_Q4_0 : LV_KV_F16;
+    const char *fname = argc > 7 ? argv[7] : "pos32";
+    const int pos_form = !strcmp(fname, "run") ? 1 : !strcmp(fname, "off16") ? 2 : 0;
     enum { D = 64, P = 64 };
     if (n < T || n < 1 || reps < 1 || G < 1 || G > 32 || T < 1 || T > 4096 || keep < 1 || keep > 100 || (kt == LV_KV_F16 && strcmp(tname, "f16"))) {
         fprintf(stderr, "usage: attn_bench [n >= T] [reps] [G 1..32] [T 1..4096] [KEEP 1..100] [f16|q8_0|q4_0]\n");
@@ -45,6 +50,8 @@ int main(int argc, char **argv) {
         v[i] = lv_fp32_to_fp16((float)(((unsigned)i * 104729u) % 1000) / 1000.0f - 0.5f);
     }
     for (int i = 0; i < n; i++) pos[i] = i;
+    uint16_t *off16 = malloc(sizeof(uint16_t) * (size_t)n);
+    for (int i = 0; i < n; i++) off16[i] = (uint16_t)(i % P);
     if (rowq) /* quantized pages: token j of page p at row j, block b's scale at ks[(p * nb + b) * P + j] */
         for (int j = 0; j < n; j++) {
             float kr[D], vr[D];
@@ -86,6 +93,14 @@ int main(int argc, char **argv) {
             spans[ns - 1].ks = ks + (size_t)(i / P) * nb * P;
             spans[ns - 1].vs = vs + (size_t)(i / P) * nb * P;
         }
+        if (pos_form == 1) { /* as a KV page keeps consecutive positions: its base alone */
+            spans[ns - 1].pos = NULL;
+            spans[ns - 1].pos0 = i;
+        } else if (pos_form == 2) { /* a base and 16-bit offsets */
+            spans[ns - 1].pos = NULL;
+            spans[ns - 1].pos16 = off16 + i;
+            spans[ns - 1].pos0 = i - (i % P);
+        }
         nread += spans[ns - 1].n;
     }
     float *q = malloc(sizeof(float) * (size_t)T * G * D), *out = malloc(sizeof(float) * (size_t)T * G * D);
@@ -109,6 +124,7 @@ int main(int argc, char **argv) {
     free(k);
     free(v);
     free(pos);
+    free(off16);
     free(spans);
     free(scratch);
     free(q);

@@ -4,7 +4,8 @@
  * prefill does, without computing attention (memory does not depend on the values), and reports:
  *   formula   what the policies should keep (docs/long-context.md): per (layer, KV head) pool,
  *             full heads ceil(N / page) pages, sink+window heads ceil(sink / page) +
- *             ceil(window / page) + 1 pages, times the page's bytes (K, V, positions, LServe stats in f16);
+ *             ceil(window / page) + 1 pages, times the page's bytes (K, V, the 5-byte position header,
+ *             LServe stats in f16; a prompt's consecutive positions store nothing per slot, kv.h);
  *   in use    the pages the cache's pools have handed out (its own accounting);
  *   peak RSS  growth of the process's resident memory over the fill (the OS's count: the cache's
  *             storage is one lazily committed mapping, so untouched capacity costs nothing).
@@ -115,7 +116,7 @@ int main(int argc, char **argv) {
                         p->window = (int32_t)window;
                         p->stats = !streaming && mode == MODE_DUO_LSERVE;
                         const int64_t pages = streaming ? (sink + P - 1) / P + (window + P - 1) / P + 1 : (N + P - 1) / P;
-                        formula += (double)pages * ((double)P * (2 * (double)lv_kv_row_bytes(kvt, sh->head_dim) + 4) + (p->stats ? (P + 15) / 16 * 2 * sh->head_dim * 2 : 0));
+                        formula += (double)pages * ((double)P * 2 * (double)lv_kv_row_bytes(kvt, sh->head_dim) + 5 + (p->stats ? (P + 15) / 16 * 2 * sh->head_dim * 2 : 0));
                     }
                 const double mib = 1.0 / (1 << 20);
                 if (formula_only || (avail > 0 && formula > 0.5 * (double)avail)) { /* asked, or would not fit: the formula alone */
@@ -136,8 +137,8 @@ int main(int argc, char **argv) {
                 int64_t peak = 0;
                 for (int64_t t = 0; t < N; t += n_batch) {
                     const int64_t n = N - t < n_batch ? N - t : n_batch;
-                    const int32_t last = (int32_t)(t + n - 1);
-                    if (lv_kv_reserve(kv, &n, &last) != LV_OK) {
+                    const int32_t first = (int32_t)t, last = (int32_t)(t + n - 1);
+                    if (lv_kv_reserve_pos(kv, &n, &first, &last) != LV_OK) { /* as lv_decode reserves */
                         fprintf(stderr, "kv_memory: %s\n", lv_last_error());
                         return 1;
                     }

@@ -151,7 +151,7 @@ void lv_attn_tiled_avx2(const lv_attn_job *job, float *scratch) {
         const int rows = job->n_tok * __builtin_popcount(heads & all_heads); /* query rows that use the span */
         for (int32_t j0 = 0; j0 < sp->n; j0 += KB) {
             const int nk = sp->n - j0 < KB ? sp->n - j0 : KB;
-            if (sp->pos[j0] > max_qpos) break;
+            if (lv_span_pos(sp, j0) > max_qpos) break;
             const next_block nb = find_next_block(job, s, j0, PF_AHEAD);
             /* a full f16 block that few rows use: read from the page, prefetching in the first row's
              * score loop; otherwise widened once for all rows, prefetching as it widens */
@@ -162,8 +162,8 @@ void lv_attn_tiled_avx2(const lv_attn_job *job, float *scratch) {
                 widen_block(job->kv_type, sp->v, j0, nk, Dv, vb, &nb);
             }
             bool pf_pending = direct && nb.nk;
-            int32_t kpos_max = sp->pos[j0];
-            for (int j = 1; j < nk; j++) kpos_max = sp->pos[j0 + j] > kpos_max ? sp->pos[j0 + j] : kpos_max;
+            int32_t kp[KB]; /* the block's key positions */
+            const int32_t kpos_max = lv_span_pos_block(sp, j0, nk, kp);
             /* scores of 4 query rows at a time, 16 keys per step: each key vector loaded once for the 4
              * rows (8 fmas per 2 loads and 4 broadcasts, against 4 per 4 + 1 row by row); the same fma
              * chain per score as the row kernel below, so the result does not depend on which is used */
@@ -230,7 +230,7 @@ void lv_attn_tiled_avx2(const lv_attn_job *job, float *scratch) {
                     for (int i = 0; i < 8; i++) bm = t[i] > bm ? t[i] : bm;
                 }
                 for (int j = j1; j < nk; j++) {
-                    const bool vis = job->mask.kind == LV_MASK_CAUSAL ? sp->pos[j0 + j] <= qp : lv_attn_visible(&job->mask, sp->pos[j0 + j], qp);
+                    const bool vis = job->mask.kind == LV_MASK_CAUSAL ? kp[j] <= qp : lv_attn_visible(&job->mask, kp[j], qp);
                     sr[j] = vis ? sr[j] * job->scale : -INFINITY;
                     bm = sr[j] > bm ? sr[j] : bm;
                 }

@@ -118,15 +118,17 @@ static inline __attribute__((always_inline)) void run_blocks(const bool direct, 
         const uint32_t heads = job->span_heads ? job->span_heads[s] : UINT32_MAX;
         for (int32_t j0 = 0; j0 < sp->n; j0 += KB) {
             const int nk = sp->n - j0 < KB ? sp->n - j0 : KB;
-            if (sp->pos[j0] > max_qpos) break; /* the whole block is in every query's future */
+            if (lv_span_pos(sp, j0) > max_qpos) break; /* the whole block is in every query's future */
             const next_block nb = find_next_block(job, s, j0, PF_AHEAD);
             /* the block's key positions and which keys exist */
             __m512i kpos[4];
             __mmask16 valid[4];
+            int32_t kp[KB];
+            lv_span_pos_block(sp, j0, nk, kp);
             for (int c = 0; c < 4; c++) {
                 const int left = nk - 16 * c;
                 valid[c] = left >= 16 ? (__mmask16)0xffff : left <= 0 ? (__mmask16)0 : (__mmask16)((1u << left) - 1);
-                kpos[c] = _mm512_maskz_loadu_epi32(valid[c], sp->pos + j0 + 16 * c);
+                kpos[c] = _mm512_maskz_loadu_epi32(valid[c], kp + 16 * c);
             }
             if (!direct) {
                 widen_keys_t(kvt, sp, j0, valid, Dk, kT, &nb);
@@ -191,7 +193,7 @@ static inline __attribute__((always_inline)) void run_blocks(const bool direct, 
                             vis = past & (sink | near);
                         } else if (live[i]) {
                             for (int t = 0; t < 16 && 16 * c + t < nk; t++)
-                                if (lv_attn_visible(&job->mask, sp->pos[j0 + 16 * c + t], qp[i])) vis |= (__mmask16)(1u << t);
+                                if (lv_attn_visible(&job->mask, kp[16 * c + t], qp[i])) vis |= (__mmask16)(1u << t);
                         }
                         sc[i][c] = _mm512_mask_mul_ps(vninf, vis, sc[i][c], vscale);
                         vmax = _mm512_max_ps(vmax, sc[i][c]);

@@ -80,7 +80,9 @@ void ATTN_FN(const lv_attn_job *job, float *scratch) {
         for (int32_t j0 = 0; j0 < sp->n; j0 += ATTN_KB) {
             const int nk = sp->n - j0 < ATTN_KB ? sp->n - j0 : ATTN_KB;
             /* the whole block is in the future of every query: skip it (positions increase along a stream) */
-            if (sp->pos[j0] > max_qpos) break;
+            if (lv_span_pos(sp, j0) > max_qpos) break;
+            int32_t kp[ATTN_KB]; /* the block's key positions */
+            lv_span_pos_block(sp, j0, nk, kp);
             attn_widen_keys(job->kv_type, sp, j0, nk, Dk, kb);
             /* scores tile */
             const uint32_t heads = job->span_heads ? job->span_heads[s] : UINT32_MAX;
@@ -91,10 +93,10 @@ void ATTN_FN(const lv_attn_job *job, float *scratch) {
                 if (!((heads >> (r % job->n_head)) & 1u)) {
                     for (int j = 0; j < nk; j++) sr[j] = -INFINITY; /* this head did not choose the span */
                 } else if (job->mask.kind == LV_MASK_CAUSAL) {
-                    for (int j = 0; j < nk; j++) sr[j] = sp->pos[j0 + j] <= qp ? attn_dot(qr, kb + (size_t)j * Dk, Dk) * job->scale : -INFINITY;
+                    for (int j = 0; j < nk; j++) sr[j] = kp[j] <= qp ? attn_dot(qr, kb + (size_t)j * Dk, Dk) * job->scale : -INFINITY;
                 } else {
                     for (int j = 0; j < nk; j++)
-                        sr[j] = lv_attn_visible(&job->mask, sp->pos[j0 + j], qp) ? attn_dot(qr, kb + (size_t)j * Dk, Dk) * job->scale : -INFINITY;
+                        sr[j] = lv_attn_visible(&job->mask, kp[j], qp) ? attn_dot(qr, kb + (size_t)j * Dk, Dk) * job->scale : -INFINITY;
                 }
             }
             attn_widen(job->kv_type, sp->v, j0, nk, Dv, vb);

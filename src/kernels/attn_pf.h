@@ -60,7 +60,9 @@ static inline next_block find_next_block(const lv_attn_job *job, int s, int32_t 
     nb.k_n = (size_t)nb.nk * es;
     nb.v = (const char *)sp->v + (size_t)j0 * (size_t)job->Dv * es;
     nb.v_n = (size_t)job->Dv * es;
-    prefetch_bytes((const char *)(sp->pos + j0), (size_t)nb.nk * sizeof(int32_t));
+    size_t pb;
+    const void *pp = lv_span_pos_ptr(sp, j0, &pb);
+    if (pp) prefetch_bytes((const char *)pp, (size_t)nb.nk * pb);
     return nb;
 }
 

@@ -312,7 +312,11 @@ static inline void aq_prefetch_ahead(const lv_attn_job *job, int s, int32_t j0, 
         const size_t es = lv_kv_elt_size(t);
         aq_prefetch_bytes((const char *)base + (size_t)j0 * (size_t)D * es, (size_t)nk * (size_t)D * es);
     }
-    if (keys) aq_prefetch_bytes(sp->pos + j0, (size_t)nk * sizeof(int32_t));
+    if (keys) {
+        size_t pb;
+        const void *pp = lv_span_pos_ptr(sp, j0, &pb);
+        if (pp) aq_prefetch_bytes(pp, (size_t)nk * pb);
+    }
 }
 
 void ATTNQ_FN(const lv_attn_job *job, float *scratch) {
@@ -357,7 +361,9 @@ void ATTNQ_FN(const lv_attn_job *job, float *scratch) {
         const uint32_t heads = job->span_heads ? job->span_heads[s] : UINT32_MAX;
         for (int32_t j0 = 0; j0 < sp->n; j0 += AQ_KB) {
             const int nk = sp->n - j0 < AQ_KB ? sp->n - j0 : AQ_KB;
-            if (sp->pos[j0] > max_qpos) break; /* the whole block is in every query's future */
+            if (lv_span_pos(sp, j0) > max_qpos) break; /* the whole block is in every query's future */
+            int32_t kp[AQ_KB]; /* the block's key positions */
+            lv_span_pos_block(sp, j0, nk, kp);
             aq_prefetch_ahead(job, s, j0, true);
             /* scores: quantized keys AQ_R rows at a time (the rows that chose the span: a decode
              * step's query heads of one KV head), each key block loaded once for the group */
@@ -388,7 +394,7 @@ void ATTNQ_FN(const lv_attn_job *job, float *scratch) {
                 const int32_t qp = QPOS(r);
                 float bm = -INFINITY;
                 for (int j = 0; j < nk; j++) {
-                    const bool vis = job->mask.kind == LV_MASK_CAUSAL ? sp->pos[j0 + j] <= qp : lv_attn_visible(&job->mask, sp->pos[j0 + j], qp);
+                    const bool vis = job->mask.kind == LV_MASK_CAUSAL ? kp[j] <= qp : lv_attn_visible(&job->mask, kp[j], qp);
                     sr[j] = vis ? sr[j] * job->scale : -INFINITY;
                     bm = sr[j] > bm ? sr[j] : bm;
                 }

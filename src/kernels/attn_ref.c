@@ -38,7 +38,7 @@ int64_t lv_attn_ref(const float *q, const lv_attn_span *spans, int n_spans, int3
     for (int s = 0; s < n_spans; s++) {
         const lv_attn_span *sp = &spans[s];
         for (int32_t i = 0; i < sp->n; i++, j++) {
-            if (!lv_attn_visible(mask, sp->pos[i], q_pos)) {
+            if (!lv_attn_visible(mask, lv_span_pos(sp, i), q_pos)) {
                 scores[j] = -INFINITY;
                 continue;
             }

@@ -156,12 +156,42 @@ typedef struct lv_attn_span {
     const void *k;      /* keys, transposed: element d of key j at k[d * ldk + j] (elements of kv_type);
                            quantized keys: key j's quants at k + j * lv_kv_qrow_bytes(kv_type, Dk) */
     const void *v;      /* (n, Dv): value j at v[j * Dv]; quantized values: value j's quants at v + j * lv_kv_qrow_bytes(kv_type_v, Dv) */
-    const int32_t *pos; /* (n) */
+    const int32_t *pos; /* (n) the keys' positions, or NULL: then pos0 + pos16[j], or pos0 + j without pos16 (lv_span_pos) */
     int32_t n;
     int32_t ldk;        /* >= n: the keys' row stride (a KV cache page: its page size), and the scales' */
     const uint16_t *ks; /* quantized keys: the f16 scale of block b (elements 32b..32b+31) of key j at ks[b * ldk + j] */
     const uint16_t *vs; /* quantized values: the same for the values */
+    /* A KV cache page keeps its positions as a base and, per slot, nothing (consecutive positions),
+     * a 16-bit offset, or the 32-bit position (kv.h): with pos NULL, key j is at pos0 + pos16[j]
+     * (pos16 set) or pos0 + j (pos16 NULL). A zeroed span with pos set reads pos as before. */
+    const uint16_t *pos16;
+    int32_t pos0;
 } lv_attn_span;
+
+/* the stored position of key j of a span */
+static inline int32_t lv_span_pos(const lv_attn_span *sp, int64_t j) {
+    if (sp->pos) return sp->pos[j];
+    return sp->pos16 ? sp->pos0 + (int32_t)sp->pos16[j] : sp->pos0 + (int32_t)j;
+}
+/* the positions of keys j0 .. j0 + n - 1 into out (n); returns their largest */
+static inline int32_t lv_span_pos_block(const lv_attn_span *sp, int32_t j0, int n, int32_t *out) {
+    int32_t mx = INT32_MIN;
+    if (sp->pos)
+        for (int j = 0; j < n; j++) out[j] = sp->pos[j0 + j];
+    else if (sp->pos16)
+        for (int j = 0; j < n; j++) out[j] = sp->pos0 + (int32_t)sp->pos16[j0 + j];
+    else
+        for (int j = 0; j < n; j++) out[j] = sp->pos0 + j0 + j;
+    for (int j = 0; j < n; j++) mx = out[j] > mx ? out[j] : mx;
+    return mx;
+}
+/* where a span's positions of keys from j0 are stored (for prefetching), and their bytes per key (0: none stored) */
+static inline const void *lv_span_pos_ptr(const lv_attn_span *sp, int32_t j0, size_t *bytes_per_key) {
+    if (sp->pos) { *bytes_per_key = 4; return sp->pos + j0; }
+    if (sp->pos16) { *bytes_per_key = 2; return sp->pos16 + j0; }
+    *bytes_per_key = 0;
+    return NULL;
+}
 
 /* bytes of one cached element (f32, f16) */
 static inline size_t lv_kv_elt_size(lv_kv_type t) { return t == LV_KV_F32 ? 4 : 2; }

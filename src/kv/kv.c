@@ -22,7 +22,13 @@ typedef struct kv_pool {    /* one per (layer, KV head) */
                                (lv_attn_span), dimension d of its slot i at d * page_size + i; quantized keys:
                                per page (page_size, Dk) quants, then (Dk / 32, page_size) f16 scales */
     uint8_t *v;             /* (n_pages, page_size, Dv); quantized values: per page as quantized keys */
-    int32_t *pos;           /* (n_pages, page_size) */
+    /* the slots' positions, per page a base and one of three forms (pmode, KV_POS_*): consecutive
+       from the base (nothing per slot), 16-bit offsets from the base, or 32-bit positions; only the
+       form's own array is written (the arrays of the other forms stay untouched, uncommitted) */
+    int32_t *pbase;         /* (n_pages) */
+    uint8_t *pmode;         /* (n_pages) */
+    uint16_t *poff;         /* (n_pages, page_size) KV_POS_OFF16: position - base */
+    int32_t *pwide;         /* (n_pages, page_size) KV_POS_WIDE: the position */
     uint8_t *stats;         /* (n_pages, ceil(page_size / 16), 2, Dk) elements: f32 with f32 keys, else f16 (as LServe
                                keeps them): min then max, or NULL */
     int32_t *free_ids;      /* stack of free page ids */
@@ -38,7 +44,16 @@ typedef struct kv_stream {  /* one per (sequence, layer, KV head) */
                                max of the keys of each group of stats_group pages (in stream order), or NULL */
     uint8_t *snap;          /* with stats: the statistics of the partly filled logical page and group as the
                                transaction found them (2 x 2 Dk elements), restored by a rollback */
+    uint8_t txn_pmode;      /* the position form of the partly filled page as the transaction found it (rollback) */
 } kv_stream;
+
+/* How a page keeps its slots' positions (kv_pool.pmode). Slot j of a page with base b holds: */
+enum {
+    KV_POS_RUN = 0,   /* b + j: consecutive positions (a prompt, decoding), nothing stored per slot */
+    KV_POS_OFF16 = 1, /* b + poff[j]: positions within 65535 of b (a batch with gaps, pruned streams) */
+    KV_POS_WIDE = 2,  /* pwide[j]: anything else */
+};
+#define KV_PAGE_HDR 5 /* bytes per page of the position base and form */
 
 /* The logical tokens of a sequence whose keys and values some FULL streams no longer hold
  * (QuickPrefill): ranges [lo, hi] of consecutive positions, every position in them a token the
@@ -88,6 +103,61 @@ static inline kv_stream *stream_at(const lv_kv *kv, int64_t seq, int64_t layer, 
 static inline kv_pool *pool_at(const lv_kv *kv, int64_t layer, int64_t head) { return &kv->pools[layer * kv->p.n_head_kv + head]; }
 static inline int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+/* the position of slot j of a page */
+static inline int32_t page_pos(const kv_pool *pl, int64_t P, int64_t page, int64_t j) {
+    switch (pl->pmode[page]) {
+    /* (in 64 bits: a slot past the stored tokens of a run near INT32_MAX is read by page_reform) */
+    case KV_POS_RUN: return (int32_t)((int64_t)pl->pbase[page] + j);
+    case KV_POS_OFF16: return (int32_t)((int64_t)pl->pbase[page] + pl->poff[page * P + j]);
+    default: return pl->pwide[page * P + j];
+    }
+}
+
+/* does a page of form mode and base hold position pos at slot j as it is? */
+static inline bool page_holds(uint8_t mode, int32_t base, int64_t j, int32_t pos) {
+    if (mode == KV_POS_RUN) return (int64_t)pos == (int64_t)base + j;
+    if (mode == KV_POS_OFF16) return pos >= base && (int64_t)pos - base <= UINT16_MAX;
+    return true;
+}
+
+/* change a page to form mode (OFF16 or WIDE, wider than its own), every slot keeping its position
+ * (slots past the stored tokens included: they are rewritten before they are read). One writer. */
+static void page_reform(kv_pool *pl, int64_t P, int64_t page, uint8_t mode) {
+    LV_ASSERT(mode > pl->pmode[page]);
+    if (mode == KV_POS_OFF16) { /* from RUN */
+        LV_ASSERT(P - 1 <= UINT16_MAX);
+        for (int64_t j = 0; j < P; j++) pl->poff[page * P + j] = (uint16_t)j;
+    } else {
+        for (int64_t j = 0; j < P; j++) pl->pwide[page * P + j] = page_pos(pl, P, page, j);
+    }
+    pl->pmode[page] = mode;
+}
+
+/* store pos at slot j of a page in its form, which must hold it (page_holds): any thread, one per slot */
+static inline void page_put_pos(kv_pool *pl, int64_t P, int64_t page, int64_t j, int32_t pos) {
+    const uint8_t mode = pl->pmode[page];
+    LV_ASSERT(page_holds(mode, pl->pbase[page], j, pos));
+    if (mode == KV_POS_OFF16) pl->poff[page * P + j] = (uint16_t)(pos - pl->pbase[page]);
+    else if (mode == KV_POS_WIDE) pl->pwide[page * P + j] = pos;
+}
+
+/* store pos at slot j of a page, widening its form first when it cannot hold it: one writer per page */
+static void page_set_pos(kv_pool *pl, int64_t P, int64_t page, int64_t j, int32_t pos) {
+    const uint8_t mode = pl->pmode[page];
+    if (!page_holds(mode, pl->pbase[page], j, pos)) {
+        const bool off16 = mode == KV_POS_RUN && P - 1 <= UINT16_MAX && page_holds(KV_POS_OFF16, pl->pbase[page], j, pos);
+        page_reform(pl, P, page, off16 ? KV_POS_OFF16 : KV_POS_WIDE);
+    }
+    page_put_pos(pl, P, page, j, pos);
+}
+
+/* a page taken from the pool for a stream: slot 0 will hold position base; the slots after it base + 1,
+ * base + 2, ... (run), or positions in [base, last] */
+static void page_start(kv_pool *pl, int64_t page, int32_t base, bool run, int32_t last) {
+    pl->pbase[page] = base;
+    pl->pmode[page] = run ? KV_POS_RUN : page_holds(KV_POS_OFF16, base, 0, last) ? KV_POS_OFF16 : KV_POS_WIDE;
+}
+
 /* pages one pool needs: enough for its policy's worst case over every sequence */
 static int64_t pool_pages(const lv_kv_params *p, const lv_kv_head_policy *pol) {
     const int64_t P = p->page_size;
@@ -109,10 +179,22 @@ static int64_t pool_pages(const lv_kv_params *p, const lv_kv_head_policy *pol) {
  * was page_size / 16 + 1, a fifth set per 64-token page that nothing read) */
 static int64_t lp_per_page(int64_t P) { return (P + LV_KV_LOGICAL_PAGE - 1) / LV_KV_LOGICAL_PAGE; }
 
-/* Bytes of one page of a pool: K and V rows, positions, and LServe statistics when kept. */
+/* Bytes of one page of a pool in use: K and V rows, the position base and form, and LServe
+ * statistics when kept; plus, by its form, nothing, 2 or 4 bytes per slot of positions (page_pos_bytes). */
 static int64_t page_bytes_of(const lv_kv *kv, bool stats) {
     const int64_t P = kv->p.page_size;
-    return P * (kv->krow + kv->vrow + 4) + (stats ? lp_per_page(P) * 2 * kv->p.head_dim_k * (int64_t)kv->selt : 0);
+    return P * (kv->krow + kv->vrow) + KV_PAGE_HDR + (stats ? lp_per_page(P) * 2 * kv->p.head_dim_k * (int64_t)kv->selt : 0);
+}
+static int64_t page_pos_bytes(const kv_pool *pl, int64_t P, int64_t page) {
+    return pl->pmode[page] == KV_POS_RUN ? 0 : pl->pmode[page] == KV_POS_OFF16 ? 2 * P : 4 * P;
+}
+static inline int64_t align64(int64_t n) { return (n + 63) & ~(int64_t)63; }
+/* bytes a pool of n pages reserves: every page's K, V and statistics, its base and form, and room
+ * for each form of positions (committed by the OS only where written) */
+static int64_t pool_bytes_of(const lv_kv *kv, int64_t n, bool stats) {
+    const int64_t P = kv->p.page_size;
+    return align64(n * P * kv->krow) + align64(n * P * kv->vrow) + align64(n * 4) + align64(n) + align64(n * P * 2) + align64(n * P * 4) +
+           (stats ? n * lp_per_page(P) * 2 * kv->p.head_dim_k * (int64_t)kv->selt : 0);
 }
 
 static bool kv_type_valid(lv_kv_type t) { return t == LV_KV_F32 || t == LV_KV_F16 || lv_kv_quantized(t); }
@@ -204,13 +286,14 @@ lv_status lv_kv_create(const lv_kv_params *p, lv_kv **out) {
         if (pol.kind != LV_MASK_CAUSAL) pol.stats = false;
         pl->pol = pol;
         pl->n_pages = pool_pages(p, &pol);
-        const int64_t page_bytes = page_bytes_of(kv, pol.stats);
+        const int64_t page_bytes = page_bytes_of(kv, pol.stats) + 6 * P + 64; /* with every form's positions, and alignment */
         int64_t bytes;
         if (lv_mul_ovf_i64(page_bytes, pl->n_pages, &bytes) || lv_add_ovf_i64(total, bytes, &total) || (uint64_t)total > SIZE_MAX / 2) {
             st = lv_error(LV_ERR_INVALID_ARG, "kv cache: %lld tokens x %lld layers x %lld heads does not fit in memory", (long long)p->n_ctx,
                           (long long)p->n_layer, (long long)p->n_head_kv);
             goto fail;
         }
+        total += pool_bytes_of(kv, pl->n_pages, pol.stats) - bytes; /* exactly (the check above bounds it) */
         n_ids += pl->n_pages * (1 + p->n_seq_max); /* free stack + every sequence's page table */
     }
     kv->big_size = (size_t)total;
@@ -221,12 +304,19 @@ lv_status lv_kv_create(const lv_kv_params *p, lv_kv **out) {
     int32_t *ids = kv->ids;
     for (int64_t i = 0; i < kv->n_pools; i++) {
         kv_pool *pl = &kv->pools[i];
+        const int64_t n = pl->n_pages;
         pl->k = b;
-        b += pl->n_pages * P * kv->krow;
+        b += align64(n * P * kv->krow);
         pl->v = b;
-        b += pl->n_pages * P * kv->vrow;
-        pl->pos = (int32_t *)b;
-        b += pl->n_pages * P * 4;
+        b += align64(n * P * kv->vrow);
+        pl->pbase = (int32_t *)b;
+        b += align64(n * 4);
+        pl->pmode = b;
+        b += align64(n);
+        pl->poff = (uint16_t *)b;
+        b += align64(n * P * 2);
+        pl->pwide = (int32_t *)b;
+        b += align64(n * P * 4);
         if (pl->pol.stats) {
             pl->stats = b;
             b += pl->n_pages * lp_per_page(P) * 2 * Dk * (int64_t)kv->selt;
@@ -368,7 +458,9 @@ static void rs_commit(lv_kv *kv) {
 
 static void snapshot(const lv_kv *kv, const kv_pool *pl, const kv_stream *st, bool restore);
 
-lv_status lv_kv_reserve(lv_kv *kv, const int64_t *n_new, const int32_t *last_pos) {
+lv_status lv_kv_reserve(lv_kv *kv, const int64_t *n_new, const int32_t *last_pos) { return lv_kv_reserve_pos(kv, n_new, NULL, last_pos); }
+
+lv_status lv_kv_reserve_pos(lv_kv *kv, const int64_t *n_new, const int32_t *first_pos, const int32_t *last_pos) {
     LV_ASSERT(!kv->in_txn);
     const int64_t P = kv->p.page_size;
     int64_t add = 0;
@@ -401,15 +493,37 @@ lv_status lv_kv_reserve(lv_kv *kv, const int64_t *n_new, const int32_t *last_pos
         kv->txn_n_new[s] = n_new[s];
         kv->txn_last_pos[s] = last_pos ? last_pos[s] : -1;
         if (!n_new[s]) continue;
+        /* the positions' form: the tokens' positions increase, from f to l (without first_pos: from
+         * after the sequence's largest, as a caller appending in order has them; lv_kv_write widens
+         * a page's form when a position proves it wrong, lv_kv_write_slot cannot) */
+        const int64_t f = first_pos ? first_pos[s] : (int64_t)kv->seq_max_pos[s] + 1;
+        const int64_t l = last_pos ? LV_MAX(last_pos[s], f) : f + n_new[s] - 1;
+        const bool run = l - f + 1 == n_new[s]; /* n_new increasing positions in [f, l]: consecutive */
         for (int64_t ip = 0; ip < kv->n_pools; ip++) {
             kv_stream *st = &kv->streams[s * kv->n_pools + ip];
             kv_pool *pl = &kv->pools[ip];
             kv->txn_old_pages[s * kv->n_pools + ip] = st->n_pages;
             if (pl->stats) snapshot(kv, pl, st, false);
+            const int64_t j0 = st->n_stored % P;
+            if (j0) { /* the partly filled page: keep its form if it holds f .. l, else widen it */
+                const int64_t pg = st->pages[st->n_stored / P];
+                const uint8_t mode = pl->pmode[pg];
+                const int32_t base = pl->pbase[pg];
+                st->txn_pmode = mode;
+                /* f .. l fit offsets from the base (and so do a run's slot indices) */
+                const bool off16 = page_holds(KV_POS_OFF16, base, j0, (int32_t)f) && page_holds(KV_POS_OFF16, base, j0, (int32_t)l) &&
+                                   (mode == KV_POS_OFF16 || P - 1 <= UINT16_MAX);
+                const bool keep = mode == KV_POS_WIDE || (mode == KV_POS_RUN && run && page_holds(KV_POS_RUN, base, j0, (int32_t)f)) ||
+                                  (mode == KV_POS_OFF16 && off16);
+                if (!keep) page_reform(pl, P, pg, off16 ? KV_POS_OFF16 : KV_POS_WIDE);
+            }
             const int64_t want = cdiv(st->n_stored + n_new[s], P);
             while (st->n_pages < want) {
                 LV_ASSERT(pl->n_free > 0);
-                st->pages[st->n_pages++] = pl->free_ids[--pl->n_free];
+                const int32_t pg = pl->free_ids[--pl->n_free];
+                const int64_t k = st->n_pages * P - st->n_stored; /* the first token it takes */
+                page_start(pl, pg, (int32_t)(run ? f + k : f), run, (int32_t)l);
+                st->pages[st->n_pages++] = pg;
             }
         }
     }
@@ -444,7 +558,7 @@ static void snapshot(const lv_kv *kv, const kv_pool *pl, const kv_stream *st, bo
 
 static inline int32_t stored_pos(const lv_kv *kv, const kv_pool *pl, const kv_stream *st, int64_t slot) {
     const int64_t P = kv->p.page_size;
-    return pl->pos[(int64_t)st->pages[slot / P] * P + slot % P];
+    return page_pos(pl, P, st->pages[slot / P], slot % P);
 }
 
 /* remove page index i of a stream (returning it to the pool) */
@@ -519,6 +633,8 @@ void lv_kv_rollback(lv_kv *kv) {
             kv_pool *pl = &kv->pools[ip];
             const int64_t old = kv->txn_old_pages[s * kv->n_pools + ip];
             while (st->n_pages > old) pl->free_ids[pl->n_free++] = st->pages[--st->n_pages];
+            if (st->n_stored % kv->p.page_size) /* the partly filled page's form as it was (its slots are intact in it) */
+                pl->pmode[st->pages[st->n_stored / kv->p.page_size]] = st->txn_pmode;
             if (pl->stats) snapshot(kv, pl, st, true);
         }
         if (kv->rs) memset(&kv->rs_dirty[s * kv->p.n_rs_layer], 0, (size_t)kv->p.n_rs_layer); /* the committed state stays */
@@ -641,16 +757,18 @@ static void quantize_row(lv_kv_type t, const float *x, int64_t D, int8_t *q, uin
     }
 }
 
-void lv_kv_write_slot(lv_kv *kv, int64_t seq, int64_t layer, int64_t head, int64_t k_new, const float *k, const float *v, int32_t pos) {
+static void write_slot(lv_kv *kv, int64_t seq, int64_t layer, int64_t head, int64_t k_new, const float *k, const float *v, int32_t pos,
+                       bool one_writer) {
     const kv_stream *st = stream_at(kv, seq, layer, head);
-    const kv_pool *pl = pool_at(kv, layer, head);
+    kv_pool *pl = &kv->pools[layer * kv->p.n_head_kv + head];
     const int64_t P = kv->p.page_size, Dk = kv->p.head_dim_k, Dv = kv->p.head_dim_v;
     const int64_t slot = st->n_stored + k_new;
     LV_ASSERT(k_new >= 0 && slot / P < st->n_pages);
     const int64_t page = st->pages[slot / P], j = slot % P;
     uint8_t *page_k = pl->k + page * P * kv->krow; /* (Dk, P), or quants and scales */
     uint8_t *page_v = pl->v + page * P * kv->vrow;
-    pl->pos[page * P + j] = pos;
+    if (one_writer) page_set_pos(pl, P, page, j, pos);
+    else page_put_pos(pl, P, page, j, pos);
     const lv_kv_type kt = kv->p.type, vt = kv->p.type_v;
     if (vt == LV_KV_F32) memcpy(page_v + j * Dv * 4, v, (size_t)Dv * 4);
     else if (vt == LV_KV_F16) to_f16(v, page_v + j * Dv * 2, Dv);
@@ -671,6 +789,10 @@ void lv_kv_write_slot(lv_kv *kv, int64_t seq, int64_t layer, int64_t head, int64
     }
 }
 
+void lv_kv_write_slot(lv_kv *kv, int64_t seq, int64_t layer, int64_t head, int64_t k_new, const float *k, const float *v, int32_t pos) {
+    write_slot(kv, seq, layer, head, k_new, k, v, pos, false);
+}
+
 void lv_kv_write_stats(lv_kv *kv, int64_t seq, int64_t layer, int64_t head, int64_t k_new, const float *k) {
     const kv_stream *st = stream_at(kv, seq, layer, head);
     const kv_pool *pl = pool_at(kv, layer, head);
@@ -689,7 +811,7 @@ void lv_kv_write_stats(lv_kv *kv, int64_t seq, int64_t layer, int64_t head, int6
 }
 
 void lv_kv_write(lv_kv *kv, int64_t seq, int64_t layer, int64_t head, int64_t k_new, const float *k, const float *v, int32_t pos) {
-    lv_kv_write_slot(kv, seq, layer, head, k_new, k, v, pos);
+    write_slot(kv, seq, layer, head, k_new, k, v, pos, true);
     lv_kv_write_stats(kv, seq, layer, head, k_new, k);
 }
 
@@ -716,7 +838,10 @@ static void span_of_page(const lv_kv *kv, const kv_pool *pl, const kv_stream *st
     sp->v = v;
     sp->ks = lv_kv_quantized(kv->p.type) ? (const uint16_t *)(k + P * lv_kv_qrow_bytes(kv->p.type, kv->p.head_dim_k)) : NULL;
     sp->vs = lv_kv_quantized(kv->p.type_v) ? (const uint16_t *)(v + P * lv_kv_qrow_bytes(kv->p.type_v, kv->p.head_dim_v)) : NULL;
-    sp->pos = pl->pos + row;
+    const int32_t page = st->pages[i];
+    sp->pos = pl->pmode[page] == KV_POS_WIDE ? pl->pwide + row : NULL;
+    sp->pos16 = pl->pmode[page] == KV_POS_OFF16 ? pl->poff + row : NULL;
+    sp->pos0 = pl->pbase[page];
     sp->n = (int32_t)LV_MIN(P, n_tokens - i * P);
     sp->ldk = (int32_t)P;
 }
@@ -1111,10 +1236,10 @@ static void load_key(const lv_kv *kv, const kv_pool *pl, const kv_stream *st, in
 
 /* copy slot `from` of a stream to slot `to` (key dimension by dimension: keys are transposed per
  * page; quantized rows with their per-block scales; value row; position) */
-static void move_slot(const lv_kv *kv, const kv_pool *pl, const kv_stream *st, int64_t from, int64_t to) {
+static void move_slot(const lv_kv *kv, kv_pool *pl, const kv_stream *st, int64_t from, int64_t to) {
     const int64_t P = kv->p.page_size, Dk = kv->p.head_dim_k, Dv = kv->p.head_dim_v;
     const int64_t pf = st->pages[from / P], jf = from % P, pt = st->pages[to / P], jt = to % P;
-    pl->pos[pt * P + jt] = pl->pos[pf * P + jf];
+    page_set_pos(pl, P, pt, jt, page_pos(pl, P, pf, jf));
     const lv_kv_type kt = kv->p.type, vt = kv->p.type_v;
     uint8_t *kf = pl->k + pf * P * kv->krow, *ktp = pl->k + pt * P * kv->krow;
     if (lv_kv_quantized(kt)) {
@@ -1376,7 +1501,10 @@ lv_status lv_kv_seq_copy(lv_kv *kv, int64_t src, int64_t dst) {
             b->pages[i] = (int32_t)to;
             memcpy(pl->k + to * P * kv->krow, pl->k + from * P * kv->krow, (size_t)(P * kv->krow));
             memcpy(pl->v + to * P * kv->vrow, pl->v + from * P * kv->vrow, (size_t)(P * kv->vrow));
-            memcpy(pl->pos + to * P, pl->pos + from * P, (size_t)P * sizeof(int32_t));
+            pl->pbase[to] = pl->pbase[from];
+            pl->pmode[to] = pl->pmode[from];
+            if (pl->pmode[from] == KV_POS_OFF16) memcpy(pl->poff + to * P, pl->poff + from * P, (size_t)P * sizeof(uint16_t));
+            if (pl->pmode[from] == KV_POS_WIDE) memcpy(pl->pwide + to * P, pl->pwide + from * P, (size_t)P * sizeof(int32_t));
             if (pl->stats) memcpy(stats_at(kv, pl, (int32_t)to, 0), stats_at(kv, pl, (int32_t)from, 0), sbytes);
         }
         b->n_pages = a->n_pages;
@@ -1442,6 +1570,10 @@ int64_t lv_kv_pages_in_use_bytes_(const lv_kv *kv) {
     for (int64_t i = 0; i < kv->n_pools; i++) {
         const kv_pool *pl = &kv->pools[i];
         total += (pl->n_pages - pl->n_free) * page_bytes_of(kv, pl->pol.stats);
+        for (int64_t s = 0; s < kv->p.n_seq_max; s++) { /* positions stored per slot, by each page's form */
+            const kv_stream *st = &kv->streams[s * kv->n_pools + i];
+            for (int64_t j = 0; j < st->n_pages; j++) total += page_pos_bytes(pl, kv->p.page_size, st->pages[j]);
+        }
     }
     return total;
 }

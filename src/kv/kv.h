@@ -26,6 +26,14 @@
  *      BLOCK_STRIDED  LongGen / Phi-3-small blocks of `block` positions: query block qb sees key
  *                     block kb <= qb iff qb - kb < local_blocks or (kb + 1) % vert_stride == 0;
  *                     pages of blocks no later query can see are returned.
+ *  - Positions: a page keeps a 32-bit base and one of three forms for its slots' positions: none
+ *    stored (slot j at base + j: consecutive positions, what a prompt and decoding write), 16-bit
+ *    offsets from the base (positions with gaps within 65535 of it: a batch whose positions skip,
+ *    the kept tokens of a pruned stream), or 32-bit positions (anything else). A page's form is
+ *    chosen when a reservation takes it or writes into it, from the batch's first and last
+ *    positions (lv_kv_reserve_pos), and only ever widens while it holds tokens (a one-writer path,
+ *    lv_kv_write or pruning's moves, widens it when a position does not fit); spans carry the form
+ *    (lv_attn_span.pos / pos16 / pos0). The result is exact: every slot reads back its position.
  *  - Appending is transactional. lv_kv_reserve() takes the pages a whole batch needs from every
  *    pool up front (or fails, changing nothing); the forward pass writes slots past each
  *    stream's stored tokens; lv_kv_commit() publishes them and evicts what the policies drop;
@@ -84,6 +92,14 @@ void      lv_kv_free(lv_kv *kv);
  * (n_seq_max) the position of the last of them. LV_ERR_CONTEXT_FULL (with a message) and nothing
  * changed if they do not fit. */
 lv_status lv_kv_reserve(lv_kv *kv, const int64_t *n_new, const int32_t *last_pos);
+/* The same, knowing also first_pos (n_seq_max): the position of the first of each sequence's new
+ * tokens. Positions must increase along a sequence; the reservation chooses how the pages the new
+ * tokens fill keep their positions (a page's base and, per slot, nothing when the positions are
+ * consecutive, a 16-bit offset when they lie within 65535 of the base, else the position: see
+ * "Positions" above). lv_kv_write_slot relies on that choice (it asserts that each position fits
+ * it); lv_kv_write widens a page's form when a position does not. lv_kv_reserve (first_pos
+ * unknown) takes the positions as following the sequence's largest. */
+lv_status lv_kv_reserve_pos(lv_kv *kv, const int64_t *n_new, const int32_t *first_pos, const int32_t *last_pos);
 void      lv_kv_commit(lv_kv *kv);
 void      lv_kv_rollback(lv_kv *kv);
 

@@ -227,6 +227,7 @@ lv_status lv_context_create(lv_model *model, lv_context_params p, lv_context **o
     ctx->seq_count = lv_calloc(p.n_seq_max, sizeof(int64_t));
     ctx->seq_new = lv_calloc(p.n_seq_max, sizeof(int64_t));
     ctx->seq_last = lv_calloc(p.n_seq_max, sizeof(int32_t));
+    ctx->seq_first = lv_calloc(p.n_seq_max, sizeof(int32_t));
     if (hp->mrope) {
         ctx->mrope_pos = lv_calloc(4 * B, sizeof(lv_pos));
         ctx->mrope_delta = lv_calloc(p.n_seq_max, sizeof(int32_t));
@@ -235,7 +236,7 @@ lv_status lv_context_create(lv_model *model, lv_context_params p, lv_context **o
     }
     ctx->logits_size = B * (size_t)hp->n_vocab * sizeof(float);
     ctx->logits = lv_big_alloc(ctx->logits_size);
-    if (!ctx->slot || !ctx->n_vis || !ctx->out_row || !ctx->logit_row || !ctx->seq_count || !ctx->seq_new || !ctx->seq_last || !ctx->logits)
+    if (!ctx->slot || !ctx->n_vis || !ctx->out_row || !ctx->logit_row || !ctx->seq_count || !ctx->seq_new || !ctx->seq_last || !ctx->seq_first || !ctx->logits)
         goto fail;
     ctx->last_out = -1;
     ctx->qcap_seq = -1;
@@ -260,6 +261,7 @@ void lv_context_free(lv_context *ctx) {
     lv_free(ctx->seq_count);
     lv_free(ctx->seq_new);
     lv_free(ctx->seq_last);
+    lv_free(ctx->seq_first);
     lv_free(ctx->mrope_pos);
     lv_free(ctx->mrope_delta);
     lv_free(ctx->mrope_delta_new);
@@ -359,6 +361,7 @@ static lv_status validate(lv_context *ctx, const lv_batch *b) {
                             "token %d of the batch has position %d in sequence %d, but the sequence already reaches position %d "
                             "(positions must increase; remove tokens with lv_kv_seq_rm first)",
                             i, b->pos[i], s, ctx->seq_last[s]);
+        if (!ctx->seq_new[s]) ctx->seq_first[s] = b->pos[i];
         ctx->seq_last[s] = b->pos[i];
         ctx->seq_new[s]++;
     }
@@ -396,7 +399,7 @@ lv_status lv_decode(lv_context *ctx, const lv_batch *b) {
     ctx->qcap_seq = -1;
     lv_status st = validate(ctx, b);
     if (st != LV_OK) return st;
-    if ((st = lv_kv_reserve(ctx->kv, ctx->seq_new, ctx->seq_last)) != LV_OK) return st;
+    if ((st = lv_kv_reserve_pos(ctx->kv, ctx->seq_new, ctx->seq_first, ctx->seq_last)) != LV_OK) return st;
     if (ctx->mrope_pos) fill_mrope(ctx, b);
 
     /* slots and output rows for the whole batch */
@@ -464,8 +467,9 @@ lv_status lv_context_fill_synthetic(lv_context *ctx, lv_seq_id seq, int32_t n_to
         const int32_t n = (int32_t)LV_MIN((int64_t)ctx->p.n_batch, (int64_t)(n_tokens - done));
         const int32_t first = ctx->seq_last[seq] + 1;
         ctx->seq_new[seq] = n;
+        ctx->seq_first[seq] = first;
         ctx->seq_last[seq] = first + n - 1;
-        lv_status st = lv_kv_reserve(ctx->kv, ctx->seq_new, ctx->seq_last);
+        lv_status st = lv_kv_reserve_pos(ctx->kv, ctx->seq_new, ctx->seq_first, ctx->seq_last);
         if (st != LV_OK) return st;
         lv_fwd_forget_selections(&ctx->fw, seq);
         /* recurrent layers: a zero state (its cost per step does not depend on its values) */

@@ -35,6 +35,7 @@ struct lv_context {
     int64_t *seq_count;
     int64_t *seq_new;
     int32_t *seq_last;
+    int32_t *seq_first;  /* (n_seq_max) the batch's first position per sequence (lv_kv_reserve_pos) */
     /* M-RoPE models: the batch's four position rows (4 x n_batch), and per sequence the offset of
      * the rotary position from the cache position (HF's rope_deltas: after an image, whose tokens
      * share t, the next text token's t is its position plus this), and its value after the batch */

@@ -6,6 +6,8 @@
 #include "lv_test.h"
 #include "gguf/quant.h"
 
+#include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 static lv_kv *make_kv(int64_t n_ctx, int64_t n_seq, int64_t page, lv_kv_type t) {
@@ -53,7 +55,7 @@ static int check_stream(lv_kv *kv, int64_t seq, int32_t first_pos) {
                     /* keys are stored transposed: element d of key i at k[d * ldk + i] */
                     const float k0 = lv_attn_key(lv_kv_type_of(kv), &spans[s], i, 0), k1 = lv_attn_key(lv_kv_type_of(kv), &spans[s], i, 1);
                     const int32_t pos = first_pos + (int32_t)t;
-                    if (spans[s].pos[i] != pos) return 0;
+                    if (lv_span_pos(&spans[s], i) != pos) return 0;
                     if (k0 != (float)(pos * 2 + l) || k1 != (float)(seq * 4 + h)) return 0;
                 }
             if (t != n) return 0;
@@ -172,7 +174,7 @@ static int64_t pr_read(lv_kv *kv, int64_t seq, int64_t l, int64_t h, int32_t *po
     int64_t t = 0;
     for (int s = 0; s < ns; s++)
         for (int32_t i = 0; i < spans[s].n; i++, t++) {
-            pos[t] = spans[s].pos[i];
+            pos[t] = lv_span_pos(&spans[s], i);
             for (int d = 0; d < PR_D; d++) {
                 k[t * PR_D + d] = lv_attn_key_at(lv_kv_type_of(kv), &spans[s], i, d, PR_D);
                 v[t * PR_D + d] = lv_attn_val_at(lv_kv_type_v_of(kv), &spans[s], i, d, PR_D);
@@ -431,5 +433,240 @@ TEST(kv_prune_allocation_failures) {
     }
     CHECK(ok, "no success within 10 allocations");
     CHECK(lv_kv_seq_truncate(kv, 0, 10) == LV_OK && lv_kv_seq_len(kv, 0) == 10 && lv_kv_stream_n_stored(kv, 0, 0, 0) == 10, "cut at 10");
+    lv_kv_free(kv);
+}
+
+/* ---- positions: a page's base and form (none per slot / 16-bit offsets / 32-bit), kv.h ----
+ * Every slot must read back the position written, whatever form its page took: consecutive runs,
+ * gaps within 16 bits of the page's base (65535 exactly) and beyond (65536), a partly filled page
+ * whose form the next batch must widen (and a rollback that must narrow it again), positions near
+ * INT32_MAX, a sequence cut and appended again (Prepacking's slot reuse, a restart at 0),
+ * pruning that moves far positions into one page, a copied sequence. Read back through the spans,
+ * and through the attention kernels: each against the same spans with 32-bit positions. */
+
+#define PS_D 32
+#define PS_MAX 1200
+static int64_t PS_P = 16; /* the page size of ps_kv's caches (128: spans longer than the kernels' 64-key blocks) */
+
+static lv_kv *ps_kv(lv_kv_type t, int64_t n_ctx) {
+    lv_kv_params p = {.n_layer = 1, .n_head_kv = 2, .head_dim_k = PS_D, .head_dim_v = PS_D, .page_size = PS_P, .n_ctx = n_ctx,
+                      .n_seq_max = 2, .n_batch = 512, .type = t, .type_v = LV_KV_SAME};
+    lv_kv *kv = NULL;
+    return lv_kv_create(&p, &kv) == LV_OK ? kv : NULL;
+}
+
+static int32_t ps_short[3] = {-1, -1, -1}; /* positions whose keys are short (pruning keeps them) */
+
+static void ps_kv_of(int32_t pos, int64_t h, float *k, float *v) {
+    lv_test_rng r = {(uint64_t)pos * 7919u + (uint64_t)h * 13u + 1u};
+    const float len = pos == ps_short[0] || pos == ps_short[1] || pos == ps_short[2] ? 0.001f : 2.0f;
+    for (int d = 0; d < PS_D; d++) k[d] = len * (0.5f + 0.5f * fabsf(lv_test_rng_f32(&r)));
+    for (int d = 0; d < PS_D; d++) v[d] = lv_test_rng_f32(&r);
+}
+
+/* append positions ps[0..n) to seq, reserved as lv_decode reserves (first and last position);
+ * slot_writer: written by lv_kv_write_slot + lv_kv_write_stats, the forward pass's threaded path,
+ * which relies on the reservation's choice of form; else lv_kv_write */
+static lv_status ps_append(lv_kv *kv, int64_t seq, int64_t n, const int32_t *ps, bool slot_writer, bool commit) {
+    int64_t n_new[2] = {0};
+    int32_t first[2] = {0}, last[2] = {0};
+    n_new[seq] = n;
+    first[seq] = ps[0];
+    last[seq] = ps[n - 1];
+    lv_status st = lv_kv_reserve_pos(kv, n_new, first, last);
+    if (st != LV_OK) return st;
+    for (int64_t h = 0; h < 2; h++)
+        for (int64_t i = 0; i < n; i++) {
+            float k[PS_D], v[PS_D];
+            ps_kv_of(ps[i], h, k, v);
+            if (slot_writer) {
+                lv_kv_write_slot(kv, seq, 0, h, i, k, v, ps[i]);
+                lv_kv_write_stats(kv, seq, 0, h, i, k);
+            } else {
+                lv_kv_write(kv, seq, 0, h, i, k, v, ps[i]);
+            }
+        }
+    if (commit) lv_kv_commit(kv);
+    else lv_kv_rollback(kv);
+    return LV_OK;
+}
+
+/* does every stream of seq hold exactly the positions want[0..n), through its spans and through
+ * the attention kernels (the spans' forms against the same spans with 32-bit positions, for
+ * queries at and between the positions)? 0 if so, else a code naming the first difference */
+static int ps_check(lv_kv *kv, int64_t seq, const int32_t *want, int64_t n) {
+    static lv_attn_span sp[PS_MAX], sp32[PS_MAX];
+    static int32_t pos32[PS_MAX];
+    static float scratch[1 << 16];
+    for (int64_t h = 0; h < 2; h++) {
+        if (lv_kv_stream_n_stored(kv, seq, 0, h) != n) return 1;
+        const int ns = lv_kv_spans(kv, seq, 0, h, 0, sp, NULL);
+        int64_t t = 0;
+        for (int s = 0; s < ns; s++) {
+            sp32[s] = sp[s];
+            sp32[s].pos = pos32 + t;
+            sp32[s].pos16 = NULL;
+            sp32[s].pos0 = 0;
+            for (int32_t i = 0; i < sp[s].n; i++, t++) {
+                if (t >= n || lv_span_pos(&sp[s], i) != want[t]) return 2;
+                pos32[t] = want[t];
+            }
+        }
+        if (t != n) return 3;
+        /* queries at a few positions, with their neighbours: masks cut inside pages */
+        for (int64_t qi = 0; qi < n; qi += n / 5 + 1)
+            for (int dq = -1; dq <= 1; dq++) {
+                const int64_t qp64 = (int64_t)want[qi] + dq;
+                if (qp64 < 0 || qp64 > INT32_MAX) continue;
+                const int32_t qp = (int32_t)qp64;
+                float q[PS_D], o1[PS_D], o2[PS_D], r1[PS_D], r2[PS_D];
+                ps_kv_of(qp ^ 0x55, 1 - h, q, o1);
+                lv_attn_job job = {.q = q, .out = o1, .pos = &qp, .n_tok = 1, .n_head = 1, .spans = sp, .n_spans = ns, .scale = 0.3f,
+                                   .kv_type = lv_kv_type_of(kv), .kv_type_v = lv_kv_type_v_of(kv), .Dk = PS_D, .Dv = PS_D};
+                job.mask.kind = LV_MASK_SINK_WINDOW; /* a window in positions: gaps change what it sees */
+                job.mask.sink_end = want[0] + 1;
+                job.mask.window = 40;
+                lv_attn_job job32 = job;
+                job32.spans = sp32;
+                job32.out = o2;
+                lv_attn(&job, scratch);
+                lv_attn(&job32, scratch);
+                if (memcmp(o1, o2, sizeof(o1))) return 4;
+                job.mask.kind = LV_MASK_CAUSAL;
+                job32.mask.kind = LV_MASK_CAUSAL;
+                lv_attn(&job, scratch);
+                lv_attn(&job32, scratch);
+                if (memcmp(o1, o2, sizeof(o1))) return 5;
+                static float sc1[PS_MAX], sc2[PS_MAX];
+                const int64_t a1 = lv_attn_ref(q, sp, ns, qp, NULL, 0.3f, job.kv_type, job.kv_type_v, PS_D, PS_D, sc1, r1);
+                const int64_t a2 = lv_attn_ref(q, sp32, ns, qp, NULL, 0.3f, job.kv_type, job.kv_type_v, PS_D, PS_D, sc2, r2);
+                int64_t vis = 0;
+                for (int64_t j = 0; j < n; j++) vis += want[j] <= qp;
+                if (a1 != vis || a2 != vis || memcmp(r1, r2, sizeof(r1))) return 6;
+            }
+    }
+    return 0;
+}
+
+/* bytes of the pages a consecutive fill takes: K, V and the 5-byte header, no positions per slot */
+static int64_t ps_run_bytes(lv_kv *kv, int64_t n) {
+    const int64_t pages = (n + PS_P - 1) / PS_P;
+    return pages * 2 * (PS_P * (lv_kv_row_bytes(lv_kv_type_of(kv), PS_D) + lv_kv_row_bytes(lv_kv_type_v_of(kv), PS_D)) + 5);
+}
+
+static void positions_case(lv_kv_type t, bool slot_writer) {
+    const char *tn = lv_kv_type_name(t);
+    lv_kv *kv = ps_kv(t, 4096);
+    REQUIRE(kv, "%s: create: %s", tn, lv_last_error());
+    static int32_t want[PS_MAX];
+    int64_t n = 0;
+    int32_t b[256];
+    int rc;
+#define PS_ADD(commit, ...)                                                                                                      \
+    do {                                                                                                                         \
+        const int32_t add_[] = {__VA_ARGS__};                                                                                    \
+        const int64_t na_ = (int64_t)(sizeof(add_) / sizeof(add_[0]));                                                           \
+        CHECK(ps_append(kv, 0, na_, add_, slot_writer, commit) == LV_OK, "%s: append at %d: %s", tn, add_[0], lv_last_error()); \
+        if (commit) {                                                                                                            \
+            memcpy(want + n, add_, sizeof(add_));                                                                                \
+            n += na_;                                                                                                            \
+        }                                                                                                                        \
+        CHECK((rc = ps_check(kv, 0, want, n)) == 0, "%s (%s): after %lld at %d: code %d", tn, slot_writer ? "slots" : "write", \
+              (long long)na_, add_[0], rc);                                                                                      \
+    } while (0)
+    /* 0..195 consecutive: pages with nothing stored per slot (with 128-token pages, spans longer
+     * than a kernel block) */
+    for (int i = 0; i < 196; i++) b[i] = i;
+    CHECK(ps_append(kv, 0, 196, b, slot_writer, true) == LV_OK, "%s: append", tn);
+    memcpy(want, b, 196 * sizeof(int32_t));
+    n = 196;
+    CHECK((rc = ps_check(kv, 0, want, n)) == 0, "%s: consecutive: code %d", tn, rc);
+    CHECK(lv_kv_pages_in_use_bytes_(kv) == ps_run_bytes(kv, 196), "%s: consecutive positions cost %lld bytes, not %lld", tn,
+          (long long)lv_kv_pages_in_use_bytes_(kv), (long long)ps_run_bytes(kv, 196));
+    PS_ADD(true, 196, 197, 198, 199);        /* continues the run in the partly filled page */
+    const int64_t bytes_run = lv_kv_pages_in_use_bytes_(kv);
+    PS_ADD(false, 210, 211, 220);            /* would widen the page to 16-bit offsets: rolled back */
+    CHECK(lv_kv_pages_in_use_bytes_(kv) == bytes_run, "%s: a rollback left the page's wider form", tn);
+    PS_ADD(true, 210, 211, 220);             /* gaps: the page takes 16-bit offsets */
+    const int32_t pb = want[n - n % PS_P];   /* its base */
+    PS_ADD(true, pb + 65535);                /* the largest offset from the base */
+    PS_ADD(true, pb + 65536);                /* one past it: the page takes 32-bit positions */
+    PS_ADD(true, pb + 65537);
+    PS_ADD(true, 100000, 100001, 100002, 100003, 100004, 100005, 100006, 100007, 100008, 100009, 100010, 100011, 100012, 100013);
+    PS_ADD(true, 100014, 100016, 100016 + 65535); /* a run page widened to offsets at the boundary */
+    PS_ADD(true, 200000, 200001);            /* and a new page: a batch with gaps beyond 16 bits */
+    PS_ADD(true, INT32_MAX - 70000, INT32_MAX - 5, INT32_MAX - 3, INT32_MAX); /* near the largest position */
+    /* cut inside a page and append again after a gap (a slot reused for another prompt) */
+    CHECK(lv_kv_seq_truncate(kv, 0, 211) == LV_OK, "%s: cut", tn);
+    while (n > 0 && want[n - 1] >= 211) n--;
+    CHECK((rc = ps_check(kv, 0, want, n)) == 0, "%s: after the cut: code %d", tn, rc);
+    PS_ADD(true, 211, 212, 213);             /* the offsets page continues */
+    PS_ADD(true, 5000, 5001, 5002, 5003, 5004, 5005, 5006, 5007, 5008, 5009, 5010, 5011, 5012, 5013, 5014, 5015);
+    /* a copy holds the same positions */
+    CHECK(lv_kv_seq_copy(kv, 0, 1) == LV_OK, "%s: copy: %s", tn, lv_last_error());
+    CHECK((rc = ps_check(kv, 1, want, n)) == 0, "%s: the copy: code %d", tn, rc);
+    /* the whole sequence removed and appended again from 0 (Prepacking's restart): runs again */
+    CHECK(lv_kv_seq_truncate(kv, 1, 0) == LV_OK && lv_kv_seq_truncate(kv, 0, 0) == LV_OK, "%s: clear", tn);
+    n = 0;
+    CHECK(lv_kv_pages_in_use_bytes_(kv) == 0, "%s: pages left", tn);
+    for (int i = 0; i < 200; i++) b[i] = i;
+    CHECK(ps_append(kv, 0, 200, b, slot_writer, true) == LV_OK, "%s: again", tn);
+    memcpy(want, b, 200 * sizeof(int32_t));
+    n = 200;
+    CHECK((rc = ps_check(kv, 0, want, n)) == 0, "%s: restarted: code %d", tn, rc);
+    CHECK(lv_kv_pages_in_use_bytes_(kv) == ps_run_bytes(kv, 200), "%s: restarted run costs %lld bytes, not %lld", tn,
+          (long long)lv_kv_pages_in_use_bytes_(kv), (long long)ps_run_bytes(kv, 200));
+#undef PS_ADD
+    lv_kv_free(kv);
+}
+
+TEST(kv_positions_exact_in_every_form_f16) {
+    for (PS_P = 16; PS_P <= 128; PS_P *= 8) {
+        positions_case(LV_KV_F16, true);
+        positions_case(LV_KV_F16, false);
+    }
+    PS_P = 16;
+}
+TEST(kv_positions_exact_in_every_form_q4_0) {
+    for (PS_P = 16; PS_P <= 128; PS_P *= 8) {
+        positions_case(LV_KV_Q4_0, true);
+        positions_case(LV_KV_Q4_0, false);
+    }
+    PS_P = 16;
+}
+
+/* pruning moves kept tokens down: far apart positions land in one page (QuickPrefill over 140000
+ * tokens keeping 3 of 5 prunable ones, after the 5 first: one of them beyond the tail's middle, so
+ * the page holds positions more than 16 bits apart) */
+TEST(kv_positions_after_pruning) {
+    const int64_t N = 140000;
+    lv_kv *kv = ps_kv(LV_KV_F16, N + 64);
+    REQUIRE(kv, "create: %s", lv_last_error());
+    int32_t *ps = malloc((size_t)N * sizeof(int32_t));
+    REQUIRE(ps, "alloc");
+    for (int64_t i = 0; i < N; i++) ps[i] = (int32_t)(i + 7);
+    ps_short[0] = ps[5 + 1], ps_short[1] = ps[5 + (N - 5) / 2], ps_short[2] = ps[5 + (N - 5) - 2];
+    for (int64_t i0 = 0; i0 < N; i0 += 512) CHECK(ps_append(kv, 0, LV_MIN(512, N - i0), ps + i0, true, true) == LV_OK, "append");
+    /* the tail is all but the first 5 tokens; the 3 with short keys stay, far apart */
+    const int64_t tail = N - 5;
+    const int64_t keep_at[3] = {1, tail / 2, tail - 2};
+    int64_t np = 0;
+    CHECK(lv_kv_seq_prune_tail(kv, 0, tail, NULL, 3, &np) == LV_OK && np == tail - 3, "prune: %s (%lld)", lv_last_error(), (long long)np);
+    int32_t want[8];
+    int64_t w = 0;
+    for (int i = 0; i < 5; i++) want[w++] = ps[i];
+    for (int k = 0; k < 3; k++) want[w++] = ps[5 + keep_at[k]];
+    CHECK(want[7] - want[0] > 65535 && want[6] - want[0] > 65535, "the kept positions are not beyond 16 bits");
+    int rc;
+    CHECK((rc = ps_check(kv, 0, want, w)) == 0, "after pruning: code %d", rc);
+    /* appending after the pruned tail: a new run */
+    const int32_t more[3] = {(int32_t)N + 7, (int32_t)N + 8, (int32_t)N + 9};
+    CHECK(ps_append(kv, 0, 3, more, true, true) == LV_OK, "append after pruning");
+    int32_t want2[11];
+    memcpy(want2, want, sizeof(want));
+    memcpy(want2 + 8, more, sizeof(more));
+    CHECK((rc = ps_check(kv, 0, want2, 11)) == 0, "after pruning and appending: code %d", rc);
+    for (int k = 0; k < 3; k++) ps_short[k] = -1;
+    free(ps);
     lv_kv_free(kv);
 }

@@ -53,6 +53,7 @@ static const char *write_pattern(const char *name, int layers, int heads, const 
 /* all logits of tokens[0..n) fed in chunks of `chunk`, into out (n, V) */
 static int g_threads = 2, g_page = 16; /* threads and KV page size of run()'s contexts */
 static lv_kv_type g_kvt = LV_KV_F32, g_kvt_v = LV_KV_SAME; /* and their cache types */
+static int32_t (*g_pos)(int32_t i); /* the position of token i (NULL: i) */
 
 static lv_status run(lv_model *m, lv_attention_params a, int32_t n, int32_t chunk, float *out, int64_t *kv_used) {
     lv_context_params cp = lv_context_default_params();
@@ -73,7 +74,7 @@ static lv_status run(lv_model *m, lv_attention_params a, int32_t n, int32_t chun
         b.n_tokens = k;
         for (int32_t i = 0; i < k; i++) {
             b.token[i] = 3 + (lv_token)(((i0 + i) * 37 + 11) % 256);
-            b.pos[i] = i0 + i;
+            b.pos[i] = g_pos ? g_pos(i0 + i) : i0 + i;
             b.seq_id[i] = 0;
             b.logits[i] = 1;
         }
@@ -544,4 +545,66 @@ TEST(quantized_kv_pages_under_every_plan) {
         for (int i = 0; i < 3; i++) free(r[i]);
     }
     lv_head_pattern_free(pat);
+}
+
+/* Positions with gaps (a batch may skip positions): consecutive, then steps of 3 (16-bit offsets
+ * from a page's base), then jumps beyond 16 bits, inside pages and inside chunks. The KV pages keep
+ * them in different forms in one prefill (a batch's gaps), chunks of 7 and token by token (a
+ * partly filled page widened by the next step): the logits must still agree bit for bit, under
+ * masks that read the positions (a window of 24 positions, block-strided layers) and LServe. */
+static int32_t gap_pos(int32_t i) {
+    if (i < 20) return i;
+    if (i < 60) return 100 + 3 * i;
+    if (i < 100) return 300000 + i;
+    return 400000 + 5 * i;
+}
+
+TEST(positions_with_gaps_give_the_same_logits_in_any_chunking) {
+    lv_model *m = plan_model();
+    REQUIRE(m, "model: %s", lv_last_error());
+    const int32_t n = 150, V = lv_model_n_vocab(m);
+    float gates[6] = {0.9f, 0.1f, 0.3f, 0.8f, -0.0001f, 1.0f};
+    lv_head_pattern *pat = NULL;
+    REQUIRE(lv_head_pattern_load(write_pattern("plan-3x2g", 3, 2, gates), &pat) == LV_OK, "pattern");
+    float *r[4];
+    for (int i = 0; i < 4; i++) r[i] = malloc(sizeof(float) * (size_t)n * V);
+    lv_attention_params modes[4];
+    const char *names[4] = {"dense", "duo 0.5 (sink 8, window 24)", "duo 0.5 + LServe (budget 32)", "longgen sw/full/bs"};
+    for (int k = 0; k < 4; k++) {
+        modes[k] = lv_attention_default_params();
+        modes[k].sink = 8;
+        modes[k].window = 24;
+    }
+    modes[1].heads = pat;
+    modes[2].heads = pat;
+    modes[2].select = true;
+    modes[2].kv_budget = 32;
+    modes[2].select_every = 3;
+    modes[2].select_drift = 0;
+    modes[3].layer_plan = "sw,full,bs";
+    modes[3].block_size = 16;
+    modes[3].local_blocks = 2;
+    modes[3].vert_stride = 3;
+    const lv_kv_type types[2] = {LV_KV_F32, LV_KV_F16}; /* (the test model's heads of 16 cannot be quantized) */
+    for (int ti = 0; ti < 2; ti++) {
+        g_kvt = types[ti];
+        for (int k = 0; k < 4; k++) {
+            const int32_t chunks[3] = {64, 7, 1};
+            g_pos = gap_pos;
+            for (int c = 0; c < 3; c++)
+                CHECK(run(m, modes[k], n, chunks[c], r[c], NULL) == LV_OK, "%s chunk %d: %s", names[k], chunks[c], lv_last_error());
+            g_pos = NULL;
+            CHECK(run(m, modes[k], n, 64, r[3], NULL) == LV_OK, "%s consecutive: %s", names[k], lv_last_error());
+            printf("  %-30s %-4s chunks of 7 vs one prefill %.3g; token by token %.3g; vs consecutive positions %.3g\n", names[k],
+                   lv_kv_type_name(g_kvt), maxdiff(r[1], r[0], (size_t)n * V), maxdiff(r[2], r[0], (size_t)n * V),
+                   maxdiff(r[3], r[0], (size_t)n * V));
+            CHECK(maxdiff(r[1], r[0], (size_t)n * V) == 0, "%s %s: chunks of 7 differ", names[k], lv_kv_type_name(g_kvt));
+            if (k != 2) /* LServe selects at decode only: token by token differs by design */
+                CHECK(maxdiff(r[2], r[0], (size_t)n * V) == 0, "%s %s: token by token differs", names[k], lv_kv_type_name(g_kvt));
+            CHECK(maxdiff(r[3], r[0], (size_t)n * V) > 1e-4, "%s %s: the gaps change nothing", names[k], lv_kv_type_name(g_kvt));
+        }
+    }
+    g_kvt = LV_KV_F32;
+    lv_head_pattern_free(pat);
+    for (int i = 0; i < 4; i++) free(r[i]);
 }
