@@ -308,7 +308,7 @@ int cmd_eval_vniah(int argc, char **argv) {
         {NULL, "--window", CLI_INT, &window, "N", "+duo: recent tokens they keep (default 256)", .lo = 1, .hi = 1 << 30},
         {NULL, "--kv-budget", CLI_INT, &kv_budget, "N", "+duo+lserve: tokens of selected pages per head (default 4096)", .lo = 1, .hi = 1 << 30},
         {NULL, "--select-every", CLI_INT, &select_every, "N", "+duo+lserve: re-select pages every N decode steps (default 4)", .lo = 1, .hi = 1 << 20},
-        {"-n", "--n-predict", CLI_INT, &n_predict, "N", "answer tokens at most (default 16; stops at end-of-generation)", .lo = 1, .hi = 1 << 20},
+        {"-n", "--n-predict", CLI_INT, &n_predict, "N", "answer tokens at most, up to 1024 (default 16; stops at end-of-generation)", .lo = 1, .hi = 1024},
         {"-c", "--ctx-size", CLI_INT, &n_ctx, "N", "KV capacity (default: each question's rows plus -n)", .lo = 0, .hi = 1 << 30},
         {"-b", "--batch", CLI_INT, &n_batch, "N", "prefill batch in rows (default 512)", .lo = 1, .hi = 1 << 20},
         {"-t", "--threads", CLI_INT, &n_threads, "N", "threads (default: all cores)", .lo = 0, .hi = 512},
@@ -404,6 +404,7 @@ int cmd_eval_vniah(int argc, char **argv) {
         cli_error("out of memory");
         goto end;
     }
+    if (vn_hay_open(haystack, W, H, fps, n_threads, cache_mb, &hay)) goto end; /* a bad haystack fails before any model work */
     lv_status st = lv_model_load(model_path, lv_model_default_params(), &model);
     if (st != LV_OK) {
         cli_fail("loading the model", st);
@@ -441,7 +442,6 @@ int cmd_eval_vniah(int argc, char **argv) {
         cli_error("out of memory");
         goto end;
     }
-    if (vn_hay_open(haystack, W, H, fps, n_threads, cache_mb, &hay)) goto end;
     const char *dir = videos_dir;
     if (videos_dir) {
         if (mkdir(videos_dir, 0777) != 0 && errno != EEXIST) {
@@ -599,7 +599,7 @@ int cmd_eval_vniah(int argc, char **argv) {
                     }
                     const int64_t kv_bytes = lv_kv_used_bytes(ctx);
                     /* greedy answer */
-                    lv_token gen[1024];
+                    lv_token gen[1024]; /* -n is at most 1024 */
                     int64_t n_gen = 0;
                     double ttft = 0;
                     const double t1 = cli_now_s();
@@ -608,7 +608,7 @@ int cmd_eval_vniah(int argc, char **argv) {
                         if (n_gen == 0) ttft = cli_now_s() - t0;
                         if (lv_token_is_eog(model, tok)) break;
                         gen[n_gen++] = tok;
-                        if (n_gen == n_predict || n_gen == (int64_t)(sizeof(gen) / sizeof(gen[0]))) break;
+                        if (n_gen == n_predict) break;
                         batch.n_tokens = 1;
                         batch.token[0] = tok;
                         batch.pos[0] = n_past++;
