@@ -201,6 +201,8 @@ static int write_plot(const char *path, const char *title, const mode_result *re
 }
 
 int cmd_eval(int argc, char **argv) {
+    /* `eval vniah` (video needles) has options of its own: tools/cmd_eval_vniah.c */
+    if (argc > 1 && strcmp(argv[1], "vniah") == 0) return cmd_eval_vniah(argc - 1, argv + 1);
     const char *model_path = NULL, *lengths_arg = "1024,2048,4096", *depths_arg = "0,0.25,0.5,0.75,1", *mode_arg = "dense";
     const char *heads_path = NULL, *out_path = NULL, *plot_path = NULL, *haystack = NULL, *needle = NULL, *keywords = NULL, *question = NULL,
                *answer_prefix = NULL;
@@ -259,7 +261,8 @@ int cmd_eval(int argc, char **argv) {
                       "       [-o results.jsonl] [--plot heat.svg]",
                       "Long-context retrieval: a needle (NIAH: the San Francisco sentence in Paul Graham's essays; passkey: a\n"
                       "5-digit key in repeated filler) at each depth of prompts of each length; greedy generation; the answer\n"
-                      "rule of docs/eval.md. Prints accuracy per (length, depth) and prefill/decode speed and KV memory per mode.",
+                      "rule of docs/eval.md. Prints accuracy per (length, depth) and prefill/decode speed and KV memory per mode.\n"
+                      "Video needles (V-NIAH, docs/vniah.md) have their own options: longview eval vniah --help.",
                       pos, 1, &npos);
     if (r) return r > 0 ? 0 : 2;
     cli_set_verbosity(verbose);
@@ -268,7 +271,7 @@ int cmd_eval(int argc, char **argv) {
     for (int i = 0; npos == 1 && i < 4; i++)
         if (strcmp(pos[0], task_names[i]) == 0) task = i;
     if (task < 0) {
-        cli_error("give the task: niah, passkey, multikey or multivalue (see --help)");
+        cli_error("give the task: niah, passkey, multikey or multivalue (see --help), or vniah first (`longview eval vniah --help`)");
         return 2;
     }
     const bool niah = task == LV_EVAL_NIAH;

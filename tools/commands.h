@@ -13,6 +13,7 @@ int cmd_bench(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_heads(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_eval_vniah(int argc, char **argv); /* `eval vniah`, dispatched by cmd_eval */
 int cmd_train(int argc, char **argv);
 int cmd_train_video(int argc, char **argv);
 int cmd_identify(int argc, char **argv);

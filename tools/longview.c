@@ -16,7 +16,7 @@ static const cli_command g_commands[] = {
     {"info", cmd_info, "describe a GGUF model: architecture, shapes, tensor types, support"},
     {"gen-model", cmd_gen_model, "write a GGUF model with random weights (for tests and benchmarks)"},
     {"tokenize", cmd_tokenize, "print the token ids (and pieces) of a text"},
-    {"eval", cmd_eval, "needle-in-a-haystack / passkey retrieval accuracy and speed per attention mode"},
+    {"eval", cmd_eval, "needle-in-a-haystack / passkey retrieval accuracy and speed per attention mode; `eval vniah`: video needles per video mode"},
     {"train-video", cmd_train_video, "train a small video model (text model + idefics3 tower) end to end on V-NIAH questions"},
     {"train", cmd_train, "train a llama-architecture model on synthetic passkey + haystack LM data (AdamW, checkpoints)"},
     {"identify", cmd_identify, "DuoAttention retrieval-head identification: optimize per-(layer, KV head) gates, write the TSV"},

@@ -456,3 +456,94 @@ TEST(vniah_h264_needle_roundtrip) {
     free(src);
     remove(path);
 }
+
+/* `eval vniah`'s scoring rule (vn_answer_right, docs/vniah.md): the response's first run of digits
+ * must be the expected number, exactly. */
+TEST(vniah_answer_rule) {
+    const struct {
+        const char *resp;
+        bool right;
+        const char *first;
+    } cases[] = {
+        {"12345", true, "12345"},          {" 12345.", true, "12345"},       {"It is 12345, yes", true, "12345"},
+        {"12345 67890", true, "12345"},    {"\n12345</s>", true, "12345"},   {"The number: 12345!", true, "12345"},
+        {"123456", false, "123456"},       {"1234 5", false, "1234"},        {"12,345", false, "12"},
+        {"01:23 12345", false, "01"},      {"", false, ""},                  {"no number", false, ""},
+        {"67890 12345", false, "67890"},   {"1234", false, "1234"},          {"012345", false, "012345"},
+        {"\xc3\xa9" "12345", true, "12345"},  {"-12345", true, "12345"},        {"12345.6", true, "12345"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        CHECK(vn_answer_right(cases[i].resp, "12345") == cases[i].right, "'%s' for 12345: %s, want %s", cases[i].resp,
+              vn_answer_right(cases[i].resp, "12345") ? "right" : "wrong", cases[i].right ? "right" : "wrong");
+        char first[32];
+        const int n = vn_first_number(cases[i].resp, first, sizeof(first));
+        CHECK(strcmp(first, cases[i].first) == 0 && n == (int)strlen(cases[i].first), "first number of '%s': '%s' (%d)", cases[i].resp, first, n);
+    }
+    CHECK(!vn_answer_right("12345", "") && !vn_answer_right(NULL, "12345"), "an empty answer is never right");
+    char small[4];
+    CHECK(vn_first_number("x123456", small, sizeof(small)) == 6 && strcmp(small, "123") == 0, "cut: '%s'", small);
+}
+
+/* `eval vniah`'s needles (vn_eval_layout): the needle at the depth, the others far enough apart,
+ * distinct 5-digit numbers in time order, each task's question naming the right needle; a pure
+ * function of its arguments. */
+TEST(vniah_eval_layout) {
+    const double depths[] = {0, 0.1, 0.25, 0.5, 0.75, 0.9, 1};
+    const vn_kind kinds[] = {VN_SINGLE, VN_KEYED, VN_ORDER};
+    int swaps = 0, orders = 0;
+    for (int ki = 0; ki < 3; ki++)
+        for (int fi = 0; fi < 2; fi++)
+            for (size_t di = 0; di < sizeof(depths) / sizeof(depths[0]); di++)
+                for (uint64_t seed = 0; seed < 6; seed++) {
+                    const double fps = fi ? 2.0 : 1.0;
+                    const int64_t n = fi ? 41 : 60;
+                    const int32_t NF = fi ? 2 : 1, K = 4;
+                    vn_eval_needles e, e2;
+                    REQUIRE(vn_eval_layout(kinds[ki], n, fps, NF, K, 5, depths[di], seed, &e) == 0, "layout");
+                    REQUIRE(vn_eval_layout(kinds[ki], n, fps, NF, K, 5, depths[di], seed, &e2) == 0 && memcmp(&e, &e2, sizeof(e)) == 0,
+                            "the same arguments, the same needles");
+                    const int want_n = kinds[ki] == VN_KEYED ? K : kinds[ki] == VN_ORDER ? 2 : 1;
+                    REQUIRE(e.n_needles == want_n, "%d needles", e.n_needles);
+                    const vn_needle *d = &e.needles[e.at_depth];
+                    CHECK(d->f0 == llround(depths[di] * (double)(n - NF)) && d->f1 == d->f0 + NF, "depth %g: needle at frame %d", depths[di],
+                          d->f0);
+                    const int32_t gap = NF + (int32_t)ceil(fps);
+                    for (int i = 0; i < e.n_needles; i++) {
+                        const vn_needle *x = &e.needles[i];
+                        CHECK(x->f0 >= 0 && x->f1 == x->f0 + NF && x->f1 <= n && fabs(x->t - x->f0 / fps) < 1e-12, "needle %d frames", i);
+                        CHECK(strlen(x->text) == 5 && x->text[0] != '0' && strspn(x->text, "0123456789") == 5, "number '%s'", x->text);
+                        for (int j = 0; j < i; j++) {
+                            CHECK(x->f0 - e.needles[j].f0 >= gap, "needles %d and %d: frames %d, %d (gap %d)", j, i, e.needles[j].f0, x->f0, gap);
+                            CHECK(strcmp(x->text, e.needles[j].text) != 0, "two needles say %s", x->text);
+                        }
+                    }
+                    if (kinds[ki] == VN_SINGLE) {
+                        CHECK(strcmp(e.question, "What is the number shown in the video?") == 0 && strcmp(e.answer, e.needles[0].text) == 0,
+                              "single: %s / %s", e.question, e.answer);
+                    } else if (kinds[ki] == VN_KEYED) {
+                        char ts[32], q[64];
+                        lv_video_ask_timestamp(d->f0 / fps, ts, sizeof(ts));
+                        snprintf(q, sizeof(q), "What number is shown at %s?", ts);
+                        CHECK(e.asked == e.at_depth && strcmp(e.question, q) == 0 && strcmp(e.answer, d->text) == 0, "keyed: %s / %s",
+                              e.question, e.answer);
+                    } else {
+                        char q1[80], q2[80];
+                        snprintf(q1, sizeof(q1), "Which number was shown first, %s or %s?", e.needles[0].text, e.needles[1].text);
+                        snprintf(q2, sizeof(q2), "Which number was shown first, %s or %s?", e.needles[1].text, e.needles[0].text);
+                        CHECK((strcmp(e.question, q1) == 0 || strcmp(e.question, q2) == 0) && strcmp(e.answer, e.needles[0].text) == 0,
+                              "order: %s / %s", e.question, e.answer);
+                        swaps += strcmp(e.question, q2) == 0;
+                        orders++;
+                    }
+                }
+    CHECK(swaps > orders / 4 && swaps < orders * 3 / 4, "order questions name the earlier needle first %d of %d times", orders - swaps, orders);
+    vn_eval_needles a, b;
+    REQUIRE(vn_eval_layout(VN_SINGLE, 60, 1, 1, 3, 5, 0.5, 1, &a) == 0 && vn_eval_layout(VN_SINGLE, 60, 1, 1, 3, 5, 0.5, 2, &b) == 0, "layout");
+    CHECK(strcmp(a.needles[0].text, b.needles[0].text) != 0, "seeds 1 and 2 give the same number %s", a.needles[0].text);
+    /* too short: keyed 3 needles 2 frames apart need 5 frames */
+    fprintf(stderr, "(the errors below are expected)\n");
+    CHECK(vn_eval_layout(VN_KEYED, 5, 1, 1, 3, 5, 0.5, 0, &a) == 0, "5 frames are enough for 3 keyed needles");
+    CHECK(vn_eval_layout(VN_KEYED, 4, 1, 1, 3, 5, 0, 0, &a) != 0, "4 frames are not");
+    CHECK(vn_eval_layout(VN_WORDS, 60, 1, 1, 3, 5, 0, 0, &a) != 0, "words are not an evaluation task");
+    CHECK(vn_eval_layout(VN_SINGLE, 60, 1, 1, 3, 5, 1.5, 0, &a) != 0, "depth 1.5 refused");
+}

@@ -435,14 +435,14 @@ static vn_kind draw_kind(const vn_config *c, vn_rng *r) {
     return (vn_kind)last;
 }
 
-static void draw_number(const vn_config *c, vn_rng *r, const vn_sample *s, int upto, char out[24]) {
+static void draw_number(int32_t digits, vn_rng *r, const vn_needle *nd, int upto, char out[24]) {
     int64_t lo = 1;
-    for (int i = 1; i < c->digits; i++) lo *= 10;
+    for (int i = 1; i < digits; i++) lo *= 10;
     const int64_t hi = lo * 10 - 1;
     for (;;) {
         snprintf(out, 24, "%lld", (long long)vn_rng_range(r, lo, hi));
         bool dup = false;
-        for (int i = 0; i < upto; i++) dup |= strcmp(s->needles[i].text, out) == 0;
+        for (int i = 0; i < upto; i++) dup |= strcmp(nd[i].text, out) == 0;
         if (!dup || hi - lo < 8) return; /* 1 digit with many needles: duplicates are unavoidable */
     }
 }
@@ -456,6 +456,112 @@ static void draw_words(vn_rng *r, char out[24]) {
         if (i) strcat(out, " ");
         strcat(out, w);
     }
+}
+
+void vn_question(vn_kind kind, const vn_needle *nd, int32_t asked, bool swap, char question[160], char answer[32]) {
+    char ts[32];
+    switch (kind) {
+    case VN_SINGLE:
+        snprintf(question, 160, "What is the number shown in the video?");
+        snprintf(answer, 32, "%s", nd[0].text);
+        break;
+    case VN_KEYED:
+        lv_video_ask_timestamp(nd[asked].t, ts, sizeof(ts));
+        snprintf(question, 160, "What number is shown at %s?", ts);
+        snprintf(answer, 32, "%s", nd[asked].text);
+        break;
+    case VN_ORDER:
+        snprintf(question, 160, "Which number was shown first, %s or %s?", nd[swap ? 1 : 0].text, nd[swap ? 0 : 1].text);
+        snprintf(answer, 32, "%s", nd[0].text);
+        break;
+    case VN_WORDS:
+        snprintf(question, 160, "What words are shown in the video?");
+        snprintf(answer, 32, "%s", nd[0].text);
+        break;
+    }
+}
+
+int vn_eval_layout(vn_kind kind, int64_t n_frames, double fps, int32_t needle_frames, int32_t keyed_needles, int32_t digits, double depth,
+                   uint64_t seed, vn_eval_needles *out) {
+    memset(out, 0, sizeof(*out));
+    if (kind != VN_SINGLE && kind != VN_KEYED && kind != VN_ORDER) return cli_error("vniah: evaluation tasks are single, keyed and order"), -1;
+    const vn_config c = {.size = 64, .frames_min = 1000000, .frames_max = 1000000, .fps = fps, .needle_frames = needle_frames, .digits = digits,
+                         .keyed_needles = keyed_needles, .w_single = 1};
+    if (vn_config_check(&c)) return -1;
+    if (kind == VN_KEYED && (keyed_needles < 2 || keyed_needles > 8)) return cli_error("vniah: keyed_needles %d: must be 2..8", keyed_needles), -1;
+    if (!(depth >= 0 && depth <= 1)) return cli_error("vniah: depth %g: must be in [0, 1]", depth), -1;
+    const int32_t K = kind_needles(&c, kind), NF = needle_frames, gap = vn_min_gap(&c);
+    const int64_t need = vn_min_frames(&c, kind);
+    if (n_frames < need || n_frames > INT32_MAX)
+        return cli_error("vniah: a video of %lld frames is too short for %s: %d needle(s) of %d frames, %d frames apart need %lld",
+                         (long long)n_frames, kind == VN_SINGLE ? "single" : kind == VN_KEYED ? "keyed" : "order", K, NF, gap, (long long)need),
+               -1;
+    vn_rng r = {mix64(mix64(mix64(seed ^ 0x7e57e7a1ull) ^ (uint64_t)n_frames) ^ (uint64_t)llround(depth * 1e6))};
+    const int64_t last = n_frames - NF; /* the latest start frame */
+    int64_t pos[8];
+    pos[0] = llround(depth * (double)last); /* the needle at the depth */
+    for (int i = 1; i < K; i++) {
+        /* the others: uniform over the start frames at least `gap` from every needle placed */
+        int64_t n_ok = 0;
+        for (int pass = 0; pass < 2; pass++) {
+            const int64_t pick = pass ? vn_rng_range(&r, 0, n_ok - 1) : -1;
+            int64_t k = 0;
+            for (int64_t p = 0; p <= last; p++) {
+                bool ok = true;
+                for (int j = 0; j < i && ok; j++) ok = llabs(p - pos[j]) >= gap;
+                if (!ok) continue;
+                if (pass && k == pick) {
+                    pos[i] = p;
+                    break;
+                }
+                k++;
+            }
+            if (!pass) n_ok = k;
+            if (!pass && n_ok == 0)
+                return cli_error("vniah: no room for %d needles %d frames apart with one at frame %lld of %lld", K, gap, (long long)pos[0],
+                                 (long long)n_frames),
+                       -1;
+        }
+    }
+    const int64_t at_depth = pos[0];
+    for (int i = 1; i < K; i++) /* time order */
+        for (int j = i; j > 0 && pos[j - 1] > pos[j]; j--) {
+            const int64_t t = pos[j];
+            pos[j] = pos[j - 1];
+            pos[j - 1] = t;
+        }
+    out->n_needles = K;
+    for (int i = 0; i < K; i++) {
+        vn_needle *nd = &out->needles[i];
+        nd->f0 = (int32_t)pos[i];
+        nd->f1 = nd->f0 + NF;
+        nd->t = nd->f0 / fps;
+        if (pos[i] == at_depth) out->at_depth = i;
+        draw_number(digits, &r, out->needles, i, nd->text);
+    }
+    const bool swap = kind == VN_ORDER && (vn_rng_next(&r) & 1);
+    out->asked = kind == VN_KEYED ? out->at_depth : 0;
+    vn_question(kind, out->needles, out->asked, swap, out->question, out->answer);
+    return 0;
+}
+
+int vn_first_number(const char *response, char *out, size_t n) {
+    if (n) out[0] = '\0';
+    const char *p = response;
+    while (*p && !(*p >= '0' && *p <= '9')) p++;
+    size_t k = 0;
+    for (; *p >= '0' && *p <= '9'; p++, k++)
+        if (k + 1 < n) out[k] = *p, out[k + 1] = '\0';
+    return (int)k;
+}
+
+bool vn_answer_right(const char *response, const char *answer) {
+    if (!response || !answer || !*answer) return false;
+    const char *p = response;
+    while (*p && !(*p >= '0' && *p <= '9')) p++;
+    size_t k = 0;
+    while (p[k] >= '0' && p[k] <= '9') k++;
+    return k > 0 && k == strlen(answer) && memcmp(p, answer, k) == 0;
 }
 
 int vn_make_sample(const vn_bank *b, const vn_config *c, uint64_t seed, int64_t step, int64_t index, vn_sample *s) {
@@ -506,7 +612,7 @@ int vn_make_sample(const vn_bank *b, const vn_config *c, uint64_t seed, int64_t 
         nd->f1 = nd->f0 + NF;
         nd->t = nd->f0 / c->fps;
         if (kind == VN_WORDS) draw_words(&r, nd->text);
-        else draw_number(c, &r, s, i, nd->text);
+        else draw_number(c->digits, &r, s->needles, i, nd->text);
     }
     vn_style style[8];
     for (int i = 0; i < K; i++) {
@@ -520,30 +626,10 @@ int vn_make_sample(const vn_bank *b, const vn_config *c, uint64_t seed, int64_t 
     }
 
     /* the question */
-    char ts[32];
-    switch (kind) {
-    case VN_SINGLE:
-        snprintf(s->question, sizeof(s->question), "What is the number shown in the video?");
-        snprintf(s->answer, sizeof(s->answer), "%s", s->needles[0].text);
-        break;
-    case VN_KEYED:
-        s->asked = (int32_t)vn_rng_range(&r, 0, K - 1);
-        lv_video_ask_timestamp(s->needles[s->asked].t, ts, sizeof(ts));
-        snprintf(s->question, sizeof(s->question), "What number is shown at %s?", ts);
-        snprintf(s->answer, sizeof(s->answer), "%s", s->needles[s->asked].text);
-        break;
-    case VN_ORDER: {
-        const bool swap = vn_rng_next(&r) & 1;
-        snprintf(s->question, sizeof(s->question), "Which number was shown first, %s or %s?", s->needles[swap ? 1 : 0].text,
-                 s->needles[swap ? 0 : 1].text);
-        snprintf(s->answer, sizeof(s->answer), "%s", s->needles[0].text);
-        break;
-    }
-    case VN_WORDS:
-        snprintf(s->question, sizeof(s->question), "What words are shown in the video?");
-        snprintf(s->answer, sizeof(s->answer), "%s", s->needles[0].text);
-        break;
-    }
+    bool swap = false;
+    if (kind == VN_KEYED) s->asked = (int32_t)vn_rng_range(&r, 0, K - 1);
+    if (kind == VN_ORDER) swap = vn_rng_next(&r) & 1;
+    vn_question(kind, s->needles, s->asked, swap, s->question, s->answer);
 
     /* the frames */
     const size_t big = (size_t)b->bw * b->bh * 3;

@@ -140,4 +140,40 @@ typedef struct vn_sample {
 int  vn_make_sample(const vn_bank *b, const vn_config *c, uint64_t seed, int64_t step, int64_t index, vn_sample *s);
 void vn_sample_free(vn_sample *s);
 
+/* The question and the answer of a sample of this kind over needles nd[] (in time order), the
+ * text vn_make_sample and `longview eval vniah` ask: VN_SINGLE "What is the number shown in the
+ * video?" (nd[0]); VN_KEYED "What number is shown at MM:SS?" naming nd[asked] (MM:SS:
+ * lv_video_ask_timestamp(nd[asked].t)); VN_ORDER "Which number was shown first, A or B?" (nd[0]
+ * and nd[1], nd[1] named first when swap; the answer nd[0]); VN_WORDS "What words are shown in the
+ * video?" (nd[0]). */
+void vn_question(vn_kind kind, const vn_needle *nd, int32_t asked, bool swap, char question[160], char answer[32]);
+
+/* ---- evaluation (`longview eval vniah`, docs/vniah.md) ------------------------------------- */
+
+/* The needles of an evaluation video of n_frames frames at fps (frame f at f / fps seconds). */
+typedef struct vn_eval_needles {
+    int32_t n_needles;     /* 1 (single), keyed_needles (keyed), 2 (order) */
+    vn_needle needles[8];  /* in time order; each needle_frames frames long */
+    int32_t at_depth;      /* the needle placed at the depth: start frame round(depth * (n_frames - needle_frames)) */
+    int32_t asked;         /* VN_KEYED: the needle the question names (= at_depth); else 0 */
+    char question[160], answer[32];
+} vn_eval_needles;
+/* Lay out the needles of an evaluation video (a pure function of the arguments): one needle at the
+ * depth; for keyed and order the others at start frames drawn uniformly among those at least
+ * vn_min_gap frames from every needle already placed (so no two share a frame or an MM:SS); then
+ * distinct numbers of `digits` digits (first not 0) in time order, and vn_question's text (keyed:
+ * the question names the needle at the depth; order: the two named in a drawn order). kind: VN_SINGLE,
+ * VN_KEYED or VN_ORDER. 0, or -1 after cli_error (a video too short for the needles). */
+int vn_eval_layout(vn_kind kind, int64_t n_frames, double fps, int32_t needle_frames, int32_t keyed_needles, int32_t digits, double depth,
+                   uint64_t seed, vn_eval_needles *out);
+
+/* The scoring rule of `eval vniah`: the response's first number is its first maximal run of ASCII
+ * digits 0-9 (whatever precedes it: spaces, words, punctuation); the answer is right when that run
+ * is exactly the expected number, no digit more or less. " 12345.", "It is 12345, yes" and
+ * "12345 67890" are right for 12345; "123456", "1234 5", "12,345", "01:23 12345", "" are wrong. */
+bool vn_answer_right(const char *response, const char *answer);
+/* The response's first number as text (at most n - 1 digits kept); returns its length in digits
+ * (0: none). */
+int vn_first_number(const char *response, char *out, size_t n);
+
 #endif
