@@ -65,28 +65,6 @@ static int parse_ints(const char *flag, const char *s, int64_t lo, int64_t hi, i
     return n ? n : -1;
 }
 
-static int parse_depths(const char *s, double *out, int max) {
-    int n = 0;
-    const char *p = s;
-    while (*p) {
-        char *end;
-        double v = strtod(p, &end);
-        if (end == p || !(v >= 0 && v <= 1) || n == max) {
-            cli_error("--depths: '%s' is not a list of fractions in [0, 1] (at most %d)", s, max);
-            return -1;
-        }
-        out[n++] = v;
-        p = end;
-        if (*p == ',') p++;
-        else if (*p) {
-            cli_error("--depths: '%s' is not a comma-separated list", s);
-            return -1;
-        }
-    }
-    if (n == 0) cli_error("--depths: empty list");
-    return n ? n : -1;
-}
-
 static int parse_modes(const char *s, eval_mode *out, int max) {
     int n = 0;
     const char *p = s;
@@ -283,7 +261,7 @@ int cmd_eval(int argc, char **argv) {
     double depths[MAX_DEPTHS];
     eval_mode modes[MAX_MODES];
     const int n_len = parse_ints("--lengths", lengths_arg, 1, INT32_MAX / 2, lengths, MAX_LENGTHS);
-    const int n_dep = n_len < 0 ? -1 : parse_depths(depths_arg, depths, MAX_DEPTHS);
+    const int n_dep = n_len < 0 ? -1 : cli_parse_fractions("--depths", depths_arg, depths, MAX_DEPTHS);
     const int n_modes = n_dep < 0 ? -1 : parse_modes(mode_arg, modes, MAX_MODES);
     if (n_modes < 0) return 2;
     bool need_heads = false;

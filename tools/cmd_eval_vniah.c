@@ -85,25 +85,6 @@ bad:
     return -1;
 }
 
-static int parse_depths(const char *s, double *out, int max) {
-    int n = 0;
-    const char *p = s;
-    while (*p) {
-        char *end;
-        const double v = strtod(p, &end);
-        if (end == p || !(v >= 0 && v <= 1) || n == max) goto bad;
-        out[n++] = v;
-        p = end;
-        if (*p == ',') p++;
-        else if (*p) goto bad;
-    }
-    if (n == 0) goto bad;
-    return n;
-bad:
-    cli_error("--depths: '%s' is not a comma-separated list of fractions in [0, 1] (at most %d)", s, max);
-    return -1;
-}
-
 static const char *const k_mode_help = "dense, quickprefill:F (0 < F <= 1), videoscan, videoscan+:K (K >= 1), each optionally +duo or +duo+lserve";
 
 /* one mode: BASE[+duo|+duo+lserve] */
@@ -346,7 +327,7 @@ int cmd_eval_vniah(int argc, char **argv) {
     double lengths[MAX_LENGTHS], depths[MAX_DEPTHS];
     vmode modes[MAX_MODES];
     const int n_len = parse_lengths(lengths_arg, lengths, MAX_LENGTHS);
-    const int n_dep = n_len < 0 ? -1 : parse_depths(depths_arg, depths, MAX_DEPTHS);
+    const int n_dep = n_len < 0 ? -1 : cli_parse_fractions("--depths", depths_arg, depths, MAX_DEPTHS);
     const int n_modes = n_dep < 0 ? -1 : parse_modes(mode_arg, modes, MAX_MODES);
     if (n_modes < 0) return 2;
     bool need_heads = false, any_qp = false, any_vs = false, any_vsplus = false;

@@ -400,3 +400,25 @@ double cli_kv_elt_bytes(lv_kv_type t) {
     default: return 2;
     }
 }
+
+int cli_parse_fractions(const char *flag, const char *s, double *out, int max) {
+    int n = 0;
+    const char *p = s;
+    while (*p) {
+        char *end;
+        double v = strtod(p, &end);
+        if (end == p || !(v >= 0 && v <= 1) || n == max) {
+            cli_error("%s: '%s' is not a list of fractions in [0, 1] (at most %d)", flag, s, max);
+            return -1;
+        }
+        out[n++] = v;
+        p = end;
+        if (*p == ',') p++;
+        else if (*p) {
+            cli_error("%s: '%s' is not a comma-separated list", flag, s);
+            return -1;
+        }
+    }
+    if (n == 0) cli_error("%s: empty list", flag);
+    return n ? n : -1;
+}

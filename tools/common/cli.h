@@ -62,6 +62,10 @@ void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Report a failed library call: the status and lv_last_error(). Returns 1. */
 int cli_fail(const char *what, lv_status st);
 
+/* A comma-separated list of fractions in [0, 1] (--depths): at most max into out; the count, or -1
+ * after cli_error naming flag. */
+int cli_parse_fractions(const char *flag, const char *s, double *out, int max);
+
 /* Monotonic seconds (for the timings the commands print). */
 double cli_now_s(void);
 /* A duration for progress lines: "42s", "3m07s", "1h05m". */
