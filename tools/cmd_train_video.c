@@ -219,6 +219,18 @@ static lv_tr_seq seq_of(const tv_run *r, tv_seq *q, bool grad) {
     return s;
 }
 
+/* The dot products of row e (Et) with every token embedding, into p (V): how --row-ce and the
+ * evaluation's character-row accuracy read a tower row as a token. */
+static void row_dots(const tv_run *r, const float *e, double *p) {
+    const int64_t Et = r->m->c.n_embd, V = r->m->c.n_vocab;
+    const float *E = r->m->w.tok_embd;
+    for (int64_t v = 0; v < V; v++) {
+        double d = 0;
+        for (int64_t j = 0; j < Et; j++) d += (double)e[j] * E[v * Et + j];
+        p[v] = d;
+    }
+}
+
 /* --row-ce: each tower row read as a token (logits = the row, scaled to the token embeddings' mean
  * norm, dotted with each token embedding), cross-entropy against the oracle's token, averaged over
  * the rows holding a character and over the others (<image>) separately, so the few character rows
@@ -254,10 +266,9 @@ static int row_ce_step(tv_run *r, const tv_seq *q, int n, double *loss) {
         en = sqrt(en) + 1e-12;
         const double sc = r->row_ce_raw ? 1.0 : mnorm / en; /* e^ = sc e */
         double mx = -INFINITY, z = 0;
+        row_dots(r, e, p);
         for (int64_t v = 0; v < V; v++) {
-            double d = 0;
-            for (int64_t j = 0; j < Et; j++) d += (double)e[j] * E[v * Et + j];
-            p[v] = sc * d;
+            p[v] *= sc;
             mx = p[v] > mx ? p[v] : mx;
         }
         for (int64_t v = 0; v < V; v++) z += p[v] = exp(p[v] - mx);
@@ -286,24 +297,23 @@ static double evaluate(tv_run *r, uint64_t seed, int n, tv_seq *q, double *tok_a
     int ok = 0;
     int64_t tok_ok = 0, tok_n = 0, row_ok = 0, row_n = 0;
     const int64_t V = r->m->c.n_vocab, Et = r->m->c.n_embd;
+    double *dots = malloc(sizeof(double) * (size_t)V);
+    if (!dots) return cli_error("out of memory"), -1;
     for (int i = 0; i < n; i++) {
-        if (batch_forward(r, seed ^ EVAL_SEED_XOR, 0, q, 1, i) != 0) return -1;
+        if (batch_forward(r, seed ^ EVAL_SEED_XOR, 0, q, 1, i) != 0) return free(dots), -1;
         /* with the oracle's rows at hand (--row-loss, --row-ce): how many character rows the tower
          * wrote closest (by dot product, as --row-ce reads them) to their character's embedding */
         for (int64_t k = 0; r->target_tok && (r->row_w > 0 || r->row_ce > 0) && k < (int64_t)q->s.n_frames * r->M; k++) {
             if (r->target_tok[k] == r->fill) continue;
+            row_dots(r, r->emb + k * Et, dots);
             int64_t a = 0;
-            double best = -INFINITY;
-            for (int64_t v = 0; v < V; v++) {
-                double d = 0;
-                for (int64_t j = 0; j < Et; j++) d += (double)r->emb[k * Et + j] * r->m->w.tok_embd[v * Et + j];
-                if (d > best) best = d, a = v;
-            }
+            for (int64_t v = 1; v < V; v++)
+                if (dots[v] > dots[a]) a = v;
             row_ok += a == r->target_tok[k];
             row_n++;
         }
         lv_tr_seq s = seq_of(r, q, false);
-        if (lv_tr_forward(r->tp, r->m, &r->st, &s, NULL) != LV_OK) return cli_fail("forward", LV_ERR_INTERNAL), -1;
+        if (lv_tr_forward(r->tp, r->m, &r->st, &s, NULL) != LV_OK) return free(dots), cli_fail("forward", LV_ERR_INTERNAL), -1;
         bool good = true;
         const int64_t last = q->T - (lv_token_eos(r->vocab) >= 0 ? 2 : 1); /* the '.' (and EOS) are not the answer */
         for (int64_t t = q->n_prompt - 1; t < last - 1; t++) {
@@ -319,6 +329,7 @@ static double evaluate(tv_run *r, uint64_t seed, int n, tv_seq *q, double *tok_a
     }
     *tok_acc = tok_n ? (double)tok_ok / (double)tok_n : 0;
     *row_acc = row_n ? (double)row_ok / (double)row_n : -1;
+    free(dots);
     return (double)ok / n;
 }
 
